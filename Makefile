@@ -1,0 +1,47 @@
+# Mesh for Go — every tool this Makefile needs is fetched by the Makefile itself.
+GO          ?= go
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+BENCHSTAT   ?= golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
+FUZZTIME    ?= 60s
+SOAKTIME    ?= 10m
+BENCHCOUNT  ?= 8
+
+.PHONY: run test lint vet staticcheck fmtcheck bench fuzz soak
+
+## run: a local cluster load run with meshbench (no setup needed).
+run:
+	$(GO) run ./cmd/meshbench run
+
+## test: the CI gate — vet, staticcheck, gofmt and the whole suite under the race detector.
+test: lint
+	$(GO) test -race -count=1 -timeout 14m ./...
+
+## lint: gofmt, go vet and staticcheck (pinned).
+lint: fmtcheck vet staticcheck
+
+fmtcheck:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+staticcheck:
+	$(GO) run $(STATICCHECK) ./...
+
+## bench: every benchmark suite, benchstat-readable (save with: make bench > new.txt).
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./bench/...
+
+## fuzz: run every fuzz target for FUZZTIME each.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$t ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+## soak: long randomized runs (registry convergence, fault suite) behind MESH_SOAK.
+soak:
+	MESH_SOAK=$(SOAKTIME) $(GO) test -race -count=1 -timeout 0 -run 'Soak|Convergence' ./...
