@@ -1,0 +1,591 @@
+package mailbox
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+	"unsafe"
+)
+
+// watchdog bounds a test that would otherwise hang on a lost wake-up. It is
+// not a timing assertion: nothing in these tests takes more than a fraction
+// of it on a loaded machine.
+const watchdog = 2 * time.Minute
+
+func watchdogCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), watchdog)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// waitParked polls, with a bound, until m's owner has published parked.
+func waitParked(t *testing.T, m *Mailbox) {
+	t.Helper()
+	for i := 0; m.state.Load()&stateParked == 0; i++ {
+		if i > 10_000_000 {
+			t.Fatal("owner never parked")
+		}
+		runtime.Gosched()
+	}
+}
+
+// withParkCounter counts parks for the duration of a test. With noSpin every
+// empty wait parks at once; with yield the owner yields just before it parks
+// and producers yield in the middle of every other Push, widening both race
+// windows a lost wake-up would need.
+func withParkCounter(t *testing.T, noSpin, yield bool) *atomic.Int64 {
+	var n, pushes atomic.Int64
+	testHookPark = func() {
+		n.Add(1)
+		if yield {
+			runtime.Gosched()
+		}
+	}
+	if yield {
+		testHookLink = func() {
+			if pushes.Add(1)%2 == 0 {
+				runtime.Gosched()
+			}
+		}
+	}
+	saved := spinRounds
+	if noSpin {
+		spinRounds = 0
+	}
+	t.Cleanup(func() { testHookPark, testHookLink, spinRounds = nil, nil, saved })
+	return &n
+}
+
+func TestMailboxManyProducersNothingLostNothingDuplicatedPerProducerFIFO(t *testing.T) {
+	for _, producers := range []int{1, 2, 8, 32} {
+		t.Run("producers="+strconv.Itoa(producers), func(t *testing.T) {
+			const per = 5000
+			ctx := watchdogCtx(t)
+			m := New()
+			var wg sync.WaitGroup
+			for p := range producers {
+				wg.Go(func() {
+					for s := range per {
+						if !m.Push(encode(p, s)) {
+							t.Error("Push on an open mailbox returned false")
+							return
+						}
+					}
+				})
+			}
+			c := newChecker(producers)
+			for range producers * per {
+				v, err := m.Receive(ctx)
+				if err != nil {
+					t.Fatalf("Receive: %v", err)
+				}
+				c.see(t, v.(uint64))
+			}
+			wg.Wait()
+			c.done(t, per)
+			if v, ok := m.TryReceive(); ok {
+				t.Fatalf("extra message %v after all were received", v)
+			}
+		})
+	}
+}
+
+// Ping-pong between producers and one server makes both sides find their
+// mailbox empty on nearly every receive, so they park and are woken tens of
+// thousands of times. A lost wake-up hangs a pair and trips the watchdog.
+func TestMailboxNoLostWakeupWhenOwnerParksOften(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		noSpin, yield bool
+	}{
+		{"park-at-once", true, false},
+		{"park-at-once/yield-in-windows", true, true},
+		{"spin-then-park", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const producers, rounds = 4, 3000
+			parks := withParkCounter(t, tc.noSpin, tc.yield)
+			ctx := watchdogCtx(t)
+			server := New()
+			acks := make([]*Mailbox, producers)
+			for i := range acks {
+				acks[i] = New()
+			}
+			var wg sync.WaitGroup
+			t.Cleanup(func() { // on failure, release producers waiting for acks
+				for _, a := range acks {
+					a.Close()
+				}
+				wg.Wait()
+			})
+			for p := range producers {
+				wg.Go(func() {
+					for r := range rounds {
+						server.Push(encode(p, r))
+						v, err := acks[p].Receive(ctx)
+						if errors.Is(err, ErrClosed) {
+							return // the server failed and said so
+						}
+						if err != nil {
+							t.Errorf("producer %d round %d: lost wake-up? %v", p, r, err)
+							return
+						}
+						if v.(int) != r {
+							t.Errorf("producer %d: ack %v, want %d", p, v, r)
+							return
+						}
+					}
+				})
+			}
+			c := newChecker(producers)
+			for range producers * rounds {
+				v, err := server.Receive(ctx)
+				if err != nil {
+					t.Fatalf("server: lost wake-up? %v", err)
+				}
+				c.see(t, v.(uint64))
+				p, s := decode(v.(uint64))
+				acks[p].Push(s)
+			}
+			wg.Wait()
+			c.done(t, rounds)
+			t.Logf("%d parks", parks.Load())
+			if tc.noSpin && parks.Load() < rounds {
+				t.Fatalf("only %d parks in %d round trips: the test did not stress parking", parks.Load(), producers*rounds)
+			}
+		})
+	}
+}
+
+func TestMailboxCloseWakesParkedOwner(t *testing.T) {
+	m := New()
+	got := make(chan error, 1)
+	go func() {
+		_, err := m.Receive(context.Background())
+		got <- err
+	}()
+	waitParked(t, m)
+	m.Close()
+	if err := <-got; !errors.Is(err, ErrClosed) {
+		t.Fatalf("Receive after Close = %v, want ErrClosed", err)
+	}
+}
+
+func TestMailboxCloseRefusesAndDiscards(t *testing.T) {
+	m := New()
+	m.Push(1)
+	m.Push(2)
+	m.Close()
+	m.Close() // idempotent
+	if !m.Closed() {
+		t.Fatal("Closed() = false after Close")
+	}
+	if m.Push(3) {
+		t.Fatal("Push after Close returned true")
+	}
+	if _, err := m.Receive(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Receive = %v, want ErrClosed", err)
+	}
+	if _, err := m.ReceiveMatch(context.Background(), func(any) bool { return true }); !errors.Is(err, ErrClosed) {
+		t.Fatalf("ReceiveMatch = %v, want ErrClosed", err)
+	}
+	if v, ok := m.TryReceive(); ok {
+		t.Fatalf("TryReceive after Close = %v, true", v)
+	}
+	if n := m.Len(); n != 0 {
+		t.Fatalf("Len after Close and a receive = %d, want 0 (messages discarded)", n)
+	}
+	if m.q.head != &m.q.stub {
+		t.Fatal("discarded mailbox still holds a queue node")
+	}
+}
+
+// Close races with many producers and with the owner in Receive, repeatedly.
+// Whatever the interleaving: the owner ends with ErrClosed, what it received
+// is per producer a gap-free prefix of what that producer had accepted, and a
+// Push after Close returns false.
+func TestMailboxCloseRacesWithPushAndReceive(t *testing.T) {
+	const trials, producers = 40, 8
+	for trial := range trials {
+		ctx := watchdogCtx(t)
+		m := New()
+		closeAt := make(chan struct{})
+		var accepted [producers]atomic.Int64
+		var wg sync.WaitGroup
+		for p := range producers {
+			wg.Go(func() {
+				for s := 0; ; s++ {
+					if !m.Push(encode(p, s)) {
+						return
+					}
+					accepted[p].Store(int64(s + 1))
+					if s%16 == 0 {
+						runtime.Gosched()
+					}
+				}
+			})
+		}
+		for range 2 { // two closers: Close is idempotent
+			wg.Go(func() { <-closeAt; m.Close() })
+		}
+		c := newChecker(producers)
+		received := 0
+		for {
+			v, err := m.Receive(ctx)
+			if errors.Is(err, ErrClosed) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("trial %d: Receive: %v", trial, err)
+			}
+			c.see(t, v.(uint64))
+			if received++; received == 100*(trial%5+1) {
+				close(closeAt)
+			}
+		}
+		wg.Wait()
+		for p := range producers {
+			if int64(c.next[p]) > accepted[p].Load() {
+				t.Fatalf("trial %d producer %d: received %d, only %d accepted", trial, p, c.next[p], accepted[p].Load())
+			}
+		}
+		if m.Push(0) {
+			t.Fatalf("trial %d: Push after Close returned true", trial)
+		}
+	}
+}
+
+func TestMailboxReceiveContext(t *testing.T) {
+	cases := []struct {
+		name string
+		// ctx returns the context to receive with; parkFirst cancels it only
+		// once the owner has parked.
+		ctx       func() (context.Context, context.CancelFunc)
+		parkFirst bool
+		want      error
+	}{
+		{
+			name: "already canceled",
+			ctx: func() (context.Context, context.CancelFunc) {
+				ctx, cancel := context.WithCancel(context.Background())
+				cancel()
+				return ctx, cancel
+			},
+			want: context.Canceled,
+		},
+		{
+			name:      "canceled while parked",
+			ctx:       func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) },
+			parkFirst: true,
+			want:      context.Canceled,
+		},
+		{
+			name: "deadline passes while parked",
+			ctx: func() (context.Context, context.CancelFunc) {
+				return context.WithTimeout(context.Background(), time.Millisecond)
+			},
+			want: context.DeadlineExceeded,
+		},
+		{
+			name: "deadline already past",
+			ctx: func() (context.Context, context.CancelFunc) {
+				return context.WithDeadline(context.Background(), time.Unix(0, 0))
+			},
+			want: context.DeadlineExceeded,
+		},
+	}
+	for _, tc := range cases {
+		for _, selective := range []bool{false, true} {
+			name := tc.name
+			if selective {
+				name += "/ReceiveMatch"
+			}
+			t.Run(name, func(t *testing.T) {
+				m := New()
+				if selective {
+					m.Push("skipped")
+				}
+				ctx, cancel := tc.ctx()
+				defer cancel()
+				got := make(chan error, 1)
+				go func() {
+					var err error
+					if selective {
+						_, err = m.ReceiveMatch(ctx, func(v any) bool { return v == "wanted" })
+					} else {
+						_, err = m.Receive(ctx)
+					}
+					got <- err
+				}()
+				if tc.parkFirst {
+					waitParked(t, m)
+					cancel()
+				}
+				err := <-got
+				if !errors.Is(err, tc.want) {
+					t.Fatalf("err = %v, want %v", err, tc.want)
+				}
+				if errors.Is(err, ErrClosed) {
+					t.Fatal("a context error must not read as ErrClosed")
+				}
+				// The mailbox is intact: the skipped message is still first,
+				// and no stale wake-up token makes a later wait return early.
+				m.Push("after")
+				ctx2 := watchdogCtx(t)
+				want := []any{"after"}
+				if selective {
+					want = []any{"skipped", "after"}
+				}
+				for _, w := range want {
+					if v, err := m.Receive(ctx2); err != nil || v != w {
+						t.Fatalf("Receive after ctx error = %v, %v; want %v", v, err, w)
+					}
+				}
+				if m.state.Load() != 0 {
+					t.Fatalf("state = %b after ctx error, want 0", m.state.Load())
+				}
+				if len(m.wake) != 0 {
+					t.Fatal("stale wake-up token left behind")
+				}
+			})
+		}
+	}
+}
+
+func TestMailboxReceiveReturnsQueuedMessageEvenIfContextDone(t *testing.T) {
+	m := New()
+	m.Push("x")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if v, err := m.Receive(ctx); err != nil || v != "x" {
+		t.Fatalf("Receive = %v, %v; want x, nil", v, err)
+	}
+}
+
+// op is one step of a selective-receive scenario.
+type op struct {
+	push  []int            // push these first
+	match func(v int) bool // ReceiveMatch with this predicate; nil: Receive
+	try   bool             // TryReceive instead
+	want  int              // expected message; -1: TryReceive finds none
+}
+
+func is(k int) func(int) bool { return func(v int) bool { return v == k } }
+func even(v int) bool         { return v%2 == 0 }
+
+func TestMailboxSelectiveReceiveOrder(t *testing.T) {
+	cases := []struct {
+		name string
+		sent []int
+		ops  []op
+	}{
+		{"match the first queued", []int{1, 2, 3}, []op{
+			{match: is(1), want: 1}, {want: 2}, {want: 3}}},
+		{"skipped stay queued in order", []int{1, 2, 3}, []op{
+			{match: is(3), want: 3}, {want: 1}, {want: 2}}},
+		{"skipped come before later arrivals", []int{1, 2, 3}, []op{
+			{match: is(2), want: 2}, {push: []int{4, 5}, want: 1}, {want: 3}, {want: 4}, {want: 5}}},
+		{"save queue rescanned from its start", []int{1, 2, 3, 4}, []op{
+			{match: is(4), want: 4}, {match: is(3), want: 3}, {match: is(1), want: 1}, {want: 2}}},
+		{"matches across saved and new", []int{1, 3, 5}, []op{
+			{push: []int{7, 8}, match: even, want: 8}, {match: is(7), want: 7}, {want: 1}, {want: 3}, {want: 5}}},
+		{"oldest match wins", []int{1, 2, 4, 6}, []op{
+			{match: even, want: 2}, {match: even, want: 4}, {want: 1}, {want: 6}}},
+		{"TryReceive sees saved first", []int{1, 2}, []op{
+			{match: is(2), want: 2}, {try: true, want: 1}, {try: true, want: -1}}},
+		{"TryReceive then selective", []int{1, 2, 3}, []op{
+			{try: true, want: 1}, {match: is(3), want: 3}, {try: true, want: 2}, {try: true, want: -1}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := watchdogCtx(t)
+			m := New()
+			for _, v := range tc.sent {
+				m.Push(v)
+			}
+			for i, o := range tc.ops {
+				for _, v := range o.push {
+					m.Push(v)
+				}
+				var got any
+				var err error
+				switch {
+				case o.try:
+					var ok bool
+					if got, ok = m.TryReceive(); !ok {
+						got = -1
+					}
+				case o.match != nil:
+					got, err = m.ReceiveMatch(ctx, func(v any) bool { return o.match(v.(int)) })
+				default:
+					got, err = m.Receive(ctx)
+				}
+				if err != nil || got != o.want {
+					t.Fatalf("op %d: got %v, %v; want %d", i, got, err, o.want)
+				}
+			}
+			if n := m.Len(); n != 0 {
+				t.Fatalf("Len() = %d after the scenario, want 0", n)
+			}
+		})
+	}
+}
+
+// A selective receive parks while only non-matching messages arrive, and
+// wakes for the matching one; the others stay queued in order.
+func TestMailboxReceiveMatchWaitsForMatch(t *testing.T) {
+	ctx := watchdogCtx(t)
+	m := New()
+	got := make(chan any, 1)
+	go func() {
+		v, err := m.ReceiveMatch(ctx, func(v any) bool { return v == 99 })
+		if err != nil {
+			v = err
+		}
+		got <- v
+	}()
+	waitParked(t, m)
+	m.Push(1)
+	m.Push(2)
+	m.Push(99)
+	if v := <-got; v != 99 {
+		t.Fatalf("ReceiveMatch = %v, want 99", v)
+	}
+	if n := m.Len(); n != 2 {
+		t.Fatalf("Len() = %d, want 2 skipped messages", n)
+	}
+	for _, want := range []int{1, 2} {
+		if v, err := m.Receive(ctx); err != nil || v != want {
+			t.Fatalf("Receive = %v, %v; want %d", v, err, want)
+		}
+	}
+}
+
+func TestMailboxPanickingMatchLosesNoMessage(t *testing.T) {
+	m := New()
+	m.Push(1)
+	m.Push(2)
+	func() {
+		defer func() { _ = recover() }()
+		_, _ = m.ReceiveMatch(context.Background(), func(v any) bool {
+			if v == 2 {
+				panic("boom")
+			}
+			return false
+		})
+	}()
+	for _, want := range []int{1, 2} {
+		if v, ok := m.TryReceive(); !ok || v != want {
+			t.Fatalf("TryReceive = %v, %v; want %d", v, ok, want)
+		}
+	}
+}
+
+func TestMailboxTryReceive(t *testing.T) {
+	m := New()
+	if v, ok := m.TryReceive(); ok {
+		t.Fatalf("empty: TryReceive = %v, true", v)
+	}
+	m.Push("a")
+	if v, ok := m.TryReceive(); !ok || v != "a" {
+		t.Fatalf("TryReceive = %v, %v; want a, true", v, ok)
+	}
+	if v, ok := m.TryReceive(); ok {
+		t.Fatalf("drained: TryReceive = %v, true", v)
+	}
+}
+
+func TestMailboxLen(t *testing.T) {
+	m := New()
+	for i := range 5 {
+		m.Push(i)
+	}
+	if n := m.Len(); n != 5 {
+		t.Fatalf("Len() = %d, want 5", n)
+	}
+	if _, err := m.ReceiveMatch(context.Background(), func(v any) bool { return v == 3 }); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.Len(); n != 4 {
+		t.Fatalf("Len() after a selective receive = %d, want 4", n)
+	}
+}
+
+func TestMailboxPushReceiveDoesNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items at random under -race")
+	}
+	m := New()
+	ctx := context.Background()
+	msg := any("a 64-byte message, boxed once, so only the mailbox's own cost counts")
+	for range 16 {
+		m.Push(msg)
+	}
+	for range 16 {
+		_, _ = m.Receive(ctx)
+	}
+	if a := testing.AllocsPerRun(1000, func() { m.Push(msg) }); a != 0 {
+		t.Fatalf("Push: %v allocations per message, want 0", a)
+	}
+	for range 1001 {
+		_, _ = m.Receive(ctx)
+	}
+	allocs := testing.AllocsPerRun(1000, func() {
+		m.Push(msg)
+		_, _ = m.Receive(ctx)
+	})
+	if allocs != 0 {
+		t.Fatalf("Push+Receive: %v allocations per message, want 0", allocs)
+	}
+}
+
+// An idle mailbox must stay small: a node holds 100 000 idle processes at
+// ≤ 3 KiB each, goroutine stack (~2 KiB) included.
+func TestIdleMailboxIsSmall(t *testing.T) {
+	const n = 100_000
+	const maxBytes = 300
+	if s := unsafe.Sizeof(Mailbox{}); s > 128 {
+		t.Fatalf("unsafe.Sizeof(Mailbox{}) = %d, want ≤ 128", s)
+	}
+	keep := make([]*Mailbox, n)
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := range keep {
+		keep[i] = New()
+	}
+	runtime.ReadMemStats(&after)
+	per := (after.TotalAlloc - before.TotalAlloc) / n
+	t.Logf("unsafe.Sizeof(Mailbox{}) = %d; %d bytes allocated per New()", unsafe.Sizeof(Mailbox{}), per)
+	if per > maxBytes {
+		t.Fatalf("%d bytes per New(), want ≤ %d", per, maxBytes)
+	}
+	runtime.KeepAlive(keep)
+}
+
+// After traffic, a mailbox whose owner parks holds no queue node.
+func TestParkedMailboxHoldsNoQueueNode(t *testing.T) {
+	m := New()
+	for i := range 10 {
+		m.Push(i)
+	}
+	for range 10 {
+		m.TryReceive()
+	}
+	if m.q.head == &m.q.stub {
+		t.Fatal("head is the stub before any park; test does not exercise rewind")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	if _, err := m.Receive(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Receive = %v, want DeadlineExceeded", err)
+	}
+	if m.q.head != &m.q.stub {
+		t.Fatal("a parked, empty mailbox still holds a pooled queue node")
+	}
+}
