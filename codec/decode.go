@@ -1,0 +1,420 @@
+package codec
+
+// Invariants of the term decoder:
+//   - Every length and count is checked against the bytes that remain and
+//     against the Limits before anything is allocated, so an allocation is
+//     never larger than a small multiple of the input.
+//   - The decoder never panics on any input (fuzzed) and recursion is
+//     bounded by Limits.MaxDepth.
+//   - A value decodes to the Go type it was encoded from.
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+)
+
+// Unmarshal decodes one term that fills all of b, with default limits.
+// It is safe to call from any goroutine.
+func Unmarshal(b []byte) (any, error) {
+	v, n, err := DecodeTerm(b, nil)
+	if err != nil {
+		return nil, err
+	}
+	if n != len(b) {
+		return nil, fmt.Errorf("%w: %d trailing bytes after the term", ErrCorrupt, len(b)-n)
+	}
+	return v, nil
+}
+
+// DecodeTerm decodes the term at the start of b and returns it with the
+// number of bytes it used. lim nil means [DefaultLimits]. The result never
+// aliases b. It is safe to call from any goroutine.
+func DecodeTerm(b []byte, lim *Limits) (v any, n int, err error) {
+	d := decoder{b: b, lim: lim.resolve()}
+	if len(b) > d.lim.MaxMessage {
+		return nil, 0, fmt.Errorf("%w: term of %d bytes over MaxMessage %d", ErrLimit, len(b), d.lim.MaxMessage)
+	}
+	d.elems = d.lim.MaxElems
+	v, err = d.term(0)
+	if err != nil {
+		return nil, 0, err
+	}
+	return v, d.off, nil
+}
+
+type decoder struct {
+	b     []byte
+	off   int
+	lim   Limits
+	elems int // elements still allowed in this term
+}
+
+var (
+	errTrunc      = fmt.Errorf("%w: input ends inside a term", ErrTruncated)
+	errVarint     = fmt.Errorf("%w: bad varint", ErrCorrupt)
+	errDepth      = fmt.Errorf("%w: nesting over MaxDepth", ErrLimit)
+	errElems      = fmt.Errorf("%w: more elements than MaxElems", ErrLimit)
+	errStringSize = fmt.Errorf("%w: string over MaxString", ErrLimit)
+	errNameSize   = fmt.Errorf("%w: name over %d bytes", ErrCorrupt, maxNameBytes)
+)
+
+func (d *decoder) uvarint() (uint64, error) {
+	var x uint64
+	var s uint
+	for i := 0; i < binary.MaxVarintLen64; i++ {
+		if d.off >= len(d.b) {
+			return 0, errTrunc
+		}
+		c := d.b[d.off]
+		d.off++
+		if c < 0x80 {
+			if i == binary.MaxVarintLen64-1 && c > 1 {
+				return 0, errVarint
+			}
+			return x | uint64(c)<<s, nil
+		}
+		x |= uint64(c&0x7f) << s
+		s += 7
+	}
+	return 0, errVarint
+}
+
+func (d *decoder) varint() (int64, error) {
+	u, err := d.uvarint()
+	return int64(u>>1) ^ -int64(u&1), err
+}
+
+func (d *decoder) byte1() (byte, error) {
+	if d.off >= len(d.b) {
+		return 0, errTrunc
+	}
+	c := d.b[d.off]
+	d.off++
+	return c, nil
+}
+
+func (d *decoder) fixed(n int) ([]byte, error) {
+	if len(d.b)-d.off < n {
+		return nil, errTrunc
+	}
+	p := d.b[d.off : d.off+n]
+	d.off += n
+	return p, nil
+}
+
+// lenBytes reads a uvarint length bounded by max and the remaining input,
+// then the bytes (aliasing the input).
+func (d *decoder) lenBytes(max int) ([]byte, error) {
+	n, err := d.uvarint()
+	if err != nil {
+		return nil, err
+	}
+	if n > uint64(max) {
+		return nil, errStringSize
+	}
+	return d.fixed(int(n))
+}
+
+// count reads an element count, bounded by MaxElems and by the remaining
+// input (every element takes at least one byte).
+func (d *decoder) count() (int, error) {
+	n, err := d.uvarint()
+	if err != nil {
+		return 0, err
+	}
+	if n > uint64(d.elems) {
+		return 0, errElems
+	}
+	if n > uint64(len(d.b)-d.off) {
+		return 0, errTrunc
+	}
+	d.elems -= int(n)
+	return int(n), nil
+}
+
+// name reads a node or type name (at most maxNameBytes).
+func (d *decoder) name() ([]byte, error) {
+	n, err := d.uvarint()
+	if err != nil {
+		return nil, err
+	}
+	if n > maxNameBytes {
+		return nil, errNameSize
+	}
+	return d.fixed(int(n))
+}
+
+func (d *decoder) ident() (node string, inc, id uint64, err error) {
+	nb, err := d.name()
+	if err != nil {
+		return "", 0, 0, err
+	}
+	ib, err := d.fixed(8)
+	if err != nil {
+		return "", 0, 0, err
+	}
+	id, err = d.uvarint()
+	if err != nil {
+		return "", 0, 0, err
+	}
+	return internName(nb), binary.LittleEndian.Uint64(ib), id, nil
+}
+
+func (d *decoder) pid() (PID, error) {
+	n, i, id, err := d.ident()
+	return PID{Node: n, Incarnation: i, ID: id}, err
+}
+
+func (d *decoder) ref() (Ref, error) {
+	n, i, id, err := d.ident()
+	return Ref{Node: n, Incarnation: i, ID: id}, err
+}
+
+func (d *decoder) term(depth int) (any, error) {
+	tag, err := d.byte1()
+	if err != nil {
+		return nil, err
+	}
+	switch tag {
+	case tagNil:
+		return nil, nil
+	case tagFalse:
+		return false, nil
+	case tagTrue:
+		return true, nil
+	case tagString:
+		p, err := d.lenBytes(d.lim.MaxString)
+		if err != nil {
+			return nil, err
+		}
+		return boxString(p), nil
+	case tagAtom:
+		p, err := d.lenBytes(d.lim.MaxString)
+		if err != nil {
+			return nil, err
+		}
+		return Atom(p), nil
+	case tagBytes:
+		p, err := d.lenBytes(d.lim.MaxString)
+		if err != nil {
+			return nil, err
+		}
+		return append(make([]byte, 0, len(p)), p...), nil
+	case tagInt, tagInt16, tagInt32, tagInt64:
+		x, err := d.varint()
+		if err != nil {
+			return nil, err
+		}
+		switch tag {
+		case tagInt:
+			if int64(int(x)) != x {
+				return nil, fmt.Errorf("%w: int overflows this platform", ErrCorrupt)
+			}
+			return int(x), nil
+		case tagInt16:
+			if int64(int16(x)) != x {
+				return nil, fmt.Errorf("%w: int16 out of range", ErrCorrupt)
+			}
+			return int16(x), nil
+		case tagInt32:
+			if int64(int32(x)) != x {
+				return nil, fmt.Errorf("%w: int32 out of range", ErrCorrupt)
+			}
+			return int32(x), nil
+		}
+		return x, nil
+	case tagInt8:
+		c, err := d.byte1()
+		return int8(c), err
+	case tagUint8:
+		c, err := d.byte1()
+		return c, err
+	case tagUint, tagUint16, tagUint32, tagUint64, tagUintptr:
+		x, err := d.uvarint()
+		if err != nil {
+			return nil, err
+		}
+		switch tag {
+		case tagUint:
+			if uint64(uint(x)) != x {
+				return nil, fmt.Errorf("%w: uint overflows this platform", ErrCorrupt)
+			}
+			return uint(x), nil
+		case tagUint16:
+			if uint64(uint16(x)) != x {
+				return nil, fmt.Errorf("%w: uint16 out of range", ErrCorrupt)
+			}
+			return uint16(x), nil
+		case tagUint32:
+			if uint64(uint32(x)) != x {
+				return nil, fmt.Errorf("%w: uint32 out of range", ErrCorrupt)
+			}
+			return uint32(x), nil
+		case tagUintptr:
+			if uint64(uintptr(x)) != x {
+				return nil, fmt.Errorf("%w: uintptr out of range", ErrCorrupt)
+			}
+			return uintptr(x), nil
+		}
+		return x, nil
+	case tagFloat32:
+		p, err := d.fixed(4)
+		if err != nil {
+			return nil, err
+		}
+		return math.Float32frombits(binary.LittleEndian.Uint32(p)), nil
+	case tagFloat64:
+		p, err := d.fixed(8)
+		if err != nil {
+			return nil, err
+		}
+		return math.Float64frombits(binary.LittleEndian.Uint64(p)), nil
+	case tagPID:
+		return d.pid()
+	case tagRef:
+		return d.ref()
+	case tagTuple, tagList:
+		if depth >= d.lim.MaxDepth {
+			return nil, errDepth
+		}
+		n, err := d.count()
+		if err != nil {
+			return nil, err
+		}
+		xs := make([]any, n)
+		for i := range xs {
+			if xs[i], err = d.term(depth + 1); err != nil {
+				return nil, err
+			}
+		}
+		if tag == tagTuple {
+			return Tuple(xs), nil
+		}
+		return xs, nil
+	case tagMap:
+		if depth >= d.lim.MaxDepth {
+			return nil, errDepth
+		}
+		n, err := d.count()
+		if err != nil {
+			return nil, err
+		}
+		m := make(map[string]any, n)
+		for range n {
+			k, err := d.lenBytes(d.lim.MaxString)
+			if err != nil {
+				return nil, err
+			}
+			v, err := d.term(depth + 1)
+			if err != nil {
+				return nil, err
+			}
+			ks := string(k)
+			if _, dup := m[ks]; dup {
+				return nil, fmt.Errorf("%w: duplicate map key", ErrCorrupt)
+			}
+			m[ks] = v
+		}
+		return m, nil
+	case tagUser:
+		if depth >= d.lim.MaxDepth {
+			return nil, errDepth
+		}
+		return d.user(depth)
+	case tagNilBytes:
+		return []byte(nil), nil
+	case tagNilTuple:
+		return Tuple(nil), nil
+	case tagNilList:
+		return []any(nil), nil
+	case tagNilMap:
+		return map[string]any(nil), nil
+	}
+	return nil, fmt.Errorf("%w: unknown term tag 0x%02x", ErrCorrupt, tag)
+}
+
+// eface is the runtime layout of an interface{} value.
+type eface struct {
+	typ, data unsafe.Pointer
+}
+
+var stringType = func() unsafe.Pointer {
+	var v any = ""
+	return (*eface)(unsafe.Pointer(&v)).typ
+}()
+
+// boxSmall is the largest string boxed in a single allocation.
+const boxSmall = 1024
+
+// boxString returns string(p) as an interface value in ONE allocation
+// instead of two (the bytes and the boxed string header): the header lives
+// in the first 16 bytes of the same pointer-free block as the bytes. This
+// is sound because the only pointer inside the block points into the block
+// itself, so the collector never needs to scan it: the block is live exactly
+// while the interface (or a string taken from it) points into it.
+func boxString(p []byte) any {
+	if len(p) == 0 {
+		return ""
+	}
+	if len(p) > boxSmall {
+		return string(p) // avoids zeroing a large block; two allocations
+	}
+	const hdr = int(unsafe.Sizeof(""))
+	buf := make([]byte, hdr+len(p))
+	copy(buf[hdr:], p)
+	sp := (*string)(unsafe.Pointer(&buf[0]))
+	*sp = unsafe.String(&buf[hdr], len(p))
+	var v any
+	e := (*eface)(unsafe.Pointer(&v))
+	e.typ = stringType
+	e.data = unsafe.Pointer(sp)
+	return v
+}
+
+// Node names are few and repeat in every PID: decoded names are interned so
+// decoding a PID does not allocate its name. The table is copy-on-write and
+// bounded; past the bound names are simply allocated.
+const maxInterned = 4096
+
+var (
+	internMu  sync.Mutex
+	internTab atomic.Pointer[map[string]string]
+)
+
+func internName(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if m := internTab.Load(); m != nil {
+		if s, ok := (*m)[string(b)]; ok {
+			return s
+		}
+	}
+	s := string(b)
+	internMu.Lock()
+	defer internMu.Unlock()
+	old := internTab.Load()
+	var n int
+	if old != nil {
+		n = len(*old)
+		if v, ok := (*old)[s]; ok {
+			return v
+		}
+	}
+	if n >= maxInterned {
+		return s
+	}
+	m := make(map[string]string, n+1)
+	if old != nil {
+		for k, v := range *old {
+			m[k] = v
+		}
+	}
+	m[s] = s
+	internTab.Store(&m)
+	return s
+}

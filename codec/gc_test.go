@@ -1,0 +1,5 @@
+package codec
+
+import "runtime"
+
+func runtimeGC() { runtime.GC() }

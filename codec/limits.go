@@ -1,0 +1,65 @@
+package codec
+
+// Limits bound everything a decoder accepts. Each check runs before the
+// allocation it guards. A zero field means "use the default"; a nil *Limits
+// means all defaults.
+type Limits struct {
+	// MaxDepth bounds the nesting of containers, pointers and user types.
+	MaxDepth int
+	// MaxElems bounds the total number of elements (list, tuple and map
+	// entries, struct slice and map elements) in one term.
+	MaxElems int
+	// MaxString bounds the length of one string, atom or []byte.
+	MaxString int
+	// MaxMessage bounds the encoded size of one message term, including a
+	// reassembled fragmented one.
+	MaxMessage int
+	// MaxFrame bounds the payload of one frame, before and after
+	// decompression.
+	MaxFrame int
+}
+
+// Default limits. MaxDepth also bounds encoding, which is how cycles are
+// refused.
+const (
+	DefaultMaxDepth   = 128
+	DefaultMaxElems   = 1 << 24
+	DefaultMaxString  = 128 << 20
+	DefaultMaxMessage = 128 << 20
+	DefaultMaxFrame   = 4 << 20
+)
+
+// DefaultLimits returns the limits used when nil is passed.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxDepth:   DefaultMaxDepth,
+		MaxElems:   DefaultMaxElems,
+		MaxString:  DefaultMaxString,
+		MaxMessage: DefaultMaxMessage,
+		MaxFrame:   DefaultMaxFrame,
+	}
+}
+
+// resolve fills zero fields with defaults.
+func (l *Limits) resolve() Limits {
+	if l == nil {
+		return DefaultLimits()
+	}
+	r := *l
+	if r.MaxDepth <= 0 {
+		r.MaxDepth = DefaultMaxDepth
+	}
+	if r.MaxElems <= 0 {
+		r.MaxElems = DefaultMaxElems
+	}
+	if r.MaxString <= 0 {
+		r.MaxString = DefaultMaxString
+	}
+	if r.MaxMessage <= 0 {
+		r.MaxMessage = DefaultMaxMessage
+	}
+	if r.MaxFrame <= 0 {
+		r.MaxFrame = DefaultMaxFrame
+	}
+	return r
+}

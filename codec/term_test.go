@@ -1,0 +1,384 @@
+package codec
+
+import (
+	"errors"
+	"math"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+type point struct {
+	X, Y int32
+	Tag  string
+}
+
+type shape struct {
+	Name     string
+	Points   []point
+	Origin   *point
+	Corner   [2]float32
+	Attrs    map[string]int
+	Children []*shape
+	Any      any
+	Owner    PID
+	Blob     []byte
+	At       time.Time
+	hidden   int // unexported fields are skipped
+}
+
+var _ = shape{hidden: 1}.hidden
+
+// celsius travels through its own binary marshalling.
+type celsius float64
+
+func (c celsius) AppendBinary(b []byte) ([]byte, error) {
+	return append(b, []byte(strings.Repeat("c", 1))...), nil
+}
+
+func (c *celsius) UnmarshalBinary(b []byte) error {
+	if len(b) != 1 || b[0] != 'c' {
+		return errors.New("bad celsius")
+	}
+	*c = 0
+	return nil
+}
+
+func init() {
+	MustRegister("test.point", point{})
+	MustRegister("test.shape", shape{})
+	MustRegister("test.shapeptr", &shape{})
+	MustRegister("test.celsius", celsius(0))
+}
+
+// genValue builds a random nested term using every builtin kind.
+func genValue(r *rand.Rand, depth int) any {
+	n := 26
+	if depth > 3 {
+		n = 19 // scalars only
+	}
+	switch r.IntN(n) {
+	case 0:
+		return nil
+	case 1:
+		return r.IntN(2) == 0
+	case 2:
+		return int(r.Int64()) >> r.IntN(64)
+	case 3:
+		return int8(r.Int())
+	case 4:
+		return int16(r.Int())
+	case 5:
+		return int32(r.Int())
+	case 6:
+		return r.Int64() - r.Int64()
+	case 7:
+		return uint(r.Uint64() >> r.IntN(64))
+	case 8:
+		return uint8(r.Uint32())
+	case 9:
+		return uint16(r.Uint32())
+	case 10:
+		return r.Uint32()
+	case 11:
+		return r.Uint64()
+	case 12:
+		return uintptr(r.Uint32())
+	case 13:
+		return float32(r.NormFloat64())
+	case 14:
+		return r.NormFloat64() * math.MaxFloat32
+	case 15:
+		return randString(r)
+	case 16:
+		return Atom(randString(r))
+	case 17:
+		if r.IntN(5) == 0 {
+			return []byte(nil)
+		}
+		return []byte(randString(r))
+	case 18:
+		if r.IntN(2) == 0 {
+			return PID{Node: "a@h:1", Incarnation: r.Uint64(), ID: r.Uint64N(1000)}
+		}
+		return Ref{Node: []string{"", "n@h:1", "b"}[r.IntN(3)], Incarnation: r.Uint64(), ID: r.Uint64()}
+	case 19, 20:
+		if r.IntN(8) == 0 {
+			return Tuple(nil)
+		}
+		t := make(Tuple, r.IntN(5))
+		for i := range t {
+			t[i] = genValue(r, depth+1)
+		}
+		return t
+	case 21, 22:
+		if r.IntN(8) == 0 {
+			return []any(nil)
+		}
+		l := make([]any, r.IntN(5))
+		for i := range l {
+			l[i] = genValue(r, depth+1)
+		}
+		return l
+	case 23, 24:
+		if r.IntN(8) == 0 {
+			return map[string]any(nil)
+		}
+		m := map[string]any{}
+		for range r.IntN(5) {
+			m[randString(r)] = genValue(r, depth+1)
+		}
+		return m
+	default:
+		return point{X: int32(r.Int()), Y: -5, Tag: randString(r)}
+	}
+}
+
+func randString(r *rand.Rand) string {
+	b := make([]byte, r.IntN(40))
+	for i := range b {
+		b[i] = byte(r.IntN(256))
+	}
+	if r.IntN(10) == 0 {
+		return strings.Repeat("x", 1500) // over the single-allocation box size
+	}
+	return string(b)
+}
+
+func TestRoundTripPreservesGoTypes(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range 20000 {
+		v := genValue(r, 0)
+		b, err := Marshal(v)
+		if err != nil {
+			t.Fatalf("case %d: Marshal(%#v): %v", i, v, err)
+		}
+		got, err := Unmarshal(b)
+		if err != nil {
+			t.Fatalf("case %d: Unmarshal(%x): %v", i, b, err)
+		}
+		if !reflect.DeepEqual(got, v) {
+			t.Fatalf("case %d: round trip changed the value\n sent %#v\n  got %#v", i, v, got)
+		}
+		b2, _ := Marshal(got)
+		if string(b2) != string(b) {
+			t.Fatalf("case %d: encoding is not deterministic", i)
+		}
+	}
+}
+
+func TestRoundTripKeepsDistinctions(t *testing.T) {
+	cases := []struct {
+		name string
+		v    any
+	}{
+		{"int stays int", 7},
+		{"uint8 stays uint8", uint8(7)},
+		{"float32 stays float32", float32(1.5)},
+		{"empty tuple stays empty, non-nil", Tuple{}},
+		{"empty list stays empty, non-nil", []any{}},
+		{"empty map stays empty, non-nil", map[string]any{}},
+		{"nil tuple stays nil", Tuple(nil)},
+		{"nil stays nil", nil},
+		{"bytes are not a string", []byte("x")},
+		{"string is not bytes", "x"},
+		{"atom is not a string", Atom("normal")},
+		{"empty bytes stay empty", []byte{}},
+		{"PID", PID{Node: "n@h:1", Incarnation: 9, ID: 3}},
+		{"zero Ref", Ref{}},
+		{"registered struct", point{X: 1, Y: -2, Tag: "p"}},
+		{"binary appender type", celsius(0)},
+		{"nested registered struct", shape{
+			Name: "s", Points: []point{{1, 2, "a"}}, Origin: &point{3, 4, "o"}, Corner: [2]float32{1, 2},
+			Attrs: map[string]int{"a": 1, "b": 2}, Children: []*shape{{Name: "child", Attrs: map[string]int{}}, nil},
+			Any: Tuple{Atom("ok"), 1}, Owner: PID{Node: "x", ID: 1}, Blob: []byte{}, At: time.Unix(5, 6).UTC(),
+		}},
+		{"registered pointer type", &shape{Name: "p"}},
+		{"nil registered pointer", (*shape)(nil)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b, err := Marshal(c.v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := Unmarshal(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, c.v) || reflect.TypeOf(got) != reflect.TypeOf(c.v) {
+				t.Fatalf("sent %#v (%T), got %#v (%T)", c.v, c.v, got, got)
+			}
+		})
+	}
+}
+
+type unregistered struct{ A int }
+
+type cyclic struct {
+	Next *cyclic
+}
+
+func TestUnencodableValuesAreErrors(t *testing.T) {
+	MustRegister("test.cyclic", &cyclic{})
+	loop := &cyclic{}
+	loop.Next = loop
+	selfList := []any{nil}
+	selfList[0] = selfList
+	selfMap := map[string]any{}
+	selfMap["me"] = selfMap
+	cases := []struct {
+		name string
+		v    any
+	}{
+		{"chan", make(chan int)},
+		{"func", func() {}},
+		{"complex", complex(1, 2)},
+		{"unregistered struct", unregistered{1}},
+		{"unregistered inside a list", []any{1, unregistered{}}},
+		{"cycle through pointers", loop},
+		{"cycle through a slice", selfList},
+		{"cycle through a map", selfMap},
+		{"registered struct holding a chan in any", shape{Any: make(chan int)}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b, err := Marshal(c.v)
+			if !errors.Is(err, ErrUnencodable) {
+				t.Fatalf("Marshal = %x, %v; want ErrUnencodable", b, err)
+			}
+			dst := []byte("keep")
+			out, err := AppendTerm(dst, c.v)
+			if err == nil || string(out) != "keep" {
+				t.Fatalf("AppendTerm on error changed dst to %q", out)
+			}
+		})
+	}
+}
+
+func TestRegisterRefusesConflicts(t *testing.T) {
+	type other struct{ B int }
+	type withChan struct{ C chan int }
+	cases := []struct {
+		name   string
+		reg    string
+		sample any
+		want   error
+	}{
+		{"same name and type again is fine", "test.point", point{}, nil},
+		{"name taken by another type", "test.point", other{}, ErrRegister},
+		{"type registered under another name", "test.point2", point{}, ErrRegister},
+		{"builtin type", "test.int", 0, ErrRegister},
+		{"empty name", "", other{}, ErrRegister},
+		{"nil sample", "test.nil", nil, ErrRegister},
+		{"chan field", "test.withchan", withChan{}, ErrUnencodable},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if err := Register(c.reg, c.sample); !errors.Is(err, c.want) || (c.want == nil) != (err == nil) {
+				t.Fatalf("Register = %v, want %v", err, c.want)
+			}
+		})
+	}
+}
+
+func TestDecodeUnknownTypeName(t *testing.T) {
+	b := []byte{tagUser, 3, 'z', 'z', 'z', 0}
+	if _, err := Unmarshal(b); !errors.Is(err, ErrUnknownType) {
+		t.Fatalf("err = %v, want ErrUnknownType", err)
+	}
+}
+
+func TestDecodeRefusesOverLimitsBeforeAllocating(t *testing.T) {
+	deep := []byte{}
+	for range 200 {
+		deep = append(deep, tagList, 1)
+	}
+	deep = append(deep, tagNil)
+	cases := []struct {
+		name string
+		b    []byte
+		lim  *Limits
+		want error
+	}{
+		{"depth", deep, nil, ErrLimit},
+		{"string longer than MaxString", append([]byte{tagString, 10}, "0123456789"...), &Limits{MaxString: 5}, ErrLimit},
+		{"count larger than the input", []byte{tagList, 0x80, 0x80, 0x01}, nil, ErrTruncated},
+		{"count larger than MaxElems", []byte{tagList, 0xff, 0xff, 0xff, 0xff, 0x0f}, nil, ErrLimit},
+		{"too many elements", []byte{tagList, 3, 0, 0, 0}, &Limits{MaxElems: 2}, ErrLimit},
+		{"huge string length", []byte{tagString, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}, nil, ErrLimit},
+		{"message over MaxMessage", make([]byte, 100), &Limits{MaxMessage: 10}, ErrLimit},
+		{"truncated PID", []byte{tagPID, 1, 'a', 1, 2}, nil, ErrTruncated},
+		{"unknown tag", []byte{0xee}, nil, ErrCorrupt},
+		{"overlong varint", []byte{tagInt, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}, nil, ErrCorrupt},
+		{"int16 out of range", []byte{tagInt16, 0xff, 0xff, 0x7f}, nil, ErrCorrupt},
+		{"duplicate map key", []byte{tagMap, 2, 1, 'a', 0, 1, 'a', 0}, nil, ErrCorrupt},
+		{"empty input", nil, nil, ErrTruncated},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if _, _, err := DecodeTerm(c.b, c.lim); !errors.Is(err, c.want) {
+				t.Fatalf("err = %v, want %v", err, c.want)
+			}
+		})
+	}
+}
+
+func TestUnmarshalRefusesTrailingBytes(t *testing.T) {
+	if _, err := Unmarshal([]byte{tagNil, tagNil}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestHotPathAllocations(t *testing.T) {
+	msg := strings.Repeat("m", 64)
+	pid := PID{Node: "node@host:4000", Incarnation: 77, ID: 12}
+	buf := make([]byte, 0, 512)
+	var tuple any = Tuple{pid, Atom("ok"), 1, 2.5, []byte("x"), map[string]any{"k": 1}}
+	var msgv any = msg // Send receives an any: boxing is the caller's
+	if n := testing.AllocsPerRun(200, func() {
+		buf, _ = AppendMessage(buf[:0], 12, 34, msgv)
+		buf, _ = AppendTerm(buf, tuple)
+	}); n != 0 {
+		t.Errorf("encode: %v allocs/op, want 0", n)
+	}
+	item, _ := AppendMessage(nil, 12, 34, msg)
+	f, _, err := NewFrameReader(nil, 0).Next(item)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(200, func() {
+		it := f.Messages()
+		for it.Next() {
+			if _, err := it.Message().Decode(nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}); n > 1 {
+		t.Errorf("decode of a 64-byte string message: %v allocs/op, want <= 1", n)
+	}
+	pb, _ := Marshal(pid)
+	Unmarshal(pb) // interns the node name
+	if n := testing.AllocsPerRun(200, func() { Unmarshal(pb) }); n > 1 {
+		t.Errorf("decode of a PID: %v allocs/op, want <= 1 (the box)", n)
+	}
+}
+
+func TestBoxedStringsSurviveGC(t *testing.T) {
+	var keep []any
+	for i := range 2000 {
+		b, _ := Marshal(strings.Repeat(string(rune('a'+i%26)), 1+i%100))
+		v, _ := Unmarshal(b)
+		keep = append(keep, v)
+	}
+	for range 3 {
+		runtimeGC()
+	}
+	for i, v := range keep {
+		if v.(string) != strings.Repeat(string(rune('a'+i%26)), 1+i%100) {
+			t.Fatalf("string %d corrupted after GC", i)
+		}
+	}
+}
