@@ -1,0 +1,417 @@
+package loop
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/meshrt/mesh/tlsconn"
+)
+
+// Hook runs right after TLS completes, on the handshake goroutine, in
+// blocking mode: it may read and write tc freely until ctx's deadline (the
+// handshake deadline), after which tc's reads and writes fail. outbound
+// tells which side dialled; dialArg is Dial's peer argument (nil inbound).
+// What it returns becomes Conn.Info; an error drops the connection.
+type Hook func(ctx context.Context, tc *tls.Conn, outbound bool, dialArg any) (info any, err error)
+
+// Stats are the engine's handshake counters.
+type Stats struct {
+	Handshakes       uint64 // completed (TLS and hook)
+	Failed           uint64 // TLS or hook error
+	TimedOut         uint64 // missed the handshake deadline
+	DroppedAtLimit   uint64 // inbound connections closed because too many handshakes were pending
+	PendingNow       int    // handshakes in flight
+	ConnectionsNow   int    // conns past the handshake and not yet closed
+	MaxPendingConfig int
+}
+
+// Engine runs one gnet engine: its loops serve every inbound and outbound
+// connection of a node. See the package documentation.
+type Engine struct {
+	opts      options
+	serverTLS *tls.Config
+	clientTLS *tls.Config
+	log       *slog.Logger
+	cli       *gnet.Client
+	timers    timers
+
+	ctx    context.Context // cancelled by Close: aborts handshakes
+	cancel context.CancelFunc
+	sem    chan struct{} // one token per handshake in flight
+	wg     sync.WaitGroup
+
+	handshakes, failed, timedOut, dropped atomic.Uint64
+
+	mu        sync.Mutex // guards the fields below; leaf except conn.mu may not be held under it
+	closed    bool
+	listeners []net.Listener
+	conns     map[*Conn]struct{}
+	loops     map[gnet.EventLoop]*loopState
+	drained   chan struct{} // closed when closed && len(conns) == 0
+
+	execs    atomic.Int64 // execute calls in flight
+	stopping atomic.Bool  // set before the loops stop: execute refuses
+
+	closeOnce sync.Once
+	closeErr  error
+	timerDone chan struct{}
+}
+
+// New starts an engine: its loops, and a timer goroutine. Close it when
+// done. Safe from any goroutine.
+func New(opts ...Option) (*Engine, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.low > o.high {
+		o.low = o.high
+	}
+	e := &Engine{
+		opts:      o,
+		log:       o.logger,
+		sem:       make(chan struct{}, o.maxPending),
+		conns:     make(map[*Conn]struct{}),
+		loops:     make(map[gnet.EventLoop]*loopState),
+		timerDone: make(chan struct{}),
+	}
+	if e.log == nil {
+		e.log = slog.Default()
+	}
+	e.serverTLS, e.clientTLS = o.serverTLS, o.clientTLS
+	if e.serverTLS == nil {
+		cert := o.cert
+		if cert == nil {
+			c, err := tlsconn.NewCertificate(0)
+			if err != nil {
+				return nil, err
+			}
+			cert = &c
+		}
+		e.serverTLS = tlsconn.ServerConfig(*cert)
+	}
+	if e.clientTLS == nil {
+		e.clientTLS = tlsconn.ClientConfig()
+	}
+	cli, err := gnet.NewClient(&gnetHandler{e: e},
+		gnet.WithNumEventLoop(o.loops),
+		gnet.WithLogger(gnetLogger{e.log}),
+		gnet.WithTicker(false),
+		gnet.WithReadBufferCap(64<<10),
+		gnet.WithWriteBufferCap(64<<10),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("loop: gnet client: %w", err)
+	}
+	if err := cli.Start(); err != nil {
+		return nil, fmt.Errorf("loop: gnet start: %w", err)
+	}
+	e.cli = cli
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.timers.init()
+	go func() {
+		defer close(e.timerDone)
+		e.timers.run()
+	}()
+	return e, nil
+}
+
+// Stats returns the handshake counters. Safe from any goroutine.
+func (e *Engine) Stats() Stats {
+	e.mu.Lock()
+	n := len(e.conns)
+	e.mu.Unlock()
+	return Stats{
+		Handshakes:       e.handshakes.Load(),
+		Failed:           e.failed.Load(),
+		TimedOut:         e.timedOut.Load(),
+		DroppedAtLimit:   e.dropped.Load(),
+		PendingNow:       len(e.sem),
+		ConnectionsNow:   n,
+		MaxPendingConfig: e.opts.maxPending,
+	}
+}
+
+// Listen accepts TCP connections on addr ("host:port", port 0 picks one).
+// Each runs TLS and the hook on its own short-lived goroutine with the
+// handshake deadline; accept is called (on that goroutine) with every conn
+// that completes them, and should set a handler and Start it. It returns the
+// bound address. Safe from any goroutine.
+func (e *Engine) Listen(addr string, accept func(*Conn)) (net.Addr, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(e.ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("loop: listen: %w", err)
+	}
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		_ = ln.Close()
+		return nil, ErrEngineClosed
+	}
+	e.listeners = append(e.listeners, ln)
+	e.wg.Add(1)
+	e.mu.Unlock()
+	go e.acceptLoop(ln, accept)
+	return ln.Addr(), nil
+}
+
+func (e *Engine) acceptLoop(ln net.Listener, accept func(*Conn)) {
+	defer e.wg.Done()
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if e.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: back off, bounded.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			e.log.Warn("loop: accept", "err", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-e.ctx.Done():
+				return
+			}
+			continue
+		}
+		backoff = 0
+		select {
+		case e.sem <- struct{}{}:
+		default:
+			e.dropped.Add(1)
+			_ = nc.Close()
+			continue
+		}
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			c, err := e.handshake(e.ctx, nc, false, nil)
+			<-e.sem
+			if err != nil {
+				e.log.Debug("loop: inbound handshake", "remote", nc.RemoteAddr(), "err", err)
+				return
+			}
+			accept(c)
+		}()
+	}
+}
+
+// Dial connects to addr, runs TLS and the hook (with peer as its dialArg)
+// on the calling goroutine, and returns the conn, not yet started. The
+// whole takes at most the handshake timeout, less if ctx ends sooner; it
+// first waits (bounded by ctx) for a free handshake slot. Safe from any
+// goroutine but a loop callback.
+func (e *Engine) Dial(ctx context.Context, addr string, peer any) (*Conn, error) {
+	select {
+	case e.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("loop: dial %s: waiting for a handshake slot: %w", addr, ctx.Err())
+	case <-e.ctx.Done():
+		return nil, ErrEngineClosed
+	}
+	defer func() { <-e.sem }()
+	if !e.addWorker() {
+		return nil, ErrEngineClosed
+	}
+	defer e.wg.Done()
+	hctx, cancel := context.WithTimeout(ctx, e.opts.handshakeTimeout)
+	defer cancel()
+	stop := context.AfterFunc(e.ctx, cancel)
+	defer stop()
+	var d net.Dialer
+	nc, err := d.DialContext(hctx, "tcp", addr)
+	if err != nil {
+		if hctx.Err() != nil && ctx.Err() == nil && e.ctx.Err() == nil {
+			e.timedOut.Add(1)
+			return nil, fmt.Errorf("%w: dial %s: %w", ErrHandshakeTimeout, addr, err)
+		}
+		return nil, fmt.Errorf("loop: dial %s: %w", addr, err)
+	}
+	return e.handshake(hctx, nc, true, peer)
+}
+
+func (e *Engine) addWorker() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return false
+	}
+	e.wg.Add(1)
+	return true
+}
+
+// beginStart registers a Start in flight (Close waits for it).
+func (e *Engine) beginStart() bool { return e.addWorker() }
+
+// longAgo is a deadline in the past: it aborts blocked I/O at once.
+var longAgo = time.Unix(1, 0)
+
+// handshake runs TLS and the hook over nc in blocking mode, bounded by the
+// handshake timeout and ctx. It owns nc: on failure nc is closed.
+func (e *Engine) handshake(ctx context.Context, nc net.Conn, outbound bool, dialArg any) (*Conn, error) {
+	hctx, cancel := context.WithTimeout(ctx, e.opts.handshakeTimeout)
+	defer cancel()
+	deadline, _ := hctx.Deadline()
+	_ = nc.SetDeadline(deadline)
+	stop := context.AfterFunc(hctx, func() { _ = nc.SetDeadline(longAgo) })
+
+	var (
+		tc *tls.Conn
+		ad *tlsconn.Adapter
+	)
+	if outbound {
+		tc, ad = tlsconn.Client(nc, e.clientTLS)
+	} else {
+		tc, ad = tlsconn.Server(nc, e.serverTLS)
+	}
+	fail := func(step string, err error) (*Conn, error) {
+		stop()
+		_ = nc.Close()
+		if hctx.Err() != nil && ctx.Err() == nil {
+			e.timedOut.Add(1)
+			return nil, fmt.Errorf("%w: %s: %w", ErrHandshakeTimeout, step, err)
+		}
+		if e.ctx.Err() != nil {
+			return nil, ErrEngineClosed
+		}
+		e.failed.Add(1)
+		return nil, fmt.Errorf("%w: %s: %w", ErrHandshake, step, err)
+	}
+	if err := tc.Handshake(); err != nil {
+		return fail("tls", err)
+	}
+	var info any
+	if h := e.opts.hook; h != nil {
+		var err error
+		if info, err = h(hctx, tc, outbound, dialArg); err != nil {
+			return fail("hook", err)
+		}
+	}
+	stop()
+	if hctx.Err() != nil {
+		return fail("deadline", hctx.Err())
+	}
+	_ = nc.SetDeadline(time.Time{})
+	c := newConn(e, tc, ad, info, outbound)
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		_ = nc.Close()
+		return nil, ErrEngineClosed
+	}
+	e.conns[c] = struct{}{}
+	e.mu.Unlock()
+	e.handshakes.Add(1)
+	return c, nil
+}
+
+// execute runs r on el unless the loops are stopping. Any goroutine.
+func (e *Engine) execute(el gnet.EventLoop, r gnet.Runnable) {
+	e.execs.Add(1)
+	if !e.stopping.Load() {
+		_ = el.Execute(context.Background(), r)
+	}
+	e.execs.Add(-1)
+}
+
+// forget drops a closed conn from the engine's set.
+func (e *Engine) forget(c *Conn) {
+	e.mu.Lock()
+	delete(e.conns, c)
+	if e.closed && len(e.conns) == 0 && e.drained != nil {
+		close(e.drained)
+		e.drained = nil
+	}
+	e.mu.Unlock()
+}
+
+func (e *Engine) loopFor(el gnet.EventLoop) *loopState {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ls := e.loops[el]
+	if ls == nil {
+		ls = &loopState{e: e, el: el}
+		e.loops[el] = ls
+	}
+	return ls
+}
+
+// closeWait bounds how long Close waits for conns to report OnClose.
+const closeWait = 5 * time.Second
+
+// Close stops accepting, aborts handshakes in flight, closes every conn
+// (close_notify first; OnClose with ErrEngineClosed), stops the loops and
+// the timer goroutine, and waits for all of it. Idempotent; safe from any
+// goroutine but a loop callback.
+func (e *Engine) Close() error {
+	e.closeOnce.Do(func() { e.closeErr = e.close() })
+	return e.closeErr
+}
+
+func (e *Engine) close() error {
+	e.mu.Lock()
+	e.closed = true
+	lns := e.listeners
+	e.listeners = nil
+	e.mu.Unlock()
+	e.cancel()
+	for _, ln := range lns {
+		_ = ln.Close()
+	}
+	e.wg.Wait() // accept loops, handshakes, dials and Starts in flight
+
+	e.mu.Lock()
+	conns := make([]*Conn, 0, len(e.conns))
+	for c := range e.conns {
+		conns = append(conns, c)
+	}
+	var drained chan struct{}
+	if len(e.conns) > 0 {
+		drained = make(chan struct{})
+		e.drained = drained
+	}
+	e.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close(ErrEngineClosed)
+	}
+	var err error
+	if drained != nil {
+		select {
+		case <-drained:
+		case <-time.After(closeWait):
+			err = errors.New("loop: close: connections did not close in time")
+		}
+	}
+	close(e.timers.done)
+	<-e.timerDone
+	// No task may reach a loop once gnet starts closing its pollers: the
+	// eventfd number could be reused by then.
+	e.stopping.Store(true)
+	for e.execs.Load() != 0 {
+		runtime.Gosched()
+	}
+	if serr := e.cli.Stop(); serr != nil && err == nil {
+		err = fmt.Errorf("loop: stop loops: %w", serr)
+	}
+	return err
+}
+
+// gnetLogger routes gnet's logs to slog; gnet's info lines are debug here.
+type gnetLogger struct{ l *slog.Logger }
+
+func (g gnetLogger) Debugf(f string, a ...any) { g.l.Debug("gnet: " + fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Infof(f string, a ...any)  { g.l.Debug("gnet: " + fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn("gnet: " + fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error("gnet: " + fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error("gnet: fatal: " + fmt.Sprintf(f, a...)) }

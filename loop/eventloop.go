@@ -1,0 +1,174 @@
+package loop
+
+// Per-loop state and the gnet event handler.
+//
+// Invariants:
+//   - loopState.mu guards ready, spare and pending; it is a leaf lock.
+//   - ready is empty exactly when pending is false.
+//   - busy is true while the loop runs one of our callbacks; such a
+//     callback always ends with leave(), which drains ready before
+//     returning. A producer that appends to an empty ready list wakes the
+//     loop (one gnet task) only when busy is false.
+//   - scratch buffers (plain, out, rbuf, items, nodes) are lent to one conn
+//     at a time, on the loop.
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+type loopState struct {
+	e  *Engine
+	el gnet.EventLoop
+
+	busy    atomic.Bool
+	mu      sync.Mutex
+	pending bool
+	ready   []*Conn
+	spare   []*Conn
+
+	plain []byte
+	out   []byte
+	rbuf  []byte
+	items [][]byte
+	nodes []*qnode
+}
+
+// schedule asks the loop to drain c. Called by the sender whose CAS set
+// c.scheduled. Any goroutine.
+func (ls *loopState) schedule(c *Conn) {
+	ls.mu.Lock()
+	ls.ready = append(ls.ready, c)
+	wake := !ls.pending
+	ls.pending = true
+	ls.mu.Unlock()
+	if wake && !ls.busy.Load() {
+		ls.e.execute(ls.el, ls)
+	}
+}
+
+// Run implements gnet.Runnable: the wake-up task. Loop only.
+func (ls *loopState) Run(context.Context) error {
+	ls.enter()
+	ls.leave()
+	return nil
+}
+
+func (ls *loopState) enter() { ls.busy.Store(true) }
+
+// leave drains every scheduled conn, then clears busy and checks once more
+// (a sender that saw busy set did not wake the loop).
+func (ls *loopState) leave() {
+	for {
+		for ls.runReady() {
+		}
+		ls.busy.Store(false)
+		ls.mu.Lock()
+		empty := len(ls.ready) == 0
+		ls.mu.Unlock()
+		if empty {
+			return
+		}
+		ls.busy.Store(true)
+	}
+}
+
+func (ls *loopState) runReady() bool {
+	ls.mu.Lock()
+	r := ls.ready
+	ls.ready = ls.spare[:0]
+	ls.pending = false
+	ls.mu.Unlock()
+	if len(r) == 0 {
+		ls.spare = r
+		return false
+	}
+	for i, c := range r {
+		c.flushQueue(ls)
+		r[i] = nil
+	}
+	ls.mu.Lock()
+	ls.spare = r[:0]
+	ls.mu.Unlock()
+	return true
+}
+
+// keepPlain keeps the drain buffer for reuse unless it grew huge.
+func (ls *loopState) keepPlain(b []byte) {
+	if cap(b) > 8<<20 {
+		b = nil
+	}
+	ls.plain = b[:0]
+	if cap(ls.out) > 8<<20 {
+		ls.out = nil
+	}
+}
+
+// gnetHandler connects gnet's callbacks to the conns.
+type gnetHandler struct {
+	gnet.BuiltinEventEngine
+	e *Engine
+}
+
+func (h *gnetHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+	c, ok := gc.Context().(*Conn)
+	if !ok {
+		return nil, gnet.Close
+	}
+	ls := h.e.loopFor(gc.EventLoop())
+	c.gc = gc
+	ls.enter()
+	c.mu.Lock()
+	c.state = stateStarted
+	c.ls.Store(ls)
+	tasks := c.preStart
+	c.preStart = nil
+	c.mu.Unlock()
+	c.readTLS(ls, nil) // records tls.Conn buffered during the handshake
+	for _, fn := range tasks {
+		if !c.gnetClosed {
+			fn()
+		}
+	}
+	if c.scheduled.Load() {
+		c.flushQueue(ls)
+	}
+	ls.leave()
+	return nil, gnet.None
+}
+
+func (h *gnetHandler) OnTraffic(gc gnet.Conn) gnet.Action {
+	c, ok := gc.Context().(*Conn)
+	if !ok {
+		return gnet.Close
+	}
+	in, _ := gc.Next(-1)
+	if c.closing || c.gnetClosed {
+		return gnet.None // input after close_notify is dropped
+	}
+	ls := c.ls.Load()
+	ls.enter()
+	c.readTLS(ls, in)
+	ls.leave()
+	return gnet.None
+}
+
+func (h *gnetHandler) OnClose(gc gnet.Conn, err error) gnet.Action {
+	c, ok := gc.Context().(*Conn)
+	if !ok {
+		return gnet.None
+	}
+	c.gnetClosed = true
+	if err == nil {
+		err = ErrEngineClosed // gnet closed it without a cause: the loops are stopping
+	} else {
+		err = fmt.Errorf("%w: %w", ErrPeerClosed, err)
+	}
+	reason := c.setReason(err)
+	c.deliverClose(reason)
+	return gnet.None
+}

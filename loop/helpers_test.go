@@ -1,0 +1,159 @@
+package loop
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+// frameHandler parses 4-byte big-endian length-prefixed frames and hands
+// each frame to onFrame (on the loop). It records the close reason.
+type frameHandler struct {
+	onFrame func(c *Conn, f []byte)
+
+	mu      sync.Mutex
+	closes  int
+	reason  error
+	closedC chan struct{}
+	frames  int
+	bytes   int
+}
+
+func newFrameHandler(onFrame func(c *Conn, f []byte)) *frameHandler {
+	return &frameHandler{onFrame: onFrame, closedC: make(chan struct{})}
+}
+
+func (h *frameHandler) OnData(c *Conn, b []byte) (int, error) {
+	used := 0
+	for len(b)-used >= 4 {
+		n := int(binary.BigEndian.Uint32(b[used:]))
+		if n > 1<<24 {
+			return used, errors.New("frame too large")
+		}
+		if len(b)-used-4 < n {
+			break
+		}
+		f := b[used+4 : used+4+n]
+		if h.onFrame != nil {
+			h.onFrame(c, f)
+		}
+		used += 4 + n
+		h.mu.Lock()
+		h.frames++
+		h.bytes += n
+		h.mu.Unlock()
+	}
+	return used, nil
+}
+
+func (h *frameHandler) OnClose(c *Conn, reason error) {
+	h.mu.Lock()
+	h.closes++
+	h.reason = reason
+	first := h.closes == 1
+	h.mu.Unlock()
+	if first {
+		close(h.closedC)
+	}
+}
+
+func (h *frameHandler) count() (frames, closes int, reason error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.frames, h.closes, h.reason
+}
+
+func frame(dst []byte, payload []byte) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(payload)))
+	return append(dst, payload...)
+}
+
+// eventually polls cond until it holds or the bound passes.
+func eventually(t *testing.T, bound time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", bound, what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// nameHook is a trivial post-TLS hook: each side writes its name (one line)
+// and reads the peer's; Info is the peer's name.
+func nameHook(name string) Hook {
+	return func(ctx context.Context, tc *tls.Conn, outbound bool, dialArg any) (any, error) {
+		msg := []byte(name + "\n")
+		if _, err := tc.Write(msg); err != nil {
+			return nil, err
+		}
+		var got []byte
+		one := make([]byte, 1)
+		for {
+			if _, err := tc.Read(one); err != nil {
+				return nil, err
+			}
+			if one[0] == '\n' {
+				break
+			}
+			if len(got) > 64 {
+				return nil, errors.New("name too long")
+			}
+			got = append(got, one[0])
+		}
+		return string(got), nil
+	}
+}
+
+type pair struct {
+	server, client       *Engine
+	srvConn, cliConn     *Conn
+	srvHandler, cliHandl *frameHandler
+}
+
+// newPair starts two engines, dials from client to server and starts both
+// ends with the given frame callbacks.
+func newPair(t *testing.T, srvFrame, cliFrame func(*Conn, []byte), opts ...Option) *pair {
+	t.Helper()
+	srv, err := New(append([]Option{WithLoops(2), WithHook(nameHook("srv"))}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := New(append([]Option{WithLoops(2), WithHook(nameHook("cli"))}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cli.Close(); _ = srv.Close() })
+	p := &pair{server: srv, client: cli}
+	p.srvHandler = newFrameHandler(srvFrame)
+	p.cliHandl = newFrameHandler(cliFrame)
+	accepted := make(chan *Conn, 1)
+	addr, err := srv.Listen("127.0.0.1:0", func(c *Conn) {
+		c.SetHandler(p.srvHandler)
+		c.Start()
+		accepted <- c
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := cli.Dial(ctx, addr.String(), "srv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetHandler(p.cliHandl)
+	c.Start()
+	p.cliConn = c
+	select {
+	case p.srvConn = <-accepted:
+	case <-ctx.Done():
+		t.Fatal("server did not accept")
+	}
+	return p
+}

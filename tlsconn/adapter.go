@@ -1,0 +1,159 @@
+package tlsconn
+
+// Invariants:
+//   - mode only moves from blocking to loop-fed (Detach), never back.
+//   - In loop-fed mode exactly one goroutine (the owning loop) calls any
+//     method, so no field is locked.
+//   - in is a view of the loop's input buffer; it is valid only between
+//     Feed and the return of the loop callback that fed it. The caller
+//     must Feed(nil) (or consume it all) before that buffer is reused.
+//   - Write in loop-fed mode never fails: a failed write would be latched
+//     by tls.Conn forever.
+
+import (
+	"crypto/tls"
+	"errors"
+	"net"
+	"time"
+)
+
+// ErrWouldBlock is what a loop-fed [Adapter] returns from Read once its fed
+// input is used up. It is a net.Error with Timeout and Temporary true, which
+// tls.Conn does not latch. Test for it with errors.Is.
+var ErrWouldBlock error = wouldBlock{}
+
+type wouldBlock struct{}
+
+func (wouldBlock) Error() string   { return "tlsconn: would block" }
+func (wouldBlock) Timeout() bool   { return true }
+func (wouldBlock) Temporary() bool { return true }
+
+// Adapter is the net.Conn under a tls.Conn; see the package documentation
+// for its two modes. Not safe for concurrent use: in blocking mode it is
+// used by the handshake goroutine, in loop-fed mode by the owning loop.
+type Adapter struct {
+	nc       net.Conn // blocking mode transport; not used after Detach
+	detached bool
+	local    net.Addr
+	remote   net.Addr
+
+	in  []byte // loop-fed: ciphertext offered by the loop, not yet read
+	out []byte // loop-fed: ciphertext written by tls.Conn, not yet taken
+}
+
+var _ net.Conn = (*Adapter)(nil)
+
+// NewAdapter wraps nc in blocking mode.
+func NewAdapter(nc net.Conn) *Adapter {
+	return &Adapter{nc: nc, local: nc.LocalAddr(), remote: nc.RemoteAddr()}
+}
+
+// Server wraps nc in a new [Adapter] in blocking mode and returns the server
+// side tls.Conn over it. The handshake has not run yet.
+func Server(nc net.Conn, cfg *tls.Config) (*tls.Conn, *Adapter) {
+	a := NewAdapter(nc)
+	return tls.Server(a, cfg), a
+}
+
+// Client is [Server] for the dialling side.
+func Client(nc net.Conn, cfg *tls.Config) (*tls.Conn, *Adapter) {
+	a := NewAdapter(nc)
+	return tls.Client(a, cfg), a
+}
+
+// Detach switches the adapter to loop-fed mode and returns the net.Conn it
+// wrapped, which the caller hands to its event loop. Call it only after the
+// handshake and the post-TLS hook have returned, with no call in flight.
+func (a *Adapter) Detach() net.Conn {
+	a.detached = true
+	nc := a.nc
+	a.nc = nil
+	return nc
+}
+
+// Detached reports whether the adapter is in loop-fed mode.
+func (a *Adapter) Detached() bool { return a.detached }
+
+// Feed offers ciphertext to the next reads (loop-fed mode). b is not
+// copied: keep it unchanged until it is used up or replaced.
+func (a *Adapter) Feed(b []byte) { a.in = b }
+
+// Unread returns how many fed bytes the tls.Conn has not read yet.
+func (a *Adapter) Unread() int { return len(a.in) }
+
+// SetOutput gives the adapter a buffer to append ciphertext to (its length
+// is kept). The loop lends one scratch buffer to every conn it owns in turn.
+func (a *Adapter) SetOutput(b []byte) { a.out = b }
+
+// TakeOutput returns the ciphertext written since the last SetOutput or
+// TakeOutput and leaves the adapter with no buffer.
+func (a *Adapter) TakeOutput() []byte {
+	b := a.out
+	a.out = nil
+	return b
+}
+
+// Read implements net.Conn.
+func (a *Adapter) Read(p []byte) (int, error) {
+	if !a.detached {
+		return a.nc.Read(p)
+	}
+	if len(a.in) == 0 {
+		return 0, ErrWouldBlock
+	}
+	n := copy(p, a.in)
+	a.in = a.in[n:]
+	return n, nil
+}
+
+// Write implements net.Conn. In loop-fed mode it appends to the output
+// buffer and never fails.
+func (a *Adapter) Write(p []byte) (int, error) {
+	if !a.detached {
+		return a.nc.Write(p)
+	}
+	a.out = append(a.out, p...)
+	return len(p), nil
+}
+
+// Close closes the wrapped net.Conn in blocking mode; in loop-fed mode it
+// does nothing, since the socket belongs to the loop.
+func (a *Adapter) Close() error {
+	if !a.detached {
+		return a.nc.Close()
+	}
+	return nil
+}
+
+// LocalAddr implements net.Conn.
+func (a *Adapter) LocalAddr() net.Addr { return a.local }
+
+// RemoteAddr implements net.Conn.
+func (a *Adapter) RemoteAddr() net.Addr { return a.remote }
+
+// SetDeadline implements net.Conn; a no-op in loop-fed mode.
+func (a *Adapter) SetDeadline(t time.Time) error {
+	if !a.detached {
+		return a.nc.SetDeadline(t)
+	}
+	return nil
+}
+
+// SetReadDeadline implements net.Conn; a no-op in loop-fed mode.
+func (a *Adapter) SetReadDeadline(t time.Time) error {
+	if !a.detached {
+		return a.nc.SetReadDeadline(t)
+	}
+	return nil
+}
+
+// SetWriteDeadline implements net.Conn; a no-op in loop-fed mode.
+func (a *Adapter) SetWriteDeadline(t time.Time) error {
+	if !a.detached {
+		return a.nc.SetWriteDeadline(t)
+	}
+	return nil
+}
+
+// IsWouldBlock reports whether err is (or wraps) [ErrWouldBlock].
+func IsWouldBlock(err error) bool { return errors.Is(err, ErrWouldBlock) }
