@@ -39,8 +39,10 @@ package mailbox
 // is always followed by that producer's wake-up.
 //
 // Allocation. Nodes come from one sync.Pool per element type, shared by every
-// Queue of that type; the consumer returns the old dummy to the pool after
-// each Pop. Recycling is safe without hazard pointers because no operation
+// Queue of that type. The consumer gathers freed dummies in a private chain
+// and hands the pool 32 at a time as one item; a producer takes a chain, keeps
+// one node and puts the rest back (into its P's private slot, so its next
+// Push is a cheap pool hit). Recycling is safe without hazard pointers because no operation
 // ever dereferences a node it did not get exclusively: producers touch only
 // their fresh node and the prev handed to them by the swap (linked before
 // they let go of it), and the consumer frees a dummy only after moving past it
@@ -86,6 +88,8 @@ type Queue[T any] struct {
 	head   *node[T]      // dummy; nil means &stub
 	popped atomic.Uint64 // values taken out; stored by the consumer only
 	stub   node[T]       // the dummy of a fresh or drained queue; never pooled
+	free   *node[T]      // freed nodes, linked by next, not yet in the pool
+	nfree  int           // length of free
 
 	// Producer side: shared by every producer.
 	tail   atomic.Pointer[node[T]] // last linked-in node; nil means &stub
@@ -103,20 +107,45 @@ func (q *Queue[T]) nodePool() *sync.Pool {
 	return p
 }
 
-// newNode takes a node from the pool holding v, with a nil next.
+// newNode takes a node from the pool holding v, with a nil next. What the
+// pool hands out is a chain of free nodes (see freeNode); newNode keeps the
+// first and puts the rest back, which lands in this P's private pool slot, so
+// the next Push on this P finds it without touching other Ps.
 func (q *Queue[T]) newNode(v T) *node[T] {
-	n := q.nodePool().Get().(*node[T])
+	p := q.nodePool()
+	n := p.Get().(*node[T])
+	if rest := n.next.Load(); rest != nil {
+		n.next.Store(nil)
+		p.Put(rest)
+	}
 	n.val = v
 	return n
 }
 
-// freeNode clears n and returns it to the pool. n must be unreachable from
-// every producer (see the header comment).
+// freeChain is how many freed nodes the consumer gathers before handing them
+// to the pool as one item: one pool operation per freeChain messages on the
+// consumer side, and producers on another P steal a whole chain at a time.
+const freeChain = 32
+
+// freeNode clears n and adds it to the consumer's free chain, handing the
+// chain to the pool once it is full. n must be unreachable from every
+// producer (see the header comment). Consumer only.
 func (q *Queue[T]) freeNode(n *node[T]) {
 	var zero T
 	n.val = zero
-	n.next.Store(nil)
-	q.nodePool().Put(n)
+	n.next.Store(q.free)
+	q.free = n
+	if q.nfree++; q.nfree == freeChain {
+		q.flushFree()
+	}
+}
+
+// flushFree hands the consumer's partial free chain to the pool. Consumer only.
+func (q *Queue[T]) flushFree() {
+	if q.free != nil {
+		q.nodePool().Put(q.free)
+		q.free, q.nfree = nil, 0
+	}
 }
 
 // testHookLink, when set by a test, runs between a Push's swap and its link
@@ -197,8 +226,8 @@ func (q *Queue[T]) Len() int {
 }
 
 // rewind makes the embedded stub the dummy again when the queue is drained,
-// returning the pooled dummy to the pool, so that an idle queue holds no
-// node. It is a no-op when values (or a half-linked Push) are pending.
+// returning the pooled dummy and the free chain to the pool, so that an idle
+// queue holds no node. It is a no-op when values (or a half-linked Push) are pending.
 // Consumer only.
 //
 // Safety: the stub is not in the list (head moved past it), so the consumer
@@ -218,6 +247,7 @@ func (q *Queue[T]) rewind() {
 		q.head = &q.stub
 		q.freeNode(h)
 	}
+	q.flushFree()
 }
 
 // ready reports whether Pop would return a value now. Consumer only.

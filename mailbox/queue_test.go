@@ -195,10 +195,16 @@ func TestQueuePushPopDoesNotAllocate(t *testing.T) {
 	}
 	var q Queue[any]
 	msg := any("a 64-byte message, boxed once, so only the queue's own cost counts..")
-	for range 16 { // warm the node pool
+	for range 2048 { // warm the node pool
 		q.Push(msg)
 	}
-	for range 16 {
+	for range 2048 {
+		q.Pop()
+	}
+	if a := testing.AllocsPerRun(1000, func() { q.Push(msg) }); a != 0 {
+		t.Fatalf("Push: %v allocations per message, want 0", a)
+	}
+	for range 1001 {
 		q.Pop()
 	}
 	allocs := testing.AllocsPerRun(1000, func() {
