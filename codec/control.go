@@ -94,6 +94,8 @@ func appendBool(dst []byte, b bool) []byte {
 }
 
 // SpawnRequest asks the peer to start a defined actor.
+//
+// Append and Decode are safe from any goroutine on values not shared.
 type SpawnRequest struct {
 	Req   uint64 // correlates the reply
 	From  PID    // requester, linked to the new process when Link is set
@@ -152,6 +154,8 @@ const (
 )
 
 // SpawnReply answers a SpawnRequest.
+//
+// Append and Decode are safe from any goroutine on values not shared.
 type SpawnReply struct {
 	Req  uint64
 	PID  PID // the new process, when Code is SpawnOK
@@ -184,6 +188,8 @@ func (x *SpawnReply) Decode(b []byte, lim *Limits) error {
 
 // Link asks the peer to link To with From (KindLink), or to remove that link
 // (KindUnlink).
+//
+// Append and Decode are safe from any goroutine on values not shared.
 type Link struct {
 	From, To PID
 }
@@ -205,6 +211,8 @@ func (x *Link) Decode(b []byte, lim *Limits) error {
 }
 
 // Exit is an exit signal from From to To with a reason term.
+//
+// Append and Decode are safe from any goroutine on values not shared.
 type Exit struct {
 	From, To PID
 	Reason   any
@@ -234,6 +242,8 @@ func (x *Exit) Decode(b []byte, lim *Limits) error {
 
 // Monitor asks the peer to let From watch To under Ref (KindMonitor), or to
 // drop that monitor (KindDemonitor).
+//
+// Append and Decode are safe from any goroutine on values not shared.
 type Monitor struct {
 	From, To PID
 	Ref      Ref
@@ -258,6 +268,8 @@ func (x *Monitor) Decode(b []byte, lim *Limits) error {
 }
 
 // Down tells Watcher that the process PID it monitored under Ref is gone.
+//
+// Append and Decode are safe from any goroutine on values not shared.
 type Down struct {
 	Ref          Ref
 	Watcher, PID PID
@@ -290,6 +302,8 @@ func (x *Down) Decode(b []byte, lim *Limits) error {
 
 // Registry carries an opaque registry operation encoded by package global
 // (typically with AppendTerm).
+//
+// Append and Decode are safe from any goroutine on values not shared.
 type Registry struct {
 	Payload []byte
 }
@@ -309,6 +323,8 @@ func (x *Registry) Decode(b []byte, _ *Limits) error {
 
 // Tick is a heartbeat: KindTick asks the peer to echo it back as KindTock
 // with the same fields, so the sender measures the round trip from Time.
+//
+// Append and Decode are safe from any goroutine on values not shared.
 type Tick struct {
 	Seq  uint64
 	Time int64 // sender's clock, e.g. Unix nanoseconds or a monotonic offset
@@ -333,6 +349,8 @@ func (x *Tick) Decode(b []byte, lim *Limits) error {
 
 // Nodes is node-list gossip: the names of the nodes the sender is connected
 // to.
+//
+// Append and Decode are safe from any goroutine on values not shared.
 type Nodes struct {
 	Names []string
 }
@@ -364,6 +382,8 @@ func (x *Nodes) Decode(b []byte, lim *Limits) error {
 
 // Hello opens the handshake: protocol version, the sender's name and
 // incarnation, its feature flags and a fresh nonce.
+//
+// Append and Decode are safe from any goroutine on values not shared.
 type Hello struct {
 	Version     uint64
 	Node        string
@@ -398,6 +418,8 @@ func (x *Hello) Decode(b []byte, lim *Limits) error {
 }
 
 // Proof carries the handshake MAC (HMAC-SHA256).
+//
+// Append and Decode are safe from any goroutine on values not shared.
 type Proof struct {
 	MAC [32]byte
 }

@@ -114,6 +114,14 @@ func NewReassembler(budget int, lim *Limits) *Reassembler {
 // Used returns the bytes currently reserved for pending and held messages.
 func (r *Reassembler) Used() int { return r.used }
 
+// Holding reports whether records from `from` to `to` are currently held
+// behind an incomplete large message. The node can use it to keep a control
+// signal of that pair (an exit, say) behind the held messages.
+func (r *Reassembler) Holding(from, to uint64) bool {
+	_, ok := r.queues[pairKey{from, to}]
+	return ok
+}
+
 // Pending returns the number of incomplete fragmented messages.
 func (r *Reassembler) Pending() int { return len(r.frags) }
 
@@ -189,8 +197,11 @@ func (r *Reassembler) fragment(p []byte, deliver func(Message) error) error {
 	if len(chunk) == 0 || len(chunk) > e.total-len(e.buf) {
 		return fmt.Errorf("%w: fragment %d chunk of %d bytes, %d expected at most", ErrCorrupt, id, len(chunk), e.total-len(e.buf))
 	}
-	if e.buf == nil {
-		e.buf = make([]byte, 0, min(e.total, 2*len(chunk)))
+	if cap(e.buf)-len(e.buf) < len(chunk) {
+		// Grow geometrically but never past the announced (budgeted) total.
+		nb := make([]byte, len(e.buf), min(e.total, max(2*cap(e.buf), len(e.buf)+len(chunk))))
+		copy(nb, e.buf)
+		e.buf = nb
 	}
 	e.buf = append(e.buf, chunk...)
 	if !e.done() {

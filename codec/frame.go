@@ -49,7 +49,8 @@ const (
 var kindNames = [...]string{"", "batch", "fragment", "spawn-request", "spawn-reply", "link", "unlink", "exit",
 	"monitor", "demonitor", "down", "registry", "tick", "tock", "nodes", "hello", "proof"}
 
-// String names the kind, for logs and metrics labels.
+// String names the kind, for logs and metrics labels. Safe from any
+// goroutine.
 func (k Kind) String() string {
 	if k > 0 && k <= kindMax {
 		return kindNames[k]
@@ -78,7 +79,7 @@ const (
 	SupportedFeatures = FeatureS2 | FeatureFragments
 )
 
-// Negotiate returns the features both peers advertised.
+// Negotiate returns the features both peers advertised. Pure function.
 func Negotiate(local, remote Features) Features { return local & remote }
 
 // Frame is one parsed frame. Payload aliases the reader's input or its
@@ -89,7 +90,8 @@ type Frame struct {
 	Payload []byte
 }
 
-// AppendHeader appends a frame header for a payload of n bytes.
+// AppendHeader appends a frame header for a payload of n bytes. Safe from
+// any goroutine.
 func AppendHeader(dst []byte, k Kind, flags uint8, n int) []byte {
 	dst = append(dst, Version, byte(k), flags, 0)
 	return binary.BigEndian.AppendUint32(dst, uint32(n))
@@ -213,7 +215,8 @@ type Message struct {
 	Term     []byte
 }
 
-// Decode decodes the message's term, which must fill Term exactly.
+// Decode decodes the message's term, which must fill Term exactly. Safe
+// from any goroutine while Term is valid.
 func (m Message) Decode(lim *Limits) (any, error) {
 	v, n, err := DecodeTerm(m.Term, lim)
 	if err != nil {
@@ -225,7 +228,8 @@ func (m Message) Decode(lim *Limits) (any, error) {
 	return v, nil
 }
 
-// MessageIter walks the records of a batch frame without allocating.
+// MessageIter walks the records of a batch frame without allocating. Not
+// safe for concurrent use.
 //
 //	it := f.Messages()
 //	for it.Next() { use(it.Message()) }
@@ -236,7 +240,8 @@ type MessageIter struct {
 	err error
 }
 
-// Messages returns an iterator over a batch frame's records. For any other
+// Messages returns an iterator over a batch frame's records (safe from any
+// goroutine while the payload is valid). For any other
 // kind the iterator yields nothing and Err reports ErrCorrupt.
 func (f Frame) Messages() MessageIter {
 	if f.Kind != KindBatch {
@@ -260,15 +265,17 @@ func (it *MessageIter) Next() bool {
 		it.err = err
 		return false
 	}
-	term, err := it.d.lenBytes(len(it.d.b))
+	n, err := it.d.uvarint()
 	if err != nil {
 		it.err = err
 		return false
 	}
-	if len(term) == 0 {
-		it.err = fmt.Errorf("%w: empty message term", ErrCorrupt)
+	if n == 0 || n > uint64(len(it.d.b)-it.d.off) {
+		it.err = fmt.Errorf("%w: message term of %d bytes, %d left in the batch", ErrCorrupt, n, len(it.d.b)-it.d.off)
 		return false
 	}
+	term := it.d.b[it.d.off : it.d.off+int(n)]
+	it.d.off += int(n)
 	it.m = Message{To: to, From: from, Term: term}
 	return true
 }

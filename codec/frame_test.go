@@ -309,6 +309,40 @@ func TestLargeMessageInterleavesAndKeepsPairOrder(t *testing.T) {
 	}
 }
 
+func TestReassemblerHoldsOnlyThePairBehindALargeMessage(t *testing.T) {
+	frags := fragmentItems(t, 1, mustMessage(t, 10, 20, make([]byte, 1000)), 100)
+	r := NewReassembler(0, nil)
+	fr := NewFrameReader(nil, 0)
+	feed := func(item []byte) []any {
+		f, _, err := fr.Next(item)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []any
+		if err := r.Feed(f, func(m Message) error { v, err := m.Decode(nil); out = append(out, v); return err }); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	feed(frags[0])
+	if !r.Holding(20, 10) || r.Holding(20, 11) || r.Holding(10, 20) {
+		t.Fatal("Holding wrong after the first fragment")
+	}
+	if got := feed(mustMessage(t, 11, 20, "other target")); len(got) != 1 {
+		t.Fatalf("message of another pair was held: %v", got)
+	}
+	if got := feed(mustMessage(t, 10, 20, "follower")); len(got) != 0 {
+		t.Fatalf("follower delivered before the large message: %v", got)
+	}
+	var last []any
+	for _, f := range frags[1:] {
+		last = feed(f)
+	}
+	if len(last) != 2 || last[1] != "follower" || r.Holding(20, 10) || r.Used() != 0 {
+		t.Fatalf("release: %v, holding %v, used %d", last, r.Holding(20, 10), r.Used())
+	}
+}
+
 func TestReassemblerEnforcesItsBudget(t *testing.T) {
 	big := mustMessage(t, 1, 2, make([]byte, 100<<10))
 	frags := fragmentItems(t, 1, big, 16<<10)
