@@ -191,13 +191,13 @@ func (d *decoder) term(depth int) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return boxString(p), nil
+		return boxString(p, stringType), nil
 	case tagAtom:
 		p, err := d.lenBytes(d.lim.MaxString)
 		if err != nil {
 			return nil, err
 		}
-		return Atom(p), nil
+		return boxString(p, atomType), nil
 	case tagBytes:
 		p, err := d.lenBytes(d.lim.MaxString)
 		if err != nil {
@@ -342,26 +342,31 @@ type eface struct {
 	typ, data unsafe.Pointer
 }
 
-var stringType = func() unsafe.Pointer {
-	var v any = ""
-	return (*eface)(unsafe.Pointer(&v)).typ
-}()
+var (
+	stringType = typeOf("")
+	atomType   = typeOf(Atom(""))
+)
+
+func typeOf(v any) unsafe.Pointer { return (*eface)(unsafe.Pointer(&v)).typ }
 
 // boxSmall is the largest string boxed in a single allocation.
 const boxSmall = 1024
 
-// boxString returns string(p) as an interface value in ONE allocation
+// boxString returns string(p), as the string-kinded type typ (string or
+// Atom), in an interface value with ONE allocation
 // instead of two (the bytes and the boxed string header): the header lives
 // in the first 16 bytes of the same pointer-free block as the bytes. This
 // is sound because the only pointer inside the block points into the block
 // itself, so the collector never needs to scan it: the block is live exactly
 // while the interface (or a string taken from it) points into it.
-func boxString(p []byte) any {
-	if len(p) == 0 {
-		return ""
-	}
-	if len(p) > boxSmall {
-		return string(p) // avoids zeroing a large block; two allocations
+func boxString(p []byte, typ unsafe.Pointer) any {
+	if len(p) == 0 || len(p) > boxSmall {
+		// Empty strings box without allocating; large ones take two
+		// allocations but skip zeroing a large block.
+		if typ == atomType {
+			return Atom(p)
+		}
+		return string(p)
 	}
 	const hdr = int(unsafe.Sizeof(""))
 	buf := make([]byte, hdr+len(p))
@@ -370,7 +375,7 @@ func boxString(p []byte) any {
 	*sp = unsafe.String(&buf[hdr], len(p))
 	var v any
 	e := (*eface)(unsafe.Pointer(&v))
-	e.typ = stringType
+	e.typ = typ
 	e.data = unsafe.Pointer(sp)
 	return v
 }

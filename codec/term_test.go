@@ -359,6 +359,10 @@ func TestHotPathAllocations(t *testing.T) {
 	}); n > 1 {
 		t.Errorf("decode of a 64-byte string message: %v allocs/op, want <= 1", n)
 	}
+	ab, _ := Marshal(Atom("noconnection"))
+	if n := testing.AllocsPerRun(200, func() { Unmarshal(ab) }); n > 1 {
+		t.Errorf("decode of an atom: %v allocs/op, want <= 1", n)
+	}
 	pb, _ := Marshal(pid)
 	Unmarshal(pb) // interns the node name
 	if n := testing.AllocsPerRun(200, func() { Unmarshal(pb) }); n > 1 {
