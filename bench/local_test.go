@@ -1,0 +1,182 @@
+package bench
+
+import (
+	"context"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/meshrt/mesh/node"
+)
+
+// payload64 is the 64-byte string message the suites send, boxed once so
+// that the benchmark measures the runtime, not the boxing.
+var payload64 any = strings.Repeat("m", 64)
+
+func startNode(b *testing.B) *node.Node {
+	b.Helper()
+	n, err := node.Start("bench@127.0.0.1:0", "cookie")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = n.Stop(context.Background()) })
+	return n
+}
+
+// BenchmarkLocalSend measures one sender streaming 64-byte messages to one
+// receiver on the same node, against the same pattern over a buffered
+// channel in the same run.
+func BenchmarkLocalSend(b *testing.B) {
+	b.Run("impl=mesh", func(b *testing.B) {
+		n := startNode(b)
+		done := make(chan struct{})
+		total := b.N
+		rx := n.SpawnFunc(func(p *node.Process) error {
+			defer close(done)
+			for range total {
+				if _, err := p.Receive(context.Background()); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range total {
+			_ = n.Send(rx, payload64)
+		}
+		<-done
+	})
+	b.Run("impl=chan", func(b *testing.B) {
+		ch := make(chan any, 1024)
+		done := make(chan struct{})
+		total := b.N
+		go func() {
+			defer close(done)
+			for range total {
+				<-ch
+			}
+		}()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range total {
+			ch <- payload64
+		}
+		<-done
+	})
+}
+
+// BenchmarkLocalPingPong measures a round trip between two processes of one
+// node, against two goroutines and unbuffered-in-effect channels.
+func BenchmarkLocalPingPong(b *testing.B) {
+	b.Run("impl=mesh", func(b *testing.B) {
+		n := startNode(b)
+		pong := n.SpawnFunc(func(p *node.Process) error {
+			for {
+				m, err := p.Receive(context.Background())
+				if err != nil {
+					return err
+				}
+				_ = p.Send(m.(node.PID), payload64)
+			}
+		})
+		b.ReportAllocs()
+		err := n.Run(context.Background(), func(p *node.Process) error {
+			var self any = p.Self()
+			b.ResetTimer()
+			for range b.N {
+				_ = p.Send(pong, self)
+				if _, err := p.Receive(context.Background()); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	})
+	b.Run("impl=chan", func(b *testing.B) {
+		ping, pong := make(chan any, 1), make(chan any, 1)
+		go func() {
+			for m := range ping {
+				pong <- m
+			}
+		}()
+		defer close(ping)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			ping <- payload64
+			<-pong
+		}
+	})
+}
+
+// BenchmarkSpawnExit measures spawning a process that returns at once, with
+// goroutine start + exit as the in-run baseline.
+func BenchmarkSpawnExit(b *testing.B) {
+	b.Run("impl=mesh", func(b *testing.B) {
+		n := startNode(b)
+		trivial := func(*node.Process) error { return nil }
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			n.SpawnFunc(trivial)
+		}
+		b.StopTimer()
+		_ = n.Stop(context.Background())
+	})
+	b.Run("impl=goroutine", func(b *testing.B) {
+		done := make(chan struct{}, 1024)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range b.N {
+			go func() { done <- struct{}{} }()
+			if i >= 1000 {
+				<-done
+			}
+		}
+		for range min(b.N, 1000) {
+			<-done
+		}
+	})
+}
+
+var idleStarted atomic.Int64
+
+// idleProcess parks in Receive; a package-level func so that spawning it
+// allocates no closure.
+func idleProcess(p *node.Process) error {
+	idleStarted.Add(1)
+	_, err := p.Receive(context.Background())
+	return err
+}
+
+// BenchmarkIdleProcess reports the memory one idle process (parked in
+// Receive) costs, goroutine stack included, measured over 100 000 of them.
+func BenchmarkIdleProcess(b *testing.B) {
+	const procs = 100_000
+	for range b.N {
+		n, err := node.Start("idle@127.0.0.1:0", "cookie")
+		if err != nil {
+			b.Fatal(err)
+		}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		idleStarted.Store(0)
+		for range procs {
+			n.SpawnFunc(idleProcess)
+		}
+		for idleStarted.Load() < procs {
+			runtime.Gosched()
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		used := (after.HeapInuse + after.StackInuse) - (before.HeapInuse + before.StackInuse)
+		b.ReportMetric(float64(used)/procs, "B/process")
+		_ = n.Stop(context.Background())
+	}
+}

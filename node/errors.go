@@ -1,0 +1,26 @@
+package node
+
+import "errors"
+
+// Errors returned by the runtime. Each is a distinct value for errors.Is;
+// returned errors wrap them with detail.
+var (
+	// ErrBadName reports a node name that is not of the form name@host:port.
+	ErrBadName = errors.New("node: bad node name")
+	// ErrAuth reports that a peer failed or refused the cookie proof.
+	ErrAuth = errors.New("node: authentication failed")
+	// ErrUnknownActor reports a spawn of an actor the target node has not defined.
+	ErrUnknownActor = errors.New("node: unknown actor")
+	// ErrNotConnected reports that the node named is not reachable.
+	ErrNotConnected = errors.New("node: not connected")
+	// ErrExited is returned to a process whose life has ended (it was killed
+	// by an exit signal, or its node stopped) from then on: Receive, Send,
+	// Spawn and the other calls that need a live process return it. A process
+	// function that sees it should return.
+	ErrExited = errors.New("node: process has exited")
+	// ErrStopped reports a call on a node that has stopped.
+	ErrStopped = errors.New("node: node stopped")
+	// ErrBadPID reports a PID that names no node (the zero PID) or the wrong
+	// incarnation of this node.
+	ErrBadPID = errors.New("node: bad pid")
+)

@@ -1,0 +1,285 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+
+	"github.com/meshrt/mesh/mailbox"
+)
+
+// ActorFunc is the body of a defined actor: it runs as a process, with the
+// arguments given to Spawn. Returning nil ends the process normally; returning
+// an error ends it with that error as the exit reason.
+type ActorFunc func(p *Process, args []any) error
+
+// Node is a running Mesh node. Every method is safe to call from any
+// goroutine.
+type Node struct {
+	name        nodeName
+	self        string // canonical name, as peers know it
+	incarnation uint64
+	opts        options
+	log         *slog.Logger
+
+	nextID  atomic.Uint64 // last process serial handed out
+	nextRef atomic.Uint64 // last reference serial handed out
+	procs   procTable
+
+	actorsMu sync.RWMutex
+	actors   map[string]ActorFunc // guarded by actorsMu
+
+	// Lifecycle. running counts process goroutines started by the node;
+	// once stopped is set, the last one to finish signals idle.
+	stopped atomic.Bool
+	running atomic.Int64
+	idle    chan struct{} // capacity 1
+}
+
+// Start starts a node named name (name@host:port) whose peers must prove
+// knowledge of cookie. A port of 0 binds a free port, and [Node.Self] then
+// reports the port actually bound.
+func Start(name, cookie string, opts ...Option) (*Node, error) {
+	nn, err := parseName(name)
+	if err != nil {
+		return nil, err
+	}
+	if cookie == "" {
+		return nil, fmt.Errorf("node: empty cookie")
+	}
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	n := &Node{
+		name:        nn,
+		self:        nn.String(),
+		incarnation: newIncarnation(),
+		opts:        o,
+		log:         o.logger,
+		actors:      make(map[string]ActorFunc),
+		idle:        make(chan struct{}, 1),
+	}
+	n.log = n.log.With("node", n.self)
+	return n, nil
+}
+
+// newIncarnation picks the random, non-zero number that tells this run of a
+// node from earlier runs under the same name.
+func newIncarnation() uint64 {
+	for {
+		if v := rand.Uint64(); v != 0 {
+			return v
+		}
+	}
+}
+
+// Self returns the node's name, name@host:port, with the port actually bound.
+func (n *Node) Self() string { return n.self }
+
+// Define makes actor spawnable by name on this node, locally and from other
+// nodes, replacing an earlier definition. The set of defined names is the
+// node's allow-list for remote spawns. Define may be called at any time.
+func (n *Node) Define(actor string, fn ActorFunc) {
+	n.actorsMu.Lock()
+	if fn == nil {
+		delete(n.actors, actor)
+	} else {
+		n.actors[actor] = fn
+	}
+	n.actorsMu.Unlock()
+}
+
+func (n *Node) actor(name string) (ActorFunc, bool) {
+	n.actorsMu.RLock()
+	fn, ok := n.actors[name]
+	n.actorsMu.RUnlock()
+	return fn, ok
+}
+
+// SpawnFunc starts fn as a new process of this node and returns its PID. It
+// returns the zero PID if the node has stopped.
+func (n *Node) SpawnFunc(fn func(p *Process) error) PID {
+	p, err := n.spawnLocal(fn, nil)
+	if err != nil {
+		return PID{}
+	}
+	return p
+}
+
+// Spawn starts the defined actor on node (this node's name or another's)
+// with args, from outside any process. It fails with [ErrUnknownActor] when
+// the target node has no such actor.
+func (n *Node) Spawn(node, actor string, args ...any) (PID, error) {
+	return n.spawn(nil, node, actor, args, false)
+}
+
+// spawn starts actor on node for parent (nil outside a process), linking
+// the two first when link is set.
+func (n *Node) spawn(parent *Process, node, actor string, args []any, link bool) (PID, error) {
+	if node != n.self {
+		return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, ErrNotConnected)
+	}
+	fn, ok := n.actor(actor)
+	if !ok {
+		return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, ErrUnknownActor)
+	}
+	return n.spawnLocal(func(p *Process) error { return fn(p, args) }, linkTo(parent, link))
+}
+
+func linkTo(parent *Process, link bool) *Process {
+	if link {
+		return parent
+	}
+	return nil
+}
+
+// spawnLocal starts fn as a process; when linkWith is set, the new process
+// is linked to it before fn runs, so even an immediate crash reaches it.
+func (n *Node) spawnLocal(fn func(*Process) error, linkWith *Process) (PID, error) {
+	if n.stopped.Load() {
+		return PID{}, ErrStopped
+	}
+	n.running.Add(1)
+	p := n.newProcess()
+	if linkWith != nil {
+		if !linkWith.addLink(p.pid) {
+			n.procDone()
+			return PID{}, ErrExited
+		}
+		p.addLinkLocked(linkWith.pid) // p is not shared yet: no lock needed
+	}
+	n.procs.add(p)
+	if n.stopped.Load() {
+		// Stop may have walked the table before the add: end the process
+		// here so that Stop's wait is not left hanging on it.
+		p.die(Shutdown)
+	}
+	p.fn = fn
+	go p.main()
+	return p.pid, nil
+}
+
+func (n *Node) newProcess() *Process {
+	return &Process{
+		node: n,
+		pid:  PID{Node: n.self, Incarnation: n.incarnation, ID: n.nextID.Add(1)},
+		mb:   mailbox.New(),
+	}
+}
+
+// main is the body of every spawned process goroutine. Taking the function
+// from p.fn rather than as an argument keeps the goroutine's start closure
+// at one word.
+func (p *Process) main() {
+	defer p.node.procDone()
+	fn := p.fn
+	p.fn = nil
+	p.die(exitReason(run(p, fn)))
+}
+
+// procDone records the end of a process goroutine.
+func (n *Node) procDone() {
+	if n.running.Add(-1) == 0 && n.stopped.Load() {
+		select {
+		case n.idle <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// run calls fn, turning a panic into a *PanicError.
+func run(p *Process, fn func(*Process) error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return fn(p)
+}
+
+// exitReason maps what a process function returned to its exit reason.
+func exitReason(err error) any {
+	if err == nil {
+		return Normal
+	}
+	return err
+}
+
+// Run runs fn as a process of this node on the calling goroutine, so that
+// Self, links, monitors and MonitorNode work from a program's main. When ctx
+// ends, the process is ended with reason [Shutdown] (its Receive calls return
+// [ErrExited]). Run returns what fn returned; a panic in fn is returned as a
+// *[PanicError].
+func (n *Node) Run(ctx context.Context, fn func(p *Process) error) error {
+	if n.stopped.Load() {
+		return ErrStopped
+	}
+	p := n.newProcess()
+	n.procs.add(p)
+	if n.stopped.Load() {
+		p.die(Shutdown)
+	}
+	stop := context.AfterFunc(ctx, func() { p.die(Shutdown) })
+	defer stop()
+	err := run(p, fn)
+	p.die(exitReason(err))
+	return err
+}
+
+// Send sends msg to the process to, from outside any process. Sending to a
+// process that has exited is not an error: the message is dropped, as
+// Erlang does (monitor the process to learn that it is gone).
+func (n *Node) Send(to PID, msg any) error {
+	return n.send(to, msg)
+}
+
+func (n *Node) send(to PID, msg any) error {
+	if to.Node != n.self {
+		if to.Node == "" {
+			return fmt.Errorf("send to %v: %w", to, ErrBadPID)
+		}
+		return fmt.Errorf("send to %v: %w", to, ErrNotConnected)
+	}
+	if to.Incarnation != n.incarnation {
+		return nil // a process of an earlier run of this node: long gone
+	}
+	if p := n.procs.get(to.ID); p != nil {
+		p.mb.Push(msg)
+	}
+	return nil
+}
+
+// local returns the live-table entry for a PID of this node incarnation.
+func (n *Node) local(pid PID) *Process {
+	if pid.Node != n.self || pid.Incarnation != n.incarnation {
+		return nil
+	}
+	return n.procs.get(pid.ID)
+}
+
+func (n *Node) makeRef() Ref {
+	return Ref{Node: n.self, Incarnation: n.incarnation, ID: n.nextRef.Add(1)}
+}
+
+// Stop ends every process of the node with reason [Shutdown] and waits until
+// their goroutines have returned or ctx ends. It is safe to call more than
+// once.
+func (n *Node) Stop(ctx context.Context) error {
+	n.stopped.Store(true)
+	for _, p := range n.procs.snapshot() {
+		p.die(Shutdown)
+	}
+	for n.running.Load() != 0 {
+		select {
+		case <-n.idle:
+		case <-ctx.Done():
+			return fmt.Errorf("node: stop: %d processes still running: %w", n.running.Load(), ctx.Err())
+		}
+	}
+	return nil
+}

@@ -1,0 +1,58 @@
+package node
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Option configures a node at [Start].
+type Option func(*options)
+
+type options struct {
+	listen           string
+	tickTimeout      time.Duration
+	handshakeTimeout time.Duration
+	registerer       prometheus.Registerer
+	logger           *slog.Logger
+}
+
+func defaultOptions() options {
+	return options{
+		tickTimeout:      15 * time.Second,
+		handshakeTimeout: 5 * time.Second,
+		logger:           slog.New(slog.DiscardHandler),
+	}
+}
+
+// WithListen binds addr (host:port) instead of the address the node's name
+// advertises: behind NAT, in a container, or "0.0.0.0:port". The name stays
+// what peers dial.
+func WithListen(addr string) Option { return func(o *options) { o.listen = addr } }
+
+// WithTickTimeout sets how long a peer may stay silent before it is declared
+// down. Ticks are sent at a quarter of it. The default is 15 s; values below
+// 100 ms are raised to 100 ms.
+func WithTickTimeout(d time.Duration) Option {
+	return func(o *options) { o.tickTimeout = max(d, 100*time.Millisecond) }
+}
+
+// WithHandshakeTimeout bounds how long a peer connection may take from TCP
+// accept or dial to a checked cookie proof. The default is 5 s.
+func WithHandshakeTimeout(d time.Duration) Option {
+	return func(o *options) { o.handshakeTimeout = d }
+}
+
+// WithMetrics registers the node's Prometheus metrics on r. Without it no
+// metrics are registered anywhere (never on the global registry by default).
+func WithMetrics(r prometheus.Registerer) Option { return func(o *options) { o.registerer = r } }
+
+// WithLogger sends the node's logs to l. Without it the node logs nothing.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) {
+		if l != nil {
+			o.logger = l
+		}
+	}
+}

@@ -1,0 +1,384 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/meshrt/mesh/codec"
+	"github.com/meshrt/mesh/mailbox"
+)
+
+// Process is a running process as its own code sees it. Its methods are
+// meant for the process's own goroutine (the function the process runs);
+// Self is safe from any goroutine.
+//
+// Locking: p.mu guards the link and monitor sets and the dead flag. A
+// goroutine holds at most one process's mu at a time, except linkLocal, which
+// takes two in PID.ID order. No I/O and no mailbox wait happens under mu.
+type Process struct {
+	node *Node
+	pid  PID
+	mb   *mailbox.Mailbox
+	trap atomic.Bool          // trapping exits; set by the owner, read by signal senders
+	fn   func(*Process) error // set before the goroutine starts; taken by main
+
+	mu   sync.Mutex
+	dead bool       // guarded by mu; set once, by die
+	rel  *relations // guarded by mu; nil until the first link or monitor
+}
+
+// relations are a process's links and monitors, allocated on first use so
+// that a process that has none stays small (an idle process must fit in
+// 3 KiB with its goroutine).
+type relations struct {
+	links    map[PID]struct{} // linked processes
+	monitors map[Ref]PID      // monitors held on this process: ref → watcher
+	watching map[Ref]PID      // monitors this process holds: ref → target
+}
+
+// relLocked returns p's relations, allocating them. p.mu must be held.
+func (p *Process) relLocked() *relations {
+	if p.rel == nil {
+		p.rel = new(relations)
+	}
+	return p.rel
+}
+
+// Self returns the process's PID. Safe from any goroutine.
+func (p *Process) Self() PID { return p.pid }
+
+// Node returns the node the process runs on.
+func (p *Process) Node() *Node { return p.node }
+
+// Receive returns the next message, waiting until one arrives or ctx ends.
+// It returns [ErrExited] once the process has been killed or its node
+// stopped.
+func (p *Process) Receive(ctx context.Context) (any, error) {
+	m, err := p.mb.Receive(ctx)
+	if err != nil {
+		return nil, p.receiveErr(err)
+	}
+	return m, nil
+}
+
+// ReceiveMatch returns the first queued message for which match returns
+// true, waiting for one until ctx ends. Messages it passes over stay queued
+// in their order for later receives (selective receive).
+func (p *Process) ReceiveMatch(ctx context.Context, match func(any) bool) (any, error) {
+	m, err := p.mb.ReceiveMatch(ctx, match)
+	if err != nil {
+		return nil, p.receiveErr(err)
+	}
+	return m, nil
+}
+
+// receiveErr maps a mailbox error to the runtime's. It allocates nothing:
+// a killed process unwinds through here, and every goroutine's stack use
+// feeds the runtime's choice of initial stack size for new ones.
+func (p *Process) receiveErr(err error) error {
+	if errors.Is(err, mailbox.ErrClosed) {
+		return ErrExited
+	}
+	return err
+}
+
+// Send sends msg to the process to, on this node or another. Local sends
+// hand over the value itself; remote sends encode it, and a value that
+// cannot be encoded is an error here. Sending to a process that has exited is
+// not an error.
+func (p *Process) Send(to PID, msg any) error {
+	return p.node.send(to, msg)
+}
+
+// Spawn starts the defined actor on node with args and returns its PID. It
+// fails with [ErrUnknownActor] when the node has no such actor.
+func (p *Process) Spawn(node, actor string, args ...any) (PID, error) {
+	return p.node.spawn(p, node, actor, args, false)
+}
+
+// SpawnLink is Spawn that links the new process to this one before the actor
+// runs, so that even an immediate crash reaches this process.
+func (p *Process) SpawnLink(node, actor string, args ...any) (PID, error) {
+	return p.node.spawn(p, node, actor, args, true)
+}
+
+// TrapExit sets whether exit signals from linked processes (and from
+// [Process.Exit]) arrive as [Exit] messages instead of killing this process.
+// Reason [Kill] sent with Exit kills regardless.
+func (p *Process) TrapExit(on bool) { p.trap.Store(on) }
+
+// Link links this process with pid: when either exits abnormally, the other
+// receives an exit signal. Linking to a process that does not exist sends
+// this process an exit signal with reason [NoProc].
+func (p *Process) Link(pid PID) error {
+	if pid == p.pid {
+		return nil
+	}
+	if pid.Node != p.node.self {
+		return fmt.Errorf("link %v: %w", pid, ErrNotConnected)
+	}
+	t := p.node.local(pid)
+	if t == nil {
+		if !p.isAlive() {
+			return ErrExited
+		}
+		p.node.exitSignal(pid, p.pid, NoProc, false)
+		return nil
+	}
+	switch linkLocal(p, t) {
+	case linkSelfDead:
+		return ErrExited
+	case linkOtherDead:
+		p.node.exitSignal(pid, p.pid, NoProc, false)
+	}
+	return nil
+}
+
+type linkResult int
+
+const (
+	linked linkResult = iota
+	linkSelfDead
+	linkOtherDead
+)
+
+// linkLocal records the link in both processes atomically with respect to
+// their deaths: it holds both locks, taken in ID order.
+func linkLocal(a, b *Process) linkResult {
+	first, second := a, b
+	if b.pid.ID < a.pid.ID {
+		first, second = b, a
+	}
+	first.mu.Lock()
+	second.mu.Lock()
+	defer first.mu.Unlock()
+	defer second.mu.Unlock()
+	if a.dead {
+		return linkSelfDead
+	}
+	if b.dead {
+		return linkOtherDead
+	}
+	a.addLinkLocked(b.pid)
+	b.addLinkLocked(a.pid)
+	return linked
+}
+
+func (p *Process) addLinkLocked(pid PID) {
+	r := p.relLocked()
+	if r.links == nil {
+		r.links = make(map[PID]struct{}, 1)
+	}
+	r.links[pid] = struct{}{}
+}
+
+// addLink records a link to pid on p alone; false if p is dead.
+func (p *Process) addLink(pid PID) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.dead {
+		return false
+	}
+	p.addLinkLocked(pid)
+	return true
+}
+
+// Unlink removes the link between this process and pid, if any.
+func (p *Process) Unlink(pid PID) error {
+	p.mu.Lock()
+	if p.rel != nil {
+		delete(p.rel.links, pid)
+	}
+	p.mu.Unlock()
+	if t := p.node.local(pid); t != nil {
+		t.mu.Lock()
+		if t.rel != nil {
+			delete(t.rel.links, p.pid)
+		}
+		t.mu.Unlock()
+	}
+	return nil
+}
+
+// Monitor starts monitoring pid and returns the monitor's reference. When
+// pid exits, this process receives a [Down] with that reference; if pid does
+// not exist, the Down (reason [NoProc]) comes at once.
+func (p *Process) Monitor(pid PID) Ref {
+	ref := p.node.makeRef()
+	if !p.addWatching(ref, pid) {
+		return ref // this process is dead: nothing will ever be delivered
+	}
+	if t := p.node.local(pid); t != nil && t.addMonitor(ref, p.pid) {
+		return ref
+	}
+	p.mu.Lock()
+	if p.rel != nil {
+		delete(p.rel.watching, ref)
+	}
+	p.mu.Unlock()
+	p.mb.Push(Down{Ref: ref, PID: pid, Reason: NoProc})
+	return ref
+}
+
+func (p *Process) addWatching(ref Ref, target PID) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.dead {
+		return false
+	}
+	r := p.relLocked()
+	if r.watching == nil {
+		r.watching = make(map[Ref]PID, 1)
+	}
+	r.watching[ref] = target
+	return true
+}
+
+// addMonitor records that watcher monitors p under ref; false if p is dead.
+func (p *Process) addMonitor(ref Ref, watcher PID) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.dead {
+		return false
+	}
+	r := p.relLocked()
+	if r.monitors == nil {
+		r.monitors = make(map[Ref]PID, 1)
+	}
+	r.monitors[ref] = watcher
+	return true
+}
+
+// Demonitor removes the monitor named by ref. A Down already queued for it
+// stays queued.
+func (p *Process) Demonitor(ref Ref) {
+	p.mu.Lock()
+	var target PID
+	ok := false
+	if p.rel != nil {
+		target, ok = p.rel.watching[ref]
+		delete(p.rel.watching, ref)
+	}
+	p.mu.Unlock()
+	if !ok {
+		return
+	}
+	if t := p.node.local(target); t != nil {
+		t.removeMonitor(ref)
+	}
+}
+
+// Exit sends an exit signal with reason to pid. If pid traps exits it
+// receives an [Exit] message; otherwise it dies with reason, unless reason
+// is [Normal]. Reason [Kill] cannot be trapped: the target dies with reason
+// [Killed]. Exit to this process's own PID applies to itself.
+func (p *Process) Exit(pid PID, reason any) error {
+	if pid.Node != p.node.self {
+		return fmt.Errorf("exit %v: %w", pid, ErrNotConnected)
+	}
+	p.node.exitSignal(p.pid, pid, reason, false)
+	return nil
+}
+
+// isAlive reports whether p has not died yet.
+func (p *Process) isAlive() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.dead
+}
+
+// exitSignal delivers an exit signal from → to. A link signal is honoured
+// only while the link exists (and removes it); an [Exit] call's signal
+// always applies.
+func (n *Node) exitSignal(from, to PID, reason any, viaLink bool) {
+	t := n.local(to)
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	if t.dead {
+		t.mu.Unlock()
+		return
+	}
+	if viaLink {
+		if t.rel == nil {
+			t.mu.Unlock()
+			return
+		}
+		if _, ok := t.rel.links[from]; !ok {
+			t.mu.Unlock()
+			return
+		}
+		delete(t.rel.links, from)
+	}
+	t.mu.Unlock()
+
+	if a, ok := reason.(codec.Atom); ok && a == Kill {
+		if !viaLink {
+			t.die(Killed)
+			return
+		}
+		reason = Killed // a process that exited with reason kill: links see killed
+	}
+	switch {
+	case t.trap.Load():
+		t.mb.Push(Exit{From: from, Reason: reason})
+	case isNormal(reason) && from != to:
+		// a normal exit signal does not kill
+	default:
+		t.die(reason)
+	}
+}
+
+// die ends p with reason, once: it leaves the table, its mailbox closes (a
+// blocked Receive returns ErrExited), monitors fire and linked processes get
+// exit signals. Later calls do nothing.
+func (p *Process) die(reason any) {
+	p.mu.Lock()
+	if p.dead {
+		p.mu.Unlock()
+		return
+	}
+	p.dead = true
+	rel := p.rel
+	p.rel = nil
+	p.mu.Unlock()
+
+	n := p.node
+	p.mb.Close()
+	n.procs.remove(p.pid.ID)
+	if rel == nil {
+		return
+	}
+	for ref, target := range rel.watching {
+		if t := n.local(target); t != nil {
+			t.removeMonitor(ref)
+		}
+	}
+	for ref, watcher := range rel.monitors {
+		if w := n.local(watcher); w != nil {
+			w.mb.Push(Down{Ref: ref, PID: p.pid, Reason: reason})
+		}
+	}
+	for pid := range rel.links {
+		n.exitSignal(p.pid, pid, reason, true)
+	}
+}
+
+// removeMonitor forgets the monitor ref held on p.
+func (p *Process) removeMonitor(ref Ref) {
+	p.mu.Lock()
+	if p.rel != nil {
+		delete(p.rel.monitors, ref)
+	}
+	p.mu.Unlock()
+}
+
+// SpawnLinkFunc starts fn as a new process of this node, linked to this
+// process before fn runs.
+func (p *Process) SpawnLinkFunc(fn func(p *Process) error) (PID, error) {
+	return p.node.spawnLocal(fn, p)
+}
