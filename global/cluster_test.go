@@ -451,9 +451,12 @@ func (c *simCluster) nodeOf(pid codec.PID) *simNode {
 	return nil
 }
 
-var stats struct{ conflicts uint64; names, regs int }
+type convergenceStats struct {
+	conflicts   uint64
+	names, regs int
+}
 
-func runConvergence(t *testing.T, seed uint64, steps int) {
+func runConvergence(t *testing.T, seed uint64, steps int, stats *convergenceStats) {
 	c := newSimCluster(t, seed, 5, 8)
 	for range steps {
 		c.step()
@@ -482,14 +485,15 @@ func runConvergence(t *testing.T, seed uint64, steps int) {
 // and every name is held by one live process. With MESH_SOAK set to a
 // duration (make soak), it keeps drawing new seeds for that long.
 func TestConvergence(t *testing.T) {
+	var stats convergenceStats
 	seeds, steps := uint64(300), 400
 	if testing.Short() {
 		seeds = 30
 	}
 	for seed := range seeds {
-		runConvergence(t, seed, steps)
+		runConvergence(t, seed, steps, &stats)
 	}
-	t.Logf("stats %+v", stats)
+	t.Logf("%d seeds of %d steps: %+v", seeds, steps, stats)
 	soak := os.Getenv("MESH_SOAK")
 	if soak == "" {
 		return
@@ -503,7 +507,7 @@ func TestConvergence(t *testing.T) {
 	deadline := time.Now().Add(d)
 	n := 0
 	for seed := base; time.Now().Before(deadline); seed++ {
-		runConvergence(t, seed, 3000)
+		runConvergence(t, seed, 3000, &stats)
 		n++
 	}
 	t.Logf("soak: %d seeds of 3000 steps passed", n)
