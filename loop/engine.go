@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -278,12 +279,14 @@ func (e *Engine) handshake(ctx context.Context, nc net.Conn, outbound bool, dial
 	fail := func(step string, err error) (*Conn, error) {
 		stop()
 		_ = nc.Close()
-		if hctx.Err() != nil && ctx.Err() == nil {
+		switch {
+		case e.ctx.Err() != nil:
+			return nil, ErrEngineClosed
+		case ctx.Err() != nil: // the caller gave up (Dial's ctx)
+			return nil, fmt.Errorf("%w: %s: %w", ErrHandshake, step, ctx.Err())
+		case hctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded):
 			e.timedOut.Add(1)
 			return nil, fmt.Errorf("%w: %s: %w", ErrHandshakeTimeout, step, err)
-		}
-		if e.ctx.Err() != nil {
-			return nil, ErrEngineClosed
 		}
 		e.failed.Add(1)
 		return nil, fmt.Errorf("%w: %s: %w", ErrHandshake, step, err)

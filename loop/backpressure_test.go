@@ -1,0 +1,209 @@
+package loop
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshrt/mesh/tlsconn"
+)
+
+// deafPeer is a TLS server that completes TLS and the name hook, then never
+// reads again. It returns its address and a stop function.
+func deafPeer(t *testing.T) (string, func()) {
+	t.Helper()
+	cert, err := tlsconn.NewCertificate(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if tc, ok := nc.(*net.TCPConn); ok {
+				_ = tc.SetReadBuffer(16 << 10)
+			}
+			mu.Lock()
+			conns = append(conns, nc)
+			mu.Unlock()
+			tc := tls.Server(nc, tlsconn.ServerConfig(cert))
+			_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
+			if err := tc.Handshake(); err != nil {
+				continue
+			}
+			_, _ = nameHook("deaf")(context.Background(), tc, false, nil)
+			_ = nc.SetDeadline(time.Time{})
+			// and now: silence, no reads
+		}
+	}()
+	return ln.Addr().String(), func() {
+		_ = ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	}
+}
+
+// outboundBuffered reads gnet's unsent byte count on the conn's loop.
+func outboundBuffered(c *Conn) int {
+	ch := make(chan int, 1)
+	c.Execute(func() { ch <- c.gc.OutboundBuffered() })
+	select {
+	case n := <-ch:
+		return n
+	case <-time.After(5 * time.Second):
+		return -1
+	}
+}
+
+func TestBackpressureBlocksOnlyTheSlowPeersSenders(t *testing.T) {
+	const high, low = 256 << 10, 64 << 10
+	deafAddr, stopDeaf := deafPeer(t)
+	defer stopDeaf()
+	// A healthy echo peer on its own engine.
+	echoSrv, err := New(WithLoops(1), WithHook(nameHook("echo")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echoSrv.Close()
+	echoAddr, err := echoSrv.Listen("127.0.0.1:0", func(c *Conn) {
+		c.SetHandler(newFrameHandler(func(c *Conn, f []byte) { _ = c.Enqueue(context.Background(), frame(nil, f)) }))
+		c.Start()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The client engine has ONE loop serving both links.
+	cli, err := New(WithLoops(1), WithHook(nameHook("cli")), WithWaterMarks(high, low))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx := context.Background()
+	slow, err := cli.Dial(ctx, deafAddr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow.SetHandler(newFrameHandler(nil))
+	slow.Start()
+	healthyH := newFrameHandler(nil)
+	healthy, err := cli.Dial(ctx, echoAddr.String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	healthy.SetHandler(healthyH)
+	healthy.Start()
+
+	// Four senders push into the deaf peer until they block.
+	const senders = 4
+	item := frame(nil, make([]byte, 1000))
+	var wg sync.WaitGroup
+	errs := make(chan error, senders)
+	for range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				sctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+				err := slow.Enqueue(sctx, item)
+				cancel()
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("blocked sender got %v, want context.DeadlineExceeded", err)
+		}
+	}
+	if q := slow.Queued(); q > high+senders*len(item) {
+		t.Fatalf("queued %d bytes, bound is %d", q, high+senders*len(item))
+	}
+	if ob := outboundBuffered(slow); ob < 0 || ob > 2*high+64<<10 {
+		t.Fatalf("gnet holds %d unsent bytes, bound is about %d", ob, 2*high)
+	}
+
+	// Meanwhile the healthy peer on the same loop still round-trips.
+	const rounds = 200
+	for i := range rounds {
+		if err := healthy.Enqueue(ctx, frame(nil, []byte("ping"))); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 5*time.Second, "echo", func() bool {
+			n, _, _ := healthyH.count()
+			return n == i+1
+		})
+	}
+
+	// Closing the slow conn releases a sender blocked without a deadline.
+	blocked := make(chan error, 1)
+	go func() { blocked <- slow.Enqueue(ctx, item) }()
+	_ = slow.Close(errTestReason)
+	select {
+	case err := <-blocked:
+		if err != nil && !errors.Is(err, ErrClosed) {
+			t.Fatalf("sender released with %v, want nil or ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("blocked sender not released by Close")
+	}
+}
+
+func TestBackpressureReleasesSendersWhenThePeerReads(t *testing.T) {
+	const high, low = 64 << 10, 16 << 10
+	var mu sync.Mutex
+	received := 0
+	p := newPair(t, func(c *Conn, f []byte) {
+		mu.Lock()
+		received++
+		mu.Unlock()
+	}, nil, WithWaterMarks(high, low))
+	item := frame(nil, make([]byte, 512))
+	const total = 4000 // 2 MB through a 64 KiB window
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range total / 4 {
+				if err := p.cliConn.Enqueue(context.Background(), item); err != nil {
+					t.Error(err)
+					return
+				}
+				if q := p.cliConn.Queued(); q > high+4*len(item) {
+					t.Errorf("queued %d over the bound", q)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	eventually(t, 20*time.Second, "all items", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return received == total
+	})
+}
