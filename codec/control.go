@@ -86,6 +86,19 @@ func (p *payload) end(what string) error {
 	return nil
 }
 
+// bool reads a 0/1 byte.
+func (p *payload) bool() bool {
+	b := p.fixed(1)
+	if p.err != nil {
+		return false
+	}
+	if b[0] > 1 {
+		p.err = fmt.Errorf("%w: bool byte %d", ErrCorrupt, b[0])
+		return false
+	}
+	return b[0] == 1
+}
+
 func appendBool(dst []byte, b bool) []byte {
 	if b {
 		return append(dst, 1)
@@ -128,11 +141,7 @@ func (x *SpawnRequest) Decode(b []byte, lim *Limits) error {
 		p.err = fmt.Errorf("%w: actor name tag", ErrCorrupt)
 	}
 	x.Actor = p.str(maxNameBytes)
-	link := p.fixed(1)
-	if p.err == nil && link[0] > 1 {
-		p.err = fmt.Errorf("%w: link flag", ErrCorrupt)
-	}
-	x.Link = p.err == nil && link[0] == 1
+	x.Link = p.bool()
 	args := p.term()
 	if p.err == nil {
 		var ok bool
@@ -216,6 +225,9 @@ func (x *Link) Decode(b []byte, lim *Limits) error {
 type Exit struct {
 	From, To PID
 	Reason   any
+	// Link is true when the signal comes from a link (From ended), false
+	// for an explicit exit sent by From.
+	Link bool
 }
 
 // Append appends the whole frame to dst.
@@ -224,6 +236,7 @@ func (x *Exit) Append(dst []byte) ([]byte, error) {
 	dst, at := beginFrame(dst, KindExit)
 	dst = appendPID(dst, x.From)
 	dst = appendPID(dst, x.To)
+	dst = appendBool(dst, x.Link)
 	dst, err := appendTerm(dst, x.Reason, 0)
 	if err != nil {
 		return dst[:start], err
@@ -236,6 +249,7 @@ func (x *Exit) Decode(b []byte, lim *Limits) error {
 	p := newPayload(b, lim)
 	x.From = p.pid()
 	x.To = p.pid()
+	x.Link = p.bool()
 	x.Reason = p.term()
 	return p.end("exit")
 }

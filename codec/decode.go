@@ -31,8 +31,11 @@ func Unmarshal(b []byte) (any, error) {
 }
 
 // DecodeTerm decodes the term at the start of b and returns it with the
-// number of bytes it used. lim nil means [DefaultLimits]. The result never
-// aliases b. It is safe to call from any goroutine.
+// number of bytes it used. lim nil means [DefaultLimits]; a b longer than
+// lim.MaxMessage is refused whole, so pass just the term's bytes (as
+// [Message.Decode] does). The result never aliases b (a registered type's
+// UnmarshalBinary sees a sub-slice of b and must copy what it keeps). It is
+// safe to call from any goroutine.
 func DecodeTerm(b []byte, lim *Limits) (v any, n int, err error) {
 	d := decoder{b: b, lim: lim.resolve()}
 	if len(b) > d.lim.MaxMessage {

@@ -82,7 +82,7 @@
 //	spawn request    uvarint req | PID from | 0x10, uvarint length, actor | link byte (0/1) | args term ([]any)
 //	spawn reply      uvarint req | PID | code byte (SpawnCode) | uvarint length, error text
 //	link, unlink     PID from | PID to
-//	exit             PID from | PID to | reason term
+//	exit             PID from | PID to | link byte (0/1) | reason term
 //	monitor, demon.  PID from | PID to | Ref
 //	down             Ref | PID watcher | PID monitored | reason term
 //	registry         opaque bytes (package global's own encoding)

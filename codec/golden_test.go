@@ -72,7 +72,7 @@ func goldenFrames(t testing.TB) []struct {
 		{"spawn reply", must((&SpawnReply{Req: 1, PID: b, Code: SpawnFailed, Err: "e"}).Append(nil))},
 		{"link", must((&Link{a, b}).Append(nil, KindLink))},
 		{"unlink", must((&Link{a, b}).Append(nil, KindUnlink))},
-		{"exit", must((&Exit{a, b, Atom("kill")}).Append(nil))},
+		{"exit", must((&Exit{a, b, Atom("kill"), true}).Append(nil))},
 		{"monitor", must((&Monitor{a, b, ref}).Append(nil, KindMonitor))},
 		{"demonitor", must((&Monitor{a, b, ref}).Append(nil, KindDemonitor))},
 		{"down", must((&Down{ref, a, b, Atom("noproc")}).Append(nil))},
