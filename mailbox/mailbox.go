@@ -1,45 +1,59 @@
 package mailbox
 
 // Mailbox: a Queue[any] plus park/wake, close and the selective-receive save
-// queue.
+// list.
 //
 // Invariants.
 //
 //  1. One owner. Receive, ReceiveMatch and TryReceive run on one goroutine at
 //     a time (the process). The save list and the queue's consumer side are
 //     touched by the owner only, so they need no synchronisation.
-//  2. state holds two bits: parked (the owner is, or is about to be, blocked
-//     on wake) and closed (sticky). Only the owner sets parked, and only with a
-//     compare-and-swap from 0, so it never parks on a closed mailbox.
-//  3. Whoever clears parked, other than the owner itself, sends exactly one
-//     token on wake (a channel of capacity 1, send never blocks). When the
-//     owner fails to clear parked itself it knows a token is on its way and
-//     receives it before going on, so no stale token ever lingers and a park
-//     never wakes spuriously.
-//  4. No lost wake-up. The owner publishes parked (CAS) and then re-checks the
-//     queue's head link; a producer links its node (Queue step P2) and then
-//     loads state. All four are sequentially consistent atomics, so either
-//     the owner's re-check sees the link, or the producer's load sees parked
-//     and wakes it. This holds in the Vyukov window too: a producer between
-//     its swap and its link has not checked state yet, and will after linking.
+//  2. state holds a closed bit (sticky) and at most one of two parked bits:
+//     parkedSema (the owner is, or is about to be, blocked on sema) or
+//     parkedChan (blocked on wake, for a context that can end). Only the
+//     owner sets a parked bit, and only with a compare-and-swap from 0, so it
+//     never parks on a closed mailbox.
+//  3. One token per clear. Whoever clears a parked bit, other than the owner
+//     itself, hands over exactly one token: an Unlock of sema for parkedSema,
+//     a send on wake (capacity 1, never blocks) for parkedChan. sema is a
+//     sync.Mutex used as a binary semaphore: it is locked while no token is
+//     out (New locks it), the owner takes a token with Lock and a waker gives
+//     one with Unlock; Go mutexes are not tied to a goroutine, so this is
+//     legal. When the owner fails to clear its parked bit itself it knows a
+//     token is on its way and takes it before going on, so no token ever
+//     lingers, a park never wakes spuriously, and sema is never unlocked
+//     twice (an Unlock happens only for a parked bit the owner set after it
+//     took the previous token).
+//  4. No lost wake-up. The owner publishes a parked bit (CAS) and then
+//     re-checks the queue's next slot; a producer publishes its slot (Queue
+//     step P3) and then loads state. All four are sequentially consistent
+//     atomics, so either the owner's re-check sees the value, or the
+//     producer's load sees the bit and wakes it. This holds in the Queue's
+//     window too: a producer between its claim and its publish has not
+//     checked state yet, and will after publishing.
 //  5. Cost on the send path while the owner runs: one atomic load of state
-//     before and one after the Queue push. A channel operation happens only on
-//     the transition to parked, once per park.
-//  6. Close sets closed and clears parked in one CAS and wakes a parked owner
-//     (rule 3). From then on Push refuses messages; a Push that read state
-//     just before Close may still enqueue, and that message is discarded like
-//     the rest (by the owner's next receive call, or with the Mailbox by GC).
+//     before and one after the Queue push. A wake-up happens only on the
+//     transition to parked, once per park.
+//  6. Close sets closed and clears the parked bits in one CAS and wakes a
+//     parked owner (rule 3). From then on Push refuses messages; a Push that
+//     read state just before Close may still enqueue, and that message is
+//     discarded like the rest (by the owner's next receive call, or with the
+//     Mailbox by GC).
+//  7. wake is made lazily by the owner, the first time it parks with a
+//     context that can end, before it sets parkedChan; a waker reads it only
+//     after seeing parkedChan, so the atomic orders the two.
 //
-// Size. The struct is the Queue (80 bytes with its stub and free chain),
-// state, the save-list pointers and the wake channel: 112 bytes, plus the
-// channel itself; 224 bytes allocated per New in all. An idle mailbox holds no
-// queue node and no free chain (Queue.rewind runs before each park).
+// Size. The struct is the Queue (five words), state, the save-list pointers,
+// sema and the wake pointer: 80 bytes, and that is all New allocates. An
+// idle mailbox holds no queue segment (Queue.rewind runs before each park)
+// and, until it first waits with a cancellable context, no channel.
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 	"sync/atomic"
 )
 
@@ -52,8 +66,11 @@ var testHookPark func()
 var ErrClosed = errors.New("mailbox: closed")
 
 const (
-	stateParked uint32 = 1 << iota // the owner waits on wake (rule 2)
-	stateClosed                    // Close was called; sticky
+	stateParkedSema uint32 = 1 << iota // the owner waits on sema (rule 2)
+	stateParkedChan                    // the owner waits on wake and ctx.Done()
+	stateClosed                        // Close was called; sticky
+
+	stateParked = stateParkedSema | stateParkedChan
 )
 
 // spinRounds bounds how often an owner that found its queue empty yields to
@@ -71,19 +88,29 @@ var spinRounds = 4 // a var so tests can force every wait to park
 type Mailbox struct {
 	q Queue[any]
 
-	state  atomic.Uint32 // stateParked | stateClosed, see invariants 2, 3, 6
+	state  atomic.Uint32 // stateParked* | stateClosed, see invariants 2, 3, 6
 	nsaved atomic.Int32  // length of the save list, for Len
 
-	// Owner only: messages ReceiveMatch skipped, in arrival order. Nodes come
-	// from the queue's node pool; their next links are only touched by the owner.
-	saveHead, saveTail *node[any]
+	// Owner only: messages ReceiveMatch skipped, in arrival order.
+	saveHead, saveTail *saveNode
 
-	wake chan struct{} // capacity 1: one token per clear of parked by a non-owner
+	sema sync.Mutex    // binary semaphore, locked while no token is out (invariant 3)
+	wake chan struct{} // capacity 1, made lazily by the owner (invariant 7)
 }
+
+// saveNode is one message on the save list. Owner only.
+type saveNode struct {
+	next *saveNode
+	val  any
+}
+
+var savePool = sync.Pool{New: func() any { return new(saveNode) }}
 
 // New returns an empty, open mailbox. Safe from any goroutine.
 func New() *Mailbox {
-	return &Mailbox{wake: make(chan struct{}, 1)}
+	m := new(Mailbox)
+	m.sema.Lock() // no token out yet
+	return m
 }
 
 // Push queues msg for the owner and wakes the owner if it is parked. It
@@ -101,9 +128,19 @@ func (m *Mailbox) Push(msg any) bool {
 	return true
 }
 
-// wakeOwner clears parked and, if this call cleared it, sends the token.
+// wakeOwner clears the parked bits and, if this call cleared one, hands the
+// owner its token.
 func (m *Mailbox) wakeOwner() {
-	if old := m.state.And(^stateParked); old&stateParked != 0 {
+	m.giveToken(m.state.And(^stateParked))
+}
+
+// giveToken hands over the token for the parked bit set in old, the state
+// this caller just cleared it from (invariant 3).
+func (m *Mailbox) giveToken(old uint32) {
+	switch {
+	case old&stateParkedSema != 0:
+		m.sema.Unlock()
+	case old&stateParkedChan != 0:
 		select {
 		case m.wake <- struct{}{}:
 		default: // cannot happen by invariant 3; never block a sender
@@ -121,12 +158,7 @@ func (m *Mailbox) Close() {
 			return
 		}
 		if m.state.CompareAndSwap(s, (s|stateClosed)&^stateParked) {
-			if s&stateParked != 0 {
-				select {
-				case m.wake <- struct{}{}:
-				default:
-				}
-			}
+			m.giveToken(s)
 			return
 		}
 	}
@@ -175,8 +207,8 @@ func (m *Mailbox) ReceiveMatch(ctx context.Context, match func(any) bool) (any, 
 		m.discard()
 		return nil, ErrClosed
 	}
-	var prev *node[any]
-	for n := m.saveHead; n != nil; prev, n = n, n.next.Load() {
+	var prev *saveNode
+	for n := m.saveHead; n != nil; prev, n = n, n.next {
 		if match(n.val) {
 			return m.unsave(prev, n), nil
 		}
@@ -221,12 +253,13 @@ func (m *Mailbox) take() (any, bool) {
 }
 
 // save appends v to the save list and returns its node.
-func (m *Mailbox) save(v any) *node[any] {
-	n := m.q.newNode(v)
+func (m *Mailbox) save(v any) *saveNode {
+	n := savePool.Get().(*saveNode)
+	n.val = v
 	if m.saveTail == nil {
 		m.saveHead = n
 	} else {
-		m.saveTail.next.Store(n)
+		m.saveTail.next = n
 	}
 	m.saveTail = n
 	m.nsaved.Add(1)
@@ -234,20 +267,20 @@ func (m *Mailbox) save(v any) *node[any] {
 }
 
 // unsave removes n, whose predecessor on the save list is prev (nil for the
-// head), frees its node and returns its value.
-func (m *Mailbox) unsave(prev, n *node[any]) any {
-	next := n.next.Load()
+// head), pools its node and returns its value.
+func (m *Mailbox) unsave(prev, n *saveNode) any {
 	if prev == nil {
-		m.saveHead = next
+		m.saveHead = n.next
 	} else {
-		prev.next.Store(next)
+		prev.next = n.next
 	}
 	if m.saveTail == n {
 		m.saveTail = prev
 	}
 	m.nsaved.Add(-1)
 	v := n.val
-	m.q.freeNode(n)
+	*n = saveNode{}
+	savePool.Put(n)
 	return v
 }
 
@@ -287,27 +320,44 @@ func (m *Mailbox) wait(ctx context.Context) error {
 	if testHookPark != nil {
 		testHookPark()
 	}
-	if !m.state.CompareAndSwap(0, stateParked) {
+	bit := stateParkedSema
+	if done != nil {
+		if m.wake == nil {
+			m.wake = make(chan struct{}, 1)
+		}
+		bit = stateParkedChan
+	}
+	if !m.state.CompareAndSwap(0, bit) {
 		return nil // closed; the caller sees it
 	}
 	// Invariant 4: re-check after publishing parked.
 	if m.q.ready() {
-		m.unpark()
+		m.unpark(bit)
+		return nil
+	}
+	if done == nil {
+		m.sema.Lock() // the token: a producer or Close cleared bit
 		return nil
 	}
 	select {
 	case <-m.wake:
 		return nil
 	case <-done:
-		m.unpark()
+		m.unpark(bit)
 		return fmt.Errorf("mailbox: receive: %w", ctx.Err())
 	}
 }
 
-// unpark clears parked on the owner's behalf; if a producer or Close cleared
-// it first, it takes the token that one sends (invariant 3).
-func (m *Mailbox) unpark() {
-	if !m.state.CompareAndSwap(stateParked, 0) {
+// unpark clears the owner's parked bit on its own behalf; if a producer or
+// Close cleared it first, it takes the token that one hands over
+// (invariant 3).
+func (m *Mailbox) unpark(bit uint32) {
+	if m.state.CompareAndSwap(bit, 0) {
+		return
+	}
+	if bit == stateParkedSema {
+		m.sema.Lock()
+	} else {
 		<-m.wake
 	}
 }

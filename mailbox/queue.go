@@ -1,79 +1,137 @@
 package mailbox
 
-// Queue: an unbounded multi-producer single-consumer FIFO after Dmitry
-// Vyukov's non-intrusive MPSC queue, with pooled nodes.
+// Queue: an unbounded multi-producer single-consumer FIFO made of recycled
+// segments (arrays of segSize slots). Producers claim a slot with one
+// fetch-and-add; the consumer reads slots in order.
 //
-// Shape. The queue is a singly linked list. head (consumer-owned) points at a
-// dummy node whose value has already been taken; head.next is the next value
-// to pop. tail (shared) points at the last node linked in. The zero Queue has
-// head == tail == nil, which every reader maps to &q.stub, the dummy embedded
-// in the Queue itself, so the zero value is ready to use with no allocation.
+// Shape. tail (shared) points at the segment producers claim in, or is nil
+// when the queue holds no segment at all. Each segment has claimed, the
+// number of slots handed out in its current use, and next, the segment after
+// it. The consumer keeps head and pos (the next slot to read); head is nil
+// when the consumer holds no segment, and then it adopts first, the segment
+// a producer installed into an empty queue. The zero Queue has every pointer
+// nil: it is empty and ready to use, and holds no segment.
 //
-// Push (any goroutine, no mutex, no loop):
+// Open, full, sealed. A segment whose claimed is < segSize is open: an Add on
+// claimed that returns i < segSize gives slot i to that producer alone. From
+// segSize on the segment is full (every slot was handed out) or sealed (the
+// consumer closed it early, see rewind); further Adds return ≥ segSize and
+// the producer retries on the current tail. A segment out of the pool, or
+// just installed, is sealed (claimed = segSize); opening it is one store of 0.
 //
-//	n.val = v; n.next = nil        // n is private to this producer
-//	prev := tail.Swap(n)           // (P1) n is now the tail; prev is ours alone
-//	prev.next.Store(n)             // (P2) link: n becomes visible to the consumer
+// Push (any goroutine):
 //
-// Pop (consumer only):
+//	s := tail; i := s.claimed.Add(1) - 1   // (P1) claim; ≥ segSize: wait for tail to move, retry
+//	if i == segSize-1 { extend(s) }        // (P2) the last claimer links next, moves tail, opens next
+//	s.slots[i].val = v; ready.Store(1)     // (P3) publish
 //
-//	n := head.next.Load()          // (C1) nil: nothing linked after the dummy
-//	head = n; v := n.val; n.val = zero; recycle(old head)
+// extend(s): n from the pool (sealed); s.next = n; tail = n; n.claimed = 0.
+// Empty queue: a producer that finds tail nil takes a sealed segment,
+// installs it with tail.CompareAndSwap(nil, n) (a loser pools its n again),
+// stores first = n, then opens n.
 //
-// Memory ordering. Go's sync/atomic operations are sequentially consistent.
-// The producer writes n.val before the release-store P2, and the consumer
-// reads n.val only after the acquire-load C1 that observed n, so the value is
-// published without a lock. P1 is a swap, not a compare-and-swap, so no
-// producer ever retries, and the node a producer gets back from P1 is owned
-// by that producer alone until P2: the consumer cannot move past prev while
-// prev.next is nil, and no other producer can obtain prev from the swap again.
+// Pop (consumer): adopt first if head is nil; take slot pos once its ready
+// flag is set, clear it; after the last slot move head to s.next (set by P2
+// before P3, so never nil there) and pool s.
 //
-// The window. Between P1 and P2 the node is in the list but unreachable: tail
-// has moved but prev.next is still nil. A Pop in that window reports false
-// (so do Pops for pushes made after it, by other producers, until P2 lands).
-// Pop is therefore only "linearizable per completed Push of one producer":
-// once Push returns, a later Pop sees that value or an earlier one. Empty
-// reports the window as not empty (tail != head). Anything that parks the
-// consumer must let each producer check for a parked consumer AFTER its own P2
-// (Mailbox does; see mailbox.go), then a Pop that missed a half-linked node
-// is always followed by that producer's wake-up.
+// Invariants, each kept by the steps above:
 //
-// Allocation. Nodes come from one sync.Pool per element type, shared by every
-// Queue of that type. The consumer gathers freed dummies in a private chain
-// and hands the pool 32 at a time as one item; a producer takes a chain, keeps
-// one node and puts the rest back (into its P's private slot, so its next
-// Push is a cheap pool hit). Recycling is safe without hazard pointers because no operation
-// ever dereferences a node it did not get exclusively: producers touch only
-// their fresh node and the prev handed to them by the swap (linked before
-// they let go of it), and the consumer frees a dummy only after moving past it
-// (so its next was linked, and its producer is done with it). In steady state
-// Push and Pop allocate nothing. The embedded stub is never pooled; rewind
-// puts it back as the dummy when the consumer finds the queue drained, so an
-// idle queue holds no pooled node at all.
+//  1. At most one segment is open and not full, and it is the one tail names:
+//     a segment is opened only after tail names it, and tail moves away only
+//     once it is full (P2) or sealed (rewind). Every Add that claims a slot
+//     therefore lands in the current tail segment, and segments fill in
+//     chain order. With fetch-and-add order inside a segment this gives
+//     per-producer FIFO: a producer's later claim is in the same segment at a
+//     higher index, or in a segment opened later, which the consumer reads
+//     later.
+//  2. Exactly one party moves tail off an open segment: the producer whose
+//     Add returned segSize-1 (P2) or the consumer whose rewind
+//     compare-and-swap sealed it. Neither needs a compare-and-swap on tail.
+//  3. Recycling. The consumer pools a segment only after tail has left it
+//     (P2 precedes P3 of the last slot; rewind stores nil first) and after
+//     reading every slot that was claimed. A stale producer, one that loaded
+//     the segment from tail long ago, can only do an Add on its claimed: while
+//     the segment is pooled or being installed it is sealed, so the Add
+//     returns ≥ segSize and the producer goes back to tail. It can never
+//     write into a pooled segment. Its Add can succeed only after the
+//     segment was opened again, i.e. when it is the current tail segment of
+//     its new use, and then the claim is as good as anyone's (invariant 1).
+//     next is written once per use, by the last claimer before its P3, and
+//     reset by the consumer when it pools the segment.
+//  4. Memory order. Go's atomics are sequentially consistent. The value is
+//     written before the ready store (P3) and read after the ready load that
+//     saw it, so it is published without a lock; the consumer clears the
+//     slot before pooling the segment, and the pool (and the opening store
+//     followed by the claimer's Add) order that before the next producer's
+//     write.
+//  5. The window. Between P1 and P3 a slot is claimed but not ready; Pop
+//     reports false and cannot pass it, so later claims wait too. Pop is
+//     linearizable per completed Push of one producer. Anything that parks
+//     the consumer must let each producer look for a parked consumer after
+//     its own P3 (Mailbox does), so a Pop that missed a half-done Push is
+//     always followed by that producer's wake-up.
+//
+// Progress. Push takes no lock. The one wait: a producer that finds the tail
+// segment full while its last claimer (or a sealing consumer) is between
+// its claim and the store that moves tail yields until tail moves, a window
+// of a few instructions once per segSize messages. Steady-state Push and Pop
+// allocate nothing: segments come from one sync.Pool per element type.
+//
+// Footprint. rewind, run by Mailbox before each park, seals a drained head
+// segment and pools it, so an idle queue holds no segment; the Queue itself
+// is five words.
 
 import (
 	"reflect"
+	"runtime"
 	"sync"
 	"sync/atomic"
 )
 
-// node is one link of the list. next is written by the producer that owns the
-// node's successor (P2) and by the consumer when it recycles the node.
-type node[T any] struct {
-	next atomic.Pointer[node[T]]
-	val  T
+// segSize is the number of slots per segment: one pool operation and one
+// tail move per segSize messages. Sizeof(segment[any]) is about 1.6 KiB.
+const segSize = 64
+
+// slot holds one value. ready is 1 from the producer's publish to the
+// consumer's read.
+type slot[T any] struct {
+	ready atomic.Uint32
+	val   T
 }
 
-// pools holds one *sync.Pool of *node[T] per element type T.
-var pools sync.Map // reflect.Type -> *sync.Pool
+// segment is one array of slots with its claim counter and link.
+type segment[T any] struct {
+	claimed atomic.Uint64 // slots handed out in this use; ≥ segSize: full or sealed
+	next    atomic.Pointer[segment[T]]
+	base    atomic.Uint64 // values pushed into the queue before this segment's slot 0 (Len)
+	_       [40]byte      // keep the contended counter off the first slots' cache line
+	slots   [segSize]slot[T]
+}
 
-func poolFor[T any]() *sync.Pool {
+// segPools holds one *sync.Pool of *segment[T] per element type T.
+var segPools sync.Map // reflect.Type -> *sync.Pool
+
+func segPool[T any]() *sync.Pool {
 	t := reflect.TypeFor[T]()
-	if p, ok := pools.Load(t); ok {
+	if p, ok := segPools.Load(t); ok {
 		return p.(*sync.Pool)
 	}
-	p, _ := pools.LoadOrStore(t, &sync.Pool{New: func() any { return new(node[T]) }})
+	p, _ := segPools.LoadOrStore(t, &sync.Pool{New: func() any {
+		s := new(segment[T])
+		s.claimed.Store(segSize) // sealed until opened
+		return s
+	}})
 	return p.(*sync.Pool)
+}
+
+// getSegment returns a sealed segment with clear slots and a nil next.
+func getSegment[T any]() *segment[T] { return segPool[T]().Get().(*segment[T]) }
+
+// putSegment pools s. s must be full or sealed, unreachable from tail and
+// first, and have every slot cleared (invariant 3). Consumer only.
+func putSegment[T any](s *segment[T]) {
+	s.next.Store(nil)
+	segPool[T]().Put(s)
 }
 
 // Queue is an unbounded lock-free multi-producer single-consumer FIFO. The
@@ -85,170 +143,182 @@ func poolFor[T any]() *sync.Pool {
 // producer are popped in the order that producer pushed them.
 type Queue[T any] struct {
 	// Consumer side: written only by the consumer.
-	head   *node[T]      // dummy; nil means &stub
+	head   *segment[T]   // segment being read; nil: adopt first
+	pos    uint64        // next slot of head to read; < segSize
 	popped atomic.Uint64 // values taken out; stored by the consumer only
-	stub   node[T]       // the dummy of a fresh or drained queue; never pooled
-	free   *node[T]      // freed nodes, linked by next, not yet in the pool
-	nfree  int           // length of free
 
-	// Producer side: shared by every producer.
-	tail   atomic.Pointer[node[T]] // last linked-in node; nil means &stub
-	pushed atomic.Uint64           // values put in, counted before P1
-	pool   atomic.Pointer[sync.Pool]
+	// Shared.
+	tail  atomic.Pointer[segment[T]] // segment producers claim in; nil: none
+	first atomic.Pointer[segment[T]] // installed into an empty queue, not yet adopted
 }
 
-// nodePool returns the node pool for T, cached on the queue after first use.
-func (q *Queue[T]) nodePool() *sync.Pool {
-	if p := q.pool.Load(); p != nil {
-		return p
-	}
-	p := poolFor[T]()
-	q.pool.Store(p)
-	return p
-}
-
-// newNode takes a node from the pool holding v, with a nil next. What the
-// pool hands out is a chain of free nodes (see freeNode); newNode keeps the
-// first and puts the rest back, which lands in this P's private pool slot, so
-// the next Push on this P finds it without touching other Ps.
-func (q *Queue[T]) newNode(v T) *node[T] {
-	p := q.nodePool()
-	n := p.Get().(*node[T])
-	if rest := n.next.Load(); rest != nil {
-		n.next.Store(nil)
-		p.Put(rest)
-	}
-	n.val = v
-	return n
-}
-
-// freeChain is how many freed nodes the consumer gathers before handing them
-// to the pool as one item: one pool operation per freeChain messages on the
-// consumer side, and producers on another P steal a whole chain at a time.
-const freeChain = 32
-
-// freeNode clears n and adds it to the consumer's free chain, handing the
-// chain to the pool once it is full. n must be unreachable from every
-// producer (see the header comment). Consumer only.
-func (q *Queue[T]) freeNode(n *node[T]) {
-	var zero T
-	n.val = zero
-	n.next.Store(q.free)
-	q.free = n
-	if q.nfree++; q.nfree == freeChain {
-		q.flushFree()
-	}
-}
-
-// flushFree hands the consumer's partial free chain to the pool. Consumer only.
-func (q *Queue[T]) flushFree() {
-	if q.free != nil {
-		q.nodePool().Put(q.free)
-		q.free, q.nfree = nil, 0
-	}
-}
-
-// testHookLink, when set by a test, runs between a Push's swap and its link
-// (the window), so tests can yield there.
+// testHookLink, when set by a test, runs between a Push's claim and its
+// publish (the window), so tests can yield there.
 var testHookLink func()
 
-// Push appends v at the tail. It never blocks, takes no lock and does not
-// allocate in steady state. Safe from any goroutine.
+// Push appends v at the tail. It never blocks on the consumer, takes no lock
+// and does not allocate in steady state. Safe from any goroutine.
 func (q *Queue[T]) Push(v T) {
-	n := q.newNode(v)
-	q.pushed.Add(1)
-	prev := q.tail.Swap(n) // P1
-	if testHookLink != nil {
-		testHookLink()
+	for {
+		s := q.tail.Load()
+		if s == nil {
+			q.start()
+			continue
+		}
+		if s.claimed.Load() >= segSize {
+			q.awaitMove(s)
+			continue
+		}
+		i := s.claimed.Add(1) - 1 // P1
+		if i >= segSize {
+			continue // lost the last slots to other producers
+		}
+		if i == segSize-1 {
+			q.extend(s) // P2
+		}
+		if testHookLink != nil {
+			testHookLink()
+		}
+		sl := &s.slots[i]
+		sl.val = v
+		sl.ready.Store(1) // P3
+		return
 	}
-	if prev == nil {
-		prev = &q.stub
-	}
-	prev.next.Store(n) // P2
 }
 
-// headNode returns the current dummy. Consumer only.
-func (q *Queue[T]) headNode() *node[T] {
-	if q.head == nil {
-		q.head = &q.stub
+// awaitMove yields while tail still names the full or sealed segment s: its
+// last claimer, or the consumer sealing it, is about to move tail.
+func (q *Queue[T]) awaitMove(s *segment[T]) {
+	for spins := 0; q.tail.Load() == s && s.claimed.Load() >= segSize; spins++ {
+		if spins >= 8 {
+			runtime.Gosched()
+		}
 	}
-	return q.head
+}
+
+// extend links a fresh segment after s, makes it the tail and opens it. Only
+// the producer that claimed s's last slot calls it, before publishing that
+// slot (invariant 2).
+func (q *Queue[T]) extend(s *segment[T]) {
+	n := getSegment[T]()
+	n.base.Store(s.base.Load() + segSize)
+	s.next.Store(n)
+	q.tail.Store(n)
+	n.claimed.Store(0) // open: only now can an Add claim in n
+}
+
+// start installs a first segment into a queue that has none. The winner of
+// the compare-and-swap publishes it as first for the consumer, then opens it.
+func (q *Queue[T]) start() {
+	n := getSegment[T]()
+	n.base.Store(q.popped.Load()) // tail is nil only once everything was popped
+	if !q.tail.CompareAndSwap(nil, n) {
+		putSegment(n) // never reachable: still sealed
+		return
+	}
+	q.first.Store(n)
+	n.claimed.Store(0)
+}
+
+// headSeg returns the consumer's segment, adopting first if it has none, or
+// nil when there is no segment to read. Consumer only.
+func (q *Queue[T]) headSeg() *segment[T] {
+	if s := q.head; s != nil {
+		return s
+	}
+	s := q.first.Load()
+	if s != nil {
+		q.first.Store(nil)
+		q.head, q.pos = s, 0
+	}
+	return s
 }
 
 // Pop removes and returns the value at the head. It returns false when no
-// value is linked in yet: the queue is empty, or a Push is between its two
-// steps (see Empty). Consumer only.
+// value is ready: the queue is empty, or the oldest claimed slot is not
+// published yet (see Empty). Consumer only.
 func (q *Queue[T]) Pop() (T, bool) {
-	h := q.headNode()
-	n := h.next.Load() // C1
-	if n == nil {
-		var zero T
+	var zero T
+	s := q.headSeg()
+	if s == nil {
 		return zero, false
 	}
-	q.head = n
-	v := n.val
-	var zero T
-	n.val = zero
+	sl := &s.slots[q.pos]
+	if sl.ready.Load() == 0 {
+		return zero, false
+	}
+	v := sl.val
+	sl.val = zero
+	sl.ready.Store(0)
 	q.popped.Store(q.popped.Load() + 1)
-	if h != &q.stub {
-		q.freeNode(h)
+	if q.pos++; q.pos == segSize {
+		q.head, q.pos = s.next.Load(), 0
+		putSegment(s)
 	}
 	return v, true
 }
 
 // Empty reports whether the queue holds nothing, counting a Push that is in
 // progress as not empty: when Pop returns false but Empty returns false too,
-// a producer is about to link its value and the consumer may spin briefly or
-// rely on that producer's own signal. Advisory (producers may push at any
+// a producer is about to publish its value and the consumer may spin briefly
+// or rely on that producer's own signal. Advisory (producers may push at any
 // moment). Consumer only.
 func (q *Queue[T]) Empty() bool {
-	h := q.headNode()
-	if h.next.Load() != nil {
+	s := q.headSeg()
+	if s == nil {
+		return q.tail.Load() == nil
+	}
+	if s.slots[q.pos].ready.Load() != 0 {
 		return false
 	}
-	t := q.tail.Load()
-	if t == nil {
-		t = &q.stub
-	}
-	return t == h
+	return s.claimed.Load() == q.pos
 }
 
 // Len returns the number of values pushed and not yet popped. It counts a
-// Push from its start, so it may briefly include a value Pop cannot return
-// yet. Approximate under concurrency. Safe from any goroutine.
+// Push from its claim, so it may briefly include a value Pop cannot return
+// yet, and it may read high by up to a segment while a segment is being
+// installed. Approximate under concurrency. Safe from any goroutine.
 func (q *Queue[T]) Len() int {
-	popped := q.popped.Load()
-	pushed := q.pushed.Load()
-	if pushed < popped { // popped read first; cannot happen, but stay safe
-		return 0
+	for range 8 {
+		popped := q.popped.Load()
+		s := q.tail.Load()
+		if s == nil {
+			return 0
+		}
+		pushed := s.base.Load() + min(s.claimed.Load(), segSize)
+		if q.tail.Load() != s {
+			continue // s moved on (and may be pooled): read again
+		}
+		if pushed < popped {
+			return 0
+		}
+		return int(pushed - popped)
 	}
-	return int(pushed - popped)
+	return 0
 }
 
-// rewind makes the embedded stub the dummy again when the queue is drained,
-// returning the pooled dummy and the free chain to the pool, so that an idle
-// queue holds no node. It is a no-op when values (or a half-linked Push) are pending.
-// Consumer only.
+// rewind pools the head segment when everything claimed in it was read, so
+// that an idle queue holds no segment. It is a no-op when values (or a
+// claimed, unpublished slot) are pending. Consumer only.
 //
-// Safety: the stub is not in the list (head moved past it), so the consumer
-// may clear stub.next. The compare-and-swap succeeds only if no producer has
-// swapped tail since h became the last node; a producer that swaps later gets
-// &stub as its prev and links there, which the consumer reads from the new
-// head. The freed h is reachable from no producer: the only producer that
-// could have got it from P1 is the one that appended h itself, and it linked
-// h into its predecessor before h became the head.
+// Safety: the compare-and-swap from pos to segSize succeeds only if exactly
+// pos slots were claimed, all of them read, and seals the segment: later
+// Adds return ≥ segSize. A segment that is open and not full is the tail
+// (invariant 1), and sealing it makes the consumer the one party that moves
+// tail off it (invariant 2): to nil, after which the next Push installs a
+// fresh first segment.
 func (q *Queue[T]) rewind() {
-	h := q.headNode()
-	if h == &q.stub || h.next.Load() != nil {
+	s := q.head
+	if s == nil || !s.claimed.CompareAndSwap(q.pos, segSize) {
 		return
 	}
-	q.stub.next.Store(nil)
-	if q.tail.CompareAndSwap(h, &q.stub) {
-		q.head = &q.stub
-		q.freeNode(h)
-	}
-	q.flushFree()
+	q.tail.Store(nil)
+	q.head, q.pos = nil, 0
+	putSegment(s)
 }
 
 // ready reports whether Pop would return a value now. Consumer only.
-func (q *Queue[T]) ready() bool { return q.headNode().next.Load() != nil }
+func (q *Queue[T]) ready() bool {
+	s := q.headSeg()
+	return s != nil && s.slots[q.pos].ready.Load() != 0
+}

@@ -79,19 +79,19 @@ func TestQueueInterleavedWithRewind(t *testing.T) {
 	}
 }
 
-// A drained, rewound queue holds no pooled node: its dummy is the stub.
-func TestQueueRewindReleasesNode(t *testing.T) {
+// A drained, rewound queue holds no segment, and works on afterwards.
+func TestQueueRewindReleasesSegment(t *testing.T) {
 	var q Queue[int]
 	q.Push(1)
 	q.Push(2)
 	q.Pop()
 	q.Pop()
-	if q.head == &q.stub {
-		t.Fatal("head still the stub after two pops; test does not exercise rewind")
+	if q.head == nil {
+		t.Fatal("no head segment after two pops; test does not exercise rewind")
 	}
 	q.rewind()
-	if q.head != &q.stub || q.tail.Load() != &q.stub {
-		t.Fatal("rewind of a drained queue did not restore the stub")
+	if q.head != nil || q.tail.Load() != nil || q.first.Load() != nil {
+		t.Fatal("rewind of a drained queue kept a segment")
 	}
 	q.Push(3)
 	if v, ok := q.Pop(); !ok || v != 3 {
@@ -99,24 +99,31 @@ func TestQueueRewindReleasesNode(t *testing.T) {
 	}
 }
 
-// A Push whose swap is done but whose link is not is reported as "not empty"
-// by Empty even though Pop cannot take it yet.
-func TestQueueHalfLinkedPushIsNotEmpty(t *testing.T) {
+// A Push whose claim is done but whose publish is not is reported as "not
+// empty" by Empty even though Pop cannot take it yet, and rewind keeps the
+// segment.
+func TestQueueHalfDonePushIsNotEmpty(t *testing.T) {
 	var q Queue[int]
-	n := q.newNode(7)
-	prev := q.tail.Swap(n) // step P1 only
+	q.Push(1)
+	if v, ok := q.Pop(); !ok || v != 1 {
+		t.Fatalf("Pop() = %d, %v", v, ok)
+	}
+	s := q.tail.Load()
+	i := s.claimed.Add(1) - 1 // step P1 only
 	if _, ok := q.Pop(); ok {
-		t.Fatal("Pop returned a value that is not linked yet")
+		t.Fatal("Pop returned a value that is not published yet")
 	}
 	if q.Empty() {
 		t.Fatal("Empty() = true during a half-done Push")
 	}
-	if prev == nil {
-		prev = &q.stub
+	q.rewind()
+	if q.tail.Load() != s {
+		t.Fatal("rewind dropped a segment with a claimed, unpublished slot")
 	}
-	prev.next.Store(n) // step P2
+	s.slots[i].val = 7
+	s.slots[i].ready.Store(1) // step P3
 	if v, ok := q.Pop(); !ok || v != 7 {
-		t.Fatalf("Pop() after link = %d, %v", v, ok)
+		t.Fatalf("Pop() after publish = %d, %v", v, ok)
 	}
 }
 
