@@ -206,7 +206,10 @@ func (d *decoder) term(depth int) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return append(make([]byte, 0, len(p)), p...), nil
+		if len(p) == 0 {
+			return []byte{}, nil
+		}
+		return append([]byte(nil), p...), nil // no zeroing before the copy
 	case tagInt, tagInt16, tagInt32, tagInt64:
 		x, err := d.varint()
 		if err != nil {

@@ -197,11 +197,10 @@ func (r *Reassembler) fragment(p []byte, deliver func(Message) error) error {
 	if len(chunk) == 0 || len(chunk) > e.total-len(e.buf) {
 		return fmt.Errorf("%w: fragment %d chunk of %d bytes, %d expected at most", ErrCorrupt, id, len(chunk), e.total-len(e.buf))
 	}
-	if cap(e.buf)-len(e.buf) < len(chunk) {
-		// Grow geometrically but never past the announced (budgeted) total.
-		nb := make([]byte, len(e.buf), min(e.total, max(2*cap(e.buf), len(e.buf)+len(chunk))))
-		copy(nb, e.buf)
-		e.buf = nb
+	if e.buf == nil {
+		// The total is already reserved in the budget: allocate it once
+		// rather than grow (and copy) a 64 MiB message twenty times.
+		e.buf = make([]byte, 0, e.total)
 	}
 	e.buf = append(e.buf, chunk...)
 	if !e.done() {
