@@ -519,9 +519,9 @@ func (r *Registry) commitAndUnlock() {
 		cur, had := r.view.lookup(name)
 		switch {
 		case ok && (!had || cur != w.PID):
-			r.changes = append(r.changes, change{shard: r.view.shard(name), name: name, pid: w.PID})
+			r.changes = append(r.changes, r.view.set(name, w.PID))
 		case !ok && had:
-			r.changes = append(r.changes, change{shard: r.view.shard(name), name: name, del: true})
+			r.changes = append(r.changes, r.view.del(name))
 		}
 	}
 	clear(r.dirty)
