@@ -185,7 +185,7 @@ func onewayLoop(b *testing.B, addr string, conns, senders int) {
 // goroutine into a 64 KiB bufio.Writer, flushed when the queue is empty.
 type tlsBaselineConn struct {
 	tc    *tls.Conn
-	queue chan []byte // items are the caller's shared, read-only frame
+	queue chan [4 + transportItem]byte // the queue holds a copy of each item, as Enqueue does
 	done  chan struct{}
 }
 
@@ -197,12 +197,12 @@ func dialTLS(b *testing.B, addr string, onFrame func(n int)) *tlsBaselineConn {
 	if err := tc.Handshake(); err != nil {
 		b.Fatal(err)
 	}
-	c := &tlsBaselineConn{tc: tc, queue: make(chan []byte, 8192), done: make(chan struct{})}
+	c := &tlsBaselineConn{tc: tc, queue: make(chan [4 + transportItem]byte, 8192), done: make(chan struct{})}
 	go func() { // writer
 		defer close(c.done)
 		bw := bufio.NewWriterSize(tc, 64<<10)
 		for {
-			var f []byte
+			var f [4 + transportItem]byte
 			var ok bool
 			select {
 			case f, ok = <-c.queue:
@@ -216,7 +216,8 @@ func dialTLS(b *testing.B, addr string, onFrame func(n int)) *tlsBaselineConn {
 				_ = bw.Flush()
 				return
 			}
-			if _, err := bw.Write(f); err != nil {
+			n := 4 + int(binary.BigEndian.Uint32(f[:4])) // a marker is 4 bytes
+			if _, err := bw.Write(f[:n]); err != nil {
 				return
 			}
 		}
@@ -260,7 +261,8 @@ func onewayTLS(b *testing.B, addr string, conns, senders int) {
 			c.close()
 		}
 	}()
-	item := transportFrame()
+	var item, marker [4 + transportItem]byte
+	copy(item[:], transportFrame())
 	b.ResetTimer()
 	splitSenders(b.N, senders, func(s, count int) {
 		for k := range count {
@@ -268,7 +270,7 @@ func onewayTLS(b *testing.B, addr string, conns, senders int) {
 		}
 	})
 	for _, c := range cs {
-		c.queue <- transportMarker
+		c.queue <- marker
 	}
 	for range cs {
 		<-acks

@@ -87,13 +87,14 @@ type Conn struct {
 	preStart []func()
 
 	// loop only
-	gc         gnet.Conn
-	closing    bool // tls closed, gnet close requested
-	gnetClosed bool // gnet's OnClose ran: never touch gc again
-	delivered  bool // Handler.OnClose ran
-	leftover   []byte
-	recheck    bool          // a backpressure recheck timer is armed
-	backoff    time.Duration // next recheck delay
+	gc          gnet.Conn
+	closing     bool // tls closed, gnet close requested
+	gnetClosed  bool // gnet's OnClose ran: never touch gc again
+	delivered   bool // Handler.OnClose ran
+	leftover    []byte
+	recheck     bool          // a backpressure recheck timer is armed
+	backoff     time.Duration // last recheck delay
+	lastBacklog int           // gnet's backlog at the last recheck
 }
 
 func newConn(e *Engine, tc *tls.Conn, ad *tlsconn.Adapter, info any, outbound bool) *Conn {
@@ -379,11 +380,11 @@ func (c *Conn) flushQueue(ls *loopState) {
 	if c.closing || c.gnetClosed {
 		return
 	}
-	if int64(c.gc.OutboundBuffered()) >= c.e.opts.high {
-		c.armRecheck()
+	if ob := c.gc.OutboundBuffered(); int64(ob) >= c.e.opts.high {
+		c.armRecheck(ob)
 		return // scheduled stays true: senders do not wake the loop meanwhile
 	}
-	c.backoff = 0
+	c.backoff, c.lastBacklog = 0, 0
 	c.scheduled.Store(false)
 	var total int
 	for n := c.q.pop(); n != nil; n = c.q.pop() {
@@ -420,18 +421,21 @@ const (
 	maxRecheck = 32 * time.Millisecond
 )
 
-// armRecheck polls the socket backlog with a backoff while it is above the
-// high-water mark: gnet does not report when its outbound buffer drains.
-func (c *Conn) armRecheck() {
+// armRecheck polls the socket backlog while it is above the high-water
+// mark (gnet does not report when its outbound buffer drains): every
+// millisecond while the backlog shrinks, backing off to 32 ms while the
+// peer reads nothing.
+func (c *Conn) armRecheck(backlog int) {
 	if c.recheck {
 		return
 	}
 	c.recheck = true
-	if c.backoff == 0 {
+	if c.backoff == 0 || backlog < c.lastBacklog {
 		c.backoff = minRecheck
 	} else {
 		c.backoff = min(2*c.backoff, maxRecheck)
 	}
+	c.lastBacklog = backlog
 	c.AfterFunc(c.backoff, func() {
 		c.recheck = false
 		c.flushQueue(c.ls.Load())

@@ -28,8 +28,6 @@ import (
 	"github.com/meshrt/mesh/tlsconn"
 )
 
-var marker = []byte{0, 0, 0, 0}
-
 func main() {
 	mode := flag.String("mode", "loop", "loop (gnet + TLS) or tls (net.Conn + crypto/tls)")
 	echo := flag.Bool("echo", false, "echo every frame")
