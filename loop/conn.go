@@ -199,6 +199,13 @@ func (c *Conn) Enqueue(ctx context.Context, item []byte) error {
 			return err
 		}
 	}
+	c.push(item)
+	return nil
+}
+
+// push queues a copy of item and schedules the conn on its loop if it was
+// not scheduled already (only the CAS winner does).
+func (c *Conn) push(item []byte) {
 	c.queued.Add(int64(len(item)))
 	c.q.push(getNode(item))
 	if !c.scheduled.Load() && c.scheduled.CompareAndSwap(false, true) {
@@ -207,6 +214,23 @@ func (c *Conn) Enqueue(ctx context.Context, item []byte) error {
 		}
 		// else: OnOpen has not run; it drains a scheduled queue itself.
 	}
+}
+
+// EnqueueNoWait is Enqueue for items that must go out without their sender
+// ever waiting: control signals, and anything sent from a loop. It copies
+// item into the queue whatever the high-water mark says. Past the hard limit
+// (four times the high-water mark) it closes the conn with ErrSlowConsumer
+// instead, so memory stays bounded and the peer's loss is reported, never
+// silent. Safe from any goroutine, including any loop.
+func (c *Conn) EnqueueNoWait(item []byte) error {
+	if c.closed.Load() {
+		return c.closedErr()
+	}
+	if c.queued.Load() >= 4*c.e.opts.high {
+		_ = c.Close(ErrSlowConsumer)
+		return c.closedErr()
+	}
+	c.push(item)
 	return nil
 }
 

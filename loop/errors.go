@@ -22,4 +22,8 @@ var (
 	ErrInputTooLarge = errors.New("loop: unconsumed input over the limit")
 	// ErrTLS: a record failed to decrypt or TLS failed on the loop.
 	ErrTLS = errors.New("loop: tls failure")
+	// ErrSlowConsumer: EnqueueNoWait found the conn's queue past its hard
+	// limit (four times the high-water mark): the peer takes so little of
+	// what is sent that the conn is cut rather than let memory grow.
+	ErrSlowConsumer = errors.New("loop: slow consumer")
 )

@@ -8,11 +8,11 @@ import (
 	"time"
 
 	"github.com/meshrt/mesh/codec"
-	"go.uber.org/goleak"
+	"github.com/meshrt/mesh/internal/leaktest"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leaktest.VerifyTestMain(m)
 }
 
 // testWait bounds every wait in these tests; a test that needs it has failed.

@@ -25,6 +25,9 @@ func (n nodeName) String() string {
 	return n.name + "@" + net.JoinHostPort(n.host, strconv.Itoa(n.port))
 }
 
+// addr returns host:port, the address to dial.
+func (n nodeName) addr() string { return net.JoinHostPort(n.host, strconv.Itoa(n.port)) }
+
 // parseName validates s as name@host:port. The name part is 1-64 characters
 // of letters, digits, '_', '-' and '.'; the host is a DNS name or an IP
 // address (IPv6 in brackets); the port is 0-65535, where 0 asks Start to bind

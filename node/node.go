@@ -9,6 +9,10 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/meshrt/mesh/codec"
+	"github.com/meshrt/mesh/global"
+	"github.com/meshrt/mesh/internal/handshake"
+	"github.com/meshrt/mesh/loop"
 	"github.com/meshrt/mesh/mailbox"
 )
 
@@ -34,10 +38,36 @@ type Node struct {
 	actors   map[string]ActorFunc // guarded by actorsMu
 
 	// Lifecycle. running counts process goroutines started by the node;
-	// once stopped is set, the last one to finish signals idle.
-	stopped atomic.Bool
-	running atomic.Int64
-	idle    chan struct{} // capacity 1
+	// once stopped is set, the last one to finish signals idle. bg counts
+	// the runtime's own goroutines (peer cleanup, mesh connects); life ends
+	// when Stop begins.
+	stopped  atomic.Bool
+	running  atomic.Int64
+	idle     chan struct{} // capacity 1
+	bg       sync.WaitGroup
+	life     context.Context
+	endLife  context.CancelFunc
+	stopOnce sync.Once
+
+	// Distribution (see dist.go).
+	cookie        string
+	hs            handshake.Config
+	engine        *loop.Engine
+	limits        codec.Limits
+	fragmentAbove int
+	metrics       *metrics
+	global        *global.Registry
+
+	peersMu sync.Mutex
+	peers   map[string]*peer     // guarded by peersMu; see dist.go invariant 1
+	dialing map[string]*dialCall // guarded by peersMu
+
+	nodeMonMu sync.Mutex
+	nodeMons  map[string][]PID // guarded by nodeMonMu: MonitorNode watchers by node
+
+	nextReq  atomic.Uint64
+	spawnsMu sync.Mutex
+	spawns   map[uint64]*pendingSpawn // guarded by spawnsMu
 }
 
 // Start starts a node named name (name@host:port) whose peers must prove
@@ -56,15 +86,35 @@ func Start(name, cookie string, opts ...Option) (*Node, error) {
 		opt(&o)
 	}
 	n := &Node{
-		name:        nn,
-		self:        nn.String(),
-		incarnation: newIncarnation(),
-		opts:        o,
-		log:         o.logger,
-		actors:      make(map[string]ActorFunc),
-		idle:        make(chan struct{}, 1),
+		name:          nn,
+		self:          nn.String(),
+		incarnation:   newIncarnation(),
+		opts:          o,
+		log:           o.logger,
+		actors:        make(map[string]ActorFunc),
+		idle:          make(chan struct{}, 1),
+		cookie:        cookie,
+		limits:        codec.DefaultLimits(),
+		fragmentAbove: codec.DefaultFragmentSize,
+		peers:         make(map[string]*peer),
+		dialing:       make(map[string]*dialCall),
+		nodeMons:      make(map[string][]PID),
+		spawns:        make(map[uint64]*pendingSpawn),
+	}
+	n.life, n.endLife = context.WithCancel(context.Background())
+	if err := n.startNet(); err != nil {
+		n.endLife()
+		return nil, err
 	}
 	n.log = n.log.With("node", n.self)
+	m, err := newMetrics(o.registerer, n)
+	if err != nil {
+		n.endLife()
+		_ = n.engine.Close()
+		return nil, err
+	}
+	n.metrics = m
+	n.global = global.New(registryHost{n}, global.WithLogger(n.log))
 	return n, nil
 }
 
@@ -122,7 +172,13 @@ func (n *Node) Spawn(node, actor string, args ...any) (PID, error) {
 // the two first when link is set.
 func (n *Node) spawn(parent *Process, node, actor string, args []any, link bool) (PID, error) {
 	if node != n.self {
-		return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, ErrNotConnected)
+		nn, err := parseName(node)
+		if err != nil {
+			return PID{}, err
+		}
+		if node = nn.String(); node != n.self {
+			return n.spawnRemote(parent, node, actor, args, link)
+		}
 	}
 	fn, ok := n.actor(actor)
 	if !ok {
@@ -141,17 +197,32 @@ func linkTo(parent *Process, link bool) *Process {
 // spawnLocal starts fn as a process; when linkWith is set, the new process
 // is linked to it before fn runs, so even an immediate crash reaches it.
 func (n *Node) spawnLocal(fn func(*Process) error, linkWith *Process) (PID, error) {
+	var link PID
+	if linkWith != nil {
+		link = linkWith.pid
+	}
+	p, start, err := n.prepareSpawn(fn, link)
+	if err != nil {
+		return PID{}, err
+	}
+	if linkWith != nil && !linkWith.addLink(p.pid) {
+		p.die(ErrExited.Error()) // the parent died meanwhile: so does the child
+	}
+	start()
+	return p.pid, nil
+}
+
+// prepareSpawn makes a process for fn, in the table and linked to link (a
+// local or remote PID, or zero), and returns the function that starts its
+// goroutine. Between the two, the caller may tell others of the new PID.
+func (n *Node) prepareSpawn(fn func(*Process) error, link PID) (*Process, func(), error) {
 	if n.stopped.Load() {
-		return PID{}, ErrStopped
+		return nil, nil, ErrStopped
 	}
 	n.running.Add(1)
 	p := n.newProcess()
-	if linkWith != nil {
-		if !linkWith.addLink(p.pid) {
-			n.procDone()
-			return PID{}, ErrExited
-		}
-		p.addLinkLocked(linkWith.pid) // p is not shared yet: no lock needed
+	if !link.IsZero() {
+		p.addLinkLocked(link) // p is not shared yet: no lock needed
 	}
 	n.procs.add(p)
 	if n.stopped.Load() {
@@ -160,8 +231,7 @@ func (n *Node) spawnLocal(fn func(*Process) error, linkWith *Process) (PID, erro
 		p.die(Shutdown)
 	}
 	p.fn = fn
-	go p.main()
-	return p.pid, nil
+	return p, func() { go p.main() }, nil
 }
 
 func (n *Node) newProcess() *Process {
@@ -235,15 +305,16 @@ func (n *Node) Run(ctx context.Context, fn func(p *Process) error) error {
 // process that has exited is not an error: the message is dropped, as
 // Erlang does (monitor the process to learn that it is gone).
 func (n *Node) Send(to PID, msg any) error {
-	return n.send(to, msg)
+	return n.send(0, to, msg)
 }
 
-func (n *Node) send(to PID, msg any) error {
+// send delivers msg to to; from is the sending process's serial, or 0.
+func (n *Node) send(from uint64, to PID, msg any) error {
 	if to.Node != n.self {
 		if to.Node == "" {
 			return fmt.Errorf("send to %v: %w", to, ErrBadPID)
 		}
-		return fmt.Errorf("send to %v: %w", to, ErrNotConnected)
+		return n.sendRemote(from, to, msg)
 	}
 	if to.Incarnation != n.incarnation {
 		return nil // a process of an earlier run of this node: long gone
@@ -266,14 +337,30 @@ func (n *Node) makeRef() Ref {
 	return Ref{Node: n.self, Incarnation: n.incarnation, ID: n.nextRef.Add(1)}
 }
 
-// Stop ends every process of the node with reason [Shutdown] and waits until
-// their goroutines have returned or ctx ends. It is safe to call more than
+// Stop ends the node gracefully: every process ends with reason
+// [Shutdown] (remote links and monitors hear of it), every connection is
+// closed with a TLS close_notify (peers see NodeDown at once), the node's
+// global names go with its processes, and Stop waits until every goroutine
+// the node started has returned or ctx ends. It is safe to call more than
 // once.
 func (n *Node) Stop(ctx context.Context) error {
-	n.stopped.Store(true)
-	for _, p := range n.procs.snapshot() {
-		p.die(Shutdown)
-	}
+	n.stopOnce.Do(func() {
+		n.peersMu.Lock()
+		n.stopped.Store(true)
+		n.peersMu.Unlock()
+		n.endLife()
+		for _, p := range n.procs.snapshot() {
+			p.die(Shutdown)
+		}
+		// Closing the engine flushes nothing more: exit signals queued by
+		// the deaths above go out first because Close runs after them on
+		// each connection's loop.
+		for _, pe := range n.upPeers() {
+			_ = pe.conn.Close(ErrStopped)
+		}
+		_ = n.engine.Close()
+		n.metrics.unregister()
+	})
 	for n.running.Load() != 0 {
 		select {
 		case <-n.idle:
@@ -281,5 +368,12 @@ func (n *Node) Stop(ctx context.Context) error {
 			return fmt.Errorf("node: stop: %d processes still running: %w", n.running.Load(), ctx.Err())
 		}
 	}
-	return nil
+	done := make(chan struct{})
+	go func() { n.bg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("node: stop: runtime goroutines still running: %w", ctx.Err())
+	}
 }

@@ -14,6 +14,7 @@ type options struct {
 	listen           string
 	tickTimeout      time.Duration
 	handshakeTimeout time.Duration
+	spawnTimeout     time.Duration
 	registerer       prometheus.Registerer
 	logger           *slog.Logger
 }
@@ -22,6 +23,7 @@ func defaultOptions() options {
 	return options{
 		tickTimeout:      15 * time.Second,
 		handshakeTimeout: 5 * time.Second,
+		spawnTimeout:     10 * time.Second,
 		logger:           slog.New(slog.DiscardHandler),
 	}
 }
@@ -42,6 +44,12 @@ func WithTickTimeout(d time.Duration) Option {
 // accept or dial to a checked cookie proof. The default is 5 s.
 func WithHandshakeTimeout(d time.Duration) Option {
 	return func(o *options) { o.handshakeTimeout = d }
+}
+
+// WithSpawnTimeout bounds how long a remote Spawn waits for the other
+// node's reply. The default is 10 s.
+func WithSpawnTimeout(d time.Duration) Option {
+	return func(o *options) { o.spawnTimeout = d }
 }
 
 // WithMetrics registers the node's Prometheus metrics on r. Without it no

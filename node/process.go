@@ -39,6 +39,16 @@ type relations struct {
 	watching map[Ref]PID      // monitors this process holds: ref → target
 }
 
+// watchingRef returns the target of the monitor ref this process holds.
+// Safe on a nil r.
+func (r *relations) watchingRef(ref Ref) (PID, bool) {
+	if r == nil {
+		return PID{}, false
+	}
+	pid, ok := r.watching[ref]
+	return pid, ok
+}
+
 // relLocked returns p's relations, allocating them. p.mu must be held.
 func (p *Process) relLocked() *relations {
 	if p.rel == nil {
@@ -90,7 +100,7 @@ func (p *Process) receiveErr(err error) error {
 // cannot be encoded is an error here. Sending to a process that has exited is
 // not an error.
 func (p *Process) Send(to PID, msg any) error {
-	return p.node.send(to, msg)
+	return p.node.send(p.pid.ID, to, msg)
 }
 
 // Spawn starts the defined actor on node with args and returns its PID. It
@@ -118,7 +128,10 @@ func (p *Process) Link(pid PID) error {
 		return nil
 	}
 	if pid.Node != p.node.self {
-		return fmt.Errorf("link %v: %w", pid, ErrNotConnected)
+		if pid.Node == "" {
+			return fmt.Errorf("link %v: %w", pid, ErrBadPID)
+		}
+		return p.node.linkRemote(p, pid)
 	}
 	t := p.node.local(pid)
 	if t == nil {
@@ -193,6 +206,15 @@ func (p *Process) Unlink(pid PID) error {
 		delete(p.rel.links, pid)
 	}
 	p.mu.Unlock()
+	if pid.Node != p.node.self {
+		if pe := p.node.peerIfUp(pid.Node); pe != nil {
+			pe.control(func(b []byte) ([]byte, error) {
+				l := codec.Link{From: p.pid, To: pid}
+				return l.Append(b, codec.KindUnlink)
+			})
+		}
+		return nil
+	}
 	if t := p.node.local(pid); t != nil {
 		t.mu.Lock()
 		if t.rel != nil {
@@ -208,6 +230,10 @@ func (p *Process) Unlink(pid PID) error {
 // not exist, the Down (reason [NoProc]) comes at once.
 func (p *Process) Monitor(pid PID) Ref {
 	ref := p.node.makeRef()
+	if pid.Node != p.node.self && pid.Node != "" {
+		p.node.monitorRemote(p, ref, pid)
+		return ref
+	}
 	if !p.addWatching(ref, pid) {
 		return ref // this process is dead: nothing will ever be delivered
 	}
@@ -266,6 +292,15 @@ func (p *Process) Demonitor(ref Ref) {
 	if !ok {
 		return
 	}
+	if target.Node != p.node.self {
+		if pe := p.node.peerIfUp(target.Node); pe != nil {
+			pe.control(func(b []byte) ([]byte, error) {
+				m := codec.Monitor{From: p.pid, To: target, Ref: ref}
+				return m.Append(b, codec.KindDemonitor)
+			})
+		}
+		return
+	}
 	if t := p.node.local(target); t != nil {
 		t.removeMonitor(ref)
 	}
@@ -277,7 +312,17 @@ func (p *Process) Demonitor(ref Ref) {
 // [Killed]. Exit to this process's own PID applies to itself.
 func (p *Process) Exit(pid PID, reason any) error {
 	if pid.Node != p.node.self {
-		return fmt.Errorf("exit %v: %w", pid, ErrNotConnected)
+		if pid.Node == "" {
+			return fmt.Errorf("exit %v: %w", pid, ErrBadPID)
+		}
+		pe, err := p.node.peerFor(pid.Node)
+		if err != nil {
+			return fmt.Errorf("exit %v: %w", pid, err)
+		}
+		if pe.incarnation == pid.Incarnation {
+			p.node.signalRemote(p.pid, pid, reason, false)
+		}
+		return nil
 	}
 	p.node.exitSignal(p.pid, pid, reason, false)
 	return nil
@@ -294,6 +339,10 @@ func (p *Process) isAlive() bool {
 // only while the link exists (and removes it); an [Exit] call's signal
 // always applies.
 func (n *Node) exitSignal(from, to PID, reason any, viaLink bool) {
+	if to.Node != n.self {
+		n.signalRemote(from, to, reason, viaLink)
+		return
+	}
 	t := n.local(to)
 	if t == nil {
 		return
@@ -350,16 +399,28 @@ func (p *Process) die(reason any) {
 	n := p.node
 	p.mb.Close()
 	n.procs.remove(p.pid.ID)
+	if n.global != nil {
+		n.global.ProcessExited(p.pid)
+	}
 	if rel == nil {
 		return
 	}
 	for ref, target := range rel.watching {
-		if t := n.local(target); t != nil {
+		if target.Node != n.self {
+			if pe := n.peerIfUp(target.Node); pe != nil {
+				pe.control(func(b []byte) ([]byte, error) {
+					m := codec.Monitor{From: p.pid, To: target, Ref: ref}
+					return m.Append(b, codec.KindDemonitor)
+				})
+			}
+		} else if t := n.local(target); t != nil {
 			t.removeMonitor(ref)
 		}
 	}
 	for ref, watcher := range rel.monitors {
-		if w := n.local(watcher); w != nil {
+		if watcher.Node != n.self {
+			n.downRemote(ref, watcher, p.pid, reason)
+		} else if w := n.local(watcher); w != nil {
 			w.mb.Push(Down{Ref: ref, PID: p.pid, Reason: reason})
 		}
 	}

@@ -1,0 +1,618 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshrt/mesh/codec"
+)
+
+// startNamed starts a node called name@127.0.0.1:0 with cookie.
+func startNamed(t *testing.T, name, cookie string, opts ...Option) *Node {
+	t.Helper()
+	n, err := Start(name+"@127.0.0.1:0", cookie, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stopNode(t, n) })
+	return n
+}
+
+func stopNode(t *testing.T, n *Node) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	defer cancel()
+	if err := n.Stop(ctx); err != nil {
+		t.Errorf("Stop %s: %v", n.Self(), err)
+	}
+}
+
+func connect(t *testing.T, a, b *Node) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	defer cancel()
+	if err := a.Connect(ctx, b.Self()); err != nil {
+		t.Fatalf("%s connect %s: %v", a.Self(), b.Self(), err)
+	}
+}
+
+// eventually polls cond until it holds, failing the test after testWait.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(testWait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func TestStartPortZeroReportsBoundPort(t *testing.T) {
+	n := startNamed(t, "p0", "c")
+	nn, err := parseName(n.Self())
+	if err != nil || nn.port == 0 {
+		t.Fatalf("Self() = %q: want the bound port", n.Self())
+	}
+}
+
+func TestWithListenBindsOtherAddressThanAdvertised(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	n, err := Start(fmt.Sprintf("adv@localhost:%d", port), "c", WithListen(fmt.Sprintf("0.0.0.0:%d", port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopNode(t, n)
+	m := startNamed(t, "dialer", "c")
+	connect(t, m, n)
+	if got := m.List(); len(got) != 1 || got[0] != n.Self() {
+		t.Fatalf("List = %v", got)
+	}
+}
+
+func TestConnectListsBothWaysAndIsIdempotent(t *testing.T) {
+	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	connect(t, a, b)
+	connect(t, a, b)
+	eventually(t, "both sides list each other", func() bool {
+		la, lb := a.List(), b.List()
+		return len(la) == 1 && la[0] == b.Self() && len(lb) == 1 && lb[0] == a.Self()
+	})
+}
+
+func TestConnectErrors(t *testing.T) {
+	a := startNamed(t, "a", "right")
+	wrong := startNamed(t, "w", "wrong")
+	other := startNamed(t, "o", "right")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := fmt.Sprintf("dead@127.0.0.1:%d", l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	tests := []struct {
+		name, target string
+		want         error
+	}{
+		{"malformed name", "no-at-sign", ErrBadName},
+		{"wrong cookie", wrong.Self(), ErrAuth},
+		{"nobody listening", dead, ErrNotConnected},
+		{"another node answers", "impostor@" + other.Self()[len("o@"):], ErrNotConnected},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), testWait)
+			defer cancel()
+			if err := a.Connect(ctx, tc.target); !errors.Is(err, tc.want) {
+				t.Fatalf("Connect(%q) = %v, want %v", tc.target, err, tc.want)
+			}
+		})
+	}
+	if got := a.List(); len(got) != 0 {
+		t.Fatalf("failed connects left peers: %v", got)
+	}
+}
+
+func TestWrongCookieRefusedFromEitherSide(t *testing.T) {
+	a, b := startNamed(t, "a", "one"), startNamed(t, "b", "two")
+	for _, pair := range [][2]*Node{{a, b}, {b, a}} {
+		ctx, cancel := context.WithTimeout(context.Background(), testWait)
+		err := pair[0].Connect(ctx, pair[1].Self())
+		cancel()
+		if !errors.Is(err, ErrAuth) {
+			t.Fatalf("%s → %s: %v, want ErrAuth", pair[0].Self(), pair[1].Self(), err)
+		}
+	}
+}
+
+func TestRemoteSendIsFIFOAndConnectsOnDemand(t *testing.T) {
+	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	const count = 20000
+	got := make(chan error, 1)
+	sink := b.SpawnFunc(func(p *Process) error {
+		for i := range count {
+			m, err := recv(p)
+			if err != nil {
+				got <- err
+				return err
+			}
+			if m != i {
+				got <- fmt.Errorf("message %d arrived as %v", i, m)
+				return nil
+			}
+		}
+		got <- nil
+		return nil
+	})
+	within(t, a, func(p *Process) error {
+		for i := range count {
+			if err := p.Send(sink, i); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRemoteSendKeepsGoTypes(t *testing.T) {
+	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	values := []any{nil, true, int(-7), int8(-8), uint8(200), uint64(1 << 63), float32(1.5), 2.25,
+		"s", []byte("b"), codec.Atom("ok"), codec.Tuple{}, []any{}, map[string]any{}, codec.Tuple{1, "x"}}
+	within(t, b, func(p *Process) error {
+		within(t, a, func(q *Process) error {
+			for _, v := range values {
+				if err := q.Send(p.Self(), v); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		for _, want := range values {
+			m, err := recv(p)
+			if err != nil {
+				return err
+			}
+			if fmt.Sprintf("%T %#v", m, m) != fmt.Sprintf("%T %#v", want, want) {
+				return fmt.Errorf("got %T %#v, want %T %#v", m, m, want, want)
+			}
+		}
+		return nil
+	})
+}
+
+func TestUnencodableRemoteSendIsAnError(t *testing.T) {
+	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	target := b.SpawnFunc(func(p *Process) error { _, err := p.Receive(context.Background()); return err })
+	if err := a.Send(target, make(chan int)); !errors.Is(err, codec.ErrUnencodable) {
+		t.Fatalf("Send(chan) = %v, want ErrUnencodable", err)
+	}
+}
+
+func TestRemoteSpawn(t *testing.T) {
+	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	b.Define("echo", func(p *Process, args []any) error {
+		return p.Send(args[0].(PID), codec.Tuple{p.Self(), args[1]})
+	})
+	within(t, a, func(p *Process) error {
+		pid, err := p.Spawn(b.Self(), "echo", p.Self(), "hi")
+		if err != nil {
+			return err
+		}
+		if pid.Node != b.Self() {
+			return fmt.Errorf("spawned pid %v is not on %s", pid, b.Self())
+		}
+		m, err := recv(p)
+		if tup, ok := m.(codec.Tuple); err != nil || !ok || tup[0] != pid || tup[1] != "hi" {
+			return fmt.Errorf("got %#v, %v", m, err)
+		}
+		if _, err := p.Spawn(b.Self(), "nope"); !errors.Is(err, ErrUnknownActor) {
+			return fmt.Errorf("Spawn of undefined actor: %v, want ErrUnknownActor", err)
+		}
+		return nil
+	})
+}
+
+func TestRemoteSpawnLinkImmediateCrashReachesCaller(t *testing.T) {
+	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	b.Define("crash", func(*Process, []any) error { return errors.New("at once") })
+	within(t, a, func(p *Process) error {
+		p.TrapExit(true)
+		for range 20 {
+			pid, err := p.SpawnLink(b.Self(), "crash")
+			if err != nil {
+				return err
+			}
+			m, err := recv(p)
+			e, ok := m.(Exit)
+			if err != nil || !ok || e.From != pid || e.Reason != "at once" {
+				return fmt.Errorf("got %#v, %v; want Exit from %v with the error text", m, err, pid)
+			}
+		}
+		return nil
+	})
+}
+
+func TestRemoteMonitorAndLink(t *testing.T) {
+	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	within(t, a, func(p *Process) error {
+		gate := make(chan struct{})
+		victim := b.SpawnFunc(func(*Process) error { <-gate; return errors.New("bye") })
+		ref := p.Monitor(victim)
+		p.TrapExit(true)
+		if err := p.Link(victim); err != nil {
+			return err
+		}
+		// Round trip through b so the monitor and link are in place.
+		syncWith(t, p, b)
+		close(gate)
+		var sawDown, sawExit bool
+		for !sawDown || !sawExit {
+			m, err := recv(p)
+			if err != nil {
+				return err
+			}
+			switch m := m.(type) {
+			case Down:
+				sawDown = m.Ref == ref && m.PID == victim && m.Reason == "bye"
+			case Exit:
+				sawExit = m.From == victim && m.Reason == "bye"
+			}
+		}
+		dead := victim
+		ref2 := p.Monitor(dead)
+		if m, err := recv(p); err != nil || m.(Down).Ref != ref2 || m.(Down).Reason != NoProc {
+			return fmt.Errorf("monitor of dead remote: %#v, %v", m, err)
+		}
+		return nil
+	})
+}
+
+// syncWith makes a round trip to a fresh process on n: everything p sent to
+// n before has been handled when it returns.
+func syncWith(t *testing.T, p *Process, n *Node) {
+	t.Helper()
+	n.Define("sync", func(q *Process, args []any) error { return q.Send(args[0].(PID), "synced") })
+	if _, err := p.Spawn(n.Self(), "sync", p.Self()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := recvMatch(p, func(m any) bool { return m == "synced" }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRemoteExitSignal(t *testing.T) {
+	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	within(t, a, func(p *Process) error {
+		target := b.SpawnFunc(func(q *Process) error { _, err := q.Receive(context.Background()); return err })
+		ref := p.Monitor(target)
+		if err := p.Exit(target, Kill); err != nil {
+			return err
+		}
+		m, err := recv(p)
+		if d, ok := m.(Down); err != nil || !ok || d.Ref != ref || d.Reason != Killed {
+			return fmt.Errorf("got %#v, %v; want Down killed", m, err)
+		}
+		return nil
+	})
+}
+
+func TestConnectionLossGivesNoConnection(t *testing.T) {
+	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	within(t, a, func(p *Process) error {
+		remote := b.SpawnFunc(func(q *Process) error { _, err := q.Receive(context.Background()); return err })
+		p.TrapExit(true)
+		ref := p.Monitor(remote)
+		if err := p.Link(remote); err != nil {
+			return err
+		}
+		if err := p.MonitorNode(b.Self()); err != nil {
+			return err
+		}
+		syncWith(t, p, b)
+		// Cut the connection abruptly, as a crash or reset would.
+		a.peerIfUp(b.Self()).conn.Close(errors.New("test: cut"))
+		var down, exit, nodeDown bool
+		for !down || !exit || !nodeDown {
+			m, err := recv(p)
+			if err != nil {
+				return err
+			}
+			switch m := m.(type) {
+			case Down:
+				down = m.Ref == ref && m.Reason == NoConnection
+			case Exit:
+				exit = m.From == remote && m.Reason == NoConnection
+			case NodeDown:
+				nodeDown = m.Node == b.Self()
+			}
+		}
+		if err := p.MonitorNode(b.Self()); err != nil {
+			return err
+		}
+		// Not connected now (unless it already reconnected): NodeDown at once or later.
+		return nil
+	})
+}
+
+func TestMonitorNodeOfUnconnectedNodeFiresAtOnce(t *testing.T) {
+	a := startNamed(t, "a", "c")
+	within(t, a, func(p *Process) error {
+		if err := p.MonitorNode("ghost@127.0.0.1:1"); err != nil {
+			return err
+		}
+		if m, err := recv(p); err != nil || m != (NodeDown{Node: "ghost@127.0.0.1:1"}) {
+			return fmt.Errorf("got %#v, %v", m, err)
+		}
+		if err := p.MonitorNode("bad name"); !errors.Is(err, ErrBadName) {
+			return fmt.Errorf("MonitorNode(bad) = %v", err)
+		}
+		return nil
+	})
+}
+
+func TestGracefulStopIsSeenAsNodeDown(t *testing.T) {
+	a := startNamed(t, "a", "c")
+	b, err := Start("b@127.0.0.1:0", "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	connect(t, a, b)
+	within(t, a, func(p *Process) error {
+		if err := p.MonitorNode(b.Self()); err != nil {
+			return err
+		}
+		remote := b.SpawnFunc(func(q *Process) error { _, err := q.Receive(context.Background()); return err })
+		ref := p.Monitor(remote)
+		syncWith(t, p, b)
+		stopNode(t, b)
+		var nodeDown, down bool
+		for !nodeDown || !down {
+			m, err := recv(p)
+			if err != nil {
+				return err
+			}
+			switch m := m.(type) {
+			case NodeDown:
+				nodeDown = true
+			case Down:
+				down = m.Ref == ref && (m.Reason == Shutdown || m.Reason == NoConnection)
+			}
+		}
+		return nil
+	})
+	eventually(t, "a forgets b", func() bool { return len(a.List()) == 0 })
+}
+
+func TestFullMeshFormsThroughOneNode(t *testing.T) {
+	hub := startNamed(t, "hub", "c")
+	var spokes []*Node
+	for i := range 4 {
+		s := startNamed(t, fmt.Sprintf("s%d", i), "c")
+		connect(t, s, hub)
+		spokes = append(spokes, s)
+	}
+	all := append([]*Node{hub}, spokes...)
+	eventually(t, "a full mesh", func() bool {
+		for _, n := range all {
+			if len(n.List()) != len(all)-1 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func TestSimultaneousConnectEndsWithOneConnection(t *testing.T) {
+	for i := range 10 {
+		a, b := startNamed(t, fmt.Sprintf("x%d", i), "c"), startNamed(t, fmt.Sprintf("y%d", i), "c")
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for j, pair := range [][2]*Node{{a, b}, {b, a}} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), testWait)
+				defer cancel()
+				errs[j] = pair[0].Connect(ctx, pair[1].Self())
+			}()
+		}
+		wg.Wait()
+		if errs[0] != nil || errs[1] != nil {
+			t.Fatalf("round %d: connects: %v, %v", i, errs[0], errs[1])
+		}
+		eventually(t, "one agreed connection", func() bool {
+			pa, pb := a.peerIfUp(b.Self()), b.peerIfUp(a.Self())
+			return pa != nil && pb != nil && pa.outbound != pb.outbound
+		})
+		if got := a.engine.Stats(); got.ConnectionsNow != 1 {
+			t.Fatalf("round %d: %s holds %d connections", i, a.Self(), got.ConnectionsNow)
+		}
+		stopNode(t, a)
+		stopNode(t, b)
+	}
+}
+
+func TestRestartedNodeRefusesPIDsOfEarlierIncarnation(t *testing.T) {
+	a := startNamed(t, "a", "c")
+	b1 := startNamed(t, "b", "c")
+	oldPID := b1.SpawnFunc(func(p *Process) error { _, err := p.Receive(context.Background()); return err })
+	connect(t, a, b1)
+	name := b1.Self()
+	stopNode(t, b1)
+	eventually(t, "a sees b go", func() bool { return len(a.List()) == 0 })
+	nn, _ := parseName(name)
+	b2, err := Start(name, "c", WithListen(fmt.Sprintf("127.0.0.1:%d", nn.port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopNode(t, b2)
+	within(t, b2, func(p *Process) error {
+		// Same node name and serial as a live process; only the
+		// incarnation is the old run's.
+		ghost := PID{Node: oldPID.Node, Incarnation: oldPID.Incarnation, ID: p.Self().ID}
+		if err := a.Send(ghost, "for the old run"); err != nil {
+			return err
+		}
+		if err := a.Send(p.Self(), "for this run"); err != nil {
+			return err
+		}
+		if m, err := recv(p); err != nil || m != "for this run" {
+			return fmt.Errorf("got %#v, %v: a message for the old incarnation arrived", m, err)
+		}
+		return nil
+	})
+}
+
+// freezer is a TCP relay whose forwarding can be frozen, to make a peer
+// silent without closing anything (a cut cable, a partition).
+type freezer struct {
+	l      net.Listener
+	target string
+	mu     sync.Mutex
+	frozen bool
+	conns  []net.Conn
+	wg     sync.WaitGroup
+}
+
+func newFreezer(t *testing.T, target string) *freezer {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &freezer{l: l, target: target}
+	f.wg.Add(1)
+	go f.serve()
+	t.Cleanup(f.close)
+	return f
+}
+
+func (f *freezer) serve() {
+	defer f.wg.Done()
+	for {
+		c, err := f.l.Accept()
+		if err != nil {
+			return
+		}
+		u, err := net.Dial("tcp", f.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		f.mu.Lock()
+		f.conns = append(f.conns, c, u)
+		f.mu.Unlock()
+		f.wg.Add(2)
+		go f.pipe(c, u)
+		go f.pipe(u, c)
+	}
+}
+
+func (f *freezer) pipe(dst, src net.Conn) {
+	defer f.wg.Done()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if err != nil {
+			return
+		}
+		f.mu.Lock()
+		frozen := f.frozen
+		f.mu.Unlock()
+		if frozen {
+			continue // swallow: the peer goes silent
+		}
+		if _, err := dst.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
+
+func (f *freezer) freeze() { f.mu.Lock(); f.frozen = true; f.mu.Unlock() }
+
+func (f *freezer) close() {
+	f.l.Close()
+	f.mu.Lock()
+	for _, c := range f.conns {
+		c.Close()
+	}
+	f.mu.Unlock()
+	f.wg.Wait()
+}
+
+func TestSilentPeerIsDeclaredDownAfterTickTimeout(t *testing.T) {
+	const tick = 400 * time.Millisecond
+	a := startNamed(t, "a", "c", WithTickTimeout(tick))
+	b := startNamed(t, "b", "c", WithTickTimeout(tick))
+	na, _ := parseName(a.Self())
+	relay := newFreezer(t, fmt.Sprintf("127.0.0.1:%d", na.port))
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	defer cancel()
+	if _, err := b.connect(ctx, a.Self(), relay.l.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	within(t, b, func(p *Process) error {
+		if err := p.MonitorNode(a.Self()); err != nil {
+			return err
+		}
+		relay.freeze()
+		m, err := recv(p)
+		if err != nil || m != (NodeDown{Node: a.Self()}) {
+			return fmt.Errorf("got %#v, %v; want NodeDown after the tick timeout", m, err)
+		}
+		return nil
+	})
+}
+
+func TestLargeMessageDoesNotStallSmallOnesOrTicks(t *testing.T) {
+	a, b := startNamed(t, "a", "c", WithTickTimeout(time.Second)), startNamed(t, "b", "c", WithTickTimeout(time.Second))
+	big := make([]byte, 24<<20)
+	for i := range big {
+		big[i] = byte(i)
+	}
+	within(t, b, func(p *Process) error {
+		done := make(chan error, 1)
+		go func() { done <- a.Send(p.Self(), big) }()
+		for i := range 100 {
+			if err := a.Send(p.Self(), i); err != nil {
+				return err
+			}
+		}
+		if err := <-done; err != nil {
+			return err
+		}
+		var small int
+		var gotBig bool
+		for small < 100 || !gotBig {
+			m, err := recv(p)
+			if err != nil {
+				return err
+			}
+			switch m := m.(type) {
+			case []byte:
+				if len(m) != len(big) || m[12345] != big[12345] {
+					return fmt.Errorf("big message corrupted")
+				}
+				gotBig = true
+			case int:
+				small++
+			}
+		}
+		if len(a.List()) != 1 {
+			return fmt.Errorf("the link went down during the transfer")
+		}
+		return nil
+	})
+}

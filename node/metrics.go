@@ -1,0 +1,128 @@
+package node
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the node's Prometheus metrics. Counters on hot paths are plain
+// atomics (per peer, on the peer) read at scrape time by a collector, so the
+// send path pays one uncontended atomic add and no label lookup.
+type metrics struct {
+	reg prometheus.Registerer // nil: nothing registered
+
+	handshakes    *prometheus.CounterVec
+	peers         prometheus.Gauge
+	nodeDowns     prometheus.Counter
+	tickRTT       prometheus.Histogram
+	droppedNoProc atomic.Uint64
+	decodeErrors  atomic.Uint64
+
+	collector *nodeCollector
+}
+
+func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
+	m := &metrics{
+		reg: reg,
+		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "mesh", Name: "handshakes_total",
+			Help: "Peer handshakes by outcome (ok, auth, version, unexpected_peer, bad_hello, timeout, io, duplicate).",
+		}, []string{"result"}),
+		peers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "mesh", Name: "peers_connected", Help: "Nodes connected now.",
+		}),
+		nodeDowns: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "mesh", Name: "node_downs_total", Help: "Connections to peers that ended.",
+		}),
+		tickRTT: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "mesh", Name: "tick_rtt_seconds", Help: "Heartbeat round-trip time.",
+			Buckets: prometheus.ExponentialBuckets(25e-6, 2, 16),
+		}),
+	}
+	m.collector = &nodeCollector{n: n, m: m}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.handshakes, m.peers, m.nodeDowns, m.tickRTT, m.collector} {
+		if err := reg.Register(c); err != nil {
+			m.unregister()
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) unregister() {
+	if m == nil || m.reg == nil {
+		return
+	}
+	for _, c := range []prometheus.Collector{m.handshakes, m.peers, m.nodeDowns, m.tickRTT, m.collector} {
+		m.reg.Unregister(c)
+	}
+}
+
+func (m *metrics) handshake(reason string) {
+	if m != nil {
+		m.handshakes.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *metrics) peerUp() { m.peers.Inc() }
+
+func (m *metrics) peerDown() {
+	m.peers.Dec()
+	m.nodeDowns.Inc()
+}
+
+func (m *metrics) tickRTTObserve(d time.Duration) { m.tickRTT.Observe(d.Seconds()) }
+
+// peerStats are one peer's traffic counters.
+type peerStats struct {
+	msgsOut, bytesOut atomic.Uint64 // written by senders
+	msgsIn, bytesIn   atomic.Uint64 // written on the peer's loop
+}
+
+// nodeCollector reads the per-peer counters and node gauges at scrape time.
+type nodeCollector struct {
+	n *Node
+	m *metrics
+}
+
+var (
+	descMsgsOut   = prometheus.NewDesc("mesh_messages_sent_total", "Messages sent to a peer.", []string{"peer"}, nil)
+	descBytesOut  = prometheus.NewDesc("mesh_message_bytes_sent_total", "Encoded message bytes sent to a peer.", []string{"peer"}, nil)
+	descMsgsIn    = prometheus.NewDesc("mesh_messages_received_total", "Messages received from a peer.", []string{"peer"}, nil)
+	descBytesIn   = prometheus.NewDesc("mesh_bytes_received_total", "Plaintext bytes received from a peer.", []string{"peer"}, nil)
+	descQueue     = prometheus.NewDesc("mesh_send_queue_bytes", "Bytes queued for a peer and not yet taken by its loop.", []string{"peer"}, nil)
+	descDropped   = prometheus.NewDesc("mesh_messages_dropped_total", "Received messages not delivered, by reason.", []string{"reason"}, nil)
+	descProcesses = prometheus.NewDesc("mesh_processes", "Live processes on this node.", nil, nil)
+	descRegistry  = prometheus.NewDesc("mesh_registry_names", "Names in this node's global registry replica.", nil, nil)
+	descConflicts = prometheus.NewDesc("mesh_registry_conflicts_total", "Registrations of this node's processes that lost a conflict.", nil, nil)
+)
+
+func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descMsgsOut, descBytesOut, descMsgsIn, descBytesIn, descQueue, descDropped, descProcesses, descRegistry, descConflicts} {
+		ch <- d
+	}
+}
+
+func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
+	n := c.n
+	for _, pe := range n.upPeers() {
+		s := &pe.stats
+		ch <- prometheus.MustNewConstMetric(descMsgsOut, prometheus.CounterValue, float64(s.msgsOut.Load()), pe.name)
+		ch <- prometheus.MustNewConstMetric(descBytesOut, prometheus.CounterValue, float64(s.bytesOut.Load()), pe.name)
+		ch <- prometheus.MustNewConstMetric(descMsgsIn, prometheus.CounterValue, float64(s.msgsIn.Load()), pe.name)
+		ch <- prometheus.MustNewConstMetric(descBytesIn, prometheus.CounterValue, float64(s.bytesIn.Load()), pe.name)
+		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(pe.conn.Queued()), pe.name)
+	}
+	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(c.m.droppedNoProc.Load()), "noproc")
+	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(c.m.decodeErrors.Load()), "decode")
+	ch <- prometheus.MustNewConstMetric(descProcesses, prometheus.GaugeValue, float64(n.procs.len()))
+	if n.global != nil {
+		ch <- prometheus.MustNewConstMetric(descRegistry, prometheus.GaugeValue, float64(n.global.Len()))
+		ch <- prometheus.MustNewConstMetric(descConflicts, prometheus.CounterValue, float64(n.global.Conflicts()))
+	}
+}

@@ -1,0 +1,310 @@
+package node
+
+// A peer is one authenticated connection to another node.
+//
+// Invariants.
+//
+//  1. The connection's input is handled on its event loop only: reader,
+//     reasm, lastSeen's writer and tick state are loop-owned. Nothing on the
+//     loop blocks: control frames go out with EnqueueNoWait, and work that
+//     can wait (the cleanup after a connection ends) runs on its own
+//     goroutine.
+//  2. up closes once the connection is started; down closes once, when the
+//     connection has ended and its cleanup is done. A peer is never reused.
+//  3. Process sends (EnqueueWait) may block on backpressure; control frames
+//     never do: past the hard limit of queued bytes the peer is cut as a
+//     slow consumer, which every watcher sees as noconnection.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/meshrt/mesh/codec"
+	"github.com/meshrt/mesh/loop"
+)
+
+type peer struct {
+	n           *Node
+	name        string
+	incarnation uint64
+	features    codec.Features
+	outbound    bool
+
+	conn     *loop.Conn    // set by attach, before up closes
+	up       chan struct{} // closed when started
+	down     chan struct{} // closed when ended and cleaned up
+	replaced bool          // guarded by n.peersMu: a newer incarnation took over
+	upFlag   atomic.Bool
+	fragID   atomic.Uint64 // fragmented-message ids, per link
+	stats    peerStats
+
+	// Loop-owned.
+	reader   *codec.FrameReader
+	reasm    *codec.Reassembler
+	lastSeen atomic.Int64 // unix nanos of the last input; written on the loop
+	tickSeq  uint64
+	ticker   *loop.Timer
+}
+
+func (n *Node) newPeer(info *peerInfo, outbound bool) *peer {
+	lim := n.limits
+	return &peer{
+		n:           n,
+		name:        info.name,
+		incarnation: info.incarnation,
+		features:    info.features,
+		outbound:    outbound,
+		up:          make(chan struct{}),
+		down:        make(chan struct{}),
+		reader:      codec.NewFrameReader(&lim, info.features),
+		reasm:       codec.NewReassembler(0, &lim),
+	}
+}
+
+// attach wires the connection to the peer and starts it. The peer counts as
+// up from here: items queued before the loop takes the connection over are
+// flushed by it, and a connection that fails to start is cleaned up by
+// OnClose like any other.
+func (pe *peer) attach(c *loop.Conn) {
+	pe.conn = c
+	pe.lastSeen.Store(time.Now().UnixNano())
+	c.SetHandler(pe)
+	c.SetDrain(codec.NewBatcher(codec.BatcherOptions{Features: pe.features}).Drain)
+	pe.upFlag.Store(true)
+	close(pe.up)
+	pe.n.metrics.peerUp()
+	pe.n.log.Info("peer up", "peer", pe.name, "outbound", pe.outbound)
+	pe.n.peerUp(pe)
+	c.Execute(pe.armTicker)
+	c.Start()
+}
+
+func (pe *peer) isUp() bool { return pe.upFlag.Load() && !pe.isDown() }
+
+func (pe *peer) isDown() bool {
+	select {
+	case <-pe.down:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitUp waits until the peer's connection has started.
+func (pe *peer) waitUp(ctx context.Context) error {
+	select {
+	case <-pe.up:
+		return nil
+	case <-pe.down:
+		return fmt.Errorf("connect %s: %w: connection ended", pe.name, ErrNotConnected)
+	case <-ctx.Done():
+		return fmt.Errorf("connect %s: %w: %w", pe.name, ErrNotConnected, ctx.Err())
+	}
+}
+
+// sendMessage queues an encoded message item, waiting while the peer's
+// queue is full (backpressure on this sender only).
+func (pe *peer) sendMessage(item []byte) error {
+	if err := pe.conn.Enqueue(context.Background(), item); err != nil {
+		return fmt.Errorf("send to %s: %w: %w", pe.name, ErrNotConnected, err)
+	}
+	return nil
+}
+
+// sendControl queues a control frame without ever waiting; safe on a loop.
+func (pe *peer) sendControl(item []byte) {
+	if err := pe.conn.EnqueueNoWait(item); err != nil {
+		pe.n.log.Debug("control frame not sent", "peer", pe.name, "err", err)
+	}
+}
+
+// control encodes a control frame with enc into a pooled buffer and sends it.
+func (pe *peer) control(enc func([]byte) ([]byte, error)) {
+	bp := getBuf()
+	b, err := enc((*bp)[:0])
+	if err != nil {
+		// Every control payload the runtime builds is encodable (reasons
+		// are made wire-safe first); this is a bug, not a peer's doing.
+		pe.n.log.Error("encoding control frame", "peer", pe.name, "err", err)
+	} else {
+		pe.sendControl(b)
+	}
+	putBuf(bp, b)
+}
+
+// armTicker sends a tick every quarter of the tick timeout and cuts the peer
+// once nothing has arrived for a whole timeout. Runs on the loop.
+func (pe *peer) armTicker() {
+	d := pe.n.opts.tickTimeout
+	pe.ticker = pe.conn.AfterFunc(d/4, func() {
+		silent := time.Duration(time.Now().UnixNano() - pe.lastSeen.Load())
+		if silent > d {
+			pe.n.log.Warn("peer silent past the tick timeout", "peer", pe.name, "silent", silent)
+			_ = pe.conn.Close(fmt.Errorf("%w: silent for %v", errTickTimeout, silent))
+			return
+		}
+		pe.tickSeq++
+		seq := pe.tickSeq
+		pe.control(func(b []byte) ([]byte, error) {
+			t := codec.Tick{Seq: seq, Time: time.Now().UnixNano()}
+			return t.Append(b, codec.KindTick)
+		})
+		pe.armTicker()
+	})
+}
+
+var errTickTimeout = errors.New("node: peer tick timeout")
+
+// OnData parses and handles every whole frame in b. Runs on the loop.
+func (pe *peer) OnData(_ *loop.Conn, b []byte) (int, error) {
+	pe.lastSeen.Store(time.Now().UnixNano())
+	used := 0
+	for used < len(b) {
+		f, k, err := pe.reader.Next(b[used:])
+		if errors.Is(err, codec.ErrNeedMore) {
+			break
+		}
+		if err != nil {
+			return used, fmt.Errorf("node: from %s: %w", pe.name, err)
+		}
+		used += k
+		pe.stats.bytesIn.Add(uint64(k))
+		if err := pe.handleFrame(f); err != nil {
+			return used, fmt.Errorf("node: from %s: %w", pe.name, err)
+		}
+	}
+	return used, nil
+}
+
+// handleFrame acts on one frame. An error closes the connection: only input
+// that breaks the protocol returns one.
+func (pe *peer) handleFrame(f codec.Frame) error {
+	n := pe.n
+	switch f.Kind {
+	case codec.KindBatch, codec.KindFragment:
+		return pe.reasm.Feed(f, pe.deliver)
+	case codec.KindTick:
+		var t codec.Tick
+		if err := t.Decode(f.Payload, &n.limits); err != nil {
+			return err
+		}
+		pe.control(func(b []byte) ([]byte, error) { return t.Append(b, codec.KindTock) })
+		return nil
+	case codec.KindTock:
+		var t codec.Tick
+		if err := t.Decode(f.Payload, &n.limits); err != nil {
+			return err
+		}
+		n.metrics.tickRTTObserve(time.Duration(time.Now().UnixNano() - t.Time))
+		return nil
+	}
+	v, err := codec.DecodeControl(f, &n.limits)
+	if err != nil {
+		return err
+	}
+	switch m := v.(type) {
+	case *codec.Link:
+		if f.Kind == codec.KindUnlink {
+			n.remoteUnlink(pe, m.From, m.To)
+		} else {
+			n.remoteLink(pe, m.From, m.To)
+		}
+	case *codec.Exit:
+		if pe.owns(m.From) {
+			n.exitSignal(m.From, m.To, m.Reason, m.Link)
+		}
+	case *codec.Monitor:
+		if f.Kind == codec.KindDemonitor {
+			n.remoteDemonitor(pe, m.From, m.To, m.Ref)
+		} else {
+			n.remoteMonitor(pe, m.From, m.To, m.Ref)
+		}
+	case *codec.Down:
+		n.remoteDown(pe, m)
+	case *codec.SpawnRequest:
+		n.remoteSpawn(pe, m)
+	case *codec.SpawnReply:
+		n.spawnReplied(pe, m)
+	case *codec.Nodes:
+		n.learnNodes(m.Names)
+	case *codec.Registry:
+		return n.registryFrame(pe, m.Payload)
+	default:
+		return fmt.Errorf("%w: unexpected frame %v", codec.ErrCorrupt, f.Kind)
+	}
+	return nil
+}
+
+// owns reports whether pid belongs to this peer's node incarnation: a peer
+// may only speak for its own processes.
+func (pe *peer) owns(pid PID) bool {
+	return pid.Node == pe.name && pid.Incarnation == pe.incarnation
+}
+
+// deliver hands one received message to its local target. Runs on the
+// loop, inside the reassembler's in-order delivery.
+func (pe *peer) deliver(m codec.Message) error {
+	n := pe.n
+	p := n.procs.get(m.To)
+	if p == nil {
+		n.metrics.droppedNoProc.Add(1)
+		return nil // the process is gone: like a local send to a dead pid
+	}
+	pe.stats.msgsIn.Add(1)
+	v, err := m.Decode(&n.limits)
+	if err != nil {
+		// The frame was well formed but this node cannot decode the term
+		// (e.g. a user type it has not registered). Not the link's fault:
+		// count and log it rather than cutting every other process's link.
+		n.metrics.decodeErrors.Add(1)
+		n.log.Warn("message dropped: cannot decode", "peer", pe.name, "to", p.pid, "err", err)
+		return nil
+	}
+	p.mb.Push(v)
+	return nil
+}
+
+// OnClose ends the peer. Runs on the loop (or off it for a connection closed
+// before start); the cleanup, which may wait, runs on its own goroutine.
+func (pe *peer) OnClose(_ *loop.Conn, reason error) {
+	n := pe.n
+	n.peersMu.Lock()
+	if n.peers[pe.name] == pe {
+		delete(n.peers, pe.name)
+	}
+	n.peersMu.Unlock()
+	if pe.ticker != nil {
+		pe.ticker.Stop()
+	}
+	wasUp := pe.upFlag.Load()
+	if wasUp {
+		n.metrics.peerDown()
+		n.log.Info("peer down", "peer", pe.name, "reason", reason)
+	}
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		defer close(pe.down)
+		n.peerGone(pe)
+	}()
+}
+
+// Buffers for encoding frames, pooled: the send path allocates nothing in
+// steady state. Oversized buffers are not kept.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+const maxPooledBuf = 256 << 10
+
+func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
+
+func putBuf(bp *[]byte, used []byte) {
+	if cap(used) > maxPooledBuf {
+		return
+	}
+	*bp = used[:0]
+	bufPool.Put(bp)
+}
