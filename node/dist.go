@@ -37,11 +37,16 @@ import (
 // Status bytes the acceptor sends right after the proofs.
 const (
 	statusOK        byte = 1
-	statusDuplicate byte = 2
+	statusDuplicate byte = 2 // the peer keeps a connection of its own choosing
+	statusRefused   byte = 3 // the peer does not take this connection now
 )
 
 // errDuplicate ends a connection that lost the simultaneous-dial rule.
 var errDuplicate = errors.New("node: duplicate connection")
+
+// errRefused ends a connection the acceptor does not take now (it is
+// stopping, or a test partitioned it away).
+var errRefused = errors.New("node: connection refused by peer")
 
 // errReplaced ends a connection superseded by a newer incarnation's.
 var errReplaced = errors.New("node: connection replaced by a newer incarnation")
@@ -124,28 +129,32 @@ func (n *Node) hook(ctx context.Context, tc *tls.Conn, outbound bool, dialArg an
 		_ = tc.SetDeadline(dl)
 		defer func() { _ = tc.SetDeadline(time.Time{}) }()
 	}
-	var status [1]byte
 	if outbound {
+		var status [1]byte
 		if _, err := io.ReadFull(tc, status[:]); err != nil {
 			return nil, fmt.Errorf("node: reading admission status: %w", err)
 		}
-		if status[0] != statusOK {
+		switch status[0] {
+		case statusOK:
+			return info, nil
+		case statusDuplicate:
 			n.metrics.handshake("duplicate")
 			return nil, errDuplicate
+		default:
+			n.metrics.handshake("refused")
+			return nil, errRefused
 		}
-		return info, nil
 	}
-	pe, ok := n.admit(info)
-	status[0] = statusOK
-	if !ok {
-		status[0] = statusDuplicate
-	}
-	if _, err := tc.Write(status[:]); err != nil || !ok {
-		if ok {
+	pe, status := n.admit(info)
+	if _, err := tc.Write([]byte{status}); err != nil || status != statusOK {
+		if status == statusOK {
 			n.unreserve(pe)
 			return nil, fmt.Errorf("node: writing admission status: %w", err)
 		}
-		return nil, errDuplicate
+		if status == statusDuplicate {
+			return nil, errDuplicate
+		}
+		return nil, errRefused
 	}
 	info.peer = pe
 	return info, nil
@@ -154,11 +163,11 @@ func (n *Node) hook(ctx context.Context, tc *tls.Conn, outbound bool, dialArg an
 // admit decides, as the acceptor, whether an authenticated inbound
 // connection from info.name becomes the peer's connection (invariant 2), and
 // if so reserves the name for it.
-func (n *Node) admit(info *peerInfo) (*peer, bool) {
+func (n *Node) admit(info *peerInfo) (*peer, byte) {
 	n.peersMu.Lock()
 	defer n.peersMu.Unlock()
-	if n.stopped.Load() {
-		return nil, false
+	if n.stopped.Load() || n.isCutLocked(info.name) {
+		return nil, statusRefused
 	}
 	old := n.peers[info.name]
 	_, dialling := n.dialing[info.name]
@@ -166,7 +175,7 @@ func (n *Node) admit(info *peerInfo) (*peer, bool) {
 	if (sameRun || dialling) && n.self < info.name {
 		// Our own connection (made or being made) is dialled by the
 		// smaller name: it wins, this one is the duplicate.
-		return nil, false
+		return nil, statusDuplicate
 	}
 	pe := n.newPeer(info, false)
 	n.peers[info.name] = pe
@@ -174,7 +183,7 @@ func (n *Node) admit(info *peerInfo) (*peer, bool) {
 		old.replaced = true
 		_ = old.conn.Close(errReplaced)
 	}
-	return pe, true
+	return pe, statusOK
 }
 
 // unreserve drops a reservation made by admit whose connection never came up.
@@ -218,6 +227,10 @@ func (n *Node) connect(ctx context.Context, name, addr string) (*peer, error) {
 		if n.stopped.Load() {
 			n.peersMu.Unlock()
 			return nil, ErrStopped
+		}
+		if n.isCutLocked(name) {
+			n.peersMu.Unlock()
+			return nil, partitionedErr(name)
 		}
 		if pe := n.peers[name]; pe != nil {
 			n.peersMu.Unlock()
@@ -325,6 +338,8 @@ func connectErr(name string, err error) error {
 		return fmt.Errorf("connect %s: %w: %w", name, ErrAuth, err)
 	case errors.Is(err, errDuplicate):
 		return err
+	case errors.Is(err, handshake.ErrVersion):
+		return fmt.Errorf("connect %s: %w: %w", name, ErrVersion, err)
 	default:
 		return fmt.Errorf("connect %s: %w: %w", name, ErrNotConnected, err)
 	}

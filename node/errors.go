@@ -1,6 +1,10 @@
 package node
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/meshrt/mesh/internal/handshake"
+)
 
 // Errors returned by the runtime. Each is a distinct value for errors.Is;
 // returned errors wrap them with detail.
@@ -20,6 +24,9 @@ var (
 	ErrExited = errors.New("node: process has exited")
 	// ErrStopped reports a call on a node that has stopped.
 	ErrStopped = errors.New("node: node stopped")
+	// ErrVersion reports a peer that speaks no protocol version this node
+	// speaks (the peer is reachable, so it is not ErrNotConnected).
+	ErrVersion = handshake.ErrVersion
 	// ErrBadPID reports a PID that names no node (the zero PID) or the wrong
 	// incarnation of this node.
 	ErrBadPID = errors.New("node: bad pid")

@@ -61,6 +61,7 @@ type Node struct {
 	peersMu sync.Mutex
 	peers   map[string]*peer     // guarded by peersMu; see dist.go invariant 1
 	dialing map[string]*dialCall // guarded by peersMu
+	cut     map[string]bool      // guarded by peersMu: test partitions (partition.go)
 
 	nodeMonMu sync.Mutex
 	nodeMons  map[string][]PID // guarded by nodeMonMu: MonitorNode watchers by node
