@@ -67,7 +67,7 @@ func (n *Node) startNet() error {
 	n.hs = handshake.Config{
 		Name:         n.self,
 		Incarnation:  n.incarnation,
-		Features:     uint64(codec.SupportedFeatures),
+		Features:     uint64(n.features()),
 		Key:          handshake.DeriveKey(n.cookie),
 		ValidateName: func(s string) error { _, err := parseName(s); return err },
 	}
@@ -98,6 +98,15 @@ func (n *Node) startNet() error {
 	n.hs.Name = n.self
 	n.engine = eng
 	return nil
+}
+
+// features are the link capabilities this node offers its peers.
+func (n *Node) features() codec.Features {
+	f := codec.FeatureFragments
+	if n.opts.compression {
+		f |= codec.FeatureS2
+	}
+	return f
 }
 
 // peerInfo is what the hook hands over with an authenticated connection.

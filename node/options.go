@@ -15,6 +15,7 @@ type options struct {
 	tickTimeout      time.Duration
 	handshakeTimeout time.Duration
 	spawnTimeout     time.Duration
+	compression      bool
 	registerer       prometheus.Registerer
 	logger           *slog.Logger
 }
@@ -51,6 +52,12 @@ func WithHandshakeTimeout(d time.Duration) Option {
 func WithSpawnTimeout(d time.Duration) Option {
 	return func(o *options) { o.spawnTimeout = d }
 }
+
+// WithCompression offers S2 compression of large batches to peers; a link
+// compresses when both of its nodes offer it. Off by default: on a LAN or
+// loopback link compression costs more CPU than the bytes it saves; turn it
+// on for links where bandwidth, not CPU, is the limit.
+func WithCompression(on bool) Option { return func(o *options) { o.compression = on } }
 
 // WithMetrics registers the node's Prometheus metrics on r. Without it no
 // metrics are registered anywhere (never on the global registry by default).
