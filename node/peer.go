@@ -270,8 +270,21 @@ func (pe *peer) deliver(m codec.Message) error {
 
 // OnClose ends the peer. Runs on the loop (or off it for a connection closed
 // before start); the cleanup, which may wait, runs on its own goroutine.
+//
+// The registry forgets the peer's names here, synchronously and while the
+// peer is still the table's entry for its name: a new connection with that
+// node is then either refused, or replaces this one (and its snapshot,
+// merged later, replaces the names) — so a NodeDown never wipes the names
+// a newer connection brought.
 func (pe *peer) OnClose(_ *loop.Conn, reason error) {
 	n := pe.n
+	wasUp := pe.upFlag.Load()
+	n.peersMu.Lock()
+	current := n.peers[pe.name] == pe
+	n.peersMu.Unlock()
+	if current && wasUp {
+		n.global.NodeDown(pe.name)
+	}
 	n.peersMu.Lock()
 	if n.peers[pe.name] == pe {
 		delete(n.peers, pe.name)
@@ -280,7 +293,6 @@ func (pe *peer) OnClose(_ *loop.Conn, reason error) {
 	if pe.ticker != nil {
 		pe.ticker.Stop()
 	}
-	wasUp := pe.upFlag.Load()
 	if wasUp {
 		n.metrics.peerDown()
 		n.log.Info("peer down", "peer", pe.name, "reason", reason)

@@ -426,7 +426,6 @@ func (n *Node) peerGone(pe *peer) {
 	if !pe.upFlag.Load() {
 		return
 	}
-	n.global.NodeDown(pe.name)
 	gone := func(pid PID) bool { return pe.owns(pid) }
 	for _, p := range n.procs.snapshot() {
 		var links []PID
