@@ -64,6 +64,9 @@ func (n *simNode) Notify(pid codec.PID, msg any) {
 	if pid.Node != n.name || pid.Incarnation != n.inc {
 		n.c.failf("%s: Notify of %v: not a process of this node", n.name, pid)
 	}
+	if c.Winner == pid {
+		n.c.failf("%s: %v told it lost %q to itself", n.name, pid, c.Name)
+	}
 	n.c.notes[regKey{pid, c.Name}]++
 }
 

@@ -379,7 +379,9 @@ func (r *Registry) Snapshot() []byte {
 }
 
 // Merge installs node from's snapshot as this node's copy of from's table,
-// replacing any earlier copy, and settles conflicts with it. A snapshot that
+// replacing any earlier copy, and settles conflicts with it. Like NodeDown,
+// it first drops this node's unanswered requests to from (see the order of
+// calls in the package doc). A snapshot that
 // does not decode, or that holds a name of another node's process, is refused
 // whole with an error wrapping ErrMalformed. Safe from any goroutine.
 func (r *Registry) Merge(from string, snapshot []byte) error {
@@ -392,9 +394,14 @@ func (r *Registry) Merge(from string, snapshot []byte) error {
 		return err
 	}
 	r.mu.Lock()
-	for name := range r.mirrors[from] {
-		r.dirty[name] = struct{}{}
-	}
+	// A snapshot starts a new connection with from: whatever this node had
+	// from or sent to it over an earlier one is void, as after NodeDown.
+	// Requests lost with that connection would otherwise stay pending, and
+	// unregister requests hidden, for ever. A request made on the new
+	// connection before its snapshot arrived is answered after it (the peer
+	// took the snapshot before reading anything), so dropping it here only
+	// hides it until the owner's add.
+	r.forgetLocked(from)
 	r.mirrors[from] = m
 	for name, e := range m {
 		r.clock = max(r.clock, e.Version)
@@ -429,6 +436,12 @@ func (r *Registry) NodeDown(node string) {
 		return
 	}
 	r.mu.Lock()
+	r.forgetLocked(node)
+	r.commitAndUnlock()
+}
+
+// forgetLocked drops node's table and this node's requests to it.
+func (r *Registry) forgetLocked(node string) {
 	for name := range r.mirrors[node] {
 		r.dirty[name] = struct{}{}
 	}
@@ -445,7 +458,6 @@ func (r *Registry) NodeDown(node string) {
 			r.dirty[e.Name] = struct{}{}
 		}
 	}
-	r.commitAndUnlock()
 }
 
 func (r *Registry) addOwnLocked(e Entry) {
@@ -469,7 +481,14 @@ func (r *Registry) dropOwnLocked(e Entry) {
 	r.out.add(opRemove, &e)
 }
 
+// loseLocked records that registration loser, of a process of this node,
+// gave way to winner, and queues the Conflict for its process. Two
+// registrations of one name for the same process (made on two nodes at once)
+// are not a conflict: the process keeps the name, so it is not told it lost.
 func (r *Registry) loseLocked(loser, winner Entry) {
+	if loser.PID == winner.PID {
+		return
+	}
 	r.conflicts.Add(1)
 	r.notes = append(r.notes, note{pid: loser.PID, msg: Conflict{Name: loser.Name, Winner: winner.PID}})
 	r.log.Debug("global: registration lost a conflict", "name", loser.Name, "loser", loser.PID, "winner", winner.PID)

@@ -387,6 +387,29 @@ func TestConflictIsSettledByTheRuleAndTheLoserToldOnce(t *testing.T) {
 	}
 }
 
+func TestSameProcessRegisteredOnTwoNodesAtOnceIsNotAConflict(t *testing.T) {
+	c := newTestCluster(t, 3)
+	p1 := c.spawn(1)
+	// Two nodes ask the owner at the same moment; both requests are
+	// accepted by their registering nodes and reach the owner one after
+	// the other.
+	for _, i := range []int{0, 2} {
+		if err := c.nodes[i].r.Register("svc", p1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.flush()
+	wantEverywhere(t, c, "svc", p1)
+	if len(c.notes) != 0 {
+		t.Fatalf("the process was told it lost a name it holds: %v", c.notes)
+	}
+	for _, n := range c.nodes {
+		if got := n.r.Conflicts(); got != 0 {
+			t.Errorf("%s: Conflicts() = %d, want 0", n.name, got)
+		}
+	}
+}
+
 func TestMergeRefusesNamesOfOtherNodesProcesses(t *testing.T) {
 	c := newTestCluster(t, 3)
 	r0 := c.nodes[0].r

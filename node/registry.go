@@ -39,8 +39,14 @@ func (h registryHost) Notify(loser codec.PID, msg any) {
 }
 
 // registryFrame passes a peer's registry frame to the replica. Runs on the
-// peer's loop, so frames are handled in the order sent.
+// peer's loop, so frames are handled in the order sent. Frames of a
+// connection that is no longer the peer's (replaced by a newer one, whose
+// snapshot may already be merged) are dropped: applied after that snapshot
+// they would bring back state it superseded.
 func (n *Node) registryFrame(pe *peer, payload []byte) error {
+	if n.peerIfUp(pe.name) != pe {
+		return nil
+	}
 	if global.IsSnapshot(payload) {
 		return n.global.Merge(pe.name, payload)
 	}
