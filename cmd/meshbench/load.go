@@ -15,6 +15,8 @@ import (
 
 // loadConfig is what one load run does.
 type loadConfig struct {
+	mode     string        // "cluster" (node processes) or "local" (one node)
+	nodes    int           // node processes of a cluster run
 	pairs    int           // ping-pong pairs
 	duration time.Duration // how long the measured phase runs
 	payload  int           // bytes of string payload per message
@@ -25,6 +27,8 @@ func parseLoad(args []string, stderr io.Writer) (loadConfig, error) {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c := loadConfig{}
+	fs.StringVar(&c.mode, "mode", "cluster", "cluster: node processes on 127.0.0.1 in a full mesh; local: one node in this process")
+	fs.IntVar(&c.nodes, "nodes", 3, "node processes of a cluster run")
 	fs.IntVar(&c.pairs, "pairs", 2*runtime.GOMAXPROCS(0), "ping-pong process pairs")
 	fs.DurationVar(&c.duration, "duration", 3*time.Second, "length of the measured run")
 	fs.IntVar(&c.payload, "payload", 64, "payload bytes per message")
@@ -33,6 +37,10 @@ func parseLoad(args []string, stderr io.Writer) (loadConfig, error) {
 		return c, err
 	}
 	switch {
+	case c.mode != "cluster" && c.mode != "local":
+		return c, fmt.Errorf("-mode must be cluster or local")
+	case c.nodes < 1 || c.nodes > 64:
+		return c, fmt.Errorf("-nodes must be 1..64")
 	case c.pairs < 1:
 		return c, fmt.Errorf("-pairs must be at least 1")
 	case c.duration <= 0:
@@ -45,15 +53,24 @@ func parseLoad(args []string, stderr io.Writer) (loadConfig, error) {
 	return c, nil
 }
 
-// runLoad runs pairs of processes on one node: each pinger keeps window
-// messages in flight to its ponger, which echoes every one back. It reports
-// messages per second (each echo counts as two messages) over the measured
-// phase.
+// runLoad runs a load run: a cluster run (see runCluster) or, with
+// -mode=local, a run on one node in this process (see runLocal).
 func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, err := parseLoad(args, stderr)
 	if err != nil {
 		return err
 	}
+	if cfg.mode == "local" {
+		return runLocal(ctx, cfg, args, stdout)
+	}
+	return runCluster(ctx, cfg, args, stdout, stderr)
+}
+
+// runLocal runs pairs of processes on one node: each pinger keeps window
+// messages in flight to its ponger, which echoes every one back. It reports
+// messages per second (each echo counts as two messages) over the measured
+// phase.
+func runLocal(ctx context.Context, cfg loadConfig, args []string, stdout io.Writer) error {
 	n, err := node.Start("meshbench@127.0.0.1:0", "meshbench")
 	if err != nil {
 		return err
@@ -102,6 +119,8 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, "meshbench: local run on %s: %d pairs, window %d, %d-byte payload, %v (GOMAXPROCS=%d)\n",
 		n.Self(), cfg.pairs, cfg.window, cfg.payload, cfg.duration, runtime.GOMAXPROCS(0))
+	fmt.Fprintf(stdout, "command: meshbench run %s\n", strings.Join(args, " "))
+	fmt.Fprintf(stdout, "machine: %s\n", machine())
 	start := time.Now()
 	<-runCtx.Done()
 	elapsed := time.Since(start)

@@ -1,0 +1,333 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/meshrt/mesh/codec"
+	"github.com/meshrt/mesh/node"
+)
+
+// bound is the safety bound on every wait of these tests: generous for a
+// loaded 2-core machine under -race. It is not a timing assertion; the
+// delays the issue cares about (≤ 1 s) are measured and logged.
+const bound = 10 * time.Second
+
+// tick is the tick timeout of the nodes in these tests.
+const tick = time.Second
+
+// startNodeProcesses starts count `meshbench node` processes (this test
+// binary, see TestMain) sharing cookie, killed when the test ends.
+func startNodeProcesses(t *testing.T, cookie string, names ...string) []*child {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr lockedWriter
+	var buf bytes.Buffer
+	stderr.w = &buf
+	var children []*child
+	t.Cleanup(func() {
+		for _, c := range children {
+			c.kill()
+		}
+		if t.Failed() {
+			stderr.mu.Lock()
+			t.Logf("node processes' stderr:\n%s", buf.String())
+			stderr.mu.Unlock()
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	for _, name := range names {
+		c, err := startChild(ctx, exe, []string{"-name", name + "@127.0.0.1:0", "-cookie", cookie, "-tick", tick.String()}, &stderr)
+		if err != nil {
+			t.Fatalf("starting node process %s: %v", name, err)
+		}
+		children = append(children, c)
+	}
+	return children
+}
+
+// startTestNode starts the in-process node the test drives, connected to
+// every node process.
+func startTestNode(t *testing.T, cookie string, children []*child) *node.Node {
+	t.Helper()
+	n, err := node.Start("test@127.0.0.1:0", cookie, node.WithTickTimeout(tick))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), bound)
+		defer cancel()
+		if err := n.Stop(ctx); err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	for _, c := range children {
+		if err := n.Connect(ctx, c.name); err != nil {
+			t.Fatalf("Connect %s: %v", c.name, err)
+		}
+	}
+	return n
+}
+
+// awaitAll receives until every expectation has matched one message, and
+// returns how long after since each took. Other messages are skipped.
+func awaitAll(t *testing.T, p *node.Process, since time.Time, want map[string]func(any) bool) map[string]time.Duration {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	got := make(map[string]time.Duration)
+	for len(got) < len(want) {
+		m, err := p.Receive(ctx)
+		if err != nil {
+			missing := []string{}
+			for what := range want {
+				if _, ok := got[what]; !ok {
+					missing = append(missing, what)
+				}
+			}
+			t.Fatalf("still waiting for %v after %v: %v", missing, bound, err)
+		}
+		for what, match := range want {
+			if _, done := got[what]; !done && match(m) {
+				got[what] = time.Since(since)
+			}
+		}
+	}
+	return got
+}
+
+func isNodeDown(name string) func(any) bool {
+	return func(m any) bool { d, ok := m.(node.NodeDown); return ok && d.Node == name }
+}
+
+func isExit(from node.PID, reason any) func(any) bool {
+	return func(m any) bool { e, ok := m.(node.Exit); return ok && e.From == from && e.Reason == reason }
+}
+
+func isDown(ref node.Ref, reason any) func(any) bool {
+	return func(m any) bool { d, ok := m.(node.Down); return ok && d.Ref == ref && d.Reason == reason }
+}
+
+// A node process killed with SIGKILL in the middle of traffic is noticed at
+// once by the survivor: its node monitors get NodeDown, its links Exit with
+// reason noconnection, its monitors Down with noconnection; traffic to the
+// other node goes on. Then a graceful SIGTERM of the other node gives
+// NodeDown, Exit and Down promptly too.
+func TestKilledNodeProcessFiresMonitorsAndLinksOnTheSurvivor(t *testing.T) {
+	cookie := "mp-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	children := startNodeProcesses(t, cookie, "victim", "other")
+	victim, other := children[0], children[1]
+	n := startTestNode(t, cookie, children)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*bound)
+	defer cancel()
+	err := n.Run(ctx, func(p *node.Process) error {
+		p.TrapExit(true)
+		for _, c := range children {
+			if err := p.MonitorNode(c.name); err != nil {
+				return err
+			}
+		}
+		linkedV, err := p.SpawnLink(victim.name, "echo")
+		if err != nil {
+			return err
+		}
+		sinkV, err := p.Spawn(victim.name, "sink")
+		if err != nil {
+			return err
+		}
+		monV := p.Monitor(sinkV)
+		linkedO, err := p.SpawnLink(other.name, "echo")
+		if err != nil {
+			return err
+		}
+		sinkO, err := p.Spawn(other.name, "sink")
+		if err != nil {
+			return err
+		}
+		monO := p.Monitor(sinkO)
+
+		// Traffic: a process streaming to both sinks until the end.
+		var sent atomic.Int64
+		trafficDone := make(chan struct{})
+		n.SpawnFunc(func(tp *node.Process) error {
+			defer close(trafficDone)
+			payload := strings.Repeat("x", 64)
+			for ctx.Err() == nil {
+				_ = tp.Send(sinkV, payload) // fails once the victim is gone
+				if err := tp.Send(sinkO, payload); err != nil {
+					return err
+				}
+				sent.Add(1)
+			}
+			return nil
+		})
+		for sent.Load() < 5000 {
+			if ctx.Err() != nil {
+				t.Fatal("the traffic did not start")
+			}
+			time.Sleep(time.Millisecond)
+		}
+
+		killed := time.Now()
+		if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			return err
+		}
+		delays := awaitAll(t, p, killed, map[string]func(any) bool{
+			"NodeDown":          isNodeDown(victim.name),
+			"Exit noconnection": isExit(linkedV, node.NoConnection),
+			"Down noconnection": isDown(monV, node.NoConnection),
+		})
+		t.Logf("after SIGKILL of %s mid-traffic (%d messages sent so far): %v", victim.name, sent.Load(), delays)
+
+		// The other node still serves: its sink counted the traffic.
+		if err := p.Send(sinkO, codec.Tuple{atomCount, p.Self()}); err != nil {
+			return err
+		}
+		rctx, rcancel := context.WithTimeout(ctx, bound)
+		defer rcancel()
+		m, err := p.ReceiveMatch(rctx, func(m any) bool { t, ok := m.(codec.Tuple); return ok && len(t) == 2 && t[0] == atomCount })
+		if err != nil {
+			t.Fatalf("the surviving node's sink did not answer: %v", err)
+		}
+		if c, _ := m.(codec.Tuple)[1].(int64); c == 0 {
+			t.Fatal("the surviving node's sink counted no traffic")
+		}
+		if got := n.List(); len(got) != 1 || got[0] != other.name {
+			t.Fatalf("List after the kill = %v, want [%s]", got, other.name)
+		}
+
+		stopped := time.Now()
+		if err := other.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			return err
+		}
+		delays = awaitAll(t, p, stopped, map[string]func(any) bool{
+			"NodeDown": isNodeDown(other.name),
+			"Exit":     func(m any) bool { e, ok := m.(node.Exit); return ok && e.From == linkedO },
+			"Down":     func(m any) bool { d, ok := m.(node.Down); return ok && d.Ref == monO },
+		})
+		t.Logf("after SIGTERM of %s: %v", other.name, delays)
+		<-trafficDone // its send to the stopped node fails, or ctx ends
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-other.done:
+		if other.err != nil {
+			t.Errorf("%s after SIGTERM: %v, want a clean exit", other.name, other.err)
+		}
+	case <-time.After(bound):
+		t.Errorf("%s did not exit after SIGTERM", other.name)
+	}
+}
+
+// A node process frozen with SIGSTOP keeps its sockets open but falls
+// silent: the survivor declares it down after the tick timeout, with
+// noconnection for its links and monitors.
+func TestSilentNodeProcessIsDeclaredDownAfterTheTickTimeout(t *testing.T) {
+	cookie := "mp-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	frozen := startNodeProcesses(t, cookie, "frozen")[0]
+	n := startTestNode(t, cookie, []*child{frozen})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*bound)
+	defer cancel()
+	err := n.Run(ctx, func(p *node.Process) error {
+		p.TrapExit(true)
+		if err := p.MonitorNode(frozen.name); err != nil {
+			return err
+		}
+		linked, err := p.SpawnLink(frozen.name, "echo")
+		if err != nil {
+			return err
+		}
+		mon := p.Monitor(linked)
+		froze := time.Now()
+		if err := frozen.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			return err
+		}
+		delays := awaitAll(t, p, froze, map[string]func(any) bool{
+			"NodeDown":          isNodeDown(frozen.name),
+			"Exit noconnection": isExit(linked, node.NoConnection),
+			"Down noconnection": isDown(mon, node.NoConnection),
+		})
+		t.Logf("after SIGSTOP of %s (tick timeout %v): %v", frozen.name, tick, delays)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A node process stops cleanly at the end of its stdin, so a parent that
+// dies, even by SIGKILL, takes its node processes with it.
+func TestNodeProcessStopsAtEndOfStdin(t *testing.T) {
+	c := startNodeProcesses(t, "c", "eof")[0]
+	if !regexp.MustCompile(`^eof@127\.0\.0\.1:[1-9][0-9]*$`).MatchString(c.name) {
+		t.Fatalf("first line %q: want the node's name with its bound port", c.name)
+	}
+	if err := c.stop(bound); err != nil {
+		t.Fatalf("stop at end of stdin: %v", err)
+	}
+}
+
+// The default run starts node processes, meshes them and reports each.
+func TestClusterLoadRunReportsEveryNode(t *testing.T) {
+	var out, errOut bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*bound)
+	defer cancel()
+	err := run(ctx, []string{"run", "-nodes", "2", "-pairs", "2", "-duration", "300ms"}, &out, &errOut)
+	if err != nil {
+		t.Fatalf("run: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errOut.String())
+	}
+	for _, re := range []string{
+		`(?m)^command: meshbench run -nodes 2 -pairs 2 -duration 300ms$`,
+		`(?m)^machine: \w+/\w+, GOMAXPROCS=\d+`,
+		`(?m)^remote spawns: [1-9]\d* in `,
+		`(?m)^node n1@127\.0\.0\.1:\d+: [1-9]\d* msgs in `,
+		`(?m)^node n2@127\.0\.0\.1:\d+: [1-9]\d* msgs in `,
+		`(?m)^messages: [1-9]\d* in `,
+		`(?m)^ping-pong latency, .*: p50 \S+ p99 \S+ \([1-9]\d* round trips\)$`,
+	} {
+		if !regexp.MustCompile(re).MatchString(out.String()) {
+			t.Errorf("output lacks %q:\n%s", re, out.String())
+		}
+	}
+}
+
+func TestPercentilesUseNearestRank(t *testing.T) {
+	tests := []struct {
+		samples  []int64
+		p50, p99 int64
+	}{
+		{nil, 0, 0},
+		{[]int64{7}, 7, 7},
+		{[]int64{3, 1, 2, 4}, 2, 4},
+		{func() []int64 {
+			s := make([]int64, 100)
+			for i := range s {
+				s[i] = int64(100 - i)
+			}
+			return s
+		}(), 50, 99},
+	}
+	for _, tc := range tests {
+		if p50, p99 := percentiles(tc.samples); p50 != tc.p50 || p99 != tc.p99 {
+			t.Errorf("percentiles(%v) = %d, %d; want %d, %d", tc.samples, p50, p99, tc.p50, tc.p99)
+		}
+	}
+}
