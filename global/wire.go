@@ -11,9 +11,17 @@ package global
 //
 //	ops frame:      0x01  count:uvarint  (kind:byte entry){count}
 //	snapshot frame: 0x02  count:uvarint  entry{count}
-//	entry:          name:str  pidNode:str  incarnation:uvarint  id:uvarint
-//	                version:uvarint  origin:str
+//	entry:          name:str  pidNode:node  incarnation:uvarint  id:uvarint
+//	                version:uvarint  origin:node
 //	str:            len:uvarint  bytes{len}
+//	node:           str | 0x00 ref:uvarint
+//
+// A node name is written out (a str, never empty) the first time a frame
+// uses it and by reference after that: ref is the index, in order of first
+// appearance, of the first maxNodeRefs node names written out in the frame.
+// A snapshot repeats two or three node names in every entry, so references
+// keep a 100 000-name snapshot near 2.7 MB, inside one control frame
+// (codec.DefaultMaxFrame, 4 MiB).
 //
 // Op kinds: 1 add, 2 remove (both sent only by the owner of the entry, the
 // node of its PID); 3 register request, 4 unregister request (sent by any node,
@@ -73,6 +81,9 @@ const (
 	// minEntryLen is the smallest encoded entry: four one-byte lengths or
 	// values plus at least one name byte and one node byte.
 	minEntryLen = 8
+	// maxNodeRefs bounds a frame's table of node names that may be
+	// referred to.
+	maxNodeRefs = 64
 )
 
 // ErrMalformed reports a registry frame that cannot be decoded or breaks the
@@ -85,13 +96,47 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
+// appendEntry appends e with every node name written out.
 func appendEntry(b []byte, e *Entry) []byte {
+	var refs nodeRefs
+	return refs.appendEntry(b, e)
+}
+
+// nodeRefs is an encoder's table of the node names a frame has written out,
+// mirroring the decoder's (see the layout above). The zero value starts a
+// frame with no references; a nil map writes every name out.
+type nodeRefs struct {
+	index map[string]uint64
+	n     uint64
+}
+
+func (r *nodeRefs) appendNode(b []byte, s string) []byte {
+	if i, ok := r.index[s]; ok {
+		b = append(b, 0)
+		return binary.AppendUvarint(b, i)
+	}
+	if r.index != nil && r.n < maxNodeRefs {
+		r.index[s] = r.n
+	}
+	r.n++
+	return appendString(b, s)
+}
+
+func (r *nodeRefs) appendEntry(b []byte, e *Entry) []byte {
 	b = appendString(b, e.Name)
-	b = appendString(b, e.PID.Node)
+	b = r.appendNode(b, e.PID.Node)
 	b = binary.AppendUvarint(b, e.PID.Incarnation)
 	b = binary.AppendUvarint(b, e.PID.ID)
 	b = binary.AppendUvarint(b, e.Version)
-	return appendString(b, e.Origin)
+	return r.appendNode(b, e.Origin)
+}
+
+func (r *nodeRefs) reset() {
+	if r.index == nil {
+		r.index = make(map[string]uint64, 4)
+	}
+	clear(r.index)
+	r.n = 0
 }
 
 // decoder reads one frame. Node names are interned: a PID node or origin
@@ -101,6 +146,7 @@ type decoder struct {
 	b       []byte
 	maxName int
 	intern  map[string]string
+	refs    []string // node names written out, for references
 	err     error
 }
 
@@ -142,16 +188,30 @@ func (d *decoder) bytes(what string, limit int) []byte {
 }
 
 func (d *decoder) node(what string) string {
+	if d.err == nil && len(d.b) > 0 && d.b[0] == 0 {
+		d.b = d.b[1:]
+		i := d.uvarint(what + " reference")
+		if d.err == nil && i >= uint64(len(d.refs)) {
+			d.fail("%s reference %d to a table of %d", what, i, len(d.refs))
+		}
+		if d.err != nil {
+			return ""
+		}
+		return d.refs[i]
+	}
 	b := d.bytes(what, maxNodeLen)
 	if d.err != nil {
 		return ""
 	}
-	if s, ok := d.intern[string(b)]; ok {
-		return s
+	s, ok := d.intern[string(b)]
+	if !ok {
+		s = string(b)
+		if len(d.intern) < 64 {
+			d.intern[s] = s
+		}
 	}
-	s := string(b)
-	if len(d.intern) < 64 {
-		d.intern[s] = s
+	if len(d.refs) < maxNodeRefs {
+		d.refs = append(d.refs, s)
 	}
 	return s
 }
@@ -273,11 +333,15 @@ func decodeSnapshot(b []byte, from string, maxName int) (map[string]Entry, error
 type frameWriter struct {
 	body []byte
 	n    int
+	refs nodeRefs
 }
 
 func (w *frameWriter) add(k opKind, e *Entry) {
+	if w.n == 0 {
+		w.refs.reset()
+	}
 	w.body = append(w.body, byte(k))
-	w.body = appendEntry(w.body, e)
+	w.body = w.refs.appendEntry(w.body, e)
 	w.n++
 }
 
@@ -304,8 +368,10 @@ func encodeSnapshot(own map[string]Entry) []byte {
 	b := make([]byte, 0, size)
 	b = append(b, frameSnapshot)
 	b = binary.AppendUvarint(b, uint64(len(own)))
+	var refs nodeRefs
+	refs.reset()
 	for _, e := range own {
-		b = appendEntry(b, &e)
+		b = refs.appendEntry(b, &e)
 	}
 	return b
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -92,6 +93,10 @@ func TestDecodersRefuseMalformedFrames(t *testing.T) {
 		{"empty node name", opsFrame(op{opAdd, emptyNode})},
 		{"version over the limit", withVersion(maxVersion + 1)},
 		{"bad varint", append([]byte{frameOps, 1, byte(opAdd)}, bytes.Repeat([]byte{0xff}, 11)...)},
+		// add "svc", pid node: reference 0 to a table still empty
+		{"node reference outside the table", []byte{frameOps, 1, byte(opAdd), 3, 's', 'v', 'c', 0, 0, 1, 1, 1, 0, 0}},
+		// pid node written out (table of one), origin: reference 1
+		{"node reference past the table", []byte{frameOps, 1, byte(opAdd), 1, 's', 1, 'a', 1, 1, 1, 0, 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -176,4 +181,44 @@ func FuzzDecodeSnapshot(f *testing.F) {
 			t.Fatalf("Len %d after merging %d names", c.nodes[0].r.Len(), len(m))
 		}
 	})
+}
+
+func TestNodeNamesAreSentOnceAFrame(t *testing.T) {
+	// Entries of one node, registered through another: the two node names
+	// are written out once and referred to after that.
+	e2 := wireEntry
+	e2.Name, e2.PID.ID, e2.Origin = "other", 301, wireEntry.PID.Node
+	f := opsFrame(op{opAdd, wireEntry}, op{opRemove, e2}, op{opAdd, wireEntry})
+	if got := bytes.Count(f, []byte(wireEntry.PID.Node)); got != 1 {
+		t.Errorf("pid node written %d times in the frame, want once", got)
+	}
+	ops, err := decodeOps(f, "", MaxNameLen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ops) != 3 || ops[0].e != wireEntry || ops[1].e != e2 || ops[2].e != wireEntry {
+		t.Fatalf("decoded %v", ops)
+	}
+	// A later frame starts a new table.
+	if g := opsFrame(op{opAdd, e2}); bytes.Count(g, []byte(wireEntry.PID.Node)) != 1 {
+		t.Fatalf("a new frame refers to an old frame's table: %x", g)
+	}
+}
+
+func TestSnapshotOf100kNamesFitsOneControlFrame(t *testing.T) {
+	own := make(map[string]Entry, 100_000)
+	for i := range 100_000 {
+		name := "service-" + strings.Repeat("x", i%8) + string(rune('a'+i%26)) + strconv.Itoa(i)
+		own[name] = Entry{Name: name, PID: codec.PID{Node: "node-17@10.20.30.40:4370", Incarnation: 0xdeadbeefcafe1234, ID: uint64(i) + 1},
+			Version: uint64(i) + 1, Origin: "node-03@10.20.30.41:4370"}
+	}
+	b := encodeSnapshot(own)
+	if len(b) > codec.DefaultMaxFrame-64 {
+		t.Fatalf("snapshot of 100 000 names is %d bytes, over one frame (%d)", len(b), codec.DefaultMaxFrame)
+	}
+	got, err := decodeSnapshot(b, "node-17@10.20.30.40:4370", MaxNameLen)
+	if err != nil || !maps.Equal(got, own) {
+		t.Fatalf("round trip: %v (%d of %d entries)", err, len(got), len(own))
+	}
+	t.Logf("100 000 names: %d bytes, %.1f a name", len(b), float64(len(b))/100_000)
 }
