@@ -69,7 +69,7 @@ func runCluster(ctx context.Context, cfg loadConfig, args []string, stdout, stde
 
 	fmt.Fprintf(stdout, "meshbench: cluster run: %d node processes, %d pairs, window %d, %d-byte payload, %v\n",
 		cfg.nodes, cfg.pairs, cfg.window, cfg.payload, cfg.duration)
-	fmt.Fprintf(stdout, "command: meshbench run %s\n", strings.Join(args, " "))
+	fmt.Fprintf(stdout, "command: %s\n", strings.Join(append([]string{"meshbench", "run"}, args...), " "))
 	fmt.Fprintf(stdout, "machine: %s\n", machine())
 	fmt.Fprintf(stdout, "nodes: %s (controller %s)\n", strings.Join(nodes, " "), ctl.Self())
 

@@ -119,7 +119,7 @@ func runLocal(ctx context.Context, cfg loadConfig, args []string, stdout io.Writ
 	}
 	fmt.Fprintf(stdout, "meshbench: local run on %s: %d pairs, window %d, %d-byte payload, %v (GOMAXPROCS=%d)\n",
 		n.Self(), cfg.pairs, cfg.window, cfg.payload, cfg.duration, runtime.GOMAXPROCS(0))
-	fmt.Fprintf(stdout, "command: meshbench run %s\n", strings.Join(args, " "))
+	fmt.Fprintf(stdout, "command: %s\n", strings.Join(append([]string{"meshbench", "run"}, args...), " "))
 	fmt.Fprintf(stdout, "machine: %s\n", machine())
 	start := time.Now()
 	<-runCtx.Done()
