@@ -211,6 +211,13 @@ func TestKilledNodeProcessFiresMonitorsAndLinksOnTheSurvivor(t *testing.T) {
 			t.Fatalf("List after the kill = %v, want [%s]", got, other.name)
 		}
 
+		// The crash actor's error reaches a linked process as its text.
+		crashed, err := p.SpawnLink(other.name, "crash", "now")
+		if err != nil {
+			return err
+		}
+		awaitAll(t, p, time.Now(), map[string]func(any) bool{"Exit of crash": isExit(crashed, errCrash.Error())})
+
 		stopped := time.Now()
 		if err := other.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			return err
