@@ -5,27 +5,33 @@ package mailbox
 // fetch-and-add; the consumer reads slots in order.
 //
 // Shape. tail (shared) points at the segment producers claim in, or is nil
-// when the queue holds no segment at all. Each segment has claimed, the
-// number of slots handed out in its current use, and next, the segment after
-// it. The consumer keeps head and pos (the next slot to read); head is nil
+// when the queue holds no segment at all. Each segment has a claim word and
+// next, the segment after it. The claim word holds the tag of the queue the
+// segment currently serves (every Queue draws a unique tag from a global
+// counter when it installs its first segment; the pool is shared by all
+// queues of one element type) and count, the number of slots handed out in
+// the segment's current use. The consumer keeps head and pos (the next slot to read); head is nil
 // when the consumer holds no segment, and then it adopts first, the segment
 // a producer installed into an empty queue. The zero Queue has every pointer
 // nil: it is empty and ready to use, and holds no segment.
 //
-// Open, full, sealed. A segment whose claimed is < segSize is open: an Add on
-// claimed that returns i < segSize gives slot i to that producer alone. From
-// segSize on the segment is full (every slot was handed out) or sealed (the
-// consumer closed it early, see rewind); further Adds return ≥ segSize and
-// the producer retries on the current tail. A segment out of the pool, or
-// just installed, is sealed (claimed = segSize); opening it is one store of 0.
+// Open, full, sealed. A segment whose count is < segSize is open. A producer
+// claims slot i by a compare-and-swap of the claim word from (its queue's
+// tag, i) to (tag, i+1), so a claim succeeds only in an open segment of its
+// own queue. At segSize the segment is full (every slot was handed out) or
+// sealed (the consumer closed it early, see rewind); the producer then waits
+// for tail to move and retries on the new tail. A segment out of the pool, or
+// just installed, is sealed; opening it is one store of (tag, 0).
 //
 // Push (any goroutine):
 //
-//	s := tail; i := s.claimed.Add(1) - 1   // (P1) claim; ≥ segSize: wait for tail to move, retry
+//	s := tail; w := s.claim               // retry from tail unless w = (q's tag, i < segSize)
+//	s.claim.CompareAndSwap(w, w+1)         // (P1) claim slot i; on failure retry
 //	if i == segSize-1 { extend(s) }        // (P2) the last claimer links next, moves tail, opens next
 //	s.slots[i].val = v; ready.Store(1)     // (P3) publish
 //
-// extend(s): n from the pool (sealed); s.next = n; tail = n; n.claimed = 0.
+// extend(s): n from the pool, sealed with q's tag; s.next = n; tail = n;
+// open n.
 // Empty queue: a producer that finds tail nil takes a sealed segment,
 // installs it with tail.CompareAndSwap(nil, n) (a loser pools its n again),
 // stores first = n, then opens n.
@@ -50,12 +56,14 @@ package mailbox
 //  3. Recycling. The consumer pools a segment only after tail has left it
 //     (P2 precedes P3 of the last slot; rewind stores nil first) and after
 //     reading every slot that was claimed. A stale producer, one that loaded
-//     the segment from tail long ago, can only do an Add on its claimed: while
-//     the segment is pooled or being installed it is sealed, so the Add
-//     returns ≥ segSize and the producer goes back to tail. It can never
-//     write into a pooled segment. Its Add can succeed only after the
-//     segment was opened again, i.e. when it is the current tail segment of
-//     its new use, and then the claim is as good as anyone's (invariant 1).
+//     the segment from tail long ago, can only try its compare-and-swap on
+//     the claim word: while the segment is pooled or being installed it is
+//     sealed, so the producer goes back to tail. It can never write into a
+//     pooled segment. Its claim can succeed only once the segment is open
+//     again with the same queue's tag, i.e. when it is the current tail
+//     segment of that queue again, and then the claim is as good as anyone's
+//     (invariant 1). A segment reused by another queue carries that queue's
+//     tag, so the claim fails and the producer goes back to its own tail.
 //     next is written once per use, by the last claimer before its P3, and
 //     reset by the consumer when it pools the segment.
 //  4. Memory order. Go's atomics are sequentially consistent. The value is
@@ -101,12 +109,23 @@ type slot[T any] struct {
 
 // segment is one array of slots with its claim counter and link.
 type segment[T any] struct {
-	claimed atomic.Uint64 // slots handed out in this use; ≥ segSize: full or sealed
-	next    atomic.Pointer[segment[T]]
-	base    atomic.Uint64 // values pushed into the queue before this segment's slot 0 (Len)
-	_       [40]byte      // keep the contended counter off the first slots' cache line
-	slots   [segSize]slot[T]
+	claim atomic.Uint64 // tag<<tagShift | count; count == segSize: full or sealed
+	next  atomic.Pointer[segment[T]]
+	base  atomic.Uint64 // values pushed into the queue before this segment's slot 0 (Len)
+	_     [40]byte      // keep the contended counter off the first slots' cache line
+	slots [segSize]slot[T]
 }
+
+// The claim word: the owning queue's tag above tagShift, the count below.
+// The count never exceeds segSize: claims only add to a count below it.
+const (
+	tagShift  = 8
+	countMask = 1<<tagShift - 1
+)
+
+// lastTag numbers queues; a queue's tag is drawn once, never 0, and never
+// repeats (2^56 queues).
+var lastTag atomic.Uint64
 
 // segPools holds one *sync.Pool of *segment[T] per element type T.
 var segPools sync.Map // reflect.Type -> *sync.Pool
@@ -118,7 +137,7 @@ func segPool[T any]() *sync.Pool {
 	}
 	p, _ := segPools.LoadOrStore(t, &sync.Pool{New: func() any {
 		s := new(segment[T])
-		s.claimed.Store(segSize) // sealed until opened
+		s.claim.Store(segSize) // sealed (tag 0 belongs to no queue) until opened
 		return s
 	}})
 	return p.(*sync.Pool)
@@ -150,11 +169,27 @@ type Queue[T any] struct {
 	// Shared.
 	tail  atomic.Pointer[segment[T]] // segment producers claim in; nil: none
 	first atomic.Pointer[segment[T]] // installed into an empty queue, not yet adopted
+	tag   atomic.Uint64              // this queue's claim tag, shifted; 0 until first needed
+}
+
+// claimTag returns the queue's tag, shifted into place, drawing it on first
+// use. Safe from any goroutine.
+func (q *Queue[T]) claimTag() uint64 {
+	if t := q.tag.Load(); t != 0 {
+		return t
+	}
+	q.tag.CompareAndSwap(0, lastTag.Add(1)<<tagShift)
+	return q.tag.Load()
 }
 
 // testHookLink, when set by a test, runs between a Push's claim and its
 // publish (the window), so tests can yield there.
 var testHookLink func()
+
+// testHookClaim, when set by a test, runs between a Push's load of tail and
+// its claim, with the queue and the segment it loaded, so tests can make
+// that pointer stale.
+var testHookClaim func(q, s any)
 
 // Push appends v at the tail. It never blocks on the consumer, takes no lock
 // and does not allocate in steady state. Safe from any goroutine.
@@ -165,13 +200,10 @@ func (q *Queue[T]) Push(v T) {
 			q.start()
 			continue
 		}
-		if s.claimed.Load() >= segSize {
+		i, ok := q.claimSlot(s) // P1
+		if !ok {
 			q.awaitMove(s)
 			continue
-		}
-		i := s.claimed.Add(1) - 1 // P1
-		if i >= segSize {
-			continue // lost the last slots to other producers
 		}
 		if i == segSize-1 {
 			q.extend(s) // P2
@@ -186,10 +218,26 @@ func (q *Queue[T]) Push(v T) {
 	}
 }
 
-// awaitMove yields while tail still names the full or sealed segment s: its
-// last claimer, or the consumer sealing it, is about to move tail.
+// claimSlot claims the next slot of s for a Push to q, and returns its
+// index. It fails when s is not an open segment of q (full, sealed, pooled,
+// or serving another queue) or another producer claimed that slot first.
+func (q *Queue[T]) claimSlot(s *segment[T]) (uint64, bool) {
+	if testHookClaim != nil {
+		testHookClaim(q, s)
+	}
+	w := s.claim.Load()
+	i := w & countMask
+	if w-i != q.tag.Load() || i >= segSize {
+		return 0, false
+	}
+	return i, s.claim.CompareAndSwap(w, w+1)
+}
+
+// awaitMove yields while tail still names the segment s and s is full or
+// sealed: its last claimer, or the consumer sealing it, or the producer
+// installing it, is about to move tail or open s.
 func (q *Queue[T]) awaitMove(s *segment[T]) {
-	for spins := 0; q.tail.Load() == s && s.claimed.Load() >= segSize; spins++ {
+	for spins := 0; q.tail.Load() == s && s.claim.Load()&countMask >= segSize; spins++ {
 		if spins >= 8 {
 			runtime.Gosched()
 		}
@@ -200,24 +248,28 @@ func (q *Queue[T]) awaitMove(s *segment[T]) {
 // the producer that claimed s's last slot calls it, before publishing that
 // slot (invariant 2).
 func (q *Queue[T]) extend(s *segment[T]) {
+	tag := q.tag.Load()
 	n := getSegment[T]()
+	n.claim.Store(tag | segSize) // sealed, ours
 	n.base.Store(s.base.Load() + segSize)
 	s.next.Store(n)
 	q.tail.Store(n)
-	n.claimed.Store(0) // open: only now can an Add claim in n
+	n.claim.Store(tag) // open: only now can a claim succeed in n
 }
 
 // start installs a first segment into a queue that has none. The winner of
 // the compare-and-swap publishes it as first for the consumer, then opens it.
 func (q *Queue[T]) start() {
+	tag := q.claimTag()
 	n := getSegment[T]()
+	n.claim.Store(tag | segSize)  // sealed, ours
 	n.base.Store(q.popped.Load()) // tail is nil only once everything was popped
 	if !q.tail.CompareAndSwap(nil, n) {
 		putSegment(n) // never reachable: still sealed
 		return
 	}
 	q.first.Store(n)
-	n.claimed.Store(0)
+	n.claim.Store(tag) // open
 }
 
 // headSeg returns the consumer's segment, adopting first if it has none, or
@@ -271,7 +323,7 @@ func (q *Queue[T]) Empty() bool {
 	if s.slots[q.pos].ready.Load() != 0 {
 		return false
 	}
-	return s.claimed.Load() == q.pos
+	return s.claim.Load()&countMask == q.pos
 }
 
 // Len returns the number of values pushed and not yet popped. It counts a
@@ -285,7 +337,7 @@ func (q *Queue[T]) Len() int {
 		if s == nil {
 			return 0
 		}
-		pushed := s.base.Load() + min(s.claimed.Load(), segSize)
+		pushed := s.base.Load() + s.claim.Load()&countMask
 		if q.tail.Load() != s {
 			continue // s moved on (and may be pooled): read again
 		}
@@ -301,15 +353,19 @@ func (q *Queue[T]) Len() int {
 // that an idle queue holds no segment. It is a no-op when values (or a
 // claimed, unpublished slot) are pending. Consumer only.
 //
-// Safety: the compare-and-swap from pos to segSize succeeds only if exactly
-// pos slots were claimed, all of them read, and seals the segment: later
-// Adds return ≥ segSize. A segment that is open and not full is the tail
+// Safety: the compare-and-swap of the count from pos to segSize succeeds
+// only if exactly pos slots were claimed, all of them read, and seals the
+// segment: later claims fail. A segment that is open and not full is the tail
 // (invariant 1), and sealing it makes the consumer the one party that moves
 // tail off it (invariant 2): to nil, after which the next Push installs a
 // fresh first segment.
 func (q *Queue[T]) rewind() {
 	s := q.head
-	if s == nil || !s.claimed.CompareAndSwap(q.pos, segSize) {
+	if s == nil {
+		return
+	}
+	tag := q.tag.Load()
+	if !s.claim.CompareAndSwap(tag|q.pos, tag|segSize) {
 		return
 	}
 	q.tail.Store(nil)

@@ -4,7 +4,9 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 )
@@ -109,7 +111,10 @@ func TestQueueHalfDonePushIsNotEmpty(t *testing.T) {
 		t.Fatalf("Pop() = %d, %v", v, ok)
 	}
 	s := q.tail.Load()
-	i := s.claimed.Add(1) - 1 // step P1 only
+	i, ok := q.claimSlot(s) // step P1 only
+	if !ok {
+		t.Fatal("claimSlot failed on an open tail segment")
+	}
 	if _, ok := q.Pop(); ok {
 		t.Fatal("Pop returned a value that is not published yet")
 	}
@@ -220,5 +225,182 @@ func TestQueuePushPopDoesNotAllocate(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("Push+Pop: %v allocations per message, want 0", allocs)
+	}
+}
+
+// A segment that was filled, read and pooled is sealed: a stale producer
+// that still holds it can claim no slot in it, and one that was sealed by
+// rewind refuses claims the same way.
+func TestQueuePooledSegmentRefusesStaleClaims(t *testing.T) {
+	var q Queue[int]
+	q.Push(0)
+	full := q.tail.Load() // the first segment; full after the next pushes
+	for i := 1; i <= segSize; i++ {
+		q.Push(i)
+	}
+	if q.tail.Load() == full {
+		t.Fatal("tail did not move off a full segment")
+	}
+	for i := range segSize {
+		if v, ok := q.Pop(); !ok || v != i {
+			t.Fatalf("Pop() = %d, %v; want %d", v, ok, i)
+		}
+	}
+	if q.head == full {
+		t.Fatal("consumer did not leave the read segment")
+	}
+	if c, ok := q.claimSlot(full); ok {
+		t.Fatalf("stale claim on a pooled segment got slot %d", c)
+	}
+	if v, ok := q.Pop(); !ok || v != segSize {
+		t.Fatalf("Pop() = %d, %v; want %d", v, ok, segSize)
+	}
+	sealed := q.head
+	q.rewind()
+	if q.tail.Load() != nil {
+		t.Fatal("rewind of a drained queue kept its tail")
+	}
+	if c, ok := q.claimSlot(sealed); ok {
+		t.Fatalf("stale claim on a sealed segment got slot %d", c)
+	}
+	// Reopened for another queue (as that queue's start or extend would),
+	// the segment takes that queue's claims and refuses this one's.
+	var other Queue[int]
+	sealed.claim.Store(other.claimTag())
+	if c, ok := q.claimSlot(sealed); ok {
+		t.Fatalf("stale claim on a segment reused by another queue got slot %d", c)
+	}
+	if _, ok := other.claimSlot(sealed); !ok {
+		t.Fatal("the queue that reopened the segment cannot claim in it")
+	}
+	sealed.claim.Store(segSize) // back to sealed, as if never handed out
+	// The queue works on, through fresh or recycled segments.
+	for i := range 3 * segSize {
+		q.Push(i)
+	}
+	for i := range 3 * segSize {
+		if v, ok := q.Pop(); !ok || v != i {
+			t.Fatalf("after recycling: Pop() = %d, %v; want %d", v, ok, i)
+		}
+	}
+}
+
+// Len counts across segment boundaries and through rewinds.
+func TestQueueLenAcrossSegments(t *testing.T) {
+	var q Queue[int]
+	steps := []struct {
+		push, pop, want int
+		rewind          bool
+	}{
+		{push: 3 * segSize, want: 3 * segSize},
+		{pop: 2*segSize + 5, want: segSize - 5},
+		{pop: segSize - 5, rewind: true, want: 0},
+		{push: segSize + 1, want: segSize + 1},
+		{pop: 1, want: segSize},
+	}
+	for i, st := range steps {
+		for range st.push {
+			q.Push(i)
+		}
+		for range st.pop {
+			if _, ok := q.Pop(); !ok {
+				t.Fatalf("step %d: Pop() = false", i)
+			}
+		}
+		if st.rewind {
+			q.rewind()
+		}
+		if n := q.Len(); n != st.want {
+			t.Fatalf("step %d: Len() = %d, want %d", i, n, st.want)
+		}
+	}
+}
+
+// Several queues, each with many producers, run through many segments while
+// each consumer pools its segment whenever it runs dry (as a parking owner
+// does), so segments pass between the queues through the shared pool all the
+// time. Producers yield between loading tail and claiming, so their pointer
+// is often stale by the time they claim: the segment has been filled, read,
+// pooled, or reinstalled meanwhile, in their queue or another. Nothing may be
+// lost, duplicated, reordered per producer, or delivered to the wrong queue.
+func TestQueueRecyclingWithStaleProducers(t *testing.T) {
+	const queues, producers, per = 3, 12, 3000
+	var qs [queues]Queue[uint64]
+	var stale, foreign, claims atomic.Int64
+	testHookClaim = func(q, s any) {
+		// Mostly short yields; now and then a long one, long enough for the
+		// segment to be filled, pooled and reused by another queue.
+		switch n := claims.Add(1); {
+		case n%53 == 0:
+			for range 100 {
+				runtime.Gosched()
+			}
+		case n%3 == 0:
+			runtime.Gosched()
+		}
+		seg := s.(*segment[uint64])
+		if q.(*Queue[uint64]).tail.Load() != seg {
+			stale.Add(1)
+		}
+		for k := range qs {
+			if q != &qs[k] && qs[k].tail.Load() == seg {
+				foreign.Add(1)
+			}
+		}
+	}
+	t.Cleanup(func() { testHookClaim = nil })
+	var wg sync.WaitGroup
+	for k := range qs {
+		for p := range producers {
+			wg.Go(func() {
+				for s := range per {
+					qs[k].Push(encode(k*producers+p, s))
+				}
+			})
+		}
+	}
+	deadline := time.Now().Add(watchdog)
+	var consumers sync.WaitGroup
+	for k := range qs {
+		consumers.Go(func() {
+			q := &qs[k]
+			next := make([]int, producers) // next seq per producer of queue k
+			for got, misses := 0, 0; got < producers*per; {
+				v, ok := q.Pop()
+				if !ok {
+					if misses++; misses%1024 == 0 && time.Now().After(deadline) {
+						t.Errorf("queue %d: received %d of %d values: the rest are lost", k, got, producers*per)
+						return
+					}
+					q.rewind()
+					runtime.Gosched()
+					continue
+				}
+				p, s := decode(v)
+				if p/producers != k {
+					t.Errorf("queue %d received a value of queue %d", k, p/producers)
+					return
+				}
+				if s != next[p%producers] {
+					t.Errorf("queue %d producer %d: got seq %d, want %d (lost, duplicated or reordered)", k, p, s, next[p%producers])
+					return
+				}
+				next[p%producers]++
+				got++
+			}
+			if v, ok := q.Pop(); ok {
+				t.Errorf("queue %d: extra value %x after all were received", k, v)
+			}
+		})
+	}
+	consumers.Wait()
+	if t.Failed() {
+		return
+	}
+	wg.Wait()
+	t.Logf("%d of %d claims made through a stale tail pointer, %d through the tail of another queue",
+		stale.Load(), claims.Load(), foreign.Load())
+	if stale.Load() == 0 {
+		t.Fatal("no claim went through a stale pointer: the test did not stress recycling")
 	}
 }
