@@ -282,6 +282,16 @@ func (n *Node) spawnRemote(parent *Process, node, actor string, args []any, link
 		}
 		return r.pid, nil
 	case <-pe.down:
+		// A reply handled before the connection ended is in ps.reply by
+		// now (frames are handled before OnClose): it wins.
+		select {
+		case r := <-ps.reply:
+			if r.err != nil {
+				return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, r.err)
+			}
+			return r.pid, nil
+		default:
+		}
 		return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, ErrNotConnected)
 	case <-timer.C:
 		return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, context.DeadlineExceeded)

@@ -3,25 +3,21 @@ package main
 import (
 	"context"
 	"errors"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/meshrt/mesh/node"
 )
 
-// Known bugs of package node found while writing meshbench and the examples.
-// They fail today, so they run only with MESH_NODE_BUGS=1; the code here works
-// around them.
+// Regression tests for bugs of package node found while writing meshbench
+// and the examples.
 
 // A remote spawn whose reply has arrived must return the PID, even if the
-// connection goes down right after: spawnRemote selects on the reply and on
-// pe.down at once, and Go picks at random when both are ready, so about half
-// of the spawns of an actor that stops its node return ErrNotConnected.
+// connection goes down right after. spawnRemote used to select on the reply
+// and on the connection's end at once, and Go picks at random when both are
+// ready, so some spawns of an actor that stops its node returned
+// ErrNotConnected.
 func TestSpawnReplyWinsOverTheDownThatFollowsIt(t *testing.T) {
-	if os.Getenv("MESH_NODE_BUGS") == "" {
-		t.Skip("known node bug (spawnRemote's select); set MESH_NODE_BUGS=1 to run")
-	}
 	const rounds = 20
 	failed := 0
 	for range rounds {
