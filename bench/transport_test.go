@@ -57,6 +57,9 @@ func BenchmarkTransport(b *testing.B) {
 	}
 	b.Run("pingpong/loop", func(b *testing.B) { pingpongLoop(b, peers["loop-echo"]) })
 	b.Run("pingpong/tls", func(b *testing.B) { pingpongTLS(b, peers["tls-echo"]) })
+	// Mixed ends: which side costs the latency.
+	b.Run("pingpong/loop-to-tls", func(b *testing.B) { pingpongLoop(b, peers["tls-echo"]) })
+	b.Run("pingpong/tls-to-loop", func(b *testing.B) { pingpongTLS(b, peers["loop-echo"]) })
 }
 
 // startTransportPeer runs the peer and returns its address; it stops when

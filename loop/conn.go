@@ -9,8 +9,19 @@ package loop
 //     is never held across a call into gnet, TLS or the handler.
 //   - waitMu guards waitCh; waiters mirrors "someone may wait" so the loop
 //     takes waitMu only when needed.
-//   - scheduled is true from the first push that finds the queue idle until
-//     the loop drains; only the CAS winner asks the loop for a drain.
+//   - scheduled is the drain token: true from the first push that finds the
+//     queue idle until a drain releases it. Only its holder pops the queue,
+//     touches spill, or calls tls.Conn Write/Close: the CAS winner either
+//     drains itself (a direct write, when direct is set and the conn was
+//     idle) or hands the token to the loop. The loop's flushQueue releases
+//     it before popping but clears direct first, so no sender drains while
+//     the loop is still writing; it sets direct again only with gnet's
+//     outbound buffer empty. A direct writer releases it after writing and
+//     then rechecks queued, closingA and the adapter's pending output.
+//   - dfd (a dup of the socket) is written only by a direct writer holding
+//     a dref reference; the loop's reference goes at gnet's OnClose and the
+//     last reference closes it, so the number is never reused under a
+//     writer.
 //   - queued counts bytes pushed and not yet drained. It may overshoot high
 //     by the concurrent senders' items, never more.
 //   - done is closed exactly once, when the first close reason is set.
@@ -26,6 +37,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -81,6 +93,18 @@ type Conn struct {
 	waitMu    sync.Mutex
 	waitCh    chan struct{}
 
+	// direct writes (see doc.go)
+	direct    atomic.Bool   // the token winner may drain and write itself
+	closingA  atomic.Bool   // closing, for senders
+	idleSince atomic.Int64  // monoNow() when the last drain ended
+	nDirect   atomic.Uint64 // direct drains, for tests
+	dfd       int           // dup of the socket, for direct writes
+	dref      atomic.Int32  // references to dfd; 0: none, closed
+	// owned by the holder of scheduled
+	spill []byte  // ciphertext a direct write left unsent; the loop sends it first
+	ds    scratch // direct-write scratch
+	dout  []byte
+
 	mu       sync.Mutex
 	state    connState
 	reason   error
@@ -95,6 +119,8 @@ type Conn struct {
 	recheck     bool          // a backpressure recheck timer is armed
 	backoff     time.Duration // last recheck delay
 	lastBacklog int           // gnet's backlog at the last recheck
+	closeSent   bool          // close_notify written, gnet close requested
+	fdOwned     bool          // the loop holds its dref reference
 }
 
 func newConn(e *Engine, tc *tls.Conn, ad *tlsconn.Adapter, info any, outbound bool) *Conn {
@@ -133,10 +159,11 @@ func (c *Conn) ConnectionState() tls.ConnectionState { return c.tc.ConnectionSta
 // that holds the new conn.
 func (c *Conn) SetHandler(h Handler) { c.handler = h }
 
-// SetDrain sets the function the loop uses to turn one drained run of
-// queued items (in order) into output plaintext appended to dst; the default
-// concatenates them. It runs on the loop; items are valid only during the
-// call. Call it before Start.
+// SetDrain sets the function used to turn one drained run of queued items
+// (in order) into output plaintext appended to dst; the default
+// concatenates them. It runs on the loop, or on a sender doing a direct
+// write, never twice at once (each call happens after the previous one
+// returned); items are valid only during the call. Call it before Start.
 func (c *Conn) SetDrain(fn func(dst []byte, items [][]byte) []byte) {
 	if fn != nil {
 		c.drain = fn
@@ -210,9 +237,123 @@ func (c *Conn) push(item []byte) {
 	c.q.push(getNode(item))
 	if !c.scheduled.Load() && c.scheduled.CompareAndSwap(false, true) {
 		if ls := c.ls.Load(); ls != nil {
-			ls.schedule(c)
+			c.dispatch(ls)
 		}
 		// else: OnOpen has not run; it drains a scheduled queue itself.
+	}
+}
+
+// directIdleGap: a sender that wins the drain token writes itself only if
+// no drain ended for this long. A stream (the next push right after a
+// drain) thus stays on the loop, where items batch; a lone message (a
+// request, a ping) skips the loop's wake-up.
+const directIdleGap = 5 * time.Microsecond
+
+var epoch = time.Now()
+
+// monoNow is a monotonic clock in nanoseconds.
+func monoNow() int64 { return int64(time.Since(epoch)) }
+
+// dispatch is run by the sender that just won the drain token: it drains
+// and writes itself when that is cheaper than waking the loop, else hands
+// the token to the loop.
+func (c *Conn) dispatch(ls *loopState) {
+	if c.direct.Load() && !ls.busy.Load() && monoNow()-c.idleSince.Load() >= int64(directIdleGap) {
+		c.directFlush(ls)
+		return
+	}
+	ls.schedule(c)
+}
+
+// directFlush drains the queue on the calling goroutine: one TLS write and
+// one write(2) on the dup'd socket. What the socket does not take goes to
+// spill and the token to the loop (direct writes stop until gnet's buffer
+// is empty again). Caller holds the drain token.
+func (c *Conn) directFlush(ls *loopState) {
+	if !c.acquireFD() {
+		ls.schedule(c)
+		return
+	}
+	c.nDirect.Add(1)
+	// prev: output a Read produced (KeyUpdate) while nobody held the token.
+	prev := c.ad.SwapOutput(c.dout)
+	plain := c.ds.drainQueue(c)
+	var werr error
+	if len(plain) > 0 {
+		_, werr = c.tc.Write(plain)
+		c.ds.keepPlain(plain)
+	}
+	out := c.ad.SwapOutput(nil)
+	rest := prev
+	if len(prev) > 0 {
+		rest = writeFD(c.dfd, prev)
+	}
+	if len(rest) == 0 {
+		rest = writeFD(c.dfd, out)
+	} else {
+		rest = append(rest, out...)
+	}
+	c.releaseFD()
+	if len(rest) > 0 {
+		c.direct.Store(false)
+		c.spill = append(c.spill, rest...)
+	}
+	if cap(out) <= maxDirectOut {
+		c.dout = out[:0]
+	}
+	c.idleSince.Store(monoNow())
+	if werr != nil {
+		c.direct.Store(false)
+		_ = c.Close(fmt.Errorf("%w: write: %w", ErrTLS, werr))
+	}
+	if len(c.spill) > 0 {
+		ls.schedule(c) // keep the token: the loop sends the spill first
+		return
+	}
+	c.scheduled.Store(false)
+	if (c.queued.Load() > 0 || c.closingA.Load() || c.ad.PendingOutput()) &&
+		c.scheduled.CompareAndSwap(false, true) {
+		ls.schedule(c) // busy or closing: the loop takes over
+	}
+}
+
+// maxDirectOut: a direct writer keeps its output buffer up to this size.
+const maxDirectOut = 64 << 10
+
+// writeFD writes b to fd (non-blocking) and returns what it did not take.
+func writeFD(fd int, b []byte) []byte {
+	for len(b) > 0 {
+		n, err := syscall.Write(fd, b)
+		if n > 0 {
+			b = b[n:]
+		}
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil || n <= 0 {
+			break // EAGAIN, or an error the loop's write will meet and report
+		}
+	}
+	return b
+}
+
+// acquireFD takes a reference to dfd, unless it is closed.
+func (c *Conn) acquireFD() bool {
+	for {
+		r := c.dref.Load()
+		if r <= 0 {
+			return false
+		}
+		if c.dref.CompareAndSwap(r, r+1) {
+			return true
+		}
+	}
+}
+
+// releaseFD drops a reference to dfd; the last one closes it.
+func (c *Conn) releaseFD() {
+	if c.dref.Add(-1) == 0 {
+		_ = syscall.Close(c.dfd)
 	}
 }
 
@@ -262,7 +403,7 @@ func (c *Conn) waitRoom(ctx context.Context) error {
 }
 
 // wakeSenders releases senders waiting for room once queued is below the
-// low-water mark. Loop only.
+// low-water mark. Holder of the drain token.
 func (c *Conn) wakeSenders() {
 	if !c.waiters.Load() || c.queued.Load() >= c.e.opts.low {
 		return
@@ -363,14 +504,47 @@ func (c *Conn) closeOnLoop(reason error) {
 		return
 	}
 	c.closing = true
-	ls := c.ls.Load()
-	c.ad.SetOutput(ls.out[:0])
+	c.closingA.Store(true)
+	c.direct.Store(false)
+	// The token's holder writes close_notify: the loop itself when it holds
+	// the token (a backlog recheck) or wins it now; else a direct writer,
+	// which hands the token to the loop when it sees closingA, or the
+	// loop's pending flush.
+	if c.recheck || c.scheduled.CompareAndSwap(false, true) {
+		c.finishClose(c.ls.Load())
+	}
+}
+
+// finishClose sends what is pending, then close_notify, and asks gnet to
+// close the socket. Loop only, holding the drain token.
+func (c *Conn) finishClose(ls *loopState) {
+	if c.closeSent || c.gnetClosed {
+		return
+	}
+	c.closeSent = true
+	prev := c.ad.SwapOutput(ls.out)
 	_ = c.tc.Close() // appends close_notify; the adapter does not close the socket
-	ls.out = c.ad.TakeOutput()
-	c.writeOut(ls.out)
+	out := c.ad.SwapOutput(nil)
+	c.writePending(prev, out)
+	ls.out = out[:0]
 	if !c.gnetClosed {
 		_ = c.gc.Close() // asynchronous: OnClose follows on this loop
 	}
+}
+
+// writePending hands gnet, in order: the spill of an earlier direct write,
+// output produced while nobody held the token (prev), then out. Loop only,
+// holding the drain token.
+func (c *Conn) writePending(prev, out []byte) {
+	if len(c.spill) > 0 {
+		c.writeOut(c.spill)
+		c.spill = c.spill[:0]
+		if cap(c.spill) > maxDirectOut {
+			c.spill = nil
+		}
+	}
+	c.writeOut(prev)
+	c.writeOut(out)
 }
 
 // deliverClose runs Handler.OnClose once and forgets the conn.
@@ -401,7 +575,11 @@ func (c *Conn) writeOut(b []byte) {
 // flushQueue drains every queued item into one TLS write and one socket
 // write, unless the socket is backed up. Loop only.
 func (c *Conn) flushQueue(ls *loopState) {
-	if c.closing || c.gnetClosed {
+	if c.gnetClosed || c.closeSent {
+		return // the token stays taken: nothing more goes out
+	}
+	if c.closing {
+		c.finishClose(ls)
 		return
 	}
 	if ob := c.gc.OutboundBuffered(); int64(ob) >= c.e.opts.high {
@@ -409,35 +587,31 @@ func (c *Conn) flushQueue(ls *loopState) {
 		return // scheduled stays true: senders do not wake the loop meanwhile
 	}
 	c.backoff, c.lastBacklog = 0, 0
+	// direct first: a sender that wins the token from here on hands it back
+	// to the loop instead of writing while the loop still does.
+	c.direct.Store(false)
 	c.scheduled.Store(false)
-	var total int
-	for n := c.q.pop(); n != nil; n = c.q.pop() {
-		ls.nodes = append(ls.nodes, n)
-		ls.items = append(ls.items, n.b)
-		total += len(n.b)
+	prev := c.ad.SwapOutput(ls.out)
+	plain := ls.s.drainQueue(c)
+	var err error
+	if len(plain) > 0 {
+		_, err = c.tc.Write(plain)
+		ls.s.keepPlain(plain)
 	}
-	if len(ls.nodes) == 0 {
-		return
+	out := c.ad.SwapOutput(nil)
+	c.writePending(prev, out)
+	ls.out = out[:0]
+	if cap(ls.out) > 8<<20 {
+		ls.out = nil
 	}
-	plain := c.drain(ls.plain[:0], ls.items)
-	for i, n := range ls.nodes {
-		putNode(n)
-		ls.nodes[i] = nil
-		ls.items[i] = nil
-	}
-	ls.nodes, ls.items = ls.nodes[:0], ls.items[:0]
-	c.queued.Add(-int64(total))
-	c.wakeSenders()
-
-	c.ad.SetOutput(ls.out[:0])
-	_, err := c.tc.Write(plain)
-	ls.out = c.ad.TakeOutput()
-	ls.keepPlain(plain)
 	if err != nil {
 		c.closeOnLoop(fmt.Errorf("%w: write: %w", ErrTLS, err))
 		return
 	}
-	c.writeOut(ls.out)
+	c.idleSince.Store(monoNow())
+	if !c.gnetClosed && c.gc.OutboundBuffered() == 0 {
+		c.direct.Store(true)
+	}
 }
 
 const (
@@ -516,8 +690,10 @@ func (c *Conn) readTLS(ls *loopState, in []byte) {
 	} else {
 		ls.rbuf = buf[:0]
 	}
-	if out := c.ad.TakeOutput(); len(out) > 0 { // a KeyUpdate reply
-		c.writeOut(out)
+	// A KeyUpdate answer: the token's holder sends it; if nobody holds the
+	// token, take it and send it now.
+	if c.ad.PendingOutput() && !c.closing && c.scheduled.CompareAndSwap(false, true) {
+		c.flushQueue(ls)
 	}
 	if rerr != nil {
 		if errors.Is(rerr, io.EOF) {

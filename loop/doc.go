@@ -27,7 +27,9 @@
 //  4. OnOpen, on the loop, first drains what tls.Conn buffered during the
 //     handshake (records the hook read ahead), runs calls queued before
 //     Start (Close, timers), and flushes items enqueued before Start.
-//  5. Steady state: every tls.Conn call happens on the owning loop. Input:
+//  5. Steady state: reads and every tls.Conn Read happen on the owning
+//     loop; writes happen on the loop or, for a conn found idle, on the
+//     sender (see Direct writes). Input:
 //     gnet's read buffer is fed to the adapter and tls.Conn copies the
 //     ciphertext once into its raw input; plaintext is gathered (up to
 //     64 KiB) and offered to Handler.OnData; unconsumed bytes are kept per
@@ -52,6 +54,34 @@
 // (default: concatenation) turns them into one plaintext run, tls.Conn
 // seals it into 16 KiB records appended to the loop's output buffer, and
 // one gnet Write sends it (gnet keeps what the socket does not take).
+//
+// # Direct writes
+//
+// Waking an idle loop costs an eventfd write and an OS-thread wake-up. So
+// the sender that wins the scheduled flag (the drain token) drains the
+// queue itself when the conn is idle: direct is set (the loop sets it only
+// with gnet's outbound buffer empty and clears it before each of its own
+// drains), the loop is not inside one of our callbacks (then the flush at
+// its end is free), and no drain ended in the last directIdleGap (5 us).
+// A stream thus stays on the loop, where items batch: the first push after
+// a drain comes within nanoseconds of it. The direct writer seals with
+// tls.Conn Write and writes the ciphertext with one write(2) on a dup of
+// the socket (gnet may close its own fd at any time; the dup is reference
+// counted and closed by its last user). What the socket does not take is
+// kept as spill and the token goes to the loop, which sends the spill
+// before anything else; direct writes stay off until gnet's buffer drains.
+// After writing, the sender releases the token and rechecks queued bytes,
+// closing and pending output, handing the token to the loop if any.
+//
+// Why tls.Conn allows this: its Write and Read take separate mutexes (out
+// and in), and the token makes Write (and Close, and the drain function)
+// run on one goroutine at a time. A KeyUpdate makes Read write, under the
+// out mutex, so its record is appended to the adapter's output (itself
+// under a mutex) in sequence order, and whoever holds the token sends all
+// of that output in order: the loop after a Read takes the token if it is
+// free; else the holder sees the pending output after its release. Close
+// (close_notify) is done only by the token's holder on the loop, so it is
+// never concurrent with a Write (tls.Conn would otherwise skip it).
 //
 // Memory per conn is bounded by two marks (WithWaterMarks). Enqueue waits
 // while the conn's queued bytes are at the high mark, until the loop brings

@@ -9,14 +9,15 @@ package loop
 //     callback always ends with leave(), which drains ready before
 //     returning. A producer that appends to an empty ready list wakes the
 //     loop (one gnet task) only when busy is false.
-//   - scratch buffers (plain, out, rbuf, items, nodes) are lent to one conn
-//     at a time, on the loop.
+//   - scratch buffers (s, out, rbuf) are lent to one conn at a time, on the
+//     loop; none is left with a conn or its adapter after the call.
 
 import (
 	"context"
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/panjf2000/gnet/v2"
 )
@@ -31,11 +32,50 @@ type loopState struct {
 	ready   []*Conn
 	spare   []*Conn
 
+	s    scratch
+	out  []byte
+	rbuf []byte
+}
+
+// scratch holds the buffers one drain uses. The loop has one; each conn has
+// one for its direct writes.
+type scratch struct {
 	plain []byte
-	out   []byte
-	rbuf  []byte
 	items [][]byte
 	nodes []*qnode
+}
+
+// drainQueue pops every linked item of c and turns them into plaintext
+// with c's drain function (nil when there were none). It releases senders
+// waiting for room. Holder of c's drain token.
+func (s *scratch) drainQueue(c *Conn) []byte {
+	var total int
+	for n := c.q.pop(); n != nil; n = c.q.pop() {
+		s.nodes = append(s.nodes, n)
+		s.items = append(s.items, n.b)
+		total += len(n.b)
+	}
+	if len(s.nodes) == 0 {
+		return nil
+	}
+	plain := c.drain(s.plain[:0], s.items)
+	for i, n := range s.nodes {
+		putNode(n)
+		s.nodes[i] = nil
+		s.items[i] = nil
+	}
+	s.nodes, s.items = s.nodes[:0], s.items[:0]
+	c.queued.Add(-int64(total))
+	c.wakeSenders()
+	return plain
+}
+
+// keepPlain keeps the drain buffer for reuse unless it grew huge.
+func (s *scratch) keepPlain(b []byte) {
+	if cap(b) > 8<<20 {
+		b = nil
+	}
+	s.plain = b[:0]
 }
 
 // schedule asks the loop to drain c. Called by the sender whose CAS set
@@ -97,17 +137,6 @@ func (ls *loopState) runReady() bool {
 	return true
 }
 
-// keepPlain keeps the drain buffer for reuse unless it grew huge.
-func (ls *loopState) keepPlain(b []byte) {
-	if cap(b) > 8<<20 {
-		b = nil
-	}
-	ls.plain = b[:0]
-	if cap(ls.out) > 8<<20 {
-		ls.out = nil
-	}
-}
-
 // gnetHandler connects gnet's callbacks to the conns.
 type gnetHandler struct {
 	gnet.BuiltinEventEngine
@@ -121,6 +150,13 @@ func (h *gnetHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	}
 	ls := h.e.loopFor(gc.EventLoop())
 	c.gc = gc
+	// A dup of the socket for direct writes: gnet may close its fd at any
+	// time on the loop, the dup lives until its last writer is done.
+	if fd, err := syscall.Dup(gc.Fd()); err == nil {
+		c.dfd = fd
+		c.dref.Store(1)
+		c.fdOwned = true
+	}
 	ls.enter()
 	c.mu.Lock()
 	c.state = stateStarted
@@ -135,7 +171,9 @@ func (h *gnetHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		}
 	}
 	if c.scheduled.Load() {
-		c.flushQueue(ls)
+		c.flushQueue(ls) // enables direct writes when done
+	} else if !c.closing && !c.gnetClosed && gc.OutboundBuffered() == 0 {
+		c.direct.Store(true)
 	}
 	ls.leave()
 	return nil, gnet.None
@@ -163,6 +201,12 @@ func (h *gnetHandler) OnClose(gc gnet.Conn, err error) gnet.Action {
 		return gnet.None
 	}
 	c.gnetClosed = true
+	c.direct.Store(false)
+	c.closingA.Store(true)
+	if c.fdOwned {
+		c.fdOwned = false
+		c.releaseFD()
+	}
 	if err == nil {
 		err = ErrEngineClosed // gnet closed it without a cause: the loops are stopping
 	} else {

@@ -2,8 +2,11 @@ package tlsconn
 
 // Invariants:
 //   - mode only moves from blocking to loop-fed (Detach), never back.
-//   - In loop-fed mode exactly one goroutine (the owning loop) calls any
-//     method, so no field is locked.
+//   - In loop-fed mode the read half (Feed, Unread, Read) is used by the
+//     owning loop only. The write half (Write and the output buffer) may be
+//     used by the loop and by one sender doing a direct write at once
+//     (tls.Conn serialises its own writes under its output mutex, so
+//     appends arrive in record order); mu guards out.
 //   - in is a view of the loop's input buffer; it is valid only between
 //     Feed and the return of the loop callback that fed it. The caller
 //     must Feed(nil) (or consume it all) before that buffer is reused.
@@ -14,6 +17,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"sync"
 	"time"
 )
 
@@ -37,7 +41,9 @@ type Adapter struct {
 	local    net.Addr
 	remote   net.Addr
 
-	in  []byte // loop-fed: ciphertext offered by the loop, not yet read
+	in []byte // loop-fed: ciphertext offered by the loop, not yet read
+
+	mu  sync.Mutex
 	out []byte // loop-fed: ciphertext written by tls.Conn, not yet taken
 }
 
@@ -82,15 +88,42 @@ func (a *Adapter) Feed(b []byte) { a.in = b }
 func (a *Adapter) Unread() int { return len(a.in) }
 
 // SetOutput gives the adapter a buffer to append ciphertext to (its length
-// is kept). The loop lends one scratch buffer to every conn it owns in turn.
-func (a *Adapter) SetOutput(b []byte) { a.out = b }
+// is kept). Safe alongside tls.Conn writes from another goroutine.
+func (a *Adapter) SetOutput(b []byte) {
+	a.mu.Lock()
+	a.out = b
+	a.mu.Unlock()
+}
 
-// TakeOutput returns the ciphertext written since the last SetOutput or
-// TakeOutput and leaves the adapter with no buffer.
+// TakeOutput returns the ciphertext written since the last SetOutput,
+// TakeOutput or SwapOutput and leaves the adapter with no buffer. Safe
+// alongside tls.Conn writes from another goroutine.
 func (a *Adapter) TakeOutput() []byte {
+	return a.SwapOutput(nil)
+}
+
+// SwapOutput returns the ciphertext written so far and gives the adapter
+// spare[:0] to append to from then on, in one step: bytes written by
+// tls.Conn meanwhile land in exactly one of the two. Safe alongside
+// tls.Conn writes from another goroutine.
+func (a *Adapter) SwapOutput(spare []byte) []byte {
+	if spare != nil {
+		spare = spare[:0]
+	}
+	a.mu.Lock()
 	b := a.out
-	a.out = nil
+	a.out = spare
+	a.mu.Unlock()
 	return b
+}
+
+// PendingOutput reports whether ciphertext is waiting to be taken (for
+// instance a KeyUpdate answer a Read produced). Safe from any goroutine.
+func (a *Adapter) PendingOutput() bool {
+	a.mu.Lock()
+	n := len(a.out)
+	a.mu.Unlock()
+	return n > 0
 }
 
 // Read implements net.Conn.
@@ -112,7 +145,9 @@ func (a *Adapter) Write(p []byte) (int, error) {
 	if !a.detached {
 		return a.nc.Write(p)
 	}
+	a.mu.Lock()
 	a.out = append(a.out, p...)
+	a.mu.Unlock()
 	return len(p), nil
 }
 

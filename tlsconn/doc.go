@@ -27,20 +27,28 @@
 //     [ErrWouldBlock], a net.Error whose Temporary() is true, which
 //     tls.Conn does not latch: partial records stay in its raw input and the
 //     next Read continues them. Write never fails and never blocks: it
-//     appends the ciphertext to an output buffer the loop takes with
-//     [Adapter.TakeOutput] and writes to the socket in one call (tls.Conn
+//     appends the ciphertext to an output buffer the owner takes with
+//     [Adapter.SwapOutput] and writes to the socket in one call (tls.Conn
 //     reuses its own buffer, so the copy is required). Close and deadlines
 //     are no-ops: the socket belongs to the loop.
 //
 // # Rules for the owner (all enforced by package loop)
 //
-//   - After Detach, every call on the tls.Conn (Read, Write, Close) and on
-//     the adapter happens on the owning loop only, one at a time. Nothing is
-//     locked: tls.Conn's own mutexes are uncontended there.
+//   - After Detach, the read half (tls.Conn Read; Feed) runs on the owning
+//     loop only. The write half (tls.Conn Write, Close) runs on one
+//     goroutine at a time, chosen by the owner: the loop, or a sender that
+//     holds the owner's write token. A Write may overlap a Read: tls.Conn
+//     keeps the two halves under separate mutexes, and a Read that must
+//     write (a KeyUpdate answer) takes the output mutex, so records are
+//     appended to the adapter's output, itself under a small mutex, in
+//     sequence order. Whoever writes the socket takes all of that output
+//     at once, so records reach the socket in order.
 //   - Never call the tls.Conn on a loop before its handshake is complete:
 //     it would block on the handshake mutex. Detach after the handshake.
 //   - Bytes tls.Conn buffered during the handshake (a record read ahead by
 //     the hook) stay in the tls.Conn; the owner drains them with one Read
 //     right after it takes over, before any new input arrives.
-//   - A KeyUpdate makes Read write: flush the output after reading too.
+//   - A KeyUpdate makes Read write: after reading, check
+//     [Adapter.PendingOutput] and have the current write-token holder
+//     flush it.
 package tlsconn
