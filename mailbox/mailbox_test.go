@@ -102,10 +102,13 @@ func TestMailboxNoLostWakeupWhenOwnerParksOften(t *testing.T) {
 	for _, tc := range []struct {
 		name          string
 		noSpin, yield bool
+		background    bool // receive with a context that cannot end: park on sema
 	}{
-		{"park-at-once", true, false},
-		{"park-at-once/yield-in-windows", true, true},
-		{"spin-then-park", false, false},
+		{"park-at-once", true, false, false},
+		{"park-at-once/yield-in-windows", true, true, false},
+		{"spin-then-park", false, false, false},
+		{"park-at-once/semaphore", true, false, true},
+		{"park-at-once/yield-in-windows/semaphore", true, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const producers, rounds = 4, 3000
@@ -115,6 +118,18 @@ func TestMailboxNoLostWakeupWhenOwnerParksOften(t *testing.T) {
 			acks := make([]*Mailbox, producers)
 			for i := range acks {
 				acks[i] = New()
+			}
+			if tc.background {
+				// No context deadline can end a wait: the watchdog closes
+				// every mailbox instead, which the receives report.
+				ctx = context.Background()
+				stop := time.AfterFunc(watchdog, func() {
+					server.Close()
+					for _, a := range acks {
+						a.Close()
+					}
+				})
+				t.Cleanup(func() { stop.Stop() })
 			}
 			var wg sync.WaitGroup
 			t.Cleanup(func() { // on failure, release producers waiting for acks
@@ -568,6 +583,34 @@ func TestIdleMailboxIsSmall(t *testing.T) {
 		t.Fatalf("%d bytes per New(), want ≤ %d", per, maxBytes)
 	}
 	runtime.KeepAlive(keep)
+}
+
+// A receive with a context that cannot end parks on the semaphore: no
+// channel is made, and no token is left behind once the owner is back.
+func TestMailboxParksWithoutChannelWhenContextCannotEnd(t *testing.T) {
+	m := New()
+	got := make(chan any, 1)
+	go func() {
+		v, err := m.Receive(context.Background())
+		if err != nil {
+			v = err
+		}
+		got <- v
+	}()
+	waitParked(t, m)
+	if s := m.state.Load(); s != stateParkedSema {
+		t.Fatalf("state = %b while parked, want parkedSema", s)
+	}
+	m.Push("x")
+	if v := <-got; v != "x" {
+		t.Fatalf("Receive = %v, want x", v)
+	}
+	if m.wake != nil {
+		t.Fatal("a wait with context.Background made a channel")
+	}
+	if m.sema.TryLock() {
+		t.Fatal("sema unlocked after the wake-up: a stale token is left behind")
+	}
 }
 
 // After traffic, a mailbox whose owner parks holds no queue segment.
