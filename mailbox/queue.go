@@ -87,7 +87,7 @@ package mailbox
 //
 // Footprint. rewind, run by Mailbox before each park, seals a drained head
 // segment and pools it, so an idle queue holds no segment; the Queue itself
-// is five words.
+// is six words.
 
 import (
 	"reflect"
