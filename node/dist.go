@@ -188,6 +188,7 @@ func (n *Node) admit(info *peerInfo) (*peer, byte) {
 	}
 	pe := n.newPeer(info, false)
 	n.peers[info.name] = pe
+	n.publishPeersLocked()
 	if old != nil {
 		old.replaced = true
 		_ = old.conn.Close(errReplaced)
@@ -200,6 +201,7 @@ func (n *Node) unreserve(pe *peer) {
 	n.peersMu.Lock()
 	if n.peers[pe.name] == pe {
 		delete(n.peers, pe.name)
+		n.publishPeersLocked()
 	}
 	n.peersMu.Unlock()
 }
@@ -306,6 +308,7 @@ func (n *Node) dial(ctx context.Context, name, addr string) (*peer, error) {
 	}
 	pe := n.newPeer(info, true)
 	n.peers[name] = pe
+	n.publishPeersLocked()
 	if old != nil {
 		old.replaced = true
 		_ = old.conn.Close(errReplaced)
@@ -368,13 +371,23 @@ func (n *Node) List() []string {
 	return names
 }
 
+// publishPeersLocked makes a read-only copy of n.peers for the send path,
+// which looks a peer up on every remote send without taking peersMu.
+// n.peersMu must be held. Peers change rarely; sends are constant.
+func (n *Node) publishPeersLocked() {
+	view := make(map[string]*peer, len(n.peers))
+	for name, pe := range n.peers {
+		view[name] = pe
+	}
+	n.peerView.Store(&view)
+}
+
 // peerFor returns the connected peer for node, connecting on demand.
 func (n *Node) peerFor(node string) (*peer, error) {
-	n.peersMu.Lock()
-	pe := n.peers[node]
-	n.peersMu.Unlock()
-	if pe != nil && pe.isUp() {
-		return pe, nil
+	if view := n.peerView.Load(); view != nil {
+		if pe := (*view)[node]; pe != nil && pe.isUp() {
+			return pe, nil
+		}
 	}
 	nn, err := parseName(node)
 	if err != nil {

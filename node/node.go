@@ -62,6 +62,9 @@ type Node struct {
 	peers   map[string]*peer     // guarded by peersMu; see dist.go invariant 1
 	dialing map[string]*dialCall // guarded by peersMu
 	cut     map[string]bool      // guarded by peersMu: test partitions (partition.go)
+	// peerView is a read-only copy of peers for the send path, replaced
+	// (under peersMu) whenever peers changes.
+	peerView atomic.Pointer[map[string]*peer]
 
 	nodeMonMu sync.Mutex
 	nodeMons  map[string][]PID // guarded by nodeMonMu: MonitorNode watchers by node

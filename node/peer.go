@@ -48,6 +48,7 @@ type peer struct {
 	lastSeen atomic.Int64 // unix nanos of the last input; written on the loop
 	tickSeq  uint64
 	ticker   *loop.Timer
+	lastTo   *Process // the last message's target (see deliver)
 }
 
 func (n *Node) newPeer(info *peerInfo, outbound bool) *peer {
@@ -246,10 +247,17 @@ func (pe *peer) owns(pid PID) bool {
 }
 
 // deliver hands one received message to its local target. Runs on the
-// loop, inside the reassembler's in-order delivery.
+// loop, inside the reassembler's in-order delivery. The last target is
+// cached: streams to one process skip the table. A cached process that has
+// died meanwhile refuses the push (its mailbox is closed), which is what a
+// table miss would have given.
 func (pe *peer) deliver(m codec.Message) error {
 	n := pe.n
-	p := n.procs.get(m.To)
+	p := pe.lastTo
+	if p == nil || p.pid.ID != m.To {
+		p = n.procs.get(m.To)
+		pe.lastTo = p
+	}
 	if p == nil {
 		n.metrics.droppedNoProc.Add(1)
 		return nil // the process is gone: like a local send to a dead pid
@@ -264,7 +272,9 @@ func (pe *peer) deliver(m codec.Message) error {
 		n.log.Warn("message dropped: cannot decode", "peer", pe.name, "to", p.pid, "err", err)
 		return nil
 	}
-	p.mb.Push(v)
+	if !p.mb.Push(v) {
+		n.metrics.droppedNoProc.Add(1) // it died after the lookup
+	}
 	return nil
 }
 
@@ -288,6 +298,7 @@ func (pe *peer) OnClose(_ *loop.Conn, reason error) {
 	n.peersMu.Lock()
 	if n.peers[pe.name] == pe {
 		delete(n.peers, pe.name)
+		n.publishPeersLocked()
 	}
 	n.peersMu.Unlock()
 	if pe.ticker != nil {
