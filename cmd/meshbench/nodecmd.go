@@ -15,6 +15,10 @@ package main
 //	         codec.Tuple{"latency", samples, p50 ns, p99 ns int64} and it ends
 //	stats    args (replyTo PID): sends codec.Tuple{"stats", node, msgs int64,
 //	         connected nodes []any} and ends
+//	whereis  args (replyTo PID, names ...string): sends codec.Tuple{"whereis",
+//	         node, []any{one per name: its PID in this node's replica of
+//	         the global registry, or "undefined"}} and ends (the fault tests
+//	         read every node's replica this way)
 //
 // Atoms are written as strings above; they are codec.Atom values.
 
@@ -42,6 +46,8 @@ const (
 	atomReport  = codec.Atom("report")
 	atomLatency = codec.Atom("latency")
 	atomStats   = codec.Atom("stats")
+	atomWhereis = codec.Atom("whereis")
+	atomUndef   = codec.Atom("undefined")
 )
 
 // errCrash is the exit reason of the crash actor.
@@ -227,6 +233,22 @@ func defineActors(n *node.Node, st *nodeStats) {
 			peers = []any{}
 		}
 		return p.Send(replyTo, codec.Tuple{atomStats, p.Node().Self(), st.msgs.Load(), peers})
+	})
+	n.Define("whereis", func(p *node.Process, args []any) error {
+		replyTo, ok := firstPID(args)
+		if !ok {
+			return errors.New("meshbench: whereis wants args (replyTo PID, names ...string)")
+		}
+		found := make([]any, 0, len(args)-1)
+		for _, a := range args[1:] {
+			name, _ := a.(string)
+			if pid, ok := p.Node().Global().Whereis(name); ok {
+				found = append(found, pid)
+			} else {
+				found = append(found, atomUndef)
+			}
+		}
+		return p.Send(replyTo, codec.Tuple{atomWhereis, p.Node().Self(), found})
 	})
 }
 
