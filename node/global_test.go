@@ -767,17 +767,14 @@ func TestGlobalConvergence(t *testing.T) {
 	t.Logf("soak: %+v; conflicts told %d, counted %d", c.stats, told, counted)
 }
 
-// TestPartitionWhileTheAcceptorAttaches pins a race in the partition hook:
+// TestPartitionWhileTheAcceptorAttaches pins a race the partition hook had:
 // Connect returns once the dialler's end is up, while the acceptor may still
-// be between admit (the peer is in n.peers) and attach (which sets pe.conn
-// without n.peersMu); partition then reads pe.conn under n.peersMu only.
-// Besides the data race, a connection admitted but not yet attached when the
-// partition is made survives it. Fails under -race until partition waits for
-// pe.up (or attach closes a connection whose peer was cut meanwhile).
+// be between admit (the peer is in n.peers) and attach (which set pe.conn
+// without n.peersMu); partition read pe.conn under n.peersMu only. Besides
+// the data race, a connection admitted but not yet attached when the
+// partition was made survived it. attach now sets pe.conn under n.peersMu
+// and closes a connection whose peer was cut meanwhile.
 func TestPartitionWhileTheAcceptorAttaches(t *testing.T) {
-	if os.Getenv("MESH_NODE_PARTITION_RACE") == "" {
-		t.Skip("known race in node/partition.go, reported to the lead; set MESH_NODE_PARTITION_RACE=1 to run")
-	}
 	a := startNamed(t, "pa", "cookie")
 	b := startNamed(t, "pb", "cookie")
 	for range 20 {

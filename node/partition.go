@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Fault injection for tests of partitions: a node told to partition itself
@@ -28,6 +29,15 @@ func (n *Node) partition(peers ...string) {
 	n.peersMu.Unlock()
 	for _, pe := range toClose {
 		_ = pe.conn.Close(errPartitioned)
+	}
+	// Return once the connections are gone, so that a heal and Connect
+	// right after cannot find the dying one.
+	for _, pe := range toClose {
+		select {
+		case <-pe.down:
+		case <-n.life.Done():
+		case <-time.After(10 * time.Second):
+		}
 	}
 }
 

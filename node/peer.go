@@ -39,6 +39,7 @@ type peer struct {
 	down     chan struct{} // closed when ended and cleaned up
 	replaced bool          // guarded by n.peersMu: a newer incarnation took over
 	upFlag   atomic.Bool
+	closing  atomic.Bool // set by OnClose first: the peer no longer counts as up
 	fragID   atomic.Uint64 // fragmented-message ids, per link
 	stats    peerStats
 
@@ -71,7 +72,11 @@ func (n *Node) newPeer(info *peerInfo, outbound bool) *peer {
 // flushed by it, and a connection that fails to start is cleaned up by
 // OnClose like any other.
 func (pe *peer) attach(c *loop.Conn) {
-	pe.conn = c
+	n := pe.n
+	n.peersMu.Lock()
+	pe.conn = c // under peersMu: partition reads it there
+	cut := n.isCutLocked(pe.name)
+	n.peersMu.Unlock()
 	pe.lastSeen.Store(time.Now().UnixNano())
 	c.SetHandler(pe)
 	c.SetDrain(codec.NewBatcher(codec.BatcherOptions{Features: pe.features}).Drain)
@@ -82,9 +87,15 @@ func (pe *peer) attach(c *loop.Conn) {
 	pe.n.peerUp(pe)
 	c.Execute(pe.armTicker)
 	c.Start()
+	if cut {
+		// Partitioned (a test fault) after admission: partition saw no
+		// connection to close yet.
+		_ = c.Close(errPartitioned)
+	}
 }
 
-func (pe *peer) isUp() bool { return pe.upFlag.Load() && !pe.isDown() }
+// isUp reports whether the peer's connection is started and not ending.
+func (pe *peer) isUp() bool { return pe.upFlag.Load() && !pe.closing.Load() && !pe.isDown() }
 
 func (pe *peer) isDown() bool {
 	select {
@@ -288,6 +299,9 @@ func (pe *peer) deliver(m codec.Message) error {
 // a newer connection brought.
 func (pe *peer) OnClose(_ *loop.Conn, reason error) {
 	n := pe.n
+	// From here on the registry's Connected says no for this peer, so a
+	// Register racing the NodeDown below cannot address a closed link.
+	pe.closing.Store(true)
 	wasUp := pe.upFlag.Load()
 	n.peersMu.Lock()
 	current := n.peers[pe.name] == pe
