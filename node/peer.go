@@ -39,7 +39,7 @@ type peer struct {
 	down     chan struct{} // closed when ended and cleaned up
 	replaced bool          // guarded by n.peersMu: a newer incarnation took over
 	upFlag   atomic.Bool
-	closing  atomic.Bool // set by OnClose first: the peer no longer counts as up
+	closing  atomic.Bool   // set by OnClose first: the peer no longer counts as up
 	fragID   atomic.Uint64 // fragmented-message ids, per link
 	stats    peerStats
 
