@@ -26,7 +26,8 @@ type Process struct {
 	fn   func(*Process) error // set before the goroutine starts; taken by main
 
 	mu   sync.Mutex
-	dead bool       // guarded by mu; set once, by die
+	dead  bool // guarded by mu; set once, by die
+	named bool // guarded by mu; the registry asked about it (see markNamed)
 	rel  *relations // guarded by mu; nil until the first link or monitor
 }
 
@@ -328,6 +329,23 @@ func (p *Process) Exit(pid PID, reason any) error {
 	return nil
 }
 
+// markNamed reports whether p is alive and, if so, records that the
+// registry may hold a name for it, so that its death is reported to the
+// registry. The registry asks (Host.Alive) before it binds a name to a
+// local process; both that question and die's read of the mark happen under
+// p.mu, so either the name is bound before p dies and ProcessExited drops
+// it, or the registry hears that p is dead. Processes that never had a name
+// skip the registry's lock when they exit.
+func (p *Process) markNamed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.dead {
+		return false
+	}
+	p.named = true
+	return true
+}
+
 // isAlive reports whether p has not died yet.
 func (p *Process) isAlive() bool {
 	p.mu.Lock()
@@ -392,14 +410,14 @@ func (p *Process) die(reason any) {
 		return
 	}
 	p.dead = true
-	rel := p.rel
+	rel, named := p.rel, p.named
 	p.rel = nil
 	p.mu.Unlock()
 
 	n := p.node
 	p.mb.Close()
 	n.procs.remove(p.pid.ID)
-	if n.global != nil {
+	if named {
 		n.global.ProcessExited(p.pid)
 	}
 	if rel == nil {

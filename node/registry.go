@@ -29,7 +29,7 @@ func (h registryHost) Connected(node string) bool { return h.n.peerIfUp(node) !=
 
 func (h registryHost) Alive(pid codec.PID) bool {
 	p := h.n.local(pid)
-	return p != nil && p.isAlive()
+	return p != nil && p.markNamed()
 }
 
 func (h registryHost) Notify(loser codec.PID, msg any) {
