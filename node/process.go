@@ -25,10 +25,10 @@ type Process struct {
 	trap atomic.Bool          // trapping exits; set by the owner, read by signal senders
 	fn   func(*Process) error // set before the goroutine starts; taken by main
 
-	mu   sync.Mutex
-	dead  bool // guarded by mu; set once, by die
-	named bool // guarded by mu; the registry asked about it (see markNamed)
-	rel  *relations // guarded by mu; nil until the first link or monitor
+	mu    sync.Mutex
+	dead  bool       // guarded by mu; set once, by die
+	named bool       // guarded by mu; the registry asked about it (see markNamed)
+	rel   *relations // guarded by mu; nil until the first link or monitor
 }
 
 // relations are a process's links and monitors, allocated on first use so
