@@ -11,12 +11,9 @@ package bench
 // Compare impl=mesh with impl=tls within one run (ratios), not across runs.
 
 import (
-	"bufio"
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -68,30 +65,7 @@ func itoa(i int) string {
 }
 
 func startNodePeer(b *testing.B, bin string) string {
-	b.Helper()
-	cmd := exec.Command(bin, "-cookie", "bench")
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = stdin.Close(); _ = cmd.Wait() })
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		b.Fatalf("node peer: %v", err)
-	}
-	name, ok := strings.CutPrefix(strings.TrimSpace(line), "NAME ")
-	if !ok {
-		b.Fatalf("node peer said %q", line)
-	}
-	return name
+	return startPeerProcess(b, "NAME ", bin, "-cookie", "bench")
 }
 
 // onewayMesh streams b.N 64-byte string messages from senders processes to

@@ -65,6 +65,13 @@ func BenchmarkTransport(b *testing.B) {
 // startTransportPeer runs the peer and returns its address; it stops when
 // the benchmark ends (its stdin closes).
 func startTransportPeer(b *testing.B, bin string, args ...string) string {
+	return startPeerProcess(b, "ADDR ", bin, args...)
+}
+
+// startPeerProcess runs a peer program that announces itself with one line
+// "<prefix><value>" on stdout, returns the value, and stops the program when
+// the benchmark ends (by closing its stdin).
+func startPeerProcess(b *testing.B, prefix, bin string, args ...string) string {
 	b.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
@@ -82,13 +89,13 @@ func startTransportPeer(b *testing.B, bin string, args ...string) string {
 	b.Cleanup(func() { _ = stdin.Close(); _ = cmd.Wait() })
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil {
-		b.Fatalf("peer %v: %v", args, err)
+		b.Fatalf("peer %s %v: %v", bin, args, err)
 	}
-	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "ADDR ")
+	v, ok := strings.CutPrefix(strings.TrimSpace(line), prefix)
 	if !ok {
-		b.Fatalf("peer said %q", line)
+		b.Fatalf("peer %s said %q", bin, line)
 	}
-	return addr
+	return v
 }
 
 func transportFrame() []byte {
