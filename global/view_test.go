@@ -10,8 +10,11 @@ import (
 )
 
 // The view answers exactly like a plain map through random batches of sets
-// and deletes, small (one shard at a time) and large (every shard).
+// and deletes, small (one shard at a time) and large (every shard), with
+// names moving between nodes and incarnations. Lookups use fresh copies of
+// the names, so they compare bytes, not just pointers.
 func TestViewMatchesAMap(t *testing.T) {
+	nodes := []string{"a@h:1", "b@h:2", "c@h:3"}
 	rng := rand.New(rand.NewPCG(3, 4))
 	var v view
 	v.init()
@@ -34,7 +37,7 @@ func TestViewMatchesAMap(t *testing.T) {
 				changes = append(changes, v.del(name))
 				delete(ref, name)
 			} else {
-				pid := codec.PID{Node: "n", ID: rng.Uint64()}
+				pid := codec.PID{Node: nodes[rng.IntN(len(nodes))], Incarnation: 1 + rng.Uint64N(3), ID: rng.Uint64()}
 				changes = append(changes, v.set(name, pid))
 				ref[name] = pid
 			}
