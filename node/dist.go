@@ -124,6 +124,13 @@ func (n *Node) hook(ctx context.Context, tc *tls.Conn, outbound bool, dialArg an
 	if outbound {
 		dialled, _ = dialArg.(string)
 	}
+	// Start listens before it has built everything the rest needs (the
+	// registry needs the name, which needs the bound port): wait for it.
+	select {
+	case <-n.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	res, err := handshake.Run(ctx, tc, &n.hs, dialled)
 	n.metrics.handshake(handshake.Reason(err))
 	if err != nil {
@@ -154,7 +161,13 @@ func (n *Node) hook(ctx context.Context, tc *tls.Conn, outbound bool, dialArg an
 			return nil, errRefused
 		}
 	}
-	pe, status := n.admit(info)
+	pe, status, old := n.admit(info)
+	if old != nil {
+		// The connection this one replaces must be gone, its cleanup done,
+		// before this one starts: otherwise that cleanup would reach links,
+		// monitors and names made over the new one.
+		old.retire(ctx)
+	}
 	if _, err := tc.Write([]byte{status}); err != nil || status != statusOK {
 		if status == statusOK {
 			n.unreserve(pe)
@@ -172,11 +185,11 @@ func (n *Node) hook(ctx context.Context, tc *tls.Conn, outbound bool, dialArg an
 // admit decides, as the acceptor, whether an authenticated inbound
 // connection from info.name becomes the peer's connection (invariant 2), and
 // if so reserves the name for it.
-func (n *Node) admit(info *peerInfo) (*peer, byte) {
+func (n *Node) admit(info *peerInfo) (*peer, byte, *peer) {
 	n.peersMu.Lock()
 	defer n.peersMu.Unlock()
 	if n.stopped.Load() || n.isCutLocked(info.name) {
-		return nil, statusRefused
+		return nil, statusRefused, nil
 	}
 	old := n.peers[info.name]
 	_, dialling := n.dialing[info.name]
@@ -184,26 +197,45 @@ func (n *Node) admit(info *peerInfo) (*peer, byte) {
 	if (sameRun || dialling) && n.self < info.name {
 		// Our own connection (made or being made) is dialled by the
 		// smaller name: it wins, this one is the duplicate.
-		return nil, statusDuplicate
+		return nil, statusDuplicate, nil
 	}
 	pe := n.newPeer(info, false)
 	n.peers[info.name] = pe
 	n.publishPeersLocked()
-	if old != nil {
-		old.replaced = true
-		_ = old.conn.Close(errReplaced)
-	}
-	return pe, statusOK
+	// A reservation whose connection the engine drops after this hook
+	// (deadline, engine closing) never reaches accept: let it lapse.
+	pe.lapse = time.AfterFunc(2*n.opts.handshakeTimeout, func() { n.unreserve(pe) })
+	return pe, statusOK, old
 }
 
-// unreserve drops a reservation made by admit whose connection never came up.
+// unreserve drops a reservation made by admit whose connection never came
+// up (it was never attached).
 func (n *Node) unreserve(pe *peer) {
 	n.peersMu.Lock()
-	if n.peers[pe.name] == pe {
+	if n.peers[pe.name] == pe && pe.conn == nil {
 		delete(n.peers, pe.name)
 		n.publishPeersLocked()
 	}
 	n.peersMu.Unlock()
+}
+
+// retire ends a peer replaced by a newer connection and waits, bounded by
+// ctx, until its cleanup is done. A peer not attached yet is marked, and
+// attach closes it. Never called under peersMu.
+func (old *peer) retire(ctx context.Context) {
+	n := old.n
+	n.peersMu.Lock()
+	old.replaced = true
+	c := old.conn
+	n.peersMu.Unlock()
+	if c == nil {
+		return // attach will see replaced and close it
+	}
+	_ = c.Close(errReplaced)
+	select {
+	case <-old.down:
+	case <-ctx.Done():
+	}
 }
 
 // accept receives an authenticated inbound connection from the engine.
@@ -295,7 +327,7 @@ func (n *Node) dial(ctx context.Context, name, addr string) (*peer, error) {
 	n.peersMu.Lock()
 	if n.stopped.Load() {
 		n.peersMu.Unlock()
-		_ = c.Close(ErrStopped)
+		closeUnstarted(c, ErrStopped)
 		return nil, ErrStopped
 	}
 	old := n.peers[name]
@@ -303,20 +335,32 @@ func (n *Node) dial(ctx context.Context, name, addr string) (*peer, error) {
 		// An inbound connection from the same run was admitted meanwhile
 		// (the peer is the smaller name): keep that one.
 		n.peersMu.Unlock()
-		_ = c.Close(errDuplicate)
+		closeUnstarted(c, errDuplicate)
 		return old, old.waitUp(ctx)
 	}
 	pe := n.newPeer(info, true)
 	n.peers[name] = pe
 	n.publishPeersLocked()
-	if old != nil {
-		old.replaced = true
-		_ = old.conn.Close(errReplaced)
-	}
 	n.peersMu.Unlock()
+	if old != nil {
+		old.retire(ctx)
+	}
 	pe.attach(c)
 	return pe, nil
 }
+
+// closeUnstarted closes a connection that never got a handler: loop
+// delivers OnClose to the closing goroutine for such a connection.
+func closeUnstarted(c *loop.Conn, reason error) {
+	c.SetHandler(discardHandler{})
+	_ = c.Close(reason)
+}
+
+// discardHandler is the handler of connections closed before they start.
+type discardHandler struct{}
+
+func (discardHandler) OnData(_ *loop.Conn, b []byte) (int, error) { return len(b), nil }
+func (discardHandler) OnClose(*loop.Conn, error)                  {}
 
 // awaitPeer waits until name is in the peer table and up, or gives up
 // after the handshake timeout.
@@ -349,7 +393,7 @@ func connectErr(name string, err error) error {
 	case errors.Is(err, handshake.ErrAuth):
 		return fmt.Errorf("connect %s: %w: %w", name, ErrAuth, err)
 	case errors.Is(err, errDuplicate):
-		return err
+		return fmt.Errorf("connect %s: %w: %w", name, ErrNotConnected, err)
 	case errors.Is(err, handshake.ErrVersion):
 		return fmt.Errorf("connect %s: %w: %w", name, ErrVersion, err)
 	default:

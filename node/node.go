@@ -48,6 +48,7 @@ type Node struct {
 	life     context.Context
 	endLife  context.CancelFunc
 	stopOnce sync.Once
+	ready    chan struct{} // closed when Start has built the node
 
 	// Distribution (see dist.go).
 	cookie        string
@@ -104,6 +105,7 @@ func Start(name, cookie string, opts ...Option) (*Node, error) {
 		dialing:       make(map[string]*dialCall),
 		nodeMons:      make(map[string][]PID),
 		spawns:        make(map[uint64]*pendingSpawn),
+		ready:         make(chan struct{}),
 	}
 	n.life, n.endLife = context.WithCancel(context.Background())
 	if err := n.startNet(); err != nil {
@@ -119,6 +121,7 @@ func Start(name, cookie string, opts ...Option) (*Node, error) {
 	}
 	n.metrics = m
 	n.global = global.New(registryHost{n}, global.WithLogger(n.log))
+	close(n.ready)
 	return n, nil
 }
 

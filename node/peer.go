@@ -37,7 +37,8 @@ type peer struct {
 	conn     *loop.Conn    // set by attach, before up closes
 	up       chan struct{} // closed when started
 	down     chan struct{} // closed when ended and cleaned up
-	replaced bool          // guarded by n.peersMu: a newer incarnation took over
+	replaced bool          // guarded by n.peersMu: a newer connection took over
+	lapse    *time.Timer   // drops an admitted reservation never attached
 	upFlag   atomic.Bool
 	closing  atomic.Bool   // set by OnClose first: the peer no longer counts as up
 	fragID   atomic.Uint64 // fragmented-message ids, per link
@@ -50,6 +51,7 @@ type peer struct {
 	tickSeq  uint64
 	ticker   *loop.Timer
 	lastTo   *Process // the last message's target (see deliver)
+	regParts []byte   // a registry frame arriving in parts (registry.go)
 }
 
 func (n *Node) newPeer(info *peerInfo, outbound bool) *peer {
@@ -73,24 +75,27 @@ func (n *Node) newPeer(info *peerInfo, outbound bool) *peer {
 // OnClose like any other.
 func (pe *peer) attach(c *loop.Conn) {
 	n := pe.n
-	n.peersMu.Lock()
-	pe.conn = c // under peersMu: partition reads it there
-	cut := n.isCutLocked(pe.name)
-	n.peersMu.Unlock()
-	pe.lastSeen.Store(time.Now().UnixNano())
 	c.SetHandler(pe)
 	c.SetDrain(codec.NewBatcher(codec.BatcherOptions{Features: pe.features}).Drain)
+	n.peersMu.Lock()
+	pe.conn = c // under peersMu: partition and retire read it there
+	if pe.lapse != nil {
+		pe.lapse.Stop()
+	}
+	drop := n.isCutLocked(pe.name) || pe.replaced
+	n.peersMu.Unlock()
+	pe.lastSeen.Store(time.Now().UnixNano())
 	pe.upFlag.Store(true)
 	close(pe.up)
-	pe.n.metrics.peerUp()
-	pe.n.log.Info("peer up", "peer", pe.name, "outbound", pe.outbound)
-	pe.n.peerUp(pe)
+	n.metrics.peerUp()
+	n.log.Info("peer up", "peer", pe.name, "outbound", pe.outbound)
+	n.peerUp(pe)
 	c.Execute(pe.armTicker)
 	c.Start()
-	if cut {
-		// Partitioned (a test fault) after admission: partition saw no
-		// connection to close yet.
-		_ = c.Close(errPartitioned)
+	if drop {
+		// Partitioned (a test fault) or replaced by a newer connection
+		// after admission, before there was a connection to close.
+		_ = c.Close(errReplaced)
 	}
 }
 
@@ -257,6 +262,11 @@ func (pe *peer) owns(pid PID) bool {
 	return pid.Node == pe.name && pid.Incarnation == pe.incarnation
 }
 
+// ownsRef reports whether ref was made by this peer's node incarnation.
+func (pe *peer) ownsRef(ref Ref) bool {
+	return ref.Node == pe.name && ref.Incarnation == pe.incarnation
+}
+
 // deliver hands one received message to its local target. Runs on the
 // loop, inside the reassembler's in-order delivery. The last target is
 // cached: streams to one process skip the table. A cached process that has
@@ -292,11 +302,9 @@ func (pe *peer) deliver(m codec.Message) error {
 // OnClose ends the peer. Runs on the loop (or off it for a connection closed
 // before start); the cleanup, which may wait, runs on its own goroutine.
 //
-// The registry forgets the peer's names here, synchronously and while the
-// peer is still the table's entry for its name: a new connection with that
-// node is then either refused, or replaces this one (and its snapshot,
-// merged later, replaces the names) — so a NodeDown never wipes the names
-// a newer connection brought.
+// The registry forgets the peer's names here, synchronously, before a newer
+// connection with that node can start (retire waits for this one's end):
+// so a NodeDown never wipes the names a newer connection brought.
 func (pe *peer) OnClose(_ *loop.Conn, reason error) {
 	n := pe.n
 	// From here on the registry's Connected says no for this peer, so a
@@ -304,9 +312,11 @@ func (pe *peer) OnClose(_ *loop.Conn, reason error) {
 	pe.closing.Store(true)
 	wasUp := pe.upFlag.Load()
 	n.peersMu.Lock()
-	current := n.peers[pe.name] == pe
+	cur := n.peers[pe.name]
 	n.peersMu.Unlock()
-	if current && wasUp {
+	if wasUp && (cur == pe || cur == nil || !cur.upFlag.Load()) {
+		// No newer connection has come up (a replacing one waits for
+		// this cleanup before it starts; see retire).
 		n.global.NodeDown(pe.name)
 	}
 	n.peersMu.Lock()

@@ -1,6 +1,8 @@
 package node
 
 import (
+	"fmt"
+
 	"github.com/meshrt/mesh/codec"
 	"github.com/meshrt/mesh/global"
 )
@@ -18,10 +20,7 @@ func (h registryHost) Self() string { return h.n.self }
 
 func (h registryHost) Broadcast(frame []byte) {
 	for _, pe := range h.n.upPeers() {
-		pe.control(func(b []byte) ([]byte, error) {
-			x := codec.Registry{Payload: frame}
-			return x.Append(b)
-		})
+		pe.sendRegistry(frame)
 	}
 }
 
@@ -38,12 +37,57 @@ func (h registryHost) Notify(loser codec.PID, msg any) {
 	}
 }
 
+// A registry frame larger than one part (a snapshot of a big table, say)
+// travels as several KindRegistry frames, each carrying a part behind a
+// marker byte that global's own frames never start with; the receiver joins
+// them, within a bound, and handles the whole as one frame.
+const (
+	registryPart     = 1 << 20 // bytes of a registry frame per wire frame
+	registryPartMore = 0xF0    // a part, more follow
+	registryPartLast = 0xF1    // the last part
+	maxRegistryFrame = 256 << 20
+)
+
+// sendRegistry sends one registry frame to the peer, in parts if large.
+func (pe *peer) sendRegistry(frame []byte) {
+	if len(frame) <= registryPart {
+		pe.control(func(b []byte) ([]byte, error) {
+			x := codec.Registry{Payload: frame}
+			return x.Append(b)
+		})
+		return
+	}
+	part := make([]byte, 0, registryPart+1)
+	for off := 0; off < len(frame); off += registryPart {
+		end := min(off+registryPart, len(frame))
+		marker := byte(registryPartMore)
+		if end == len(frame) {
+			marker = registryPartLast
+		}
+		part = append(append(part[:0], marker), frame[off:end]...)
+		pe.control(func(b []byte) ([]byte, error) {
+			x := codec.Registry{Payload: part}
+			return x.Append(b)
+		})
+	}
+}
+
 // registryFrame passes a peer's registry frame to the replica. Runs on the
 // peer's loop, so frames are handled in the order sent. Frames of a
 // connection that is no longer the peer's (replaced by a newer one, whose
 // snapshot may already be merged) are dropped: applied after that snapshot
 // they would bring back state it superseded.
 func (n *Node) registryFrame(pe *peer, payload []byte) error {
+	if len(payload) > 0 && (payload[0] == registryPartMore || payload[0] == registryPartLast) {
+		if len(pe.regParts)+len(payload)-1 > maxRegistryFrame {
+			return fmt.Errorf("%w: registry frame over %d bytes", codec.ErrLimit, maxRegistryFrame)
+		}
+		pe.regParts = append(pe.regParts, payload[1:]...)
+		if payload[0] == registryPartMore {
+			return nil
+		}
+		payload, pe.regParts = pe.regParts, nil
+	}
 	if n.peerIfUp(pe.name) != pe {
 		return nil
 	}

@@ -72,18 +72,37 @@ func (n *Node) peerIfUp(node string) *peer {
 	return pe
 }
 
-// wireReason makes an exit reason encodable: errors travel as their text.
+// maxControlFrame bounds the control frames this node builds (spawn
+// requests, exit and down reasons), well under the peer's frame limit.
+const maxControlFrame = 1 << 20
+
+// maxReason bounds an exit reason on the wire; a larger one travels as the
+// start of its text.
+const maxReason = 64 << 10
+
+// wireReason makes an exit reason encodable and bounded: errors travel as
+// their text, anything unencodable or too large as (the start of) its text.
 func wireReason(reason any) any {
 	switch r := reason.(type) {
 	case error:
-		return r.Error()
-	case nil, codec.Atom, string, bool, int, int64, uint64, float64, codec.Tuple, []any:
+		return truncate(r.Error())
+	case nil, codec.Atom, bool, int, int64, uint64, float64:
 		return reason
+	case string:
+		return truncate(r)
 	}
-	if _, err := codec.AppendTerm(nil, reason); err != nil {
-		return fmt.Sprint(reason)
+	b, err := codec.AppendTerm(nil, reason)
+	if err != nil || len(b) > maxReason {
+		return truncate(fmt.Sprint(reason))
 	}
 	return reason
+}
+
+func truncate(s string) string {
+	if len(s) > maxReason {
+		return s[:maxReason]
+	}
+	return s
 }
 
 // linkRemote links local p with pid on another node.
@@ -162,9 +181,10 @@ func (n *Node) monitorRemote(p *Process, ref Ref, pid PID) {
 	})
 }
 
-// remoteMonitor handles a peer's process monitoring a local one.
+// remoteMonitor handles a peer's process monitoring a local one. The ref
+// must be one the peer made, so no peer can touch another node's monitors.
 func (n *Node) remoteMonitor(pe *peer, from, to PID, ref Ref) {
-	if !pe.owns(from) {
+	if !pe.owns(from) || !pe.ownsRef(ref) {
 		return
 	}
 	if t := n.local(to); t != nil && t.addMonitor(ref, from) {
@@ -177,7 +197,7 @@ func (n *Node) remoteMonitor(pe *peer, from, to PID, ref Ref) {
 }
 
 func (n *Node) remoteDemonitor(pe *peer, from, to PID, ref Ref) {
-	if !pe.owns(from) {
+	if !pe.owns(from) || !pe.ownsRef(ref) {
 		return
 	}
 	if t := n.local(to); t != nil {
@@ -195,7 +215,8 @@ func (n *Node) remoteDown(pe *peer, d *codec.Down) {
 		return
 	}
 	w.mu.Lock()
-	_, ok := w.rel.watchingRef(d.Ref)
+	target, ok := w.rel.watchingRef(d.Ref)
+	ok = ok && target == d.PID // a peer reports only on the monitor it holds
 	if ok {
 		delete(w.rel.watching, d.Ref)
 	}
@@ -266,6 +287,9 @@ func (n *Node) spawnRemote(parent *Process, node, actor string, args []any, link
 	bp := getBuf()
 	sr := codec.SpawnRequest{Req: req, From: from, Actor: actor, Args: args, Link: link && parent != nil}
 	item, err := sr.Append((*bp)[:0])
+	if err == nil && len(item) > maxControlFrame {
+		err = fmt.Errorf("%w: spawn arguments encode to %d bytes, over %d", codec.ErrLimit, len(item), maxControlFrame)
+	}
 	if err == nil {
 		err = pe.sendMessage(item)
 	}
@@ -335,9 +359,13 @@ func (n *Node) remoteSpawn(pe *peer, r *codec.SpawnRequest) {
 func (n *Node) spawnReplied(pe *peer, r *codec.SpawnReply) {
 	n.spawnsMu.Lock()
 	ps := n.spawns[r.Req]
-	delete(n.spawns, r.Req)
+	if ps != nil && ps.peer == pe { // only the node asked may answer
+		delete(n.spawns, r.Req)
+	} else {
+		ps = nil
+	}
 	n.spawnsMu.Unlock()
-	if ps == nil || ps.peer != pe {
+	if ps == nil {
 		if r.Code == codec.SpawnOK && pe.owns(r.PID) {
 			// The caller gave up: nobody will ever know this process.
 			// Stop it rather than leave it orphaned.
@@ -372,11 +400,11 @@ func (n *Node) peerUp(pe *peer) {
 		x := codec.Nodes{Names: names}
 		return x.Append(b)
 	})
-	snap := n.global.Snapshot()
-	pe.control(func(b []byte) ([]byte, error) {
-		x := codec.Registry{Payload: snap}
-		return x.Append(b)
-	})
+	// The snapshot must be the peer's first registry frame that counts:
+	// taken and queued under the registry's lock, no broadcast can slip in
+	// between (one queued before it carries what the snapshot holds, and
+	// the peer ignores ops until it has merged).
+	n.global.SnapshotTo(pe.sendRegistry)
 	// Tell the peers we already had about the new one, so they connect.
 	for _, other := range n.upPeers() {
 		if other != pe {
