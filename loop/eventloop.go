@@ -26,11 +26,14 @@ type loopState struct {
 	e  *Engine
 	el gnet.EventLoop
 
-	busy    atomic.Bool
-	mu      sync.Mutex
-	pending bool
-	ready   []*Conn
-	spare   []*Conn
+	busy atomic.Bool
+	// lastDirect is when (monoNow) a sender last wrote one of this loop's
+	// conns directly; see directSpacing.
+	lastDirect atomic.Int64
+	mu         sync.Mutex
+	pending    bool
+	ready      []*Conn
+	spare      []*Conn
 
 	s    scratch
 	out  []byte
