@@ -208,23 +208,24 @@ func (n *Node) spawnLocal(fn func(*Process) error, linkWith *Process) (PID, erro
 	if linkWith != nil {
 		link = linkWith.pid
 	}
-	p, start, err := n.prepareSpawn(fn, link)
+	p, err := n.prepareSpawn(fn, link)
 	if err != nil {
 		return PID{}, err
 	}
 	if linkWith != nil && !linkWith.addLink(p.pid) {
 		p.die(ErrExited.Error()) // the parent died meanwhile: so does the child
 	}
-	start()
+	p.start()
 	return p.pid, nil
 }
 
 // prepareSpawn makes a process for fn, in the table and linked to link (a
-// local or remote PID, or zero), and returns the function that starts its
-// goroutine. Between the two, the caller may tell others of the new PID.
-func (n *Node) prepareSpawn(fn func(*Process) error, link PID) (*Process, func(), error) {
+// local or remote PID, or zero), without starting its goroutine (that is
+// Process.start). Between the two, the caller may tell others of the new
+// PID.
+func (n *Node) prepareSpawn(fn func(*Process) error, link PID) (*Process, error) {
 	if n.stopped.Load() {
-		return nil, nil, ErrStopped
+		return nil, ErrStopped
 	}
 	n.running.Add(1)
 	p := n.newProcess()
@@ -238,8 +239,11 @@ func (n *Node) prepareSpawn(fn func(*Process) error, link PID) (*Process, func()
 		p.die(Shutdown)
 	}
 	p.fn = fn
-	return p, func() { go p.main() }, nil
+	return p, nil
 }
+
+// start runs a prepared process's goroutine.
+func (p *Process) start() { go p.main() }
 
 func (n *Node) newProcess() *Process {
 	return &Process{

@@ -327,7 +327,7 @@ func (n *Node) spawnRemote(parent *Process, node, actor string, args []any, link
 // reply always precedes anything the process sends or its exit.
 func (n *Node) remoteSpawn(pe *peer, r *codec.SpawnRequest) {
 	reply := codec.SpawnReply{Req: r.Req}
-	var start func()
+	var start *Process
 	fn, ok := n.actor(r.Actor)
 	switch {
 	case !ok:
@@ -340,16 +340,16 @@ func (n *Node) remoteSpawn(pe *peer, r *codec.SpawnRequest) {
 		if r.Link {
 			link = r.From
 		}
-		p, st, err := n.prepareSpawn(func(p *Process) error { return fn(p, args) }, link)
+		p, err := n.prepareSpawn(func(p *Process) error { return fn(p, args) }, link)
 		if err != nil {
 			reply.Code, reply.Err = codec.SpawnFailed, err.Error()
 		} else {
-			reply.PID, start = p.pid, st
+			reply.PID, start = p.pid, p
 		}
 	}
 	pe.control(reply.Append)
 	if start != nil {
-		start()
+		start.start()
 	}
 }
 
