@@ -1,0 +1,307 @@
+// Command latencyprobe measures where the round trip of a remote Mesh
+// ping-pong goes (docs/latency.md). It runs itself twice: the client (this
+// process) starts a copy of itself with -role peer, connects a node to it,
+// and times n round trips to an echo process on the peer, against an
+// in-run baseline (the same peer's net.Conn + crypto/tls echo).
+//
+//	go run ./bench/internal/latencyprobe -n 200000 [-trace c.out] [-cancel]
+//
+// Environment for the peer: LATENCYPROBE_TRACE=file writes a runtime/trace
+// of the peer, LATENCYPROBE_CPUPROFILE=file a CPU profile. -cancel makes
+// both sides receive with a cancellable context, so the mailbox parks on a
+// channel instead of its sync.Mutex semaphore. Each side prints its CPU
+// time (user+system) per round trip.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"runtime/pprof"
+	"runtime/trace"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/meshrt/mesh/codec"
+	"github.com/meshrt/mesh/node"
+)
+
+var payload = strings.Repeat("x", 64)
+
+func main() {
+	role := flag.String("role", "client", "client or peer")
+	n := flag.Int("n", 100000, "round trips per implementation")
+	traceFile := flag.String("trace", "", "client: write a runtime/trace here (mesh round trips only)")
+	cancel := flag.Bool("cancel", false, "receive with a cancellable context on both sides (mailbox parks on a channel)")
+	impls := flag.String("impl", "tls,mesh,tls,mesh", "comma-separated runs: tls, mesh")
+	flag.Parse()
+	if *role == "peer" {
+		peer(*cancel)
+		stopAll()
+		return
+	}
+	client(*n, *traceFile, *cancel, strings.Split(*impls, ","))
+	stopAll()
+}
+
+// receiveCtx is the context processes receive with: Background, or with
+// cancel one that can end (never cancelled), which makes the mailbox park
+// on a channel instead of its semaphore.
+func receiveCtx(cancel bool) context.Context {
+	if cancel {
+		return cancelable
+	}
+	return context.Background()
+}
+
+var cancelable, stopAll = context.WithCancel(context.Background())
+
+func peer(cancel bool) {
+	if f := os.Getenv("LATENCYPROBE_CPUPROFILE"); f != "" {
+		out, err := os.Create(f)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(out); err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	n, err := node.Start("peer@127.0.0.1:0", "probe")
+	if err != nil {
+		log.Fatal(err)
+	}
+	rctx := receiveCtx(cancel)
+	var traceOut *os.File
+	n.Define("echo", func(p *node.Process, args []any) error {
+		if f := os.Getenv("LATENCYPROBE_TRACE"); f != "" && traceOut == nil {
+			traceOut, err = os.Create(f)
+			if err != nil {
+				return err
+			}
+			if err := trace.Start(traceOut); err != nil {
+				return err
+			}
+		}
+		for {
+			m, err := p.Receive(rctx)
+			if err != nil {
+				return err
+			}
+			t := m.(codec.Tuple)
+			if err := p.Send(t[0].(node.PID), t[1]); err != nil {
+				return err
+			}
+		}
+	})
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{selfSigned()}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	go tlsEcho(ln)
+	fmt.Printf("NAME %s\nTLS %s\n", n.Self(), ln.Addr())
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	if traceOut != nil {
+		trace.Stop()
+		_ = traceOut.Close()
+	}
+	cpu := cpuTime()
+	fmt.Fprintf(os.Stderr, "peer: cpu %v total\n", cpu)
+	ctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+	defer stop()
+	_ = n.Stop(ctx)
+}
+
+// tlsEcho answers each 64-byte message with itself, one connection at a time.
+func tlsEcho(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			_ = c.(*tls.Conn).NetConn().(*net.TCPConn).SetNoDelay(true)
+			buf := make([]byte, 64)
+			for {
+				if _, err := io.ReadFull(c, buf); err != nil {
+					return
+				}
+				if _, err := c.Write(buf); err != nil {
+					return
+				}
+			}
+		}()
+	}
+}
+
+func client(n int, traceFile string, cancel bool, impls []string) {
+	self, err := os.Executable()
+	if err != nil {
+		log.Fatal(err)
+	}
+	args := []string{"-role", "peer"}
+	if cancel {
+		args = append(args, "-cancel")
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Stderr = os.Stderr
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		log.Fatal(err)
+	}
+	r := bufio.NewReader(stdout)
+	line1, _ := r.ReadString('\n')
+	line2, _ := r.ReadString('\n')
+	peerName := strings.TrimPrefix(strings.TrimSpace(line1), "NAME ")
+	tlsAddr := strings.TrimPrefix(strings.TrimSpace(line2), "TLS ")
+
+	nd, err := node.Start("client@127.0.0.1:0", "probe")
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	if err := nd.Connect(ctx, peerName); err != nil {
+		log.Fatal(err)
+	}
+	var meshRuns int
+	for _, impl := range impls {
+		c0 := cpuTime()
+		var lat []time.Duration
+		switch impl {
+		case "tls":
+			lat = pingpongTLS(tlsAddr, n)
+		case "mesh":
+			meshRuns++
+			tf := ""
+			if meshRuns == 1 {
+				tf = traceFile
+			}
+			lat = pingpongMesh(nd, peerName, n, tf, receiveCtx(cancel))
+		}
+		report(impl, lat, cpuTime()-c0)
+	}
+	_ = stdin.Close()
+	_ = cmd.Wait()
+	_ = nd.Stop(context.Background())
+}
+
+func pingpongMesh(nd *node.Node, peer string, n int, traceFile string, rctx context.Context) []time.Duration {
+	lat := make([]time.Duration, n)
+	err := nd.Run(context.Background(), func(p *node.Process) error {
+		echo, err := p.Spawn(peer, "echo")
+		if err != nil {
+			return err
+		}
+		var msg any = codec.Tuple{p.Self(), payload}
+		for range 1000 { // warm up
+			_ = p.Send(echo, msg)
+			if _, err := p.Receive(rctx); err != nil {
+				return err
+			}
+		}
+		if traceFile != "" {
+			f, err := os.Create(traceFile)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if err := trace.Start(f); err != nil {
+				return err
+			}
+			defer trace.Stop()
+		}
+		for i := range n {
+			t0 := time.Now()
+			if err := p.Send(echo, msg); err != nil {
+				return err
+			}
+			if _, err := p.Receive(rctx); err != nil {
+				return err
+			}
+			lat[i] = time.Since(t0)
+		}
+		return p.Exit(echo, node.Kill)
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	return lat
+}
+
+func pingpongTLS(addr string, n int) []time.Duration {
+	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // loopback probe
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.NetConn().(*net.TCPConn).SetNoDelay(true)
+	buf := []byte(payload)
+	in := make([]byte, 64)
+	lat := make([]time.Duration, n)
+	for i := range n + 1000 {
+		t0 := time.Now()
+		if _, err := c.Write(buf); err != nil {
+			log.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, in); err != nil {
+			log.Fatal(err)
+		}
+		if i >= 1000 {
+			lat[i-1000] = time.Since(t0)
+		}
+	}
+	return lat
+}
+
+func report(impl string, lat []time.Duration, cpu time.Duration) {
+	var sum time.Duration
+	for _, d := range lat {
+		sum += d
+	}
+	slices.Sort(lat)
+	pct := func(p float64) float64 {
+		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Nanoseconds()) / 1e3
+	}
+	fmt.Printf("%-5s n=%d mean=%.1fus p10=%.1f p50=%.1f p90=%.1f p99=%.1f p999=%.1f client-cpu/rt=%.1fus\n",
+		impl, len(lat), float64(sum.Nanoseconds())/float64(len(lat))/1e3,
+		pct(0.10), pct(0.50), pct(0.90), pct(0.99), pct(0.999),
+		float64(cpu.Nanoseconds())/float64(len(lat))/1e3)
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func selfSigned() tls.Certificate {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		log.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "probe"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		log.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
