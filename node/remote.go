@@ -416,10 +416,20 @@ func (n *Node) peerUp(pe *peer) {
 	}
 }
 
+// maxGossipDials bounds the background connects one node-list frame can
+// start: a peer's list is trusted to be a list of nodes, not to be small.
+const maxGossipDials = 64
+
 // learnNodes connects, in the background, to every gossiped node this node
-// is not connected to.
+// is not connected to (at most maxGossipDials per frame; later gossip and
+// on-demand connects reach the rest).
 func (n *Node) learnNodes(names []string) {
+	started := 0
 	for _, name := range names {
+		if started == maxGossipDials {
+			n.log.Warn("node list longer than the dial bound; rest left to later gossip", "names", len(names))
+			return
+		}
 		nn, err := parseName(name)
 		if err != nil || nn.String() != name || name == n.self {
 			continue
@@ -431,6 +441,7 @@ func (n *Node) learnNodes(names []string) {
 		if known || dialling || n.stopped.Load() {
 			continue
 		}
+		started++
 		n.bg.Add(1)
 		go func() {
 			defer n.bg.Done()
