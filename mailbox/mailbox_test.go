@@ -634,3 +634,36 @@ func TestParkedMailboxHoldsNoQueueNode(t *testing.T) {
 		t.Fatal("a parked, empty mailbox still holds a queue segment")
 	}
 }
+
+func TestExpectSoonCatchesALateMessageWithoutParking(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("ExpectSoon polls only with GOMAXPROCS > 1")
+	}
+	var parks atomic.Int32
+	testHookPark = func() { parks.Add(1) }
+	defer func() { testHookPark = nil }()
+	m := New()
+	go func() {
+		time.Sleep(5 * time.Millisecond) // later than the plain spin, well inside the poll
+		m.Push("reply")
+	}()
+	m.ExpectSoon(2 * time.Second)
+	v, err := m.Receive(context.Background())
+	if err != nil || v != "reply" {
+		t.Fatalf("Receive = %v, %v", v, err)
+	}
+	if n := parks.Load(); n != 0 {
+		t.Fatalf("the owner parked %d times while expecting a message soon", n)
+	}
+	// The poll is for the next wait only: the one after it parks as usual.
+	go func() {
+		time.Sleep(5 * time.Millisecond)
+		m.Push("later")
+	}()
+	if v, err := m.Receive(context.Background()); err != nil || v != "later" {
+		t.Fatalf("Receive = %v, %v", v, err)
+	}
+	if parks.Load() == 0 {
+		t.Fatal("the second wait polled too: ExpectSoon must apply to one wait")
+	}
+}
