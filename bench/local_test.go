@@ -24,8 +24,8 @@ func startNode(b *testing.B) *node.Node {
 	return n
 }
 
-// BenchmarkLocalSend measures one sender streaming 64-byte messages to one
-// receiver on the same node, against the same pattern over a buffered
+// BenchmarkLocalSend measures one process streaming 64-byte messages to
+// another on the same node, against the same pattern over a buffered
 // channel in the same run.
 func BenchmarkLocalSend(b *testing.B) {
 	b.Run("impl=mesh", func(b *testing.B) {
@@ -42,9 +42,17 @@ func BenchmarkLocalSend(b *testing.B) {
 			return nil
 		})
 		b.ReportAllocs()
-		b.ResetTimer()
-		for range total {
-			_ = n.Send(rx, payload64)
+		err := n.Run(context.Background(), func(p *node.Process) error {
+			b.ResetTimer()
+			for range total {
+				if err := p.Send(rx, payload64); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
 		}
 		<-done
 	})

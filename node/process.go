@@ -25,6 +25,8 @@ type Process struct {
 	mb   *mailbox.Mailbox
 	trap atomic.Bool          // trapping exits; set by the owner, read by signal senders
 	fn   func(*Process) error // set before the goroutine starts; taken by main
+	// lastDst is the owner's last local send target (see Send); owner only.
+	lastDst *Process
 
 	mu    sync.Mutex
 	dead  bool       // guarded by mu; set once, by die
@@ -102,10 +104,25 @@ func (p *Process) receiveErr(err error) error {
 // cannot be encoded is an error here. Sending to a process that has exited is
 // not an error.
 func (p *Process) Send(to PID, msg any) error {
-	if err := p.node.send(p.pid.ID, to, msg); err != nil {
+	n := p.node
+	if to.Node == n.self && to.Incarnation == n.incarnation {
+		// Local: the last target is cached, so a stream to one process
+		// skips the table. A cached process that has died refuses the push
+		// (its mailbox is closed): what a table miss would have given.
+		t := p.lastDst
+		if t == nil || t.pid.ID != to.ID {
+			t = n.procs.get(to.ID)
+			p.lastDst = t
+		}
+		if t != nil {
+			t.mb.Push(msg)
+		}
+		return nil
+	}
+	if err := n.send(p.pid.ID, to, msg); err != nil {
 		return err
 	}
-	if to.Node != p.node.self {
+	if to.Node != n.self {
 		// A process that sends across the network and then waits is most
 		// often waiting for the answer: poll briefly for it before parking.
 		p.mb.ExpectSoon(replyPoll)
