@@ -117,3 +117,26 @@ func TestCloseBeforeStartDeliversOnCloseOffLoop(t *testing.T) {
 		t.Fatalf("OnClose ran %d times", n)
 	}
 }
+
+func TestCloseSendsWhatWasQueuedBeforeIt(t *testing.T) {
+	for round := range 20 {
+		p := newPair(t, nil, nil)
+		const items = 200
+		for i := range items {
+			if err := p.cliConn.Enqueue(context.Background(), frame(nil, []byte{byte(i)})); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := p.cliConn.Close(errTestReason); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-p.srvHandler.closedC:
+		case <-time.After(10 * time.Second):
+			t.Fatal("server never saw the close")
+		}
+		if frames, _, _ := p.srvHandler.count(); frames != items {
+			t.Fatalf("round %d: the peer got %d of the %d items queued before Close", round, frames, items)
+		}
+	}
+}
