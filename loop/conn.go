@@ -230,11 +230,41 @@ func (c *Conn) Enqueue(ctx context.Context, item []byte) error {
 	return nil
 }
 
-// push queues a copy of item and schedules the conn on its loop if it was
-// not scheduled already (only the CAS winner does).
-func (c *Conn) push(item []byte) {
-	c.queued.Add(int64(len(item)))
-	c.q.push(getNode(item))
+// push queues a copy of item.
+func (c *Conn) push(item []byte) { c.pushNode(getNode(item)) }
+
+// EnqueueAppend is Enqueue for an item built in place: fill appends the
+// item to dst, a pooled buffer the conn keeps, and returns the result, so the
+// item is written once instead of built and then copied. If fill fails,
+// nothing is queued and its error is returned. fill runs on the caller's
+// goroutine and must not keep dst. Safe from any goroutine, with Enqueue's
+// waiting rules.
+func (c *Conn) EnqueueAppend(ctx context.Context, fill func(dst []byte) ([]byte, error)) error {
+	if c.closed.Load() {
+		return c.closedErr()
+	}
+	if c.queued.Load() >= c.e.opts.high {
+		if err := c.waitRoom(ctx); err != nil {
+			return err
+		}
+	}
+	n := nodePool.Get().(*qnode)
+	b, err := fill(n.b[:0])
+	if err != nil {
+		n.b = b[:0]
+		putNode(n)
+		return err
+	}
+	n.b = b
+	c.pushNode(n)
+	return nil
+}
+
+// pushNode queues n and schedules the conn on its loop if it was not
+// scheduled already (only the CAS winner does).
+func (c *Conn) pushNode(n *qnode) {
+	c.queued.Add(int64(len(n.b)))
+	c.q.push(n)
 	if !c.scheduled.Load() && c.scheduled.CompareAndSwap(false, true) {
 		if ls := c.ls.Load(); ls != nil {
 			c.dispatch(ls)

@@ -4,12 +4,15 @@ package node
 // exit or spawn names a process of another node, and when a peer goes.
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
 
 	"github.com/meshrt/mesh/codec"
+	"github.com/meshrt/mesh/loop"
 )
 
 // sendRemote encodes msg for the process to on another node and queues it on
@@ -23,24 +26,42 @@ func (n *Node) sendRemote(from uint64, to PID, msg any) error {
 	if to.Incarnation != pe.incarnation {
 		return nil // a process of an earlier run of that node: long gone
 	}
-	bp := getBuf()
-	item, err := codec.AppendMessage((*bp)[:0], to.ID, from, msg)
+	// The message is encoded straight into the connection's queue buffer.
+	// One too large for a single item comes back out, copied, to go as
+	// fragments.
+	var size int
+	var large []byte
+	fragment := pe.features&codec.FeatureFragments != 0
+	err = pe.conn.EnqueueAppend(context.Background(), func(dst []byte) ([]byte, error) {
+		item, err := codec.AppendMessage(dst, to.ID, from, msg)
+		if err != nil {
+			return item, err
+		}
+		if fragment && len(item) > n.fragmentAbove {
+			large = bytes.Clone(item)
+			return item, errFragment
+		}
+		size = len(item)
+		return item, nil
+	})
+	switch {
+	case errors.Is(err, errFragment):
+		size = len(large)
+		err = pe.sendFragmented(large, n.fragmentAbove)
+	case errors.Is(err, loop.ErrClosed):
+		err = fmt.Errorf("send to %s: %w: %w", pe.name, ErrNotConnected, err)
+	}
 	if err != nil {
-		putBuf(bp, item)
 		return fmt.Errorf("send to %v: %w", to, err)
 	}
-	if len(item) > n.fragmentAbove && pe.features&codec.FeatureFragments != 0 {
-		err = pe.sendFragmented(item, n.fragmentAbove)
-	} else {
-		err = pe.sendMessage(item)
-	}
-	if err == nil {
-		pe.stats.msgsOut.Add(1)
-		pe.stats.bytesOut.Add(uint64(len(item)))
-	}
-	putBuf(bp, item)
-	return err
+	pe.stats.msgsOut.Add(1)
+	pe.stats.bytesOut.Add(uint64(size))
+	return nil
 }
+
+// errFragment tells sendRemote that the message it encoded must go as
+// fragments; never returned to a caller.
+var errFragment = errors.New("node: message goes as fragments")
 
 // sendFragmented queues a large message item as fragments, one queue item
 // each, so other senders' items interleave with them on the wire.
