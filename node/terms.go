@@ -64,6 +64,7 @@ type PanicError struct {
 	Stack []byte // the goroutine's stack at the panic
 }
 
+// Error describes the panic; the stack is in the Stack field.
 func (e *PanicError) Error() string { return fmt.Sprintf("node: process panicked: %v", e.Value) }
 
 // isNormal reports whether reason is the normal exit reason.
