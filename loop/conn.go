@@ -157,7 +157,11 @@ func (c *Conn) ConnectionState() tls.ConnectionState { return c.tc.ConnectionSta
 
 // SetHandler sets the handler. Call it before Start, from the goroutine
 // that holds the new conn.
-func (c *Conn) SetHandler(h Handler) { c.handler = h }
+func (c *Conn) SetHandler(h Handler) {
+	c.mu.Lock()
+	c.handler = h
+	c.mu.Unlock()
+}
 
 // SetDrain sets the function used to turn one drained run of queued items
 // (in order) into output plaintext appended to dst; the default
@@ -175,10 +179,11 @@ func (c *Conn) SetDrain(fn func(dst []byte, items [][]byte) []byte) {
 // after delivering OnClose if the conn or the engine is closed. Call it
 // once, from any goroutine but a loop callback (it waits for the loop).
 func (c *Conn) Start() {
+	c.mu.Lock()
 	if c.handler == nil {
+		c.mu.Unlock()
 		panic("loop: Start without a handler")
 	}
-	c.mu.Lock()
 	if c.state != stateNew {
 		c.mu.Unlock()
 		return
@@ -566,6 +571,13 @@ func (c *Conn) finishClose(ls *loopState) {
 	}
 	c.closeSent = true
 	prev := c.ad.SwapOutput(ls.out)
+	// What was queued before the close goes out before close_notify: a
+	// sender that enqueued while another held the drain token must not
+	// lose its items to a close that came after them.
+	if plain := ls.s.drainQueue(c); len(plain) > 0 {
+		_, _ = c.tc.Write(plain)
+		ls.s.keepPlain(plain)
+	}
 	_ = c.tc.Close() // appends close_notify; the adapter does not close the socket
 	out := c.ad.SwapOutput(nil)
 	c.writePending(prev, out)
@@ -597,7 +609,14 @@ func (c *Conn) deliverClose(reason error) {
 	}
 	c.delivered = true
 	c.e.forget(c)
-	c.handler.OnClose(c, reason)
+	// A conn closed before anyone set its handler (Engine.Close racing the
+	// owner of a conn Dial just returned) has nobody to tell.
+	c.mu.Lock()
+	h := c.handler
+	c.mu.Unlock()
+	if h != nil {
+		h.OnClose(c, reason)
+	}
 	c.waitMu.Lock()
 	if c.waitCh != nil {
 		close(c.waitCh)
