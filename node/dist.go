@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"time"
 
@@ -132,8 +133,8 @@ func (n *Node) hook(ctx context.Context, tc *tls.Conn, outbound bool, dialArg an
 		return nil, ctx.Err()
 	}
 	res, err := handshake.Run(ctx, tc, &n.hs, dialled)
-	n.metrics.handshake(handshake.Reason(err))
 	if err != nil {
+		n.metrics.handshake(handshake.Reason(err))
 		return nil, err
 	}
 	info := &peerInfo{
@@ -148,16 +149,16 @@ func (n *Node) hook(ctx context.Context, tc *tls.Conn, outbound bool, dialArg an
 	if outbound {
 		var status [1]byte
 		if _, err := io.ReadFull(tc, status[:]); err != nil {
+			n.metrics.handshake("io")
 			return nil, fmt.Errorf("node: reading admission status: %w", err)
 		}
+		n.metrics.handshake(statusReason(status[0]))
 		switch status[0] {
 		case statusOK:
 			return info, nil
 		case statusDuplicate:
-			n.metrics.handshake("duplicate")
 			return nil, errDuplicate
 		default:
-			n.metrics.handshake("refused")
 			return nil, errRefused
 		}
 	}
@@ -168,6 +169,7 @@ func (n *Node) hook(ctx context.Context, tc *tls.Conn, outbound bool, dialArg an
 		// monitors and names made over the new one.
 		old.retire(ctx)
 	}
+	n.metrics.handshake(statusReason(status))
 	if _, err := tc.Write([]byte{status}); err != nil || status != statusOK {
 		if status == statusOK {
 			n.unreserve(pe)
@@ -180,6 +182,19 @@ func (n *Node) hook(ctx context.Context, tc *tls.Conn, outbound bool, dialArg an
 	}
 	info.peer = pe
 	return info, nil
+}
+
+// statusReason is the handshake counter's label for an admission outcome:
+// each handshake is counted once, by how it ended.
+func statusReason(status byte) string {
+	switch status {
+	case statusOK:
+		return "ok"
+	case statusDuplicate:
+		return "duplicate"
+	default:
+		return "refused"
+	}
 }
 
 // admit decides, as the acceptor, whether an authenticated inbound
@@ -411,7 +426,7 @@ func (n *Node) List() []string {
 		}
 	}
 	n.peersMu.Unlock()
-	sortStrings(names)
+	slices.Sort(names)
 	return names
 }
 

@@ -51,7 +51,9 @@ type peer struct {
 	tickSeq  uint64
 	ticker   *loop.Timer
 	lastTo   *Process // the last message's target (see deliver)
-	regParts []byte   // a registry frame arriving in parts (registry.go)
+	// decodeWarned: an undecodable message was logged (see deliver).
+	decodeWarned bool
+	regParts     []byte // a registry frame arriving in parts (registry.go)
 }
 
 func (n *Node) newPeer(info *peerInfo, outbound bool) *peer {
@@ -82,7 +84,13 @@ func (pe *peer) attach(c *loop.Conn) {
 	if pe.lapse != nil {
 		pe.lapse.Stop()
 	}
-	drop := n.isCutLocked(pe.name) || pe.replaced
+	var drop error
+	switch {
+	case n.isCutLocked(pe.name):
+		drop = errPartitioned
+	case pe.replaced:
+		drop = errReplaced
+	}
 	n.peersMu.Unlock()
 	pe.lastSeen.Store(time.Now().UnixNano())
 	pe.upFlag.Store(true)
@@ -92,10 +100,10 @@ func (pe *peer) attach(c *loop.Conn) {
 	n.peerUp(pe)
 	c.Execute(pe.armTicker)
 	c.Start()
-	if drop {
+	if drop != nil {
 		// Partitioned (a test fault) or replaced by a newer connection
 		// after admission, before there was a connection to close.
-		_ = c.Close(errReplaced)
+		_ = c.Close(drop)
 	}
 }
 
@@ -289,8 +297,13 @@ func (pe *peer) deliver(m codec.Message) error {
 		// The frame was well formed but this node cannot decode the term
 		// (e.g. a user type it has not registered). Not the link's fault:
 		// count and log it rather than cutting every other process's link.
+		// Logged once per connection: what a peer sends must not flood
+		// the log; the counter has the rest.
 		n.metrics.decodeErrors.Add(1)
-		n.log.Warn("message dropped: cannot decode", "peer", pe.name, "to", p.pid, "err", err)
+		if !pe.decodeWarned {
+			pe.decodeWarned = true
+			n.log.Warn("message dropped: cannot decode (further ones are only counted)", "peer", pe.name, "to", p.pid, "err", err)
+		}
 		return nil
 	}
 	if !p.mb.Push(v) {

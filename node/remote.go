@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/meshrt/mesh/codec"
@@ -564,5 +563,3 @@ func (p *Process) MonitorNode(node string) error {
 	}
 	return nil
 }
-
-func sortStrings(s []string) { sort.Strings(s) }
