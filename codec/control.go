@@ -18,7 +18,7 @@ type payload struct {
 
 func newPayload(p []byte, lim *Limits) *payload {
 	l := lim.resolve()
-	return &payload{d: decoder{b: p, lim: l, elems: l.MaxElems}}
+	return &payload{d: decoder{b: p, maxDepth: l.MaxDepth, maxString: l.MaxString, elems: l.MaxElems}}
 }
 
 func (p *payload) uvarint() uint64 {

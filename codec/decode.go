@@ -37,11 +37,14 @@ func Unmarshal(b []byte) (any, error) {
 // UnmarshalBinary sees a sub-slice of b and must copy what it keeps). It is
 // safe to call from any goroutine.
 func DecodeTerm(b []byte, lim *Limits) (v any, n int, err error) {
-	d := decoder{b: b, lim: lim.resolve()}
-	if len(b) > d.lim.MaxMessage {
-		return nil, 0, fmt.Errorf("%w: term of %d bytes over MaxMessage %d", ErrLimit, len(b), d.lim.MaxMessage)
+	// The limits travel as four ints, not a copied Limits struct: copying
+	// the struct here cost a third of a small message's decode (the
+	// compiler's overlapping 16-byte moves stall store forwarding).
+	depth, elems, str, maxMsg := lim.termLimits()
+	if len(b) > maxMsg {
+		return nil, 0, fmt.Errorf("%w: term of %d bytes over MaxMessage %d", ErrLimit, len(b), maxMsg)
 	}
-	d.elems = d.lim.MaxElems
+	d := decoder{b: b, maxDepth: depth, maxString: str, elems: elems}
 	v, err = d.term(0)
 	if err != nil {
 		return nil, 0, err
@@ -50,10 +53,11 @@ func DecodeTerm(b []byte, lim *Limits) (v any, n int, err error) {
 }
 
 type decoder struct {
-	b     []byte
-	off   int
-	lim   Limits
-	elems int // elements still allowed in this term
+	b         []byte
+	off       int
+	maxDepth  int // Limits.MaxDepth, resolved
+	maxString int // Limits.MaxString, resolved
+	elems     int // elements still allowed in this term
 }
 
 var (
@@ -190,19 +194,19 @@ func (d *decoder) term(depth int) (any, error) {
 	case tagTrue:
 		return true, nil
 	case tagString:
-		p, err := d.lenBytes(d.lim.MaxString)
+		p, err := d.lenBytes(d.maxString)
 		if err != nil {
 			return nil, err
 		}
 		return boxString(p, stringType), nil
 	case tagAtom:
-		p, err := d.lenBytes(d.lim.MaxString)
+		p, err := d.lenBytes(d.maxString)
 		if err != nil {
 			return nil, err
 		}
 		return boxString(p, atomType), nil
 	case tagBytes:
-		p, err := d.lenBytes(d.lim.MaxString)
+		p, err := d.lenBytes(d.maxString)
 		if err != nil {
 			return nil, err
 		}
@@ -284,7 +288,7 @@ func (d *decoder) term(depth int) (any, error) {
 	case tagRef:
 		return d.ref()
 	case tagTuple, tagList:
-		if depth >= d.lim.MaxDepth {
+		if depth >= d.maxDepth {
 			return nil, errDepth
 		}
 		n, err := d.count()
@@ -302,7 +306,7 @@ func (d *decoder) term(depth int) (any, error) {
 		}
 		return xs, nil
 	case tagMap:
-		if depth >= d.lim.MaxDepth {
+		if depth >= d.maxDepth {
 			return nil, errDepth
 		}
 		n, err := d.count()
@@ -311,7 +315,7 @@ func (d *decoder) term(depth int) (any, error) {
 		}
 		m := make(map[string]any, n)
 		for range n {
-			k, err := d.lenBytes(d.lim.MaxString)
+			k, err := d.lenBytes(d.maxString)
 			if err != nil {
 				return nil, err
 			}
@@ -327,7 +331,7 @@ func (d *decoder) term(depth int) (any, error) {
 		}
 		return m, nil
 	case tagUser:
-		if depth >= d.lim.MaxDepth {
+		if depth >= d.maxDepth {
 			return nil, errDepth
 		}
 		return d.user(depth)

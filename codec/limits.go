@@ -40,6 +40,27 @@ func DefaultLimits() Limits {
 	}
 }
 
+// termLimits returns the resolved limits a term decode needs, in registers.
+func (l *Limits) termLimits() (depth, elems, str, msg int) {
+	depth, elems, str, msg = DefaultMaxDepth, DefaultMaxElems, DefaultMaxString, DefaultMaxMessage
+	if l == nil {
+		return
+	}
+	if l.MaxDepth > 0 {
+		depth = l.MaxDepth
+	}
+	if l.MaxElems > 0 {
+		elems = l.MaxElems
+	}
+	if l.MaxString > 0 {
+		str = l.MaxString
+	}
+	if l.MaxMessage > 0 {
+		msg = l.MaxMessage
+	}
+	return
+}
+
 // resolve fills zero fields with defaults.
 func (l *Limits) resolve() Limits {
 	if l == nil {

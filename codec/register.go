@@ -191,7 +191,7 @@ func (d *decoder) user(depth int) (any, error) {
 	if ut == nil {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownType, nb)
 	}
-	sub := decoder{b: payload, lim: d.lim, elems: d.elems}
+	sub := decoder{b: payload, maxDepth: d.maxDepth, maxString: d.maxString, elems: d.elems}
 	rv := reflect.New(ut.typ).Elem()
 	if err := ut.codec.dec(&sub, rv, depth+1); err != nil {
 		return nil, err
@@ -368,7 +368,7 @@ func build(c *typeCodec, t reflect.Type) error {
 			return append(appendUvarint(dst, uint64(len(s))), s...), nil
 		}
 		c.dec = func(d *decoder, v reflect.Value, _ int) error {
-			p, err := d.lenBytes(d.lim.MaxString)
+			p, err := d.lenBytes(d.maxString)
 			if err != nil {
 				return err
 			}
@@ -417,7 +417,7 @@ func build(c *typeCodec, t reflect.Type) error {
 			if b != 1 {
 				return fmt.Errorf("%w: pointer marker %d", ErrCorrupt, b)
 			}
-			if depth >= d.lim.MaxDepth {
+			if depth >= d.maxDepth {
 				return errDepth
 			}
 			p := reflect.New(t.Elem())
@@ -448,7 +448,7 @@ func build(c *typeCodec, t reflect.Type) error {
 			return dst, nil
 		}
 		c.dec = func(d *decoder, v reflect.Value, depth int) error {
-			if depth >= d.lim.MaxDepth {
+			if depth >= d.maxDepth {
 				return errDepth
 			}
 			if n > d.elems {
@@ -488,7 +488,7 @@ func buildSlice(c *typeCodec, t reflect.Type) error {
 			if err != nil || n == 0 {
 				return err
 			}
-			if n-1 > uint64(d.lim.MaxString) {
+			if n-1 > uint64(d.maxString) {
 				return errStringSize
 			}
 			p, err := d.fixed(int(n - 1))
@@ -546,7 +546,7 @@ func (d *decoder) nilCount(depth int) (int, error) {
 	if err != nil || n == 0 {
 		return -1, err
 	}
-	if depth >= d.lim.MaxDepth {
+	if depth >= d.maxDepth {
 		return -1, errDepth
 	}
 	n--
@@ -676,7 +676,7 @@ func buildStruct(c *typeCodec, t reflect.Type) error {
 		return dst, nil
 	}
 	c.dec = func(d *decoder, v reflect.Value, depth int) error {
-		if depth >= d.lim.MaxDepth {
+		if depth >= d.maxDepth {
 			return errDepth
 		}
 		n, err := d.uvarint()
