@@ -130,7 +130,6 @@ func newConn(e *Engine, tc *tls.Conn, ad *tlsconn.Adapter, info any, outbound bo
 		drain:  concatItems,
 		done:   make(chan struct{}),
 	}
-	c.q.init()
 	return c
 }
 
@@ -235,15 +234,24 @@ func (c *Conn) Enqueue(ctx context.Context, item []byte) error {
 	return nil
 }
 
-// push queues a copy of item.
-func (c *Conn) push(item []byte) { c.pushNode(getNode(item)) }
+// push queues a copy of item and schedules the conn on its loop if it was
+// not scheduled already (only the CAS winner does).
+func (c *Conn) push(item []byte) {
+	c.queued.Add(int64(len(item)))
+	c.q.push(item)
+	if !c.scheduled.Load() && c.scheduled.CompareAndSwap(false, true) {
+		if ls := c.ls.Load(); ls != nil {
+			c.dispatch(ls)
+		}
+		// else: OnOpen has not run; it drains a scheduled queue itself.
+	}
+}
 
-// EnqueueAppend is Enqueue for an item built in place: fill appends the
-// item to dst, a pooled buffer the conn keeps, and returns the result, so the
-// item is written once instead of built and then copied. If fill fails,
-// nothing is queued and its error is returned. fill runs on the caller's
-// goroutine and must not keep dst. Safe from any goroutine, with Enqueue's
-// waiting rules.
+// EnqueueAppend is Enqueue for an item built by fill, which appends it to
+// dst, a scratch buffer, and returns the result; the item is then copied
+// into the queue. If fill fails, nothing is queued and its error is
+// returned. fill runs on the caller's goroutine, holding no lock, and must
+// not keep dst. Safe from any goroutine, with Enqueue's waiting rules.
 func (c *Conn) EnqueueAppend(ctx context.Context, fill func(dst []byte) ([]byte, error)) error {
 	if c.closed.Load() {
 		return c.closedErr()
@@ -253,30 +261,23 @@ func (c *Conn) EnqueueAppend(ctx context.Context, fill func(dst []byte) ([]byte,
 			return err
 		}
 	}
-	n := nodePool.Get().(*qnode)
-	b, err := fill(n.b[:0])
-	if err != nil {
-		n.b = b[:0]
-		putNode(n)
-		return err
+	bp := scratchPool.Get().(*[]byte)
+	b, err := fill((*bp)[:0])
+	if err == nil {
+		c.push(b)
 	}
-	n.b = b
-	c.pushNode(n)
-	return nil
+	if cap(b) <= maxPooledScratch {
+		*bp = b[:0]
+		scratchPool.Put(bp)
+	}
+	return err
 }
 
-// pushNode queues n and schedules the conn on its loop if it was not
-// scheduled already (only the CAS winner does).
-func (c *Conn) pushNode(n *qnode) {
-	c.queued.Add(int64(len(n.b)))
-	c.q.push(n)
-	if !c.scheduled.Load() && c.scheduled.CompareAndSwap(false, true) {
-		if ls := c.ls.Load(); ls != nil {
-			c.dispatch(ls)
-		}
-		// else: OnOpen has not run; it drains a scheduled queue itself.
-	}
-}
+// Scratch buffers for EnqueueAppend. Got and put back by the same
+// goroutine, so the pool's per-P fast path serves them.
+var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+const maxPooledScratch = 64 << 10
 
 // directIdleGap: a sender that wins the drain token writes itself only if
 // no drain ended for this long. A stream (the next push right after a

@@ -1,6 +1,6 @@
 // Package loop runs Mesh's network event loops: one gnet v2 engine per node,
 // its loops sharded over cores, serving inbound and outbound peer sockets
-// alike. Senders enqueue into a per-connection lock-free queue; the owning
+// alike. Senders append to a per-connection send buffer; the owning
 // loop drains it into one batched TLS write and one socket write per
 // wake-up, and decrypts input straight from the loop's read buffer. The
 // package knows nothing of actors.
@@ -42,8 +42,9 @@
 //
 // # Output and backpressure
 //
-// Conn.Enqueue copies the item into a pooled node and pushes it on the
-// conn's MPSC queue (no lock, no allocation in steady state). Only the
+// Conn.Enqueue copies the item into the conn's send queue, pooled 64 KiB
+// chunks, under a mutex held for that copy only (no allocation in steady
+// state; queue.go says why this beat a lock-free list of pooled nodes). Only the
 // sender whose CAS flips the conn's scheduled flag from false to true
 // schedules the conn on its loop; the loop's ready list wakes gnet (one
 // task) only when it was empty and the loop is not already inside one of

@@ -43,31 +43,36 @@ type loopState struct {
 // scratch holds the buffers one drain uses. The loop has one; each conn has
 // one for its direct writes.
 type scratch struct {
-	plain []byte
-	items [][]byte
-	nodes []*qnode
+	plain  []byte
+	items  [][]byte
+	chunks []*chunk // the chunk list drained last, handed back on the next take
 }
 
-// drainQueue pops every linked item of c and turns them into plaintext
+// drainQueue takes every queued item of c and turns them into plaintext
 // with c's drain function (nil when there were none). It releases senders
 // waiting for room. Holder of c's drain token.
 func (s *scratch) drainQueue(c *Conn) []byte {
-	var total int
-	for n := c.q.pop(); n != nil; n = c.q.pop() {
-		s.nodes = append(s.nodes, n)
-		s.items = append(s.items, n.b)
-		total += len(n.b)
-	}
-	if len(s.nodes) == 0 {
+	chunks := c.q.take(s.chunks)
+	s.chunks = chunks
+	if len(chunks) == 0 {
 		return nil
 	}
-	plain := c.drain(s.plain[:0], s.items)
-	for i, n := range s.nodes {
-		putNode(n)
-		s.nodes[i] = nil
-		s.items[i] = nil
+	var total int
+	for _, ch := range chunks {
+		start := 0
+		for _, end := range ch.ends {
+			s.items = append(s.items, ch.b[start:end])
+			start = end
+		}
+		total += len(ch.b)
 	}
-	s.nodes, s.items = s.nodes[:0], s.items[:0]
+	plain := c.drain(s.plain[:0], s.items)
+	clear(s.items)
+	s.items = s.items[:0]
+	for i, ch := range chunks {
+		putChunk(ch)
+		chunks[i] = nil
+	}
 	c.queued.Add(-int64(total))
 	c.wakeSenders()
 	return plain

@@ -1,61 +1,88 @@
 package loop
 
-// The per-connection send queue: mailbox.Queue (lock-free MPSC, pooled
-// nodes) of pooled buffers, each holding a copy of one enqueued item.
+// The per-connection send queue: the items of every sender, copied under a
+// mutex into 64 KiB chunks, with the end offset of each item. The drain
+// token's holder takes every chunk at once; once drained they go back to a
+// shared pool. In steady state nothing is allocated, each item costs one
+// copy and one uncontended lock, and a pool round trip happens once per
+// chunk, not once per item.
+//
+// Why chunks under a lock and not a lock-free list of pooled nodes (the
+// first design): every node went through sync.Pool from the sender's P to
+// the loop's P and back, and the cross-P steal in Get cost more than the
+// lock (38 ns against ~15 ns a message in the two-process benchmark's
+// profile; docs/design.md). Why chunks and not one growing buffer: a buffer
+// that grew to the high-water mark during a burst would stay with its conn
+// (or be reallocated by doubling after every drain); chunks return to the
+// pool, so an idle conn holds none.
 //
 // Invariants:
-//   - push may run on any goroutine; pop only on the owning loop.
-//   - A producer links its node in two steps; between them pop reports the
-//     queue empty past that point. The producer then wakes the loop through
-//     the conn's scheduled flag (see Conn.Enqueue: it checks the flag after
-//     its push completes), so nothing is stranded.
-//   - A buffer returned by pop is no longer referenced by the queue and may
-//     be recycled once the drain function has run.
+//   - push may run on any goroutine; take, and the chunks it returns, belong
+//     to the holder of the conn's drain token.
+//   - A push completes under mu before its sender looks at the conn's
+//     scheduled flag, so an item is either taken by a drain that started
+//     after it or seen by the sender that then schedules one (Conn.push).
+//   - An item never spans chunks: c.b[c.ends[i-1]:c.ends[i]] is item i of
+//     chunk c. An item larger than a chunk gets a chunk of its own size,
+//     which is not pooled.
+//   - mu is a leaf lock, held only to copy one item.
 
-import (
-	"sync"
+import "sync"
 
-	"github.com/meshrt/mesh/mailbox"
-)
+const chunkSize = 64 << 10
 
-type qnode struct {
-	b []byte
+type chunk struct {
+	b    []byte
+	ends []int
 }
 
-// maxPooledItem: buffers that grew past this are not pooled, so one large
-// item does not pin memory in the pool.
-const maxPooledItem = 64 << 10
+var chunkPool = sync.Pool{New: func() any { return &chunk{b: make([]byte, 0, chunkSize)} }}
 
-var nodePool = sync.Pool{New: func() any { return new(qnode) }}
-
-func getNode(item []byte) *qnode {
-	n := nodePool.Get().(*qnode)
-	n.b = append(n.b[:0], item...)
-	return n
-}
-
-func putNode(n *qnode) {
-	if cap(n.b) > maxPooledItem {
-		n.b = nil
+// newChunk returns an empty chunk with room for an item of n bytes.
+func newChunk(n int) *chunk {
+	if n > chunkSize {
+		return &chunk{b: make([]byte, 0, n)}
 	}
-	nodePool.Put(n)
+	return chunkPool.Get().(*chunk)
+}
+
+// putChunk recycles a drained chunk.
+func putChunk(c *chunk) {
+	if cap(c.b) != chunkSize {
+		return // an oversized item's own chunk
+	}
+	c.b, c.ends = c.b[:0], c.ends[:0]
+	chunkPool.Put(c)
 }
 
 type sendQueue struct {
-	q mailbox.Queue[*qnode]
+	mu     sync.Mutex
+	chunks []*chunk // the last one is the one being filled
 }
 
-func (q *sendQueue) init() {}
-
-// push appends n. Any goroutine.
-func (q *sendQueue) push(n *qnode) { q.q.Push(n) }
-
-// pop removes the oldest item, or returns nil when none is linked in yet.
-// Consumer only.
-func (q *sendQueue) pop() *qnode {
-	n, ok := q.q.Pop()
-	if !ok {
-		return nil
+// push appends a copy of item. Any goroutine.
+func (q *sendQueue) push(item []byte) {
+	q.mu.Lock()
+	var c *chunk
+	if n := len(q.chunks); n > 0 {
+		c = q.chunks[n-1]
 	}
-	return n
+	if c == nil || cap(c.b)-len(c.b) < len(item) {
+		c = newChunk(len(item))
+		q.chunks = append(q.chunks, c)
+	}
+	c.b = append(c.b, item...)
+	c.ends = append(c.ends, len(c.b))
+	q.mu.Unlock()
+}
+
+// take removes every queued chunk and installs spare (emptied) as the
+// queue's chunk list. Holder of the drain token; give the chunks back with
+// putChunk once drained.
+func (q *sendQueue) take(spare []*chunk) []*chunk {
+	q.mu.Lock()
+	chunks := q.chunks
+	q.chunks = spare[:0]
+	q.mu.Unlock()
+	return chunks
 }

@@ -1,0 +1,130 @@
+package loop
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"testing"
+)
+
+// takeAll drains q the way drainQueue does and returns the items in order.
+func takeAll(q *sendQueue) [][]byte {
+	var items [][]byte
+	chunks := q.take(nil)
+	for _, ch := range chunks {
+		start := 0
+		for _, end := range ch.ends {
+			items = append(items, bytes.Clone(ch.b[start:end]))
+			start = end
+		}
+		putChunk(ch)
+	}
+	return items
+}
+
+func TestSendQueueKeepsItemsWholeAndInOrderAcrossChunks(t *testing.T) {
+	tests := []struct {
+		name  string
+		sizes []int
+	}{
+		{"small items", []int{1, 64, 100, 7}},
+		{"fills a chunk exactly", []int{chunkSize / 2, chunkSize / 2, 10}},
+		{"item does not fit the rest of a chunk", []int{chunkSize - 10, 11, 5}},
+		{"item larger than a chunk", []int{10, chunkSize + 1, 20}},
+		{"several oversized in a row", []int{3 * chunkSize, 2*chunkSize + 5, 1}},
+		{"many small ones spill into more chunks", repeat(300, 1000)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var q sendQueue
+			var want [][]byte
+			for i, n := range tt.sizes {
+				item := bytes.Repeat([]byte{byte(i)}, n)
+				want = append(want, item)
+				q.push(item)
+			}
+			got := takeAll(&q)
+			if len(got) != len(want) {
+				t.Fatalf("took %d items, want %d", len(got), len(want))
+			}
+			for i := range want {
+				if !bytes.Equal(got[i], want[i]) {
+					t.Fatalf("item %d: %d bytes, want %d bytes of %d", i, len(got[i]), len(want[i]), i)
+				}
+			}
+			if rest := takeAll(&q); len(rest) != 0 {
+				t.Fatalf("a second take returned %d items, want none", len(rest))
+			}
+		})
+	}
+}
+
+func repeat(n, size int) []int {
+	s := make([]int, n)
+	for i := range s {
+		s[i] = size
+	}
+	return s
+}
+
+func TestSendQueueOversizedChunkIsNotPooled(t *testing.T) {
+	big := &chunk{b: make([]byte, 0, 2*chunkSize)}
+	big.b = append(big.b, 1)
+	putChunk(big)
+	if len(big.b) != 1 {
+		t.Fatal("putChunk reset an oversized chunk: it was pooled")
+	}
+}
+
+// Producers push while a drainer takes: every item arrives once, and each
+// producer's items arrive in the order it pushed them.
+func TestSendQueueConcurrentProducersKeepPerProducerOrder(t *testing.T) {
+	const producers, perProducer = 4, 20000
+	var q sendQueue
+	var wg sync.WaitGroup
+	for p := range producers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			item := make([]byte, 16+p*997%200)
+			for i := range perProducer {
+				binary.LittleEndian.PutUint32(item, uint32(p))
+				binary.LittleEndian.PutUint32(item[4:], uint32(i))
+				q.push(item)
+			}
+		}()
+	}
+	next := make([]int, producers)
+	check := func(items [][]byte) error {
+		for _, it := range items {
+			p := binary.LittleEndian.Uint32(it)
+			i := binary.LittleEndian.Uint32(it[4:])
+			if int(i) != next[p] {
+				return fmt.Errorf("producer %d: got item %d, want %d", p, i, next[p])
+			}
+			next[p]++
+		}
+		return nil
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		if err := check(takeAll(&q)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := check(takeAll(&q)); err != nil {
+		t.Fatal(err)
+	}
+	for p, n := range next {
+		if n != perProducer {
+			t.Errorf("producer %d: %d items arrived, want %d", p, n, perProducer)
+		}
+	}
+}
