@@ -44,6 +44,7 @@ type Batcher struct {
 	// Counters for metrics, updated by Drain.
 	Frames, Messages, Compressed uint64
 	BytesIn, BytesOut            uint64
+	MessageBytes                 uint64 // bytes of the message items among BytesIn
 }
 
 // NewBatcher returns a batcher for one link.
@@ -77,6 +78,7 @@ func (b *Batcher) Drain(dst []byte, items [][]byte) []byte {
 			}
 			dst = append(dst, rec...)
 			b.Messages++
+			b.MessageBytes += uint64(len(it))
 			continue
 		}
 		if batchAt >= 0 {

@@ -325,7 +325,14 @@ func (n *Node) send(from uint64, to PID, msg any) error {
 		if to.Node == "" {
 			return fmt.Errorf("send to %v: %w", to, ErrBadPID)
 		}
-		return n.sendRemote(from, to, msg)
+		pe, err := n.peerFor(to.Node)
+		if err != nil {
+			return fmt.Errorf("send to %v: %w", to, err)
+		}
+		bp := getBuf()
+		err = n.sendRemote(pe, bp, from, to, msg)
+		putBuf(bp, *bp)
+		return err
 	}
 	if to.Incarnation != n.incarnation {
 		return nil // a process of an earlier run of this node: long gone

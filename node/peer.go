@@ -51,6 +51,7 @@ type peer struct {
 	tickSeq  uint64
 	ticker   *loop.Timer
 	lastTo   *Process // the last message's target (see deliver)
+	msgsIn   uint64   // messages delivered in this OnData call (published at its end)
 	// decodeWarned: an undecodable message was logged (see deliver).
 	decodeWarned bool
 	regParts     []byte // a registry frame arriving in parts (registry.go)
@@ -78,7 +79,7 @@ func (n *Node) newPeer(info *peerInfo, outbound bool) *peer {
 func (pe *peer) attach(c *loop.Conn) {
 	n := pe.n
 	c.SetHandler(pe)
-	c.SetDrain(codec.NewBatcher(codec.BatcherOptions{Features: pe.features}).Drain)
+	c.SetDrain(pe.drainFunc())
 	n.peersMu.Lock()
 	pe.conn = c // under peersMu: partition and retire read it there
 	if pe.lapse != nil {
@@ -128,6 +129,20 @@ func (pe *peer) waitUp(ctx context.Context) error {
 		return fmt.Errorf("connect %s: %w: connection ended", pe.name, ErrNotConnected)
 	case <-ctx.Done():
 		return fmt.Errorf("connect %s: %w: %w", pe.name, ErrNotConnected, ctx.Err())
+	}
+}
+
+// drainFunc returns the connection's drain hook: the link's batcher, which
+// also counts what it sends (once per drain, not once per send).
+func (pe *peer) drainFunc() func(dst []byte, items [][]byte) []byte {
+	b := codec.NewBatcher(codec.BatcherOptions{Features: pe.features})
+	var msgs, bytes uint64 // b's counters at the last drain
+	return func(dst []byte, items [][]byte) []byte {
+		dst = b.Drain(dst, items)
+		pe.stats.msgsOut.Add(b.Messages - msgs)
+		pe.stats.bytesOut.Add(b.MessageBytes - bytes)
+		msgs, bytes = b.Messages, b.MessageBytes
+		return dst
 	}
 }
 
@@ -188,6 +203,12 @@ var errTickTimeout = errors.New("node: peer tick timeout")
 func (pe *peer) OnData(_ *loop.Conn, b []byte) (int, error) {
 	pe.lastSeen.Store(time.Now().UnixNano())
 	used := 0
+	// The counters are published once per call, not once per message.
+	defer func() {
+		pe.stats.bytesIn.Add(uint64(used))
+		pe.stats.msgsIn.Add(pe.msgsIn)
+		pe.msgsIn = 0
+	}()
 	for used < len(b) {
 		f, k, err := pe.reader.Next(b[used:])
 		if errors.Is(err, codec.ErrNeedMore) {
@@ -197,7 +218,6 @@ func (pe *peer) OnData(_ *loop.Conn, b []byte) (int, error) {
 			return used, fmt.Errorf("node: from %s: %w", pe.name, err)
 		}
 		used += k
-		pe.stats.bytesIn.Add(uint64(k))
 		if err := pe.handleFrame(f); err != nil {
 			return used, fmt.Errorf("node: from %s: %w", pe.name, err)
 		}
@@ -291,7 +311,7 @@ func (pe *peer) deliver(m codec.Message) error {
 		n.metrics.droppedNoProc.Add(1)
 		return nil // the process is gone: like a local send to a dead pid
 	}
-	pe.stats.msgsIn.Add(1)
+	pe.msgsIn++
 	v, err := m.Decode(&n.limits)
 	if err != nil {
 		// The frame was well formed but this node cannot decode the term

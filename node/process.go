@@ -27,6 +27,9 @@ type Process struct {
 	fn   func(*Process) error // set before the goroutine starts; taken by main
 	// lastDst is the owner's last local send target (see Send); owner only.
 	lastDst *Process
+	// remote caches the owner's last peer and its encoding buffer (see
+	// Send); nil until the first remote send; owner only.
+	remote *remoteSender
 
 	mu    sync.Mutex
 	dead  bool       // guarded by mu; set once, by die
@@ -119,15 +122,39 @@ func (p *Process) Send(to PID, msg any) error {
 		}
 		return nil
 	}
-	if err := n.send(p.pid.ID, to, msg); err != nil {
+	if to.Node == n.self || to.Node == "" {
+		return n.send(p.pid.ID, to, msg) // an earlier incarnation, or a bad PID
+	}
+	// Remote: the last peer is cached, and the message is encoded into a
+	// buffer the process keeps, so a stream to one node skips the peer
+	// table and the buffer pool.
+	rs := p.remote
+	if rs == nil {
+		rs = new(remoteSender)
+		p.remote = rs
+	}
+	pe := rs.peer
+	if pe == nil || pe.name != to.Node || !pe.isUp() {
+		var err error
+		if pe, err = n.peerFor(to.Node); err != nil {
+			rs.peer = nil
+			return fmt.Errorf("send to %v: %w", to, err)
+		}
+		rs.peer = pe
+	}
+	if err := n.sendRemote(pe, &rs.buf, p.pid.ID, to, msg); err != nil {
 		return err
 	}
-	if to.Node != n.self {
-		// A process that sends across the network and then waits is most
-		// often waiting for the answer: poll briefly for it before parking.
-		p.mb.ExpectSoon(replyPoll)
-	}
+	// A process that sends across the network and then waits is most
+	// often waiting for the answer: poll briefly for it before parking.
+	p.mb.ExpectSoon(replyPoll)
 	return nil
+}
+
+// remoteSender is what a process keeps between its remote sends.
+type remoteSender struct {
+	peer *peer  // the last peer sent to; checked up before each use
+	buf  []byte // encoding scratch
 }
 
 // replyPoll is how long a process that has just sent to another node polls

@@ -4,7 +4,6 @@ package node
 // exit or spawn names a process of another node, and when a peer goes.
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,53 +13,43 @@ import (
 	"github.com/meshrt/mesh/loop"
 )
 
-// sendRemote encodes msg for the process to on another node and queues it on
-// that node's connection, connecting on demand. from is the sending
-// process's serial (0 outside a process).
-func (n *Node) sendRemote(from uint64, to PID, msg any) error {
-	pe, err := n.peerFor(to.Node)
-	if err != nil {
-		return fmt.Errorf("send to %v: %w", to, err)
-	}
+// sendRemote encodes msg into *scratch (the caller's buffer, kept for its
+// next send) and queues it on pe's connection; a message too large for one
+// item goes as fragments. pe is the connection to to.Node.
+func (n *Node) sendRemote(pe *peer, scratch *[]byte, from uint64, to PID, msg any) error {
 	if to.Incarnation != pe.incarnation {
 		return nil // a process of an earlier run of that node: long gone
 	}
-	// The message is encoded straight into the connection's queue buffer.
-	// One too large for a single item comes back out, copied, to go as
-	// fragments.
-	var size int
-	var large []byte
-	fragment := pe.features&codec.FeatureFragments != 0
-	err = pe.conn.EnqueueAppend(context.Background(), func(dst []byte) ([]byte, error) {
-		item, err := codec.AppendMessage(dst, to.ID, from, msg)
-		if err != nil {
-			return item, err
-		}
-		if fragment && len(item) > n.fragmentAbove {
-			large = bytes.Clone(item)
-			return item, errFragment
-		}
-		size = len(item)
-		return item, nil
-	})
-	switch {
-	case errors.Is(err, errFragment):
-		size = len(large)
-		err = pe.sendFragmented(large, n.fragmentAbove)
-	case errors.Is(err, loop.ErrClosed):
-		err = fmt.Errorf("send to %s: %w: %w", pe.name, ErrNotConnected, err)
+	item, err := codec.AppendMessage((*scratch)[:0], to.ID, from, msg)
+	if cap(item) <= maxKeptScratch {
+		*scratch = item[:0]
+	} else {
+		*scratch = nil // one large message does not pin its size in the sender
 	}
 	if err != nil {
 		return fmt.Errorf("send to %v: %w", to, err)
 	}
-	pe.stats.msgsOut.Add(1)
-	pe.stats.bytesOut.Add(uint64(size))
+	if pe.features&codec.FeatureFragments != 0 && len(item) > n.fragmentAbove {
+		if err := pe.sendFragmented(item, n.fragmentAbove); err != nil {
+			return fmt.Errorf("send to %v: %w", to, err)
+		}
+		// Counted here: the drain counts the batched messages only.
+		pe.stats.msgsOut.Add(1)
+		pe.stats.bytesOut.Add(uint64(len(item)))
+		return nil
+	}
+	if err := pe.conn.Enqueue(context.Background(), item); err != nil {
+		if errors.Is(err, loop.ErrClosed) {
+			err = fmt.Errorf("%s: %w: %w", pe.name, ErrNotConnected, err)
+		}
+		return fmt.Errorf("send to %v: %w", to, err)
+	}
 	return nil
 }
 
-// errFragment tells sendRemote that the message it encoded must go as
-// fragments; never returned to a caller.
-var errFragment = errors.New("node: message goes as fragments")
+// maxKeptScratch: a sender's encoding buffer is kept between sends up to
+// this size.
+const maxKeptScratch = 64 << 10
 
 // sendFragmented queues a large message item as fragments, one queue item
 // each, so other senders' items interleave with them on the wire.
