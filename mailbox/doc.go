@@ -1,5 +1,6 @@
 // Package mailbox holds the queues that carry messages to a consumer: a
 // lock-free multi-producer single-consumer queue, and the process mailbox on
 // top of it (park and wake without lost wake-ups, receive with a context,
-// selective receive that keeps unmatched messages queued in order).
+// selective receive that keeps unmatched messages queued in order, and
+// encoded messages that the receiver decodes itself: PushEncoded).
 package mailbox

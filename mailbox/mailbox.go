@@ -44,8 +44,8 @@ package mailbox
 //     after seeing parkedChan, so the atomic orders the two.
 //
 // Size. The struct is the Queue (six words), state, the save-list pointers,
-// sema and the wake pointer: 88 bytes (a 96-byte allocation), and that is
-// all New allocates. An idle mailbox holds no queue segment (Queue.rewind
+// sema, the wake pointer and the inbox pointer: 104 bytes (a 112-byte
+// allocation), and that is all New allocates. An idle mailbox holds no queue segment (Queue.rewind
 // runs before each park) and, until it first waits with a cancellable
 // context, no channel.
 
@@ -100,6 +100,8 @@ type Mailbox struct {
 
 	sema sync.Mutex    // binary semaphore, locked while no token is out (invariant 3)
 	wake chan struct{} // capacity 1, made lazily by the owner (invariant 7)
+
+	inbox atomic.Pointer[inbox] // encoded messages (encoded.go); nil until the first
 }
 
 // saveNode is one message on the save list. Owner only.
@@ -230,7 +232,7 @@ func (m *Mailbox) ReceiveMatch(ctx context.Context, match func(any) bool) (any, 
 			m.discard()
 			return nil, ErrClosed
 		}
-		v, ok := m.q.Pop()
+		v, ok := m.pop()
 		if !ok {
 			if err := m.wait(ctx); err != nil {
 				return nil, err
@@ -261,7 +263,7 @@ func (m *Mailbox) take() (any, bool) {
 	if n := m.saveHead; n != nil {
 		return m.unsave(nil, n), true
 	}
-	return m.q.Pop()
+	return m.pop()
 }
 
 // save appends v to the save list and returns its node.
@@ -344,6 +346,7 @@ func (m *Mailbox) wait(ctx context.Context) error {
 	default:
 	}
 	m.q.rewind()
+	m.rewindInbox()
 	if testHookPark != nil {
 		testHookPark()
 	}

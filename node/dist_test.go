@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -608,6 +609,93 @@ func TestLargeMessageDoesNotStallSmallOnesOrTicks(t *testing.T) {
 		}
 		if len(a.List()) != 1 {
 			return fmt.Errorf("the link went down during the transfer")
+		}
+		return nil
+	})
+}
+
+// picky is a user type whose decoding fails for the value "bad".
+type picky struct{ s string }
+
+func (v picky) AppendBinary(b []byte) ([]byte, error) { return append(b, v.s...), nil }
+
+func (v *picky) UnmarshalBinary(b []byte) error {
+	if string(b) == "bad" {
+		return errors.New("picky: refuses bad")
+	}
+	v.s = string(b)
+	return nil
+}
+
+func TestUndecodableRemoteMessageIsDroppedCountedAndTheLinkLives(t *testing.T) {
+	if err := codec.Register("node_test.picky", picky{}); err != nil {
+		t.Fatal(err)
+	}
+	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	within(t, b, func(p *Process) error {
+		within(t, a, func(q *Process) error {
+			for _, m := range []any{picky{"bad"}, "after", picky{"good"}} {
+				if err := q.Send(p.Self(), m); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		for _, want := range []any{"after", picky{"good"}} {
+			m, err := recv(p)
+			if err != nil {
+				return err
+			}
+			if m != want {
+				return fmt.Errorf("got %#v, want %#v", m, want)
+			}
+		}
+		return nil
+	})
+	if got := b.metrics.decodeErrors.Load(); got != 1 {
+		t.Fatalf("decode errors counted: %d, want 1", got)
+	}
+}
+
+// Messages small enough to be decoded by the receiving process and larger
+// ones decoded on the loop, then the sender's exit signal: all arrive in
+// the order they were sent.
+func TestRemoteMessagesOfEverySizeThenExitArriveInOrder(t *testing.T) {
+	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	big := strings.Repeat("x", maxEncodedDelivery+1)
+	const count = 2000
+	within(t, b, func(p *Process) error {
+		p.TrapExit(true)
+		sender := a.SpawnFunc(func(q *Process) error {
+			if err := q.Link(p.Self()); err != nil {
+				return err
+			}
+			for i := range count {
+				var m any = i
+				if i%7 == 3 {
+					m = codec.Tuple{i, big}
+				}
+				if err := q.Send(p.Self(), m); err != nil {
+					return err
+				}
+			}
+			return errors.New("sender done")
+		})
+		for i := range count {
+			m, err := recv(p)
+			if err != nil {
+				return err
+			}
+			if tup, ok := m.(codec.Tuple); ok {
+				m = tup[0]
+			}
+			if m != i {
+				return fmt.Errorf("message %d arrived as %#v", i, m)
+			}
+		}
+		m, err := recv(p)
+		if x, ok := m.(Exit); err != nil || !ok || x.From != sender {
+			return fmt.Errorf("after the messages: %#v, %v; want the sender's Exit", m, err)
 		}
 		return nil
 	})

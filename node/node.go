@@ -55,6 +55,8 @@ type Node struct {
 	hs            handshake.Config
 	engine        *loop.Engine
 	limits        codec.Limits
+	decoder       mailbox.Decoder // decodes received messages on the receiving process
+	decodeWarned  atomic.Bool     // an undecodable message was logged
 	fragmentAbove int
 	metrics       *metrics
 	global        *global.Registry
@@ -106,6 +108,10 @@ func Start(name, cookie string, opts ...Option) (*Node, error) {
 		nodeMons:      make(map[string][]PID),
 		spawns:        make(map[uint64]*pendingSpawn),
 		ready:         make(chan struct{}),
+	}
+	n.decoder = mailbox.Decoder{
+		Decode:  func(b []byte) (any, error) { return codec.Message{Term: b}.Decode(&n.limits) },
+		Dropped: n.undecodable,
 	}
 	n.life, n.endLife = context.WithCancel(context.Background())
 	if err := n.startNet(); err != nil {

@@ -52,9 +52,7 @@ type peer struct {
 	ticker   *loop.Timer
 	lastTo   *Process // the last message's target (see deliver)
 	msgsIn   uint64   // messages delivered in this OnData call (published at its end)
-	// decodeWarned: an undecodable message was logged (see deliver).
-	decodeWarned bool
-	regParts     []byte // a registry frame arriving in parts (registry.go)
+	regParts []byte   // a registry frame arriving in parts (registry.go)
 }
 
 func (n *Node) newPeer(info *peerInfo, outbound bool) *peer {
@@ -300,6 +298,12 @@ func (pe *peer) ownsRef(ref Ref) bool {
 // cached: streams to one process skip the table. A cached process that has
 // died meanwhile refuses the push (its mailbox is closed), which is what a
 // table miss would have given.
+//
+// The message goes into the mailbox encoded, and the receiving process
+// decodes it (mailbox.PushEncoded): decoding on the loop made the loop, one
+// thread for all of a link's traffic, the bound on its throughput. A
+// message larger than maxEncodedDelivery is decoded here instead, so the
+// mailbox's chunks stay small.
 func (pe *peer) deliver(m codec.Message) error {
 	n := pe.n
 	p := pe.lastTo
@@ -312,24 +316,35 @@ func (pe *peer) deliver(m codec.Message) error {
 		return nil // the process is gone: like a local send to a dead pid
 	}
 	pe.msgsIn++
-	v, err := m.Decode(&n.limits)
-	if err != nil {
-		// The frame was well formed but this node cannot decode the term
-		// (e.g. a user type it has not registered). Not the link's fault:
-		// count and log it rather than cutting every other process's link.
-		// Logged once per connection: what a peer sends must not flood
-		// the log; the counter has the rest.
-		n.metrics.decodeErrors.Add(1)
-		if !pe.decodeWarned {
-			pe.decodeWarned = true
-			n.log.Warn("message dropped: cannot decode (further ones are only counted)", "peer", pe.name, "to", p.pid, "err", err)
+	var ok bool
+	if len(m.Term) <= maxEncodedDelivery {
+		ok = p.mb.PushEncoded(&n.decoder, m.Term)
+	} else {
+		v, err := m.Decode(&n.limits)
+		if err != nil {
+			n.undecodable(err)
+			return nil
 		}
-		return nil
+		ok = p.mb.Push(v)
 	}
-	if !p.mb.Push(v) {
+	if !ok {
 		n.metrics.droppedNoProc.Add(1) // it died after the lookup
 	}
 	return nil
+}
+
+// maxEncodedDelivery: larger received messages are decoded on the loop.
+const maxEncodedDelivery = 16 << 10
+
+// undecodable counts a received message this node could not decode (e.g.
+// a user type it has not registered) and logs the first one. Not the link's
+// fault: the message is dropped and nothing else is cut. Logged once per
+// node: what peers send must not flood the log; the counter has the rest.
+func (n *Node) undecodable(err error) {
+	n.metrics.decodeErrors.Add(1)
+	if n.decodeWarned.CompareAndSwap(false, true) {
+		n.log.Warn("message dropped: cannot decode (further ones are only counted)", "err", err)
+	}
 }
 
 // OnClose ends the peer. Runs on the loop (or off it for a connection closed

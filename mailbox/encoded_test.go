@@ -1,0 +1,230 @@
+package mailbox
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// stringDecoder decodes an encoded message as the string of its bytes.
+var stringDecoder = &Decoder{Decode: func(b []byte) (any, error) { return string(b), nil }}
+
+func TestEncodedMessagesKeepTheirPlaceAmongOthers(t *testing.T) {
+	sizes := []int{1, 7, minChunk - 4, minChunk, keepChunk + 1, maxChunk - 20, maxChunk, 3 * maxChunk, 1}
+	m := New()
+	var want []string
+	for i, n := range sizes {
+		plain := fmt.Sprintf("plain %d", i)
+		enc := strings.Repeat(string(rune('a'+i)), n)
+		m.Push(plain)
+		if !m.PushEncoded(stringDecoder, []byte(enc)) {
+			t.Fatal("PushEncoded refused on an open mailbox")
+		}
+		want = append(want, plain, enc)
+	}
+	ctx := watchdogCtx(t)
+	for i, w := range want {
+		v, err := m.Receive(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v != w {
+			t.Fatalf("message %d: got %.20q (%d bytes), want %.20q (%d bytes)", i, v, len(v.(string)), w, len(w))
+		}
+	}
+	if v, ok := m.TryReceive(); ok {
+		t.Fatalf("TryReceive after the last message = %.20q, want nothing", v)
+	}
+}
+
+func TestEncodedMessageIsCopiedAtPush(t *testing.T) {
+	m := New()
+	b := []byte("original")
+	m.PushEncoded(stringDecoder, b)
+	copy(b, "XXXXXXXX")
+	v, _ := m.TryReceive()
+	if v != "original" {
+		t.Fatalf("got %q, want %q: the caller's buffer was not copied", v, "original")
+	}
+}
+
+func TestUndecodableEncodedMessageIsDroppedAndReported(t *testing.T) {
+	errBad := errors.New("bad message")
+	var dropped []error
+	dec := &Decoder{
+		Decode: func(b []byte) (any, error) {
+			if string(b) == "bad" {
+				return nil, errBad
+			}
+			return string(b), nil
+		},
+		Dropped: func(err error) { dropped = append(dropped, err) },
+	}
+	m := New()
+	m.PushEncoded(dec, []byte("first"))
+	m.PushEncoded(dec, []byte("bad"))
+	m.PushEncoded(dec, []byte("bad"))
+	m.Push("plain")
+	m.PushEncoded(dec, []byte("last"))
+	ctx := watchdogCtx(t)
+	for _, want := range []string{"first", "plain", "last"} {
+		v, err := m.Receive(ctx)
+		if err != nil || v != want {
+			t.Fatalf("Receive = %v, %v; want %q", v, err, want)
+		}
+	}
+	if len(dropped) != 2 || !errors.Is(dropped[0], errBad) {
+		t.Fatalf("Dropped was told %v, want errBad twice", dropped)
+	}
+}
+
+func TestReceiveMatchDecodesSkippedEncodedMessagesOnce(t *testing.T) {
+	decodes := 0
+	dec := &Decoder{Decode: func(b []byte) (any, error) { decodes++; return string(b), nil }}
+	m := New()
+	for _, s := range []string{"a", "b", "target", "c"} {
+		m.PushEncoded(dec, []byte(s))
+	}
+	ctx := watchdogCtx(t)
+	v, err := m.ReceiveMatch(ctx, func(v any) bool { return v == "target" })
+	if err != nil || v != "target" {
+		t.Fatalf("ReceiveMatch = %v, %v", v, err)
+	}
+	for _, want := range []string{"a", "b", "c"} {
+		if v, _ := m.Receive(ctx); v != want {
+			t.Fatalf("Receive = %v, want %q", v, want)
+		}
+	}
+	if decodes != 4 {
+		t.Fatalf("%d decodes for 4 messages, want 4", decodes)
+	}
+}
+
+func TestClosedMailboxRefusesEncoded(t *testing.T) {
+	m := New()
+	m.Close()
+	if m.PushEncoded(stringDecoder, []byte("x")) {
+		t.Fatal("PushEncoded on a closed mailbox returned true")
+	}
+}
+
+// Producers push encoded and plain messages, mixed, while the owner
+// receives, parking whenever it runs dry: every message arrives once, and
+// each producer's messages, of both kinds, in the order it pushed them. (A
+// producer's plain message must not overtake its own earlier encoded one,
+// whatever other producers' encoded messages do meanwhile.)
+func TestEncodedAndPlainMessagesKeepPerProducerOrder(t *testing.T) {
+	const producers, each = 4, 20000
+	dec := &Decoder{Decode: func(b []byte) (any, error) {
+		return [2]uint32{binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint32(b[4:])}, nil
+	}}
+	m := New()
+	var wg sync.WaitGroup
+	for p := range producers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b := make([]byte, 8+p*301%900) // sizes that cross chunk ends at different places
+			for i := range each {
+				if (i/(p+1))%2 == 1 { // runs of plain and encoded, different per producer
+					m.Push([2]uint32{uint32(p), uint32(i)})
+				} else {
+					binary.LittleEndian.PutUint32(b, uint32(p))
+					binary.LittleEndian.PutUint32(b[4:], uint32(i))
+					m.PushEncoded(dec, b)
+				}
+				if i%2000 == 0 {
+					time.Sleep(100 * time.Microsecond) // let the owner run dry and park
+				}
+			}
+		}()
+	}
+	ctx := watchdogCtx(t)
+	next := make([]uint32, producers)
+	for range producers * each {
+		v, err := m.Receive(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pi := v.([2]uint32)
+		if pi[1] != next[pi[0]] {
+			t.Fatalf("producer %d: got message %d, want %d", pi[0], pi[1], next[pi[0]])
+		}
+		next[pi[0]]++
+	}
+	wg.Wait()
+	if v, ok := m.TryReceive(); ok {
+		t.Fatalf("an extra message %v", v)
+	}
+}
+
+// After a burst, an owner that has read everything and parks gives back
+// all but a small chunk.
+func TestParkedOwnerKeepsAtMostASmallChunk(t *testing.T) {
+	m := New()
+	big := bytes.Repeat([]byte("x"), 1000)
+	for range 200 {
+		m.PushEncoded(stringDecoder, big)
+	}
+	ctx := watchdogCtx(t)
+	for range 200 {
+		if _, err := m.Receive(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	short, cancel := context.WithTimeout(ctx, time.Millisecond)
+	defer cancel()
+	if _, err := m.Receive(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Receive on an empty mailbox = %v, want the deadline", err)
+	}
+	in := m.inbox.Load()
+	if in.w != nil || in.r != nil || in.first.Load() != nil {
+		t.Fatalf("a parked owner still holds a %d-byte chunk", len(in.w.buf))
+	}
+	// Small messages keep one small chunk, rewound, and reuse it.
+	m.PushEncoded(stringDecoder, []byte("small"))
+	if v, _ := m.Receive(ctx); v != "small" {
+		t.Fatalf("Receive = %v", v)
+	}
+	short2, cancel2 := context.WithTimeout(ctx, time.Millisecond)
+	defer cancel2()
+	_, _ = m.Receive(short2)
+	if in.w == nil || len(in.w.buf) > keepChunk || in.w.n != 0 || in.roff != 0 {
+		t.Fatalf("after a small message: chunk %v, want one rewound chunk of ≤ %d bytes", in.w, keepChunk)
+	}
+	kept := in.w
+	m.PushEncoded(stringDecoder, []byte("again"))
+	if v, _ := m.Receive(ctx); v != "again" || in.w != kept {
+		t.Fatalf("Receive = %v; chunk reused: %v", v, in.w == kept)
+	}
+}
+
+func TestPushEncodedReceiveDoesNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items at random under -race")
+	}
+	var value any = "decoded"
+	dec := &Decoder{Decode: func([]byte) (any, error) { return value, nil }}
+	m := New()
+	ctx := context.Background()
+	b := bytes.Repeat([]byte("m"), 64)
+	for range 4096 { // warm the queue's segment pool and grow the chunks
+		m.PushEncoded(dec, b)
+	}
+	for range 4096 {
+		_, _ = m.Receive(ctx)
+	}
+	allocs := testing.AllocsPerRun(10000, func() {
+		m.PushEncoded(dec, b)
+		_, _ = m.Receive(ctx)
+	})
+	if allocs != 0 {
+		t.Fatalf("PushEncoded+Receive: %v allocations per message, want 0", allocs)
+	}
+}
