@@ -131,10 +131,19 @@ func TestEncodedAndPlainMessagesKeepPerProducerOrder(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			b := make([]byte, 8+p*301%900) // sizes that cross chunk ends at different places
-			for i := range each {
-				if (i/(p+1))%2 == 1 { // runs of plain and encoded, different per producer
+			for i := 0; i < each; i++ {
+				switch {
+				case (i/(p+1))%2 == 1: // stretches of plain and encoded, different per producer
 					m.Push([2]uint32{uint32(p), uint32(i)})
-				} else {
+				case i%3 == 0 && i+1 < each: // a run of two
+					b2 := bytes.Clone(b)
+					binary.LittleEndian.PutUint32(b, uint32(p))
+					binary.LittleEndian.PutUint32(b[4:], uint32(i))
+					binary.LittleEndian.PutUint32(b2, uint32(p))
+					binary.LittleEndian.PutUint32(b2[4:], uint32(i+1))
+					m.PushEncodedRun(dec, [][]byte{b, b2})
+					i++
+				default:
 					binary.LittleEndian.PutUint32(b, uint32(p))
 					binary.LittleEndian.PutUint32(b[4:], uint32(i))
 					m.PushEncoded(dec, b)
@@ -226,5 +235,63 @@ func TestPushEncodedReceiveDoesNotAllocate(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("PushEncoded+Receive: %v allocations per message, want 0", allocs)
+	}
+}
+
+func TestEncodedRunsAreReceivedInOrderAndCounted(t *testing.T) {
+	errBad := errors.New("bad")
+	dec := &Decoder{Decode: func(b []byte) (any, error) {
+		if string(b) == "bad" {
+			return nil, errBad
+		}
+		return string(b), nil
+	}}
+	m := New()
+	var run [][]byte
+	var want []string
+	for i := range 150 { // splits into runs of 64, 64 and 22
+		s := fmt.Sprintf("run %d", i)
+		if i == 70 {
+			s = "bad" // dropped, the run goes on
+		} else {
+			want = append(want, s)
+		}
+		run = append(run, []byte(s))
+	}
+	m.Push("before")
+	m.PushEncodedRun(dec, run)
+	m.Push("after")
+	want = append(append([]string{"before"}, want...), "after")
+	if got := m.Len(); got != 152 {
+		t.Fatalf("Len = %d, want 152", got)
+	}
+	ctx := watchdogCtx(t)
+	// A selective receive saves what it skips, decoded, in order.
+	v, err := m.ReceiveMatch(ctx, func(v any) bool { return v == "run 100" })
+	if err != nil || v != "run 100" {
+		t.Fatalf("ReceiveMatch = %v, %v", v, err)
+	}
+	for _, w := range want {
+		if w == "run 100" {
+			continue
+		}
+		v, err := m.Receive(ctx)
+		if err != nil || v != w {
+			t.Fatalf("Receive = %v, %v; want %q", v, err, w)
+		}
+	}
+	if got := m.Len(); got != 0 {
+		t.Fatalf("Len after everything = %d, want 0", got)
+	}
+}
+
+func TestPushEncodedRunOnClosedMailboxQueuesNothing(t *testing.T) {
+	m := New()
+	m.Close()
+	if m.PushEncodedRun(stringDecoder, [][]byte{[]byte("a"), []byte("b")}) {
+		t.Fatal("PushEncodedRun on a closed mailbox returned true")
+	}
+	if m.Len() != 0 {
+		t.Fatalf("Len = %d, want 0", m.Len())
 	}
 }

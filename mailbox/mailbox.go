@@ -176,7 +176,7 @@ func (m *Mailbox) Closed() bool { return m.state.Load()&stateClosed != 0 }
 // Len returns the number of messages queued, including those a selective
 // receive skipped. Approximate under concurrency. Safe from any goroutine.
 func (m *Mailbox) Len() int {
-	return m.q.Len() + int(m.nsaved.Load())
+	return m.q.Len() + int(m.nsaved.Load()) + m.queuedExtra()
 }
 
 // Receive returns the oldest message, blocking until one arrives. A message
