@@ -52,7 +52,9 @@ type peer struct {
 	ticker   *loop.Timer
 	lastTo   *Process // the last message's target (see deliver)
 	msgsIn   uint64   // messages delivered in this OnData call (published at its end)
-	regParts []byte   // a registry frame arriving in parts (registry.go)
+	run      [][]byte // encoded messages for runTo not pushed yet (see deliver)
+	runTo    *Process
+	regParts []byte // a registry frame arriving in parts (registry.go)
 }
 
 func (n *Node) newPeer(info *peerInfo, outbound bool) *peer {
@@ -229,7 +231,9 @@ func (pe *peer) handleFrame(f codec.Frame) error {
 	n := pe.n
 	switch f.Kind {
 	case codec.KindBatch, codec.KindFragment:
-		return pe.reasm.Feed(f, pe.deliver)
+		err := pe.reasm.Feed(f, pe.deliver)
+		pe.flushRun()
+		return err
 	case codec.KindTick:
 		var t codec.Tick
 		if err := t.Decode(f.Payload, &n.limits); err != nil {
@@ -300,10 +304,13 @@ func (pe *peer) ownsRef(ref Ref) bool {
 // table miss would have given.
 //
 // The message goes into the mailbox encoded, and the receiving process
-// decodes it (mailbox.PushEncoded): decoding on the loop made the loop, one
-// thread for all of a link's traffic, the bound on its throughput. A
-// message larger than maxEncodedDelivery is decoded here instead, so the
-// mailbox's chunks stay small.
+// decodes it (mailbox.PushEncodedRun): decoding on the loop made the loop,
+// one thread for all of a link's traffic, the bound on its throughput.
+// Consecutive messages to one process are pushed as one run, when the frame
+// ends or the target changes (handleFrame flushes; the bytes they point to,
+// the frame or the reassembler's buffers, are valid until then). A message
+// larger than maxEncodedDelivery is decoded here instead, so the mailbox's
+// chunks stay small.
 func (pe *peer) deliver(m codec.Message) error {
 	n := pe.n
 	p := pe.lastTo
@@ -316,21 +323,42 @@ func (pe *peer) deliver(m codec.Message) error {
 		return nil // the process is gone: like a local send to a dead pid
 	}
 	pe.msgsIn++
-	var ok bool
 	if len(m.Term) <= maxEncodedDelivery {
-		ok = p.mb.PushEncoded(&n.decoder, m.Term)
-	} else {
-		v, err := m.Decode(&n.limits)
-		if err != nil {
-			n.undecodable(err)
-			return nil
+		if p != pe.runTo {
+			pe.flushRun()
+			pe.runTo = p
 		}
-		ok = p.mb.Push(v)
+		pe.run = append(pe.run, m.Term)
+		if len(pe.run) == maxRun {
+			pe.flushRun()
+		}
+		return nil
 	}
-	if !ok {
+	pe.flushRun() // what came before goes first
+	v, err := m.Decode(&n.limits)
+	if err != nil {
+		n.undecodable(err)
+		return nil
+	}
+	if !p.mb.Push(v) {
 		n.metrics.droppedNoProc.Add(1) // it died after the lookup
 	}
 	return nil
+}
+
+// maxRun bounds the messages held for one push.
+const maxRun = 64
+
+// flushRun pushes the held run of encoded messages. Loop only.
+func (pe *peer) flushRun() {
+	if len(pe.run) == 0 {
+		return
+	}
+	if !pe.runTo.mb.PushEncodedRun(&pe.n.decoder, pe.run) {
+		pe.n.metrics.droppedNoProc.Add(uint64(len(pe.run))) // it died after the lookup
+	}
+	clear(pe.run)
+	pe.run, pe.runTo = pe.run[:0], nil
 }
 
 // maxEncodedDelivery: larger received messages are decoded on the loop.
