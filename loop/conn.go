@@ -648,6 +648,9 @@ func (c *Conn) flushQueue(ls *loopState) {
 	if ob := c.gc.OutboundBuffered(); int64(ob) >= c.e.opts.high {
 		c.armRecheck(ob)
 		return // scheduled stays true: senders do not wake the loop meanwhile
+	} else if ob > 0 {
+		c.armSocketWait()
+		return
 	}
 	c.backoff, c.lastBacklog = 0, 0
 	// direct first: a sender that wins the token from here on hands it back
@@ -681,6 +684,27 @@ const (
 	minRecheck = time.Millisecond
 	maxRecheck = 32 * time.Millisecond
 )
+
+// socketWait: how long the loop leaves items queued when the socket was
+// full at gnet's last write (gnet holds the rest and waits for the socket).
+// Writing them now would only copy their ciphertext into gnet's buffer;
+// after the wait they go out in one larger write, mostly straight into the
+// socket. A socket buffer holds far more than this much traffic, so the
+// wait does not let it run dry.
+const socketWait = 100 * time.Microsecond
+
+// armSocketWait flushes the queue again after socketWait. Loop only,
+// holding the drain token.
+func (c *Conn) armSocketWait() {
+	if c.recheck {
+		return
+	}
+	c.recheck = true
+	c.AfterFunc(socketWait, func() {
+		c.recheck = false
+		c.flushQueue(c.ls.Load())
+	})
+}
 
 // armRecheck polls the socket backlog while it is above the high-water
 // mark (gnet does not report when its outbound buffer drains): every
