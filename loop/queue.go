@@ -25,7 +25,10 @@ package loop
 //   - An item never spans chunks: c.b[c.ends[i-1]:c.ends[i]] is item i of
 //     chunk c. An item larger than a chunk gets a chunk of its own size,
 //     which is not pooled.
-//   - mu is a leaf lock, held only to copy one item.
+//   - mu is a leaf lock, held only to copy one item of at most chunkSize
+//     bytes (a larger one is copied into its own chunk before).
+//   - An oversized chunk after a regular one is never appended to: the
+//     next item finds no room in it (it is full) and takes a new chunk.
 
 import "sync"
 
@@ -37,14 +40,6 @@ type chunk struct {
 }
 
 var chunkPool = sync.Pool{New: func() any { return &chunk{b: make([]byte, 0, chunkSize)} }}
-
-// newChunk returns an empty chunk with room for an item of n bytes.
-func newChunk(n int) *chunk {
-	if n > chunkSize {
-		return &chunk{b: make([]byte, 0, n)}
-	}
-	return chunkPool.Get().(*chunk)
-}
 
 // putChunk recycles a drained chunk.
 func putChunk(c *chunk) {
@@ -62,13 +57,22 @@ type sendQueue struct {
 
 // push appends a copy of item. Any goroutine.
 func (q *sendQueue) push(item []byte) {
+	if len(item) > chunkSize {
+		// Its own chunk, made and filled before taking the lock: a loop
+		// taking the queue must not wait for a multi-megabyte copy.
+		c := &chunk{b: append(make([]byte, 0, len(item)), item...), ends: []int{len(item)}}
+		q.mu.Lock()
+		q.chunks = append(q.chunks, c)
+		q.mu.Unlock()
+		return
+	}
 	q.mu.Lock()
 	var c *chunk
 	if n := len(q.chunks); n > 0 {
 		c = q.chunks[n-1]
 	}
 	if c == nil || cap(c.b)-len(c.b) < len(item) {
-		c = newChunk(len(item))
+		c = chunkPool.Get().(*chunk)
 		q.chunks = append(q.chunks, c)
 	}
 	c.b = append(c.b, item...)
