@@ -134,18 +134,20 @@ func (r *Reassembler) Feed(f Frame, deliver func(Message) error) error {
 	case KindBatch:
 		it := f.Messages()
 		for it.Next() {
-			m := it.Message()
+			// it.m is read in place, not copied to a local: the copy's
+			// overlapping 16-byte moves of the fields Next just stored
+			// stalled store forwarding (9 ns a message in the profile).
 			if len(r.queues) > 0 {
-				if q, ok := r.queues[pairKey{m.From, m.To}]; ok {
-					if err := r.reserve(len(m.Term)); err != nil {
+				if q, ok := r.queues[pairKey{it.m.From, it.m.To}]; ok {
+					if err := r.reserve(len(it.m.Term)); err != nil {
 						return err
 					}
-					h := &pending{to: m.To, from: m.From, total: len(m.Term), buf: append([]byte(nil), m.Term...)}
-					r.queues[pairKey{m.From, m.To}] = append(q, h)
+					h := &pending{to: it.m.To, from: it.m.From, total: len(it.m.Term), buf: append([]byte(nil), it.m.Term...)}
+					r.queues[pairKey{it.m.From, it.m.To}] = append(q, h)
 					continue
 				}
 			}
-			if err := deliver(m); err != nil {
+			if err := deliver(it.m); err != nil {
 				return err
 			}
 		}
