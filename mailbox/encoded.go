@@ -11,15 +11,15 @@ package mailbox
 // maxRun encoded messages pushed together (PushEncodedRun; PushEncoded is
 // a run of one), so encoded messages keep their order among all others; the
 // bytes go to the mailbox's inbox: a chain of byte chunks that producers
-// append to under inbox.mu, as a length (uvarint, never 0) and the bytes.
-// When an entry does not fit, the producer writes a 0 byte (the chain goes
-// on in the next chunk), links a new chunk and writes there. The owner keeps
-// a read position (r, roff) and, for each marker it pops, reads as many
-// entries as the marker counts, one per receive (left is what remains of
-// the current run). A run costs one queue push and pop instead of one a
-// message: with the owner reading right behind the loop, every queue slot
-// was a cache line moving between their cores (a third of the receiving
-// node's CPU in the two-process profile).
+// append to under inbox.mu, each entry a length plus one (uvarint, so never
+// 0) and the bytes. When an entry does not fit, the producer writes a 0
+// byte (the chain goes on in the next chunk), links a new chunk and writes
+// there. The owner keeps a read position (Mailbox.rd) and, for each marker
+// it pops, reads as many entries as the marker counts, one per receive. A
+// run costs one queue push and pop instead of one a message: with the owner
+// reading right behind the loop, every queue slot was a cache line moving
+// between their cores (a third of the receiving node's CPU in the
+// two-process profile).
 //
 // Invariants.
 //
@@ -39,19 +39,22 @@ package mailbox
 //     producers write only at w.n and beyond, the owner reads only below the
 //     end of the entries it has markers for. They never touch the same byte.
 //  3. The chain restarts only when the owner has read everything written:
-//     under mu, with left == 0, r == w and roff == w.n, the owner either rewinds that
-//     chunk to offset 0 (a small one) or drops it (w, r, first nil), and
-//     the next producer starts a new chain through first.
+//     under mu, with no run left, rd.r == w and rd.roff == w.n, the owner
+//     drops the chain (w, first, rd.r nil) and pools its chunk; the next
+//     producer starts a new chain through first. A chunk is pooled only once
+//     the owner has read past it (its terminator, or the restart), and no
+//     producer writes to it any more (w has moved on, or is nil).
 //  4. A decode failure drops that message (Decoder.Dropped is told) and the
 //     receive moves on to the next.
 //  5. extra counts the messages of queued runs beyond their markers (runs
 //     of k add k-1; popping the marker takes them off again), for Len. Len
 //     thus misses the rest of a run the owner has started reading.
 //
-// Memory. A streaming inbox grows its chunks from minChunk to maxChunk;
-// maxChunk ones are pooled. When the owner parks having read everything, a
-// chunk larger than keepChunk is given back, so an idle process keeps at
-// most a keepChunk-byte chunk.
+// Memory. The producers' state (inbox, 48 bytes) is made at the first
+// encoded message and kept; the owner's read position lives in the Mailbox.
+// Chunks grow from minChunk to maxChunk while a stream lasts and are pooled
+// by size; an owner that has read everything gives its chunk back before it
+// parks, so an idle process holds no chunk.
 
 import (
 	"encoding/binary"
@@ -72,9 +75,8 @@ type Decoder struct {
 }
 
 const (
-	minChunk  = 256
-	keepChunk = 512
-	maxChunk  = 16 << 10
+	minChunk = 256
+	maxChunk = 16 << 10
 )
 
 // maxRun bounds the messages of one run: the lock is held while they are
@@ -98,22 +100,27 @@ type encChunk struct {
 	next *encChunk // the chain's next chunk; written under mu before any entry in it is marked
 }
 
-var chunkPool = sync.Pool{New: func() any { return &encChunk{buf: make([]byte, maxChunk)} }}
+// Chunks of the smallest and the largest size are pooled: the first serves
+// an owner that parks after each message (a request/reply), the second a
+// stream.
+var (
+	minChunkPool = sync.Pool{New: func() any { return &encChunk{buf: make([]byte, minChunk)} }}
+	maxChunkPool = sync.Pool{New: func() any { return &encChunk{buf: make([]byte, maxChunk)} }}
+)
 
 type inbox struct {
-	// Producers' side.
 	mu    sync.Mutex
 	w     *encChunk                // chunk producers write to; nil: none yet
-	first atomic.Pointer[encChunk] // head of a chain started with r nil
-	// The owner writes its read position for every message: on the
-	// producers' cache line it made every Lock and Unlock a miss (a third
-	// of PushEncoded's time in the two-process profile).
-	_ [64]byte
+	first atomic.Pointer[encChunk] // head of a chain started with rd.r nil
+	extra atomic.Int64             // invariant 5
+	dec   *Decoder
+}
 
-	extra atomic.Int64 // invariant 5
-
-	// Owner only.
-	dec  *Decoder
+// encReader is the owner's read position in the inbox. It lives in the
+// Mailbox, away from the producers' lock: the owner writes it for every
+// message, and on the lock's cache line it made every Lock and Unlock a
+// miss (a third of PushEncoded's time in the two-process profile).
+type encReader struct {
 	r    *encChunk // chunk being read; nil: start at first
 	roff int
 	left int // messages of the current run not yet read
@@ -184,44 +191,52 @@ func (in *inbox) append(b []byte) {
 		}
 		in.w, w = c, c
 	}
-	w.n += binary.PutUvarint(w.buf[w.n:], uint64(len(b)))
+	w.n += binary.PutUvarint(w.buf[w.n:], uint64(len(b))+1)
 	w.n += copy(w.buf[w.n:], b)
 }
 
 func newEncChunk(size int) *encChunk {
-	if size == maxChunk {
-		return chunkPool.Get().(*encChunk)
+	switch size {
+	case minChunk:
+		return minChunkPool.Get().(*encChunk)
+	case maxChunk:
+		return maxChunkPool.Get().(*encChunk)
 	}
 	return &encChunk{buf: make([]byte, size)}
 }
 
+// putEncChunk pools c (invariant 3: nobody reads or writes it any more).
 func putEncChunk(c *encChunk) {
-	if len(c.buf) == maxChunk {
-		c.n, c.next = 0, nil
-		chunkPool.Put(c)
+	c.n, c.next = 0, nil
+	switch len(c.buf) {
+	case minChunk:
+		minChunkPool.Put(c)
+	case maxChunk:
+		maxChunkPool.Put(c)
 	}
 }
 
 // decodeNext decodes the next entry of the current run. It reports false
 // when the message failed to decode (it is dropped). Owner only, with
-// left > 0.
+// rd.left > 0.
 func (m *Mailbox) decodeNext() (any, bool) {
 	in := m.inbox.Load() // not nil: a marker was pushed after installing it
-	in.left--
+	rd := &m.rd
+	rd.left--
 	for {
-		if in.r == nil {
-			in.r, in.roff = in.first.Load(), 0
+		if rd.r == nil {
+			rd.r, rd.roff = in.first.Load(), 0
 		}
-		c := in.r
-		size, k := binary.Uvarint(c.buf[in.roff:])
+		c := rd.r
+		size, k := binary.Uvarint(c.buf[rd.roff:])
 		if size == 0 { // the chain goes on in the next chunk (invariant 1: linked)
-			in.r, in.roff = c.next, 0
+			rd.r, rd.roff = c.next, 0
 			putEncChunk(c)
 			continue
 		}
-		start := in.roff + k
-		in.roff = start + int(size)
-		v, err := in.dec.Decode(c.buf[start:in.roff:in.roff])
+		start := rd.roff + k
+		rd.roff = start + int(size-1)
+		v, err := in.dec.Decode(c.buf[start:rd.roff:rd.roff])
 		if err != nil {
 			if in.dec.Dropped != nil {
 				in.dec.Dropped(err)
@@ -232,22 +247,19 @@ func (m *Mailbox) decodeNext() (any, bool) {
 	}
 }
 
-// rewindInbox restarts the chain when the owner has read everything
+// rewindInbox gives back the owner's chunk when it has read everything
 // written (invariant 3). Owner only, before it parks.
 func (m *Mailbox) rewindInbox() {
-	in := m.inbox.Load()
-	if in == nil || in.r == nil || in.left > 0 {
+	rd := &m.rd
+	if rd.r == nil || rd.left > 0 {
 		return
 	}
+	in := m.inbox.Load()
 	in.mu.Lock()
-	if w := in.w; w == in.r && in.roff == w.n {
-		if len(w.buf) <= keepChunk {
-			w.n, in.roff = 0, 0
-		} else {
-			in.w, in.r = nil, nil
-			in.first.Store(nil)
-			putEncChunk(w)
-		}
+	if w := in.w; w == rd.r && rd.roff == w.n {
+		in.w, rd.r = nil, nil
+		in.first.Store(nil)
+		putEncChunk(w)
 	}
 	in.mu.Unlock()
 }
@@ -256,9 +268,8 @@ func (m *Mailbox) rewindInbox() {
 // queue, decoding encoded messages; messages that fail to decode are
 // skipped. Owner only.
 func (m *Mailbox) pop() (any, bool) {
-	in := m.inbox.Load()
 	for {
-		if in != nil && in.left > 0 {
+		if m.rd.left > 0 {
 			if v, ok := m.decodeNext(); ok {
 				return v, true
 			}
@@ -272,12 +283,9 @@ func (m *Mailbox) pop() (any, bool) {
 		if !isRun {
 			return v, true
 		}
-		if in == nil {
-			in = m.inbox.Load()
-		}
-		in.left = mark.n
+		m.rd.left = mark.n
 		if mark.n > 1 {
-			in.extra.Add(-int64(mark.n - 1))
+			m.inbox.Load().extra.Add(-int64(mark.n - 1))
 		}
 	}
 }

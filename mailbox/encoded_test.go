@@ -16,7 +16,7 @@ import (
 var stringDecoder = &Decoder{Decode: func(b []byte) (any, error) { return string(b), nil }}
 
 func TestEncodedMessagesKeepTheirPlaceAmongOthers(t *testing.T) {
-	sizes := []int{1, 7, minChunk - 4, minChunk, keepChunk + 1, maxChunk - 20, maxChunk, 3 * maxChunk, 1}
+	sizes := []int{1, 7, minChunk - 4, minChunk, 2*minChunk + 1, maxChunk - 20, maxChunk, 3 * maxChunk, 1}
 	m := New()
 	var want []string
 	for i, n := range sizes {
@@ -173,44 +173,61 @@ func TestEncodedAndPlainMessagesKeepPerProducerOrder(t *testing.T) {
 	}
 }
 
-// After a burst, an owner that has read everything and parks gives back
-// all but a small chunk.
-func TestParkedOwnerKeepsAtMostASmallChunk(t *testing.T) {
-	m := New()
-	big := bytes.Repeat([]byte("x"), 1000)
-	for range 200 {
-		m.PushEncoded(stringDecoder, big)
+// An owner that has read everything and parks gives its chunk back, after a
+// burst and after a single message alike: an idle process holds no chunk.
+func TestParkedOwnerHoldsNoChunk(t *testing.T) {
+	tests := []struct {
+		name  string
+		count int
+		size  int
+	}{
+		{"after a burst", 200, 1000},
+		{"after one small message", 1, 10},
 	}
-	ctx := watchdogCtx(t)
-	for range 200 {
-		if _, err := m.Receive(ctx); err != nil {
-			t.Fatal(err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := New()
+			msg := bytes.Repeat([]byte("x"), tt.size)
+			ctx := watchdogCtx(t)
+			for round := range 3 { // and the chain starts again after each park
+				for range tt.count {
+					m.PushEncoded(stringDecoder, msg)
+				}
+				for range tt.count {
+					if v, err := m.Receive(ctx); err != nil || v != string(msg) {
+						t.Fatalf("round %d: Receive = %.10q, %v", round, v, err)
+					}
+				}
+				short, cancel := context.WithTimeout(ctx, time.Millisecond)
+				_, err := m.Receive(short)
+				cancel()
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("Receive on an empty mailbox = %v, want the deadline", err)
+				}
+				in := m.inbox.Load()
+				if in.w != nil || m.rd.r != nil || in.first.Load() != nil {
+					t.Fatalf("round %d: a parked owner still holds a chunk", round)
+				}
+			}
+		})
+	}
+}
+
+// Empty encoded messages are messages like any other (entries store their
+// length plus one, so 0 stays the chunk terminator).
+func TestEmptyEncodedMessagesAreDeliveredInOrder(t *testing.T) {
+	m := New()
+	for _, s := range []string{"a", "", "b", ""} {
+		m.PushEncoded(stringDecoder, []byte(s))
+	}
+	for _, want := range []string{"a", "", "b", ""} {
+		v, ok := m.TryReceive()
+		if !ok || v != want {
+			t.Fatalf("TryReceive = %q, %v; want %q", v, ok, want)
 		}
 	}
-	short, cancel := context.WithTimeout(ctx, time.Millisecond)
-	defer cancel()
-	if _, err := m.Receive(short); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Receive on an empty mailbox = %v, want the deadline", err)
-	}
-	in := m.inbox.Load()
-	if in.w != nil || in.r != nil || in.first.Load() != nil {
-		t.Fatalf("a parked owner still holds a %d-byte chunk", len(in.w.buf))
-	}
-	// Small messages keep one small chunk, rewound, and reuse it.
-	m.PushEncoded(stringDecoder, []byte("small"))
-	if v, _ := m.Receive(ctx); v != "small" {
-		t.Fatalf("Receive = %v", v)
-	}
-	short2, cancel2 := context.WithTimeout(ctx, time.Millisecond)
-	defer cancel2()
-	_, _ = m.Receive(short2)
-	if in.w == nil || len(in.w.buf) > keepChunk || in.w.n != 0 || in.roff != 0 {
-		t.Fatalf("after a small message: chunk %v, want one rewound chunk of ≤ %d bytes", in.w, keepChunk)
-	}
-	kept := in.w
-	m.PushEncoded(stringDecoder, []byte("again"))
-	if v, _ := m.Receive(ctx); v != "again" || in.w != kept {
-		t.Fatalf("Receive = %v; chunk reused: %v", v, in.w == kept)
+	if v, ok := m.TryReceive(); ok {
+		t.Fatalf("an extra message %q", v)
 	}
 }
 

@@ -44,8 +44,8 @@ package mailbox
 //     after seeing parkedChan, so the atomic orders the two.
 //
 // Size. The struct is the Queue (six words), state, the save-list pointers,
-// sema, the wake pointer and the inbox pointer: 104 bytes (a 112-byte
-// allocation), and that is all New allocates. An idle mailbox holds no queue segment (Queue.rewind
+// sema, the wake pointer, the inbox pointer and the owner's read position in
+// it: 128 bytes, and that is all New allocates. An idle mailbox holds no queue segment (Queue.rewind
 // runs before each park) and, until it first waits with a cancellable
 // context, no channel.
 
@@ -102,6 +102,7 @@ type Mailbox struct {
 	wake chan struct{} // capacity 1, made lazily by the owner (invariant 7)
 
 	inbox atomic.Pointer[inbox] // encoded messages (encoded.go); nil until the first
+	rd    encReader             // owner only: read position in inbox
 }
 
 // saveNode is one message on the save list. Owner only.
