@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -698,5 +699,40 @@ func TestRemoteMessagesOfEverySizeThenExitArriveInOrder(t *testing.T) {
 			return fmt.Errorf("after the messages: %#v, %v; want the sender's Exit", m, err)
 		}
 		return nil
+	})
+}
+
+// A process that sent to a node once and then idles does not keep the dead
+// connection alive, nor a large encoding buffer.
+func TestIdleSenderPinsNeitherADeadPeerNorABigBuffer(t *testing.T) {
+	a := startNamed(t, "a", "c")
+	b, err := Start("b@127.0.0.1:0", "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := b.SpawnFunc(func(p *Process) error { _, err := p.Receive(context.Background()); return err })
+	sent := make(chan *Process, 1)
+	release := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = a.Run(context.Background(), func(p *Process) error {
+			if err := p.Send(target, strings.Repeat("x", 60<<10)); err != nil {
+				t.Error(err)
+			}
+			sent <- p
+			<-release
+			return nil
+		})
+	}()
+	p := <-sent
+	defer func() { close(release); <-done }()
+	if c := cap(p.remote.buf); c > maxKeptScratch {
+		t.Errorf("the sender keeps a %d-byte encoding buffer, want ≤ %d", c, maxKeptScratch)
+	}
+	stopNode(t, b)
+	eventually(t, "the dead peer to be collected", func() bool {
+		runtime.GC()
+		return p.remote.peer.Value() == nil
 	})
 }

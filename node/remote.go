@@ -23,9 +23,7 @@ func (n *Node) sendRemote(pe *peer, scratch *[]byte, from uint64, to PID, msg an
 	item, err := codec.AppendMessage((*scratch)[:0], to.ID, from, msg)
 	if cap(item) <= maxKeptScratch {
 		*scratch = item[:0]
-	} else {
-		*scratch = nil // one large message does not pin its size in the sender
-	}
+	} // else: a large message's buffer is not kept (an idle process stays small)
 	if err != nil {
 		return fmt.Errorf("send to %v: %w", to, err)
 	}
@@ -48,8 +46,8 @@ func (n *Node) sendRemote(pe *peer, scratch *[]byte, from uint64, to PID, msg an
 }
 
 // maxKeptScratch: a sender's encoding buffer is kept between sends up to
-// this size.
-const maxKeptScratch = 64 << 10
+// this size (a process keeps its own; see Process.Send).
+const maxKeptScratch = 1 << 10
 
 // sendFragmented queues a large message item as fragments, one queue item
 // each, so other senders' items interleave with them on the wire.
