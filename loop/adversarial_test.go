@@ -163,10 +163,12 @@ func TestGoroutinesStayFlatWith50Peers(t *testing.T) {
 	var accepted []*Conn
 	addr, err := srv.Listen("127.0.0.1:0", func(c *Conn) {
 		c.SetHandler(newFrameHandler(func(c *Conn, f []byte) { _ = c.Enqueue(context.Background(), frame(nil, f)) }))
-		c.Start()
+		// Recorded before Start: once started, the echo (and the test's
+		// count of accepted conns) may come before this callback returns.
 		mu.Lock()
 		accepted = append(accepted, c)
 		mu.Unlock()
+		c.Start()
 	})
 	if err != nil {
 		t.Fatal(err)
