@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/meshrt/mesh/codec"
 )
@@ -730,9 +731,10 @@ func TestIdleSenderPinsNeitherADeadPeerNorABigBuffer(t *testing.T) {
 	if c := cap(p.remote.buf); c > maxKeptScratch {
 		t.Errorf("the sender keeps a %d-byte encoding buffer, want ≤ %d", c, maxKeptScratch)
 	}
+	wp := weak.Make(p.remote.peer.p.Load())
 	stopNode(t, b)
 	eventually(t, "the dead peer to be collected", func() bool {
 		runtime.GC()
-		return p.remote.peer.Value() == nil
+		return wp.Value() == nil
 	})
 }

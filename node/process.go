@@ -7,7 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"weak"
 
 	"github.com/meshrt/mesh/codec"
 	"github.com/meshrt/mesh/mailbox"
@@ -134,16 +133,19 @@ func (p *Process) Send(to PID, msg any) error {
 		rs = new(remoteSender)
 		p.remote = rs
 	}
-	pe := rs.peer.Value()
+	var pe *peer
+	if rs.peer != nil {
+		pe = rs.peer.p.Load()
+	}
 	if pe == nil || pe.name != to.Node || pe.incarnation != to.Incarnation || !pe.isUp() {
 		// A PID of another incarnation than the cached connection's may
 		// belong to a newer connection already admitted: ask the table.
 		var err error
 		if pe, err = n.peerFor(to.Node); err != nil {
-			rs.peer = weak.Pointer[peer]{}
+			rs.peer = nil
 			return fmt.Errorf("send to %v: %w", to, err)
 		}
-		rs.peer = weak.Make(pe)
+		rs.peer = pe.handle
 	}
 	if err := n.sendRemote(pe, &rs.buf, p.pid.ID, to, msg); err != nil {
 		return err
@@ -155,11 +157,12 @@ func (p *Process) Send(to PID, msg any) error {
 }
 
 // remoteSender is what a process keeps between its remote sends.
-// The peer is held weakly: a process that sent once and then idles must not
-// keep a dead connection (its buffers, TLS state, reassembler) alive.
+// The peer is held through its handle: a process that sent once and then
+// idles must not keep a dead connection (its buffers, TLS state,
+// reassembler) alive.
 type remoteSender struct {
-	peer weak.Pointer[peer] // the last peer sent to; checked up before each use
-	buf  []byte             // encoding scratch, at most maxKeptScratch
+	peer *peerHandle // the last peer sent to; checked up before each use
+	buf  []byte      // encoding scratch, at most maxKeptScratch
 }
 
 // replyPoll is how long a process that has just sent to another node polls
