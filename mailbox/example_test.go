@@ -3,6 +3,7 @@ package mailbox_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,6 +41,28 @@ func ExampleMailbox() {
 	// Output:
 	// sum: 30
 	// mailbox: closed false
+}
+
+func ExampleMailbox_PushEncoded() {
+	// The decoder runs on the owner's goroutine, when it receives; a node
+	// has one for all its mailboxes.
+	dec := &mailbox.Decoder{
+		Decode:  func(b []byte) (any, error) { return strings.ToUpper(string(b)), nil },
+		Dropped: func(err error) { fmt.Println("dropped:", err) },
+	}
+	m := mailbox.New()
+	m.Push("plain")
+	m.PushEncoded(dec, []byte("encoded")) // the bytes are copied; the caller may reuse them
+	m.PushEncodedRun(dec, [][]byte{[]byte("a"), []byte("run")})
+	for range 4 {
+		v, _ := m.TryReceive()
+		fmt.Println(v)
+	}
+	// Output:
+	// plain
+	// ENCODED
+	// A
+	// RUN
 }
 
 func ExampleMailbox_ReceiveMatch() {

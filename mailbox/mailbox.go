@@ -82,9 +82,11 @@ const (
 var spinRounds = 4 // a var so tests can force every wait to park
 
 // Mailbox is a process mailbox: many senders, one receiving goroutine (the
-// owner). Senders never block and take no lock; the owner blocks in Receive
-// until a message arrives, its context ends, or the mailbox is closed.
-// Messages from one sender are received in the order that sender pushed them.
+// owner). Senders never wait for the owner: Push takes no lock, and
+// PushEncoded holds the mailbox's inbox lock only to copy the bytes. The
+// owner blocks in Receive until a message arrives, its context ends, or the
+// mailbox is closed. Messages from one sender are received in the order that
+// sender pushed them, plain and encoded alike.
 //
 // Create a Mailbox with New; it must not be copied.
 type Mailbox struct {
