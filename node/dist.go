@@ -378,15 +378,17 @@ func (discardHandler) OnData(_ *loop.Conn, b []byte) (int, error) { return len(b
 func (discardHandler) OnClose(*loop.Conn, error)                  {}
 
 // awaitPeer waits until name is in the peer table and up, or gives up
-// after the handshake timeout.
+// after the handshake timeout. It wakes on each change of the table.
 func (n *Node) awaitPeer(ctx context.Context, name string) *peer {
 	ctx, cancel := context.WithTimeout(ctx, n.opts.handshakeTimeout)
 	defer cancel()
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
 	for {
 		n.peersMu.Lock()
 		pe := n.peers[name]
+		if n.peersChanged == nil {
+			n.peersChanged = make(chan struct{})
+		}
+		changed := n.peersChanged
 		n.peersMu.Unlock()
 		if pe != nil {
 			if pe.waitUp(ctx) == nil {
@@ -395,7 +397,7 @@ func (n *Node) awaitPeer(ctx context.Context, name string) *peer {
 			return nil
 		}
 		select {
-		case <-tick.C:
+		case <-changed:
 		case <-ctx.Done():
 			return nil
 		}
@@ -439,6 +441,10 @@ func (n *Node) publishPeersLocked() {
 		view[name] = pe
 	}
 	n.peerView.Store(&view)
+	if n.peersChanged != nil {
+		close(n.peersChanged)
+		n.peersChanged = nil
+	}
 }
 
 // peerFor returns the connected peer for node, connecting on demand.

@@ -68,6 +68,9 @@ type Node struct {
 	// peerView is a read-only copy of peers for the send path, replaced
 	// (under peersMu) whenever peers changes.
 	peerView atomic.Pointer[map[string]*peer]
+	// peersChanged is closed, and replaced, whenever peers changes
+	// (guarded by peersMu; nil until someone waits, see awaitPeer).
+	peersChanged chan struct{}
 
 	nodeMonMu sync.Mutex
 	nodeMons  map[string][]PID // guarded by nodeMonMu: MonitorNode watchers by node
