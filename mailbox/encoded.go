@@ -52,12 +52,14 @@ package mailbox
 //
 // Memory. The producers' state (inbox, 48 bytes) is made at the first
 // encoded message and kept; the owner's read position lives in the Mailbox.
-// Chunks grow from minChunk to maxChunk while a stream lasts and are pooled
-// by size; an owner that has read everything gives its chunk back before it
-// parks, so an idle process holds no chunk.
+// Chunks are powers of two, growing from minChunk to maxChunk while a stream
+// lasts, pooled by size; an owner that has read everything gives its chunk
+// back before it parks, so an idle process holds no chunk, and a closed
+// mailbox drops its chain.
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 )
@@ -75,8 +77,9 @@ type Decoder struct {
 }
 
 const (
-	minChunk = 256
-	maxChunk = 16 << 10
+	minChunk     = 256
+	maxChunk     = 16 << 10
+	chunkClasses = 7 // minChunk << 6 == maxChunk
 )
 
 // maxRun bounds the messages of one run: the lock is held while they are
@@ -100,13 +103,26 @@ type encChunk struct {
 	next *encChunk // the chain's next chunk; written under mu before any entry in it is marked
 }
 
-// Chunks of the smallest and the largest size are pooled: the first serves
-// an owner that parks after each message (a request/reply), the second a
-// stream.
-var (
-	minChunkPool = sync.Pool{New: func() any { return &encChunk{buf: make([]byte, minChunk)} }}
-	maxChunkPool = sync.Pool{New: func() any { return &encChunk{buf: make([]byte, maxChunk)} }}
-)
+// Chunks are powers of two from minChunk to maxChunk, one pool per size: a
+// mailbox that parks after each message (a request/reply) takes one chunk
+// of its message's size class and gives it back, a stream grows to maxChunk.
+// Larger entries get a chunk of their own size, not pooled.
+var chunkPools [chunkClasses]sync.Pool
+
+func init() {
+	for i := range chunkPools {
+		size := minChunk << i
+		chunkPools[i].New = func() any { return &encChunk{buf: make([]byte, size)} }
+	}
+}
+
+// chunkClass returns the pool index for a chunk of size bytes, or -1.
+func chunkClass(size int) int {
+	if size < minChunk || size > maxChunk || size&(size-1) != 0 {
+		return -1
+	}
+	return bits.TrailingZeros(uint(size / minChunk))
+}
 
 type inbox struct {
 	mu    sync.Mutex
@@ -181,6 +197,9 @@ func (in *inbox) append(b []byte) {
 		if w != nil {
 			size = min(2*len(w.buf), maxChunk)
 		}
+		for size < need && size < maxChunk {
+			size *= 2
+		}
 		c := newEncChunk(max(size, need))
 		if w != nil {
 			w.buf[w.n] = 0 // the chain goes on in c
@@ -196,23 +215,17 @@ func (in *inbox) append(b []byte) {
 }
 
 func newEncChunk(size int) *encChunk {
-	switch size {
-	case minChunk:
-		return minChunkPool.Get().(*encChunk)
-	case maxChunk:
-		return maxChunkPool.Get().(*encChunk)
+	if i := chunkClass(size); i >= 0 {
+		return chunkPools[i].Get().(*encChunk)
 	}
 	return &encChunk{buf: make([]byte, size)}
 }
 
 // putEncChunk pools c (invariant 3: nobody reads or writes it any more).
 func putEncChunk(c *encChunk) {
-	c.n, c.next = 0, nil
-	switch len(c.buf) {
-	case minChunk:
-		minChunkPool.Put(c)
-	case maxChunk:
-		maxChunkPool.Put(c)
+	if i := chunkClass(len(c.buf)); i >= 0 {
+		c.n, c.next = 0, nil
+		chunkPools[i].Put(c)
 	}
 }
 
@@ -288,6 +301,24 @@ func (m *Mailbox) pop() (any, bool) {
 			m.inbox.Load().extra.Add(-int64(mark.n - 1))
 		}
 	}
+}
+
+// dropInbox forgets every encoded message not yet received, once the
+// mailbox is closed and its queue discarded: the owner's position, the
+// count for Len, and the chain (left to the garbage collector: a producer
+// that passed the closed check just before Close may still be writing to
+// the last chunk, so nothing is pooled). Owner only.
+func (m *Mailbox) dropInbox() {
+	in := m.inbox.Load()
+	if in == nil {
+		return
+	}
+	m.rd = encReader{}
+	in.mu.Lock()
+	in.w = nil
+	in.first.Store(nil)
+	in.extra.Store(0)
+	in.mu.Unlock()
 }
 
 // queuedExtra is what Len adds for runs: their messages beyond the marker.

@@ -312,3 +312,66 @@ func TestPushEncodedRunOnClosedMailboxQueuesNothing(t *testing.T) {
 		t.Fatalf("Len = %d, want 0", m.Len())
 	}
 }
+
+func TestChunkClassesCoverMinToMax(t *testing.T) {
+	if minChunk<<(chunkClasses-1) != maxChunk {
+		t.Fatalf("%d classes from %d do not end at %d", chunkClasses, minChunk, maxChunk)
+	}
+	for _, tt := range []struct{ size, class int }{
+		{minChunk, 0}, {2 * minChunk, 1}, {maxChunk, chunkClasses - 1},
+		{minChunk - 1, -1}, {minChunk + 1, -1}, {2 * maxChunk, -1},
+	} {
+		if got := chunkClass(tt.size); got != tt.class {
+			t.Errorf("chunkClass(%d) = %d, want %d", tt.size, got, tt.class)
+		}
+	}
+}
+
+// A closed mailbox with encoded messages still queued forgets them: Len is
+// 0 and no chunk is held.
+func TestCloseDropsQueuedEncodedMessages(t *testing.T) {
+	m := New()
+	run := make([][]byte, 64)
+	for i := range run {
+		run[i] = bytes.Repeat([]byte("y"), 1000)
+	}
+	for range 20 {
+		m.PushEncodedRun(stringDecoder, run)
+	}
+	m.Close()
+	if _, err := m.Receive(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Receive = %v, want ErrClosed", err)
+	}
+	if n := m.Len(); n != 0 {
+		t.Fatalf("Len after Close = %d, want 0", n)
+	}
+	in := m.inbox.Load()
+	if in.w != nil || in.first.Load() != nil || m.rd.r != nil {
+		t.Fatal("a closed mailbox still holds its chunks")
+	}
+}
+
+// A request/reply owner parks after each message; whatever the message's
+// size (up to a whole chunk), its chunk comes from a pool and goes back.
+func TestEncodedRequestReplyDoesNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items at random under -race")
+	}
+	var value any = "decoded"
+	dec := &Decoder{Decode: func([]byte) (any, error) { return value, nil }}
+	for _, size := range []int{10, 246, 400, 4000, maxChunk - 32} {
+		m := New()
+		b := bytes.Repeat([]byte("m"), size)
+		round := func() {
+			m.PushEncoded(dec, b)
+			_, _ = m.TryReceive()
+			m.rewindInbox() // what the owner does before it parks
+		}
+		for range 100 {
+			round()
+		}
+		if a := testing.AllocsPerRun(1000, round); a != 0 {
+			t.Errorf("%d-byte messages: %v allocations per request, want 0", size, a)
+		}
+	}
+}

@@ -313,6 +313,7 @@ func (m *Mailbox) discard() {
 		}
 	}
 	m.q.rewind()
+	m.dropInbox()
 }
 
 // wait blocks until the queue may hold a message (or the mailbox closed), and
