@@ -391,10 +391,19 @@ func (n *Node) awaitPeer(ctx context.Context, name string) *peer {
 		changed := n.peersChanged
 		n.peersMu.Unlock()
 		if pe != nil {
-			if pe.waitUp(ctx) == nil {
-				return pe
+			// Up, or gone; or replaced meanwhile (a reservation that
+			// lapsed, a newer connection): then look again.
+			select {
+			case <-pe.up:
+				if pe.isUp() {
+					return pe
+				}
+			case <-pe.down:
+			case <-changed:
+				continue
+			case <-ctx.Done():
+				return nil
 			}
-			return nil
 		}
 		select {
 		case <-changed:

@@ -738,3 +738,30 @@ func TestIdleSenderPinsNeitherADeadPeerNorABigBuffer(t *testing.T) {
 		return wp.Value() == nil
 	})
 }
+
+// A process killed while a remote stream fills its mailbox is collected
+// once the stream stops: the receiving link does not keep it (and its
+// backlog) alive.
+func TestKilledReceiverOfARemoteStreamIsCollected(t *testing.T) {
+	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	started := make(chan *Process, 1)
+	target := b.SpawnFunc(func(p *Process) error {
+		started <- p
+		// Matches nothing: the stream piles up until the kill ends this.
+		_, err := p.ReceiveMatch(context.Background(), func(any) bool { return false })
+		return err
+	})
+	wp := weak.Make(<-started)
+	within(t, a, func(p *Process) error {
+		for i := range 20000 {
+			if err := p.Send(target, i); err != nil {
+				return err
+			}
+		}
+		return p.Exit(target, Kill)
+	})
+	eventually(t, "the killed process to be collected", func() bool {
+		runtime.GC()
+		return wp.Value() == nil
+	})
+}

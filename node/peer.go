@@ -50,7 +50,7 @@ type peer struct {
 	lastSeen atomic.Int64 // unix nanos of the last input; written on the loop
 	tickSeq  uint64
 	ticker   *loop.Timer
-	lastTo   *Process // the last message's target (see deliver)
+	lastTo   *Process // the last message's target in this OnData call (see deliver)
 	msgsIn   uint64   // messages delivered in this OnData call (published at its end)
 	run      [][]byte // encoded messages for runTo not pushed yet (see deliver)
 	runTo    *Process
@@ -214,11 +214,14 @@ var errTickTimeout = errors.New("node: peer tick timeout")
 func (pe *peer) OnData(_ *loop.Conn, b []byte) (int, error) {
 	pe.lastSeen.Store(time.Now().UnixNano())
 	used := 0
-	// The counters are published once per call, not once per message.
+	// The counters are published once per call, not once per message. The
+	// target cache lasts one call: a link that goes quiet must not keep a
+	// dead process, and what its mailbox still holds, alive.
 	defer func() {
 		pe.stats.bytesIn.Add(uint64(used))
 		pe.stats.msgsIn.Add(pe.msgsIn)
 		pe.msgsIn = 0
+		pe.lastTo = nil
 	}()
 	for used < len(b) {
 		f, k, err := pe.reader.Next(b[used:])
