@@ -207,3 +207,45 @@ func TestBackpressureReleasesSendersWhenThePeerReads(t *testing.T) {
 		return received == total
 	})
 }
+
+// A peer that stops reading while gnet holds part of a write: the loop
+// waits for the socket briefly a few times, then backs off, instead of
+// waking every socketWait for as long as the peer stays silent.
+func TestStalledSocketBacksOff(t *testing.T) {
+	deafAddr, stopDeaf := deafPeer(t)
+	defer stopDeaf()
+	// A high-water mark far above what the socket holds, so gnet's
+	// backlog stays under it and the socket-wait path is the one taken.
+	cli, err := New(WithLoops(1), WithHook(nameHook("cli")), WithWaterMarks(256<<20, 128<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	c, err := cli.Dial(context.Background(), deafAddr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetHandler(newFrameHandler(nil))
+	c.Start()
+	item := frame(nil, make([]byte, 1000))
+	for sent := 0; outboundBuffered(c) == 0; sent++ {
+		if sent > 1<<20 {
+			t.Fatal("the socket never filled")
+		}
+		for range 100 {
+			if err := c.Enqueue(context.Background(), item); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := c.Enqueue(context.Background(), item); err != nil { // something left to flush
+		t.Fatal(err)
+	}
+	before := c.nSocketWait.Load()
+	time.Sleep(200 * time.Millisecond)
+	// Without the back-off this is ~2000 (one per 100 µs); with it, the few
+	// waits before backing off.
+	if n := c.nSocketWait.Load() - before; n > 50 {
+		t.Fatalf("%d socket waits in 200 ms while the peer read nothing, want a few", n)
+	}
+}

@@ -94,12 +94,13 @@ type Conn struct {
 	waitCh    chan struct{}
 
 	// direct writes (see doc.go)
-	direct    atomic.Bool   // the token winner may drain and write itself
-	closingA  atomic.Bool   // closing, for senders
-	idleSince atomic.Int64  // monoNow() when the last drain ended
-	nDirect   atomic.Uint64 // direct drains, for tests
-	dfd       int           // dup of the socket, for direct writes
-	dref      atomic.Int32  // references to dfd; 0: none, closed
+	direct      atomic.Bool   // the token winner may drain and write itself
+	closingA    atomic.Bool   // closing, for senders
+	idleSince   atomic.Int64  // monoNow() when the last drain ended
+	nDirect     atomic.Uint64 // direct drains, for tests
+	nSocketWait atomic.Uint64 // socket waits armed, for tests
+	dfd         int           // dup of the socket, for direct writes
+	dref        atomic.Int32  // references to dfd; 0: none, closed
 	// owned by the holder of scheduled
 	spill []byte  // ciphertext a direct write left unsent; the loop sends it first
 	ds    scratch // direct-write scratch
@@ -119,6 +120,8 @@ type Conn struct {
 	recheck     bool          // a backpressure recheck timer is armed
 	backoff     time.Duration // last recheck delay
 	lastBacklog int           // gnet's backlog at the last recheck
+	sockWaits   int           // socket waits in a row without the backlog shrinking
+	sockBacklog int           // gnet's backlog at the last socket wait
 	closeSent   bool          // close_notify written, gnet close requested
 	fdOwned     bool          // the loop holds its dref reference
 }
@@ -649,9 +652,22 @@ func (c *Conn) flushQueue(ls *loopState) {
 		c.armRecheck(ob)
 		return // scheduled stays true: senders do not wake the loop meanwhile
 	} else if ob > 0 {
-		c.armSocketWait()
+		// The socket is full. While gnet's backlog drains, wait briefly;
+		// if it stops draining (the peer has stopped reading), back off
+		// as for a full backlog rather than wake every socketWait.
+		if ob < c.sockBacklog {
+			c.sockWaits = 0
+		}
+		c.sockBacklog = ob
+		if c.sockWaits < maxSocketWaits {
+			c.sockWaits++
+			c.armSocketWait()
+		} else {
+			c.armRecheck(ob)
+		}
 		return
 	}
+	c.sockWaits, c.sockBacklog = 0, 0
 	c.backoff, c.lastBacklog = 0, 0
 	// direct first: a sender that wins the token from here on hands it back
 	// to the loop instead of writing while the loop still does.
@@ -693,6 +709,10 @@ const (
 // wait does not let it run dry.
 const socketWait = 100 * time.Microsecond
 
+// maxSocketWaits: socket waits in a row with gnet's backlog not shrinking
+// before the loop backs off (armRecheck).
+const maxSocketWaits = 4
+
 // armSocketWait flushes the queue again after socketWait. Loop only,
 // holding the drain token.
 func (c *Conn) armSocketWait() {
@@ -700,6 +720,7 @@ func (c *Conn) armSocketWait() {
 		return
 	}
 	c.recheck = true
+	c.nSocketWait.Add(1)
 	c.AfterFunc(socketWait, func() {
 		c.recheck = false
 		c.flushQueue(c.ls.Load())
