@@ -153,10 +153,11 @@ func (m *Mailbox) PushEncoded(dec *Decoder, b []byte) bool {
 }
 
 // PushEncodedRun is PushEncoded for several messages at once, received in
-// the order given (and back to back, nothing from another sender between
-// them): one queue operation for the run instead of one a message. Runs
-// longer than 64 are split. It reports false, queueing nothing, once the
-// mailbox is closed.
+// the order given: one queue operation for up to 64 of them instead of one
+// a message. Up to 64 are received back to back, nothing from another
+// sender between them; a longer run is split into runs of 64, and other
+// senders' messages may come between those. It reports false, queueing
+// nothing, once the mailbox is closed.
 func (m *Mailbox) PushEncodedRun(dec *Decoder, msgs [][]byte) bool {
 	if m.state.Load()&stateClosed != 0 {
 		return false
