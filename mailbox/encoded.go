@@ -244,6 +244,11 @@ func (m *Mailbox) decodeNext() (any, bool) {
 		c := rd.r
 		size, k := binary.Uvarint(c.buf[rd.roff:])
 		if size == 0 { // the chain goes on in the next chunk (invariant 1: linked)
+			if c.next == nil {
+				// Only a broken invariant gets here; spinning on the
+				// chain's start would hide it.
+				panic("mailbox: encoded message read past the inbox's end")
+			}
 			rd.r, rd.roff = c.next, 0
 			putEncChunk(c)
 			continue

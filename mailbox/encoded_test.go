@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -372,6 +373,97 @@ func TestEncodedRequestReplyDoesNotAllocate(t *testing.T) {
 		}
 		if a := testing.AllocsPerRun(1000, round); a != 0 {
 			t.Errorf("%d-byte messages: %v allocations per request, want 0", size, a)
+		}
+	}
+}
+
+// A model check, one goroutine playing producers and owner: random plain,
+// encoded and run pushes (sizes across chunk boundaries, some undecodable),
+// receives, selective receives and parks, against a plain slice. Pushes
+// from one goroutine are ordered, so the mailbox must behave exactly as
+// the slice.
+func TestEncodedInboxMatchesAModel(t *testing.T) {
+	dec := &Decoder{Decode: func(b []byte) (any, error) {
+		if len(b) > 0 && b[0] == 'X' {
+			return nil, errors.New("undecodable")
+		}
+		return string(b), nil
+	}}
+	for seed := range 100 {
+		rng := rand.New(rand.NewPCG(uint64(seed), 7))
+		m := New()
+		var model []string // messages the owner will see, in order
+		next := 0
+		msg := func() string {
+			next++
+			size := []int{0, 1, 20, 240, 300, 1000, 5000, 17000}[rng.IntN(8)]
+			s := fmt.Sprintf("%d:", next)
+			return s + strings.Repeat("m", max(size-len(s), 0))
+		}
+		for step := range 400 {
+			switch op := rng.IntN(10); {
+			case op < 2:
+				s := msg()
+				m.Push(s)
+				model = append(model, s)
+			case op < 4:
+				s := msg()
+				if rng.IntN(8) == 0 {
+					m.PushEncoded(dec, []byte("X"+s)) // dropped at receive
+				} else {
+					m.PushEncoded(dec, []byte(s))
+					model = append(model, s)
+				}
+			case op < 5:
+				var run [][]byte
+				for range 1 + rng.IntN(100) {
+					s := msg()
+					run = append(run, []byte(s))
+					model = append(model, s)
+				}
+				m.PushEncodedRun(dec, run)
+			case op < 8:
+				v, ok := m.TryReceive()
+				if len(model) == 0 {
+					if ok {
+						t.Fatalf("seed %d step %d: got %.12q from an empty mailbox", seed, step, v)
+					}
+					continue
+				}
+				if !ok || v != model[0] {
+					t.Fatalf("seed %d step %d: TryReceive = %.12q, %v; want %.12q", seed, step, v, ok, model[0])
+				}
+				model = model[1:]
+			case op < 9:
+				if len(model) == 0 {
+					continue
+				}
+				i := rng.IntN(len(model))
+				want := model[i]
+				// The message is queued already: the deadline only turns a
+				// lost message into a failure instead of a hang.
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				v, err := m.ReceiveMatch(ctx, func(v any) bool { return v == want })
+				cancel()
+				if err != nil || v != want {
+					t.Fatalf("seed %d step %d: ReceiveMatch = %.12q, %v; want %.12q", seed, step, v, err, want)
+				}
+				model = append(model[:i:i], model[i+1:]...)
+			default:
+				if len(model) == 0 {
+					m.rewindInbox() // what the owner does before it parks
+				}
+			}
+		}
+		for len(model) > 0 {
+			v, ok := m.TryReceive()
+			if !ok || v != model[0] {
+				t.Fatalf("seed %d drain: TryReceive = %.12q, %v; want %.12q", seed, v, ok, model[0])
+			}
+			model = model[1:]
+		}
+		if v, ok := m.TryReceive(); ok {
+			t.Fatalf("seed %d: an extra message %.12q", seed, v)
 		}
 	}
 }
