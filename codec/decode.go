@@ -44,7 +44,10 @@ func DecodeTerm(b []byte, lim *Limits) (v any, n int, err error) {
 	if len(b) > maxMsg {
 		return nil, 0, fmt.Errorf("%w: term of %d bytes over MaxMessage %d", ErrLimit, len(b), maxMsg)
 	}
-	d := decoder{b: b, maxDepth: depth, maxString: str, elems: elems}
+	// Field by field, for the same reason: a literal is built aside and
+	// copied in with 16-byte moves.
+	var d decoder
+	d.b, d.maxDepth, d.maxString, d.elems = b, depth, str, elems
 	v, err = d.term(0)
 	if err != nil {
 		return nil, 0, err
