@@ -140,29 +140,3 @@ func TestCloseSendsWhatWasQueuedBeforeIt(t *testing.T) {
 		}
 	}
 }
-
-func TestEnqueueAppendQueuesWhatFillBuiltAndNothingOnError(t *testing.T) {
-	p := newPair(t, nil, nil)
-	errFill := errors.New("fill failed")
-	err := p.cliConn.EnqueueAppend(context.Background(), func(dst []byte) ([]byte, error) {
-		return frame(dst, []byte("half")), errFill
-	})
-	if !errors.Is(err, errFill) {
-		t.Fatalf("EnqueueAppend = %v, want the fill's error", err)
-	}
-	if q := p.cliConn.Queued(); q != 0 {
-		t.Fatalf("a failed fill left %d bytes queued", q)
-	}
-	for i := range 10 {
-		err := p.cliConn.EnqueueAppend(context.Background(), func(dst []byte) ([]byte, error) {
-			return frame(dst, []byte{byte(i)}), nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	eventually(t, 10*time.Second, "10 frames at the server", func() bool {
-		frames, _, _ := p.srvHandler.count()
-		return frames == 10
-	})
-}

@@ -250,38 +250,6 @@ func (c *Conn) push(item []byte) {
 	}
 }
 
-// EnqueueAppend is Enqueue for an item built by fill, which appends it to
-// dst, a scratch buffer, and returns the result; the item is then copied
-// into the queue. If fill fails, nothing is queued and its error is
-// returned. fill runs on the caller's goroutine, holding no lock, and must
-// not keep dst. Safe from any goroutine, with Enqueue's waiting rules.
-func (c *Conn) EnqueueAppend(ctx context.Context, fill func(dst []byte) ([]byte, error)) error {
-	if c.closed.Load() {
-		return c.closedErr()
-	}
-	if c.queued.Load() >= c.e.opts.high {
-		if err := c.waitRoom(ctx); err != nil {
-			return err
-		}
-	}
-	bp := scratchPool.Get().(*[]byte)
-	b, err := fill((*bp)[:0])
-	if err == nil {
-		c.push(b)
-	}
-	if cap(b) <= maxPooledScratch {
-		*bp = b[:0]
-		scratchPool.Put(bp)
-	}
-	return err
-}
-
-// Scratch buffers for EnqueueAppend. Got and put back by the same
-// goroutine, so the pool's per-P fast path serves them.
-var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
-
-const maxPooledScratch = 64 << 10
-
 // directIdleGap: a sender that wins the drain token writes itself only if
 // no drain ended for this long. A stream (the next push right after a
 // drain) thus stays on the loop, where items batch; a lone message (a
