@@ -13,7 +13,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/meshrt/mesh/examples/internal/pair"
 	"github.com/meshrt/mesh/node"
@@ -31,21 +30,11 @@ func run(cfg *pair.Config) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Serve {
-		return pair.Serve(context.Background(), n, cfg)
-	}
-	defer n.Stop(context.Background())
-	peer, stop, err := pair.Partner(cfg)
-	if err != nil {
-		return err
-	}
-	defer stop()
-
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := n.Connect(ctx, peer); err != nil {
-		return err
-	}
-	fmt.Println(n.Self(), "connected to", peer)
-	return nil
+	return pair.Drive(context.Background(), n, cfg, func(ctx context.Context, peer string) error {
+		if err := n.Connect(ctx, peer); err != nil {
+			return err
+		}
+		fmt.Println(n.Self(), "connected to", peer)
+		return nil
+	})
 }

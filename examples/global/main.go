@@ -54,43 +54,33 @@ func run(cfg *pair.Config) error {
 		return err
 	}
 	n.Define("clock", clock)
-	if cfg.Serve {
-		return pair.Serve(context.Background(), n, cfg)
-	}
-	defer n.Stop(context.Background())
-	peer, stop, err := pair.Partner(cfg)
-	if err != nil {
-		return err
-	}
-	defer stop()
+	return pair.Drive(context.Background(), n, cfg, func(ctx context.Context, peer string) error {
+		return n.Run(ctx, func(p *node.Process) error {
+			if _, err := p.Spawn(peer, "clock"); err != nil {
+				return err
+			}
+			// The clock registers itself over there; wait for the news here.
+			pid, ok := n.Global().Whereis("clock")
+			for ; !ok && ctx.Err() == nil; pid, ok = n.Global().Whereis("clock") {
+				time.Sleep(5 * time.Millisecond)
+			}
+			fmt.Println("whereis clock:", pid, ok)
+			if err := p.Send(pid, codec.Tuple{p.Self()}); err != nil {
+				return err
+			}
+			answer, err := p.Receive(ctx)
+			if err != nil {
+				return err
+			}
+			fmt.Println("clock says:", answer)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	return n.Run(ctx, func(p *node.Process) error {
-		if _, err := p.Spawn(peer, "clock"); err != nil {
-			return err
-		}
-		// The clock registers itself over there; wait for the news here.
-		pid, ok := n.Global().Whereis("clock")
-		for ; !ok && ctx.Err() == nil; pid, ok = n.Global().Whereis("clock") {
-			time.Sleep(5 * time.Millisecond)
-		}
-		fmt.Println("whereis clock:", pid, ok)
-		if err := p.Send(pid, codec.Tuple{p.Self()}); err != nil {
-			return err
-		}
-		answer, err := p.Receive(ctx)
-		if err != nil {
-			return err
-		}
-		fmt.Println("clock says:", answer)
-
-		// Any node may unregister a name; it is gone here at once.
-		if err := n.Global().Unregister("clock"); err != nil {
-			return err
-		}
-		_, ok = n.Global().Whereis("clock")
-		fmt.Println("after unregister, whereis clock:", ok)
-		return nil
+			// Any node may unregister a name; it is gone here at once.
+			if err := n.Global().Unregister("clock"); err != nil {
+				return err
+			}
+			_, ok = n.Global().Whereis("clock")
+			fmt.Println("after unregister, whereis clock:", ok)
+			return nil
+		})
 	})
 }

@@ -33,32 +33,23 @@ func run(cfg *pair.Config) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Serve {
-		return pair.Serve(context.Background(), n, cfg)
-	}
-	defer n.Stop(context.Background())
-	peer, stop, err := pair.Partner(cfg)
-	if err != nil {
-		return err
-	}
-	defer stop()
-	if cfg.Peer == "" { // we started b; now start c, which joins b
-		_, stopC, err := pair.StartNode("c@127.0.0.1:0", cfg.Cookie, peer)
-		if err != nil {
+	return pair.Drive(context.Background(), n, cfg, func(ctx context.Context, peer string) error {
+		if cfg.Peer == "" { // we started b; now start c, which joins b
+			_, stopC, err := pair.StartNode("c@127.0.0.1:0", cfg.Cookie, peer)
+			if err != nil {
+				return err
+			}
+			defer stopC()
+		}
+
+		if err := n.Connect(ctx, peer); err != nil {
 			return err
 		}
-		defer stopC()
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := n.Connect(ctx, peer); err != nil {
-		return err
-	}
-	// Connecting is enough: b tells this node about c, and it connects.
-	for len(n.List()) < 2 && ctx.Err() == nil {
-		time.Sleep(10 * time.Millisecond)
-	}
-	fmt.Println("cluster:", n.List())
-	return nil
+		// Connecting is enough: b tells this node about c, and it connects.
+		for len(n.List()) < 2 && ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+		fmt.Println("cluster:", n.List())
+		return nil
+	})
 }

@@ -44,40 +44,30 @@ func run(cfg *pair.Config) error {
 		halt()
 		return nil
 	})
-	if cfg.Serve {
-		return pair.Serve(serving, n, cfg)
-	}
-	defer n.Stop(context.Background())
-	peer, stop, err := pair.Partner(cfg)
-	if err != nil {
-		return err
-	}
-	defer stop()
-
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := n.Connect(ctx, peer); err != nil {
-		return err
-	}
-	return n.Run(ctx, func(p *node.Process) error {
-		if err := p.MonitorNode(peer); err != nil {
+	return pair.Drive(serving, n, cfg, func(ctx context.Context, peer string) error {
+		if err := n.Connect(ctx, peer); err != nil {
 			return err
 		}
-		fmt.Println("monitoring", peer)
-		pid, err := p.Spawn(peer, "halt")
-		if err != nil {
-			return err
-		}
-		if err := p.Send(pid, "now"); err != nil {
-			return err
-		}
-		msg, err := p.Receive(ctx)
-		if err != nil {
-			return err
-		}
-		if down, ok := msg.(node.NodeDown); ok {
-			fmt.Println("nodedown:", down.Node)
-		}
-		return nil
+		return n.Run(ctx, func(p *node.Process) error {
+			if err := p.MonitorNode(peer); err != nil {
+				return err
+			}
+			fmt.Println("monitoring", peer)
+			pid, err := p.Spawn(peer, "halt")
+			if err != nil {
+				return err
+			}
+			if err := p.Send(pid, "now"); err != nil {
+				return err
+			}
+			msg, err := p.Receive(ctx)
+			if err != nil {
+				return err
+			}
+			if down, ok := msg.(node.NodeDown); ok {
+				fmt.Println("nodedown:", down.Node)
+			}
+			return nil
+		})
 	})
 }

@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/meshrt/mesh/examples/internal/pair"
 	"github.com/meshrt/mesh/node"
@@ -40,33 +39,23 @@ func run(cfg *pair.Config) error {
 		return err
 	}
 	n.Define("greeter", greeter) // both nodes run this program, so both define it
-	if cfg.Serve {
-		return pair.Serve(context.Background(), n, cfg)
-	}
-	defer n.Stop(context.Background())
-	peer, stop, err := pair.Partner(cfg)
-	if err != nil {
-		return err
-	}
-	defer stop()
+	return pair.Drive(context.Background(), n, cfg, func(ctx context.Context, peer string) error {
+		return n.Run(ctx, func(p *node.Process) error {
+			// Spawn connects to peer if it is not connected yet.
+			pid, err := p.Spawn(peer, "greeter", p.Self(), "world")
+			if err != nil {
+				return err
+			}
+			fmt.Println("spawned", pid)
+			reply, err := p.Receive(ctx)
+			if err != nil {
+				return err
+			}
+			fmt.Println("got:", reply)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	return n.Run(ctx, func(p *node.Process) error {
-		// Spawn connects to peer if it is not connected yet.
-		pid, err := p.Spawn(peer, "greeter", p.Self(), "world")
-		if err != nil {
-			return err
-		}
-		fmt.Println("spawned", pid)
-		reply, err := p.Receive(ctx)
-		if err != nil {
-			return err
-		}
-		fmt.Println("got:", reply)
-
-		_, err = p.Spawn(peer, "no-such-actor")
-		fmt.Println("spawning an undefined actor is refused:", errors.Is(err, node.ErrUnknownActor))
-		return nil
+			_, err = p.Spawn(peer, "no-such-actor")
+			fmt.Println("spawning an undefined actor is refused:", errors.Is(err, node.ErrUnknownActor))
+			return nil
+		})
 	})
 }

@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/meshrt/mesh/examples/internal/pair"
 	"github.com/meshrt/mesh/node"
@@ -40,33 +39,23 @@ func run(cfg *pair.Config) error {
 		return err
 	}
 	n.Define("worker", worker)
-	if cfg.Serve {
-		return pair.Serve(context.Background(), n, cfg)
-	}
-	defer n.Stop(context.Background())
-	peer, stop, err := pair.Partner(cfg)
-	if err != nil {
-		return err
-	}
-	defer stop()
-
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	return n.Run(ctx, func(p *node.Process) error {
-		p.TrapExit(true)
-		pid, err := p.SpawnLink(peer, "worker")
-		if err != nil {
-			return err
-		}
-		fmt.Println("spawned and linked", pid)
-		msg, err := p.Receive(ctx)
-		if err != nil {
-			return err
-		}
-		if exit, ok := msg.(node.Exit); ok && exit.From == pid {
-			// A remote error travels as its text.
-			fmt.Printf("linked worker exited: %v\n", exit.Reason)
-		}
-		return nil
+	return pair.Drive(context.Background(), n, cfg, func(ctx context.Context, peer string) error {
+		return n.Run(ctx, func(p *node.Process) error {
+			p.TrapExit(true)
+			pid, err := p.SpawnLink(peer, "worker")
+			if err != nil {
+				return err
+			}
+			fmt.Println("spawned and linked", pid)
+			msg, err := p.Receive(ctx)
+			if err != nil {
+				return err
+			}
+			if exit, ok := msg.(node.Exit); ok && exit.From == pid {
+				// A remote error travels as its text.
+				fmt.Printf("linked worker exited: %v\n", exit.Reason)
+			}
+			return nil
+		})
 	})
 }

@@ -151,3 +151,22 @@ func Serve(ctx context.Context, n *node.Node, c *Config) error {
 	defer done()
 	return n.Stop(stopCtx)
 }
+
+// Drive plays n's role in an example. With -serve it serves (see [Serve],
+// until serving ends or a signal or the end of stdin). Otherwise it finds
+// the partner (see [Partner]), runs body with the partner's name and a
+// context that bounds the example, then stops the partner and n.
+func Drive(serving context.Context, n *node.Node, c *Config, body func(ctx context.Context, peer string) error) error {
+	if c.Serve {
+		return Serve(serving, n, c)
+	}
+	defer n.Stop(context.Background())
+	peer, stop, err := Partner(c)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return body(ctx, peer)
+}
