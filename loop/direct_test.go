@@ -13,19 +13,8 @@ import (
 // frame must arrive once, in order per sender.
 func TestDirectWritesAndLoopDrainsKeepOrderPerSender(t *testing.T) {
 	const senders, bursts, burst = 8, 60, 20
-	var mu sync.Mutex
-	next := make([]uint32, senders)
-	var bad int
-	check := func(c *Conn, f []byte) {
-		s, seq := binary.BigEndian.Uint32(f), binary.BigEndian.Uint32(f[4:])
-		mu.Lock()
-		if seq != next[s] {
-			bad++
-		}
-		next[s] = seq + 1
-		mu.Unlock()
-	}
-	p := newPair(t, check, nil)
+	order := newOrderCheck(senders)
+	p := newPair(t, order.frame, nil)
 	var wg sync.WaitGroup
 	for s := range senders {
 		wg.Add(1)
@@ -63,9 +52,7 @@ func TestDirectWritesAndLoopDrainsKeepOrderPerSender(t *testing.T) {
 		n, _, _ := p.srvHandler.count()
 		return n == want
 	})
-	mu.Lock()
-	defer mu.Unlock()
-	if bad != 0 {
+	if bad, _ := order.result(); bad != 0 {
 		t.Fatalf("%d frames out of order", bad)
 	}
 	if p.cliConn.nDirect.Load() == 0 {

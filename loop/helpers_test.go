@@ -157,3 +157,32 @@ func newPair(t *testing.T, srvFrame, cliFrame func(*Conn, []byte), opts ...Optio
 	}
 	return p
 }
+
+// orderCheck checks frames that start with a big-endian sender number and
+// sequence number: each sender's frames must arrive in sequence. Its frame
+// method is a frame handler.
+type orderCheck struct {
+	mu   sync.Mutex
+	next []uint32 // per sender, the sequence number expected next
+	bad  int      // frames that broke their sender's sequence
+}
+
+func newOrderCheck(senders int) *orderCheck { return &orderCheck{next: make([]uint32, senders)} }
+
+func (o *orderCheck) frame(_ *Conn, f []byte) {
+	s, seq := binary.BigEndian.Uint32(f), binary.BigEndian.Uint32(f[4:])
+	o.mu.Lock()
+	if seq != o.next[s] {
+		o.bad++
+	}
+	o.next[s] = seq + 1
+	o.mu.Unlock()
+}
+
+// result returns how many frames broke their sequence and, per sender,
+// how many arrived in sequence.
+func (o *orderCheck) result() (bad int, next []uint32) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.bad, append([]uint32(nil), o.next...)
+}

@@ -23,19 +23,8 @@ func TestEchoKeepsOrderPerSender(t *testing.T) {
 			t.Errorf("echo: %v", err)
 		}
 	}
-	var mu sync.Mutex
-	next := make([]uint32, senders)
-	var bad int
-	check := func(c *Conn, f []byte) {
-		s, seq := binary.BigEndian.Uint32(f), binary.BigEndian.Uint32(f[4:])
-		mu.Lock()
-		if seq != next[s] {
-			bad++
-		}
-		next[s] = seq + 1
-		mu.Unlock()
-	}
-	p := newPair(t, echo, check)
+	order := newOrderCheck(senders)
+	p := newPair(t, echo, order.frame)
 	if got := p.cliConn.Info(); got != "srv" {
 		t.Fatalf("client Info = %v, want srv", got)
 	}
@@ -65,8 +54,7 @@ func TestEchoKeepsOrderPerSender(t *testing.T) {
 		n, _, _ := p.cliHandl.count()
 		return n == senders*perSender
 	})
-	mu.Lock()
-	defer mu.Unlock()
+	bad, next := order.result()
 	if bad != 0 {
 		t.Fatalf("%d frames out of order", bad)
 	}
