@@ -6,7 +6,7 @@ FUZZTIME    ?= 60s
 SOAKTIME    ?= 10m
 BENCHCOUNT  ?= 8
 
-.PHONY: run test lint vet staticcheck fmtcheck bench fuzz soak
+.PHONY: run test lint vet staticcheck fmtcheck tidycheck sizecheck bench fuzz soak
 
 ## run: a local cluster load run with meshbench (no setup needed).
 run:
@@ -16,8 +16,16 @@ run:
 test: lint
 	$(GO) test -race -count=1 -timeout 14m ./...
 
-## lint: gofmt, go vet and staticcheck (pinned).
-lint: fmtcheck vet staticcheck
+## lint: gofmt, go vet, staticcheck (pinned), a tidy go.mod and no large files.
+lint: fmtcheck vet staticcheck tidycheck sizecheck
+
+tidycheck:
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy'"; exit 1; }
+
+# A tracked file over 1 MiB is almost always a built binary or a stray data dump.
+sizecheck:
+	@big=$$(git ls-files -z 2>/dev/null | xargs -0 -r stat -c '%s %n' 2>/dev/null | awk '$$1 > 1048576 {print $$2}'); \
+	if [ -n "$$big" ]; then echo "tracked files over 1 MiB (build outputs belong in .gitignore):"; echo "$$big"; exit 1; fi
 
 fmtcheck:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -16,18 +16,16 @@ package handshake
 
 import (
 	"context"
+	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"time"
-
-	"golang.org/x/crypto/hkdf"
 )
 
 // Protocol versions this package speaks. Each side advertises the range
@@ -98,11 +96,12 @@ var (
 // can try guesses offline. DeriveKey is safe from any goroutine.
 func DeriveKey(cookie string) Key {
 	var k Key
-	r := hkdf.New(sha256.New, []byte(cookie), hkdfSalt, hkdfInfo)
-	if _, err := io.ReadFull(r, k[:]); err != nil {
+	b, err := hkdf.Key(sha256.New, []byte(cookie), hkdfSalt, string(hkdfInfo), len(k))
+	if err != nil {
 		// HKDF-SHA256 yields up to 255*32 bytes; 32 cannot fail.
 		panic("handshake: hkdf: " + err.Error())
 	}
+	copy(k[:], b)
 	return k
 }
 
