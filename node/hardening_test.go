@@ -22,7 +22,7 @@ func TestForgedDownForAnotherNodesMonitorIsIgnored(t *testing.T) {
 		if !p.addWatching(ref, elsewhere) {
 			return errors.New("watching refused")
 		}
-		a.remoteDown(liar, &codec.Down{Ref: ref, Watcher: p.Self(),
+		a.handleDown(liar, &codec.Down{Ref: ref, Watcher: p.Self(),
 			PID: PID{Node: liar.name, Incarnation: liar.incarnation, ID: 1}, Reason: NoProc})
 		if m, ok := p.mb.TryReceive(); ok {
 			return fmt.Errorf("a forged Down was delivered: %#v", m)
@@ -43,7 +43,7 @@ func TestDemonitorWithAnotherNodesRefIsIgnored(t *testing.T) {
 	if !a.local(target).addMonitor(honestRef, watcher) {
 		t.Fatal("monitor refused")
 	}
-	a.remoteDemonitor(liar, PID{Node: liar.name, Incarnation: 7, ID: 1}, target, honestRef)
+	a.handleDemonitor(liar, PID{Node: liar.name, Incarnation: 7, ID: 1}, target, honestRef)
 	tp := a.local(target)
 	tp.mu.Lock()
 	_, still := tp.rel.monitors[honestRef]
@@ -61,14 +61,14 @@ func TestSpawnReplyFromAnotherPeerLeavesTheRequestPending(t *testing.T) {
 	a.spawnsMu.Lock()
 	a.spawns[42] = ps
 	a.spawnsMu.Unlock()
-	a.spawnReplied(liar, &codec.SpawnReply{Req: 42, Code: codec.SpawnUnknownActor})
+	a.handleSpawnReply(liar, &codec.SpawnReply{Req: 42, Code: codec.SpawnUnknownActor})
 	a.spawnsMu.Lock()
 	_, pending := a.spawns[42]
 	a.spawnsMu.Unlock()
 	if !pending || len(ps.reply) != 0 {
 		t.Fatal("another peer's reply answered the request")
 	}
-	a.spawnReplied(asked, &codec.SpawnReply{Req: 42, Code: codec.SpawnUnknownActor})
+	a.handleSpawnReply(asked, &codec.SpawnReply{Req: 42, Code: codec.SpawnUnknownActor})
 	if r := <-ps.reply; !errors.Is(r.err, ErrUnknownActor) {
 		t.Fatalf("the asked peer's reply gave %v", r.err)
 	}

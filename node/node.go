@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 
@@ -50,7 +49,7 @@ type Node struct {
 	stopOnce sync.Once
 	ready    chan struct{} // closed when Start has built the node
 
-	// Distribution (see dist.go).
+	// Distribution (admit.go, membership.go, peer.go).
 	cookie        string
 	hs            handshake.Config
 	engine        *loop.Engine
@@ -62,7 +61,7 @@ type Node struct {
 	global        *global.Registry
 
 	peersMu sync.Mutex
-	peers   map[string]*peer     // guarded by peersMu; see dist.go invariant 1
+	peers   map[string]*peer     // guarded by peersMu; see membership.go invariant 1
 	dialing map[string]*dialCall // guarded by peersMu
 	cut     map[string]bool      // guarded by peersMu: test partitions (partition.go)
 	// peerView is a read-only copy of peers for the send path, replaced
@@ -193,7 +192,7 @@ func (n *Node) spawn(parent *Process, node, actor string, args []any, link bool)
 			return PID{}, err
 		}
 		if node = nn.String(); node != n.self {
-			return n.spawnRemote(parent, node, actor, args, link)
+			return n.requestSpawn(parent, node, actor, args, link)
 		}
 	}
 	fn, ok := n.actor(actor)
@@ -251,25 +250,12 @@ func (n *Node) prepareSpawn(fn func(*Process) error, link PID) (*Process, error)
 	return p, nil
 }
 
-// start runs a prepared process's goroutine.
-func (p *Process) start() { go p.main() }
-
 func (n *Node) newProcess() *Process {
 	return &Process{
 		node: n,
 		pid:  PID{Node: n.self, Incarnation: n.incarnation, ID: n.nextID.Add(1)},
 		mb:   mailbox.New(),
 	}
-}
-
-// main is the body of every spawned process goroutine. Taking the function
-// from p.fn rather than as an argument keeps the goroutine's start closure
-// at one word.
-func (p *Process) main() {
-	defer p.node.procDone()
-	fn := p.fn
-	p.fn = nil
-	p.die(exitReason(run(p, fn)))
 }
 
 // procDone records the end of a process goroutine.
@@ -280,24 +266,6 @@ func (n *Node) procDone() {
 		default:
 		}
 	}
-}
-
-// run calls fn, turning a panic into a *PanicError.
-func run(p *Process, fn func(*Process) error) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = &PanicError{Value: v, Stack: debug.Stack()}
-		}
-	}()
-	return fn(p)
-}
-
-// exitReason maps what a process function returned to its exit reason.
-func exitReason(err error) any {
-	if err == nil {
-		return Normal
-	}
-	return err
 }
 
 // Run runs fn as a process of this node on the calling goroutine, so that
@@ -350,6 +318,53 @@ func (n *Node) send(from uint64, to PID, msg any) error {
 		p.mb.Push(msg)
 	}
 	return nil
+}
+
+// exitSignal delivers an exit signal from → to. A link signal is honoured
+// only while the link exists (and removes it); an [Exit] call's signal
+// always applies.
+func (n *Node) exitSignal(from, to PID, reason any, viaLink bool) {
+	if to.Node != n.self {
+		n.sendExit(from, to, reason, viaLink)
+		return
+	}
+	t := n.local(to)
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	if t.dead {
+		t.mu.Unlock()
+		return
+	}
+	if viaLink {
+		if t.rel == nil {
+			t.mu.Unlock()
+			return
+		}
+		if _, ok := t.rel.links[from]; !ok {
+			t.mu.Unlock()
+			return
+		}
+		delete(t.rel.links, from)
+	}
+	t.mu.Unlock()
+
+	if a, ok := reason.(codec.Atom); ok && a == Kill {
+		if !viaLink {
+			t.die(Killed)
+			return
+		}
+		reason = Killed // a process that exited with reason kill: links see killed
+	}
+	switch {
+	case t.trap.Load():
+		t.mb.Push(Exit{From: from, Reason: reason})
+	case isNormal(reason) && from != to:
+		// a normal exit signal does not kill
+	default:
+		t.die(reason)
+	}
 }
 
 // local returns the live-table entry for a PID of this node incarnation.

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/meshrt/mesh/codec"
 	"github.com/meshrt/mesh/mailbox"
 )
 
@@ -69,6 +69,37 @@ func (p *Process) Self() PID { return p.pid }
 
 // Node returns the node the process runs on.
 func (p *Process) Node() *Node { return p.node }
+
+// start runs a prepared process's goroutine.
+func (p *Process) start() { go p.main() }
+
+// main is the body of every spawned process goroutine. Taking the function
+// from p.fn rather than as an argument keeps the goroutine's start closure
+// at one word.
+func (p *Process) main() {
+	defer p.node.procDone()
+	fn := p.fn
+	p.fn = nil
+	p.die(exitReason(run(p, fn)))
+}
+
+// run calls fn, turning a panic into a *PanicError.
+func run(p *Process, fn func(*Process) error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return fn(p)
+}
+
+// exitReason maps what a process function returned to its exit reason.
+func exitReason(err error) any {
+	if err == nil {
+		return Normal
+	}
+	return err
+}
 
 // Receive returns the next message, waiting until one arrives or ctx ends.
 // It returns [ErrExited] once the process has been killed or its node
@@ -183,6 +214,12 @@ func (p *Process) SpawnLink(node, actor string, args ...any) (PID, error) {
 	return p.node.spawn(p, node, actor, args, true)
 }
 
+// SpawnLinkFunc starts fn as a new process of this node, linked to this
+// process before fn runs.
+func (p *Process) SpawnLinkFunc(fn func(p *Process) error) (PID, error) {
+	return p.node.spawnLocal(fn, p)
+}
+
 // TrapExit sets whether exit signals from linked processes (and from
 // [Process.Exit]) arrive as [Exit] messages instead of killing this process.
 // Reason [Kill] sent with Exit kills regardless.
@@ -199,7 +236,7 @@ func (p *Process) Link(pid PID) error {
 		if pid.Node == "" {
 			return fmt.Errorf("link %v: %w", pid, ErrBadPID)
 		}
-		return p.node.linkRemote(p, pid)
+		return p.node.sendLink(p, pid)
 	}
 	t := p.node.local(pid)
 	if t == nil {
@@ -276,10 +313,7 @@ func (p *Process) Unlink(pid PID) error {
 	p.mu.Unlock()
 	if pid.Node != p.node.self {
 		if pe := p.node.peerIfUp(pid.Node); pe != nil {
-			pe.control(func(b []byte) ([]byte, error) {
-				l := codec.Link{From: p.pid, To: pid}
-				return l.Append(b, codec.KindUnlink)
-			})
+			sendUnlink(pe, p.pid, pid)
 		}
 		return nil
 	}
@@ -299,7 +333,7 @@ func (p *Process) Unlink(pid PID) error {
 func (p *Process) Monitor(pid PID) Ref {
 	ref := p.node.makeRef()
 	if pid.Node != p.node.self && pid.Node != "" {
-		p.node.monitorRemote(p, ref, pid)
+		p.node.sendMonitor(p, ref, pid)
 		return ref
 	}
 	if !p.addWatching(ref, pid) {
@@ -362,16 +396,22 @@ func (p *Process) Demonitor(ref Ref) {
 	}
 	if target.Node != p.node.self {
 		if pe := p.node.peerIfUp(target.Node); pe != nil {
-			pe.control(func(b []byte) ([]byte, error) {
-				m := codec.Monitor{From: p.pid, To: target, Ref: ref}
-				return m.Append(b, codec.KindDemonitor)
-			})
+			sendDemonitor(pe, p.pid, target, ref)
 		}
 		return
 	}
 	if t := p.node.local(target); t != nil {
 		t.removeMonitor(ref)
 	}
+}
+
+// removeMonitor forgets the monitor ref held on p.
+func (p *Process) removeMonitor(ref Ref) {
+	p.mu.Lock()
+	if p.rel != nil {
+		delete(p.rel.monitors, ref)
+	}
+	p.mu.Unlock()
 }
 
 // Exit sends an exit signal with reason to pid. If pid traps exits it
@@ -388,11 +428,38 @@ func (p *Process) Exit(pid PID, reason any) error {
 			return fmt.Errorf("exit %v: %w", pid, err)
 		}
 		if pe.incarnation == pid.Incarnation {
-			p.node.signalRemote(p.pid, pid, reason, false)
+			p.node.sendExit(p.pid, pid, reason, false)
 		}
 		return nil
 	}
 	p.node.exitSignal(p.pid, pid, reason, false)
+	return nil
+}
+
+// MonitorNode makes this process receive [NodeDown] once when node
+// disconnects; at once if it is not connected now. Each call is one monitor.
+func (p *Process) MonitorNode(node string) error {
+	nn, err := parseName(node)
+	if err != nil {
+		return err
+	}
+	node = nn.String()
+	n := p.node
+	if node == n.self {
+		return nil // this node's own end is the process's end too
+	}
+	n.peersMu.Lock()
+	n.nodeMonMu.Lock()
+	pe := n.peers[node]
+	up := pe != nil && pe.isUp()
+	if up {
+		n.nodeMons[node] = append(n.nodeMons[node], p.pid)
+	}
+	n.nodeMonMu.Unlock()
+	n.peersMu.Unlock()
+	if !up {
+		p.mb.Push(NodeDown{Node: node})
+	}
 	return nil
 }
 
@@ -418,53 +485,6 @@ func (p *Process) isAlive() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return !p.dead
-}
-
-// exitSignal delivers an exit signal from → to. A link signal is honoured
-// only while the link exists (and removes it); an [Exit] call's signal
-// always applies.
-func (n *Node) exitSignal(from, to PID, reason any, viaLink bool) {
-	if to.Node != n.self {
-		n.signalRemote(from, to, reason, viaLink)
-		return
-	}
-	t := n.local(to)
-	if t == nil {
-		return
-	}
-	t.mu.Lock()
-	if t.dead {
-		t.mu.Unlock()
-		return
-	}
-	if viaLink {
-		if t.rel == nil {
-			t.mu.Unlock()
-			return
-		}
-		if _, ok := t.rel.links[from]; !ok {
-			t.mu.Unlock()
-			return
-		}
-		delete(t.rel.links, from)
-	}
-	t.mu.Unlock()
-
-	if a, ok := reason.(codec.Atom); ok && a == Kill {
-		if !viaLink {
-			t.die(Killed)
-			return
-		}
-		reason = Killed // a process that exited with reason kill: links see killed
-	}
-	switch {
-	case t.trap.Load():
-		t.mb.Push(Exit{From: from, Reason: reason})
-	case isNormal(reason) && from != to:
-		// a normal exit signal does not kill
-	default:
-		t.die(reason)
-	}
 }
 
 // die ends p with reason, once: it leaves the table, its mailbox closes (a
@@ -493,10 +513,7 @@ func (p *Process) die(reason any) {
 	for ref, target := range rel.watching {
 		if target.Node != n.self {
 			if pe := n.peerIfUp(target.Node); pe != nil {
-				pe.control(func(b []byte) ([]byte, error) {
-					m := codec.Monitor{From: p.pid, To: target, Ref: ref}
-					return m.Append(b, codec.KindDemonitor)
-				})
+				sendDemonitor(pe, p.pid, target, ref)
 			}
 		} else if t := n.local(target); t != nil {
 			t.removeMonitor(ref)
@@ -504,7 +521,7 @@ func (p *Process) die(reason any) {
 	}
 	for ref, watcher := range rel.monitors {
 		if watcher.Node != n.self {
-			n.downRemote(ref, watcher, p.pid, reason)
+			n.sendDown(ref, watcher, p.pid, reason)
 		} else if w := n.local(watcher); w != nil {
 			w.mb.Push(Down{Ref: ref, PID: p.pid, Reason: reason})
 		}
@@ -512,19 +529,4 @@ func (p *Process) die(reason any) {
 	for pid := range rel.links {
 		n.exitSignal(p.pid, pid, reason, true)
 	}
-}
-
-// removeMonitor forgets the monitor ref held on p.
-func (p *Process) removeMonitor(ref Ref) {
-	p.mu.Lock()
-	if p.rel != nil {
-		delete(p.rel.monitors, ref)
-	}
-	p.mu.Unlock()
-}
-
-// SpawnLinkFunc starts fn as a new process of this node, linked to this
-// process before fn runs.
-func (p *Process) SpawnLinkFunc(fn func(p *Process) error) (PID, error) {
-	return p.node.spawnLocal(fn, p)
 }

@@ -1,0 +1,218 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/meshrt/mesh/codec"
+	"github.com/meshrt/mesh/internal/handshake"
+	"github.com/meshrt/mesh/loop"
+	"github.com/meshrt/mesh/tlsconn"
+)
+
+// Admission: the node's engine and listener, the handshake hook that runs
+// the cookie handshake on every new connection, and the acceptor's decision
+// (the status byte) on whether an authenticated connection becomes the
+// peer's connection (membership.go, invariant 2).
+
+// startNet starts the engine and the listener, fixing n.self's port when the
+// name asked for port 0.
+func (n *Node) startNet() error {
+	cert, err := tlsconn.NewCertificate(tlsconn.DefaultValidity)
+	if err != nil {
+		return err
+	}
+	n.hs = handshake.Config{
+		Name:         n.self,
+		Incarnation:  n.incarnation,
+		Features:     uint64(n.features()),
+		Key:          handshake.DeriveKey(n.cookie),
+		ValidateName: func(s string) error { _, err := parseName(s); return err },
+	}
+	eng, err := loop.New(
+		loop.WithCertificate(cert),
+		loop.WithHook(n.hook),
+		loop.WithHandshakeTimeout(n.opts.handshakeTimeout),
+		loop.WithLogger(n.log),
+	)
+	if err != nil {
+		return fmt.Errorf("node: start engine: %w", err)
+	}
+	listen := n.opts.listen
+	if listen == "" {
+		listen = net.JoinHostPort(n.name.host, strconv.Itoa(n.name.port))
+	}
+	addr, err := eng.Listen(listen, n.accept)
+	if err != nil {
+		_ = eng.Close()
+		return fmt.Errorf("node: listen on %s: %w", listen, err)
+	}
+	if n.name.port == 0 {
+		if ta, ok := addr.(*net.TCPAddr); ok {
+			n.name.port = ta.Port
+		}
+	}
+	n.self = n.name.String()
+	n.hs.Name = n.self
+	n.engine = eng
+	return nil
+}
+
+// features are the link capabilities this node offers its peers.
+func (n *Node) features() codec.Features {
+	f := codec.FeatureFragments
+	if n.opts.compression {
+		f |= codec.FeatureS2
+	}
+	return f
+}
+
+// peerInfo is what the hook hands over with an authenticated connection.
+type peerInfo struct {
+	name        string
+	incarnation uint64
+	features    codec.Features
+	peer        *peer // acceptor side: the admitted, reserved peer
+}
+
+// Status bytes the acceptor sends right after the proofs.
+const (
+	statusOK        byte = 1
+	statusDuplicate byte = 2 // the peer keeps a connection of its own choosing
+	statusRefused   byte = 3 // the peer does not take this connection now
+)
+
+// errDuplicate ends a connection that lost the simultaneous-dial rule.
+var errDuplicate = errors.New("node: duplicate connection")
+
+// errRefused ends a connection the acceptor does not take now (it is
+// stopping, or a test partitioned it away).
+var errRefused = errors.New("node: connection refused by peer")
+
+// hook runs on the engine's handshake goroutine, in blocking mode, right
+// after TLS: the cookie handshake, then the admission status byte.
+func (n *Node) hook(ctx context.Context, tc *tls.Conn, outbound bool, dialArg any) (any, error) {
+	dialled := ""
+	if outbound {
+		dialled, _ = dialArg.(string)
+	}
+	// Start listens before it has built everything the rest needs (the
+	// registry needs the name, which needs the bound port): wait for it.
+	select {
+	case <-n.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	res, err := handshake.Run(ctx, tc, &n.hs, dialled)
+	if err != nil {
+		n.metrics.handshake(handshake.Reason(err))
+		return nil, err
+	}
+	info := &peerInfo{
+		name:        res.Peer.Name,
+		incarnation: res.Peer.Incarnation,
+		features:    codec.Features(res.Features),
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = tc.SetDeadline(dl)
+		defer func() { _ = tc.SetDeadline(time.Time{}) }()
+	}
+	if outbound {
+		var status [1]byte
+		if _, err := io.ReadFull(tc, status[:]); err != nil {
+			n.metrics.handshake("io")
+			return nil, fmt.Errorf("node: reading admission status: %w", err)
+		}
+		n.metrics.handshake(statusReason(status[0]))
+		switch status[0] {
+		case statusOK:
+			return info, nil
+		case statusDuplicate:
+			return nil, errDuplicate
+		default:
+			return nil, errRefused
+		}
+	}
+	pe, status, old := n.admit(info)
+	if old != nil {
+		// The connection this one replaces must be gone, its cleanup done,
+		// before this one starts: otherwise that cleanup would reach links,
+		// monitors and names made over the new one.
+		old.retire(ctx)
+	}
+	n.metrics.handshake(statusReason(status))
+	if _, err := tc.Write([]byte{status}); err != nil || status != statusOK {
+		if status == statusOK {
+			n.unreserve(pe)
+			return nil, fmt.Errorf("node: writing admission status: %w", err)
+		}
+		if status == statusDuplicate {
+			return nil, errDuplicate
+		}
+		return nil, errRefused
+	}
+	info.peer = pe
+	return info, nil
+}
+
+// statusReason is the handshake counter's label for an admission outcome:
+// each handshake is counted once, by how it ended.
+func statusReason(status byte) string {
+	switch status {
+	case statusOK:
+		return "ok"
+	case statusDuplicate:
+		return "duplicate"
+	default:
+		return "refused"
+	}
+}
+
+// admit decides, as the acceptor, whether an authenticated inbound
+// connection from info.name becomes the peer's connection (invariant 2), and
+// if so reserves the name for it.
+func (n *Node) admit(info *peerInfo) (*peer, byte, *peer) {
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	if n.stopped.Load() || n.isCutLocked(info.name) {
+		return nil, statusRefused, nil
+	}
+	old := n.peers[info.name]
+	_, dialling := n.dialing[info.name]
+	sameRun := old != nil && old.incarnation == info.incarnation
+	if (sameRun || dialling) && n.self < info.name {
+		// Our own connection (made or being made) is dialled by the
+		// smaller name: it wins, this one is the duplicate.
+		return nil, statusDuplicate, nil
+	}
+	pe := n.newPeer(info, false)
+	n.peers[info.name] = pe
+	n.publishPeersLocked()
+	// A reservation whose connection the engine drops after this hook
+	// (deadline, engine closing) never reaches accept: let it lapse.
+	pe.lapse = time.AfterFunc(2*n.opts.handshakeTimeout, func() { n.unreserve(pe) })
+	return pe, statusOK, old
+}
+
+// unreserve drops a reservation made by admit whose connection never came
+// up (it was never attached).
+func (n *Node) unreserve(pe *peer) {
+	n.peersMu.Lock()
+	if n.peers[pe.name] == pe && pe.conn == nil {
+		delete(n.peers, pe.name)
+		n.publishPeersLocked()
+	}
+	n.peersMu.Unlock()
+}
+
+// accept receives an authenticated inbound connection from the engine.
+func (n *Node) accept(c *loop.Conn) {
+	info := c.Info().(*peerInfo)
+	info.peer.attach(c)
+}

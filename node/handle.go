@@ -1,0 +1,354 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/meshrt/mesh/codec"
+	"github.com/meshrt/mesh/loop"
+)
+
+// Incoming: what a peer's frames do on this node. Everything here runs on
+// the peer's event loop, in frame order (OnData → handleFrame → handleX),
+// and never blocks: answers go out as control frames (peer.control), which
+// never wait.
+//
+// A peer speaks only for its own processes and references (peer.owns,
+// peer.ownsRef): a frame that names another node's process as its sender is
+// ignored.
+
+// OnData parses and handles every whole frame in b. Runs on the loop.
+func (pe *peer) OnData(_ *loop.Conn, b []byte) (int, error) {
+	pe.lastSeen.Store(time.Now().UnixNano())
+	used := 0
+	// The counters are published once per call, not once per message. The
+	// target cache lasts one call: a link that goes quiet must not keep a
+	// dead process, and what its mailbox still holds, alive.
+	defer func() {
+		pe.stats.bytesIn.Add(uint64(used))
+		pe.stats.msgsIn.Add(pe.msgsIn)
+		pe.msgsIn = 0
+		pe.lastTo = nil
+	}()
+	for used < len(b) {
+		f, k, err := pe.reader.Next(b[used:])
+		if errors.Is(err, codec.ErrNeedMore) {
+			break
+		}
+		if err != nil {
+			return used, fmt.Errorf("node: from %s: %w", pe.name, err)
+		}
+		used += k
+		if err := pe.handleFrame(f); err != nil {
+			return used, fmt.Errorf("node: from %s: %w", pe.name, err)
+		}
+	}
+	return used, nil
+}
+
+// handleFrame acts on one frame. An error closes the connection: only input
+// that breaks the protocol returns one.
+func (pe *peer) handleFrame(f codec.Frame) error {
+	n := pe.n
+	switch f.Kind {
+	case codec.KindBatch, codec.KindFragment:
+		err := pe.reasm.Feed(f, pe.deliver)
+		pe.flushRun()
+		return err
+	case codec.KindTick:
+		return n.handleTick(pe, f.Payload)
+	case codec.KindTock:
+		return n.handleTock(f.Payload)
+	}
+	v, err := codec.DecodeControl(f, &n.limits)
+	if err != nil {
+		return err
+	}
+	switch m := v.(type) {
+	case *codec.Link:
+		if f.Kind == codec.KindUnlink {
+			n.handleUnlink(pe, m.From, m.To)
+		} else {
+			n.handleLink(pe, m.From, m.To)
+		}
+	case *codec.Exit:
+		n.handleExit(pe, m)
+	case *codec.Monitor:
+		if f.Kind == codec.KindDemonitor {
+			n.handleDemonitor(pe, m.From, m.To, m.Ref)
+		} else {
+			n.handleMonitor(pe, m.From, m.To, m.Ref)
+		}
+	case *codec.Down:
+		n.handleDown(pe, m)
+	case *codec.SpawnRequest:
+		n.handleSpawnRequest(pe, m)
+	case *codec.SpawnReply:
+		n.handleSpawnReply(pe, m)
+	case *codec.Nodes:
+		n.handleNodes(m)
+	case *codec.Registry:
+		return n.handleRegistry(pe, m)
+	default:
+		return fmt.Errorf("%w: unexpected frame %v", codec.ErrCorrupt, f.Kind)
+	}
+	return nil
+}
+
+// handleTick answers a peer's tick with a tock carrying the same payload.
+func (n *Node) handleTick(pe *peer, payload []byte) error {
+	var t codec.Tick
+	if err := t.Decode(payload, &n.limits); err != nil {
+		return err
+	}
+	pe.control(func(b []byte) ([]byte, error) { return t.Append(b, codec.KindTock) })
+	return nil
+}
+
+// handleTock records the round trip of one of this node's ticks.
+func (n *Node) handleTock(payload []byte) error {
+	var t codec.Tick
+	if err := t.Decode(payload, &n.limits); err != nil {
+		return err
+	}
+	n.metrics.tickRTTObserve(time.Duration(time.Now().UnixNano() - t.Time))
+	return nil
+}
+
+// deliver hands one received message to its local target. Runs on the
+// loop, inside the reassembler's in-order delivery. The last target is
+// cached: streams to one process skip the table. A cached process that has
+// died meanwhile refuses the push (its mailbox is closed), which is what a
+// table miss would have given.
+//
+// The message goes into the mailbox encoded, and the receiving process
+// decodes it (mailbox.PushEncodedRun): decoding on the loop made the loop,
+// one thread for all of a link's traffic, the bound on its throughput.
+// Consecutive messages to one process are pushed as one run, when the frame
+// ends or the target changes (handleFrame flushes; the bytes they point to,
+// the frame or the reassembler's buffers, are valid until then). A message
+// larger than maxEncodedDelivery is decoded here instead, so the mailbox's
+// chunks stay small.
+func (pe *peer) deliver(m codec.Message) error {
+	n := pe.n
+	p := pe.lastTo
+	if p == nil || p.pid.ID != m.To {
+		p = n.procs.get(m.To)
+		pe.lastTo = p
+	}
+	if p == nil {
+		n.metrics.droppedNoProc.Add(1)
+		return nil // the process is gone: like a local send to a dead pid
+	}
+	pe.msgsIn++
+	if len(m.Term) <= maxEncodedDelivery {
+		if p != pe.runTo {
+			pe.flushRun()
+			pe.runTo = p
+		}
+		pe.run = append(pe.run, m.Term)
+		if len(pe.run) == maxRun {
+			pe.flushRun()
+		}
+		return nil
+	}
+	pe.flushRun() // what came before goes first
+	v, err := m.Decode(&n.limits)
+	if err != nil {
+		n.undecodable(err)
+		return nil
+	}
+	if !p.mb.Push(v) {
+		n.metrics.droppedNoProc.Add(1) // it died after the lookup
+	}
+	return nil
+}
+
+// maxRun bounds the messages held for one push.
+const maxRun = 64
+
+// flushRun pushes the held run of encoded messages. Loop only.
+func (pe *peer) flushRun() {
+	if len(pe.run) == 0 {
+		return
+	}
+	if !pe.runTo.mb.PushEncodedRun(&pe.n.decoder, pe.run) {
+		pe.n.metrics.droppedNoProc.Add(uint64(len(pe.run))) // it died after the lookup
+	}
+	clear(pe.run)
+	pe.run, pe.runTo = pe.run[:0], nil
+}
+
+// maxEncodedDelivery: larger received messages are decoded on the loop.
+const maxEncodedDelivery = 16 << 10
+
+// undecodable counts a received message this node could not decode (e.g.
+// a user type it has not registered) and logs the first one. Not the link's
+// fault: the message is dropped and nothing else is cut. Logged once per
+// node: what peers send must not flood the log; the counter has the rest.
+func (n *Node) undecodable(err error) {
+	n.metrics.decodeErrors.Add(1)
+	if n.decodeWarned.CompareAndSwap(false, true) {
+		n.log.Warn("message dropped: cannot decode (further ones are only counted)", "err", err)
+	}
+}
+
+// handleLink handles a peer's process linking to a local one.
+func (n *Node) handleLink(pe *peer, from, to PID) {
+	if !pe.owns(from) {
+		return
+	}
+	if t := n.local(to); t != nil && t.addLink(from) {
+		return
+	}
+	pe.control(func(b []byte) ([]byte, error) {
+		x := codec.Exit{From: to, To: from, Reason: NoProc, Link: true}
+		return x.Append(b)
+	})
+}
+
+func (n *Node) handleUnlink(pe *peer, from, to PID) {
+	if !pe.owns(from) {
+		return
+	}
+	if t := n.local(to); t != nil {
+		t.mu.Lock()
+		if t.rel != nil {
+			delete(t.rel.links, from)
+		}
+		t.mu.Unlock()
+	}
+}
+
+// handleExit delivers a peer's process's exit signal to a local process.
+func (n *Node) handleExit(pe *peer, x *codec.Exit) {
+	if pe.owns(x.From) {
+		n.exitSignal(x.From, x.To, x.Reason, x.Link)
+	}
+}
+
+// handleMonitor handles a peer's process monitoring a local one. The ref
+// must be one the peer made, so no peer can touch another node's monitors.
+func (n *Node) handleMonitor(pe *peer, from, to PID, ref Ref) {
+	if !pe.owns(from) || !pe.ownsRef(ref) {
+		return
+	}
+	if t := n.local(to); t != nil && t.addMonitor(ref, from) {
+		return
+	}
+	pe.control(func(b []byte) ([]byte, error) {
+		d := codec.Down{Ref: ref, Watcher: from, PID: to, Reason: NoProc}
+		return d.Append(b)
+	})
+}
+
+func (n *Node) handleDemonitor(pe *peer, from, to PID, ref Ref) {
+	if !pe.owns(from) || !pe.ownsRef(ref) {
+		return
+	}
+	if t := n.local(to); t != nil {
+		t.removeMonitor(ref)
+	}
+}
+
+// handleDown handles the exit of a remote process a local one monitored.
+func (n *Node) handleDown(pe *peer, d *codec.Down) {
+	if !pe.owns(d.PID) {
+		return
+	}
+	w := n.local(d.Watcher)
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	target, ok := w.rel.watchingRef(d.Ref)
+	ok = ok && target == d.PID // a peer reports only on the monitor it holds
+	if ok {
+		delete(w.rel.watching, d.Ref)
+	}
+	w.mu.Unlock()
+	if ok {
+		w.mb.Push(Down{Ref: d.Ref, PID: d.PID, Reason: d.Reason})
+	}
+}
+
+// handleSpawnRequest starts a defined actor for a peer. Runs on the loop:
+// the new process is made (and linked) and the reply queued before its
+// goroutine starts, so the reply always precedes anything the process sends
+// or its exit.
+func (n *Node) handleSpawnRequest(pe *peer, r *codec.SpawnRequest) {
+	reply := codec.SpawnReply{Req: r.Req}
+	var start *Process
+	fn, ok := n.actor(r.Actor)
+	switch {
+	case !ok:
+		reply.Code, reply.Err = codec.SpawnUnknownActor, "no actor "+r.Actor
+	case r.Link && !pe.owns(r.From):
+		reply.Code, reply.Err = codec.SpawnFailed, "link to a process of another node"
+	default:
+		args := r.Args
+		var link PID
+		if r.Link {
+			link = r.From
+		}
+		p, err := n.prepareSpawn(func(p *Process) error { return fn(p, args) }, link)
+		if err != nil {
+			reply.Code, reply.Err = codec.SpawnFailed, err.Error()
+		} else {
+			reply.PID, start = p.pid, p
+		}
+	}
+	pe.control(reply.Append)
+	if start != nil {
+		start.start()
+	}
+}
+
+// handleSpawnReply completes a pending remote spawn. Runs on the loop, in frame
+// order: a link asked for is recorded here, before any exit signal of the new
+// process (which follows the reply on the wire) is handled.
+func (n *Node) handleSpawnReply(pe *peer, r *codec.SpawnReply) {
+	n.spawnsMu.Lock()
+	ps := n.spawns[r.Req]
+	if ps != nil && ps.peer == pe { // only the node asked may answer
+		delete(n.spawns, r.Req)
+	} else {
+		ps = nil
+	}
+	n.spawnsMu.Unlock()
+	if ps == nil {
+		if r.Code == codec.SpawnOK && pe.owns(r.PID) {
+			// The caller gave up: nobody will ever know this process.
+			// Stop it rather than leave it orphaned.
+			n.sendExit(PID{}, r.PID, Kill, false)
+		}
+		return
+	}
+	var res spawnResult
+	switch r.Code {
+	case codec.SpawnOK:
+		if !pe.owns(r.PID) {
+			res.err = fmt.Errorf("%w: spawn reply names %v", codec.ErrCorrupt, r.PID)
+			break
+		}
+		res.pid = r.PID
+		if ps.link && !ps.parent.addLink(r.PID) {
+			n.sendExit(ps.parent.pid, r.PID, NoProc, true) // the parent died meanwhile
+		}
+	case codec.SpawnUnknownActor:
+		res.err = fmt.Errorf("%w: %s", ErrUnknownActor, r.Err)
+	default:
+		res.err = fmt.Errorf("node: remote spawn failed: %s", r.Err)
+	}
+	ps.reply <- res
+}
+
+// handleNodes takes a peer's node list: this node connects to the ones it
+// does not know (membership.go).
+func (n *Node) handleNodes(m *codec.Nodes) { n.learnNodes(m.Names) }
+
+// handleRegistry passes a peer's registry frame to the replica (registry.go).
+func (n *Node) handleRegistry(pe *peer, m *codec.Registry) error {
+	return n.registryFrame(pe, m.Payload)
+}

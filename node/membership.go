@@ -1,0 +1,489 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/meshrt/mesh/codec"
+	"github.com/meshrt/mesh/internal/handshake"
+	"github.com/meshrt/mesh/loop"
+)
+
+// Membership: Connect and dialling, the peer table, a peer coming up
+// (gossip of the node list, the registry snapshot), the full-mesh gossip, and
+// a peer going (everything that depended on it hears). Admission of
+// authenticated connections (the handshake hook) is in admit.go.
+//
+// Invariants.
+//
+//  1. At most one live connection per peer name: n.peers holds it. A name is
+//     in n.peers from the moment its connection is admitted (acceptor: in the
+//     handshake hook, before the status byte says OK; dialler: when Dial
+//     returns) until that connection's OnClose has finished the cleanup.
+//  2. Simultaneous dials end with one connection by a rule both sides apply
+//     alike: a connection dialled by the node with the smaller name wins. The
+//     acceptor decides right after the cookie proofs and tells the dialler
+//     with one status byte; see admit.
+//  3. A newer incarnation of a peer replaces the older one's connection at
+//     once: the old one is closed and its processes are reported gone.
+//  4. Lock order: n.peersMu, then nothing (no process lock, no I/O, no
+//     Enqueue under it).
+
+// Connect connects this node to the node named name, authenticating both
+// ways with the cookie. It returns at once if the node is already connected.
+// Errors: [ErrBadName] for a malformed name, [ErrAuth] when either side's
+// cookie proof fails, [ErrNotConnected] (wrapping the cause) when the node
+// cannot be reached.
+func (n *Node) Connect(ctx context.Context, name string) error {
+	nn, err := parseName(name)
+	if err != nil {
+		return err
+	}
+	name = nn.String()
+	if name == n.self {
+		return nil
+	}
+	_, err = n.connect(ctx, name, nn.addr())
+	return err
+}
+
+// dialCall is one Connect in progress to a name; others wait on it.
+type dialCall struct {
+	done chan struct{}
+	err  error // set before done closes
+}
+
+// connect returns the peer named name, dialling addr if needed. Concurrent
+// calls for one name share one dial.
+func (n *Node) connect(ctx context.Context, name, addr string) (*peer, error) {
+	for attempt := 0; ; attempt++ {
+		n.peersMu.Lock()
+		if n.stopped.Load() {
+			n.peersMu.Unlock()
+			return nil, ErrStopped
+		}
+		if n.isCutLocked(name) {
+			n.peersMu.Unlock()
+			return nil, partitionedErr(name)
+		}
+		if pe := n.peers[name]; pe != nil {
+			n.peersMu.Unlock()
+			return pe, pe.waitUp(ctx)
+		}
+		if d := n.dialing[name]; d != nil {
+			n.peersMu.Unlock()
+			select {
+			case <-d.done:
+			case <-ctx.Done():
+				return nil, fmt.Errorf("connect %s: %w: %w", name, ErrNotConnected, ctx.Err())
+			}
+			if d.err != nil && !errors.Is(d.err, errDuplicate) {
+				return nil, d.err
+			}
+			continue
+		}
+		d := &dialCall{done: make(chan struct{})}
+		n.dialing[name] = d
+		n.peersMu.Unlock()
+
+		pe, err := n.dial(ctx, name, addr)
+
+		n.peersMu.Lock()
+		delete(n.dialing, name)
+		n.peersMu.Unlock()
+		d.err = err
+		close(d.done)
+		if err == nil {
+			return pe, nil
+		}
+		if errors.Is(err, errDuplicate) && attempt < 3 {
+			// The peer keeps the connection it dialled to us; wait for
+			// its arrival, bounded by ctx and the handshake timeout.
+			if pe := n.awaitPeer(ctx, name); pe != nil {
+				return pe, nil
+			}
+			continue
+		}
+		return nil, err
+	}
+}
+
+// dial makes and registers an outbound connection.
+func (n *Node) dial(ctx context.Context, name, addr string) (*peer, error) {
+	c, err := n.engine.Dial(ctx, addr, name)
+	if err != nil {
+		return nil, connectErr(name, err)
+	}
+	info := c.Info().(*peerInfo)
+	n.peersMu.Lock()
+	if n.stopped.Load() {
+		n.peersMu.Unlock()
+		closeUnstarted(c, ErrStopped)
+		return nil, ErrStopped
+	}
+	old := n.peers[name]
+	if old != nil && old.incarnation == info.incarnation {
+		// An inbound connection from the same run was admitted meanwhile
+		// (the peer is the smaller name): keep that one.
+		n.peersMu.Unlock()
+		closeUnstarted(c, errDuplicate)
+		return old, old.waitUp(ctx)
+	}
+	pe := n.newPeer(info, true)
+	n.peers[name] = pe
+	n.publishPeersLocked()
+	n.peersMu.Unlock()
+	if old != nil {
+		old.retire(ctx)
+	}
+	pe.attach(c)
+	return pe, nil
+}
+
+// closeUnstarted closes a connection that never got a handler: loop
+// delivers OnClose to the closing goroutine for such a connection.
+func closeUnstarted(c *loop.Conn, reason error) {
+	c.SetHandler(discardHandler{})
+	_ = c.Close(reason)
+}
+
+// discardHandler is the handler of connections closed before they start.
+type discardHandler struct{}
+
+func (discardHandler) OnData(_ *loop.Conn, b []byte) (int, error) { return len(b), nil }
+
+func (discardHandler) OnClose(*loop.Conn, error) {}
+
+// awaitPeer waits until name is in the peer table and up, or gives up
+// after the handshake timeout. It wakes on each change of the table.
+func (n *Node) awaitPeer(ctx context.Context, name string) *peer {
+	ctx, cancel := context.WithTimeout(ctx, n.opts.handshakeTimeout)
+	defer cancel()
+	for {
+		n.peersMu.Lock()
+		pe := n.peers[name]
+		if n.peersChanged == nil {
+			n.peersChanged = make(chan struct{})
+		}
+		changed := n.peersChanged
+		n.peersMu.Unlock()
+		if pe != nil {
+			// Up, or gone; or replaced meanwhile (a reservation that
+			// lapsed, a newer connection): then look again.
+			select {
+			case <-pe.up:
+				if pe.isUp() {
+					return pe
+				}
+			case <-pe.down:
+			case <-changed:
+				continue
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// connectErr maps a transport or handshake failure to the runtime's errors.
+func connectErr(name string, err error) error {
+	switch {
+	case errors.Is(err, handshake.ErrAuth):
+		return fmt.Errorf("connect %s: %w: %w", name, ErrAuth, err)
+	case errors.Is(err, errDuplicate):
+		return fmt.Errorf("connect %s: %w: %w", name, ErrNotConnected, err)
+	case errors.Is(err, handshake.ErrVersion):
+		return fmt.Errorf("connect %s: %w: %w", name, ErrVersion, err)
+	default:
+		return fmt.Errorf("connect %s: %w: %w", name, ErrNotConnected, err)
+	}
+}
+
+// attach wires the connection to the peer and starts it. The peer counts as
+// up from here: items queued before the loop takes the connection over are
+// flushed by it, and a connection that fails to start is cleaned up by
+// OnClose like any other.
+func (pe *peer) attach(c *loop.Conn) {
+	n := pe.n
+	c.SetHandler(pe)
+	c.SetDrain(pe.drainFunc())
+	n.peersMu.Lock()
+	pe.conn = c // under peersMu: partition and retire read it there
+	if pe.lapse != nil {
+		pe.lapse.Stop()
+	}
+	var drop error
+	switch {
+	case n.isCutLocked(pe.name):
+		drop = errPartitioned
+	case pe.replaced:
+		drop = errReplaced
+	}
+	n.peersMu.Unlock()
+	pe.lastSeen.Store(time.Now().UnixNano())
+	pe.upFlag.Store(true)
+	close(pe.up)
+	n.metrics.peerUp()
+	n.log.Info("peer up", "peer", pe.name, "outbound", pe.outbound)
+	n.peerUp(pe)
+	c.Execute(pe.armTicker)
+	c.Start()
+	if drop != nil {
+		// Partitioned (a test fault) or replaced by a newer connection
+		// after admission, before there was a connection to close.
+		_ = c.Close(drop)
+	}
+}
+
+// errReplaced ends a connection superseded by a newer incarnation's.
+var errReplaced = errors.New("node: connection replaced by a newer incarnation")
+
+// retire ends a peer replaced by a newer connection and waits, bounded by
+// ctx, until its cleanup is done. A peer not attached yet is marked, and
+// attach closes it. Never called under peersMu.
+func (old *peer) retire(ctx context.Context) {
+	n := old.n
+	n.peersMu.Lock()
+	old.replaced = true
+	c := old.conn
+	n.peersMu.Unlock()
+	if c == nil {
+		return // attach will see replaced and close it
+	}
+	_ = c.Close(errReplaced)
+	select {
+	case <-old.down:
+	case <-ctx.Done():
+	}
+}
+
+// peerUp runs when a connection has started: gossip the node list and send
+// the registry replica, so both sides converge on a full mesh.
+func (n *Node) peerUp(pe *peer) {
+	names := n.List()
+	pe.control(func(b []byte) ([]byte, error) {
+		x := codec.Nodes{Names: names}
+		return x.Append(b)
+	})
+	// The snapshot must be the peer's first registry frame that counts:
+	// taken and queued under the registry's lock, no broadcast can slip in
+	// between (one queued before it carries what the snapshot holds, and
+	// the peer ignores ops until it has merged).
+	n.global.SnapshotTo(pe.sendRegistry)
+	// Tell the peers we already had about the new one, so they connect.
+	for _, other := range n.upPeers() {
+		if other != pe {
+			other.control(func(b []byte) ([]byte, error) {
+				x := codec.Nodes{Names: []string{pe.name}}
+				return x.Append(b)
+			})
+		}
+	}
+}
+
+// maxGossipDials bounds the background connects one node-list frame can
+// start: a peer's list is trusted to be a list of nodes, not to be small.
+const maxGossipDials = 64
+
+// learnNodes connects, in the background, to every gossiped node this node
+// is not connected to (at most maxGossipDials per frame; later gossip and
+// on-demand connects reach the rest).
+func (n *Node) learnNodes(names []string) {
+	started := 0
+	for _, name := range names {
+		if started == maxGossipDials {
+			n.log.Warn("node list longer than the dial bound; rest left to later gossip", "names", len(names))
+			return
+		}
+		nn, err := parseName(name)
+		if err != nil || nn.String() != name || name == n.self {
+			continue
+		}
+		n.peersMu.Lock()
+		_, known := n.peers[name]
+		_, dialling := n.dialing[name]
+		n.peersMu.Unlock()
+		if known || dialling || n.stopped.Load() {
+			continue
+		}
+		started++
+		n.bg.Add(1)
+		go func() {
+			defer n.bg.Done()
+			ctx, cancel := context.WithTimeout(n.life, n.opts.handshakeTimeout)
+			defer cancel()
+			if _, err := n.connect(ctx, name, nn.addr()); err != nil {
+				n.log.Debug("mesh connect failed", "peer", name, "err", err)
+			}
+		}()
+	}
+}
+
+// List returns the names of the connected nodes, sorted, without this node.
+func (n *Node) List() []string {
+	n.peersMu.Lock()
+	names := make([]string, 0, len(n.peers))
+	for name, pe := range n.peers {
+		if pe.isUp() {
+			names = append(names, name)
+		}
+	}
+	n.peersMu.Unlock()
+	slices.Sort(names)
+	return names
+}
+
+// upPeers returns the connected peers.
+func (n *Node) upPeers() []*peer {
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	out := make([]*peer, 0, len(n.peers))
+	for _, pe := range n.peers {
+		if pe.isUp() {
+			out = append(out, pe)
+		}
+	}
+	return out
+}
+
+// peerIfUp returns the connected peer for node, without dialling.
+func (n *Node) peerIfUp(node string) *peer {
+	n.peersMu.Lock()
+	pe := n.peers[node]
+	n.peersMu.Unlock()
+	if pe == nil || !pe.isUp() {
+		return nil
+	}
+	return pe
+}
+
+// peerFor returns the connected peer for node, connecting on demand.
+func (n *Node) peerFor(node string) (*peer, error) {
+	if view := n.peerView.Load(); view != nil {
+		if pe := (*view)[node]; pe != nil && pe.isUp() {
+			return pe, nil
+		}
+	}
+	nn, err := parseName(node)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(n.life, n.opts.handshakeTimeout)
+	defer cancel()
+	return n.connect(ctx, nn.String(), nn.addr())
+}
+
+// publishPeersLocked makes a read-only copy of n.peers for the send path,
+// which looks a peer up on every remote send without taking peersMu.
+// n.peersMu must be held. Peers change rarely; sends are constant.
+func (n *Node) publishPeersLocked() {
+	view := make(map[string]*peer, len(n.peers))
+	for name, pe := range n.peers {
+		view[name] = pe
+	}
+	n.peerView.Store(&view)
+	if n.peersChanged != nil {
+		close(n.peersChanged)
+		n.peersChanged = nil
+	}
+}
+
+// OnClose ends the peer. Runs on the loop (or off it for a connection closed
+// before start); the cleanup, which may wait, runs on its own goroutine.
+//
+// The registry forgets the peer's names here, synchronously, before a newer
+// connection with that node can start (retire waits for this one's end):
+// so a NodeDown never wipes the names a newer connection brought.
+func (pe *peer) OnClose(_ *loop.Conn, reason error) {
+	n := pe.n
+	// From here on the registry's Connected says no for this peer, so a
+	// Register racing the NodeDown below cannot address a closed link.
+	pe.closing.Store(true)
+	pe.handle.p.Store(nil)
+	wasUp := pe.upFlag.Load()
+	n.peersMu.Lock()
+	cur := n.peers[pe.name]
+	n.peersMu.Unlock()
+	if wasUp && (cur == pe || cur == nil || !cur.upFlag.Load()) {
+		// No newer connection has come up (a replacing one waits for
+		// this cleanup before it starts; see retire).
+		n.global.NodeDown(pe.name)
+	}
+	n.peersMu.Lock()
+	if n.peers[pe.name] == pe {
+		delete(n.peers, pe.name)
+		n.publishPeersLocked()
+	}
+	n.peersMu.Unlock()
+	if pe.ticker != nil {
+		pe.ticker.Stop()
+	}
+	if wasUp {
+		n.metrics.peerDown()
+		n.log.Info("peer down", "peer", pe.name, "reason", reason)
+	}
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		defer close(pe.down)
+		n.peerGone(pe)
+	}()
+}
+
+// peerGone reports a lost connection to everything that depended on it:
+// links get exit signals with reason noconnection, monitors get Down,
+// MonitorNode watchers get NodeDown, pending spawns fail, the registry drops
+// the node's names.
+func (n *Node) peerGone(pe *peer) {
+	if !pe.upFlag.Load() {
+		return
+	}
+	gone := func(pid PID) bool { return pe.owns(pid) }
+	for _, p := range n.procs.snapshot() {
+		var links []PID
+		var downs []Down
+		p.mu.Lock()
+		if r := p.rel; r != nil {
+			for pid := range r.links {
+				if gone(pid) {
+					links = append(links, pid)
+				}
+			}
+			for ref, target := range r.watching {
+				if gone(target) {
+					downs = append(downs, Down{Ref: ref, PID: target, Reason: NoConnection})
+					delete(r.watching, ref)
+				}
+			}
+			for ref, watcher := range r.monitors {
+				if gone(watcher) {
+					delete(r.monitors, ref)
+				}
+			}
+		}
+		p.mu.Unlock()
+		for _, d := range downs {
+			p.mb.Push(d)
+		}
+		for _, pid := range links {
+			n.exitSignal(pid, p.pid, NoConnection, true)
+		}
+	}
+	n.nodeMonMu.Lock()
+	watchers := n.nodeMons[pe.name]
+	delete(n.nodeMons, pe.name)
+	n.nodeMonMu.Unlock()
+	for _, w := range watchers {
+		if p := n.local(w); p != nil {
+			p.mb.Push(NodeDown{Node: pe.name})
+		}
+	}
+}

@@ -1,0 +1,266 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/meshrt/mesh/codec"
+	"github.com/meshrt/mesh/loop"
+)
+
+// Outgoing: what this node sends to a peer when a local process sends,
+// links, monitors, signals or spawns across the network. Messages (sendRemote)
+// may wait on backpressure; control frames (sendLink, sendExit, ...) never
+// wait (peer.control).
+
+// sendRemote encodes msg into *scratch (the caller's buffer, kept for its
+// next send) and queues it on pe's connection; a message too large for one
+// item goes as fragments. pe is the connection to to.Node.
+func (n *Node) sendRemote(pe *peer, scratch *[]byte, from uint64, to PID, msg any) error {
+	if to.Incarnation != pe.incarnation {
+		return nil // a process of an earlier run of that node: long gone
+	}
+	item, err := codec.AppendMessage((*scratch)[:0], to.ID, from, msg)
+	if cap(item) <= maxKeptScratch {
+		*scratch = item[:0]
+	} // else: a large message's buffer is not kept (an idle process stays small)
+	if err != nil {
+		return fmt.Errorf("send to %v: %w", to, err)
+	}
+	if pe.features&codec.FeatureFragments != 0 && len(item) > n.fragmentAbove {
+		if err := pe.sendFragmented(item, n.fragmentAbove); err != nil {
+			return fmt.Errorf("send to %v: %w", to, err)
+		}
+		// Counted here: the drain counts the batched messages only.
+		pe.stats.msgsOut.Add(1)
+		pe.stats.bytesOut.Add(uint64(len(item)))
+		return nil
+	}
+	if err := pe.conn.Enqueue(context.Background(), item); err != nil {
+		if errors.Is(err, loop.ErrClosed) {
+			err = fmt.Errorf("%s: %w: %w", pe.name, ErrNotConnected, err)
+		}
+		return fmt.Errorf("send to %v: %w", to, err)
+	}
+	return nil
+}
+
+// maxKeptScratch: a sender's encoding buffer is kept between sends up to
+// this size (a process keeps its own; see Process.Send).
+const maxKeptScratch = 1 << 10
+
+// sendFragmented queues a large message item as fragments, one queue item
+// each, so other senders' items interleave with them on the wire.
+func (pe *peer) sendFragmented(item []byte, size int) error {
+	var f codec.Fragmenter
+	if err := f.Reset(pe.fragID.Add(1), item, size); err != nil {
+		return err
+	}
+	bp := getBuf()
+	defer func() { putBuf(bp, (*bp)[:0]) }()
+	for f.More() {
+		frag := f.Next((*bp)[:0])
+		*bp = frag[:0]
+		if err := pe.sendMessage(frag); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sendLink links local p with pid on another node.
+func (n *Node) sendLink(p *Process, pid PID) error {
+	if !p.addLink(pid) {
+		return ErrExited
+	}
+	pe, err := n.peerFor(pid.Node)
+	if err != nil {
+		n.exitSignal(pid, p.pid, NoConnection, true)
+		return nil
+	}
+	if pid.Incarnation != pe.incarnation {
+		n.exitSignal(pid, p.pid, NoProc, true)
+		return nil
+	}
+	pe.control(func(b []byte) ([]byte, error) {
+		l := codec.Link{From: p.pid, To: pid}
+		return l.Append(b, codec.KindLink)
+	})
+	return nil
+}
+
+// sendUnlink tells pe that local from no longer links to its process to.
+func sendUnlink(pe *peer, from, to PID) {
+	pe.control(func(b []byte) ([]byte, error) {
+		l := codec.Link{From: from, To: to}
+		return l.Append(b, codec.KindUnlink)
+	})
+}
+
+// sendMonitor makes local p monitor pid on another node under ref.
+func (n *Node) sendMonitor(p *Process, ref Ref, pid PID) {
+	if !p.addWatching(ref, pid) {
+		return
+	}
+	pe, err := n.peerFor(pid.Node)
+	reason := any(nil)
+	switch {
+	case err != nil:
+		reason = NoConnection
+	case pid.Incarnation != pe.incarnation:
+		reason = NoProc
+	}
+	if reason != nil {
+		p.mu.Lock()
+		if p.rel != nil {
+			delete(p.rel.watching, ref)
+		}
+		p.mu.Unlock()
+		p.mb.Push(Down{Ref: ref, PID: pid, Reason: reason})
+		return
+	}
+	pe.control(func(b []byte) ([]byte, error) {
+		m := codec.Monitor{From: p.pid, To: pid, Ref: ref}
+		return m.Append(b, codec.KindMonitor)
+	})
+}
+
+// sendDemonitor tells pe that local from no longer monitors its process
+// to under ref.
+func sendDemonitor(pe *peer, from, to PID, ref Ref) {
+	pe.control(func(b []byte) ([]byte, error) {
+		m := codec.Monitor{From: from, To: to, Ref: ref}
+		return m.Append(b, codec.KindDemonitor)
+	})
+}
+
+// sendExit sends an exit signal to a process of another node.
+func (n *Node) sendExit(from, to PID, reason any, viaLink bool) {
+	pe := n.peerIfUp(to.Node)
+	if pe == nil || pe.incarnation != to.Incarnation {
+		return // the connection is gone: the other side sees noconnection
+	}
+	pe.control(func(b []byte) ([]byte, error) {
+		x := codec.Exit{From: from, To: to, Reason: wireReason(reason), Link: viaLink}
+		return x.Append(b)
+	})
+}
+
+// sendDown tells a remote watcher that a local process exited.
+func (n *Node) sendDown(ref Ref, watcher, pid PID, reason any) {
+	pe := n.peerIfUp(watcher.Node)
+	if pe == nil || pe.incarnation != watcher.Incarnation {
+		return
+	}
+	pe.control(func(b []byte) ([]byte, error) {
+		d := codec.Down{Ref: ref, Watcher: watcher, PID: pid, Reason: wireReason(reason)}
+		return d.Append(b)
+	})
+}
+
+// spawnResult is a remote spawn's outcome.
+type spawnResult struct {
+	pid PID
+	err error
+}
+
+// pendingSpawn is a spawn request waiting for its reply.
+type pendingSpawn struct {
+	peer   *peer
+	parent *Process // linked on success when link is set
+	link   bool
+	reply  chan spawnResult // capacity 1
+}
+
+// requestSpawn asks node to start actor, waiting for the reply.
+func (n *Node) requestSpawn(parent *Process, node, actor string, args []any, link bool) (PID, error) {
+	pe, err := n.peerFor(node)
+	if err != nil {
+		return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, err)
+	}
+	req := n.nextReq.Add(1)
+	ps := &pendingSpawn{peer: pe, parent: parent, link: link, reply: make(chan spawnResult, 1)}
+	n.spawnsMu.Lock()
+	n.spawns[req] = ps
+	n.spawnsMu.Unlock()
+	defer func() {
+		n.spawnsMu.Lock()
+		delete(n.spawns, req)
+		n.spawnsMu.Unlock()
+	}()
+	var from PID
+	if parent != nil {
+		from = parent.pid
+	}
+	bp := getBuf()
+	sr := codec.SpawnRequest{Req: req, From: from, Actor: actor, Args: args, Link: link && parent != nil}
+	item, err := sr.Append((*bp)[:0])
+	if err == nil && len(item) > maxControlFrame {
+		err = fmt.Errorf("%w: spawn arguments encode to %d bytes, over %d", codec.ErrLimit, len(item), maxControlFrame)
+	}
+	if err == nil {
+		err = pe.sendMessage(item)
+	}
+	putBuf(bp, item)
+	if err != nil {
+		return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, err)
+	}
+	timer := time.NewTimer(n.opts.spawnTimeout)
+	defer timer.Stop()
+	select {
+	case r := <-ps.reply:
+		if r.err != nil {
+			return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, r.err)
+		}
+		return r.pid, nil
+	case <-pe.down:
+		// A reply handled before the connection ended is in ps.reply by
+		// now (frames are handled before OnClose): it wins.
+		select {
+		case r := <-ps.reply:
+			if r.err != nil {
+				return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, r.err)
+			}
+			return r.pid, nil
+		default:
+		}
+		return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, ErrNotConnected)
+	case <-timer.C:
+		return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, context.DeadlineExceeded)
+	}
+}
+
+// maxControlFrame bounds the control frames this node builds (spawn
+// requests, exit and down reasons), well under the peer's frame limit.
+const maxControlFrame = 1 << 20
+
+// maxReason bounds an exit reason on the wire; a larger one travels as the
+// start of its text.
+const maxReason = 64 << 10
+
+// wireReason makes an exit reason encodable and bounded: errors travel as
+// their text, anything unencodable or too large as (the start of) its text.
+func wireReason(reason any) any {
+	switch r := reason.(type) {
+	case error:
+		return truncate(r.Error())
+	case nil, codec.Atom, bool, int, int64, uint64, float64:
+		return reason
+	case string:
+		return truncate(r)
+	}
+	b, err := codec.AppendTerm(nil, reason)
+	if err != nil || len(b) > maxReason {
+		return truncate(fmt.Sprint(reason))
+	}
+	return reason
+}
+
+func truncate(s string) string {
+	if len(s) > maxReason {
+		return s[:maxReason]
+	}
+	return s
+}
