@@ -52,7 +52,7 @@ func TestCloseSendsAnItemQueuedDuringADirectWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = c.Close(errTestReason)
-	eventually(t, 10*time.Second, "the loop to see the close", c.closingA.Load)
+	eventually(t, 10*time.Second, "the loop to see the close", func() bool { return c.reached(closing) })
 	close(release)
 	select {
 	case <-sh.closedC:

@@ -90,12 +90,23 @@
 // peer's senders wait. The loop stops draining a conn while gnet holds more
 // than the high mark of unsent ciphertext, and rechecks it on a timer with
 // a backoff from 1 ms to 32 ms (gnet does not report when its buffer
-// drains). So a conn holds at most about 2x high plus one item per sender.
+// drains). So a conn holds at most about high plus one item per sender
+// in its queue, and high plus one drain in gnet's buffer. EnqueueNoWait
+// never waits: its items may take the queue up to the hard limit, four
+// times high, where the conn is closed with ErrSlowConsumer instead.
 //
 // # Timers
 //
 // One goroutine per engine keeps a heap of deadlines (Conn.AfterFunc) and
 // runs each due function on its conn's loop. No goroutine per connection.
+//
+// # Files
+//
+// engine.go: the engine, Listen, Dial and the handshake; eventloop.go: a
+// loop's ready list and gnet's callbacks; conn.go: the Conn type, Start and
+// loop calls; send.go: Enqueue, the drain and backpressure; direct.go: direct
+// writes; read.go: the input path; close.go: the close ladder and close_notify;
+// queue.go: the send queue; timer.go: the timer heap.
 //
 // # Ownership and locks
 //

@@ -161,26 +161,26 @@ func (h *gnetHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	// A dup of the socket for direct writes: gnet may close its fd at any
 	// time on the loop, the dup lives until its last writer is done.
 	if fd, err := syscall.Dup(gc.Fd()); err == nil {
-		c.dfd = fd
-		c.dref.Store(1)
-		c.fdOwned = true
+		c.dupFD = fd
+		c.dupRefs.Store(1)
+		c.loopDupRef = true
 	}
 	ls.enter()
 	c.mu.Lock()
-	c.state = stateStarted
+	c.start = startOnLoop
 	c.ls.Store(ls)
 	tasks := c.preStart
 	c.preStart = nil
 	c.mu.Unlock()
 	c.readTLS(ls, nil) // records tls.Conn buffered during the handshake
 	for _, fn := range tasks {
-		if !c.gnetClosed {
+		if !c.reached(socketClosed) {
 			fn()
 		}
 	}
 	if c.scheduled.Load() {
 		c.flushQueue(ls) // enables direct writes when done
-	} else if !c.closing && !c.gnetClosed && gc.OutboundBuffered() == 0 {
+	} else if !c.reached(closing) && gc.OutboundBuffered() == 0 {
 		c.direct.Store(true)
 	}
 	ls.leave()
@@ -193,7 +193,7 @@ func (h *gnetHandler) OnTraffic(gc gnet.Conn) gnet.Action {
 		return gnet.Close
 	}
 	in, _ := gc.Next(-1)
-	if c.closing || c.gnetClosed {
+	if c.reached(closing) {
 		return gnet.None // input after close_notify is dropped
 	}
 	ls := c.ls.Load()
@@ -208,12 +208,10 @@ func (h *gnetHandler) OnClose(gc gnet.Conn, err error) gnet.Action {
 	if !ok {
 		return gnet.None
 	}
-	c.gnetClosed = true
 	c.direct.Store(false)
-	c.closingA.Store(true)
-	if c.fdOwned {
-		c.fdOwned = false
-		c.releaseFD()
+	if c.loopDupRef {
+		c.loopDupRef = false
+		c.releaseDupFD()
 	}
 	if err == nil {
 		err = ErrEngineClosed // gnet closed it without a cause: the loops are stopping
@@ -221,6 +219,7 @@ func (h *gnetHandler) OnClose(gc gnet.Conn, err error) gnet.Action {
 		err = fmt.Errorf("%w: %w", ErrPeerClosed, err)
 	}
 	reason := c.setReason(err)
+	c.advance(socketClosed)
 	c.deliverClose(reason)
 	return gnet.None
 }

@@ -1,0 +1,123 @@
+package loop
+
+// The read side: ciphertext from gnet's read buffer is fed to tls.Conn, and
+// the plaintext gathered (up to readBatch) is offered to the handler; what
+// it leaves unconsumed is kept per conn and offered again with more.
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/meshrt/mesh/tlsconn"
+)
+
+// minReadRoom is the free space kept for one tls.Conn Read: a whole record.
+const minReadRoom = 16<<10 + 256
+
+// readBatch: plaintext gathered before the handler is called.
+const readBatch = 64 << 10
+
+// readTLS decrypts the fed ciphertext (and whatever tls.Conn buffered) and
+// offers the plaintext to the handler. Loop only.
+func (c *Conn) readTLS(ls *loopState, in []byte) {
+	if c.reached(closing) {
+		return
+	}
+	c.ad.Feed(in)
+	// Gather into the conn's own buffer when it holds an incomplete frame,
+	// else into the loop's scratch buffer.
+	own := len(c.leftover) > 0
+	buf := ls.rbuf[:0]
+	if own {
+		buf = c.leftover
+	}
+	var rerr error
+	for {
+		if cap(buf)-len(buf) < minReadRoom {
+			buf = growBuf(buf, minReadRoom)
+		}
+		n, err := c.tc.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			if !tlsconn.IsWouldBlock(err) {
+				rerr = err
+			}
+			break
+		}
+		if len(buf) >= readBatch {
+			if buf, own = c.offer(ls, buf, own); buf == nil {
+				return
+			}
+		}
+	}
+	c.ad.Feed(nil)
+	if len(buf) > 0 {
+		if buf, own = c.offer(ls, buf, own); buf == nil {
+			return
+		}
+	}
+	if own {
+		c.leftover = buf
+	} else {
+		ls.rbuf = buf[:0]
+	}
+	// A KeyUpdate answer: the token's holder sends it; if nobody holds the
+	// token, take it and send it now.
+	if c.ad.PendingOutput() && !c.reached(closing) && c.scheduled.CompareAndSwap(false, true) {
+		c.flushQueue(ls)
+	}
+	if rerr != nil {
+		if errors.Is(rerr, io.EOF) {
+			c.closeOnLoop(fmt.Errorf("%w: close_notify", ErrPeerClosed))
+		} else {
+			c.closeOnLoop(fmt.Errorf("%w: read: %w", ErrTLS, rerr))
+		}
+	}
+}
+
+// offer gives buf to the handler and keeps what it leaves. It returns the
+// buffer to continue gathering in (nil when the conn is closing) and
+// whether that is the conn's own buffer.
+func (c *Conn) offer(ls *loopState, buf []byte, own bool) ([]byte, bool) {
+	if c.reached(closeRequested) {
+		c.ad.Feed(nil)
+		return nil, false
+	}
+	n, err := c.handler.OnData(c, buf)
+	if err != nil {
+		c.ad.Feed(nil)
+		c.closeOnLoop(err)
+		return nil, false
+	}
+	n = min(max(n, 0), len(buf))
+	rest := len(buf) - n
+	switch {
+	case rest == 0 && own:
+		if cap(buf) > 4*readBatch {
+			c.leftover = nil
+			return ls.rbuf[:0], false
+		}
+		c.leftover = buf[:0]
+		return ls.rbuf[:0], false
+	case rest == 0:
+		return buf[:0], false
+	case rest > c.e.opts.maxInput:
+		c.ad.Feed(nil)
+		c.closeOnLoop(ErrInputTooLarge)
+		return nil, false
+	case own:
+		copy(buf, buf[n:])
+		return buf[:rest], true
+	default:
+		c.leftover = append(c.leftover[:0], buf[n:]...)
+		ls.rbuf = buf[:0]
+		return c.leftover, true
+	}
+}
+
+func growBuf(b []byte, room int) []byte {
+	nb := make([]byte, len(b), max(2*cap(b), len(b)+room, readBatch+minReadRoom))
+	copy(nb, b)
+	return nb
+}

@@ -1,0 +1,248 @@
+package loop
+
+// The send side: Enqueue, the loop's drain of the send queue into one TLS
+// write and one socket write, and backpressure.
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Enqueue copies item into the conn's send queue; the loop writes queued
+// items in order, many per socket write. It blocks while the conn's queued
+// bytes are at the high-water mark, until the loop brings them below the
+// low-water mark, ctx is done (the error wraps ctx.Err()) or the conn
+// closes (the error wraps ErrClosed). It does not allocate in steady state.
+// Safe from any goroutine, including the conn's own loop (where it must not
+// be made to wait: the loop is what drains).
+func (c *Conn) Enqueue(ctx context.Context, item []byte) error {
+	if c.reached(closeRequested) {
+		return c.closedErr()
+	}
+	if c.queued.Load() >= c.e.opts.high {
+		if err := c.waitRoom(ctx); err != nil {
+			return err
+		}
+	}
+	c.push(item)
+	return nil
+}
+
+// EnqueueNoWait is Enqueue for items that must go out without their sender
+// ever waiting: control signals, and anything sent from a loop. It copies
+// item into the queue whatever the high-water mark says. Past the hard limit
+// (four times the high-water mark) it closes the conn with ErrSlowConsumer
+// instead, so memory stays bounded and the peer's loss is reported, never
+// silent. Safe from any goroutine, including any loop.
+func (c *Conn) EnqueueNoWait(item []byte) error {
+	if c.reached(closeRequested) {
+		return c.closedErr()
+	}
+	if c.queued.Load() >= 4*c.e.opts.high {
+		_ = c.Close(ErrSlowConsumer)
+		return c.closedErr()
+	}
+	c.push(item)
+	return nil
+}
+
+// Queued returns the bytes enqueued and not yet taken by the loop. Safe from
+// any goroutine.
+func (c *Conn) Queued() int { return int(c.queued.Load()) }
+
+// push queues a copy of item and schedules the conn on its loop if it was
+// not scheduled already (only the CAS winner does).
+func (c *Conn) push(item []byte) {
+	c.queued.Add(int64(len(item)))
+	c.q.push(item)
+	if !c.scheduled.Load() && c.scheduled.CompareAndSwap(false, true) {
+		if ls := c.ls.Load(); ls != nil {
+			c.dispatch(ls)
+		}
+		// else: OnOpen has not run; it drains a scheduled queue itself.
+	}
+}
+
+func (c *Conn) waitRoom(ctx context.Context) error {
+	for {
+		c.waitMu.Lock()
+		c.waiters.Store(true)
+		if c.queued.Load() < c.e.opts.high {
+			c.waitMu.Unlock()
+			return nil
+		}
+		if c.waitCh == nil {
+			c.waitCh = make(chan struct{})
+		}
+		ch := c.waitCh
+		c.waitMu.Unlock()
+		select {
+		case <-ch:
+		case <-c.done:
+			return c.closedErr()
+		case <-ctx.Done():
+			return fmt.Errorf("loop: send queue full: %w", ctx.Err())
+		}
+	}
+}
+
+// wakeSenders releases senders waiting for room once queued is below the
+// low-water mark. Holder of the drain token.
+func (c *Conn) wakeSenders() {
+	if !c.waiters.Load() || c.queued.Load() >= c.e.opts.low {
+		return
+	}
+	c.waitMu.Lock()
+	if c.waitCh != nil {
+		close(c.waitCh)
+		c.waitCh = nil
+	}
+	c.waiters.Store(false)
+	c.waitMu.Unlock()
+}
+
+// sealQueue turns everything the conn has to send into ciphertext, in
+// order: earlier is what tls.Conn wrote while nobody held the token (a
+// KeyUpdate answer a Read produced), and sealed is the queue drained with
+// s and sealed by one tls.Conn Write (then close_notify, with closeNotify)
+// into spare. Holder of the drain token; earlier goes out before sealed.
+func (c *Conn) sealQueue(s *scratch, spare []byte, closeNotify bool) (earlier, sealed []byte, err error) {
+	earlier = c.ad.SwapOutput(spare)
+	if plain := s.drainQueue(c); len(plain) > 0 {
+		_, err = c.tc.Write(plain)
+		s.keepPlain(plain)
+	}
+	if closeNotify {
+		_ = c.tc.Close() // appends close_notify; the adapter does not close the socket
+	}
+	sealed = c.ad.SwapOutput(nil)
+	return earlier, sealed, err
+}
+
+// writePending hands gnet, in order: the spill of an earlier direct write,
+// output produced while nobody held the token (earlier), then sealed. Loop
+// only, holding the drain token.
+func (c *Conn) writePending(earlier, sealed []byte) {
+	if len(c.spill) > 0 {
+		c.writeOut(c.spill)
+		c.spill = c.spill[:0]
+		if cap(c.spill) > maxDirectOut {
+			c.spill = nil
+		}
+	}
+	c.writeOut(earlier)
+	c.writeOut(sealed)
+}
+
+// writeOut hands ciphertext to gnet: one write, the unwritten rest copied
+// into gnet's outbound buffer. Loop only.
+func (c *Conn) writeOut(b []byte) {
+	if len(b) == 0 || c.reached(socketClosed) {
+		return
+	}
+	_, _ = c.gc.Write(b) // on failure gnet closes the conn and calls OnClose
+}
+
+// flushQueue drains every queued item into one TLS write and one socket
+// write, unless the socket is backed up. Loop only, holding the drain token.
+func (c *Conn) flushQueue(ls *loopState) {
+	if c.reached(closeSent) {
+		return // the token stays taken: nothing more goes out
+	}
+	if c.reached(closing) {
+		c.finishClose(ls)
+		return
+	}
+	if ob := c.gc.OutboundBuffered(); int64(ob) >= c.e.opts.high {
+		c.armRecheck(ob)
+		return // scheduled stays true: senders do not wake the loop meanwhile
+	} else if ob > 0 {
+		// The socket is full. While gnet's backlog drains, wait briefly;
+		// if it stops draining (the peer has stopped reading), back off
+		// as for a full backlog rather than wake every socketWait.
+		if ob < c.sockBacklog {
+			c.sockWaits = 0
+		}
+		c.sockBacklog = ob
+		if c.sockWaits < maxSocketWaits {
+			c.sockWaits++
+			c.armSocketWait()
+		} else {
+			c.armRecheck(ob)
+		}
+		return
+	}
+	c.sockWaits, c.sockBacklog = 0, 0
+	c.backoff, c.lastBacklog = 0, 0
+	// direct first: a sender that wins the token from here on hands it back
+	// to the loop instead of writing while the loop still does.
+	c.direct.Store(false)
+	c.scheduled.Store(false)
+	earlier, sealed, err := c.sealQueue(&ls.s, ls.out, false)
+	c.writePending(earlier, sealed)
+	ls.out = sealed[:0]
+	if cap(ls.out) > 8<<20 {
+		ls.out = nil
+	}
+	if err != nil {
+		c.closeOnLoop(fmt.Errorf("%w: write: %w", ErrTLS, err))
+		return
+	}
+	c.idleSince.Store(monoNow())
+	if !c.reached(socketClosed) && c.gc.OutboundBuffered() == 0 {
+		c.direct.Store(true)
+	}
+}
+
+const (
+	minRecheck = time.Millisecond
+	maxRecheck = 32 * time.Millisecond
+)
+
+// socketWait: how long the loop leaves items queued when the socket was
+// full at gnet's last write (gnet holds the rest and waits for the socket).
+// Writing them now would only copy their ciphertext into gnet's buffer;
+// after the wait they go out in one larger write, mostly straight into the
+// socket. A socket buffer holds far more than this much traffic, so the
+// wait does not let it run dry.
+const socketWait = 100 * time.Microsecond
+
+// maxSocketWaits: socket waits in a row with gnet's backlog not shrinking
+// before the loop backs off (armRecheck).
+const maxSocketWaits = 4
+
+// armSocketWait flushes the queue again after socketWait. Loop only,
+// holding the drain token.
+func (c *Conn) armSocketWait() {
+	if c.recheck {
+		return
+	}
+	c.recheck = true
+	c.nSocketWait.Add(1)
+	c.AfterFunc(socketWait, func() {
+		c.recheck = false
+		c.flushQueue(c.ls.Load())
+	})
+}
+
+// armRecheck polls the socket backlog while it is above the high-water
+// mark (gnet does not report when its outbound buffer drains): every
+// millisecond while the backlog shrinks, backing off to 32 ms while the
+// peer reads nothing.
+func (c *Conn) armRecheck(backlog int) {
+	if c.recheck {
+		return
+	}
+	c.recheck = true
+	if c.backoff == 0 || backlog < c.lastBacklog {
+		c.backoff = minRecheck
+	} else {
+		c.backoff = min(2*c.backoff, maxRecheck)
+	}
+	c.lastBacklog = backlog
+	c.AfterFunc(c.backoff, func() {
+		c.recheck = false
+		c.flushQueue(c.ls.Load())
+	})
+}
