@@ -38,7 +38,7 @@ type simNode struct {
 	name      string
 	inc       uint64
 	nextID    uint64
-	r         *Registry
+	r         *Replica
 	alive     map[codec.PID]bool
 	connected map[string]bool // this node's view of its peers
 }

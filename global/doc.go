@@ -1,9 +1,11 @@
 // Package global holds the cluster-wide name registry: a full replica on every
 // node, the operations that change it, the merge applied when nodes connect,
 // the cleanup when processes or nodes go, and the deterministic rule that
-// settles conflicting registrations. It has no sockets: package node drives it
-// through the [Host] interface and the Handle, Merge, ProcessExited and
-// NodeDown calls.
+// settles conflicting registrations. It has no sockets: package node drives a
+// [Replica] through the [Host] interface and the Handle, Merge,
+// ProcessExited and NodeDown calls, and hands its users only the [Registry]
+// inside it (Register, Unregister, Whereis, Names), which cannot make the
+// replica disagree with its peers.
 //
 // # Model
 //

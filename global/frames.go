@@ -14,7 +14,7 @@ func IsSnapshot(frame []byte) bool {
 // peer's first registry frame this way. send must not call back into the
 // registry and must not block (the Host.Broadcast rules). Safe from any
 // goroutine.
-func (r *Registry) SnapshotTo(send func(frame []byte)) {
+func (r *Replica) SnapshotTo(send func(frame []byte)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	send(encodeSnapshot(r.own))

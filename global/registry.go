@@ -118,9 +118,12 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// Registry is one node's full replica of the cluster-wide name table. All
+// Registry is what a user of a node's replica may call: Register,
+// Unregister, Whereis, Names and counters. Nothing reachable from it can
+// make the replica disagree with its peers; the calls that drive the
+// replica from the network are on [Replica], which only the node holds. All
 // methods are safe for concurrent use from any goroutine. Whereis takes no
-// lock and does not allocate; the other methods serialize on one lock.
+// lock and does not allocate; the writers serialize on one lock.
 type Registry struct {
 	host    Host
 	self    string
@@ -144,19 +147,29 @@ type Registry struct {
 	notes   []note              // conflicts to tell once mu is released
 }
 
+// Replica is one node's full replica of the cluster-wide name table, as the
+// node drives it: the [Registry] a user calls, plus Merge, Handle, Snapshot,
+// SnapshotTo, ProcessExited and NodeDown, which apply what peers and the
+// node's own processes do. Hand users &x.Registry, never the Replica: a
+// NodeDown or Merge called out of turn makes this replica disagree with the
+// cluster. All methods are safe for concurrent use from any goroutine.
+type Replica struct {
+	Registry
+}
+
 type note struct {
 	pid codec.PID
 	msg Conflict
 }
 
-// New returns an empty registry for the node h. Safe to call from any
+// New returns an empty replica for the node h. Safe to call from any
 // goroutine.
-func New(h Host, opts ...Option) *Registry {
+func New(h Host, opts ...Option) *Replica {
 	c := config{maxName: MaxNameLen, log: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(&c)
 	}
-	r := &Registry{
+	x := &Replica{Registry{
 		host:    h,
 		self:    h.Self(),
 		maxName: c.maxName,
@@ -167,9 +180,9 @@ func New(h Host, opts ...Option) *Registry {
 		pending: make(map[string]Entry),
 		hidden:  make(map[Entry]struct{}),
 		dirty:   make(map[string]struct{}),
-	}
-	r.view.init()
-	return r
+	}}
+	x.view.init()
+	return x
 }
 
 // Whereis returns the process registered under name, as this node's replica
@@ -178,6 +191,20 @@ func New(h Host, opts ...Option) *Registry {
 // either before or after each write. Safe from any goroutine.
 func (r *Registry) Whereis(name string) (codec.PID, bool) {
 	return r.view.lookup(name)
+}
+
+// Names returns the names visible in this replica, sorted. Like Whereis it
+// reads the local replica only, without the writers' lock, so a write that
+// runs meanwhile and changes several names may show in part. It copies the
+// whole table: O(Len); call Whereis for one name. Safe from any goroutine.
+func (r *Registry) Names() []string {
+	all := r.view.all()
+	names := make([]string, 0, len(all))
+	for name := range all {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // Len returns the number of names visible in this replica. Safe from any
@@ -290,7 +317,7 @@ func (r *Registry) Unregister(name string) error {
 // wrapping ErrMalformed; no input panics. Ops from a node whose snapshot has
 // not been merged (or that was declared down since) are ignored. Safe from
 // any goroutine, but frames of one peer must be handled in the order sent.
-func (r *Registry) Handle(from string, frame []byte) error {
+func (r *Replica) Handle(from string, frame []byte) error {
 	if from == r.self || from == "" {
 		return fmt.Errorf("%w: frame from %q", ErrMalformed, from)
 	}
@@ -372,7 +399,7 @@ func (r *Registry) registerRequestLocked(e Entry) {
 // Snapshot returns this node's own table (the names of its processes) as a
 // snapshot frame for a peer's Merge. Take it after adding the peer to the
 // broadcast set (see Host). Safe from any goroutine.
-func (r *Registry) Snapshot() []byte {
+func (r *Replica) Snapshot() []byte {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return encodeSnapshot(r.own)
@@ -384,7 +411,7 @@ func (r *Registry) Snapshot() []byte {
 // calls in the package doc). A snapshot that
 // does not decode, or that holds a name of another node's process, is refused
 // whole with an error wrapping ErrMalformed. Safe from any goroutine.
-func (r *Registry) Merge(from string, snapshot []byte) error {
+func (r *Replica) Merge(from string, snapshot []byte) error {
 	if from == r.self || from == "" {
 		return fmt.Errorf("%w: snapshot from %q", ErrMalformed, from)
 	}
@@ -417,7 +444,7 @@ func (r *Registry) Merge(from string, snapshot []byte) error {
 // ProcessExited drops every name held by pid, a process of this node, on
 // every node. PIDs of other nodes are ignored (their own node drops them).
 // Safe from any goroutine.
-func (r *Registry) ProcessExited(pid codec.PID) {
+func (r *Replica) ProcessExited(pid codec.PID) {
 	if pid.Node != r.self {
 		return
 	}
@@ -431,7 +458,7 @@ func (r *Registry) ProcessExited(pid codec.PID) {
 
 // NodeDown forgets node's table and this node's requests to it: every name
 // held by a process of node disappears here. Safe from any goroutine.
-func (r *Registry) NodeDown(node string) {
+func (r *Replica) NodeDown(node string) {
 	if node == r.self {
 		return
 	}

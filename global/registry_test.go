@@ -508,7 +508,7 @@ type lockedHost struct {
 	name     string
 	mu       sync.Mutex
 	notified []codec.PID
-	r        atomic.Pointer[Registry]
+	r        atomic.Pointer[Replica]
 }
 
 func (h *lockedHost) Self() string            { return h.name }

@@ -11,6 +11,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -141,10 +142,33 @@ func TestGlobalRegistrationOfLocalAndRemotePIDsReachesEveryNode(t *testing.T) {
 			t.Errorf("%s: Len() = %d, want 2", n.Self(), got)
 		}
 	}
+	for _, n := range nodes {
+		if got := n.Global().Names(); !slices.Equal(got, []string{"local", "remote"}) {
+			t.Errorf("%s: Names() = %v", n.Self(), got)
+		}
+	}
 	// The name is usable as an address from anywhere.
 	pid, _ := nodes[3].Global().Whereis("remote")
 	if err := nodes[3].Send(pid, "hello"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A new user once called a.Global().NodeDown(b): b's names vanished from a
+// while b stayed connected. What Global returns offers no call that drives
+// the replica from outside.
+func TestGlobalUserCannotReachTheReplicasWiring(t *testing.T) {
+	n := startNamed(t, "a", "c")
+	typ := reflect.TypeOf(n.Global())
+	for _, m := range []string{"NodeDown", "ProcessExited", "Merge", "Handle", "Snapshot", "SnapshotTo"} {
+		if _, ok := typ.MethodByName(m); ok {
+			t.Errorf("Global() offers %s to users", m)
+		}
+	}
+	for _, m := range []string{"Register", "Unregister", "Whereis", "Names", "Len"} {
+		if _, ok := typ.MethodByName(m); !ok {
+			t.Errorf("Global() lacks %s", m)
+		}
 	}
 }
 

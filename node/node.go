@@ -58,7 +58,7 @@ type Node struct {
 	decodeWarned  atomic.Bool     // an undecodable message was logged
 	fragmentAbove int
 	metrics       *metrics
-	global        *global.Registry
+	global        *global.Replica
 
 	peersMu sync.Mutex
 	peers   map[string]*peer     // guarded by peersMu; see membership.go invariant 1

@@ -7,9 +7,11 @@ import (
 	"github.com/meshrt/mesh/global"
 )
 
-// Global returns the node's replica of the cluster-wide name registry:
-// Register, Whereis (local, lock-free, no network) and Unregister.
-func (n *Node) Global() *global.Registry { return n.global }
+// Global returns the node's replica of the cluster-wide name registry, as
+// its users see it: Register, Unregister, Whereis (local, lock-free, no
+// network), Names and counters. What the node feeds it from its peers stays
+// with the node. Safe from any goroutine.
+func (n *Node) Global() *global.Registry { return &n.global.Registry }
 
 // registryHost plugs the registry into the node (see global.Host). Its
 // methods run under the registry's lock: none may call back into it, and
