@@ -289,41 +289,12 @@ func (n *Node) peerUp(pe *peer) {
 	}
 }
 
-// maxGossipDials bounds the background connects one node-list frame can
-// start: a peer's list is trusted to be a list of nodes, not to be small.
-const maxGossipDials = 64
-
-// learnNodes connects, in the background, to every gossiped node this node
-// is not connected to (at most maxGossipDials per frame; later gossip and
-// on-demand connects reach the rest).
+// learnNodes hands the names of a peer's node list to the dial worker,
+// which connects to those this node is not connected to (bounded and
+// deduplicated there; see redial.go).
 func (n *Node) learnNodes(names []string) {
-	started := 0
-	for _, name := range names {
-		if started == maxGossipDials {
-			n.log.Warn("node list longer than the dial bound; rest left to later gossip", "names", len(names))
-			return
-		}
-		nn, err := parseName(name)
-		if err != nil || nn.String() != name || name == n.self {
-			continue
-		}
-		n.peersMu.Lock()
-		_, known := n.peers[name]
-		_, dialling := n.dialing[name]
-		n.peersMu.Unlock()
-		if known || dialling || n.stopped.Load() {
-			continue
-		}
-		started++
-		n.bg.Add(1)
-		go func() {
-			defer n.bg.Done()
-			ctx, cancel := context.WithTimeout(n.life, n.opts.handshakeTimeout)
-			defer cancel()
-			if _, err := n.connect(ctx, name, nn.addr()); err != nil {
-				n.log.Debug("mesh connect failed", "peer", name, "err", err)
-			}
-		}()
+	if n.dials != nil && !n.stopped.Load() {
+		n.dials.gossip(names)
 	}
 }
 
@@ -418,11 +389,15 @@ func (pe *peer) OnClose(_ *loop.Conn, reason error) {
 		n.global.NodeDown(pe.name)
 	}
 	n.peersMu.Lock()
-	if n.peers[pe.name] == pe {
+	current := n.peers[pe.name] == pe
+	if current {
 		delete(n.peers, pe.name)
 		n.publishPeersLocked()
 	}
 	n.peersMu.Unlock()
+	if wasUp && current {
+		n.dials.lost(pe.name, false)
+	}
 	if pe.ticker != nil {
 		pe.ticker.Stop()
 	}

@@ -71,6 +71,8 @@ type Node struct {
 	// (guarded by peersMu; nil until someone waits, see awaitPeer).
 	peersChanged chan struct{}
 
+	dials *dialer // the dial worker (redial.go); set by Start
+
 	nodeMonMu sync.Mutex
 	nodeMons  map[string][]PID // guarded by nodeMonMu: MonitorNode watchers by node
 
@@ -129,6 +131,7 @@ func Start(name, cookie string, opts ...Option) (*Node, error) {
 	}
 	n.metrics = m
 	n.global = global.New(registryHost{n}, global.WithLogger(n.log))
+	n.startMembership()
 	close(n.ready)
 	return n, nil
 }

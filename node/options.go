@@ -18,6 +18,7 @@ type options struct {
 	compression      bool
 	registerer       prometheus.Registerer
 	logger           *slog.Logger
+	membership       membershipOptions // redial.go
 }
 
 func defaultOptions() options {
@@ -26,6 +27,7 @@ func defaultOptions() options {
 		handshakeTimeout: 5 * time.Second,
 		spawnTimeout:     10 * time.Second,
 		logger:           slog.New(slog.DiscardHandler),
+		membership:       defaultMembershipOptions(),
 	}
 }
 

@@ -1,0 +1,440 @@
+package node
+
+// Self-healing membership: seeds, discovery, and the one dial worker that
+// makes every background connection of the node (to seeds, to discovered
+// names, to gossiped names, and back to peers it lost).
+//
+// Invariants.
+//
+//  1. Every background dial goes through n.dials: at most one target per
+//     name (deduplicated), at most maxDialTargets targets (bounded), at most
+//     maxConcurrentDials dials in flight (so redials never take all of the
+//     engine's handshake slots, which inbound connections share), and one
+//     goroutine that schedules them, idle (no timer) when nothing is due.
+//  2. A target stays until its node is connected, or it is given up: a
+//     gossiped name after maxGossipAttempts failures, a discovered name when
+//     discovery stops returning it. Seeds and lost peers are redialled for as
+//     long as the node runs, at most every backoff cap.
+//  3. Lock order: dialer.mu is a leaf; no I/O and no other lock under it.
+
+import (
+	"context"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Discovery is a source of node names the node should be connected to (see
+// [WithDiscovery]); package discovery ships a static list and DNS sources.
+// Discover is called from one goroutine of the node at a time, with a
+// context that ends when the poll times out or the node stops.
+type Discovery interface {
+	Discover(ctx context.Context) ([]string, error)
+}
+
+// membershipOptions are the options of this file.
+type membershipOptions struct {
+	seeds        []string
+	discovery    Discovery
+	pollEvery    time.Duration
+	backoffBase  time.Duration
+	backoffLimit time.Duration
+}
+
+func defaultMembershipOptions() membershipOptions {
+	return membershipOptions{
+		pollEvery:    5 * time.Second,
+		backoffBase:  100 * time.Millisecond,
+		backoffLimit: 5 * time.Second,
+	}
+}
+
+// WithSeeds names nodes to connect to at start, and to keep reconnecting to
+// whenever the connection is lost, for the node's whole life: a partition
+// heals, and a restarted seed is rejoined, with no application code. The
+// node's own name may be among them (every node of a cluster can be given
+// the same list). Redials back off exponentially with jitter, from 100 ms to
+// 5 s by default (see [WithRedialBackoff]). A malformed name is logged and
+// ignored.
+func WithSeeds(names ...string) Option {
+	return func(o *options) { o.membership.seeds = append(o.membership.seeds, names...) }
+}
+
+// WithDiscovery makes the node poll d (every 5 s by default, see
+// [WithDiscoveryInterval]) and connect to every name it returns, redialling
+// them like seeds while d keeps returning them. A failed poll is logged and
+// changes nothing.
+func WithDiscovery(d Discovery) Option {
+	return func(o *options) { o.membership.discovery = d }
+}
+
+// WithDiscoveryInterval sets how often the [WithDiscovery] source is
+// polled. The default is 5 s; values below 100 ms are raised to 100 ms.
+func WithDiscoveryInterval(d time.Duration) Option {
+	return func(o *options) { o.membership.pollEvery = max(d, 100*time.Millisecond) }
+}
+
+// WithRedialBackoff sets the backoff between redials of a seed, a
+// discovered node or a lost peer: the n-th retry waits between half and all
+// of min(base·2ⁿ, limit). Defaults: 100 ms and 5 s. A limit below base is
+// raised to base.
+func WithRedialBackoff(base, limit time.Duration) Option {
+	return func(o *options) {
+		if base > 0 {
+			o.membership.backoffBase = base
+		}
+		o.membership.backoffLimit = max(limit, o.membership.backoffBase)
+	}
+}
+
+// backoffDelay is the redial policy: the wait before retry number attempt
+// (0 for the first retry) is drawn between half and all of
+// min(base·2^attempt, limit), by r in [0, 1). The lower half keeps a storm of
+// redials from being instant; the random half spreads nodes that lost each
+// other at the same moment.
+func backoffDelay(attempt int, base, limit time.Duration, r float64) time.Duration {
+	if base <= 0 {
+		return 0
+	}
+	limit = max(limit, base)
+	d := base
+	for i := 0; i < attempt && d < limit; i++ {
+		d *= 2
+	}
+	d = min(d, limit)
+	r = min(max(r, 0), 1)
+	return d/2 + time.Duration(r*float64(d-d/2))
+}
+
+// Bounds of the dial worker.
+const (
+	maxConcurrentDials = 4    // background dials in flight at once
+	maxDialTargets     = 4096 // names waiting to be dialled
+	maxGossipAttempts  = 4    // failed dials before a gossiped name is dropped
+)
+
+// dialWhy is why a name is a dial target; a target may have several.
+type dialWhy uint8
+
+const (
+	whySeed       dialWhy = 1 << iota // named by WithSeeds
+	whyDiscovered                     // returned by the last discovery poll
+	whyLost                           // a peer lost other than by its graceful stop
+	whyGossip                         // named by a peer's node list
+)
+
+type dialTarget struct {
+	addr    string
+	why     dialWhy
+	attempt int       // failed dials so far
+	due     time.Time // when the next dial may start
+	dialing bool
+}
+
+// dialer is the node's dial worker (see the invariants above).
+type dialer struct {
+	n    *Node
+	wake chan struct{} // capacity 1: a target was added or a dial ended
+
+	mu      sync.Mutex
+	targets map[string]*dialTarget // guarded by mu
+	seeds   map[string]bool        // guarded by mu; fixed after start
+	found   map[string]bool        // guarded by mu: the last discovery answer
+	dialing int                    // guarded by mu
+	peak    int                    // guarded by mu: most dials ever in flight at once
+	full    bool                   // guarded by mu: the target bound was hit (logged once)
+}
+
+// startMembership starts the dial worker, the seeds' first dials and the
+// discovery poller. Called once by Start.
+func (n *Node) startMembership() {
+	d := &dialer{
+		n:       n,
+		wake:    make(chan struct{}, 1),
+		targets: make(map[string]*dialTarget),
+		seeds:   make(map[string]bool),
+		found:   make(map[string]bool),
+	}
+	n.dials = d
+	for _, s := range n.opts.membership.seeds {
+		nn, err := parseName(s)
+		if err != nil || nn.port == 0 {
+			n.log.Warn("seed ignored", "seed", s, "err", err)
+			continue
+		}
+		name := nn.String()
+		if name == n.self {
+			continue
+		}
+		d.seeds[name] = true
+		d.add(name, nn.addr(), whySeed)
+	}
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		d.run()
+	}()
+	if disc := n.opts.membership.discovery; disc != nil {
+		n.bg.Add(1)
+		go func() {
+			defer n.bg.Done()
+			d.poll(disc)
+		}()
+	}
+}
+
+// add makes name a dial target for why, due now if it is new. It reports
+// false if the target bound is reached.
+func (d *dialer) add(name, addr string, why dialWhy) bool {
+	d.mu.Lock()
+	t := d.targets[name]
+	if t == nil {
+		if len(d.targets) >= maxDialTargets {
+			warn := !d.full
+			d.full = true
+			d.mu.Unlock()
+			if warn {
+				d.n.log.Warn("dial targets at their bound; further names wait for later gossip or discovery", "bound", maxDialTargets)
+			}
+			return false
+		}
+		t = &dialTarget{addr: addr, due: time.Now()}
+		d.targets[name] = t
+	}
+	t.why |= why
+	d.mu.Unlock()
+	d.signal()
+	return true
+}
+
+func (d *dialer) signal() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run is the worker: it starts every due dial, up to maxConcurrentDials at
+// once, and sleeps until the next is due or something changes.
+func (d *dialer) run() {
+	n := d.n
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		next := d.startDue()
+		var tc <-chan time.Time
+		if !next.IsZero() {
+			wait := max(time.Until(next), time.Millisecond)
+			if timer == nil {
+				timer = time.NewTimer(wait)
+			} else {
+				timer.Reset(wait)
+			}
+			tc = timer.C
+		}
+		select {
+		case <-n.life.Done():
+			return
+		case <-d.wake:
+		case <-tc:
+		}
+	}
+}
+
+// startDue starts the dials that are due and returns when the next waiting
+// one is (zero if none waits on time).
+func (d *dialer) startDue() time.Time {
+	n := d.n
+	now := time.Now()
+	var next time.Time
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for name, t := range d.targets {
+		if t.dialing {
+			continue
+		}
+		if n.peerIfUp(name) != nil {
+			delete(d.targets, name)
+			continue
+		}
+		if t.due.After(now) {
+			if next.IsZero() || t.due.Before(next) {
+				next = t.due
+			}
+			continue
+		}
+		if d.dialing >= maxConcurrentDials {
+			continue // started when a dial ends (it wakes the worker)
+		}
+		t.dialing = true
+		d.dialing++
+		d.peak = max(d.peak, d.dialing)
+		n.bg.Add(1)
+		go d.dial(name, t.addr)
+	}
+	d.full = d.full && len(d.targets) >= maxDialTargets
+	return next
+}
+
+// dial makes one background connection attempt and reschedules or drops
+// the target.
+func (d *dialer) dial(name, addr string) {
+	n := d.n
+	defer n.bg.Done()
+	ctx, cancel := context.WithTimeout(n.life, n.opts.handshakeTimeout)
+	_, err := n.connect(ctx, name, addr)
+	cancel()
+	o := &n.opts.membership
+	d.mu.Lock()
+	d.dialing--
+	t := d.targets[name]
+	switch {
+	case t == nil:
+	case err == nil:
+		delete(d.targets, name)
+	default:
+		t.dialing = false
+		t.attempt++
+		if t.why == whyGossip && t.attempt >= maxGossipAttempts {
+			delete(d.targets, name)
+			break
+		}
+		t.due = time.Now().Add(backoffDelay(t.attempt-1, o.backoffBase, o.backoffLimit, rand.Float64()))
+	}
+	d.mu.Unlock()
+	if err != nil {
+		n.log.Debug("dial failed", "peer", name, "err", err)
+	}
+	d.signal()
+}
+
+// forget drops name's target unless it is a seed or discovered (used by
+// Disconnect: the application asked for the link to go).
+func (d *dialer) forget(name string) {
+	d.mu.Lock()
+	if t := d.targets[name]; t != nil && !d.seeds[name] && !d.found[name] && !t.dialing {
+		delete(d.targets, name)
+	}
+	d.mu.Unlock()
+}
+
+// lost schedules the redial of a peer whose connection ended. graceful
+// means the peer said it was stopping (or this node disconnected it): then
+// only a seed or a discovered name is redialled.
+func (d *dialer) lost(name string, graceful bool) {
+	if d == nil || d.n.stopped.Load() {
+		return
+	}
+	nn, err := parseName(name)
+	if err != nil {
+		return
+	}
+	d.mu.Lock()
+	why := whyLost
+	switch {
+	case d.seeds[name]:
+		why = whySeed
+	case d.found[name]:
+		why = whyDiscovered
+	case graceful:
+		d.mu.Unlock()
+		return
+	}
+	t := d.targets[name]
+	if t == nil && len(d.targets) < maxDialTargets {
+		// The first redial waits one backoff step: a peer that just
+		// crashed is seldom back at once, and both ends redial.
+		o := &d.n.opts.membership
+		t = &dialTarget{addr: nn.addr(), due: time.Now().Add(backoffDelay(0, o.backoffBase, o.backoffLimit, rand.Float64()))}
+		d.targets[name] = t
+	}
+	if t != nil {
+		t.why |= why
+	}
+	d.mu.Unlock()
+	d.signal()
+}
+
+// gossip schedules dials to the names a peer's node list gave.
+func (d *dialer) gossip(names []string) {
+	n := d.n
+	for _, name := range names {
+		nn, err := parseName(name)
+		if err != nil || nn.String() != name || name == n.self || nn.port == 0 {
+			continue
+		}
+		if n.peerIfUp(name) != nil {
+			continue
+		}
+		if !d.add(name, nn.addr(), whyGossip) {
+			return
+		}
+	}
+}
+
+// poll asks the discovery source for names every poll interval, and makes
+// them the discovered targets.
+func (d *dialer) poll(disc Discovery) {
+	n := d.n
+	every := n.opts.membership.pollEvery
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-n.life.Done():
+			return
+		case <-timer.C:
+		}
+		ctx, cancel := context.WithTimeout(n.life, max(every, n.opts.handshakeTimeout))
+		names, err := disc.Discover(ctx)
+		cancel()
+		if err != nil {
+			if n.life.Err() == nil {
+				n.log.Warn("discovery failed", "err", err)
+			}
+		} else {
+			d.discovered(names)
+		}
+		timer.Reset(every)
+	}
+}
+
+// discovered replaces the discovered set with names and dials the new ones.
+func (d *dialer) discovered(names []string) {
+	n := d.n
+	found := make(map[string]bool, len(names))
+	for _, s := range names {
+		nn, err := parseName(s)
+		if err != nil || nn.port == 0 {
+			n.log.Debug("discovered name ignored", "name", s, "err", err)
+			continue
+		}
+		if name := nn.String(); name != n.self {
+			found[name] = true
+		}
+	}
+	d.mu.Lock()
+	old := d.found
+	d.found = found
+	for name := range old {
+		if t := d.targets[name]; t != nil && !found[name] {
+			t.why &^= whyDiscovered
+			if t.why == 0 && !t.dialing {
+				delete(d.targets, name)
+			}
+		}
+	}
+	d.mu.Unlock()
+	for _, name := range slices.Sorted(maps.Keys(found)) {
+		if n.peerIfUp(name) == nil {
+			nn, _ := parseName(name)
+			d.add(name, nn.addr(), whyDiscovered)
+		}
+	}
+}

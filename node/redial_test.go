@@ -1,0 +1,144 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestBackoffDelay(t *testing.T) {
+	const ms = time.Millisecond
+	for _, tc := range []struct {
+		attempt     int
+		base, limit time.Duration
+		r           float64
+		want        time.Duration
+	}{
+		{0, 100 * ms, 5000 * ms, 0, 50 * ms},         // half of base at least
+		{0, 100 * ms, 5000 * ms, 0.5, 75 * ms},       // jitter fills the other half
+		{0, 100 * ms, 5000 * ms, 0.999999, 100 * ms}, // never more than the step
+		{1, 100 * ms, 5000 * ms, 0, 100 * ms},        // doubles
+		{3, 100 * ms, 5000 * ms, 0, 400 * ms},        // 800 ms step
+		{5, 100 * ms, 5000 * ms, 1, 3200 * ms},       // 3.2 s step
+		{6, 100 * ms, 5000 * ms, 0, 2500 * ms},       // capped at 5 s
+		{6, 100 * ms, 5000 * ms, 1, 5000 * ms},       // capped at 5 s
+		{1000, 100 * ms, 5000 * ms, 1, 5000 * ms},    // no overflow far out
+		{-1, 100 * ms, 5000 * ms, 0, 50 * ms},        // a negative attempt is the first
+		{2, 100 * ms, 50 * ms, 0, 50 * ms},           // a limit below base is base
+		{0, 0, 5000 * ms, 0.5, 0},                    // no base, no wait
+		{0, 100 * ms, 5000 * ms, -3, 50 * ms},        // r out of range is clamped
+		{0, 100 * ms, 5000 * ms, 7, 100 * ms},
+	} {
+		got := backoffDelay(tc.attempt, tc.base, tc.limit, tc.r)
+		if d := got - tc.want; d < -ms || d > ms {
+			t.Errorf("backoffDelay(%d, %v, %v, %v) = %v, want %v", tc.attempt, tc.base, tc.limit, tc.r, got, tc.want)
+		}
+	}
+}
+
+// fastRedial makes redials quick for tests.
+var fastRedial = WithRedialBackoff(10*time.Millisecond, 200*time.Millisecond)
+
+func connected(n *Node, names ...string) bool {
+	l := n.List()
+	for _, name := range names {
+		if !slices.Contains(l, name) {
+			return false
+		}
+	}
+	return true
+}
+
+func TestSeedsFormAClusterThatHealsAfterAPartition(t *testing.T) {
+	a := startNamed(t, "a", "c", fastRedial)
+	b := startNamed(t, "b", "c", fastRedial, WithSeeds(a.Self()))
+	c := startNamed(t, "c", "c", fastRedial, WithSeeds(a.Self(), "c@127.0.0.1:1")) // its own name is skipped
+	eventually(t, "a full mesh from seeds", func() bool {
+		return connected(a, b.Self(), c.Self()) && connected(b, a.Self(), c.Self()) && connected(c, a.Self(), b.Self())
+	})
+	// b and c met through gossip, not as seeds: they redial each other
+	// all the same, with no Connect anywhere.
+	b.partition(c.Self())
+	c.partition(b.Self())
+	if connected(b, c.Self()) {
+		t.Fatal("b still lists c after the partition")
+	}
+	b.heal(c.Self())
+	c.heal(b.Self())
+	eventually(t, "b and c reconnect by themselves", func() bool {
+		return connected(b, c.Self()) && connected(c, b.Self())
+	})
+}
+
+func TestRestartedSeedIsRejoined(t *testing.T) {
+	b1 := startNamed(t, "b", "c")
+	name := b1.Self()
+	a := startNamed(t, "a", "c", fastRedial, WithSeeds(name))
+	eventually(t, "a joins its seed", func() bool { return connected(a, name) })
+	stopNode(t, b1)
+	eventually(t, "a sees b go", func() bool { return !connected(a, name) })
+	nn, _ := parseName(name)
+	b2, err := Start(name, "c", WithListen(fmt.Sprintf("127.0.0.1:%d", nn.port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopNode(t, b2)
+	eventually(t, "a rejoins the restarted seed", func() bool { return connected(a, name) && connected(b2, a.Self()) })
+	a.peersMu.Lock()
+	inc := a.peers[name].incarnation
+	a.peersMu.Unlock()
+	if inc != b2.incarnation {
+		t.Fatalf("a's connection to %s is of incarnation %x, want the new run's %x", name, inc, b2.incarnation)
+	}
+}
+
+type discoveryFunc func(context.Context) ([]string, error)
+
+func (f discoveryFunc) Discover(ctx context.Context) ([]string, error) { return f(ctx) }
+
+func TestDiscoveryConnectsToWhatItReturns(t *testing.T) {
+	b := startNamed(t, "b", "c")
+	c := startNamed(t, "c", "c")
+	names := make(chan []string, 1)
+	names <- []string{b.Self()}
+	var last []string
+	disc := discoveryFunc(func(context.Context) ([]string, error) {
+		select {
+		case last = <-names:
+		default:
+		}
+		return last, nil
+	})
+	a := startNamed(t, "a", "c", fastRedial, WithDiscovery(disc), WithDiscoveryInterval(20*time.Millisecond))
+	eventually(t, "a connects to the discovered b", func() bool { return connected(a, b.Self()) })
+	names <- []string{b.Self(), c.Self(), "not a name", a.Self()}
+	eventually(t, "a connects to the discovered c", func() bool { return connected(a, b.Self(), c.Self()) })
+}
+
+func TestGossipDialsAreBoundedAndDeduplicated(t *testing.T) {
+	a := startNamed(t, "a", "c", fastRedial)
+	// 300 node lists naming 64 nodes nobody serves (port 1 refuses at once
+	// on loopback), as a hostile or confused peer could send.
+	var names []string
+	for i := range 64 {
+		names = append(names, fmt.Sprintf("ghost%d@127.0.0.1:1", i))
+	}
+	for range 300 {
+		a.learnNodes(names)
+	}
+	d := a.dials
+	d.mu.Lock()
+	targets, peak := len(d.targets), d.peak
+	d.mu.Unlock()
+	if targets > len(names) || peak > maxConcurrentDials {
+		t.Fatalf("%d targets, %d dials at once; want at most %d and %d", targets, peak, len(names), maxConcurrentDials)
+	}
+	// A gossiped name that cannot be reached is given up after a few tries.
+	eventually(t, "the ghosts are given up", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return len(d.targets) == 0
+	})
+}
