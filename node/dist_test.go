@@ -575,42 +575,86 @@ func TestSilentPeerIsDeclaredDownAfterTickTimeout(t *testing.T) {
 	})
 }
 
+// A large message goes as fragments, one queue item each, so a control frame
+// (a tick, an exit signal) queued after it has started overtakes the rest of
+// it instead of waiting for the whole. The test queues an exit signal once b
+// has received the first MiB of a 24 MiB message: everything that can hold
+// bytes between a's queue and b's mailbox (a's queue and unsent ciphertext,
+// 2 MiB each by default, the loopback socket buffers, b's input) holds far
+// less than the 23 MiB still to come, so the signal must arrive first unless
+// the big message blocks it. Small messages sent meanwhile by another sender
+// all arrive, in order. No timing is assumed: the link must stay up under the
+// default tick timeout, and the order must show the overtaking.
+//
+// (Small messages are not asserted to overtake: like the big one they wait
+// on the link's backpressure, and a waiting sender is not promised a turn
+// before a sender that keeps the queue full.)
 func TestLargeMessageDoesNotStallSmallOnesOrTicks(t *testing.T) {
-	a, b := startNamed(t, "a", "c", WithTickTimeout(time.Second)), startNamed(t, "b", "c", WithTickTimeout(time.Second))
+	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	connect(t, a, b)
 	big := make([]byte, 24<<20)
 	for i := range big {
 		big[i] = byte(i)
 	}
 	within(t, b, func(p *Process) error {
+		p.TrapExit(true)
+		fromA := b.peerIfUp(a.Self())
+		if fromA == nil {
+			return errors.New("b has no link from a")
+		}
+		before := fromA.stats.bytesIn.Load()
 		done := make(chan error, 1)
 		go func() { done <- a.Send(p.Self(), big) }()
-		for i := range 100 {
-			if err := a.Send(p.Self(), i); err != nil {
-				return err
+		eventually(t, "b receiving the big message", func() bool {
+			return fromA.stats.bytesIn.Load()-before > 1<<20
+		})
+		signaller := a.SpawnFunc(func(q *Process) error { return q.Exit(p.Self(), codec.Atom("overtake")) })
+		smalls := make(chan error, 1)
+		go func() {
+			for i := range 100 {
+				if err := a.Send(p.Self(), i); err != nil {
+					smalls <- err
+					return
+				}
 			}
-		}
+			smalls <- nil
+		}()
 		if err := <-done; err != nil {
 			return err
 		}
+		if err := <-smalls; err != nil {
+			return err
+		}
 		var small int
-		var gotBig bool
-		for small < 100 || !gotBig {
+		var gotBig, gotExit bool
+		for small < 100 || !gotBig || !gotExit {
 			m, err := recv(p)
 			if err != nil {
 				return err
 			}
 			switch m := m.(type) {
+			case Exit:
+				if m.From != signaller {
+					return fmt.Errorf("unexpected %#v", m)
+				}
+				gotExit = true
 			case []byte:
+				if !gotExit {
+					return errors.New("the big message arrived before the exit signal queued while it crossed")
+				}
 				if len(m) != len(big) || m[12345] != big[12345] {
-					return fmt.Errorf("big message corrupted")
+					return errors.New("big message corrupted")
 				}
 				gotBig = true
 			case int:
+				if m != small {
+					return fmt.Errorf("small message %d arrived as %d", small, m)
+				}
 				small++
 			}
 		}
 		if len(a.List()) != 1 {
-			return fmt.Errorf("the link went down during the transfer")
+			return errors.New("the link went down during the transfer")
 		}
 		return nil
 	})
