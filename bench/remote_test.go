@@ -9,11 +9,22 @@ package bench
 //	go test -run '^$' -bench Remote -benchtime 2000000x ./bench/
 //
 // Compare impl=mesh with impl=tls within one run (ratios), not across runs.
+//
+// The load=busy scenarios run the same ping-pong and spawn with CPU burners
+// beside them: MESH_BENCH_BURN processes (default 1, one core of the
+// reference 2-core machine) each running `sh -c 'while :; do :; done'`,
+// started before the scenario and killed after it, the mesh and the
+// crypto/tls baseline alike. Ping-pongs report p50, p90, p99 and p99.9 of
+// the round trip (µs) from a histogram.
+//
+//	go test -run '^$' -bench 'Remote/pingpong' -benchtime 20000x -count 5 ./bench/ | tee new.txt
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -50,11 +61,60 @@ func BenchmarkRemote(b *testing.B) {
 		b.Run(name+"/impl=mesh", func(b *testing.B) { onewayMesh(b, n, peerName, senders) })
 		b.Run(name+"/impl=tls", func(b *testing.B) { onewayTLS(b, tlsSink, 1, senders) })
 	}
-	b.Run("pingpong/impl=mesh", func(b *testing.B) { pingpongMesh(b, n, peerName) })
-	b.Run("pingpong/impl=tls", func(b *testing.B) { pingpongTLS(b, tlsEcho) })
-	for _, spawners := range []int{1, 8} {
-		b.Run("spawn/spawners="+itoa(spawners), func(b *testing.B) { spawnMesh(b, n, peerName, spawners) })
+	// Ping-pong and spawn, on the machine as it is (load=idle) and with the
+	// burners running (load=busy), each beside its baseline.
+	for _, busy := range []bool{false, true} {
+		load := "load=idle/"
+		if busy {
+			load = "load=busy/"
+		}
+		burn := func(b *testing.B) {
+			if busy {
+				b.Cleanup(startBurners(b))
+			}
+		}
+		b.Run("pingpong/"+load+"impl=mesh", func(b *testing.B) { burn(b); pingpongMesh(b, n, peerName) })
+		b.Run("pingpong/"+load+"impl=tls", func(b *testing.B) { burn(b); pingpongTLS(b, tlsEcho) })
+		for _, spawners := range []int{1, 8} {
+			if busy && spawners > 1 {
+				continue
+			}
+			b.Run("spawn/"+load+"spawners="+itoa(spawners), func(b *testing.B) {
+				burn(b)
+				spawnMesh(b, n, peerName, spawners)
+			})
+		}
 	}
+}
+
+// startBurners starts the CPU burners of the load=busy scenarios (see the
+// file comment) and returns the function that kills them.
+func startBurners(b *testing.B) (stop func()) {
+	b.Helper()
+	count := 1
+	if v := os.Getenv("MESH_BENCH_BURN"); v != "" {
+		var err error
+		if count, err = strconv.Atoi(v); err != nil || count < 0 {
+			b.Fatalf("MESH_BENCH_BURN=%q: want a count of burner processes", v)
+		}
+	}
+	var cmds []*exec.Cmd
+	stop = func() {
+		for _, c := range cmds {
+			_ = c.Process.Kill()
+			_ = c.Wait()
+		}
+		cmds = nil
+	}
+	for range count {
+		c := exec.Command("sh", "-c", "while :; do :; done")
+		if err := c.Start(); err != nil {
+			stop()
+			b.Fatalf("starting a burner: %v", err)
+		}
+		cmds = append(cmds, c)
+	}
+	return stop
 }
 
 func itoa(i int) string {
@@ -104,7 +164,7 @@ func onewayMesh(b *testing.B, n *node.Node, peer string, senders int) {
 // pingpongMesh measures round trips to an echo process on the peer node.
 func pingpongMesh(b *testing.B, n *node.Node, peer string) {
 	b.ReportAllocs()
-	lat := make([]time.Duration, b.N)
+	var h latencyHist
 	err := n.Run(context.Background(), func(p *node.Process) error {
 		echo, err := p.Spawn(peer, "echo")
 		if err != nil {
@@ -112,7 +172,7 @@ func pingpongMesh(b *testing.B, n *node.Node, peer string) {
 		}
 		var msg any = codec.Tuple{p.Self(), payload64}
 		b.ResetTimer()
-		for i := range b.N {
+		for range b.N {
 			t0 := time.Now()
 			if err := p.Send(echo, msg); err != nil {
 				return err
@@ -120,7 +180,7 @@ func pingpongMesh(b *testing.B, n *node.Node, peer string) {
 			if _, err := p.Receive(context.Background()); err != nil {
 				return err
 			}
-			lat[i] = time.Since(t0)
+			h.Record(time.Since(t0))
 		}
 		b.StopTimer()
 		return p.Exit(echo, node.Kill)
@@ -128,7 +188,7 @@ func pingpongMesh(b *testing.B, n *node.Node, peer string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	reportLatency(b, lat)
+	h.Report(b)
 }
 
 // spawnMesh measures remote spawns (request, spawn, reply) of a process that

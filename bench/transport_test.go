@@ -23,7 +23,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -290,12 +289,11 @@ func onewayTLS(b *testing.B, addr string, conns, senders int) {
 }
 
 func reportLatency(b *testing.B, lat []time.Duration) {
-	slices.Sort(lat)
-	pct := func(p float64) float64 {
-		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Nanoseconds()) / 1e3
+	var h latencyHist
+	for _, d := range lat {
+		h.Record(d)
 	}
-	b.ReportMetric(pct(0.50), "p50-us")
-	b.ReportMetric(pct(0.99), "p99-us")
+	h.Report(b)
 }
 
 func pingpongLoop(b *testing.B, addr string) {
