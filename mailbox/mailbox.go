@@ -343,14 +343,17 @@ func (m *Mailbox) wait(ctx context.Context) error {
 			}
 		}
 	}
+	// Before parking, or returning because ctx ended (the spin above can
+	// outlast a short deadline), give back what an idle owner needs not
+	// hold: the drained queue segment and the inbox chunk.
+	m.q.rewind()
+	m.rewindInbox()
 	done := ctx.Done()
 	select {
 	case <-done:
 		return fmt.Errorf("mailbox: receive: %w", ctx.Err())
 	default:
 	}
-	m.q.rewind()
-	m.rewindInbox()
 	if testHookPark != nil {
 		testHookPark()
 	}
