@@ -8,6 +8,7 @@ import (
 	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
 	"github.com/meshrt/mesh/codec"
+	"github.com/meshrt/mesh/internal/wire"
 )
 
 var (
@@ -27,13 +28,13 @@ func BenchmarkCodecEncodeMessage(b *testing.B) {
 	})
 	b.Run("AppendMessage", func(b *testing.B) {
 		for b.Loop() {
-			buf, _ = codec.AppendMessage(buf[:0], codecPID.ID, 17, codecMsg64)
+			buf, _ = wire.AppendMessage(buf[:0], codecPID.ID, 17, codecMsg64)
 		}
 	})
 	var tuple any = codec.Tuple{codecPID, codecMsg64}
 	b.Run("AppendMessage/tuple{PID,string}", func(b *testing.B) {
 		for b.Loop() {
-			buf, _ = codec.AppendMessage(buf[:0], codecPID.ID, 17, tuple)
+			buf, _ = wire.AppendMessage(buf[:0], codecPID.ID, 17, tuple)
 		}
 	})
 }
@@ -43,14 +44,14 @@ var codecSink any
 // BenchmarkCodecDecodeMessage: iterate a one-record batch frame and decode
 // the term. Baseline: string(b) boxed in an any (what any decoder must do).
 func BenchmarkCodecDecodeMessage(b *testing.B) {
-	item, _ := codec.AppendMessage(nil, codecPID.ID, 17, codecMsg64)
+	item, _ := wire.AppendMessage(nil, codecPID.ID, 17, codecMsg64)
 	raw := []byte(codecMsg64.(string))
 	b.Run("baseline=box(string(b))", func(b *testing.B) {
 		for b.Loop() {
 			codecSink = string(raw)
 		}
 	})
-	fr := codec.NewFrameReader(nil, 0)
+	fr := wire.NewFrameReader(0, 0)
 	b.Run("Next+Messages+Decode", func(b *testing.B) {
 		for b.Loop() {
 			f, _, _ := fr.Next(item)
@@ -60,7 +61,7 @@ func BenchmarkCodecDecodeMessage(b *testing.B) {
 			}
 		}
 	})
-	titem, _ := codec.AppendMessage(nil, codecPID.ID, 17, codec.Tuple{codecPID, codecMsg64})
+	titem, _ := wire.AppendMessage(nil, codecPID.ID, 17, codec.Tuple{codecPID, codecMsg64})
 	b.Run("Next+Messages+Decode/tuple{PID,string}", func(b *testing.B) {
 		for b.Loop() {
 			f, _, _ := fr.Next(titem)
@@ -86,16 +87,16 @@ func BenchmarkCodecBatch1000(b *testing.B) {
 		for b.Loop() {
 			out = out[:0]
 			for i := range n {
-				out, _ = codec.AppendMessage(out, uint64(i), 17, codecMsg64)
+				out, _ = wire.AppendMessage(out, uint64(i), 17, codecMsg64)
 			}
 		}
 		b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds()/1e6, "Mmsgs/s")
 	})
-	bt := codec.NewBatcher(codec.BatcherOptions{})
+	bt := wire.NewBatcher(wire.BatcherOptions{})
 	b.Run("encode+Drain", func(b *testing.B) {
 		for b.Loop() {
 			for i := range n {
-				items[i], _ = codec.AppendMessage(items[i][:0], uint64(i), 17, codecMsg64)
+				items[i], _ = wire.AppendMessage(items[i][:0], uint64(i), 17, codecMsg64)
 			}
 			out = bt.Drain(out[:0], items)
 		}
@@ -132,7 +133,7 @@ func codecRealisticItems() [][]byte {
 	for i := range items {
 		v := codec.Tuple{codec.Atom("order_event"), codecPID, i, fmt.Sprintf("user-%d placed order %d", i%97, i*7),
 			map[string]any{"qty": i % 13, "price": float64(i%50) * 1.25, "sku": fmt.Sprintf("SKU-%05d", i%311)}}
-		items[i], _ = codec.AppendMessage(nil, uint64(i%64), uint64(i%5), v)
+		items[i], _ = wire.AppendMessage(nil, uint64(i%64), uint64(i%5), v)
 	}
 	return items
 }
@@ -141,17 +142,17 @@ func codecRealisticItems() [][]byte {
 // compression (baseline), with S2, and zstd (fastest) for comparison.
 func BenchmarkCodecCompress(b *testing.B) {
 	items := codecRealisticItems()
-	plain := codec.NewBatcher(codec.BatcherOptions{MaxBatch: 1 << 20}).Drain(nil, items)
+	plain := wire.NewBatcher(wire.BatcherOptions{MaxBatch: 1 << 20}).Drain(nil, items)
 	out := make([]byte, 0, 2*len(plain))
 	b.Run("baseline=Drain-plain", func(b *testing.B) {
-		bt := codec.NewBatcher(codec.BatcherOptions{MaxBatch: 1 << 20})
+		bt := wire.NewBatcher(wire.BatcherOptions{MaxBatch: 1 << 20})
 		b.SetBytes(int64(len(plain)))
 		for b.Loop() {
 			out = bt.Drain(out[:0], items)
 		}
 	})
 	b.Run("Drain-S2", func(b *testing.B) {
-		bt := codec.NewBatcher(codec.BatcherOptions{MaxBatch: 1 << 20, Features: codec.FeatureS2})
+		bt := wire.NewBatcher(wire.BatcherOptions{MaxBatch: 1 << 20, Features: wire.FeatureS2})
 		b.SetBytes(int64(len(plain)))
 		for b.Loop() {
 			out = bt.Drain(out[:0], items)
@@ -159,8 +160,8 @@ func BenchmarkCodecCompress(b *testing.B) {
 		b.ReportMetric(float64(len(plain))/float64(len(out)), "ratio")
 	})
 	b.Run("S2-decode", func(b *testing.B) {
-		comp := codec.NewBatcher(codec.BatcherOptions{MaxBatch: 1 << 20, Features: codec.FeatureS2}).Drain(nil, items)
-		fr := codec.NewFrameReader(nil, codec.FeatureS2)
+		comp := wire.NewBatcher(wire.BatcherOptions{MaxBatch: 1 << 20, Features: wire.FeatureS2}).Drain(nil, items)
+		fr := wire.NewFrameReader(0, wire.FeatureS2)
 		b.SetBytes(int64(len(plain)))
 		for b.Loop() {
 			if _, _, err := fr.Next(comp); err != nil {
@@ -206,9 +207,9 @@ func BenchmarkCodecCompress(b *testing.B) {
 // 64 MiB twice.
 func BenchmarkCodecFragment64MiB(b *testing.B) {
 	var v any = make([]byte, 64<<20)
-	item, _ := codec.AppendMessage(nil, 1, 2, v)
+	item, _ := wire.AppendMessage(nil, 1, 2, v)
 	frag := make([]byte, 0, 70<<10)
-	wire := make([]byte, 0, 70<<10)
+	out := make([]byte, 0, 70<<10)
 	b.Run("baseline=copy-twice", func(b *testing.B) {
 		b.SetBytes(int64(len(item)))
 		dst := make([]byte, len(item))
@@ -219,25 +220,25 @@ func BenchmarkCodecFragment64MiB(b *testing.B) {
 	})
 	b.Run("fragment+drain+reassemble", func(b *testing.B) {
 		b.SetBytes(int64(len(item)))
-		bt := codec.NewBatcher(codec.BatcherOptions{})
-		fr := codec.NewFrameReader(nil, 0)
+		bt := wire.NewBatcher(wire.BatcherOptions{})
+		fr := wire.NewFrameReader(0, 0)
 		var id uint64
 		for b.Loop() {
-			r := codec.NewReassembler(0, nil)
-			var f codec.Fragmenter
+			r := wire.NewReassembler(0, nil)
+			var f wire.Fragmenter
 			id++
-			if err := f.Reset(id, item, codec.DefaultFragmentSize); err != nil {
+			if err := f.Reset(id, item, wire.DefaultFragmentSize); err != nil {
 				b.Fatal(err)
 			}
 			delivered := 0
 			for f.More() {
 				frag = f.Next(frag[:0])
-				wire = bt.Drain(wire[:0], [][]byte{frag})
-				fm, _, err := fr.Next(wire)
+				out = bt.Drain(out[:0], [][]byte{frag})
+				fm, _, err := fr.Next(out)
 				if err != nil {
 					b.Fatal(err)
 				}
-				if err := r.Feed(fm, func(m codec.Message) error { delivered += len(m.Term); return nil }); err != nil {
+				if err := r.Feed(fm, func(m wire.Message) error { delivered += len(m.Term); return nil }); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -12,9 +12,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"sync"
-	"sync/atomic"
 	"unsafe"
+
+	"github.com/meshrt/mesh/internal/intern"
 )
 
 // Unmarshal decodes one term that fills all of b, with default limits.
@@ -32,8 +32,7 @@ func Unmarshal(b []byte) (any, error) {
 
 // DecodeTerm decodes the term at the start of b and returns it with the
 // number of bytes it used. lim nil means [DefaultLimits]; a b longer than
-// lim.MaxMessage is refused whole, so pass just the term's bytes (as
-// [Message.Decode] does). The result never aliases b (a registered type's
+// lim.MaxMessage is refused whole, so pass just the term's bytes. The result never aliases b (a registered type's
 // UnmarshalBinary sees a sub-slice of b and must copy what it keeps). It is
 // safe to call from any goroutine.
 func DecodeTerm(b []byte, lim *Limits) (v any, n int, err error) {
@@ -171,7 +170,7 @@ func (d *decoder) ident() (node string, inc, id uint64, err error) {
 	if err != nil {
 		return "", 0, 0, err
 	}
-	return internName(nb), binary.LittleEndian.Uint64(ib), id, nil
+	return intern.Bytes(nb), binary.LittleEndian.Uint64(ib), id, nil
 }
 
 func (d *decoder) pid() (PID, error) {
@@ -391,48 +390,4 @@ func boxString(p []byte, typ unsafe.Pointer) any {
 	e.typ = typ
 	e.data = unsafe.Pointer(sp)
 	return v
-}
-
-// Node names are few and repeat in every PID: decoded names are interned so
-// decoding a PID does not allocate its name. The table is copy-on-write and
-// bounded; past the bound names are simply allocated.
-const maxInterned = 4096
-
-var (
-	internMu  sync.Mutex
-	internTab atomic.Pointer[map[string]string]
-)
-
-func internName(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	if m := internTab.Load(); m != nil {
-		if s, ok := (*m)[string(b)]; ok {
-			return s
-		}
-	}
-	s := string(b)
-	internMu.Lock()
-	defer internMu.Unlock()
-	old := internTab.Load()
-	var n int
-	if old != nil {
-		n = len(*old)
-		if v, ok := (*old)[s]; ok {
-			return v
-		}
-	}
-	if n >= maxInterned {
-		return s
-	}
-	m := make(map[string]string, n+1)
-	if old != nil {
-		for k, v := range *old {
-			m[k] = v
-		}
-	}
-	m[s] = s
-	internTab.Store(&m)
-	return s
 }

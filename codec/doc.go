@@ -1,4 +1,5 @@
-// Package codec holds Mesh's term model and its binary wire encoding.
+// Package codec holds Mesh's term model and its binary encoding: the values
+// processes send each other, and the bytes they travel as between nodes.
 //
 // Terms are plain Go values: nil, bool, every integer and float width,
 // string, []byte, [Atom], [Tuple], []any, map[string]any, [PID], [Ref], and
@@ -7,14 +8,13 @@
 // non-nil Tuple, nil stays nil), so a receiver's type switch never depends
 // on where the sender ran. [Marshal] and [Unmarshal] use exactly the
 // encoding that crosses the wire between nodes; [AppendTerm] and
-// [DecodeTerm] are the allocation-conscious forms.
+// [DecodeTerm] are the allocation-conscious forms. The decoder checks its
+// [Limits] before it allocates, never panics on any input, and is fuzzed;
+// every error wraps one of the package's sentinel errors.
 //
-// The package also frames messages for the wire: batches of many messages in
-// one frame ([AppendMessage], [Batcher]), fragments of large messages that
-// interleave with small ones ([Fragmenter], [Reassembler]), optional S2
-// compression negotiated per link ([Features]), and control frames
-// ([SpawnRequest], [Exit], [Monitor], [Down], [Tick], [Nodes], ...). Every
-// decoder checks its [Limits] before it allocates and is fuzzed.
+// How terms are framed, batched, fragmented and compressed between nodes is
+// the runtime's own business (package node); this package is only the
+// values and their encoding, usable on its own.
 //
 // # Term encoding (wire version 1)
 //
@@ -40,54 +40,4 @@
 // (0 = nil) then elements (map entries key then value, ordered keys sorted);
 // arrays their elements; pointers a 0 (nil) or 1 byte then the element;
 // any-typed fields a term; PID and Ref fields their body without the tag.
-//
-// # Frames
-//
-// Every frame is an 8-byte header then the payload:
-//
-//	byte 0     version (1); anything else is ErrVersion
-//	byte 1     kind (see Kind: batch, fragment, spawn request/reply, link,
-//	           unlink, exit, monitor, demonitor, down, registry, tick, tock,
-//	           nodes, hello, proof); unknown kinds are corrupt
-//	byte 2     flags: bit 0 = payload is one S2 block (only on links that
-//	           negotiated FeatureS2); other bits must be 0
-//	byte 3     reserved, must be 0
-//	bytes 4-7  payload length, uint32 big endian, <= Limits.MaxFrame
-//
-// A compressed payload's decompressed size (the S2 block's own length
-// prefix) is checked against MaxFrame before anything is allocated.
-//
-// A batch payload is a run of message records:
-//
-//	uvarint to (target process ID) | uvarint from (sender process ID) |
-//	uvarint term length | term
-//
-// The node and incarnation of both processes are implied by the link, which
-// the node checked at the handshake. A message item from [AppendMessage] is a
-// batch frame of one record, which is why the [Batcher] can merge a run of
-// items by concatenating their records under one header.
-//
-// A fragment payload is
-//
-//	uvarint id | uvarint to | uvarint from | uvarint total term length |
-//	uvarint offset | chunk
-//
-// Fragments of one message are written in order and their first fragment in
-// send order; a [Reassembler] holds later records of the same (from, to)
-// pair behind an incomplete large message and releases them in order.
-//
-// Control payloads (PID and Ref mean the PID body above, without the tag;
-// term means a tagged term):
-//
-//	spawn request    uvarint req | PID from | 0x10, uvarint length, actor | link byte (0/1) | args term ([]any)
-//	spawn reply      uvarint req | PID | code byte (SpawnCode) | uvarint length, error text
-//	link, unlink     PID from | PID to
-//	exit             PID from | PID to | link byte (0/1) | reason term
-//	monitor, demon.  PID from | PID to | Ref
-//	down             Ref | PID watcher | PID monitored | reason term
-//	registry         opaque bytes (package global's own encoding)
-//	tick, tock       uvarint seq | zigzag uvarint time
-//	nodes            uvarint count | (uvarint length, name)*
-//	hello            uvarint version | uvarint length, node | uvarint incarnation | uvarint features | 32-byte nonce
-//	proof            32-byte HMAC-SHA256
 package codec

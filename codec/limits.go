@@ -11,12 +11,8 @@ type Limits struct {
 	MaxElems int
 	// MaxString bounds the length of one string, atom or []byte.
 	MaxString int
-	// MaxMessage bounds the encoded size of one message term, including a
-	// reassembled fragmented one.
+	// MaxMessage bounds the encoded size of one term.
 	MaxMessage int
-	// MaxFrame bounds the payload of one frame, before and after
-	// decompression.
-	MaxFrame int
 }
 
 // Default limits. MaxDepth also bounds encoding, which is how cycles are
@@ -26,7 +22,6 @@ const (
 	DefaultMaxElems   = 1 << 24
 	DefaultMaxString  = 128 << 20
 	DefaultMaxMessage = 128 << 20
-	DefaultMaxFrame   = 4 << 20
 )
 
 // DefaultLimits returns the limits used when nil is passed.
@@ -36,7 +31,6 @@ func DefaultLimits() Limits {
 		MaxElems:   DefaultMaxElems,
 		MaxString:  DefaultMaxString,
 		MaxMessage: DefaultMaxMessage,
-		MaxFrame:   DefaultMaxFrame,
 	}
 }
 
@@ -59,28 +53,4 @@ func (l *Limits) termLimits() (depth, elems, str, msg int) {
 		msg = l.MaxMessage
 	}
 	return
-}
-
-// resolve fills zero fields with defaults.
-func (l *Limits) resolve() Limits {
-	if l == nil {
-		return DefaultLimits()
-	}
-	r := *l
-	if r.MaxDepth <= 0 {
-		r.MaxDepth = DefaultMaxDepth
-	}
-	if r.MaxElems <= 0 {
-		r.MaxElems = DefaultMaxElems
-	}
-	if r.MaxString <= 0 {
-		r.MaxString = DefaultMaxString
-	}
-	if r.MaxMessage <= 0 {
-		r.MaxMessage = DefaultMaxMessage
-	}
-	if r.MaxFrame <= 0 {
-		r.MaxFrame = DefaultMaxFrame
-	}
-	return r
 }

@@ -21,7 +21,7 @@ package global
 // appearance, of the first maxNodeRefs node names written out in the frame.
 // A snapshot repeats two or three node names in every entry, so references
 // keep a 100 000-name snapshot near 2.7 MB, inside one control frame
-// (codec.DefaultMaxFrame, 4 MiB).
+// (wire.DefaultMaxFrame, 4 MiB).
 //
 // Op kinds: 1 add, 2 remove (both sent only by the owner of the entry, the
 // node of its PID); 3 register request, 4 unregister request (sent by any node,

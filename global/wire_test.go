@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/meshrt/mesh/codec"
+	"github.com/meshrt/mesh/internal/wire"
 )
 
 var wireEntry = Entry{
@@ -213,8 +214,8 @@ func TestSnapshotOf100kNamesFitsOneControlFrame(t *testing.T) {
 			Version: uint64(i) + 1, Origin: "node-03@10.20.30.41:4370"}
 	}
 	b := encodeSnapshot(own)
-	if len(b) > codec.DefaultMaxFrame-64 {
-		t.Fatalf("snapshot of 100 000 names is %d bytes, over one frame (%d)", len(b), codec.DefaultMaxFrame)
+	if len(b) > wire.DefaultMaxFrame-64 {
+		t.Fatalf("snapshot of 100 000 names is %d bytes, over one frame (%d)", len(b), wire.DefaultMaxFrame)
 	}
 	got, err := decodeSnapshot(b, "node-17@10.20.30.40:4370", MaxNameLen)
 	if err != nil || !maps.Equal(got, own) {

@@ -10,8 +10,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/meshrt/mesh/codec"
 	"github.com/meshrt/mesh/internal/handshake"
+	"github.com/meshrt/mesh/internal/wire"
 	"github.com/meshrt/mesh/loop"
 	"github.com/meshrt/mesh/tlsconn"
 )
@@ -65,10 +65,10 @@ func (n *Node) startNet() error {
 }
 
 // features are the link capabilities this node offers its peers.
-func (n *Node) features() codec.Features {
-	f := codec.FeatureFragments
+func (n *Node) features() wire.Features {
+	f := wire.FeatureFragments
 	if n.opts.compression {
-		f |= codec.FeatureS2
+		f |= wire.FeatureS2
 	}
 	return f
 }
@@ -77,7 +77,7 @@ func (n *Node) features() codec.Features {
 type peerInfo struct {
 	name        string
 	incarnation uint64
-	features    codec.Features
+	features    wire.Features
 	peer        *peer // acceptor side: the admitted, reserved peer
 }
 
@@ -117,7 +117,7 @@ func (n *Node) hook(ctx context.Context, tc *tls.Conn, outbound bool, dialArg an
 	info := &peerInfo{
 		name:        res.Peer.Name,
 		incarnation: res.Peer.Incarnation,
-		features:    codec.Features(res.Features),
+		features:    wire.Features(res.Features),
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = tc.SetDeadline(dl)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/meshrt/mesh/codec"
+	"github.com/meshrt/mesh/internal/wire"
 	"github.com/meshrt/mesh/loop"
 )
 
@@ -33,7 +34,7 @@ func (pe *peer) OnData(_ *loop.Conn, b []byte) (int, error) {
 	}()
 	for used < len(b) {
 		f, k, err := pe.reader.Next(b[used:])
-		if errors.Is(err, codec.ErrNeedMore) {
+		if errors.Is(err, wire.ErrNeedMore) {
 			break
 		}
 		if err != nil {
@@ -49,46 +50,42 @@ func (pe *peer) OnData(_ *loop.Conn, b []byte) (int, error) {
 
 // handleFrame acts on one frame. An error closes the connection: only input
 // that breaks the protocol returns one.
-func (pe *peer) handleFrame(f codec.Frame) error {
+func (pe *peer) handleFrame(f wire.Frame) error {
 	n := pe.n
 	switch f.Kind {
-	case codec.KindBatch, codec.KindFragment:
+	case wire.KindBatch, wire.KindFragment:
 		err := pe.reasm.Feed(f, pe.deliver)
 		pe.flushRun()
 		return err
-	case codec.KindTick:
+	case wire.KindTick:
 		return n.handleTick(pe, f.Payload)
-	case codec.KindTock:
+	case wire.KindTock:
 		return n.handleTock(f.Payload)
 	}
-	v, err := codec.DecodeControl(f, &n.limits)
+	v, err := wire.DecodeControl(f, &n.limits)
 	if err != nil {
 		return err
 	}
 	switch m := v.(type) {
-	case *codec.Link:
-		if f.Kind == codec.KindUnlink {
-			n.handleUnlink(pe, m.From, m.To)
-		} else {
-			n.handleLink(pe, m.From, m.To)
-		}
-	case *codec.Exit:
+	case *wire.Link:
+		n.handleLink(pe, m.From, m.To)
+	case *wire.Unlink:
+		n.handleUnlink(pe, m.From, m.To)
+	case *wire.Exit:
 		n.handleExit(pe, m)
-	case *codec.Monitor:
-		if f.Kind == codec.KindDemonitor {
-			n.handleDemonitor(pe, m.From, m.To, m.Ref)
-		} else {
-			n.handleMonitor(pe, m.From, m.To, m.Ref)
-		}
-	case *codec.Down:
+	case *wire.Monitor:
+		n.handleMonitor(pe, m.From, m.To, m.Ref)
+	case *wire.Demonitor:
+		n.handleDemonitor(pe, m.From, m.To, m.Ref)
+	case *wire.Down:
 		n.handleDown(pe, m)
-	case *codec.SpawnRequest:
+	case *wire.SpawnRequest:
 		n.handleSpawnRequest(pe, m)
-	case *codec.SpawnReply:
+	case *wire.SpawnReply:
 		n.handleSpawnReply(pe, m)
-	case *codec.Nodes:
+	case *wire.Nodes:
 		n.handleNodes(m)
-	case *codec.Registry:
+	case *wire.Registry:
 		return n.handleRegistry(pe, m)
 	default:
 		return fmt.Errorf("%w: unexpected frame %v", codec.ErrCorrupt, f.Kind)
@@ -98,17 +95,17 @@ func (pe *peer) handleFrame(f codec.Frame) error {
 
 // handleTick answers a peer's tick with a tock carrying the same payload.
 func (n *Node) handleTick(pe *peer, payload []byte) error {
-	var t codec.Tick
+	var t wire.Tick
 	if err := t.Decode(payload, &n.limits); err != nil {
 		return err
 	}
-	pe.control(func(b []byte) ([]byte, error) { return t.Append(b, codec.KindTock) })
+	pe.control(func(b []byte) ([]byte, error) { return (&wire.Tock{Seq: t.Seq, Time: t.Time}).Append(b), nil })
 	return nil
 }
 
 // handleTock records the round trip of one of this node's ticks.
 func (n *Node) handleTock(payload []byte) error {
-	var t codec.Tick
+	var t wire.Tock
 	if err := t.Decode(payload, &n.limits); err != nil {
 		return err
 	}
@@ -130,7 +127,7 @@ func (n *Node) handleTock(payload []byte) error {
 // the frame or the reassembler's buffers, are valid until then). A message
 // larger than maxEncodedDelivery is decoded here instead, so the mailbox's
 // chunks stay small.
-func (pe *peer) deliver(m codec.Message) error {
+func (pe *peer) deliver(m wire.Message) error {
 	n := pe.n
 	p := pe.lastTo
 	if p == nil || p.pid.ID != m.To {
@@ -203,8 +200,8 @@ func (n *Node) handleLink(pe *peer, from, to PID) {
 		return
 	}
 	pe.control(func(b []byte) ([]byte, error) {
-		x := codec.Exit{From: to, To: from, Reason: NoProc, Link: true}
-		return x.Append(b)
+		x := wire.Exit{From: to, To: from, Reason: NoProc, Link: true}
+		return x.Append(b), nil
 	})
 }
 
@@ -222,7 +219,7 @@ func (n *Node) handleUnlink(pe *peer, from, to PID) {
 }
 
 // handleExit delivers a peer's process's exit signal to a local process.
-func (n *Node) handleExit(pe *peer, x *codec.Exit) {
+func (n *Node) handleExit(pe *peer, x *wire.Exit) {
 	if pe.owns(x.From) {
 		n.exitSignal(x.From, x.To, x.Reason, x.Link)
 	}
@@ -238,8 +235,8 @@ func (n *Node) handleMonitor(pe *peer, from, to PID, ref Ref) {
 		return
 	}
 	pe.control(func(b []byte) ([]byte, error) {
-		d := codec.Down{Ref: ref, Watcher: from, PID: to, Reason: NoProc}
-		return d.Append(b)
+		d := wire.Down{Ref: ref, Watcher: from, PID: to, Reason: NoProc}
+		return d.Append(b), nil
 	})
 }
 
@@ -253,7 +250,7 @@ func (n *Node) handleDemonitor(pe *peer, from, to PID, ref Ref) {
 }
 
 // handleDown handles the exit of a remote process a local one monitored.
-func (n *Node) handleDown(pe *peer, d *codec.Down) {
+func (n *Node) handleDown(pe *peer, d *wire.Down) {
 	if !pe.owns(d.PID) {
 		return
 	}
@@ -277,29 +274,29 @@ func (n *Node) handleDown(pe *peer, d *codec.Down) {
 // the new process is made (and linked) and the reply queued before its
 // goroutine starts, so the reply always precedes anything the process sends
 // or its exit.
-func (n *Node) handleSpawnRequest(pe *peer, r *codec.SpawnRequest) {
-	reply := codec.SpawnReply{Req: r.Req}
+func (n *Node) handleSpawnRequest(pe *peer, r *wire.SpawnRequest) {
+	reply := wire.SpawnReply{Req: r.Req}
 	var start *Process
 	fn, ok := n.actor(r.Actor)
 	switch {
 	case !ok:
-		reply.Code, reply.Err = codec.SpawnUnknownActor, "no actor "+r.Actor
+		reply.Code, reply.Err = wire.SpawnUnknownActor, "no actor "+r.Actor
 	case r.Link && !pe.owns(r.From):
-		reply.Code, reply.Err = codec.SpawnFailed, "link to a process of another node"
+		reply.Code, reply.Err = wire.SpawnFailed, "link to a process of another node"
 	default:
-		args := r.Args
+		args := r.Arguments()
 		var link PID
 		if r.Link {
 			link = r.From
 		}
 		p, err := n.prepareSpawn(func(p *Process) error { return fn(p, args) }, link)
 		if err != nil {
-			reply.Code, reply.Err = codec.SpawnFailed, err.Error()
+			reply.Code, reply.Err = wire.SpawnFailed, err.Error()
 		} else {
 			reply.PID, start = p.pid, p
 		}
 	}
-	pe.control(reply.Append)
+	pe.control(func(b []byte) ([]byte, error) { return reply.Append(b), nil })
 	if start != nil {
 		start.start()
 	}
@@ -308,7 +305,7 @@ func (n *Node) handleSpawnRequest(pe *peer, r *codec.SpawnRequest) {
 // handleSpawnReply completes a pending remote spawn. Runs on the loop, in frame
 // order: a link asked for is recorded here, before any exit signal of the new
 // process (which follows the reply on the wire) is handled.
-func (n *Node) handleSpawnReply(pe *peer, r *codec.SpawnReply) {
+func (n *Node) handleSpawnReply(pe *peer, r *wire.SpawnReply) {
 	n.spawnsMu.Lock()
 	ps := n.spawns[r.Req]
 	if ps != nil && ps.peer == pe { // only the node asked may answer
@@ -318,7 +315,7 @@ func (n *Node) handleSpawnReply(pe *peer, r *codec.SpawnReply) {
 	}
 	n.spawnsMu.Unlock()
 	if ps == nil {
-		if r.Code == codec.SpawnOK && pe.owns(r.PID) {
+		if r.Code == wire.SpawnOK && pe.owns(r.PID) {
 			// The caller gave up: nobody will ever know this process.
 			// Stop it rather than leave it orphaned.
 			n.sendExit(PID{}, r.PID, Kill, false)
@@ -327,7 +324,7 @@ func (n *Node) handleSpawnReply(pe *peer, r *codec.SpawnReply) {
 	}
 	var res spawnResult
 	switch r.Code {
-	case codec.SpawnOK:
+	case wire.SpawnOK:
 		if !pe.owns(r.PID) {
 			res.err = fmt.Errorf("%w: spawn reply names %v", codec.ErrCorrupt, r.PID)
 			break
@@ -336,7 +333,7 @@ func (n *Node) handleSpawnReply(pe *peer, r *codec.SpawnReply) {
 		if ps.link && !ps.parent.addLink(r.PID) {
 			n.sendExit(ps.parent.pid, r.PID, NoProc, true) // the parent died meanwhile
 		}
-	case codec.SpawnUnknownActor:
+	case wire.SpawnUnknownActor:
 		res.err = fmt.Errorf("%w: %s", ErrUnknownActor, r.Err)
 	default:
 		res.err = fmt.Errorf("node: remote spawn failed: %s", r.Err)
@@ -346,9 +343,9 @@ func (n *Node) handleSpawnReply(pe *peer, r *codec.SpawnReply) {
 
 // handleNodes takes a peer's node list: this node connects to the ones it
 // does not know (membership.go).
-func (n *Node) handleNodes(m *codec.Nodes) { n.learnNodes(m.Names) }
+func (n *Node) handleNodes(m *wire.Nodes) { n.learnNodes(m.Names) }
 
 // handleRegistry passes a peer's registry frame to the replica (registry.go).
-func (n *Node) handleRegistry(pe *peer, m *codec.Registry) error {
+func (n *Node) handleRegistry(pe *peer, m *wire.Registry) error {
 	return n.registryFrame(pe, m.Payload)
 }

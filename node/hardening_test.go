@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/meshrt/mesh/codec"
+	"github.com/meshrt/mesh/internal/wire"
 )
 
 // Regression tests for the review of the distribution layer: what a peer
@@ -22,7 +23,7 @@ func TestForgedDownForAnotherNodesMonitorIsIgnored(t *testing.T) {
 		if !p.addWatching(ref, elsewhere) {
 			return errors.New("watching refused")
 		}
-		a.handleDown(liar, &codec.Down{Ref: ref, Watcher: p.Self(),
+		a.handleDown(liar, &wire.Down{Ref: ref, Watcher: p.Self(),
 			PID: PID{Node: liar.name, Incarnation: liar.incarnation, ID: 1}, Reason: NoProc})
 		if m, ok := p.mb.TryReceive(); ok {
 			return fmt.Errorf("a forged Down was delivered: %#v", m)
@@ -61,14 +62,14 @@ func TestSpawnReplyFromAnotherPeerLeavesTheRequestPending(t *testing.T) {
 	a.spawnsMu.Lock()
 	a.spawns[42] = ps
 	a.spawnsMu.Unlock()
-	a.handleSpawnReply(liar, &codec.SpawnReply{Req: 42, Code: codec.SpawnUnknownActor})
+	a.handleSpawnReply(liar, &wire.SpawnReply{Req: 42, Code: wire.SpawnUnknownActor})
 	a.spawnsMu.Lock()
 	_, pending := a.spawns[42]
 	a.spawnsMu.Unlock()
 	if !pending || len(ps.reply) != 0 {
 		t.Fatal("another peer's reply answered the request")
 	}
-	a.handleSpawnReply(asked, &codec.SpawnReply{Req: 42, Code: codec.SpawnUnknownActor})
+	a.handleSpawnReply(asked, &wire.SpawnReply{Req: 42, Code: wire.SpawnUnknownActor})
 	if r := <-ps.reply; !errors.Is(r.err, ErrUnknownActor) {
 		t.Fatalf("the asked peer's reply gave %v", r.err)
 	}

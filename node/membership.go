@@ -7,8 +7,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/meshrt/mesh/codec"
 	"github.com/meshrt/mesh/internal/handshake"
+	"github.com/meshrt/mesh/internal/wire"
 	"github.com/meshrt/mesh/loop"
 )
 
@@ -270,8 +270,8 @@ func (old *peer) retire(ctx context.Context) {
 func (n *Node) peerUp(pe *peer) {
 	names := n.List()
 	pe.control(func(b []byte) ([]byte, error) {
-		x := codec.Nodes{Names: names}
-		return x.Append(b)
+		x := wire.Nodes{Names: names}
+		return x.Append(b), nil
 	})
 	// The snapshot must be the peer's first registry frame that counts:
 	// taken and queued under the registry's lock, no broadcast can slip in
@@ -282,8 +282,8 @@ func (n *Node) peerUp(pe *peer) {
 	for _, other := range n.upPeers() {
 		if other != pe {
 			other.control(func(b []byte) ([]byte, error) {
-				x := codec.Nodes{Names: []string{pe.name}}
-				return x.Append(b)
+				x := wire.Nodes{Names: []string{pe.name}}
+				return x.Append(b), nil
 			})
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/meshrt/mesh/codec"
 	"github.com/meshrt/mesh/global"
 	"github.com/meshrt/mesh/internal/handshake"
+	"github.com/meshrt/mesh/internal/wire"
 	"github.com/meshrt/mesh/loop"
 	"github.com/meshrt/mesh/mailbox"
 )
@@ -106,7 +107,7 @@ func Start(name, cookie string, opts ...Option) (*Node, error) {
 		idle:          make(chan struct{}, 1),
 		cookie:        cookie,
 		limits:        codec.DefaultLimits(),
-		fragmentAbove: codec.DefaultFragmentSize,
+		fragmentAbove: wire.DefaultFragmentSize,
 		peers:         make(map[string]*peer),
 		dialing:       make(map[string]*dialCall),
 		nodeMons:      make(map[string][]PID),
@@ -114,7 +115,7 @@ func Start(name, cookie string, opts ...Option) (*Node, error) {
 		ready:         make(chan struct{}),
 	}
 	n.decoder = mailbox.Decoder{
-		Decode:  func(b []byte) (any, error) { return codec.Message{Term: b}.Decode(&n.limits) },
+		Decode:  func(b []byte) (any, error) { return wire.Message{Term: b}.Decode(&n.limits) },
 		Dropped: n.undecodable,
 	}
 	n.life, n.endLife = context.WithCancel(context.Background())

@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/meshrt/mesh/codec"
+	"github.com/meshrt/mesh/internal/wire"
 	"github.com/meshrt/mesh/loop"
 )
 
@@ -31,7 +31,7 @@ type peer struct {
 	n           *Node
 	name        string
 	incarnation uint64
-	features    codec.Features
+	features    wire.Features
 	outbound    bool
 
 	conn     *loop.Conn    // set by attach, before up closes
@@ -45,8 +45,8 @@ type peer struct {
 	stats    peerStats
 
 	// Loop-owned.
-	reader   *codec.FrameReader
-	reasm    *codec.Reassembler
+	reader   *wire.FrameReader
+	reasm    *wire.Reassembler
 	lastSeen atomic.Int64 // unix nanos of the last input; written on the loop
 	tickSeq  uint64
 	ticker   *loop.Timer
@@ -69,8 +69,8 @@ func (n *Node) newPeer(info *peerInfo, outbound bool) *peer {
 		outbound:    outbound,
 		up:          make(chan struct{}),
 		down:        make(chan struct{}),
-		reader:      codec.NewFrameReader(&lim, info.features),
-		reasm:       codec.NewReassembler(0, &lim),
+		reader:      wire.NewFrameReader(0, info.features),
+		reasm:       wire.NewReassembler(0, &lim),
 		handle:      new(peerHandle),
 	}
 	pe.handle.p.Store(pe)
@@ -121,7 +121,7 @@ func (pe *peer) ownsRef(ref Ref) bool {
 // drainFunc returns the connection's drain hook: the link's batcher, which
 // also counts what it sends (once per drain, not once per send).
 func (pe *peer) drainFunc() func(dst []byte, items [][]byte) []byte {
-	b := codec.NewBatcher(codec.BatcherOptions{Features: pe.features})
+	b := wire.NewBatcher(wire.BatcherOptions{Features: pe.features})
 	var msgs, bytes uint64 // b's counters at the last drain
 	return func(dst []byte, items [][]byte) []byte {
 		dst = b.Drain(dst, items)
@@ -176,8 +176,8 @@ func (pe *peer) armTicker() {
 		pe.tickSeq++
 		seq := pe.tickSeq
 		pe.control(func(b []byte) ([]byte, error) {
-			t := codec.Tick{Seq: seq, Time: time.Now().UnixNano()}
-			return t.Append(b, codec.KindTick)
+			t := wire.Tick{Seq: seq, Time: time.Now().UnixNano()}
+			return t.Append(b), nil
 		})
 		pe.armTicker()
 	})

@@ -5,6 +5,7 @@ import (
 
 	"github.com/meshrt/mesh/codec"
 	"github.com/meshrt/mesh/global"
+	"github.com/meshrt/mesh/internal/wire"
 )
 
 // Global returns the node's replica of the cluster-wide name registry, as
@@ -54,8 +55,8 @@ const (
 func (pe *peer) sendRegistry(frame []byte) {
 	if len(frame) <= registryPart {
 		pe.control(func(b []byte) ([]byte, error) {
-			x := codec.Registry{Payload: frame}
-			return x.Append(b)
+			x := wire.Registry{Payload: frame}
+			return x.Append(b), nil
 		})
 		return
 	}
@@ -68,8 +69,8 @@ func (pe *peer) sendRegistry(frame []byte) {
 		}
 		part = append(append(part[:0], marker), frame[off:end]...)
 		pe.control(func(b []byte) ([]byte, error) {
-			x := codec.Registry{Payload: part}
-			return x.Append(b)
+			x := wire.Registry{Payload: part}
+			return x.Append(b), nil
 		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/meshrt/mesh/codec"
+	"github.com/meshrt/mesh/internal/wire"
 	"github.com/meshrt/mesh/loop"
 )
 
@@ -22,14 +23,14 @@ func (n *Node) sendRemote(pe *peer, scratch *[]byte, from uint64, to PID, msg an
 	if to.Incarnation != pe.incarnation {
 		return nil // a process of an earlier run of that node: long gone
 	}
-	item, err := codec.AppendMessage((*scratch)[:0], to.ID, from, msg)
+	item, err := wire.AppendMessage((*scratch)[:0], to.ID, from, msg)
 	if cap(item) <= maxKeptScratch {
 		*scratch = item[:0]
 	} // else: a large message's buffer is not kept (an idle process stays small)
 	if err != nil {
 		return fmt.Errorf("send to %v: %w", to, err)
 	}
-	if pe.features&codec.FeatureFragments != 0 && len(item) > n.fragmentAbove {
+	if pe.features&wire.FeatureFragments != 0 && len(item) > n.fragmentAbove {
 		if err := pe.sendFragmented(item, n.fragmentAbove); err != nil {
 			return fmt.Errorf("send to %v: %w", to, err)
 		}
@@ -54,7 +55,7 @@ const maxKeptScratch = 1 << 10
 // sendFragmented queues a large message item as fragments, one queue item
 // each, so other senders' items interleave with them on the wire.
 func (pe *peer) sendFragmented(item []byte, size int) error {
-	var f codec.Fragmenter
+	var f wire.Fragmenter
 	if err := f.Reset(pe.fragID.Add(1), item, size); err != nil {
 		return err
 	}
@@ -85,8 +86,8 @@ func (n *Node) sendLink(p *Process, pid PID) error {
 		return nil
 	}
 	pe.control(func(b []byte) ([]byte, error) {
-		l := codec.Link{From: p.pid, To: pid}
-		return l.Append(b, codec.KindLink)
+		l := wire.Link{From: p.pid, To: pid}
+		return l.Append(b), nil
 	})
 	return nil
 }
@@ -94,8 +95,8 @@ func (n *Node) sendLink(p *Process, pid PID) error {
 // sendUnlink tells pe that local from no longer links to its process to.
 func sendUnlink(pe *peer, from, to PID) {
 	pe.control(func(b []byte) ([]byte, error) {
-		l := codec.Link{From: from, To: to}
-		return l.Append(b, codec.KindUnlink)
+		l := wire.Unlink{From: from, To: to}
+		return l.Append(b), nil
 	})
 }
 
@@ -122,8 +123,8 @@ func (n *Node) sendMonitor(p *Process, ref Ref, pid PID) {
 		return
 	}
 	pe.control(func(b []byte) ([]byte, error) {
-		m := codec.Monitor{From: p.pid, To: pid, Ref: ref}
-		return m.Append(b, codec.KindMonitor)
+		m := wire.Monitor{From: p.pid, To: pid, Ref: ref}
+		return m.Append(b), nil
 	})
 }
 
@@ -131,8 +132,8 @@ func (n *Node) sendMonitor(p *Process, ref Ref, pid PID) {
 // to under ref.
 func sendDemonitor(pe *peer, from, to PID, ref Ref) {
 	pe.control(func(b []byte) ([]byte, error) {
-		m := codec.Monitor{From: from, To: to, Ref: ref}
-		return m.Append(b, codec.KindDemonitor)
+		m := wire.Demonitor{From: from, To: to, Ref: ref}
+		return m.Append(b), nil
 	})
 }
 
@@ -143,8 +144,8 @@ func (n *Node) sendExit(from, to PID, reason any, viaLink bool) {
 		return // the connection is gone: the other side sees noconnection
 	}
 	pe.control(func(b []byte) ([]byte, error) {
-		x := codec.Exit{From: from, To: to, Reason: wireReason(reason), Link: viaLink}
-		return x.Append(b)
+		x := wire.Exit{From: from, To: to, Reason: wireReason(reason), Link: viaLink}
+		return x.Append(b), nil
 	})
 }
 
@@ -155,8 +156,8 @@ func (n *Node) sendDown(ref Ref, watcher, pid PID, reason any) {
 		return
 	}
 	pe.control(func(b []byte) ([]byte, error) {
-		d := codec.Down{Ref: ref, Watcher: watcher, PID: pid, Reason: wireReason(reason)}
-		return d.Append(b)
+		d := wire.Down{Ref: ref, Watcher: watcher, PID: pid, Reason: wireReason(reason)}
+		return d.Append(b), nil
 	})
 }
 
@@ -195,8 +196,12 @@ func (n *Node) requestSpawn(parent *Process, node, actor string, args []any, lin
 		from = parent.pid
 	}
 	bp := getBuf()
-	sr := codec.SpawnRequest{Req: req, From: from, Actor: actor, Args: args, Link: link && parent != nil}
-	item, err := sr.Append((*bp)[:0])
+	item := (*bp)[:0]
+	argTerm, err := codec.AppendTerm(nil, args)
+	if err == nil {
+		sr := wire.SpawnRequest{Req: req, From: from, Actor: actor, Args: argTerm, Link: link && parent != nil}
+		item = sr.Append(item)
+	}
 	if err == nil && len(item) > maxControlFrame {
 		err = fmt.Errorf("%w: spawn arguments encode to %d bytes, over %d", codec.ErrLimit, len(item), maxControlFrame)
 	}

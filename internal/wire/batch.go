@@ -1,4 +1,4 @@
-package codec
+package wire
 
 // Invariants of the Batcher:
 //   - Output order equals item order: consecutive uncompressed message items

@@ -1,4 +1,4 @@
-package codec
+package wire
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/s2"
+	"github.com/meshrt/mesh/codec"
 )
 
 func mustMessage(t testing.TB, to, from uint64, v any) []byte {
@@ -30,7 +31,7 @@ type got struct {
 // returning messages and control frames in arrival order.
 func readAll(t testing.TB, stream []byte, feat Features, r *Reassembler) (msgs []got, ctrl []any) {
 	t.Helper()
-	fr := NewFrameReader(nil, feat)
+	fr := NewFrameReader(0, feat)
 	if r == nil {
 		r = NewReassembler(0, nil)
 	}
@@ -60,9 +61,9 @@ func readAll(t testing.TB, stream []byte, feat Features, r *Reassembler) (msgs [
 }
 
 func TestBatcherMergesMessagesAndPassesControlFrames(t *testing.T) {
-	exit, _ := (&Exit{From: PID{Node: "a", ID: 1}, To: PID{Node: "b", ID: 2}, Reason: Atom("kill")}).Append(nil)
+	exit := (&Exit{From: codec.PID{Node: "a", ID: 1}, To: codec.PID{Node: "b", ID: 2}, Reason: codec.Atom("kill")}).Append(nil)
 	items := [][]byte{
-		mustMessage(t, 1, 2, "one"), mustMessage(t, 1, 2, 2), exit, mustMessage(t, 3, 4, Tuple{}),
+		mustMessage(t, 1, 2, "one"), mustMessage(t, 1, 2, 2), exit, mustMessage(t, 3, 4, codec.Tuple{}),
 	}
 	b := NewBatcher(BatcherOptions{})
 	out := b.Drain(nil, items)
@@ -70,11 +71,11 @@ func TestBatcherMergesMessagesAndPassesControlFrames(t *testing.T) {
 		t.Fatalf("frames %d messages %d, want 3 frames (batch, exit, batch) and 3 messages", b.Frames, b.Messages)
 	}
 	msgs, ctrl := readAll(t, out, 0, nil)
-	want := []got{{1, 2, "one"}, {1, 2, 2}, {3, 4, Tuple{}}}
+	want := []got{{1, 2, "one"}, {1, 2, 2}, {3, 4, codec.Tuple{}}}
 	if !reflect.DeepEqual(msgs, want) {
 		t.Fatalf("messages %#v, want %#v", msgs, want)
 	}
-	if len(ctrl) != 1 || !reflect.DeepEqual(ctrl[0], &Exit{From: PID{Node: "a", ID: 1}, To: PID{Node: "b", ID: 2}, Reason: Atom("kill")}) {
+	if len(ctrl) != 1 || !reflect.DeepEqual(ctrl[0], &Exit{From: codec.PID{Node: "a", ID: 1}, To: codec.PID{Node: "b", ID: 2}, Reason: codec.Atom("kill")}) {
 		t.Fatalf("control %#v", ctrl)
 	}
 }
@@ -100,13 +101,13 @@ func TestBatcherSplitsAtMaxBatch(t *testing.T) {
 func TestBatcherCompressesOnlyWhenNegotiated(t *testing.T) {
 	var items [][]byte
 	for i := range 200 {
-		items = append(items, mustMessage(t, 7, 8, Tuple{Atom("event"), i, "a fairly repetitive payload string"}))
+		items = append(items, mustMessage(t, 7, 8, codec.Tuple{codec.Atom("event"), i, "a fairly repetitive payload string"}))
 	}
 	for _, c := range []struct {
 		name     string
 		feat     Features
 		wantComp bool
-	}{{"no S2", 0, false}, {"S2 negotiated", Negotiate(SupportedFeatures, FeatureS2), true}} {
+	}{{"no S2", 0, false}, {"S2 negotiated", SupportedFeatures & FeatureS2, true}} {
 		t.Run(c.name, func(t *testing.T) {
 			b := NewBatcher(BatcherOptions{Features: c.feat})
 			out := b.Drain(nil, items)
@@ -114,7 +115,7 @@ func TestBatcherCompressesOnlyWhenNegotiated(t *testing.T) {
 				t.Fatalf("compressed %d frames", b.Compressed)
 			}
 			msgs, _ := readAll(t, out, c.feat, nil)
-			if len(msgs) != 200 || msgs[199].V.(Tuple)[1] != 199 {
+			if len(msgs) != 200 || msgs[199].V.(codec.Tuple)[1] != 199 {
 				t.Fatalf("got %d messages", len(msgs))
 			}
 		})
@@ -123,7 +124,7 @@ func TestBatcherCompressesOnlyWhenNegotiated(t *testing.T) {
 
 func TestFrameReaderNeedsMoreOnEveryPrefix(t *testing.T) {
 	item := mustMessage(t, 1, 2, "hello")
-	r := NewFrameReader(nil, 0)
+	r := NewFrameReader(0, 0)
 	for i := range len(item) {
 		if _, n, err := r.Next(item[:i]); err != ErrNeedMore || n != 0 {
 			t.Fatalf("prefix %d: n=%d err=%v, want ErrNeedMore", i, n, err)
@@ -150,17 +151,17 @@ func TestFrameReaderRefusesBadHeaders(t *testing.T) {
 	}{
 		{"wrong version", mod(func(b []byte) { b[0] = 9 }), 0, ErrVersion},
 		{"wrong version seen in a short prefix", []byte{9}, 0, ErrVersion},
-		{"unknown kind", mod(func(b []byte) { b[1] = 200 }), 0, ErrCorrupt},
-		{"unknown flag", mod(func(b []byte) { b[2] = 0x80 }), 0, ErrCorrupt},
-		{"reserved byte set", mod(func(b []byte) { b[3] = 1 }), 0, ErrCorrupt},
-		{"length over MaxFrame", mod(func(b []byte) { binary.BigEndian.PutUint32(b[4:], 1<<31) }), 0, ErrLimit},
-		{"compressed without S2 negotiated", mod(func(b []byte) { b[2] = FlagS2 }), 0, ErrCorrupt},
-		{"corrupt S2 block", mod(func(b []byte) { b[2] = FlagS2 }), FeatureS2, ErrCorrupt},
-		{"decompression bomb", bomb, FeatureS2, ErrLimit},
+		{"unknown kind", mod(func(b []byte) { b[1] = 200 }), 0, codec.ErrCorrupt},
+		{"unknown flag", mod(func(b []byte) { b[2] = 0x80 }), 0, codec.ErrCorrupt},
+		{"reserved byte set", mod(func(b []byte) { b[3] = 1 }), 0, codec.ErrCorrupt},
+		{"length over MaxFrame", mod(func(b []byte) { binary.BigEndian.PutUint32(b[4:], 1<<31) }), 0, codec.ErrLimit},
+		{"compressed without S2 negotiated", mod(func(b []byte) { b[2] = FlagS2 }), 0, codec.ErrCorrupt},
+		{"corrupt S2 block", mod(func(b []byte) { b[2] = FlagS2 }), FeatureS2, codec.ErrCorrupt},
+		{"decompression bomb", bomb, FeatureS2, codec.ErrLimit},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if _, _, err := NewFrameReader(nil, c.feat).Next(c.b); !errors.Is(err, c.want) {
+			if _, _, err := NewFrameReader(0, c.feat).Next(c.b); !errors.Is(err, c.want) {
 				t.Fatalf("err = %v, want %v", err, c.want)
 			}
 		})
@@ -172,7 +173,7 @@ func TestMessageIterRefusesCorruptRecords(t *testing.T) {
 		name    string
 		payload []byte
 	}{
-		{"term length past the end", []byte{1, 2, 9, tagNil}},
+		{"term length past the end", []byte{1, 2, 9, 0x00}},
 		{"empty term", []byte{1, 2, 0}},
 		{"cut inside the header", []byte{0x81}},
 	}
@@ -188,54 +189,63 @@ func TestMessageIterRefusesCorruptRecords(t *testing.T) {
 	}
 }
 
-func TestControlFramesRoundTrip(t *testing.T) {
-	a := PID{Node: "a@h:1", Incarnation: 5, ID: 9}
-	b := PID{Node: "b@h:2", Incarnation: 6, ID: 10}
-	ref := Ref{Node: "a@h:1", Incarnation: 5, ID: 77}
-	app := func(f func([]byte) ([]byte, error)) []byte {
-		out, err := f(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out
+func mustTerm(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := codec.AppendTerm(nil, v)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return b
+}
+
+func TestControlFramesRoundTrip(t *testing.T) {
+	a := codec.PID{Node: "a@h:1", Incarnation: 5, ID: 9}
+	b := codec.PID{Node: "b@h:2", Incarnation: 6, ID: 10}
+	ref := codec.Ref{Node: "a@h:1", Incarnation: 5, ID: 77}
+	args := mustTerm(t, []any{1, "x"})
 	cases := []struct {
-		name  string
-		frame []byte
-		want  any
+		name string
+		x    Control
 	}{
-		{"spawn request", app((&SpawnRequest{Req: 1, From: a, Actor: "worker", Args: []any{1, "x"}, Link: true}).Append),
-			&SpawnRequest{Req: 1, From: a, Actor: "worker", Args: []any{1, "x"}, Link: true}},
-		{"spawn reply", app((&SpawnReply{Req: 1, PID: b}).Append), &SpawnReply{Req: 1, PID: b}},
-		{"spawn reply error", app((&SpawnReply{Req: 2, Code: SpawnUnknownActor, Err: "no worker"}).Append),
-			&SpawnReply{Req: 2, Code: SpawnUnknownActor, Err: "no worker"}},
-		{"link", app(func(d []byte) ([]byte, error) { return (&Link{a, b}).Append(d, KindLink) }), &Link{a, b}},
-		{"unlink", app(func(d []byte) ([]byte, error) { return (&Link{a, b}).Append(d, KindUnlink) }), &Link{a, b}},
-		{"exit", app((&Exit{a, b, Atom("normal"), false}).Append), &Exit{a, b, Atom("normal"), false}},
-		{"link exit", app((&Exit{a, b, Atom("noconnection"), true}).Append), &Exit{a, b, Atom("noconnection"), true}},
-		{"monitor", app(func(d []byte) ([]byte, error) { return (&Monitor{a, b, ref}).Append(d, KindMonitor) }), &Monitor{a, b, ref}},
-		{"demonitor", app(func(d []byte) ([]byte, error) { return (&Monitor{a, b, ref}).Append(d, KindDemonitor) }), &Monitor{a, b, ref}},
-		{"down", app((&Down{ref, a, b, Atom("noconnection")}).Append), &Down{ref, a, b, Atom("noconnection")}},
-		{"registry", app((&Registry{[]byte{1, 2, 3}}).Append), &Registry{[]byte{1, 2, 3}}},
-		{"tick", app(func(d []byte) ([]byte, error) { return (&Tick{3, -42}).Append(d, KindTick) }), &Tick{3, -42}},
-		{"tock", app(func(d []byte) ([]byte, error) { return (&Tick{3, 1 << 62}).Append(d, KindTock) }), &Tick{3, 1 << 62}},
-		{"nodes", app((&Nodes{[]string{"a@h:1", "b@h:2"}}).Append), &Nodes{[]string{"a@h:1", "b@h:2"}}},
-		{"hello", app((&Hello{Version: 1, Node: "a@h:1", Incarnation: 5, Features: SupportedFeatures, Nonce: [32]byte{1}}).Append),
-			&Hello{Version: 1, Node: "a@h:1", Incarnation: 5, Features: SupportedFeatures, Nonce: [32]byte{1}}},
-		{"proof", app((&Proof{[32]byte{9, 9}}).Append), &Proof{[32]byte{9, 9}}},
+		{"spawn request", &SpawnRequest{Req: 1, From: a, Actor: "worker", Args: args, Link: true}},
+		{"spawn request, nil args", &SpawnRequest{Req: 1, From: a, Actor: "worker", Args: mustTerm(t, []any(nil))}},
+		{"spawn reply", &SpawnReply{Req: 1, PID: b}},
+		{"spawn reply error", &SpawnReply{Req: 2, Code: SpawnUnknownActor, Err: "no worker"}},
+		{"link", &Link{a, b}},
+		{"unlink", &Unlink{a, b}},
+		{"exit", &Exit{a, b, codec.Atom("normal"), false}},
+		{"link exit", &Exit{a, b, codec.Atom("noconnection"), true}},
+		{"monitor", &Monitor{a, b, ref}},
+		{"demonitor", &Demonitor{a, b, ref}},
+		{"down", &Down{ref, a, b, codec.Atom("noconnection")}},
+		{"registry", &Registry{[]byte{1, 2, 3}}},
+		{"tick", &Tick{3, -42}},
+		{"tock", &Tock{3, 1 << 62}},
+		{"nodes", &Nodes{[]string{"a@h:1", "b@h:2"}}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			f, n, err := NewFrameReader(nil, 0).Next(c.frame)
-			if err != nil || n != len(c.frame) {
+			frame := c.x.Append([]byte("prefix"))[len("prefix"):]
+			f, n, err := NewFrameReader(0, 0).Next(frame)
+			if err != nil || n != len(frame) {
 				t.Fatalf("Next: n=%d err=%v", n, err)
+			}
+			if f.Kind != c.x.Kind() {
+				t.Fatalf("frame kind %v, type says %v", f.Kind, c.x.Kind())
 			}
 			v, err := DecodeControl(f, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(v, c.want) {
-				t.Fatalf("got %#v, want %#v", v, c.want)
+			if sr, ok := v.(*SpawnRequest); ok {
+				want, _ := codec.Unmarshal(sr.Args)
+				if !reflect.DeepEqual(sr.Arguments(), want) {
+					t.Fatalf("arguments %#v, want %#v", sr.Arguments(), want)
+				}
+				sr.argv = nil // compared through Args below
+			}
+			if !reflect.DeepEqual(v, c.x) {
+				t.Fatalf("got %#v, want %#v", v, c.x)
 			}
 			// Every strict prefix of the payload is refused, never a panic.
 			for i := range len(f.Payload) {
@@ -247,11 +257,72 @@ func TestControlFramesRoundTrip(t *testing.T) {
 	}
 }
 
-func TestControlAppendRefusesUnencodableReason(t *testing.T) {
-	dst := []byte("x")
-	out, err := (&Exit{Reason: make(chan int)}).Append(dst)
-	if !errors.Is(err, ErrUnencodable) || string(out) != "x" {
-		t.Fatalf("out %q err %v", out, err)
+func TestSpawnRequestRefusesBadArguments(t *testing.T) {
+	for _, bad := range [][]byte{mustTerm(t, "not a list"), append(mustTerm(t, []any{}), 0), {0x14, 5}, nil} {
+		f, _, err := NewFrameReader(0, 0).Next((&SpawnRequest{Actor: "w", Args: bad}).Append(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := DecodeControl(f, nil); !errors.Is(err, codec.ErrCorrupt) && !errors.Is(err, codec.ErrTruncated) {
+			t.Fatalf("args %x: err = %v, want corrupt or truncated", bad, err)
+		}
+	}
+}
+
+func TestControlAppendSendsAnUnencodableReasonAsText(t *testing.T) {
+	huge := strings.Repeat("r", 2*MaxReason)
+	cases := []struct {
+		name   string
+		reason any
+		want   any
+	}{
+		{"channel", make(chan int), "0x"},
+		{"error", errors.New("disk full"), "disk full"},
+		{"too large", []any{huge}, "[" + huge[:MaxReason-1]},
+		{"text at the bound", huge[:MaxReason], huge[:MaxReason]},
+		{"encodable", codec.Tuple{codec.Atom("shutdown"), 1}, codec.Tuple{codec.Atom("shutdown"), 1}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			for _, x := range []Control{&Exit{Reason: c.reason}, &Down{Reason: c.reason}} {
+				f, _, err := NewFrameReader(0, 0).Next(x.Append(nil))
+				if err != nil {
+					t.Fatal(err)
+				}
+				v, err := DecodeControl(f, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got any
+				switch v := v.(type) {
+				case *Exit:
+					got = v.Reason
+				case *Down:
+					got = v.Reason
+				}
+				if s, ok := got.(string); ok && len(s) > MaxReason {
+					t.Fatalf("reason of %d bytes, over MaxReason", len(s))
+				}
+				if ws, ok := c.want.(string); ok {
+					if s, _ := got.(string); !strings.HasPrefix(s, ws) {
+						t.Fatalf("reason %.40q, want text starting %.40q", got, ws)
+					}
+					continue
+				}
+				if !reflect.DeepEqual(got, c.want) {
+					t.Fatalf("reason %#v, want %#v", got, c.want)
+				}
+			}
+		})
+	}
+}
+
+func TestControlFramesOfTheRetiredHandshakeKindsAreCorrupt(t *testing.T) {
+	for _, k := range []Kind{15, 16} {
+		b := AppendHeader(nil, k, 0, 0)
+		if _, _, err := NewFrameReader(0, 0).Next(b); !errors.Is(err, codec.ErrCorrupt) {
+			t.Fatalf("kind %d: err = %v, want ErrCorrupt", k, err)
+		}
 	}
 }
 
@@ -313,7 +384,7 @@ func TestLargeMessageInterleavesAndKeepsPairOrder(t *testing.T) {
 func TestReassemblerHoldsOnlyThePairBehindALargeMessage(t *testing.T) {
 	frags := fragmentItems(t, 1, mustMessage(t, 10, 20, make([]byte, 1000)), 100)
 	r := NewReassembler(0, nil)
-	fr := NewFrameReader(nil, 0)
+	fr := NewFrameReader(0, 0)
 	feed := func(item []byte) []any {
 		f, _, err := fr.Next(item)
 		if err != nil {
@@ -360,14 +431,14 @@ func TestReassemblerEnforcesItsBudget(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			r := NewReassembler(c.budget, nil)
 			var err error
-			fr := NewFrameReader(nil, 0)
+			fr := NewFrameReader(0, 0)
 			for _, it := range c.items {
 				f, _, _ := fr.Next(it)
 				if err = r.Feed(f, func(Message) error { return nil }); err != nil {
 					break
 				}
 			}
-			if !errors.Is(err, ErrLimit) {
+			if !errors.Is(err, codec.ErrLimit) {
 				t.Fatalf("err = %v, want ErrLimit", err)
 			}
 		})
@@ -391,12 +462,12 @@ func TestReassemblerRefusesInconsistentFragments(t *testing.T) {
 			r := NewReassembler(0, nil)
 			var err error
 			for _, it := range c.items {
-				f, _, _ := NewFrameReader(nil, 0).Next(it)
+				f, _, _ := NewFrameReader(0, 0).Next(it)
 				if err = r.Feed(f, func(Message) error { return nil }); err != nil {
 					break
 				}
 			}
-			if !errors.Is(err, ErrCorrupt) {
+			if !errors.Is(err, codec.ErrCorrupt) {
 				t.Fatalf("err = %v, want ErrCorrupt", err)
 			}
 		})
@@ -408,7 +479,7 @@ func TestDrainAllocatesNothingInSteadyState(t *testing.T) {
 	for i := range 300 {
 		items = append(items, mustMessage(t, uint64(i%7), 1, fmt.Sprintf("message number %d with some text", i)))
 	}
-	exit, _ := (&Exit{Reason: Atom("normal")}).Append(nil)
+	exit := (&Exit{Reason: codec.Atom("normal")}).Append(nil)
 	items = append(items, exit)
 	for _, feat := range []Features{0, FeatureS2} {
 		b := NewBatcher(BatcherOptions{Features: feat, CompressAbove: 1024})

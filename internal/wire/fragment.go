@@ -1,4 +1,4 @@
-package codec
+package wire
 
 // Invariants of fragmentation:
 //   - Fragment payload: uvarint id, uvarint to, uvarint from, uvarint total
@@ -11,12 +11,14 @@ package codec
 //     earlier large message of that pair is incomplete is held behind it.
 //   - Reassembler memory (announced totals of pending messages plus copies
 //     of held records) never exceeds its budget; past it Feed fails with
-//     ErrLimit and the link must be closed.
+//     codec.ErrLimit and the link must be closed.
 //   - Records of pairs with nothing pending are delivered at once, without
 //     copying or allocating.
 
 import (
 	"fmt"
+
+	"github.com/meshrt/mesh/codec"
 )
 
 // DefaultFragmentSize is the default chunk size of fragments and the item
@@ -39,7 +41,7 @@ type Fragmenter struct {
 // unique among the link's in-flight fragmented messages (a per-link counter).
 // f keeps a reference to item until the last fragment is produced.
 func (f *Fragmenter) Reset(id uint64, item []byte, size int) error {
-	fr, _, err := (&FrameReader{lim: Limits{MaxFrame: 1<<31 - 1}}).Next(item)
+	fr, _, err := (&FrameReader{maxFrame: 1<<31 - 1}).Next(item)
 	if err != nil {
 		return err
 	}
@@ -48,7 +50,7 @@ func (f *Fragmenter) Reset(id uint64, item []byte, size int) error {
 		if it.Err() != nil {
 			return it.Err()
 		}
-		return fmt.Errorf("%w: empty message item", ErrCorrupt)
+		return fmt.Errorf("%w: empty message item", codec.ErrCorrupt)
 	}
 	m := it.Message()
 	if size <= 0 {
@@ -95,7 +97,7 @@ func (p *pending) done() bool { return len(p.buf) == p.total }
 // the link's messages in per-pair order. Not safe for concurrent use: it
 // runs where the link's frames are parsed.
 type Reassembler struct {
-	lim    Limits
+	maxMsg int
 	budget int
 	used   int
 	frags  map[uint64]*pending    // by fragment id
@@ -104,11 +106,15 @@ type Reassembler struct {
 
 // NewReassembler returns a reassembler with a memory budget in bytes (<= 0:
 // DefaultReassemblyBudget); lim bounds message sizes (nil: defaults).
-func NewReassembler(budget int, lim *Limits) *Reassembler {
+func NewReassembler(budget int, lim *codec.Limits) *Reassembler {
 	if budget <= 0 {
 		budget = DefaultReassemblyBudget
 	}
-	return &Reassembler{lim: lim.resolve(), budget: budget, frags: map[uint64]*pending{}, queues: map[pairKey][]*pending{}}
+	maxMsg := codec.DefaultMaxMessage
+	if lim != nil && lim.MaxMessage > 0 {
+		maxMsg = lim.MaxMessage
+	}
+	return &Reassembler{maxMsg: maxMsg, budget: budget, frags: map[uint64]*pending{}, queues: map[pairKey][]*pending{}}
 }
 
 // Used returns the bytes currently reserved for pending and held messages.
@@ -155,19 +161,19 @@ func (r *Reassembler) Feed(f Frame, deliver func(Message) error) error {
 	case KindFragment:
 		return r.fragment(f.Payload, deliver)
 	}
-	return fmt.Errorf("%w: %v frame fed to the reassembler", ErrCorrupt, f.Kind)
+	return fmt.Errorf("%w: %v frame fed to the reassembler", codec.ErrCorrupt, f.Kind)
 }
 
 func (r *Reassembler) reserve(n int) error {
 	if n > r.budget-r.used {
-		return fmt.Errorf("%w: reassembly budget %d bytes exhausted (%d used, %d more asked)", ErrLimit, r.budget, r.used, n)
+		return fmt.Errorf("%w: reassembly budget %d bytes exhausted (%d used, %d more asked)", codec.ErrLimit, r.budget, r.used, n)
 	}
 	r.used += n
 	return nil
 }
 
 func (r *Reassembler) fragment(p []byte, deliver func(Message) error) error {
-	d := decoder{b: p}
+	d := reader{b: p}
 	var h [5]uint64
 	for i := range h {
 		x, err := d.uvarint()
@@ -181,10 +187,10 @@ func (r *Reassembler) fragment(p []byte, deliver func(Message) error) error {
 	e := r.frags[id]
 	if e == nil {
 		if off != 0 {
-			return fmt.Errorf("%w: fragment %d at offset %d with no first fragment", ErrCorrupt, id, off)
+			return fmt.Errorf("%w: fragment %d at offset %d with no first fragment", codec.ErrCorrupt, id, off)
 		}
-		if total == 0 || total > uint64(r.lim.MaxMessage) {
-			return fmt.Errorf("%w: fragmented message of %d bytes (MaxMessage %d)", ErrLimit, total, r.lim.MaxMessage)
+		if total == 0 || total > uint64(r.maxMsg) {
+			return fmt.Errorf("%w: fragmented message of %d bytes (MaxMessage %d)", codec.ErrLimit, total, r.maxMsg)
 		}
 		if err := r.reserve(int(total)); err != nil {
 			return err
@@ -194,10 +200,10 @@ func (r *Reassembler) fragment(p []byte, deliver func(Message) error) error {
 		k := pairKey{from, to}
 		r.queues[k] = append(r.queues[k], e)
 	} else if e.to != to || e.from != from || uint64(e.total) != total || uint64(len(e.buf)) != off {
-		return fmt.Errorf("%w: fragment %d does not continue its message", ErrCorrupt, id)
+		return fmt.Errorf("%w: fragment %d does not continue its message", codec.ErrCorrupt, id)
 	}
 	if len(chunk) == 0 || len(chunk) > e.total-len(e.buf) {
-		return fmt.Errorf("%w: fragment %d chunk of %d bytes, %d expected at most", ErrCorrupt, id, len(chunk), e.total-len(e.buf))
+		return fmt.Errorf("%w: fragment %d chunk of %d bytes, %d expected at most", codec.ErrCorrupt, id, len(chunk), e.total-len(e.buf))
 	}
 	if e.buf == nil {
 		// The total is already reserved in the budget: allocate it once

@@ -1,0 +1,245 @@
+package wire
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/meshrt/mesh/codec"
+)
+
+// fuzzLimits keep fuzzing fast while exercising every limit.
+var fuzzLimits = &codec.Limits{MaxDepth: 32, MaxElems: 1 << 12, MaxString: 1 << 16, MaxMessage: 1 << 20}
+
+const fuzzMaxFrame = 1 << 20
+
+func frameSeeds(t testing.TB) [][]byte {
+	var seeds [][]byte
+	for _, c := range goldenFrames(t) {
+		seeds = append(seeds, c.b)
+	}
+	var items [][]byte
+	for i := range 50 {
+		m, _ := AppendMessage(nil, uint64(i), 1, codec.Tuple{codec.Atom("tick"), i, "some repeated text some repeated text"})
+		items = append(items, m)
+	}
+	seeds = append(seeds, NewBatcher(BatcherOptions{Features: FeatureS2, CompressAbove: 64}).Drain(nil, items))
+	return seeds
+}
+
+func FuzzFrame(f *testing.F) {
+	for _, s := range frameSeeds(f) {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := NewFrameReader(fuzzMaxFrame, SupportedFeatures)
+		for len(data) > 0 {
+			fr, n, err := r.Next(data)
+			if err != nil {
+				if n != 0 {
+					t.Fatalf("error with n=%d", n)
+				}
+				return
+			}
+			if n < HeaderSize || n > len(data) {
+				t.Fatalf("n = %d of %d", n, len(data))
+			}
+			data = data[n:]
+			switch fr.Kind {
+			case KindBatch:
+				it := fr.Messages()
+				for it.Next() {
+					m := it.Message()
+					if len(m.Term) == 0 {
+						t.Fatal("empty term yielded")
+					}
+					_, _ = m.Decode(fuzzLimits)
+				}
+			case KindFragment:
+				_ = NewReassembler(1<<16, fuzzLimits).Feed(fr, func(Message) error { return nil })
+			default:
+				x, err := DecodeControl(fr, fuzzLimits)
+				if err != nil {
+					continue
+				}
+				if x.Kind() != fr.Kind {
+					t.Fatalf("%v frame decoded as %T", fr.Kind, x)
+				}
+				// A decoded control frame re-encodes to a frame that
+				// decodes to the same value.
+				again, err := DecodeControl(Frame{Kind: fr.Kind, Payload: x.Append(nil)[HeaderSize:]}, fuzzLimits)
+				if err != nil {
+					t.Fatalf("%v frame re-encoded does not decode: %v", fr.Kind, err)
+				}
+				if x.Kind() != again.Kind() {
+					t.Fatalf("kind changed: %v then %v", x.Kind(), again.Kind())
+				}
+			}
+		}
+	})
+}
+
+func FuzzReassembler(f *testing.F) {
+	f.Add([]byte{0, 4, 1, 2, 3, 8, 8, 8, 5, 13, 9, 0x1c, 8})
+	f.Add([]byte{0, 0x45, 0x46, 0x47, 0x0c, 1, 2, 0x1d, 0x2d, 0x3d, 8, 8, 8, 8, 8, 8, 8, 8})
+	for _, s := range frameSeeds(f) {
+		f.Add(append([]byte{1}, s...))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) == 0 {
+			return
+		}
+		if data[0]&1 == 1 {
+			rawReassembly(t, data[1:])
+			return
+		}
+		modelReassembly(t, data[1:])
+	})
+}
+
+// rawReassembly feeds arbitrary frames: the budget holds and nothing panics.
+func rawReassembly(t *testing.T, data []byte) {
+	const budget = 1 << 16
+	r := NewReassembler(budget, fuzzLimits)
+	fr := NewFrameReader(fuzzMaxFrame, SupportedFeatures)
+	for len(data) > 0 {
+		f, n, err := fr.Next(data)
+		if err != nil {
+			return
+		}
+		data = data[n:]
+		if f.Kind != KindBatch && f.Kind != KindFragment {
+			continue
+		}
+		err = r.Feed(f, func(m Message) error {
+			if len(m.Term) == 0 {
+				t.Fatal("empty term delivered")
+			}
+			return nil
+		})
+		if r.Used() > budget || r.Used() < 0 {
+			t.Fatalf("used %d of budget %d", r.Used(), budget)
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// modelReassembly plays a sender that interleaves fragments of large
+// messages with small ones (first fragments in send order, as the contract
+// asks) and checks that every message of every pair arrives, in order.
+func modelReassembly(t *testing.T, ops []byte) {
+	if len(ops) > 4096 {
+		ops = ops[:4096] // keep each run fast; longer programs add nothing
+	}
+	type stream struct{ frags [][]byte }
+	var (
+		items   [][]byte
+		streams []*stream
+		seq     [4]int
+		nextID  uint64
+	)
+	emit := func(i int) {
+		s := streams[i]
+		items = append(items, s.frags[0])
+		s.frags = s.frags[1:]
+		if len(s.frags) == 0 {
+			streams = append(streams[:i], streams[i+1:]...)
+		}
+	}
+	for _, b := range ops {
+		pair := int(b & 3)
+		from, to := uint64(pair), uint64(pair+10)
+		switch {
+		case b&8 != 0 && len(streams) > 0:
+			emit(int(b>>4) % len(streams))
+		case b&4 != 0:
+			size := 1 + int(b>>4)*23
+			item, err := AppendMessage(nil, to, from, codec.Tuple{seq[pair], bytes.Repeat([]byte{b}, size)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			seq[pair]++
+			nextID++
+			var fr Fragmenter
+			if err := fr.Reset(nextID, item, 16); err != nil {
+				t.Fatal(err)
+			}
+			s := &stream{}
+			for fr.More() {
+				s.frags = append(s.frags, fr.Next(nil))
+			}
+			streams = append(streams, s)
+			emit(len(streams) - 1) // the first fragment goes out in send order
+		default:
+			item, err := AppendMessage(nil, to, from, codec.Tuple{seq[pair]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			seq[pair]++
+			items = append(items, item)
+		}
+	}
+	for len(streams) > 0 {
+		emit(0)
+	}
+	wire := NewBatcher(BatcherOptions{Features: FeatureS2, MaxBatch: 64, CompressAbove: 32}).Drain(nil, items)
+	r := NewReassembler(8<<20, nil) // room for every op to be a pending large message
+	fr := NewFrameReader(0, FeatureS2)
+	var next [4]int
+	for len(wire) > 0 {
+		f, n, err := fr.Next(wire)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wire = wire[n:]
+		err = r.Feed(f, func(m Message) error {
+			v, err := m.Decode(nil)
+			if err != nil {
+				return err
+			}
+			pair := int(m.From)
+			if got := v.(codec.Tuple)[0].(int); got != next[pair] {
+				return fmt.Errorf("pair %d: got message %d, want %d", pair, got, next[pair])
+			}
+			next[pair]++
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if next != seq || r.Used() != 0 || r.Pending() != 0 {
+		t.Fatalf("delivered %v of %v; %d bytes, %d pending left", next, seq, r.Used(), r.Pending())
+	}
+}
+
+// TestWriteFuzzSeedCorpus writes the seeds above into testdata/fuzz so the
+// corpus is on disk (and runs as regression cases) even without -fuzz.
+func TestWriteFuzzSeedCorpus(t *testing.T) {
+	if !*update {
+		t.Skip("run with -update to rewrite testdata/fuzz")
+	}
+	write := func(target string, seeds [][]byte) {
+		dir := filepath.Join("testdata", "fuzz", target)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for i, s := range seeds {
+			body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", s)
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed%03d", i)), []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	write("FuzzFrame", frameSeeds(t))
+	var rs [][]byte
+	rs = append(rs, []byte{0, 4, 1, 2, 3, 8, 8, 8, 5, 13, 9, 0x1c, 8}, []byte{0, 0x45, 0x46, 0x47, 0x0c, 1, 2, 0x1d, 0x2d, 0x3d, 8, 8, 8})
+	for _, s := range frameSeeds(t) {
+		rs = append(rs, append([]byte{1}, s...))
+	}
+	write("FuzzReassembler", rs)
+}

@@ -1,0 +1,167 @@
+package wire
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/meshrt/mesh/codec"
+	"github.com/meshrt/mesh/internal/intern"
+)
+
+// maxNameBytes bounds node names (as codec does) and actor names.
+const maxNameBytes = 255
+
+var (
+	errTrunc  = fmt.Errorf("%w: input ends inside a field", codec.ErrTruncated)
+	errVarint = fmt.Errorf("%w: bad varint", codec.ErrCorrupt)
+)
+
+func appendUvarint(dst []byte, x uint64) []byte {
+	for x >= 0x80 {
+		dst = append(dst, byte(x)|0x80)
+		x >>= 7
+	}
+	return append(dst, byte(x))
+}
+
+func zigzag(x int64) uint64 { return uint64(x<<1) ^ uint64(x>>63) }
+
+func appendBool(dst []byte, b bool) []byte {
+	if b {
+		return append(dst, 1)
+	}
+	return append(dst, 0)
+}
+
+// appendIdent appends a PID or Ref body: the term encoding without its tag.
+func appendIdent(dst []byte, node string, inc, id uint64) []byte {
+	dst = appendUvarint(dst, uint64(len(node)))
+	dst = append(dst, node...)
+	dst = binary.LittleEndian.AppendUint64(dst, inc)
+	return appendUvarint(dst, id)
+}
+
+func appendPID(dst []byte, p codec.PID) []byte { return appendIdent(dst, p.Node, p.Incarnation, p.ID) }
+func appendRef(dst []byte, r codec.Ref) []byte { return appendIdent(dst, r.Node, r.Incarnation, r.ID) }
+
+// reader reads the fields of a payload. The methods that return no error
+// keep the first one (sticky) in err; end reports it.
+type reader struct {
+	b   []byte
+	off int
+	err error
+}
+
+func (r *reader) uvarint() (uint64, error) {
+	var x uint64
+	var s uint
+	for i := 0; i < binary.MaxVarintLen64; i++ {
+		if r.off >= len(r.b) {
+			return 0, errTrunc
+		}
+		c := r.b[r.off]
+		r.off++
+		if c < 0x80 {
+			if i == binary.MaxVarintLen64-1 && c > 1 {
+				return 0, errVarint
+			}
+			return x | uint64(c)<<s, nil
+		}
+		x |= uint64(c&0x7f) << s
+		s += 7
+	}
+	return 0, errVarint
+}
+
+// u reads a uvarint into the sticky error.
+func (r *reader) u() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	x, err := r.uvarint()
+	r.err = err
+	return x
+}
+
+func (r *reader) fixed(n int) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if len(r.b)-r.off < n {
+		r.err = errTrunc
+		return nil
+	}
+	p := r.b[r.off : r.off+n]
+	r.off += n
+	return p
+}
+
+// lenBytes reads a uvarint length bounded by max, then the bytes (aliasing
+// the payload).
+func (r *reader) lenBytes(max int) []byte {
+	n := r.u()
+	if r.err != nil {
+		return nil
+	}
+	if n > uint64(max) {
+		r.err = fmt.Errorf("%w: field of %d bytes, at most %d", codec.ErrCorrupt, n, max)
+		return nil
+	}
+	return r.fixed(int(n))
+}
+
+func (r *reader) str(max int) string { return string(r.lenBytes(max)) }
+
+func (r *reader) bool() bool {
+	b := r.fixed(1)
+	if r.err != nil {
+		return false
+	}
+	if b[0] > 1 {
+		r.err = fmt.Errorf("%w: bool byte %d", codec.ErrCorrupt, b[0])
+		return false
+	}
+	return b[0] == 1
+}
+
+func (r *reader) ident() (node string, inc, id uint64) {
+	nb := r.lenBytes(maxNameBytes)
+	ib := r.fixed(8)
+	id = r.u()
+	if r.err != nil {
+		return "", 0, 0
+	}
+	return intern.Bytes(nb), binary.LittleEndian.Uint64(ib), id
+}
+
+func (r *reader) pid() codec.PID {
+	n, i, id := r.ident()
+	return codec.PID{Node: n, Incarnation: i, ID: id}
+}
+
+func (r *reader) ref() codec.Ref {
+	n, i, id := r.ident()
+	return codec.Ref{Node: n, Incarnation: i, ID: id}
+}
+
+// term decodes one tagged term in place.
+func (r *reader) term(lim *codec.Limits) any {
+	if r.err != nil {
+		return nil
+	}
+	v, n, err := codec.DecodeTerm(r.b[r.off:], lim)
+	r.err = err
+	r.off += n
+	return v
+}
+
+// end reports the sticky error, or ErrCorrupt if bytes are left over.
+func (r *reader) end(what string) error {
+	if r.err != nil {
+		return fmt.Errorf("%s: %w", what, r.err)
+	}
+	if r.off != len(r.b) {
+		return fmt.Errorf("%w: %s: %d trailing bytes", codec.ErrCorrupt, what, len(r.b)-r.off)
+	}
+	return nil
+}
