@@ -130,8 +130,7 @@ type Conn struct {
 	recheck     bool          // a flush timer (socket wait or backlog recheck) is armed
 	backoff     time.Duration // last backlog recheck delay
 	lastBacklog int           // gnet's backlog at the last recheck
-	sockWaits   int           // socket waits in a row without the backlog shrinking
-	sockBacklog int           // gnet's backlog at the last socket wait
+	sockWaits   socketWaits   // the full socket's wait streak (flushPlan)
 	loopDupRef  bool          // the loop holds its dupRefs reference
 }
 

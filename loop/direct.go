@@ -10,20 +10,6 @@ import (
 	"time"
 )
 
-// directIdleGap: a sender that wins the drain token writes itself only if
-// no drain ended for this long. A stream (the next push right after a
-// drain) thus stays on the loop, where items batch; a lone message (a
-// request, a ping) skips the loop's wake-up.
-const directIdleGap = 5 * time.Microsecond
-
-// directSpacing: at most one direct write per loop in this interval. Direct
-// writes cost a TLS seal and a write(2) each; a sender spreading a stream
-// over many connections finds every one of them idle, and without this
-// bound paid a syscall per message (50 connections ran at 0.02x the
-// baseline). Requests and pings, which are what direct writes are for, come
-// far less often than this per loop.
-const directSpacing = 20 * time.Microsecond
-
 // maxDirectOut: a direct writer keeps its output buffer up to this size.
 const maxDirectOut = 64 << 10
 
@@ -39,8 +25,7 @@ func (c *Conn) dispatch(ls *loopState) {
 	if c.direct.Load() && !ls.busy.Load() {
 		now := monoNow()
 		last := ls.lastDirect.Load()
-		if now-c.idleSince.Load() >= int64(directIdleGap) && now-last >= int64(directSpacing) &&
-			ls.lastDirect.CompareAndSwap(last, now) {
+		if directDue(now, c.idleSince.Load(), last) && ls.lastDirect.CompareAndSwap(last, now) {
 			c.directFlush(ls)
 			return
 		}

@@ -12,7 +12,10 @@
 //     timeout) gives a net.Conn.
 //  2. TLS 1.3 and then the post-TLS [Hook] run in blocking mode over a
 //     tlsconn.Adapter, on that short-lived goroutine, with the socket's
-//     deadline set to the handshake deadline (default 5 s). At most
+//     deadline set to the handshake deadline (default 5 s). The engine is
+//     the deadline's one owner: it arms it, moves it into the past when the
+//     engine closes or Dial's ctx ends, and clears it after the hook; the
+//     hook cannot change it (tlsconn.Adapter.SetHandshakeDeadline). At most
 //     WithMaxPendingHandshakes run at once: inbound connections above the
 //     bound are closed at once, Dial waits for a slot. A handshake that
 //     misses its deadline is dropped (ErrHandshakeTimeout). Loops never see

@@ -20,7 +20,9 @@ import (
 
 // Hook runs right after TLS completes, on the handshake goroutine, in
 // blocking mode: it may read and write tc freely until ctx's deadline (the
-// handshake deadline), after which tc's reads and writes fail. outbound
+// handshake deadline), after which tc's reads and writes fail. The engine
+// holds tc's deadline: the hook's calls to tc's deadline methods change
+// nothing (see tlsconn.Adapter.SetHandshakeDeadline). outbound
 // tells which side dialled; dialArg is Dial's peer argument (nil inbound).
 // What it returns becomes Conn.Info; an error drops the connection.
 type Hook func(ctx context.Context, tc *tls.Conn, outbound bool, dialArg any) (info any, err error)
@@ -69,14 +71,12 @@ type Engine struct {
 }
 
 // New starts an engine: its loops, and a timer goroutine. Close it when
-// done. Safe from any goroutine.
+// done. An option out of its range is an error wrapping [ErrOption]. Safe
+// from any goroutine.
 func New(opts ...Option) (*Engine, error) {
-	o := defaultOptions()
-	for _, opt := range opts {
-		opt(&o)
-	}
-	if o.low > o.high {
-		o.low = o.high
+	o, err := buildOptions(opts)
+	if err != nil {
+		return nil, err
 	}
 	e := &Engine{
 		opts:      o,
@@ -264,8 +264,6 @@ func (e *Engine) handshake(ctx context.Context, nc net.Conn, outbound bool, dial
 	hctx, cancel := context.WithTimeout(ctx, e.opts.handshakeTimeout)
 	defer cancel()
 	deadline, _ := hctx.Deadline()
-	_ = nc.SetDeadline(deadline)
-	stop := context.AfterFunc(hctx, func() { _ = nc.SetDeadline(longAgo) })
 
 	var (
 		tc *tls.Conn
@@ -276,6 +274,10 @@ func (e *Engine) handshake(ctx context.Context, nc net.Conn, outbound bool, dial
 	} else {
 		tc, ad = tlsconn.Server(nc, e.serverTLS)
 	}
+	// The engine alone arms, aborts and clears the deadline: the hook runs
+	// under it and cannot move it (tlsconn.Adapter.SetHandshakeDeadline).
+	_ = ad.SetHandshakeDeadline(deadline)
+	stop := context.AfterFunc(hctx, func() { _ = ad.SetHandshakeDeadline(longAgo) })
 	fail := func(step string, err error) (*Conn, error) {
 		stop()
 		_ = nc.Close()
@@ -305,7 +307,7 @@ func (e *Engine) handshake(ctx context.Context, nc net.Conn, outbound bool, dial
 	if hctx.Err() != nil {
 		return fail("deadline", hctx.Err())
 	}
-	_ = nc.SetDeadline(time.Time{})
+	_ = ad.SetHandshakeDeadline(time.Time{})
 	c := newConn(e, tc, ad, info, outbound)
 	e.mu.Lock()
 	if e.closed {

@@ -26,4 +26,6 @@ var (
 	// limit (four times the high-water mark): the peer takes so little of
 	// what is sent that the conn is cut rather than let memory grow.
 	ErrSlowConsumer = errors.New("loop: slow consumer")
+	// ErrOption: New was given an option value out of its range.
+	ErrOption = errors.New("loop: bad option")
 )

@@ -6,7 +6,6 @@ package loop
 import (
 	"context"
 	"fmt"
-	"time"
 )
 
 // Enqueue copies item into the conn's send queue; the loop writes queued
@@ -154,26 +153,17 @@ func (c *Conn) flushQueue(ls *loopState) {
 		c.finishClose(ls)
 		return
 	}
-	if ob := c.gc.OutboundBuffered(); int64(ob) >= c.e.opts.high {
-		c.armRecheck(ob)
+	var act flushAction
+	ob := c.gc.OutboundBuffered()
+	act, c.sockWaits = flushPlan(ob, c.e.opts.high, c.sockWaits)
+	switch act {
+	case waitSocket:
+		c.armSocketWait()
 		return // scheduled stays true: senders do not wake the loop meanwhile
-	} else if ob > 0 {
-		// The socket is full. While gnet's backlog drains, wait briefly;
-		// if it stops draining (the peer has stopped reading), back off
-		// as for a full backlog rather than wake every socketWait.
-		if ob < c.sockBacklog {
-			c.sockWaits = 0
-		}
-		c.sockBacklog = ob
-		if c.sockWaits < maxSocketWaits {
-			c.sockWaits++
-			c.armSocketWait()
-		} else {
-			c.armRecheck(ob)
-		}
+	case backOff:
+		c.armRecheck(ob)
 		return
 	}
-	c.sockWaits, c.sockBacklog = 0, 0
 	c.backoff, c.lastBacklog = 0, 0
 	// direct first: a sender that wins the token from here on hands it back
 	// to the loop instead of writing while the loop still does.
@@ -194,23 +184,6 @@ func (c *Conn) flushQueue(ls *loopState) {
 		c.direct.Store(true)
 	}
 }
-
-const (
-	minRecheck = time.Millisecond
-	maxRecheck = 32 * time.Millisecond
-)
-
-// socketWait: how long the loop leaves items queued when the socket was
-// full at gnet's last write (gnet holds the rest and waits for the socket).
-// Writing them now would only copy their ciphertext into gnet's buffer;
-// after the wait they go out in one larger write, mostly straight into the
-// socket. A socket buffer holds far more than this much traffic, so the
-// wait does not let it run dry.
-const socketWait = 100 * time.Microsecond
-
-// maxSocketWaits: socket waits in a row with gnet's backlog not shrinking
-// before the loop backs off (armRecheck).
-const maxSocketWaits = 4
 
 // armSocketWait flushes the queue again after socketWait. Loop only,
 // holding the drain token.
@@ -235,11 +208,7 @@ func (c *Conn) armRecheck(backlog int) {
 		return
 	}
 	c.recheck = true
-	if c.backoff == 0 || backlog < c.lastBacklog {
-		c.backoff = minRecheck
-	} else {
-		c.backoff = min(2*c.backoff, maxRecheck)
-	}
+	c.backoff = recheckDelay(c.backoff, backlog < c.lastBacklog)
 	c.lastBacklog = backlog
 	c.AfterFunc(c.backoff, func() {
 		c.recheck = false

@@ -36,10 +36,17 @@ func (wouldBlock) Temporary() bool { return true }
 // for its two modes. Not safe for concurrent use: in blocking mode it is
 // used by the handshake goroutine, in loop-fed mode by the owning loop.
 type Adapter struct {
-	nc       net.Conn // blocking mode transport; not used after Detach
+	local  net.Addr
+	remote net.Addr
+
+	// dmu guards nc and detached against deadline calls from other
+	// goroutines (the owner moving the handshake deadline to abort it);
+	// reads and writes in blocking mode run on the handshake goroutine,
+	// which is also the one that calls Detach.
+	dmu      sync.Mutex
+	nc       net.Conn // blocking mode transport; nil after Detach
 	detached bool
-	local    net.Addr
-	remote   net.Addr
+	held     bool // the owner holds the deadline (SetHandshakeDeadline)
 
 	in []byte // loop-fed: ciphertext offered by the loop, not yet read
 
@@ -71,14 +78,44 @@ func Client(nc net.Conn, cfg *tls.Config) (*tls.Conn, *Adapter) {
 // wrapped, which the caller hands to its event loop. Call it only after the
 // handshake and the post-TLS hook have returned, with no call in flight.
 func (a *Adapter) Detach() net.Conn {
+	a.dmu.Lock()
+	defer a.dmu.Unlock()
 	a.detached = true
+	a.held = false
 	nc := a.nc
 	a.nc = nil
 	return nc
 }
 
-// Detached reports whether the adapter is in loop-fed mode.
-func (a *Adapter) Detached() bool { return a.detached }
+// SetHandshakeDeadline is the owner's one way to set the wrapped
+// connection's deadline during the handshake, and it makes the owner the
+// only one who moves it: from a call with a non-zero t until a call with
+// the zero time (which clears the deadline), SetDeadline, SetReadDeadline
+// and SetWriteDeadline change nothing. Those are what tls.Conn's own
+// deadline methods call, so a post-TLS hook (or a library it runs) cannot
+// move or clear the handshake deadline by accident. A time in the past
+// aborts a blocked Read or Write at once. Blocking mode only: after Detach
+// it does nothing. Safe from any goroutine.
+func (a *Adapter) SetHandshakeDeadline(t time.Time) error {
+	a.dmu.Lock()
+	defer a.dmu.Unlock()
+	if a.detached {
+		return nil
+	}
+	a.held = !t.IsZero()
+	return a.nc.SetDeadline(t)
+}
+
+// setDeadline applies one of the net.Conn deadline methods unless the owner
+// holds the deadline or the adapter is loop-fed.
+func (a *Adapter) setDeadline(set func(net.Conn) error) error {
+	a.dmu.Lock()
+	defer a.dmu.Unlock()
+	if a.detached || a.held {
+		return nil
+	}
+	return set(a.nc)
+}
 
 // Feed offers ciphertext to the next reads (loop-fed mode). b is not
 // copied: keep it unchanged until it is used up or replaced.
@@ -86,21 +123,6 @@ func (a *Adapter) Feed(b []byte) { a.in = b }
 
 // Unread returns how many fed bytes the tls.Conn has not read yet.
 func (a *Adapter) Unread() int { return len(a.in) }
-
-// SetOutput gives the adapter a buffer to append ciphertext to (its length
-// is kept). Safe alongside tls.Conn writes from another goroutine.
-func (a *Adapter) SetOutput(b []byte) {
-	a.mu.Lock()
-	a.out = b
-	a.mu.Unlock()
-}
-
-// TakeOutput returns the ciphertext written since the last SetOutput,
-// TakeOutput or SwapOutput and leaves the adapter with no buffer. Safe
-// alongside tls.Conn writes from another goroutine.
-func (a *Adapter) TakeOutput() []byte {
-	return a.SwapOutput(nil)
-}
 
 // SwapOutput returns the ciphertext written so far and gives the adapter
 // spare[:0] to append to from then on, in one step: bytes written by
@@ -166,28 +188,20 @@ func (a *Adapter) LocalAddr() net.Addr { return a.local }
 // RemoteAddr implements net.Conn.
 func (a *Adapter) RemoteAddr() net.Addr { return a.remote }
 
-// SetDeadline implements net.Conn; a no-op in loop-fed mode.
+// SetDeadline implements net.Conn; a no-op in loop-fed mode and while the
+// owner holds the deadline (see SetHandshakeDeadline).
 func (a *Adapter) SetDeadline(t time.Time) error {
-	if !a.detached {
-		return a.nc.SetDeadline(t)
-	}
-	return nil
+	return a.setDeadline(func(nc net.Conn) error { return nc.SetDeadline(t) })
 }
 
-// SetReadDeadline implements net.Conn; a no-op in loop-fed mode.
+// SetReadDeadline implements net.Conn, like SetDeadline.
 func (a *Adapter) SetReadDeadline(t time.Time) error {
-	if !a.detached {
-		return a.nc.SetReadDeadline(t)
-	}
-	return nil
+	return a.setDeadline(func(nc net.Conn) error { return nc.SetReadDeadline(t) })
 }
 
-// SetWriteDeadline implements net.Conn; a no-op in loop-fed mode.
+// SetWriteDeadline implements net.Conn, like SetDeadline.
 func (a *Adapter) SetWriteDeadline(t time.Time) error {
-	if !a.detached {
-		return a.nc.SetWriteDeadline(t)
-	}
-	return nil
+	return a.setDeadline(func(nc net.Conn) error { return nc.SetWriteDeadline(t) })
 }
 
 // IsWouldBlock reports whether err is (or wraps) [ErrWouldBlock].

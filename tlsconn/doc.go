@@ -20,7 +20,9 @@
 //     deadlines go straight to the wrapped net.Conn. The TLS handshake and
 //     the post-TLS hook run in this mode, on a short-lived goroutine with a
 //     deadline, because a failed handshake step is latched forever by
-//     crypto/tls and cannot be resumed after a "would block".
+//     crypto/tls and cannot be resumed after a "would block". The owner sets
+//     that deadline with [Adapter.SetHandshakeDeadline], which holds it: a
+//     hook calling the tls.Conn's deadline methods cannot move or clear it.
 //   - loop-fed (after Detach): the event loop that owns the connection
 //     offers ciphertext with [Adapter.Feed]; Read copies from it (the one
 //     copy, into tls.Conn's raw input) and, once it is used up, returns

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
 )
@@ -91,7 +92,7 @@ func TestConfigsAllowOnlyTLS13(t *testing.T) {
 // after each chunk, and returns the plaintext srv read.
 func pump(t *testing.T, from *Adapter, to *tls.Conn, toAd *Adapter, step int) []byte {
 	t.Helper()
-	wire := from.TakeOutput()
+	wire := from.SwapOutput(nil)
 	var got []byte
 	buf := make([]byte, 32<<10)
 	for len(wire) > 0 {
@@ -160,12 +161,58 @@ func TestCloseNotifyGoesToOutputNotSocket(t *testing.T) {
 	if err := cli.Close(); err != nil {
 		t.Fatal(err)
 	}
-	wire := ca.TakeOutput()
+	wire := ca.SwapOutput(nil)
 	if len(wire) == 0 {
 		t.Fatal("no close_notify written")
 	}
 	sa.Feed(wire)
 	if _, err := srv.Read(make([]byte, 8)); !errors.Is(err, io.EOF) {
 		t.Fatalf("read after close_notify = %v, want io.EOF", err)
+	}
+}
+
+// The owner's handshake deadline cannot be moved through the net.Conn
+// deadline methods (what tls.Conn and a hook call), until the owner clears it.
+func TestHandshakeDeadlineHasOneOwner(t *testing.T) {
+	mine, theirs := net.Pipe()
+	defer theirs.Close()
+	a := NewAdapter(mine)
+	defer a.Close()
+	if err := a.SetHandshakeDeadline(time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	// A hook moving the deadline into the past changes nothing.
+	if err := a.SetDeadline(time.Unix(1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	_ = a.SetReadDeadline(time.Unix(1, 0))
+	go func() { _, _ = theirs.Write([]byte("x")) }()
+	buf := make([]byte, 1)
+	if _, err := a.Read(buf); err != nil {
+		t.Fatalf("read under the owner's deadline: %v", err)
+	}
+	// The owner aborts: a deadline in the past fails the read at once.
+	if err := a.SetHandshakeDeadline(time.Unix(1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read after the owner's abort = %v, want os.ErrDeadlineExceeded", err)
+	}
+	// Cleared: the net.Conn methods work again.
+	if err := a.SetHandshakeDeadline(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, _ = theirs.Write([]byte("y")) }()
+	if _, err := a.Read(buf); err != nil || buf[0] != 'y' {
+		t.Fatalf("read after clearing = %q, %v", buf, err)
+	}
+	_ = a.SetReadDeadline(time.Unix(1, 0))
+	if _, err := a.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read after SetReadDeadline in the past = %v, want os.ErrDeadlineExceeded", err)
+	}
+	// Loop-fed: deadlines are the loop's business, every call a no-op.
+	a.Detach()
+	if err := a.SetHandshakeDeadline(time.Unix(1, 0)); err != nil {
+		t.Fatal(err)
 	}
 }

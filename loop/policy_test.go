@@ -1,0 +1,77 @@
+package loop
+
+import (
+	"testing"
+	"time"
+)
+
+func TestFlushPlan(t *testing.T) {
+	const high = 1000
+	tests := []struct {
+		name    string
+		backlog int
+		in      socketWaits
+		want    flushAction
+		wantOut socketWaits
+	}{
+		{"empty socket: write now and forget the streak", 0, socketWaits{3, 500}, flushNow, socketWaits{}},
+		{"at the high mark: back off, streak kept", high, socketWaits{2, 400}, backOff, socketWaits{2, 400}},
+		{"over the high mark: back off", high + 1, socketWaits{}, backOff, socketWaits{}},
+		{"first full socket: wait", 300, socketWaits{}, waitSocket, socketWaits{1, 300}},
+		{"not draining, streak left: wait", 300, socketWaits{2, 300}, waitSocket, socketWaits{3, 300}},
+		{"not draining, streak spent: back off", 300, socketWaits{maxSocketWaits, 300}, backOff, socketWaits{maxSocketWaits, 300}},
+		{"growing, streak spent: back off", 400, socketWaits{maxSocketWaits, 300}, backOff, socketWaits{maxSocketWaits, 400}},
+		{"draining again: the streak restarts", 200, socketWaits{maxSocketWaits, 300}, waitSocket, socketWaits{1, 200}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, out := flushPlan(tt.backlog, high, tt.in)
+			if got != tt.want || out != tt.wantOut {
+				t.Fatalf("flushPlan(%d, %d, %+v) = %v, %+v; want %v, %+v", tt.backlog, high, tt.in, got, out, tt.want, tt.wantOut)
+			}
+		})
+	}
+}
+
+func TestRecheckDelay(t *testing.T) {
+	tests := []struct {
+		prev   time.Duration
+		shrank bool
+		want   time.Duration
+	}{
+		{0, false, minRecheck},
+		{0, true, minRecheck},
+		{minRecheck, false, 2 * minRecheck},
+		{8 * time.Millisecond, false, 16 * time.Millisecond},
+		{8 * time.Millisecond, true, minRecheck},
+		{maxRecheck / 2, false, maxRecheck},
+		{maxRecheck, false, maxRecheck},
+		{maxRecheck, true, minRecheck},
+	}
+	for _, tt := range tests {
+		if got := recheckDelay(tt.prev, tt.shrank); got != tt.want {
+			t.Errorf("recheckDelay(%v, %v) = %v, want %v", tt.prev, tt.shrank, got, tt.want)
+		}
+	}
+}
+
+func TestDirectDue(t *testing.T) {
+	const now = int64(time.Second)
+	gap, spacing := int64(directIdleGap), int64(directSpacing)
+	tests := []struct {
+		name                  string
+		idleSince, lastDirect int64
+		want                  bool
+	}{
+		{"idle long, no recent direct write", now - time.Millisecond.Nanoseconds(), 0, true},
+		{"drain ended exactly the gap ago", now - gap, now - spacing, true},
+		{"drain ended just now: a stream stays on the loop", now - gap + 1, 0, false},
+		{"another conn of the loop wrote directly just now", 0, now - spacing + 1, false},
+		{"both recent", now, now, false},
+	}
+	for _, tt := range tests {
+		if got := directDue(now, tt.idleSince, tt.lastDirect); got != tt.want {
+			t.Errorf("%s: directDue = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
