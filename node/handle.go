@@ -93,11 +93,15 @@ func (pe *peer) handleFrame(f wire.Frame) error {
 	return nil
 }
 
-// handleTick answers a peer's tick with a tock carrying the same payload.
+// handleTick notes a peer's tick (OnData already did: it arrived) and
+// echoes one in tockEvery as a tock carrying the same payload (tick.go).
 func (n *Node) handleTick(pe *peer, payload []byte) error {
 	var t wire.Tick
 	if err := t.Decode(payload, &n.limits); err != nil {
 		return err
+	}
+	if t.Seq%tockEvery != 0 {
+		return nil
 	}
 	pe.control(func(b []byte) ([]byte, error) { return (&wire.Tock{Seq: t.Seq, Time: t.Time}).Append(b), nil })
 	return nil

@@ -234,7 +234,6 @@ func (pe *peer) attach(c *loop.Conn) {
 	n.metrics.peerUp()
 	n.log.Info("peer up", "peer", pe.name, "outbound", pe.outbound)
 	n.peerUp(pe)
-	c.Execute(pe.armTicker)
 	c.Start()
 	if drop != nil {
 		// Partitioned (a test fault) or replaced by a newer connection
@@ -397,9 +396,6 @@ func (pe *peer) OnClose(_ *loop.Conn, reason error) {
 	n.peersMu.Unlock()
 	if wasUp && current {
 		n.dials.lost(pe.name, false)
-	}
-	if pe.ticker != nil {
-		pe.ticker.Stop()
 	}
 	if wasUp {
 		n.metrics.peerDown()

@@ -133,6 +133,8 @@ func Start(name, cookie string, opts ...Option) (*Node, error) {
 	n.metrics = m
 	n.global = global.New(registryHost{n}, global.WithLogger(n.log))
 	n.startMembership()
+	n.bg.Add(1)
+	go n.tickLoop()
 	close(n.ready)
 	return n, nil
 }

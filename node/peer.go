@@ -17,7 +17,7 @@ import (
 // Invariants.
 //
 //  1. The connection's input is handled on its event loop only: reader,
-//     reasm, lastSeen's writer and tick state are loop-owned. Nothing on the
+//     reasm and lastSeen's writer are loop-owned (ticks: tick.go). Nothing on the
 //     loop blocks: control frames go out with EnqueueNoWait, and work that
 //     can wait (the cleanup after a connection ends) runs on its own
 //     goroutine.
@@ -48,8 +48,6 @@ type peer struct {
 	reader   *wire.FrameReader
 	reasm    *wire.Reassembler
 	lastSeen atomic.Int64 // unix nanos of the last input; written on the loop
-	tickSeq  uint64
-	ticker   *loop.Timer
 	lastTo   *Process // the last message's target in this OnData call (see deliver)
 	msgsIn   uint64   // messages delivered in this OnData call (published at its end)
 	run      [][]byte // encoded messages for runTo not pushed yet (see deliver)
@@ -57,6 +55,10 @@ type peer struct {
 	regParts []byte // a registry frame arriving in parts (registry.go)
 
 	handle *peerHandle // cleared at close
+
+	// Owned by the node's tick sweep (tick.go).
+	tickSeq  uint64 // ticks sent
+	tickMark uint64 // stats.msgsOut at the last sweep
 }
 
 func (n *Node) newPeer(info *peerInfo, outbound bool) *peer {
@@ -160,27 +162,6 @@ func (pe *peer) control(enc func([]byte) ([]byte, error)) {
 		pe.sendControl(b)
 	}
 	putBuf(bp, b)
-}
-
-// armTicker sends a tick every quarter of the tick timeout and cuts the peer
-// once nothing has arrived for a whole timeout. Runs on the loop.
-func (pe *peer) armTicker() {
-	d := pe.n.opts.tickTimeout
-	pe.ticker = pe.conn.AfterFunc(d/4, func() {
-		silent := time.Duration(time.Now().UnixNano() - pe.lastSeen.Load())
-		if silent > d {
-			pe.n.log.Warn("peer silent past the tick timeout", "peer", pe.name, "silent", silent)
-			_ = pe.conn.Close(fmt.Errorf("%w: silent for %v", errTickTimeout, silent))
-			return
-		}
-		pe.tickSeq++
-		seq := pe.tickSeq
-		pe.control(func(b []byte) ([]byte, error) {
-			t := wire.Tick{Seq: seq, Time: time.Now().UnixNano()}
-			return t.Append(b), nil
-		})
-		pe.armTicker()
-	})
 }
 
 var errTickTimeout = errors.New("node: peer tick timeout")

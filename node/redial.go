@@ -113,6 +113,10 @@ const (
 	maxConcurrentDials = 4    // background dials in flight at once
 	maxDialTargets     = 4096 // names waiting to be dialled
 	maxGossipAttempts  = 4    // failed dials before a gossiped name is dropped
+	// gossipDefer is how long the larger name of a gossiped pair waits for
+	// the smaller one's dial before dialling itself (plus up to as much
+	// again, random).
+	gossipDefer = time.Second
 )
 
 // dialWhy is why a name is a dial target; a target may have several.
@@ -187,7 +191,10 @@ func (n *Node) startMembership() {
 
 // add makes name a dial target for why, due now if it is new. It reports
 // false if the target bound is reached.
-func (d *dialer) add(name, addr string, why dialWhy) bool {
+func (d *dialer) add(name, addr string, why dialWhy) bool { return d.addAfter(name, addr, why, 0) }
+
+// addAfter is add with a new target due after delay.
+func (d *dialer) addAfter(name, addr string, why dialWhy, delay time.Duration) bool {
 	d.mu.Lock()
 	t := d.targets[name]
 	if t == nil {
@@ -200,7 +207,7 @@ func (d *dialer) add(name, addr string, why dialWhy) bool {
 			}
 			return false
 		}
-		t = &dialTarget{addr: addr, due: time.Now()}
+		t = &dialTarget{addr: addr, due: time.Now().Add(delay)}
 		d.targets[name] = t
 	}
 	t.why |= why
@@ -362,7 +369,16 @@ func (d *dialer) gossip(names []string) {
 		if n.peerIfUp(name) != nil {
 			continue
 		}
-		if !d.add(name, nn.addr(), whyGossip) {
+		// Both ends of a new link learn of each other (the node they share
+		// tells each about the other), so only the smaller name dials at
+		// once; the larger waits gossipDefer and dials only if that has not
+		// happened. Dialling from both ends cost a full handshake per link
+		// that the simultaneous-dial rule then threw away.
+		var delay time.Duration
+		if n.self > name {
+			delay = gossipDefer + time.Duration(rand.Int64N(int64(gossipDefer)))
+		}
+		if !d.addAfter(name, nn.addr(), whyGossip, delay) {
 			return
 		}
 	}
