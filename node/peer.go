@@ -48,9 +48,9 @@ type peer struct {
 	reader   *wire.FrameReader
 	reasm    *wire.Reassembler
 	lastSeen atomic.Int64 // unix nanos of the last input; written on the loop
-	lastTo   *Process // the last message's target in this OnData call (see deliver)
-	msgsIn   uint64   // messages delivered in this OnData call (published at its end)
-	run      [][]byte // encoded messages for runTo not pushed yet (see deliver)
+	lastTo   *Process     // the last message's target in this OnData call (see deliver)
+	msgsIn   uint64       // messages delivered in this OnData call (published at its end)
+	run      [][]byte     // encoded messages for runTo not pushed yet (see deliver)
 	runTo    *Process
 	regParts []byte // a registry frame arriving in parts (registry.go)
 
