@@ -224,7 +224,7 @@ func BenchmarkCodecFragment64MiB(b *testing.B) {
 		fr := wire.NewFrameReader(0, 0)
 		var id uint64
 		for b.Loop() {
-			r := wire.NewReassembler(0, nil)
+			r := wire.NewReassembler(wire.ReassemblyLimits{})
 			var f wire.Fragmenter
 			id++
 			if err := f.Reset(id, item, wire.DefaultFragmentSize); err != nil {

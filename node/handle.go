@@ -42,6 +42,11 @@ func (pe *peer) OnData(_ *loop.Conn, b []byte) (int, error) {
 		}
 		used += k
 		if err := pe.handleFrame(f); err != nil {
+			var le *wire.LimitError
+			if errors.As(err, &le) {
+				pe.n.metrics.peerCut(le.Limit)
+				pe.n.log.Warn("peer cut: over a limit", "peer", pe.name, "limit", le.Limit, "asked", le.Asked, "max", le.Max)
+			}
 			return used, fmt.Errorf("node: from %s: %w", pe.name, err)
 		}
 	}

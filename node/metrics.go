@@ -16,6 +16,7 @@ type metrics struct {
 	handshakes    *prometheus.CounterVec
 	peers         prometheus.Gauge
 	nodeDowns     prometheus.Counter
+	peersCut      *prometheus.CounterVec
 	tickRTT       prometheus.Histogram
 	droppedNoProc atomic.Uint64
 	decodeErrors  atomic.Uint64
@@ -36,6 +37,10 @@ func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
 		nodeDowns: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "mesh", Name: "node_downs_total", Help: "Connections to peers that ended.",
 		}),
+		peersCut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "mesh", Name: "peers_cut_total",
+			Help: "Connections this node cut because the peer went over a limit, by limit.",
+		}, []string{"limit"}),
 		tickRTT: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "mesh", Name: "tick_rtt_seconds", Help: "Heartbeat round-trip time.",
 			Buckets: prometheus.ExponentialBuckets(25e-6, 2, 16),
@@ -45,7 +50,7 @@ func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.handshakes, m.peers, m.nodeDowns, m.tickRTT, m.collector} {
+	for _, c := range []prometheus.Collector{m.handshakes, m.peers, m.nodeDowns, m.peersCut, m.tickRTT, m.collector} {
 		if err := reg.Register(c); err != nil {
 			m.unregister()
 			return nil, err
@@ -58,8 +63,15 @@ func (m *metrics) unregister() {
 	if m == nil || m.reg == nil {
 		return
 	}
-	for _, c := range []prometheus.Collector{m.handshakes, m.peers, m.nodeDowns, m.tickRTT, m.collector} {
+	for _, c := range []prometheus.Collector{m.handshakes, m.peers, m.nodeDowns, m.peersCut, m.tickRTT, m.collector} {
 		m.reg.Unregister(c)
+	}
+}
+
+// peerCut counts a connection cut because the peer went over limit.
+func (m *metrics) peerCut(limit string) {
+	if m != nil {
+		m.peersCut.WithLabelValues(limit).Inc()
 	}
 }
 

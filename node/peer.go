@@ -72,7 +72,7 @@ func (n *Node) newPeer(info *peerInfo, outbound bool) *peer {
 		up:          make(chan struct{}),
 		down:        make(chan struct{}),
 		reader:      wire.NewFrameReader(0, info.features),
-		reasm:       wire.NewReassembler(0, &lim),
+		reasm:       wire.NewReassembler(wire.ReassemblyLimits{MaxMessage: lim.MaxMessage}),
 		handle:      new(peerHandle),
 	}
 	pe.handle.p.Store(pe)

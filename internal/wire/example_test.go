@@ -22,7 +22,7 @@ func ExampleBatcher() {
 	wireBytes := wire.NewBatcher(wire.BatcherOptions{}).Drain(nil, items)
 
 	r := wire.NewFrameReader(0, 0)
-	re := wire.NewReassembler(0, nil)
+	re := wire.NewReassembler(wire.ReassemblyLimits{})
 	for len(wireBytes) > 0 {
 		f, n, err := r.Next(wireBytes)
 		if err != nil {

@@ -9,9 +9,14 @@ package wire
 //     fragments may be delayed. That is what lets the Reassembler keep
 //     per-pair order: a record of pair (from, to) that arrives while an
 //     earlier large message of that pair is incomplete is held behind it.
-//   - Reassembler memory (announced totals of pending messages plus copies
-//     of held records) never exceeds its budget; past it Feed fails with
-//     codec.ErrLimit and the link must be closed.
+//   - Reassembler memory never exceeds its budget: what it charges is the
+//     capacity of every reassembly buffer, the bytes of every held record
+//     and entryCost of bookkeeping for each of them. A buffer grows as
+//     chunks arrive (doubling, capped at the announced total), never from
+//     the announced total alone, so memory follows the bytes received.
+//     Unfinished messages and held records are also capped in number. Past
+//     any limit Feed fails with a *LimitError (codec.ErrLimit) and the link
+//     must be closed.
 //   - Records of pairs with nothing pending are delivered at once, without
 //     copying or allocating.
 
@@ -25,8 +30,18 @@ import (
 // size above which a message should be fragmented.
 const DefaultFragmentSize = 64 << 10
 
-// DefaultReassemblyBudget is the default memory budget of a Reassembler.
-const DefaultReassemblyBudget = 256 << 20
+// Reassembler defaults, per link.
+const (
+	// DefaultReassemblyBudget bounds the bytes a Reassembler holds:
+	// buffers, held records and their bookkeeping.
+	DefaultReassemblyBudget = 256 << 20
+	// DefaultMaxPending bounds the unfinished fragmented messages. A node
+	// fragments a message on its sender's goroutine, one at a time, so a
+	// peer has at most one unfinished message per sending process.
+	DefaultMaxPending = 4096
+	// DefaultMaxHeld bounds the records held behind unfinished messages.
+	DefaultMaxHeld = 1 << 16
+)
 
 // Fragmenter splits one encoded message item into fragment items. The zero
 // value is ready for Reset. Not safe for concurrent use.
@@ -82,42 +97,94 @@ func (f *Fragmenter) Next(dst []byte) []byte {
 
 type pairKey struct{ from, to uint64 }
 
+// entryCost is what a Reassembler charges for the bookkeeping of one
+// unfinished message or held record besides its bytes: the entry (72 bytes),
+// its slots in the id and pair maps and the pair's queue, with their growth
+// (measured at about 240 bytes by TestReassemblerChargesItsBookkeeping; the
+// charge keeps a margin).
+const entryCost = 384
+
 // pending is a large message being reassembled, or a held record.
 type pending struct {
 	to, from uint64
 	id       uint64
 	total    int // announced term size (large) or len(buf) (held)
 	buf      []byte
+	charged  int // bytes charged to the budget for this entry
 	large    bool
 }
 
 func (p *pending) done() bool { return len(p.buf) == p.total }
 
+// ReassemblyLimits bound what one link's Reassembler may hold. A zero field
+// means its default.
+type ReassemblyLimits struct {
+	// Budget bounds the bytes held: reassembly buffers, held records, and
+	// their bookkeeping (default DefaultReassemblyBudget).
+	Budget int
+	// MaxPending bounds the unfinished fragmented messages (default
+	// DefaultMaxPending).
+	MaxPending int
+	// MaxHeld bounds the records held behind unfinished messages (default
+	// DefaultMaxHeld).
+	MaxHeld int
+	// MaxMessage bounds one reassembled message's term (default
+	// codec.DefaultMaxMessage).
+	MaxMessage int
+}
+
+func (l ReassemblyLimits) resolve() ReassemblyLimits {
+	if l.Budget <= 0 {
+		l.Budget = DefaultReassemblyBudget
+	}
+	if l.MaxPending <= 0 {
+		l.MaxPending = DefaultMaxPending
+	}
+	if l.MaxHeld <= 0 {
+		l.MaxHeld = DefaultMaxHeld
+	}
+	if l.MaxMessage <= 0 {
+		l.MaxMessage = codec.DefaultMaxMessage
+	}
+	return l
+}
+
+// LimitError reports input over one of a Reassembler's limits: the peer
+// must be cut. It wraps codec.ErrLimit.
+type LimitError struct {
+	// Limit names the limit, for logs and metric labels: "reassembly_budget",
+	// "fragments_pending", "records_held" or "message_size".
+	Limit string
+	// Asked is what the input needed and Max the limit (bytes or a count).
+	Asked, Max int
+}
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("wire: over the %s limit (%d asked, limit %d)", e.Limit, e.Asked, e.Max)
+}
+
+// Unwrap returns codec.ErrLimit.
+func (e *LimitError) Unwrap() error { return codec.ErrLimit }
+
 // Reassembler rebuilds fragmented messages of one link and delivers all of
 // the link's messages in per-pair order. Not safe for concurrent use: it
 // runs where the link's frames are parsed.
 type Reassembler struct {
-	maxMsg int
-	budget int
+	lim    ReassemblyLimits // resolved
 	used   int
+	held   int                    // held records
 	frags  map[uint64]*pending    // by fragment id
 	queues map[pairKey][]*pending // pairs with a pending large message
 }
 
-// NewReassembler returns a reassembler with a memory budget in bytes (<= 0:
-// DefaultReassemblyBudget); lim bounds message sizes (nil: defaults).
-func NewReassembler(budget int, lim *codec.Limits) *Reassembler {
-	if budget <= 0 {
-		budget = DefaultReassemblyBudget
-	}
-	maxMsg := codec.DefaultMaxMessage
-	if lim != nil && lim.MaxMessage > 0 {
-		maxMsg = lim.MaxMessage
-	}
-	return &Reassembler{maxMsg: maxMsg, budget: budget, frags: map[uint64]*pending{}, queues: map[pairKey][]*pending{}}
+// NewReassembler returns a reassembler bounded by lim. Safe from any
+// goroutine.
+func NewReassembler(lim ReassemblyLimits) *Reassembler {
+	return &Reassembler{lim: lim.resolve(), frags: map[uint64]*pending{}, queues: map[pairKey][]*pending{}}
 }
 
-// Used returns the bytes currently reserved for pending and held messages.
+// Used returns the bytes currently charged to the budget: buffers of
+// unfinished messages, held records and their bookkeeping.
 func (r *Reassembler) Used() int { return r.used }
 
 // Holding reports whether records from `from` to `to` are currently held
@@ -131,10 +198,14 @@ func (r *Reassembler) Holding(from, to uint64) bool {
 // Pending returns the number of incomplete fragmented messages.
 func (r *Reassembler) Pending() int { return len(r.frags) }
 
+// Held returns the number of records held behind incomplete messages.
+func (r *Reassembler) Held() int { return r.held }
+
 // Feed takes a batch or fragment frame and calls deliver for every message
 // that is now deliverable, in order. A Message's Term is valid only during
 // the call. An error from deliver stops Feed and is returned; any other
-// error means the link must be closed.
+// error (a *LimitError past a limit, codec.ErrCorrupt on a bad fragment)
+// means the link must be closed.
 func (r *Reassembler) Feed(f Frame, deliver func(Message) error) error {
 	switch f.Kind {
 	case KindBatch:
@@ -145,11 +216,9 @@ func (r *Reassembler) Feed(f Frame, deliver func(Message) error) error {
 			// stalled store forwarding (9 ns a message in the profile).
 			if len(r.queues) > 0 {
 				if q, ok := r.queues[pairKey{it.m.From, it.m.To}]; ok {
-					if err := r.reserve(len(it.m.Term)); err != nil {
+					if err := r.hold(q, it.m); err != nil {
 						return err
 					}
-					h := &pending{to: it.m.To, from: it.m.From, total: len(it.m.Term), buf: append([]byte(nil), it.m.Term...)}
-					r.queues[pairKey{it.m.From, it.m.To}] = append(q, h)
 					continue
 				}
 			}
@@ -164,9 +233,24 @@ func (r *Reassembler) Feed(f Frame, deliver func(Message) error) error {
 	return fmt.Errorf("%w: %v frame fed to the reassembler", codec.ErrCorrupt, f.Kind)
 }
 
+// hold copies a record behind the pair's unfinished message.
+func (r *Reassembler) hold(q []*pending, m Message) error {
+	if r.held >= r.lim.MaxHeld {
+		return &LimitError{Limit: "records_held", Asked: r.held + 1, Max: r.lim.MaxHeld}
+	}
+	c := len(m.Term) + entryCost
+	if err := r.reserve(c); err != nil {
+		return err
+	}
+	h := &pending{to: m.To, from: m.From, total: len(m.Term), buf: append([]byte(nil), m.Term...), charged: c}
+	r.queues[pairKey{m.From, m.To}] = append(q, h)
+	r.held++
+	return nil
+}
+
 func (r *Reassembler) reserve(n int) error {
-	if n > r.budget-r.used {
-		return fmt.Errorf("%w: reassembly budget %d bytes exhausted (%d used, %d more asked)", codec.ErrLimit, r.budget, r.used, n)
+	if n > r.lim.Budget-r.used {
+		return &LimitError{Limit: "reassembly_budget", Asked: r.used + n, Max: r.lim.Budget}
 	}
 	r.used += n
 	return nil
@@ -189,13 +273,19 @@ func (r *Reassembler) fragment(p []byte, deliver func(Message) error) error {
 		if off != 0 {
 			return fmt.Errorf("%w: fragment %d at offset %d with no first fragment", codec.ErrCorrupt, id, off)
 		}
-		if total == 0 || total > uint64(r.maxMsg) {
-			return fmt.Errorf("%w: fragmented message of %d bytes (MaxMessage %d)", codec.ErrLimit, total, r.maxMsg)
+		if total == 0 {
+			return fmt.Errorf("%w: fragmented message of 0 bytes", codec.ErrCorrupt)
 		}
-		if err := r.reserve(int(total)); err != nil {
+		if total > uint64(r.lim.MaxMessage) {
+			return &LimitError{Limit: "message_size", Asked: int(min(total, 1<<62)), Max: r.lim.MaxMessage}
+		}
+		if len(r.frags) >= r.lim.MaxPending {
+			return &LimitError{Limit: "fragments_pending", Asked: len(r.frags) + 1, Max: r.lim.MaxPending}
+		}
+		if err := r.reserve(entryCost); err != nil {
 			return err
 		}
-		e = &pending{to: to, from: from, id: id, total: int(total), large: true}
+		e = &pending{to: to, from: from, id: id, total: int(total), charged: entryCost, large: true}
 		r.frags[id] = e
 		k := pairKey{from, to}
 		r.queues[k] = append(r.queues[k], e)
@@ -205,10 +295,17 @@ func (r *Reassembler) fragment(p []byte, deliver func(Message) error) error {
 	if len(chunk) == 0 || len(chunk) > e.total-len(e.buf) {
 		return fmt.Errorf("%w: fragment %d chunk of %d bytes, %d expected at most", codec.ErrCorrupt, id, len(chunk), e.total-len(e.buf))
 	}
-	if e.buf == nil {
-		// The total is already reserved in the budget: allocate it once
-		// rather than grow (and copy) a 64 MiB message twenty times.
-		e.buf = make([]byte, 0, e.total)
+	if need := len(e.buf) + len(chunk); need > cap(e.buf) {
+		// Grow with what arrived, not with what was announced: doubling
+		// keeps the copies to about one more pass over the message.
+		c := min(e.total, max(need, 2*cap(e.buf)))
+		if err := r.reserve(c - cap(e.buf)); err != nil {
+			return err
+		}
+		e.charged += c - cap(e.buf)
+		nb := make([]byte, len(e.buf), c)
+		copy(nb, e.buf)
+		e.buf = nb
 	}
 	e.buf = append(e.buf, chunk...)
 	if !e.done() {
@@ -225,7 +322,10 @@ func (r *Reassembler) release(k pairKey, deliver func(Message) error) error {
 	var err error
 	for ; i < len(q) && q[i].done() && err == nil; i++ {
 		e := q[i]
-		r.used -= e.total
+		r.used -= e.charged
+		if !e.large {
+			r.held--
+		}
 		q[i] = nil
 		err = deliver(Message{To: e.to, From: e.from, Term: e.buf})
 	}

@@ -58,7 +58,7 @@ func FuzzFrame(f *testing.F) {
 					_, _ = m.Decode(fuzzLimits)
 				}
 			case KindFragment:
-				_ = NewReassembler(1<<16, fuzzLimits).Feed(fr, func(Message) error { return nil })
+				_ = NewReassembler(ReassemblyLimits{Budget: 1 << 16, MaxMessage: fuzzLimits.MaxMessage}).Feed(fr, func(Message) error { return nil })
 			default:
 				x, err := DecodeControl(fr, fuzzLimits)
 				if err != nil {
@@ -102,7 +102,7 @@ func FuzzReassembler(f *testing.F) {
 // rawReassembly feeds arbitrary frames: the budget holds and nothing panics.
 func rawReassembly(t *testing.T, data []byte) {
 	const budget = 1 << 16
-	r := NewReassembler(budget, fuzzLimits)
+	r := NewReassembler(ReassemblyLimits{Budget: budget, MaxPending: 64, MaxHeld: 64, MaxMessage: fuzzLimits.MaxMessage})
 	fr := NewFrameReader(fuzzMaxFrame, SupportedFeatures)
 	for len(data) > 0 {
 		f, n, err := fr.Next(data)
@@ -119,8 +119,8 @@ func rawReassembly(t *testing.T, data []byte) {
 			}
 			return nil
 		})
-		if r.Used() > budget || r.Used() < 0 {
-			t.Fatalf("used %d of budget %d", r.Used(), budget)
+		if r.Used() > budget || r.Used() < 0 || r.Pending() > 64 || r.Held() > 64 || r.Held() < 0 {
+			t.Fatalf("used %d of budget %d, %d pending, %d held (limits 64)", r.Used(), budget, r.Pending(), r.Held())
 		}
 		if err != nil {
 			return
@@ -187,7 +187,7 @@ func modelReassembly(t *testing.T, ops []byte) {
 		emit(0)
 	}
 	wire := NewBatcher(BatcherOptions{Features: FeatureS2, MaxBatch: 64, CompressAbove: 32}).Drain(nil, items)
-	r := NewReassembler(8<<20, nil) // room for every op to be a pending large message
+	r := NewReassembler(ReassemblyLimits{Budget: 8 << 20}) // room for every op to be a pending large message
 	fr := NewFrameReader(0, FeatureS2)
 	var next [4]int
 	for len(wire) > 0 {

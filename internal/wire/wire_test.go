@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -33,7 +34,7 @@ func readAll(t testing.TB, stream []byte, feat Features, r *Reassembler) (msgs [
 	t.Helper()
 	fr := NewFrameReader(0, feat)
 	if r == nil {
-		r = NewReassembler(0, nil)
+		r = NewReassembler(ReassemblyLimits{})
 	}
 	for len(stream) > 0 {
 		f, n, err := fr.Next(stream)
@@ -359,7 +360,7 @@ func TestLargeMessageInterleavesAndKeepsPairOrder(t *testing.T) {
 	}
 	items = append(items, mustMessage(t, 10, 20, "after-all"))
 	out := NewBatcher(BatcherOptions{Features: FeatureS2}).Drain(nil, items)
-	r := NewReassembler(4<<20, nil)
+	r := NewReassembler(ReassemblyLimits{Budget: 4 << 20})
 	msgs, _ := readAll(t, out, FeatureS2, r)
 	var order []any
 	for _, m := range msgs {
@@ -383,7 +384,7 @@ func TestLargeMessageInterleavesAndKeepsPairOrder(t *testing.T) {
 
 func TestReassemblerHoldsOnlyThePairBehindALargeMessage(t *testing.T) {
 	frags := fragmentItems(t, 1, mustMessage(t, 10, 20, make([]byte, 1000)), 100)
-	r := NewReassembler(0, nil)
+	r := NewReassembler(ReassemblyLimits{})
 	fr := NewFrameReader(0, 0)
 	feed := func(item []byte) []any {
 		f, _, err := fr.Next(item)
@@ -415,34 +416,144 @@ func TestReassemblerHoldsOnlyThePairBehindALargeMessage(t *testing.T) {
 	}
 }
 
-func TestReassemblerEnforcesItsBudget(t *testing.T) {
+// firstFragment is the first fragment of a message of total term bytes,
+// carrying chunk bytes of it: what a hostile peer sends to open a message
+// it never finishes.
+func firstFragment(id, to, from uint64, total, chunk int) []byte {
+	dst, at := beginFrame(nil, KindFragment)
+	for _, x := range []uint64{id, to, from, uint64(total), 0} {
+		dst = appendUvarint(dst, x)
+	}
+	dst = append(dst, make([]byte, chunk)...)
+	return endFrame(dst, at)
+}
+
+// feedAll feeds items until the first error.
+func feedAll(t testing.TB, r *Reassembler, items ...[]byte) error {
+	t.Helper()
+	fr := NewFrameReader(0, 0)
+	for _, it := range items {
+		f, _, err := fr.Next(it)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Feed(f, func(Message) error { return nil }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func TestReassemblerEnforcesItsLimits(t *testing.T) {
 	big := mustMessage(t, 1, 2, make([]byte, 100<<10))
 	frags := fragmentItems(t, 1, big, 16<<10)
+	small := mustMessage(t, 1, 2, make([]byte, 1000))
+	opens := func(n int) [][]byte {
+		var out [][]byte
+		for i := range n {
+			out = append(out, firstFragment(uint64(i+1), 1, uint64(i), 1<<20, 1))
+		}
+		return out
+	}
 	cases := []struct {
-		name   string
-		budget int
-		items  [][]byte
+		name  string
+		lim   ReassemblyLimits
+		items [][]byte
+		limit string
 	}{
-		{"announced size over budget", 50 << 10, frags[:1]},
-		{"held followers over budget", (100 << 10) + 2000,
-			[][]byte{frags[0], mustMessage(t, 1, 2, make([]byte, 1000)), mustMessage(t, 1, 2, make([]byte, 1000))}},
+		{"received bytes over budget", ReassemblyLimits{Budget: 50 << 10}, frags, "reassembly_budget"},
+		{"held followers over budget", ReassemblyLimits{Budget: 2*entryCost + 16<<10 + 1500},
+			[][]byte{frags[0], small, small}, "reassembly_budget"},
+		{"announced size over MaxMessage", ReassemblyLimits{MaxMessage: 64 << 10}, frags[:1], "message_size"},
+		{"too many unfinished messages", ReassemblyLimits{MaxPending: 10}, opens(11), "fragments_pending"},
+		{"bookkeeping of unfinished messages charged", ReassemblyLimits{Budget: 100 * entryCost}, opens(100), "reassembly_budget"},
+		{"too many held records", ReassemblyLimits{MaxHeld: 3}, [][]byte{frags[0], small, small, small, small}, "records_held"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := NewReassembler(c.budget, nil)
-			var err error
-			fr := NewFrameReader(0, 0)
-			for _, it := range c.items {
-				f, _, _ := fr.Next(it)
-				if err = r.Feed(f, func(Message) error { return nil }); err != nil {
-					break
-				}
+			r := NewReassembler(c.lim)
+			err := feedAll(t, r, c.items...)
+			var le *LimitError
+			if !errors.Is(err, codec.ErrLimit) || !errors.As(err, &le) || le.Limit != c.limit {
+				t.Fatalf("err = %v, want a %s LimitError", err, c.limit)
 			}
-			if !errors.Is(err, codec.ErrLimit) {
-				t.Fatalf("err = %v, want ErrLimit", err)
+			if r.Used() > r.lim.Budget {
+				t.Fatalf("used %d over the budget %d", r.Used(), r.lim.Budget)
 			}
 		})
 	}
+}
+
+// The regression of "34 wire bytes make a node allocate 128 MiB": a first
+// fragment announcing a huge message costs what arrived, not what was
+// announced.
+func TestReassemblerGrowsWithTheBytesThatArrive(t *testing.T) {
+	r := NewReassembler(ReassemblyLimits{})
+	open := firstFragment(1, 1, 2, codec.DefaultMaxMessage, 1)
+	if len(open) > 34 {
+		t.Fatalf("the attack frame is %d bytes", len(open))
+	}
+	if err := feedAll(t, r, open); err != nil {
+		t.Fatal(err)
+	}
+	if r.Used() > 2*entryCost {
+		t.Fatalf("one byte of a 128 MiB message charged %d bytes", r.Used())
+	}
+	// A legitimate large message still arrives whole, and its buffer never
+	// grows past its size.
+	item := mustMessage(t, 3, 4, bytes.Repeat([]byte("0123456789"), 100_000))
+	var got []byte
+	fr := NewFrameReader(0, 0)
+	for _, it := range fragmentItems(t, 2, item, 7000) {
+		f, _, _ := fr.Next(it)
+		if err := r.Feed(f, func(m Message) error { got = bytes.Clone(m.Term); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if r.Used() > 2*entryCost+1_000_010 {
+			t.Fatalf("charged %d bytes for a 1 MB message", r.Used())
+		}
+	}
+	f, _, _ := fr.Next(item)
+	if want := f.Payload[len(f.Payload)-len(got):]; !bytes.Equal(got, want) {
+		t.Fatal("large message corrupted")
+	}
+}
+
+// TestReassemblerChargesItsBookkeeping is the regression of "10 M
+// unfinished 1-byte fragmented messages took 1 GiB": with the count limit
+// out of the way, the heap a hostile peer can grow is bounded by the budget,
+// because each entry is charged at least what it costs (entryCost).
+func TestReassemblerChargesItsBookkeeping(t *testing.T) {
+	const budget = 8 << 20
+	r := NewReassembler(ReassemblyLimits{Budget: budget, MaxPending: 1 << 30, MaxHeld: 1 << 30})
+	fr := NewFrameReader(0, 0)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	n := 0
+	buf := make([]byte, 0, 64)
+	for ; ; n++ {
+		// Distinct ids and pairs: each opens an entry in both maps.
+		buf = firstFragment(uint64(n+1), uint64(n), uint64(n), 2, 1)
+		f, _, err := fr.Next(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Feed(f, func(Message) error { return nil }); err != nil {
+			if !errors.Is(err, codec.ErrLimit) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	grew := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("%d unfinished messages, heap +%d bytes (%.0f a message), budget %d", n, grew, float64(grew)/float64(n), budget)
+	if grew > budget {
+		t.Fatalf("heap grew %d bytes for a budget of %d: entries cost more than entryCost", grew, budget)
+	}
+	runtime.KeepAlive(r)
 }
 
 func TestReassemblerRefusesInconsistentFragments(t *testing.T) {
@@ -459,7 +570,7 @@ func TestReassemblerRefusesInconsistentFragments(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := NewReassembler(0, nil)
+			r := NewReassembler(ReassemblyLimits{})
 			var err error
 			for _, it := range c.items {
 				f, _, _ := NewFrameReader(0, 0).Next(it)
