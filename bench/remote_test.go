@@ -194,6 +194,7 @@ func pingpongMesh(b *testing.B, n *node.Node, peer string) {
 // spawnMesh measures remote spawns (request, spawn, reply) of a process that
 // returns at once, from spawners processes in parallel.
 func spawnMesh(b *testing.B, n *node.Node, peer string, spawners int) {
+	b.ReportAllocs()
 	b.ResetTimer()
 	splitSenders(b.N, spawners, func(_, count int) {
 		err := n.Run(context.Background(), func(p *node.Process) error {

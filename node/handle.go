@@ -66,6 +66,13 @@ func (pe *peer) handleFrame(f wire.Frame) error {
 		return n.handleTick(pe, f.Payload)
 	case wire.KindTock:
 		return n.handleTock(f.Payload)
+	case wire.KindSpawnReply: // on the spawn's latency path: decoded on the stack
+		var r wire.SpawnReply
+		if err := r.Decode(f.Payload, &n.limits); err != nil {
+			return err
+		}
+		n.handleSpawnReply(pe, &r)
+		return nil
 	}
 	v, err := wire.DecodeControl(f, &n.limits)
 	if err != nil {

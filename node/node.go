@@ -193,6 +193,10 @@ func (n *Node) Spawn(node, actor string, args ...any) (PID, error) {
 // the two first when link is set.
 func (n *Node) spawn(parent *Process, node, actor string, args []any, link bool) (PID, error) {
 	if node != n.self {
+		if view := n.peerView.Load(); view != nil && (*view)[node] != nil {
+			// A connected node's name is already in its canonical form.
+			return n.requestSpawn(parent, node, actor, args, link)
+		}
 		nn, err := parseName(node)
 		if err != nil {
 			return PID{}, err

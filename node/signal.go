@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/meshrt/mesh/codec"
@@ -167,13 +168,18 @@ type spawnResult struct {
 	err error
 }
 
-// pendingSpawn is a spawn request waiting for its reply.
+// pendingSpawn is a spawn request waiting for its reply. They are pooled
+// with their channel and timer, so a remote spawn allocates nothing of its
+// own on the requesting side.
 type pendingSpawn struct {
 	peer   *peer
 	parent *Process // linked on success when link is set
 	link   bool
 	reply  chan spawnResult // capacity 1
+	timer  *time.Timer      // the spawn timeout; stopped while pooled
 }
+
+var spawnPool = sync.Pool{New: func() any { return &pendingSpawn{reply: make(chan spawnResult, 1)} }}
 
 // requestSpawn asks node to start actor, waiting for the reply.
 func (n *Node) requestSpawn(parent *Process, node, actor string, args []any, link bool) (PID, error) {
@@ -182,14 +188,26 @@ func (n *Node) requestSpawn(parent *Process, node, actor string, args []any, lin
 		return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, err)
 	}
 	req := n.nextReq.Add(1)
-	ps := &pendingSpawn{peer: pe, parent: parent, link: link, reply: make(chan spawnResult, 1)}
+	ps := spawnPool.Get().(*pendingSpawn)
+	ps.peer, ps.parent, ps.link = pe, parent, link
 	n.spawnsMu.Lock()
 	n.spawns[req] = ps
 	n.spawnsMu.Unlock()
+	replied := false
 	defer func() {
 		n.spawnsMu.Lock()
+		_, unanswered := n.spawns[req]
 		delete(n.spawns, req)
 		n.spawnsMu.Unlock()
+		if ps.timer != nil {
+			ps.timer.Stop()
+		}
+		// A reply taken out of the table is sent on ps.reply (spawnReplied),
+		// maybe after this returns: pool ps only when nothing can come.
+		if replied || unanswered {
+			ps.peer, ps.parent = nil, nil
+			spawnPool.Put(ps)
+		}
 	}()
 	var from PID
 	if parent != nil {
@@ -212,10 +230,14 @@ func (n *Node) requestSpawn(parent *Process, node, actor string, args []any, lin
 	if err != nil {
 		return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, err)
 	}
-	timer := time.NewTimer(n.opts.spawnTimeout)
-	defer timer.Stop()
+	if ps.timer == nil {
+		ps.timer = time.NewTimer(n.opts.spawnTimeout)
+	} else {
+		ps.timer.Reset(n.opts.spawnTimeout)
+	}
 	select {
 	case r := <-ps.reply:
+		replied = true
 		if r.err != nil {
 			return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, r.err)
 		}
@@ -225,6 +247,7 @@ func (n *Node) requestSpawn(parent *Process, node, actor string, args []any, lin
 		// now (frames are handled before OnClose): it wins.
 		select {
 		case r := <-ps.reply:
+			replied = true
 			if r.err != nil {
 				return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, r.err)
 			}
@@ -232,7 +255,7 @@ func (n *Node) requestSpawn(parent *Process, node, actor string, args []any, lin
 		default:
 		}
 		return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, ErrNotConnected)
-	case <-timer.C:
+	case <-ps.timer.C:
 		return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, context.DeadlineExceeded)
 	}
 }
