@@ -352,7 +352,7 @@ func TestMonitorNodeOfUnconnectedNodeFiresAtOnce(t *testing.T) {
 		if err := p.MonitorNode("ghost@127.0.0.1:1"); err != nil {
 			return err
 		}
-		if m, err := recv(p); err != nil || m != (NodeDown{Node: "ghost@127.0.0.1:1"}) {
+		if m, err := recv(p); err != nil || m != (NodeDown{Node: "ghost@127.0.0.1:1", Reason: NoConnection}) {
 			return fmt.Errorf("got %#v, %v", m, err)
 		}
 		if err := p.MonitorNode("bad name"); !errors.Is(err, ErrBadName) {
@@ -568,7 +568,7 @@ func TestSilentPeerIsDeclaredDownAfterTickTimeout(t *testing.T) {
 		}
 		relay.freeze()
 		m, err := recv(p)
-		if err != nil || m != (NodeDown{Node: a.Self()}) {
+		if err != nil || m != (NodeDown{Node: a.Self(), Reason: NetTickTimeout}) {
 			return fmt.Errorf("got %#v, %v; want NodeDown after the tick timeout", m, err)
 		}
 		return nil

@@ -99,6 +99,8 @@ func (pe *peer) handleFrame(f wire.Frame) error {
 		n.handleNodes(m)
 	case *wire.Registry:
 		return n.handleRegistry(pe, m)
+	case *wire.Goodbye:
+		n.handleGoodbye(pe, m)
 	default:
 		return fmt.Errorf("%w: unexpected frame %v", codec.ErrCorrupt, f.Kind)
 	}

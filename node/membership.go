@@ -234,6 +234,7 @@ func (pe *peer) attach(c *loop.Conn) {
 	n.metrics.peerUp()
 	n.log.Info("peer up", "peer", pe.name, "outbound", pe.outbound)
 	n.peerUp(pe)
+	n.nodeEvent(NodeUp{Node: pe.name})
 	c.Start()
 	if drop != nil {
 		// Partitioned (a test fault) or replaced by a newer connection
@@ -387,6 +388,13 @@ func (pe *peer) OnClose(_ *loop.Conn, reason error) {
 		// this cleanup before it starts; see retire).
 		n.global.NodeDown(pe.name)
 	}
+	why := pe.downWhy(reason)
+	pe.why = why
+	if wasUp {
+		// Before the peer leaves the table: no newer connection with the
+		// node can start (and say NodeUp) before this NodeDown is queued.
+		n.nodeEvent(NodeDown{Node: pe.name, Reason: why})
+	}
 	n.peersMu.Lock()
 	current := n.peers[pe.name] == pe
 	if current {
@@ -395,11 +403,11 @@ func (pe *peer) OnClose(_ *loop.Conn, reason error) {
 	}
 	n.peersMu.Unlock()
 	if wasUp && current {
-		n.dials.lost(pe.name, false)
+		n.dials.lost(pe.name, why == Shutdown || why == Disconnected)
 	}
 	if wasUp {
 		n.metrics.peerDown()
-		n.log.Info("peer down", "peer", pe.name, "reason", reason)
+		n.log.Info("peer down", "peer", pe.name, "reason", string(why), "err", reason)
 	}
 	n.bg.Add(1)
 	go func() {
@@ -454,7 +462,7 @@ func (n *Node) peerGone(pe *peer) {
 	n.nodeMonMu.Unlock()
 	for _, w := range watchers {
 		if p := n.local(w); p != nil {
-			p.mb.Push(NodeDown{Node: pe.name})
+			p.mb.Push(NodeDown{Node: pe.name, Reason: pe.why})
 		}
 	}
 }

@@ -76,6 +76,9 @@ type Node struct {
 
 	nodeMonMu sync.Mutex
 	nodeMons  map[string][]PID // guarded by nodeMonMu: MonitorNode watchers by node
+	// allNodeMons are the MonitorNodes watchers (events.go); guarded by
+	// nodeMonMu. Exited ones are dropped at the next event.
+	allNodeMons map[PID]struct{}
 
 	nextReq  atomic.Uint64
 	spawnsMu sync.Mutex
@@ -408,6 +411,7 @@ func (n *Node) Stop(ctx context.Context) error {
 		// the deaths above go out first because Close runs after them on
 		// each connection's loop.
 		for _, pe := range n.upPeers() {
+			pe.sayGoodbye(Shutdown)
 			_ = pe.conn.Close(ErrStopped)
 		}
 		_ = n.engine.Close()

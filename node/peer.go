@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshrt/mesh/codec"
 	"github.com/meshrt/mesh/internal/wire"
 	"github.com/meshrt/mesh/loop"
 )
@@ -42,7 +43,10 @@ type peer struct {
 	upFlag   atomic.Bool
 	closing  atomic.Bool   // set by OnClose first: the peer no longer counts as up
 	fragID   atomic.Uint64 // fragmented-message ids, per link
-	stats    peerStats
+	// downReason, once set, is why the link ends (events.go).
+	downReason atomic.Pointer[codec.Atom]
+	why        codec.Atom // the down reason OnClose settled on; read after down closes or by peerGone
+	stats      peerStats
 
 	// Loop-owned.
 	reader   *wire.FrameReader

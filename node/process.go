@@ -458,7 +458,7 @@ func (p *Process) MonitorNode(node string) error {
 	n.nodeMonMu.Unlock()
 	n.peersMu.Unlock()
 	if !up {
-		p.mb.Push(NodeDown{Node: node})
+		p.mb.Push(NodeDown{Node: node, Reason: NoConnection})
 	}
 	return nil
 }

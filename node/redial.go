@@ -321,6 +321,16 @@ func (d *dialer) dial(name, addr string) {
 	d.signal()
 }
 
+// forget drops name's target unless it is a seed or discovered (used by
+// Disconnect: the application asked for the link to go).
+func (d *dialer) forget(name string) {
+	d.mu.Lock()
+	if t := d.targets[name]; t != nil && !d.seeds[name] && !d.found[name] && !t.dialing {
+		delete(d.targets, name)
+	}
+	d.mu.Unlock()
+}
+
 // lost schedules the redial of a peer whose connection ended. graceful
 // means the peer said it was stopping (or this node disconnected it): then
 // only a seed or a discovered name is redialled.

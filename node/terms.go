@@ -40,6 +40,10 @@ const (
 // that node disconnects (at once if it was not connected).
 type NodeDown struct {
 	Node string
+	// Reason says why: [Shutdown] (a graceful Stop), [ConnectionClosed],
+	// [NetTickTimeout], [Disconnected], or [NoConnection] when MonitorNode
+	// named a node that was not connected.
+	Reason any
 }
 
 // Down is delivered to a process that monitors PID when PID exits, with the

@@ -50,6 +50,7 @@ func (n *Node) tickSweep(d time.Duration) {
 	for _, pe := range n.upPeers() {
 		if silent := time.Duration(now - pe.lastSeen.Load()); silent > d {
 			n.log.Warn("peer silent past the tick timeout", "peer", pe.name, "silent", silent)
+			pe.setDownReason(NetTickTimeout)
 			_ = pe.conn.Close(fmt.Errorf("%w: silent for %v", errTickTimeout, silent))
 			continue
 		}

@@ -56,6 +56,12 @@ func DecodeControl(f Frame, lim *codec.Limits) (Control, error) {
 		v = new(Tock)
 	case KindNodes:
 		v = new(Nodes)
+	case KindGoodbye:
+		v = new(Goodbye)
+	case KindGroups:
+		v = new(Groups)
+	case KindPublish:
+		v = new(Publish)
 	default:
 		return nil, fmt.Errorf("%w: %v is not a control frame", codec.ErrCorrupt, f.Kind)
 	}
@@ -482,4 +488,100 @@ func (x *Nodes) Decode(b []byte, _ *codec.Limits) error {
 		x.Names = append(x.Names, r.str(maxNameBytes))
 	}
 	return r.end("nodes")
+}
+
+// Goodbye tells the peer that the sender is closing the link on purpose,
+// and why (an atom such as shutdown or disconnect), so the peer can tell a
+// graceful stop from a lost connection. It is the last frame on the link.
+type Goodbye struct {
+	Reason codec.Atom
+}
+
+// MaxGoodbyeReason bounds a Goodbye's reason; Append cuts a longer one.
+const MaxGoodbyeReason = 64
+
+// Kind returns KindGoodbye.
+func (*Goodbye) Kind() Kind { return KindGoodbye }
+
+// Append appends the whole frame to dst.
+func (x *Goodbye) Append(dst []byte) []byte {
+	dst, at := beginFrame(dst, KindGoodbye)
+	r := string(x.Reason)
+	if len(r) > MaxGoodbyeReason {
+		r = r[:MaxGoodbyeReason]
+	}
+	dst = appendUvarint(dst, uint64(len(r)))
+	dst = append(dst, r...)
+	return endFrame(dst, at)
+}
+
+// Decode reads a KindGoodbye payload.
+func (x *Goodbye) Decode(b []byte, _ *codec.Limits) error {
+	r := reader{b: b}
+	x.Reason = codec.Atom(r.str(MaxGoodbyeReason))
+	return r.end("goodbye")
+}
+
+// Groups carries an opaque process-group operation or snapshot encoded by
+// the node's group replica.
+type Groups struct {
+	Payload []byte
+}
+
+// Kind returns KindGroups.
+func (*Groups) Kind() Kind { return KindGroups }
+
+// Append appends the whole frame to dst.
+func (x *Groups) Append(dst []byte) []byte {
+	dst, at := beginFrame(dst, KindGroups)
+	dst = append(dst, x.Payload...)
+	return endFrame(dst, at)
+}
+
+// Decode copies a KindGroups payload.
+func (x *Groups) Decode(b []byte, _ *codec.Limits) error {
+	x.Payload = append([]byte(nil), b...)
+	return nil
+}
+
+// MaxGroupName bounds a group name on the wire.
+const MaxGroupName = 255
+
+// Publish carries one message, encoded once, for every member of Group on
+// the receiving node: Term is the message's term encoding (as a batch
+// record's), decoded by each member.
+type Publish struct {
+	Group string
+	Term  []byte
+}
+
+// Kind returns KindPublish.
+func (*Publish) Kind() Kind { return KindPublish }
+
+// Append appends the whole frame to dst. A group name longer than
+// MaxGroupName is cut (the node refuses such names before sending).
+func (x *Publish) Append(dst []byte) []byte {
+	dst, at := beginFrame(dst, KindPublish)
+	g := x.Group
+	if len(g) > MaxGroupName {
+		g = g[:MaxGroupName]
+	}
+	dst = appendUvarint(dst, uint64(len(g)))
+	dst = append(dst, g...)
+	dst = append(dst, x.Term...)
+	return endFrame(dst, at)
+}
+
+// Decode reads a KindPublish payload; Term is copied, not decoded.
+func (x *Publish) Decode(b []byte, _ *codec.Limits) error {
+	r := reader{b: b}
+	x.Group = r.str(MaxGroupName)
+	if r.err != nil {
+		return r.end("publish")
+	}
+	if r.off == len(b) {
+		return fmt.Errorf("%w: publish without a message", codec.ErrCorrupt)
+	}
+	x.Term = append([]byte(nil), b[r.off:]...)
+	return nil
 }

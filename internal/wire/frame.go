@@ -60,16 +60,20 @@ const (
 	KindTick         Kind = 12 // Tick: heartbeat ping
 	KindTock         Kind = 13 // Tock: heartbeat echo
 	KindNodes        Kind = 14 // Nodes: node-list gossip
-	kindMax               = KindNodes
+	// 15 and 16 were the handshake's hello and proof: retired, never reused.
+	KindGoodbye Kind = 17 // Goodbye: the sender is about to close the link, and why
+	KindGroups  Kind = 18 // Groups: opaque payload owned by the node's process groups
+	KindPublish Kind = 19 // Publish: one message for every local member of a group
+	kindMax          = KindPublish
 )
 
 var kindNames = [...]string{"", "batch", "fragment", "spawn-request", "spawn-reply", "link", "unlink", "exit",
-	"monitor", "demonitor", "down", "registry", "tick", "tock", "nodes"}
+	"monitor", "demonitor", "down", "registry", "tick", "tock", "nodes", "", "", "goodbye", "groups", "publish"}
 
 // String names the kind, for logs and metrics labels. Safe from any
 // goroutine.
 func (k Kind) String() string {
-	if k > 0 && k <= kindMax {
+	if k > 0 && k <= kindMax && kindNames[k] != "" {
 		return kindNames[k]
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
@@ -156,7 +160,7 @@ func (r *FrameReader) Next(b []byte) (f Frame, n int, err error) {
 		return Frame{}, 0, fmt.Errorf("%w: %d", ErrVersion, b[0])
 	}
 	k := Kind(b[1])
-	if k == 0 || k > kindMax {
+	if k == 0 || k > kindMax || kindNames[k] == "" {
 		return Frame{}, 0, fmt.Errorf("%w: unknown frame kind %d", codec.ErrCorrupt, b[1])
 	}
 	flags := b[2]

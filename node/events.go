@@ -1,0 +1,147 @@
+package node
+
+// Membership events: why a peer left, MonitorNodes, Disconnect, and the
+// goodbye a node says before it closes a link on purpose.
+//
+// A peer's down reason is decided once, by the first of: the peer's Goodbye
+// (shutdown or disconnect), this node's Disconnect (disconnect) or Stop
+// (shutdown), the tick sweep (net_tick_timeout); anything else is
+// connection_closed. OnClose reads it; it is set before the connection is
+// closed, so it is always there when OnClose runs.
+//
+// MonitorNodes watchers hear NodeUp when a connection starts (attach) and
+// NodeDown when it ends (OnClose, before the peer leaves the table): a newer
+// connection with the same node can only start after that, so a watcher
+// sees the events of one node in order, a NodeDown between two NodeUps.
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/meshrt/mesh/codec"
+	"github.com/meshrt/mesh/internal/wire"
+)
+
+// Reasons a [NodeDown] gives (besides [Shutdown], a graceful Stop of the
+// other node, or of this one).
+const (
+	// ConnectionClosed: the connection was lost (the other node crashed,
+	// was killed, or the network closed it).
+	ConnectionClosed = codec.Atom("connection_closed")
+	// NetTickTimeout: the other node stayed silent past the tick timeout
+	// (a partition, a cut cable, a frozen process).
+	NetTickTimeout = codec.Atom("net_tick_timeout")
+	// Disconnected: [Node.Disconnect] on either node closed the connection.
+	Disconnected = codec.Atom("disconnect")
+)
+
+// NodeUp is delivered to a process that called [Process.MonitorNodes] when
+// a connection to another node starts.
+type NodeUp struct {
+	Node string
+}
+
+var errDisconnected = errors.New("node: disconnected")
+
+// setDownReason records why the peer is going, unless a reason is set.
+func (pe *peer) setDownReason(a codec.Atom) { pe.downReason.CompareAndSwap(nil, &a) }
+
+// downWhy is the reason OnClose reports for a connection that ended with
+// err.
+func (pe *peer) downWhy(err error) codec.Atom {
+	if a := pe.downReason.Load(); a != nil {
+		return *a
+	}
+	switch {
+	case errors.Is(err, errTickTimeout):
+		return NetTickTimeout
+	case pe.n.stopped.Load():
+		return Shutdown
+	}
+	return ConnectionClosed
+}
+
+// sayGoodbye tells the peer why this node closes the link (the last frame
+// it queues there), and records the reason for this side's NodeDown.
+func (pe *peer) sayGoodbye(reason codec.Atom) {
+	pe.setDownReason(reason)
+	pe.control(func(b []byte) ([]byte, error) { return (&wire.Goodbye{Reason: reason}).Append(b), nil })
+}
+
+// handleGoodbye records the reason a peer gave for closing the link. Only
+// the two graceful reasons count; anything else is a lost connection.
+func (n *Node) handleGoodbye(pe *peer, g *wire.Goodbye) {
+	switch g.Reason {
+	case Shutdown, Disconnected:
+		pe.setDownReason(g.Reason)
+	}
+}
+
+// Disconnect closes the connection to the node named name, as Erlang's
+// disconnect_node: both sides see [NodeDown] with reason disconnect
+// (linked and monitoring processes see noconnection), and neither redials
+// the other unless it is one of its seeds or discovered nodes, which are
+// dialled again after the first backoff step. It returns once the
+// connection's cleanup is done (bounded by the handshake timeout). Errors:
+// [ErrBadName], [ErrNotConnected] if the node is not connected. Safe from
+// any goroutine.
+func (n *Node) Disconnect(name string) error {
+	nn, err := parseName(name)
+	if err != nil {
+		return err
+	}
+	name = nn.String()
+	pe := n.peerIfUp(name)
+	if pe == nil {
+		return fmt.Errorf("disconnect %s: %w", name, ErrNotConnected)
+	}
+	n.dials.forget(name)
+	pe.sayGoodbye(Disconnected)
+	_ = pe.conn.Close(errDisconnected)
+	select {
+	case <-pe.down:
+	case <-time.After(n.opts.handshakeTimeout):
+	}
+	return nil
+}
+
+// MonitorNodes makes this process receive [NodeUp] for every connection to
+// another node that starts and [NodeDown] (with its Reason) for every one
+// that ends, until [Process.DemonitorNodes] or the process's end. Calling it
+// again changes nothing. Safe from the process's own goroutine.
+func (p *Process) MonitorNodes() error {
+	if !p.isAlive() {
+		return ErrExited
+	}
+	n := p.node
+	n.nodeMonMu.Lock()
+	if n.allNodeMons == nil {
+		n.allNodeMons = make(map[PID]struct{})
+	}
+	n.allNodeMons[p.pid] = struct{}{}
+	n.nodeMonMu.Unlock()
+	return nil
+}
+
+// DemonitorNodes ends [Process.MonitorNodes]; events already queued stay
+// queued. Safe from the process's own goroutine.
+func (p *Process) DemonitorNodes() {
+	n := p.node
+	n.nodeMonMu.Lock()
+	delete(n.allNodeMons, p.pid)
+	n.nodeMonMu.Unlock()
+}
+
+// nodeEvent delivers a NodeUp or NodeDown to every MonitorNodes watcher,
+// dropping watchers that have exited. Never blocks (mailbox pushes).
+func (n *Node) nodeEvent(ev any) {
+	n.nodeMonMu.Lock()
+	defer n.nodeMonMu.Unlock()
+	for pid := range n.allNodeMons {
+		p := n.local(pid)
+		if p == nil || !p.mb.Push(ev) {
+			delete(n.allNodeMons, pid)
+		}
+	}
+}

@@ -1,0 +1,157 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// nodeEvents starts a process on n that monitors nodes and forwards every
+// NodeUp and NodeDown to the returned channel.
+func nodeEvents(t *testing.T, n *Node) <-chan any {
+	t.Helper()
+	out := make(chan any, 64)
+	ready := make(chan error, 1)
+	n.SpawnFunc(func(p *Process) error {
+		ready <- p.MonitorNodes()
+		for {
+			m, err := p.Receive(context.Background())
+			if err != nil {
+				return nil
+			}
+			out <- m
+		}
+	})
+	if err := <-ready; err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// nextEvent returns the next event about node, skipping others.
+func nextEvent(t *testing.T, ch <-chan any, node string) any {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	defer cancel()
+	for {
+		select {
+		case m := <-ch:
+			switch e := m.(type) {
+			case NodeUp:
+				if e.Node == node {
+					return e
+				}
+			case NodeDown:
+				if e.Node == node {
+					return e
+				}
+			}
+		case <-ctx.Done():
+			t.Fatalf("no event about %s", node)
+			return nil
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestNodeEventsSayWhyANodeLeft(t *testing.T) {
+	var logs syncBuffer
+	a := startNamed(t, "a", "c", WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))))
+	ev := nodeEvents(t, a)
+
+	// A graceful stop: shutdown, and no redial of a peer that said so.
+	b, err := Start("b@127.0.0.1:0", "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	connect(t, a, b)
+	if e := nextEvent(t, ev, b.Self()); e != (NodeUp{Node: b.Self()}) {
+		t.Fatalf("got %#v, want NodeUp", e)
+	}
+	stopNode(t, b)
+	if e := nextEvent(t, ev, b.Self()); e != (NodeDown{Node: b.Self(), Reason: Shutdown}) {
+		t.Fatalf("got %#v, want NodeDown shutdown", e)
+	}
+	a.dials.mu.Lock()
+	_, redial := a.dials.targets[b.Self()]
+	a.dials.mu.Unlock()
+	if redial {
+		t.Fatal("a redials a node that stopped gracefully")
+	}
+	if !strings.Contains(logs.String(), "reason=shutdown") {
+		t.Fatalf("no Info log line with the reason:\n%s", logs.String())
+	}
+
+	// Disconnect: both ends say disconnect.
+	c := startNamed(t, "c", "c")
+	cev := nodeEvents(t, c)
+	connect(t, a, c)
+	nextEvent(t, ev, c.Self())
+	nextEvent(t, cev, a.Self())
+	if err := a.Disconnect(c.Self()); err != nil {
+		t.Fatal(err)
+	}
+	if e := nextEvent(t, ev, c.Self()); e != (NodeDown{Node: c.Self(), Reason: Disconnected}) {
+		t.Fatalf("a got %#v, want NodeDown disconnect", e)
+	}
+	if e := nextEvent(t, cev, a.Self()); e != (NodeDown{Node: a.Self(), Reason: Disconnected}) {
+		t.Fatalf("c got %#v, want NodeDown disconnect", e)
+	}
+	if err := a.Disconnect(c.Self()); !errors.Is(err, ErrNotConnected) {
+		t.Fatalf("Disconnect of an unconnected node = %v, want ErrNotConnected", err)
+	}
+	if err := a.Disconnect("nonsense"); !errors.Is(err, ErrBadName) {
+		t.Fatalf("Disconnect(nonsense) = %v, want ErrBadName", err)
+	}
+
+	// A connection lost without a goodbye: connection_closed, and redialled.
+	d := startNamed(t, "d", "c", fastRedial)
+	connect(t, a, d)
+	nextEvent(t, ev, d.Self())
+	d.partition(a.Self())
+	if e := nextEvent(t, ev, d.Self()); e != (NodeDown{Node: d.Self(), Reason: ConnectionClosed}) {
+		t.Fatalf("got %#v, want NodeDown connection_closed", e)
+	}
+	d.heal(a.Self())
+	if e := nextEvent(t, ev, d.Self()); e != (NodeUp{Node: d.Self()}) {
+		t.Fatalf("got %#v, want NodeUp after the redial", e)
+	}
+}
+
+func TestDemonitorNodesStopsEvents(t *testing.T) {
+	a := startNamed(t, "a", "c")
+	b := startNamed(t, "b", "c")
+	within(t, a, func(p *Process) error {
+		if err := p.MonitorNodes(); err != nil {
+			return err
+		}
+		p.DemonitorNodes()
+		connect(t, a, b)
+		p.Node().SpawnFunc(func(q *Process) error { return q.Node().Send(p.Self(), "marker") })
+		m, err := recv(p)
+		if err != nil || m != "marker" {
+			t.Errorf("got %#v, %v; want only the marker", m, err)
+		}
+		return nil
+	})
+}
