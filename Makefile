@@ -8,9 +8,9 @@ BENCHCOUNT  ?= 8
 
 .PHONY: run test lint vet staticcheck fmtcheck tidycheck sizecheck bench fuzz soak
 
-## run: a local cluster load run with meshbench (no setup needed).
+## run: a short cluster run: three node processes on 127.0.0.1, one table (no setup needed).
 run:
-	$(GO) run ./cmd/meshbench run
+	$(GO) run ./cmd/meshbench
 
 ## test: the CI gate — vet, staticcheck, gofmt and the whole suite under the race detector.
 test: lint

@@ -1,291 +1,152 @@
 package main
 
-// `meshbench node`: a long-running node process that other meshbench
-// processes (a cluster run, the multi-process tests) drive by remote spawns of
-// the actors defined here. Message shapes, all codec terms:
-//
-//	echo     any codec.Tuple{from PID, ...} is sent back to from, unchanged
-//	sink     counts messages; codec.Tuple{"count", from} → codec.Tuple{"count", n int64}
-//	crash    exits with an error at its first message, or at once given "now"
-//	noop     returns at once (remote spawn rate)
-//	pinger   args (target PID, window int, payload string): keeps window
-//	         codec.Tuple{self, payload} in flight to an echo until it gets "stop"
-//	latency  args (target PID, payload string): one ping in flight, timing
-//	         each round trip; codec.Tuple{"report", from} →
-//	         codec.Tuple{"latency", samples, p50 ns, p99 ns int64} and it ends
-//	stats    args (replyTo PID): sends codec.Tuple{"stats", node, msgs int64,
-//	         connected nodes []any} and ends
-//	whereis  args (replyTo PID, names ...string): sends codec.Tuple{"whereis",
-//	         node, []any{one per name: its PID in this node's replica of
-//	         the global registry, or "undefined"}} and ends (the fault tests
-//	         read every node's replica this way)
-//
-// Atoms are written as strings above; they are codec.Atom values.
+// `meshbench node`: a long-running node process serving the actors of
+// internal/nodeproc, which bench and run (and the multi-process tests) drive
+// by remote spawns.
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
-	"slices"
-	"sync/atomic"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"strings"
 	"time"
 
-	"github.com/meshrt/mesh/codec"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/meshrt/mesh/internal/nodeproc"
 	"github.com/meshrt/mesh/node"
 )
 
-// Atoms of the meshbench actors' protocol.
-const (
-	atomCount   = codec.Atom("count")
-	atomStop    = codec.Atom("stop")
-	atomReport  = codec.Atom("report")
-	atomLatency = codec.Atom("latency")
-	atomStats   = codec.Atom("stats")
-	atomWhereis = codec.Atom("whereis")
-	atomUndef   = codec.Atom("undefined")
-)
-
-// errCrash is the exit reason of the crash actor.
-var errCrash = errors.New("meshbench: crash actor crashed as asked")
+// cookieEnv names the environment variable a cookie may come from.
+const cookieEnv = "MESH_COOKIE"
 
 type nodeConfig struct {
-	name, cookie, listen string
-	tick                 time.Duration
-	stdin                bool
+	name, cookieFile, cookie, listen, metricsAddr string
+	connect                                       []string
+	tick                                          time.Duration
+	stopAtEOF                                     bool
 }
 
-func parseNode(args []string, stderr io.Writer) (nodeConfig, error) {
+// listFlag is a comma-separated, repeatable string list flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(s string) error {
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			*l = append(*l, v)
+		}
+	}
+	return nil
+}
+
+func parseNode(args []string, stdout io.Writer) (nodeConfig, error) {
 	fs := flag.NewFlagSet("node", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	c := nodeConfig{}
-	fs.StringVar(&c.name, "name", "meshbench@127.0.0.1:0", "node name, name@host:port (port 0: a free port)")
-	fs.StringVar(&c.cookie, "cookie", "meshbench", "the cluster's secret cookie")
+	fs.StringVar(&c.name, "name", "node@127.0.0.1:0", "node name, name@host:port (port 0: a free port)")
+	fs.StringVar(&c.cookieFile, "cookie-file", "", "file holding the cluster's secret cookie (else $"+cookieEnv+")")
+	fs.StringVar(&c.cookie, "cookie", "", "the cookie itself, for tests only: visible to every user in ps")
 	fs.StringVar(&c.listen, "listen", "", "address to bind if not the one the name advertises")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /debug/pprof/ on this address (e.g. 127.0.0.1:9100)")
+	fs.Var((*listFlag)(&c.connect), "connect", "peer `node` to connect to at start (repeatable, or comma-separated)")
 	fs.DurationVar(&c.tick, "tick", 15*time.Second, "tick timeout: how long a silent peer may stay quiet")
-	fs.BoolVar(&c.stdin, "stdin", true, "stop at the end of stdin (the parent's death ends its children)")
-	if err := fs.Parse(args); err != nil {
+	fs.BoolVar(&c.stopAtEOF, "stop-at-eof", false, "also stop at the end of stdin (for a parent that starts node processes)")
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return c, err
 	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("node: unexpected arguments %q", fs.Args())
+	if c.tick <= 0 {
+		return c, usagef("node: --tick must be positive")
 	}
 	return c, nil
 }
 
-// runNode starts a node with the meshbench actors, prints its name as the
-// first line of stdout and serves until ctx ends (SIGINT, SIGTERM) or, with
-// -stdin, stdin ends; then it stops the node gracefully.
+// resolveCookie returns the cookie from --cookie-file, $MESH_COOKIE or (with
+// a warning) --cookie, in that order; there is no default.
+func resolveCookie(file, flagValue string, stderr io.Writer) (string, error) {
+	switch {
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", usagef("--cookie-file: %v", err)
+		}
+		c := strings.TrimSpace(string(b))
+		if c == "" {
+			return "", usagef("--cookie-file %s is empty", file)
+		}
+		return c, nil
+	case os.Getenv(cookieEnv) != "":
+		return os.Getenv(cookieEnv), nil
+	case flagValue != "":
+		fmt.Fprintln(stderr, "meshbench: warning: --cookie puts the secret on the command line, where ps shows it; use --cookie-file or $"+cookieEnv)
+		return flagValue, nil
+	}
+	return "", usagef("no cookie: give --cookie-file FILE or set $%s", cookieEnv)
+}
+
+// runNode serves a node until ctx ends (SIGINT, SIGTERM) or, with
+// --stop-at-eof, stdin ends.
 func runNode(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	cfg, err := parseNode(args, stderr)
+	cfg, err := parseNode(args, stdout)
 	if err != nil {
 		return err
 	}
-	opts := []node.Option{
-		node.WithTickTimeout(cfg.tick),
-		node.WithLogger(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))),
+	cookie, err := resolveCookie(cfg.cookieFile, cfg.cookie, stderr)
+	if err != nil {
+		return err
 	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	opts := []node.Option{node.WithTickTimeout(cfg.tick), node.WithLogger(logger)}
 	if cfg.listen != "" {
 		opts = append(opts, node.WithListen(cfg.listen))
 	}
-	n, err := node.Start(cfg.name, cfg.cookie, opts...)
-	if err != nil {
-		return err
-	}
-	defineActors(n, &nodeStats{})
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if cfg.stdin {
-		go func() {
-			_, _ = io.Copy(io.Discard, bufio.NewReader(stdin))
-			cancel()
-		}()
-	}
-	if _, err := fmt.Fprintln(stdout, n.Self()); err != nil {
-		cancel()
-	}
-	<-ctx.Done()
-	stopCtx, done := context.WithTimeout(context.Background(), 10*time.Second)
-	defer done()
-	return n.Stop(stopCtx)
-}
-
-// nodeStats counts what the actors of one node process received.
-type nodeStats struct {
-	msgs atomic.Int64
-}
-
-// defineActors defines the meshbench actors on n. See the file comment for
-// their protocol.
-func defineActors(n *node.Node, st *nodeStats) {
-	bg := context.Background()
-	n.Define("echo", func(p *node.Process, _ []any) error {
-		for {
-			m, err := p.Receive(bg)
-			if err != nil {
-				return err
-			}
-			st.msgs.Add(1)
-			if t, ok := m.(codec.Tuple); ok && len(t) > 0 {
-				if from, ok := t[0].(node.PID); ok {
-					if err := p.Send(from, m); err != nil {
-						return err
-					}
-				}
-			}
-		}
-	})
-	n.Define("sink", func(p *node.Process, _ []any) error {
-		var count int64
-		for {
-			m, err := p.Receive(bg)
-			if err != nil {
-				return err
-			}
-			if t, ok := m.(codec.Tuple); ok && len(t) == 2 && t[0] == atomCount {
-				if from, ok := t[1].(node.PID); ok {
-					if err := p.Send(from, codec.Tuple{atomCount, count}); err != nil {
-						return err
-					}
-					continue
-				}
-			}
-			count++
-			st.msgs.Add(1)
-		}
-	})
-	n.Define("crash", func(p *node.Process, args []any) error {
-		if len(args) > 0 && args[0] == "now" {
-			return errCrash
-		}
-		if _, err := p.Receive(bg); err != nil {
-			return err
-		}
-		return errCrash
-	})
-	n.Define("noop", func(*node.Process, []any) error { return nil })
-	n.Define("pinger", func(p *node.Process, args []any) error {
-		target, window, payload, err := pingArgs(args)
+	if cfg.metricsAddr != "" {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		opts = append(opts, node.WithMetrics(reg))
+		ln, err := net.Listen("tcp", cfg.metricsAddr)
 		if err != nil {
-			return err
+			return fmt.Errorf("--metrics-addr: %w", err)
 		}
-		ping := codec.Tuple{p.Self(), payload}
-		for range window {
-			if err := p.Send(target, ping); err != nil {
-				return err
+		srv := &http.Server{Handler: metricsMux(reg), ReadHeaderTimeout: 10 * time.Second}
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Error("metrics server", "err", err)
 			}
-		}
-		for {
-			m, err := p.Receive(bg)
-			if err != nil {
-				return err
-			}
-			if m == atomStop {
-				return nil
-			}
-			st.msgs.Add(1)
-			if err := p.Send(target, ping); err != nil {
-				return err
-			}
-		}
-	})
-	n.Define("latency", func(p *node.Process, args []any) error {
-		target, ok := firstPID(args)
-		if !ok || len(args) != 2 {
-			return errors.New("meshbench: latency wants args (target PID, payload string)")
-		}
-		payload, _ := args[1].(string)
-		ping := codec.Tuple{p.Self(), payload}
-		var rtts []int64
-		for {
-			start := time.Now()
-			if err := p.Send(target, ping); err != nil {
-				return err
-			}
-			m, err := p.Receive(bg)
-			if err != nil {
-				return err
-			}
-			if t, ok := m.(codec.Tuple); ok && len(t) == 2 && t[0] == atomReport {
-				// The pong still in flight is dropped with this process.
-				from, _ := t[1].(node.PID)
-				p50, p99 := percentiles(rtts)
-				return p.Send(from, codec.Tuple{atomLatency, int64(len(rtts)), p50, p99})
-			}
-			rtts = append(rtts, int64(time.Since(start)))
-			st.msgs.Add(1)
-		}
-	})
-	n.Define("stats", func(p *node.Process, args []any) error {
-		replyTo, ok := firstPID(args)
-		if !ok {
-			return errors.New("meshbench: stats wants a reply-to PID")
-		}
-		var peers []any
-		for _, name := range p.Node().List() {
-			peers = append(peers, name)
-		}
-		if peers == nil {
-			peers = []any{}
-		}
-		return p.Send(replyTo, codec.Tuple{atomStats, p.Node().Self(), st.msgs.Load(), peers})
-	})
-	n.Define("whereis", func(p *node.Process, args []any) error {
-		replyTo, ok := firstPID(args)
-		if !ok {
-			return errors.New("meshbench: whereis wants args (replyTo PID, names ...string)")
-		}
-		found := make([]any, 0, len(args)-1)
-		for _, a := range args[1:] {
-			name, _ := a.(string)
-			if pid, ok := p.Node().Global().Whereis(name); ok {
-				found = append(found, pid)
-			} else {
-				found = append(found, atomUndef)
-			}
-		}
-		return p.Send(replyTo, codec.Tuple{atomWhereis, p.Node().Self(), found})
-	})
+		}()
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+			<-served
+		}()
+		fmt.Fprintf(stderr, "meshbench node: metrics on http://%s/metrics, profiles on http://%s/debug/pprof/\n", ln.Addr(), ln.Addr())
+	}
+	return nodeproc.Serve(ctx, nodeproc.Config{
+		Name: cfg.name, Cookie: cookie, Opts: opts, StopAtEOF: cfg.stopAtEOF, Connect: cfg.connect,
+	}, stdin, stdout)
 }
 
-func firstPID(args []any) (node.PID, bool) {
-	if len(args) == 0 {
-		return node.PID{}, false
-	}
-	pid, ok := args[0].(node.PID)
-	return pid, ok
-}
-
-// pingArgs reads (target PID, window int, payload string).
-func pingArgs(args []any) (target node.PID, window int, payload string, err error) {
-	bad := errors.New("meshbench: pinger wants args (target PID, window int, payload string)")
-	if len(args) != 3 {
-		return target, 0, "", bad
-	}
-	var ok1, ok2, ok3 bool
-	target, ok1 = args[0].(node.PID)
-	window, ok2 = args[1].(int)
-	payload, ok3 = args[2].(string)
-	if !ok1 || !ok2 || !ok3 || window < 1 {
-		return target, 0, "", bad
-	}
-	return target, window, payload, nil
-}
-
-// percentiles returns the 50th and 99th percentiles of samples (nearest
-// rank), or zeros for none. It sorts samples.
-func percentiles(samples []int64) (p50, p99 int64) {
-	if len(samples) == 0 {
-		return 0, 0
-	}
-	slices.Sort(samples)
-	rank := func(q float64) int64 {
-		i := int(math.Ceil(q*float64(len(samples)))) - 1
-		return samples[max(0, min(i, len(samples)-1))]
-	}
-	return rank(0.50), rank(0.99)
+// metricsMux serves reg's metrics on /metrics and the runtime's profiles on
+// /debug/pprof/ (its own mux: nothing lands on http.DefaultServeMux).
+func metricsMux(reg *prometheus.Registry) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }

@@ -1,10 +1,9 @@
-package main
+package nodeproc
 
 import (
 	"bytes"
 	"context"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -26,30 +25,30 @@ const tick = time.Second
 
 // startNodeProcesses starts count `meshbench node` processes (this test
 // binary, see TestMain) sharing cookie, killed when the test ends.
-func startNodeProcesses(t *testing.T, cookie string, names ...string) []*child {
+func startNodeProcesses(t *testing.T, cookie string, names ...string) []*Child {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr lockedWriter
+	var stderr LockedWriter
 	var buf bytes.Buffer
-	stderr.w = &buf
-	var children []*child
+	stderr.W = &buf
+	var children []*Child
 	t.Cleanup(func() {
 		for _, c := range children {
-			c.kill()
+			c.Kill()
 		}
 		if t.Failed() {
-			stderr.mu.Lock()
+			stderr.Lock()
 			t.Logf("node processes' stderr:\n%s", buf.String())
-			stderr.mu.Unlock()
+			stderr.Unlock()
 		}
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
 	for _, name := range names {
-		c, err := startChild(ctx, exe, []string{"-name", name + "@127.0.0.1:0", "-cookie", cookie, "-tick", tick.String()}, &stderr)
+		c, err := StartChild(ctx, exe, []string{"-name", name + "@127.0.0.1:0", "-cookie", cookie, "-tick", tick.String()}, nil, &stderr)
 		if err != nil {
 			t.Fatalf("starting node process %s: %v", name, err)
 		}
@@ -60,7 +59,7 @@ func startNodeProcesses(t *testing.T, cookie string, names ...string) []*child {
 
 // startTestNode starts the in-process node the test drives, connected to
 // every node process.
-func startTestNode(t *testing.T, cookie string, children []*child) *node.Node {
+func startTestNode(t *testing.T, cookie string, children []*Child) *node.Node {
 	t.Helper()
 	n, err := node.Start("test@127.0.0.1:0", cookie, node.WithTickTimeout(tick))
 	if err != nil {
@@ -76,8 +75,8 @@ func startTestNode(t *testing.T, cookie string, children []*child) *node.Node {
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
 	for _, c := range children {
-		if err := n.Connect(ctx, c.name); err != nil {
-			t.Fatalf("Connect %s: %v", c.name, err)
+		if err := n.Connect(ctx, c.Name); err != nil {
+			t.Fatalf("Connect %s: %v", c.Name, err)
 		}
 	}
 	return n
@@ -138,24 +137,24 @@ func TestKilledNodeProcessFiresMonitorsAndLinksOnTheSurvivor(t *testing.T) {
 	err := n.Run(ctx, func(p *node.Process) error {
 		p.TrapExit(true)
 		for _, c := range children {
-			if err := p.MonitorNode(c.name); err != nil {
+			if err := p.MonitorNode(c.Name); err != nil {
 				return err
 			}
 		}
-		linkedV, err := p.SpawnLink(victim.name, "echo")
+		linkedV, err := p.SpawnLink(victim.Name, "echo")
 		if err != nil {
 			return err
 		}
-		sinkV, err := p.Spawn(victim.name, "sink")
+		sinkV, err := p.Spawn(victim.Name, "sink")
 		if err != nil {
 			return err
 		}
 		monV := p.Monitor(sinkV)
-		linkedO, err := p.SpawnLink(other.name, "echo")
+		linkedO, err := p.SpawnLink(other.Name, "echo")
 		if err != nil {
 			return err
 		}
-		sinkO, err := p.Spawn(other.name, "sink")
+		sinkO, err := p.Spawn(other.Name, "sink")
 		if err != nil {
 			return err
 		}
@@ -184,50 +183,50 @@ func TestKilledNodeProcessFiresMonitorsAndLinksOnTheSurvivor(t *testing.T) {
 		}
 
 		killed := time.Now()
-		if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		if err := victim.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			return err
 		}
 		delays := awaitAll(t, p, killed, map[string]func(any) bool{
-			"NodeDown":          isNodeDown(victim.name),
+			"NodeDown":          isNodeDown(victim.Name),
 			"Exit noconnection": isExit(linkedV, node.NoConnection),
 			"Down noconnection": isDown(monV, node.NoConnection),
 		})
-		t.Logf("after SIGKILL of %s mid-traffic (%d messages sent so far): %v", victim.name, sent.Load(), delays)
+		t.Logf("after SIGKILL of %s mid-traffic (%d messages sent so far): %v", victim.Name, sent.Load(), delays)
 
 		// The other node still serves: its sink counted the traffic.
-		if err := p.Send(sinkO, codec.Tuple{atomCount, p.Self()}); err != nil {
+		if err := p.Send(sinkO, codec.Tuple{AtomCount, p.Self()}); err != nil {
 			return err
 		}
 		rctx, rcancel := context.WithTimeout(ctx, bound)
 		defer rcancel()
-		m, err := p.ReceiveMatch(rctx, func(m any) bool { t, ok := m.(codec.Tuple); return ok && len(t) == 2 && t[0] == atomCount })
+		m, err := p.ReceiveMatch(rctx, func(m any) bool { t, ok := m.(codec.Tuple); return ok && len(t) == 2 && t[0] == AtomCount })
 		if err != nil {
 			t.Fatalf("the surviving node's sink did not answer: %v", err)
 		}
 		if c, _ := m.(codec.Tuple)[1].(int64); c == 0 {
 			t.Fatal("the surviving node's sink counted no traffic")
 		}
-		if got := n.List(); len(got) != 1 || got[0] != other.name {
-			t.Fatalf("List after the kill = %v, want [%s]", got, other.name)
+		if got := n.List(); len(got) != 1 || got[0] != other.Name {
+			t.Fatalf("List after the kill = %v, want [%s]", got, other.Name)
 		}
 
 		// The crash actor's error reaches a linked process as its text.
-		crashed, err := p.SpawnLink(other.name, "crash", "now")
+		crashed, err := p.SpawnLink(other.Name, "crash", "now")
 		if err != nil {
 			return err
 		}
-		awaitAll(t, p, time.Now(), map[string]func(any) bool{"Exit of crash": isExit(crashed, errCrash.Error())})
+		awaitAll(t, p, time.Now(), map[string]func(any) bool{"Exit of crash": isExit(crashed, ErrCrash.Error())})
 
 		stopped := time.Now()
-		if err := other.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		if err := other.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			return err
 		}
 		delays = awaitAll(t, p, stopped, map[string]func(any) bool{
-			"NodeDown": isNodeDown(other.name),
+			"NodeDown": isNodeDown(other.Name),
 			"Exit":     func(m any) bool { e, ok := m.(node.Exit); return ok && e.From == linkedO },
 			"Down":     func(m any) bool { d, ok := m.(node.Down); return ok && d.Ref == monO },
 		})
-		t.Logf("after SIGTERM of %s: %v", other.name, delays)
+		t.Logf("after SIGTERM of %s: %v", other.Name, delays)
 		<-trafficDone // its send to the stopped node fails, or ctx ends
 		return nil
 	})
@@ -235,12 +234,12 @@ func TestKilledNodeProcessFiresMonitorsAndLinksOnTheSurvivor(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case <-other.done:
-		if other.err != nil {
-			t.Errorf("%s after SIGTERM: %v, want a clean exit", other.name, other.err)
+	case <-other.Done():
+		if other.Err() != nil {
+			t.Errorf("%s after SIGTERM: %v, want a clean exit", other.Name, other.Err())
 		}
 	case <-time.After(bound):
-		t.Errorf("%s did not exit after SIGTERM", other.name)
+		t.Errorf("%s did not exit after SIGTERM", other.Name)
 	}
 }
 
@@ -250,69 +249,33 @@ func TestKilledNodeProcessFiresMonitorsAndLinksOnTheSurvivor(t *testing.T) {
 func TestSilentNodeProcessIsDeclaredDownAfterTheTickTimeout(t *testing.T) {
 	cookie := "mp-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	frozen := startNodeProcesses(t, cookie, "frozen")[0]
-	n := startTestNode(t, cookie, []*child{frozen})
+	n := startTestNode(t, cookie, []*Child{frozen})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*bound)
 	defer cancel()
 	err := n.Run(ctx, func(p *node.Process) error {
 		p.TrapExit(true)
-		if err := p.MonitorNode(frozen.name); err != nil {
+		if err := p.MonitorNode(frozen.Name); err != nil {
 			return err
 		}
-		linked, err := p.SpawnLink(frozen.name, "echo")
+		linked, err := p.SpawnLink(frozen.Name, "echo")
 		if err != nil {
 			return err
 		}
 		mon := p.Monitor(linked)
 		froze := time.Now()
-		if err := frozen.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		if err := frozen.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 			return err
 		}
 		delays := awaitAll(t, p, froze, map[string]func(any) bool{
-			"NodeDown":          isNodeDown(frozen.name),
+			"NodeDown":          isNodeDown(frozen.Name),
 			"Exit noconnection": isExit(linked, node.NoConnection),
 			"Down noconnection": isDown(mon, node.NoConnection),
 		})
-		t.Logf("after SIGSTOP of %s (tick timeout %v): %v", frozen.name, tick, delays)
+		t.Logf("after SIGSTOP of %s (tick timeout %v): %v", frozen.Name, tick, delays)
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
-	}
-}
-
-// A node process stops cleanly at the end of its stdin, so a parent that
-// dies, even by SIGKILL, takes its node processes with it.
-func TestNodeProcessStopsAtEndOfStdin(t *testing.T) {
-	c := startNodeProcesses(t, "c", "eof")[0]
-	if !regexp.MustCompile(`^eof@127\.0\.0\.1:[1-9][0-9]*$`).MatchString(c.name) {
-		t.Fatalf("first line %q: want the node's name with its bound port", c.name)
-	}
-	if err := c.stop(bound); err != nil {
-		t.Fatalf("stop at end of stdin: %v", err)
-	}
-}
-
-// The default run starts node processes, meshes them and reports each.
-func TestClusterLoadRunReportsEveryNode(t *testing.T) {
-	var out, errOut bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 3*bound)
-	defer cancel()
-	err := run(ctx, []string{"run", "-nodes", "2", "-pairs", "2", "-duration", "300ms"}, &out, &errOut)
-	if err != nil {
-		t.Fatalf("run: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errOut.String())
-	}
-	for _, re := range []string{
-		`(?m)^command: meshbench run -nodes 2 -pairs 2 -duration 300ms$`,
-		`(?m)^machine: \w+/\w+, GOMAXPROCS=\d+`,
-		`(?m)^remote spawns: [1-9]\d* in `,
-		`(?m)^node n1@127\.0\.0\.1:\d+: [1-9]\d* msgs in `,
-		`(?m)^node n2@127\.0\.0\.1:\d+: [1-9]\d* msgs in `,
-		`(?m)^messages: [1-9]\d* in `,
-		`(?m)^ping-pong latency, .*: p50 \S+ p99 \S+ \([1-9]\d* round trips\)$`,
-	} {
-		if !regexp.MustCompile(re).MatchString(out.String()) {
-			t.Errorf("output lacks %q:\n%s", re, out.String())
-		}
 	}
 }
 

@@ -1,4 +1,4 @@
-package main
+package nodeproc
 
 // A network lab for the fault tests: node processes each in their own network
 // namespace, joined through veth pairs to bridges in a hub namespace; the
@@ -60,8 +60,8 @@ type netLab struct {
 	ipOf     map[string]string // node name → its address
 
 	exe      string
-	children []*child
-	stderr   lockedWriter
+	children []*Child
+	stderr   LockedWriter
 	buf      bytes.Buffer
 }
 
@@ -91,7 +91,7 @@ func newNetLab(t *testing.T) *netLab {
 		ipOf:   map[string]string{},
 		exe:    exe,
 	}
-	l.stderr.w = &l.buf
+	l.stderr.W = &l.buf
 	sweepStaleNamespaces(t)
 	l.hub = l.prefix + "-hub"
 	// The cleanup goes first, so that it runs last and whatever part of
@@ -166,7 +166,7 @@ func (l *netLab) addNamespace(t *testing.T, name string) string {
 // startNode starts `meshbench node` (this test binary) as node name in its
 // own namespace, advertising advertise (host:port; "" for its own address
 // and a free port) and binding listen ("" for the advertised address).
-func (l *netLab) startNode(t *testing.T, cookie, name, advertise, listen string) *child {
+func (l *netLab) startNode(t *testing.T, cookie, name, advertise, listen string) *Child {
 	t.Helper()
 	ip := l.addNamespace(t, name)
 	if advertise == "" {
@@ -176,7 +176,7 @@ func (l *netLab) startNode(t *testing.T, cookie, name, advertise, listen string)
 	if listen != "" {
 		args = append(args, "-listen", listen)
 	}
-	// startChild runs `<exe> node args...`; this script makes that
+	// StartChild runs `<exe> node args...`; this script makes that
 	// `ip netns exec <ns> <test binary> node args...`, and both exec, so
 	// the child's pid is the node process's.
 	script := filepath.Join(t.TempDir(), "in-"+name)
@@ -186,7 +186,7 @@ func (l *netLab) startNode(t *testing.T, cookie, name, advertise, listen string)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
-	c, err := startChild(ctx, script, args, &l.stderr)
+	c, err := StartChild(ctx, script, args, nil, &l.stderr)
 	if err != nil {
 		t.Fatalf("starting node process %s in %s: %v", name, l.nsOf[name], err)
 	}
@@ -232,12 +232,12 @@ func (l *netLab) delay(t *testing.T, name string, d time.Duration) {
 // and qdiscs go with them) and the root veth if it is still there.
 func (l *netLab) close(t *testing.T) {
 	for _, c := range l.children {
-		c.kill()
+		c.Kill()
 	}
 	if t.Failed() {
-		l.stderr.mu.Lock()
+		l.stderr.Lock()
 		t.Logf("node processes' stderr:\n%s", l.buf.String())
-		l.stderr.mu.Unlock()
+		l.stderr.Unlock()
 	}
 	for _, ns := range l.nsOf {
 		if out, err := ipCmd("netns", "del", ns); err != nil {

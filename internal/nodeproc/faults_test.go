@@ -1,4 +1,4 @@
-package main
+package nodeproc
 
 // Fault tests (DESIGN §6): node processes in their own network namespaces,
 // their links cut silently (no socket is closed; frames stop arriving) or
@@ -45,22 +45,22 @@ func TestSilentPartitionFiresMonitorsAndHealSettlesTheRegistry(t *testing.T) {
 	defer cancel()
 	err := n.Run(ctx, func(p *node.Process) error {
 		p.TrapExit(true)
-		for _, x := range []*child{a, b, c} {
-			if err := n.Connect(ctx, x.name); err != nil {
+		for _, x := range []*Child{a, b, c} {
+			if err := n.Connect(ctx, x.Name); err != nil {
 				return err
 			}
 		}
 		awaitMesh(t, p, a, b, c)
 
 		// 1. Cut a.
-		if err := p.MonitorNode(a.name); err != nil {
+		if err := p.MonitorNode(a.Name); err != nil {
 			return err
 		}
-		linked, err := p.SpawnLink(a.name, "echo")
+		linked, err := p.SpawnLink(a.Name, "echo")
 		if err != nil {
 			return err
 		}
-		sink, err := p.Spawn(a.name, "sink")
+		sink, err := p.Spawn(a.Name, "sink")
 		if err != nil {
 			return err
 		}
@@ -68,27 +68,27 @@ func TestSilentPartitionFiresMonitorsAndHealSettlesTheRegistry(t *testing.T) {
 		cut := time.Now()
 		lab.move(t, "pa", islandBridge)
 		delays := awaitAll(t, p, cut, map[string]func(any) bool{
-			"NodeDown":          isNodeDown(a.name),
+			"NodeDown":          isNodeDown(a.Name),
 			"Exit noconnection": isExit(linked, node.NoConnection),
 			"Down noconnection": isDown(mon, node.NoConnection),
 		})
 		t.Logf("a's link cut silently (tick timeout %v); on the test node after: %v", tick, delays)
-		if got, want := n.List(), sorted(b.name, c.name); !slices.Equal(got, want) {
+		if got, want := n.List(), sorted(b.Name, c.Name); !slices.Equal(got, want) {
 			t.Fatalf("test node's List after the cut = %v, want %v", got, want)
 		}
-		for _, x := range []*child{b, c} {
-			eventually(t, x.name+" drops "+a.name, func() bool {
-				return !slices.Contains(peersOf(t, p, x), a.name)
+		for _, x := range []*Child{b, c} {
+			eventually(t, x.Name+" drops "+a.Name, func() bool {
+				return !slices.Contains(peersOf(t, p, x), a.Name)
 			})
-			t.Logf("%s had dropped a from its List %v after the cut", x.name, time.Since(cut))
+			t.Logf("%s had dropped a from its List %v after the cut", x.Name, time.Since(cut))
 		}
 
 		// 2. Names on the majority side, accepted by their owners.
-		one, err := p.Spawn(b.name, "echo")
+		one, err := p.Spawn(b.Name, "echo")
 		if err != nil {
 			return err
 		}
-		both, err := p.Spawn(c.name, "echo")
+		both, err := p.Spawn(c.Name, "echo")
 		if err != nil {
 			return err
 		}
@@ -104,16 +104,16 @@ func TestSilentPartitionFiresMonitorsAndHealSettlesTheRegistry(t *testing.T) {
 		}
 
 		// 3. The test node crosses to a's side.
-		for _, x := range []*child{b, c} {
-			if err := p.MonitorNode(x.name); err != nil {
+		for _, x := range []*Child{b, c} {
+			if err := p.MonitorNode(x.Name); err != nil {
 				return err
 			}
 		}
 		crossed := time.Now()
 		lab.move(t, hostPort, islandBridge)
 		delays = awaitAll(t, p, crossed, map[string]func(any) bool{
-			"NodeDown b": isNodeDown(b.name),
-			"NodeDown c": isNodeDown(c.name),
+			"NodeDown b": isNodeDown(b.Name),
+			"NodeDown c": isNodeDown(c.Name),
 		})
 		t.Logf("the test node's link moved to a's side; after: %v", delays)
 		eventually(t, "the test node forgets b's and c's names", func() bool {
@@ -121,10 +121,10 @@ func TestSilentPartitionFiresMonitorsAndHealSettlesTheRegistry(t *testing.T) {
 			_, ok2 := n.Global().Whereis("both")
 			return len(n.List()) == 0 && !ok1 && !ok2
 		})
-		if err := n.Connect(ctx, a.name); err != nil {
+		if err := n.Connect(ctx, a.Name); err != nil {
 			return fmt.Errorf("reconnecting to a on its side: %w", err)
 		}
-		aside, err := p.Spawn(a.name, "echo")
+		aside, err := p.Spawn(a.Name, "echo")
 		if err != nil {
 			return err
 		}
@@ -140,8 +140,8 @@ func TestSilentPartitionFiresMonitorsAndHealSettlesTheRegistry(t *testing.T) {
 		healed := time.Now()
 		lab.move(t, "pa", mainBridge)
 		lab.move(t, hostPort, mainBridge)
-		for _, x := range []*child{b, c} {
-			if err := n.Connect(ctx, x.name); err != nil {
+		for _, x := range []*Child{b, c} {
+			if err := n.Connect(ctx, x.Name); err != nil {
 				return fmt.Errorf("reconnecting after the heal: %w", err)
 			}
 		}
@@ -156,7 +156,7 @@ func TestSilentPartitionFiresMonitorsAndHealSettlesTheRegistry(t *testing.T) {
 		names := []string{"oneside", "both", "aside"}
 		want := []any{one, both, aside}
 		eventually(t, "every replica settles on "+fmt.Sprint(want), func() bool {
-			for _, x := range []*child{a, b, c} {
+			for _, x := range []*Child{a, b, c} {
 				if !slices.Equal(whereisOn(t, p, x, names...), want) {
 					return false
 				}
@@ -187,7 +187,7 @@ func TestDelayedLinkKeepsTrafficAndTicksFlowing(t *testing.T) {
 	const oneWay = 20 * time.Millisecond
 	lab := newNetLab(t)
 	cookie := "faults-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	var a *child
+	var a *Child
 	how := "tc netem delay " + oneWay.String() + " on both ends of a's veth"
 	if lab.netem {
 		a = lab.startNode(t, cookie, "a", "", "")
@@ -205,13 +205,13 @@ func TestDelayedLinkKeepsTrafficAndTicksFlowing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*bound)
 	defer cancel()
 	err := n.Run(ctx, func(p *node.Process) error {
-		if err := n.Connect(ctx, a.name); err != nil {
+		if err := n.Connect(ctx, a.Name); err != nil {
 			return err
 		}
-		if err := p.MonitorNode(a.name); err != nil {
+		if err := p.MonitorNode(a.Name); err != nil {
 			return err
 		}
-		echo, err := p.Spawn(a.name, "echo")
+		echo, err := p.Spawn(a.Name, "echo")
 		if err != nil {
 			return err
 		}
@@ -230,8 +230,8 @@ func TestDelayedLinkKeepsTrafficAndTicksFlowing(t *testing.T) {
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("delayed link: got %#v (err %v) during the traffic or the quiet spell, want nothing", m, err)
 		}
-		if !slices.Contains(n.List(), a.name) {
-			t.Fatalf("List = %v after the quiet spell, want it to hold %s", n.List(), a.name)
+		if !slices.Contains(n.List(), a.Name) {
+			t.Fatalf("List = %v after the quiet spell, want it to hold %s", n.List(), a.Name)
 		}
 		roundTrip(t, p, echo)
 		samples := len(rtts)
@@ -250,18 +250,18 @@ func TestDelayedLinkKeepsTrafficAndTicksFlowing(t *testing.T) {
 
 // awaitMesh waits until the test node and every node process are all
 // connected to each other.
-func awaitMesh(t *testing.T, p *node.Process, nodes ...*child) {
+func awaitMesh(t *testing.T, p *node.Process, nodes ...*Child) {
 	t.Helper()
 	all := []string{p.Node().Self()}
 	for _, x := range nodes {
-		all = append(all, x.name)
+		all = append(all, x.Name)
 	}
 	eventually(t, "full mesh of "+fmt.Sprint(all), func() bool {
 		if !slices.Equal(p.Node().List(), without(all, p.Node().Self())) {
 			return false
 		}
 		for _, x := range nodes {
-			if !slices.Equal(peersOf(t, p, x), without(all, x.name)) {
+			if !slices.Equal(peersOf(t, p, x), without(all, x.Name)) {
 				return false
 			}
 		}
@@ -303,12 +303,12 @@ func roundTrip(t *testing.T, p *node.Process, echo node.PID) {
 }
 
 // peersOf asks node process x for its List (the stats actor).
-func peersOf(t *testing.T, p *node.Process, x *child) []string {
+func peersOf(t *testing.T, p *node.Process, x *Child) []string {
 	t.Helper()
-	if _, err := p.Spawn(x.name, "stats", p.Self()); err != nil {
-		t.Fatalf("stats on %s: %v", x.name, err)
+	if _, err := p.Spawn(x.Name, "stats", p.Self()); err != nil {
+		t.Fatalf("stats on %s: %v", x.Name, err)
 	}
-	m := receiveTagged(t, p, atomStats, x.name)
+	m := receiveTagged(t, p, AtomStats, x.Name)
 	var peers []string
 	for _, v := range m[3].([]any) {
 		peers = append(peers, v.(string))
@@ -318,16 +318,16 @@ func peersOf(t *testing.T, p *node.Process, x *child) []string {
 
 // whereisOn asks node process x's registry replica for names (the whereis
 // actor): a PID or "undefined" for each.
-func whereisOn(t *testing.T, p *node.Process, x *child, names ...string) []any {
+func whereisOn(t *testing.T, p *node.Process, x *Child, names ...string) []any {
 	t.Helper()
 	args := []any{p.Self()}
 	for _, name := range names {
 		args = append(args, name)
 	}
-	if _, err := p.Spawn(x.name, "whereis", args...); err != nil {
-		t.Fatalf("whereis on %s: %v", x.name, err)
+	if _, err := p.Spawn(x.Name, "whereis", args...); err != nil {
+		t.Fatalf("whereis on %s: %v", x.Name, err)
 	}
-	return receiveTagged(t, p, atomWhereis, x.name)[2].([]any)
+	return receiveTagged(t, p, AtomWhereis, x.Name)[2].([]any)
 }
 
 func receiveTagged(t *testing.T, p *node.Process, tag codec.Atom, from string) codec.Tuple {
