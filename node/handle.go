@@ -41,6 +41,7 @@ func (pe *peer) OnData(_ *loop.Conn, b []byte) (int, error) {
 			return used, fmt.Errorf("node: from %s: %w", pe.name, err)
 		}
 		used += k
+		pe.stats.framesIn.Add(1)
 		if err := pe.handleFrame(f); err != nil {
 			var le *wire.LimitError
 			if errors.As(err, &le) {

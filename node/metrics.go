@@ -5,11 +5,18 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshrt/mesh/loop"
 )
 
 // metrics are the node's Prometheus metrics. Counters on hot paths are plain
 // atomics (per peer, on the peer) read at scrape time by a collector, so the
-// send path pays one uncontended atomic add and no label lookup.
+// send path pays one uncontended atomic add and no label lookup; the batch
+// histogram is observed once per drain of a peer's queue, not per message.
+//
+// Every metric carries a constant label node="<the node's name>", so that
+// several nodes in one process can share one Registerer: each registers its
+// own series.
 type metrics struct {
 	reg prometheus.Registerer // nil: nothing registered
 
@@ -18,6 +25,7 @@ type metrics struct {
 	nodeDowns     prometheus.Counter
 	peersCut      *prometheus.CounterVec
 	tickRTT       prometheus.Histogram
+	batchMsgs     prometheus.Histogram
 	droppedNoProc atomic.Uint64
 	decodeErrors  atomic.Uint64
 
@@ -26,7 +34,6 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
 	m := &metrics{
-		reg: reg,
 		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "mesh", Name: "handshakes_total",
 			Help: "Peer handshakes by outcome (ok, auth, version, unexpected_peer, bad_hello, timeout, io, duplicate).",
@@ -45,13 +52,19 @@ func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
 			Namespace: "mesh", Name: "tick_rtt_seconds", Help: "Heartbeat round-trip time.",
 			Buckets: prometheus.ExponentialBuckets(25e-6, 2, 16),
 		}),
+		batchMsgs: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "mesh", Name: "batch_messages",
+			Help:    "Messages written per drain of a peer's send queue (one write, one or more frames).",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 9),
+		}),
 	}
 	m.collector = &nodeCollector{n: n, m: m}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.handshakes, m.peers, m.nodeDowns, m.peersCut, m.tickRTT, m.collector} {
-		if err := reg.Register(c); err != nil {
+	m.reg = prometheus.WrapRegistererWith(prometheus.Labels{"node": n.self}, reg)
+	for _, c := range m.collectors() {
+		if err := m.reg.Register(c); err != nil {
 			m.unregister()
 			return nil, err
 		}
@@ -59,11 +72,15 @@ func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
 	return m, nil
 }
 
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.handshakes, m.peers, m.nodeDowns, m.peersCut, m.tickRTT, m.batchMsgs, m.collector}
+}
+
 func (m *metrics) unregister() {
 	if m == nil || m.reg == nil {
 		return
 	}
-	for _, c := range []prometheus.Collector{m.handshakes, m.peers, m.nodeDowns, m.peersCut, m.tickRTT, m.collector} {
+	for _, c := range m.collectors() {
 		m.reg.Unregister(c)
 	}
 }
@@ -90,10 +107,34 @@ func (m *metrics) peerDown() {
 
 func (m *metrics) tickRTTObserve(d time.Duration) { m.tickRTT.Observe(d.Seconds()) }
 
+// drained records one drain of a peer's queue: msgs messages in frames
+// frames. Runs on the peer's loop.
+func (m *metrics) drained(s *peerStats, msgs, frames uint64) {
+	s.framesOut.Add(frames)
+	if msgs > 0 {
+		m.batchMsgs.Observe(float64(msgs))
+	}
+}
+
 // peerStats are one peer's traffic counters.
 type peerStats struct {
 	msgsOut, bytesOut atomic.Uint64 // written by senders
+	framesOut         atomic.Uint64 // written on the peer's loop
+	stalls            atomic.Uint64 // written by senders
 	msgsIn, bytesIn   atomic.Uint64 // written on the peer's loop
+	framesIn          atomic.Uint64 // written on the peer's loop
+}
+
+// stallAt is the queued bytes at which a sender to a peer waits: the loop's
+// high water mark (the node keeps the loop's default).
+const stallAt = loop.DefaultHighWater
+
+// sending counts a send that is about to wait for room in the peer's queue
+// (queued bytes at the high water mark). Safe from any goroutine.
+func (s *peerStats) sending(queued int) {
+	if queued >= stallAt {
+		s.stalls.Add(1)
+	}
 }
 
 // nodeCollector reads the per-peer counters and node gauges at scrape time.
@@ -105,8 +146,11 @@ type nodeCollector struct {
 var (
 	descMsgsOut   = prometheus.NewDesc("mesh_messages_sent_total", "Messages sent to a peer.", []string{"peer"}, nil)
 	descBytesOut  = prometheus.NewDesc("mesh_message_bytes_sent_total", "Encoded message bytes sent to a peer.", []string{"peer"}, nil)
+	descFramesOut = prometheus.NewDesc("mesh_frames_sent_total", "Frames (message batches and fragments) written to a peer.", []string{"peer"}, nil)
+	descStalls    = prometheus.NewDesc("mesh_send_stalls_total", "Sends that waited for room in a peer's full send queue (backpressure).", []string{"peer"}, nil)
 	descMsgsIn    = prometheus.NewDesc("mesh_messages_received_total", "Messages received from a peer.", []string{"peer"}, nil)
 	descBytesIn   = prometheus.NewDesc("mesh_bytes_received_total", "Plaintext bytes received from a peer.", []string{"peer"}, nil)
+	descFramesIn  = prometheus.NewDesc("mesh_frames_received_total", "Frames received from a peer.", []string{"peer"}, nil)
 	descQueue     = prometheus.NewDesc("mesh_send_queue_bytes", "Bytes queued for a peer and not yet taken by its loop.", []string{"peer"}, nil)
 	descDropped   = prometheus.NewDesc("mesh_messages_dropped_total", "Received messages not delivered, by reason.", []string{"reason"}, nil)
 	descProcesses = prometheus.NewDesc("mesh_processes", "Live processes on this node.", nil, nil)
@@ -115,7 +159,8 @@ var (
 )
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descMsgsOut, descBytesOut, descMsgsIn, descBytesIn, descQueue, descDropped, descProcesses, descRegistry, descConflicts} {
+	for _, d := range []*prometheus.Desc{descMsgsOut, descBytesOut, descFramesOut, descStalls, descMsgsIn, descBytesIn,
+		descFramesIn, descQueue, descDropped, descProcesses, descRegistry, descConflicts} {
 		ch <- d
 	}
 }
@@ -124,10 +169,16 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	n := c.n
 	for _, pe := range n.upPeers() {
 		s := &pe.stats
-		ch <- prometheus.MustNewConstMetric(descMsgsOut, prometheus.CounterValue, float64(s.msgsOut.Load()), pe.name)
-		ch <- prometheus.MustNewConstMetric(descBytesOut, prometheus.CounterValue, float64(s.bytesOut.Load()), pe.name)
-		ch <- prometheus.MustNewConstMetric(descMsgsIn, prometheus.CounterValue, float64(s.msgsIn.Load()), pe.name)
-		ch <- prometheus.MustNewConstMetric(descBytesIn, prometheus.CounterValue, float64(s.bytesIn.Load()), pe.name)
+		counter := func(d *prometheus.Desc, v uint64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), pe.name)
+		}
+		counter(descMsgsOut, s.msgsOut.Load())
+		counter(descBytesOut, s.bytesOut.Load())
+		counter(descFramesOut, s.framesOut.Load())
+		counter(descStalls, s.stalls.Load())
+		counter(descMsgsIn, s.msgsIn.Load())
+		counter(descBytesIn, s.bytesIn.Load())
+		counter(descFramesIn, s.framesIn.Load())
 		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(pe.conn.Queued()), pe.name)
 	}
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(c.m.droppedNoProc.Load()), "noproc")

@@ -2,10 +2,16 @@ package node
 
 import (
 	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // handshakeCounts reads mesh_handshakes_total by result from reg.
@@ -47,5 +53,200 @@ func TestEachHandshakeIsCountedOnceByHowItEnded(t *testing.T) {
 	}
 	if v := testutil.ToFloat64(a.metrics.peers); v != 1 {
 		t.Fatalf("a's peers_connected = %v, want 1 (b; w refused)", v)
+	}
+}
+
+// gatherValues sums the samples of each metric family in reg by name,
+// counting a histogram by its sample count.
+func gatherValues(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch {
+			case m.Counter != nil:
+				got[mf.GetName()] += m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				got[mf.GetName()] += m.GetGauge().GetValue()
+			case m.Histogram != nil:
+				got[mf.GetName()] += float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return got
+}
+
+// streamTo sends count messages from a process of a to a sink on b and
+// waits until the sink has them all.
+func streamTo(t *testing.T, a, b *Node, count int) {
+	t.Helper()
+	got := make(chan struct{})
+	sink := b.SpawnFunc(func(p *Process) error {
+		for range count {
+			if _, err := p.Receive(context.Background()); err != nil {
+				return err
+			}
+		}
+		close(got)
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	defer cancel()
+	if err := a.Run(ctx, func(p *Process) error {
+		for range count {
+			if err := p.Send(sink, "payload"); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-got:
+	case <-ctx.Done():
+		t.Fatal("the sink did not get every message")
+	}
+}
+
+// The metric names and help texts pass Prometheus' linter, and a stream
+// shows in the frame, batch and message counts of both ends.
+func TestMetricsPassTheLinterAndCountFramesAndBatches(t *testing.T) {
+	regA, regB := prometheus.NewPedanticRegistry(), prometheus.NewPedanticRegistry()
+	a := startNamed(t, "a", "c", WithMetrics(regA))
+	b := startNamed(t, "b", "c", WithMetrics(regB))
+	connect(t, a, b)
+	streamTo(t, a, b, 1000)
+	for name, reg := range map[string]*prometheus.Registry{"a": regA, "b": regB} {
+		problems, err := testutil.GatherAndLint(reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range problems {
+			t.Errorf("%s: lint: %s: %s", name, p.Metric, p.Text)
+		}
+	}
+	va, vb := gatherValues(t, regA), gatherValues(t, regB)
+	for _, c := range []struct {
+		what string
+		got  float64
+		ok   bool
+	}{
+		{"a's messages sent", va["mesh_messages_sent_total"], va["mesh_messages_sent_total"] >= 1000},
+		{"a's frames sent", va["mesh_frames_sent_total"], va["mesh_frames_sent_total"] >= 1},
+		{"a's batches observed", va["mesh_batch_messages"], va["mesh_batch_messages"] >= 1},
+		{"b's messages received", vb["mesh_messages_received_total"], vb["mesh_messages_received_total"] >= 1000},
+		{"b's frames received", vb["mesh_frames_received_total"], vb["mesh_frames_received_total"] >= 1},
+		{"b's processes", vb["mesh_processes"], vb["mesh_processes"] >= 0},
+	} {
+		if !c.ok {
+			t.Errorf("%s = %v after a 1000-message stream", c.what, c.got)
+		}
+	}
+	if _, ok := va["mesh_send_stalls_total"]; !ok {
+		t.Error("a exports no mesh_send_stalls_total for its peer")
+	}
+}
+
+// Two nodes in one process can share one Registerer: each registers its
+// own series, told apart by the node label.
+func TestTwoNodesShareOneRegisterer(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	a := startNamed(t, "a", "c", WithMetrics(reg))
+	b := startNamed(t, "b", "c", WithMetrics(reg))
+	connect(t, a, b)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "mesh_peers_connected" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "node" {
+					nodes[l.GetValue()] = m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	if len(nodes) != 2 || nodes[a.Self()] != 1 || nodes[b.Self()] != 1 {
+		t.Fatalf("mesh_peers_connected by node = %v, want 1 for each of %s and %s", nodes, a.Self(), b.Self())
+	}
+	// A node stopped unregisters its series; the other's stay.
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	defer cancel()
+	if err := b.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := testutil.GatherAndCount(reg, "mesh_peers_connected"); err != nil || n != 1 {
+		t.Fatalf("mesh_peers_connected series after b stopped = %d, %v; want 1", n, err)
+	}
+}
+
+// docs/grafana/mesh.json is valid JSON, and every query of every panel
+// names only metrics that a node (with the Go and process collectors
+// meshbench node adds) exports.
+func TestGrafanaDashboardQueriesNameExistingMetrics(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "docs", "grafana", "mesh.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatalf("mesh.json is not valid JSON: %v", err)
+	}
+	if len(dash.Panels) == 0 {
+		t.Fatal("mesh.json has no panels")
+	}
+
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a := startNamed(t, "a", "c", WithMetrics(reg))
+	b := startNamed(t, "b", "c")
+	connect(t, a, b)
+	streamTo(t, a, b, 100)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exists := map[string]bool{}
+	for _, mf := range mfs {
+		exists[mf.GetName()] = true
+		if mf.GetType() == dto.MetricType_HISTOGRAM {
+			for _, s := range []string{"_bucket", "_sum", "_count"} {
+				exists[mf.GetName()+s] = true
+			}
+		}
+	}
+	metricName := regexp.MustCompile(`\b(?:mesh|go|process)_[a-z0-9_]+\b`)
+	for _, p := range dash.Panels {
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+		for _, tg := range p.Targets {
+			names := metricName.FindAllString(tg.Expr, -1)
+			if len(names) == 0 {
+				t.Errorf("panel %q: query %q names no metric", p.Title, tg.Expr)
+			}
+			for _, name := range names {
+				if !exists[name] {
+					t.Errorf("panel %q: query %q names %s, which no node exports", p.Title, tg.Expr, name)
+				}
+			}
+		}
 	}
 }

@@ -128,12 +128,13 @@ func (pe *peer) ownsRef(ref Ref) bool {
 // also counts what it sends (once per drain, not once per send).
 func (pe *peer) drainFunc() func(dst []byte, items [][]byte) []byte {
 	b := wire.NewBatcher(wire.BatcherOptions{Features: pe.features})
-	var msgs, bytes uint64 // b's counters at the last drain
+	var msgs, bytes, frames uint64 // b's counters at the last drain
 	return func(dst []byte, items [][]byte) []byte {
 		dst = b.Drain(dst, items)
 		pe.stats.msgsOut.Add(b.Messages - msgs)
 		pe.stats.bytesOut.Add(b.MessageBytes - bytes)
-		msgs, bytes = b.Messages, b.MessageBytes
+		pe.n.metrics.drained(&pe.stats, b.Messages-msgs, b.Frames-frames)
+		msgs, bytes, frames = b.Messages, b.MessageBytes, b.Frames
 		return dst
 	}
 }
@@ -141,6 +142,7 @@ func (pe *peer) drainFunc() func(dst []byte, items [][]byte) []byte {
 // sendMessage queues an encoded message item, waiting while the peer's
 // queue is full (backpressure on this sender only).
 func (pe *peer) sendMessage(item []byte) error {
+	pe.stats.sending(pe.conn.Queued())
 	if err := pe.conn.Enqueue(context.Background(), item); err != nil {
 		return fmt.Errorf("send to %s: %w: %w", pe.name, ErrNotConnected, err)
 	}

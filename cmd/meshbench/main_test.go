@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/meshrt/mesh/node"
 )
@@ -324,4 +329,88 @@ func TestCookieFlagWarns(t *testing.T) {
 	if c, err := resolveCookie("", "", io.Discard); err != nil || c != "from-env" {
 		t.Fatalf("resolveCookie($MESH_COOKIE) = %q, %v", c, err)
 	}
+}
+
+// A real `meshbench node --metrics-addr` serves the Prometheus exposition
+// format on /metrics (parsed here, the node's series labelled with its name)
+// and the profiles on /debug/pprof/.
+func TestNodeServesMetricsAndProfiles(t *testing.T) {
+	cmd, name, stderr := startNodeProcess(t, []string{cookieEnv + "=m"}, "--name", "scraped@127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
+	line, err := stderr.ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`metrics on (http://\S+/metrics)`).FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("no metrics address in %q", line)
+	}
+	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+	connectTo(t, "m", name)
+
+	fams := scrape(t, m[1])
+	peers, ok := fams["mesh_peers_connected"]
+	if !ok || len(peers.GetMetric()) != 1 {
+		t.Fatalf("no mesh_peers_connected in the scrape: %v", keys(fams))
+	}
+	pm := peers.GetMetric()[0]
+	if pm.GetGauge().GetValue() != 1 || !hasLabel(pm.GetLabel(), "node", name) {
+		t.Errorf("mesh_peers_connected = %v, labels %v; want 1 with node=%q", pm.GetGauge().GetValue(), pm.GetLabel(), name)
+	}
+	for _, want := range []string{"mesh_handshakes_total", "mesh_processes", "mesh_messages_sent_total", "mesh_frames_sent_total",
+		"mesh_send_stalls_total", "mesh_batch_messages", "go_goroutines", "process_cpu_seconds_total"} {
+		if _, ok := fams[want]; !ok {
+			t.Errorf("the scrape lacks %s (has %v)", want, keys(fams))
+		}
+	}
+	resp, err := http.Get(strings.TrimSuffix(m[1], "/metrics") + "/debug/pprof/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "goroutine") {
+		t.Errorf("/debug/pprof/: %s %q", resp.Status, body)
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code := waitExit(t, cmd); code != 0 {
+		t.Fatalf("exit %d after SIGINT, want 0", code)
+	}
+}
+
+// scrape GETs url and parses the text exposition format.
+func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: not the exposition format: %v", url, err)
+	}
+	return fams
+}
+
+func keys[V any](m map[string]V) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	return ks
+}
+
+func hasLabel(ls []*dto.LabelPair, name, value string) bool {
+	for _, l := range ls {
+		if l.GetName() == name && l.GetValue() == value {
+			return true
+		}
+	}
+	return false
 }
