@@ -6,11 +6,17 @@ FUZZTIME    ?= 60s
 SOAKTIME    ?= 10m
 BENCHCOUNT  ?= 8
 
-.PHONY: run test lint vet staticcheck fmtcheck tidycheck sizecheck bench fuzz soak
+.PHONY: run compare test lint vet staticcheck fmtcheck tidycheck sizecheck bench fuzz soak
 
 ## run: a short cluster run: three node processes on 127.0.0.1, one table (no setup needed).
 run:
 	$(GO) run ./cmd/meshbench
+
+## compare: Mesh beside a raw crypto/tls pipe and Erlang/OTP distribution (plain, TLS); as root on Debian it installs Erlang if missing.
+compare:
+	@command -v erl >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends erlang-base erlang-ssl erlang-public-key erlang-crypto || true
+	$(GO) run ./cmd/meshbench compare
 
 ## test: the CI gate — vet, staticcheck, gofmt and the whole suite under the race detector.
 test: lint

@@ -414,3 +414,29 @@ func hasLabel(ls []*dto.LabelPair, name, value string) bool {
 	}
 	return false
 }
+
+// compare runs Mesh and the raw crypto/tls pipe and prints one table with
+// the ratios; a system whose runtime is missing (no erl on PATH) is skipped
+// with a message, not an error.
+func TestCompareRunsMeshAndRawAndSkipsAMissingErlang(t *testing.T) {
+	t.Setenv("PATH", t.TempDir()) // no erl here
+	ctx, cancel := context.WithTimeout(context.Background(), 2*bound)
+	defer cancel()
+	code, out, errOut := runArgs(t, ctx, "compare", "--duration", "300ms", "--senders", "2", "--systems", "mesh,raw-tls,erlang-tls")
+	if code != 0 {
+		t.Fatalf("compare: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	for _, re := range []string{
+		`(?m)^mesh\s+[1-9][\d,]*\s+[1-9][\d,]*\s+[\d.,]+\s+[\d.,]+\s+[1-9][\d,]*\s+Mesh distribution`,
+		`(?m)^raw-tls\s+[1-9][\d,]*\s+-\s+[\d.,]+\s+[\d.,]+\s+-\s+crypto/tls`,
+		`(?m)^erlang-tls\s+skipped: no erl on PATH`,
+		`(?m)^mesh vs raw-tls \(above 1: mesh better\): oneway 1 [\d.]+x, rtt p50 [\d.]+x, rtt p99 [\d.]+x$`,
+	} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("compare output lacks %q:\n%s", re, out)
+		}
+	}
+	if code, _, errOut := runArgs(t, ctx, "compare", "--systems", "proto.actor"); code != 2 || !strings.Contains(errOut, `unknown system "proto.actor"`) {
+		t.Errorf("compare --systems proto.actor: exit %d, stderr %q; want 2", code, errOut)
+	}
+}

@@ -36,6 +36,11 @@ type spec struct {
 	payload  int
 	duration time.Duration
 	fanout   int // subscribers per publisher (fanout)
+	// fromFirst puts every sender on the first node and every peer of a
+	// sender (sink, echo, spawn target) on the second, as compare does for
+	// every system; otherwise sender i runs on node i and its peer on the
+	// next node.
+	fromFirst bool
 }
 
 // figures are one row: what the workers reported for one phase.
@@ -144,7 +149,12 @@ func (ph *phase) spawn(p *node.Process, w, actor string, args ...any) (node.PID,
 func runScenario(ctx context.Context, p *node.Process, cl *cluster, s spec, wait waiter) (figures, error) {
 	ws := cl.workers
 	k := len(ws)
+	on := func(i int) string { return ws[i%k] }
 	next := func(i int) string { return ws[(i+1)%k] }
+	if s.fromFirst {
+		on = func(int) string { return ws[0] }
+		next = func(int) string { return ws[1%k] }
+	}
 	f := figures{name: s.scenario}
 	var reps []nodeproc.Report
 	var interrupted bool
@@ -173,7 +183,7 @@ func runScenario(ctx context.Context, p *node.Process, cl *cluster, s spec, wait
 						ph.sinks = append(ph.sinks, sink)
 					}
 				}
-				if _, err := ph.spawn(p, ws[i%k], "lsend", ph.run, p.Self(), sinks, s.payload, stampEvery); err != nil {
+				if _, err := ph.spawn(p, on(i), "lsend", ph.run, p.Self(), sinks, s.payload, stampEvery); err != nil {
 					return err
 				}
 			}
@@ -209,7 +219,7 @@ func runScenario(ctx context.Context, p *node.Process, cl *cluster, s spec, wait
 					return err
 				}
 				echoes = append(echoes, echo)
-				if _, err := ph.spawn(p, ws[i%k], "lping", ph.run, p.Self(), echo, s.payload); err != nil {
+				if _, err := ph.spawn(p, on(i), "lping", ph.run, p.Self(), echo, s.payload); err != nil {
 					return err
 				}
 			}
@@ -219,7 +229,7 @@ func runScenario(ctx context.Context, p *node.Process, cl *cluster, s spec, wait
 	case "spawn":
 		reps, interrupted, err = runPhase(ctx, p, cl, s.scenario, s.duration, wait, func(_ context.Context, ph *phase) error {
 			for i := range s.senders {
-				if _, err := ph.spawn(p, ws[i%k], "lspawn", ph.run, p.Self(), next(i)); err != nil {
+				if _, err := ph.spawn(p, on(i), "lspawn", ph.run, p.Self(), next(i)); err != nil {
 					return err
 				}
 			}
@@ -230,7 +240,7 @@ func runScenario(ctx context.Context, p *node.Process, cl *cluster, s spec, wait
 		reps, interrupted, err = runPhase(ctx, p, cl, s.scenario, s.duration, wait, func(_ context.Context, ph *phase) error {
 			for i := range s.senders {
 				prefix := fmt.Sprintf("meshbench-%x-%d-", ph.run, i)
-				if _, err := ph.spawn(p, ws[i%k], "lreg", ph.run, p.Self(), prefix); err != nil {
+				if _, err := ph.spawn(p, on(i), "lreg", ph.run, p.Self(), prefix); err != nil {
 					return err
 				}
 			}
