@@ -102,6 +102,10 @@ func (pe *peer) handleFrame(f wire.Frame) error {
 		return n.handleRegistry(pe, m)
 	case *wire.Goodbye:
 		n.handleGoodbye(pe, m)
+	case *wire.Groups:
+		return n.handleGroups(pe, m.Payload)
+	case *wire.Publish:
+		n.handlePublish(m)
 	default:
 		return fmt.Errorf("%w: unexpected frame %v", codec.ErrCorrupt, f.Kind)
 	}

@@ -278,6 +278,7 @@ func (n *Node) peerUp(pe *peer) {
 	// between (one queued before it carries what the snapshot holds, and
 	// the peer ignores ops until it has merged).
 	n.global.SnapshotTo(pe.sendRegistry)
+	n.groups.SnapshotTo(pe.sendGroups) // the same rule for the groups
 	// Tell the peers we already had about the new one, so they connect.
 	for _, other := range n.upPeers() {
 		if other != pe {
@@ -387,6 +388,7 @@ func (pe *peer) OnClose(_ *loop.Conn, reason error) {
 		// No newer connection has come up (a replacing one waits for
 		// this cleanup before it starts; see retire).
 		n.global.NodeDown(pe.name)
+		n.groups.NodeDown(pe.name)
 	}
 	why := pe.downWhy(reason)
 	pe.why = why

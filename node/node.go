@@ -10,6 +10,7 @@ import (
 
 	"github.com/meshrt/mesh/codec"
 	"github.com/meshrt/mesh/global"
+	"github.com/meshrt/mesh/internal/groups"
 	"github.com/meshrt/mesh/internal/handshake"
 	"github.com/meshrt/mesh/internal/wire"
 	"github.com/meshrt/mesh/loop"
@@ -60,6 +61,7 @@ type Node struct {
 	fragmentAbove int
 	metrics       *metrics
 	global        *global.Replica
+	groups        *groups.Replica // process groups (groups.go)
 
 	peersMu sync.Mutex
 	peers   map[string]*peer     // guarded by peersMu; see membership.go invariant 1
@@ -135,6 +137,7 @@ func Start(name, cookie string, opts ...Option) (*Node, error) {
 	}
 	n.metrics = m
 	n.global = global.New(registryHost{n}, global.WithLogger(n.log))
+	n.groups = groups.New(groupsHost{n}, o.membership.maxPeerMembers)
 	n.startMembership()
 	n.bg.Add(1)
 	go n.tickLoop()

@@ -57,6 +57,8 @@ type peer struct {
 	run      [][]byte     // encoded messages for runTo not pushed yet (see deliver)
 	runTo    *Process
 	regParts []byte // a registry frame arriving in parts (registry.go)
+	// groupParts is a groups frame arriving in parts (groups.go).
+	groupParts []byte
 
 	handle *peerHandle // cleared at close
 

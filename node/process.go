@@ -32,9 +32,11 @@ type Process struct {
 	remote *remoteSender
 
 	mu    sync.Mutex
-	dead  bool       // guarded by mu; set once, by die
-	named bool       // guarded by mu; the registry asked about it (see markNamed)
-	rel   *relations // guarded by mu; nil until the first link or monitor
+	dead  bool // guarded by mu; set once, by die
+	named bool // guarded by mu; the registry asked about it (see markNamed)
+	// grouped: guarded by mu; the groups asked about it (see markGrouped)
+	grouped bool
+	rel     *relations // guarded by mu; nil until the first link or monitor
 }
 
 // relations are a process's links and monitors, allocated on first use so
@@ -480,6 +482,17 @@ func (p *Process) markNamed() bool {
 	return true
 }
 
+// markGrouped is markNamed for process groups (groups.go).
+func (p *Process) markGrouped() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.dead {
+		return false
+	}
+	p.grouped = true
+	return true
+}
+
 // isAlive reports whether p has not died yet.
 func (p *Process) isAlive() bool {
 	p.mu.Lock()
@@ -497,7 +510,7 @@ func (p *Process) die(reason any) {
 		return
 	}
 	p.dead = true
-	rel, named := p.rel, p.named
+	rel, named, grouped := p.rel, p.named, p.grouped
 	p.rel = nil
 	p.mu.Unlock()
 
@@ -506,6 +519,9 @@ func (p *Process) die(reason any) {
 	n.procs.remove(p.pid.ID)
 	if named {
 		n.global.ProcessExited(p.pid)
+	}
+	if grouped {
+		n.groups.ProcessExited(p.pid)
 	}
 	if rel == nil {
 		return

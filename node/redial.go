@@ -41,6 +41,8 @@ type membershipOptions struct {
 	pollEvery    time.Duration
 	backoffBase  time.Duration
 	backoffLimit time.Duration
+	// maxPeerMembers bounds one peer's group memberships (groups.go).
+	maxPeerMembers int
 }
 
 func defaultMembershipOptions() membershipOptions {

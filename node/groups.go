@@ -1,0 +1,191 @@
+package node
+
+// Process groups (Erlang's pg) on the node: the replica lives in
+// internal/groups; this file wires it to peers (sync on connect, ops
+// broadcast, cleanup on process exit and node down) and fans Publish out.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/meshrt/mesh/codec"
+	"github.com/meshrt/mesh/internal/groups"
+	"github.com/meshrt/mesh/internal/wire"
+)
+
+// Errors of [Groups] calls, each testable with errors.Is.
+var (
+	// ErrBadGroup: an empty group name or one over 255 bytes.
+	ErrBadGroup = groups.ErrInvalidGroup
+	// ErrNotLocal: Join or Leave named a process of another node (each
+	// node joins its own processes).
+	ErrNotLocal = groups.ErrNotLocal
+)
+
+// WithMaxPeerGroupMembers bounds the group memberships one peer can make
+// this node hold (default 1 048 576); a peer past it is cut, and the cut
+// logged with its reason. Every node of a cluster should use the same bound.
+func WithMaxPeerGroupMembers(n int) Option {
+	return func(o *options) { o.membership.maxPeerMembers = n }
+}
+
+// Groups are the node's process groups: named sets of processes, each
+// joined by its own node, replicated on every node of the cluster. Its
+// methods are safe from any goroutine.
+type Groups struct{ n *Node }
+
+// Groups returns the node's process groups.
+func (n *Node) Groups() *Groups { return &Groups{n: n} }
+
+// Join makes pid, a live process of this node, a member of group on every
+// node; joining twice is joining once. A member that exits, or whose node
+// goes, leaves every group everywhere. Errors: [ErrBadGroup], [ErrNotLocal],
+// [ErrExited] for a process that is not alive.
+func (g *Groups) Join(group string, pid PID) error {
+	err := g.n.groups.Join(group, pid)
+	if errors.Is(err, groups.ErrNoProcess) {
+		return fmt.Errorf("%w: %w", ErrExited, err)
+	}
+	return err
+}
+
+// Leave removes pid, a process of this node, from group on every node. It
+// is not an error if pid was not a member.
+func (g *Groups) Leave(group string, pid PID) error { return g.n.groups.Leave(group, pid) }
+
+// Members returns the members of group on every node connected to this
+// one, sorted: a read of this node's replica, no network.
+func (g *Groups) Members(group string) []PID { return g.n.groups.Members(group) }
+
+// Which returns the names of the groups that have members, sorted.
+func (g *Groups) Which() []string { return g.n.groups.Which() }
+
+// Publish sends msg to every member of group: local members get the value
+// itself; msg is encoded once, and each other node that has members gets
+// one frame, which it hands to its own members. A message that cannot be
+// encoded is an error (nothing is sent); a node whose connection is lost
+// meanwhile misses it, as a Send would. Publish waits while a peer's send
+// queue is full (backpressure), like Send.
+func (g *Groups) Publish(group string, msg any) error {
+	n := g.n
+	if err := groupName(group); err != nil {
+		return err
+	}
+	nodes := n.groups.Nodes(group)
+	if len(nodes) > 0 {
+		bp := getBuf()
+		defer func() { putBuf(bp, (*bp)[:0]) }()
+		term, err := codec.AppendTerm((*bp)[:0], msg)
+		if err != nil {
+			return fmt.Errorf("publish to %q: %w", group, err)
+		}
+		frame := (&wire.Publish{Group: group, Term: term}).Append(nil)
+		if len(frame) > maxControlFrame {
+			return fmt.Errorf("publish to %q: %w: the message encodes to %d bytes, over %d", group, codec.ErrLimit, len(frame), maxControlFrame)
+		}
+		*bp = term[:0]
+		for _, node := range nodes {
+			if pe := n.peerIfUp(node); pe != nil {
+				_ = pe.conn.Enqueue(context.Background(), frame) // a lost peer misses it
+			}
+		}
+	}
+	for _, pid := range n.groups.LocalMembers(group) {
+		if p := n.local(pid); p != nil {
+			p.mb.Push(msg)
+		}
+	}
+	return nil
+}
+
+func groupName(g string) error {
+	if g == "" || len(g) > groups.MaxGroupName {
+		return fmt.Errorf("%w: %q", ErrBadGroup, g)
+	}
+	return nil
+}
+
+// handlePublish hands a peer's published message to this node's members of
+// the group, each decoding it. Runs on the peer's loop.
+func (n *Node) handlePublish(p *wire.Publish) {
+	for _, pid := range n.groups.LocalMembers(p.Group) {
+		if proc := n.local(pid); proc != nil {
+			proc.mb.PushEncoded(&n.decoder, p.Term)
+		}
+	}
+}
+
+// groupsHost plugs the replica into the node. Its methods run under the
+// replica's lock: none may call back into it.
+type groupsHost struct{ n *Node }
+
+func (h groupsHost) Self() string { return h.n.self }
+
+func (h groupsHost) Broadcast(frame []byte) {
+	for _, pe := range h.n.upPeers() {
+		pe.sendGroups(frame)
+	}
+}
+
+func (h groupsHost) Alive(pid codec.PID) bool {
+	p := h.n.local(pid)
+	return p != nil && p.markGrouped()
+}
+
+// Group frames larger than one part (a snapshot of big groups) travel as
+// several KindGroups frames, each a part behind a marker byte the replica's
+// own frames never start with, joined on arrival within a bound.
+const (
+	groupsPart     = 1 << 20
+	groupsPartMore = 0xF0
+	groupsPartLast = 0xF1
+	maxGroupsFrame = 256 << 20
+)
+
+// sendGroups sends one groups frame to the peer, in parts if large.
+func (pe *peer) sendGroups(frame []byte) {
+	if len(frame) <= groupsPart {
+		pe.control(func(b []byte) ([]byte, error) { return (&wire.Groups{Payload: frame}).Append(b), nil })
+		return
+	}
+	part := make([]byte, 0, groupsPart+1)
+	for off := 0; off < len(frame); off += groupsPart {
+		end := min(off+groupsPart, len(frame))
+		marker := byte(groupsPartMore)
+		if end == len(frame) {
+			marker = groupsPartLast
+		}
+		part = append(append(part[:0], marker), frame[off:end]...)
+		pe.control(func(b []byte) ([]byte, error) { return (&wire.Groups{Payload: part}).Append(b), nil })
+	}
+}
+
+// handleGroups passes a peer's groups frame to the replica, in the order
+// sent. Frames of a connection that is no longer the peer's are dropped. A
+// peer past its membership bound is cut (the error closes the link).
+func (n *Node) handleGroups(pe *peer, payload []byte) error {
+	if len(payload) > 0 && (payload[0] == groupsPartMore || payload[0] == groupsPartLast) {
+		if len(pe.groupParts)+len(payload)-1 > maxGroupsFrame {
+			return fmt.Errorf("%w: groups frame over %d bytes", codec.ErrLimit, maxGroupsFrame)
+		}
+		pe.groupParts = append(pe.groupParts, payload[1:]...)
+		if payload[0] == groupsPartMore {
+			return nil
+		}
+		payload, pe.groupParts = pe.groupParts, nil
+	}
+	if n.peerIfUp(pe.name) != pe {
+		return nil
+	}
+	var err error
+	if groups.IsSnapshot(payload) {
+		err = n.groups.Merge(pe.name, payload)
+	} else {
+		err = n.groups.Handle(pe.name, payload)
+	}
+	if errors.Is(err, groups.ErrLimit) {
+		n.log.Warn("peer cut: over its group membership bound", "peer", pe.name, "err", err)
+	}
+	return err
+}

@@ -1,0 +1,231 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// member spawns a process on n that forwards what it receives to out.
+func member(n *Node, out chan<- any) PID {
+	return n.SpawnFunc(func(p *Process) error {
+		for {
+			m, err := p.Receive(context.Background())
+			if err != nil {
+				return nil
+			}
+			if m == "stop" {
+				return nil
+			}
+			out <- fmt.Sprint(p.Self().Node, ":", m)
+		}
+	})
+}
+
+func sameMembers(nodes []*Node, group string, want []PID) bool {
+	slices.SortFunc(want, comparePIDsForTest)
+	for _, n := range nodes {
+		if !slices.Equal(n.Groups().Members(group), want) {
+			return false
+		}
+	}
+	return true
+}
+
+func comparePIDsForTest(a, b PID) int {
+	switch {
+	case a.Node != b.Node:
+		if a.Node < b.Node {
+			return -1
+		}
+		return 1
+	case a.Incarnation != b.Incarnation:
+		if a.Incarnation < b.Incarnation {
+			return -1
+		}
+		return 1
+	case a.ID < b.ID:
+		return -1
+	case a.ID > b.ID:
+		return 1
+	}
+	return 0
+}
+
+func TestGroupsReplicateAndPublish(t *testing.T) {
+	a := startNamed(t, "a", "c", fastRedial)
+	b := startNamed(t, "b", "c", fastRedial, WithSeeds(a.Self()))
+	c := startNamed(t, "c", "c", fastRedial, WithSeeds(a.Self()))
+	nodes := []*Node{a, b, c}
+	eventually(t, "mesh", func() bool { return connected(a, b.Self(), c.Self()) && connected(b, c.Self()) })
+
+	got := make(chan any, 100)
+	var pids []PID
+	for _, n := range nodes {
+		for range 2 {
+			pid := member(n, got)
+			if err := n.Groups().Join("room", pid); err != nil {
+				t.Fatal(err)
+			}
+			pids = append(pids, pid)
+		}
+	}
+	eventually(t, "every node sees the six members", func() bool { return sameMembers(nodes, "room", slices.Clone(pids)) })
+	if w := b.Groups().Which(); !slices.Equal(w, []string{"room"}) {
+		t.Fatalf("Which = %v", w)
+	}
+
+	// Publish from a: every member gets it once.
+	if err := a.Groups().Publish("room", "hello"); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for range len(pids) {
+		seen[fmt.Sprint(<-got)]++
+	}
+	for _, n := range nodes {
+		if seen[n.Self()+":hello"] != 2 {
+			t.Fatalf("per node deliveries %v; want 2 on each", seen)
+		}
+	}
+
+	// A member that exits leaves everywhere; a stopped node's members too.
+	if err := a.Send(pids[0], "stop"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the exited member is gone everywhere", func() bool { return sameMembers(nodes, "room", slices.Clone(pids[1:])) })
+	if err := b.Groups().Leave("room", pids[2]); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the member that left is gone everywhere", func() bool {
+		return sameMembers(nodes, "room", []PID{pids[1], pids[3], pids[4], pids[5]})
+	})
+	stopNode(t, c)
+	eventually(t, "the stopped node's members are gone", func() bool {
+		return sameMembers([]*Node{a, b}, "room", []PID{pids[1], pids[3]})
+	})
+
+	if err := a.Groups().Join("room", pids[3]); !errors.Is(err, ErrNotLocal) {
+		t.Fatalf("Join of another node's process = %v, want ErrNotLocal", err)
+	}
+	if err := a.Groups().Join("", pids[1]); !errors.Is(err, ErrBadGroup) {
+		t.Fatalf("Join of an empty group = %v, want ErrBadGroup", err)
+	}
+	if err := a.Groups().Publish("room", make(chan int)); err == nil {
+		t.Fatal("Publish of an unencodable message succeeded")
+	}
+}
+
+// TestGroupsConvergeOnRealNodes: random joins, leaves, exits and
+// partitions on four nodes; after the heal (redials, no Connect) every
+// node shows exactly the live members.
+func TestGroupsConvergeOnRealNodes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	var nodes []*Node
+	for i := range 4 {
+		var opts []Option
+		if i > 0 {
+			opts = append(opts, WithSeeds(nodes[0].Self()))
+		}
+		nodes = append(nodes, startNamed(t, fmt.Sprint("g", i), "c", append(opts, fastRedial)...))
+	}
+	full := func() bool {
+		for _, n := range nodes {
+			if len(n.List()) != len(nodes)-1 {
+				return false
+			}
+		}
+		return true
+	}
+	eventually(t, "mesh", full)
+	sink := make(chan any, 1024)
+	type mem struct {
+		pid   PID
+		group string
+	}
+	live := map[mem]bool{}
+	var procs [][]PID = make([][]PID, len(nodes))
+	steps := 200
+	if testing.Short() {
+		steps = 60
+	}
+	for range steps {
+		i := rng.IntN(len(nodes))
+		n := nodes[i]
+		switch r := rng.IntN(100); {
+		case r < 45:
+			if len(procs[i]) == 0 || rng.IntN(3) == 0 {
+				procs[i] = append(procs[i], member(n, sink))
+			}
+			pid := procs[i][rng.IntN(len(procs[i]))]
+			g := fmt.Sprint("g", rng.IntN(3))
+			if err := n.Groups().Join(g, pid); err != nil {
+				t.Fatal(err)
+			}
+			live[mem{pid, g}] = true
+		case r < 65:
+			if len(procs[i]) == 0 {
+				continue
+			}
+			pid := procs[i][rng.IntN(len(procs[i]))]
+			g := fmt.Sprint("g", rng.IntN(3))
+			if err := n.Groups().Leave(g, pid); err != nil {
+				t.Fatal(err)
+			}
+			delete(live, mem{pid, g})
+		case r < 85:
+			if len(procs[i]) == 0 {
+				continue
+			}
+			k := rng.IntN(len(procs[i]))
+			pid := procs[i][k]
+			procs[i] = slices.Delete(procs[i], k, k+1)
+			_ = n.Send(pid, "stop")
+			for m := range live {
+				if m.pid == pid {
+					delete(live, m)
+				}
+			}
+		default:
+			j := rng.IntN(len(nodes))
+			if j != i {
+				n.partition(nodes[j].Self())
+				nodes[j].partition(n.Self())
+				n.heal(nodes[j].Self())
+				nodes[j].heal(n.Self())
+			}
+		}
+	}
+	eventually(t, "the mesh heals by itself", full)
+	for g := range 3 {
+		group := fmt.Sprint("g", g)
+		var want []PID
+		for m := range live {
+			if m.group == group {
+				want = append(want, m.pid)
+			}
+		}
+		eventually(t, "every replica of "+group+" shows the live members", func() bool {
+			return sameMembers(nodes, group, slices.Clone(want))
+		})
+	}
+}
+
+func TestPeerOverItsGroupBoundIsCut(t *testing.T) {
+	a := startNamed(t, "a", "c")
+	b := startNamed(t, "b", "c", WithMaxPeerGroupMembers(2))
+	connect(t, a, b)
+	sink := make(chan any, 8)
+	for range 3 {
+		if err := a.Groups().Join("big", member(a, sink)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "b cuts a", func() bool { return !connected(b, a.Self()) || len(b.Groups().Members("big")) < 3 })
+	if n := len(b.Groups().Members("big")); n > 2 {
+		t.Fatalf("b holds %d of a's memberships, over its bound of 2", n)
+	}
+}
