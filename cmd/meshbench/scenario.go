@@ -108,22 +108,26 @@ func runPhase(ctx context.Context, p *node.Process, cl *cluster, label string, d
 	for _, w := range ph.workers {
 		_, _ = p.Spawn(w, "stop", ph.run)
 	}
+	// The reports: within setupBound of the stop, telling the sinks to
+	// give up on a missing sender's end marker after a third of it.
+	collect, cancelCollect := context.WithTimeout(context.Background(), setupBound)
+	defer cancelCollect()
 	var reps []nodeproc.Report
 	abortAt := time.Now().Add(setupBound / 3)
 	for len(reps) < ph.expect {
-		rctx, rcancel := context.WithDeadline(setup, abortAt)
+		rctx, rcancel := context.WithDeadline(collect, abortAt)
 		m, err := p.ReceiveMatch(rctx, func(m any) bool {
 			r, ok := nodeproc.ParseReport(m)
 			return ok && r.Run == ph.run
 		})
 		rcancel()
 		if err != nil {
-			if setup.Err() == nil && len(ph.sinks) > 0 {
+			if collect.Err() == nil {
 				for _, s := range ph.sinks { // a sender is gone: take what arrived
 					_ = p.Send(s, codec.Tuple{nodeproc.AtomAbort})
 				}
 				ph.sinks = nil
-				abortAt = time.Now().Add(setupBound / 3)
+				abortAt = time.Now().Add(setupBound)
 				continue
 			}
 			return reps, interrupted, fmt.Errorf("%s: %d of %d workers reported: %w", label, len(reps), ph.expect, errors.Join(startErr, err))

@@ -365,24 +365,23 @@ func defineLoad(n *node.Node, st *State) {
 		var ops, errs int64
 		start := time.Now()
 		stop := st.runs.ctx(run)
-		for i := 0; stop.Err() == nil; {
-			for range checkEvery / 4 {
-				name := prefix + strconv.Itoa(i)
-				i++
-				t0 := time.Now()
-				if err := g.Register(name, p.Self()); err != nil {
-					errs++
-					continue
-				}
-				t1 := time.Now()
-				record(h, int64(t1.Sub(t0)))
-				if err := g.Unregister(name); err != nil {
-					errs++
-				} else {
-					record(h, int64(time.Since(t1)))
-				}
-				ops += 2
+		// One Register and Unregister per look at the stop flag: each may
+		// wait on the network.
+		for i := 0; stop.Err() == nil; i++ {
+			name := prefix + strconv.Itoa(i)
+			t0 := time.Now()
+			if err := g.Register(name, p.Self()); err != nil {
+				errs++
+				continue
 			}
+			t1 := time.Now()
+			record(h, int64(t1.Sub(t0)))
+			if err := g.Unregister(name); err != nil {
+				errs++
+			} else {
+				record(h, int64(time.Since(t1)))
+			}
+			ops += 2
 		}
 		return report(p, replyTo, run, "registry", ops, errs, time.Since(start), h, 0)
 	})
