@@ -28,13 +28,13 @@ func BenchmarkCodecEncodeMessage(b *testing.B) {
 	})
 	b.Run("AppendMessage", func(b *testing.B) {
 		for b.Loop() {
-			buf, _ = wire.AppendMessage(buf[:0], codecPID.ID, 17, codecMsg64)
+			buf, _ = wire.AppendMessage(buf[:0], codecPID.ID, 17, codecMsg64, 0)
 		}
 	})
 	var tuple any = codec.Tuple{codecPID, codecMsg64}
 	b.Run("AppendMessage/tuple{PID,string}", func(b *testing.B) {
 		for b.Loop() {
-			buf, _ = wire.AppendMessage(buf[:0], codecPID.ID, 17, tuple)
+			buf, _ = wire.AppendMessage(buf[:0], codecPID.ID, 17, tuple, 0)
 		}
 	})
 }
@@ -44,7 +44,7 @@ var codecSink any
 // BenchmarkCodecDecodeMessage: iterate a one-record batch frame and decode
 // the term. Baseline: string(b) boxed in an any (what any decoder must do).
 func BenchmarkCodecDecodeMessage(b *testing.B) {
-	item, _ := wire.AppendMessage(nil, codecPID.ID, 17, codecMsg64)
+	item, _ := wire.AppendMessage(nil, codecPID.ID, 17, codecMsg64, 0)
 	raw := []byte(codecMsg64.(string))
 	b.Run("baseline=box(string(b))", func(b *testing.B) {
 		for b.Loop() {
@@ -61,7 +61,7 @@ func BenchmarkCodecDecodeMessage(b *testing.B) {
 			}
 		}
 	})
-	titem, _ := wire.AppendMessage(nil, codecPID.ID, 17, codec.Tuple{codecPID, codecMsg64})
+	titem, _ := wire.AppendMessage(nil, codecPID.ID, 17, codec.Tuple{codecPID, codecMsg64}, 0)
 	b.Run("Next+Messages+Decode/tuple{PID,string}", func(b *testing.B) {
 		for b.Loop() {
 			f, _, _ := fr.Next(titem)
@@ -87,7 +87,7 @@ func BenchmarkCodecBatch1000(b *testing.B) {
 		for b.Loop() {
 			out = out[:0]
 			for i := range n {
-				out, _ = wire.AppendMessage(out, uint64(i), 17, codecMsg64)
+				out, _ = wire.AppendMessage(out, uint64(i), 17, codecMsg64, 0)
 			}
 		}
 		b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds()/1e6, "Mmsgs/s")
@@ -96,7 +96,7 @@ func BenchmarkCodecBatch1000(b *testing.B) {
 	b.Run("encode+Drain", func(b *testing.B) {
 		for b.Loop() {
 			for i := range n {
-				items[i], _ = wire.AppendMessage(items[i][:0], uint64(i), 17, codecMsg64)
+				items[i], _ = wire.AppendMessage(items[i][:0], uint64(i), 17, codecMsg64, 0)
 			}
 			out = bt.Drain(out[:0], items)
 		}
@@ -133,7 +133,7 @@ func codecRealisticItems() [][]byte {
 	for i := range items {
 		v := codec.Tuple{codec.Atom("order_event"), codecPID, i, fmt.Sprintf("user-%d placed order %d", i%97, i*7),
 			map[string]any{"qty": i % 13, "price": float64(i%50) * 1.25, "sku": fmt.Sprintf("SKU-%05d", i%311)}}
-		items[i], _ = wire.AppendMessage(nil, uint64(i%64), uint64(i%5), v)
+		items[i], _ = wire.AppendMessage(nil, uint64(i%64), uint64(i%5), v, 0)
 	}
 	return items
 }
@@ -207,7 +207,7 @@ func BenchmarkCodecCompress(b *testing.B) {
 // 64 MiB twice.
 func BenchmarkCodecFragment64MiB(b *testing.B) {
 	var v any = make([]byte, 64<<20)
-	item, _ := wire.AppendMessage(nil, 1, 2, v)
+	item, _ := wire.AppendMessage(nil, 1, 2, v, 0)
 	frag := make([]byte, 0, 70<<10)
 	out := make([]byte, 0, 70<<10)
 	b.Run("baseline=copy-twice", func(b *testing.B) {

@@ -39,7 +39,7 @@ func DecodeTerm(b []byte, lim *Limits) (v any, n int, err error) {
 	// The limits travel as four ints, not a copied Limits struct: copying
 	// the struct here cost a third of a small message's decode (the
 	// compiler's overlapping 16-byte moves stall store forwarding).
-	depth, elems, str, maxMsg := lim.termLimits()
+	depth, elems, str, maxMsg, expand := lim.termLimits()
 	if len(b) > maxMsg {
 		return nil, 0, fmt.Errorf("%w: term of %d bytes over MaxMessage %d", ErrLimit, len(b), maxMsg)
 	}
@@ -47,6 +47,7 @@ func DecodeTerm(b []byte, lim *Limits) (v any, n int, err error) {
 	// copied in with 16-byte moves.
 	var d decoder
 	d.b, d.maxDepth, d.maxString, d.elems = b, depth, str, elems
+	d.mem = expand*len(b) + DecodeSlack
 	v, err = d.term(0)
 	if err != nil {
 		return nil, 0, err
@@ -60,6 +61,7 @@ type decoder struct {
 	maxDepth  int // Limits.MaxDepth, resolved
 	maxString int // Limits.MaxString, resolved
 	elems     int // elements still allowed in this term
+	mem       int // bytes the decode may still allocate (Limits.MaxExpansion)
 }
 
 var (
@@ -69,7 +71,27 @@ var (
 	errElems      = fmt.Errorf("%w: more elements than MaxElems", ErrLimit)
 	errStringSize = fmt.Errorf("%w: string over MaxString", ErrLimit)
 	errNameSize   = fmt.Errorf("%w: name over %d bytes", ErrCorrupt, maxNameBytes)
+	errExpansion  = fmt.Errorf("%w: the value would decode to more memory than MaxExpansion allows", ErrLimit)
 )
+
+// Estimated allocation of decoded values, charged against decoder.mem: an
+// interface slot, a string or slice header in its box, a map's header and
+// each map entry with its share of the table.
+const (
+	costSlot     = 16
+	costBox      = 24
+	costMap      = 48
+	costMapEntry = 64
+)
+
+// charge takes n bytes from the decode's allocation budget.
+func (d *decoder) charge(n int) error {
+	if n > d.mem {
+		return errExpansion
+	}
+	d.mem -= n
+	return nil
+}
 
 func (d *decoder) uvarint() (uint64, error) {
 	var x uint64
@@ -125,6 +147,11 @@ func (d *decoder) lenBytes(max int) ([]byte, error) {
 	if n > uint64(max) {
 		return nil, errStringSize
 	}
+	if n > 0 { // an empty string or atom allocates nothing
+		if err := d.charge(int(n) + costBox); err != nil {
+			return nil, err
+		}
+	}
 	return d.fixed(int(n))
 }
 
@@ -140,6 +167,9 @@ func (d *decoder) count() (int, error) {
 	}
 	if n > uint64(len(d.b)-d.off) {
 		return 0, errTrunc
+	}
+	if err := d.charge(int(n)*costSlot + costBox); err != nil {
+		return 0, err
 	}
 	d.elems -= int(n)
 	return int(n), nil
@@ -313,6 +343,9 @@ func (d *decoder) term(depth int) (any, error) {
 		}
 		n, err := d.count()
 		if err != nil {
+			return nil, err
+		}
+		if err := d.charge(costMap + n*(costMapEntry-costSlot)); err != nil {
 			return nil, err
 		}
 		m := make(map[string]any, n)

@@ -191,7 +191,7 @@ func (d *decoder) user(depth int) (any, error) {
 	if ut == nil {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownType, nb)
 	}
-	sub := decoder{b: payload, maxDepth: d.maxDepth, maxString: d.maxString, elems: d.elems}
+	sub := decoder{b: payload, maxDepth: d.maxDepth, maxString: d.maxString, elems: d.elems, mem: d.mem}
 	rv := reflect.New(ut.typ).Elem()
 	if err := ut.codec.dec(&sub, rv, depth+1); err != nil {
 		return nil, err
@@ -199,7 +199,7 @@ func (d *decoder) user(depth int) (any, error) {
 	if sub.off != len(payload) {
 		return nil, fmt.Errorf("%w: %d bytes left in %q payload", ErrCorrupt, len(payload)-sub.off, ut.name)
 	}
-	d.elems = sub.elems
+	d.elems, d.mem = sub.elems, sub.mem
 	return rv.Interface(), nil
 }
 
@@ -454,6 +454,9 @@ func build(c *typeCodec, t reflect.Type) error {
 			if n > d.elems {
 				return errElems
 			}
+			if err := d.charge(n * costSlot); err != nil {
+				return err
+			}
 			d.elems -= n
 			for i := range n {
 				if err := ec.dec(d, v.Index(i), depth+1); err != nil {
@@ -490,6 +493,9 @@ func buildSlice(c *typeCodec, t reflect.Type) error {
 			}
 			if n-1 > uint64(d.maxString) {
 				return errStringSize
+			}
+			if err := d.charge(int(n-1) + costBox); err != nil {
+				return err
 			}
 			p, err := d.fixed(int(n - 1))
 			if err != nil {
@@ -555,6 +561,9 @@ func (d *decoder) nilCount(depth int) (int, error) {
 	}
 	if n > uint64(len(d.b)-d.off) {
 		return -1, errTrunc
+	}
+	if err := d.charge(int(n)*costSlot + costBox); err != nil {
+		return -1, err
 	}
 	d.elems -= int(n)
 	return int(n), nil

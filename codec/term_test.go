@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -376,6 +377,85 @@ func TestBoxedStringsSurviveGC(t *testing.T) {
 	for i, v := range keep {
 		if v.(string) != strings.Repeat(string(rune('a'+i%26)), 1+i%100) {
 			t.Fatalf("string %d corrupted after GC", i)
+		}
+	}
+}
+
+// The regression of "a valid 32 MiB message of 16.7 M empty maps held a loop
+// 3.6 s and 1.17 GiB": a decode allocates at most MaxExpansion bytes per
+// input byte (plus DecodeSlack), measured with runtime.MemStats.TotalAlloc.
+func TestDecodeCannotAmplifyMemoryPastMaxExpansion(t *testing.T) {
+	dense := func(n int, elem ...byte) []byte {
+		b := appendUvarint([]byte{tagList}, uint64(n))
+		for range n {
+			b = append(b, elem...)
+		}
+		return b
+	}
+	cases := []struct {
+		name string
+		in   []byte
+	}{
+		{"empty maps", dense(1<<19, tagMap, 0)},
+		{"empty tuples", dense(1<<19, tagTuple, 0)},
+		{"one-byte strings", dense(1<<19, tagString, 1, 'x')},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			v, _, err := DecodeTerm(c.in, nil)
+			runtime.ReadMemStats(&after)
+			allocated := after.TotalAlloc - before.TotalAlloc
+			// The charge is an estimate of each value's allocation: a
+			// quarter of margin keeps the test off the runtime's details.
+			bound := uint64(DefaultMaxExpansion*len(c.in)+DecodeSlack) * 5 / 4
+			t.Logf("%d input bytes: %v, %d bytes allocated (bound %d)", len(c.in), err, allocated, bound)
+			if err == nil {
+				if allocated > bound {
+					t.Fatalf("decoded with %d bytes allocated, over the bound %d", allocated, bound)
+				}
+				return
+			}
+			if !errors.Is(err, ErrLimit) || v != nil {
+				t.Fatalf("err = %v, want ErrLimit", err)
+			}
+			if allocated > bound {
+				t.Fatalf("refused after allocating %d bytes, over the bound %d", allocated, bound)
+			}
+		})
+	}
+	// A tighter expansion refuses what the default passes.
+	in := dense(1<<16, tagString, 1, 'x')
+	if _, _, err := DecodeTerm(in, nil); err != nil {
+		t.Fatalf("default limits: %v", err)
+	}
+	if _, _, err := DecodeTerm(in, &Limits{MaxExpansion: 1}); !errors.Is(err, ErrLimit) {
+		t.Fatalf("MaxExpansion 1: err = %v, want ErrLimit", err)
+	}
+}
+
+// Ordinary values decode within the default expansion: lists of nils,
+// small ints, short strings, PIDs, and a struct of slices.
+func TestOrdinaryValuesDecodeWithinTheDefaultExpansion(t *testing.T) {
+	many := func(n int, v any) []any {
+		xs := make([]any, n)
+		for i := range xs {
+			xs[i] = v
+		}
+		return xs
+	}
+	for _, v := range []any{
+		many(1<<18, nil), many(1<<18, 7), many(1<<18, 1<<40), many(1<<18, "ab"),
+		many(1<<16, PID{Node: "n@h:1", ID: 3}), many(1<<16, []byte("xyz")),
+		map[string]any{"a": many(1<<16, Atom("ok"))},
+	} {
+		b, err := Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Unmarshal(b); err != nil {
+			t.Fatalf("%T of %d bytes: %v", v, len(b), err)
 		}
 	}
 }

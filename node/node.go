@@ -119,6 +119,9 @@ func Start(name, cookie string, opts ...Option) (*Node, error) {
 		spawns:        make(map[uint64]*pendingSpawn),
 		ready:         make(chan struct{}),
 	}
+	if o.maxMessage > 0 {
+		n.limits.MaxMessage = o.maxMessage
+	}
 	n.decoder = mailbox.Decoder{
 		Decode:  func(b []byte) (any, error) { return wire.Message{Term: b}.Decode(&n.limits) },
 		Dropped: n.undecodable,

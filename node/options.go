@@ -16,6 +16,7 @@ type options struct {
 	handshakeTimeout time.Duration
 	spawnTimeout     time.Duration
 	compression      bool
+	maxMessage       int
 	registerer       prometheus.Registerer
 	logger           *slog.Logger
 	membership       membershipOptions // redial.go
@@ -60,6 +61,20 @@ func WithSpawnTimeout(d time.Duration) Option {
 // loopback link compression costs more CPU than the bytes it saves; turn it
 // on for links where bandwidth, not CPU, is the limit.
 func WithCompression(on bool) Option { return func(o *options) { o.compression = on } }
+
+// WithMaxMessage bounds the encoded size of one message, sent or received
+// (default 128 MiB; n <= 0 keeps the default). A Send of a larger message
+// fails with an error for which errors.Is(err, codec.ErrLimit) is true, and
+// the connection, which other processes share, is untouched; a peer that
+// sends a larger one is cut. Give every node of a cluster the same limit:
+// a node cannot know a smaller one its peer chose.
+func WithMaxMessage(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.maxMessage = n
+		}
+	}
+}
 
 // WithMetrics registers the node's Prometheus metrics on r. Without it no
 // metrics are registered anywhere (never on the global registry by default).

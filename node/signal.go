@@ -24,7 +24,7 @@ func (n *Node) sendRemote(pe *peer, scratch *[]byte, from uint64, to PID, msg an
 	if to.Incarnation != pe.incarnation {
 		return nil // a process of an earlier run of that node: long gone
 	}
-	item, err := wire.AppendMessage((*scratch)[:0], to.ID, from, msg)
+	item, err := wire.AppendMessage((*scratch)[:0], to.ID, from, msg, n.limits.MaxMessage)
 	if cap(item) <= maxKeptScratch {
 		*scratch = item[:0]
 	} // else: a large message's buffer is not kept (an idle process stays small)

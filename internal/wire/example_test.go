@@ -13,7 +13,7 @@ import (
 func ExampleBatcher() {
 	var items [][]byte
 	for i, msg := range []any{"hello", codec.Atom("ping"), 3.5} {
-		item, err := wire.AppendMessage(nil, 100, uint64(i), msg)
+		item, err := wire.AppendMessage(nil, 100, uint64(i), msg, 0)
 		if err != nil {
 			panic(err)
 		}
@@ -43,7 +43,7 @@ func ExampleBatcher() {
 
 func ExampleFragmenter() {
 	big := make([]byte, 200<<10)
-	item, _ := wire.AppendMessage(nil, 1, 2, big)
+	item, _ := wire.AppendMessage(nil, 1, 2, big, 0)
 	var f wire.Fragmenter
 	if err := f.Reset(1, item, wire.DefaultFragmentSize); err != nil {
 		panic(err)

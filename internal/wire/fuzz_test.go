@@ -22,7 +22,7 @@ func frameSeeds(t testing.TB) [][]byte {
 	}
 	var items [][]byte
 	for i := range 50 {
-		m, _ := AppendMessage(nil, uint64(i), 1, codec.Tuple{codec.Atom("tick"), i, "some repeated text some repeated text"})
+		m, _ := AppendMessage(nil, uint64(i), 1, codec.Tuple{codec.Atom("tick"), i, "some repeated text some repeated text"}, 0)
 		items = append(items, m)
 	}
 	seeds = append(seeds, NewBatcher(BatcherOptions{Features: FeatureS2, CompressAbove: 64}).Drain(nil, items))
@@ -158,7 +158,7 @@ func modelReassembly(t *testing.T, ops []byte) {
 			emit(int(b>>4) % len(streams))
 		case b&4 != 0:
 			size := 1 + int(b>>4)*23
-			item, err := AppendMessage(nil, to, from, codec.Tuple{seq[pair], bytes.Repeat([]byte{b}, size)})
+			item, err := AppendMessage(nil, to, from, codec.Tuple{seq[pair], bytes.Repeat([]byte{b}, size)}, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -175,7 +175,7 @@ func modelReassembly(t *testing.T, ops []byte) {
 			streams = append(streams, s)
 			emit(len(streams) - 1) // the first fragment goes out in send order
 		default:
-			item, err := AppendMessage(nil, to, from, codec.Tuple{seq[pair]})
+			item, err := AppendMessage(nil, to, from, codec.Tuple{seq[pair]}, 0)
 			if err != nil {
 				t.Fatal(err)
 			}

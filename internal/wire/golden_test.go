@@ -30,9 +30,9 @@ func goldenFrames(t testing.TB) []struct {
 		}
 		return out
 	}
-	batch := NewBatcher(BatcherOptions{}).Drain(nil, [][]byte{must(AppendMessage(nil, 1, 2, "x")), must(AppendMessage(nil, 300, 2, codec.Atom("y")))})
+	batch := NewBatcher(BatcherOptions{}).Drain(nil, [][]byte{must(AppendMessage(nil, 1, 2, "x", 0)), must(AppendMessage(nil, 300, 2, codec.Atom("y"), 0))})
 	var fr Fragmenter
-	if err := fr.Reset(3, must(AppendMessage(nil, 1, 2, "abcdef")), 4); err != nil {
+	if err := fr.Reset(3, must(AppendMessage(nil, 1, 2, "abcdef", 0)), 4); err != nil {
 		t.Fatal(err)
 	}
 	frag := fr.Next(nil)
@@ -40,7 +40,7 @@ func goldenFrames(t testing.TB) []struct {
 		name string
 		b    []byte
 	}{
-		{"message item", must(AppendMessage(nil, 1, 2, "hi"))},
+		{"message item", must(AppendMessage(nil, 1, 2, "hi", 0))},
 		{"batch of two", batch},
 		{"first fragment", frag},
 		{"spawn request", (&SpawnRequest{Req: 1, From: a, Actor: "w", Args: must(codec.AppendTerm(nil, []any{1})), Link: true}).Append(nil)},

@@ -10,12 +10,29 @@ import (
 // AppendMessage appends one message as a self-contained item: a batch frame
 // holding one record (uvarint to, uvarint from, uvarint term length, term).
 // to and from are process IDs; their node and incarnation are implied by the
-// link. It does not allocate for builtin terms when dst has room. On error
-// dst is returned with its original length. Safe from any goroutine.
+// link. A term that encodes to more than maxTerm bytes (<= 0:
+// codec.DefaultMaxMessage) is refused with an error wrapping codec.ErrLimit:
+// the receiver would refuse it. It does not allocate for builtin terms when
+// dst has room. On error dst is returned with its original length. Safe
+// from any goroutine.
 //
 // If the item is longer than the link's fragment size, split it with a
 // [Fragmenter] instead of enqueueing it whole.
-func AppendMessage(dst []byte, to, from uint64, msg any) ([]byte, error) {
+func AppendMessage(dst []byte, to, from uint64, msg any, maxTerm int) ([]byte, error) {
+	if maxTerm <= 0 {
+		maxTerm = codec.DefaultMaxMessage
+	}
+	// The common large values are refused before they are copied.
+	switch x := msg.(type) {
+	case []byte:
+		if len(x) > maxTerm {
+			return dst, errTooLarge(len(x), maxTerm)
+		}
+	case string:
+		if len(x) > maxTerm {
+			return dst, errTooLarge(len(x), maxTerm)
+		}
+	}
 	start := len(dst)
 	dst, at := beginFrame(dst, KindBatch)
 	dst = appendUvarint(dst, to)
@@ -26,8 +43,15 @@ func AppendMessage(dst []byte, to, from uint64, msg any) ([]byte, error) {
 	if err != nil {
 		return dst[:start], err
 	}
+	if n := len(out) - lenAt - 1; n > maxTerm {
+		return dst[:start], errTooLarge(n, maxTerm)
+	}
 	out = patchLength(out, lenAt)
 	return endFrame(out, at), nil
+}
+
+func errTooLarge(n, max int) error {
+	return fmt.Errorf("%w: message of %d bytes or more, over the max message %d", codec.ErrLimit, n, max)
 }
 
 // patchLength writes the uvarint length of out[at+1:] at out[at], where one

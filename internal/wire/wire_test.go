@@ -16,7 +16,7 @@ import (
 
 func mustMessage(t testing.TB, to, from uint64, v any) []byte {
 	t.Helper()
-	b, err := AppendMessage(nil, to, from, v)
+	b, err := AppendMessage(nil, to, from, v, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -598,5 +598,28 @@ func TestDrainAllocatesNothingInSteadyState(t *testing.T) {
 		if n := testing.AllocsPerRun(50, func() { dst = b.Drain(dst[:0], items) }); n != 0 {
 			t.Errorf("features %v: Drain %v allocs/op, want 0", feat, n)
 		}
+	}
+}
+
+func TestAppendMessageRefusesATermOverTheMax(t *testing.T) {
+	cases := []struct {
+		name string
+		msg  any
+	}{
+		{"bytes", make([]byte, 1001)},
+		{"string", strings.Repeat("s", 1001)},
+		{"tuple", codec.Tuple{make([]byte, 600), make([]byte, 600)}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dst := []byte("keep")
+			out, err := AppendMessage(dst, 1, 2, c.msg, 1000)
+			if !errors.Is(err, codec.ErrLimit) || string(out) != "keep" {
+				t.Fatalf("out %q, err %v; want the dst untouched and ErrLimit", out, err)
+			}
+			if _, err := AppendMessage(nil, 1, 2, c.msg, 2000); err != nil {
+				t.Fatalf("under the max: %v", err)
+			}
+		})
 	}
 }
