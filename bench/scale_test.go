@@ -6,6 +6,8 @@ package bench
 //	mesh-s       time from the joins until every node lists the N-1 others
 //	reg-p50-ms   time until a name registered on the last node is visible on
 //	reg-p99-ms   a node (median and 99th percentile over the nodes)
+//	join-p50-ms  the same for a group join on the last node
+//	join-p99-ms
 //	conns        connection ends (sum of every node's List; 2 per link)
 //	heap-MiB     live heap the cluster added
 //	goroutines   goroutines the cluster added
@@ -188,6 +190,26 @@ func meshScale(b *testing.B, size int, idle time.Duration, base float64) {
 	}
 	slices.Sort(seen)
 
+	// A group join on the last node, watched on every node.
+	joined := make([]time.Duration, size)
+	joinStart := time.Now()
+	if err := last.Groups().Join("scale-probe", pid); err != nil {
+		b.Fatal(err)
+	}
+	for left := size; left > 0; {
+		for i, n := range nodes {
+			if joined[i] == 0 && len(n.Groups().Members("scale-probe")) == 1 {
+				joined[i] = max(time.Since(joinStart), time.Nanosecond)
+				left--
+			}
+		}
+		if time.Since(joinStart) > time.Minute {
+			b.Fatal("the group join did not reach every node in a minute")
+		}
+		runtime.Gosched()
+	}
+	slices.Sort(joined)
+
 	conns := 0
 	for _, n := range nodes {
 		conns += len(n.List())
@@ -200,6 +222,8 @@ func meshScale(b *testing.B, size int, idle time.Duration, base float64) {
 	b.ReportMetric(mesh.Seconds(), "mesh-s")
 	b.ReportMetric(ms(seen[len(seen)/2]), "reg-p50-ms")
 	b.ReportMetric(ms(seen[(len(seen)*99)/100]), "reg-p99-ms")
+	b.ReportMetric(ms(joined[len(joined)/2]), "join-p50-ms")
+	b.ReportMetric(ms(joined[(len(joined)*99)/100]), "join-p99-ms")
 	b.ReportMetric(float64(conns), "conns")
 	b.ReportMetric(float64(heap-min(heap, heap0))/(1<<20), "heap-MiB")
 	b.ReportMetric(float64(goroutines), "goroutines")
