@@ -8,6 +8,8 @@
 //   - spawnlink: Node.spawn_link — spawn and link, and hear of the crash
 //   - global: Global.register/whereis/unregister — cluster-wide names
 //   - monitornode: Node.monitor — hear when another node goes down
+//   - cluster: seeds, a node killed and restarted that rejoins by itself,
+//     process groups (see docs/cluster.md)
 //
 // Every example but start runs two nodes in two OS processes. Given no -peer,
 // it starts its partner itself, as a child process; to run the two by hand,
