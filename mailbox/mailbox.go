@@ -64,6 +64,10 @@ import (
 // window between the owner's last empty check and its park.
 var testHookPark func()
 
+// testHookSpin, when set by a test, runs at each round of the spin before
+// a park.
+var testHookSpin func()
+
 // ErrClosed is returned by Receive and ReceiveMatch once the mailbox is closed.
 var ErrClosed = errors.New("mailbox: closed")
 
@@ -92,7 +96,7 @@ var spinRounds = 4 // a var so tests can force every wait to park
 type Mailbox struct {
 	q Queue[any]
 
-	soon time.Duration // owner only: poll this long before the next park (ExpectSoon)
+	soon time.Duration // owner only: > 0 poll this long before the next park (ExpectSoon); < 0 park at once (ParkNext)
 
 	state  atomic.Uint32 // stateParked* | stateClosed, see invariants 2, 3, 6
 	nsaved atomic.Int32  // length of the save list, for Len
@@ -207,7 +211,16 @@ func (m *Mailbox) Receive(ctx context.Context) (any, error) {
 // for at most d; catching the reply in it saves the wake-up of a parked
 // goroutine, which dominates a round trip between nodes. It has no effect
 // with GOMAXPROCS=1. Owner only.
-func (m *Mailbox) ExpectSoon(d time.Duration) { m.soon = d }
+func (m *Mailbox) ExpectSoon(d time.Duration) { m.soon = max(d, 0) }
+
+// ParkNext makes the owner's next wait park at once, skipping the short
+// spin (a few yields looking for a message) that waits do first. Use it
+// when the next message will come from a goroutine that readies the owner
+// and then gives it its own thread, such as a network event loop
+// delivering a reply: spinning then only takes a core from that thread and
+// from the threads of the far side. It cancels an ExpectSoon not yet used
+// and applies to one wait. Owner only.
+func (m *Mailbox) ParkNext() { m.soon = -1 }
 
 // ReceiveMatch returns the oldest message for which match returns true,
 // blocking until one arrives. Messages it does not match stay queued in their
@@ -320,8 +333,13 @@ func (m *Mailbox) discard() {
 // returns ctx's error, wrapped, if ctx ends first. A nil error does not
 // promise a message: the caller loops. Owner only.
 func (m *Mailbox) wait(ctx context.Context) error {
-	if runtime.GOMAXPROCS(0) > 1 {
+	if m.soon < 0 {
+		m.soon = 0 // ParkNext
+	} else if runtime.GOMAXPROCS(0) > 1 {
 		for range spinRounds {
+			if testHookSpin != nil {
+				testHookSpin()
+			}
 			runtime.Gosched()
 			if m.q.ready() {
 				return nil

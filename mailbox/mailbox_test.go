@@ -667,3 +667,40 @@ func TestExpectSoonCatchesALateMessageWithoutParking(t *testing.T) {
 		t.Fatal("the second wait polled too: ExpectSoon must apply to one wait")
 	}
 }
+
+func TestParkNextSkipsTheSpinOfOneWait(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 || spinRounds == 0 {
+		t.Skip("waits spin only with GOMAXPROCS > 1")
+	}
+	var spins, parks atomic.Int32
+	testHookSpin = func() { spins.Add(1) }
+	testHookPark = func() { parks.Add(1) }
+	defer func() { testHookSpin, testHookPark = nil, nil }()
+	m := New()
+	later := func(v string) {
+		go func() {
+			time.Sleep(5 * time.Millisecond) // well after any spin: the owner parks
+			m.Push(v)
+		}()
+	}
+	m.ExpectSoon(time.Second) // cancelled by ParkNext
+	m.ParkNext()
+	later("first")
+	if v, err := m.Receive(context.Background()); err != nil || v != "first" {
+		t.Fatalf("Receive = %v, %v", v, err)
+	}
+	if n := spins.Load(); n != 0 {
+		t.Fatalf("the wait after ParkNext spun %d rounds", n)
+	}
+	if parks.Load() == 0 {
+		t.Fatal("the wait after ParkNext did not park")
+	}
+	// For one wait only: the next one spins first, as usual.
+	later("second")
+	if v, err := m.Receive(context.Background()); err != nil || v != "second" {
+		t.Fatalf("Receive = %v, %v", v, err)
+	}
+	if spins.Load() == 0 {
+		t.Fatal("the wait after the one ParkNext applied to did not spin")
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/meshrt/mesh/mailbox"
 )
@@ -184,8 +183,11 @@ func (p *Process) Send(to PID, msg any) error {
 		return err
 	}
 	// A process that sends across the network and then waits is most
-	// often waiting for the answer: poll briefly for it before parking.
-	p.mb.ExpectSoon(replyPoll)
+	// often waiting for the answer, which the peer's event loop delivers:
+	// its thread readies this process and then runs it. Spinning first
+	// (the mailbox's yields, or a poll) only takes a core from that thread
+	// and from the far side's; docs/latency.md has the measurements.
+	p.mb.ParkNext()
 	return nil
 }
 
@@ -197,12 +199,6 @@ type remoteSender struct {
 	peer *peerHandle // the last peer sent to; checked up before each use
 	buf  []byte      // encoding scratch, at most maxKeptScratch
 }
-
-// replyPoll is how long a process that has just sent to another node polls
-// its mailbox before parking. On this project's 2-core reference machine it
-// took a remote ping-pong's p50 from ~92 µs to ~35 µs on a quiet machine
-// (bench Remote/pingpong, A/B); it costs at most this much CPU per wait.
-const replyPoll = 50 * time.Microsecond
 
 // Spawn starts the defined actor on node with args and returns its PID. It
 // fails with [ErrUnknownActor] when the node has no such actor.
