@@ -156,11 +156,13 @@ var (
 	descProcesses = prometheus.NewDesc("mesh_processes", "Live processes on this node.", nil, nil)
 	descRegistry  = prometheus.NewDesc("mesh_registry_names", "Names in this node's global registry replica.", nil, nil)
 	descConflicts = prometheus.NewDesc("mesh_registry_conflicts_total", "Registrations of this node's processes that lost a conflict.", nil, nil)
+	descGroups    = prometheus.NewDesc("mesh_groups", "Process groups with members, in this node's replica.", nil, nil)
+	descMembers   = prometheus.NewDesc("mesh_group_members", "Group memberships (a process in a group) in this node's replica, all groups.", nil, nil)
 )
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descMsgsOut, descBytesOut, descFramesOut, descStalls, descMsgsIn, descBytesIn,
-		descFramesIn, descQueue, descDropped, descProcesses, descRegistry, descConflicts} {
+		descFramesIn, descQueue, descDropped, descProcesses, descRegistry, descConflicts, descGroups, descMembers} {
 		ch <- d
 	}
 }
@@ -187,5 +189,14 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	if n.global != nil {
 		ch <- prometheus.MustNewConstMetric(descRegistry, prometheus.GaugeValue, float64(n.global.Len()))
 		ch <- prometheus.MustNewConstMetric(descConflicts, prometheus.CounterValue, float64(n.global.Conflicts()))
+	}
+	if n.groups != nil {
+		which := n.groups.Which()
+		members := 0
+		for _, g := range which {
+			members += len(n.groups.Members(g))
+		}
+		ch <- prometheus.MustNewConstMetric(descGroups, prometheus.GaugeValue, float64(len(which)))
+		ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(members))
 	}
 }

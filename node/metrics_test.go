@@ -121,6 +121,12 @@ func TestMetricsPassTheLinterAndCountFramesAndBatches(t *testing.T) {
 	b := startNamed(t, "b", "c", WithMetrics(regB))
 	connect(t, a, b)
 	streamTo(t, a, b, 1000)
+	member := b.SpawnFunc(func(p *Process) error { _, err := p.Receive(context.Background()); return err })
+	defer func() { _ = b.Send(member, "done") }()
+	if err := b.Groups().Join("g", member); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a's replica shows b's member", func() bool { return len(a.Groups().Members("g")) == 1 })
 	for name, reg := range map[string]*prometheus.Registry{"a": regA, "b": regB} {
 		problems, err := testutil.GatherAndLint(reg)
 		if err != nil {
@@ -141,7 +147,9 @@ func TestMetricsPassTheLinterAndCountFramesAndBatches(t *testing.T) {
 		{"a's batches observed", va["mesh_batch_messages"], va["mesh_batch_messages"] >= 1},
 		{"b's messages received", vb["mesh_messages_received_total"], vb["mesh_messages_received_total"] >= 1000},
 		{"b's frames received", vb["mesh_frames_received_total"], vb["mesh_frames_received_total"] >= 1},
-		{"b's processes", vb["mesh_processes"], vb["mesh_processes"] >= 0},
+		{"b's processes", vb["mesh_processes"], vb["mesh_processes"] >= 1},
+		{"a's groups", va["mesh_groups"], va["mesh_groups"] == 1},
+		{"a's group members", va["mesh_group_members"], va["mesh_group_members"] == 1},
 	} {
 		if !c.ok {
 			t.Errorf("%s = %v after a 1000-message stream", c.what, c.got)
