@@ -531,10 +531,9 @@ func TestReassemblerChargesItsBookkeeping(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	n := 0
-	buf := make([]byte, 0, 64)
 	for ; ; n++ {
 		// Distinct ids and pairs: each opens an entry in both maps.
-		buf = firstFragment(uint64(n+1), uint64(n), uint64(n), 2, 1)
+		buf := firstFragment(uint64(n+1), uint64(n), uint64(n), 2, 1)
 		f, _, err := fr.Next(buf)
 		if err != nil {
 			t.Fatal(err)
