@@ -152,6 +152,9 @@ func (n *Node) handleTock(payload []byte) error {
 // chunks stay small.
 func (pe *peer) deliver(m wire.Message) error {
 	n := pe.n
+	if m.To == 0 {
+		return pe.deliverAddressed(m) // a name, a reply (addressed.go)
+	}
 	p := pe.lastTo
 	if p == nil || p.pid.ID != m.To {
 		p = n.procs.get(m.To)
@@ -283,14 +286,16 @@ func (n *Node) handleDown(pe *peer, d *wire.Down) {
 	}
 	w.mu.Lock()
 	target, ok := w.rel.watchingRef(d.Ref)
-	ok = ok && target == d.PID // a peer reports only on the monitor it holds
+	// A peer reports only on the monitor it holds: its target, or a name's
+	// process (a stand-in with ID 0 of that node; see monitorName).
+	ok = ok && (target == d.PID || target.ID == 0 && pe.owns(target))
 	if ok {
 		delete(w.rel.watching, d.Ref)
-	}
-	w.mu.Unlock()
-	if ok {
+		// Pushed under the lock: once Demonitor has removed the entry, no
+		// Down for it can arrive (call.go invariant 3).
 		w.mb.Push(Down{Ref: d.Ref, PID: d.PID, Reason: d.Reason})
 	}
+	w.mu.Unlock()
 }
 
 // handleSpawnRequest starts a defined actor for a peer. Runs on the loop:
@@ -312,7 +317,8 @@ func (n *Node) handleSpawnRequest(pe *peer, r *wire.SpawnRequest) {
 		if r.Link {
 			link = r.From
 		}
-		p, err := n.prepareSpawn(func(p *Process) error { return fn(p, args) }, link)
+		actor := r.Actor
+		p, err := n.prepareSpawn(func(p *Process) error { p.actor = actor; return fn(p, args) }, link)
 		if err != nil {
 			reply.Code, reply.Err = wire.SpawnFailed, err.Error()
 		} else {

@@ -430,7 +430,6 @@ func (n *Node) peerGone(pe *peer) {
 	gone := func(pid PID) bool { return pe.owns(pid) }
 	for _, p := range n.procs.snapshot() {
 		var links []PID
-		var downs []Down
 		p.mu.Lock()
 		if r := p.rel; r != nil {
 			for pid := range r.links {
@@ -440,8 +439,9 @@ func (n *Node) peerGone(pe *peer) {
 			}
 			for ref, target := range r.watching {
 				if gone(target) {
-					downs = append(downs, Down{Ref: ref, PID: target, Reason: NoConnection})
 					delete(r.watching, ref)
+					// Under the lock, like handleDown.
+					p.mb.Push(Down{Ref: ref, PID: target, Reason: NoConnection})
 				}
 			}
 			for ref, watcher := range r.monitors {
@@ -451,9 +451,6 @@ func (n *Node) peerGone(pe *peer) {
 			}
 		}
 		p.mu.Unlock()
-		for _, d := range downs {
-			p.mb.Push(d)
-		}
 		for _, pid := range links {
 			n.exitSignal(pid, p.pid, NoConnection, true)
 		}

@@ -82,6 +82,8 @@ type Node struct {
 	// nodeMonMu. Exited ones are dropped at the next event.
 	allNodeMons map[PID]struct{}
 
+	svc services // calls, local names, timers, crash reports (call.go)
+
 	nextReq  atomic.Uint64
 	spawnsMu sync.Mutex
 	spawns   map[uint64]*pendingSpawn // guarded by spawnsMu
@@ -218,7 +220,7 @@ func (n *Node) spawn(parent *Process, node, actor string, args []any, link bool)
 	if !ok {
 		return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, ErrUnknownActor)
 	}
-	return n.spawnLocal(func(p *Process) error { return fn(p, args) }, linkTo(parent, link))
+	return n.spawnLocal(func(p *Process) error { p.actor = actor; return fn(p, args) }, linkTo(parent, link))
 }
 
 func linkTo(parent *Process, link bool) *Process {

@@ -27,7 +27,7 @@ func defaultOptions() options {
 		tickTimeout:      15 * time.Second,
 		handshakeTimeout: 5 * time.Second,
 		spawnTimeout:     10 * time.Second,
-		logger:           slog.New(slog.DiscardHandler),
+		logger:           slog.Default(),
 		membership:       defaultMembershipOptions(),
 	}
 }
@@ -80,7 +80,8 @@ func WithMaxMessage(n int) Option {
 // metrics are registered anywhere (never on the global registry by default).
 func WithMetrics(r prometheus.Registerer) Option { return func(o *options) { o.registerer = r } }
 
-// WithLogger sends the node's logs to l. Without it the node logs nothing.
+// WithLogger sends the node's logs to l. Without it they go to
+// slog.Default() as it is when the node starts.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) {
 		if l != nil {

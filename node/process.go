@@ -24,6 +24,9 @@ type Process struct {
 	mb   *mailbox.Mailbox
 	trap atomic.Bool          // trapping exits; set by the owner, read by signal senders
 	fn   func(*Process) error // set before the goroutine starts; taken by main
+	// actor is the defined actor's name, for crash reports; set and read
+	// by the process's own goroutine (see Node.spawn).
+	actor string
 	// lastDst is the owner's last local send target (see Send); owner only.
 	lastDst *Process
 	// remote caches the owner's last peer and its encoding buffer (see
@@ -81,7 +84,10 @@ func (p *Process) main() {
 	defer p.node.procDone()
 	fn := p.fn
 	p.fn = nil
-	p.die(exitReason(run(p, fn)))
+	reason := exitReason(run(p, fn))
+	if p.die(reason) {
+		p.node.crashReport(p, reason) // crash.go
+	}
 }
 
 // run calls fn, turning a panic into a *PanicError.
@@ -106,22 +112,33 @@ func exitReason(err error) any {
 // It returns [ErrExited] once the process has been killed or its node
 // stopped.
 func (p *Process) Receive(ctx context.Context) (any, error) {
-	m, err := p.mb.Receive(ctx)
-	if err != nil {
-		return nil, p.receiveErr(err)
+	for {
+		m, err := p.mb.Receive(ctx)
+		if err != nil {
+			return nil, p.receiveErr(err)
+		}
+		if !dropStale(m) { // a late call reply (call.go)
+			return m, nil
+		}
 	}
-	return m, nil
 }
 
 // ReceiveMatch returns the first queued message for which match returns
 // true, waiting for one until ctx ends. Messages it passes over stay queued
 // in their order for later receives (selective receive).
 func (p *Process) ReceiveMatch(ctx context.Context, match func(any) bool) (any, error) {
-	m, err := p.mb.ReceiveMatch(ctx, match)
-	if err != nil {
-		return nil, p.receiveErr(err)
+	if match == nil {
+		return p.Receive(ctx)
 	}
-	return m, nil
+	for {
+		m, err := p.mb.ReceiveMatch(ctx, func(m any) bool { return dropStale(m) || match(m) })
+		if err != nil {
+			return nil, p.receiveErr(err)
+		}
+		if !dropStale(m) { // a late call reply (call.go)
+			return m, nil
+		}
+	}
 }
 
 // receiveErr maps a mailbox error to the runtime's. It allocates nothing:
@@ -498,12 +515,12 @@ func (p *Process) isAlive() bool {
 
 // die ends p with reason, once: it leaves the table, its mailbox closes (a
 // blocked Receive returns ErrExited), monitors fire and linked processes get
-// exit signals. Later calls do nothing.
-func (p *Process) die(reason any) {
+// exit signals. Later calls do nothing and return false.
+func (p *Process) die(reason any) bool {
 	p.mu.Lock()
 	if p.dead {
 		p.mu.Unlock()
-		return
+		return false
 	}
 	p.dead = true
 	rel, named, grouped := p.rel, p.named, p.grouped
@@ -519,8 +536,9 @@ func (p *Process) die(reason any) {
 	if grouped {
 		n.groups.ProcessExited(p.pid)
 	}
+	n.svc.processExited(p)
 	if rel == nil {
-		return
+		return true
 	}
 	for ref, target := range rel.watching {
 		if target.Node != n.self {
@@ -535,10 +553,11 @@ func (p *Process) die(reason any) {
 		if watcher.Node != n.self {
 			n.sendDown(ref, watcher, p.pid, reason)
 		} else if w := n.local(watcher); w != nil {
-			w.mb.Push(Down{Ref: ref, PID: p.pid, Reason: reason})
+			w.down(ref, p.pid, reason)
 		}
 	}
 	for pid := range rel.links {
 		n.exitSignal(p.pid, pid, reason, true)
 	}
+	return true
 }
