@@ -46,7 +46,7 @@ var ErrNoProc = errors.New("node: no such process")
 // Answer it with [Process.Reply]; Body is what the caller passed.
 type Request struct {
 	From PID // the calling process
-	Ref  Ref  // the call's reference; the reply must carry it
+	Ref  Ref // the call's reference; the reply must carry it
 	Body any
 }
 

@@ -19,6 +19,8 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"github.com/meshrt/mesh/internal/wire"
 )
 
 // ErrNameTaken reports a [Node.Register] of a name that is already bound.
@@ -36,7 +38,7 @@ type nameTable struct {
 }
 
 // maxLocalName bounds a local name (it travels in SendNamed records).
-const maxLocalName = 255
+const maxLocalName = wire.MaxAddrName
 
 // Register binds name to the local process pid, until Unregister or the
 // process's exit. It fails with [ErrNameTaken] when name is bound already,
@@ -176,7 +178,7 @@ func (n *Node) sendNamed(from uint64, node, name string, msg any) error {
 		return fmt.Errorf("send to %s on %s: %w", name, node, err)
 	}
 	bp := getBuf()
-	item, err := appendAddressed((*bp)[:0], from, addrName, name, 0, msg)
+	item, err := wire.AppendAddressed((*bp)[:0], from, wire.AddrName, name, 0, 0, msg)
 	if err == nil {
 		err = n.sendItem(pe, item)
 	}

@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/meshrt/mesh/codec"
 )
 
 func TestLocalNames(t *testing.T) {
@@ -126,83 +124,3 @@ func TestSendNamed(t *testing.T) {
 	})
 }
 
-func TestParseAddressRefusesMalformedRecords(t *testing.T) {
-	for _, b := range [][]byte{
-		nil, {0}, {9}, {addrName}, {addrName, 0}, {addrName, 3, 'a'}, {addrName, 1, 'a'},
-		{addrReply}, {addrReply, 1}, {addrReply, 1, 0}, {addrCall, 1, 'a'}, {addrCall, 1, 'a', 1},
-		{addrUnmonitor, 1, 'a', 1, 0}, {addrName, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1},
-	} {
-		if _, err := parseAddress(b); err == nil {
-			t.Errorf("parseAddress(%v) accepted", b)
-		}
-	}
-}
-
-// recordOf parses an addressed item as the receiving link does.
-func recordOf(t testing.TB, item []byte) codec.Message {
-	t.Helper()
-	f, k, err := codec.NewFrameReader(nil, 0).Next(item)
-	if err != nil || k != len(item) {
-		t.Fatalf("frame: %v (%d of %d bytes)", err, k, len(item))
-	}
-	it := f.Messages()
-	if !it.Next() {
-		t.Fatalf("no record: %v", it.Err())
-	}
-	m := it.Message()
-	if it.Next() || it.Err() != nil {
-		t.Fatalf("more than one record: %v", it.Err())
-	}
-	return m
-}
-
-func TestAddressedRecordsRoundTrip(t *testing.T) {
-	long := strings.Repeat("n", maxLocalName)
-	for _, k := range []byte{addrName, addrReply, addrCall, addrUnmonitor} {
-		for _, body := range []any{"body", strings.Repeat("b", 300)} {
-			item, err := appendAddressedFlags(nil, 7, k, long, 1<<40, replyReleased, body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m := recordOf(t, item)
-			a, err := parseAddress(m.Term)
-			if err != nil || m.To != 0 || m.From != 7 || a.kind != k {
-				t.Fatalf("kind %d: %+v, %v", k, a, err)
-			}
-			if k != addrReply && string(a.name) != long {
-				t.Fatalf("kind %d: name %q", k, a.name)
-			}
-			if k != addrName && a.ref != 1<<40 {
-				t.Fatalf("kind %d: ref %d", k, a.ref)
-			}
-			if k == addrReply && a.flags != replyReleased {
-				t.Fatalf("flags %d", a.flags)
-			}
-			if k != addrUnmonitor {
-				v, err := codec.Message{Term: a.body}.Decode(nil)
-				if err != nil || v != body {
-					t.Fatalf("kind %d: body %.20v, %v", k, v, err)
-				}
-			}
-		}
-	}
-}
-
-func FuzzParseAddress(f *testing.F) {
-	for _, k := range []byte{addrName, addrReply, addrCall, addrUnmonitor} {
-		item, err := appendAddressed(nil, 7, k, "name", 42, "body")
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(recordOf(f, item).Term)
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		a, err := parseAddress(b)
-		if err != nil {
-			return
-		}
-		if len(a.name) > maxLocalName || (a.kind != addrUnmonitor && len(a.body) == 0) {
-			t.Fatalf("accepted %v as %+v", b, a)
-		}
-	})
-}
