@@ -123,4 +123,3 @@ func TestSendNamed(t *testing.T) {
 		srv.local(s).die(Kill)
 	})
 }
-
