@@ -93,12 +93,14 @@ func (e *ExitError) Unwrap() error {
 type services struct {
 	aliases aliasTable
 	names   nameTable
+	timers  timerSet
 	crash   crashLog
 }
 
 // processExited releases what p held here. Called by die, once p is dead.
 func (s *services) processExited(p *Process) {
 	s.names.processExited(p)
+	s.timers.cancelTarget(p.pid.ID)
 }
 
 // down delivers the Down of the monitor ref that p holds on pid, if p still
