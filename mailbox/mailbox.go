@@ -96,7 +96,7 @@ var spinRounds = 4 // a var so tests can force every wait to park
 type Mailbox struct {
 	q Queue[any]
 
-	soon time.Duration // owner only: > 0 poll this long before the next park (ExpectSoon); < 0 park at once (ParkNext)
+	soon atomic.Int64 // > 0: poll this long before the next park (ExpectSoon); < 0: park at once (ParkNext); set by any goroutine
 
 	state  atomic.Uint32 // stateParked* | stateClosed, see invariants 2, 3, 6
 	nsaved atomic.Int32  // length of the save list, for Len
@@ -210,8 +210,9 @@ func (m *Mailbox) Receive(ctx context.Context) (any, error) {
 // owner would park waiting, it polls for up to d first. The poll costs CPU
 // for at most d; catching the reply in it saves the wake-up of a parked
 // goroutine, which dominates a round trip between nodes. It has no effect
-// with GOMAXPROCS=1. Owner only.
-func (m *Mailbox) ExpectSoon(d time.Duration) { m.soon = max(d, 0) }
+// with GOMAXPROCS=1. Safe from any goroutine (a process may send from
+// several).
+func (m *Mailbox) ExpectSoon(d time.Duration) { m.setSoon(int64(max(d, 0))) }
 
 // ParkNext makes the owner's next wait park at once, skipping the short
 // spin (a few yields looking for a message) that waits do first. Use it
@@ -219,8 +220,17 @@ func (m *Mailbox) ExpectSoon(d time.Duration) { m.soon = max(d, 0) }
 // and then gives it its own thread, such as a network event loop
 // delivering a reply: spinning then only takes a core from that thread and
 // from the threads of the far side. It cancels an ExpectSoon not yet used
-// and applies to one wait. Owner only.
-func (m *Mailbox) ParkNext() { m.soon = -1 }
+// and applies to one wait. Safe from any goroutine (a process may send
+// from several).
+func (m *Mailbox) ParkNext() { m.setSoon(-1) }
+
+// setSoon stores v unless it is there already: most sends find it set, and
+// skipping the store keeps the cache line shared.
+func (m *Mailbox) setSoon(v int64) {
+	if m.soon.Load() != v {
+		m.soon.Store(v)
+	}
+}
 
 // ReceiveMatch returns the oldest message for which match returns true,
 // blocking until one arrives. Messages it does not match stay queued in their
@@ -333,8 +343,8 @@ func (m *Mailbox) discard() {
 // returns ctx's error, wrapped, if ctx ends first. A nil error does not
 // promise a message: the caller loops. Owner only.
 func (m *Mailbox) wait(ctx context.Context) error {
-	if m.soon < 0 {
-		m.soon = 0 // ParkNext
+	if m.soon.Load() < 0 {
+		m.soon.Store(0) // ParkNext
 	} else if runtime.GOMAXPROCS(0) > 1 {
 		for range spinRounds {
 			if testHookSpin != nil {
@@ -345,14 +355,13 @@ func (m *Mailbox) wait(ctx context.Context) error {
 				return nil
 			}
 		}
-		if m.soon > 0 {
+		if soon := time.Duration(m.soon.Swap(0)); soon > 0 {
 			// The owner expects a reply very soon (ExpectSoon): poll for
 			// it rather than park. Being readied from a park makes the
 			// runtime wake an idle OS thread (wakep), several µs on each
 			// side of a network round trip; a poll that catches the reply
 			// pays none of it.
-			end := time.Now().Add(m.soon)
-			m.soon = 0
+			end := time.Now().Add(soon)
 			for time.Now().Before(end) {
 				runtime.Gosched()
 				if m.q.ready() {

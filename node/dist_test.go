@@ -772,10 +772,10 @@ func TestIdleSenderPinsNeitherADeadPeerNorABigBuffer(t *testing.T) {
 	}()
 	p := <-sent
 	defer func() { close(release); <-done }()
-	if c := cap(p.remote.buf); c > maxKeptScratch {
+	if c := cap(p.remote.Load().buf); c > maxKeptScratch {
 		t.Errorf("the sender keeps a %d-byte encoding buffer, want ≤ %d", c, maxKeptScratch)
 	}
-	wp := weak.Make(p.remote.peer.p.Load())
+	wp := weak.Make(p.remote.Load().peer.Load().p.Load())
 	stopNode(t, b)
 	eventually(t, "the dead peer to be collected", func() bool {
 		runtime.GC()

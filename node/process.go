@@ -27,11 +27,12 @@ type Process struct {
 	// actor is the defined actor's name, for crash reports; set and read
 	// by the process's own goroutine (see Node.spawn).
 	actor string
-	// lastDst is the owner's last local send target (see Send); owner only.
-	lastDst *Process
-	// remote caches the owner's last peer and its encoding buffer (see
-	// Send); nil until the first remote send; owner only.
-	remote *remoteSender
+	// lastDst is the last local send target (see Send). Atomic: Send is
+	// safe from any goroutine; a stale value is only a cache miss.
+	lastDst atomic.Pointer[Process]
+	// remote caches the last peer sent to and an encoding buffer (see
+	// Send); nil until the first remote send.
+	remote atomic.Pointer[remoteSender]
 
 	mu    sync.Mutex
 	dead  bool // guarded by mu; set once, by die
@@ -161,10 +162,10 @@ func (p *Process) Send(to PID, msg any) error {
 		// Local: the last target is cached, so a stream to one process
 		// skips the table. A cached process that has died refuses the push
 		// (its mailbox is closed): what a table miss would have given.
-		t := p.lastDst
+		t := p.lastDst.Load()
 		if t == nil || t.pid.ID != to.ID {
 			t = n.procs.get(to.ID)
-			p.lastDst = t
+			p.lastDst.Store(t)
 		}
 		if t != nil {
 			t.mb.Push(msg)
@@ -176,27 +177,37 @@ func (p *Process) Send(to PID, msg any) error {
 	}
 	// Remote: the last peer is cached, and the message is encoded into a
 	// buffer the process keeps, so a stream to one node skips the peer
-	// table and the buffer pool.
-	rs := p.remote
+	// table and the buffer pool. Goroutines of one process may send at
+	// once: the peer handle is an atomic, and the buffer goes to whoever
+	// takes it first; the others use a pooled one.
+	rs := p.remote.Load()
 	if rs == nil {
 		rs = new(remoteSender)
-		p.remote = rs
+		if !p.remote.CompareAndSwap(nil, rs) {
+			rs = p.remote.Load()
+		}
 	}
 	var pe *peer
-	if rs.peer != nil {
-		pe = rs.peer.p.Load()
+	if h := rs.peer.Load(); h != nil {
+		pe = h.p.Load()
 	}
 	if pe == nil || pe.name != to.Node || pe.incarnation != to.Incarnation || !pe.isUp() {
 		// A PID of another incarnation than the cached connection's may
 		// belong to a newer connection already admitted: ask the table.
 		var err error
 		if pe, err = n.peerFor(to.Node); err != nil {
-			rs.peer = nil
+			rs.peer.Store(nil)
 			return fmt.Errorf("send to %v: %w", to, err)
 		}
-		rs.peer = pe.handle
+		rs.peer.Store(pe.handle)
 	}
-	if err := n.sendRemote(pe, &rs.buf, p.pid.ID, to, msg); err != nil {
+	if rs.busy.CompareAndSwap(false, true) {
+		err := n.sendRemote(pe, &rs.buf, p.pid.ID, to, msg)
+		rs.busy.Store(false)
+		if err != nil {
+			return err
+		}
+	} else if err := n.send(p.pid.ID, to, msg); err != nil {
 		return err
 	}
 	// A process that sends across the network and then waits is most
@@ -213,8 +224,9 @@ func (p *Process) Send(to PID, msg any) error {
 // idles must not keep a dead connection (its buffers, TLS state,
 // reassembler) alive.
 type remoteSender struct {
-	peer *peerHandle // the last peer sent to; checked up before each use
-	buf  []byte      // encoding scratch, at most maxKeptScratch
+	peer atomic.Pointer[peerHandle] // the last peer sent to; checked up before each use
+	busy atomic.Bool                // buf is in use by a send
+	buf  []byte                     // encoding scratch, at most maxKeptScratch; owned while busy
 }
 
 // Spawn starts the defined actor on node with args and returns its PID. It

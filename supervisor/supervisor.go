@@ -73,6 +73,11 @@ type Child struct {
 	Actor string
 	Args  []any
 	Nodes []string
+	// Name, if set, registers the child under this local name (see
+	// node.Node.Register) from the moment it starts, before Start or
+	// StartChild returns and again at each restart. Only for children that
+	// run on the supervisor's node.
+	Name string
 	// Restart is when the child is restarted (Permanent by default).
 	Restart Restart
 	// Shutdown is how long the child is given to exit after the shutdown
@@ -310,8 +315,32 @@ func exitErr(reason any) error {
 	return fmt.Errorf("supervisor: parent exited: %v", reason)
 }
 
-// start starts c, trying its nodes from index from on (wrapping around).
+// start starts c, trying its nodes from index from on (wrapping around),
+// and registers its name.
 func (s *sup) start(c *child, from int) error {
+	if err := s.spawn(c, from); err != nil {
+		return err
+	}
+	if c.spec.Name == "" {
+		return nil
+	}
+	n := s.p.Node()
+	if c.pid.Node != n.Self() {
+		s.stop(c)
+		return fmt.Errorf("%w: child %q runs on %s: a Name is for children on the supervisor's node", ErrBadSpec, c.spec.ID, c.node)
+	}
+	if err := n.Register(c.spec.Name, c.pid); err != nil {
+		if errors.Is(err, node.ErrNoProc) {
+			return nil // it has exited already: its exit is on its way
+		}
+		s.stop(c)
+		return fmt.Errorf("supervisor: start child %q: %w", c.spec.ID, err)
+	}
+	return nil
+}
+
+// spawn starts c's process.
+func (s *sup) spawn(c *child, from int) error {
 	if c.spec.Start != nil {
 		pid, err := s.p.SpawnLinkFunc(c.spec.Start)
 		if err != nil {
