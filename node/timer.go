@@ -24,7 +24,7 @@ package node
 //     goroutine of its own, as a send to a slow peer may wait.
 //
 // Memory: a pending timer is one 112-byte object plus its heap slot and its
-// message; 1 M pending timers take about 130 MiB (BenchmarkSendAfter in
+// message; 1 M pending timers take about 105 MiB (BenchmarkSendAfter in
 // bench/).
 
 import (
