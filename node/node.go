@@ -413,13 +413,23 @@ func (n *Node) Stop(ctx context.Context) error {
 		for _, p := range n.procs.snapshot() {
 			p.die(Shutdown)
 		}
-		// Closing the engine flushes nothing more: exit signals queued by
-		// the deaths above go out first because Close runs after them on
-		// each connection's loop.
+		// A graceful close per peer (loop.Conn.Shutdown): everything
+		// queued before it (messages whose Send returned, the exit signals
+		// of the deaths above) reaches a peer that keeps reading, within
+		// ctx and at most a tick timeout; a peer that reads nothing is cut
+		// then. Closing the engine after that flushes nothing more.
+		sctx, cancel := context.WithTimeout(ctx, n.opts.tickTimeout)
+		var drains sync.WaitGroup
 		for _, pe := range n.upPeers() {
 			pe.sayGoodbye(Shutdown)
-			_ = pe.conn.Close(ErrStopped)
+			drains.Add(1)
+			go func() {
+				defer drains.Done()
+				_ = pe.conn.Shutdown(sctx, ErrStopped)
+			}()
 		}
+		drains.Wait()
+		cancel()
 		_ = n.engine.Close()
 		n.metrics.unregister()
 	})
