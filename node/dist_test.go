@@ -477,13 +477,18 @@ func TestRestartedNodeRefusesPIDsOfEarlierIncarnation(t *testing.T) {
 
 // freezer is a TCP relay whose forwarding can be frozen, to make a peer
 // silent without closing anything (a cut cable, a partition).
+//
+// A stalled freezer stops reading altogether, so the sender's socket fills
+// (a peer that stopped reading); its sockets take little (16 KiB buffers).
 type freezer struct {
-	l      net.Listener
-	target string
-	mu     sync.Mutex
-	frozen bool
-	conns  []net.Conn
-	wg     sync.WaitGroup
+	l       net.Listener
+	target  string
+	mu      sync.Mutex
+	frozen  bool
+	stalled bool
+	closed  bool
+	conns   []net.Conn
+	wg      sync.WaitGroup
 }
 
 func newFreezer(t *testing.T, target string) *freezer {
@@ -510,6 +515,9 @@ func (f *freezer) serve() {
 			c.Close()
 			continue
 		}
+		for _, x := range []net.Conn{c, u} {
+			_ = x.(*net.TCPConn).SetReadBuffer(16 << 10)
+		}
 		f.mu.Lock()
 		f.conns = append(f.conns, c, u)
 		f.mu.Unlock()
@@ -523,6 +531,9 @@ func (f *freezer) pipe(dst, src net.Conn) {
 	defer f.wg.Done()
 	buf := make([]byte, 32<<10)
 	for {
+		if !f.waitUnstalled() {
+			return
+		}
 		n, err := src.Read(buf)
 		if err != nil {
 			return
@@ -541,9 +552,28 @@ func (f *freezer) pipe(dst, src net.Conn) {
 
 func (f *freezer) freeze() { f.mu.Lock(); f.frozen = true; f.mu.Unlock() }
 
+func (f *freezer) stall() { f.mu.Lock(); f.stalled = true; f.mu.Unlock() }
+
+// waitUnstalled waits while the freezer is stalled; false once it is closed.
+func (f *freezer) waitUnstalled() bool {
+	for {
+		f.mu.Lock()
+		stalled, closed := f.stalled, f.closed
+		f.mu.Unlock()
+		if closed {
+			return false
+		}
+		if !stalled {
+			return true
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func (f *freezer) close() {
 	f.l.Close()
 	f.mu.Lock()
+	f.closed = true
 	for _, c := range f.conns {
 		c.Close()
 	}

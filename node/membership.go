@@ -29,8 +29,8 @@ import (
 //     with one status byte; see admit.
 //  3. A newer incarnation of a peer replaces the older one's connection at
 //     once: the old one is closed and its processes are reported gone.
-//  4. Lock order: n.peersMu, then nothing (no process lock, no I/O, no
-//     Enqueue under it).
+//  4. Under n.peersMu: no process lock, no I/O, no Enqueue; only
+//     n.nodeMonMu may be taken after it (the lock order is in doc.go).
 
 // Connect connects this node to the node named name, authenticating both
 // ways with the cookie. It returns at once if the node is already connected.

@@ -24,9 +24,10 @@ import (
 //     goroutine.
 //  2. up closes once the connection is started; down closes once, when the
 //     connection has ended and its cleanup is done. A peer is never reused.
-//  3. Process sends (EnqueueWait) may block on backpressure; control frames
-//     never do: past the hard limit of queued bytes the peer is cut as a
-//     slow consumer, which every watcher sees as noconnection.
+//  3. Process sends (loop.Conn.Enqueue) may block on backpressure; control
+//     frames (EnqueueNoWait) never do: past the hard limit of queued bytes
+//     the peer is cut as a slow consumer, which every watcher sees as
+//     noconnection.
 
 type peer struct {
 	n           *Node
