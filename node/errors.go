@@ -17,11 +17,16 @@ var (
 	ErrUnknownActor = errors.New("node: unknown actor")
 	// ErrNotConnected reports that the node named is not reachable.
 	ErrNotConnected = errors.New("node: not connected")
-	// ErrExited is returned to a process whose life has ended (it was killed
-	// by an exit signal, or its node stopped) from then on: Receive, Send,
-	// Spawn and the other calls that need a live process return it. A process
-	// function that sees it should return.
+	// ErrExited is returned to a process whose life has ended (an exit
+	// signal killed it, its node stopped, or Run's context ended) by the
+	// calls that need it alive: Receive, ReceiveMatch and Link. A process
+	// function that sees it should return. The other calls do not report it:
+	// Send still sends, Spawn still spawns, and a SpawnLink child dies at
+	// once, as a process linked to an exited one does.
 	ErrExited = errors.New("node: process has exited")
+	// ErrBadOption reports an invalid option value given to [Start]; the
+	// error names the option.
+	ErrBadOption = errors.New("node: invalid option")
 	// ErrStopped reports a call on a node that has stopped.
 	ErrStopped = errors.New("node: node stopped")
 	// ErrVersion reports a peer that speaks no protocol version this node

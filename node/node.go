@@ -89,7 +89,8 @@ type Node struct {
 
 // Start starts a node named name (name@host:port) whose peers must prove
 // knowledge of cookie. A port of 0 binds a free port, and [Node.Self] then
-// reports the port actually bound.
+// reports the port actually bound. An invalid option value fails with
+// [ErrBadOption].
 func Start(name, cookie string, opts ...Option) (*Node, error) {
 	nn, err := parseName(name)
 	if err != nil {
@@ -101,6 +102,9 @@ func Start(name, cookie string, opts ...Option) (*Node, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if err := o.validate(); err != nil {
+		return nil, err
 	}
 	n := &Node{
 		name:          nn,
@@ -310,7 +314,9 @@ func (n *Node) Run(ctx context.Context, fn func(p *Process) error) error {
 
 // Send sends msg to the process to, from outside any process. Sending to a
 // process that has exited is not an error: the message is dropped, as
-// Erlang does (monitor the process to learn that it is gone).
+// Erlang does (monitor the process to learn that it is gone). Like
+// [Process.Send], a remote send may dial and may wait on the link's
+// backpressure.
 func (n *Node) Send(to PID, msg any) error {
 	return n.send(0, to, msg)
 }

@@ -175,6 +175,16 @@ func (pe *peer) control(enc func([]byte) ([]byte, error)) {
 
 var errTickTimeout = errors.New("node: peer tick timeout")
 
+// tooSilent is the tick-silence rule: a peer last heard from at lastSeen
+// (unix nanoseconds) is cut at now once it has been silent for longer than
+// timeout. Input that arrived "after" now (a wall clock stepped back) counts
+// as no silence. The ticker checks it every quarter of the timeout, so a
+// silent peer is cut between timeout and 1.25 timeout after its last input.
+func tooSilent(now, lastSeen int64, timeout time.Duration) (silent time.Duration, cut bool) {
+	silent = max(time.Duration(now-lastSeen), 0)
+	return silent, silent > timeout
+}
+
 // Buffers for encoding frames, pooled: the send path allocates nothing in
 // steady state. Oversized buffers are not kept.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
