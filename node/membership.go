@@ -269,10 +269,7 @@ func (old *peer) retire(ctx context.Context) {
 // the registry replica, so both sides converge on a full mesh.
 func (n *Node) peerUp(pe *peer) {
 	names := n.List()
-	pe.control(func(b []byte) ([]byte, error) {
-		x := wire.Nodes{Names: names}
-		return x.Append(b), nil
-	})
+	pe.control(&wire.Nodes{Names: names})
 	// The snapshot must be the peer's first registry frame that counts:
 	// taken and queued under the registry's lock, no broadcast can slip in
 	// between (one queued before it carries what the snapshot holds, and
@@ -282,10 +279,7 @@ func (n *Node) peerUp(pe *peer) {
 	// Tell the peers we already had about the new one, so they connect.
 	for _, other := range n.upPeers() {
 		if other != pe {
-			other.control(func(b []byte) ([]byte, error) {
-				x := wire.Nodes{Names: []string{pe.name}}
-				return x.Append(b), nil
-			})
+			other.control(&wire.Nodes{Names: []string{pe.name}})
 		}
 	}
 }
@@ -427,25 +421,24 @@ func (n *Node) peerGone(pe *peer) {
 	if !pe.upFlag.Load() {
 		return
 	}
-	gone := func(pid PID) bool { return pe.owns(pid) }
 	for _, p := range n.procs.snapshot() {
 		var links []PID
 		var downs []Down
 		p.mu.Lock()
 		if r := p.rel; r != nil {
 			for pid := range r.links {
-				if gone(pid) {
+				if pe.owns(pid) {
 					links = append(links, pid)
 				}
 			}
 			for ref, target := range r.watching {
-				if gone(target) {
+				if pe.owns(target) {
 					downs = append(downs, Down{Ref: ref, PID: target, Reason: NoConnection})
 					delete(r.watching, ref)
 				}
 			}
 			for ref, watcher := range r.monitors {
-				if gone(watcher) {
+				if pe.owns(watcher) {
 					delete(r.monitors, ref)
 				}
 			}

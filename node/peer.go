@@ -159,17 +159,13 @@ func (pe *peer) sendControl(item []byte) {
 	}
 }
 
-// control encodes a control frame with enc into a pooled buffer and sends it.
-func (pe *peer) control(enc func([]byte) ([]byte, error)) {
+// control encodes the control frame c into a pooled buffer and sends it
+// without waiting; safe on a loop. Every control frame the runtime builds
+// is encodable (wire's Append cannot fail).
+func (pe *peer) control(c wire.Control) {
 	bp := getBuf()
-	b, err := enc((*bp)[:0])
-	if err != nil {
-		// Every control payload the runtime builds is encodable (reasons
-		// are made wire-safe first); this is a bug, not a peer's doing.
-		pe.n.log.Error("encoding control frame", "peer", pe.name, "err", err)
-	} else {
-		pe.sendControl(b)
-	}
+	b := c.Append((*bp)[:0])
+	pe.sendControl(b)
 	putBuf(bp, b)
 }
 

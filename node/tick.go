@@ -60,9 +60,6 @@ func (n *Node) tickSweep(d time.Duration) {
 		}
 		pe.tickSeq++
 		seq := pe.tickSeq
-		pe.control(func(b []byte) ([]byte, error) {
-			t := wire.Tick{Seq: seq, Time: now}
-			return t.Append(b), nil
-		})
+		pe.control(&wire.Tick{Seq: seq, Time: now})
 	}
 }
