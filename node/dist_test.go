@@ -116,9 +116,21 @@ func TestConnectErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), testWait)
 			defer cancel()
-			if err := a.Connect(ctx, tc.target); !errors.Is(err, tc.want) {
+			err := a.Connect(ctx, tc.target)
+			if !errors.Is(err, tc.want) {
 				t.Fatalf("Connect(%q) = %v, want %v", tc.target, err, tc.want)
 			}
+			// The text says it once, names no internal package.
+			msg := err.Error()
+			if strings.Count(msg, strings.TrimPrefix(tc.want.Error(), "node: ")) != 1 {
+				t.Errorf("%q: %q repeated", msg, tc.want)
+			}
+			for _, layer := range []string{"loop:", "hook:", "handshake:", "tlsconn:", "wire:"} {
+				if strings.Contains(msg, layer) {
+					t.Errorf("%q names an internal layer (%s)", msg, layer)
+				}
+			}
+			t.Logf("%s: %v", tc.name, err)
 		})
 	}
 	if got := a.List(); len(got) != 0 {

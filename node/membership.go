@@ -7,7 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/meshrt/mesh/internal/handshake"
 	"github.com/meshrt/mesh/internal/wire"
 	"github.com/meshrt/mesh/loop"
 )
@@ -193,18 +192,10 @@ func (n *Node) awaitPeer(ctx context.Context, name string) *peer {
 	}
 }
 
-// connectErr maps a transport or handshake failure to the runtime's errors.
+// connectErr maps a transport or handshake failure to the runtime's errors
+// (see peerError).
 func connectErr(name string, err error) error {
-	switch {
-	case errors.Is(err, handshake.ErrAuth):
-		return fmt.Errorf("connect %s: %w: %w", name, ErrAuth, err)
-	case errors.Is(err, errDuplicate):
-		return fmt.Errorf("connect %s: %w: %w", name, ErrNotConnected, err)
-	case errors.Is(err, handshake.ErrVersion):
-		return fmt.Errorf("connect %s: %w: %w", name, ErrVersion, err)
-	default:
-		return fmt.Errorf("connect %s: %w: %w", name, ErrNotConnected, err)
-	}
+	return newPeerError("connect "+name, err)
 }
 
 // attach wires the connection to the peer and starts it. The peer counts as

@@ -147,7 +147,7 @@ func (pe *peer) drainFunc() func(dst []byte, items [][]byte) []byte {
 func (pe *peer) sendMessage(item []byte) error {
 	pe.stats.sending(pe.conn.Queued())
 	if err := pe.conn.Enqueue(context.Background(), item); err != nil {
-		return fmt.Errorf("send to %s: %w: %w", pe.name, ErrNotConnected, err)
+		return newPeerError("", err)
 	}
 	return nil
 }

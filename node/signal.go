@@ -42,7 +42,7 @@ func (n *Node) sendRemote(pe *peer, scratch *[]byte, from uint64, to PID, msg an
 	}
 	if err := pe.conn.Enqueue(context.Background(), item); err != nil {
 		if errors.Is(err, loop.ErrClosed) {
-			err = fmt.Errorf("%s: %w: %w", pe.name, ErrNotConnected, err)
+			err = newPeerError("", err)
 		}
 		return fmt.Errorf("send to %v: %w", to, err)
 	}
