@@ -24,9 +24,11 @@
 //     delivery of received messages to mailboxes.
 //   - signal.go: outgoing. sendRemote (a message), sendLink, sendUnlink,
 //     sendMonitor, sendDemonitor, sendExit, sendDown, requestSpawn.
-//   - peer.go: the link to one peer: its state, control frames, the ticker.
+//   - peer.go: the link to one peer: its state, control frames.
 //   - membership.go: Connect and dialling, the peer table, a peer coming up
 //     (attach, peerUp) and going (OnClose, peerGone), gossip.
+//   - tick.go: heartbeats, one sweep per node; events.go: NodeUp/NodeDown
+//     events, their reasons and the goodbye frame.
 //   - redial.go: seeds, discovery and the one dial worker behind every
 //     background connect.
 //   - admit.go: the engine, the handshake hook and admission.
@@ -48,13 +50,16 @@
 //     A connection from a newer incarnation retires the old one first.
 //  3. Up (attach): the handler and the batcher are set, up closes, peerUp
 //     sends the node list and the registry snapshot and tells the other
-//     peers of the new one, the ticker is armed and the connection starts.
-//  4. Steady state: input on the peer's event loop (OnData); a tick every
-//     quarter of the tick timeout; a peer silent for a whole tick timeout is
-//     cut.
+//     peers of the new one, MonitorNodes watchers get NodeUp and the
+//     connection starts.
+//  4. Steady state: input on the peer's event loop (OnData). Every quarter
+//     of the tick timeout the node's tick sweep sends a tick to each peer
+//     it sent nothing to since the last sweep, and cuts a peer silent for
+//     longer than the timeout (tooSilent).
 //  5. Down (OnClose, on the loop): the peer stops counting as up, the
 //     registry forgets the peer's names (unless a newer connection is up),
-//     the peer leaves the table and the dial worker hears of the loss; then a
+//     MonitorNodes watchers get NodeDown with its reason, the peer leaves
+//     the table and the dial worker hears of the loss; then a
 //     background goroutine runs peerGone (links get exit signals with reason
 //     noconnection, monitors get Down, MonitorNode watchers get NodeDown) and
 //     closes down. A peer is never reused: a new connection is a new peer.
@@ -62,8 +67,8 @@
 // # Who runs what
 //
 //   - A peer's event loop (one OS thread shared by many peers): OnData and
-//     every handleX, deliver and flushRun, OnClose, the ticker, the drain
-//     (the link's batcher). Nothing here waits: answers go out as control
+//     every handleX, deliver and flushRun, OnClose, the drain (the link's
+//     batcher). Nothing here waits: answers go out as control
 //     frames with EnqueueNoWait, and the cleanup that may wait (peerGone)
 //     runs on its own goroutine. A remote spawn's process is made on the loop
 //     (handleSpawnRequest) but runs on its own goroutine.
@@ -72,8 +77,8 @@
 //     dial and may wait on the link's backpressure; a remote Spawn waits for
 //     the reply.
 //   - Background goroutines, counted in n.bg and waited for by Stop: one
-//     peerGone per ended peer, the dial worker and its dials, the discovery
-//     poll. Timers: a reservation's lapse (time.AfterFunc), Run's context.
+//     peerGone per ended peer, the tick sweep, the dial worker and its
+//     dials, the discovery poll. Timers: a reservation's lapse (time.AfterFunc), Run's context.
 //   - The engine's goroutines: the accept loop and one handshake goroutine
 //     per connection in progress (hook, admit).
 //
@@ -109,9 +114,10 @@
 //	global Registry.mu -> Process.mu          registryHost.Alive (markNamed)
 //	global Registry.mu -> loop Conn queue     registryHost.Broadcast, SnapshotTo (peer.control)
 //	n.peersMu          -> n.nodeMonMu         Process.MonitorNode
+//	n.nodeMonMu        -> procTable shard     nodeEvent (n.local), then a mailbox push
 //	Process.mu         -> Process.mu          linkLocal only, in PID.ID order
 //
-// Leaves: n.nodeMonMu, n.spawnsMu, n.actorsMu, the process table's shard
+// Leaves: n.spawnsMu, n.actorsMu, the process table's shard
 // locks, the dial worker's mu, the mailbox's locks, and loop's own (loop's
 // doc gives their order). Never: Process.mu -> Registry.mu (die releases
 // p.mu before ProcessExited), n.peersMu -> Registry.mu (OnClose calls
