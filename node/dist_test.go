@@ -13,6 +13,7 @@ import (
 	"weak"
 
 	"github.com/meshrt/mesh/codec"
+	"github.com/meshrt/mesh/internal/testutil"
 )
 
 // startNamed starts a node called name@127.0.0.1:0 with cookie.
@@ -47,13 +48,7 @@ func connect(t *testing.T, a, b *Node) {
 // eventually polls cond until it holds, failing the test after testWait.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(testWait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testutil.Eventually(t, testWait, what, cond)
 }
 
 func TestStartPortZeroReportsBoundPort(t *testing.T) {
