@@ -32,7 +32,8 @@
 //   - redial.go: seeds, discovery and the one dial worker behind every
 //     background connect.
 //   - admit.go: the engine, the handshake hook and admission.
-//   - registry.go: the registry replica's host and its frames.
+//   - registry.go: the registry replica's host and its frames; groups.go:
+//     process groups, wired to their replica (internal/groups) the same way.
 //   - partition.go: partitions for tests; table.go: the process table;
 //     metrics.go, options.go, errors.go, terms.go, name.go.
 //
@@ -113,6 +114,7 @@
 //	global Registry.mu -> procTable shard     registryHost.Alive (n.local)
 //	global Registry.mu -> Process.mu          registryHost.Alive (markNamed)
 //	global Registry.mu -> loop Conn queue     registryHost.Broadcast, SnapshotTo (peer.control)
+//	groups replica mu  -> the same four      groupsHost, as registryHost
 //	n.peersMu          -> n.nodeMonMu         Process.MonitorNode
 //	n.nodeMonMu        -> procTable shard     nodeEvent (n.local), then a mailbox push
 //	Process.mu         -> Process.mu          linkLocal only, in PID.ID order
