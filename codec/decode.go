@@ -378,6 +378,8 @@ func (d *decoder) term(depth int) (any, error) {
 		return []any(nil), nil
 	case tagNilMap:
 		return map[string]any(nil), nil
+	case tagStrings, tagInts, tagStringMap, tagIntMap, tagTime, tagDuration, tagError:
+		return d.everyday(tag)
 	}
 	return nil, fmt.Errorf("%w: unknown term tag 0x%02x", ErrCorrupt, tag)
 }

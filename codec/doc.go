@@ -2,11 +2,26 @@
 // processes send each other, and the bytes they travel as between nodes.
 //
 // Terms are plain Go values: nil, bool, every integer and float width,
-// string, []byte, [Atom], [Tuple], []any, map[string]any, [PID], [Ref], and
-// user types registered once with [Register]. A value decodes to the same Go
-// type it was encoded from (an int stays int, an empty Tuple stays an empty
-// non-nil Tuple, nil stays nil), so a receiver's type switch never depends
-// on where the sender ran. [Marshal] and [Unmarshal] use exactly the
+// string, []byte, [Atom], [Tuple], []any, map[string]any, [PID], [Ref], the
+// everyday []string, []int, map[string]string, map[string]int, time.Time and
+// time.Duration, errors, and user types registered once with [Register]. A
+// value decodes to the same Go type it was encoded from (an int stays int,
+// an empty Tuple stays an empty non-nil Tuple, a nil []string stays nil), so
+// a receiver's type switch never depends on where the sender ran. Three
+// values arrive as something close instead:
+//
+//   - An error (any value implementing error that is not a registered type)
+//     arrives as an [Error] with the same text: errors.Is and errors.As do
+//     not see the sender's errors.
+//   - A time.Time arrives with the same instant and zone offset, so Equal
+//     holds; its monotonic clock reading and its Location's name do not
+//     travel (the Location is Local when the offset matches, else a fixed
+//     zone), so == may not.
+//   - A value of a registered type the receiving side has not registered
+//     arrives as an [Unknown] with the type's name and encoded payload,
+//     rather than as an error; sent on, it encodes back to the same bytes.
+//
+// [Marshal] and [Unmarshal] use exactly the
 // encoding that crosses the wire between nodes; [AppendTerm] and
 // [DecodeTerm] are the allocation-conscious forms. The decoder checks its
 // [Limits] before it allocates, never panics on any input, and is fuzzed;
@@ -31,6 +46,13 @@
 //	0x16 PID, 0x17 Ref:                         uvarint node length (<= 255), node, incarnation (8 bytes LE), uvarint id
 //	0x18 registered type:                       uvarint name length (<= 255), name, uvarint payload length, payload
 //	0x19 []byte(nil)  0x1a Tuple(nil)  0x1b []any(nil)  0x1c map[string]any(nil)
+//	0x1d []string, 0x1e []int:                  uvarint(count+1) (0 = nil), then strings length-prefixed or ints zigzag uvarints
+//	0x1f map[string]string, 0x20 map[string]int: uvarint(count+1) (0 = nil), (key, value)* in key order
+//	0x21 time.Time:                             uvarint length, time.Time.AppendBinary bytes
+//	0x22 time.Duration:                         zigzag uvarint nanoseconds
+//	0x23 error:                                 uvarint length, its Error() text
+//
+// An [Unknown] encodes as the registered type it stands for (0x18).
 //
 // A registered type's payload is, for a type with binary marshalling, a
 // uvarint length then its AppendBinary bytes; otherwise its reflection

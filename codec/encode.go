@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"time"
 )
 
 // Term tags: the first byte of every encoded term.
@@ -46,7 +47,14 @@ const (
 	tagNilTuple  = 0x1a // Tuple(nil)
 	tagNilList   = 0x1b // []any(nil)
 	tagNilMap    = 0x1c // map[string]any(nil)
-	tagMax       = tagNilMap
+	tagStrings   = 0x1d // []string: uvarint(n+1) (0 = nil), (uvarint len, bytes)*
+	tagInts      = 0x1e // []int: uvarint(n+1), zigzag uvarints
+	tagStringMap = 0x1f // map[string]string: uvarint(n+1), (key, value)* sorted by key
+	tagIntMap    = 0x20 // map[string]int: uvarint(n+1), (key, zigzag uvarint)* sorted by key
+	tagTime      = 0x21 // time.Time: uvarint len, time.Time.AppendBinary bytes
+	tagDuration  = 0x22 // time.Duration: zigzag uvarint nanoseconds
+	tagError     = 0x23 // error: uvarint len, its Error() text; decodes to Error
+	tagMax       = tagError
 	maxNameBytes = 255
 )
 
@@ -171,6 +179,22 @@ func appendTerm(dst []byte, v any, depth int) ([]byte, error) {
 		return binary.LittleEndian.AppendUint32(append(dst, tagFloat32), math.Float32bits(x)), nil
 	case float64:
 		return binary.LittleEndian.AppendUint64(append(dst, tagFloat64), math.Float64bits(x)), nil
+	case []string:
+		return appendStrings(dst, x), nil
+	case []int:
+		return appendInts(dst, x), nil
+	case map[string]string:
+		return appendStringMap(dst, x), nil
+	case map[string]int:
+		return appendIntMap(dst, x), nil
+	case time.Time:
+		return appendTime(dst, x)
+	case time.Duration:
+		return appendUvarint(append(dst, tagDuration), zigzag(int64(x))), nil
+	case Error:
+		return appendStr(dst, tagError, string(x)), nil
+	case Unknown:
+		return appendUnknown(dst, x)
 	}
 	return appendUser(dst, v, depth)
 }

@@ -9,9 +9,6 @@ var (
 	// complex number, unregistered user type, or a cycle (nesting deeper
 	// than the depth limit).
 	ErrUnencodable = errors.New("codec: value cannot be encoded")
-	// ErrUnknownType reports a user type name that was not registered on
-	// the decoding side.
-	ErrUnknownType = errors.New("codec: unknown registered type")
 	// ErrLimit reports a value or input over one of the [Limits] (depth,
 	// element count, string length, message size). Input is refused before
 	// anything is allocated for it.

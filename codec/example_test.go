@@ -1,7 +1,9 @@
 package codec_test
 
 import (
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/meshrt/mesh/codec"
 )
@@ -34,4 +36,25 @@ func ExampleRegister() {
 	v, _ := codec.Unmarshal(b)
 	fmt.Printf("%+v\n", v.(Order))
 	// Output: {ID:7 Items:[tea] Note:<nil>}
+}
+
+// Everyday values need no registration. An error arrives as a codec.Error
+// with the same text; a registered type the receiver does not know arrives
+// as a codec.Unknown.
+func ExampleMarshal_everydayValues() {
+	b, err := codec.Marshal(codec.Tuple{
+		[]string{"a", "b"}, map[string]int{"n": 1}, 1500 * time.Millisecond, errors.New("disk full"),
+	})
+	if err != nil {
+		panic(err)
+	}
+	v, _ := codec.Unmarshal(b)
+	for _, x := range v.(codec.Tuple) {
+		fmt.Printf("%T %v\n", x, x)
+	}
+	// Output:
+	// []string [a b]
+	// map[string]int map[n:1]
+	// time.Duration 1.5s
+	// codec.Error disk full
 }

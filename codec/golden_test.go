@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata golden files and the fuzz seed corpus")
@@ -38,6 +39,14 @@ func goldenTerms() []struct {
 		{"ref", Ref{Node: "a@h:1", Incarnation: 1, ID: 2}},
 		{"registered struct", point{X: 1, Y: -1, Tag: "p"}},
 		{"registered binary type", celsius(0)},
+		{"strings", []string{"a", ""}}, {"nil strings", []string(nil)},
+		{"ints", []int{-1, 300}}, {"nil ints", []int(nil)},
+		{"string map", map[string]string{"b": "2", "a": "1"}}, {"nil string map", map[string]string(nil)},
+		{"int map", map[string]int{"b": -2, "a": 1}}, {"nil int map", map[string]int(nil)},
+		{"time", time.Date(2026, 12, 5, 17, 30, 0, 5, time.UTC)},
+		{"duration", -1500 * time.Millisecond},
+		{"error", Error("disk full")},
+		{"unknown registered type", Unknown{Type: "elsewhere.T", Data: []byte{1, 2}}},
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Register makes the type of sample known under name, so values of that
@@ -26,11 +27,15 @@ import (
 // A type whose value or pointer implements [encoding.BinaryAppender] and
 // whose pointer implements [encoding.BinaryUnmarshaler] travels through those
 // methods. Any other type travels by reflection, compiled once: structs
-// (exported fields, in declaration order; unexported fields are skipped),
+// (their fields in declaration order; a struct with an unexported field is
+// refused with [ErrRegister], since that field could not travel),
 // nested structs, slices, maps, pointers, fixed arrays, any-typed fields
 // holding terms, and fields of the builtin term types. chan, func, complex,
 // unsafe pointers and non-empty interface fields are refused with
 // [ErrUnencodable].
+//
+// A node that receives a value of a type name it has not registered gets an
+// [Unknown] holding the name and the encoded payload.
 //
 // Registering the same name and type again is a no-op. It is safe to call
 // from any goroutine, typically from init.
@@ -115,6 +120,9 @@ var (
 		reflect.TypeFor[float32](), reflect.TypeFor[float64](), reflect.TypeFor[string](), reflect.TypeFor[[]byte](),
 		reflect.TypeFor[Atom](), reflect.TypeFor[Tuple](), reflect.TypeFor[[]any](), reflect.TypeFor[map[string]any](),
 		typPID, typRef,
+		reflect.TypeFor[[]string](), reflect.TypeFor[[]int](), reflect.TypeFor[map[string]string](),
+		reflect.TypeFor[map[string]int](), reflect.TypeFor[time.Time](), reflect.TypeFor[time.Duration](),
+		reflect.TypeFor[Error](), reflect.TypeFor[Unknown](),
 	}
 )
 
@@ -126,6 +134,9 @@ func appendUser(dst []byte, v any, depth int) ([]byte, error) {
 	t := reflect.TypeOf(v)
 	ut := registry.Load().byType[t]
 	if ut == nil {
+		if e, ok := v.(error); ok {
+			return appendStr(dst, tagError, e.Error()), nil
+		}
 		return dst, unencodable(t)
 	}
 	if depth >= DefaultMaxDepth {
@@ -189,7 +200,13 @@ func (d *decoder) user(depth int) (any, error) {
 	}
 	ut := registry.Load().byName[string(nb)]
 	if ut == nil {
-		return nil, fmt.Errorf("%w: %q", ErrUnknownType, nb)
+		if len(nb) == 0 {
+			return nil, fmt.Errorf("%w: registered type with an empty name", ErrCorrupt)
+		}
+		if err := d.charge(len(nb) + len(payload) + 2*costBox); err != nil {
+			return nil, err
+		}
+		return Unknown{Type: string(nb), Data: append([]byte{}, payload...)}, nil
 	}
 	sub := decoder{b: payload, maxDepth: d.maxDepth, maxString: d.maxString, elems: d.elems, mem: d.mem}
 	rv := reflect.New(ut.typ).Elem()
@@ -659,16 +676,13 @@ func buildStruct(c *typeCodec, t reflect.Type) error {
 	for i := range t.NumField() {
 		f := t.Field(i)
 		if !f.IsExported() {
-			continue
+			return fmt.Errorf("%w: %v has an unexported field %s, which would not travel: export it, or give %v binary marshalling (AppendBinary and UnmarshalBinary)", ErrRegister, t, f.Name, t)
 		}
 		fc, err := compileLocked(f.Type)
 		if err != nil {
 			return fmt.Errorf("field %v.%s: %w", t, f.Name, err)
 		}
 		fields = append(fields, field{i, fc})
-	}
-	if len(fields) == 0 && t.NumField() > 0 {
-		return fmt.Errorf("%w: %v has no exported fields and no binary marshalling", ErrUnencodable, t)
 	}
 	nf := uint64(len(fields))
 	c.enc = func(dst []byte, v reflect.Value, depth int) ([]byte, error) {

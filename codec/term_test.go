@@ -2,6 +2,7 @@ package codec
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"reflect"
@@ -27,10 +28,7 @@ type shape struct {
 	Owner    PID
 	Blob     []byte
 	At       time.Time
-	hidden   int // unexported fields are skipped
 }
-
-var _ = shape{hidden: 1}.hidden
 
 // celsius travels through its own binary marshalling.
 type celsius float64
@@ -262,6 +260,12 @@ func TestUnencodableValuesAreErrors(t *testing.T) {
 func TestRegisterRefusesConflicts(t *testing.T) {
 	type other struct{ B int }
 	type withChan struct{ C chan int }
+	type withHidden struct {
+		Shown  int
+		hidden int
+	}
+	_ = withHidden{}.hidden
+	type nestedHidden struct{ In withHidden }
 	cases := []struct {
 		name   string
 		reg    string
@@ -275,6 +279,9 @@ func TestRegisterRefusesConflicts(t *testing.T) {
 		{"empty name", "", other{}, ErrRegister},
 		{"nil sample", "test.nil", nil, ErrRegister},
 		{"chan field", "test.withchan", withChan{}, ErrUnencodable},
+		{"unexported field", "test.hidden", withHidden{}, ErrRegister},
+		{"unexported field of a nested struct", "test.nestedhidden", nestedHidden{}, ErrRegister},
+		{"builtin everyday type", "test.strings", []string{}, ErrRegister},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -285,10 +292,23 @@ func TestRegisterRefusesConflicts(t *testing.T) {
 	}
 }
 
-func TestDecodeUnknownTypeName(t *testing.T) {
-	b := []byte{tagUser, 3, 'z', 'z', 'z', 0}
-	if _, err := Unmarshal(b); !errors.Is(err, ErrUnknownType) {
-		t.Fatalf("err = %v, want ErrUnknownType", err)
+func TestDecodeUnknownTypeNameGivesAnUnknownThatReencodesTheSame(t *testing.T) {
+	b := []byte{tagUser, 3, 'z', 'z', 'z', 2, 7, 8}
+	v, err := Unmarshal(b)
+	if err != nil || !reflect.DeepEqual(v, Unknown{Type: "zzz", Data: []byte{7, 8}}) {
+		t.Fatalf("got %#v, %v; want Unknown{zzz, [7 8]}", v, err)
+	}
+	again, err := Marshal(v)
+	if err != nil || string(again) != string(b) {
+		t.Fatalf("re-encoded %x, %v; want %x", again, err, b)
+	}
+	// A registered type's value reaches a node that does not know it as an
+	// Unknown, nested or not.
+	p, _ := Marshal(point{X: 1, Y: 2, Tag: "p"})
+	p[2] = 'X' // "test.point" becomes "Xest.point", a name nobody registered
+	v, err = Unmarshal(p)
+	if u, ok := v.(Unknown); err != nil || !ok || u.Type != "Xest.point" {
+		t.Fatalf("got %#v, %v", v, err)
 	}
 }
 
@@ -458,4 +478,71 @@ func TestOrdinaryValuesDecodeWithinTheDefaultExpansion(t *testing.T) {
 			t.Fatalf("%T of %d bytes: %v", v, len(b), err)
 		}
 	}
+}
+
+// Everyday values travel without registration, as the types the package
+// documents.
+func TestEverydayValuesTravelWithoutRegistration(t *testing.T) {
+	at := time.Date(2026, 12, 5, 17, 30, 0, 123456789, time.FixedZone("X", 3600))
+	cases := []struct {
+		name string
+		v    any
+		want any
+	}{
+		{"strings", []string{"a", "", "ccc"}, nil},
+		{"empty strings", []string{}, nil},
+		{"nil strings", []string(nil), nil},
+		{"ints", []int{0, -1, 1 << 40}, nil},
+		{"nil ints", []int(nil), nil},
+		{"string map", map[string]string{"b": "2", "a": "1"}, nil},
+		{"empty string map", map[string]string{}, nil},
+		{"nil string map", map[string]string(nil), nil},
+		{"int map", map[string]int{"x": -5, "y": 7}, nil},
+		{"nil int map", map[string]int(nil), nil},
+		{"duration", 1500 * time.Millisecond, nil},
+		{"negative duration", -time.Second, nil},
+		{"error", errors.New("disk full"), Error("disk full")},
+		{"wrapped error", fmt.Errorf("write: %w", ErrLimit), Error("write: codec: limit exceeded")},
+		{"inside a tuple", Tuple{Atom("error"), errors.New("x"), []string{"y"}}, Tuple{Atom("error"), Error("x"), []string{"y"}}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b, err := Marshal(c.v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := Unmarshal(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := c.want
+			if want == nil {
+				want = c.v
+			}
+			if !reflect.DeepEqual(v, want) || reflect.TypeOf(v) != reflect.TypeOf(want) {
+				t.Fatalf("got %#v (%T), want %#v (%T)", v, v, want, want)
+			}
+		})
+	}
+	t.Run("time", func(t *testing.T) {
+		b, err := Marshal(at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := Unmarshal(b)
+		got, ok := v.(time.Time)
+		if err != nil || !ok || !got.Equal(at) {
+			t.Fatalf("got %#v, %v", v, err)
+		}
+		if _, off := got.Zone(); off != 3600 {
+			t.Fatalf("zone offset %d, want 3600", off)
+		}
+	})
+	t.Run("error identity does not travel", func(t *testing.T) {
+		b, _ := Marshal(ErrLimit)
+		v, _ := Unmarshal(b)
+		if err, ok := v.(error); !ok || errors.Is(err, ErrLimit) || err.Error() != ErrLimit.Error() {
+			t.Fatalf("got %#v", v)
+		}
+	})
 }

@@ -13,13 +13,13 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/meshrt/mesh/codec"
+	"github.com/meshrt/mesh/internal/testutil"
 )
 
 type simMsg struct {
@@ -497,13 +497,9 @@ func TestConvergence(t *testing.T) {
 		runConvergence(t, seed, steps, &stats)
 	}
 	t.Logf("%d seeds of %d steps: %+v", seeds, steps, stats)
-	soak := os.Getenv("MESH_SOAK")
-	if soak == "" {
+	d := testutil.Soak(t)
+	if d == 0 {
 		return
-	}
-	d, err := time.ParseDuration(soak)
-	if err != nil {
-		t.Fatalf("MESH_SOAK=%q: %v", soak, err)
 	}
 	base := rand.Uint64()
 	t.Logf("soak for %v from seed %d", d, base)

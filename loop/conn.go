@@ -104,6 +104,8 @@ type Conn struct {
 	// The close ladder (close.go): any goroutine reads it.
 	closeState atomic.Int32
 	done       chan struct{} // closed when the first close reason is set
+	gone       chan struct{} // closed after Handler.OnClose ran
+	flushedAll atomic.Bool   // a graceful close handed the socket everything
 
 	// Direct writes (direct.go).
 	direct      atomic.Bool   // the token winner may drain and write itself
@@ -132,6 +134,8 @@ type Conn struct {
 	lastBacklog int           // gnet's backlog at the last recheck
 	sockWaits   socketWaits   // the full socket's wait streak (flushPlan)
 	loopDupRef  bool          // the loop holds its dupRefs reference
+	drainHeld   bool          // draining: the loop holds the drain token until the close
+	lingering   bool          // a graceful close_notify is out: waiting for the socket and the peer
 }
 
 func newConn(e *Engine, tc *tls.Conn, ad *tlsconn.Adapter, info any, outbound bool) *Conn {
@@ -140,6 +144,7 @@ func newConn(e *Engine, tc *tls.Conn, ad *tlsconn.Adapter, info any, outbound bo
 		remote: ad.RemoteAddr(),
 		drain:  concatItems,
 		done:   make(chan struct{}),
+		gone:   make(chan struct{}),
 	}
 	return c
 }

@@ -71,9 +71,9 @@ func (c *Conn) directFlush(ls *loopState) {
 		return
 	}
 	c.scheduled.Store(false)
-	if (c.queued.Load() > 0 || c.reached(closing) || c.ad.PendingOutput()) &&
+	if (c.queued.Load() > 0 || c.reached(draining) || c.ad.PendingOutput()) &&
 		c.scheduled.CompareAndSwap(false, true) {
-		ls.schedule(c) // busy or closing: the loop takes over
+		ls.schedule(c) // busy, draining or closing: the loop takes over
 	}
 }
 

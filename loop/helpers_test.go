@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/meshrt/mesh/internal/testutil"
 )
 
 // frameHandler parses 4-byte big-endian length-prefixed frames and hands
@@ -75,13 +77,7 @@ func frame(dst []byte, payload []byte) []byte {
 // eventually polls cond until it holds or the bound passes.
 func eventually(t *testing.T, bound time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(bound)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", bound, what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testutil.Eventually(t, bound, what, cond)
 }
 
 // nameHook is a trivial post-TLS hook: each side writes its name (one line)

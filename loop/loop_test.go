@@ -7,13 +7,12 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
+	"github.com/meshrt/mesh/internal/leaktest"
 )
 
 func TestMain(m *testing.M) {
 	// gnet's worker pool (ants) starts goroutines at package init.
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/panjf2000/ants/v2.(*poolCommon).purgeStaleWorkers"),
-		goleak.IgnoreAnyFunction("github.com/panjf2000/ants/v2.(*poolCommon).ticktock"))
+	leaktest.VerifyTestMain(m)
 }
 
 func TestEchoKeepsOrderPerSender(t *testing.T) {

@@ -69,6 +69,11 @@ func (c *Conn) readTLS(ls *loopState, in []byte) {
 	}
 	if rerr != nil {
 		if errors.Is(rerr, io.EOF) {
+			if c.reached(draining) && !c.reached(closing) {
+				// The peer is done writing (close_notify closes one
+				// direction); ours drains on, then closes.
+				return
+			}
 			c.closeOnLoop(fmt.Errorf("%w: close_notify", ErrPeerClosed))
 		} else {
 			c.closeOnLoop(fmt.Errorf("%w: read: %w", ErrTLS, rerr))

@@ -150,7 +150,7 @@ func (c *Conn) flushQueue(ls *loopState) {
 		return // the token stays taken: nothing more goes out
 	}
 	if c.reached(closing) {
-		c.finishClose(ls)
+		c.finishClose(ls, false)
 		return
 	}
 	var act flushAction
@@ -168,7 +168,12 @@ func (c *Conn) flushQueue(ls *loopState) {
 	// direct first: a sender that wins the token from here on hands it back
 	// to the loop instead of writing while the loop still does.
 	c.direct.Store(false)
-	c.scheduled.Store(false)
+	draining := c.reached(draining)
+	if draining {
+		c.drainHeld = true // the loop keeps the token until the close
+	} else {
+		c.scheduled.Store(false)
+	}
 	earlier, sealed, err := c.sealQueue(&ls.s, ls.out, false)
 	c.writePending(earlier, sealed)
 	ls.out = sealed[:0]
@@ -180,6 +185,17 @@ func (c *Conn) flushQueue(ls *loopState) {
 		return
 	}
 	c.idleSince.Store(monoNow())
+	if draining {
+		// Shutdown: once the queue is empty, close_notify follows what
+		// was sealed (gnet may still hold some); else come back when the
+		// socket has room again.
+		if c.queued.Load() == 0 {
+			c.finishClose(ls, true)
+		} else {
+			c.armSocketWait()
+		}
+		return
+	}
 	if !c.reached(socketClosed) && c.gc.OutboundBuffered() == 0 {
 		c.direct.Store(true)
 	}

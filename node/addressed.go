@@ -134,10 +134,7 @@ func (pe *peer) deliverAddressed(m wire.Message) error {
 			pe.deliverTo(t, a.Body)
 			return nil
 		}
-		pe.control(func(b []byte) ([]byte, error) {
-			d := wire.Down{Ref: ref, Watcher: from, PID: PID{Node: n.self, Incarnation: n.incarnation}, Reason: NoProc}
-			return d.Append(b), nil
-		})
+		pe.control(&wire.Down{Ref: ref, Watcher: from, PID: PID{Node: n.self, Incarnation: n.incarnation}, Reason: NoProc})
 	case wire.AddrUnmonitor:
 		if t := n.svc.names.lookup(string(a.Name)); t != nil {
 			t.removeMonitor(Ref{Node: pe.name, Incarnation: pe.incarnation, ID: a.Ref})

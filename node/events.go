@@ -66,7 +66,7 @@ func (pe *peer) downWhy(err error) codec.Atom {
 // it queues there), and records the reason for this side's NodeDown.
 func (pe *peer) sayGoodbye(reason codec.Atom) {
 	pe.setDownReason(reason)
-	pe.control(func(b []byte) ([]byte, error) { return (&wire.Goodbye{Reason: reason}).Append(b), nil })
+	pe.control(&wire.Goodbye{Reason: reason})
 }
 
 // handleGoodbye records the reason a peer gave for closing the link. Only

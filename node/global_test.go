@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
-	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/meshrt/mesh/global"
+	"github.com/meshrt/mesh/internal/testutil"
 )
 
 // startMesh starts k nodes and connects them through the first; gossip
@@ -773,13 +773,9 @@ func TestGlobalConvergence(t *testing.T) {
 	told, counted := c.checkConflicts()
 	t.Logf("%d seeds of %d steps: %+v; conflicts told %d, counted %d", seeds, steps, c.stats, told, counted)
 
-	soak := os.Getenv("MESH_SOAK")
-	if soak == "" {
+	d := testutil.Soak(t)
+	if d == 0 {
 		return
-	}
-	d, err := time.ParseDuration(soak)
-	if err != nil {
-		t.Fatalf("MESH_SOAK=%q: %v", soak, err)
 	}
 	base := rand.Uint64()
 	t.Logf("soak for %v from seed %d", d, base)

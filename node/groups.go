@@ -146,7 +146,7 @@ const (
 // sendGroups sends one groups frame to the peer, in parts if large.
 func (pe *peer) sendGroups(frame []byte) {
 	if len(frame) <= groupsPart {
-		pe.control(func(b []byte) ([]byte, error) { return (&wire.Groups{Payload: frame}).Append(b), nil })
+		pe.control(&wire.Groups{Payload: frame})
 		return
 	}
 	part := make([]byte, 0, groupsPart+1)
@@ -157,7 +157,7 @@ func (pe *peer) sendGroups(frame []byte) {
 			marker = groupsPartLast
 		}
 		part = append(append(part[:0], marker), frame[off:end]...)
-		pe.control(func(b []byte) ([]byte, error) { return (&wire.Groups{Payload: part}).Append(b), nil })
+		pe.control(&wire.Groups{Payload: part})
 	}
 }
 

@@ -54,58 +54,107 @@ func (pe *peer) OnData(_ *loop.Conn, b []byte) (int, error) {
 	return used, nil
 }
 
-// handleFrame acts on one frame. An error closes the connection: only input
-// that breaks the protocol returns one.
+// handleFrame acts on one frame: the one dispatch of incoming frames, by
+// kind, each decoded into its wire type (on the stack) and handed to the
+// handleX of its kind. An error closes the connection: only input that
+// breaks the protocol returns one.
 func (pe *peer) handleFrame(f wire.Frame) error {
-	n := pe.n
+	n, lim := pe.n, &pe.n.limits
 	switch f.Kind {
 	case wire.KindBatch, wire.KindFragment:
 		err := pe.reasm.Feed(f, pe.deliver)
 		pe.flushRun()
 		return err
 	case wire.KindTick:
-		return n.handleTick(pe, f.Payload)
-	case wire.KindTock:
-		return n.handleTock(f.Payload)
-	case wire.KindSpawnReply: // on the spawn's latency path: decoded on the stack
-		var r wire.SpawnReply
-		if err := r.Decode(f.Payload, &n.limits); err != nil {
+		var m wire.Tick
+		if err := m.Decode(f.Payload, lim); err != nil {
 			return err
 		}
-		n.handleSpawnReply(pe, &r)
-		return nil
-	}
-	v, err := wire.DecodeControl(f, &n.limits)
-	if err != nil {
-		return err
-	}
-	switch m := v.(type) {
-	case *wire.Link:
-		n.handleLink(pe, m.From, m.To)
-	case *wire.Unlink:
-		n.handleUnlink(pe, m.From, m.To)
-	case *wire.Exit:
-		n.handleExit(pe, m)
-	case *wire.Monitor:
-		n.handleMonitor(pe, m.From, m.To, m.Ref)
-	case *wire.Demonitor:
-		n.handleDemonitor(pe, m.From, m.To, m.Ref)
-	case *wire.Down:
-		n.handleDown(pe, m)
-	case *wire.SpawnRequest:
-		n.handleSpawnRequest(pe, m)
-	case *wire.SpawnReply:
-		n.handleSpawnReply(pe, m)
-	case *wire.Nodes:
-		n.handleNodes(m)
-	case *wire.Registry:
-		return n.handleRegistry(pe, m)
-	case *wire.Goodbye:
-		n.handleGoodbye(pe, m)
-	case *wire.Groups:
+		n.handleTick(pe, &m)
+	case wire.KindTock:
+		var m wire.Tock
+		if err := m.Decode(f.Payload, lim); err != nil {
+			return err
+		}
+		n.handleTock(pe, &m)
+	case wire.KindLink:
+		var m wire.Link
+		if err := m.Decode(f.Payload, lim); err != nil {
+			return err
+		}
+		n.handleLink(pe, &m)
+	case wire.KindUnlink:
+		var m wire.Unlink
+		if err := m.Decode(f.Payload, lim); err != nil {
+			return err
+		}
+		n.handleUnlink(pe, &m)
+	case wire.KindExit:
+		var m wire.Exit
+		if err := m.Decode(f.Payload, lim); err != nil {
+			return err
+		}
+		n.handleExit(pe, &m)
+	case wire.KindMonitor:
+		var m wire.Monitor
+		if err := m.Decode(f.Payload, lim); err != nil {
+			return err
+		}
+		n.handleMonitor(pe, &m)
+	case wire.KindDemonitor:
+		var m wire.Demonitor
+		if err := m.Decode(f.Payload, lim); err != nil {
+			return err
+		}
+		n.handleDemonitor(pe, &m)
+	case wire.KindDown:
+		var m wire.Down
+		if err := m.Decode(f.Payload, lim); err != nil {
+			return err
+		}
+		n.handleDown(pe, &m)
+	case wire.KindSpawnRequest:
+		var m wire.SpawnRequest
+		if err := m.Decode(f.Payload, lim); err != nil {
+			return err
+		}
+		n.handleSpawnRequest(pe, &m)
+	case wire.KindSpawnReply:
+		var m wire.SpawnReply
+		if err := m.Decode(f.Payload, lim); err != nil {
+			return err
+		}
+		n.handleSpawnReply(pe, &m)
+	case wire.KindNodes:
+		var m wire.Nodes
+		if err := m.Decode(f.Payload, lim); err != nil {
+			return err
+		}
+		n.handleNodes(pe, &m)
+	case wire.KindGoodbye:
+		var m wire.Goodbye
+		if err := m.Decode(f.Payload, lim); err != nil {
+			return err
+		}
+		n.handleGoodbye(pe, &m)
+	case wire.KindGroups:
+		var m wire.Groups
+		if err := m.Decode(f.Payload, lim); err != nil {
+			return err
+		}
 		return n.handleGroups(pe, m.Payload)
-	case *wire.Publish:
-		n.handlePublish(m)
+	case wire.KindPublish:
+		var m wire.Publish
+		if err := m.Decode(f.Payload, lim); err != nil {
+			return err
+		}
+		n.handlePublish(&m)
+	case wire.KindRegistry:
+		var m wire.Registry
+		if err := m.Decode(f.Payload, lim); err != nil {
+			return err
+		}
+		return n.handleRegistry(pe, &m)
 	default:
 		return fmt.Errorf("%w: unexpected frame %v", codec.ErrCorrupt, f.Kind)
 	}
@@ -114,26 +163,15 @@ func (pe *peer) handleFrame(f wire.Frame) error {
 
 // handleTick notes a peer's tick (OnData already did: it arrived) and
 // echoes one in tockEvery as a tock carrying the same payload (tick.go).
-func (n *Node) handleTick(pe *peer, payload []byte) error {
-	var t wire.Tick
-	if err := t.Decode(payload, &n.limits); err != nil {
-		return err
+func (n *Node) handleTick(pe *peer, t *wire.Tick) {
+	if t.Seq%tockEvery == 0 {
+		pe.control(&wire.Tock{Seq: t.Seq, Time: t.Time})
 	}
-	if t.Seq%tockEvery != 0 {
-		return nil
-	}
-	pe.control(func(b []byte) ([]byte, error) { return (&wire.Tock{Seq: t.Seq, Time: t.Time}).Append(b), nil })
-	return nil
 }
 
 // handleTock records the round trip of one of this node's ticks.
-func (n *Node) handleTock(payload []byte) error {
-	var t wire.Tock
-	if err := t.Decode(payload, &n.limits); err != nil {
-		return err
-	}
+func (n *Node) handleTock(_ *peer, t *wire.Tock) {
 	n.metrics.tickRTTObserve(time.Duration(time.Now().UnixNano() - t.Time))
-	return nil
 }
 
 // deliver hands one received message to its local target. Runs on the
@@ -218,20 +256,20 @@ func (n *Node) undecodable(err error) {
 }
 
 // handleLink handles a peer's process linking to a local one.
-func (n *Node) handleLink(pe *peer, from, to PID) {
+func (n *Node) handleLink(pe *peer, m *wire.Link) {
+	from, to := m.From, m.To
 	if !pe.owns(from) {
 		return
 	}
 	if t := n.local(to); t != nil && t.addLink(from) {
 		return
 	}
-	pe.control(func(b []byte) ([]byte, error) {
-		x := wire.Exit{From: to, To: from, Reason: NoProc, Link: true}
-		return x.Append(b), nil
-	})
+	pe.control(&wire.Exit{From: to, To: from, Reason: NoProc, Link: true})
 }
 
-func (n *Node) handleUnlink(pe *peer, from, to PID) {
+// handleUnlink removes a link a peer's process had with a local one.
+func (n *Node) handleUnlink(pe *peer, m *wire.Unlink) {
+	from, to := m.From, m.To
 	if !pe.owns(from) {
 		return
 	}
@@ -253,20 +291,20 @@ func (n *Node) handleExit(pe *peer, x *wire.Exit) {
 
 // handleMonitor handles a peer's process monitoring a local one. The ref
 // must be one the peer made, so no peer can touch another node's monitors.
-func (n *Node) handleMonitor(pe *peer, from, to PID, ref Ref) {
+func (n *Node) handleMonitor(pe *peer, m *wire.Monitor) {
+	from, to, ref := m.From, m.To, m.Ref
 	if !pe.owns(from) || !pe.ownsRef(ref) {
 		return
 	}
 	if t := n.local(to); t != nil && t.addMonitor(ref, from) {
 		return
 	}
-	pe.control(func(b []byte) ([]byte, error) {
-		d := wire.Down{Ref: ref, Watcher: from, PID: to, Reason: NoProc}
-		return d.Append(b), nil
-	})
+	pe.control(&wire.Down{Ref: ref, Watcher: from, PID: to, Reason: NoProc})
 }
 
-func (n *Node) handleDemonitor(pe *peer, from, to PID, ref Ref) {
+// handleDemonitor removes a monitor a peer's process held on a local one.
+func (n *Node) handleDemonitor(pe *peer, m *wire.Demonitor) {
+	from, to, ref := m.From, m.To, m.Ref
 	if !pe.owns(from) || !pe.ownsRef(ref) {
 		return
 	}
@@ -325,7 +363,7 @@ func (n *Node) handleSpawnRequest(pe *peer, r *wire.SpawnRequest) {
 			reply.PID, start = p.pid, p
 		}
 	}
-	pe.control(func(b []byte) ([]byte, error) { return reply.Append(b), nil })
+	pe.control(&reply)
 	if start != nil {
 		start.start()
 	}
@@ -372,7 +410,7 @@ func (n *Node) handleSpawnReply(pe *peer, r *wire.SpawnReply) {
 
 // handleNodes takes a peer's node list: this node connects to the ones it
 // does not know (membership.go).
-func (n *Node) handleNodes(m *wire.Nodes) { n.learnNodes(m.Names) }
+func (n *Node) handleNodes(_ *peer, m *wire.Nodes) { n.learnNodes(m.Names) }
 
 // handleRegistry passes a peer's registry frame to the replica (registry.go).
 func (n *Node) handleRegistry(pe *peer, m *wire.Registry) error {

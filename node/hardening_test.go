@@ -44,7 +44,7 @@ func TestDemonitorWithAnotherNodesRefIsIgnored(t *testing.T) {
 	if !a.local(target).addMonitor(honestRef, watcher) {
 		t.Fatal("monitor refused")
 	}
-	a.handleDemonitor(liar, PID{Node: liar.name, Incarnation: 7, ID: 1}, target, honestRef)
+	a.handleDemonitor(liar, &wire.Demonitor{From: PID{Node: liar.name, Incarnation: 7, ID: 1}, To: target, Ref: honestRef})
 	tp := a.local(target)
 	tp.mu.Lock()
 	_, still := tp.rel.monitors[honestRef]

@@ -40,7 +40,14 @@ func startNode(t *testing.T, opts ...Option) *Node {
 // within runs fn as a process of n and fails the test if fn fails.
 func within(t *testing.T, n *Node, fn func(p *Process) error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	withinFor(t, n, testWait, fn)
+}
+
+// withinFor is within for a test whose whole body may take longer than
+// testWait on a loaded machine (each wait inside stays bounded by testWait).
+func withinFor(t *testing.T, n *Node, d time.Duration, fn func(p *Process) error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	if err := n.Run(ctx, fn); err != nil {
 		t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/meshrt/mesh/internal/handshake"
 	"github.com/meshrt/mesh/internal/wire"
 	"github.com/meshrt/mesh/loop"
 )
@@ -29,8 +28,8 @@ import (
 //     with one status byte; see admit.
 //  3. A newer incarnation of a peer replaces the older one's connection at
 //     once: the old one is closed and its processes are reported gone.
-//  4. Lock order: n.peersMu, then nothing (no process lock, no I/O, no
-//     Enqueue under it).
+//  4. Under n.peersMu: no process lock, no I/O, no Enqueue; only
+//     n.nodeMonMu may be taken after it (the lock order is in doc.go).
 
 // Connect connects this node to the node named name, authenticating both
 // ways with the cookie. It returns at once if the node is already connected.
@@ -193,18 +192,10 @@ func (n *Node) awaitPeer(ctx context.Context, name string) *peer {
 	}
 }
 
-// connectErr maps a transport or handshake failure to the runtime's errors.
+// connectErr maps a transport or handshake failure to the runtime's errors
+// (see peerError).
 func connectErr(name string, err error) error {
-	switch {
-	case errors.Is(err, handshake.ErrAuth):
-		return fmt.Errorf("connect %s: %w: %w", name, ErrAuth, err)
-	case errors.Is(err, errDuplicate):
-		return fmt.Errorf("connect %s: %w: %w", name, ErrNotConnected, err)
-	case errors.Is(err, handshake.ErrVersion):
-		return fmt.Errorf("connect %s: %w: %w", name, ErrVersion, err)
-	default:
-		return fmt.Errorf("connect %s: %w: %w", name, ErrNotConnected, err)
-	}
+	return newPeerError("connect "+name, err)
 }
 
 // attach wires the connection to the peer and starts it. The peer counts as
@@ -269,10 +260,7 @@ func (old *peer) retire(ctx context.Context) {
 // the registry replica, so both sides converge on a full mesh.
 func (n *Node) peerUp(pe *peer) {
 	names := n.List()
-	pe.control(func(b []byte) ([]byte, error) {
-		x := wire.Nodes{Names: names}
-		return x.Append(b), nil
-	})
+	pe.control(&wire.Nodes{Names: names})
 	// The snapshot must be the peer's first registry frame that counts:
 	// taken and queued under the registry's lock, no broadcast can slip in
 	// between (one queued before it carries what the snapshot holds, and
@@ -282,10 +270,7 @@ func (n *Node) peerUp(pe *peer) {
 	// Tell the peers we already had about the new one, so they connect.
 	for _, other := range n.upPeers() {
 		if other != pe {
-			other.control(func(b []byte) ([]byte, error) {
-				x := wire.Nodes{Names: []string{pe.name}}
-				return x.Append(b), nil
-			})
+			other.control(&wire.Nodes{Names: []string{pe.name}})
 		}
 	}
 }
@@ -427,25 +412,24 @@ func (n *Node) peerGone(pe *peer) {
 	if !pe.upFlag.Load() {
 		return
 	}
-	gone := func(pid PID) bool { return pe.owns(pid) }
 	for _, p := range n.procs.snapshot() {
 		var links []PID
 		p.mu.Lock()
 		if r := p.rel; r != nil {
 			for pid := range r.links {
-				if gone(pid) {
+				if pe.owns(pid) {
 					links = append(links, pid)
 				}
 			}
 			for ref, target := range r.watching {
-				if gone(target) {
+				if pe.owns(target) {
 					delete(r.watching, ref)
 					// Under the lock, like handleDown.
 					p.mb.Push(Down{Ref: ref, PID: target, Reason: NoConnection})
 				}
 			}
 			for ref, watcher := range r.monitors {
-				if gone(watcher) {
+				if pe.owns(watcher) {
 					delete(r.monitors, ref)
 				}
 			}

@@ -91,7 +91,8 @@ type Node struct {
 
 // Start starts a node named name (name@host:port) whose peers must prove
 // knowledge of cookie. A port of 0 binds a free port, and [Node.Self] then
-// reports the port actually bound.
+// reports the port actually bound. An invalid option value fails with
+// [ErrBadOption].
 func Start(name, cookie string, opts ...Option) (*Node, error) {
 	nn, err := parseName(name)
 	if err != nil {
@@ -103,6 +104,9 @@ func Start(name, cookie string, opts ...Option) (*Node, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if err := o.validate(); err != nil {
+		return nil, err
 	}
 	n := &Node{
 		name:          nn,
@@ -312,7 +316,9 @@ func (n *Node) Run(ctx context.Context, fn func(p *Process) error) error {
 
 // Send sends msg to the process to, from outside any process. Sending to a
 // process that has exited is not an error: the message is dropped, as
-// Erlang does (monitor the process to learn that it is gone).
+// Erlang does (monitor the process to learn that it is gone). Like
+// [Process.Send], a remote send may dial and may wait on the link's
+// backpressure.
 func (n *Node) Send(to PID, msg any) error {
 	return n.send(0, to, msg)
 }
@@ -415,13 +421,23 @@ func (n *Node) Stop(ctx context.Context) error {
 		for _, p := range n.procs.snapshot() {
 			p.die(Shutdown)
 		}
-		// Closing the engine flushes nothing more: exit signals queued by
-		// the deaths above go out first because Close runs after them on
-		// each connection's loop.
+		// A graceful close per peer (loop.Conn.Shutdown): everything
+		// queued before it (messages whose Send returned, the exit signals
+		// of the deaths above) reaches a peer that keeps reading, within
+		// ctx and at most a tick timeout; a peer that reads nothing is cut
+		// then. Closing the engine after that flushes nothing more.
+		sctx, cancel := context.WithTimeout(ctx, n.opts.tickTimeout)
+		var drains sync.WaitGroup
 		for _, pe := range n.upPeers() {
 			pe.sayGoodbye(Shutdown)
-			_ = pe.conn.Close(ErrStopped)
+			drains.Add(1)
+			go func() {
+				defer drains.Done()
+				_ = pe.conn.Shutdown(sctx, ErrStopped)
+			}()
 		}
+		drains.Wait()
+		cancel()
 		_ = n.engine.Close()
 		n.metrics.unregister()
 	})

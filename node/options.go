@@ -1,7 +1,9 @@
 package node
 
 import (
+	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,20 +40,27 @@ func defaultOptions() options {
 func WithListen(addr string) Option { return func(o *options) { o.listen = addr } }
 
 // WithTickTimeout sets how long a peer may stay silent before it is declared
-// down. Ticks are sent at a quarter of it. The default is 15 s; values below
-// 100 ms are raised to 100 ms.
+// down. Ticks are sent at a quarter of it. The default is 15 s; a value
+// under [MinTickTimeout] makes [Start] fail with [ErrBadOption].
 func WithTickTimeout(d time.Duration) Option {
-	return func(o *options) { o.tickTimeout = max(d, 100*time.Millisecond) }
+	return func(o *options) { o.tickTimeout = d }
 }
 
+// MinTickTimeout is the smallest tick timeout [WithTickTimeout] takes: ticks
+// go out at a quarter of it, and a shorter one would declare healthy peers
+// down whenever a machine is briefly busy.
+const MinTickTimeout = 100 * time.Millisecond
+
 // WithHandshakeTimeout bounds how long a peer connection may take from TCP
-// accept or dial to a checked cookie proof. The default is 5 s.
+// accept or dial to a checked cookie proof. The default is 5 s; a value that
+// is not positive makes [Start] fail with [ErrBadOption].
 func WithHandshakeTimeout(d time.Duration) Option {
 	return func(o *options) { o.handshakeTimeout = d }
 }
 
 // WithSpawnTimeout bounds how long a remote Spawn waits for the other
-// node's reply. The default is 10 s.
+// node's reply. The default is 10 s; a value that is not positive makes
+// [Start] fail with [ErrBadOption].
 func WithSpawnTimeout(d time.Duration) Option {
 	return func(o *options) { o.spawnTimeout = d }
 }
@@ -81,11 +90,31 @@ func WithMaxMessage(n int) Option {
 func WithMetrics(r prometheus.Registerer) Option { return func(o *options) { o.registerer = r } }
 
 // WithLogger sends the node's logs to l. Without it they go to
-// slog.Default() as it is when the node starts.
+// slog.Default() as it is when the node starts. A nil l makes [Start] fail
+// with [ErrBadOption].
 func WithLogger(l *slog.Logger) Option {
-	return func(o *options) {
-		if l != nil {
-			o.logger = l
+	return func(o *options) { o.logger = l }
+}
+
+// validate checks the option values once all options are applied: every
+// node option follows this one rule, an invalid value is an error from
+// Start (wrapping ErrBadOption) that names the option; none is silently
+// raised or ignored.
+func (o *options) validate() error {
+	switch {
+	case o.tickTimeout < MinTickTimeout:
+		return fmt.Errorf("%w: WithTickTimeout(%v): under the minimum of %v", ErrBadOption, o.tickTimeout, MinTickTimeout)
+	case o.handshakeTimeout <= 0:
+		return fmt.Errorf("%w: WithHandshakeTimeout(%v): must be positive", ErrBadOption, o.handshakeTimeout)
+	case o.spawnTimeout <= 0:
+		return fmt.Errorf("%w: WithSpawnTimeout(%v): must be positive", ErrBadOption, o.spawnTimeout)
+	case o.logger == nil:
+		return fmt.Errorf("%w: WithLogger(nil)", ErrBadOption)
+	}
+	if o.listen != "" {
+		if _, _, err := net.SplitHostPort(o.listen); err != nil {
+			return fmt.Errorf("%w: WithListen(%q): %w", ErrBadOption, o.listen, err)
 		}
 	}
+	return nil
 }

@@ -24,9 +24,10 @@ import (
 //     goroutine.
 //  2. up closes once the connection is started; down closes once, when the
 //     connection has ended and its cleanup is done. A peer is never reused.
-//  3. Process sends (EnqueueWait) may block on backpressure; control frames
-//     never do: past the hard limit of queued bytes the peer is cut as a
-//     slow consumer, which every watcher sees as noconnection.
+//  3. Process sends (loop.Conn.Enqueue) may block on backpressure; control
+//     frames (EnqueueNoWait) never do: past the hard limit of queued bytes
+//     the peer is cut as a slow consumer, which every watcher sees as
+//     noconnection.
 
 type peer struct {
 	n           *Node
@@ -146,7 +147,7 @@ func (pe *peer) drainFunc() func(dst []byte, items [][]byte) []byte {
 func (pe *peer) sendMessage(item []byte) error {
 	pe.stats.sending(pe.conn.Queued())
 	if err := pe.conn.Enqueue(context.Background(), item); err != nil {
-		return fmt.Errorf("send to %s: %w: %w", pe.name, ErrNotConnected, err)
+		return newPeerError("", err)
 	}
 	return nil
 }
@@ -158,21 +159,27 @@ func (pe *peer) sendControl(item []byte) {
 	}
 }
 
-// control encodes a control frame with enc into a pooled buffer and sends it.
-func (pe *peer) control(enc func([]byte) ([]byte, error)) {
+// control encodes the control frame c into a pooled buffer and sends it
+// without waiting; safe on a loop. Every control frame the runtime builds
+// is encodable (wire's Append cannot fail).
+func (pe *peer) control(c wire.Control) {
 	bp := getBuf()
-	b, err := enc((*bp)[:0])
-	if err != nil {
-		// Every control payload the runtime builds is encodable (reasons
-		// are made wire-safe first); this is a bug, not a peer's doing.
-		pe.n.log.Error("encoding control frame", "peer", pe.name, "err", err)
-	} else {
-		pe.sendControl(b)
-	}
+	b := c.Append((*bp)[:0])
+	pe.sendControl(b)
 	putBuf(bp, b)
 }
 
 var errTickTimeout = errors.New("node: peer tick timeout")
+
+// tooSilent is the tick-silence rule: a peer last heard from at lastSeen
+// (unix nanoseconds) is cut at now once it has been silent for longer than
+// timeout. Input that arrived "after" now (a wall clock stepped back) counts
+// as no silence. The ticker checks it every quarter of the timeout, so a
+// silent peer is cut between timeout and 1.25 timeout after its last input.
+func tooSilent(now, lastSeen int64, timeout time.Duration) (silent time.Duration, cut bool) {
+	silent = max(time.Duration(now-lastSeen), 0)
+	return silent, silent > timeout
+}
 
 // Buffers for encoding frames, pooled: the send path allocates nothing in
 // steady state. Oversized buffers are not kept.

@@ -156,6 +156,12 @@ func (p *Process) receiveErr(err error) error {
 // hand over the value itself; remote sends encode it, and a value that
 // cannot be encoded is an error here. Sending to a process that has exited is
 // not an error.
+//
+// A remote send may wait: to a node this node is not connected to, Send
+// dials it first (bounded by the handshake timeout; [ErrNotConnected] if that
+// fails), and while the link's send queue is full it waits for the peer to
+// take more (backpressure: a slow peer slows the processes that send to it,
+// and nothing else).
 func (p *Process) Send(to PID, msg any) error {
 	n := p.node
 	if to.Node == n.self && to.Incarnation == n.incarnation {

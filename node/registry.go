@@ -54,10 +54,7 @@ const (
 // sendRegistry sends one registry frame to the peer, in parts if large.
 func (pe *peer) sendRegistry(frame []byte) {
 	if len(frame) <= registryPart {
-		pe.control(func(b []byte) ([]byte, error) {
-			x := wire.Registry{Payload: frame}
-			return x.Append(b), nil
-		})
+		pe.control(&wire.Registry{Payload: frame})
 		return
 	}
 	part := make([]byte, 0, registryPart+1)
@@ -68,10 +65,7 @@ func (pe *peer) sendRegistry(frame []byte) {
 			marker = registryPartLast
 		}
 		part = append(append(part[:0], marker), frame[off:end]...)
-		pe.control(func(b []byte) ([]byte, error) {
-			x := wire.Registry{Payload: part}
-			return x.Append(b), nil
-		})
+		pe.control(&wire.Registry{Payload: part})
 	}
 }
 

@@ -42,7 +42,7 @@ func (n *Node) sendRemote(pe *peer, scratch *[]byte, from uint64, to PID, msg an
 	}
 	if err := pe.conn.Enqueue(context.Background(), item); err != nil {
 		if errors.Is(err, loop.ErrClosed) {
-			err = fmt.Errorf("%s: %w: %w", pe.name, ErrNotConnected, err)
+			err = newPeerError("", err)
 		}
 		return fmt.Errorf("send to %v: %w", to, err)
 	}
@@ -86,19 +86,13 @@ func (n *Node) sendLink(p *Process, pid PID) error {
 		n.exitSignal(pid, p.pid, NoProc, true)
 		return nil
 	}
-	pe.control(func(b []byte) ([]byte, error) {
-		l := wire.Link{From: p.pid, To: pid}
-		return l.Append(b), nil
-	})
+	pe.control(&wire.Link{From: p.pid, To: pid})
 	return nil
 }
 
 // sendUnlink tells pe that local from no longer links to its process to.
 func sendUnlink(pe *peer, from, to PID) {
-	pe.control(func(b []byte) ([]byte, error) {
-		l := wire.Unlink{From: from, To: to}
-		return l.Append(b), nil
-	})
+	pe.control(&wire.Unlink{From: from, To: to})
 }
 
 // sendMonitor makes local p monitor pid on another node under ref.
@@ -123,19 +117,13 @@ func (n *Node) sendMonitor(p *Process, ref Ref, pid PID) {
 		p.mb.Push(Down{Ref: ref, PID: pid, Reason: reason})
 		return
 	}
-	pe.control(func(b []byte) ([]byte, error) {
-		m := wire.Monitor{From: p.pid, To: pid, Ref: ref}
-		return m.Append(b), nil
-	})
+	pe.control(&wire.Monitor{From: p.pid, To: pid, Ref: ref})
 }
 
 // sendDemonitor tells pe that local from no longer monitors its process
 // to under ref.
 func sendDemonitor(pe *peer, from, to PID, ref Ref) {
-	pe.control(func(b []byte) ([]byte, error) {
-		m := wire.Demonitor{From: from, To: to, Ref: ref}
-		return m.Append(b), nil
-	})
+	pe.control(&wire.Demonitor{From: from, To: to, Ref: ref})
 }
 
 // sendExit sends an exit signal to a process of another node.
@@ -144,10 +132,7 @@ func (n *Node) sendExit(from, to PID, reason any, viaLink bool) {
 	if pe == nil || pe.incarnation != to.Incarnation {
 		return // the connection is gone: the other side sees noconnection
 	}
-	pe.control(func(b []byte) ([]byte, error) {
-		x := wire.Exit{From: from, To: to, Reason: wireReason(reason), Link: viaLink}
-		return x.Append(b), nil
-	})
+	pe.control(&wire.Exit{From: from, To: to, Reason: wireReason(reason), Link: viaLink})
 }
 
 // sendDown tells a remote watcher that a local process exited.
@@ -156,10 +141,7 @@ func (n *Node) sendDown(ref Ref, watcher, pid PID, reason any) {
 	if pe == nil || pe.incarnation != watcher.Incarnation {
 		return
 	}
-	pe.control(func(b []byte) ([]byte, error) {
-		d := wire.Down{Ref: ref, Watcher: watcher, PID: pid, Reason: wireReason(reason)}
-		return d.Append(b), nil
-	})
+	pe.control(&wire.Down{Ref: ref, Watcher: watcher, PID: pid, Reason: wireReason(reason)})
 }
 
 // spawnResult is a remote spawn's outcome.

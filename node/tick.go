@@ -48,7 +48,7 @@ func (n *Node) tickLoop() {
 func (n *Node) tickSweep(d time.Duration) {
 	now := time.Now().UnixNano()
 	for _, pe := range n.upPeers() {
-		if silent := time.Duration(now - pe.lastSeen.Load()); silent > d {
+		if silent, cut := tooSilent(now, pe.lastSeen.Load(), d); cut {
 			n.log.Warn("peer silent past the tick timeout", "peer", pe.name, "silent", silent)
 			pe.setDownReason(NetTickTimeout)
 			_ = pe.conn.Close(fmt.Errorf("%w: silent for %v", errTickTimeout, silent))
@@ -60,9 +60,6 @@ func (n *Node) tickSweep(d time.Duration) {
 		}
 		pe.tickSeq++
 		seq := pe.tickSeq
-		pe.control(func(b []byte) ([]byte, error) {
-			t := wire.Tick{Seq: seq, Time: now}
-			return t.Append(b), nil
-		})
+		pe.control(&wire.Tick{Seq: seq, Time: now})
 	}
 }

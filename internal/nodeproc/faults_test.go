@@ -18,6 +18,7 @@ import (
 
 	"github.com/meshrt/mesh/codec"
 	"github.com/meshrt/mesh/global"
+	"github.com/meshrt/mesh/internal/testutil"
 	"github.com/meshrt/mesh/node"
 )
 
@@ -275,14 +276,7 @@ func awaitMesh(t *testing.T, p *node.Process, nodes ...*Child) {
 // returns how long that took.
 func eventually(t *testing.T, what string, cond func() bool) time.Duration {
 	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > bound {
-			t.Fatalf("still waiting after %v: %s", bound, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return time.Since(start)
+	return testutil.Eventually(t, bound, what, cond)
 }
 
 var syncSeq atomic.Int64

@@ -278,7 +278,7 @@ func TestControlAppendSendsAnUnencodableReasonAsText(t *testing.T) {
 		want   any
 	}{
 		{"channel", make(chan int), "0x"},
-		{"error", errors.New("disk full"), "disk full"},
+		{"error", errors.New("disk full"), codec.Error("disk full")},
 		{"too large", []any{huge}, "[" + huge[:MaxReason-1]},
 		{"text at the bound", huge[:MaxReason], huge[:MaxReason]},
 		{"encodable", codec.Tuple{codec.Atom("shutdown"), 1}, codec.Tuple{codec.Atom("shutdown"), 1}},

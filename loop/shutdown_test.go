@@ -1,0 +1,138 @@
+package loop
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Regression: Close handed the queue and close_notify to gnet and closed
+// at once, and gnet dropped what the socket could not take: the tail of a
+// large transfer never arrived. Shutdown delivers all of it to a peer that
+// keeps reading, however slowly.
+func TestShutdownDeliversEverythingQueuedToAReadingPeer(t *testing.T) {
+	const frameSize, frames = 16 << 10, 768 // 12 MiB
+	p := newPair(t, func(*Conn, []byte) {
+		time.Sleep(50 * time.Microsecond) // a slow reader: the socket backs up
+	}, nil, WithWaterMarks(8<<20, 2<<20))
+	payload := make([]byte, frameSize)
+	item := frame(nil, payload)
+	for range frames {
+		if err := p.cliConn.Enqueue(context.Background(), item); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := p.cliConn.Shutdown(ctx, errTestReason); err != nil {
+		t.Fatalf("Shutdown = %v, want nil", err)
+	}
+	select {
+	case <-p.srvHandler.closedC:
+	case <-ctx.Done():
+		t.Fatal("the peer never saw the close")
+	}
+	p.srvHandler.mu.Lock()
+	got, bytes := p.srvHandler.frames, p.srvHandler.bytes
+	p.srvHandler.mu.Unlock()
+	if got != frames || bytes != frames*frameSize {
+		t.Fatalf("the peer got %d frames (%d bytes) of %d (%d bytes)", got, bytes, frames, frames*frameSize)
+	}
+	_, n, reason := p.cliHandl.count()
+	if n != 1 || !errors.Is(reason, errTestReason) {
+		t.Fatalf("OnClose: %d calls, reason %v; want 1, %v", n, reason, errTestReason)
+	}
+	if err := p.cliConn.Enqueue(context.Background(), item); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Enqueue after Shutdown = %v, want ErrClosed", err)
+	}
+}
+
+// A peer that reads nothing is cut when Shutdown's ctx ends, and its queue
+// is never sealed (no copy of it through TLS on the loop).
+func TestShutdownCutsAPeerThatStoppedReading(t *testing.T) {
+	deafAddr, stopDeaf := deafPeer(t)
+	defer stopDeaf()
+	cli, err := New(WithLoops(1), WithHook(nameHook("cli")), WithWaterMarks(256<<10, 64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	c, err := cli.Dial(context.Background(), deafAddr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newFrameHandler(nil)
+	c.SetHandler(h)
+	c.Start()
+	// A small fixed send buffer: the kernel holds little, so gnet's own
+	// buffer fills to the high-water mark and stays there.
+	sized := make(chan error, 1)
+	c.Execute(func() { sized <- syscall.SetsockoptInt(c.gc.Fd(), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 16<<10) })
+	if err := <-sized; err != nil {
+		t.Fatal(err)
+	}
+	item := frame(nil, make([]byte, 1000))
+	for tries := 0; ; tries++ {
+		if tries > 1<<16 {
+			t.Fatal("the queue never filled with gnet holding unsent bytes")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		err := c.Enqueue(ctx, item)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) && outboundBuffered(c) > 0 {
+			break // a full queue, and gnet holds what the socket did not take
+		} else if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatal(err)
+		}
+	}
+	queued := c.Queued()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := c.Shutdown(ctx, errTestReason); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown = %v, want context.DeadlineExceeded", err)
+	}
+	if _, n, _ := h.count(); n != 1 {
+		t.Fatalf("OnClose ran %d times before Shutdown returned", n)
+	}
+	if q := c.Queued(); q != queued {
+		t.Fatalf("queued bytes went from %d to %d: the cut sealed the queue", queued, q)
+	}
+}
+
+// Both ends shut down at once: each side's close_notify closes one
+// direction only, so both drains finish and both calls return.
+func TestShutdownOnBothEndsAtOnce(t *testing.T) {
+	p := newPair(t, nil, nil)
+	item := frame(nil, make([]byte, 1000))
+	for range 100 {
+		if err := p.cliConn.Enqueue(context.Background(), item); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.srvConn.Enqueue(context.Background(), item); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, c := range []*Conn{p.cliConn, p.srvConn} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = c.Shutdown(ctx, errTestReason)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil && !errors.Is(err, ErrClosed) {
+			t.Fatalf("end %d: Shutdown = %v", i, err)
+		}
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the shutdowns ran into their deadline")
+	}
+}

@@ -1,0 +1,110 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Every node option follows one rule: an invalid value makes Start fail with
+// an error wrapping ErrBadOption that names the option; a valid one starts.
+func TestStartValidatesEveryOptionOneWay(t *testing.T) {
+	tests := []struct {
+		name string
+		opt  Option
+		bad  string // the option named in the error; "" for a valid value
+	}{
+		{"tick at the minimum", WithTickTimeout(MinTickTimeout), ""},
+		{"tick under the minimum", WithTickTimeout(MinTickTimeout - 1), "WithTickTimeout"},
+		{"tick zero", WithTickTimeout(0), "WithTickTimeout"},
+		{"handshake positive", WithHandshakeTimeout(time.Millisecond), ""},
+		{"handshake zero", WithHandshakeTimeout(0), "WithHandshakeTimeout"},
+		{"handshake negative", WithHandshakeTimeout(-time.Second), "WithHandshakeTimeout"},
+		{"spawn positive", WithSpawnTimeout(time.Second), ""},
+		{"spawn zero", WithSpawnTimeout(0), "WithSpawnTimeout"},
+		{"logger", WithLogger(slog.New(slog.DiscardHandler)), ""},
+		{"logger nil", WithLogger(nil), "WithLogger"},
+		{"listen host:port", WithListen("127.0.0.1:0"), ""},
+		{"listen without port", WithListen("127.0.0.1"), "WithListen"},
+		{"metrics nil (none)", WithMetrics(nil), ""},
+		{"compression", WithCompression(true), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n, err := Start("opt@127.0.0.1:0", "c", tt.opt)
+			if tt.bad == "" {
+				if err != nil {
+					t.Fatalf("Start: %v", err)
+				}
+				stopNode(t, n)
+				return
+			}
+			if err == nil {
+				stopNode(t, n)
+				t.Fatal("Start accepted the value")
+			}
+			if !errors.Is(err, ErrBadOption) || !strings.Contains(err.Error(), tt.bad) {
+				t.Fatalf("Start: %v; want ErrBadOption naming %s", err, tt.bad)
+			}
+		})
+	}
+}
+
+func TestTooSilent(t *testing.T) {
+	const timeout = time.Second
+	const now = int64(100 * time.Second)
+	tests := []struct {
+		name     string
+		lastSeen int64
+		silent   time.Duration
+		cut      bool
+	}{
+		{"just heard", now, 0, false},
+		{"under the timeout", now - int64(timeout/2), timeout / 2, false},
+		{"exactly the timeout", now - int64(timeout), timeout, false},
+		{"past the timeout", now - int64(timeout) - 1, timeout + 1, true},
+		{"long gone", 0, 100 * time.Second, true},
+		{"clock stepped back", now + int64(time.Hour), 0, false},
+	}
+	for _, tt := range tests {
+		silent, cut := tooSilent(now, tt.lastSeen, timeout)
+		if silent != tt.silent || cut != tt.cut {
+			t.Errorf("%s: tooSilent = %v, %v; want %v, %v", tt.name, silent, cut, tt.silent, tt.cut)
+		}
+	}
+}
+
+// WithSpawnTimeout bounds a remote Spawn whose reply never comes (the link
+// is frozen: up, but silent).
+func TestSpawnTimeoutBoundsARemoteSpawn(t *testing.T) {
+	a := startNamed(t, "a", "c")
+	b := startNamed(t, "b", "c", WithSpawnTimeout(200*time.Millisecond))
+	a.Define("idle", func(p *Process, _ []any) error { return nil })
+	na, _ := parseName(a.Self())
+	relay := newFreezer(t, fmt.Sprintf("127.0.0.1:%d", na.port))
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	defer cancel()
+	if _, err := b.connect(ctx, a.Self(), relay.l.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	relay.freeze()
+	if _, err := b.Spawn(a.Self(), "idle"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Spawn over a frozen link: %v; want the spawn timeout", err)
+	}
+}
+
+// WithLogger: the node's routine events reach the logger given.
+func TestLoggerReceivesTheNodesLogs(t *testing.T) {
+	var buf syncBuffer
+	a := startNamed(t, "a", "c", WithLogger(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	b := startNamed(t, "b", "c")
+	connect(t, b, a)
+	eventually(t, "a logging the peer coming up", func() bool {
+		s := buf.String()
+		return strings.Contains(s, "peer up") && strings.Contains(s, b.Self())
+	})
+}
