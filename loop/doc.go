@@ -15,12 +15,17 @@
 //     deadline set to the handshake deadline (default 5 s). The engine is
 //     the deadline's one owner: it arms it, moves it into the past when the
 //     engine closes or Dial's ctx ends, and clears it after the hook; the
-//     hook cannot change it (tlsconn.Adapter.SetHandshakeDeadline). At most
-//     WithMaxPendingHandshakes run at once: inbound connections above the
-//     bound are closed at once, Dial waits for a slot. A handshake that
-//     misses its deadline is dropped (ErrHandshakeTimeout). Loops never see
-//     a connection before this point, so nothing a peer does before it is
-//     authenticated (stall, trickle, garbage) touches a loop or another peer.
+//     hook cannot change it (tlsconn.Adapter.SetHandshakeDeadline). An
+//     inbound connection must send its first bytes within the first-byte
+//     timeout (default 1 s). Inbound connections are bounded while silent
+//     (256), while talking (64) and per source address (16); at a bound the
+//     oldest connection of its kind makes way for the newest, so idle
+//     sockets cannot lock out a real dialler (admission.go). Dials have their
+//     own slots (Dial waits for one), which inbound connections never take.
+//     A handshake that misses its deadline is dropped (ErrHandshakeTimeout).
+//     Loops never see a connection before this point, so nothing a peer
+//     does before it is authenticated (stall, trickle, garbage) touches a
+//     loop or another peer.
 //  3. The node receives the *Conn (Dial's result or Listen's accept
 //     callback), sets a Handler and calls Start. Start switches the adapter
 //     to loop-fed mode and enrols the socket with gnet (Client.EnrollContext:

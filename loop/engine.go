@@ -31,12 +31,20 @@ type Hook func(ctx context.Context, tc *tls.Conn, outbound bool, dialArg any) (i
 type Stats struct {
 	Handshakes       uint64 // completed (TLS and hook)
 	Failed           uint64 // TLS or hook error
-	TimedOut         uint64 // missed the handshake deadline
-	DroppedAtLimit   uint64 // inbound connections closed because too many handshakes were pending
-	PendingNow       int    // handshakes in flight
+	TimedOut         uint64 // missed the first-byte or the handshake deadline
+	DroppedAtLimit   uint64 // inbound connections refused or evicted at an admission limit
+	PendingNow       int    // handshakes in flight, inbound and dials
 	ConnectionsNow   int    // conns past the handshake and not yet closed
 	MaxPendingConfig int
 }
+
+// Handshake outcomes the engine reports to [WithHandshakeOutcome], for
+// connections that end before the hook ran or that the engine ends itself.
+const (
+	OutcomeLimit   = "limit"   // refused or evicted at an admission limit (inbound)
+	OutcomeTimeout = "timeout" // no first bytes in time, or TLS past the handshake deadline
+	OutcomeTLS     = "tls"     // the TLS handshake failed
+)
 
 // Engine runs one gnet engine: its loops serve every inbound and outbound
 // connection of a node. See the package documentation.
@@ -48,10 +56,12 @@ type Engine struct {
 	cli       *gnet.Client
 	timers    timers
 
-	ctx    context.Context // cancelled by Close: aborts handshakes
-	cancel context.CancelFunc
-	sem    chan struct{} // one token per handshake in flight
-	wg     sync.WaitGroup
+	ctx       context.Context // cancelled by Close: aborts handshakes
+	cancel    context.CancelFunc
+	dialSlots chan struct{} // one token per Dial in flight
+	adm       *admission    // inbound handshakes in flight (admission.go)
+	limitWarn limitWarner
+	wg        sync.WaitGroup
 
 	handshakes, failed, timedOut, dropped atomic.Uint64
 
@@ -81,7 +91,8 @@ func New(opts ...Option) (*Engine, error) {
 	e := &Engine{
 		opts:      o,
 		log:       o.logger,
-		sem:       make(chan struct{}, o.maxPending),
+		dialSlots: make(chan struct{}, o.maxPending),
+		adm:       newAdmission(o.maxPending, o.maxSilent, o.perSource),
 		conns:     make(map[*Conn]struct{}),
 		loops:     make(map[gnet.EventLoop]*loopState),
 		timerDone: make(chan struct{}),
@@ -137,17 +148,20 @@ func (e *Engine) Stats() Stats {
 		Failed:           e.failed.Load(),
 		TimedOut:         e.timedOut.Load(),
 		DroppedAtLimit:   e.dropped.Load(),
-		PendingNow:       len(e.sem),
+		PendingNow:       e.adm.len() + len(e.dialSlots),
 		ConnectionsNow:   n,
 		MaxPendingConfig: e.opts.maxPending,
 	}
 }
 
 // Listen accepts TCP connections on addr ("host:port", port 0 picks one).
-// Each runs TLS and the hook on its own short-lived goroutine with the
-// handshake deadline; accept is called (on that goroutine) with every conn
-// that completes them, and should set a handler and Start it. It returns the
-// bound address. Safe from any goroutine.
+// Each runs TLS and the hook on its own short-lived goroutine: its first
+// bytes must arrive within the first-byte timeout, and the whole within the
+// handshake timeout. Inbound connections in their handshake are bounded in
+// total and per source address; at a bound the oldest silent one makes way
+// for the newest (see admission.go). accept is called (on the handshake
+// goroutine) with every conn that completes them, and should set a handler
+// and Start it. It returns the bound address. Safe from any goroutine.
 func (e *Engine) Listen(addr string, accept func(*Conn)) (net.Addr, error) {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(e.ctx, "tcp", addr)
@@ -176,8 +190,7 @@ func (e *Engine) acceptLoop(ln net.Listener, accept func(*Conn)) {
 			if e.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			// Out of file descriptors and the like: back off, bounded.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			backoff = acceptBackoff(backoff)
 			e.log.Warn("loop: accept", "err", err, "retry_in", backoff)
 			select {
 			case <-time.After(backoff):
@@ -187,18 +200,33 @@ func (e *Engine) acceptLoop(ln net.Listener, accept func(*Conn)) {
 			continue
 		}
 		backoff = 0
-		select {
-		case e.sem <- struct{}{}:
-		default:
-			e.dropped.Add(1)
+		source := sourceOf(nc)
+		in, victim, v := e.adm.admit(nc, source)
+		if victim != nil {
+			_ = victim.nc.Close() // its goroutine sees the eviction
+		}
+		if v != admitted {
+			// One outcome per connection: an evicted one whose hook
+			// runs is reported by the hook, which sees its socket close.
+			e.atLimit(v, source, victim == nil || !victim.hooked.Load())
+		}
+		if in == nil {
 			_ = nc.Close()
 			continue
 		}
 		e.wg.Add(1)
 		go func() {
 			defer e.wg.Done()
-			c, err := e.handshake(e.ctx, nc, false, nil)
-			<-e.sem
+			c, err := e.handshake(e.ctx, nc, false, nil, in)
+			if e.adm.done(in) {
+				if c != nil {
+					// Evicted after its hook succeeded: the hook's
+					// side must treat it like a dropped connection.
+					_ = nc.Close()
+					e.forget(c)
+				}
+				return
+			}
 			if err != nil {
 				e.log.Debug("loop: inbound handshake", "remote", nc.RemoteAddr(), "err", err)
 				return
@@ -208,20 +236,47 @@ func (e *Engine) acceptLoop(ln net.Listener, accept func(*Conn)) {
 	}
 }
 
+// atLimit counts an admission limit hit and logs it, rate-limited.
+func (e *Engine) atLimit(v verdict, source string, report bool) {
+	e.dropped.Add(1)
+	if report {
+		e.outcome(OutcomeLimit)
+	}
+	if ok, count := e.limitWarn.hit(time.Now()); ok {
+		what := "evicting the oldest connection of its kind"
+		switch v {
+		case refusedSource:
+			what = "refusing a source over its bound"
+		case refusedFull:
+			what = "refusing: evicted handshakes still finishing"
+		}
+		e.log.Warn("loop: inbound handshakes at their limit", "action", what, "source", source,
+			"hits", count, "max_pending", e.opts.maxPending, "max_silent", e.opts.maxSilent,
+			"max_per_source", e.opts.perSource)
+	}
+}
+
+// outcome reports a handshake outcome to the WithHandshakeOutcome callback.
+func (e *Engine) outcome(reason string) {
+	if f := e.opts.outcome; f != nil {
+		f(reason)
+	}
+}
+
 // Dial connects to addr, runs TLS and the hook (with peer as its dialArg)
 // on the calling goroutine, and returns the conn, not yet started. The
 // whole takes at most the handshake timeout, less if ctx ends sooner; it
-// first waits (bounded by ctx) for a free handshake slot. Safe from any
-// goroutine but a loop callback.
+// first waits (bounded by ctx) for one of the dial slots, which inbound
+// connections never take. Safe from any goroutine but a loop callback.
 func (e *Engine) Dial(ctx context.Context, addr string, peer any) (*Conn, error) {
 	select {
-	case e.sem <- struct{}{}:
+	case e.dialSlots <- struct{}{}:
 	case <-ctx.Done():
-		return nil, fmt.Errorf("loop: dial %s: waiting for a handshake slot: %w", addr, ctx.Err())
+		return nil, fmt.Errorf("loop: dial %s: waiting for a dial slot: %w", addr, ctx.Err())
 	case <-e.ctx.Done():
 		return nil, ErrEngineClosed
 	}
-	defer func() { <-e.sem }()
+	defer func() { <-e.dialSlots }()
 	if !e.addWorker() {
 		return nil, ErrEngineClosed
 	}
@@ -239,7 +294,7 @@ func (e *Engine) Dial(ctx context.Context, addr string, peer any) (*Conn, error)
 		}
 		return nil, fmt.Errorf("loop: dial %s: %w", addr, err)
 	}
-	return e.handshake(hctx, nc, true, peer)
+	return e.handshake(hctx, nc, true, peer, nil)
 }
 
 func (e *Engine) addWorker() bool {
@@ -259,8 +314,11 @@ func (e *Engine) beginStart() bool { return e.addWorker() }
 var longAgo = time.Unix(1, 0)
 
 // handshake runs TLS and the hook over nc in blocking mode, bounded by the
-// handshake timeout and ctx. It owns nc: on failure nc is closed.
-func (e *Engine) handshake(ctx context.Context, nc net.Conn, outbound bool, dialArg any) (*Conn, error) {
+// handshake timeout and ctx, and for an inbound connection (in not nil) by
+// the first-byte timeout before that. It owns nc: on failure nc is closed.
+// It is the one owner of nc's deadline until the conn starts: the hook runs
+// under it and must not change it.
+func (e *Engine) handshake(ctx context.Context, nc net.Conn, outbound bool, dialArg any, in *inbound) (*Conn, error) {
 	hctx, cancel := context.WithTimeout(ctx, e.opts.handshakeTimeout)
 	defer cancel()
 	deadline, _ := hctx.Deadline()
@@ -276,28 +334,71 @@ func (e *Engine) handshake(ctx context.Context, nc net.Conn, outbound bool, dial
 	}
 	// The engine alone arms, aborts and clears the deadline: the hook runs
 	// under it and cannot move it (tlsconn.Adapter.SetHandshakeDeadline).
-	_ = ad.SetHandshakeDeadline(deadline)
+	// An inbound connection is first held to the first-byte deadline.
+	armed := deadline
+	if in != nil {
+		if first := time.Now().Add(e.opts.firstByte); first.Before(deadline) {
+			armed = first
+		}
+	}
+	_ = ad.SetHandshakeDeadline(armed)
 	stop := context.AfterFunc(hctx, func() { _ = ad.SetHandshakeDeadline(longAgo) })
+	hooked := false
 	fail := func(step string, err error) (*Conn, error) {
 		stop()
 		_ = nc.Close()
+		// Outcomes before the hook are the engine's to report; the hook
+		// reports its own.
+		report := func(reason string) {
+			if !hooked {
+				e.outcome(reason)
+			}
+		}
 		switch {
 		case e.ctx.Err() != nil:
 			return nil, ErrEngineClosed
+		case in != nil && in.evicted.Load():
+			return nil, fmt.Errorf("%w: %s: evicted at the admission limit", ErrHandshake, step)
 		case ctx.Err() != nil: // the caller gave up (Dial's ctx)
 			return nil, fmt.Errorf("%w: %s: %w", ErrHandshake, step, ctx.Err())
 		case hctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded):
 			e.timedOut.Add(1)
+			report(OutcomeTimeout)
 			return nil, fmt.Errorf("%w: %s: %w", ErrHandshakeTimeout, step, err)
 		}
 		e.failed.Add(1)
+		report(OutcomeTLS)
 		return nil, fmt.Errorf("%w: %s: %w", ErrHandshake, step, err)
+	}
+	if in != nil {
+		if err := awaitFirstBytes(nc); err != nil {
+			return fail("first bytes", err)
+		}
+		victim, ok := e.adm.talk(in)
+		if victim != nil {
+			_ = victim.nc.Close()
+			e.atLimit(admittedEvict, victim.source, !victim.hooked.Load())
+		}
+		if !ok {
+			return fail("first bytes", net.ErrClosed)
+		}
+		// Set after the wait, then checked: a cancellation that came
+		// before is seen here, one that comes after moves this deadline
+		// into the past.
+		_ = ad.SetHandshakeDeadline(deadline)
+		if hctx.Err() != nil {
+			return fail("start", hctx.Err())
+		}
 	}
 	if err := tc.Handshake(); err != nil {
 		return fail("tls", err)
 	}
 	var info any
 	if h := e.opts.hook; h != nil {
+		hooked = true
+		if in != nil {
+			in.hooked.Store(true)
+		}
 		var err error
 		if info, err = h(hctx, tc, outbound, dialArg); err != nil {
 			return fail("hook", err)

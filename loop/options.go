@@ -12,6 +12,9 @@ import (
 const (
 	DefaultHandshakeTimeout     = 5 * time.Second
 	DefaultMaxPendingHandshakes = 64
+	DefaultMaxSilentConnections = 256
+	DefaultMaxPendingPerSource  = 16
+	DefaultFirstByteTimeout     = time.Second
 	DefaultHighWater            = 2 << 20 // bytes queued or unwritten per conn before senders wait
 	DefaultLowWater             = 512 << 10
 	DefaultMaxInputPending      = 16 << 20 // plaintext a handler may leave unconsumed
@@ -30,6 +33,10 @@ type options struct {
 	loops            int
 	handshakeTimeout time.Duration
 	maxPending       int
+	maxSilent        int
+	perSource        int
+	firstByte        time.Duration
+	outcome          func(string)
 	high, low        int64
 	maxInput         int
 	serverTLS        *tls.Config
@@ -46,6 +53,9 @@ func defaultOptions() options {
 		loops:            runtime.NumCPU(),
 		handshakeTimeout: DefaultHandshakeTimeout,
 		maxPending:       DefaultMaxPendingHandshakes,
+		maxSilent:        DefaultMaxSilentConnections,
+		perSource:        DefaultMaxPendingPerSource,
+		firstByte:        DefaultFirstByteTimeout,
 		high:             DefaultHighWater,
 		low:              DefaultLowWater,
 		maxInput:         DefaultMaxInputPending,
@@ -94,9 +104,12 @@ func WithHandshakeTimeout(d time.Duration) Option {
 	}
 }
 
-// WithMaxPendingHandshakes bounds the handshakes in flight at once (default
-// 64). Inbound connections above the bound are closed at once; Dial waits
-// for a slot (bounded by its context). n must be at least 1.
+// WithMaxPendingHandshakes bounds the inbound connections in their TLS
+// handshake and hook at once (default 64), and, separately, the Dials in
+// flight: strangers never take a dial's slot. When an inbound connection
+// starts talking at the bound, the oldest talking one is closed to make
+// room for it; Dial waits for a slot (bounded by its context). n must be
+// at least 1.
 func WithMaxPendingHandshakes(n int) Option {
 	return func(o *options) {
 		if n < 1 {
@@ -105,6 +118,57 @@ func WithMaxPendingHandshakes(n int) Option {
 		}
 		o.maxPending = n
 	}
+}
+
+// WithMaxSilentConnections bounds the inbound connections that have not
+// sent a byte yet (default 256). At the bound the oldest of them is closed
+// to make room for the newest, so idle sockets, however many, only delay a
+// real dialler by the moment it takes to send its TLS hello. n must be at
+// least 1.
+func WithMaxSilentConnections(n int) Option {
+	return func(o *options) {
+		if n < 1 {
+			o.refuse("WithMaxSilentConnections", n, "must be at least 1")
+			return
+		}
+		o.maxSilent = n
+	}
+}
+
+// WithMaxPendingPerSource bounds the inbound connections in their
+// handshake from one source IP address (default 16). At the bound the
+// source's oldest silent connection makes room; if none is silent, the new
+// one is closed. n must be at least 1.
+func WithMaxPendingPerSource(n int) Option {
+	return func(o *options) {
+		if n < 1 {
+			o.refuse("WithMaxPendingPerSource", n, "must be at least 1")
+			return
+		}
+		o.perSource = n
+	}
+}
+
+// WithFirstByteTimeout bounds how long an inbound connection may stay
+// silent after accept before it is dropped (default 1 s); the handshake
+// timeout still bounds the whole. d must be positive.
+func WithFirstByteTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d <= 0 {
+			o.refuse("WithFirstByteTimeout", d, "must be positive")
+			return
+		}
+		o.firstByte = d
+	}
+}
+
+// WithHandshakeOutcome sets a function called once for each connection the
+// engine ends before its hook has run (or, inbound, evicts before it):
+// with OutcomeLimit, OutcomeTimeout or OutcomeTLS. The hook reports the
+// outcomes of connections that reach it. fn is called from the accept
+// loop or a handshake goroutine and must not block.
+func WithHandshakeOutcome(fn func(outcome string)) Option {
+	return func(o *options) { o.outcome = fn }
 }
 
 // WithWaterMarks sets the per-connection backpressure marks in bytes

@@ -3,9 +3,7 @@ package node
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strconv"
 	"time"
@@ -18,8 +16,8 @@ import (
 
 // Admission: the node's engine and listener, the handshake hook that runs
 // the cookie handshake on every new connection, and the acceptor's decision
-// (the status byte) on whether an authenticated connection becomes the
-// peer's connection (membership.go, invariant 2).
+// (admit, the handshake's last step) on whether an authenticated connection
+// becomes the peer's connection (membership.go, invariant 2).
 
 // startNet starts the engine and the listener, fixing n.self's port when the
 // name asked for port 0.
@@ -81,22 +79,14 @@ type peerInfo struct {
 	peer        *peer // acceptor side: the admitted, reserved peer
 }
 
-// Status bytes the acceptor sends right after the proofs.
-const (
-	statusOK        byte = 1
-	statusDuplicate byte = 2 // the peer keeps a connection of its own choosing
-	statusRefused   byte = 3 // the peer does not take this connection now
-)
-
-// errDuplicate ends a connection that lost the simultaneous-dial rule.
-var errDuplicate = errors.New("node: duplicate connection")
-
-// errRefused ends a connection the acceptor does not take now (it is
-// stopping, or a test partitioned it away).
-var errRefused = errors.New("node: connection refused by peer")
+// errDuplicate ends a connection that lost the simultaneous-dial rule: the
+// acceptor keeps a connection of its own choosing.
+var errDuplicate = handshake.ErrDuplicate
 
 // hook runs on the engine's handshake goroutine, in blocking mode, right
-// after TLS: the cookie handshake, then the admission status byte.
+// after TLS: the cookie handshake, whose last step, on the acceptor, is
+// admit's decision. The engine holds the connection's deadline throughout.
+// Every handshake that reaches the hook is counted here, once, by outcome.
 func (n *Node) hook(ctx context.Context, tc *tls.Conn, outbound bool, dialArg any) (any, error) {
 	dialled := ""
 	if outbound {
@@ -109,79 +99,52 @@ func (n *Node) hook(ctx context.Context, tc *tls.Conn, outbound bool, dialArg an
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	res, err := handshake.Run(ctx, tc, &n.hs, dialled)
+	cfg := n.hs
+	var admitted *peer // acceptor: the reservation admit made
+	if !outbound {
+		cfg.Admit = func(ctx context.Context, h handshake.Hello) handshake.Admission {
+			pe, d, old := n.admit(n.peerInfo(h))
+			if old != nil {
+				// The connection this one replaces must be gone, its
+				// cleanup done, before this one starts: otherwise that
+				// cleanup would reach links, monitors and names made over
+				// the new one.
+				old.retire(ctx)
+			}
+			admitted = pe
+			return d
+		}
+	}
+	res, err := handshake.Run(ctx, tc, &cfg, dialled)
+	n.metrics.handshake(handshake.Reason(err))
 	if err != nil {
-		n.metrics.handshake(handshake.Reason(err))
+		if admitted != nil {
+			n.unreserve(admitted) // admitted, but the dialler never heard so
+		}
 		return nil, err
 	}
-	info := &peerInfo{
-		name:        res.Peer.Name,
-		incarnation: res.Peer.Incarnation,
-		features:    wire.Features(res.Features),
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		_ = tc.SetDeadline(dl)
-		defer func() { _ = tc.SetDeadline(time.Time{}) }()
-	}
-	if outbound {
-		var status [1]byte
-		if _, err := io.ReadFull(tc, status[:]); err != nil {
-			n.metrics.handshake("io")
-			return nil, fmt.Errorf("node: reading admission status: %w", err)
-		}
-		n.metrics.handshake(statusReason(status[0]))
-		switch status[0] {
-		case statusOK:
-			return info, nil
-		case statusDuplicate:
-			return nil, errDuplicate
-		default:
-			return nil, errRefused
-		}
-	}
-	pe, status, old := n.admit(info)
-	if old != nil {
-		// The connection this one replaces must be gone, its cleanup done,
-		// before this one starts: otherwise that cleanup would reach links,
-		// monitors and names made over the new one.
-		old.retire(ctx)
-	}
-	n.metrics.handshake(statusReason(status))
-	if _, err := tc.Write([]byte{status}); err != nil || status != statusOK {
-		if status == statusOK {
-			n.unreserve(pe)
-			return nil, fmt.Errorf("node: writing admission status: %w", err)
-		}
-		if status == statusDuplicate {
-			return nil, errDuplicate
-		}
-		return nil, errRefused
-	}
-	info.peer = pe
+	info := n.peerInfo(res.Peer)
+	info.peer = admitted
 	return info, nil
 }
 
-// statusReason is the handshake counter's label for an admission outcome:
-// each handshake is counted once, by how it ended.
-func statusReason(status byte) string {
-	switch status {
-	case statusOK:
-		return "ok"
-	case statusDuplicate:
-		return "duplicate"
-	default:
-		return "refused"
+// peerInfo is what the node keeps of a peer's hello.
+func (n *Node) peerInfo(h handshake.Hello) *peerInfo {
+	return &peerInfo{
+		name:        h.Name,
+		incarnation: h.Incarnation,
+		features:    wire.Features(n.hs.Features & h.Features),
 	}
 }
 
 // admit decides, as the acceptor, whether an authenticated inbound
 // connection from info.name becomes the peer's connection (invariant 2), and
 // if so reserves the name for it.
-func (n *Node) admit(info *peerInfo) (*peer, byte, *peer) {
+func (n *Node) admit(info *peerInfo) (*peer, handshake.Admission, *peer) {
 	n.peersMu.Lock()
 	defer n.peersMu.Unlock()
 	if n.stopped.Load() || n.isCutLocked(info.name) {
-		return nil, statusRefused, nil
+		return nil, handshake.Refused, nil
 	}
 	old := n.peers[info.name]
 	_, dialling := n.dialing[info.name]
@@ -189,7 +152,7 @@ func (n *Node) admit(info *peerInfo) (*peer, byte, *peer) {
 	if (sameRun || dialling) && n.self < info.name {
 		// Our own connection (made or being made) is dialled by the
 		// smaller name: it wins, this one is the duplicate.
-		return nil, statusDuplicate, nil
+		return nil, handshake.Duplicate, nil
 	}
 	pe := n.newPeer(info, false)
 	n.peers[info.name] = pe
@@ -197,7 +160,7 @@ func (n *Node) admit(info *peerInfo) (*peer, byte, *peer) {
 	// A reservation whose connection the engine drops after this hook
 	// (deadline, engine closing) never reaches accept: let it lapse.
 	pe.lapse = time.AfterFunc(2*n.opts.handshakeTimeout, func() { n.unreserve(pe) })
-	return pe, statusOK, old
+	return pe, handshake.Admitted, old
 }
 
 // unreserve drops a reservation made by admit whose connection never came

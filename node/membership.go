@@ -20,12 +20,12 @@ import (
 //
 //  1. At most one live connection per peer name: n.peers holds it. A name is
 //     in n.peers from the moment its connection is admitted (acceptor: in the
-//     handshake hook, before the status byte says OK; dialler: when Dial
+//     handshake's Admit step, before it says admitted; dialler: when Dial
 //     returns) until that connection's OnClose has finished the cleanup.
 //  2. Simultaneous dials end with one connection by a rule both sides apply
 //     alike: a connection dialled by the node with the smaller name wins. The
 //     acceptor decides right after the cookie proofs and tells the dialler
-//     with one status byte; see admit.
+//     in the handshake's admission message; see admit.
 //  3. A newer incarnation of a peer replaces the older one's connection at
 //     once: the old one is closed and its processes are reported gone.
 //  4. Under n.peersMu: no process lock, no I/O, no Enqueue; only

@@ -49,16 +49,27 @@
 // whose peer's proof fails (an acceptor that checked our proof with the same
 // key cannot send a bad one, so the peer is not a conforming node).
 //
+// # Admission
+//
+// Once both proofs have checked, the acceptor decides whether it takes the
+// connection (Config.Admit: the node keeps one connection per peer, and
+// refuses peers while stopping) and tells the dialler in an admission
+// message: admitted, duplicate (it keeps another connection with that
+// peer) or refused. Only then does either side treat the connection as a
+// link. A decision is made only for a dialler that proved the cookie, so
+// strangers learn nothing from it.
+//
 // # Wire encoding
 //
 // Every message is kind(1) ‖ length(2, big endian) ‖ body. The kind's high
 // nibble is the framing version (1), its low nibble the type: 0x11 hello,
-// 0x12 proof, 0x13 refused. Bodies:
+// 0x12 proof, 0x13 refused, 0x14 admission. Bodies:
 //
-//	hello:   min version(2) max version(2) incarnation(8) features(8)
-//	         nonce(32) name length(1) name(1..255)   — 54..308 bytes
-//	proof:   HMAC-SHA256(32)
-//	refused: reason(1): 1 auth, 2 unexpected peer, 3 bad hello
+//	hello:     min version(2) max version(2) incarnation(8) features(8)
+//	           nonce(32) name length(1) name(1..255)   — 54..308 bytes
+//	proof:     HMAC-SHA256(32)
+//	refused:   reason(1): 1 auth, 2 unexpected peer, 3 bad hello
+//	admission: decision(1): 1 admitted, 2 duplicate, 3 refused
 //
 // Integers are big endian. The hello layout is frozen across protocol
 // versions, so any two versions can negotiate; later versions put their
@@ -67,7 +78,8 @@
 // of the body is read, and a body lands in a fixed buffer, so the only
 // allocation a peer can cause is its name.
 //
-// The deadline comes from ctx (DefaultTimeout if ctx has none) and is set on
-// the conn for the whole handshake; node and loop bound how many handshakes
-// may be pending at once.
+// The conn's deadline belongs to the caller, which sets it before Run for
+// TLS and the handshake together (loop's engine, from its handshake
+// timeout): Run never touches it. loop bounds how many handshakes may be
+// pending at once.
 package handshake

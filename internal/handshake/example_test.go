@@ -46,6 +46,9 @@ func ExampleRun() {
 		if err := conn.HandshakeContext(ctx); err != nil {
 			panic(err)
 		}
+		// The deadline is the caller's: Run sets none.
+		dl, _ := ctx.Deadline()
+		_ = conn.SetDeadline(dl)
 		res, err := handshake.Run(ctx, conn, &handshake.Config{Name: "beta@127.0.0.1:2", Features: 0b110, Key: key}, "")
 		accepted <- fmt.Sprintf("beta accepted %s: version %d, features %b, err %v", res.Peer.Name, res.Version, res.Features, err)
 	}()
@@ -57,12 +60,14 @@ func ExampleRun() {
 		panic(err)
 	}
 	defer conn.Close()
+	dl, _ := ctx.Deadline()
+	_ = conn.SetDeadline(dl)
 	res, err := handshake.Run(ctx, conn, &handshake.Config{Name: "alpha@127.0.0.1:1", Features: 0b011, Key: key}, "beta@127.0.0.1:2")
 	fmt.Printf("alpha reached %s: version %d, features %b, err %v\n", res.Peer.Name, res.Version, res.Features, err)
 	fmt.Println(<-accepted)
 	// Output:
-	// alpha reached beta@127.0.0.1:2: version 1, features 10, err <nil>
-	// beta accepted alpha@127.0.0.1:1: version 1, features 10, err <nil>
+	// alpha reached beta@127.0.0.1:2: version 2, features 10, err <nil>
+	// beta accepted alpha@127.0.0.1:1: version 2, features 10, err <nil>
 }
 
 // ephemeralCert makes a throwaway self-signed ECDSA certificate.

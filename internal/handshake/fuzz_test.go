@@ -49,15 +49,18 @@ func FuzzDecodeHello(f *testing.F) {
 	})
 }
 
-// FuzzDecodeProof feeds arbitrary bytes where a proof (or a refused notice)
-// is expected: no panic, and only exact-size proofs and notices get through,
-// each mapping to the error the receiving side would return.
+// FuzzDecodeProof feeds arbitrary bytes where a proof, a refused notice or
+// an admission is expected: no panic, and only exact-size messages with
+// known values get through, each mapping to the error the receiving side
+// would return.
 func FuzzDecodeProof(f *testing.F) {
 	f.Add(appendMessage(nil, kindProof, bytes.Repeat([]byte{0xab}, proofLen)))
 	f.Add(appendMessage(nil, kindRefused, []byte{byte(refusedAuth)}))
 	f.Add(appendMessage(nil, kindRefused, []byte{byte(refusedUnexpectedPeer)}))
 	f.Add(appendMessage(nil, kindRefused, []byte{200}))
 	f.Add([]byte{kindProof, 0, 31})
+	f.Add(appendMessage(nil, kindAdmission, []byte{byte(Duplicate)}))
+	f.Add(appendMessage(nil, kindAdmission, []byte{9}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var buf [maxBody]byte
 		kind, body, err := readMessage(bytes.NewReader(data), &buf)
@@ -76,6 +79,17 @@ func FuzzDecodeProof(f *testing.F) {
 			err := refusedError(refusal(body[0]))
 			if !errors.Is(err, ErrAuth) && !errors.Is(err, ErrUnexpectedPeer) && !errors.Is(err, ErrBadHello) {
 				t.Fatalf("refusal %d maps to %v", body[0], err)
+			}
+		case kindAdmission:
+			d, err := decodeAdmission(body)
+			if err != nil {
+				if !errors.Is(err, ErrBadHello) {
+					t.Fatalf("unexpected error kind: %v", err)
+				}
+				return
+			}
+			if d != Admitted && d != Duplicate && d != Refused {
+				t.Fatalf("admission %d accepted", d)
 			}
 		case kindHello:
 		default:

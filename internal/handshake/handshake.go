@@ -6,11 +6,11 @@ package handshake
 //   - The attempt owns the conn for the whole of Run: nothing else reads or
 //     writes it meanwhile. Run reads exactly the bytes of its own messages;
 //     anything the peer sent after them stays buffered in the *tls.Conn.
-//   - Every read and write is under the deadline set at the start (from ctx,
-//     else DefaultTimeout); cancelling ctx moves the deadline into the past.
-//     On return the deadline is cleared, after any cancellation callback has
-//     finished, so no stale deadline survives Run.
-//   - The acceptor sends no proof before the dialler's proof has checked.
+//   - Run never sets, moves or clears the conn's deadline: its caller holds
+//     it for the whole of TLS and the handshake (loop's engine does), so one
+//     owner decides when a connection has taken too long.
+//   - The acceptor sends no proof before the dialler's proof has checked,
+//     and decides admission only after both proofs have.
 //   - A refused notice is sent only where it tells the peer nothing it could
 //     not already see (see doc.go); it is best effort and never waited for.
 
@@ -25,22 +25,19 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"time"
 )
 
 // Protocol versions this package speaks. Each side advertises the range
 // [MinVersion, Version] in its hello; both then pick the highest version
 // inside both ranges, so they agree without another message. Disjoint ranges
-// end the handshake with ErrVersion on both sides.
+// end the handshake with ErrVersion on both sides. Version 2 made admission
+// a framed message (version 1 sent it as a bare byte after the handshake).
 const (
 	// Version is the current (highest) protocol version.
-	Version uint16 = 1
+	Version uint16 = 2
 	// MinVersion is the oldest protocol version still spoken.
-	MinVersion uint16 = 1
+	MinVersion uint16 = 2
 )
-
-// DefaultTimeout bounds a handshake whose ctx carries no deadline.
-const DefaultTimeout = 5 * time.Second
 
 // ExporterLabel is the TLS exporter label whose 32-byte value every proof
 // covers (RFC 8446 §7.5); it binds the proof to one TLS connection.
@@ -66,6 +63,26 @@ var (
 	// ErrConfig: Run was called wrongly: nil or invalid Config, or a conn
 	// whose TLS 1.3 handshake has not completed.
 	ErrConfig = errors.New("handshake: invalid configuration")
+	// ErrDuplicate: the acceptor keeps another connection with the dialler
+	// (two nodes dialled each other at once); Admission Duplicate.
+	ErrDuplicate = errors.New("handshake: duplicate connection")
+	// ErrRefused: the acceptor does not take the connection now (it is
+	// stopping, or it refuses the peer); Admission Refused.
+	ErrRefused = errors.New("handshake: connection refused by peer")
+)
+
+// Admission is the acceptor's decision on an authenticated connection,
+// the last message of a handshake.
+type Admission byte
+
+// Admissions. Every value but these is refused on the wire as ErrBadHello.
+const (
+	// Admitted: the connection becomes the link between the two nodes.
+	Admitted Admission = 1
+	// Duplicate: the acceptor keeps a connection of its own choosing.
+	Duplicate Admission = 2
+	// Refused: the acceptor does not take the connection.
+	Refused Admission = 3
 )
 
 // Hello is what each side announces before the proofs: the protocol
@@ -121,6 +138,12 @@ type Config struct {
 	// an error ends the handshake with ErrBadHello wrapping it (so
 	// errors.Is also matches the validator's own error).
 	ValidateName func(string) error
+	// Admit, if set, decides on the acceptor whether a dialler whose proof
+	// checked is admitted; nil admits every one. It runs on Run's goroutine
+	// after both proofs, before the admission message is sent, and may
+	// block within ctx. A Duplicate or Refused decision is sent to the
+	// dialler and Run returns ErrDuplicate or ErrRefused on both sides.
+	Admit func(ctx context.Context, peer Hello) Admission
 }
 
 func (c *Config) check() error {
@@ -150,11 +173,13 @@ type Result struct {
 // advertised name must equal) or as the acceptor when dialled is "".
 //
 // conn must have completed a TLS 1.3 handshake and must block on reads and
-// writes; its SetDeadline must be safe to call while a Read is in progress
-// (true of every net.Conn). Run sets the deadline from ctx (DefaultTimeout if
-// ctx has none), moves it into the past if ctx is cancelled, and clears it on
-// return. Run starts no goroutine of its own (a cancelled ctx runs one brief
-// callback) and does not close conn: on error the caller should close it.
+// writes. Its deadline is the caller's: Run never sets one, so set one that
+// covers the handshake before calling Run, and move it into the past to
+// abort (loop's engine does both, from its handshake timeout and ctx). A
+// passed deadline ends Run with ErrTimeout; ctx is checked at the start,
+// tells a timeout from a cancellation, and is passed to Config.Admit. Run
+// starts no goroutine and does not close conn: on error the caller should
+// close it.
 //
 // Run is safe to call from any goroutine, concurrently for different conns;
 // nothing else may use conn until it returns.
@@ -177,26 +202,6 @@ func run(ctx context.Context, conn *tls.Conn, cfg *Config, dialled string, lo, h
 	if err := ctx.Err(); err != nil {
 		return Result{}, fmt.Errorf("%w: before start: %w", ErrTimeout, err)
 	}
-
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Now().Add(DefaultTimeout)
-	}
-	if err := conn.SetDeadline(deadline); err != nil {
-		return Result{}, fmt.Errorf("handshake: setting deadline: %w", err)
-	}
-	cancelled := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		defer close(cancelled)
-		_ = conn.SetDeadline(time.Unix(1, 0)) // wakes any blocked Read or Write
-	})
-	defer func() {
-		if !stop() {
-			<-cancelled // the callback started: let it finish before clearing
-		}
-		_ = conn.SetDeadline(time.Time{})
-	}()
-
 	a := &attempt{ctx: ctx, conn: conn, cfg: cfg, dialled: dialled, dialler: dialled != ""}
 	a.local = Hello{MinVersion: lo, MaxVersion: hi, Name: cfg.Name, Incarnation: cfg.Incarnation, Features: cfg.Features}
 	return a.run()
@@ -247,6 +252,9 @@ func (a *attempt) run() (Result, error) {
 		if err := a.sendProof(labelAcceptor); err != nil {
 			return Result{}, err
 		}
+	}
+	if err := a.admission(); err != nil {
+		return Result{}, err
 	}
 	return Result{Peer: a.peer, Version: a.version, Features: a.local.Features & a.peer.Features}, nil
 }
@@ -352,6 +360,46 @@ func (a *attempt) receiveProof(label string) error {
 	return nil
 }
 
+// admission ends the handshake: the acceptor decides (Config.Admit) and
+// says so, the dialler reads the decision. Both return ErrDuplicate or
+// ErrRefused for a connection not admitted.
+func (a *attempt) admission() error {
+	if a.dialler {
+		body, err := a.receive("reading admission", kindAdmission)
+		if err != nil {
+			return err
+		}
+		d, err := decodeAdmission(body)
+		if err != nil {
+			return err
+		}
+		return admissionError(d, "the peer")
+	}
+	d := Admitted
+	if f := a.cfg.Admit; f != nil {
+		d = f(a.ctx, a.peer)
+	}
+	if d != Admitted && d != Duplicate {
+		d = Refused
+	}
+	var b [headerLen + admissionLen]byte
+	if err := a.send("sending admission", appendMessage(b[:0], kindAdmission, []byte{byte(d)})); err != nil {
+		return err
+	}
+	return admissionError(d, "this node")
+}
+
+// admissionError is the error Run returns for decision d, made by who.
+func admissionError(d Admission, who string) error {
+	switch d {
+	case Admitted:
+		return nil
+	case Duplicate:
+		return fmt.Errorf("%w: %s keeps another connection", ErrDuplicate, who)
+	}
+	return fmt.Errorf("%w: %s refused it", ErrRefused, who)
+}
+
 // receive reads the next message and returns its body if it is of kind
 // want. A refused notice becomes the error it stands for.
 func (a *attempt) receive(step string, want byte) ([]byte, error) {
@@ -411,7 +459,8 @@ func refusedError(r refusal) error {
 
 // Reason names the outcome of Run for a counter label: "ok" for nil,
 // "auth", "version", "unexpected_peer", "bad_hello", "timeout", "config",
-// or "io" for anything else (the peer closed or reset the connection).
+// "duplicate", "refused", or "io" for anything else (the peer closed or
+// reset the connection).
 // Reason is safe from any goroutine.
 func Reason(err error) string {
 	switch {
@@ -429,6 +478,10 @@ func Reason(err error) string {
 		return "timeout"
 	case errors.Is(err, ErrConfig):
 		return "config"
+	case errors.Is(err, ErrDuplicate):
+		return "duplicate"
+	case errors.Is(err, ErrRefused):
+		return "refused"
 	}
 	return "io"
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -27,7 +28,7 @@ func TestSuccessAgreesOnVersionFeaturesAndPeers(t *testing.T) {
 			d, a := tlsPair(t)
 			dcfg := config("alpha@127.0.0.1:1", "cookie", tc.dFeat)
 			acfg := config("beta@127.0.0.1:2", "cookie", tc.aFeat)
-			dOut, aOut := runPair(t, d.conn, a.conn, dcfg, acfg, acfg.Name, tc.dRange, tc.aRange)
+			dOut, aOut := runPair(t, d, a, dcfg, acfg, acfg.Name, tc.dRange, tc.aRange)
 			if dOut.err != nil || aOut.err != nil {
 				t.Fatalf("dialler: %v; acceptor: %v", dOut.err, aOut.err)
 			}
@@ -50,9 +51,10 @@ func TestSuccessAgreesOnVersionFeaturesAndPeers(t *testing.T) {
 			if dOut.res.Peer.Nonce == aOut.res.Peer.Nonce {
 				t.Error("both sides sent the same nonce")
 			}
+			// The deadline is the caller's (loop's engine): Run sets none.
 			for side, rec := range map[string]*deadlineConn{"dialler": d.rec, "acceptor": a.rec} {
-				if last, n := rec.lastDeadline(); n < 2 || !last.IsZero() {
-					t.Errorf("%s: %d deadlines set, last %v; want the deadline set then cleared", side, n, last)
+				if _, n := rec.lastDeadline(); n != 0 {
+					t.Errorf("%s: Run set %d deadlines; the caller owns them", side, n)
 				}
 			}
 		})
@@ -61,11 +63,11 @@ func TestSuccessAgreesOnVersionFeaturesAndPeers(t *testing.T) {
 
 func TestAfterSuccessTheConnCarriesData(t *testing.T) {
 	d, a := tlsPair(t)
-	dOut, aOut := runPair(t, d.conn, a.conn, config("a", "c", 0), config("b", "c", 0), "b", defaultRange, defaultRange)
+	dOut, aOut := runPair(t, d, a, config("a", "c", 0), config("b", "c", 0), "b", defaultRange, defaultRange)
 	if dOut.err != nil || aOut.err != nil {
 		t.Fatalf("dialler: %v; acceptor: %v", dOut.err, aOut.err)
 	}
-	// The deadline is cleared, so the conn is usable with no deadline of its own.
+	// No deadline is left behind, so the conn is usable with none of its own.
 	if _, err := a.conn.Write([]byte("frame")); err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +85,7 @@ func TestWrongCookieIsRefusedOnBothSides(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d, a := tlsPair(t)
-			dOut, aOut := runPair(t, d.conn, a.conn, config("a", tc.dCookie, 0), config("b", tc.aCookie, 0), "b", defaultRange, defaultRange)
+			dOut, aOut := runPair(t, d, a, config("a", tc.dCookie, 0), config("b", tc.aCookie, 0), "b", defaultRange, defaultRange)
 			if !errors.Is(dOut.err, ErrAuth) || !errors.Is(aOut.err, ErrAuth) {
 				t.Fatalf("dialler: %v; acceptor: %v; want ErrAuth on both", dOut.err, aOut.err)
 			}
@@ -93,7 +95,7 @@ func TestWrongCookieIsRefusedOnBothSides(t *testing.T) {
 
 func TestDiallerReachingAnotherNodeGetsUnexpectedPeer(t *testing.T) {
 	d, a := tlsPair(t)
-	dOut, aOut := runPair(t, d.conn, a.conn, config("a", "c", 0), config("gamma", "c", 0), "beta", defaultRange, defaultRange)
+	dOut, aOut := runPair(t, d, a, config("a", "c", 0), config("gamma", "c", 0), "beta", defaultRange, defaultRange)
 	if !errors.Is(dOut.err, ErrUnexpectedPeer) {
 		t.Errorf("dialler: %v, want ErrUnexpectedPeer", dOut.err)
 	}
@@ -112,7 +114,7 @@ func TestDisjointVersionRangesFailOnBothSides(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d, a := tlsPair(t)
-			dOut, aOut := runPair(t, d.conn, a.conn, config("a", "c", 0), config("b", "c", 0), "b", tc.dRange, tc.aRange)
+			dOut, aOut := runPair(t, d, a, config("a", "c", 0), config("b", "c", 0), "b", tc.dRange, tc.aRange)
 			if !errors.Is(dOut.err, ErrVersion) || !errors.Is(aOut.err, ErrVersion) {
 				t.Fatalf("dialler: %v; acceptor: %v; want ErrVersion on both", dOut.err, aOut.err)
 			}
@@ -153,7 +155,7 @@ func TestRefusedPeerNameIsBadHelloOnBothSides(t *testing.T) {
 		}
 		return nil
 	}
-	dOut, aOut := runPair(t, d.conn, a.conn, config("bad name", "c", 0), acfg, "b", defaultRange, defaultRange)
+	dOut, aOut := runPair(t, d, a, config("bad name", "c", 0), acfg, "b", defaultRange, defaultRange)
 	if !errors.Is(aOut.err, ErrBadHello) || !errors.Is(aOut.err, errNameShape) {
 		t.Errorf("acceptor: %v, want ErrBadHello wrapping the validator's error", aOut.err)
 	}
@@ -183,7 +185,7 @@ func TestReflectedProofIsRejected(t *testing.T) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	_, err := Run(ctx, d.conn, config("a", "c", 0), "b")
+	_, err := runBounded(ctx, d, config("a", "c", 0), "b")
 	<-done
 	if !gotProof {
 		t.Fatal("the dialler never sent its proof")
@@ -211,7 +213,7 @@ func TestAcceptorGivesNoProofToAnUnauthenticatedDialler(t *testing.T) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	_, err := Run(ctx, a.conn, config("b", "c", 0), "")
+	_, err := runBounded(ctx, a, config("b", "c", 0), "")
 	<-done
 	if !errors.Is(err, ErrAuth) {
 		t.Errorf("acceptor: %v, want ErrAuth", err)
@@ -243,7 +245,7 @@ func TestTLSTerminatingRelayCannotCompleteTheHandshake(t *testing.T) {
 	if bytes.Equal(d.conn.ConnectionState().PeerCertificates[0].Raw, nodeCert.Certificate[0]) {
 		t.Fatal("the relay did not terminate TLS")
 	}
-	dOut, aOut := runPair(t, d.conn, a.conn, config("a", "c", 0), config("b", "c", 0), "b", defaultRange, defaultRange)
+	dOut, aOut := runPair(t, d, a, config("a", "c", 0), config("b", "c", 0), "b", defaultRange, defaultRange)
 	if !errors.Is(dOut.err, ErrAuth) || !errors.Is(aOut.err, ErrAuth) {
 		t.Fatalf("dialler: %v; acceptor: %v; want ErrAuth on both", dOut.err, aOut.err)
 	}
@@ -263,7 +265,7 @@ func TestPlainTCPRelayCompletesAndSeesNoSecret(t *testing.T) {
 	d := dialTLS(t, r.addr())
 	a := receive(t, accepted)
 	dcfg, acfg := config(dName, cookie, 5), config(aName, cookie, 3)
-	dOut, aOut := runPair(t, d.conn, a.conn, dcfg, acfg, aName, defaultRange, defaultRange)
+	dOut, aOut := runPair(t, d, a, dcfg, acfg, aName, defaultRange, defaultRange)
 	if dOut.err != nil || aOut.err != nil {
 		t.Fatalf("dialler: %v; acceptor: %v", dOut.err, aOut.err)
 	}
@@ -281,7 +283,7 @@ func TestPlainTCPRelayCompletesAndSeesNoSecret(t *testing.T) {
 	}
 }
 
-func TestStalledPeerTimesOutAtTheContextDeadline(t *testing.T) {
+func TestStalledPeerTimesOutAtTheCallersDeadline(t *testing.T) {
 	for _, role := range []string{"dialler", "acceptor"} {
 		t.Run(role, func(t *testing.T) {
 			d, a := tlsPair(t)
@@ -291,12 +293,9 @@ func TestStalledPeerTimesOutAtTheContextDeadline(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 			defer cancel()
-			_, err := Run(ctx, self.conn, config("x", "c", 0), dialled)
+			_, err := runBounded(ctx, self, config("x", "c", 0), dialled)
 			if !errors.Is(err, ErrTimeout) {
 				t.Fatalf("%v, want ErrTimeout", err)
-			}
-			if last, _ := self.rec.lastDeadline(); !last.IsZero() {
-				t.Errorf("deadline left at %v after Run", last)
 			}
 		})
 	}
@@ -314,13 +313,10 @@ func TestCancelledContextEndsAStalledHandshake(t *testing.T) {
 		fake.readHello()
 		cancel()
 	}()
-	_, err := Run(ctx, a.conn, config("b", "c", 0), "")
+	_, err := runBounded(ctx, a, config("b", "c", 0), "")
 	<-done
 	if !errors.Is(err, ErrTimeout) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("%v, want ErrTimeout wrapping context.Canceled", err)
-	}
-	if last, _ := a.rec.lastDeadline(); !last.IsZero() {
-		t.Errorf("deadline left at %v after Run", last)
 	}
 }
 
@@ -360,7 +356,7 @@ func TestGarbageFromThePeerIsBadHello(t *testing.T) {
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 				defer cancel()
-				_, err := Run(ctx, self.conn, config("self", "c", 0), dialled)
+				_, err := runBounded(ctx, self, config("self", "c", 0), dialled)
 				if !errors.Is(err, ErrBadHello) {
 					t.Fatalf("%v, want ErrBadHello", err)
 				}
@@ -375,7 +371,8 @@ func TestOnlyHelloThenProofIsAccepted(t *testing.T) {
 		after func(p *fakePeer) // what the fake peer sends after the hellos
 	}{
 		{"a second hello", func(p *fakePeer) { p.sendHello("peer", 1, 1) }},
-		{"an unknown kind", func(p *fakePeer) { p.write([]byte{0x14, 0, 0}) }},
+		{"an unknown kind", func(p *fakePeer) { p.write([]byte{0x15, 0, 0}) }},
+		{"an admission instead of a proof", func(p *fakePeer) { p.write(appendMessage(nil, kindAdmission, []byte{byte(Admitted)})) }},
 		{"a refused notice with an unknown reason", func(p *fakePeer) { p.write(appendMessage(nil, kindRefused, []byte{99})) }},
 	}
 	for _, tc := range tests {
@@ -396,7 +393,7 @@ func TestOnlyHelloThenProofIsAccepted(t *testing.T) {
 				}()
 				ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 				defer cancel()
-				_, err := Run(ctx, self.conn, config("self", "c", 0), dialled)
+				_, err := runBounded(ctx, self, config("self", "c", 0), dialled)
 				<-done
 				if !errors.Is(err, ErrBadHello) {
 					t.Fatalf("%v, want ErrBadHello", err)
@@ -413,7 +410,7 @@ func TestPeerClosingMidHandshakeIsNeitherAuthNorTimeout(t *testing.T) {
 	d.conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	_, err := Run(ctx, a.conn, config("b", "c", 0), "")
+	_, err := runBounded(ctx, a, config("b", "c", 0), "")
 	if err == nil || Reason(err) != "io" {
 		t.Fatalf("%v (reason %q), want an I/O error", err, Reason(err))
 	}
@@ -465,10 +462,64 @@ func TestReasonNamesEachOutcome(t *testing.T) {
 		{ErrVersion, "version"},
 		{ErrTimeout, "timeout"},
 		{ErrConfig, "config"},
+		{admissionError(Duplicate, "x"), "duplicate"},
+		{admissionError(Refused, "x"), "refused"},
 		{net.ErrClosed, "io"},
 	} {
 		if got := Reason(tc.err); got != tc.want {
 			t.Errorf("Reason(%v) = %q, want %q", tc.err, got, tc.want)
 		}
+	}
+}
+
+// The acceptor's admission decision reaches the dialler as a framed message,
+// and both sides return the same error for a connection not admitted. Admit
+// sees the peer's hello and runs only after both proofs checked.
+func TestAdmissionDecisionReachesBothSides(t *testing.T) {
+	for _, tc := range []struct {
+		decision Admission
+		want     error
+	}{
+		{Admitted, nil},
+		{Duplicate, ErrDuplicate},
+		{Refused, ErrRefused},
+		{Admission(0), ErrRefused}, // anything else is a refusal
+	} {
+		t.Run(fmt.Sprint(tc.decision), func(t *testing.T) {
+			d, a := tlsPair(t)
+			acfg := config("b", "c", 0)
+			var asked Hello
+			acfg.Admit = func(_ context.Context, peer Hello) Admission { asked = peer; return tc.decision }
+			dOut, aOut := runPair(t, d, a, config("a", "c", 0), acfg, "b", defaultRange, defaultRange)
+			if !errors.Is(dOut.err, tc.want) || !errors.Is(aOut.err, tc.want) || (tc.want == nil) != (dOut.err == nil) {
+				t.Fatalf("dialler: %v; acceptor: %v; want %v on both", dOut.err, aOut.err, tc.want)
+			}
+			if asked.Name != "a" {
+				t.Fatalf("Admit saw peer %q, want a", asked.Name)
+			}
+		})
+	}
+}
+
+func TestAdmitIsNotAskedForAnUnauthenticatedDialler(t *testing.T) {
+	d, a := tlsPair(t)
+	acfg := config("b", "right", 0)
+	asked := false
+	acfg.Admit = func(context.Context, Hello) Admission { asked = true; return Admitted }
+	dOut, aOut := runPair(t, d, a, config("a", "wrong", 0), acfg, "b", defaultRange, defaultRange)
+	if !errors.Is(dOut.err, ErrAuth) || !errors.Is(aOut.err, ErrAuth) || asked {
+		t.Fatalf("dialler: %v; acceptor: %v; Admit asked: %v", dOut.err, aOut.err, asked)
+	}
+}
+
+func TestMalformedAdmissionIsBadHello(t *testing.T) {
+	for _, body := range [][]byte{{0}, {4}, {255}} {
+		if _, err := decodeAdmission(body); !errors.Is(err, ErrBadHello) {
+			t.Errorf("decodeAdmission(%v) = %v, want ErrBadHello", body, err)
+		}
+	}
+	var buf [maxBody]byte
+	if _, _, err := readMessage(bytes.NewReader([]byte{kindAdmission, 0, 2, 1, 1}), &buf); !errors.Is(err, ErrBadHello) {
+		t.Errorf("an admission of two bytes: %v, want ErrBadHello", err)
 	}
 }

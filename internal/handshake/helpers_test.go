@@ -177,18 +177,41 @@ type outcome struct {
 	err error
 }
 
+// bound does for e what loop's engine does for a handshake: it sets the
+// deadline from ctx and moves it into the past if ctx is cancelled. It sets
+// them on the raw conn, under the recorder, so a test can tell that Run
+// itself sets none. Call the returned function once Run has returned.
+func bound(ctx context.Context, e endpoint) (release func()) {
+	raw := e.rec.Conn
+	if dl, ok := ctx.Deadline(); ok {
+		_ = raw.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = raw.SetDeadline(time.Unix(1, 0)) })
+	return func() { stop(); _ = raw.SetDeadline(time.Time{}) }
+}
+
+// runBounded is Run under bound.
+func runBounded(ctx context.Context, e endpoint, cfg *Config, dialled string) (Result, error) {
+	defer bound(ctx, e)()
+	return Run(ctx, e.conn, cfg, dialled)
+}
+
 // runPair runs the acceptor in a goroutine and the dialler here, with the
-// given version ranges, and returns both outcomes.
-func runPair(t testing.TB, d, a *tls.Conn, dcfg, acfg *Config, dialled string, dRange, aRange [2]uint16) (dOut, aOut outcome) {
+// given version ranges, each under bound, and returns both outcomes.
+func runPair(t testing.TB, d, a endpoint, dcfg, acfg *Config, dialled string, dRange, aRange [2]uint16) (dOut, aOut outcome) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		aOut.res, aOut.err = run(ctx, a, acfg, "", aRange[0], aRange[1])
+		defer bound(ctx, a)()
+		aOut.res, aOut.err = run(ctx, a.conn, acfg, "", aRange[0], aRange[1])
 	}()
-	dOut.res, dOut.err = run(ctx, d, dcfg, dialled, dRange[0], dRange[1])
+	func() {
+		defer bound(ctx, d)()
+		dOut.res, dOut.err = run(ctx, d.conn, dcfg, dialled, dRange[0], dRange[1])
+	}()
 	<-done
 	return dOut, aOut
 }

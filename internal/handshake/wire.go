@@ -1,6 +1,6 @@
 package handshake
 
-// Wire encoding of the three handshake messages.
+// Wire encoding of the four handshake messages.
 //
 // Invariants:
 //   - Every message is kind(1) ‖ length(2, big endian) ‖ body(length). The
@@ -26,9 +26,10 @@ import (
 
 // Message kinds: framing version 1 in the high nibble, type in the low one.
 const (
-	kindHello   byte = 0x11
-	kindProof   byte = 0x12
-	kindRefused byte = 0x13
+	kindHello     byte = 0x11
+	kindProof     byte = 0x12
+	kindRefused   byte = 0x13
+	kindAdmission byte = 0x14
 )
 
 const (
@@ -42,6 +43,7 @@ const (
 	maxHelloBody  = helloFixedLen + MaxNameLen
 	proofLen      = sha256.Size
 	refusedLen    = 1
+	admissionLen  = 1
 
 	// maxBody is the largest body of any kind; the read buffer's size.
 	maxBody = maxHelloBody
@@ -99,6 +101,8 @@ func readMessage(r io.Reader, buf *[maxBody]byte) (kind byte, body []byte, err e
 		lo, hi = proofLen, proofLen
 	case kindRefused:
 		lo, hi = refusedLen, refusedLen
+	case kindAdmission:
+		lo, hi = admissionLen, admissionLen
 	default:
 		return 0, nil, fmt.Errorf("%w: unknown message kind %#02x", ErrBadHello, kind)
 	}
@@ -135,6 +139,18 @@ func decodeHello(body []byte) (Hello, error) {
 	}
 	h.Name = string(body[helloFixedLen:])
 	return h, nil
+}
+
+// decodeAdmission decodes an admission body as returned by readMessage.
+func decodeAdmission(body []byte) (Admission, error) {
+	if len(body) != admissionLen {
+		return 0, fmt.Errorf("%w: admission body of %d bytes", ErrBadHello, len(body))
+	}
+	switch a := Admission(body[0]); a {
+	case Admitted, Duplicate, Refused:
+		return a, nil
+	}
+	return 0, fmt.Errorf("%w: admission %d", ErrBadHello, body[0])
 }
 
 // Role labels. They have the same length and differ, so neither is a prefix
