@@ -14,6 +14,15 @@ package global
 //     It is visible here (a caller reads its own writes) until the owner's add
 //     or remove of that very entry arrives, or the owner goes down. Every
 //     request is answered by an add or a remove of the entry.
+//   - announced[p] is the highest version among the entries p stamped
+//     itself (Origin p) that p has sent on this connection, in its snapshot
+//     or its ops. p's Lamport clock only grows, so every registration p
+//     makes later carries a higher version: an add from p, of its own
+//     making, at or below announced[p] is a forgery (a peer claiming an
+//     earlier registration than it could have made, to win conflicts) and
+//     is refused and counted. Set by Merge, dropped by NodeDown.
+//   - No mirror holds more than maxPerPeer names: a frame that would take a
+//     mirror past it is refused whole (ErrLimit), and node cuts the link.
 //   - hidden holds entries of other owners that this node asked to
 //     unregister. They stay invisible here until the owner's remove arrives
 //     or the owner goes down.
@@ -50,6 +59,10 @@ var (
 	ErrNoProcess = errors.New("global: no such process")
 	// ErrNodeDown: a PID of a node that is not connected.
 	ErrNodeDown = errors.New("global: node not connected")
+	// ErrLimit: a peer's frame would take its table past the names a peer
+	// may hold here (WithMaxNamesPerPeer). Handle and Merge refuse the
+	// frame whole.
+	ErrLimit = errors.New("global: peer over its limit of names")
 )
 
 // Host is how the node plugs the registry into the cluster. The registry
@@ -93,8 +106,24 @@ type Conflict struct {
 type Option func(*config)
 
 type config struct {
-	maxName int
-	log     *slog.Logger
+	maxName    int
+	maxPerPeer int
+	log        *slog.Logger
+}
+
+// DefaultMaxNamesPerPeer is how many names one peer's table may hold in
+// this replica unless WithMaxNamesPerPeer says otherwise.
+const DefaultMaxNamesPerPeer = 1 << 20
+
+// WithMaxNamesPerPeer bounds the names one peer's table may hold in this
+// replica (default DefaultMaxNamesPerPeer): a snapshot or ops frame that
+// would go past it is refused with ErrLimit. Values below 1 are ignored.
+func WithMaxNamesPerPeer(n int) Option {
+	return func(c *config) {
+		if n >= 1 {
+			c.maxPerPeer = n
+		}
+	}
 }
 
 // WithMaxNameLen sets the longest name accepted, in bytes (default
@@ -133,18 +162,21 @@ type Registry struct {
 	view      view // lock-free read side, see view.go
 	size      atomic.Int64
 	conflicts atomic.Uint64
+	forged    atomic.Uint64
+	maxPeer   int
 
-	mu      sync.Mutex // guards everything below
-	clock   uint64     // Lamport clock
-	own     map[string]Entry
-	byPID   map[codec.PID][]string // names in own, per local process
-	mirrors map[string]map[string]Entry
-	pending map[string]Entry
-	hidden  map[Entry]struct{}
-	dirty   map[string]struct{} // names changed by the current operation
-	changes []change            // scratch for the view batch
-	out     frameWriter         // ops frame of the current operation
-	notes   []note              // conflicts to tell once mu is released
+	mu        sync.Mutex // guards everything below
+	clock     uint64     // Lamport clock
+	own       map[string]Entry
+	byPID     map[codec.PID][]string // names in own, per local process
+	mirrors   map[string]map[string]Entry
+	announced map[string]uint64 // per peer: see the invariants
+	pending   map[string]Entry
+	hidden    map[Entry]struct{}
+	dirty     map[string]struct{} // names changed by the current operation
+	changes   []change            // scratch for the view batch
+	out       frameWriter         // ops frame of the current operation
+	notes     []note              // conflicts to tell once mu is released
 }
 
 // Replica is one node's full replica of the cluster-wide name table, as the
@@ -165,21 +197,23 @@ type note struct {
 // New returns an empty replica for the node h. Safe to call from any
 // goroutine.
 func New(h Host, opts ...Option) *Replica {
-	c := config{maxName: MaxNameLen, log: slog.New(slog.DiscardHandler)}
+	c := config{maxName: MaxNameLen, maxPerPeer: DefaultMaxNamesPerPeer, log: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(&c)
 	}
 	x := &Replica{Registry{
-		host:    h,
-		self:    h.Self(),
-		maxName: c.maxName,
-		log:     c.log,
-		own:     make(map[string]Entry),
-		byPID:   make(map[codec.PID][]string),
-		mirrors: make(map[string]map[string]Entry),
-		pending: make(map[string]Entry),
-		hidden:  make(map[Entry]struct{}),
-		dirty:   make(map[string]struct{}),
+		host:      h,
+		self:      h.Self(),
+		maxName:   c.maxName,
+		maxPeer:   c.maxPerPeer,
+		log:       c.log,
+		own:       make(map[string]Entry),
+		byPID:     make(map[codec.PID][]string),
+		mirrors:   make(map[string]map[string]Entry),
+		announced: make(map[string]uint64),
+		pending:   make(map[string]Entry),
+		hidden:    make(map[Entry]struct{}),
+		dirty:     make(map[string]struct{}),
 	}}
 	x.view.init()
 	return x
@@ -214,6 +248,11 @@ func (r *Registry) Len() int { return int(r.size.Load()) }
 // Conflicts returns how many registrations of this node's processes lost a
 // conflict (each one was sent a Conflict). Safe from any goroutine.
 func (r *Registry) Conflicts() uint64 { return r.conflicts.Load() }
+
+// Forged returns how many adds peers sent with a version at or below one
+// they had already announced for a registration of their own (refused:
+// see Replica.Handle). Safe from any goroutine.
+func (r *Registry) Forged() uint64 { return r.forged.Load() }
 
 func (r *Registry) checkName(name string) error {
 	if name == "" {
@@ -333,8 +372,31 @@ func (r *Replica) Handle(from string, frame []byte) error {
 	}
 	r.mu.Lock()
 	m := r.mirrors[from]
+	if m != nil {
+		adds := 0
+		for _, o := range ops {
+			if o.kind == opAdd {
+				if _, had := m[o.e.Name]; !had {
+					adds++
+				}
+			}
+		}
+		if len(m)+adds > r.maxPeer {
+			r.mu.Unlock()
+			return fmt.Errorf("%w: %q would hold %d names, over %d", ErrLimit, from, len(m)+adds, r.maxPeer)
+		}
+	}
 	for _, o := range ops {
 		e := o.e
+		if e.Origin == from && (o.kind == opAdd || o.kind == opRegisterReq) && m != nil {
+			if o.kind == opAdd && e.Version <= r.announced[from] && m[e.Name] != e {
+				r.forged.Add(1)
+				r.log.Warn("global: refused an add below a version its node already announced",
+					"from", from, "name", e.Name, "version", e.Version, "announced", r.announced[from])
+				continue
+			}
+			r.announced[from] = max(r.announced[from], e.Version)
+		}
 		r.clock = max(r.clock, e.Version)
 		switch o.kind {
 		case opAdd:
@@ -420,6 +482,15 @@ func (r *Replica) Merge(from string, snapshot []byte) error {
 		r.log.Debug("global: refused snapshot", "from", from, "err", err)
 		return err
 	}
+	if len(m) > r.maxPeer {
+		return fmt.Errorf("%w: %q sent a snapshot of %d names, over %d", ErrLimit, from, len(m), r.maxPeer)
+	}
+	var announced uint64
+	for _, e := range m {
+		if e.Origin == from {
+			announced = max(announced, e.Version)
+		}
+	}
 	r.mu.Lock()
 	// A snapshot starts a new connection with from: whatever this node had
 	// from or sent to it over an earlier one is void, as after NodeDown.
@@ -430,6 +501,7 @@ func (r *Replica) Merge(from string, snapshot []byte) error {
 	// hides it until the owner's add.
 	r.forgetLocked(from)
 	r.mirrors[from] = m
+	r.announced[from] = announced
 	for name, e := range m {
 		r.clock = max(r.clock, e.Version)
 		if p, ok := r.pending[name]; ok && p == e {
@@ -480,6 +552,7 @@ func (r *Registry) forgetLocked(node string) {
 		r.dirty[name] = struct{}{}
 	}
 	delete(r.mirrors, node)
+	delete(r.announced, node)
 	for name, p := range r.pending {
 		if p.PID.Node == node {
 			delete(r.pending, name)

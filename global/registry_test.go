@@ -577,3 +577,80 @@ func TestWhereisInParallelWithWriters(t *testing.T) {
 		t.Fatalf("Len = %d after everything was removed", r.Len())
 	}
 }
+
+// The hardening review: a peer announcing a registration at version 1 took
+// any name (the lower version wins), and replicas then disagreed. A node's
+// clock only grows, so an add of its own making at or below a version it has
+// already announced is a forgery: refused and counted.
+func TestAddBelowAVersionItsNodeAnnouncedIsRefusedAndCounted(t *testing.T) {
+	c := newTestCluster(t, 2)
+	p0, p1 := c.spawn(0), c.spawn(1)
+	r0, r1 := c.nodes[0].r, c.nodes[1].r
+	for _, name := range []string{"a", "b", "svc"} {
+		if err := r0.Register(name, p0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.flush()
+	if err := r1.Register("mine", p1); err != nil {
+		t.Fatal(err)
+	}
+	c.flush()
+	// Node 1 announced "mine" at some version v: it now claims "svc" with
+	// version 1 — below v, and below node 0's registration, which it would
+	// beat.
+	forged := Entry{Name: "svc", PID: p1, Version: 1, Origin: c.nodes[1].name}
+	if v := r1.own["mine"].Version; v <= forged.Version {
+		t.Fatalf("setup: node 1 announced version %d, want above %d", v, forged.Version)
+	}
+	var w frameWriter
+	w.add(opAdd, &forged)
+	if err := r0.Handle(c.nodes[1].name, w.take()); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := r0.Whereis("svc"); got != p0 {
+		t.Fatalf("a forged version took the name: Whereis = %v, want %v", got, p0)
+	}
+	if r0.Forged() != 1 {
+		t.Fatalf("Forged() = %d, want 1", r0.Forged())
+	}
+	// A later, honest registration of node 1 still goes through.
+	if err := r1.Register("more", p1); err != nil {
+		t.Fatal(err)
+	}
+	c.flush()
+	wantEverywhere(t, c, "more", p1)
+	if r0.Forged() != 1 {
+		t.Fatalf("an honest add was counted as forged: %d", r0.Forged())
+	}
+}
+
+func TestAPeerOverItsLimitOfNamesIsRefused(t *testing.T) {
+	c := newTestCluster(t, 2)
+	n0 := c.nodes[0]
+	r := New(n0, WithMaxNamesPerPeer(2))
+	p1 := c.spawn(1)
+	from := c.nodes[1].name
+	snap := func(k int) []byte {
+		m := make(map[string]Entry)
+		for i := range k {
+			name := fmt.Sprintf("n%d", i)
+			m[name] = Entry{Name: name, PID: p1, Version: uint64(i + 1), Origin: from}
+		}
+		return encodeSnapshot(m)
+	}
+	if err := r.Merge(from, snap(3)); !errors.Is(err, ErrLimit) {
+		t.Fatalf("a snapshot of 3 names with a limit of 2: %v, want ErrLimit", err)
+	}
+	if err := r.Merge(from, snap(2)); err != nil {
+		t.Fatal(err)
+	}
+	var w frameWriter
+	w.add(opAdd, &Entry{Name: "n9", PID: p1, Version: 10, Origin: from})
+	if err := r.Handle(from, w.take()); !errors.Is(err, ErrLimit) {
+		t.Fatalf("a third name with a limit of 2: %v, want ErrLimit", err)
+	}
+	if r.Len() != 2 {
+		t.Fatalf("Len() = %d after refused frames, want 2", r.Len())
+	}
+}
