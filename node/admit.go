@@ -36,6 +36,7 @@ func (n *Node) startNet() error {
 	eng, err := loop.New(
 		loop.WithCertificate(cert),
 		loop.WithHook(n.hook),
+		loop.WithHandshakeOutcome(n.handshakeOutcome),
 		loop.WithHandshakeTimeout(n.opts.handshakeTimeout),
 		loop.WithLogger(n.log),
 	)
@@ -126,6 +127,18 @@ func (n *Node) hook(ctx context.Context, tc *tls.Conn, outbound bool, dialArg an
 	info := n.peerInfo(res.Peer)
 	info.peer = admitted
 	return info, nil
+}
+
+// handshakeOutcome counts a connection the engine ended before the hook
+// (tls, timeout, limit); the hook counts the rest, so each handshake is
+// counted once. Before Start has built the metrics there is nothing to
+// count into: such an outcome is dropped.
+func (n *Node) handshakeOutcome(outcome string) {
+	select {
+	case <-n.ready:
+		n.metrics.handshake(outcome)
+	default:
+	}
 }
 
 // peerInfo is what the node keeps of a peer's hello.

@@ -36,7 +36,7 @@ func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
 	m := &metrics{
 		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "mesh", Name: "handshakes_total",
-			Help: "Peer handshakes by outcome (ok, auth, version, unexpected_peer, bad_hello, timeout, io, duplicate).",
+			Help: "Peer handshakes by outcome (ok, auth, version, unexpected_peer, bad_hello, timeout, io, duplicate, refused, tls, limit).",
 		}, []string{"result"}),
 		peers: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "mesh", Name: "peers_connected", Help: "Nodes connected now.",

@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -271,5 +273,75 @@ func TestGrafanaDashboardQueriesNameExistingMetrics(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// counterBy reads a counter vector named name from reg by its one label.
+func counterBy(t *testing.T, reg *prometheus.Registry, name, label string) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label {
+					got[l.GetValue()] += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return got
+}
+
+// The hardening review: 5 000 TLS failures and the whole slot attack left
+// no trace in the metrics. Handshakes that end before the cookie proof are
+// counted too: garbage instead of TLS (tls), silence past the first-byte
+// deadline (timeout).
+func TestHandshakesEndingBeforeTheProofAreCounted(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	n := startNamed(t, "n", "c", WithMetrics(reg))
+	garbage, err := net.Dial("tcp", n.name.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer garbage.Close()
+	if _, err := garbage.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	idle, err := net.Dial("tcp", n.name.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	eventually(t, "tls and timeout counted", func() bool {
+		got := handshakeCounts(t, reg)
+		return got["tls"] == 1 && got["timeout"] == 1
+	})
+}
+
+func TestAPeerOverTheRegistryNamesLimitIsCutAndCounted(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	a := startNamed(t, "a", "c")
+	b := startNamed(t, "b", "c", WithMetrics(reg), WithRegistryLimits(5, 0))
+	holder := a.SpawnFunc(func(p *Process) error { _, err := recv(p); return err })
+	for i := range 6 {
+		if err := a.Global().Register(fmt.Sprintf("name%d", i), holder); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	defer cancel()
+	_ = b.Connect(ctx, a.Self()) // up, then cut when a's snapshot arrives
+	eventually(t, "b cuts a at its names limit", func() bool {
+		return counterBy(t, reg, "mesh_peers_cut_total", "limit")["registry_names"] >= 1
+	})
+	if got := b.Global().Len(); got != 0 {
+		t.Fatalf("b holds %d of a's names after refusing its snapshot", got)
 	}
 }

@@ -145,7 +145,7 @@ func Start(name, cookie string, opts ...Option) (*Node, error) {
 		return nil, err
 	}
 	n.metrics = m
-	n.global = global.New(registryHost{n}, global.WithLogger(n.log))
+	n.global = global.New(registryHost{n}, global.WithLogger(n.log), global.WithMaxNamesPerPeer(o.registryNames))
 	n.groups = groups.New(groupsHost{n}, o.membership.maxPeerMembers)
 	n.startMembership()
 	n.bg.Add(1)

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshrt/mesh/global"
 )
 
 // Option configures a node at [Start].
@@ -22,6 +24,8 @@ type options struct {
 	registerer       prometheus.Registerer
 	logger           *slog.Logger
 	membership       membershipOptions // redial.go
+	registryNames    int               // per peer (global.WithMaxNamesPerPeer)
+	registryFrame    int               // bytes of one registry frame joined from parts
 }
 
 func defaultOptions() options {
@@ -31,6 +35,8 @@ func defaultOptions() options {
 		spawnTimeout:     10 * time.Second,
 		logger:           slog.Default(),
 		membership:       defaultMembershipOptions(),
+		registryNames:    DefaultRegistryNamesPerPeer,
+		registryFrame:    DefaultRegistryFrameBytes,
 	}
 }
 
@@ -117,4 +123,27 @@ func (o *options) validate() error {
 		}
 	}
 	return nil
+}
+
+// Defaults of [WithRegistryLimits].
+const (
+	DefaultRegistryNamesPerPeer = global.DefaultMaxNamesPerPeer
+	DefaultRegistryFrameBytes   = 64 << 20
+)
+
+// WithRegistryLimits bounds what one peer can make this node hold in its
+// registry replica: names (default 1 Mi) and the bytes of one registry
+// frame joined from parts, a snapshot in flight (default 64 MiB). A peer
+// past either limit is cut, counted in mesh_peers_cut_total (limit
+// "registry_names" or "registry_frame") and logged at Warn. Values below 1
+// keep the default.
+func WithRegistryLimits(namesPerPeer, frameBytes int) Option {
+	return func(o *options) {
+		if namesPerPeer >= 1 {
+			o.registryNames = namesPerPeer
+		}
+		if frameBytes >= 1 {
+			o.registryFrame = frameBytes
+		}
+	}
 }

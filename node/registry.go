@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/meshrt/mesh/codec"
@@ -48,7 +49,6 @@ const (
 	registryPart     = 1 << 20 // bytes of a registry frame per wire frame
 	registryPartMore = 0xF0    // a part, more follow
 	registryPartLast = 0xF1    // the last part
-	maxRegistryFrame = 256 << 20
 )
 
 // sendRegistry sends one registry frame to the peer, in parts if large.
@@ -76,8 +76,8 @@ func (pe *peer) sendRegistry(frame []byte) {
 // they would bring back state it superseded.
 func (n *Node) registryFrame(pe *peer, payload []byte) error {
 	if len(payload) > 0 && (payload[0] == registryPartMore || payload[0] == registryPartLast) {
-		if len(pe.regParts)+len(payload)-1 > maxRegistryFrame {
-			return fmt.Errorf("%w: registry frame over %d bytes", codec.ErrLimit, maxRegistryFrame)
+		if max := n.opts.registryFrame; len(pe.regParts)+len(payload)-1 > max {
+			return &wire.LimitError{Limit: "registry_frame", Asked: len(pe.regParts) + len(payload) - 1, Max: max}
 		}
 		pe.regParts = append(pe.regParts, payload[1:]...)
 		if payload[0] == registryPartMore {
@@ -88,8 +88,16 @@ func (n *Node) registryFrame(pe *peer, payload []byte) error {
 	if n.peerIfUp(pe.name) != pe {
 		return nil
 	}
+	var err error
 	if global.IsSnapshot(payload) {
-		return n.global.Merge(pe.name, payload)
+		err = n.global.Merge(pe.name, payload)
+	} else {
+		err = n.global.Handle(pe.name, payload)
 	}
-	return n.global.Handle(pe.name, payload)
+	if errors.Is(err, global.ErrLimit) {
+		// Counted and logged as a limit by OnData, which cuts the link.
+		max := n.opts.registryNames
+		return fmt.Errorf("%w: %w", &wire.LimitError{Limit: "registry_names", Asked: max + 1, Max: max}, err)
+	}
+	return err
 }
