@@ -56,6 +56,6 @@ fuzz:
 	  done; \
 	done
 
-## soak: long randomized runs (registry convergence, fault suite) behind MESH_SOAK.
+## soak: long randomized runs (registry convergence, the mixed soak with its verdict line) behind MESH_SOAK.
 soak:
-	MESH_SOAK=$(SOAKTIME) $(GO) test -race -count=1 -timeout 0 -run 'Soak|Convergence' ./...
+	MESH_SOAK=$(SOAKTIME) $(GO) test -race -count=1 -timeout 0 -v -run 'Soak|Convergence' ./...

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -56,6 +57,15 @@ func TestSlotAttackStarvesNeitherInboundNorOwnDials(t *testing.T) {
 	for i := 2; i < 22; i++ {
 		srcs = append(srcs, fmt.Sprintf("127.0.0.%d", i))
 	}
+	// The baseline for the figure below: a Connect with no attack.
+	baseCtx, baseCancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer baseCancel()
+	base := startNamed(t, "base", "c")
+	tb := time.Now()
+	if err := base.Connect(baseCtx, third.Self()); err != nil {
+		t.Fatal(err)
+	}
+	baseline := time.Since(tb)
 	before := victim.engine.Stats()
 	stop := slotAttack(t, victim.name.addr(), srcs, 16) // 320 sockets
 	defer stop()
@@ -67,17 +77,23 @@ func TestSlotAttackStarvesNeitherInboundNorOwnDials(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	legit := startNamed(t, "legit", "c")
+	t0 := time.Now()
 	if err := legit.Connect(ctx, victim.Self()); err != nil {
 		t.Fatalf("a legitimate node's Connect under the attack: %v", err)
 	}
+	t1 := time.Now()
 	if err := victim.Connect(ctx, third.Self()); err != nil {
 		t.Fatalf("the victim's own Connect under the attack: %v", err)
 	}
+	// A figure for docs/reliability.md, not an assertion.
+	t.Logf("under the attack: inbound Connect %v, own Connect %v (no attack: %v); %d connections dropped at a limit",
+		t1.Sub(t0), time.Since(t1), baseline, victim.engine.Stats().DroppedAtLimit-before.DroppedAtLimit)
 	if s := victim.engine.Stats(); s.DroppedAtLimit == before.DroppedAtLimit {
 		t.Fatal("the attack never hit a limit: it tested nothing")
 	}
 	stop()
-	if got := victim.List(); len(got) != 2 {
-		t.Fatalf("victim's peers after the attack: %v", got)
+	got := victim.List()
+	if !slices.Contains(got, legit.Self()) || !slices.Contains(got, third.Self()) {
+		t.Fatalf("victim's peers after the attack: %v, want legit and third among them", got)
 	}
 }
