@@ -227,6 +227,7 @@ func (pe *peer) attach(c *loop.Conn) {
 	n.peerUp(pe)
 	n.nodeEvent(NodeUp{Node: pe.name})
 	c.Start()
+	close(pe.started)
 	if drop != nil {
 		// Partitioned (a test fault) or replaced by a newer connection
 		// after admission, before there was a connection to close.
@@ -307,6 +308,18 @@ func (n *Node) upPeers() []*peer {
 		if pe.isUp() {
 			out = append(out, pe)
 		}
+	}
+	return out
+}
+
+// tablePeers returns every peer in the table: up, or admitted or dialled
+// and about to attach.
+func (n *Node) tablePeers() []*peer {
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	out := make([]*peer, 0, len(n.peers))
+	for _, pe := range n.peers {
+		out = append(out, pe)
 	}
 	return out
 }

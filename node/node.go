@@ -428,11 +428,24 @@ func (n *Node) Stop(ctx context.Context) error {
 		// then. Closing the engine after that flushes nothing more.
 		sctx, cancel := context.WithTimeout(ctx, n.opts.tickTimeout)
 		var drains sync.WaitGroup
-		for _, pe := range n.upPeers() {
-			pe.sayGoodbye(Shutdown)
+		// A peer admitted or dialled but not attached yet is waited for:
+		// its other side may already count it up, and must hear the
+		// goodbye too rather than see a bare close.
+		for _, pe := range n.tablePeers() {
 			drains.Add(1)
 			go func() {
 				defer drains.Done()
+				select {
+				case <-pe.started:
+				case <-pe.down:
+					return
+				case <-sctx.Done():
+					return
+				}
+				if !pe.isUp() {
+					return
+				}
+				pe.sayGoodbye(Shutdown)
 				_ = pe.conn.Shutdown(sctx, ErrStopped)
 			}()
 		}

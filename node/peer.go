@@ -38,6 +38,7 @@ type peer struct {
 
 	conn     *loop.Conn    // set by attach, before up closes
 	up       chan struct{} // closed when started
+	started  chan struct{} // closed once attach has handed the conn to its loop
 	down     chan struct{} // closed when ended and cleaned up
 	replaced bool          // guarded by n.peersMu: a newer connection took over
 	lapse    *time.Timer   // drops an admitted reservation never attached
@@ -77,6 +78,7 @@ func (n *Node) newPeer(info *peerInfo, outbound bool) *peer {
 		features:    info.features,
 		outbound:    outbound,
 		up:          make(chan struct{}),
+		started:     make(chan struct{}),
 		down:        make(chan struct{}),
 		reader:      wire.NewFrameReader(0, info.features),
 		reasm:       wire.NewReassembler(wire.ReassemblyLimits{MaxMessage: lim.MaxMessage}),
