@@ -8,6 +8,8 @@
 //   - spawnlink: Node.spawn_link — spawn and link, and hear of the crash
 //   - global: Global.register/whereis/unregister — cluster-wide names
 //   - monitornode: Node.monitor — hear when another node goes down
+//   - kv: a supervised key-value service on one node, called by name from
+//     another (Call, local names, supervisor; see docs/services.md)
 //   - cluster: seeds, a node killed and restarted that rejoins by itself,
 //     process groups (see docs/cluster.md)
 //

@@ -179,6 +179,12 @@ var twoNodeExamples = []struct {
 		`monitoring ` + name("b"),
 		`nodedown: ` + name("b"),
 	}},
+	{"kv", false, []string{
+		`put lang: ok`,
+		`get lang: "go"`,
+		`the server crashed: asked to crash`,
+		`get lang from the restarted server: ""`,
+	}},
 }
 
 func checkLines(t *testing.T, out string, want []string) {

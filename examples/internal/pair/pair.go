@@ -155,7 +155,7 @@ func Serve(ctx context.Context, n *node.Node, c *Config) error {
 // Drive plays n's role in an example. With -serve it serves (see [Serve],
 // until serving ends or a signal or the end of stdin). Otherwise it finds
 // the partner (see [Partner]), runs body with the partner's name and a
-// context that bounds the example, then stops the partner and n.
+// context that bounds the example (a minute), then stops the partner and n.
 func Drive(serving context.Context, n *node.Node, c *Config, body func(ctx context.Context, peer string) error) error {
 	if c.Serve {
 		return Serve(serving, n, c)
@@ -166,7 +166,8 @@ func Drive(serving context.Context, n *node.Node, c *Config, body func(ctx conte
 		return err
 	}
 	defer stop()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// A bound against a hang, generous for a loaded machine.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	return body(ctx, peer)
 }
