@@ -2,12 +2,15 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/meshrt/mesh/internal/handshake"
 )
 
 // slotAttack keeps conns idle TCP connections open to addr from each of the
@@ -96,4 +99,46 @@ func TestSlotAttackStarvesNeitherInboundNorOwnDials(t *testing.T) {
 	if !slices.Contains(got, legit.Self()) || !slices.Contains(got, third.Self()) {
 		t.Fatalf("victim's peers after the attack: %v, want legit and third among them", got)
 	}
+}
+
+// The hardening review: a peer presenting the node's own name and
+// incarnation was admitted; when it hung up, a link between two local
+// processes fired noconnection. The impostor's connection is refused, and
+// the local link is untouched.
+func TestPeerPresentingTheNodesOwnNameIsRefused(t *testing.T) {
+	victim := startNamed(t, "victim", "c")
+	impostor, err := Start(victim.Self(), "c", WithListen("127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	impostor.incarnation = victim.incarnation
+	impostor.hs.Incarnation = victim.incarnation
+	defer stopNode(t, impostor)
+
+	gate := make(chan struct{})
+	var release sync.Once
+	t.Cleanup(func() { release.Do(func() { close(gate) }) }) // on failure too
+	a := victim.SpawnFunc(func(p *Process) error { <-gate; return nil })
+	within(t, victim, func(p *Process) error {
+		p.TrapExit(true)
+		if err := p.Link(a); err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), testWait)
+		defer cancel()
+		// Connect returns at once for the node's own name: dial directly.
+		if _, err := impostor.connect(ctx, victim.Self(), victim.name.addr()); !errors.Is(err, ErrNotConnected) || !errors.Is(err, handshake.ErrBadHello) {
+			return fmt.Errorf("the impostor's connect: %v, want ErrNotConnected wrapping ErrBadHello", err)
+		}
+		if got := victim.List(); len(got) != 0 {
+			return fmt.Errorf("victim's peers: %v", got)
+		}
+		stopNode(t, impostor)
+		release.Do(func() { close(gate) })
+		m, err := recv(p)
+		if ex, ok := m.(Exit); err != nil || !ok || ex.From != a || ex.Reason != Normal {
+			return fmt.Errorf("got %#v, %v; want the local process's normal exit", m, err)
+		}
+		return nil
+	})
 }

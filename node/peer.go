@@ -119,14 +119,14 @@ func (pe *peer) waitUp(ctx context.Context) error {
 }
 
 // owns reports whether pid belongs to this peer's node incarnation: a peer
-// may only speak for its own processes.
+// may only speak for its own processes, and never for this node's.
 func (pe *peer) owns(pid PID) bool {
-	return pid.Node == pe.name && pid.Incarnation == pe.incarnation
+	return pid.Node == pe.name && pid.Incarnation == pe.incarnation && pid.Node != pe.n.self
 }
 
 // ownsRef reports whether ref was made by this peer's node incarnation.
 func (pe *peer) ownsRef(ref Ref) bool {
-	return ref.Node == pe.name && ref.Incarnation == pe.incarnation
+	return ref.Node == pe.name && ref.Incarnation == pe.incarnation && ref.Node != pe.n.self
 }
 
 // drainFunc returns the connection's drain hook: the link's batcher, which

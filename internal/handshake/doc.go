@@ -42,6 +42,9 @@
 // should be long and random. The dialler checks the peer's advertised name
 // against the node it dialled before sending its proof.
 //
+// A peer presenting this node's own name is refused at once (ErrBadHello
+// at both ends): a node never takes another connection for itself.
+//
 // A refused notice is also sent when a name is refused (ErrBadHello at both
 // ends) or the dialler reached another node (ErrUnexpectedPeer at both
 // ends), so the other side reports a reason rather than EOF. None is sent for

@@ -287,10 +287,17 @@ func (a *attempt) receiveHello() error {
 	return err
 }
 
-// checkPeer applies ValidateName, and for the dialler checks the peer is the
-// node dialled. Both happen before any proof is sent: a proof covers the
-// names, so one made for the wrong peer would be worthless anyway.
+// checkPeer refuses a peer presenting this node's own name, applies
+// ValidateName, and for the dialler checks the peer is the node dialled. All
+// happen before any proof is sent: a proof covers the names, so one made for
+// the wrong peer would be worthless anyway.
 func (a *attempt) checkPeer() error {
+	if a.peer.Name == a.cfg.Name {
+		// Admitted, such a peer would speak for this node's own
+		// processes: its hang-up would look like theirs going away.
+		a.refuse(refusedBadHello)
+		return fmt.Errorf("%w: the peer presents this node's own name %q", ErrBadHello, a.peer.Name)
+	}
 	if v := a.cfg.ValidateName; v != nil {
 		if err := v(a.peer.Name); err != nil {
 			a.refuse(refusedBadHello)

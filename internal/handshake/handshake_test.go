@@ -523,3 +523,14 @@ func TestMalformedAdmissionIsBadHello(t *testing.T) {
 		t.Errorf("an admission of two bytes: %v, want ErrBadHello", err)
 	}
 }
+
+// The hardening review: a peer presenting the node's own name (and
+// incarnation) was admitted, and when it hung up, links between two local
+// processes fired noconnection. Refused on both sides, whichever dialled.
+func TestPeerPresentingOurOwnNameIsRefused(t *testing.T) {
+	d, a := tlsPair(t)
+	dOut, aOut := runPair(t, d, a, config("same", "c", 0), config("same", "c", 0), "same", defaultRange, defaultRange)
+	if !errors.Is(dOut.err, ErrBadHello) || !errors.Is(aOut.err, ErrBadHello) {
+		t.Fatalf("dialler: %v; acceptor: %v; want ErrBadHello on both", dOut.err, aOut.err)
+	}
+}
