@@ -2,5 +2,6 @@
 // lock-free multi-producer single-consumer queue, and the process mailbox on
 // top of it (park and wake without lost wake-ups, receive with a context,
 // selective receive that keeps unmatched messages queued in order, and
-// encoded messages that the receiver decodes itself: PushEncoded).
+// encoded messages that the receiver decodes itself: PushEncoded, and
+// PushEncodedOwned for large ones).
 package mailbox

@@ -50,6 +50,10 @@ package mailbox
 //     of k add k-1; popping the marker takes them off again), for Len. Len
 //     thus misses the rest of a run the owner has started reading.
 //
+// Large messages. PushEncodedOwned queues a message's own buffer in the
+// queue, in its place, instead of copying it into a chunk: chunks stay
+// small and pooled, and the owner decodes it like any other.
+//
 // Memory. The producers' state (inbox, 48 bytes) is made at the first
 // encoded message and kept; the owner's read position lives in the Mailbox.
 // Chunks are powers of two, growing from minChunk to maxChunk while a stream
@@ -189,6 +193,39 @@ func (m *Mailbox) PushEncodedRun(dec *Decoder, msgs [][]byte) bool {
 	return true
 }
 
+// ownedEnc is a message queued by PushEncodedOwned: its own buffer, in
+// the queue in the place of the message.
+type ownedEnc struct {
+	dec *Decoder
+	b   []byte
+}
+
+// PushEncodedOwned is PushEncoded for a large message: b itself is queued,
+// not copied into the inbox's chunks, and the caller must not touch it
+// again. The owner decodes it with dec when it receives it, so a large
+// decode runs on the receiver's goroutine, not on the producer's (a node's
+// event loop). It allocates one small record a message; use it for
+// messages large enough that the copy would cost more (a node uses it past
+// 16 KiB). Order, waking and closing are as for Push. Safe from any
+// goroutine.
+func (m *Mailbox) PushEncodedOwned(dec *Decoder, b []byte) bool {
+	return m.Push(&ownedEnc{dec: dec, b: b})
+}
+
+// decode turns e into its value, telling its decoder's Dropped on failure.
+// Owner only.
+func (e *ownedEnc) decode() (any, bool) {
+	v, err := e.dec.Decode(e.b)
+	e.b = nil
+	if err != nil {
+		if e.dec.Dropped != nil {
+			e.dec.Dropped(err)
+		}
+		return nil, false
+	}
+	return v, true
+}
+
 // append writes one entry. in.mu held.
 func (in *inbox) append(b []byte) {
 	need := binary.MaxVarintLen64 + len(b) + 1 // room for the entry and a terminator
@@ -300,6 +337,12 @@ func (m *Mailbox) pop() (any, bool) {
 		}
 		mark, isRun := v.(*runMark)
 		if !isRun {
+			if e, ok := v.(*ownedEnc); ok {
+				if v, ok := e.decode(); ok {
+					return v, true
+				}
+				continue
+			}
 			return v, true
 		}
 		m.rd.left = mark.n

@@ -467,3 +467,51 @@ func TestEncodedInboxMatchesAModel(t *testing.T) {
 		}
 	}
 }
+
+func TestOwnedEncodedMessagesAreDecodedByTheOwnerInOrder(t *testing.T) {
+	errBad := errors.New("bad message")
+	var dropped []error
+	decoded := 0
+	dec := &Decoder{
+		Decode: func(b []byte) (any, error) {
+			decoded++
+			if string(b) == "bad" {
+				return nil, errBad
+			}
+			return string(b), nil
+		},
+		Dropped: func(err error) { dropped = append(dropped, err) },
+	}
+	m := New()
+	big := strings.Repeat("x", 3*maxChunk)
+	m.Push("plain 1")
+	m.PushEncodedRun(dec, [][]byte{[]byte("run a"), []byte("run b")})
+	if !m.PushEncodedOwned(dec, []byte(big)) {
+		t.Fatal("PushEncodedOwned refused on an open mailbox")
+	}
+	m.PushEncodedOwned(dec, []byte("bad"))
+	m.PushEncoded(dec, []byte("after"))
+	if decoded != 0 {
+		t.Fatalf("%d messages decoded at push, want 0: decoding is the owner's", decoded)
+	}
+	if got := m.Len(); got != 6 {
+		t.Fatalf("Len = %d, want 6", got)
+	}
+	ctx := watchdogCtx(t)
+	for i, w := range []string{"plain 1", "run a", "run b", big, "after"} {
+		v, err := m.Receive(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v != w {
+			t.Fatalf("message %d: got %.20q, want %.20q", i, v, w)
+		}
+	}
+	if len(dropped) != 1 || !errors.Is(dropped[0], errBad) {
+		t.Fatalf("Dropped was told %v, want the one bad message", dropped)
+	}
+	m.Close()
+	if m.PushEncodedOwned(dec, []byte("late")) {
+		t.Fatal("PushEncodedOwned accepted on a closed mailbox")
+	}
+}

@@ -8,6 +8,7 @@ package node
 // for a reply's ref), so a peer can only speak for itself.
 
 import (
+	"bytes"
 	"fmt"
 
 	"github.com/meshrt/mesh/internal/wire"
@@ -144,20 +145,25 @@ func (pe *peer) deliverAddressed(m wire.Message) error {
 			return nil // a late reply: dropped here, never queued
 		}
 		pe.flushRun() // what the replier sent before goes first
-		v, err := wire.Message{Term: a.Body}.Decode(&n.limits)
-		if err != nil {
-			n.undecodable(err)
-			return nil
-		}
 		ref := Ref{Node: n.self, Incarnation: n.incarnation, ID: a.Ref}
-		n.svc.aliases.deliverRef(a.Ref, &callReply{ref: ref, value: v, released: a.Flags&wire.ReplyReleased != 0})
+		r := &callReply{ref: ref, released: a.Flags&wire.ReplyReleased != 0}
+		if len(a.Body) > maxEncodedDelivery {
+			r.enc = bytes.Clone(a.Body) // the caller decodes it (see pushLarge)
+		} else {
+			v, err := wire.Message{Term: a.Body}.Decode(&n.limits)
+			if err != nil {
+				n.undecodable(err)
+				return nil
+			}
+			r.value = v
+		}
+		n.svc.aliases.deliverRef(a.Ref, r)
 	}
 	return nil
 }
 
 // deliverTo hands the encoded message body to t like deliver does.
 func (pe *peer) deliverTo(t *Process, body []byte) {
-	n := pe.n
 	pe.msgsIn++
 	if len(body) <= maxEncodedDelivery {
 		if t != pe.runTo {
@@ -170,13 +176,5 @@ func (pe *peer) deliverTo(t *Process, body []byte) {
 		}
 		return
 	}
-	pe.flushRun()
-	v, err := wire.Message{Term: body}.Decode(&n.limits)
-	if err != nil {
-		n.undecodable(err)
-		return
-	}
-	if !t.mb.Push(v) {
-		n.metrics.droppedNoProc.Add(1)
-	}
+	pe.pushLarge(t, body)
 }

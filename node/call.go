@@ -36,6 +36,7 @@ import (
 	"sync"
 
 	"github.com/meshrt/mesh/codec"
+	"github.com/meshrt/mesh/internal/wire"
 )
 
 // ErrNoProc reports a call to a process that does not exist (reason
@@ -119,7 +120,8 @@ func (p *Process) down(ref Ref, pid PID, reason any) {
 type callReply struct {
 	ref      Ref
 	value    any
-	released bool // the replier dropped its end of the call's monitor
+	enc      []byte // a large remote reply, still encoded: the caller decodes it
+	released bool   // the replier dropped its end of the call's monitor
 }
 
 // Call sends req to the process to and waits for its reply (see
@@ -213,6 +215,14 @@ func (p *Process) call(ctx context.Context, target PID, name string, ref Ref, se
 			p.dropWatching(ref)
 		} else {
 			p.endMonitor(ref, target, name)
+		}
+		if m.enc != nil {
+			v, err := wire.Message{Term: m.enc}.Decode(&n.limits)
+			if err != nil {
+				n.undecodable(err)
+				return nil, fmt.Errorf("call %v: reply: %w", target, err)
+			}
+			return v, nil
 		}
 		return m.value, nil
 	default:

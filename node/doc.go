@@ -102,7 +102,8 @@
 // deliver keeps consecutive messages to one process as a run and flushRun
 // pushes the run, still encoded, into the mailbox (PushEncodedRun); the
 // receiving process decodes each message in Receive (n.decoder). A message
-// over maxEncodedDelivery is decoded on the loop instead. Any other frame
+// over maxEncodedDelivery is copied and queued on its own (pushLarge,
+// PushEncodedOwned), and decoded by its receiver too. Any other frame
 // goes to its handleX.
 //
 // # Locks

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"time"
@@ -186,8 +187,9 @@ func (n *Node) handleTock(_ *peer, t *wire.Tock) {
 // Consecutive messages to one process are pushed as one run, when the frame
 // ends or the target changes (handleFrame flushes; the bytes they point to,
 // the frame or the reassembler's buffers, are valid until then). A message
-// larger than maxEncodedDelivery is decoded here instead, so the mailbox's
-// chunks stay small.
+// larger than maxEncodedDelivery is copied and queued on its own
+// (pushLarge), so the mailbox's chunks stay small; the receiver decodes it
+// either way.
 func (pe *peer) deliver(m wire.Message) error {
 	n := pe.n
 	if m.To == 0 {
@@ -214,16 +216,20 @@ func (pe *peer) deliver(m wire.Message) error {
 		}
 		return nil
 	}
-	pe.flushRun() // what came before goes first
-	v, err := m.Decode(&n.limits)
-	if err != nil {
-		n.undecodable(err)
-		return nil
-	}
-	if !p.mb.Push(v) {
-		n.metrics.droppedNoProc.Add(1) // it died after the lookup
-	}
+	pe.pushLarge(p, m.Term)
 	return nil
+}
+
+// pushLarge hands a message larger than maxEncodedDelivery to t as a copy
+// of its own, which t decodes when it receives it: a large decode (up to
+// the decode budget, limits.MaxExpansion times the message) must not hold
+// the loop and every other message of the link. The copy is a memmove,
+// about a millisecond per 10 MiB.
+func (pe *peer) pushLarge(t *Process, term []byte) {
+	pe.flushRun() // what came before goes first
+	if !t.mb.PushEncodedOwned(&pe.n.decoder, bytes.Clone(term)) {
+		pe.n.metrics.droppedNoProc.Add(1) // it died after the lookup
+	}
 }
 
 // maxRun bounds the messages held for one push.
@@ -241,7 +247,8 @@ func (pe *peer) flushRun() {
 	pe.run, pe.runTo = pe.run[:0], nil
 }
 
-// maxEncodedDelivery: larger received messages are decoded on the loop.
+// maxEncodedDelivery: larger received messages are queued as a copy of
+// their own (pushLarge) rather than into the mailbox's chunks.
 const maxEncodedDelivery = 16 << 10
 
 // undecodable counts a received message this node could not decode (e.g.

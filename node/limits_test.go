@@ -1,8 +1,12 @@
 package node
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/meshrt/mesh/codec"
 	dto "github.com/prometheus/client_model/go"
@@ -49,4 +53,80 @@ func TestReceiverCutsAPeerThatSendsOverItsMaxMessage(t *testing.T) {
 		_ = b.metrics.peersCut.WithLabelValues("message_size").Write(&m)
 		return m.GetCounter().GetValue() >= 1
 	})
+}
+
+// A large message is decoded by its receiver when it receives it, not on
+// the event loop as it arrives: a big decode holds the process it is for,
+// never the link every other process shares.
+func TestLargeMessagesAreDecodedByTheirReceiverNotOnTheLoop(t *testing.T) {
+	a := startNamed(t, "a", "c")
+	b := startNamed(t, "b", "c")
+	var largeDecodes atomic.Int64
+	decode := b.decoder.Decode
+	b.decoder.Decode = func(m []byte) (any, error) {
+		if len(m) > maxEncodedDelivery {
+			largeDecodes.Add(1)
+		}
+		return decode(m)
+	}
+	large := bytes.Repeat([]byte("x"), 4*maxEncodedDelivery)
+	gate := make(chan struct{})
+	got := make(chan []any, 1)
+	sink := b.SpawnFunc(func(p *Process) error {
+		<-gate
+		var ms []any
+		for range 2 {
+			m, err := recv(p)
+			if err != nil {
+				return err
+			}
+			ms = append(ms, m)
+		}
+		got <- ms
+		return nil
+	})
+	within(t, a, func(q *Process) error {
+		if err := q.Send(sink, large); err != nil {
+			return err
+		}
+		return q.Send(sink, "after")
+	})
+	eventually(t, "both messages in the sink's mailbox", func() bool {
+		p := b.procs.get(sink.ID)
+		return p != nil && p.mb.Len() == 2
+	})
+	if n := largeDecodes.Load(); n != 0 {
+		t.Fatalf("%d large decodes before the receiver received anything, want 0", n)
+	}
+	close(gate)
+	select {
+	case ms := <-got:
+		if m, ok := ms[0].([]byte); !ok || !bytes.Equal(m, large) {
+			t.Fatalf("first message: %T of %d bytes, want the large []byte", ms[0], len(m))
+		}
+		if ms[1] != "after" {
+			t.Fatalf("second message %v, want after", ms[1])
+		}
+	case <-time.After(testWait):
+		t.Fatal("the sink received nothing")
+	}
+	if n := largeDecodes.Load(); n != 1 {
+		t.Fatalf("%d large decodes, want 1, by the receiver", n)
+	}
+}
+
+// A reply too large to decode on the loop reaches the caller whole.
+func TestLargeRemoteReplyIsDecodedByTheCaller(t *testing.T) {
+	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	large := bytes.Repeat([]byte("y"), 4*maxEncodedDelivery)
+	s := b.SpawnFunc(server(func(*Process, Request) (any, error) { return large, nil }))
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	defer cancel()
+	v, err := a.Call(ctx, s, "give")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := v.([]byte); !ok || !bytes.Equal(m, large) {
+		t.Fatalf("reply: %T, want the large []byte", v)
+	}
 }

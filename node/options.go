@@ -8,7 +8,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshrt/mesh/codec"
 	"github.com/meshrt/mesh/global"
+	"github.com/meshrt/mesh/internal/wire"
 )
 
 // Option configures a node at [Start].
@@ -26,6 +28,7 @@ type options struct {
 	membership       membershipOptions // redial.go
 	registryNames    int               // per peer (global.WithMaxNamesPerPeer)
 	registryFrame    int               // bytes of one registry frame joined from parts
+	reassembly       wire.ReassemblyLimits
 }
 
 func defaultOptions() options {
@@ -37,6 +40,11 @@ func defaultOptions() options {
 		membership:       defaultMembershipOptions(),
 		registryNames:    DefaultRegistryNamesPerPeer,
 		registryFrame:    DefaultRegistryFrameBytes,
+		reassembly: wire.ReassemblyLimits{
+			Budget:     DefaultReassemblyBytes,
+			MaxPending: DefaultReassemblyPending,
+			MaxHeld:    DefaultReassemblyHeld,
+		},
 	}
 }
 
@@ -117,6 +125,9 @@ func (o *options) validate() error {
 	case o.logger == nil:
 		return fmt.Errorf("%w: WithLogger(nil)", ErrBadOption)
 	}
+	if o.maxMessage > 0 && o.reassembly.Budget < o.maxMessage || o.maxMessage <= 0 && o.reassembly.Budget < codec.DefaultMaxMessage {
+		return fmt.Errorf("%w: WithReassemblyLimits(%d bytes): under the largest message (WithMaxMessage): such a message could never arrive", ErrBadOption, o.reassembly.Budget)
+	}
 	if o.listen != "" {
 		if _, _, err := net.SplitHostPort(o.listen); err != nil {
 			return fmt.Errorf("%w: WithListen(%q): %w", ErrBadOption, o.listen, err)
@@ -144,6 +155,37 @@ func WithRegistryLimits(namesPerPeer, frameBytes int) Option {
 		}
 		if frameBytes >= 1 {
 			o.registryFrame = frameBytes
+		}
+	}
+}
+
+// Defaults of [WithReassemblyLimits].
+const (
+	DefaultReassemblyBytes   = wire.DefaultReassemblyBudget
+	DefaultReassemblyPending = wire.DefaultMaxPending
+	DefaultReassemblyHeld    = wire.DefaultMaxHeld
+)
+
+// WithReassemblyLimits bounds what one peer can make this node hold while
+// it reassembles the peer's messages sent in fragments (those over 64 KiB):
+// bytes (reassembly buffers, the messages held behind them to keep each
+// pair's order, and the bookkeeping of both; default 256 MiB), unfinished
+// fragmented messages (default 4096) and messages held behind them
+// (default 64 Ki). A peer past any of them is cut, counted in
+// mesh_peers_cut_total (limit "reassembly_budget", "fragments_pending" or
+// "records_held") and logged at Warn. Values below 1 keep the default; a
+// byte budget under the largest message ([WithMaxMessage]) makes [Start]
+// fail with [ErrBadOption].
+func WithReassemblyLimits(bytes, pending, held int) Option {
+	return func(o *options) {
+		if bytes >= 1 {
+			o.reassembly.Budget = bytes
+		}
+		if pending >= 1 {
+			o.reassembly.MaxPending = pending
+		}
+		if held >= 1 {
+			o.reassembly.MaxHeld = held
 		}
 	}
 }

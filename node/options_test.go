@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshrt/mesh/internal/wire"
 )
 
 // Every node option follows one rule: an invalid value makes Start fail with
@@ -32,6 +34,9 @@ func TestStartValidatesEveryOptionOneWay(t *testing.T) {
 		{"listen without port", WithListen("127.0.0.1"), "WithListen"},
 		{"metrics nil (none)", WithMetrics(nil), ""},
 		{"compression", WithCompression(true), ""},
+		{"reassembly limits", WithReassemblyLimits(512<<20, 10, 10), ""},
+		{"reassembly defaults", WithReassemblyLimits(0, 0, 0), ""},
+		{"reassembly budget under the largest message", WithReassemblyLimits(1<<20, 0, 0), "WithReassemblyLimits"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -107,4 +112,22 @@ func TestLoggerReceivesTheNodesLogs(t *testing.T) {
 		s := buf.String()
 		return strings.Contains(s, "peer up") && strings.Contains(s, b.Self())
 	})
+}
+
+// The reassembly limits reach every link's reassembler, and a byte budget
+// only has to hold the largest message the node accepts.
+func TestReassemblyLimitsReachEveryLink(t *testing.T) {
+	a := startNamed(t, "a", "c")
+	b := startNamed(t, "b", "c", WithMaxMessage(1<<20), WithReassemblyLimits(2<<20, 7, 9))
+	connect(t, a, b)
+	b.peersMu.Lock()
+	pe := b.peers[a.Self()]
+	b.peersMu.Unlock()
+	if pe == nil {
+		t.Fatal("b has no peer for a")
+	}
+	want := wire.ReassemblyLimits{Budget: 2 << 20, MaxPending: 7, MaxHeld: 9, MaxMessage: 1 << 20}
+	if got := pe.reasm.Limits(); got != want {
+		t.Fatalf("b's reassembler for a: %+v, want %+v", got, want)
+	}
 }

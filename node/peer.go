@@ -70,7 +70,8 @@ type peer struct {
 }
 
 func (n *Node) newPeer(info *peerInfo, outbound bool) *peer {
-	lim := n.limits
+	lim := n.opts.reassembly
+	lim.MaxMessage = n.limits.MaxMessage
 	pe := &peer{
 		n:           n,
 		name:        info.name,
@@ -81,7 +82,7 @@ func (n *Node) newPeer(info *peerInfo, outbound bool) *peer {
 		started:     make(chan struct{}),
 		down:        make(chan struct{}),
 		reader:      wire.NewFrameReader(0, info.features),
-		reasm:       wire.NewReassembler(wire.ReassemblyLimits{MaxMessage: lim.MaxMessage}),
+		reasm:       wire.NewReassembler(lim),
 		handle:      new(peerHandle),
 	}
 	pe.handle.p.Store(pe)

@@ -183,6 +183,9 @@ func NewReassembler(lim ReassemblyLimits) *Reassembler {
 	return &Reassembler{lim: lim.resolve(), frags: map[uint64]*pending{}, queues: map[pairKey][]*pending{}}
 }
 
+// Limits returns the reassembler's limits, defaults filled in.
+func (r *Reassembler) Limits() ReassemblyLimits { return r.lim }
+
 // Used returns the bytes currently charged to the budget: buffers of
 // unfinished messages, held records and their bookkeeping.
 func (r *Reassembler) Used() int { return r.used }
