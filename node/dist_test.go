@@ -741,9 +741,9 @@ func TestUndecodableRemoteMessageIsDroppedCountedAndTheLinkLives(t *testing.T) {
 	}
 }
 
-// Messages small enough to be decoded by the receiving process and larger
-// ones decoded on the loop, then the sender's exit signal: all arrive in
-// the order they were sent.
+// Messages small enough to go into the mailbox's chunks and larger ones
+// queued as buffers of their own, then the sender's exit signal: all
+// arrive in the order they were sent.
 func TestRemoteMessagesOfEverySizeThenExitArriveInOrder(t *testing.T) {
 	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
 	big := strings.Repeat("x", maxEncodedDelivery+1)
