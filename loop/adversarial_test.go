@@ -58,10 +58,14 @@ func TestStalledAndGarbageConnectionsDoNotStopALiveLink(t *testing.T) {
 			return n == i+1
 		})
 	}
-	// Garbage fails TLS at once; the stalled ones are dropped at the deadline.
-	eventually(t, 10*hsTimeout, "flood dropped", func() bool {
+	// Garbage fails TLS at once, the stalled ones are dropped at the
+	// deadline: every one ends, as a failure or a timeout. (Random bytes
+	// can start like a TLS record, about one connection in 4096: such a
+	// one waits for the rest of its record and times out.)
+	eventually(t, 30*hsTimeout, "flood dropped", func() bool {
 		s := p.server.Stats()
-		return s.PendingNow == 0 && s.TimedOut-before.TimedOut >= 100 && s.Failed-before.Failed >= 100
+		return s.PendingNow == 0 && s.TimedOut-before.TimedOut >= 90 && s.Failed-before.Failed >= 90 &&
+			s.TimedOut-before.TimedOut+s.Failed-before.Failed >= 200
 	})
 	if s := p.server.Stats(); s.Handshakes != before.Handshakes {
 		t.Fatalf("flood completed %d handshakes", s.Handshakes-before.Handshakes)
