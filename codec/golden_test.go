@@ -1,16 +1,13 @@
 package codec
 
 import (
-	"bufio"
-	"encoding/hex"
 	"flag"
-	"fmt"
-	"os"
 	"path/filepath"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshrt/mesh/internal/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata golden files and the fuzz seed corpus")
@@ -50,45 +47,6 @@ func goldenTerms() []struct {
 	}
 }
 
-func readGolden(t *testing.T, path string) map[string][]byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create)", err)
-	}
-	defer f.Close()
-	m := map[string][]byte{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		name, hx, ok := strings.Cut(line, ": ")
-		if !ok {
-			t.Fatalf("bad golden line %q", line)
-		}
-		b, err := hex.DecodeString(hx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m[name] = b
-	}
-	return m
-}
-
-func writeGolden(t *testing.T, path string, names []string, bs [][]byte) {
-	t.Helper()
-	var sb strings.Builder
-	sb.WriteString("# Wire format pinned by golden_test.go; regenerate with go test -run Golden -update.\n")
-	for i, n := range names {
-		fmt.Fprintf(&sb, "%s: %x\n", n, bs[i])
-	}
-	if err := os.WriteFile(path, []byte(sb.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestGoldenTermsPinTheEncoding(t *testing.T) {
 	path := filepath.Join("testdata", "golden_terms.txt")
 	cases := goldenTerms()
@@ -102,9 +60,9 @@ func TestGoldenTermsPinTheEncoding(t *testing.T) {
 			}
 			names, bs = append(names, c.name), append(bs, b)
 		}
-		writeGolden(t, path, names, bs)
+		testutil.WriteGolden(t, path, names, bs)
 	}
-	g := readGolden(t, path)
+	g := testutil.ReadGolden(t, path)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			want, ok := g[c.name]

@@ -72,6 +72,18 @@ func buildOptions(opts []Option) (options, error) {
 	return o, o.err
 }
 
+// positive is an option that applies set when v is positive and refuses v
+// otherwise.
+func positive[T int | time.Duration](name string, v T, set func(*options)) Option {
+	return func(o *options) {
+		if v <= 0 {
+			o.refuse(name, v, "must be positive")
+			return
+		}
+		set(o)
+	}
+}
+
 // refuse records that option name was given value v, outside want.
 func (o *options) refuse(name string, v any, want string) {
 	if o.err == nil {
@@ -80,28 +92,16 @@ func (o *options) refuse(name string, v any, want string) {
 }
 
 // WithLoops sets how many event loops the engine runs (default: one per
-// CPU). n must be at least 1.
+// CPU). n must be positive.
 func WithLoops(n int) Option {
-	return func(o *options) {
-		if n < 1 {
-			o.refuse("WithLoops", n, "must be at least 1")
-			return
-		}
-		o.loops = n
-	}
+	return positive("WithLoops", n, func(o *options) { o.loops = n })
 }
 
 // WithHandshakeTimeout bounds TLS plus the post-TLS hook for each
 // connection (default 5 s). A connection that misses it is dropped. d must
 // be positive.
 func WithHandshakeTimeout(d time.Duration) Option {
-	return func(o *options) {
-		if d <= 0 {
-			o.refuse("WithHandshakeTimeout", d, "must be positive")
-			return
-		}
-		o.handshakeTimeout = d
-	}
+	return positive("WithHandshakeTimeout", d, func(o *options) { o.handshakeTimeout = d })
 }
 
 // WithMaxPendingHandshakes bounds the inbound connections in their TLS
@@ -109,57 +109,33 @@ func WithHandshakeTimeout(d time.Duration) Option {
 // flight: strangers never take a dial's slot. When an inbound connection
 // starts talking at the bound, the oldest talking one is closed to make
 // room for it; Dial waits for a slot (bounded by its context). n must be
-// at least 1.
+// positive.
 func WithMaxPendingHandshakes(n int) Option {
-	return func(o *options) {
-		if n < 1 {
-			o.refuse("WithMaxPendingHandshakes", n, "must be at least 1")
-			return
-		}
-		o.maxPending = n
-	}
+	return positive("WithMaxPendingHandshakes", n, func(o *options) { o.maxPending = n })
 }
 
 // WithMaxSilentConnections bounds the inbound connections that have not
 // sent a byte yet (default 256). At the bound the oldest of them is closed
 // to make room for the newest, so idle sockets, however many, only delay a
-// real dialler by the moment it takes to send its TLS hello. n must be at
-// least 1.
+// real dialler by the moment it takes to send its TLS hello. n must be
+// positive.
 func WithMaxSilentConnections(n int) Option {
-	return func(o *options) {
-		if n < 1 {
-			o.refuse("WithMaxSilentConnections", n, "must be at least 1")
-			return
-		}
-		o.maxSilent = n
-	}
+	return positive("WithMaxSilentConnections", n, func(o *options) { o.maxSilent = n })
 }
 
 // WithMaxPendingPerSource bounds the inbound connections in their
 // handshake from one source IP address (default 16). At the bound the
 // source's oldest silent connection makes room; if none is silent, the new
-// one is closed. n must be at least 1.
+// one is closed. n must be positive.
 func WithMaxPendingPerSource(n int) Option {
-	return func(o *options) {
-		if n < 1 {
-			o.refuse("WithMaxPendingPerSource", n, "must be at least 1")
-			return
-		}
-		o.perSource = n
-	}
+	return positive("WithMaxPendingPerSource", n, func(o *options) { o.perSource = n })
 }
 
 // WithFirstByteTimeout bounds how long an inbound connection may stay
 // silent after accept before it is dropped (default 1 s); the handshake
 // timeout still bounds the whole. d must be positive.
 func WithFirstByteTimeout(d time.Duration) Option {
-	return func(o *options) {
-		if d <= 0 {
-			o.refuse("WithFirstByteTimeout", d, "must be positive")
-			return
-		}
-		o.firstByte = d
-	}
+	return positive("WithFirstByteTimeout", d, func(o *options) { o.firstByte = d })
 }
 
 // WithHandshakeOutcome sets a function called once for each connection the
@@ -190,13 +166,7 @@ func WithWaterMarks(high, low int) Option {
 // (an incomplete frame) before the connection is closed with
 // [ErrInputTooLarge] (default 16 MiB). n must be positive.
 func WithMaxInputPending(n int) Option {
-	return func(o *options) {
-		if n <= 0 {
-			o.refuse("WithMaxInputPending", n, "must be positive")
-			return
-		}
-		o.maxInput = n
-	}
+	return positive("WithMaxInputPending", n, func(o *options) { o.maxInput = n })
 }
 
 // WithCertificate sets the certificate the engine presents; by default it

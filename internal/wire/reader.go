@@ -53,24 +53,15 @@ type reader struct {
 }
 
 func (r *reader) uvarint() (uint64, error) {
-	var x uint64
-	var s uint
-	for i := 0; i < binary.MaxVarintLen64; i++ {
-		if r.off >= len(r.b) {
-			return 0, errTrunc
-		}
-		c := r.b[r.off]
-		r.off++
-		if c < 0x80 {
-			if i == binary.MaxVarintLen64-1 && c > 1 {
-				return 0, errVarint
-			}
-			return x | uint64(c)<<s, nil
-		}
-		x |= uint64(c&0x7f) << s
-		s += 7
+	x, n := binary.Uvarint(r.b[r.off:])
+	switch {
+	case n > 0:
+		r.off += n
+		return x, nil
+	case n == 0:
+		return 0, errTrunc
 	}
-	return 0, errVarint
+	return 0, errVarint // over 64 bits
 }
 
 // u reads a uvarint into the sticky error.
