@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -111,7 +112,9 @@ func TestOversizedExitReasonTravelsTruncated(t *testing.T) {
 
 func TestRegistrySnapshotLargerThanAFrameSyncs(t *testing.T) {
 	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
-	holder := a.SpawnFunc(func(p *Process) error { _, err := recv(p); return err })
+	// The holder lives until the node stops: its names must outlast a
+	// slow sync.
+	holder := a.SpawnFunc(func(p *Process) error { _, err := p.Receive(context.Background()); return err })
 	const names = 20000
 	pad := strings.Repeat("n", 200)
 	for i := range names {
