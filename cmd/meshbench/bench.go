@@ -33,7 +33,7 @@ func parseBench(args []string, stdout io.Writer) (benchConfig, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	c := benchConfig{args: args}
 	fs.StringVar(&c.scenario, "scenario", "throughput", "what to measure: "+strings.Join(scenarios, ", "))
-	fs.IntVar(&c.senders, "senders", 1, "concurrent senders (pingers, spawners, registrars, publishers), spread over the nodes")
+	fs.IntVar(&c.senders, "senders", 1, "concurrent senders (pingers, callers, spawners, registrars, publishers), spread over the nodes")
 	fs.IntVar(&c.payload, "payload", 64, "payload bytes per message")
 	fs.DurationVar(&c.duration, "duration", 5*time.Second, "length of the measured phase")
 	fs.IntVar(&c.nodes, "nodes", 2, "worker nodes to start (besides this process's controller node)")

@@ -4,7 +4,7 @@
 //
 //	meshbench                 a short cluster run on 127.0.0.1: the table a newcomer sees
 //	meshbench run [flags]     the same, with flags (see meshbench run -h)
-//	meshbench bench --scenario throughput|latency|spawn|registry|fanout [flags]
+//	meshbench bench --scenario throughput|latency|call|spawn|registry|fanout [flags]
 //	meshbench node --name n@host:port [--cookie-file F | MESH_COOKIE] [--metrics-addr ADDR] [--connect PEER]
 //	meshbench compare [flags] Mesh side by side with a raw crypto/tls pipe and Erlang/OTP distribution
 //
@@ -76,8 +76,8 @@ const usage = `usage: meshbench [command] [flags]
 
 commands:
   run      (the default) a short cluster run: three node processes on 127.0.0.1, TLS,
-           one table of throughput, latency, remote spawn and fan-out
-  bench    one scenario with every knob: --scenario throughput|latency|spawn|registry|fanout
+           one table of throughput, latency, calls, remote spawn, registry and fan-out
+  bench    one scenario with every knob: --scenario throughput|latency|call|spawn|registry|fanout
            [--senders N] [--payload BYTES] [--duration D] [--nodes N] [--procs]
            [--peers a@h:p,...] [--json] [--cpuprofile F]
   node     a node process serving the meshbench actors until SIGINT/SIGTERM:

@@ -205,6 +205,7 @@ func TestDefaultRunFillsEveryRow(t *testing.T) {
 		`(?m)^raw tls stream\s+[1-9][\d,]*\s+[\d.]+(\s+-){5}\s+0$`,
 		`(?m)^latency\s+[1-9][\d,]*\s+[\d.]+(\s+[\d.,]+){5}\s+0$`,
 		`(?m)^raw tls ping-pong\s+[1-9][\d,]*\s+[\d.]+(\s+[\d.,]+){5}\s+0$`,
+		`(?m)^call\s+[1-9][\d,]*\s+[\d.]+(\s+[\d.,]+){5}\s+0$`,
 		`(?m)^spawn\s+[1-9][\d,]*\s+-(\s+[\d.,]+){5}\s+0$`,
 		`(?m)^registry\s+[1-9][\d,]*\s+-(\s+[\d.,]+){5}\s+0$`,
 		`(?m)^fanout\s+[1-9][\d,]*\s+[\d.]+(\s+[\d.,]+){5}\s+0$`,

@@ -30,6 +30,7 @@ var runRows = []struct {
 }{
 	{"throughput", 1, true},
 	{"latency", 1, true},
+	{"call", 4, false},
 	{"spawn", 4, false},
 	{"registry", 1, false},
 	{"fanout", 1, false},
@@ -120,8 +121,9 @@ func runDefault(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintln(stdout, r)
 	}
 	fmt.Fprintln(stdout, "rows: throughput = 1 sender streaming to a sink on the next node (latency: one-way, 1 in 64 messages")
-	fmt.Fprintln(stdout, "stamped); latency = 1 message in flight, round trip; spawn = 4 spawners, remote spawns one after the")
-	fmt.Fprintln(stdout, "other; registry = global Register/Unregister; fanout = 1 publisher to 8 subscribers on the other")
-	fmt.Fprintln(stdout, "nodes (deliveries/s, one-way latency). raw tls rows: crypto/tls alone between the same processes.")
+	fmt.Fprintln(stdout, "stamped); latency = 1 message in flight, round trip; call = 4 callers, Process.Call to a server on the")
+	fmt.Fprintln(stdout, "next node, one call after the other (calls/s); spawn = 4 spawners, remote spawns one after the other;")
+	fmt.Fprintln(stdout, "registry = global Register/Unregister; fanout = 1 publisher to 8 subscribers on the other nodes")
+	fmt.Fprintln(stdout, "(deliveries/s, one-way latency). raw tls rows: crypto/tls alone between the same processes.")
 	return runErr
 }

@@ -18,15 +18,16 @@ import (
 )
 
 // scenarios are the names --scenario accepts, in the order run shows them.
-var scenarios = []string{"throughput", "latency", "spawn", "registry", "fanout"}
+var scenarios = []string{"throughput", "latency", "call", "spawn", "registry", "fanout"}
 
 // scenarioUnit says what one operation of each scenario is.
 var scenarioUnit = map[string]string{
 	"throughput": "messages received (one-way streams, sender i on node i, its sink on the next node)",
 	"latency":    "round trips (one message in flight per sender, to an echo on the next node)",
+	"call":       "calls (Process.Call, one after the other per caller, to a server on the next node that replies with the request)",
 	"spawn":      "remote spawns (one after the other per sender, of an actor that returns at once)",
 	"registry":   "global registry operations (Register then Unregister of fresh names)",
-	"fanout":     "deliveries (each message sent to every subscriber; subscribers spread over the other nodes)",
+	"fanout":     "deliveries (each message published to a process group of --fanout subscribers spread over the other nodes)",
 }
 
 // spec is one scenario's parameters.
@@ -176,18 +177,24 @@ func runScenario(ctx context.Context, p *node.Process, cl *cluster, s spec, wait
 					}
 					sinks = append(sinks, sink)
 					ph.sinks = append(ph.sinks, sink)
-				} else {
-					for j := range s.fanout {
-						w := ws[(i+1+j%max(1, k-1))%k] // the other nodes in turn (this one if alone)
-						sink, err := ph.spawn(p, w, "lsink", ph.run, p.Self(), 1)
-						if err != nil {
-							return err
-						}
-						sinks = append(sinks, sink)
-						ph.sinks = append(ph.sinks, sink)
+					if _, err := ph.spawn(p, on(i), "lsend", ph.run, p.Self(), sinks, s.payload, stampEvery); err != nil {
+						return err
 					}
+					continue
 				}
-				if _, err := ph.spawn(p, on(i), "lsend", ph.run, p.Self(), sinks, s.payload, stampEvery); err != nil {
+				// fanout: publisher i's subscribers join its group, and
+				// it publishes to the group (what a user of Groups does).
+				group := fmt.Sprintf("meshbench-%x-%d", ph.run, i)
+				for j := range s.fanout {
+					w := ws[(i+1+j%max(1, k-1))%k] // the other nodes in turn (this one if alone)
+					sink, err := ph.spawn(p, w, "lsink", ph.run, p.Self(), 1, group)
+					if err != nil {
+						return err
+					}
+					sinks = append(sinks, sink)
+					ph.sinks = append(ph.sinks, sink)
+				}
+				if _, err := ph.spawn(p, on(i), "lsend", ph.run, p.Self(), sinks, s.payload, stampEvery, group); err != nil {
 					return err
 				}
 			}
@@ -224,6 +231,28 @@ func runScenario(ctx context.Context, p *node.Process, cl *cluster, s spec, wait
 				}
 				echoes = append(echoes, echo)
 				if _, err := ph.spawn(p, on(i), "lping", ph.run, p.Self(), echo, s.payload); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		f.add(reps)
+	case "call":
+		f.bytesPerOp = 2 * s.payload
+		var servers []node.PID
+		defer func() {
+			for _, sv := range servers {
+				_ = p.Exit(sv, node.Kill)
+			}
+		}()
+		reps, interrupted, err = runPhase(ctx, p, cl, s.scenario, s.duration, wait, func(_ context.Context, ph *phase) error {
+			for i := range s.senders {
+				server, err := p.Spawn(next(i), "server")
+				if err != nil {
+					return err
+				}
+				servers = append(servers, server)
+				if _, err := ph.spawn(p, on(i), "lcall", ph.run, p.Self(), server, s.payload); err != nil {
 					return err
 				}
 			}

@@ -76,6 +76,20 @@ func Define(n *node.Node, st *State) {
 		return ErrCrash
 	})
 	n.Define("noop", func(*node.Process, []any) error { return nil })
+	n.Define("server", func(p *node.Process, _ []any) error {
+		for {
+			m, err := p.Receive(bg)
+			if err != nil {
+				return err
+			}
+			if req, ok := m.(node.Request); ok {
+				st.msgs.Add(1)
+				if err := p.Reply(req, req.Body); err != nil {
+					return err
+				}
+			}
+		}
+	})
 	n.Define("stats", func(p *node.Process, args []any) error {
 		replyTo, ok := argPID(args, 0)
 		if !ok {

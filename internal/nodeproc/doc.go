@@ -14,6 +14,7 @@
 // Message shapes, all codec terms (atoms written as strings):
 //
 //	echo      any codec.Tuple{from PID, ...} is sent back to from, unchanged
+//	server    answers every node.Request (a Call) with its body, unchanged
 //	sink      counts messages; {"count", from} → {"count", n int64}
 //	crash     exits with an error at its first message, or at once given "now"
 //	noop      returns at once (remote spawn rate)

@@ -4,14 +4,20 @@ package nodeproc
 // until a stop actor names its run, then sends the driver one report and
 // ends. Arguments, in order:
 //
-//	lsink   run, replyTo PID, senders int: counts what senders send it, until
-//	        each has sent its {"done", sent int64}; one-way latency from the
-//	        stamped messages ({"stamp", unix ns int64, payload})
-//	lsend   run, replyTo PID, sinks []any (PIDs), payload int, stampEvery int:
-//	        sends the payload to every sink in turn, every stampEvery-th round
-//	        stamped
+//	lsink   run, replyTo PID, senders int[, group string]: counts what senders
+//	        send it, until each has sent its {"done", sent int64}; one-way
+//	        latency from the stamped messages ({"stamp", unix ns int64,
+//	        payload}). Given a group, it joins it first.
+//	lsend   run, replyTo PID, sinks []any (PIDs), payload int, stampEvery
+//	        int[, group string]: sends the payload to every sink in turn,
+//	        every stampEvery-th round stamped. Given a group (which the
+//	        sinks join), it waits until this node sees every sink in it,
+//	        then publishes each round to the group instead (Groups.Publish:
+//	        encoded once, one frame per node), the end marker too.
 //	lping   run, replyTo PID, echo PID, payload int: one {self, payload} in
 //	        flight to an echo, timing each round trip
+//	lcall   run, replyTo PID, server PID, payload int: Process.Call of the
+//	        payload to a server, one call after the other, timing each
 //	lspawn  run, replyTo PID, target node string: remote spawns of noop, one
 //	        after the other, timing each
 //	lreg    run, replyTo PID, prefix string: global Register then Unregister
@@ -193,6 +199,47 @@ func args(actor string, got []any, dst ...any) error {
 	return nil
 }
 
+// optGroup splits an optional trailing group name off a worker's
+// arguments, which are want long without it.
+func optGroup(actor string, got []any, want int) ([]any, string, error) {
+	if len(got) != want+1 {
+		return got, "", nil
+	}
+	group, ok := got[want].(string)
+	if !ok {
+		return got, "", fmt.Errorf("%s: argument %d (the group) is %T", actor, want, got[want])
+	}
+	return got[:want], group, nil
+}
+
+// membersBound bounds a publisher's wait for its sinks to show up in its
+// group (each sink's Join reaches this node through the membership
+// replication).
+const membersBound = 30 * time.Second
+
+// awaitMembers waits until g's group has every one of pids as a member on
+// this node, and reports whether it did before stop ended or membersBound.
+func awaitMembers(stop context.Context, g *node.Groups, group string, pids []node.PID) bool {
+	deadline := time.Now().Add(membersBound)
+	for {
+		have := make(map[node.PID]bool)
+		for _, m := range g.Members(group) {
+			have[m] = true
+		}
+		all := true
+		for _, pid := range pids {
+			all = all && have[pid]
+		}
+		if all {
+			return true
+		}
+		if stop.Err() != nil || time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
 // checkEvery is how many operations a worker does between two looks at its
 // run's stop flag.
 const checkEvery = 64
@@ -210,8 +257,17 @@ func defineLoad(n *node.Node, st *State) {
 		var run int64
 		var replyTo node.PID
 		var senders int
+		a, group, err := optGroup("lsink", a, 3)
+		if err != nil {
+			return err
+		}
 		if err := args("lsink", a, &run, &replyTo, &senders); err != nil {
 			return err
+		}
+		if group != "" {
+			if err := p.Node().Groups().Join(group, p.Self()); err != nil {
+				return fmt.Errorf("lsink: %w", err)
+			}
 		}
 		// The clock is read at the first message, at stamped ones and at
 		// each sender's end marker (which follows its last message), not
@@ -259,6 +315,10 @@ func defineLoad(n *node.Node, st *State) {
 		var replyTo node.PID
 		var sinkArgs []any
 		var size, stampEvery int
+		a, group, err := optGroup("lsend", a, 5)
+		if err != nil {
+			return err
+		}
 		if err := args("lsend", a, &run, &replyTo, &sinkArgs, &size, &stampEvery); err != nil {
 			return err
 		}
@@ -274,6 +334,30 @@ func defineLoad(n *node.Node, st *State) {
 		raw := payload.(string)
 		var rounds, errs int64
 		stop := st.runs.ctx(run)
+		g := p.Node().Groups()
+		// send sends msg to every sink: one by one, or one Publish.
+		send := func(msg any) {
+			if group != "" {
+				if err := g.Publish(group, msg); err != nil {
+					errs += int64(len(sinks))
+				}
+				return
+			}
+			for _, s := range sinks {
+				if err := p.Send(s, msg); err != nil {
+					errs++
+				}
+			}
+		}
+		if group != "" && !awaitMembers(stop, g, group, sinks) {
+			// The sinks never showed up in the group here (or the run
+			// was stopped first): each is told so directly, and none
+			// of their deliveries happened.
+			for _, s := range sinks {
+				_ = p.Send(s, codec.Tuple{AtomDone, int64(0)})
+			}
+			return report(p, replyTo, run, "send", 0, int64(len(sinks)), 0, nil, 0)
+		}
 		start := time.Now()
 		for stop.Err() == nil {
 			for range checkEvery {
@@ -281,20 +365,12 @@ func defineLoad(n *node.Node, st *State) {
 				if stampEvery > 0 && rounds%int64(stampEvery) == 0 {
 					msg = codec.Tuple{AtomStamp, time.Now().UnixNano(), raw}
 				}
-				for _, s := range sinks {
-					if err := p.Send(s, msg); err != nil {
-						errs++
-					}
-				}
+				send(msg)
 				rounds++
 			}
 		}
 		span := time.Since(start)
-		for _, s := range sinks {
-			if err := p.Send(s, codec.Tuple{AtomDone, rounds}); err != nil {
-				errs++
-			}
-		}
+		send(codec.Tuple{AtomDone, rounds})
 		return report(p, replyTo, run, "send", rounds*int64(len(sinks)), errs, span, nil, 0)
 	})
 	n.Define("lping", func(p *node.Process, a []any) error {
@@ -325,6 +401,36 @@ func defineLoad(n *node.Node, st *State) {
 			ops++
 		}
 		return report(p, replyTo, run, "ping", ops, errs, time.Since(start), h, 0)
+	})
+	n.Define("lcall", func(p *node.Process, a []any) error {
+		var run int64
+		var replyTo, server node.PID
+		var size int
+		if err := args("lcall", a, &run, &replyTo, &server, &size); err != nil {
+			return err
+		}
+		req := strings.Repeat("m", size)
+		h := NewHistogram()
+		var ops, errs int64
+		stop := st.runs.ctx(run)
+		start := time.Now()
+		for stop.Err() == nil {
+			t0 := time.Now()
+			r, err := p.Call(stop, server, req)
+			if err != nil {
+				if stop.Err() == nil {
+					errs++ // the server is gone or its node lost: no call can succeed
+				}
+				break // stopped with a call in flight: not counted
+			}
+			record(h, int64(time.Since(t0)))
+			if s, _ := r.(string); s != req {
+				errs++ // not the request's echo
+				continue
+			}
+			ops++
+		}
+		return report(p, replyTo, run, "call", ops, errs, time.Since(start), h, 0)
 	})
 	n.Define("lspawn", func(p *node.Process, a []any) error {
 		var run int64
