@@ -77,6 +77,51 @@ func (n *Node) monitorName(p *Process, node string) (Ref, PID) {
 	return ref, target
 }
 
+// monitorForCall starts the caller's half of a call's monitor on the remote
+// process to: the other half is set by the request's record where it
+// arrives (deliverAddressed, AddrCallPID). It returns the peer to send the
+// request on, or nil when the call is over already: its Down (noconnection,
+// or noproc for a PID of another incarnation of that node) is queued.
+func (n *Node) monitorForCall(p *Process, to PID) (Ref, *peer) {
+	ref := n.makeRef()
+	if !p.addWatching(ref, to) {
+		return ref, nil // p has exited: call ends with ErrExited
+	}
+	pe, err := n.peerFor(to.Node)
+	reason := any(nil)
+	switch {
+	case err != nil:
+		reason = NoConnection
+	case to.Incarnation != pe.incarnation:
+		reason = NoProc
+	default:
+		return ref, pe
+	}
+	p.mu.Lock()
+	if p.rel != nil {
+		delete(p.rel.watching, ref)
+	}
+	p.mb.Push(Down{Ref: ref, PID: to, Reason: reason})
+	p.mu.Unlock()
+	return ref, nil
+}
+
+// sendPIDRequest sends a call's request to the process to on pe's node, in
+// one record that also sets the call's monitor there. A nil pe: nothing to
+// send (see monitorForCall).
+func (n *Node) sendPIDRequest(p *Process, pe *peer, to PID, ref Ref, req any) error {
+	if pe == nil {
+		return nil
+	}
+	bp := getBuf()
+	item, err := wire.AppendCallPID((*bp)[:0], p.pid.ID, to.ID, ref.ID, Request{From: p.pid, Ref: ref, Body: req})
+	if err == nil {
+		err = n.sendItem(pe, item)
+	}
+	putBuf(bp, item)
+	return err
+}
+
 // sendNamedRequest sends a call's request to name on target's node.
 func (n *Node) sendNamedRequest(p *Process, target PID, name string, ref Ref, req any) error {
 	if target.Incarnation == 0 {
@@ -136,6 +181,15 @@ func (pe *peer) deliverAddressed(m wire.Message) error {
 			return nil
 		}
 		pe.control(&wire.Down{Ref: ref, Watcher: from, PID: PID{Node: n.self, Incarnation: n.incarnation}, Reason: NoProc})
+	case wire.AddrCallPID:
+		ref := Ref{Node: pe.name, Incarnation: pe.incarnation, ID: a.Ref}
+		from := PID{Node: pe.name, Incarnation: pe.incarnation, ID: m.From}
+		to := PID{Node: n.self, Incarnation: n.incarnation, ID: a.To}
+		if t := n.local(to); t != nil && t.addMonitor(ref, from) {
+			pe.deliverTo(t, a.Body)
+			return nil
+		}
+		pe.control(&wire.Down{Ref: ref, Watcher: from, PID: to, Reason: NoProc})
 	case wire.AddrUnmonitor:
 		if t := n.svc.names.lookup(string(a.Name)); t != nil {
 			t.removeMonitor(Ref{Node: pe.name, Incarnation: pe.incarnation, ID: a.Ref})

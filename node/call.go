@@ -135,6 +135,15 @@ func (p *Process) Call(ctx context.Context, to PID, req any) (any, error) {
 	if to.Node == "" {
 		return nil, fmt.Errorf("call %v: %w", to, ErrBadPID)
 	}
+	n := p.node
+	if to.Node != n.self {
+		// One record carries the request and sets the monitor where it
+		// arrives (addressed.go): a remote call costs one frame each way.
+		ref, pe := n.monitorForCall(p, to)
+		return p.call(ctx, to, "", ref, func() error {
+			return n.sendPIDRequest(p, pe, to, ref, req)
+		})
+	}
 	ref := p.Monitor(to)
 	return p.call(ctx, to, "", ref, func() error {
 		return p.Send(to, Request{From: p.pid, Ref: ref, Body: req})

@@ -187,6 +187,24 @@ func TestCallEndsWhenTheConnectionIsLost(t *testing.T) {
 	}
 }
 
+// A PID of an earlier (or later) incarnation of a connected node names no
+// process: the call ends at once, without a frame.
+func TestCallToAnotherIncarnationIsNoProc(t *testing.T) {
+	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	connect(t, a, b)
+	s := b.SpawnFunc(server(double))
+	stale := PID{Node: s.Node, Incarnation: s.Incarnation + 1, ID: s.ID}
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	defer cancel()
+	_, err := a.Call(ctx, stale, 1)
+	if !errors.Is(err, ErrNoProc) || ctx.Err() != nil {
+		t.Fatalf("got %v; want ErrNoProc at once", err)
+	}
+	if v, err := a.Call(ctx, s, 21); v != 42 || err != nil {
+		t.Fatalf("the live PID: %v, %v", v, err)
+	}
+}
+
 func TestCallToAnUnreachableNodeIsNotConnected(t *testing.T) {
 	a := startNamed(t, "a", "c")
 	dead := PID{Node: "gone@127.0.0.1:1", Incarnation: 1, ID: 1}

@@ -1,7 +1,8 @@
 package wire
 
 // Addressed records: messages sent to something other than a process ID —
-// a registered name, a waiting call, a name to call — carried in the
+// a registered name, a waiting call, a name to call, a process to call
+// (the request and the call's monitor in one record) — carried in the
 // message stream, so they keep their order with the sender's other
 // messages, are batched, fragmented when large and slowed by backpressure
 // like any message.
@@ -14,6 +15,7 @@ package wire
 //	AddrReply     uvarint ref ID, flags byte, body term
 //	AddrCall      uvarint len, name, uvarint ref ID, body term
 //	AddrUnmonitor uvarint len, name, uvarint ref ID
+//	AddrCallPID   uvarint process ID, uvarint ref ID, body term
 //
 // The node and incarnation of a reference are implied by the link, like
 // those of the record's process IDs. A node that does not know addressed
@@ -35,6 +37,7 @@ const (
 	AddrReply     AddrKind = 2 // a waiting call (its reference): a reply
 	AddrCall      AddrKind = 3 // a registered name, with the call's reference: a request
 	AddrUnmonitor AddrKind = 4 // a registered name and a reference: the call's monitor ends; no body
+	AddrCallPID   AddrKind = 5 // a process ID, with the call's reference: a request that also sets the call's monitor
 )
 
 // ReplyReleased is an AddrReply flag: the replier dropped its end of the
@@ -48,7 +51,8 @@ const MaxAddrName = 255
 type Address struct {
 	Kind  AddrKind
 	Name  []byte // AddrName, AddrCall, AddrUnmonitor
-	Ref   uint64 // AddrReply, AddrCall, AddrUnmonitor
+	To    uint64 // AddrCallPID: the target process's ID
+	Ref   uint64 // AddrReply, AddrCall, AddrUnmonitor, AddrCallPID
 	Flags uint8  // AddrReply
 	Body  []byte // the body term; empty for AddrUnmonitor
 }
@@ -91,6 +95,27 @@ func AppendAddressed(dst []byte, from uint64, kind AddrKind, name string, ref ui
 	return endFrame(dst, at), nil
 }
 
+// AppendCallPID appends an AddrCallPID record item from the process from
+// to the process to (an ID of the receiving node) under the call's
+// reference ref, with body encoded after the address. On error dst is
+// returned with its original length. Safe from any goroutine.
+func AppendCallPID(dst []byte, from, to, ref uint64, body any) ([]byte, error) {
+	start := len(dst)
+	dst, at := beginFrame(dst, KindBatch)
+	dst = appendUvarint(dst, 0)
+	dst = appendUvarint(dst, from)
+	lenAt := len(dst)
+	dst = append(dst, 0, byte(AddrCallPID))
+	dst = appendUvarint(dst, to)
+	dst = appendUvarint(dst, ref)
+	var err error
+	if dst, err = codec.AppendTerm(dst, body); err != nil {
+		return dst[:start], err
+	}
+	dst = patchLength(dst, lenAt)
+	return endFrame(dst, at), nil
+}
+
 func appendAddrName(dst []byte, name string) []byte {
 	dst = appendUvarint(dst, uint64(len(name)))
 	return append(dst, name...)
@@ -118,6 +143,13 @@ func ParseAddress(b []byte) (Address, error) {
 		a.Flags, b = b[0], b[1:]
 	case AddrCall, AddrUnmonitor:
 		if a.Name, b, ok = readAddrName(b); !ok {
+			return a, errAddress
+		}
+		if a.Ref, b, ok = readAddrUvarint(b); !ok {
+			return a, errAddress
+		}
+	case AddrCallPID:
+		if a.To, b, ok = readAddrUvarint(b); !ok || a.To == 0 {
 			return a, errAddress
 		}
 		if a.Ref, b, ok = readAddrUvarint(b); !ok {

@@ -7,12 +7,13 @@ import (
 
 func TestParseAddressRefusesMalformedRecords(t *testing.T) {
 	const (
-		nm, rp, cl, um = byte(AddrName), byte(AddrReply), byte(AddrCall), byte(AddrUnmonitor)
+		nm, rp, cl, um, cp = byte(AddrName), byte(AddrReply), byte(AddrCall), byte(AddrUnmonitor), byte(AddrCallPID)
 	)
 	for _, b := range [][]byte{
 		nil, {0}, {9}, {nm}, {nm, 0}, {nm, 3, 'a'}, {nm, 1, 'a'},
 		{rp}, {rp, 1}, {rp, 1, 0}, {cl, 1, 'a'}, {cl, 1, 'a', 1},
-		{um, 1, 'a', 1, 0}, {nm, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1},
+		{um, 1, 'a', 1, 0}, {cp}, {cp, 1}, {cp, 1, 2}, {cp, 0, 2, 0x41}, {cp, 0x80},
+		{nm, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1},
 	} {
 		if _, err := ParseAddress(b); err == nil {
 			t.Errorf("ParseAddress(%v) accepted", b)
@@ -70,7 +71,31 @@ func TestAddressedRecordsRoundTrip(t *testing.T) {
 	}
 }
 
+func TestCallPIDRecordRoundTrips(t *testing.T) {
+	for _, body := range []any{"body", strings.Repeat("b", 300)} {
+		item, err := AppendCallPID(nil, 7, 1<<33, 1<<40, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := recordOf(t, item)
+		a, err := ParseAddress(m.Term)
+		if err != nil || m.To != 0 || m.From != 7 || a.Kind != AddrCallPID || a.To != 1<<33 || a.Ref != 1<<40 {
+			t.Fatalf("%+v, %v", a, err)
+		}
+		v, err := Message{Term: a.Body}.Decode(nil)
+		if err != nil || v != body {
+			t.Fatalf("body %.20v, %v", v, err)
+		}
+	}
+	if _, err := AppendCallPID([]byte("keep"), 7, 1, 2, make(chan int)); err == nil {
+		t.Fatal("an unencodable body was accepted")
+	}
+}
+
 func FuzzParseAddress(f *testing.F) {
+	if item, err := AppendCallPID(nil, 7, 3, 42, "body"); err == nil {
+		f.Add(recordOf(f, item).Term)
+	}
 	for _, k := range []AddrKind{AddrName, AddrReply, AddrCall, AddrUnmonitor} {
 		item, err := AppendAddressed(nil, 7, k, "name", 42, 0, "body")
 		if err != nil {
