@@ -113,7 +113,7 @@ func BenchmarkCall(b *testing.B) {
 		})
 		b.Run(where+"/callers-8-vs-1", func(b *testing.B) {
 			a, srv := setup(b)
-			const callers, chunk = 8, 512 // calls per chunk, in either mode
+			const callers, chunk = 8, 128 // calls per chunk, in either mode
 			start := make([]chan int, callers)
 			done := make(chan error, callers)
 			for i := range start {
@@ -166,7 +166,7 @@ func BenchmarkCall(b *testing.B) {
 }
 
 // reportVs reports the p50 and p99 (µs) of two histograms measured in the
-// same iterations, and the ratio of their p50s.
+// same iterations, and the ratios of their p50s and of their p99s.
 func reportVs(b *testing.B, name string, h *latencyHist, base string, bh *latencyHist) {
 	us := func(h *latencyHist, q float64) float64 { return float64(h.Quantile(q).Nanoseconds()) / 1e3 }
 	b.ReportMetric(us(h, 0.5), name+"-p50-us")
@@ -174,61 +174,98 @@ func reportVs(b *testing.B, name string, h *latencyHist, base string, bh *latenc
 	b.ReportMetric(us(bh, 0.5), base+"-p50-us")
 	b.ReportMetric(us(bh, 0.99), base+"-p99-us")
 	b.ReportMetric(us(h, 0.5)/us(bh, 0.5), name+"-vs-"+base+"-p50")
+	b.ReportMetric(us(h, 0.99)/us(bh, 0.99), name+"-vs-"+base+"-p99")
 }
 
-// BenchmarkSendAfter: "pending" holds a million timers and reports their
-// memory (MiB per million); "lateness" fires b.N timers spread over 100 ms
-// and reports how late they arrive.
+// BenchmarkSendAfter: "pending=1M" holds a million timers and reports
+// their heap (MiB per million; target at most 200), beside as many
+// time.AfterFunc timers, the runtime's own, measured the same way.
+// "lateness" sets b.N timers due 100 µs apart, each beside a time.AfterFunc
+// due at the same instant that sends the same process a message, and
+// reports how late each kind arrives (p50, p99; target p99 at most 1 ms
+// on an idle machine): the AfterFunc's lateness is what the machine itself
+// adds.
 func BenchmarkSendAfter(b *testing.B) {
 	b.Run("pending=1M", func(b *testing.B) {
 		n := quietNode(b, "a")
 		target := n.SpawnFunc(func(p *node.Process) error { _, err := p.Receive(context.Background()); return err })
 		var msg any = 1
 		timers := make([]*node.Timer, 1<<20)
+		runtimeTimers := make([]*time.Timer, 1<<20)
+		heap := func() uint64 {
+			var m runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&m)
+			return m.HeapAlloc
+		}
 		b.ResetTimer()
 		for range b.N {
-			runtime.GC()
-			var before, after runtime.MemStats
-			runtime.ReadMemStats(&before)
+			before := heap()
 			for i := range timers {
 				timers[i] = n.SendAfter(time.Hour, target, msg)
 			}
-			runtime.GC()
-			runtime.ReadMemStats(&after)
-			b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "MiB/1M-timers")
+			mesh := heap() - before
 			for _, t := range timers {
 				t.Stop()
 			}
+			clear(timers)
+			before = heap()
+			for i := range runtimeTimers {
+				runtimeTimers[i] = time.AfterFunc(time.Hour, func() { _ = n.Send(target, msg) })
+			}
+			rt := heap() - before
+			for _, t := range runtimeTimers {
+				t.Stop()
+			}
+			clear(runtimeTimers)
+			b.ReportMetric(float64(mesh)/(1<<20), "MiB/1M-timers")
+			b.ReportMetric(float64(rt)/(1<<20), "MiB/1M-AfterFunc")
 		}
 	})
 	b.Run("lateness", func(b *testing.B) {
 		n := quietNode(b, "a")
-		var h latencyHist
-		_ = n.Run(context.Background(), func(p *node.Process) error {
+		var h, base latencyHist
+		type afterFunc struct{ at time.Time }
+		err := n.Run(context.Background(), func(p *node.Process) error {
+			self := p.Self()
 			b.ResetTimer()
+			// The first is due once all are set (setting one takes about
+			// a µs; 100 ms leaves room for a loaded machine).
+			start := time.Now().Add(100 * time.Millisecond)
 			for i := range b.N {
-				d := time.Duration(i%100) * time.Millisecond
-				p.SendAfter(d, p.Self(), time.Now().Add(d))
+				at := start.Add(time.Duration(i) * 100 * time.Microsecond)
+				p.SendAfter(time.Until(at), self, at)
+				time.AfterFunc(time.Until(at), func() { _ = p.Send(self, afterFunc{at}) })
 			}
-			for range b.N {
+			for range 2 * b.N {
 				m, err := p.Receive(context.Background())
 				if err != nil {
 					return err
 				}
-				h.Record(time.Since(m.(time.Time)))
+				switch m := m.(type) {
+				case time.Time:
+					h.Record(time.Since(m))
+				case afterFunc:
+					base.Record(time.Since(m.at))
+				}
 			}
 			return nil
 		})
-		h.Report(b)
+		if err != nil {
+			b.Fatal(err)
+		}
+		reportVs(b, "sendafter-late", &h, "afterfunc-late", &base)
 	})
 }
 
 // BenchmarkSupervisorRestart measures from a crash request to the
-// restarted child's first message.
+// restarted child's first message (target p50 at most 50 µs), beside, in
+// the same iterations, the same request to a process spawned and linked
+// by hand that answers and exits (spawn-and-link, the baseline).
 func BenchmarkSupervisorRestart(b *testing.B) {
 	n := quietNode(b, "a")
-	var h latencyHist
-	_ = n.Run(context.Background(), func(p *node.Process) error {
+	var h, base latencyHist
+	err := n.Run(context.Background(), func(p *node.Process) error {
 		self := p.Self()
 		child := func(q *node.Process) error {
 			_ = q.Send(self, q.Self())
@@ -241,9 +278,12 @@ func BenchmarkSupervisorRestart(b *testing.B) {
 		_, err := supervisor.Start(p, supervisor.Spec{Intensity: 1 << 30, Period: time.Second,
 			Children: []supervisor.Child{{ID: "c", Start: child}}})
 		if err != nil {
-			b.Fatal(err)
+			return err
 		}
-		m, _ := p.Receive(context.Background())
+		m, err := p.Receive(context.Background())
+		if err != nil {
+			return err
+		}
 		b.ResetTimer()
 		for range b.N {
 			t0 := time.Now()
@@ -252,8 +292,20 @@ func BenchmarkSupervisorRestart(b *testing.B) {
 				return err
 			}
 			h.Record(time.Since(t0))
+
+			t0 = time.Now()
+			if _, err := p.SpawnLinkFunc(func(q *node.Process) error { return q.Send(self, "up") }); err != nil {
+				return err
+			}
+			if _, err := p.ReceiveMatch(context.Background(), func(m any) bool { return m == "up" }); err != nil {
+				return err
+			}
+			base.Record(time.Since(t0))
 		}
 		return nil
 	})
-	h.Report(b)
+	if err != nil {
+		b.Fatal(err)
+	}
+	reportVs(b, "restart", &h, "spawnlink", &base)
 }

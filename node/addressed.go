@@ -119,6 +119,9 @@ func (n *Node) sendPIDRequest(p *Process, pe *peer, to PID, ref Ref, req any) er
 		err = n.sendItem(pe, item)
 	}
 	putBuf(bp, item)
+	if err == nil {
+		p.mb.ParkNext() // the reply comes from the link's loop, as after a remote Send
+	}
 	return err
 }
 
