@@ -2,6 +2,7 @@ package supervisor_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -49,10 +50,15 @@ func ExampleStart() {
 		fmt.Println("count", v)
 		_, err = p.CallNamed(ctx, n.Self(), "counter", "boom")
 		fmt.Println("crashed:", err != nil)
-		for { // until the supervisor has restarted it under its name
-			if v, err = p.CallNamed(ctx, n.Self(), "counter", "inc"); err == nil {
-				break
-			}
+		// Until the supervisor has restarted it, the name is free: a call
+		// ends at once with ErrNoProc.
+		v, err = p.CallNamed(ctx, n.Self(), "counter", "inc")
+		for errors.Is(err, node.ErrNoProc) {
+			time.Sleep(time.Millisecond)
+			v, err = p.CallNamed(ctx, n.Self(), "counter", "inc")
+		}
+		if err != nil {
+			return err
 		}
 		fmt.Println("count", v)
 		children, err := supervisor.Which(ctx, p, sup)
