@@ -167,7 +167,7 @@ func runScenario(ctx context.Context, p *node.Process, cl *cluster, s spec, wait
 	switch s.scenario {
 	case "throughput", "fanout":
 		f.bytesPerOp = s.payload
-		reps, interrupted, err = runPhase(ctx, p, cl, s.scenario, s.duration, wait, func(_ context.Context, ph *phase) error {
+		reps, interrupted, err = runPhase(ctx, p, cl, s.scenario, s.duration, wait, func(setup context.Context, ph *phase) error {
 			for i := range s.senders {
 				var sinks []any
 				if s.scenario == "throughput" {
@@ -196,6 +196,17 @@ func runScenario(ctx context.Context, p *node.Process, cl *cluster, s spec, wait
 				}
 				if _, err := ph.spawn(p, on(i), "lsend", ph.run, p.Self(), sinks, s.payload, stampEvery, group); err != nil {
 					return err
+				}
+			}
+			if s.scenario == "fanout" {
+				// The measured phase starts once every publisher sees
+				// its subscribers in its group and publishes.
+				for range s.senders {
+					if _, err := receiveMatch(setup, p, func(t codec.Tuple) bool {
+						return len(t) == 2 && t[0] == nodeproc.AtomReady && t[1] == ph.run
+					}); err != nil {
+						return fmt.Errorf("fanout: waiting for the publishers' groups: %w", err)
+					}
 				}
 			}
 			return nil

@@ -12,8 +12,9 @@ package nodeproc
 //	        int[, group string]: sends the payload to every sink in turn,
 //	        every stampEvery-th round stamped. Given a group (which the
 //	        sinks join), it waits until this node sees every sink in it,
-//	        then publishes each round to the group instead (Groups.Publish:
-//	        encoded once, one frame per node), the end marker too.
+//	        tells replyTo {"ready", run}, then publishes each round to the
+//	        group instead (Groups.Publish: encoded once, one frame per
+//	        node), the end marker too.
 //	lping   run, replyTo PID, echo PID, payload int: one {self, payload} in
 //	        flight to an echo, timing each round trip
 //	lcall   run, replyTo PID, server PID, payload int: Process.Call of the
@@ -51,6 +52,7 @@ const (
 	AtomStamp   = codec.Atom("stamp")
 	AtomRawAddr = codec.Atom("rawaddr")
 	AtomAbort   = codec.Atom("abort")
+	AtomReady   = codec.Atom("ready")
 )
 
 // Histogram bounds: 100 ns to 100 s, 3 significant digits.
@@ -357,6 +359,11 @@ func defineLoad(n *node.Node, st *State) {
 				_ = p.Send(s, codec.Tuple{AtomDone, int64(0)})
 			}
 			return report(p, replyTo, run, "send", 0, int64(len(sinks)), 0, nil, 0)
+		}
+		if group != "" {
+			if err := p.Send(replyTo, codec.Tuple{AtomReady, run}); err != nil {
+				return err
+			}
 		}
 		start := time.Now()
 		for stop.Err() == nil {

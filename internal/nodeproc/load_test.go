@@ -165,6 +165,12 @@ func TestLoadFanoutPublishesToTheSinksGroup(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), loadBound)
 		defer cancel()
+		if _, err := p.ReceiveMatch(ctx, func(m any) bool {
+			t, ok := m.(codec.Tuple)
+			return ok && len(t) == 2 && t[0] == AtomReady && t[1] == int64(run)
+		}); err != nil {
+			return fmt.Errorf("the sender did not say it was ready: %w", err)
+		}
 		if _, err := p.ReceiveMatch(ctx, func(m any) bool { _, ok := m.(string); return ok }); err != nil {
 			return fmt.Errorf("no message published to the group: %w", err)
 		}
