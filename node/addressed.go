@@ -207,12 +207,8 @@ func (pe *peer) deliverAddressed(m wire.Message) error {
 		if len(a.Body) > maxEncodedDelivery {
 			r.enc = bytes.Clone(a.Body) // the caller decodes it (see pushLarge)
 		} else {
-			v, err := wire.Message{Term: a.Body}.Decode(&n.limits)
-			if err != nil {
-				n.undecodable(err)
-				return nil
-			}
-			r.value = v
+			// Small: decoded here, within 16 KiB times the decode budget.
+			r.value, r.err = n.decoder.Decode(a.Body)
 		}
 		n.svc.aliases.deliverRef(a.Ref, r)
 	}

@@ -31,7 +31,7 @@ func (n *Node) startNet() error {
 		Incarnation:  n.incarnation,
 		Features:     uint64(n.features()),
 		Key:          handshake.DeriveKey(n.cookie),
-		ValidateName: func(s string) error { _, err := parseName(s); return err },
+		ValidateName: validPeerName,
 	}
 	eng, err := loop.New(
 		loop.WithCertificate(cert),
@@ -129,6 +129,20 @@ func (n *Node) hook(ctx context.Context, tc *tls.Conn, outbound bool, dialArg an
 	return info, nil
 }
 
+// validPeerName accepts a peer's name only in the one form the node
+// writes it (parseName's): a node could otherwise sit in the peer table
+// under two names (a port with a leading zero, a host in another case).
+func validPeerName(s string) error {
+	nn, err := parseName(s)
+	if err != nil {
+		return err
+	}
+	if c := nn.String(); c != s {
+		return fmt.Errorf("%w: %q is not in its canonical form %q", ErrBadName, s, c)
+	}
+	return nil
+}
+
 // handshakeOutcome counts a connection the engine ended before the hook
 // (tls, timeout, limit); the hook counts the rest, so each handshake is
 // counted once. Before Start has built the metrics there is nothing to
@@ -183,6 +197,7 @@ func (n *Node) unreserve(pe *peer) {
 	if n.peers[pe.name] == pe && pe.conn == nil {
 		delete(n.peers, pe.name)
 		n.publishPeersLocked()
+		close(pe.lapsed) // under peersMu: attach sees it (and drops a late conn)
 	}
 	n.peersMu.Unlock()
 }

@@ -142,3 +142,71 @@ func TestPeerPresentingTheNodesOwnNameIsRefused(t *testing.T) {
 		return nil
 	})
 }
+
+// The second line of defence: whatever the handshake let through, a peer
+// never speaks for this node's own processes or references.
+func TestAPeerNeverOwnsTheNodesOwnPIDsOrRefs(t *testing.T) {
+	n := startNamed(t, "self", "c")
+	other := PID{Node: "other@127.0.0.1:1", Incarnation: 9, ID: 1}
+	legit := &peer{n: n, name: other.Node, incarnation: other.Incarnation}
+	if !legit.owns(other) || !legit.ownsRef(Ref{Node: other.Node, Incarnation: other.Incarnation, ID: 2}) {
+		t.Fatal("a peer does not own its own PIDs and refs")
+	}
+	impostor := &peer{n: n, name: n.Self(), incarnation: n.incarnation}
+	if impostor.owns(PID{Node: n.Self(), Incarnation: n.incarnation, ID: 1}) {
+		t.Fatal("a peer named like the node owns the node's PID")
+	}
+	if impostor.ownsRef(Ref{Node: n.Self(), Incarnation: n.incarnation, ID: 1}) {
+		t.Fatal("a peer named like the node owns the node's reference")
+	}
+}
+
+// A reservation made by admission that never gets its connection (the
+// admission could not be written, the engine dropped the connection) lapses:
+// nothing waits on it for longer than it lives.
+func TestALapsedAdmissionHoldsUpNeitherStopNorConnect(t *testing.T) {
+	t.Run("connect", func(t *testing.T) {
+		n := startNamed(t, "n", "c", WithHandshakeTimeout(time.Hour))
+		ghost := "ghost@127.0.0.1:1" // port 1 refuses at once on loopback
+		pe, adm, _ := n.admit(&peerInfo{name: ghost, incarnation: 1})
+		if adm != handshake.Admitted {
+			t.Fatalf("admission %v", adm)
+		}
+		errc := make(chan error, 1)
+		go func() {
+			_, err := n.connect(context.Background(), ghost, "127.0.0.1:1")
+			errc <- err
+		}()
+		n.unreserve(pe)
+		select {
+		case err := <-errc:
+			if !errors.Is(err, ErrNotConnected) {
+				t.Fatalf("connect: %v, want ErrNotConnected", err)
+			}
+		case <-time.After(testWait):
+			t.Fatal("connect waited on a lapsed admission")
+		}
+	})
+	t.Run("stop", func(t *testing.T) {
+		n, err := Start("n@127.0.0.1:0", "c", WithHandshakeTimeout(time.Hour), WithTickTimeout(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pe, adm, _ := n.admit(&peerInfo{name: "ghost@127.0.0.1:1", incarnation: 1})
+		if adm != handshake.Admitted {
+			t.Fatalf("admission %v", adm)
+		}
+		stopped := make(chan error, 1)
+		go func() { stopped <- n.Stop(context.Background()) }()
+		eventually(t, "Stop begins", n.stopped.Load)
+		n.unreserve(pe)
+		select {
+		case err := <-stopped:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(testWait):
+			t.Fatal("Stop waited on a lapsed admission")
+		}
+	})
+}

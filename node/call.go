@@ -36,7 +36,6 @@ import (
 	"sync"
 
 	"github.com/meshrt/mesh/codec"
-	"github.com/meshrt/mesh/internal/wire"
 )
 
 // ErrNoProc reports a call to a process that does not exist (reason
@@ -121,14 +120,17 @@ type callReply struct {
 	ref      Ref
 	value    any
 	enc      []byte // a large remote reply, still encoded: the caller decodes it
+	err      error  // the reply could not be decoded
 	released bool   // the replier dropped its end of the call's monitor
 }
 
 // Call sends req to the process to and waits for its reply (see
 // [Process.Reply]). The target receives a [Request]. Call returns the reply;
 // a [*ExitError] when the target does not exist, exits or its node is lost
-// before it replies (errors.Is(err, [ErrNoProc]) / [ErrNotConnected]); or an
-// error wrapping ctx.Err() when ctx ends first. A reply that comes after
+// before it replies (errors.Is(err, [ErrNoProc]) / [ErrNotConnected]); an
+// error wrapping the codec's (codec.ErrCorrupt, codec.ErrLimit) for a reply
+// this node cannot decode; or an error wrapping ctx.Err() when ctx ends
+// first. A reply that comes after
 // Call returned is dropped. Call is for the process's own goroutine, one
 // call at a time.
 func (p *Process) Call(ctx context.Context, to PID, req any) (any, error) {
@@ -226,12 +228,11 @@ func (p *Process) call(ctx context.Context, target PID, name string, ref Ref, se
 			p.endMonitor(ref, target, name)
 		}
 		if m.enc != nil {
-			v, err := wire.Message{Term: m.enc}.Decode(&n.limits)
-			if err != nil {
-				n.undecodable(err)
-				return nil, fmt.Errorf("call %v: reply: %w", target, err)
-			}
-			return v, nil
+			m.value, m.err = n.decoder.Decode(m.enc)
+		}
+		if m.err != nil {
+			n.undecodable(m.err)
+			return nil, fmt.Errorf("call %v: reply: %w", target, m.err)
 		}
 		return m.value, nil
 	default:

@@ -227,7 +227,7 @@ func (pe *peer) deliver(m wire.Message) error {
 // about a millisecond per 10 MiB.
 func (pe *peer) pushLarge(t *Process, term []byte) {
 	pe.flushRun() // what came before goes first
-	if !t.mb.PushEncodedOwned(&pe.n.decoder, bytes.Clone(term)) {
+	if t.mb.Closed() || !t.mb.PushEncodedOwned(&pe.n.decoder, bytes.Clone(term)) {
 		pe.n.metrics.droppedNoProc.Add(1) // it died after the lookup
 	}
 }

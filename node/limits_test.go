@@ -115,9 +115,18 @@ func TestLargeMessagesAreDecodedByTheirReceiverNotOnTheLoop(t *testing.T) {
 	}
 }
 
-// A reply too large to decode on the loop reaches the caller whole.
+// A reply too large to decode on the loop reaches the caller whole, and
+// the caller decodes it.
 func TestLargeRemoteReplyIsDecodedByTheCaller(t *testing.T) {
 	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	var largeDecodes atomic.Int64
+	decode := a.decoder.Decode
+	a.decoder.Decode = func(m []byte) (any, error) {
+		if len(m) > maxEncodedDelivery {
+			largeDecodes.Add(1)
+		}
+		return decode(m)
+	}
 	large := bytes.Repeat([]byte("y"), 4*maxEncodedDelivery)
 	s := b.SpawnFunc(server(func(*Process, Request) (any, error) { return large, nil }))
 	ctx, cancel := context.WithTimeout(context.Background(), testWait)
@@ -128,5 +137,8 @@ func TestLargeRemoteReplyIsDecodedByTheCaller(t *testing.T) {
 	}
 	if m, ok := v.([]byte); !ok || !bytes.Equal(m, large) {
 		t.Fatalf("reply: %T, want the large []byte", v)
+	}
+	if n := largeDecodes.Load(); n != 1 {
+		t.Fatalf("%d large decodes through the node's decoder, want 1 (the caller's)", n)
 	}
 }

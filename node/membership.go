@@ -217,6 +217,8 @@ func (pe *peer) attach(c *loop.Conn) {
 		drop = errPartitioned
 	case pe.replaced:
 		drop = errReplaced
+	case isClosed(pe.lapsed):
+		drop = errLapsed // unreserved meanwhile: no longer in the table
 	}
 	n.peersMu.Unlock()
 	pe.lastSeen.Store(time.Now().UnixNano())
@@ -232,6 +234,19 @@ func (pe *peer) attach(c *loop.Conn) {
 		// Partitioned (a test fault) or replaced by a newer connection
 		// after admission, before there was a connection to close.
 		_ = c.Close(drop)
+	}
+}
+
+// errLapsed ends a connection whose admission lapsed before it attached.
+var errLapsed = errors.New("node: admission lapsed before the connection started")
+
+// isClosed reports whether ch is closed.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -57,3 +57,22 @@ func TestStartRejectsBadNameWithErrBadName(t *testing.T) {
 		t.Fatalf("Start: %v, want ErrBadName", err)
 	}
 }
+
+// A peer's name is taken only in the one form this node writes it, so one
+// node cannot sit in the peer table under two names.
+func TestPeerNamesMustBeCanonical(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		ok   bool
+	}{
+		{"a@127.0.0.1:4000", true},
+		{"a@[::1]:4000", true},
+		{"a@127.0.0.1:04000", false},
+		{"a@127.0.0.1", false},
+	} {
+		err := validPeerName(tt.name)
+		if (err == nil) != tt.ok || (err != nil && !errors.Is(err, ErrBadName)) {
+			t.Errorf("validPeerName(%q) = %v, want ok=%v (else ErrBadName)", tt.name, err, tt.ok)
+		}
+	}
+}

@@ -439,6 +439,8 @@ func (n *Node) Stop(ctx context.Context) error {
 				case <-pe.started:
 				case <-pe.down:
 					return
+				case <-pe.lapsed:
+					return
 				case <-sctx.Done():
 					return
 				}

@@ -90,7 +90,9 @@ func WithCompression(on bool) Option { return func(o *options) { o.compression =
 // fails with an error for which errors.Is(err, codec.ErrLimit) is true, and
 // the connection, which other processes share, is untouched; a peer that
 // sends a larger one is cut. Give every node of a cluster the same limit:
-// a node cannot know a smaller one its peer chose.
+// a node cannot know a smaller one its peer chose. Past 256 MiB, raise the
+// reassembly budget with it ([WithReassemblyLimits]): [Start] refuses a
+// budget that cannot hold the largest message.
 func WithMaxMessage(n int) Option {
 	return func(o *options) {
 		if n > 0 {
@@ -113,7 +115,8 @@ func WithLogger(l *slog.Logger) Option {
 // validate checks the option values once all options are applied: every
 // node option follows this one rule, an invalid value is an error from
 // Start (wrapping ErrBadOption) that names the option; none is silently
-// raised or ignored.
+// raised or clamped. (A value an option documents as keeping its default,
+// such as 0 for a limit, is not invalid.)
 func (o *options) validate() error {
 	switch {
 	case o.tickTimeout < MinTickTimeout:
@@ -125,8 +128,13 @@ func (o *options) validate() error {
 	case o.logger == nil:
 		return fmt.Errorf("%w: WithLogger(nil)", ErrBadOption)
 	}
-	if o.maxMessage > 0 && o.reassembly.Budget < o.maxMessage || o.maxMessage <= 0 && o.reassembly.Budget < codec.DefaultMaxMessage {
-		return fmt.Errorf("%w: WithReassemblyLimits(%d bytes): under the largest message (WithMaxMessage): such a message could never arrive", ErrBadOption, o.reassembly.Budget)
+	maxMessage := codec.DefaultMaxMessage
+	if o.maxMessage > 0 {
+		maxMessage = o.maxMessage
+	}
+	if o.reassembly.Budget < maxMessage+wire.ReassemblyOverhead {
+		return fmt.Errorf("%w: WithReassemblyLimits(%d bytes): under the largest message (WithMaxMessage, %d bytes) plus %d of bookkeeping: such a message could never arrive",
+			ErrBadOption, o.reassembly.Budget, maxMessage, wire.ReassemblyOverhead)
 	}
 	if o.listen != "" {
 		if _, _, err := net.SplitHostPort(o.listen); err != nil {
@@ -174,8 +182,8 @@ const (
 // (default 64 Ki). A peer past any of them is cut, counted in
 // mesh_peers_cut_total (limit "reassembly_budget", "fragments_pending" or
 // "records_held") and logged at Warn. Values below 1 keep the default; a
-// byte budget under the largest message ([WithMaxMessage]) makes [Start]
-// fail with [ErrBadOption].
+// byte budget under the largest message ([WithMaxMessage]) plus its
+// bookkeeping makes [Start] fail with [ErrBadOption].
 func WithReassemblyLimits(bytes, pending, held int) Option {
 	return func(o *options) {
 		if bytes >= 1 {

@@ -22,8 +22,11 @@ import (
 //     loop blocks: control frames go out with EnqueueNoWait, and work that
 //     can wait (the cleanup after a connection ends) runs on its own
 //     goroutine.
-//  2. up closes once the connection is started; down closes once, when the
-//     connection has ended and its cleanup is done. A peer is never reused.
+//  2. up closes once attach has the connection (the peer counts as up),
+//     started once attach has handed it to its loop; down closes once, when
+//     the connection has ended and its cleanup is done. A reservation made
+//     by admit that never attaches closes lapsed instead, as unreserve drops
+//     it. A peer is never reused.
 //  3. Process sends (loop.Conn.Enqueue) may block on backpressure; control
 //     frames (EnqueueNoWait) never do: past the hard limit of queued bytes
 //     the peer is cut as a slow consumer, which every watcher sees as
@@ -39,6 +42,7 @@ type peer struct {
 	conn     *loop.Conn    // set by attach, before up closes
 	up       chan struct{} // closed when started
 	started  chan struct{} // closed once attach has handed the conn to its loop
+	lapsed   chan struct{} // closed by unreserve: admitted, never attached, dropped from the table
 	down     chan struct{} // closed when ended and cleaned up
 	replaced bool          // guarded by n.peersMu: a newer connection took over
 	lapse    *time.Timer   // drops an admitted reservation never attached
@@ -80,6 +84,7 @@ func (n *Node) newPeer(info *peerInfo, outbound bool) *peer {
 		outbound:    outbound,
 		up:          make(chan struct{}),
 		started:     make(chan struct{}),
+		lapsed:      make(chan struct{}),
 		down:        make(chan struct{}),
 		reader:      wire.NewFrameReader(0, info.features),
 		reasm:       wire.NewReassembler(lim),
@@ -114,6 +119,8 @@ func (pe *peer) waitUp(ctx context.Context) error {
 		return nil
 	case <-pe.down:
 		return fmt.Errorf("connect %s: %w: connection ended", pe.name, ErrNotConnected)
+	case <-pe.lapsed:
+		return fmt.Errorf("connect %s: %w: the admitted connection never came up", pe.name, ErrNotConnected)
 	case <-ctx.Done():
 		return fmt.Errorf("connect %s: %w: %w", pe.name, ErrNotConnected, ctx.Err())
 	}

@@ -534,3 +534,42 @@ func TestPeerPresentingOurOwnNameIsRefused(t *testing.T) {
 		t.Fatalf("dialler: %v; acceptor: %v; want ErrBadHello on both", dOut.err, aOut.err)
 	}
 }
+
+// The same check holds against a peer that does not make it itself (a
+// hostile one): whichever side the real node is, a hello carrying its own
+// name ends the handshake before any proof, and the acceptor says why.
+func TestHostilePeerPresentingOurOwnNameGetsNoProof(t *testing.T) {
+	for _, role := range []string{"dialler", "acceptor"} {
+		t.Run(role, func(t *testing.T) {
+			d, a := tlsPair(t)
+			self, peer, dialled := a, d, ""
+			if role == "dialler" {
+				self, peer, dialled = d, a, "self"
+			}
+			fake := &fakePeer{t: t, conn: peer.conn}
+			var kind byte
+			var body []byte
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				fake.sendHello("self", MinVersion, Version)
+				fake.readHello()
+				kind, body, _ = fake.read()
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+			defer cancel()
+			_, err := runBounded(ctx, self, config("self", "c", 0), dialled)
+			if !errors.Is(err, ErrBadHello) {
+				t.Fatalf("%v, want ErrBadHello", err)
+			}
+			_ = self.conn.Close()
+			<-done
+			if kind == kindProof {
+				t.Fatal("the node sent a proof to a peer presenting its own name")
+			}
+			if role == "acceptor" && (kind != kindRefused || !bytes.Equal(body, []byte{byte(refusedBadHello)})) {
+				t.Fatalf("the fake dialler got kind %#x body %x; want a refused(bad hello) notice", kind, body)
+			}
+		})
+	}
+}

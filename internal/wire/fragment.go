@@ -104,6 +104,11 @@ type pairKey struct{ from, to uint64 }
 // charge keeps a margin).
 const entryCost = 384
 
+// ReassemblyOverhead is what a Reassembler charges its budget beyond a
+// message's bytes: a budget must be at least the largest message plus
+// this.
+const ReassemblyOverhead = entryCost
+
 // pending is a large message being reassembled, or a held record.
 type pending struct {
 	to, from uint64

@@ -53,6 +53,13 @@ type reader struct {
 }
 
 func (r *reader) uvarint() (uint64, error) {
+	// One byte is the common case (IDs, lengths), and this runs three
+	// times a message on the loop (MessageIter.Next).
+	if r.off < len(r.b) && r.b[r.off] < 0x80 {
+		x := r.b[r.off]
+		r.off++
+		return uint64(x), nil
+	}
 	x, n := binary.Uvarint(r.b[r.off:])
 	switch {
 	case n > 0:
