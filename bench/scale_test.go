@@ -13,6 +13,11 @@ package bench
 //	goroutines   goroutines the cluster added
 //	idle-cpu-%   CPU of the whole process over an idle window (ticks only), in
 //	             percent of one core
+//	fds          file descriptors the cluster holds once formed (1 per link end)
+//	fds-peak     the most it held while forming (sampled every 100 ms)
+//	hs-ok        handshakes that made a link, counted at both ends (2 per link)
+//	hs-dup       handshakes refused as the duplicate of a crossing dial
+//	hs-failed    handshakes that failed otherwise (timeouts, limits)
 //
 // It is a tool, not a regression benchmark: one iteration per size, sizes
 // and the idle window set by environment:
@@ -23,14 +28,27 @@ package bench
 // The in-run baseline of idle-cpu-% is idle-cpu-base-%: the same window with
 // no node running, measured first. A join the first node refuses (too many
 // handshakes at once) is retried after 50-150 ms; with MESH_SCALE_SEEDS=1
-// every node is also started with the first as its seed.
+// every node is also started with the first as its seed. The nodes log at
+// Warn (a peer-up line per link end would bury the output).
+//
+// MESH_SCALE_TICK=d starts the nodes with node.WithTickTimeout(d) (an idle
+// cluster's CPU is its ticks: it scales with 1/d).
+//
+// MESH_SCALE_PROFILE=dir writes, for each size N, CPU profiles of the
+// formation (dir/form-N.cpu, from the first join to the full mesh) and of the
+// idle window (dir/idle-N.cpu), and a block profile of the formation
+// (dir/form-N.block, every blocking event sampled).
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,6 +56,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshrt/mesh/node"
 )
@@ -70,6 +90,19 @@ func scaleIdle(b *testing.B) time.Duration {
 	return d
 }
 
+// scaleTick is MESH_SCALE_TICK, the nodes' tick timeout (0: the default).
+func scaleTick(b *testing.B) time.Duration {
+	s := os.Getenv("MESH_SCALE_TICK")
+	if s == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		b.Fatalf("MESH_SCALE_TICK=%q: %v", s, err)
+	}
+	return d
+}
+
 // cpuTime is the process's user+system CPU time so far.
 func cpuTime(b *testing.B) time.Duration {
 	var ru syscall.Rusage
@@ -84,6 +117,81 @@ func idleCPU(b *testing.B, d time.Duration) float64 {
 	c0, t0 := cpuTime(b), time.Now()
 	time.Sleep(d)
 	return 100 * float64(cpuTime(b)-c0) / float64(time.Since(t0))
+}
+
+// openFDs is the number of file descriptors the process holds (Linux).
+func openFDs() int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return 0
+	}
+	return len(ents)
+}
+
+// profile starts a CPU profile written to MESH_SCALE_PROFILE/name, if that
+// is set; the returned func stops it.
+func profile(b *testing.B, name string) func() {
+	dir := os.Getenv("MESH_SCALE_PROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, name))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}
+}
+
+// blockProfile samples every blocking event until the returned func writes
+// them to MESH_SCALE_PROFILE/name, if that is set.
+func blockProfile(b *testing.B, name string) func() {
+	dir := os.Getenv("MESH_SCALE_PROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	runtime.SetBlockProfileRate(1)
+	return func() {
+		runtime.SetBlockProfileRate(0)
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.Lookup("block").WriteTo(f, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// handshakes sums mesh_handshakes_total over the nodes by result: ok,
+// duplicate, and every other result as failed.
+func handshakes(b *testing.B, g prometheus.Gatherer) map[string]float64 {
+	mfs, err := g.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "mesh_handshakes_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			result := "failed"
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" && (l.GetValue() == "ok" || l.GetValue() == "duplicate") {
+					result = l.GetValue()
+				}
+			}
+			out[result] += m.GetCounter().GetValue()
+		}
+	}
+	return out
 }
 
 func heapInUse() uint64 {
@@ -107,10 +215,16 @@ func BenchmarkMeshScale(b *testing.B) {
 }
 
 func meshScale(b *testing.B, size int, idle time.Duration, base float64) {
-	heap0, g0 := heapInUse(), runtime.NumGoroutine()
+	heap0, g0, fd0 := heapInUse(), runtime.NumGoroutine(), openFDs()
+	tick := scaleTick(b)
+	reg := prometheus.NewRegistry()
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	nodes := make([]*node.Node, size)
 	for i := range nodes {
-		var opts []node.Option
+		opts := []node.Option{node.WithLogger(quiet), node.WithMetrics(reg)}
+		if tick > 0 {
+			opts = append(opts, node.WithTickTimeout(tick))
+		}
 		if i > 0 && os.Getenv("MESH_SCALE_SEEDS") != "" {
 			opts = append(opts, node.WithSeeds(nodes[0].Self()))
 		}
@@ -133,6 +247,9 @@ func meshScale(b *testing.B, size int, idle time.Duration, base float64) {
 	}()
 
 	// Every node joins the first at once; the mesh forms by gossip.
+	stopCPU := profile(b, fmt.Sprintf("form-%d.cpu", size))
+	stopBlock := blockProfile(b, fmt.Sprintf("form-%d.block", size))
+	fdPeak := openFDs()
 	start := time.Now()
 	var wg sync.WaitGroup
 	for _, n := range nodes[1:] {
@@ -156,7 +273,7 @@ func meshScale(b *testing.B, size int, idle time.Duration, base float64) {
 	}
 	wg.Wait()
 	deadline := start.Add(2 * time.Minute)
-	for {
+	for poll := 0; ; poll++ {
 		full := 0
 		worst := size
 		for _, n := range nodes {
@@ -166,6 +283,9 @@ func meshScale(b *testing.B, size int, idle time.Duration, base float64) {
 			}
 			worst = min(worst, l)
 		}
+		if poll%10 == 0 {
+			fdPeak = max(fdPeak, openFDs())
+		}
 		if full == size {
 			break
 		}
@@ -173,9 +293,11 @@ func meshScale(b *testing.B, size int, idle time.Duration, base float64) {
 			b.Fatalf("no full mesh of %d after %v: %d nodes complete, the worst has %d of %d peers",
 				size, time.Since(start), full, worst, size-1)
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 	mesh := time.Since(start)
+	stopCPU()
+	stopBlock()
 
 	// A registration on the last node, watched on every node.
 	last := nodes[size-1]
@@ -228,7 +350,15 @@ func meshScale(b *testing.B, size int, idle time.Duration, base float64) {
 	heap := heapInUse()
 	goroutines := runtime.NumGoroutine() - g0
 	time.Sleep(time.Second) // let the last handshakes and gossip settle
+	// Return the formation's garbage to the OS now: the runtime's scavenger
+	// would otherwise do it during the idle window, where it is not an
+	// idle cost.
+	debug.FreeOSMemory()
+	fds := openFDs() - fd0
+	hs := handshakes(b, reg)
+	stopCPU = profile(b, fmt.Sprintf("idle-%d.cpu", size))
 	cpu := idleCPU(b, idle)
+	stopCPU()
 
 	b.ReportMetric(mesh.Seconds(), "mesh-s")
 	b.ReportMetric(ms(seen[len(seen)/2]), "reg-p50-ms")
@@ -240,6 +370,11 @@ func meshScale(b *testing.B, size int, idle time.Duration, base float64) {
 	b.ReportMetric(float64(goroutines), "goroutines")
 	b.ReportMetric(cpu, "idle-cpu-%")
 	b.ReportMetric(base, "idle-cpu-base-%")
+	b.ReportMetric(float64(fds), "fds")
+	b.ReportMetric(float64(fdPeak-fd0), "fds-peak")
+	b.ReportMetric(hs["ok"], "hs-ok")
+	b.ReportMetric(hs["duplicate"], "hs-dup")
+	b.ReportMetric(hs["failed"], "hs-failed")
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -50,13 +50,14 @@
 //     the name in n.peers and sends one status byte; the dialler reads it.
 //     A connection from a newer incarnation retires the old one first.
 //  3. Up (attach): the handler and the batcher are set, up closes, peerUp
-//     sends the node list and the registry snapshot and tells the other
-//     peers of the new one, MonitorNodes watchers get NodeUp and the
-//     connection starts.
-//  4. Steady state: input on the peer's event loop (OnData). Every quarter
+//     sends the node list and the registry snapshot (a node that just
+//     joined through this one is then introduced to its other peers,
+//     learnNodes), MonitorNodes watchers get NodeUp and the connection
+//     starts.
+//  4. Steady state: input on the peer's event loop (OnData). Every twelfth
 //     of the tick timeout the node's tick sweep sends a tick to each peer
-//     it sent nothing to since the last sweep, and cuts a peer silent for
-//     longer than the timeout (tooSilent).
+//     it sent nothing to for the last five sweeps, and cuts a peer silent
+//     for longer than the timeout (tooSilent).
 //  5. Down (OnClose, on the loop): the peer stops counting as up, the
 //     registry forgets the peer's names (unless a newer connection is up),
 //     MonitorNodes watchers get NodeDown with its reason, the peer leaves

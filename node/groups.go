@@ -23,9 +23,14 @@ var (
 	ErrNotLocal = groups.ErrNotLocal
 )
 
+// DefaultMaxPeerGroupMembers is the default of [WithMaxPeerGroupMembers].
+const DefaultMaxPeerGroupMembers = groups.DefaultMaxPeerMembers
+
 // WithMaxPeerGroupMembers bounds the group memberships one peer can make
-// this node hold (default 1 048 576); a peer past it is cut, and the cut
-// logged with its reason. Every node of a cluster should use the same bound.
+// this node hold (default [DefaultMaxPeerGroupMembers], 1 048 576); a peer
+// past it is cut, and the cut logged with its reason. Every node of a
+// cluster should use the same bound. A value under 1 makes [Start] fail
+// with [ErrBadOption].
 func WithMaxPeerGroupMembers(n int) Option {
 	return func(o *options) { o.membership.maxPeerMembers = n }
 }

@@ -417,7 +417,7 @@ func (n *Node) handleSpawnReply(pe *peer, r *wire.SpawnReply) {
 
 // handleNodes takes a peer's node list: this node connects to the ones it
 // does not know (membership.go).
-func (n *Node) handleNodes(_ *peer, m *wire.Nodes) { n.learnNodes(m.Names) }
+func (n *Node) handleNodes(pe *peer, m *wire.Nodes) { n.learnNodes(pe, m.Names) }
 
 // handleRegistry passes a peer's registry frame to the replica (registry.go).
 func (n *Node) handleRegistry(pe *peer, m *wire.Registry) error {

@@ -54,14 +54,15 @@ func defaultOptions() options {
 func WithListen(addr string) Option { return func(o *options) { o.listen = addr } }
 
 // WithTickTimeout sets how long a peer may stay silent before it is declared
-// down. Ticks are sent at a quarter of it. The default is 15 s; a value
+// down. An idle link gets a tick every 5/12 of it, so that a healthy one is
+// never silent for more than half of it. The default is 15 s; a value
 // under [MinTickTimeout] makes [Start] fail with [ErrBadOption].
 func WithTickTimeout(d time.Duration) Option {
 	return func(o *options) { o.tickTimeout = d }
 }
 
 // MinTickTimeout is the smallest tick timeout [WithTickTimeout] takes: ticks
-// go out at a quarter of it, and a shorter one would declare healthy peers
+// go out at 5/12 of it, and a shorter one would declare healthy peers
 // down whenever a machine is briefly busy.
 const MinTickTimeout = 100 * time.Millisecond
 
@@ -135,6 +136,9 @@ func (o *options) validate() error {
 	if o.reassembly.Budget < maxMessage+wire.ReassemblyOverhead {
 		return fmt.Errorf("%w: WithReassemblyLimits(%d bytes): under the largest message (WithMaxMessage, %d bytes) plus %d of bookkeeping: such a message could never arrive",
 			ErrBadOption, o.reassembly.Budget, maxMessage, wire.ReassemblyOverhead)
+	}
+	if err := o.membership.validate(); err != nil {
+		return err
 	}
 	if o.listen != "" {
 		if _, _, err := net.SplitHostPort(o.listen); err != nil {

@@ -37,6 +37,21 @@ func TestStartValidatesEveryOptionOneWay(t *testing.T) {
 		{"reassembly limits", WithReassemblyLimits(512<<20, 10, 10), ""},
 		{"reassembly defaults", WithReassemblyLimits(0, 0, 0), ""},
 		{"reassembly budget under the largest message", WithReassemblyLimits(1<<20, 0, 0), "WithReassemblyLimits"},
+		{"seeds", WithSeeds("s@127.0.0.1:1", "t@[::1]:2"), ""},
+		{"seed malformed", WithSeeds("s@127.0.0.1:1", "no-at-sign"), "WithSeeds"},
+		{"seed without a port", WithSeeds("s@127.0.0.1:0"), "WithSeeds"},
+		{"discovery", WithDiscovery(discoveryFunc(func(context.Context) ([]string, error) { return nil, nil })), ""},
+		{"discovery nil", WithDiscovery(nil), "WithDiscovery"},
+		{"discovery interval at the minimum", WithDiscoveryInterval(MinDiscoveryInterval), ""},
+		{"discovery interval under the minimum", WithDiscoveryInterval(MinDiscoveryInterval - 1), "WithDiscoveryInterval"},
+		{"discovery interval zero", WithDiscoveryInterval(0), "WithDiscoveryInterval"},
+		{"redial backoff", WithRedialBackoff(time.Millisecond, time.Millisecond), ""},
+		{"redial backoff base zero", WithRedialBackoff(0, time.Second), "WithRedialBackoff"},
+		{"redial backoff base negative", WithRedialBackoff(-time.Second, time.Second), "WithRedialBackoff"},
+		{"redial backoff limit under base", WithRedialBackoff(time.Second, time.Second-1), "WithRedialBackoff"},
+		{"group members bound", WithMaxPeerGroupMembers(1), ""},
+		{"group members bound zero", WithMaxPeerGroupMembers(0), "WithMaxPeerGroupMembers"},
+		{"group members bound negative", WithMaxPeerGroupMembers(-1), "WithMaxPeerGroupMembers"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

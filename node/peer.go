@@ -65,12 +65,14 @@ type peer struct {
 	regParts []byte // a registry frame arriving in parts (registry.go)
 	// groupParts is a groups frame arriving in parts (groups.go).
 	groupParts []byte
+	listed     bool // a node list arrived on this link (learnNodes)
 
 	handle *peerHandle // cleared at close
 
 	// Owned by the node's tick sweep (tick.go).
 	tickSeq  uint64 // ticks sent
 	tickMark uint64 // stats.msgsOut at the last sweep
+	idleFor  int    // sweeps since the last message or tick sent
 }
 
 func (n *Node) newPeer(info *peerInfo, outbound bool) *peer {
@@ -184,8 +186,8 @@ var errTickTimeout = errors.New("node: peer tick timeout")
 // tooSilent is the tick-silence rule: a peer last heard from at lastSeen
 // (unix nanoseconds) is cut at now once it has been silent for longer than
 // timeout. Input that arrived "after" now (a wall clock stepped back) counts
-// as no silence. The ticker checks it every quarter of the timeout, so a
-// silent peer is cut between timeout and 1.25 timeout after its last input.
+// as no silence. The sweep checks it every twelfth of the timeout, so a
+// silent peer is cut between timeout and 13/12 timeout after its last input.
 func tooSilent(now, lastSeen int64, timeout time.Duration) (silent time.Duration, cut bool) {
 	silent = max(time.Duration(now-lastSeen), 0)
 	return silent, silent > timeout

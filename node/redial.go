@@ -19,6 +19,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"math/rand/v2"
 	"slices"
@@ -38,6 +39,7 @@ type Discovery interface {
 type membershipOptions struct {
 	seeds        []string
 	discovery    Discovery
+	discoverySet bool // WithDiscovery was given (a nil source is an error)
 	pollEvery    time.Duration
 	backoffBase  time.Duration
 	backoffLimit time.Duration
@@ -45,12 +47,44 @@ type membershipOptions struct {
 	maxPeerMembers int
 }
 
+// MinDiscoveryInterval is the shortest poll interval [WithDiscoveryInterval]
+// takes: a source is a DNS server or an API that other nodes poll too.
+const MinDiscoveryInterval = 100 * time.Millisecond
+
 func defaultMembershipOptions() membershipOptions {
 	return membershipOptions{
-		pollEvery:    5 * time.Second,
-		backoffBase:  100 * time.Millisecond,
-		backoffLimit: 5 * time.Second,
+		pollEvery:      5 * time.Second,
+		backoffBase:    100 * time.Millisecond,
+		backoffLimit:   5 * time.Second,
+		maxPeerMembers: DefaultMaxPeerGroupMembers,
 	}
+}
+
+// validate checks the membership options by the rule of every node option
+// (options.validate): a value out of range is an error naming the option.
+func (o *membershipOptions) validate() error {
+	for _, s := range o.seeds {
+		nn, err := parseName(s)
+		if err == nil && nn.port == 0 {
+			err = fmt.Errorf("%w: %q: a seed needs a port", ErrBadName, s)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: WithSeeds(%q): %w", ErrBadOption, s, err)
+		}
+	}
+	switch {
+	case o.discoverySet && o.discovery == nil:
+		return fmt.Errorf("%w: WithDiscovery(nil)", ErrBadOption)
+	case o.pollEvery < MinDiscoveryInterval:
+		return fmt.Errorf("%w: WithDiscoveryInterval(%v): under the minimum of %v", ErrBadOption, o.pollEvery, MinDiscoveryInterval)
+	case o.backoffBase <= 0:
+		return fmt.Errorf("%w: WithRedialBackoff(%v, %v): the base must be positive", ErrBadOption, o.backoffBase, o.backoffLimit)
+	case o.backoffLimit < o.backoffBase:
+		return fmt.Errorf("%w: WithRedialBackoff(%v, %v): the limit is under the base", ErrBadOption, o.backoffBase, o.backoffLimit)
+	case o.maxPeerMembers < 1:
+		return fmt.Errorf("%w: WithMaxPeerGroupMembers(%d): must be at least 1", ErrBadOption, o.maxPeerMembers)
+	}
+	return nil
 }
 
 // WithSeeds names nodes to connect to at start, and to keep reconnecting to
@@ -58,8 +92,8 @@ func defaultMembershipOptions() membershipOptions {
 // heals, and a restarted seed is rejoined, with no application code. The
 // node's own name may be among them (every node of a cluster can be given
 // the same list). Redials back off exponentially with jitter, from 100 ms to
-// 5 s by default (see [WithRedialBackoff]). A malformed name is logged and
-// ignored.
+// 5 s by default (see [WithRedialBackoff]). A malformed name, or one without
+// a port, makes [Start] fail with [ErrBadOption].
 func WithSeeds(names ...string) Option {
 	return func(o *options) { o.membership.seeds = append(o.membership.seeds, names...) }
 }
@@ -67,28 +101,25 @@ func WithSeeds(names ...string) Option {
 // WithDiscovery makes the node poll d (every 5 s by default, see
 // [WithDiscoveryInterval]) and connect to every name it returns, redialling
 // them like seeds while d keeps returning them. A failed poll is logged and
-// changes nothing.
+// changes nothing. A nil d makes [Start] fail with [ErrBadOption].
 func WithDiscovery(d Discovery) Option {
-	return func(o *options) { o.membership.discovery = d }
+	return func(o *options) { o.membership.discovery, o.membership.discoverySet = d, true }
 }
 
 // WithDiscoveryInterval sets how often the [WithDiscovery] source is
-// polled. The default is 5 s; values below 100 ms are raised to 100 ms.
+// polled. The default is 5 s; a value under [MinDiscoveryInterval] makes
+// [Start] fail with [ErrBadOption].
 func WithDiscoveryInterval(d time.Duration) Option {
-	return func(o *options) { o.membership.pollEvery = max(d, 100*time.Millisecond) }
+	return func(o *options) { o.membership.pollEvery = d }
 }
 
 // WithRedialBackoff sets the backoff between redials of a seed, a
 // discovered node or a lost peer: the n-th retry waits between half and all
-// of min(base·2ⁿ, limit). Defaults: 100 ms and 5 s. A limit below base is
-// raised to base.
+// of min(base·2ⁿ, limit). Defaults: 100 ms and 5 s. A base that is not
+// positive, or a limit under the base, makes [Start] fail with
+// [ErrBadOption].
 func WithRedialBackoff(base, limit time.Duration) Option {
-	return func(o *options) {
-		if base > 0 {
-			o.membership.backoffBase = base
-		}
-		o.membership.backoffLimit = max(limit, o.membership.backoffBase)
-	}
+	return func(o *options) { o.membership.backoffBase, o.membership.backoffLimit = base, limit }
 }
 
 // backoffDelay is the redial policy: the wait before retry number attempt
@@ -137,6 +168,7 @@ type dialTarget struct {
 	attempt int       // failed dials so far
 	due     time.Time // when the next dial may start
 	dialing bool
+	relost  bool // its node was lost while this dial was in flight (lost)
 }
 
 // dialer is the node's dial worker (see the invariants above).
@@ -165,11 +197,7 @@ func (n *Node) startMembership() {
 	}
 	n.dials = d
 	for _, s := range n.opts.membership.seeds {
-		nn, err := parseName(s)
-		if err != nil || nn.port == 0 {
-			n.log.Warn("seed ignored", "seed", s, "err", err)
-			continue
-		}
+		nn, _ := parseName(s) // checked by validate
 		name := nn.String()
 		if name == n.self {
 			continue
@@ -299,14 +327,27 @@ func (d *dialer) dial(name, addr string) {
 	ctx, cancel := context.WithTimeout(n.life, n.opts.handshakeTimeout)
 	_, err := n.connect(ctx, name, addr)
 	cancel()
+	d.dialed(name, err)
+}
+
+// dialed takes the result of a dial to name: the target is dropped, or
+// rescheduled after its backoff step.
+func (d *dialer) dialed(name string, err error) {
+	n := d.n
 	o := &n.opts.membership
 	d.mu.Lock()
 	d.dialing--
 	t := d.targets[name]
 	switch {
 	case t == nil:
-	case err == nil:
+	case err == nil && !t.relost:
 		delete(d.targets, name)
+	case err == nil:
+		// Connected, and lost again before this result was taken: lost
+		// found this target still dialling and left it to be redialled,
+		// after the first backoff step.
+		t.dialing, t.relost, t.attempt = false, false, 0
+		t.due = time.Now().Add(backoffDelay(0, o.backoffBase, o.backoffLimit, rand.Float64()))
 	default:
 		t.dialing = false
 		t.attempt++
@@ -363,7 +404,12 @@ func (d *dialer) lost(name string, graceful bool) {
 		t = &dialTarget{addr: nn.addr(), due: time.Now().Add(backoffDelay(0, o.backoffBase, o.backoffLimit, rand.Float64()))}
 		d.targets[name] = t
 	}
-	if t != nil {
+	switch {
+	case t != nil && t.dialing:
+		// The dial that made the connection now lost has not reported
+		// yet: without this mark its success would drop the target.
+		t.why, t.relost = why, true
+	case t != nil:
 		t.why |= why
 	}
 	d.mu.Unlock()

@@ -111,7 +111,7 @@ func TestDiscoveryConnectsToWhatItReturns(t *testing.T) {
 		}
 		return last, nil
 	})
-	a := startNamed(t, "a", "c", fastRedial, WithDiscovery(disc), WithDiscoveryInterval(20*time.Millisecond))
+	a := startNamed(t, "a", "c", fastRedial, WithDiscovery(disc), WithDiscoveryInterval(MinDiscoveryInterval))
 	eventually(t, "a connects to the discovered b", func() bool { return connected(a, b.Self()) })
 	names <- []string{b.Self(), c.Self(), "not a name", a.Self()}
 	eventually(t, "a connects to the discovered c", func() bool { return connected(a, b.Self(), c.Self()) })
@@ -126,7 +126,7 @@ func TestGossipDialsAreBoundedAndDeduplicated(t *testing.T) {
 		names = append(names, fmt.Sprintf("ghost%d@127.0.0.1:1", i))
 	}
 	for range 300 {
-		a.learnNodes(names)
+		a.learnNodes(nil, names)
 	}
 	d := a.dials
 	d.mu.Lock()
@@ -141,4 +141,39 @@ func TestGossipDialsAreBoundedAndDeduplicated(t *testing.T) {
 		defer d.mu.Unlock()
 		return len(d.targets) == 0
 	})
+}
+
+// A peer lost while the dial that connected it has not reported yet stays
+// a target: the dial's success must not drop it (a restarted seed was
+// never redialled when its Stop beat the dial's report).
+func TestPeerLostBeforeItsDialReportsIsRedialled(t *testing.T) {
+	a := startNamed(t, "a", "c", WithRedialBackoff(time.Hour, time.Hour))
+	d := a.dials
+	const name = "b@127.0.0.1:1"
+	d.mu.Lock()
+	d.targets[name] = &dialTarget{addr: "127.0.0.1:1", why: whyGossip, dialing: true}
+	d.dialing++
+	d.mu.Unlock()
+	d.lost(name, false) // the connection ended, the dial has not reported
+	d.dialed(name, nil) // the dial reports its success
+	d.mu.Lock()
+	tg := d.targets[name]
+	d.mu.Unlock()
+	if tg == nil || tg.dialing || tg.relost || tg.why != whyLost {
+		t.Fatalf("target after the late success: %+v; want a lost peer due for a redial", tg)
+	}
+	// And a peer that stopped gracefully is not: its dial's success drops it.
+	const other = "c@127.0.0.1:1"
+	d.mu.Lock()
+	d.targets[other] = &dialTarget{addr: "127.0.0.1:1", why: whyGossip, dialing: true}
+	d.dialing++
+	d.mu.Unlock()
+	d.lost(other, true)
+	d.dialed(other, nil)
+	d.mu.Lock()
+	tg = d.targets[other]
+	d.mu.Unlock()
+	if tg != nil {
+		t.Fatalf("a gracefully stopped gossiped peer is still a target: %+v", tg)
+	}
 }
