@@ -106,9 +106,7 @@ func runPhase(ctx context.Context, p *node.Process, cl *cluster, label string, d
 	if startErr == nil {
 		interrupted = wait(ctx, label, d)
 	}
-	for _, w := range ph.workers {
-		_, _ = p.Spawn(w, "stop", ph.run)
-	}
+	stopWorkers(p, ph)
 	// The reports: within setupBound of the stop, telling the sinks to
 	// give up on a missing sender's end marker after a third of it.
 	collect, cancelCollect := context.WithTimeout(context.Background(), setupBound)
@@ -137,6 +135,25 @@ func runPhase(ctx context.Context, p *node.Process, cl *cluster, label string, d
 		reps = append(reps, r)
 	}
 	return reps, interrupted, startErr
+}
+
+// stopWorkers tells every worker node to stop ph's run. A node whose
+// connection to this one was lost meanwhile (a node cuts a peer that reads
+// too slowly: a flood of global registry operations can do that to a
+// controller starved of CPU) is asked again, Spawn dialling it anew, until
+// it answers or setupBound/3 has passed: a worker never told to stop would
+// never report.
+func stopWorkers(p *node.Process, ph *phase) {
+	deadline := time.Now().Add(setupBound / 3)
+	for _, w := range ph.workers {
+		for {
+			_, err := p.Spawn(w, "stop", ph.run)
+			if err == nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 }
 
 // spawnWorker spawns actor on w with args and counts one report to expect.
