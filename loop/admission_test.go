@@ -278,10 +278,14 @@ func TestSilentConnectionIsDroppedAtTheFirstByteTimeout(t *testing.T) {
 // timeout afterwards: the handshake timeout bounds the rest (here a hook
 // slower than the first-byte timeout).
 func TestFirstByteTimeoutDoesNotCutAHandshakeThatStarted(t *testing.T) {
-	const firstByte = 300 * time.Millisecond
+	// The dialler's first bytes must arrive within firstByte of the accept
+	// (on a loaded machine, under -race, 300 ms was not always enough); the
+	// hook starts after the accept, so sleeping firstByte and a half in it
+	// outlasts the first-byte deadline whenever it fires.
+	const firstByte = 2 * time.Second
 	srv, err := New(WithLoops(1), WithFirstByteTimeout(firstByte), WithHandshakeTimeout(time.Minute),
 		WithHook(func(ctx context.Context, tc *tls.Conn, outbound bool, dialArg any) (any, error) {
-			time.Sleep(3 * firstByte)
+			time.Sleep(firstByte + firstByte/2)
 			return nameHook("srv")(ctx, tc, outbound, dialArg)
 		}))
 	if err != nil {
