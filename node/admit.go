@@ -22,16 +22,19 @@ import (
 // startNet starts the engine and the listener, fixing n.self's port when the
 // name asked for port 0.
 func (n *Node) startNet() error {
-	cert, err := tlsconn.NewCertificate(tlsconn.DefaultValidity)
-	if err != nil {
-		return err
-	}
 	n.hs = handshake.Config{
 		Name:         n.self,
 		Incarnation:  n.incarnation,
 		Features:     uint64(n.features()),
 		Key:          handshake.DeriveKey(n.cookie),
 		ValidateName: validPeerName,
+	}
+	if n.opts.network != nil {
+		return n.startMemNet(n.opts.network)
+	}
+	cert, err := tlsconn.NewCertificate(tlsconn.DefaultValidity)
+	if err != nil {
+		return err
 	}
 	eng, err := loop.New(
 		loop.WithCertificate(cert),
@@ -43,10 +46,7 @@ func (n *Node) startNet() error {
 	if err != nil {
 		return fmt.Errorf("node: start engine: %w", err)
 	}
-	listen := n.opts.listen
-	if listen == "" {
-		listen = net.JoinHostPort(n.name.host, strconv.Itoa(n.name.port))
-	}
+	listen := n.listenAddr()
 	addr, err := eng.Listen(listen, n.accept)
 	if err != nil {
 		_ = eng.Close()
@@ -60,7 +60,17 @@ func (n *Node) startNet() error {
 	n.self = n.name.String()
 	n.hs.Name = n.self
 	n.engine = eng
+	n.links = engineLinker{eng}
 	return nil
+}
+
+// listenAddr is the address the node listens on: WithListen's, else its
+// name's.
+func (n *Node) listenAddr() string {
+	if n.opts.listen != "" {
+		return n.opts.listen
+	}
+	return net.JoinHostPort(n.name.host, strconv.Itoa(n.name.port))
 }
 
 // features are the link capabilities this node offers its peers.
@@ -170,7 +180,7 @@ func (n *Node) peerInfo(h handshake.Hello) *peerInfo {
 func (n *Node) admit(info *peerInfo) (*peer, handshake.Admission, *peer) {
 	n.peersMu.Lock()
 	defer n.peersMu.Unlock()
-	if n.stopped.Load() || n.isCutLocked(info.name) {
+	if n.stopped.Load() {
 		return nil, handshake.Refused, nil
 	}
 	old := n.peers[info.name]

@@ -32,17 +32,20 @@
 //   - redial.go: seeds, discovery and the one dial worker behind every
 //     background connect.
 //   - admit.go: the engine, the handshake hook and admission.
+//   - link.go: the link seam (below): link, what a peer needs of its
+//     connection, and linker, where a node gets its connections; memnet.go:
+//     the in-memory linker tests put a node on (withNetwork).
 //   - registry.go: the registry replica's host and its frames; groups.go:
 //     process groups, wired to their replica (internal/groups) the same way.
-//   - partition.go: partitions for tests; table.go: the process table;
-//     metrics.go, options.go, errors.go, terms.go, name.go.
+//   - table.go: the process table; metrics.go, options.go, errors.go,
+//     terms.go, name.go.
 //
 // # Life of a peer
 //
 //  1. Dial or accept. [Node.Connect], a send to an unconnected node
 //     (peerFor) and the dial worker all go through connect, which shares one
-//     dial per name, then dial → loop.Engine.Dial. Inbound connections come
-//     from the engine's listener.
+//     dial per name, then dial → n.links.dial (loop.Engine.Dial). Inbound
+//     connections come from the engine's listener.
 //  2. The handshake, on the engine's handshake goroutine for that
 //     connection (hook): TLS, then handshake.Run (hellos and cookie proofs),
 //     then admission: the acceptor decides (admit) whether this connection
@@ -94,6 +97,39 @@
 // message over fragmentAbove goes as fragments, sendFragmented) → the loop
 // (or, on an idle connection, the sender itself) drains the queue through
 // drainFunc (codec.Batcher: one batch frame) → TLS → write(2).
+//
+// # The link seam
+//
+// A peer holds its connection as a link (link.go): the eight methods of
+// *loop.Conn it calls (Enqueue, EnqueueNoWait, Queued, Close, Shutdown,
+// SetHandler, SetDrain, Start). A node gets its links from a linker: the
+// engine's (dial is loop.Engine.Dial, inbound links arrive through the
+// engine's accept with the hook's *peerInfo as their Info), or, in tests,
+// an internal/memlink network's (memnet.go), chosen by the unexported
+// option withNetwork. Decided so because:
+//
+//   - The seam is where node already met loop, and nowhere else: the
+//     handshake hook and admission stay exactly as they are on the engine,
+//     and the in-memory linker reuses admit (the dial rule, reservations,
+//     replacing an older incarnation) with the hello passed as a value. So
+//     membership, partitions and everything above a connection are tested
+//     over memory with the production code paths; TLS, the cookie proofs on
+//     the wire, the engine's admission limits and stalled sockets keep their
+//     tests on the real engine (startNamed without onNet).
+//   - memlink serves loop.Handler itself (its callbacks get a nil
+//     *loop.Conn, which peer never reads), so peer has one OnData and one
+//     OnClose for both, and memlink reports loop's errors (ErrClosed,
+//     ErrPeerClosed, ErrSlowConsumer ...), which node already classifies.
+//   - Partitions are a property of the network (memlink.Network.Partition,
+//     Freeze, Heal), not of node: production code has no test-only fault
+//     path left.
+//   - The option is unexported: no user picks a transport. A test in this
+//     package passes onNet(nw) (memnet_test.go).
+//
+// The send path pays one interface call for it (pe.conn.Enqueue; loop's
+// Enqueue was never inlined): benchstat of bench's Remote send and
+// ping-pong before and after is in the commit that made the seam, within
+// noise.
 //
 // # The receive path
 //

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/meshrt/mesh/internal/memlink"
 )
 
 // nodeEvents starts a process on n that monitors nodes and forwards every
@@ -75,12 +77,13 @@ func (s *syncBuffer) String() string {
 }
 
 func TestNodeEventsSayWhyANodeLeft(t *testing.T) {
+	nw := memlink.NewNetwork()
 	var logs syncBuffer
-	a := startNamed(t, "a", "c", WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))))
+	a := startNamed(t, "a", "c", onNet(nw), WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))))
 	ev := nodeEvents(t, a)
 
 	// A graceful stop: shutdown, and no redial of a peer that said so.
-	b, err := Start("b@127.0.0.1:0", "c")
+	b, err := Start("b@127.0.0.1:0", "c", onNet(nw))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +108,7 @@ func TestNodeEventsSayWhyANodeLeft(t *testing.T) {
 	})
 
 	// Disconnect: both ends say disconnect.
-	c := startNamed(t, "c", "c")
+	c := startNamed(t, "c", "c", onNet(nw))
 	cev := nodeEvents(t, c)
 	connect(t, a, c)
 	nextEvent(t, ev, c.Self())
@@ -127,7 +130,7 @@ func TestNodeEventsSayWhyANodeLeft(t *testing.T) {
 	}
 
 	// A connection lost without a goodbye: connection_closed, and redialled.
-	d := startNamed(t, "d", "c", fastRedial)
+	d := startNamed(t, "d", "c", fastRedial, onNet(nw))
 	connect(t, a, d)
 	nextEvent(t, ev, d.Self())
 	d.partition(a.Self())

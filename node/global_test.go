@@ -1,8 +1,9 @@
 package node
 
-// The global registry on real nodes: in-process nodes on 127.0.0.1 with
-// ephemeral ports, full mesh over TLS, partitions through the partition/heal
-// fault hooks. Every wait polls for a condition with a bound (eventually).
+// The global registry on real nodes: in-process nodes on an in-memory
+// network (memlink; one test on 127.0.0.1 over TLS), full mesh, partitions
+// through the network (partition/heal, memnet_test.go). Every wait polls
+// for a condition with a bound (eventually).
 
 import (
 	"context"
@@ -19,16 +20,24 @@ import (
 	"time"
 
 	"github.com/meshrt/mesh/global"
+	"github.com/meshrt/mesh/internal/memlink"
 	"github.com/meshrt/mesh/internal/testutil"
 )
 
-// startMesh starts k nodes and connects them through the first; gossip
-// makes the full mesh, which startMesh waits for.
+// startMesh starts k nodes on an in-memory network and connects them
+// through the first; gossip makes the full mesh, which startMesh waits for.
 func startMesh(t *testing.T, prefix string, k int) []*Node {
+	t.Helper()
+	return startMeshWith(t, prefix, k, onNet(memlink.NewNetwork()))
+}
+
+// startMeshWith is startMesh with opts given to every node: without onNet,
+// the nodes talk TLS over 127.0.0.1.
+func startMeshWith(t *testing.T, prefix string, k int, opts ...Option) []*Node {
 	t.Helper()
 	nodes := make([]*Node, k)
 	for i := range nodes {
-		nodes[i] = startNamed(t, fmt.Sprintf("%s%d", prefix, i), "cookie")
+		nodes[i] = startNamed(t, fmt.Sprintf("%s%d", prefix, i), "cookie", opts...)
 	}
 	for _, n := range nodes[1:] {
 		connect(t, nodes[0], n)
@@ -120,7 +129,7 @@ func mustRegister(t *testing.T, n *Node, name string, pid PID) {
 }
 
 func TestGlobalRegistrationOfLocalAndRemotePIDsReachesEveryNode(t *testing.T) {
-	nodes := startMesh(t, "reg", 4)
+	nodes := startMeshWith(t, "reg", 4) // over TLS: the registry on the real transport
 	local := spawnHolder(t, nodes[0])
 	remote := spawnHolder(t, nodes[2])
 
@@ -787,16 +796,16 @@ func TestGlobalConvergence(t *testing.T) {
 	t.Logf("soak: %+v; conflicts told %d, counted %d", c.stats, told, counted)
 }
 
-// TestPartitionWhileTheAcceptorAttaches pins a race the partition hook had:
+// TestPartitionWhileTheAcceptorAttaches pins a race partitions had:
 // Connect returns once the dialler's end is up, while the acceptor may still
-// be between admit (the peer is in n.peers) and attach (which set pe.conn
-// without n.peersMu); partition read pe.conn under n.peersMu only. Besides
-// the data race, a connection admitted but not yet attached when the
-// partition was made survived it. attach now sets pe.conn under n.peersMu
-// and closes a connection whose peer was cut meanwhile.
+// be between admit (the peer is in n.peers) and attach. A link admitted but
+// not yet attached when the partition is made must end all the same (the
+// partition lived in node then and missed it; memlink delivers such an
+// end's OnClose when attach starts it).
 func TestPartitionWhileTheAcceptorAttaches(t *testing.T) {
-	a := startNamed(t, "pa", "cookie")
-	b := startNamed(t, "pb", "cookie")
+	nw := memlink.NewNetwork()
+	a := startNamed(t, "pa", "cookie", onNet(nw))
+	b := startNamed(t, "pb", "cookie", onNet(nw))
 	for range 20 {
 		connect(t, a, b)
 		b.partition(a.Self())

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"github.com/meshrt/mesh/internal/memlink"
 )
 
 // member spawns a process on n that forwards what it receives to out.
@@ -124,9 +126,10 @@ func TestGroupsReplicateAndPublish(t *testing.T) {
 // node shows exactly the live members.
 func TestGroupsConvergeOnRealNodes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 11))
+	nw := memlink.NewNetwork()
 	var nodes []*Node
 	for i := range 4 {
-		var opts []Option
+		opts := []Option{onNet(nw)}
 		if i > 0 {
 			opts = append(opts, WithSeeds(nodes[0].Self()))
 		}

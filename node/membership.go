@@ -64,10 +64,6 @@ func (n *Node) connect(ctx context.Context, name, addr string) (*peer, error) {
 			n.peersMu.Unlock()
 			return nil, ErrStopped
 		}
-		if n.isCutLocked(name) {
-			n.peersMu.Unlock()
-			return nil, partitionedErr(name)
-		}
 		if pe := n.peers[name]; pe != nil {
 			n.peersMu.Unlock()
 			return pe, pe.waitUp(ctx)
@@ -112,11 +108,10 @@ func (n *Node) connect(ctx context.Context, name, addr string) (*peer, error) {
 
 // dial makes and registers an outbound connection.
 func (n *Node) dial(ctx context.Context, name, addr string) (*peer, error) {
-	c, err := n.engine.Dial(ctx, addr, name)
+	c, info, err := n.links.dial(ctx, addr, name)
 	if err != nil {
 		return nil, connectErr(name, err)
 	}
-	info := c.Info().(*peerInfo)
 	n.peersMu.Lock()
 	if n.stopped.Load() {
 		n.peersMu.Unlock()
@@ -144,7 +139,7 @@ func (n *Node) dial(ctx context.Context, name, addr string) (*peer, error) {
 
 // closeUnstarted closes a connection that never got a handler: loop
 // delivers OnClose to the closing goroutine for such a connection.
-func closeUnstarted(c *loop.Conn, reason error) {
+func closeUnstarted(c link, reason error) {
 	c.SetHandler(discardHandler{})
 	_ = c.Close(reason)
 }
@@ -202,19 +197,17 @@ func connectErr(name string, err error) error {
 // up from here: items queued before the loop takes the connection over are
 // flushed by it, and a connection that fails to start is cleaned up by
 // OnClose like any other.
-func (pe *peer) attach(c *loop.Conn) {
+func (pe *peer) attach(c link) {
 	n := pe.n
 	c.SetHandler(pe)
 	c.SetDrain(pe.drainFunc())
 	n.peersMu.Lock()
-	pe.conn = c // under peersMu: partition and retire read it there
+	pe.conn = c // under peersMu: retire reads it there
 	if pe.lapse != nil {
 		pe.lapse.Stop()
 	}
 	var drop error
 	switch {
-	case n.isCutLocked(pe.name):
-		drop = errPartitioned
 	case pe.replaced:
 		drop = errReplaced
 	case isClosed(pe.lapsed):
@@ -231,8 +224,8 @@ func (pe *peer) attach(c *loop.Conn) {
 	c.Start()
 	close(pe.started)
 	if drop != nil {
-		// Partitioned (a test fault) or replaced by a newer connection
-		// after admission, before there was a connection to close.
+		// Replaced by a newer connection after admission, or lapsed,
+		// before there was a connection to close.
 		_ = c.Close(drop)
 	}
 }

@@ -54,7 +54,8 @@ type Node struct {
 	// Distribution (admit.go, membership.go, peer.go).
 	cookie        string
 	hs            handshake.Config
-	engine        *loop.Engine
+	engine        *loop.Engine // nil on an in-memory network (memnet.go)
+	links         linker       // where links come from (link.go)
 	limits        codec.Limits
 	decoder       mailbox.Decoder // decodes received messages on the receiving process
 	decodeWarned  atomic.Bool     // an undecodable message was logged
@@ -66,7 +67,6 @@ type Node struct {
 	peersMu sync.Mutex
 	peers   map[string]*peer     // guarded by peersMu; see membership.go invariant 1
 	dialing map[string]*dialCall // guarded by peersMu
-	cut     map[string]bool      // guarded by peersMu: test partitions (partition.go)
 	// peerView is a read-only copy of peers for the send path, replaced
 	// (under peersMu) whenever peers changes.
 	peerView atomic.Pointer[map[string]*peer]
@@ -141,7 +141,7 @@ func Start(name, cookie string, opts ...Option) (*Node, error) {
 	m, err := newMetrics(o.registerer, n)
 	if err != nil {
 		n.endLife()
-		_ = n.engine.Close()
+		_ = n.links.close()
 		return nil, err
 	}
 	n.metrics = m
@@ -453,7 +453,7 @@ func (n *Node) Stop(ctx context.Context) error {
 		}
 		drains.Wait()
 		cancel()
-		_ = n.engine.Close()
+		_ = n.links.close()
 		n.metrics.unregister()
 	})
 	for n.running.Load() != 0 {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/meshrt/mesh/codec"
 	"github.com/meshrt/mesh/global"
+	"github.com/meshrt/mesh/internal/memlink"
 	"github.com/meshrt/mesh/internal/wire"
 )
 
@@ -29,6 +30,7 @@ type options struct {
 	registryNames    int               // per peer (global.WithMaxNamesPerPeer)
 	registryFrame    int               // bytes of one registry frame joined from parts
 	reassembly       wire.ReassemblyLimits
+	network          *memlink.Network // links from an in-memory network, for tests (memnet.go)
 }
 
 func defaultOptions() options {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/meshrt/mesh/codec"
 	"github.com/meshrt/mesh/internal/wire"
-	"github.com/meshrt/mesh/loop"
 )
 
 // A peer is one authenticated connection to another node.
@@ -39,7 +38,7 @@ type peer struct {
 	features    wire.Features
 	outbound    bool
 
-	conn     *loop.Conn    // set by attach, before up closes
+	conn     link          // set by attach, before up closes (link.go)
 	up       chan struct{} // closed when started
 	started  chan struct{} // closed once attach has handed the conn to its loop
 	lapsed   chan struct{} // closed by unreserve: admitted, never attached, dropped from the table

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/meshrt/mesh/internal/memlink"
 )
 
 func TestBackoffDelay(t *testing.T) {
@@ -52,9 +54,10 @@ func connected(n *Node, names ...string) bool {
 }
 
 func TestSeedsFormAClusterThatHealsAfterAPartition(t *testing.T) {
-	a := startNamed(t, "a", "c", fastRedial)
-	b := startNamed(t, "b", "c", fastRedial, WithSeeds(a.Self()))
-	c := startNamed(t, "c", "c", fastRedial, WithSeeds(a.Self(), "c@127.0.0.1:1")) // its own name is skipped
+	nw := memlink.NewNetwork()
+	a := startNamed(t, "a", "c", fastRedial, onNet(nw))
+	b := startNamed(t, "b", "c", fastRedial, onNet(nw), WithSeeds(a.Self()))
+	c := startNamed(t, "c", "c", fastRedial, onNet(nw), WithSeeds(a.Self(), "c@127.0.0.1:1")) // its own name is skipped
 	eventually(t, "a full mesh from seeds", func() bool {
 		return connected(a, b.Self(), c.Self()) && connected(b, a.Self(), c.Self()) && connected(c, a.Self(), b.Self())
 	})

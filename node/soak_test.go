@@ -90,9 +90,7 @@ func TestMixedSoak(t *testing.T) {
 				case <-ctx.Done():
 					return
 				}
-				a.partition(b.Self())
-				time.Sleep(20 * time.Millisecond)
-				a.heal(b.Self())
+				cutLink(a, b)
 			}
 		}()
 		wg.Add(1)
@@ -147,7 +145,6 @@ func TestMixedSoak(t *testing.T) {
 			// A cut at the very end is told after the last send: wait
 			// for the faults to stop, then for the Down such a cut sends.
 			<-faultsDone
-			a.heal(b.Self())
 			for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
 				takeDowns(false)
 			}
