@@ -236,7 +236,7 @@ func TestRemoteSpawn(t *testing.T) {
 }
 
 func TestRemoteSpawnLinkImmediateCrashReachesCaller(t *testing.T) {
-	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	a, b := memPair(t)
 	b.Define("crash", func(*Process, []any) error { return errors.New("at once") })
 	within(t, a, func(p *Process) error {
 		p.TrapExit(true)
@@ -256,7 +256,7 @@ func TestRemoteSpawnLinkImmediateCrashReachesCaller(t *testing.T) {
 }
 
 func TestRemoteMonitorAndLink(t *testing.T) {
-	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	a, b := memPair(t)
 	within(t, a, func(p *Process) error {
 		gate := make(chan struct{})
 		victim := b.SpawnFunc(func(*Process) error { <-gate; return errors.New("bye") })
@@ -304,7 +304,7 @@ func syncWith(t *testing.T, p *Process, n *Node) {
 }
 
 func TestRemoteExitSignal(t *testing.T) {
-	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	a, b := memPair(t)
 	within(t, a, func(p *Process) error {
 		target := b.SpawnFunc(func(q *Process) error { _, err := q.Receive(context.Background()); return err })
 		ref := p.Monitor(target)
@@ -320,7 +320,7 @@ func TestRemoteExitSignal(t *testing.T) {
 }
 
 func TestConnectionLossGivesNoConnection(t *testing.T) {
-	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	a, b := memPair(t)
 	within(t, a, func(p *Process) error {
 		remote := b.SpawnFunc(func(q *Process) error { _, err := q.Receive(context.Background()); return err })
 		p.TrapExit(true)
@@ -332,8 +332,8 @@ func TestConnectionLossGivesNoConnection(t *testing.T) {
 			return err
 		}
 		syncWith(t, p, b)
-		// Cut the connection abruptly, as a crash or reset would.
-		a.peerIfUp(b.Self()).conn.Close(errors.New("test: cut"))
+		// Cut the connection abruptly, as a network reset would.
+		a.partition(b.Self())
 		var down, exit, nodeDown bool
 		for !down || !exit || !nodeDown {
 			m, err := recv(p)
@@ -610,6 +610,28 @@ func TestSilentPeerIsDeclaredDownAfterTickTimeout(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// The same over memory: a frozen link (memlink.Network.Freeze) carries
+// nothing and closes nothing, so only the tick sweep can tell; after the
+// heal, the nodes meet again.
+func TestFrozenLinkIsDeclaredDownAfterTickTimeoutAndHeals(t *testing.T) {
+	const tick = 400 * time.Millisecond
+	a, b := memPair(t, WithTickTimeout(tick))
+	connect(t, b, a)
+	within(t, b, func(p *Process) error {
+		if err := p.MonitorNode(a.Self()); err != nil {
+			return err
+		}
+		b.network().Freeze(memAddr(a.Self()), memAddr(b.Self()))
+		m, err := recv(p)
+		if err != nil || m != (NodeDown{Node: a.Self(), Reason: NetTickTimeout}) {
+			return fmt.Errorf("got %#v, %v; want NodeDown after the tick timeout", m, err)
+		}
+		return nil
+	})
+	b.heal(a.Self())
+	connect(t, b, a)
 }
 
 // A large message goes as fragments, one queue item each, so a control frame

@@ -124,7 +124,11 @@
 //     Freeze, Heal), not of node: production code has no test-only fault
 //     path left.
 //   - The option is unexported: no user picks a transport. A test in this
-//     package passes onNet(nw) (memnet_test.go).
+//     package passes onNet(nw) (memnet_test.go); nodetest, whose users
+//     test their own actors, gets it through internal/memnode (node sets
+//     it when it loads) and offers it as NewMemCluster, with Partition and
+//     Heal: splits are what a user cannot stage on loopback TCP, while
+//     NewCluster stays on TLS for what crosses a real wire.
 //
 // The send path pays one interface call for it (pe.conn.Enqueue; loop's
 // Enqueue was never inlined): benchstat of bench's Remote send and

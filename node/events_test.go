@@ -144,8 +144,7 @@ func TestNodeEventsSayWhyANodeLeft(t *testing.T) {
 }
 
 func TestDemonitorNodesStopsEvents(t *testing.T) {
-	a := startNamed(t, "a", "c")
-	b := startNamed(t, "b", "c")
+	a, b := memPair(t)
 	within(t, a, func(p *Process) error {
 		if err := p.MonitorNodes(); err != nil {
 			return err

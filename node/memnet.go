@@ -9,6 +9,7 @@ import (
 
 	"github.com/meshrt/mesh/internal/handshake"
 	"github.com/meshrt/mesh/internal/memlink"
+	"github.com/meshrt/mesh/internal/memnode"
 )
 
 // A node on an in-memory network: its links are internal/memlink ends,
@@ -25,6 +26,9 @@ import (
 // withNetwork makes the node get its links from nw instead of the loop
 // engine. Its name's port 0 picks a free address on nw.
 func withNetwork(nw *memlink.Network) Option { return func(o *options) { o.network = nw } }
+
+// nodetest reaches withNetwork through internal/memnode.
+func init() { memnode.Option = func(nw *memlink.Network) any { return withNetwork(nw) } }
 
 // memHello is what each side of an in-memory dial tells the other.
 type memHello struct {

@@ -8,6 +8,7 @@ package node
 
 import (
 	"errors"
+	"testing"
 
 	"github.com/meshrt/mesh/internal/memlink"
 )
@@ -57,4 +58,14 @@ func cutLink(a, b *Node) {
 	if pe := a.peerIfUp(b.Self()); pe != nil {
 		_ = pe.conn.Close(errTestCut)
 	}
+}
+
+// memPair starts nodes a and b (cookie "c") on a fresh in-memory network,
+// not connected yet: for tests of what crosses two nodes (links, monitors,
+// exit signals, spawns) rather than of the transport.
+func memPair(t *testing.T, opts ...Option) (a, b *Node) {
+	t.Helper()
+	nw := memlink.NewNetwork()
+	opts = append(opts, onNet(nw))
+	return startNamed(t, "a", "c", opts...), startNamed(t, "b", "c", opts...)
 }

@@ -11,6 +11,17 @@
 // what a test sees (ordering, errors, NodeDown when a node stops) is what a
 // deployment sees. Each node's goroutines are gone once the test's cleanup
 // has run; a node that does not stop within the bound fails the test.
+//
+// [NewMemCluster] starts the same nodes on an in-memory network instead:
+// the runtime above the connection is the same (admission, membership, the
+// registry, links, monitors, backpressure), the connections are in-memory
+// queues with no TLS and no socket. Such a cluster can be partitioned
+// ([Cluster.Partition], [Cluster.Heal]), to test how actors live through
+// a split:
+//
+//	c := nodetest.NewMemCluster(t, 3)
+//	c.Partition(0, 1) // n1 and n2 see NodeDown; n3 still sees both
+//	c.Heal(0, 1)      // they may connect again (seeds redial by themselves)
 package nodetest
 
 import (
@@ -18,9 +29,12 @@ import (
 	"crypto/rand"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/meshrt/mesh/internal/memlink"
+	"github.com/meshrt/mesh/internal/memnode"
 	"github.com/meshrt/mesh/node"
 )
 
@@ -34,6 +48,7 @@ var Bound = time.Minute
 type Cluster struct {
 	cookie string
 	nodes  []*node.Node
+	nw     *memlink.Network // NewMemCluster's network; nil on TCP
 }
 
 // NewCluster starts size nodes named "n1@127.0.0.1:port" ... on free ports,
@@ -43,7 +58,22 @@ type Cluster struct {
 // failure ends the test with t.Fatal.
 func NewCluster(t testing.TB, size int, opts ...node.Option) *Cluster {
 	t.Helper()
-	c, err := Start(size, opts...)
+	return newCluster(t, size, nil, opts)
+}
+
+// NewMemCluster is [NewCluster] on an in-memory network instead of
+// loopback TCP with TLS (see the package documentation): the nodes' names
+// are "n1@127.0.0.1:port" ... with ports of that network, their cookie
+// check compares the cookies' keys in memory, and the cluster can be
+// partitioned. Use NewCluster to test what crosses a real wire.
+func NewMemCluster(t testing.TB, size int, opts ...node.Option) *Cluster {
+	t.Helper()
+	return newCluster(t, size, memlink.NewNetwork(), opts)
+}
+
+func newCluster(t testing.TB, size int, nw *memlink.Network, opts []node.Option) *Cluster {
+	t.Helper()
+	c, err := start(size, nw, opts)
 	if c != nil {
 		t.Cleanup(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), Bound)
@@ -63,10 +93,23 @@ func NewCluster(t testing.TB, size int, opts ...node.Option) *Cluster {
 // benchmark harness): the caller stops the cluster with [Cluster.Stop].
 // On an error the nodes started so far are returned too, for Stop.
 func Start(size int, opts ...node.Option) (*Cluster, error) {
+	return start(size, nil, opts)
+}
+
+// StartMem is [NewMemCluster] outside a test; the caller stops the cluster
+// with [Cluster.Stop].
+func StartMem(size int, opts ...node.Option) (*Cluster, error) {
+	return start(size, memlink.NewNetwork(), opts)
+}
+
+func start(size int, nw *memlink.Network, opts []node.Option) (*Cluster, error) {
 	if size < 1 {
 		return nil, fmt.Errorf("a cluster of %d nodes", size)
 	}
-	c := &Cluster{cookie: rand.Text()}
+	c := &Cluster{cookie: rand.Text(), nw: nw}
+	if nw != nil {
+		opts = append(opts[:len(opts):len(opts)], memnode.Option(nw).(node.Option))
+	}
 	for i := range size {
 		n, err := node.Start(fmt.Sprintf("n%d@127.0.0.1:0", i+1), c.cookie, opts...)
 		if err != nil {
@@ -128,10 +171,10 @@ func (c *Cluster) meshed(a *node.Node) bool {
 // another cookie. Call it from the test's goroutine.
 func NewNode(t testing.TB, name, cookie string, opts ...node.Option) *node.Node {
 	t.Helper()
-	return start(t, name, cookie, opts)
+	return startNode(t, name, cookie, opts)
 }
 
-func start(t testing.TB, name, cookie string, opts []node.Option) *node.Node {
+func startNode(t testing.TB, name, cookie string, opts []node.Option) *node.Node {
 	t.Helper()
 	n, err := node.Start(name+"@127.0.0.1:0", cookie, opts...)
 	if err != nil {
@@ -158,4 +201,40 @@ func (c *Cluster) Define(actor string, fn node.ActorFunc) {
 	for _, n := range c.nodes {
 		n.Define(actor, fn)
 	}
+}
+
+// Partition cuts nodes i and j (from 0) apart, as a network that resets
+// their connection: both see [node.NodeDown] with reason connection_closed
+// (their linked and monitoring processes see noconnection), and neither
+// can connect to the other until [Cluster.Heal]; every other link is
+// untouched. It returns once both have seen the connection end. Only a
+// cluster from [NewMemCluster] or [StartMem] can be partitioned: on
+// another, Partition panics. Safe from any goroutine but a process of the
+// cluster's nodes waiting for it.
+func (c *Cluster) Partition(i, j int) {
+	nw := c.memNetwork("Partition")
+	nw.Partition(c.addr(i), c.addr(j))
+}
+
+// Heal lifts the partition between nodes i and j: they may connect again
+// (a node redials the seeds and the peers it lost by itself, see
+// [node.WithSeeds]; else call [node.Node.Connect]). It panics on a cluster
+// that is not in memory.
+func (c *Cluster) Heal(i, j int) {
+	nw := c.memNetwork("Heal")
+	nw.Heal(c.addr(i), c.addr(j))
+}
+
+func (c *Cluster) memNetwork(op string) *memlink.Network {
+	if c.nw == nil {
+		panic("nodetest: " + op + " needs a cluster from NewMemCluster or StartMem")
+	}
+	return c.nw
+}
+
+// addr is node i's address on the network: its name's host:port.
+func (c *Cluster) addr(i int) string {
+	name := c.nodes[i].Self()
+	_, addr, _ := strings.Cut(name, "@")
+	return addr
 }
