@@ -203,7 +203,7 @@ func (pe *peer) deliverAddressed(m wire.Message) error {
 		}
 		pe.flushRun() // what the replier sent before goes first
 		ref := Ref{Node: n.self, Incarnation: n.incarnation, ID: a.Ref}
-		r := &callReply{ref: ref, released: a.Flags&wire.ReplyReleased != 0}
+		r := newCallReply(ref, nil, a.Flags&wire.ReplyReleased != 0)
 		if len(a.Body) > maxEncodedDelivery {
 			r.enc = bytes.Clone(a.Body) // the caller decodes it (see pushLarge)
 		} else {

@@ -115,13 +115,29 @@ func (p *Process) down(ref Ref, pid PID, reason any) {
 	p.mb.Push(Down{Ref: ref, PID: pid, Reason: reason})
 }
 
-// callReply is a reply as the caller's mailbox holds it.
+// callReply is a reply as the caller's mailbox holds it. Pooled: the call
+// that takes one from its mailbox frees it; one dropped unread (a late
+// reply) is left to the garbage collector.
 type callReply struct {
 	ref      Ref
 	value    any
 	enc      []byte // a large remote reply, still encoded: the caller decodes it
 	err      error  // the reply could not be decoded
 	released bool   // the replier dropped its end of the call's monitor
+}
+
+var callReplies = sync.Pool{New: func() any { return new(callReply) }}
+
+func newCallReply(ref Ref, v any, released bool) *callReply {
+	r := callReplies.Get().(*callReply)
+	r.ref, r.value, r.released = ref, v, released
+	return r
+}
+
+// free returns r to the pool; r must not be used afterwards.
+func (r *callReply) free() {
+	*r = callReply{}
+	callReplies.Put(r)
 }
 
 // Call sends req to the process to and waits for its reply (see
@@ -205,9 +221,11 @@ func (p *Process) call(ctx context.Context, target PID, name string, ref Ref, se
 			}
 			return false
 		})
-		if r, ok := m.(*callReply); !ok || r.ref == ref {
+		r, ok := m.(*callReply)
+		if !ok || r.ref == ref {
 			break
 		}
+		r.free()
 	}
 	n.svc.aliases.remove(ref.ID)
 	if err != nil {
@@ -222,19 +240,22 @@ func (p *Process) call(ctx context.Context, target PID, name string, ref Ref, se
 	}
 	switch m := m.(type) {
 	case *callReply:
-		if m.released {
+		released, value, enc := m.released, m.value, m.enc
+		err = m.err // a small remote reply this node could not decode
+		m.free()
+		if released {
 			p.dropWatching(ref)
 		} else {
 			p.endMonitor(ref, target, name)
 		}
-		if m.enc != nil {
-			m.value, m.err = n.decoder.Decode(m.enc)
+		if enc != nil {
+			value, err = n.decoder.Decode(enc)
 		}
-		if m.err != nil {
-			n.undecodable(m.err)
-			return nil, fmt.Errorf("call %v: reply: %w", target, m.err)
+		if err != nil {
+			n.undecodable(err)
+			return nil, fmt.Errorf("call %v: reply: %w", target, err)
 		}
-		return m.value, nil
+		return value, nil
 	default:
 		d := m.(Down)
 		return nil, &ExitError{PID: d.PID, Reason: d.Reason}
@@ -309,7 +330,7 @@ func (p *Process) Reply(req Request, v any) error {
 	released := p.releaseCallMonitor(req)
 	if req.From.Node == n.self {
 		if req.From.Incarnation == n.incarnation && req.Ref.Node == n.self && req.Ref.Incarnation == n.incarnation {
-			n.svc.aliases.deliver(req.Ref.ID, req.From.ID, &callReply{ref: req.Ref, value: v, released: released})
+			n.svc.aliases.deliver(req.Ref.ID, req.From.ID, newCallReply(req.Ref, v, released))
 		}
 		return nil
 	}

@@ -187,6 +187,35 @@ func TestCallEndsWhenTheConnectionIsLost(t *testing.T) {
 	}
 }
 
+// The same for a call by name: the caller holds a monitor on the name's
+// node, which the lost connection ends.
+func TestCallNamedEndsWhenTheConnectionIsLost(t *testing.T) {
+	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	connect(t, a, b)
+	got := make(chan struct{})
+	s := b.SpawnFunc(server(func(q *Process, _ Request) (any, error) {
+		close(got)
+		_, err := q.Receive(context.Background()) // never replies
+		return nil, err
+	}))
+	if err := b.Register("srv", s); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), testWait)
+		defer cancel()
+		_, err := a.CallNamed(ctx, b.Self(), "srv", 1)
+		errc <- err
+	}()
+	<-got
+	a.peerIfUp(b.Self()).conn.Close(errors.New("test: cut"))
+	err := <-errc
+	if !errors.Is(err, ErrNotConnected) || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v; want ErrNotConnected at once", err)
+	}
+}
+
 // A PID of an earlier (or later) incarnation of a connected node names no
 // process: the call ends at once, without a frame.
 func TestCallToAnotherIncarnationIsNoProc(t *testing.T) {

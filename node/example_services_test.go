@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/meshrt/mesh/node"
@@ -68,6 +69,36 @@ func ExampleProcess_Call() {
 	// BY PID
 	// BY NAME
 	// true
+}
+
+// Node.Call calls a server from outside any process — here from plain
+// goroutines, as an HTTP handler would — many at once.
+func ExampleNode_Call() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n, err := node.Start("example@127.0.0.1:0", "secret-cookie")
+	if err != nil {
+		panic(err)
+	}
+	defer n.Stop(ctx)
+
+	srv := n.SpawnFunc(upper)
+	replies := make([]any, 3)
+	var wg sync.WaitGroup
+	for i, word := range []string{"one", "two", "three"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, err := n.Call(ctx, srv, word)
+			if err != nil {
+				v = err
+			}
+			replies[i] = v
+		}()
+	}
+	wg.Wait()
+	fmt.Println(replies...)
+	// Output: ONE TWO THREE
 }
 
 // SendNamed sends to a name on another node without looking it up first.
