@@ -262,7 +262,18 @@ func TestRestartTypes(t *testing.T) {
 		e.wait(t, "perm up", 2)
 		e.wait(t, "temp down")
 		e.wait(t, "trans down")
-		after := which(p, sup)
+		// A child logs "down" before its exit reaches the supervisor: ask
+		// until the supervisor has handled both exits (the child's entry
+		// no longer holds its old PID), then check what it did.
+		var after map[string]supervisor.ChildInfo
+		for deadline := time.Now().Add(testWait); ; time.Sleep(time.Millisecond) {
+			after = which(p, sup)
+			temp, listed := after["temp"]
+			handled := (!listed || temp.PID != w["temp"].PID) && after["trans"].PID != w["trans"].PID
+			if handled || time.Now().After(deadline) {
+				break
+			}
+		}
 		if after["perm"].PID.IsZero() || after["perm"].PID == w["perm"].PID {
 			return fmt.Errorf("permanent child not restarted after a normal exit: %+v", after["perm"])
 		}
