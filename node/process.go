@@ -547,7 +547,8 @@ func (p *Process) die(reason any) bool {
 
 	n := p.node
 	p.mb.Close()
-	n.procs.remove(p.pid.ID)
+	// Its names (global, local) and groups go before it leaves the table:
+	// whoever sees it gone from the table sees them gone too.
 	if named {
 		n.global.ProcessExited(p.pid)
 	}
@@ -555,6 +556,7 @@ func (p *Process) die(reason any) bool {
 		n.groups.ProcessExited(p.pid)
 	}
 	n.svc.processExited(p)
+	n.procs.remove(p.pid.ID)
 	if rel == nil {
 		return true
 	}
