@@ -34,8 +34,13 @@ package loop
 //     holding a dupRefs reference; the loop's reference goes at gnet's
 //     OnClose and the last reference closes it, so the number is never
 //     reused under a writer.
-//   - queued counts bytes pushed and not yet drained. It may overshoot high
-//     by the concurrent senders' items, never more.
+//   - queued (bulkQueued) counts bytes pushed to q (bulk) and not yet
+//     drained. Each may overshoot high by the concurrent senders' items,
+//     never more.
+//   - A drain takes the bulk lane's share first and the urgent lane second,
+//     and writes the urgent items first: an urgent item pushed before a bulk
+//     item (a message's first fragment before its later ones) is always
+//     written before it.
 //   - done is closed exactly once, when the first close reason is set.
 //   - Handler.OnClose runs exactly once: on the loop for a started conn
 //     (gnet's OnClose), else on the goroutine whose Close won.
@@ -93,13 +98,15 @@ type Conn struct {
 	drain    func(dst []byte, items [][]byte) []byte
 
 	// Send side: any goroutine.
-	q         sendQueue
-	queued    atomic.Int64              // bytes pushed and not yet drained
-	scheduled atomic.Bool               // the drain token (see the invariants)
-	ls        atomic.Pointer[loopState] // the owning loop, from OnOpen on
-	waiters   atomic.Bool               // someone may wait in waitRoom
-	waitMu    sync.Mutex                // guards waitCh
-	waitCh    chan struct{}             // closed to wake the senders waiting for room
+	q          sendQueue                 // the urgent lane: every item but bulk
+	queued     atomic.Int64              // bytes pushed to q and not yet drained
+	bulk       sendQueue                 // the bulk lane (EnqueueBulk)
+	bulkQueued atomic.Int64              // bytes pushed to bulk and not yet drained
+	scheduled  atomic.Bool               // the drain token (see the invariants)
+	ls         atomic.Pointer[loopState] // the owning loop, from OnOpen on
+	waiters    atomic.Bool               // someone may wait in waitRoom
+	waitMu     sync.Mutex                // guards waitCh
+	waitCh     chan struct{}             // closed to wake the senders waiting for room
 
 	// The close ladder (close.go): any goroutine reads it.
 	closeState atomic.Int32

@@ -71,7 +71,7 @@ func (c *Conn) directFlush(ls *loopState) {
 		return
 	}
 	c.scheduled.Store(false)
-	if (c.queued.Load() > 0 || c.reached(draining) || c.ad.PendingOutput()) &&
+	if (c.queued.Load() > 0 || c.bulkQueued.Load() > 0 || c.reached(draining) || c.ad.PendingOutput()) &&
 		c.scheduled.CompareAndSwap(false, true) {
 		ls.schedule(c) // busy, draining or closing: the loop takes over
 	}

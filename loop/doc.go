@@ -59,7 +59,16 @@
 // our callbacks, so an OnData that answers by enqueueing is flushed at the
 // end of the same callback without any wake-up.
 //
-// The loop drains ALL queued items of a conn at once: SetDrain's function
+// A conn's queue has two lanes. Enqueue and EnqueueNoWait feed the urgent
+// lane; EnqueueBulk feeds the bulk lane, for data that may wait behind later
+// items (the later fragments of a large message). Each drain takes every
+// urgent item and about 256 KiB of bulk (bulkShare; at least a quarter of
+// that however many urgent bytes there are), bulk taken first and written
+// last, so an item enqueued before a bulk item is always written before it
+// and a small message waits behind one quantum of bulk data, not behind
+// megabytes of it. Each lane keeps its order.
+//
+// The loop drains the queued items of a conn at once: SetDrain's function
 // (default: concatenation) turns them into one plaintext run, tls.Conn
 // seals it into 16 KiB records appended to the loop's output buffer, and
 // one gnet Write sends it (gnet keeps what the socket does not take).
@@ -98,8 +107,9 @@
 // peer's senders wait. The loop stops draining a conn while gnet holds more
 // than the high mark of unsent ciphertext, and rechecks it on a timer with
 // a backoff from 1 ms to 32 ms (gnet does not report when its buffer
-// drains). So a conn holds at most about high plus one item per sender
-// in its queue, and high plus one drain in gnet's buffer. EnqueueNoWait
+// drains). Each lane has that high mark. So a conn holds at most about
+// high plus one item per sender in each lane, and high plus one drain in
+// gnet's buffer. EnqueueNoWait
 // never waits: its items may take the queue up to the hard limit, four
 // times high, where the conn is closed with ErrSlowConsumer instead.
 //

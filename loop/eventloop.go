@@ -46,25 +46,32 @@ type scratch struct {
 	plain  []byte
 	items  [][]byte
 	chunks []*chunk // the chunk list drained last, handed back on the next take
+	bulk   []*chunk // the bulk lane's chunks of one drain
 }
 
-// drainQueue takes every queued item of c and turns them into plaintext
-// with c's drain function (nil when there were none). It releases senders
-// waiting for room. Holder of c's drain token.
+// drainQueue takes every item of c's urgent lane and the bulk lane's share
+// (bulkShare), and turns them, urgent first, into plaintext with c's drain
+// function (nil when there were none). It releases senders waiting for
+// room. Holder of c's drain token.
 func (s *scratch) drainQueue(c *Conn) []byte {
+	// Bulk first, then urgent: every urgent item pushed before a bulk item
+	// taken now is taken too, and is written before it.
+	var bulkBytes int
+	if c.bulkQueued.Load() > 0 {
+		s.bulk, bulkBytes = c.bulk.takeBytes(s.bulk[:0], bulkShare(int(c.queued.Load())))
+	}
 	chunks := c.q.take(s.chunks)
 	s.chunks = chunks
-	if len(chunks) == 0 {
+	if len(chunks) == 0 && len(s.bulk) == 0 {
 		return nil
 	}
 	var total int
 	for _, ch := range chunks {
-		start := 0
-		for _, end := range ch.ends {
-			s.items = append(s.items, ch.b[start:end])
-			start = end
-		}
+		s.items = ch.appendItems(s.items)
 		total += len(ch.b)
+	}
+	for _, ch := range s.bulk {
+		s.items = ch.appendItems(s.items)
 	}
 	plain := c.drain(s.plain[:0], s.items)
 	clear(s.items)
@@ -73,9 +80,25 @@ func (s *scratch) drainQueue(c *Conn) []byte {
 		putChunk(ch)
 		chunks[i] = nil
 	}
+	for i, ch := range s.bulk {
+		putChunk(ch)
+		s.bulk[i] = nil
+	}
+	s.bulk = s.bulk[:0]
 	c.queued.Add(-int64(total))
+	c.bulkQueued.Add(-int64(bulkBytes))
 	c.wakeSenders()
 	return plain
+}
+
+// appendItems appends a view of each of ch's items to items.
+func (ch *chunk) appendItems(items [][]byte) [][]byte {
+	start := 0
+	for _, end := range ch.ends {
+		items = append(items, ch.b[start:end])
+		start = end
+	}
+	return items
 }
 
 // keepPlain keeps the drain buffer for reuse unless it grew huge.

@@ -37,6 +37,20 @@ const directIdleGap = 5 * time.Microsecond
 // far less often than this per loop.
 const directSpacing = 20 * time.Microsecond
 
+// bulkQuantum: the bytes one drain moves when both lanes have items (see
+// bulkShare).
+const bulkQuantum = 256 << 10
+
+// bulkShare is how many bytes of the bulk lane one drain takes, given the
+// bytes of the urgent lane it takes (all of them): what bulkQuantum leaves
+// after the urgent ones, and never less than a quarter of it, so a flood of
+// small items does not starve bulk data. (The drain takes at least one bulk
+// chunk whatever this says.) A small item thus waits behind at most about
+// one quantum of bulk data in the queue, not behind all of it.
+func bulkShare(urgent int) int {
+	return max(bulkQuantum-urgent, bulkQuantum/4)
+}
+
 // flushAction is what the loop does with a conn it is asked to flush.
 type flushAction int
 

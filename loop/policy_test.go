@@ -75,3 +75,19 @@ func TestDirectDue(t *testing.T) {
 		}
 	}
 }
+
+func TestBulkShare(t *testing.T) {
+	tests := []struct{ urgent, want int }{
+		{0, bulkQuantum},
+		{1000, bulkQuantum - 1000},
+		{bulkQuantum / 2, bulkQuantum / 2},
+		{bulkQuantum * 3 / 4, bulkQuantum / 4},
+		{bulkQuantum, bulkQuantum / 4}, // a flood of small items: bulk keeps a quarter
+		{8 << 20, bulkQuantum / 4},
+	}
+	for _, tt := range tests {
+		if got := bulkShare(tt.urgent); got != tt.want {
+			t.Errorf("bulkShare(%d) = %d, want %d", tt.urgent, got, tt.want)
+		}
+	}
+}

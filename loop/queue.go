@@ -80,6 +80,24 @@ func (q *sendQueue) push(item []byte) {
 	q.mu.Unlock()
 }
 
+// takeBytes moves the leading chunks holding at most max bytes (always at
+// least one, if any) to dst, and returns dst and their bytes. Holder of the
+// drain token; give the chunks back with putChunk once drained.
+func (q *sendQueue) takeBytes(dst []*chunk, max int) ([]*chunk, int) {
+	q.mu.Lock()
+	n, total := 0, 0
+	for n < len(q.chunks) && (n == 0 || total+len(q.chunks[n].b) <= max) {
+		total += len(q.chunks[n].b)
+		n++
+	}
+	dst = append(dst, q.chunks[:n]...)
+	rest := copy(q.chunks, q.chunks[n:])
+	clear(q.chunks[rest:])
+	q.chunks = q.chunks[:rest]
+	q.mu.Unlock()
+	return dst, total
+}
+
 // take removes every queued chunk and installs spare (emptied) as the
 // queue's chunk list. Holder of the drain token; give the chunks back with
 // putChunk once drained.

@@ -128,3 +128,25 @@ func TestSendQueueConcurrentProducersKeepPerProducerOrder(t *testing.T) {
 		}
 	}
 }
+
+func TestSendQueueTakeBytesTakesWholeLeadingChunks(t *testing.T) {
+	var q sendQueue
+	for i := range 5 {
+		q.push(bytes.Repeat([]byte{byte(i)}, chunkSize+1)) // one chunk each
+	}
+	got, n := q.takeBytes(nil, 2*(chunkSize+1))
+	if len(got) != 2 || n != 2*(chunkSize+1) || got[0].b[0] != 0 || got[1].b[0] != 1 {
+		t.Fatalf("took %d chunks, %d bytes", len(got), n)
+	}
+	got, n = q.takeBytes(got[:0], 1) // less than a chunk: still one
+	if len(got) != 1 || n != chunkSize+1 || got[0].b[0] != 2 {
+		t.Fatalf("took %d chunks, %d bytes; want the next one", len(got), n)
+	}
+	rest := takeAll(&q)
+	if len(rest) != 2 || rest[0][0] != 3 || rest[1][0] != 4 {
+		t.Fatalf("left %d items", len(rest))
+	}
+	if got, n = q.takeBytes(nil, 1<<20); len(got) != 0 || n != 0 {
+		t.Fatalf("empty queue gave %d chunks", len(got))
+	}
+}

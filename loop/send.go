@@ -6,6 +6,7 @@ package loop
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 )
 
 // Enqueue copies item into the conn's send queue; the loop writes queued
@@ -20,11 +21,32 @@ func (c *Conn) Enqueue(ctx context.Context, item []byte) error {
 		return c.closedErr()
 	}
 	if c.queued.Load() >= c.e.opts.high {
-		if err := c.waitRoom(ctx); err != nil {
+		if err := c.waitRoom(ctx, &c.queued); err != nil {
 			return err
 		}
 	}
-	c.push(item)
+	c.push(&c.q, &c.queued, item)
+	return nil
+}
+
+// EnqueueBulk is Enqueue for the bulk lane: items that may wait behind
+// later ones, such as the later parts of a large message. Each drain writes
+// every item of the urgent lane (Enqueue, EnqueueNoWait) first, then about
+// bulkQuantum (256 KiB) of bulk items, so small items are not held up
+// behind megabytes of bulk data; items of each lane stay in order, and an
+// item enqueued (on either lane) before a bulk item is written before it.
+// The bulk lane has its own high-water mark, of the same size. Safe from any
+// goroutine, like Enqueue.
+func (c *Conn) EnqueueBulk(ctx context.Context, item []byte) error {
+	if c.reached(closeRequested) {
+		return c.closedErr()
+	}
+	if c.bulkQueued.Load() >= c.e.opts.high {
+		if err := c.waitRoom(ctx, &c.bulkQueued); err != nil {
+			return err
+		}
+	}
+	c.push(&c.bulk, &c.bulkQueued, item)
 	return nil
 }
 
@@ -42,19 +64,20 @@ func (c *Conn) EnqueueNoWait(item []byte) error {
 		_ = c.Close(ErrSlowConsumer)
 		return c.closedErr()
 	}
-	c.push(item)
+	c.push(&c.q, &c.queued, item)
 	return nil
 }
 
-// Queued returns the bytes enqueued and not yet taken by the loop. Safe from
-// any goroutine.
-func (c *Conn) Queued() int { return int(c.queued.Load()) }
+// Queued returns the bytes enqueued (on both lanes) and not yet taken by
+// the loop. Safe from any goroutine.
+func (c *Conn) Queued() int { return int(c.queued.Load() + c.bulkQueued.Load()) }
 
-// push queues a copy of item and schedules the conn on its loop if it was
-// not scheduled already (only the CAS winner does).
-func (c *Conn) push(item []byte) {
-	c.queued.Add(int64(len(item)))
-	c.q.push(item)
+// push queues a copy of item on lane q (whose byte count is n) and
+// schedules the conn on its loop if it was not scheduled already (only the
+// CAS winner does).
+func (c *Conn) push(q *sendQueue, n *atomic.Int64, item []byte) {
+	n.Add(int64(len(item)))
+	q.push(item)
 	if !c.scheduled.Load() && c.scheduled.CompareAndSwap(false, true) {
 		if ls := c.ls.Load(); ls != nil {
 			c.dispatch(ls)
@@ -63,11 +86,12 @@ func (c *Conn) push(item []byte) {
 	}
 }
 
-func (c *Conn) waitRoom(ctx context.Context) error {
+// waitRoom waits until the lane counted by n is under the high-water mark.
+func (c *Conn) waitRoom(ctx context.Context, n *atomic.Int64) error {
 	for {
 		c.waitMu.Lock()
 		c.waiters.Store(true)
-		if c.queued.Load() < c.e.opts.high {
+		if n.Load() < c.e.opts.high {
 			c.waitMu.Unlock()
 			return nil
 		}
@@ -86,10 +110,11 @@ func (c *Conn) waitRoom(ctx context.Context) error {
 	}
 }
 
-// wakeSenders releases senders waiting for room once queued is below the
-// low-water mark. Holder of the drain token.
+// wakeSenders releases senders waiting for room once a lane is below the
+// low-water mark (a waiter of the other lane checks again and waits on).
+// Holder of the drain token.
 func (c *Conn) wakeSenders() {
-	if !c.waiters.Load() || c.queued.Load() >= c.e.opts.low {
+	if !c.waiters.Load() || c.queued.Load() >= c.e.opts.low && c.bulkQueued.Load() >= c.e.opts.low {
 		return
 	}
 	c.waitMu.Lock()
@@ -189,10 +214,18 @@ func (c *Conn) flushQueue(ls *loopState) {
 		// Shutdown: once the queue is empty, close_notify follows what
 		// was sealed (gnet may still hold some); else come back when the
 		// socket has room again.
-		if c.queued.Load() == 0 {
+		if c.queued.Load() == 0 && c.bulkQueued.Load() == 0 {
 			c.finishClose(ls, true)
 		} else {
 			c.armSocketWait()
+		}
+		return
+	}
+	if c.bulkQueued.Load() > 0 {
+		// The bulk lane's rest: the next pass (flushPlan first). Direct
+		// writes stay off while bulk data flows.
+		if c.scheduled.CompareAndSwap(false, true) {
+			ls.schedule(c)
 		}
 		return
 	}

@@ -54,7 +54,9 @@ func (n *Node) sendRemote(pe *peer, scratch *[]byte, from uint64, to PID, msg an
 const maxKeptScratch = 1 << 10
 
 // sendFragmented queues a large message item as fragments, one queue item
-// each, so other senders' items interleave with them on the wire.
+// each. The first goes in send order (the receiver holds the pair's later
+// messages behind it); the rest go to the link's bulk lane, which small
+// messages and control frames overtake (loop.Conn.EnqueueBulk).
 func (pe *peer) sendFragmented(item []byte, size int) error {
 	var f wire.Fragmenter
 	if err := f.Reset(pe.fragID.Add(1), item, size); err != nil {
@@ -62,10 +64,14 @@ func (pe *peer) sendFragmented(item []byte, size int) error {
 	}
 	bp := getBuf()
 	defer func() { putBuf(bp, (*bp)[:0]) }()
-	for f.More() {
+	for first := true; f.More(); first = false {
 		frag := f.Next((*bp)[:0])
 		*bp = frag[:0]
-		if err := pe.sendMessage(frag); err != nil {
+		send := pe.sendMessage
+		if !first {
+			send = pe.sendBulk
+		}
+		if err := send(frag); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,90 @@
+package bench
+
+// Head-of-line blocking across processes: a small ping-pong between two
+// nodes alone, then while another process of this node streams 1 MiB
+// messages to the peer node over the same link. Reports the ping-pong's
+// p50/p90/p99/p99.9 (µs, from a histogram) and, with the stream, the
+// stream's bandwidth (MB/s).
+//
+//	go test -run '^$' -bench 'HeadOfLine' -benchtime 5000x -count 5 ./bench/
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/meshrt/mesh/node"
+)
+
+func BenchmarkHeadOfLine(b *testing.B) {
+	bin := filepath.Join(b.TempDir(), "nodepeer")
+	if out, err := exec.Command("go", "build", "-o", bin, "./internal/nodepeer").CombinedOutput(); err != nil {
+		b.Fatalf("building the peer: %v\n%s", err, out)
+	}
+	peerName := startNodePeer(b, bin)
+	n, err := node.Start("hol@127.0.0.1:0", "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = n.Stop(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.Connect(ctx, peerName); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("stream=none", func(b *testing.B) { pingpongMesh(b, n, peerName) })
+	b.Run("stream=1MiB", func(b *testing.B) {
+		stop, bytes := streamMesh(b, n, peerName, 1<<20)
+		start := time.Now()
+		pingpongMesh(b, n, peerName)
+		elapsed := time.Since(start)
+		stop()
+		b.ReportMetric(float64(bytes.Load())/elapsed.Seconds()/1e6, "stream-MB/s")
+	})
+}
+
+// streamMesh starts a process of n sending size-byte messages to a sink on
+// peer as fast as the link takes them. stop ends it (and the sink); sent
+// counts the bytes whose Send returned.
+func streamMesh(b *testing.B, n *node.Node, peer string, size int) (stop func(), sent *atomic.Int64) {
+	b.Helper()
+	sent = new(atomic.Int64)
+	quit := make(chan struct{})
+	done := make(chan error, 1)
+	ready := make(chan struct{})
+	go func() {
+		done <- n.Run(context.Background(), func(p *node.Process) error {
+			sink, err := p.Spawn(peer, "sink", p.Self(), 1<<62)
+			if err != nil {
+				close(ready)
+				return err
+			}
+			close(ready)
+			msg := make([]byte, size)
+			for {
+				select {
+				case <-quit:
+					return p.Exit(sink, node.Kill)
+				default:
+				}
+				if err := p.Send(sink, msg); err != nil {
+					return err
+				}
+				sent.Add(int64(size))
+			}
+		})
+	}()
+	<-ready
+	for sent.Load() < int64(4*size) { // the stream is flowing
+		time.Sleep(time.Millisecond)
+	}
+	return func() {
+		close(quit)
+		if err := <-done; err != nil {
+			b.Error(err)
+		}
+	}, sent
+}
