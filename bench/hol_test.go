@@ -4,12 +4,18 @@ package bench
 // nodes alone, then while another process of this node streams 1 MiB
 // messages to the peer node over the same link. Reports the ping-pong's
 // p50/p90/p99/p99.9 (µs, from a histogram) and, with the stream, the
-// stream's bandwidth (MB/s).
+// stream's bandwidth (MB/s) and its in-run baseline: a raw crypto/tls pipe
+// to another process (bench/internal/transportpeer) moving the same bytes
+// in 1 MiB frames right after (tls-MB/s; stream/tls is the ratio).
 //
 //	go test -run '^$' -bench 'HeadOfLine' -benchtime 5000x -count 5 ./bench/
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"io"
 	"os/exec"
 	"path/filepath"
 	"sync/atomic"
@@ -17,6 +23,7 @@ import (
 	"time"
 
 	"github.com/meshrt/mesh/node"
+	"github.com/meshrt/mesh/tlsconn"
 )
 
 func BenchmarkHeadOfLine(b *testing.B) {
@@ -24,6 +31,11 @@ func BenchmarkHeadOfLine(b *testing.B) {
 	if out, err := exec.Command("go", "build", "-o", bin, "./internal/nodepeer").CombinedOutput(); err != nil {
 		b.Fatalf("building the peer: %v\n%s", err, out)
 	}
+	tbin := filepath.Join(b.TempDir(), "transportpeer")
+	if out, err := exec.Command("go", "build", "-o", tbin, "./internal/transportpeer").CombinedOutput(); err != nil {
+		b.Fatalf("building the transport peer: %v\n%s", err, out)
+	}
+	tlsSink := startTransportPeer(b, tbin, "-mode", "tls", "-echo=false")
 	peerName := startNodePeer(b, bin)
 	n, err := node.Start("hol@127.0.0.1:0", "bench")
 	if err != nil {
@@ -42,7 +54,12 @@ func BenchmarkHeadOfLine(b *testing.B) {
 		pingpongMesh(b, n, peerName)
 		elapsed := time.Since(start)
 		stop()
-		b.ReportMetric(float64(bytes.Load())/elapsed.Seconds()/1e6, "stream-MB/s")
+		moved := bytes.Load()
+		mesh := float64(moved) / elapsed.Seconds() / 1e6
+		raw := float64(moved) / streamTLS(b, tlsSink, moved, 1<<20).Seconds() / 1e6
+		b.ReportMetric(mesh, "stream-MB/s")
+		b.ReportMetric(raw, "tls-MB/s")
+		b.ReportMetric(mesh/raw, "stream/tls")
 	})
 }
 
@@ -87,4 +104,39 @@ func streamMesh(b *testing.B, n *node.Node, peer string, size int) (stop func(),
 			b.Error(err)
 		}
 	}, sent
+}
+
+// streamTLS moves total bytes (rounded up to whole frames) in size-byte
+// frames over a fresh crypto/tls connection to the transport peer's sink and
+// returns how long that took, until the sink acknowledged the end marker.
+func streamTLS(b *testing.B, addr string, total int64, size int) time.Duration {
+	b.Helper()
+	tc, err := tls.Dial("tcp", addr, tlsconn.ClientConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tc.Close()
+	if err := tc.Handshake(); err != nil {
+		b.Fatal(err)
+	}
+	frame := make([]byte, 4+size)
+	binary.BigEndian.PutUint32(frame, uint32(size))
+	bw := bufio.NewWriterSize(tc, 64<<10)
+	start := time.Now()
+	for sent := int64(0); sent < total; sent += int64(size) {
+		if _, err := bw.Write(frame); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var marker [4]byte // a zero-length frame: the sink answers it
+	if _, err := bw.Write(marker[:]); err != nil {
+		b.Fatal(err)
+	}
+	if err := bw.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := io.ReadFull(tc, marker[:]); err != nil {
+		b.Fatal(err)
+	}
+	return time.Since(start)
 }

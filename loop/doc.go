@@ -62,11 +62,18 @@
 // A conn's queue has two lanes. Enqueue and EnqueueNoWait feed the urgent
 // lane; EnqueueBulk feeds the bulk lane, for data that may wait behind later
 // items (the later fragments of a large message). Each drain takes every
-// urgent item and about 256 KiB of bulk (bulkShare; at least a quarter of
-// that however many urgent bytes there are), bulk taken first and written
-// last, so an item enqueued before a bulk item is always written before it
-// and a small message waits behind one quantum of bulk data, not behind
-// megabytes of it. Each lane keeps its order.
+// urgent item and about 32 KiB of bulk (bulkShare; at least one item, and
+// at least a quarter of that however many urgent bytes there are), bulk
+// taken first and written last, so an item enqueued before a bulk item is
+// always written before it and a small message waits behind one quantum of
+// bulk data, not behind megabytes of it. Each lane keeps its order.
+//
+// The lanes only decide while the data is still in the conn's queue: what
+// the socket took goes out first come, first served. So the engine keeps
+// the kernel's queues short (WithSocketBuffers): a receive buffer of 64 KiB
+// (autotuned up to tcp_rmem's maximum, 32 MiB on the test machine, it held
+// 4 MB of a stream) and at most 16 KiB unsent (TCP_NOTSENT_LOWAT; the send
+// buffer held 3 MB). Bulk data then waits where the lanes can pass it.
 //
 // The loop drains the queued items of a conn at once: SetDrain's function
 // (default: concatenation) turns them into one plaintext run, tls.Conn

@@ -15,6 +15,7 @@ package loop
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -181,6 +182,7 @@ func (h *gnetHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	}
 	ls := h.e.loopFor(gc.EventLoop())
 	c.gc = gc
+	c.setSocketBuffers(gc.Fd())
 	// A dup of the socket for direct writes: gnet may close its fd at any
 	// time on the loop, the dup lives until its last writer is done.
 	if fd, err := syscall.Dup(gc.Fd()); err == nil {
@@ -245,4 +247,25 @@ func (h *gnetHandler) OnClose(gc gnet.Conn, err error) gnet.Action {
 	c.advance(socketClosed)
 	c.deliverClose(reason)
 	return gnet.None
+}
+
+// tcpNotSentLowat is TCP_NOTSENT_LOWAT (linux/tcp.h), which package syscall
+// does not name.
+const tcpNotSentLowat = 25
+
+// setSocketBuffers applies WithSocketBuffers to the conn's socket (gnet's
+// fd; a dup shares the socket). A failure is logged and the kernel's
+// setting stays: the link works, only with deeper kernel queues. Loop only.
+func (c *Conn) setSocketBuffers(fd int) {
+	o := &c.e.opts
+	if o.rcvBuf > 0 {
+		if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF, o.rcvBuf); err != nil {
+			c.e.log.Warn("loop: SO_RCVBUF", "remote", c.remote, "err", err)
+		}
+	}
+	if o.notSent > 0 && runtime.GOOS == "linux" {
+		if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, tcpNotSentLowat, o.notSent); err != nil {
+			c.e.log.Warn("loop: TCP_NOTSENT_LOWAT", "remote", c.remote, "err", err)
+		}
+	}
 }

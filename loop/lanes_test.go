@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"runtime"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -107,5 +109,40 @@ func TestBothLanesKeepOrderPerSender(t *testing.T) {
 	})
 	if bad, _ := order.result(); bad != 0 {
 		t.Fatalf("%d frames out of order", bad)
+	}
+}
+
+// WithSocketBuffers reaches both ends' sockets; 0 leaves the kernel's
+// setting (a socket's TCP_NOTSENT_LOWAT reads 0 until set: the sysctl
+// applies).
+func TestSocketBuffersAreSet(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("TCP_NOTSENT_LOWAT is read back on Linux only")
+	}
+	sockopts := func(c *Conn) (rcv, lowat int) {
+		t.Helper()
+		got := make(chan [2]int, 1)
+		c.Execute(func() {
+			fd := c.gc.Fd()
+			r, err1 := syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF)
+			l, err2 := syscall.GetsockoptInt(fd, syscall.IPPROTO_TCP, tcpNotSentLowat)
+			if err1 != nil || err2 != nil {
+				t.Errorf("getsockopt: %v, %v", err1, err2)
+			}
+			got <- [2]int{r, l}
+		})
+		v := <-got
+		return v[0], v[1]
+	}
+	p := newPair(t, nil, nil, WithSocketBuffers(96<<10, 24<<10))
+	for _, c := range []*Conn{p.cliConn, p.srvConn} {
+		rcv, lowat := sockopts(c)
+		if rcv != 2*96<<10 || lowat != 24<<10 { // Linux doubles SO_RCVBUF for its bookkeeping
+			t.Errorf("SO_RCVBUF %d, TCP_NOTSENT_LOWAT %d; want %d, %d", rcv, lowat, 2*96<<10, 24<<10)
+		}
+	}
+	p = newPair(t, nil, nil, WithSocketBuffers(64<<10, 0))
+	if rcv, lowat := sockopts(p.cliConn); rcv != 2*64<<10 || lowat != 0 {
+		t.Errorf("SO_RCVBUF %d, TCP_NOTSENT_LOWAT %d with 64 KiB, 0 given; want %d, 0 (not set)", rcv, lowat, 2*64<<10)
 	}
 }

@@ -18,6 +18,8 @@ const (
 	DefaultHighWater            = 2 << 20 // bytes queued or unwritten per conn before senders wait
 	DefaultLowWater             = 512 << 10
 	DefaultMaxInputPending      = 16 << 20 // plaintext a handler may leave unconsumed
+	DefaultReceiveBuffer        = 64 << 10 // SO_RCVBUF of a started conn's socket
+	DefaultNotSentLowat         = 16 << 10 // TCP_NOTSENT_LOWAT of a started conn's socket
 )
 
 // Option configures an [Engine].
@@ -39,6 +41,7 @@ type options struct {
 	outcome          func(string)
 	high, low        int64
 	maxInput         int
+	rcvBuf, notSent  int // socket options; 0: the kernel's
 	serverTLS        *tls.Config
 	clientTLS        *tls.Config
 	cert             *tls.Certificate
@@ -59,6 +62,8 @@ func defaultOptions() options {
 		high:             DefaultHighWater,
 		low:              DefaultLowWater,
 		maxInput:         DefaultMaxInputPending,
+		rcvBuf:           DefaultReceiveBuffer,
+		notSent:          DefaultNotSentLowat,
 	}
 }
 
@@ -167,6 +172,30 @@ func WithWaterMarks(high, low int) Option {
 // [ErrInputTooLarge] (default 16 MiB). n must be positive.
 func WithMaxInputPending(n int) Option {
 	return positive("WithMaxInputPending", n, func(o *options) { o.maxInput = n })
+}
+
+// WithSocketBuffers sets two kernel limits on the socket of every conn the
+// engine starts (defaults DefaultReceiveBuffer and DefaultNotSentLowat).
+// receive is its receive buffer (SO_RCVBUF), which bounds what the peer
+// can send ahead of what this side's loop has read; notSent is the most
+// ciphertext the kernel keeps unsent on the way out (TCP_NOTSENT_LOWAT,
+// Linux), beyond which the socket takes no more and the rest waits in the
+// conn's own queue, where small items overtake bulk data (package doc,
+// "Output and backpressure"). Bytes in kernel buffers go out first come,
+// first served: with the kernel's defaults (a receive buffer autotuned up
+// to net.ipv4.tcp_rmem, no unsent limit) a small message waited behind
+// megabytes of a large one already handed to the kernel. 0 keeps the
+// kernel's setting for that limit. A link with a large bandwidth-delay
+// product (across a WAN) needs a receive buffer of about bandwidth x round
+// trip to keep its throughput: pass 0 there. Both must be >= 0.
+func WithSocketBuffers(receive, notSent int) Option {
+	return func(o *options) {
+		if receive < 0 || notSent < 0 {
+			o.refuse("WithSocketBuffers", fmt.Sprintf("%d, %d", receive, notSent), "want both >= 0")
+			return
+		}
+		o.rcvBuf, o.notSent = receive, notSent
+	}
 }
 
 // WithCertificate sets the certificate the engine presents; by default it

@@ -38,8 +38,11 @@ const directIdleGap = 5 * time.Microsecond
 const directSpacing = 20 * time.Microsecond
 
 // bulkQuantum: the bytes one drain moves when both lanes have items (see
-// bulkShare).
-const bulkQuantum = 256 << 10
+// bulkShare). Small, because whatever a drain hands the socket is ahead of
+// the next small item (a drain takes at least one item, so a large
+// message's 64 KiB fragments go one per drain; docs/latency.md has the
+// figures).
+const bulkQuantum = 32 << 10
 
 // bulkShare is how many bytes of the bulk lane one drain takes, given the
 // bytes of the urgent lane it takes (all of them): what bulkQuantum leaves

@@ -32,8 +32,8 @@ func (c *Conn) Enqueue(ctx context.Context, item []byte) error {
 // EnqueueBulk is Enqueue for the bulk lane: items that may wait behind
 // later ones, such as the later parts of a large message. Each drain writes
 // every item of the urgent lane (Enqueue, EnqueueNoWait) first, then about
-// bulkQuantum (256 KiB) of bulk items, so small items are not held up
-// behind megabytes of bulk data; items of each lane stay in order, and an
+// bulkQuantum (32 KiB, at least one item) of bulk items, so small items
+// are not held up behind megabytes of bulk data; items of each lane stay in order, and an
 // item enqueued (on either lane) before a bulk item is written before it.
 // The bulk lane has its own high-water mark, of the same size. Safe from any
 // goroutine, like Enqueue.
