@@ -42,6 +42,7 @@ func (n *Node) startNet() error {
 		loop.WithHandshakeOutcome(n.handshakeOutcome),
 		loop.WithHandshakeTimeout(n.opts.handshakeTimeout),
 		loop.WithLogger(n.log),
+		loop.WithSocketBuffers(n.opts.sockRecv, n.opts.sockNotSent),
 	)
 	if err != nil {
 		return fmt.Errorf("node: start engine: %w", err)
