@@ -22,7 +22,6 @@ import (
 // order; Enqueue may wait on backpressure, EnqueueNoWait never does.
 type link interface {
 	Enqueue(ctx context.Context, item []byte) error
-	EnqueueBulk(ctx context.Context, item []byte) error
 	EnqueueNoWait(item []byte) error
 	Queued() int
 	Close(reason error) error

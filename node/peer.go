@@ -163,15 +163,6 @@ func (pe *peer) sendMessage(item []byte) error {
 	return nil
 }
 
-// sendBulk queues the later fragments of a large message on the link's
-// bulk lane, waiting while that lane is full.
-func (pe *peer) sendBulk(item []byte) error {
-	if err := pe.conn.EnqueueBulk(context.Background(), item); err != nil {
-		return fmt.Errorf("send to %s: %w: %w", pe.name, ErrNotConnected, err)
-	}
-	return nil
-}
-
 // sendControl queues a control frame without ever waiting; safe on a loop.
 func (pe *peer) sendControl(item []byte) {
 	if err := pe.conn.EnqueueNoWait(item); err != nil {

@@ -54,9 +54,11 @@ func (n *Node) sendRemote(pe *peer, scratch *[]byte, from uint64, to PID, msg an
 const maxKeptScratch = 1 << 10
 
 // sendFragmented queues a large message item as fragments, one queue item
-// each. The first goes in send order (the receiver holds the pair's later
-// messages behind it); the rest go to the link's bulk lane, which small
-// messages and control frames overtake (loop.Conn.EnqueueBulk).
+// each, in send order. Not on the link's bulk lane (loop.Conn.EnqueueBulk):
+// the receiver holds a pair's later records behind an incomplete message
+// only when they share its (from, to) key, and a named send's key is not
+// its process's PID, so a later small send to the PID overtook a large
+// named one (TestSendNamed failed); per-pair FIFO comes first.
 func (pe *peer) sendFragmented(item []byte, size int) error {
 	var f wire.Fragmenter
 	if err := f.Reset(pe.fragID.Add(1), item, size); err != nil {
@@ -64,14 +66,10 @@ func (pe *peer) sendFragmented(item []byte, size int) error {
 	}
 	bp := getBuf()
 	defer func() { putBuf(bp, (*bp)[:0]) }()
-	for first := true; f.More(); first = false {
+	for f.More() {
 		frag := f.Next((*bp)[:0])
 		*bp = frag[:0]
-		send := pe.sendMessage
-		if !first {
-			send = pe.sendBulk
-		}
-		if err := send(frag); err != nil {
+		if err := pe.sendMessage(frag); err != nil {
 			return err
 		}
 	}

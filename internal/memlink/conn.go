@@ -245,13 +245,6 @@ func (c *Conn) Enqueue(ctx context.Context, item []byte) error {
 	return c.push(item)
 }
 
-// EnqueueBulk is Enqueue: an in-memory link has no kernel buffers for
-// small items to wait behind, so it keeps one lane (loop.Conn.EnqueueBulk
-// lets later items overtake). Safe from any goroutine.
-func (c *Conn) EnqueueBulk(ctx context.Context, item []byte) error {
-	return c.Enqueue(ctx, item)
-}
-
 // EnqueueNoWait copies item into the queue whatever the high-water mark
 // says; past four times the mark it closes the end with
 // [loop.ErrSlowConsumer] instead. Safe from any goroutine.
