@@ -15,9 +15,9 @@ package node
 // sees the events of one node in order, a NodeDown between two NodeUps.
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/meshrt/mesh/codec"
 	"github.com/meshrt/mesh/internal/wire"
@@ -98,10 +98,14 @@ func (n *Node) Disconnect(name string) error {
 	}
 	n.dials.forget(name)
 	pe.sayGoodbye(Disconnected)
-	_ = pe.conn.Close(errDisconnected)
+	// A graceful close: the goodbye goes out before the close, so the
+	// other node says disconnect too, not connection_closed.
+	ctx, cancel := context.WithTimeout(context.Background(), n.opts.handshakeTimeout)
+	defer cancel()
+	_ = pe.conn.Shutdown(ctx, errDisconnected)
 	select {
 	case <-pe.down:
-	case <-time.After(n.opts.handshakeTimeout):
+	case <-ctx.Done():
 	}
 	return nil
 }

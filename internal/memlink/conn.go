@@ -200,13 +200,15 @@ func (c *Conn) Start() {
 	}
 	c.started = true
 	if c.reason != nil && !c.shutdown {
-		deliver := c.atStart
+		// Closed before it started: OnClose now, unless it ran already
+		// (deliverClose runs it once). Not only when a close marked
+		// atStart: a reset sets every end's reason before it closes any
+		// (resetAll), so a Start between the two finds a reason and no
+		// mark, and its OnClose would otherwise never come.
 		c.atStart = false
 		reason := c.reason
 		c.mu.Unlock()
-		if deliver {
-			c.deliverClose(reason)
-		}
+		c.deliverClose(reason)
 		return
 	}
 	c.mu.Unlock()
