@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/meshrt/mesh/internal/memlink"
 )
@@ -230,5 +232,98 @@ func TestPeerOverItsGroupBoundIsCut(t *testing.T) {
 	eventually(t, "b cuts a", func() bool { return !connected(b, a.Self()) || len(b.Groups().Members("big")) < 3 })
 	if n := len(b.Groups().Members("big")); n > 2 {
 		t.Fatalf("b holds %d of a's memberships, over its bound of 2", n)
+	}
+}
+
+// One Publish is one frame per other node that has members, whatever the
+// number of members: 10 nodes with members and one without, 100 members on
+// each of the ten; the publisher writes exactly 9 frames (counted by the
+// node's frame counters, mesh_frames_sent_total), each node with members
+// reads exactly one from it, the memberless node none, and every member
+// gets the message once.
+func TestPublishIsOneFramePerNodeWithMembers(t *testing.T) {
+	const withMembers, perNode = 10, 100
+	// No ticks (nor the node lists that ride on them) during the count.
+	quiet := WithTickTimeout(time.Hour)
+	hub := startNamed(t, "p0", "c", quiet, fastRedial)
+	nodes := []*Node{hub}
+	for i := 1; i <= withMembers; i++ { // p10 has no members
+		nodes = append(nodes, startNamed(t, fmt.Sprintf("p%d", i), "c", quiet, fastRedial, WithSeeds(hub.Self())))
+	}
+	eventually(t, "a full mesh", func() bool {
+		for _, n := range nodes {
+			if len(n.List()) != len(nodes)-1 {
+				return false
+			}
+		}
+		return true
+	})
+	var got atomic.Int64
+	for _, n := range nodes[:withMembers] {
+		for range perNode {
+			pid := n.SpawnFunc(func(p *Process) error {
+				for {
+					if _, err := p.Receive(context.Background()); err != nil {
+						return nil
+					}
+					got.Add(1)
+				}
+			})
+			if err := n.Groups().Join("fan", pid); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	const members = withMembers * perNode
+	eventually(t, "every node sees every member", func() bool {
+		for _, n := range nodes {
+			if len(n.Groups().Members("fan")) != members {
+				return false
+			}
+		}
+		return true
+	})
+	framesOut := func() map[string]uint64 {
+		out := map[string]uint64{}
+		for _, pe := range hub.upPeers() {
+			out[pe.name] = pe.stats.framesOut.Load()
+		}
+		return out
+	}
+	framesIn := func(n *Node) uint64 {
+		pe := n.peerIfUp(hub.Self())
+		if pe == nil {
+			t.Fatalf("%s lost the hub", n.Self())
+		}
+		return pe.stats.framesIn.Load()
+	}
+	out0 := framesOut()
+	in0 := make([]uint64, len(nodes))
+	for i, n := range nodes[1:] {
+		in0[i+1] = framesIn(n)
+	}
+	if err := hub.Groups().Publish("fan", "hello"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "every member has the message", func() bool { return got.Load() == members })
+	out1 := framesOut()
+	sent := uint64(0)
+	for name, n := range out1 {
+		sent += n - out0[name]
+	}
+	if sent != withMembers-1 {
+		t.Errorf("one Publish to %d members on %d nodes wrote %d frames, want %d (%v -> %v)", members, withMembers, sent, withMembers-1, out0, out1)
+	}
+	for i, n := range nodes[1:] {
+		want := uint64(1)
+		if i+1 == withMembers {
+			want = 0 // no members there
+		}
+		if d := framesIn(n) - in0[i+1]; d != want {
+			t.Errorf("%s read %d frames from the publisher, want %d", n.Self(), d, want)
+		}
+	}
+	if n := got.Load(); n != members {
+		t.Errorf("%d deliveries, want %d", n, members)
 	}
 }
