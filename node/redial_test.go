@@ -180,3 +180,30 @@ func TestPeerLostBeforeItsDialReportsIsRedialled(t *testing.T) {
 		t.Fatalf("a gracefully stopped gossiped peer is still a target: %+v", tg)
 	}
 }
+
+// Of each pair exactly one end dials first, and the duty is spread: every
+// node of a 50-node cluster dials first between a quarter and three
+// quarters of its peers.
+func TestDialsFirstIsOneEndOfEachPairAndBalanced(t *testing.T) {
+	var names []string
+	for i := range 50 {
+		names = append(names, fmt.Sprintf("s%d@127.0.0.1:%d", i, 40000+i))
+	}
+	for _, a := range names {
+		first := 0
+		for _, b := range names {
+			if a == b {
+				continue
+			}
+			if dialsFirst(a, b) == dialsFirst(b, a) {
+				t.Fatalf("dialsFirst(%s, %s) = dialsFirst(%s, %s)", a, b, b, a)
+			}
+			if dialsFirst(a, b) {
+				first++
+			}
+		}
+		if first < 12 || first > 37 {
+			t.Errorf("%s dials first %d of its 49 peers", a, first)
+		}
+	}
+}
