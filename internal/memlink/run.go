@@ -55,7 +55,7 @@ func (c *Conn) run() {
 		case reason != nil && !shutdown: // Close: what fit goes out, then the close
 			// What was queued after the send above, before the Close
 			// (nothing can be queued after it), goes too.
-			spare, out, items = c.send(drain, spare, out, items)
+			c.send(drain, spare, out, items)
 			c.other.hangUp()
 			c.deliverClose(reason)
 			return
