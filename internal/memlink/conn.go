@@ -45,6 +45,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -393,11 +394,24 @@ func (c *Conn) hangUp() {
 // resetAll ends every end of ends as by a reset from the network: their
 // input and queues are dropped and their close reason wraps
 // loop.ErrPeerClosed and cause. Every reason is set before any end acts on
-// it, so none of them sees the others' close as a close_notify.
+// it, so none of them sees the others' close as a close_notify: the ends
+// are locked all at once while the reasons are set, since an end already
+// awake would otherwise act on its new reason (hang up its other end)
+// before the reset reached that other end. resetMu orders the resets, the
+// only place that holds two ends' locks.
 func resetAll(ends []*Conn, cause error) {
 	reason := fmt.Errorf("%w: %w", loop.ErrPeerClosed, cause)
+	seen := make(map[*Conn]bool, len(ends))
+	ends = slices.DeleteFunc(slices.Clone(ends), func(c *Conn) bool { // each lock once
+		dup := seen[c]
+		seen[c] = true
+		return dup
+	})
+	resetMu.Lock()
 	for _, c := range ends {
 		c.mu.Lock()
+	}
+	for _, c := range ends {
 		c.input = nil
 		c.queue, c.lens = c.queue[:0], c.lens[:0]
 		c.queued.Store(0)
@@ -405,12 +419,18 @@ func resetAll(ends []*Conn, cause error) {
 			c.reason = reason
 			close(c.done)
 		}
+	}
+	for _, c := range ends {
 		c.mu.Unlock()
 	}
+	resetMu.Unlock()
 	for _, c := range ends {
 		c.closeEnd(reason) // the reason set above sticks
 	}
 }
+
+// resetMu is held by resetAll while it holds the locks of several ends.
+var resetMu sync.Mutex
 
 func (c *Conn) signal() {
 	select {

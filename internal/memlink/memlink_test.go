@@ -151,8 +151,10 @@ func TestEnqueueWaitsAtTheHighMarkWhileTheOtherEndDoesNotRead(t *testing.T) {
 	const low, high = 1 << 10, 4 << 10
 	a, _, _, rb := started(t, WithWaterMarks(low, high))
 	rb.hold = make(chan struct{})
+	release := sync.OnceFunc(func() { close(rb.hold) })
+	t.Cleanup(release) // before started's cleanup, which waits for the receiver
 	item := make([]byte, 100)
-	sent := make(chan int)
+	sent := make(chan int, 1)
 	go func() {
 		n := 0
 		for n < 20*high/len(item) {
@@ -171,7 +173,7 @@ func TestEnqueueWaitsAtTheHighMarkWhileTheOtherEndDoesNotRead(t *testing.T) {
 	if err := a.Enqueue(ctx, item); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Enqueue on a full queue with a done ctx: %v, want context.Canceled", err)
 	}
-	close(rb.hold)
+	release()
 	n := <-sent
 	testutil.Eventually(t, bound, "everything", func() bool { return len(rb.bytes()) == n*len(item) })
 }
@@ -180,6 +182,8 @@ func TestEnqueueNoWaitCutsASlowConsumerAtFourTimesTheHighMark(t *testing.T) {
 	const low, high = 1 << 10, 4 << 10
 	a, b, ra, rb := started(t, WithWaterMarks(low, high))
 	rb.hold = make(chan struct{})
+	release := sync.OnceFunc(func() { close(rb.hold) })
+	t.Cleanup(release) // before started's cleanup, which waits for the receiver
 	item := make([]byte, 100)
 	var err error
 	for i := 0; i < 100*high/len(item) && err == nil; i++ {
@@ -191,7 +195,7 @@ func TestEnqueueNoWaitCutsASlowConsumerAtFourTimesTheHighMark(t *testing.T) {
 	if reason := ra.wait(t); !errors.Is(reason, loop.ErrSlowConsumer) {
 		t.Fatalf("the sender's OnClose: %v", reason)
 	}
-	close(rb.hold)
+	release()
 	if reason := rb.wait(t); !errors.Is(reason, loop.ErrPeerClosed) {
 		t.Fatalf("the receiver's OnClose: %v, want ErrPeerClosed", reason)
 	}

@@ -52,7 +52,10 @@ func (c *Conn) run() {
 		empty := len(c.lens) == 0
 		c.mu.Unlock()
 		switch {
-		case reason != nil && !shutdown: // Close: what fit went out, now the close
+		case reason != nil && !shutdown: // Close: what fit goes out, then the close
+			// What was queued after the send above, before the Close
+			// (nothing can be queued after it), goes too.
+			c.send(drain, spare, out, items)
 			c.other.hangUp()
 			c.deliverClose(reason)
 			return
