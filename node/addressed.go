@@ -181,7 +181,7 @@ func (pe *peer) deliverAddressed(m wire.Message) error {
 		t := n.svc.names.lookup(string(a.Name))
 		if t != nil && t.addMonitor(ref, from) {
 			pe.deliverTo(t, a.Body)
-			return nil
+			return pe.relationAdded()
 		}
 		pe.control(&wire.Down{Ref: ref, Watcher: from, PID: PID{Node: n.self, Incarnation: n.incarnation}, Reason: NoProc})
 	case wire.AddrCallPID:
@@ -190,7 +190,7 @@ func (pe *peer) deliverAddressed(m wire.Message) error {
 		to := PID{Node: n.self, Incarnation: n.incarnation, ID: a.To}
 		if t := n.local(to); t != nil && t.addMonitor(ref, from) {
 			pe.deliverTo(t, a.Body)
-			return nil
+			return pe.relationAdded()
 		}
 		pe.control(&wire.Down{Ref: ref, Watcher: from, PID: to, Reason: NoProc})
 	case wire.AddrUnmonitor:

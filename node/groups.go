@@ -190,7 +190,9 @@ func (n *Node) handleGroups(pe *peer, payload []byte) error {
 		err = n.groups.Handle(pe.name, payload)
 	}
 	if errors.Is(err, groups.ErrLimit) {
-		n.log.Warn("peer cut: over its group membership bound", "peer", pe.name, "err", err)
+		// Counted and logged with the other limits (handle.go).
+		max := n.opts.membership.maxPeerMembers
+		return fmt.Errorf("%w: %w", &wire.LimitError{Limit: "group_members", Asked: max + 1, Max: max}, err)
 	}
 	return err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"math/rand/v2"
 	"slices"
 	"sync/atomic"
@@ -220,8 +221,9 @@ func TestGroupsConvergeOnRealNodes(t *testing.T) {
 }
 
 func TestPeerOverItsGroupBoundIsCut(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
 	a := startNamed(t, "a", "c")
-	b := startNamed(t, "b", "c", WithMaxPeerGroupMembers(2))
+	b := startNamed(t, "b", "c", WithMaxPeerGroupMembers(2), WithMetrics(reg))
 	connect(t, a, b)
 	sink := make(chan any, 8)
 	for range 3 {
@@ -233,6 +235,9 @@ func TestPeerOverItsGroupBoundIsCut(t *testing.T) {
 	if n := len(b.Groups().Members("big")); n > 2 {
 		t.Fatalf("b holds %d of a's memberships, over its bound of 2", n)
 	}
+	eventually(t, "the cut counted", func() bool {
+		return counterBy(t, reg, "mesh_peers_cut_total", "limit")["group_members"] >= 1
+	})
 }
 
 // One Publish is one frame per other node that has members, whatever the

@@ -83,7 +83,7 @@ func (pe *peer) handleFrame(f wire.Frame) error {
 		if err := m.Decode(f.Payload, lim); err != nil {
 			return err
 		}
-		n.handleLink(pe, &m)
+		return n.handleLink(pe, &m)
 	case wire.KindUnlink:
 		var m wire.Unlink
 		if err := m.Decode(f.Payload, lim); err != nil {
@@ -101,7 +101,7 @@ func (pe *peer) handleFrame(f wire.Frame) error {
 		if err := m.Decode(f.Payload, lim); err != nil {
 			return err
 		}
-		n.handleMonitor(pe, &m)
+		return n.handleMonitor(pe, &m)
 	case wire.KindDemonitor:
 		var m wire.Demonitor
 		if err := m.Decode(f.Payload, lim); err != nil {
@@ -119,7 +119,7 @@ func (pe *peer) handleFrame(f wire.Frame) error {
 		if err := m.Decode(f.Payload, lim); err != nil {
 			return err
 		}
-		n.handleSpawnRequest(pe, &m)
+		return n.handleSpawnRequest(pe, &m)
 	case wire.KindSpawnReply:
 		var m wire.SpawnReply
 		if err := m.Decode(f.Payload, lim); err != nil {
@@ -263,15 +263,16 @@ func (n *Node) undecodable(err error) {
 }
 
 // handleLink handles a peer's process linking to a local one.
-func (n *Node) handleLink(pe *peer, m *wire.Link) {
+func (n *Node) handleLink(pe *peer, m *wire.Link) error {
 	from, to := m.From, m.To
 	if !pe.owns(from) {
-		return
+		return nil
 	}
 	if t := n.local(to); t != nil && t.addLink(from) {
-		return
+		return pe.relationAdded()
 	}
 	pe.control(&wire.Exit{From: to, To: from, Reason: NoProc, Link: true})
+	return nil
 }
 
 // handleUnlink removes a link a peer's process had with a local one.
@@ -298,15 +299,16 @@ func (n *Node) handleExit(pe *peer, x *wire.Exit) {
 
 // handleMonitor handles a peer's process monitoring a local one. The ref
 // must be one the peer made, so no peer can touch another node's monitors.
-func (n *Node) handleMonitor(pe *peer, m *wire.Monitor) {
+func (n *Node) handleMonitor(pe *peer, m *wire.Monitor) error {
 	from, to, ref := m.From, m.To, m.Ref
 	if !pe.owns(from) || !pe.ownsRef(ref) {
-		return
+		return nil
 	}
 	if t := n.local(to); t != nil && t.addMonitor(ref, from) {
-		return
+		return pe.relationAdded()
 	}
 	pe.control(&wire.Down{Ref: ref, Watcher: from, PID: to, Reason: NoProc})
+	return nil
 }
 
 // handleDemonitor removes a monitor a peer's process held on a local one.
@@ -347,7 +349,10 @@ func (n *Node) handleDown(pe *peer, d *wire.Down) {
 // the new process is made (and linked) and the reply queued before its
 // goroutine starts, so the reply always precedes anything the process sends
 // or its exit.
-func (n *Node) handleSpawnRequest(pe *peer, r *wire.SpawnRequest) {
+//
+// Each process a peer spawns counts against its limit (peerlimits.go): a
+// request past it cuts the peer.
+func (n *Node) handleSpawnRequest(pe *peer, r *wire.SpawnRequest) error {
 	reply := wire.SpawnReply{Req: r.Req}
 	var start *Process
 	fn, ok := n.actor(r.Actor)
@@ -363,8 +368,12 @@ func (n *Node) handleSpawnRequest(pe *peer, r *wire.SpawnRequest) {
 			link = r.From
 		}
 		actor := r.Actor
-		p, err := n.prepareSpawn(func(p *Process) error { p.actor = actor; return fn(p, args) }, link)
+		if err := n.chargeSpawn(pe); err != nil {
+			return err
+		}
+		p, err := n.prepareSpawnBy(func(p *Process) error { p.actor = actor; return fn(p, args) }, link, pe.name)
 		if err != nil {
+			n.releaseSpawn(pe.name)
 			reply.Code, reply.Err = wire.SpawnFailed, err.Error()
 		} else {
 			reply.PID, start = p.pid, p
@@ -373,7 +382,11 @@ func (n *Node) handleSpawnRequest(pe *peer, r *wire.SpawnRequest) {
 	pe.control(&reply)
 	if start != nil {
 		start.start()
+		if r.Link {
+			return pe.relationAdded()
+		}
 	}
+	return nil
 }
 
 // handleSpawnReply completes a pending remote spawn. Runs on the loop, in frame

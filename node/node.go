@@ -84,7 +84,12 @@ type Node struct {
 
 	svc services // calls, local names, timers, crash reports (call.go)
 
-	nextReq  atomic.Uint64
+	nextReq atomic.Uint64
+	// spawned counts, by peer node name, the processes that peer spawned
+	// here and that are alive (peerlimits.go).
+	spawnedMu sync.Mutex
+	spawned   map[string]int // guarded by spawnedMu
+
 	spawnsMu sync.Mutex
 	spawns   map[uint64]*pendingSpawn // guarded by spawnsMu
 }
@@ -257,11 +262,18 @@ func (n *Node) spawnLocal(fn func(*Process) error, linkWith *Process) (PID, erro
 // Process.start). Between the two, the caller may tell others of the new
 // PID.
 func (n *Node) prepareSpawn(fn func(*Process) error, link PID) (*Process, error) {
+	return n.prepareSpawnBy(fn, link, "")
+}
+
+// prepareSpawnBy is prepareSpawn for a process the peer named spawner asked
+// for ("" for none): its exit releases the peer's count (peerlimits.go).
+func (n *Node) prepareSpawnBy(fn func(*Process) error, link PID, spawner string) (*Process, error) {
 	if n.stopped.Load() {
 		return nil, ErrStopped
 	}
 	n.running.Add(1)
 	p := n.newProcess()
+	p.spawner = spawner
 	if !link.IsZero() {
 		p.addLinkLocked(link) // p is not shared yet: no lock needed
 	}

@@ -34,6 +34,8 @@ type options struct {
 	network          *memlink.Network // links from an in-memory network, for tests (memnet.go)
 	sockRecv         int              // SO_RCVBUF of peer sockets (0: the kernel's)
 	sockNotSent      int              // TCP_NOTSENT_LOWAT of peer sockets (0: the kernel's)
+	spawnedPerPeer   int              // processes a peer spawned here, alive (peerlimits.go)
+	relationsPerPeer int              // links and monitors a peer's processes hold here
 }
 
 func defaultOptions() options {
@@ -47,6 +49,8 @@ func defaultOptions() options {
 		registryFrame:    DefaultRegistryFrameBytes,
 		sockRecv:         loop.DefaultReceiveBuffer,
 		sockNotSent:      loop.DefaultNotSentLowat,
+		spawnedPerPeer:   DefaultSpawnedPerPeer,
+		relationsPerPeer: DefaultRelationsPerPeer,
 		reassembly: wire.ReassemblyLimits{
 			Budget:     DefaultReassemblyBytes,
 			MaxPending: DefaultReassemblyPending,

@@ -65,6 +65,9 @@ type peer struct {
 	// groupParts is a groups frame arriving in parts (groups.go).
 	groupParts []byte
 	listed     bool // a node list arrived on this link (learnNodes)
+	// relations counts the links and monitors this peer's processes added
+	// on local processes since the last count of them (peerlimits.go).
+	relations atomic.Int64
 
 	handle *peerHandle // cleared at close
 

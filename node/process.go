@@ -40,6 +40,9 @@ type Process struct {
 	// grouped: guarded by mu; the groups asked about it (see markGrouped)
 	grouped bool
 	rel     *relations // guarded by mu; nil until the first link or monitor
+	// spawner is the peer node that spawned the process, "" for none; set
+	// before the process is shared, read by die (peerlimits.go).
+	spawner string
 }
 
 // relations are a process's links and monitors, allocated on first use so
@@ -557,6 +560,9 @@ func (p *Process) die(reason any) bool {
 	}
 	n.svc.processExited(p)
 	n.procs.remove(p.pid.ID)
+	if p.spawner != "" {
+		n.releaseSpawn(p.spawner)
+	}
 	if rel == nil {
 		return true
 	}

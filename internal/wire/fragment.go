@@ -158,7 +158,8 @@ func (l ReassemblyLimits) resolve() ReassemblyLimits {
 // must be cut. It wraps codec.ErrLimit.
 type LimitError struct {
 	// Limit names the limit, for logs and metric labels: "reassembly_budget",
-	// "fragments_pending", "records_held" or "message_size".
+	// "fragments_pending", "records_held" or "message_size" here; package
+	// node adds its own ("registry_names", "group_members", "spawned"...).
 	Limit string
 	// Asked is what the input needed and Max the limit (bytes or a count).
 	Asked, Max int
