@@ -149,7 +149,7 @@ func TestTheDrainFunctionShapesWhatIsSent(t *testing.T) {
 
 func TestEnqueueWaitsAtTheHighMarkWhileTheOtherEndDoesNotRead(t *testing.T) {
 	const low, high = 1 << 10, 4 << 10
-	a, _, _, rb := started(t, WithWaterMarks(low, high))
+	a, b, _, rb := started(t, WithWaterMarks(low, high))
 	rb.hold = make(chan struct{})
 	release := sync.OnceFunc(func() { close(rb.hold) })
 	t.Cleanup(release) // before started's cleanup, which waits for the receiver
@@ -166,8 +166,15 @@ func TestEnqueueWaitsAtTheHighMarkWhileTheOtherEndDoesNotRead(t *testing.T) {
 		sent <- n
 	}()
 	// The receiver is held inside OnData; its input and then the sender's
-	// queue fill up to their marks, and the sender waits.
-	testutil.Eventually(t, bound, "the queue at the high mark", func() bool { return a.Queued() >= high })
+	// queue fill up to their marks, and the sender waits. (The queue alone
+	// at the mark is not enough: while the receiver's input is below its
+	// mark, the queue moves there.)
+	testutil.Eventually(t, bound, "the input and the queue at the high mark", func() bool {
+		b.mu.Lock()
+		in := len(b.input)
+		b.mu.Unlock()
+		return in >= high && a.Queued() >= high
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := a.Enqueue(ctx, item); !errors.Is(err, context.Canceled) {
