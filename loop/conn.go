@@ -39,8 +39,9 @@ package loop
 //     never more.
 //   - A drain takes the bulk lane's share first and the urgent lane second,
 //     and writes the urgent items first: an urgent item pushed before a bulk
-//     item (a message's first fragment before its later ones) is always
-//     written before it.
+//     item is always written before it. bulkTaken (the bulk items drained)
+//     grows only after the urgent lane was taken, so an urgent item pushed
+//     once BulkPassed reports a bulk item is written after it.
 //   - done is closed exactly once, when the first close reason is set.
 //   - Handler.OnClose runs exactly once: on the loop for a started conn
 //     (gnet's OnClose), else on the goroutine whose Close won.
@@ -102,6 +103,7 @@ type Conn struct {
 	queued     atomic.Int64              // bytes pushed to q and not yet drained
 	bulk       sendQueue                 // the bulk lane (EnqueueBulk)
 	bulkQueued atomic.Int64              // bytes pushed to bulk and not yet drained
+	bulkTaken  atomic.Uint64             // bulk items drained (see BulkPassed)
 	scheduled  atomic.Bool               // the drain token (see the invariants)
 	ls         atomic.Pointer[loopState] // the owning loop, from OnOpen on
 	waiters    atomic.Bool               // someone may wait in waitRoom

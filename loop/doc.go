@@ -66,7 +66,10 @@
 // at least a quarter of that however many urgent bytes there are), bulk
 // taken first and written last, so an item enqueued before a bulk item is
 // always written before it and a small message waits behind one quantum of
-// bulk data, not behind megabytes of it. Each lane keeps its order.
+// bulk data, not behind megabytes of it. Each lane keeps its order. A
+// sender that must keep its own later items behind its bulk items puts
+// them on the bulk lane too, until BulkPassed says the last of its bulk
+// items was drained (the ticket EnqueueBulk returned).
 //
 // The lanes only decide while the data is still in the conn's queue: what
 // the socket took goes out first come, first served. So the engine keeps

@@ -57,12 +57,17 @@ type scratch struct {
 func (s *scratch) drainQueue(c *Conn) []byte {
 	// Bulk first, then urgent: every urgent item pushed before a bulk item
 	// taken now is taken too, and is written before it.
-	var bulkBytes int
+	var bulkBytes, bulkItems int
 	if c.bulkQueued.Load() > 0 {
-		s.bulk, bulkBytes = c.bulk.takeBytes(s.bulk[:0], bulkShare(int(c.queued.Load())))
+		s.bulk, bulkBytes, bulkItems = c.bulk.takeBytes(s.bulk[:0], bulkShare(int(c.queued.Load())))
 	}
 	chunks := c.q.take(s.chunks)
 	s.chunks = chunks
+	if bulkItems > 0 {
+		// Only now: an urgent item pushed from here on goes out after
+		// these bulk items (BulkPassed).
+		c.bulkTaken.Add(uint64(bulkItems))
+	}
 	if len(chunks) == 0 && len(s.bulk) == 0 {
 		return nil
 	}

@@ -52,7 +52,7 @@ func TestUrgentItemsOvertakeBulkButNotWhatCameBefore(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range bulkItems {
-		if err := c.EnqueueBulk(ctx, mk('B', i, 64<<10)); err != nil {
+		if _, err := c.EnqueueBulk(ctx, mk('B', i, 64<<10)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -89,7 +89,11 @@ func TestBothLanesKeepOrderPerSender(t *testing.T) {
 			defer wg.Done()
 			size, enqueue := 64, p.cliConn.Enqueue
 			if s%2 == 1 {
-				size, enqueue = 32<<10, p.cliConn.EnqueueBulk
+				size = 32 << 10
+				enqueue = func(ctx context.Context, item []byte) error {
+					_, err := p.cliConn.EnqueueBulk(ctx, item)
+					return err
+				}
 			}
 			payload := make([]byte, size)
 			for i := range perSender {
@@ -145,4 +149,117 @@ func TestSocketBuffersAreSet(t *testing.T) {
 	if rcv, lowat := sockopts(p.cliConn); rcv != 2*64<<10 || lowat != 0 {
 		t.Errorf("SO_RCVBUF %d, TCP_NOTSENT_LOWAT %d with 64 KiB, 0 given; want %d, 0 (not set)", rcv, lowat, 2*64<<10)
 	}
+}
+
+// A sender that keeps its later items behind its bulk items (on the bulk
+// lane until BulkPassed, then on the urgent lane) keeps its order while
+// another sender's urgent items overtake its bulk data.
+func TestBulkPassedKeepsASendersLaterItemsBehind(t *testing.T) {
+	const perSender = 400
+	order := newOrderCheck(2)
+	p := newPair(t, order.frame, nil)
+	c := p.cliConn
+	if !c.BulkPassed(0) {
+		t.Fatal("the zero ticket has not passed")
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	var urgentAfterBulk int
+	go func() { // sender 0: every eighth item bulk, the rest behind it
+		defer wg.Done()
+		var last BulkTicket
+		for i := range perSender {
+			size := 64
+			if i%8 == 0 {
+				size = 40 << 10
+			}
+			payload := make([]byte, size)
+			binary.BigEndian.PutUint32(payload, 0)
+			binary.BigEndian.PutUint32(payload[4:], uint32(i))
+			item := frame(nil, payload)
+			var err error
+			switch {
+			case size > 64 || !c.BulkPassed(last):
+				var tk BulkTicket
+				tk, err = c.EnqueueBulk(context.Background(), item)
+				if tk <= last {
+					t.Errorf("ticket %d after %d", tk, last)
+				}
+				last = tk
+			default:
+				if last != 0 {
+					urgentAfterBulk++
+				}
+				err = c.Enqueue(context.Background(), item)
+			}
+			if err != nil {
+				t.Errorf("enqueue: %v", err)
+				return
+			}
+		}
+	}()
+	go func() { // sender 1: small urgent items
+		defer wg.Done()
+		payload := make([]byte, 64)
+		for i := range perSender {
+			binary.BigEndian.PutUint32(payload, 1)
+			binary.BigEndian.PutUint32(payload[4:], uint32(i))
+			if err := c.Enqueue(context.Background(), frame(nil, payload)); err != nil {
+				t.Errorf("enqueue: %v", err)
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	eventually(t, 30*time.Second, "all frames", func() bool {
+		n, _, _ := p.srvHandler.count()
+		return n == 2*perSender
+	})
+	if bad, next := order.result(); bad != 0 {
+		t.Fatalf("%d frames out of order (next %v)", bad, next)
+	}
+	t.Logf("sender 0: %d small items went on the urgent lane after a bulk item had passed", urgentAfterBulk)
+}
+
+// A bulk item's ticket passes once a drain took it, not before.
+func TestBulkTicketPassesWhenDrained(t *testing.T) {
+	srv, err := New(WithLoops(1), WithHook(nameHook("srv")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := New(WithLoops(1), WithHook(nameHook("cli")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cli.Close(); _ = srv.Close() })
+	sh := newFrameHandler(nil)
+	addr, err := srv.Listen("127.0.0.1:0", func(c *Conn) { c.SetHandler(sh); c.Start() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cli.Dial(context.Background(), addr.String(), "srv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t1, err := c.EnqueueBulk(context.Background(), frame(nil, make([]byte, 100)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t2, err := c.EnqueueBulkNoWait(frame(nil, make([]byte, 100)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if t1 != 1 || t2 != 2 {
+		t.Fatalf("tickets %d, %d; want 1, 2", t1, t2)
+	}
+	if c.BulkPassed(t1) || c.BulkPassed(t2) {
+		t.Fatal("a bulk item passed before the conn started")
+	}
+	c.SetHandler(newFrameHandler(nil))
+	c.Start()
+	eventually(t, 20*time.Second, "the bulk items to pass", func() bool { return c.BulkPassed(t2) })
+	eventually(t, 20*time.Second, "both frames", func() bool {
+		n, _, _ := sh.count()
+		return n == 2
+	})
 }

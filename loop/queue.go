@@ -53,18 +53,22 @@ func putChunk(c *chunk) {
 type sendQueue struct {
 	mu     sync.Mutex
 	chunks []*chunk // the last one is the one being filled
+	pushed uint64   // items pushed so far: the last item's sequence number
 }
 
-// push appends a copy of item. Any goroutine.
-func (q *sendQueue) push(item []byte) {
+// push appends a copy of item and returns its sequence number in the queue
+// (1 for the first item ever pushed). Any goroutine.
+func (q *sendQueue) push(item []byte) uint64 {
 	if len(item) > chunkSize {
 		// Its own chunk, made and filled before taking the lock: a loop
 		// taking the queue must not wait for a multi-megabyte copy.
 		c := &chunk{b: append(make([]byte, 0, len(item)), item...), ends: []int{len(item)}}
 		q.mu.Lock()
 		q.chunks = append(q.chunks, c)
+		q.pushed++
+		seq := q.pushed
 		q.mu.Unlock()
-		return
+		return seq
 	}
 	q.mu.Lock()
 	var c *chunk
@@ -77,17 +81,22 @@ func (q *sendQueue) push(item []byte) {
 	}
 	c.b = append(c.b, item...)
 	c.ends = append(c.ends, len(c.b))
+	q.pushed++
+	seq := q.pushed
 	q.mu.Unlock()
+	return seq
 }
 
 // takeBytes moves the leading chunks holding at most max bytes (always at
-// least one, if any) to dst, and returns dst and their bytes. Holder of the
-// drain token; give the chunks back with putChunk once drained.
-func (q *sendQueue) takeBytes(dst []*chunk, max int) ([]*chunk, int) {
+// least one, if any) to dst, and returns dst, their bytes and their items.
+// Holder of the drain token; give the chunks back with putChunk once
+// drained.
+func (q *sendQueue) takeBytes(dst []*chunk, max int) ([]*chunk, int, int) {
 	q.mu.Lock()
-	n, total := 0, 0
+	n, total, items := 0, 0, 0
 	for n < len(q.chunks) && (n == 0 || total+len(q.chunks[n].b) <= max) {
 		total += len(q.chunks[n].b)
+		items += len(q.chunks[n].ends)
 		n++
 	}
 	dst = append(dst, q.chunks[:n]...)
@@ -95,7 +104,7 @@ func (q *sendQueue) takeBytes(dst []*chunk, max int) ([]*chunk, int) {
 	clear(q.chunks[rest:])
 	q.chunks = q.chunks[:rest]
 	q.mu.Unlock()
-	return dst, total
+	return dst, total, items
 }
 
 // take removes every queued chunk and installs spare (emptied) as the

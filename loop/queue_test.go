@@ -132,21 +132,33 @@ func TestSendQueueConcurrentProducersKeepPerProducerOrder(t *testing.T) {
 func TestSendQueueTakeBytesTakesWholeLeadingChunks(t *testing.T) {
 	var q sendQueue
 	for i := range 5 {
-		q.push(bytes.Repeat([]byte{byte(i)}, chunkSize+1)) // one chunk each
+		if seq := q.push(bytes.Repeat([]byte{byte(i)}, chunkSize+1)); seq != uint64(i+1) { // one chunk each
+			t.Fatalf("item %d got sequence number %d", i, seq)
+		}
 	}
-	got, n := q.takeBytes(nil, 2*(chunkSize+1))
-	if len(got) != 2 || n != 2*(chunkSize+1) || got[0].b[0] != 0 || got[1].b[0] != 1 {
-		t.Fatalf("took %d chunks, %d bytes", len(got), n)
+	got, n, items := q.takeBytes(nil, 2*(chunkSize+1))
+	if len(got) != 2 || n != 2*(chunkSize+1) || items != 2 || got[0].b[0] != 0 || got[1].b[0] != 1 {
+		t.Fatalf("took %d chunks, %d bytes, %d items", len(got), n, items)
 	}
-	got, n = q.takeBytes(got[:0], 1) // less than a chunk: still one
-	if len(got) != 1 || n != chunkSize+1 || got[0].b[0] != 2 {
-		t.Fatalf("took %d chunks, %d bytes; want the next one", len(got), n)
+	got, n, items = q.takeBytes(got[:0], 1) // less than a chunk: still one
+	if len(got) != 1 || n != chunkSize+1 || items != 1 || got[0].b[0] != 2 {
+		t.Fatalf("took %d chunks, %d bytes, %d items; want the next one", len(got), n, items)
+	}
+	// Small items share a chunk: a take counts each of them.
+	var small sendQueue
+	for i := range 3 {
+		if seq := small.push([]byte{byte(i)}); seq != uint64(i+1) {
+			t.Fatalf("small item %d got sequence number %d", i, seq)
+		}
+	}
+	if got, n, items := small.takeBytes(nil, 1); len(got) != 1 || n != 3 || items != 3 {
+		t.Fatalf("took %d chunks, %d bytes, %d items of one chunk; want 1, 3, 3", len(got), n, items)
 	}
 	rest := takeAll(&q)
 	if len(rest) != 2 || rest[0][0] != 3 || rest[1][0] != 4 {
 		t.Fatalf("left %d items", len(rest))
 	}
-	if got, n = q.takeBytes(nil, 1<<20); len(got) != 0 || n != 0 {
+	if got, n, _ = q.takeBytes(nil, 1<<20); len(got) != 0 || n != 0 {
 		t.Fatalf("empty queue gave %d chunks", len(got))
 	}
 }

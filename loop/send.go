@@ -25,30 +25,58 @@ func (c *Conn) Enqueue(ctx context.Context, item []byte) error {
 			return err
 		}
 	}
-	c.push(&c.q, &c.queued, item)
+	_ = c.push(&c.q, &c.queued, item)
 	return nil
 }
 
+// BulkTicket is a bulk item's place in its conn's bulk lane, returned by
+// EnqueueBulk and EnqueueBulkNoWait; BulkPassed tells whether the item is
+// behind every item enqueued from then on. The zero ticket has always
+// passed.
+type BulkTicket uint64
+
 // EnqueueBulk is Enqueue for the bulk lane: items that may wait behind
-// later ones, such as the later parts of a large message. Each drain writes
+// later ones, such as the fragments of a large message. Each drain writes
 // every item of the urgent lane (Enqueue, EnqueueNoWait) first, then about
 // bulkQuantum (32 KiB, at least one item) of bulk items, so small items
-// are not held up behind megabytes of bulk data; items of each lane stay in order, and an
-// item enqueued (on either lane) before a bulk item is written before it.
-// The bulk lane has its own high-water mark, of the same size. Safe from any
-// goroutine, like Enqueue.
-func (c *Conn) EnqueueBulk(ctx context.Context, item []byte) error {
+// are not held up behind megabytes of bulk data; items of each lane stay in
+// order, and an item enqueued (on either lane) before a bulk item is
+// written before it. A sender that needs a later item to stay behind this
+// one sends it on the bulk lane too until BulkPassed(ticket) reports true.
+// The bulk lane has its own high-water mark, of the same size. Safe from
+// any goroutine, like Enqueue.
+func (c *Conn) EnqueueBulk(ctx context.Context, item []byte) (BulkTicket, error) {
 	if c.reached(closeRequested) {
-		return c.closedErr()
+		return 0, c.closedErr()
 	}
 	if c.bulkQueued.Load() >= c.e.opts.high {
 		if err := c.waitRoom(ctx, &c.bulkQueued); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	c.push(&c.bulk, &c.bulkQueued, item)
-	return nil
+	return BulkTicket(c.push(&c.bulk, &c.bulkQueued, item)), nil
 }
+
+// EnqueueBulkNoWait is EnqueueBulk without waiting, as EnqueueNoWait is
+// Enqueue: for a control item that must stay behind its sender's bulk
+// items. Past four times the high-water mark of bulk bytes it closes the
+// conn with ErrSlowConsumer. Safe from any goroutine, including any loop.
+func (c *Conn) EnqueueBulkNoWait(item []byte) (BulkTicket, error) {
+	if c.reached(closeRequested) {
+		return 0, c.closedErr()
+	}
+	if c.bulkQueued.Load() >= 4*c.e.opts.high {
+		_ = c.Close(ErrSlowConsumer)
+		return 0, c.closedErr()
+	}
+	return BulkTicket(c.push(&c.bulk, &c.bulkQueued, item)), nil
+}
+
+// BulkPassed reports whether the bulk item of ticket t, and every bulk
+// item before it, has been drained: any item enqueued after BulkPassed
+// returns true, on either lane, is written after it. On a closed conn it
+// may never become true. Safe from any goroutine.
+func (c *Conn) BulkPassed(t BulkTicket) bool { return c.bulkTaken.Load() >= uint64(t) }
 
 // EnqueueNoWait is Enqueue for items that must go out without their sender
 // ever waiting: control signals, and anything sent from a loop. It copies
@@ -64,7 +92,7 @@ func (c *Conn) EnqueueNoWait(item []byte) error {
 		_ = c.Close(ErrSlowConsumer)
 		return c.closedErr()
 	}
-	c.push(&c.q, &c.queued, item)
+	_ = c.push(&c.q, &c.queued, item)
 	return nil
 }
 
@@ -72,18 +100,19 @@ func (c *Conn) EnqueueNoWait(item []byte) error {
 // the loop. Safe from any goroutine.
 func (c *Conn) Queued() int { return int(c.queued.Load() + c.bulkQueued.Load()) }
 
-// push queues a copy of item on lane q (whose byte count is n) and
-// schedules the conn on its loop if it was not scheduled already (only the
-// CAS winner does).
-func (c *Conn) push(q *sendQueue, n *atomic.Int64, item []byte) {
+// push queues a copy of item on lane q (whose byte count is n), returns
+// its sequence number in q, and schedules the conn on its loop if it was
+// not scheduled already (only the CAS winner does).
+func (c *Conn) push(q *sendQueue, n *atomic.Int64, item []byte) uint64 {
 	n.Add(int64(len(item)))
-	q.push(item)
+	seq := q.push(item)
 	if !c.scheduled.Load() && c.scheduled.CompareAndSwap(false, true) {
 		if ls := c.ls.Load(); ls != nil {
 			c.dispatch(ls)
 		}
 		// else: OnOpen has not run; it drains a scheduled queue itself.
 	}
+	return seq
 }
 
 // waitRoom waits until the lane counted by n is under the high-water mark.

@@ -14,18 +14,18 @@ import (
 	"github.com/meshrt/mesh/internal/wire"
 )
 
-// sendItem queues an encoded message item on pe, as fragments when it is
-// large; it waits while pe's queue is full.
-func (n *Node) sendItem(pe *peer, item []byte) error {
+// sendItem queues an encoded message item of the local process from on pe,
+// as fragments when it is large; it waits while pe's queue is full.
+func (n *Node) sendItem(pe *peer, from uint64, item []byte) error {
 	if pe.features&wire.FeatureFragments != 0 && len(item) > n.fragmentAbove {
-		if err := pe.sendFragmented(item, n.fragmentAbove); err != nil {
+		if err := pe.sendFragmented(from, item, n.fragmentAbove); err != nil {
 			return err
 		}
 		pe.stats.msgsOut.Add(1)
 		pe.stats.bytesOut.Add(uint64(len(item)))
 		return nil
 	}
-	return pe.sendMessage(item)
+	return pe.sendMessage(from, item)
 }
 
 // sendReply sends a reply to a caller on another node.
@@ -47,7 +47,7 @@ func (n *Node) sendReply(p *Process, req Request, v any, released bool) error {
 	bp := getBuf()
 	item, err := wire.AppendAddressed((*bp)[:0], p.pid.ID, wire.AddrReply, "", req.Ref.ID, flags, v)
 	if err == nil {
-		err = n.sendItem(pe, item)
+		err = n.sendItem(pe, p.pid.ID, item)
 	}
 	putBuf(bp, item)
 	if err != nil {
@@ -116,7 +116,7 @@ func (n *Node) sendPIDRequest(p *Process, pe *peer, to PID, ref Ref, req any) er
 	bp := getBuf()
 	item, err := wire.AppendCallPID((*bp)[:0], p.pid.ID, to.ID, ref.ID, Request{From: p.pid, Ref: ref, Body: req})
 	if err == nil {
-		err = n.sendItem(pe, item)
+		err = n.sendItem(pe, p.pid.ID, item)
 	}
 	putBuf(bp, item)
 	if err == nil {
@@ -140,7 +140,7 @@ func (n *Node) sendNamedRequest(p *Process, target PID, name string, ref Ref, re
 	bp := getBuf()
 	item, err := wire.AppendAddressed((*bp)[:0], p.pid.ID, wire.AddrCall, name, ref.ID, 0, Request{From: p.pid, Ref: ref, Body: req})
 	if err == nil {
-		err = n.sendItem(pe, item)
+		err = n.sendItem(pe, p.pid.ID, item)
 	}
 	putBuf(bp, item)
 	return err
@@ -155,7 +155,7 @@ func (n *Node) demonitorName(p *Process, node, name string, ref Ref) {
 	bp := getBuf()
 	item, err := wire.AppendAddressed((*bp)[:0], p.pid.ID, wire.AddrUnmonitor, name, ref.ID, 0, nil)
 	if err == nil {
-		pe.sendControl(item) // never waits: it may run while the link is backed up
+		pe.sendControl(p.pid.ID, true, item) // never waits: it may run while the link is backed up
 	}
 	putBuf(bp, item)
 }

@@ -23,6 +23,9 @@ import (
 type link interface {
 	Enqueue(ctx context.Context, item []byte) error
 	EnqueueNoWait(item []byte) error
+	EnqueueBulk(ctx context.Context, item []byte) (loop.BulkTicket, error)
+	EnqueueBulkNoWait(item []byte) (loop.BulkTicket, error)
+	BulkPassed(t loop.BulkTicket) bool
 	Queued() int
 	Close(reason error) error
 	Shutdown(ctx context.Context, reason error) error

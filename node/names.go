@@ -180,7 +180,7 @@ func (n *Node) sendNamed(from uint64, node, name string, msg any) error {
 	bp := getBuf()
 	item, err := wire.AppendAddressed((*bp)[:0], from, wire.AddrName, name, 0, 0, msg)
 	if err == nil {
-		err = n.sendItem(pe, item)
+		err = n.sendItem(pe, from, item)
 	}
 	putBuf(bp, item)
 	if err != nil {

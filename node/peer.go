@@ -10,6 +10,7 @@ import (
 
 	"github.com/meshrt/mesh/codec"
 	"github.com/meshrt/mesh/internal/wire"
+	"github.com/meshrt/mesh/loop"
 )
 
 // A peer is one authenticated connection to another node.
@@ -48,6 +49,7 @@ type peer struct {
 	upFlag   atomic.Bool
 	closing  atomic.Bool   // set by OnClose first: the peer no longer counts as up
 	fragID   atomic.Uint64 // fragmented-message ids, per link
+	order    laneOrder     // senders with bulk items queued (lanes.go)
 	// downReason, once set, is why the link ends (events.go).
 	downReason atomic.Pointer[codec.Atom]
 	why        codec.Atom // the down reason OnClose settled on; read after down closes or by peerGone
@@ -156,10 +158,14 @@ func (pe *peer) drainFunc() func(dst []byte, items [][]byte) []byte {
 	}
 }
 
-// sendMessage queues an encoded message item, waiting while the peer's
-// queue is full (backpressure on this sender only).
-func (pe *peer) sendMessage(item []byte) error {
+// sendMessage queues an encoded message item from the local process from
+// (0: none), waiting while the peer's queue is full (backpressure on this
+// sender only). It goes behind from's bulk items, if any (lanes.go).
+func (pe *peer) sendMessage(from uint64, item []byte) error {
 	pe.stats.sending(pe.conn.Queued())
+	if pe.order.behind(pe.conn, from) {
+		return pe.sendBulk(from, item)
+	}
 	if err := pe.conn.Enqueue(context.Background(), item); err != nil {
 		return newPeerError("", err)
 	}
@@ -167,8 +173,19 @@ func (pe *peer) sendMessage(item []byte) error {
 }
 
 // sendControl queues a control frame without ever waiting; safe on a loop.
-func (pe *peer) sendControl(item []byte) {
-	if err := pe.conn.EnqueueNoWait(item); err != nil {
+// With hasFrom it speaks for the local process from and goes behind its
+// bulk items, if any (lanes.go).
+func (pe *peer) sendControl(from uint64, hasFrom bool, item []byte) {
+	var err error
+	if hasFrom && pe.order.behind(pe.conn, from) {
+		var t loop.BulkTicket
+		if t, err = pe.conn.EnqueueBulkNoWait(item); err == nil {
+			pe.order.note(pe.conn, from, t)
+		}
+	} else {
+		err = pe.conn.EnqueueNoWait(item)
+	}
+	if err != nil {
 		pe.n.log.Debug("control frame not sent", "peer", pe.name, "err", err)
 	}
 }
@@ -179,7 +196,8 @@ func (pe *peer) sendControl(item []byte) {
 func (pe *peer) control(c wire.Control) {
 	bp := getBuf()
 	b := c.Append((*bp)[:0])
-	pe.sendControl(b)
+	from, ok := controlSender(c)
+	pe.sendControl(from, ok, b)
 	putBuf(bp, b)
 }
 

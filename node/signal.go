@@ -32,7 +32,7 @@ func (n *Node) sendRemote(pe *peer, scratch *[]byte, from uint64, to PID, msg an
 		return fmt.Errorf("send to %v: %w", to, err)
 	}
 	if pe.features&wire.FeatureFragments != 0 && len(item) > n.fragmentAbove {
-		if err := pe.sendFragmented(item, n.fragmentAbove); err != nil {
+		if err := pe.sendFragmented(from, item, n.fragmentAbove); err != nil {
 			return fmt.Errorf("send to %v: %w", to, err)
 		}
 		// Counted here: the drain counts the batched messages only.
@@ -40,10 +40,12 @@ func (n *Node) sendRemote(pe *peer, scratch *[]byte, from uint64, to PID, msg an
 		pe.stats.bytesOut.Add(uint64(len(item)))
 		return nil
 	}
-	if err := pe.conn.Enqueue(context.Background(), item); err != nil {
-		if errors.Is(err, loop.ErrClosed) {
-			err = newPeerError("", err)
-		}
+	if pe.order.behind(pe.conn, from) {
+		err = pe.sendBulk(from, item) // behind this sender's bulk items (lanes.go)
+	} else if err = pe.conn.Enqueue(context.Background(), item); errors.Is(err, loop.ErrClosed) {
+		err = newPeerError("", err)
+	}
+	if err != nil {
 		return fmt.Errorf("send to %v: %w", to, err)
 	}
 	return nil
@@ -53,13 +55,10 @@ func (n *Node) sendRemote(pe *peer, scratch *[]byte, from uint64, to PID, msg an
 // this size (a process keeps its own; see Process.Send).
 const maxKeptScratch = 1 << 10
 
-// sendFragmented queues a large message item as fragments, one queue item
-// each, in send order. Not on the link's bulk lane (loop.Conn.EnqueueBulk):
-// the receiver holds a pair's later records behind an incomplete message
-// only when they share its (from, to) key, and a named send's key is not
-// its process's PID, so a later small send to the PID overtook a large
-// named one (TestSendNamed failed); per-pair FIFO comes first.
-func (pe *peer) sendFragmented(item []byte, size int) error {
+// sendFragmented queues a large message item of the local process from as
+// fragments, one item each, on the link's bulk lane: other senders' items
+// overtake them, from's own later items follow them (lanes.go).
+func (pe *peer) sendFragmented(from uint64, item []byte, size int) error {
 	var f wire.Fragmenter
 	if err := f.Reset(pe.fragID.Add(1), item, size); err != nil {
 		return err
@@ -69,7 +68,7 @@ func (pe *peer) sendFragmented(item []byte, size int) error {
 	for f.More() {
 		frag := f.Next((*bp)[:0])
 		*bp = frag[:0]
-		if err := pe.sendMessage(frag); err != nil {
+		if err := pe.sendBulk(from, frag); err != nil {
 			return err
 		}
 	}
@@ -210,7 +209,7 @@ func (n *Node) requestSpawn(parent *Process, node, actor string, args []any, lin
 		err = fmt.Errorf("%w: spawn arguments encode to %d bytes, over %d", codec.ErrLimit, len(item), maxControlFrame)
 	}
 	if err == nil {
-		err = pe.sendMessage(item)
+		err = pe.sendMessage(from.ID, item)
 	}
 	putBuf(bp, item)
 	if err != nil {

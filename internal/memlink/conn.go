@@ -259,6 +259,21 @@ func (c *Conn) EnqueueNoWait(item []byte) error {
 	return c.push(item)
 }
 
+// EnqueueBulk is Enqueue: an in-memory link has one lane, nothing
+// overtakes, so its ticket (0) has always passed. Safe from any goroutine.
+func (c *Conn) EnqueueBulk(ctx context.Context, item []byte) (loop.BulkTicket, error) {
+	return 0, c.Enqueue(ctx, item)
+}
+
+// EnqueueBulkNoWait is EnqueueNoWait (see EnqueueBulk). Safe from any
+// goroutine.
+func (c *Conn) EnqueueBulkNoWait(item []byte) (loop.BulkTicket, error) {
+	return 0, c.EnqueueNoWait(item)
+}
+
+// BulkPassed is always true (see EnqueueBulk). Safe from any goroutine.
+func (c *Conn) BulkPassed(loop.BulkTicket) bool { return true }
+
 func (c *Conn) push(item []byte) error {
 	c.mu.Lock()
 	if c.reason != nil {

@@ -4,11 +4,17 @@ package wire
 //   - Fragment payload: uvarint id, uvarint to, uvarint from, uvarint total
 //     (term bytes), uvarint offset, then the chunk. Fragments of one message
 //     are written in order; other items may come between them.
-//   - The sender must write a message's FIRST fragment in send order (at
-//     the moment it would have written the whole message); only later
-//     fragments may be delayed. That is what lets the Reassembler keep
-//     per-pair order: a record of pair (from, to) that arrives while an
-//     earlier large message of that pair is incomplete is held behind it.
+//   - The sender must write a message's FIRST fragment in its sender's
+//     order (where it would have written the whole message); only later
+//     fragments may be delayed. A record of pair (from, to) that arrives
+//     while an earlier large message of that pair is incomplete is held
+//     behind it. The key is the record's to as addressed: a record to a
+//     name (to 0) is not held behind a large message to its process's ID,
+//     nor the other way round, so a sender that lets its own later records
+//     overtake its fragments must not rely on this. The node does not: it
+//     keeps everything a process sends behind that process's fragments on
+//     the sending side (node/lanes.go), and the hold-back is only a
+//     safeguard.
 //   - Reassembler memory never exceeds its budget: what it charges is the
 //     capacity of every reassembly buffer, the bytes of every held record
 //     and entryCost of bookkeeping for each of them. A buffer grows as
