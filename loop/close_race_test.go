@@ -46,6 +46,7 @@ func TestCloseSendsAnItemQueuedDuringADirectWrite(t *testing.T) {
 	c.SetHandler(newFrameHandler(nil))
 	c.Start()
 	eventually(t, 10*time.Second, "direct writes enabled", c.direct.Load)
+	giveDup(t, c)
 	go func() { _ = c.Enqueue(context.Background(), frame(nil, []byte("A"))) }()
 	<-inDrain
 	if err := c.Enqueue(context.Background(), frame(nil, []byte("B"))); err != nil {

@@ -30,10 +30,10 @@ package loop
 //     output.
 //   - closeState only moves up its ladder (close.go); every "is it closed"
 //     question is one comparison against it.
-//   - dupFD (a dup of the socket) is written only by a direct writer
-//     holding a dupRefs reference; the loop's reference goes at gnet's
-//     OnClose and the last reference closes it, so the number is never
-//     reused under a writer.
+//   - dup (a dup of the socket, made lazily: direct.go) is written only by
+//     a direct writer holding a reference to it; it is made and dropped
+//     only on the loop (at the latest at gnet's OnClose), and the last
+//     reference closes it, so the number is never reused under a writer.
 //   - queued (bulkQueued) counts bytes pushed to q (bulk) and not yet
 //     drained. Each may overshoot high by the concurrent senders' items,
 //     never more.
@@ -117,12 +117,14 @@ type Conn struct {
 	flushedAll atomic.Bool   // a graceful close handed the socket everything
 
 	// Direct writes (direct.go).
-	direct      atomic.Bool   // the token winner may drain and write itself
-	idleSince   atomic.Int64  // monoNow() when the last drain ended
-	nDirect     atomic.Uint64 // direct drains, for tests
-	nSocketWait atomic.Uint64 // socket waits armed, for tests
-	dupFD       int           // dup of the socket, for direct writes
-	dupRefs     atomic.Int32  // references to dupFD; 0: none, closed
+	direct      atomic.Bool             // the token winner may drain and write itself
+	idleSince   atomic.Int64            // monoNow() when the last drain ended
+	nDirect     atomic.Uint64           // direct drains, for tests
+	nSocketWait atomic.Uint64           // socket waits armed, for tests
+	dup         atomic.Pointer[dupSock] // dup of the socket for direct writes; nil: none (yet)
+	dupWant     atomic.Int64            // monoNow() of the last direct write wanted without a dup
+	dupRetry    atomic.Int64            // monoNow() before which no dup is asked for (one was denied)
+	dupAsked    atomic.Bool             // the loop was asked to make a dup and has not yet
 
 	// Owned by the holder of the drain token.
 	spill      []byte  // ciphertext a direct write left unsent; the loop sends it first
@@ -142,7 +144,7 @@ type Conn struct {
 	backoff     time.Duration // last backlog recheck delay
 	lastBacklog int           // gnet's backlog at the last recheck
 	sockWaits   socketWaits   // the full socket's wait streak (flushPlan)
-	loopDupRef  bool          // the loop holds its dupRefs reference
+	dupMark     uint64        // nDirect at the dup's last idle check
 	drainHeld   bool          // draining: the loop holds the drain token until the close
 	lingering   bool          // a graceful close_notify is out: waiting for the socket and the peer
 }

@@ -6,8 +6,12 @@ package loop
 
 import (
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // maxDirectOut: a direct writer keeps its output buffer up to this size.
@@ -20,14 +24,22 @@ func monoNow() int64 { return int64(time.Since(epoch)) }
 
 // dispatch is run by the sender that just won the drain token: it drains
 // and writes itself when that is cheaper than waking the loop, else hands
-// the token to the loop.
+// the token to the loop. A conn without a dup of its socket yet hands it to
+// the loop and may ask for one (wantDup).
 func (c *Conn) dispatch(ls *loopState) {
 	if c.direct.Load() && !ls.busy.Load() {
 		now := monoNow()
 		last := ls.lastDirect.Load()
-		if directDue(now, c.idleSince.Load(), last) && ls.lastDirect.CompareAndSwap(last, now) {
-			c.directFlush(ls)
-			return
+		if directDue(now, c.idleSince.Load(), last) {
+			d := c.acquireDup()
+			if d == nil {
+				c.wantDup(now)
+			} else if ls.lastDirect.CompareAndSwap(last, now) {
+				c.directFlush(ls, d)
+				return
+			} else {
+				d.release()
+			}
 		}
 	}
 	ls.schedule(c)
@@ -36,24 +48,20 @@ func (c *Conn) dispatch(ls *loopState) {
 // directFlush drains the queue on the calling goroutine: one TLS write and
 // one write(2) on the dup'd socket. What the socket does not take goes to
 // spill and the token to the loop (direct writes stop until gnet's buffer
-// is empty again). Caller holds the drain token.
-func (c *Conn) directFlush(ls *loopState) {
-	if !c.acquireDupFD() {
-		ls.schedule(c)
-		return
-	}
+// is empty again). Caller holds the drain token and a reference to d.
+func (c *Conn) directFlush(ls *loopState, d *dupSock) {
 	c.nDirect.Add(1)
 	earlier, sealed, werr := c.sealQueue(&c.directBufs, c.directOut, false)
 	rest := earlier
 	if len(earlier) > 0 {
-		rest = writeFD(c.dupFD, earlier)
+		rest = writeFD(d.fd, earlier)
 	}
 	if len(rest) == 0 {
-		rest = writeFD(c.dupFD, sealed)
+		rest = writeFD(d.fd, sealed)
 	} else {
 		rest = append(rest, sealed...)
 	}
-	c.releaseDupFD()
+	d.release()
 	if len(rest) > 0 {
 		c.direct.Store(false)
 		c.spill = append(c.spill, rest...)
@@ -94,22 +102,144 @@ func writeFD(fd int, b []byte) []byte {
 	return b
 }
 
-// acquireDupFD takes a reference to dupFD, unless it is closed.
-func (c *Conn) acquireDupFD() bool {
+// The dup of the socket (doc.go, "Direct writes"). gnet may close its own
+// fd at any time on the loop, and the number can then be reused at once, so
+// a direct writer never writes gnet's fd: it writes a dup, reference
+// counted, which the last of its users closes. A dup costs a file
+// descriptor for as long as it lives, so a conn gets one only when direct
+// writes are wanted again and again (wantDup), and gives it back after
+// dupIdle without one: an idle conn, or one whose sends all come from its
+// loop's callbacks, holds just its socket. (Made at every OnOpen, dups
+// doubled the descriptors of a cluster: 100 in-process nodes needed 19 800
+// for their 4 950 links, past this machine's limit of 20 000.)
+
+// dupWantWindow: a sender that finds no dup asks the loop for one when the
+// conn's previous such want came less than this long ago. A tick every few
+// seconds never gets a dup; request traffic gets one at its second message.
+const dupWantWindow = time.Second
+
+// dupIdle: the loop drops a conn's dup after this long without a direct
+// write (a var for tests).
+var dupIdle = 5 * time.Second
+
+// dupSock is a dup of a conn's socket. refs counts its users: 1 for the
+// conn while c.dup points to it, plus one per direct writer; the last
+// release closes fd. A dupSock is never reused once its refs reached 0.
+type dupSock struct {
+	fd   int
+	refs atomic.Int32
+}
+
+// acquireDup returns the conn's dup with a reference taken, or nil if it
+// has none. Any goroutine.
+func (c *Conn) acquireDup() *dupSock {
+	d := c.dup.Load()
+	if d == nil {
+		return nil
+	}
 	for {
-		r := c.dupRefs.Load()
+		r := d.refs.Load()
 		if r <= 0 {
-			return false
+			return nil // dropped meanwhile
 		}
-		if c.dupRefs.CompareAndSwap(r, r+1) {
-			return true
+		if d.refs.CompareAndSwap(r, r+1) {
+			return d
 		}
 	}
 }
 
-// releaseDupFD drops a reference to dupFD; the last one closes it.
-func (c *Conn) releaseDupFD() {
-	if c.dupRefs.Add(-1) == 0 {
-		_ = syscall.Close(c.dupFD)
+// release drops a reference; the last one closes the descriptor.
+func (d *dupSock) release() {
+	if d.refs.Add(-1) == 0 {
+		_ = syscall.Close(d.fd)
+		dups.give()
 	}
 }
+
+// wantDup notes that a sender wanted to write directly at now and found no
+// dup; a second want within dupWantWindow asks the loop to make one. Any
+// goroutine.
+func (c *Conn) wantDup(now int64) {
+	prev := c.dupWant.Swap(now)
+	if prev == 0 || now-prev >= int64(dupWantWindow) || now < c.dupRetry.Load() {
+		return
+	}
+	if c.dupAsked.CompareAndSwap(false, true) {
+		c.exec(c.makeDup)
+	}
+}
+
+// makeDup gives the conn a dup of its socket, within the process's budget
+// (dups), and arms the idle check. Loop only.
+func (c *Conn) makeDup() {
+	defer c.dupAsked.Store(false)
+	if c.dup.Load() != nil || c.reached(closing) {
+		return
+	}
+	if !dups.take() {
+		c.dupRetry.Store(monoNow() + int64(dupIdle))
+		return
+	}
+	fd, err := unix.FcntlInt(uintptr(c.gc.Fd()), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		dups.give()
+		c.dupRetry.Store(monoNow() + int64(dupIdle))
+		return
+	}
+	d := &dupSock{fd: fd}
+	d.refs.Store(1)
+	c.dup.Store(d)
+	c.dupMark = c.nDirect.Load()
+	c.AfterFunc(dupIdle, c.dupIdleCheck)
+}
+
+// dupIdleCheck drops the dup if no direct write used it since the last
+// check, else checks again after dupIdle. Loop only (a conn timer).
+func (c *Conn) dupIdleCheck() {
+	if c.dup.Load() == nil {
+		return
+	}
+	if n := c.nDirect.Load(); n != c.dupMark {
+		c.dupMark = n
+		c.AfterFunc(dupIdle, c.dupIdleCheck)
+		return
+	}
+	c.dropDup()
+}
+
+// dropDup gives up the conn's reference to its dup: closed now, or by the
+// direct writer still using it. Loop only (makeDup and gnet's OnClose).
+func (c *Conn) dropDup() {
+	if d := c.dup.Swap(nil); d != nil {
+		d.release()
+	}
+}
+
+// dups is the process's budget of socket dups: at most a quarter of its
+// file descriptor limit, so that dups never cost a connection its socket.
+// A conn denied one keeps working; its senders wake the loop instead.
+var dups dupBudget
+
+type dupBudget struct {
+	once  sync.Once
+	limit atomic.Int64
+	open  atomic.Int64
+}
+
+func (b *dupBudget) take() bool {
+	b.once.Do(func() {
+		limit := int64(1 << 62)
+		var rl syscall.Rlimit
+		if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil && rl.Cur < 1<<62 {
+			limit = int64(rl.Cur) / 4
+		}
+		b.limit.Store(limit)
+	})
+	if b.open.Add(1) > b.limit.Load() {
+		b.open.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (b *dupBudget) give() { b.open.Add(-1) }

@@ -95,7 +95,12 @@
 // a drain comes within nanoseconds of it. The direct writer seals with
 // tls.Conn Write and writes the ciphertext with one write(2) on a dup of
 // the socket (gnet may close its own fd at any time; the dup is reference
-// counted and closed by its last user). What the socket does not take is
+// counted and closed by its last user). The dup is made lazily: a conn gets
+// one on the loop when a sender wanted a direct write and found none twice
+// within a second (until then those sends wake the loop), and gives it back
+// after 5 s without a direct write, so an idle conn (ticks every few
+// seconds) holds one descriptor, not two; the process's dups stay under a
+// quarter of its descriptor limit (direct.go). What the socket does not take is
 // kept as spill and the token goes to the loop, which sends the spill
 // before anything else; direct writes stay off until gnet's buffer drains.
 // After writing, the sender releases the token and rechecks queued bytes,

@@ -188,13 +188,6 @@ func (h *gnetHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	ls := h.e.loopFor(gc.EventLoop())
 	c.gc = gc
 	c.setSocketBuffers(gc.Fd())
-	// A dup of the socket for direct writes: gnet may close its fd at any
-	// time on the loop, the dup lives until its last writer is done.
-	if fd, err := syscall.Dup(gc.Fd()); err == nil {
-		c.dupFD = fd
-		c.dupRefs.Store(1)
-		c.loopDupRef = true
-	}
 	ls.enter()
 	c.mu.Lock()
 	c.start = startOnLoop
@@ -239,10 +232,7 @@ func (h *gnetHandler) OnClose(gc gnet.Conn, err error) gnet.Action {
 		return gnet.None
 	}
 	c.direct.Store(false)
-	if c.loopDupRef {
-		c.loopDupRef = false
-		c.releaseDupFD()
-	}
+	c.dropDup()
 	if err == nil {
 		err = ErrEngineClosed // gnet closed it without a cause: the loops are stopping
 	} else {
