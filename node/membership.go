@@ -275,6 +275,9 @@ func (old *peer) retire(ctx context.Context) {
 // 117 000 frames, most of the CPU of forming the mesh.
 func (n *Node) peerUp(pe *peer) {
 	names := n.List()
+	// A list naming the peer alone: this node joins the cluster through
+	// it (learnNodes; the field is the loop's from Start on).
+	pe.joined = len(names) == 1 && names[0] == pe.name
 	pe.control(&wire.Nodes{Names: names})
 	// The snapshot must be the peer's first registry frame that counts:
 	// taken and queued under the registry's lock, no broadcast can slip in
@@ -286,21 +289,43 @@ func (n *Node) peerUp(pe *peer) {
 
 // learnNodes takes a peer's node list: the dial worker connects to the
 // names this node is not connected to (bounded and deduplicated there; see
-// redial.go). The first list a link carries is the one the peer sent when
-// the link came up (peerUp); if it names no node but this one, the peer
-// has just joined the cluster through this node, which then introduces it
-// to its other peers, so that each pair learns of the other at once from
-// both ends and the smaller name dials (the larger would otherwise wait
-// gossipDefer before dialling). Runs on the peer's loop.
+// redial.go). Runs on the peer's loop.
+//
+// Who dials whom when a node joins. The first list a link carries is the
+// one the peer sent when the link came up (peerUp). A node that had no
+// other peer then joins the cluster through that peer: it dials every name
+// of the peer's list at once. The peer, seeing a first list that names no
+// node but the two of them, introduces the newcomer to its other peers (a
+// list of that one name), and each of those waits introDefer before
+// dialling it, so that the newcomer's dial comes first. Each pair then
+// makes one handshake, not two (a crossing dial costs a full TLS and
+// cookie handshake that the simultaneous-dial rule throws away), and the
+// dials come from the newcomer, maxConcurrentDials at a time, not from half
+// of the cluster at once (which overran the newcomer's handshake limits).
+// Any other list is gossip: of a pair that learns of each other, the end
+// that dialsFirst names dials at once, the other after gossipDefer.
 func (n *Node) learnNodes(pe *peer, names []string) {
 	if n.dials == nil || n.stopped.Load() {
 		return
 	}
-	n.dials.gossip(names)
-	if pe == nil || pe.listed {
+	if pe == nil {
+		n.dials.gossip(names, gossipPair)
+		return
+	}
+	if pe.listed {
+		how := gossipPair
+		if len(names) == 1 {
+			how = gossipIntro // only an introduction names a single node
+		}
+		n.dials.gossip(names, how)
 		return
 	}
 	pe.listed = true
+	if pe.joined {
+		n.dials.gossip(names, gossipJoin)
+		return
+	}
+	n.dials.gossip(names, gossipPair)
 	for _, name := range names {
 		if name != n.self && name != pe.name {
 			return // the peer knows others: they know it, or learn it by redial or gossip

@@ -67,6 +67,7 @@ type peer struct {
 	// groupParts is a groups frame arriving in parts (groups.go).
 	groupParts []byte
 	listed     bool // a node list arrived on this link (learnNodes)
+	joined     bool // this node joined the cluster through the peer (peerUp)
 	// relations counts the links and monitors this peer's processes added
 	// on local processes since the last count of them (peerlimits.go).
 	relations atomic.Int64

@@ -147,10 +147,25 @@ const (
 	maxConcurrentDials = 4    // background dials in flight at once
 	maxDialTargets     = 4096 // names waiting to be dialled
 	maxGossipAttempts  = 4    // failed dials before a gossiped name is dropped
-	// gossipDefer is how long the larger name of a gossiped pair waits for
-	// the smaller one's dial before dialling itself (plus up to as much
-	// again, random).
+	// gossipDefer is how long the end of a gossiped pair that dialsFirst
+	// does not name waits for the other's dial before dialling itself
+	// (plus up to as much again, random).
 	gossipDefer = time.Second
+	// introDefer is how long a node introduced to a newcomer waits for the
+	// newcomer's dial (plus up to as much again, random). The newcomer
+	// dials the whole cluster, maxConcurrentDials at a time: at 100 nodes
+	// under load that took several seconds, and a shorter wait made
+	// crossing dials again.
+	introDefer = 5 * time.Second
+)
+
+// gossipHow is how a gossiped name is dialled (see learnNodes).
+type gossipHow uint8
+
+const (
+	gossipPair  gossipHow = iota // the end dialsFirst names at once, the other after gossipDefer
+	gossipJoin                   // at once: this node joined, it dials the cluster
+	gossipIntro                  // after introDefer: the newcomer named dials this node
 )
 
 // dialWhy is why a name is a dial target; a target may have several.
@@ -417,8 +432,9 @@ func (d *dialer) lost(name string, graceful bool) {
 	d.signal()
 }
 
-// gossip schedules dials to the names a peer's node list gave.
-func (d *dialer) gossip(names []string) {
+// gossip schedules dials to the names a peer's node list gave, as how
+// says (learnNodes). A name already waiting keeps its time.
+func (d *dialer) gossip(names []string, how gossipHow) {
 	n := d.n
 	for _, name := range names {
 		nn, err := parseName(name)
@@ -428,19 +444,29 @@ func (d *dialer) gossip(names []string) {
 		if n.peerIfUp(name) != nil {
 			continue
 		}
-		// Both ends of a new pair usually learn of each other (the node
-		// one joined through introduces it), so only one of them dials at
-		// once, the one dialsFirst names; the other waits gossipDefer and
-		// dials only if that has not happened. Dialling from both ends cost
-		// a full handshake per link that the simultaneous-dial rule then
-		// threw away.
-		var delay time.Duration
-		if !dialsFirst(n.self, name) {
-			delay = gossipDefer + time.Duration(rand.Int64N(int64(gossipDefer)))
-		}
-		if !d.addAfter(name, nn.addr(), whyGossip, delay) {
+		if !d.addAfter(name, nn.addr(), whyGossip, gossipDelay(how, dialsFirst(n.self, name), rand.Float64())) {
 			return
 		}
+	}
+}
+
+// gossipDelay is the wait before dialling a gossiped name, given how it
+// was learnt, whether this end dialsFirst, and r in [0, 1) for the jitter.
+func gossipDelay(how gossipHow, first bool, r float64) time.Duration {
+	jitter := func(d time.Duration) time.Duration { return d + time.Duration(r*float64(d)) }
+	switch {
+	case how == gossipJoin:
+		return 0
+	case how == gossipIntro && first:
+		return jitter(introDefer)
+	case how == gossipIntro:
+		// Should the newcomer not dial, and this end not be the one that
+		// dialsFirst, let the other introduced end try first.
+		return introDefer + jitter(introDefer)
+	case first:
+		return 0
+	default:
+		return jitter(gossipDefer)
 	}
 }
 
