@@ -4,6 +4,8 @@ package bench
 // left idle. For each N it reports
 //
 //	mesh-s       time from the joins until every node lists the N-1 others
+//	form-cpu-s   CPU the process used meanwhile (on a shared machine the
+//	             wall time is mostly waiting for a core; this is the work)
 //	reg-p50-ms   time until a name registered on the last node is visible on
 //	reg-p99-ms   a node (median and 99th percentile over the nodes)
 //	join-p50-ms  the same for a group join on the last node
@@ -170,13 +172,14 @@ func blockProfile(b *testing.B, name string) func() {
 }
 
 // handshakes sums mesh_handshakes_total over the nodes by result: ok,
-// duplicate, and every other result as failed.
+// duplicate, and every other result as failed (logged by result).
 func handshakes(b *testing.B, g prometheus.Gatherer) map[string]float64 {
 	mfs, err := g.Gather()
 	if err != nil {
 		b.Fatal(err)
 	}
 	out := map[string]float64{}
+	failed := map[string]float64{}
 	for _, mf := range mfs {
 		if mf.GetName() != "mesh_handshakes_total" {
 			continue
@@ -184,12 +187,20 @@ func handshakes(b *testing.B, g prometheus.Gatherer) map[string]float64 {
 		for _, m := range mf.GetMetric() {
 			result := "failed"
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "result" && (l.GetValue() == "ok" || l.GetValue() == "duplicate") {
-					result = l.GetValue()
+				if l.GetName() != "result" {
+					continue
+				}
+				if v := l.GetValue(); v == "ok" || v == "duplicate" {
+					result = v
+				} else {
+					failed[v] += m.GetCounter().GetValue()
 				}
 			}
 			out[result] += m.GetCounter().GetValue()
 		}
+	}
+	if len(failed) > 0 {
+		b.Logf("failed handshakes by result: %v", failed)
 	}
 	return out
 }
@@ -250,6 +261,7 @@ func meshScale(b *testing.B, size int, idle time.Duration, base float64) {
 	stopCPU := profile(b, fmt.Sprintf("form-%d.cpu", size))
 	stopBlock := blockProfile(b, fmt.Sprintf("form-%d.block", size))
 	fdPeak := openFDs()
+	cpu0 := cpuTime(b)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for _, n := range nodes[1:] {
@@ -296,6 +308,7 @@ func meshScale(b *testing.B, size int, idle time.Duration, base float64) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	mesh := time.Since(start)
+	formCPU := cpuTime(b) - cpu0
 	stopCPU()
 	stopBlock()
 
@@ -361,6 +374,7 @@ func meshScale(b *testing.B, size int, idle time.Duration, base float64) {
 	stopCPU()
 
 	b.ReportMetric(mesh.Seconds(), "mesh-s")
+	b.ReportMetric(formCPU.Seconds(), "form-cpu-s")
 	b.ReportMetric(ms(seen[len(seen)/2]), "reg-p50-ms")
 	b.ReportMetric(ms(seen[(len(seen)*99)/100]), "reg-p99-ms")
 	b.ReportMetric(ms(joined[len(joined)/2]), "join-p50-ms")
