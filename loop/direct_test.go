@@ -15,6 +15,7 @@ func TestDirectWritesAndLoopDrainsKeepOrderPerSender(t *testing.T) {
 	const senders, bursts, burst = 8, 60, 20
 	order := newOrderCheck(senders)
 	p := newPair(t, order.frame, nil)
+	giveDup(t, p.cliConn) // the direct path is what this test covers
 	var wg sync.WaitGroup
 	for s := range senders {
 		wg.Add(1)
@@ -66,6 +67,7 @@ func TestIdleConnWritesDirectly(t *testing.T) {
 	got := make(chan struct{}, 1)
 	echo := func(c *Conn, f []byte) { _ = c.EnqueueNoWait(frame(nil, f)) }
 	p := newPair(t, echo, func(*Conn, []byte) { got <- struct{}{} })
+	giveDup(t, p.cliConn) // made by the first pings' wants otherwise (dup_test.go covers that)
 	item := frame(nil, make([]byte, 64))
 	for i := range 100 {
 		if err := p.cliConn.Enqueue(context.Background(), item); err != nil {
