@@ -248,6 +248,23 @@ func (c *Conn) AfterFunc(d time.Duration, fn func()) *Timer {
 	return c.e.timers.add(c, d, fn)
 }
 
+// AfterFlush runs fn on the conn's loop once the callback it is called
+// from has ended and the output queued during it (on this conn and the
+// loop's others) has been written, or left for the socket to take: work
+// that answers a request but need not precede the answer (starting a
+// goroutine, which may wake a thread) goes there, off the answer's path.
+// Loop only: call it from a Handler callback (OnData) or a function run
+// by Execute or AfterFunc; from OnClose, or before the conn is on its
+// loop, fn runs at once.
+func (c *Conn) AfterFlush(fn func()) {
+	ls := c.ls.Load()
+	if ls == nil || !ls.busy.Load() {
+		fn()
+		return
+	}
+	ls.after = append(ls.after, fn)
+}
+
 // Execute runs fn on the conn's loop soon (after Start), unless the conn
 // has closed by then. Safe from any goroutine.
 func (c *Conn) Execute(fn func()) { c.exec(fn) }

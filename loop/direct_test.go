@@ -85,3 +85,41 @@ func TestIdleConnWritesDirectly(t *testing.T) {
 		t.Fatal("no ping was written directly")
 	}
 }
+
+// AfterFlush runs its function on the loop after the callback's output was
+// drained, and what that function queues goes out too, after it.
+func TestAfterFlushRunsAfterTheCallbacksOutput(t *testing.T) {
+	type seen struct{ queued, nested int }
+	after := make(chan seen, 1)
+	srv := func(c *Conn, f []byte) {
+		_ = c.EnqueueNoWait(frame(nil, []byte("reply")))
+		c.AfterFlush(func() {
+			s := seen{queued: c.Queued()}
+			_ = c.EnqueueNoWait(frame(nil, []byte("after")))
+			c.AfterFlush(func() { s.nested = 1 + c.Queued(); after <- s })
+		})
+	}
+	got := make(chan string, 2)
+	p := newPair(t, srv, func(_ *Conn, f []byte) { got <- string(f) })
+	if err := p.cliConn.Enqueue(context.Background(), frame(nil, []byte("req"))); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-after:
+		if s.queued != 0 || s.nested != 1 {
+			t.Fatalf("AfterFlush ran with %d bytes still queued (nested: %d): before the drain", s.queued, s.nested-1)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the AfterFlush function did not run")
+	}
+	for _, want := range []string{"reply", "after"} {
+		select {
+		case f := <-got:
+			if f != want {
+				t.Fatalf("got %q, want %q", f, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%q did not arrive", want)
+		}
+	}
+}

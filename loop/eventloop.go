@@ -39,6 +39,10 @@ type loopState struct {
 	s    scratch
 	out  []byte
 	rbuf []byte
+
+	// after holds the functions AfterFlush deferred to the end of the
+	// current callback. Loop only.
+	after, afterSpare []func()
 }
 
 // scratch holds the buffers one drain uses. The loop has one; each conn has
@@ -137,11 +141,16 @@ func (ls *loopState) Run(context.Context) error {
 
 func (ls *loopState) enter() { ls.busy.Store(true) }
 
-// leave drains every scheduled conn, then clears busy and checks once more
-// (a sender that saw busy set did not wake the loop).
+// leave drains every scheduled conn, runs what AfterFlush deferred (then
+// drains again), then clears busy and checks once more (a sender that saw
+// busy set did not wake the loop).
 func (ls *loopState) leave() {
 	for {
 		for ls.runReady() {
+		}
+		if len(ls.after) > 0 {
+			ls.runAfter()
+			continue
 		}
 		ls.busy.Store(false)
 		ls.mu.Lock()
@@ -152,6 +161,18 @@ func (ls *loopState) leave() {
 		}
 		ls.busy.Store(true)
 	}
+}
+
+// runAfter runs the functions AfterFlush deferred, in order. Those they
+// defer in turn wait for the next drain. Loop only.
+func (ls *loopState) runAfter() {
+	fns := ls.after
+	ls.after = ls.afterSpare[:0]
+	for i, fn := range fns {
+		fns[i] = nil
+		fn()
+	}
+	ls.afterSpare = fns[:0]
 }
 
 func (ls *loopState) runReady() bool {

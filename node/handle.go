@@ -348,7 +348,9 @@ func (n *Node) handleDown(pe *peer, d *wire.Down) {
 // handleSpawnRequest starts a defined actor for a peer. Runs on the loop:
 // the new process is made (and linked) and the reply queued before its
 // goroutine starts, so the reply always precedes anything the process sends
-// or its exit.
+// or its exit. The goroutine starts once the loop has written the reply
+// (afterFlush): starting one wakes an idle thread, which then no longer
+// delays the reply.
 //
 // Each process a peer spawns counts against its limit (peerlimits.go): a
 // request past it cuts the peer.
@@ -381,7 +383,7 @@ func (n *Node) handleSpawnRequest(pe *peer, r *wire.SpawnRequest) error {
 	}
 	pe.control(&reply)
 	if start != nil {
-		start.start()
+		pe.afterFlush(start.start)
 		if r.Link {
 			return pe.relationAdded()
 		}

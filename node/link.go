@@ -34,9 +34,25 @@ type link interface {
 	Start()
 }
 
+// afterFlusher is a link that can defer work until its loop has written
+// what the current callback queued (loop.Conn.AfterFlush).
+type afterFlusher interface{ AfterFlush(fn func()) }
+
+// afterFlush runs fn once the link's loop has written what this callback
+// queued, where the link can tell (a loop.Conn); else at once. On the
+// peer's loop, in a frame handler.
+func (pe *peer) afterFlush(fn func()) {
+	if af, ok := pe.conn.(afterFlusher); ok {
+		af.AfterFlush(fn)
+		return
+	}
+	fn()
+}
+
 var (
-	_ link = (*loop.Conn)(nil)
-	_ link = (*memlink.Conn)(nil)
+	_ afterFlusher = (*loop.Conn)(nil)
+	_ link         = (*loop.Conn)(nil)
+	_ link         = (*memlink.Conn)(nil)
 )
 
 // linker is where a node's links come from: dial makes an authenticated,

@@ -57,3 +57,32 @@ func TestSpawnsAfterTimedOutSpawnsGetTheirOwnReplies(t *testing.T) {
 		return nil
 	})
 }
+
+// Over TLS links the far side starts a spawned process only once its loop
+// has written the spawn's reply (handleSpawnRequest, loop.Conn.AfterFlush).
+// The reply must still come first: a process that sends to its spawner and
+// crashes at once is seen as the PID, then its message, then its exit.
+func TestRemoteSpawnReplyPrecedesTheProcesssFirstMessageAndExit(t *testing.T) {
+	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	b.Define("hello-crash", func(p *Process, args []any) error {
+		_ = p.Send(args[0].(PID), "hello")
+		return errors.New("at once")
+	})
+	within(t, a, func(p *Process) error {
+		p.TrapExit(true)
+		for i := range 20 {
+			pid, err := p.SpawnLink(b.Self(), "hello-crash", p.Self())
+			if err != nil {
+				return err
+			}
+			if m, err := recv(p); err != nil || m != "hello" {
+				return fmt.Errorf("spawn %d: got %#v, %v; want the process's message", i, m, err)
+			}
+			m, err := recv(p)
+			if e, ok := m.(Exit); err != nil || !ok || e.From != pid || e.Reason != "at once" {
+				return fmt.Errorf("spawn %d: got %#v, %v; want Exit from %v", i, m, err, pid)
+			}
+		}
+		return nil
+	})
+}
