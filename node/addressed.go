@@ -53,6 +53,12 @@ func (n *Node) sendReply(p *Process, req Request, v any, released bool) error {
 	if err != nil {
 		return fmt.Errorf("reply to %v: %w", req.From, err)
 	}
+	// As after a remote Send (Process.Send): the next request comes from
+	// the link's loop, which readies this process and then runs it, so
+	// the yields before a park only take a core from the loops. With 8
+	// remote callers this raised calls/s over one caller's from 2.6x to
+	// 2.9x (median of 12 alternating runs, docs/services.md).
+	p.mb.ParkNext()
 	return nil
 }
 
