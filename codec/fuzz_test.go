@@ -41,6 +41,16 @@ func FuzzDecodeTerm(f *testing.F) {
 		if err != nil {
 			t.Fatalf("decoded %#v does not re-encode: %v", v, err)
 		}
+		// Carved from a slab (a used one, so boxes land mid-slab), the
+		// value is the same, of the same types: it encodes the same.
+		slab := make([]byte, 40)
+		vs, ns, err := DecodeTermSlab(data, fuzzLimits, &slab)
+		if err != nil || ns != n {
+			t.Fatalf("DecodeTermSlab: n=%d err=%v; DecodeTerm: n=%d", ns, err, n)
+		}
+		if bs, err := Marshal(vs); err != nil || !bytes.Equal(b, bs) {
+			t.Fatalf("DecodeTermSlab's value encodes to %x (%v), DecodeTerm's to %x", bs, err, b)
+		}
 		v2, err := Unmarshal(b)
 		if err != nil {
 			t.Fatalf("re-encoding %x does not decode: %v", b, err)

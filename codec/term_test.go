@@ -401,6 +401,45 @@ func TestBoxedStringsSurviveGC(t *testing.T) {
 	}
 }
 
+// DecodeTermSlab carves small strings and atoms from the slab, several to
+// a block, and they stay intact through collections while the slab moves
+// on; large ones and empty ones are boxed as DecodeTerm boxes them.
+func TestSlabBoxesSurviveGCAndMatchDecodeTerm(t *testing.T) {
+	var slab []byte
+	var keep []any
+	var want []any
+	for i := range 3000 {
+		var v any = strings.Repeat(string(rune('a'+i%26)), i%300)
+		if i%3 == 0 {
+			v = Atom(v.(string))
+		}
+		b, _ := Marshal(v)
+		got, n, err := DecodeTermSlab(b, nil, &slab)
+		if err != nil || n != len(b) {
+			t.Fatalf("value %d: n=%d err=%v", i, n, err)
+		}
+		keep, want = append(keep, got), append(want, v)
+		if i%500 == 0 {
+			runtimeGC()
+		}
+	}
+	for range 3 {
+		runtimeGC()
+	}
+	for i := range keep {
+		if keep[i] != want[i] {
+			t.Fatalf("value %d: got %T %.20q, want %T %.20q", i, keep[i], keep[i], want[i], want[i])
+		}
+	}
+	b, _ := Marshal(strings.Repeat("x", 64))
+	if n := testing.AllocsPerRun(1000, func() { _, _, _ = DecodeTermSlab(b, nil, &slab) }); n > 0.2 {
+		t.Errorf("DecodeTermSlab of a 64-byte string: %v allocs/op, want a slab's share (< 0.2)", n)
+	}
+	if n := testing.AllocsPerRun(1000, func() { _, _, _ = DecodeTerm(b, nil) }); n != 1 {
+		t.Errorf("DecodeTerm of a 64-byte string: %v allocs/op, want 1 (the box)", n)
+	}
+}
+
 // The regression of "a valid 32 MiB message of 16.7 M empty maps held a loop
 // 3.6 s and 1.17 GiB": a decode allocates at most MaxExpansion bytes per
 // input byte (plus DecodeSlack), measured with runtime.MemStats.TotalAlloc.

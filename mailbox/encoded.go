@@ -75,6 +75,13 @@ type Decoder struct {
 	// owner's goroutine when the message is received; b is valid only
 	// during the call.
 	Decode func(b []byte) (any, error)
+	// DecodeSlab, if not nil, is used instead of Decode for a message
+	// that has more of its run queued behind it (a stream): slab is
+	// memory the mailbox keeps for its owner between such decodes (nil
+	// at first, dropped when the owner parks), which it may carve the
+	// values it returns from and replace (codec.DecodeTermSlab). It runs
+	// on the owner's goroutine.
+	DecodeSlab func(b []byte, slab *[]byte) (any, error)
 	// Dropped, if not nil, is told about each message Decode failed on;
 	// the message is skipped. It runs on the owner's goroutine.
 	Dropped func(err error)
@@ -134,6 +141,12 @@ type inbox struct {
 	first atomic.Pointer[encChunk] // head of a chain started with rd.r nil
 	extra atomic.Int64             // invariant 5
 	dec   *Decoder
+	// slab is the owner's memory for Decoder.DecodeSlab, made by the
+	// owner at its first use (the pointer is written once; the slab it
+	// points to is owner only, away from the producers' cache line) and
+	// emptied when the owner parks, so an idle process holds none. Here
+	// rather than in the Mailbox, which stays small for idle processes.
+	slab *[]byte
 }
 
 // encReader is the owner's read position in the inbox. It lives in the
@@ -292,7 +305,16 @@ func (m *Mailbox) decodeNext() (any, bool) {
 		}
 		start := rd.roff + k
 		rd.roff = start + int(size-1)
-		v, err := in.dec.Decode(c.buf[start:rd.roff:rd.roff])
+		var v any
+		var err error
+		if b := c.buf[start:rd.roff:rd.roff]; rd.left > 0 && in.dec.DecodeSlab != nil {
+			if in.slab == nil {
+				in.slab = new([]byte)
+			}
+			v, err = in.dec.DecodeSlab(b, in.slab)
+		} else {
+			v, err = in.dec.Decode(b)
+		}
 		if err != nil {
 			if in.dec.Dropped != nil {
 				in.dec.Dropped(err)
@@ -304,13 +326,17 @@ func (m *Mailbox) decodeNext() (any, bool) {
 }
 
 // rewindInbox gives back the owner's chunk when it has read everything
-// written (invariant 3). Owner only, before it parks.
+// written (invariant 3), and drops its slab (DecodeSlab). Owner only,
+// before it parks.
 func (m *Mailbox) rewindInbox() {
 	rd := &m.rd
+	in := m.inbox.Load()
+	if in != nil && in.slab != nil {
+		*in.slab = nil
+	}
 	if rd.r == nil || rd.left > 0 {
 		return
 	}
-	in := m.inbox.Load()
 	in.mu.Lock()
 	if w := in.w; w == rd.r && rd.roff == w.n {
 		in.w, rd.r = nil, nil

@@ -515,3 +515,44 @@ func TestOwnedEncodedMessagesAreDecodedByTheOwnerInOrder(t *testing.T) {
 		t.Fatal("PushEncodedOwned accepted on a closed mailbox")
 	}
 }
+
+// A message with more of its run queued behind it is decoded with
+// DecodeSlab and the owner's slab, the run's last with Decode; the slab
+// is kept between decodes and dropped when the owner would park.
+func TestDecodeSlabServesRunsAndIsDroppedAtPark(t *testing.T) {
+	var slabbed, plain []string
+	dec := &Decoder{
+		Decode: func(b []byte) (any, error) { plain = append(plain, string(b)); return string(b), nil },
+		DecodeSlab: func(b []byte, slab *[]byte) (any, error) {
+			if *slab == nil {
+				*slab = make([]byte, 64)
+			}
+			*slab = (*slab)[1:] // what a carve does: the slab moves on
+			slabbed = append(slabbed, string(b))
+			return string(b), nil
+		},
+	}
+	m := New()
+	m.PushEncodedRun(dec, [][]byte{[]byte("a"), []byte("b"), []byte("c")})
+	m.PushEncoded(dec, []byte("d")) // a run of one
+	for _, w := range []string{"a", "b", "c", "d"} {
+		if v, ok := m.TryReceive(); !ok || v != w {
+			t.Fatalf("got %v, %v; want %q", v, ok, w)
+		}
+	}
+	if fmt.Sprint(slabbed) != "[a b]" || fmt.Sprint(plain) != "[c d]" {
+		t.Fatalf("DecodeSlab decoded %q, Decode %q; want [a b] and [c d]", slabbed, plain)
+	}
+	slab := m.inbox.Load().slab
+	if len(*slab) != 62 {
+		t.Fatalf("slab of %d bytes kept between decodes, want the 62 the decoder left", len(*slab))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	if _, err := m.Receive(ctx); err == nil {
+		t.Fatal("Receive on an empty mailbox returned a message")
+	}
+	if *slab != nil {
+		t.Fatalf("the owner waited with a slab of %d bytes, want none", len(*slab))
+	}
+}

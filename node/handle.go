@@ -251,6 +251,21 @@ func (pe *peer) flushRun() {
 // their own (pushLarge) rather than into the mailbox's chunks.
 const maxEncodedDelivery = 16 << 10
 
+// decodeStreamed decodes a received message that has more queued behind it
+// for the same process (mailbox.Decoder.DecodeSlab): its small strings are
+// carved from the receiver's slab rather than allocated one by one. Runs
+// on the receiving process's goroutine.
+func (n *Node) decodeStreamed(b []byte, slab *[]byte) (any, error) {
+	v, k, err := codec.DecodeTermSlab(b, &n.limits, slab)
+	if err != nil {
+		return nil, err
+	}
+	if k != len(b) {
+		return nil, fmt.Errorf("%w: %d bytes after the message term", codec.ErrCorrupt, len(b)-k)
+	}
+	return v, nil
+}
+
 // undecodable counts a received message this node could not decode (e.g.
 // a user type it has not registered) and logs the first one. Not the link's
 // fault: the message is dropped and nothing else is cut. Logged once per

@@ -134,8 +134,9 @@ func Start(name, cookie string, opts ...Option) (*Node, error) {
 		n.limits.MaxMessage = o.maxMessage
 	}
 	n.decoder = mailbox.Decoder{
-		Decode:  func(b []byte) (any, error) { return wire.Message{Term: b}.Decode(&n.limits) },
-		Dropped: n.undecodable,
+		Decode:     func(b []byte) (any, error) { return wire.Message{Term: b}.Decode(&n.limits) },
+		DecodeSlab: n.decodeStreamed,
+		Dropped:    n.undecodable,
 	}
 	n.life, n.endLife = context.WithCancel(context.Background())
 	if err := n.startNet(); err != nil {
