@@ -211,7 +211,10 @@ func (pe *peer) deliverAddressed(m wire.Message) error {
 		ref := Ref{Node: n.self, Incarnation: n.incarnation, ID: a.Ref}
 		r := newCallReply(ref, nil, a.Flags&wire.ReplyReleased != 0)
 		if len(a.Body) > maxEncodedDelivery {
-			r.enc = bytes.Clone(a.Body) // the caller decodes it (see pushLarge)
+			r.enc = a.Body // the caller decodes it (see pushLarge)
+			if !pe.reasm.Owned() {
+				r.enc = bytes.Clone(a.Body)
+			}
 		} else {
 			// Small: decoded here, within 16 KiB times the decode budget.
 			r.value, r.err = n.decoder.Decode(a.Body)
@@ -235,5 +238,5 @@ func (pe *peer) deliverTo(t *Process, body []byte) {
 		}
 		return
 	}
-	pe.pushLarge(t, body)
+	pe.pushLarge(t, body, pe.reasm.Owned())
 }

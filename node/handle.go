@@ -216,18 +216,22 @@ func (pe *peer) deliver(m wire.Message) error {
 		}
 		return nil
 	}
-	pe.pushLarge(p, m.Term)
+	pe.pushLarge(p, m.Term, pe.reasm.Owned())
 	return nil
 }
 
-// pushLarge hands a message larger than maxEncodedDelivery to t as a copy
-// of its own, which t decodes when it receives it: a large decode (up to
-// the decode budget, limits.MaxExpansion times the message) must not hold
-// the loop and every other message of the link. The copy is a memmove,
-// about a millisecond per 10 MiB.
-func (pe *peer) pushLarge(t *Process, term []byte) {
+// pushLarge hands a message larger than maxEncodedDelivery to t in a
+// buffer of its own, which t decodes when it receives it: a large decode
+// (up to the decode budget, limits.MaxExpansion times the message) must not
+// hold the loop and every other message of the link. A reassembled message
+// is already in a buffer of its own (owned: the Reassembler hands it over);
+// else term points into the frame and is copied.
+func (pe *peer) pushLarge(t *Process, term []byte, owned bool) {
 	pe.flushRun() // what came before goes first
-	if t.mb.Closed() || !t.mb.PushEncodedOwned(&pe.n.decoder, bytes.Clone(term)) {
+	if !owned {
+		term = bytes.Clone(term)
+	}
+	if t.mb.Closed() || !t.mb.PushEncodedOwned(&pe.n.decoder, term) {
 		pe.n.metrics.droppedNoProc.Add(1) // it died after the lookup
 	}
 }

@@ -25,6 +25,9 @@ package wire
 //     must be closed.
 //   - Records of pairs with nothing pending are delivered at once, without
 //     copying or allocating.
+//   - A reassembled message, or a held record, is delivered in a buffer the
+//     Reassembler drops right after: during that deliver call Owned reports
+//     true, and the callee may keep Term (no copy).
 
 import (
 	"fmt"
@@ -187,6 +190,7 @@ type Reassembler struct {
 	held   int                    // held records
 	frags  map[uint64]*pending    // by fragment id
 	queues map[pairKey][]*pending // pairs with a pending large message
+	owned  bool                   // the message being delivered is the callee's to keep
 }
 
 // NewReassembler returns a reassembler bounded by lim. Safe from any
@@ -209,6 +213,12 @@ func (r *Reassembler) Holding(from, to uint64) bool {
 	_, ok := r.queues[pairKey{from, to}]
 	return ok
 }
+
+// Owned reports, during a deliver call of Feed, whether the delivered
+// Message's Term is the callee's to keep: a reassembled message or a held
+// record, in a buffer the Reassembler no longer uses. It is false for a
+// record delivered in place (Term points into the frame).
+func (r *Reassembler) Owned() bool { return r.owned }
 
 // Pending returns the number of incomplete fragmented messages.
 func (r *Reassembler) Pending() int { return len(r.frags) }
@@ -342,7 +352,9 @@ func (r *Reassembler) release(k pairKey, deliver func(Message) error) error {
 			r.held--
 		}
 		q[i] = nil
+		r.owned = true
 		err = deliver(Message{To: e.to, From: e.from, Term: e.buf})
+		r.owned = false
 	}
 	if i == len(q) {
 		delete(r.queues, k)

@@ -190,6 +190,8 @@ func modelReassembly(t *testing.T, ops []byte) {
 	r := NewReassembler(ReassemblyLimits{Budget: 8 << 20}) // room for every op to be a pending large message
 	fr := NewFrameReader(0, FeatureS2)
 	var next [4]int
+	type kept struct{ term, was []byte }
+	var owned []kept // terms handed over (Owned): they must stay as delivered
 	for len(wire) > 0 {
 		f, n, err := fr.Next(wire)
 		if err != nil {
@@ -202,6 +204,9 @@ func modelReassembly(t *testing.T, ops []byte) {
 				return err
 			}
 			pair := int(m.From)
+			if r.Owned() {
+				owned = append(owned, kept{m.Term, bytes.Clone(m.Term)})
+			}
 			if got := v.(codec.Tuple)[0].(int); got != next[pair] {
 				return fmt.Errorf("pair %d: got message %d, want %d", pair, got, next[pair])
 			}
@@ -214,6 +219,11 @@ func modelReassembly(t *testing.T, ops []byte) {
 	}
 	if next != seq || r.Used() != 0 || r.Pending() != 0 {
 		t.Fatalf("delivered %v of %v; %d bytes, %d pending left", next, seq, r.Used(), r.Pending())
+	}
+	for _, k := range owned {
+		if !bytes.Equal(k.term, k.was) {
+			t.Fatal("a buffer handed over (Owned) was written again")
+		}
 	}
 }
 

@@ -622,3 +622,52 @@ func TestAppendMessageRefusesATermOverTheMax(t *testing.T) {
 		})
 	}
 }
+
+// A reassembled message and a held record are delivered as the callee's to
+// keep (Owned), a record read in place is not, and a kept buffer is never
+// written again by the Reassembler.
+func TestReassemblerHandsOverOnlyItsOwnBuffers(t *testing.T) {
+	big := bytes.Repeat([]byte("ab"), 500)
+	frags := fragmentItems(t, 1, mustMessage(t, 10, 20, big), 100)
+	r := NewReassembler(ReassemblyLimits{})
+	fr := NewFrameReader(0, 0)
+	type got struct {
+		v     any
+		owned bool
+		term  []byte
+	}
+	var out []got
+	feed := func(item []byte) {
+		f, _, err := fr.Next(item)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Feed(f, func(m Message) error {
+			v, err := m.Decode(nil)
+			out = append(out, got{v, r.Owned(), m.Term})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	feed(frags[0])
+	feed(mustMessage(t, 11, 20, "in place"))
+	feed(mustMessage(t, 10, 20, "held"))
+	for _, f := range frags[1:] {
+		feed(f)
+	}
+	if r.Owned() {
+		t.Fatal("Owned outside a deliver call")
+	}
+	if len(out) != 3 || out[0].v != "in place" || out[0].owned || !out[1].owned || !out[2].owned || out[2].v != "held" {
+		t.Fatalf("deliveries %+v", out)
+	}
+	kept := bytes.Clone(out[1].term)
+	// More traffic, another large message: the kept buffer stays as it was.
+	for _, f := range fragmentItems(t, 2, mustMessage(t, 10, 20, bytes.Repeat([]byte("cd"), 500)), 100) {
+		feed(f)
+	}
+	if !bytes.Equal(kept, out[1].term) {
+		t.Fatal("a handed-over buffer was written again")
+	}
+}
