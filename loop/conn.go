@@ -104,6 +104,8 @@ type Conn struct {
 	bulk       sendQueue                 // the bulk lane (EnqueueBulk)
 	bulkQueued atomic.Int64              // bytes pushed to bulk and not yet drained
 	bulkTaken  atomic.Uint64             // bulk items drained (see BulkPassed)
+	bulkWait   atomic.Bool               // the loop holds the token in a socket wait with bulk queued
+	kicked     atomic.Bool               // a kickUrgent is on its way to the loop
 	scheduled  atomic.Bool               // the drain token (see the invariants)
 	ls         atomic.Pointer[loopState] // the owning loop, from OnOpen on
 	waiters    atomic.Bool               // someone may wait in waitRoom

@@ -54,15 +54,15 @@ type scratch struct {
 	bulk   []*chunk // the bulk lane's chunks of one drain
 }
 
-// drainQueue takes every item of c's urgent lane and the bulk lane's share
-// (bulkShare), and turns them, urgent first, into plaintext with c's drain
-// function (nil when there were none). It releases senders waiting for
-// room. Holder of c's drain token.
-func (s *scratch) drainQueue(c *Conn) []byte {
+// drainQueue takes every item of c's urgent lane and, withBulk, the bulk
+// lane's share (bulkShare), and turns them, urgent first, into plaintext
+// with c's drain function (nil when there were none). It releases senders
+// waiting for room. Holder of c's drain token.
+func (s *scratch) drainQueue(c *Conn, withBulk bool) []byte {
 	// Bulk first, then urgent: every urgent item pushed before a bulk item
 	// taken now is taken too, and is written before it.
 	var bulkBytes, bulkItems int
-	if c.bulkQueued.Load() > 0 {
+	if withBulk && c.bulkQueued.Load() > 0 {
 		s.bulk, bulkBytes, bulkItems = c.bulk.takeBytes(s.bulk[:0], bulkShare(int(c.queued.Load())))
 	}
 	chunks := c.q.take(s.chunks)

@@ -263,3 +263,34 @@ func TestBulkTicketPassesWhenDrained(t *testing.T) {
 		return n == 2
 	})
 }
+
+// While the loop waits for a backed-up socket with bulk items queued, an
+// urgent item does not wait for the timer: it is written (behind what gnet
+// holds, ahead of the bulk items still queued) as soon as it is queued.
+// The receiving loop is blocked, so the socket stays backed up and no
+// timer-driven drain can take it.
+func TestUrgentItemGoesOutDuringASocketWaitWithBulkQueued(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	p := newPair(t, func(*Conn, []byte) { <-release }, nil)
+	t.Cleanup(unblock) // before the pair's cleanup, which waits for the loops
+	c := p.cliConn
+	payload := make([]byte, 64<<10)
+	for range 64 { // 4 MiB: far more than the socket buffers hold
+		if _, err := c.EnqueueBulkNoWait(frame(nil, payload)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 20*time.Second, "the loop to wait on the socket with bulk queued", func() bool {
+		return c.bulkWait.Load() && c.bulkQueued.Load() > 0
+	})
+	if err := c.Enqueue(context.Background(), frame(nil, []byte("urgent"))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the urgent item to be written", func() bool { return c.queued.Load() == 0 })
+	if c.bulkQueued.Load() == 0 {
+		t.Fatal("the bulk lane drained while the receiver was blocked")
+	}
+	unblock()
+}

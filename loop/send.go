@@ -25,7 +25,10 @@ func (c *Conn) Enqueue(ctx context.Context, item []byte) error {
 			return err
 		}
 	}
-	_ = c.push(&c.q, &c.queued, item)
+	c.push(&c.q, &c.queued, item)
+	if c.bulkWait.Load() {
+		c.kickUrgent()
+	}
 	return nil
 }
 
@@ -92,7 +95,10 @@ func (c *Conn) EnqueueNoWait(item []byte) error {
 		_ = c.Close(ErrSlowConsumer)
 		return c.closedErr()
 	}
-	_ = c.push(&c.q, &c.queued, item)
+	c.push(&c.q, &c.queued, item)
+	if c.bulkWait.Load() {
+		c.kickUrgent()
+	}
 	return nil
 }
 
@@ -160,9 +166,9 @@ func (c *Conn) wakeSenders() {
 // KeyUpdate answer a Read produced), and sealed is the queue drained with
 // s and sealed by one tls.Conn Write (then close_notify, with closeNotify)
 // into spare. Holder of the drain token; earlier goes out before sealed.
-func (c *Conn) sealQueue(s *scratch, spare []byte, closeNotify bool) (earlier, sealed []byte, err error) {
+func (c *Conn) sealQueue(s *scratch, spare []byte, closeNotify, withBulk bool) (earlier, sealed []byte, err error) {
 	earlier = c.ad.SwapOutput(spare)
-	if plain := s.drainQueue(c); len(plain) > 0 {
+	if plain := s.drainQueue(c, withBulk); len(plain) > 0 {
 		_, err = c.tc.Write(plain)
 		s.keepPlain(plain)
 	}
@@ -213,9 +219,11 @@ func (c *Conn) flushQueue(ls *loopState) {
 	switch act {
 	case waitSocket:
 		c.armSocketWait()
+		c.waitWithBulk(ls)
 		return // scheduled stays true: senders do not wake the loop meanwhile
 	case backOff:
 		c.armRecheck(ob)
+		c.waitWithBulk(ls)
 		return
 	}
 	c.backoff, c.lastBacklog = 0, 0
@@ -228,7 +236,8 @@ func (c *Conn) flushQueue(ls *loopState) {
 	} else {
 		c.scheduled.Store(false)
 	}
-	earlier, sealed, err := c.sealQueue(&ls.s, ls.out, false)
+	c.bulkWait.Store(false)
+	earlier, sealed, err := c.sealQueue(&ls.s, ls.out, false, true)
 	c.writePending(earlier, sealed)
 	ls.out = sealed[:0]
 	if cap(ls.out) > 8<<20 {
@@ -260,6 +269,51 @@ func (c *Conn) flushQueue(ls *loopState) {
 	}
 	if !c.reached(socketClosed) && c.gc.OutboundBuffered() == 0 {
 		c.direct.Store(true)
+	}
+}
+
+// waitWithBulk is what flushQueue does when it leaves the queue to a
+// socket wait: with bulk items queued (the backlog is most likely theirs),
+// urgent items do not wait for the timer. What is queued goes out now, and
+// senders of urgent items wake the loop (kickUrgent) until the wait ends.
+// Loop only, holding the drain token.
+func (c *Conn) waitWithBulk(ls *loopState) {
+	if c.bulkQueued.Load() == 0 {
+		return
+	}
+	c.bulkWait.Store(true)
+	c.flushUrgent(ls)
+}
+
+// kickUrgent is called by a sender that queued an urgent item while the
+// loop holds the drain token in a socket wait with bulk items queued: the
+// loop writes the urgent lane now, behind gnet's backlog but ahead of the
+// rest of the bulk lane. One kick at a time. Any goroutine.
+func (c *Conn) kickUrgent() {
+	if !c.kicked.CompareAndSwap(false, true) {
+		return
+	}
+	c.exec(func() {
+		c.kicked.Store(false)
+		c.flushUrgent(c.ls.Load())
+	})
+}
+
+// flushUrgent writes the urgent lane only, while a socket wait (recheck)
+// holds the drain token for the loop. Anywhere else it does nothing: the
+// token's holder drains the urgent items with the rest. Loop only.
+func (c *Conn) flushUrgent(ls *loopState) {
+	if !c.recheck || !c.bulkWait.Load() || c.queued.Load() == 0 || c.reached(closing) {
+		return
+	}
+	earlier, sealed, err := c.sealQueue(&ls.s, ls.out, false, false)
+	c.writePending(earlier, sealed)
+	ls.out = sealed[:0]
+	if cap(ls.out) > 8<<20 {
+		ls.out = nil
+	}
+	if err != nil {
+		c.closeOnLoop(fmt.Errorf("%w: write: %w", ErrTLS, err))
 	}
 }
 
