@@ -29,7 +29,8 @@ package bench
 //
 // The in-run baseline of idle-cpu-% is idle-cpu-base-%: the same window with
 // no node running, measured first. A join the first node refuses (too many
-// handshakes at once) is retried after 50-150 ms; with MESH_SCALE_SEEDS=1
+// handshakes at once) is retried with a capped exponential backoff, 100 ms
+// to 2 s with jitter, as WithSeeds would; with MESH_SCALE_SEEDS=1
 // every node is also started with the first as its seed. The nodes log at
 // Warn (a peer-up line per link end would bury the output).
 //
@@ -267,7 +268,9 @@ func meshScale(b *testing.B, size int, idle time.Duration, base float64) {
 	for _, n := range nodes[1:] {
 		wg.Go(func() {
 			// A join refused while the first node is flooded with
-			// handshakes is tried again, as a program would.
+			// handshakes is tried again, backing off as a program
+			// would (all the joins come from one address, 127.0.0.1,
+			// over the first node's per-source handshake limit).
 			for try := 0; ; try++ {
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				err := n.Connect(ctx, nodes[0].Self())
@@ -279,7 +282,8 @@ func meshScale(b *testing.B, size int, idle time.Duration, base float64) {
 					b.Logf("%s: join: %v", n.Self(), err)
 					return
 				}
-				time.Sleep(time.Duration(50+rand.IntN(100)) * time.Millisecond)
+				d := min(100*time.Millisecond<<try, 2*time.Second)
+				time.Sleep(d/2 + rand.N(d/2))
 			}
 		})
 	}

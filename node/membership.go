@@ -296,8 +296,9 @@ func (n *Node) peerUp(pe *peer) {
 // other peer then joins the cluster through that peer: it dials every name
 // of the peer's list at once. The peer, seeing a first list that names no
 // node but the two of them, introduces the newcomer to its other peers (a
-// list of that one name), and each of those waits introDefer before
-// dialling it, so that the newcomer's dial comes first. Each pair then
+// list of that one name), and each of those waits before dialling it
+// (introDefer, longer in a larger cluster: gossipDelay), so that the
+// newcomer's dial comes first. Each pair then
 // makes one handshake, not two (a crossing dial costs a full TLS and
 // cookie handshake that the simultaneous-dial rule throws away), and the
 // dials come from the newcomer, maxConcurrentDials at a time, not from half

@@ -152,11 +152,12 @@ const (
 	// (plus up to as much again, random).
 	gossipDefer = time.Second
 	// introDefer is how long a node introduced to a newcomer waits for the
-	// newcomer's dial (plus up to as much again, random). The newcomer
-	// dials the whole cluster, maxConcurrentDials at a time: at 100 nodes
-	// under load that took several seconds, and a shorter wait made
-	// crossing dials again.
-	introDefer = 5 * time.Second
+	// newcomer's dial, plus introPerPeer for each peer it has (the
+	// newcomer dials that many, maxConcurrentDials at a time), plus up to
+	// as much again, random. At 100 nodes under load the newcomer's dials
+	// took over 5 s, and a fixed 5 s made crossing dials again.
+	introDefer   = 5 * time.Second
+	introPerPeer = 100 * time.Millisecond
 )
 
 // gossipHow is how a gossiped name is dialled (see learnNodes).
@@ -436,6 +437,10 @@ func (d *dialer) lost(name string, graceful bool) {
 // says (learnNodes). A name already waiting keeps its time.
 func (d *dialer) gossip(names []string, how gossipHow) {
 	n := d.n
+	peers := 0
+	if how == gossipIntro {
+		peers = len(n.upPeers())
+	}
 	for _, name := range names {
 		nn, err := parseName(name)
 		if err != nil || nn.String() != name || name == n.self || nn.port == 0 {
@@ -444,25 +449,27 @@ func (d *dialer) gossip(names []string, how gossipHow) {
 		if n.peerIfUp(name) != nil {
 			continue
 		}
-		if !d.addAfter(name, nn.addr(), whyGossip, gossipDelay(how, dialsFirst(n.self, name), rand.Float64())) {
+		if !d.addAfter(name, nn.addr(), whyGossip, gossipDelay(how, dialsFirst(n.self, name), peers, rand.Float64())) {
 			return
 		}
 	}
 }
 
 // gossipDelay is the wait before dialling a gossiped name, given how it
-// was learnt, whether this end dialsFirst, and r in [0, 1) for the jitter.
-func gossipDelay(how gossipHow, first bool, r float64) time.Duration {
+// was learnt, whether this end dialsFirst, this node's number of peers (for
+// an introduction), and r in [0, 1) for the jitter.
+func gossipDelay(how gossipHow, first bool, peers int, r float64) time.Duration {
 	jitter := func(d time.Duration) time.Duration { return d + time.Duration(r*float64(d)) }
+	intro := introDefer + time.Duration(peers)*introPerPeer
 	switch {
 	case how == gossipJoin:
 		return 0
 	case how == gossipIntro && first:
-		return jitter(introDefer)
+		return jitter(intro)
 	case how == gossipIntro:
 		// Should the newcomer not dial, and this end not be the one that
 		// dialsFirst, let the other introduced end try first.
-		return introDefer + jitter(introDefer)
+		return intro + jitter(intro)
 	case first:
 		return 0
 	default:

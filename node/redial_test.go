@@ -209,29 +209,32 @@ func TestDialsFirstIsOneEndOfEachPairAndBalanced(t *testing.T) {
 }
 
 // The wait before dialling a gossiped name: a newcomer dials at once; a
-// node introduced to it waits introDefer (plus jitter, and once more when
-// the other end dialsFirst), so the newcomer's dial comes first; plain
+// node introduced to it waits introDefer and introPerPeer per peer (plus
+// jitter, and once more when the other end dialsFirst), so the newcomer's
+// dial comes first; plain
 // gossip dials at the end dialsFirst names and defers at the other.
 func TestGossipDelay(t *testing.T) {
 	tests := []struct {
 		name     string
 		how      gossipHow
 		first    bool
+		peers    int
 		r        float64
 		min, max time.Duration
 	}{
-		{"newcomer", gossipJoin, false, 0.5, 0, 0},
-		{"newcomer, first end", gossipJoin, true, 0.5, 0, 0},
-		{"introduced, first end, no jitter", gossipIntro, true, 0, introDefer, introDefer},
-		{"introduced, first end, most jitter", gossipIntro, true, 0.999, introDefer, 2 * introDefer},
-		{"introduced, other end", gossipIntro, false, 0, 2 * introDefer, 2 * introDefer},
-		{"introduced, other end, most jitter", gossipIntro, false, 0.999, 2 * introDefer, 3 * introDefer},
-		{"gossip, first end", gossipPair, true, 0.7, 0, 0},
-		{"gossip, other end", gossipPair, false, 0, gossipDefer, gossipDefer},
-		{"gossip, other end, most jitter", gossipPair, false, 0.999, gossipDefer, 2 * gossipDefer},
+		{"newcomer", gossipJoin, false, 50, 0.5, 0, 0},
+		{"newcomer, first end", gossipJoin, true, 50, 0.5, 0, 0},
+		{"introduced, first end, no jitter", gossipIntro, true, 0, 0, introDefer, introDefer},
+		{"introduced, first end, most jitter", gossipIntro, true, 0, 0.999, introDefer, 2 * introDefer},
+		{"introduced, other end", gossipIntro, false, 0, 0, 2 * introDefer, 2 * introDefer},
+		{"introduced, other end, most jitter", gossipIntro, false, 0, 0.999, 2 * introDefer, 3 * introDefer},
+		{"introduced, 50 peers", gossipIntro, true, 50, 0, introDefer + 50*introPerPeer, introDefer + 50*introPerPeer},
+		{"gossip, first end", gossipPair, true, 50, 0.7, 0, 0},
+		{"gossip, other end", gossipPair, false, 50, 0, gossipDefer, gossipDefer},
+		{"gossip, other end, most jitter", gossipPair, false, 50, 0.999, gossipDefer, 2 * gossipDefer},
 	}
 	for _, tt := range tests {
-		got := gossipDelay(tt.how, tt.first, tt.r)
+		got := gossipDelay(tt.how, tt.first, tt.peers, tt.r)
 		if got < tt.min || got > tt.max {
 			t.Errorf("%s: gossipDelay = %v, want within [%v, %v]", tt.name, got, tt.min, tt.max)
 		}
