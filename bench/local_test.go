@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/meshrt/mesh/node"
 )
@@ -187,4 +188,128 @@ func BenchmarkIdleProcess(b *testing.B) {
 		b.ReportMetric(float64(used)/procs, "B/process")
 		_ = n.Stop(context.Background())
 	}
+}
+
+// BenchmarkLocalVsChan runs the two local benchmarks above and their
+// channel baselines in turns, a chunk of each at a time, so that both see
+// the same machine: on a shared, loaded machine the separate runs of
+// LocalSend and LocalPingPong differ by more than the effect measured.
+// (Chunks of 256 messages streamed, of 128 round trips.)
+// Each op is one mesh op and one channel op (ns/op is their sum; the
+// channels allocate nothing, so allocs/op is the mesh side's); it reports
+// the ns of each and mesh-vs-chan, their ratio (issue 15's target: at most
+// 1 for both).
+//
+//	go test -run '^$' -bench LocalVsChan -benchtime 1000000x -count 6 ./bench/
+func BenchmarkLocalVsChan(b *testing.B) {
+	report := func(b *testing.B, mesh, ch time.Duration, ops int) {
+		b.ReportMetric(float64(mesh.Nanoseconds())/float64(ops), "mesh-ns")
+		b.ReportMetric(float64(ch.Nanoseconds())/float64(ops), "chan-ns")
+		b.ReportMetric(mesh.Seconds()/ch.Seconds(), "mesh-vs-chan")
+	}
+	b.Run("send", func(b *testing.B) {
+		const chunk = 256 // a quarter of the channel's capacity
+		n := startNode(b)
+		// Each receiver says when it has taken a chunk.
+		meshGot, chanGot := make(chan struct{}), make(chan struct{})
+		rx := n.SpawnFunc(func(p *node.Process) error {
+			for {
+				for range chunk {
+					if _, err := p.Receive(context.Background()); err != nil {
+						return err
+					}
+				}
+				meshGot <- struct{}{}
+			}
+		})
+		ch := make(chan any, 1024)
+		go func() {
+			for {
+				for range chunk {
+					if _, ok := <-ch; !ok {
+						return
+					}
+				}
+				chanGot <- struct{}{}
+			}
+		}()
+		defer close(ch)
+		var meshT, chanT time.Duration
+		ops := 0
+		b.ReportAllocs()
+		err := n.Run(context.Background(), func(p *node.Process) error {
+			b.ResetTimer()
+			for ops < b.N {
+				t0 := time.Now()
+				for range chunk {
+					if err := p.Send(rx, payload64); err != nil {
+						return err
+					}
+				}
+				<-meshGot
+				t1 := time.Now()
+				for range chunk {
+					ch <- payload64
+				}
+				<-chanGot
+				meshT += t1.Sub(t0)
+				chanT += time.Since(t1)
+				ops += chunk
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		report(b, meshT, chanT, ops)
+	})
+	b.Run("pingpong", func(b *testing.B) {
+		const chunk = 128 // short turns: a preemption hits both sides alike
+		n := startNode(b)
+		pong := n.SpawnFunc(func(p *node.Process) error {
+			for {
+				m, err := p.Receive(context.Background())
+				if err != nil {
+					return err
+				}
+				_ = p.Send(m.(node.PID), payload64)
+			}
+		})
+		ping, pongCh := make(chan any, 1), make(chan any, 1)
+		go func() {
+			for m := range ping {
+				pongCh <- m
+			}
+		}()
+		defer close(ping)
+		var meshT, chanT time.Duration
+		ops := 0
+		b.ReportAllocs()
+		err := n.Run(context.Background(), func(p *node.Process) error {
+			var self any = p.Self()
+			b.ResetTimer()
+			for ops < b.N {
+				t0 := time.Now()
+				for range chunk {
+					_ = p.Send(pong, self)
+					if _, err := p.Receive(context.Background()); err != nil {
+						return err
+					}
+				}
+				t1 := time.Now()
+				for range chunk {
+					ping <- payload64
+					<-pongCh
+				}
+				meshT += t1.Sub(t0)
+				chanT += time.Since(t1)
+				ops += chunk
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		report(b, meshT, chanT, ops)
+	})
 }
