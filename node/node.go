@@ -472,6 +472,15 @@ func (n *Node) Stop(ctx context.Context) error {
 	for n.running.Load() != 0 {
 		select {
 		case <-n.idle:
+			// Stop may run on several goroutines at once (a process may
+			// stop its own node): the last process signals idle once, so
+			// pass the signal on to the next waiter.
+			if n.running.Load() == 0 {
+				select {
+				case n.idle <- struct{}{}:
+				default:
+				}
+			}
 		case <-ctx.Done():
 			return fmt.Errorf("node: stop: %d processes still running: %w", n.running.Load(), ctx.Err())
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Regression: Stop handed each link's queue and close_notify to the event
@@ -54,4 +55,31 @@ func TestStopDeliversLargeMessagesTheirSendAccepted(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// Regression: Stop called on two goroutines at once (a process may stop its
+// own node while its owner stops it too) left one of them waiting for ever:
+// the last process signals idle once, and only one Stop took the signal.
+func TestConcurrentStopsBothReturn(t *testing.T) {
+	n, err := Start("n@127.0.0.1:0", "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	n.SpawnFunc(func(*Process) error { <-gate; return nil }) // runs until the gate opens, killed or not
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	defer cancel()
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { errs <- n.Stop(ctx) }()
+	}
+	// Give both Stops the time to reach their wait (not needed for the
+	// test to pass: a Stop that comes later returns at once).
+	time.Sleep(50 * time.Millisecond)
+	close(gate)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("Stop: %v", err)
+		}
+	}
 }
