@@ -6,7 +6,9 @@ package bench
 // p50/p90/p99/p99.9 (µs, from a histogram) and, with the stream, the
 // stream's bandwidth (MB/s) and its in-run baseline: a raw crypto/tls pipe
 // to another process (bench/internal/transportpeer) moving the same bytes
-// in 1 MiB frames right after (tls-MB/s; stream/tls is the ratio).
+// in 1 MiB frames right after (tls-MB/s; stream/tls is the ratio), and the
+// ping's p99 with the stream over its p99 alone in the same run (p99/idle;
+// the target is at most 2).
 //
 //	go test -run '^$' -bench 'HeadOfLine' -benchtime 5000x -count 5 ./bench/
 
@@ -47,11 +49,12 @@ func BenchmarkHeadOfLine(b *testing.B) {
 	if err := n.Connect(ctx, peerName); err != nil {
 		b.Fatal(err)
 	}
-	b.Run("stream=none", func(b *testing.B) { pingpongMesh(b, n, peerName) })
+	var idleP99 time.Duration
+	b.Run("stream=none", func(b *testing.B) { idleP99 = pingpongMesh(b, n, peerName) })
 	b.Run("stream=1MiB", func(b *testing.B) {
 		stop, bytes := streamMesh(b, n, peerName, 1<<20)
 		start := time.Now()
-		pingpongMesh(b, n, peerName)
+		p99 := pingpongMesh(b, n, peerName)
 		elapsed := time.Since(start)
 		stop()
 		moved := bytes.Load()
@@ -60,6 +63,9 @@ func BenchmarkHeadOfLine(b *testing.B) {
 		b.ReportMetric(mesh, "stream-MB/s")
 		b.ReportMetric(raw, "tls-MB/s")
 		b.ReportMetric(mesh/raw, "stream/tls")
+		if idleP99 > 0 {
+			b.ReportMetric(float64(p99)/float64(idleP99), "p99/idle")
+		}
 	})
 }
 

@@ -162,7 +162,7 @@ func onewayMesh(b *testing.B, n *node.Node, peer string, senders int) {
 }
 
 // pingpongMesh measures round trips to an echo process on the peer node.
-func pingpongMesh(b *testing.B, n *node.Node, peer string) {
+func pingpongMesh(b *testing.B, n *node.Node, peer string) (p99 time.Duration) {
 	b.ReportAllocs()
 	var h latencyHist
 	err := n.Run(context.Background(), func(p *node.Process) error {
@@ -189,6 +189,7 @@ func pingpongMesh(b *testing.B, n *node.Node, peer string) {
 		b.Fatal(err)
 	}
 	h.Report(b)
+	return h.Quantile(0.99)
 }
 
 // spawnMesh measures remote spawns (request, spawn, reply) of a process that
