@@ -25,6 +25,8 @@
 //   - signal.go: outgoing. sendRemote (a message), sendLink, sendUnlink,
 //     sendMonitor, sendDemonitor, sendExit, sendDown, requestSpawn.
 //   - peer.go: the link to one peer: its state, control frames.
+//   - lanes.go: a process's items on a link stay behind its own bulk items
+//     (large messages' fragments), whatever they are addressed to.
 //   - membership.go: Connect and dialling, the peer table, a peer coming up
 //     (attach, peerUp) and going (OnClose, peerGone), gossip.
 //   - tick.go: heartbeats, one sweep per node; events.go: NodeUp/NodeDown
@@ -94,7 +96,9 @@
 // a peerHandle, else peerFor, which may dial) → sendRemote encodes into the
 // process's scratch buffer (codec.AppendMessage) → loop.Conn.Enqueue copies
 // it into the peer's queue, waiting while the queue is at its high mark (a
-// message over fragmentAbove goes as fragments, sendFragmented) → the loop
+// message over fragmentAbove goes as fragments on the link's bulk lane,
+// sendFragmented, and the sender's later items follow it there until it
+// is drained: lanes.go) → the loop
 // (or, on an idle connection, the sender itself) drains the queue through
 // drainFunc (codec.Batcher: one batch frame) → TLS → write(2).
 //
