@@ -169,26 +169,32 @@ func TestTwoNodesShareOneRegisterer(t *testing.T) {
 	a := startNamed(t, "a", "c", WithMetrics(reg))
 	b := startNamed(t, "b", "c", WithMetrics(reg))
 	connect(t, a, b)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodes := map[string]float64{}
-	for _, mf := range mfs {
-		if mf.GetName() != "mesh_peers_connected" {
-			continue
+	byNode := func() map[string]float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
 		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "node" {
-					nodes[l.GetValue()] = m.GetGauge().GetValue()
+		nodes := map[string]float64{}
+		for _, mf := range mfs {
+			if mf.GetName() != "mesh_peers_connected" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "node" {
+						nodes[l.GetValue()] = m.GetGauge().GetValue()
+					}
 				}
 			}
 		}
+		return nodes
 	}
-	if len(nodes) != 2 || nodes[a.Self()] != 1 || nodes[b.Self()] != 1 {
-		t.Fatalf("mesh_peers_connected by node = %v, want 1 for each of %s and %s", nodes, a.Self(), b.Self())
-	}
+	// Connect returns once the dialer has its peer; the acceptor counts
+	// its own a moment later.
+	eventually(t, "mesh_peers_connected 1 for each node", func() bool {
+		nodes := byNode()
+		return len(nodes) == 2 && nodes[a.Self()] == 1 && nodes[b.Self()] == 1
+	})
 	// A node stopped unregisters its series; the other's stay.
 	ctx, cancel := context.WithTimeout(context.Background(), testWait)
 	defer cancel()
