@@ -101,6 +101,7 @@ type Conn struct {
 	// Send side: any goroutine.
 	q          sendQueue                 // the urgent lane: every item but bulk
 	queued     atomic.Int64              // bytes pushed to q and not yet drained
+	backlog    atomic.Int64              // bytes allowed past the hard limit (AllowBacklog)
 	bulk       sendQueue                 // the bulk lane (EnqueueBulk)
 	bulkQueued atomic.Int64              // bytes pushed to bulk and not yet drained
 	bulkTaken  atomic.Uint64             // bulk items drained (see BulkPassed)

@@ -75,6 +75,18 @@ func (c *Conn) EnqueueBulkNoWait(item []byte) (BulkTicket, error) {
 	return BulkTicket(c.push(&c.bulk, &c.bulkQueued, item)), nil
 }
 
+// AllowBacklog raises the hard limit of EnqueueNoWait by n bytes, for the
+// conn's lifetime: for a sender that must queue more than the limit at once
+// without waiting and knows how much, such as a node's snapshot of its own
+// tables sent when a link comes up, before the loop drains anything. The
+// conn's memory stays bounded, by the limit plus what was allowed. Safe
+// from any goroutine.
+func (c *Conn) AllowBacklog(n int) {
+	if n > 0 {
+		c.backlog.Add(int64(n))
+	}
+}
+
 // BulkPassed reports whether the bulk item of ticket t, and every bulk
 // item before it, has been drained: any item enqueued after BulkPassed
 // returns true, on either lane, is written after it. On a closed conn it
@@ -84,14 +96,15 @@ func (c *Conn) BulkPassed(t BulkTicket) bool { return c.bulkTaken.Load() >= uint
 // EnqueueNoWait is Enqueue for items that must go out without their sender
 // ever waiting: control signals, and anything sent from a loop. It copies
 // item into the queue whatever the high-water mark says. Past the hard limit
-// (four times the high-water mark) it closes the conn with ErrSlowConsumer
-// instead, so memory stays bounded and the peer's loss is reported, never
-// silent. Safe from any goroutine, including any loop.
+// (four times the high-water mark, plus what AllowBacklog allowed) it closes
+// the conn with ErrSlowConsumer instead, so memory stays bounded and the
+// peer's loss is reported, never silent. Safe from any goroutine, including
+// any loop.
 func (c *Conn) EnqueueNoWait(item []byte) error {
 	if c.reached(closeRequested) {
 		return c.closedErr()
 	}
-	if c.queued.Load() >= 4*c.e.opts.high {
+	if c.queued.Load() >= 4*c.e.opts.high+c.backlog.Load() {
 		_ = c.Close(ErrSlowConsumer)
 		return c.closedErr()
 	}

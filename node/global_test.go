@@ -813,3 +813,32 @@ func TestPartitionWhileTheAcceptorAttaches(t *testing.T) {
 		b.heal(a.Self())
 	}
 }
+
+// Regression: a node sent its registry and groups snapshots to a new peer
+// without waiting, before the link's loop started draining, so a snapshot
+// over the queue's hard limit (four times the high-water mark: 8 MiB on a
+// real link, 16 KiB on this test network) cut the link as a slow consumer
+// at once: a node owning some 30 000 long names could join no cluster.
+func TestSnapshotsLargerThanTheQueueLimitStillSync(t *testing.T) {
+	nw := memlink.NewNetwork(memlink.WithWaterMarks(1<<10, 4<<10))
+	a := startNamed(t, "a", "c", onNet(nw))
+	b := startNamed(t, "b", "c", onNet(nw))
+	holder := a.SpawnFunc(func(p *Process) error { _, err := recv(p); return err })
+	const names = 200 // about 55 KB of snapshot each
+	pad := strings.Repeat("x", 240)
+	for i := range names {
+		if err := a.Global().Register(fmt.Sprintf("%s%08d", pad, i), holder); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Groups().Join(fmt.Sprintf("%s%08d", pad, i), holder); err != nil {
+			t.Fatal(err)
+		}
+	}
+	connect(t, b, a)
+	eventually(t, "b has a's names and groups", func() bool {
+		return b.Global().Len() == names && len(b.Groups().Which()) == names
+	})
+	if !connected(b, a.Self()) {
+		t.Fatal("the link did not survive the snapshots")
+	}
+}

@@ -23,6 +23,7 @@ import (
 type link interface {
 	Enqueue(ctx context.Context, item []byte) error
 	EnqueueNoWait(item []byte) error
+	AllowBacklog(n int)
 	EnqueueBulk(ctx context.Context, item []byte) (loop.BulkTicket, error)
 	EnqueueBulkNoWait(item []byte) (loop.BulkTicket, error)
 	BulkPassed(t loop.BulkTicket) bool

@@ -283,8 +283,20 @@ func (n *Node) peerUp(pe *peer) {
 	// taken and queued under the registry's lock, no broadcast can slip in
 	// between (one queued before it carries what the snapshot holds, and
 	// the peer ignores ops until it has merged).
-	n.global.SnapshotTo(pe.sendRegistry)
-	n.groups.SnapshotTo(pe.sendGroups) // the same rule for the groups
+	//
+	// The loop has not started: nothing drains yet, so a snapshot larger
+	// than the queue's hard limit (8 MiB) would cut the link as a slow
+	// consumer before it began. Its size, the node's own tables (bounded on
+	// the peer's side by WithRegistryLimits' frame bytes), is allowed past
+	// the limit for good (a snapshot part is at most 1 MiB plus a header).
+	n.global.SnapshotTo(func(frame []byte) {
+		pe.conn.AllowBacklog(len(frame) + len(frame)/registryPart*64 + 64)
+		pe.sendRegistry(frame)
+	})
+	n.groups.SnapshotTo(func(frame []byte) {
+		pe.conn.AllowBacklog(len(frame) + len(frame)/groupsPart*64 + 64)
+		pe.sendGroups(frame)
+	})
 }
 
 // learnNodes takes a peer's node list: the dial worker connects to the

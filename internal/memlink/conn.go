@@ -112,10 +112,11 @@ type Conn struct {
 	outbound bool
 	ep       *Endpoint // the endpoint that owns this end, or nil (Pair)
 
-	queued atomic.Int64  // bytes in the queue, read without mu
-	wake   chan struct{} // capacity 1: the end's goroutine has work
-	done   chan struct{} // closed with the first close reason
-	gone   chan struct{} // closed after OnClose ran
+	queued  atomic.Int64  // bytes in the queue, read without mu
+	backlog atomic.Int64  // bytes allowed past the hard limit (AllowBacklog)
+	wake    chan struct{} // capacity 1: the end's goroutine has work
+	done    chan struct{} // closed with the first close reason
+	gone    chan struct{} // closed after OnClose ran
 
 	mu         sync.Mutex
 	handler    loop.Handler
@@ -252,11 +253,19 @@ func (c *Conn) Enqueue(ctx context.Context, item []byte) error {
 // says; past four times the mark it closes the end with
 // [loop.ErrSlowConsumer] instead. Safe from any goroutine.
 func (c *Conn) EnqueueNoWait(item []byte) error {
-	if c.queued.Load() >= 4*int64(c.opts.high) {
+	if c.queued.Load() >= 4*int64(c.opts.high)+c.backlog.Load() {
 		_ = c.Close(loop.ErrSlowConsumer)
 		return c.closedErr()
 	}
 	return c.push(item)
+}
+
+// AllowBacklog raises the hard limit of EnqueueNoWait by n bytes, as
+// [loop.Conn.AllowBacklog]. Safe from any goroutine.
+func (c *Conn) AllowBacklog(n int) {
+	if n > 0 {
+		c.backlog.Add(int64(n))
+	}
 }
 
 // EnqueueBulk is Enqueue: an in-memory link has one lane, nothing
