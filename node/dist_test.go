@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 	"weak"
@@ -60,15 +61,21 @@ func TestStartPortZeroReportsBoundPort(t *testing.T) {
 }
 
 func TestWithListenBindsOtherAddressThanAdvertised(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	n, err := Start(fmt.Sprintf("adv@localhost:%d", port), "c", WithListen(fmt.Sprintf("0.0.0.0:%d", port)))
-	if err != nil {
-		t.Fatal(err)
+	// The advertised and listened ports must be the same, so the port is
+	// picked free first; another process may take it before Start binds
+	// it (seen once under make test), then another is picked.
+	var n *Node
+	for attempt := 0; n == nil; attempt++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		n, err = Start(fmt.Sprintf("adv@localhost:%d", port), "c", WithListen(fmt.Sprintf("0.0.0.0:%d", port)))
+		if err != nil && (!errors.Is(err, syscall.EADDRINUSE) || attempt == 9) {
+			t.Fatal(err)
+		}
 	}
 	defer stopNode(t, n)
 	m := startNamed(t, "dialer", "c")
