@@ -96,6 +96,7 @@ func (s *scratch) drainQueue(c *Conn, withBulk bool) []byte {
 	}
 	s.bulk = s.bulk[:0]
 	c.queued.Add(-int64(total))
+	c.spendBacklog(int64(total))
 	c.bulkQueued.Add(-int64(bulkBytes))
 	c.wakeSenders()
 	return plain

@@ -75,15 +75,26 @@ func (c *Conn) EnqueueBulkNoWait(item []byte) (BulkTicket, error) {
 	return BulkTicket(c.push(&c.bulk, &c.bulkQueued, item)), nil
 }
 
-// AllowBacklog raises the hard limit of EnqueueNoWait by n bytes, for the
-// conn's lifetime: for a sender that must queue more than the limit at once
-// without waiting and knows how much, such as a node's snapshot of its own
-// tables sent when a link comes up, before the loop drains anything. The
-// conn's memory stays bounded, by the limit plus what was allowed. Safe
-// from any goroutine.
+// AllowBacklog raises the hard limit of EnqueueNoWait by n bytes until n
+// more bytes have left the queue: for a sender that must queue more than
+// the limit at once without waiting and knows how much, such as a node's
+// snapshot of its own tables sent when a link comes up, before the loop
+// drains anything. The queue stays bounded, by the limit plus what is
+// allowed and not yet drained. Safe from any goroutine.
 func (c *Conn) AllowBacklog(n int) {
 	if n > 0 {
 		c.backlog.Add(int64(n))
+	}
+}
+
+// spendBacklog takes n drained bytes off the AllowBacklog allowance. On the
+// conn's loop; a sender's AllowBacklog may race with it (CAS).
+func (c *Conn) spendBacklog(n int64) {
+	for {
+		b := c.backlog.Load()
+		if b <= 0 || c.backlog.CompareAndSwap(b, b-min(b, n)) {
+			return
+		}
 	}
 }
 

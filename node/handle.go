@@ -287,7 +287,7 @@ func (n *Node) handleLink(pe *peer, m *wire.Link) error {
 	if !pe.owns(from) {
 		return nil
 	}
-	if t := n.local(to); t != nil && t.addLink(from) {
+	if t := n.local(to); t != nil && t.addLinkBy(from, true) {
 		return pe.relationAdded()
 	}
 	pe.control(&wire.Exit{From: to, To: from, Reason: NoProc, Link: true})

@@ -288,7 +288,8 @@ func (n *Node) peerUp(pe *peer) {
 	// than the queue's hard limit (8 MiB) would cut the link as a slow
 	// consumer before it began. Its size, the node's own tables (bounded on
 	// the peer's side by WithRegistryLimits' frame bytes), is allowed past
-	// the limit for good (a snapshot part is at most 1 MiB plus a header).
+	// the limit until as many bytes have been written (a snapshot part is at
+	// most 1 MiB plus a header).
 	n.global.SnapshotTo(func(frame []byte) {
 		pe.conn.AllowBacklog(len(frame) + len(frame)/registryPart*64 + 64)
 		pe.sendRegistry(frame)

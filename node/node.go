@@ -276,7 +276,7 @@ func (n *Node) prepareSpawnBy(fn func(*Process) error, link PID, spawner string)
 	p := n.newProcess()
 	p.spawner = spawner
 	if !link.IsZero() {
-		p.addLinkLocked(link) // p is not shared yet: no lock needed
+		p.addLinkByLocked(link, spawner != "") // p is not shared yet: no lock needed
 	}
 	n.procs.add(p)
 	if n.stopped.Load() {

@@ -40,7 +40,13 @@ const (
 // steps, so a peer may hold up to twice the limit before it is cut). A spawn
 // request past the first limit, or relations past the second, cut the peer,
 // counted in mesh_peers_cut_total (limit "spawned" or "relations") and
-// logged at Warn. Values below 1 keep the default. Called before [Start].
+// logged at Warn. The spawned count outlives the link (so do the
+// processes): a peer at its bound is cut again at each further spawn
+// request until some of its processes here exit. Links this node's own
+// processes make to the peer's do not count. Each recount of links and
+// monitors walks the process table; with a very small relations bound and
+// many processes that walk is the cost a peer can impose, once per bound
+// additions. Values below 1 keep the default. Called before [Start].
 func WithPeerProcessLimits(spawned, relations int) Option {
 	return func(o *options) {
 		if spawned >= 1 {
@@ -103,8 +109,8 @@ func (n *Node) relationsHeldBy(pe *peer) int {
 	for _, p := range n.procs.snapshot() {
 		p.mu.Lock()
 		if r := p.rel; r != nil {
-			for pid := range r.links {
-				if pe.owns(pid) {
+			for pid, byPeer := range r.links {
+				if byPeer && pe.owns(pid) { // not links made here
 					held++
 				}
 			}

@@ -49,9 +49,12 @@ type Process struct {
 // that a process that has none stays small (an idle process must fit in
 // 3 KiB with its goroutine).
 type relations struct {
-	links    map[PID]struct{} // linked processes
-	monitors map[Ref]PID      // monitors held on this process: ref → watcher
-	watching map[Ref]PID      // monitors this process holds: ref → target
+	// links are the linked processes; true for a link a peer's process
+	// asked for (Link frame, linked spawn request), which counts against
+	// that peer's bound (peerlimits.go), false for one made here.
+	links    map[PID]bool
+	monitors map[Ref]PID // monitors held on this process: ref → watcher
+	watching map[Ref]PID // monitors this process holds: ref → target
 }
 
 // watchingRef returns the target of the monitor ref this process holds.
@@ -321,22 +324,29 @@ func linkLocal(a, b *Process) linkResult {
 	return linked
 }
 
-func (p *Process) addLinkLocked(pid PID) {
+func (p *Process) addLinkLocked(pid PID) { p.addLinkByLocked(pid, false) }
+
+// addLinkByLocked records a link to pid, one that pid's peer asked for if
+// byPeer (it stays so if it was). p.mu must be held, or p not shared yet.
+func (p *Process) addLinkByLocked(pid PID, byPeer bool) {
 	r := p.relLocked()
 	if r.links == nil {
-		r.links = make(map[PID]struct{}, 1)
+		r.links = make(map[PID]bool, 1)
 	}
-	r.links[pid] = struct{}{}
+	r.links[pid] = r.links[pid] || byPeer
 }
 
 // addLink records a link to pid on p alone; false if p is dead.
-func (p *Process) addLink(pid PID) bool {
+func (p *Process) addLink(pid PID) bool { return p.addLinkBy(pid, false) }
+
+// addLinkBy is addLink for a link pid's peer asked for if byPeer.
+func (p *Process) addLinkBy(pid PID, byPeer bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.dead {
 		return false
 	}
-	p.addLinkLocked(pid)
+	p.addLinkByLocked(pid, byPeer)
 	return true
 }
 

@@ -260,8 +260,9 @@ func (c *Conn) EnqueueNoWait(item []byte) error {
 	return c.push(item)
 }
 
-// AllowBacklog raises the hard limit of EnqueueNoWait by n bytes, as
-// [loop.Conn.AllowBacklog]. Safe from any goroutine.
+// AllowBacklog raises the hard limit of EnqueueNoWait by n bytes until n
+// more bytes have left the queue, as [loop.Conn.AllowBacklog]. Safe from
+// any goroutine.
 func (c *Conn) AllowBacklog(n int) {
 	if n > 0 {
 		c.backlog.Add(int64(n))

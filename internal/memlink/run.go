@@ -132,6 +132,12 @@ func (c *Conn) send(drain func([]byte, [][]byte) []byte, spare, out []byte, item
 	}
 	clear(items)
 	c.queued.Add(-int64(off))
+	for { // what left the queue spends the AllowBacklog allowance
+		b := c.backlog.Load()
+		if b <= 0 || c.backlog.CompareAndSwap(b, b-min(b, int64(off))) {
+			break
+		}
+	}
 	if c.queued.Load() < int64(c.opts.low) {
 		c.mu.Lock()
 		if c.roomCh != nil {
