@@ -304,6 +304,13 @@ func (c *simCluster) check() {
 		if got := n.r.Which(); !slices.Equal(got, slices.Sorted(maps.Keys(want))) {
 			c.t.Fatalf("%s: Which() = %v, want %v", n.name, got, slices.Sorted(maps.Keys(want)))
 		}
+		members := 0
+		for _, pids := range want {
+			members += len(pids)
+		}
+		if gs, ms := n.r.Counts(); gs != len(want) || ms != members {
+			c.t.Fatalf("%s: Counts() = %d groups, %d members; want %d, %d", n.name, gs, ms, len(want), members)
+		}
 	}
 }
 
