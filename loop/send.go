@@ -261,14 +261,7 @@ func (c *Conn) flushQueue(ls *loopState) {
 		c.scheduled.Store(false)
 	}
 	c.bulkWait.Store(false)
-	earlier, sealed, err := c.sealQueue(&ls.s, ls.out, false, true)
-	c.writePending(earlier, sealed)
-	ls.out = sealed[:0]
-	if cap(ls.out) > 8<<20 {
-		ls.out = nil
-	}
-	if err != nil {
-		c.closeOnLoop(fmt.Errorf("%w: write: %w", ErrTLS, err))
+	if !c.sealAndWrite(ls, true) {
 		return
 	}
 	c.idleSince.Store(monoNow())
@@ -330,7 +323,15 @@ func (c *Conn) flushUrgent(ls *loopState) {
 	if !c.recheck || !c.bulkWait.Load() || c.queued.Load() == 0 || c.reached(closing) {
 		return
 	}
-	earlier, sealed, err := c.sealQueue(&ls.s, ls.out, false, false)
+	c.sealAndWrite(ls, false)
+}
+
+// sealAndWrite seals the urgent lane (and the bulk lane's share, withBulk)
+// and hands it to gnet, keeping the loop's output buffer for the next pass
+// unless it grew past 8 MiB. A TLS error closes the conn: false. Loop only,
+// holding the drain token.
+func (c *Conn) sealAndWrite(ls *loopState, withBulk bool) bool {
+	earlier, sealed, err := c.sealQueue(&ls.s, ls.out, false, withBulk)
 	c.writePending(earlier, sealed)
 	ls.out = sealed[:0]
 	if cap(ls.out) > 8<<20 {
@@ -338,7 +339,9 @@ func (c *Conn) flushUrgent(ls *loopState) {
 	}
 	if err != nil {
 		c.closeOnLoop(fmt.Errorf("%w: write: %w", ErrTLS, err))
+		return false
 	}
+	return true
 }
 
 // armSocketWait flushes the queue again after socketWait. Loop only,

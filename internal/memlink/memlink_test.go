@@ -68,6 +68,17 @@ func (r *recorder) OnClose(_ *loop.Conn, reason error) {
 	}
 }
 
+// holdUntilReleased makes r wait inside its next OnData until the returned
+// function is called, or the test ends: the release runs before started's
+// cleanup, which waits for the receiver, so a failing test reports instead
+// of hanging. Before r is offered data.
+func (r *recorder) holdUntilReleased(t *testing.T) (release func()) {
+	r.hold = make(chan struct{})
+	release = sync.OnceFunc(func() { close(r.hold) })
+	t.Cleanup(release)
+	return release
+}
+
 func (r *recorder) bytes() []byte {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -150,9 +161,7 @@ func TestTheDrainFunctionShapesWhatIsSent(t *testing.T) {
 func TestEnqueueWaitsAtTheHighMarkWhileTheOtherEndDoesNotRead(t *testing.T) {
 	const low, high = 1 << 10, 4 << 10
 	a, b, _, rb := started(t, WithWaterMarks(low, high))
-	rb.hold = make(chan struct{})
-	release := sync.OnceFunc(func() { close(rb.hold) })
-	t.Cleanup(release) // before started's cleanup, which waits for the receiver
+	release := rb.holdUntilReleased(t)
 	item := make([]byte, 100)
 	sent := make(chan int, 1)
 	go func() {
@@ -188,9 +197,7 @@ func TestEnqueueWaitsAtTheHighMarkWhileTheOtherEndDoesNotRead(t *testing.T) {
 func TestEnqueueNoWaitCutsASlowConsumerAtFourTimesTheHighMark(t *testing.T) {
 	const low, high = 1 << 10, 4 << 10
 	a, b, ra, rb := started(t, WithWaterMarks(low, high))
-	rb.hold = make(chan struct{})
-	release := sync.OnceFunc(func() { close(rb.hold) })
-	t.Cleanup(release) // before started's cleanup, which waits for the receiver
+	release := rb.holdUntilReleased(t)
 	item := make([]byte, 100)
 	var err error
 	for i := 0; i < 100*high/len(item) && err == nil; i++ {
