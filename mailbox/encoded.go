@@ -85,6 +85,11 @@ type Decoder struct {
 	// Dropped, if not nil, is told about each message Decode failed on;
 	// the message is skipped. It runs on the owner's goroutine.
 	Dropped func(err error)
+	// Release, if not nil, is given each buffer queued by
+	// PushEncodedOwned once it was decoded (or failed to): the mailbox
+	// refers to it no more, and Decode did not keep it. It runs on the
+	// owner's goroutine.
+	Release func(b []byte)
 }
 
 const (
@@ -229,6 +234,9 @@ func (m *Mailbox) PushEncodedOwned(dec *Decoder, b []byte) bool {
 // Owner only.
 func (e *ownedEnc) decode() (any, bool) {
 	v, err := e.dec.Decode(e.b)
+	if e.dec.Release != nil {
+		e.dec.Release(e.b)
+	}
 	e.b = nil
 	if err != nil {
 		if e.dec.Dropped != nil {

@@ -137,6 +137,7 @@ func Start(name, cookie string, opts ...Option) (*Node, error) {
 		Decode:     func(b []byte) (any, error) { return wire.Message{Term: b}.Decode(&n.limits) },
 		DecodeSlab: n.decodeStreamed,
 		Dropped:    n.undecodable,
+		Release:    wire.ReleaseBuffer, // a reassembled message's buffer (pushLarge)
 	}
 	n.life, n.endLife = context.WithCancel(context.Background())
 	if err := n.startNet(); err != nil {

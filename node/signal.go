@@ -56,11 +56,14 @@ func (n *Node) sendRemote(pe *peer, scratch *[]byte, from uint64, to PID, msg an
 const maxKeptScratch = 1 << 10
 
 // sendFragmented queues a large message item of the local process from as
-// fragments, one item each, on the link's bulk lane: other senders' items
-// overtake them, from's own later items follow them (lanes.go).
+// fragments, one item each of at most size bytes, on the link's bulk lane:
+// other senders' items overtake them, from's own later items follow them
+// (lanes.go). With the default size (64 KiB) an item fits one of the send
+// queue's pooled chunks: a larger one got a chunk allocated for it alone,
+// a megabyte of garbage per megabyte sent.
 func (pe *peer) sendFragmented(from uint64, item []byte, size int) error {
 	var f wire.Fragmenter
-	if err := f.Reset(pe.fragID.Add(1), item, size); err != nil {
+	if err := f.Reset(pe.fragID.Add(1), item, size-wire.MaxFragmentOverhead); err != nil {
 		return err
 	}
 	bp := getBuf()

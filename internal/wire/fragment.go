@@ -18,8 +18,9 @@ package wire
 //   - Reassembler memory never exceeds its budget: what it charges is the
 //     capacity of every reassembly buffer, the bytes of every held record
 //     and entryCost of bookkeeping for each of them. A buffer grows as
-//     chunks arrive (by four times, capped at the announced total), never from
-//     the announced total alone, so memory follows the bytes received.
+//     chunks arrive (by four times, capped at the announced total rounded
+//     up to 64 KiB, the pools' unit: buffers.go), never from the announced
+//     total alone, so memory follows the bytes received.
 //     Unfinished messages and held records are also capped in number. Past
 //     any limit Feed fails with a *LimitError (codec.ErrLimit) and the link
 //     must be closed.
@@ -30,6 +31,7 @@ package wire
 //     true, and the callee may keep Term (no copy).
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"github.com/meshrt/mesh/codec"
@@ -38,6 +40,11 @@ import (
 // DefaultFragmentSize is the default chunk size of fragments and the item
 // size above which a message should be fragmented.
 const DefaultFragmentSize = 64 << 10
+
+// MaxFragmentOverhead is the most a fragment item adds to its chunk of
+// term bytes (frame header and the five uvarints): a sender that wants
+// items of at most n bytes fragments with size n - MaxFragmentOverhead.
+const MaxFragmentOverhead = HeaderSize + 5*binary.MaxVarintLen64
 
 // Reassembler defaults, per link.
 const (
@@ -323,13 +330,15 @@ func (r *Reassembler) fragment(p []byte, deliver func(Message) error) error {
 	if need := len(e.buf) + len(chunk); need > cap(e.buf) {
 		// Grow with what arrived, not with what was announced; by four
 		// times, so a 64 MiB message is copied a third more, not twice.
+		// A pooled buffer's capacity is c rounded up to 64 KiB
+		// (buffers.go), charged as it is.
 		c := min(e.total, max(need, 4*cap(e.buf)))
-		if err := r.reserve(c - cap(e.buf)); err != nil {
+		if err := r.reserve(bufferCap(c) - cap(e.buf)); err != nil {
 			return err
 		}
-		e.charged += c - cap(e.buf)
-		nb := make([]byte, len(e.buf), c)
-		copy(nb, e.buf)
+		nb := append(newBuffer(c), e.buf...)
+		e.charged += cap(nb) - cap(e.buf)
+		ReleaseBuffer(e.buf)
 		e.buf = nb
 	}
 	e.buf = append(e.buf, chunk...)

@@ -8,7 +8,8 @@
 //	echo()                        answers every codec.Tuple{from PID, payload} with payload
 //	noop()                        returns at once (for spawn rates)
 //
-// Usage: nodepeer -cookie c [-cpuprofile file] (or NODEPEER_CPUPROFILE=file)
+// Usage: nodepeer -cookie c [-cpuprofile file] (or NODEPEER_CPUPROFILE=file;
+// NODEPEER_TRACE=file writes an execution trace)
 package main
 
 import (
@@ -19,6 +20,7 @@ import (
 	"log"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"time"
 
 	"github.com/meshrt/mesh/codec"
@@ -38,6 +40,16 @@ func main() {
 			log.Fatal(err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if tf := os.Getenv("NODEPEER_TRACE"); tf != "" {
+		f, err := os.Create(tf)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := trace.Start(f); err != nil {
+			log.Fatal(err)
+		}
+		defer trace.Stop()
 	}
 	n, err := node.Start("peer@127.0.0.1:0", *cookie)
 	if err != nil {
