@@ -73,6 +73,40 @@ func BenchmarkCodecDecodeMessage(b *testing.B) {
 	})
 }
 
+// BenchmarkCodecDecodeStream: 64-byte strings decoded one after the other
+// with codec.DecodeTermSlab, as a receiving process decodes a stream (the
+// slab kept between decodes). repeated: one value again and again (its box
+// is reused); distinct: 256 values that differ only in their last byte (a
+// fresh box each, after a full compare with the last one: the worst case
+// of the reuse check). Baseline: string(b) boxed in an any.
+func BenchmarkCodecDecodeStream(b *testing.B) {
+	raw := []byte(codecMsg64.(string))
+	b.Run("baseline=box(string(b))", func(b *testing.B) {
+		for b.Loop() {
+			codecSink = string(raw)
+		}
+	})
+	one, _ := codec.Marshal(codecMsg64)
+	var slab []byte
+	b.Run("DecodeTermSlab/repeated", func(b *testing.B) {
+		for b.Loop() {
+			codecSink, _, _ = codec.DecodeTermSlab(one, nil, &slab)
+		}
+	})
+	var many [][]byte
+	for i := range 256 {
+		m, _ := codec.Marshal(strings.Repeat("m", 63) + string([]byte{byte(i)}))
+		many = append(many, m)
+	}
+	b.Run("DecodeTermSlab/distinct", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			codecSink, _, _ = codec.DecodeTermSlab(many[i%len(many)], nil, &slab)
+			i++
+		}
+	})
+}
+
 // BenchmarkCodecBatch1000: 1000 messages encoded as items (reused buffers)
 // and drained into one batch frame, as the sender and event loop do.
 // Baseline: encoding alone, into one buffer.

@@ -42,12 +42,15 @@ func DecodeTerm(b []byte, lim *Limits) (v any, n int, err error) {
 // DecodeTermSlab is [DecodeTerm] for a goroutine that decodes many
 // messages in a row: the boxes of small strings and atoms (a string header
 // and its bytes, up to 232 bytes) are carved from *slab, a pointer-free
-// block of up to 1 KiB that it replaces when it runs short, instead of
-// taking an allocation each. A decoded value keeps the slab it was carved
-// from alive, so a caller that keeps one small string out of many holds up
-// to 1 KiB for it; drop *slab (set it to nil) when the stream pauses. The
-// caller owns *slab: one per goroutine, never shared, starting nil and
-// then only what the previous call left there.
+// block of 1 KiB that it replaces when it runs short, instead of taking an
+// allocation each. A small string or atom equal to the last one carved from
+// the slab is that same value, not a new copy (strings are immutable: the
+// sharing cannot be seen), so a stream that repeats a value takes no memory
+// for it. A decoded value keeps the slab it was carved from alive, so a
+// caller that keeps one small string out of many holds up to 1 KiB for it;
+// drop *slab (set it to nil) when the stream pauses. The caller owns *slab:
+// one per goroutine, never shared, starting nil and then only what the
+// previous call left there (anything else is replaced by a fresh block).
 func DecodeTermSlab(b []byte, lim *Limits, slab *[]byte) (v any, n int, err error) {
 	return decodeTerm(b, lim, slab)
 }
@@ -422,27 +425,97 @@ const boxSmall = 1024
 // slabSize, one allocation per block instead of one per box. A received
 // stream of small strings spent a fifth of the receiving process's CPU in
 // the allocator, one call a message.
+//
+// A slab is its block sliced to the bytes used so far (len: the next free
+// offset, cap: slabSize), so the block's start is always at hand. Its first
+// slabHdr bytes say which box was carved last: its offset (8 bytes, 0 for
+// none) and its kind (kindString or kindAtom). A small string equal to that
+// box is returned as the box itself: a stream repeating one value (a
+// status, a tag, a benchmark's payload) then writes no memory for it, and
+// its receiver's heap does not grow with it. A fresh box per message cost
+// the receiving node of a 64-byte one-way stream about 120 ns of its ~280 a
+// message (the box written to cold memory, the collections and page
+// returns it drives); meshbench's throughput scenario sends one repeated
+// payload, so it measures this case (docs/benchmarks.md). The header is
+// checked before it is trusted, so a slab not made here (the caller's
+// contract forbids one) can only miss, never read outside its block: its
+// cap must be slabSize, the offset inside the used bytes, and the string
+// header found there must point right behind itself.
 const (
 	// slabSize is a slab's size: the most a kept box can hold alive.
 	slabSize = 1024
 	// slabMax is the largest box carved from a slab; larger ones take a
 	// block of their own.
 	slabMax = 248
+	// slabHdr is the slab's header: the last box's offset and kind.
+	slabHdr = 16
 )
 
-// box is boxString carving from d's slab when there is one.
+// Kinds of the last box, in a slab's header.
+const (
+	kindString = 1
+	kindAtom   = 2
+)
+
+// box is boxString carving from d's slab when there is one, or returning
+// the slab's last box when p equals it.
 func (d *decoder) box(p []byte, typ unsafe.Pointer) any {
 	const hdr = int(unsafe.Sizeof(""))
 	size := (hdr + len(p) + 7) &^ 7 // 8-aligned: the next box's header
 	if d.slab == nil || len(p) == 0 || size > slabMax {
 		return boxString(p, typ)
 	}
-	s := *d.slab
-	if len(s) < size || uintptr(unsafe.Pointer(unsafe.SliceData(s)))&7 != 0 {
-		s = make([]byte, slabSize)
+	kind := uint64(kindString)
+	if typ == atomType {
+		kind = kindAtom
 	}
-	*d.slab = s[size:]
-	return boxInto(s[:size:size], p, typ)
+	s := *d.slab
+	base := unsafe.Pointer(unsafe.SliceData(s))
+	if cap(s) != slabSize || len(s) < slabHdr || len(s)&7 != 0 || uintptr(base)&7 != 0 {
+		s = make([]byte, slabHdr, slabSize) // zeroed: no last box
+		base = unsafe.Pointer(unsafe.SliceData(s))
+	} else if sp := lastBox(s, kind); sp != nil && *sp == string(p) {
+		return eface2any(typ, unsafe.Pointer(sp))
+	}
+	off := len(s)
+	if off+size > slabSize {
+		s = make([]byte, slabHdr, slabSize)
+		base, off = unsafe.Pointer(unsafe.SliceData(s)), slabHdr
+	}
+	s = s[:off+size]
+	v := boxInto(s[off:], p, typ)
+	*(*uint64)(base) = uint64(off)
+	*(*uint64)(unsafe.Add(base, 8)) = kind
+	*d.slab = s
+	return v
+}
+
+// lastBox returns the string header of slab s's last box if it is of kind
+// and its header checks out (see slabHdr), or nil. s has cap slabSize, an
+// 8-aligned start and at least slabHdr bytes. The header's words are read
+// as integers until they check out: a pointer-typed garbage word must not
+// reach a register the collector may scan.
+func lastBox(s []byte, kind uint64) *string {
+	const hdr = uint64(unsafe.Sizeof(""))
+	base := unsafe.Pointer(unsafe.SliceData(s))
+	off := *(*uint64)(base)
+	if off < slabHdr || off&7 != 0 || off > uint64(len(s))-hdr || *(*uint64)(unsafe.Add(base, 8)) != kind {
+		return nil
+	}
+	data := *(*uintptr)(unsafe.Add(base, off))
+	n := *(*uint64)(unsafe.Add(base, off+8))
+	if data != uintptr(base)+uintptr(off+hdr) || n > uint64(len(s))-off-hdr {
+		return nil
+	}
+	return (*string)(unsafe.Add(base, off))
+}
+
+// eface2any returns the interface value of type typ whose data is p.
+func eface2any(typ, p unsafe.Pointer) any {
+	var v any
+	e := (*eface)(unsafe.Pointer(&v))
+	e.typ, e.data = typ, p
+	return v
 }
 
 // boxString returns string(p), as the string-kinded type typ (string or

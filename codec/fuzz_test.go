@@ -41,15 +41,26 @@ func FuzzDecodeTerm(f *testing.F) {
 		if err != nil {
 			t.Fatalf("decoded %#v does not re-encode: %v", v, err)
 		}
-		// Carved from a slab (a used one, so boxes land mid-slab), the
-		// value is the same, of the same types: it encodes the same.
-		slab := make([]byte, 40)
-		vs, ns, err := DecodeTermSlab(data, fuzzLimits, &slab)
-		if err != nil || ns != n {
-			t.Fatalf("DecodeTermSlab: n=%d err=%v; DecodeTerm: n=%d", ns, err, n)
+		// Carved from a slab, the value is the same, of the same types:
+		// it encodes the same. Slabs: a foreign one (not a slab's size:
+		// replaced), one of a slab's size filled with the input's bytes
+		// (its header must not be trusted), and the slab the first decode
+		// left, decoded into twice (boxes land mid-slab, and the second
+		// decode's strings equal the last box).
+		garbage := make([]byte, 1024)
+		for i := range garbage {
+			garbage[i] = data[i%len(data)]
 		}
-		if bs, err := Marshal(vs); err != nil || !bytes.Equal(b, bs) {
-			t.Fatalf("DecodeTermSlab's value encodes to %x (%v), DecodeTerm's to %x", bs, err, b)
+		garbage = garbage[:8*(len(data)%128)]
+		foreign := make([]byte, 40)
+		for i, slab := range []*[]byte{&foreign, &garbage, &garbage, &garbage} {
+			vs, ns, err := DecodeTermSlab(data, fuzzLimits, slab)
+			if err != nil || ns != n {
+				t.Fatalf("DecodeTermSlab %d: n=%d err=%v; DecodeTerm: n=%d", i, ns, err, n)
+			}
+			if bs, err := Marshal(vs); err != nil || !bytes.Equal(b, bs) {
+				t.Fatalf("DecodeTermSlab %d's value encodes to %x (%v), DecodeTerm's to %x", i, bs, err, b)
+			}
 		}
 		v2, err := Unmarshal(b)
 		if err != nil {

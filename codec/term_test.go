@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 type point struct {
@@ -432,11 +434,94 @@ func TestSlabBoxesSurviveGCAndMatchDecodeTerm(t *testing.T) {
 		}
 	}
 	b, _ := Marshal(strings.Repeat("x", 64))
-	if n := testing.AllocsPerRun(1000, func() { _, _, _ = DecodeTermSlab(b, nil, &slab) }); n > 0.2 {
-		t.Errorf("DecodeTermSlab of a 64-byte string: %v allocs/op, want a slab's share (< 0.2)", n)
+	b2, _ := Marshal(strings.Repeat("y", 64))
+	if n := testing.AllocsPerRun(1000, func() {
+		_, _, _ = DecodeTermSlab(b, nil, &slab)
+		_, _, _ = DecodeTermSlab(b2, nil, &slab)
+	}); n > 0.4 {
+		t.Errorf("DecodeTermSlab of two 64-byte strings in turn: %v allocs/op, want a slab's share (< 0.4)", n)
 	}
 	if n := testing.AllocsPerRun(1000, func() { _, _, _ = DecodeTerm(b, nil) }); n != 1 {
 		t.Errorf("DecodeTerm of a 64-byte string: %v allocs/op, want 1 (the box)", n)
+	}
+}
+
+// A small string or atom equal to the last box carved from the slab is that
+// box: no memory taken, the same value (of its own type: a string never
+// stands for an atom of the same bytes); a different one is carved and
+// becomes the last.
+func TestSlabReusesTheLastBox(t *testing.T) {
+	var slab []byte
+	dec := func(v any) any {
+		t.Helper()
+		b, _ := Marshal(v)
+		got, n, err := DecodeTermSlab(b, nil, &slab)
+		if err != nil || n != len(b) || got != v {
+			t.Fatalf("decoding %T %q: %T %q, n=%d, err=%v", v, v, got, got, n, err)
+		}
+		return got
+	}
+	data := func(v any) uintptr { return uintptr((*eface)(unsafe.Pointer(&v)).data) }
+	x := strings.Repeat("x", 64)
+	first := dec(x)
+	used := len(slab)
+	if again := dec(x); data(again) != data(first) || len(slab) != used {
+		t.Fatalf("the same string again: a new box (slab %d -> %d bytes used)", used, len(slab))
+	}
+	xb, _ := Marshal(x)
+	if n := testing.AllocsPerRun(1000, func() { _, _, _ = DecodeTermSlab(xb, nil, &slab) }); n != 0 {
+		t.Errorf("a repeated 64-byte string: %v allocs/op, want 0", n)
+	}
+	atom := dec(Atom(x))
+	if data(atom) == data(first) {
+		t.Fatal("an atom shares the box of a string with its bytes")
+	}
+	if data(dec(Atom(x))) != data(atom) {
+		t.Fatal("the same atom again: a new box")
+	}
+	if data(dec(x)) == data(first) {
+		t.Fatal("a string after an atom: the older string's box, want a new one (one last box)")
+	}
+	// Strings inside a tuple are boxes like any other.
+	tb, _ := Marshal(Tuple{x, x})
+	tv, _, err := DecodeTermSlab(tb, nil, &slab)
+	tup, ok := tv.(Tuple)
+	if err != nil || !ok || len(tup) != 2 || tup[0] != any(x) || tup[1] != any(x) {
+		t.Fatalf("a tuple of two strings: %v, %v", tv, err)
+	}
+	if data(tup[0]) != data(tup[1]) {
+		t.Fatal("two equal strings in one tuple: two boxes")
+	}
+	runtimeGC()
+	if first != any(x) || tup[1] != any(x) {
+		t.Fatal("a shared box changed after a collection")
+	}
+}
+
+// A slab the caller made itself (against DecodeTermSlab's contract), of a
+// slab's size and full of garbage, never makes a decode read outside it or
+// return a wrong value: its header does not check out, and it is replaced.
+func TestSlabWithGarbageHeaderIsNotTrusted(t *testing.T) {
+	x := strings.Repeat("x", 64)
+	b, _ := Marshal(x)
+	for _, fill := range []byte{0x00, 0x08, 0x10, 0x41, 0xff} {
+		slab := make([]byte, 512, 1024)
+		for i := range slab {
+			slab[i] = fill
+		}
+		got, _, err := DecodeTermSlab(b, nil, &slab)
+		if err != nil || got != any(x) {
+			t.Fatalf("fill %#x: %q, %v", fill, got, err)
+		}
+	}
+	// A header pointing at a string header that points elsewhere.
+	slab := make([]byte, 64, 1024)
+	binary.LittleEndian.PutUint64(slab, 16)
+	binary.LittleEndian.PutUint64(slab[8:], kindString)
+	*(*string)(unsafe.Pointer(&slab[16])) = x // its bytes are not in the slab
+	got, _, err := DecodeTermSlab(b, nil, &slab)
+	if err != nil || got != any(x) || unsafe.StringData(got.(string)) == unsafe.StringData(x) {
+		t.Fatalf("a foreign string header was trusted: %q, %v", got, err)
 	}
 }
 
