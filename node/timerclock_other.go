@@ -1,0 +1,5 @@
+//go:build !linux
+
+package node
+
+func newTimerClock() timerClock { return newChanClock() }

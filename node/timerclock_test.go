@@ -1,0 +1,71 @@
+package node
+
+import (
+	"testing"
+	"time"
+)
+
+// Both clocks keep the contract the timer goroutine relies on: a wait
+// ends at the armed deadline, an earlier deadline armed meanwhile ends a
+// wait on a later one, and close ends every wait. No test here waits for
+// a deadline that is not already due or an hour away.
+func TestTimerClocks(t *testing.T) {
+	clocks := map[string]func() timerClock{
+		"portable": func() timerClock { return newChanClock() },
+		"platform": newTimerClock,
+	}
+	for name, mk := range clocks {
+		t.Run(name, func(t *testing.T) {
+			t.Run("a due deadline ends the wait", func(t *testing.T) {
+				c := mk()
+				defer c.close()
+				c.arm(time.Now().Add(-time.Second).UnixNano())
+				if !c.wait() {
+					t.Fatal("wait reported close")
+				}
+			})
+			t.Run("an earlier deadline armed meanwhile ends a wait on a later one", func(t *testing.T) {
+				c := mk()
+				defer c.close()
+				c.arm(time.Now().Add(time.Hour).UnixNano())
+				done := make(chan bool)
+				go func() { done <- c.wait() }()
+				c.arm(time.Now().UnixNano())
+				if !<-done {
+					t.Fatal("wait reported close")
+				}
+			})
+			t.Run("a disarmed clock waits until armed", func(t *testing.T) {
+				c := mk()
+				defer c.close()
+				c.arm(0)
+				done := make(chan bool)
+				go func() { done <- c.wait() }()
+				select {
+				case <-done:
+					t.Fatal("a disarmed clock woke its waiter")
+				case <-time.After(20 * time.Millisecond):
+				}
+				c.arm(time.Now().UnixNano())
+				if !<-done {
+					t.Fatal("wait reported close")
+				}
+			})
+			t.Run("close ends a wait and every later one", func(t *testing.T) {
+				c := mk()
+				c.arm(time.Now().Add(time.Hour).UnixNano())
+				done := make(chan bool)
+				go func() { done <- c.wait() }()
+				c.close()
+				if <-done {
+					t.Fatal("a wait across close did not report it")
+				}
+				c.arm(time.Now().UnixNano()) // harmless after close
+				if c.wait() {
+					t.Fatal("a wait after close did not report it")
+				}
+				c.close() // twice is harmless
+			})
+		})
+	}
+}
