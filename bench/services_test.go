@@ -199,7 +199,7 @@ func BenchmarkSendAfter(b *testing.B) {
 		heap := func() int64 {
 			// Stopped runtime timers stay in their P's timer heap, with
 			// what they hold, until that P schedules again and cleans
-			// them out; with one P (below), a sleep is that round. Else
+			// them out; with one P (above), a sleep is that round. Else
 			// the AfterFunc timers of one iteration are freed during the
 			// next one's measure (a delta that is short, or negative).
 			time.Sleep(10 * time.Millisecond)
@@ -208,13 +208,18 @@ func BenchmarkSendAfter(b *testing.B) {
 			runtime.ReadMemStats(&m)
 			return int64(m.HeapAlloc)
 		}
+		// The first iteration is reported: later ones find the node's
+		// heap slice and the P's timer heap grown already (8 MiB less).
+		var mesh, rt int64
 		b.ResetTimer()
-		for range b.N {
+		for i := range b.N {
 			before := heap()
 			for i := range timers {
 				timers[i] = n.SendAfter(time.Hour, target, msg)
 			}
-			mesh := heap() - before
+			if d := heap() - before; i == 0 {
+				mesh = d
+			}
 			for _, t := range timers {
 				t.Stop()
 			}
@@ -223,14 +228,16 @@ func BenchmarkSendAfter(b *testing.B) {
 			for i := range runtimeTimers {
 				runtimeTimers[i] = time.AfterFunc(time.Hour, func() { _ = n.Send(target, msg) })
 			}
-			rt := heap() - before
+			if d := heap() - before; i == 0 {
+				rt = d
+			}
 			for _, t := range runtimeTimers {
 				t.Stop()
 			}
 			clear(runtimeTimers)
-			b.ReportMetric(float64(mesh)/(1<<20), "MiB/1M-timers")
-			b.ReportMetric(float64(rt)/(1<<20), "MiB/1M-AfterFunc")
 		}
+		b.ReportMetric(float64(mesh)/(1<<20), "MiB/1M-timers")
+		b.ReportMetric(float64(rt)/(1<<20), "MiB/1M-AfterFunc")
 	})
 	b.Run("lateness", func(b *testing.B) {
 		n := quietNode(b, "a")

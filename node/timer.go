@@ -5,8 +5,8 @@ package node
 // One goroutine per node (started at the first SendAfter) sleeps until the
 // earliest deadline of a binary min-heap of pending timers, then pops every
 // timer that is due and sends its message. It sleeps on a timerClock
-// (timerclock.go), which on Linux wakes it within tens of microseconds of
-// the deadline where Go's own timers can be a millisecond late. A timer to a local process is
+// (timerclock.go), which on Linux wakes it within tens of microseconds
+// of the deadline where Go's own timers can be a millisecond late. A timer to a local process is
 // also on that process's list (byTarget), so the process's exit cancels its
 // timers at once and frees them, as Erlang cancels the timers of a process
 // that exits.
@@ -25,12 +25,13 @@ package node
 //     by the timer goroutine (never blocks); a remote one's is sent from a
 //     goroutine of its own, as a send to a slow peer may wait.
 //
-// Memory: a pending timer is one 112-byte object plus its heap slot and its
+// Memory: a pending timer is one 96-byte object plus its heap slot and its
 // message; 1 M pending timers take about 105 MiB (BenchmarkSendAfter in
 // bench/).
 
 import (
 	"context"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,7 +88,7 @@ func (p *Process) SendAfter(d time.Duration, to PID, msg any) *Timer {
 // SendAfter is [Process.SendAfter] from outside any process. On a stopped
 // node it returns a timer that never fires. Safe from any goroutine.
 func (n *Node) SendAfter(d time.Duration, to PID, msg any) *Timer {
-	t := &Timer{when: time.Now().Add(d).UnixNano(), to: to, msg: msg, idx: -1}
+	t := &Timer{when: deadline(d), to: to, msg: msg, idx: -1}
 	s := &n.svc.timers
 	var target *Process
 	if to.Node == n.self {
@@ -127,6 +128,17 @@ func (n *Node) SendAfter(d time.Duration, to PID, msg any) *Timer {
 	return t
 }
 
+// deadline is now plus d in unix nanoseconds, at most the largest (past
+// the year 2262 UnixNano wraps, and a timer set for "never" would fire at
+// once) and at least 1 (0 disarms a timerClock).
+func deadline(d time.Duration) int64 {
+	now := time.Now().UnixNano()
+	if d > 0 && now > math.MaxInt64-int64(d) {
+		return math.MaxInt64
+	}
+	return max(now+int64(d), 1)
+}
+
 // startTimers starts the timer goroutine; false if the node has stopped.
 // s.mu is held.
 func (n *Node) startTimers() bool {
@@ -138,6 +150,8 @@ func (n *Node) startTimers() bool {
 	s := &n.svc.timers
 	s.clock = newTimerClock()
 	context.AfterFunc(n.life, func() {
+		n.bg.Add(1) // the timer goroutine's count is held until this close: Stop's Wait cannot have passed
+		defer n.bg.Done()
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.clock.close()

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -144,5 +145,29 @@ func TestSendAfterOnAStoppedNodeNeverFires(t *testing.T) {
 	stopNode(t, n)
 	if tm := n.SendAfter(time.Millisecond, PID{Node: "x@127.0.0.1:1", Incarnation: 1, ID: 1}, 1); tm.Stop() {
 		t.Fatal("a stopped node set a timer")
+	}
+}
+
+// A timer set for "never" (a duration past the year 2262) stays pending:
+// its deadline saturates instead of wrapping into the past.
+func TestSendAfterForeverDoesNotFire(t *testing.T) {
+	n := startNode(t)
+	got := make(chan any, 1)
+	target := n.SpawnFunc(func(p *Process) error {
+		for { // alive until the node stops: its exit would cancel the timer
+			m, err := p.Receive(context.Background())
+			if err != nil {
+				return err
+			}
+			got <- m
+		}
+	})
+	tm := n.SendAfter(math.MaxInt64, target, "never")
+	n.SendAfter(0, target, "now")
+	if m := <-got; m != "now" {
+		t.Fatalf("first message %v, want the timer due now", m)
+	}
+	if !tm.Stop() {
+		t.Fatal("the timer set for never had fired or gone")
 	}
 }

@@ -10,7 +10,9 @@ import "time"
 // SendAfter's p50 lateness on an idle node (BenchmarkSendAfter in bench/).
 // On Linux the clock is therefore a timerfd registered with Go's poller
 // (timerclock_linux.go): the kernel makes it readable at the deadline and
-// epoll_wait returns then, to the nanosecond. The same wait also carries
+// epoll_wait returns then, not at the next whole millisecond (tens of
+// microseconds late at p50 on this project's test machine, where the
+// runtime timer was 0.5 ms late: docs/services.md). The same wait also carries
 // the deadline as a read deadline, a runtime timer, because a process whose
 // threads are all busy polls the network only now and then but checks its
 // timers at every scheduling point. Whichever is seen first wakes it.

@@ -20,8 +20,8 @@ type fdClock struct {
 }
 
 // newTimerClock returns the precise clock, or the portable one if the
-// timerfd cannot be made (out of file descriptors): timers still fire,
-// up to a millisecond later.
+// timerfd cannot be made or polled (out of file descriptors or epoll
+// watches): timers still fire, up to a millisecond later.
 func newTimerClock() timerClock {
 	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
 	if err != nil {
@@ -29,6 +29,12 @@ func newTimerClock() timerClock {
 	}
 	f := os.NewFile(uintptr(fd), "mesh-timers")
 	raw, err := f.SyscallConn()
+	if err == nil {
+		// os.NewFile keeps a file the poller refused (epoll_ctl out of
+		// watches or memory); its reads would fail at once, forever.
+		// Only a polled file takes a deadline.
+		err = f.SetReadDeadline(time.Time{})
+	}
 	if err != nil {
 		_ = f.Close()
 		return newChanClock()
@@ -55,7 +61,16 @@ func (c *fdClock) arm(when int64) {
 
 func (c *fdClock) wait() bool {
 	_, err := c.f.Read(c.buf[:])
-	return !errors.Is(err, os.ErrClosed) // data, the read deadline, or a spurious wake-up
+	switch {
+	case err == nil, errors.Is(err, os.ErrDeadlineExceeded):
+		return true
+	case errors.Is(err, os.ErrClosed):
+		return false
+	default:
+		// Not seen with a polled timerfd; never spin on it.
+		time.Sleep(time.Millisecond)
+		return true
+	}
 }
 
 func (c *fdClock) close() { _ = c.f.Close() }
