@@ -16,7 +16,7 @@ package bench
 //	idle-cpu-%   CPU of the whole process over an idle window (ticks only), in
 //	             percent of one core
 //	fds          file descriptors the cluster holds once formed (1 per link end)
-//	fds-peak     the most it held while forming (sampled every 100 ms)
+//	fds-peak     the most it held while forming (sampled every 10th poll)
 //	hs-ok        handshakes that made a link, counted at both ends (2 per link)
 //	hs-dup       handshakes refused as the duplicate of a crossing dial
 //	hs-failed    handshakes that failed otherwise (timeouts, limits)
@@ -56,6 +56,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -175,12 +176,21 @@ func blockProfile(b *testing.B, name string) func() {
 // handshakes sums mesh_handshakes_total over the nodes by result: ok,
 // duplicate, and every other result as failed (logged by result).
 func handshakes(b *testing.B, g prometheus.Gatherer) map[string]float64 {
+	out, failed := handshakeCounts(b, g)
+	if len(failed) > 0 {
+		b.Logf("failed handshakes by result: %v", failed)
+	}
+	return out
+}
+
+// handshakeCounts is handshakes' sums, and the failed ones by result.
+func handshakeCounts(b *testing.B, g prometheus.Gatherer) (out, failed map[string]float64) {
 	mfs, err := g.Gather()
 	if err != nil {
 		b.Fatal(err)
 	}
-	out := map[string]float64{}
-	failed := map[string]float64{}
+	out = map[string]float64{}
+	failed = map[string]float64{}
 	for _, mf := range mfs {
 		if mf.GetName() != "mesh_handshakes_total" {
 			continue
@@ -200,10 +210,7 @@ func handshakes(b *testing.B, g prometheus.Gatherer) map[string]float64 {
 			out[result] += m.GetCounter().GetValue()
 		}
 	}
-	if len(failed) > 0 {
-		b.Logf("failed handshakes by result: %v", failed)
-	}
-	return out
+	return out, failed
 }
 
 func heapInUse() uint64 {
@@ -265,8 +272,11 @@ func meshScale(b *testing.B, size int, idle time.Duration, base float64) {
 	cpu0 := cpuTime(b)
 	start := time.Now()
 	var wg sync.WaitGroup
+	var joinsDone atomic.Int64
+	stopTrace := scaleTrace(b, nodes, reg, start, cpu0, &joinsDone)
 	for _, n := range nodes[1:] {
 		wg.Go(func() {
+			defer joinsDone.Add(1)
 			// A join refused while the first node is flooded with
 			// handshakes is tried again, backing off as a program
 			// would (all the joins come from one address, 127.0.0.1,
@@ -288,31 +298,44 @@ func meshScale(b *testing.B, size int, idle time.Duration, base float64) {
 		})
 	}
 	wg.Wait()
+	// The poll looks only at the nodes not seen complete yet, then checks
+	// them all once more (a node that lost a peer meanwhile goes back on
+	// the list), every 1% of the time so far, at least 10 ms: a List of
+	// every node every 10 ms cost 0.5 s of the 100-node formation's CPU.
 	deadline := start.Add(2 * time.Minute)
+	pending := slices.Clone(nodes)
 	for poll := 0; ; poll++ {
-		full := 0
 		worst := size
-		for _, n := range nodes {
-			l := len(n.List())
-			if l == size-1 {
-				full++
+		left := pending[:0]
+		for _, n := range pending {
+			if l := len(n.List()); l != size-1 {
+				left = append(left, n)
+				worst = min(worst, l)
 			}
-			worst = min(worst, l)
 		}
+		pending = left
 		if poll%10 == 0 {
 			fdPeak = max(fdPeak, openFDs())
 		}
-		if full == size {
-			break
+		if len(pending) == 0 {
+			for _, n := range nodes {
+				if len(n.List()) != size-1 {
+					pending = append(pending, n)
+				}
+			}
+			if len(pending) == 0 {
+				break
+			}
 		}
 		if time.Now().After(deadline) {
 			b.Fatalf("no full mesh of %d after %v: %d nodes complete, the worst has %d of %d peers",
-				size, time.Since(start), full, worst, size-1)
+				size, time.Since(start), size-len(pending), worst, size-1)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(max(10*time.Millisecond, time.Since(start)/100))
 	}
 	mesh := time.Since(start)
 	formCPU := cpuTime(b) - cpu0
+	stopTrace()
 	stopCPU()
 	stopBlock()
 
@@ -393,6 +416,36 @@ func meshScale(b *testing.B, size int, idle time.Duration, base float64) {
 	b.ReportMetric(hs["ok"], "hs-ok")
 	b.ReportMetric(hs["duplicate"], "hs-dup")
 	b.ReportMetric(hs["failed"], "hs-failed")
+}
+
+// scaleTrace logs, with MESH_SCALE_TRACE set, every 250 ms of the
+// formation: the joins returned, the link ends up, the handshakes by result
+// and the CPU used so far. The returned func stops it.
+func scaleTrace(b *testing.B, nodes []*node.Node, reg prometheus.Gatherer, start time.Time, cpu0 time.Duration, joins *atomic.Int64) func() {
+	if os.Getenv("MESH_SCALE_TRACE") == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			ends := 0
+			for _, n := range nodes {
+				ends += len(n.List())
+			}
+			hs, _ := handshakeCounts(b, reg)
+			b.Logf("%6.2fs joins %3d ends %5d hs ok %5.0f dup %4.0f failed %4.0f cpu %5.2fs",
+				time.Since(start).Seconds(), joins.Load(), ends, hs["ok"], hs["duplicate"], hs["failed"], (cpuTime(b) - cpu0).Seconds())
+		}
+	})
+	return func() { close(done); wg.Wait() }
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -201,6 +201,7 @@ func (pe *peer) attach(c link) {
 	n := pe.n
 	c.SetHandler(pe)
 	c.SetDrain(pe.drainFunc())
+	pe.lastSeen.Store(time.Now().UnixNano())
 	n.peersMu.Lock()
 	pe.conn = c // under peersMu: retire reads it there
 	if pe.lapse != nil {
@@ -213,13 +214,20 @@ func (pe *peer) attach(c link) {
 	case isClosed(pe.lapsed):
 		drop = errLapsed // unreserved meanwhile: no longer in the table
 	}
-	n.peersMu.Unlock()
-	pe.lastSeen.Store(time.Now().UnixNano())
+	// The peer counts as up, and the node list it is sent is taken, in
+	// one step under peersMu: of two peers coming up at once, the second
+	// one's list names the first and the first one's does not name the
+	// second. Two newcomers joining through this node at the same moment
+	// then do not both find the other on their list and dial each other
+	// (a crossing dial: one full handshake thrown away).
 	pe.upFlag.Store(true)
+	names := n.listLocked()
+	n.peersMu.Unlock()
+	slices.Sort(names)
 	close(pe.up)
 	n.metrics.peerUp()
 	n.log.Info("peer up", "peer", pe.name, "outbound", pe.outbound)
-	n.peerUp(pe)
+	n.peerUp(pe, names)
 	n.nodeEvent(NodeUp{Node: pe.name})
 	c.Start()
 	close(pe.started)
@@ -265,16 +273,16 @@ func (old *peer) retire(ctx context.Context) {
 	}
 }
 
-// peerUp runs when a connection has started: send the node list and the
-// registry replica, so both sides converge on a full mesh.
+// peerUp runs when a connection has started: send the node list (names,
+// taken as the peer came up) and the registry replica, so both sides
+// converge on a full mesh.
 //
 // Gossip costs O(N) frames per node that joins, not per link: the new peer
 // learns every node from this list and each of those learns the new peer
 // only from the node it joined through (introduce). Telling every other
 // peer on every link-up cost N frames per link, N³ in all: at 50 nodes,
 // 117 000 frames, most of the CPU of forming the mesh.
-func (n *Node) peerUp(pe *peer) {
-	names := n.List()
+func (n *Node) peerUp(pe *peer, names []string) {
 	// A list naming the peer alone: this node joins the cluster through
 	// it (learnNodes; the field is the loop's from Start on).
 	pe.joined = len(names) == 1 && names[0] == pe.name
@@ -355,14 +363,20 @@ func (n *Node) learnNodes(pe *peer, names []string) {
 // List returns the names of the connected nodes, sorted, without this node.
 func (n *Node) List() []string {
 	n.peersMu.Lock()
+	names := n.listLocked()
+	n.peersMu.Unlock()
+	slices.Sort(names)
+	return names
+}
+
+// listLocked is List, unsorted, with n.peersMu held.
+func (n *Node) listLocked() []string {
 	names := make([]string, 0, len(n.peers))
 	for name, pe := range n.peers {
 		if pe.isUp() {
 			names = append(names, name)
 		}
 	}
-	n.peersMu.Unlock()
-	slices.Sort(names)
 	return names
 }
 
@@ -400,6 +414,16 @@ func (n *Node) peerIfUp(node string) *peer {
 		return nil
 	}
 	return pe
+}
+
+// upNow reports whether node is connected, from the read-only view of the
+// peer table (publishPeersLocked): no lock. Safe from any goroutine.
+func (n *Node) upNow(node string) bool {
+	if view := n.peerView.Load(); view != nil {
+		pe := (*view)[node]
+		return pe != nil && pe.isUp()
+	}
+	return false
 }
 
 // peerFor returns the connected peer for node, connecting on demand.

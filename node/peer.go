@@ -108,16 +108,10 @@ func (n *Node) newPeer(info *peerInfo, outbound bool) *peer {
 type peerHandle struct{ p atomic.Pointer[peer] }
 
 // isUp reports whether the peer's connection is started and not ending.
-func (pe *peer) isUp() bool { return pe.upFlag.Load() && !pe.closing.Load() && !pe.isDown() }
-
-func (pe *peer) isDown() bool {
-	select {
-	case <-pe.down:
-		return true
-	default:
-		return false
-	}
-}
+// closing is set before down can close (OnClose sets it first), so it
+// alone answers "not ending": two atomic loads, no look at the channel (the
+// peer table is read this way N times per link while a mesh forms).
+func (pe *peer) isUp() bool { return pe.upFlag.Load() && !pe.closing.Load() }
 
 // waitUp waits until the peer's connection has started.
 func (pe *peer) waitUp(ctx context.Context) error {

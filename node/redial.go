@@ -316,7 +316,7 @@ func (d *dialer) startDue() time.Time {
 		if t.dialing {
 			continue
 		}
-		if n.peerIfUp(name) != nil {
+		if n.upNow(name) {
 			delete(d.targets, name)
 			continue
 		}
@@ -445,11 +445,14 @@ func (d *dialer) gossip(names []string, how gossipHow) {
 		peers = len(n.upPeers())
 	}
 	for _, name := range names {
-		nn, err := parseName(name)
-		if err != nil || nn.String() != name || name == n.self || nn.port == 0 {
+		// Most names of a list are peers already: skip them first, with
+		// no lock and no parse (each link that comes up brings a list of
+		// the whole cluster, N² lists of N names while a mesh forms).
+		if name == n.self || n.upNow(name) {
 			continue
 		}
-		if n.peerIfUp(name) != nil {
+		nn, err := parseName(name)
+		if err != nil || nn.String() != name || nn.port == 0 {
 			continue
 		}
 		if !d.addAfter(name, nn.addr(), whyGossip, gossipDelay(how, dialsFirst(n.self, name), peers, rand.Float64())) {

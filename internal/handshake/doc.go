@@ -54,13 +54,14 @@
 //
 // # Admission
 //
-// Once both proofs have checked, the acceptor decides whether it takes the
-// connection (Config.Admit: the node keeps one connection per peer, and
-// refuses peers while stopping) and tells the dialler in an admission
-// message: admitted, duplicate (it keeps another connection with that
-// peer) or refused. Only then does either side treat the connection as a
-// link. A decision is made only for a dialler that proved the cookie, so
-// strangers learn nothing from it.
+// Once the dialler's proof has checked, the acceptor decides whether it
+// takes the connection (Config.Admit: the node keeps one connection per
+// peer, and refuses peers while stopping) and tells the dialler in an
+// admission message, sent with its own proof in one write: admitted,
+// duplicate (it keeps another connection with that peer) or refused. The
+// dialler checks the proof before it reads the decision. Only then does
+// either side treat the connection as a link. A decision is made only for a
+// dialler that proved the cookie, so strangers learn nothing from it.
 //
 // # Wire encoding
 //

@@ -245,16 +245,16 @@ func (a *attempt) run() (Result, error) {
 		if err := a.receiveProof(labelAcceptor); err != nil {
 			return Result{}, err
 		}
+		if err := a.receiveAdmission(); err != nil {
+			return Result{}, err
+		}
 	} else {
 		if err := a.receiveProof(labelDialler); err != nil {
 			return Result{}, err
 		}
-		if err := a.sendProof(labelAcceptor); err != nil {
+		if err := a.proveAndAdmit(); err != nil {
 			return Result{}, err
 		}
-	}
-	if err := a.admission(); err != nil {
-		return Result{}, err
 	}
 	return Result{Peer: a.peer, Version: a.version, Features: a.local.Features & a.peer.Features}, nil
 }
@@ -367,21 +367,28 @@ func (a *attempt) receiveProof(label string) error {
 	return nil
 }
 
-// admission ends the handshake: the acceptor decides (Config.Admit) and
-// says so, the dialler reads the decision. Both return ErrDuplicate or
-// ErrRefused for a connection not admitted.
-func (a *attempt) admission() error {
-	if a.dialler {
-		body, err := a.receive("reading admission", kindAdmission)
-		if err != nil {
-			return err
-		}
-		d, err := decodeAdmission(body)
-		if err != nil {
-			return err
-		}
-		return admissionError(d, "the peer")
+// receiveAdmission ends the dialler's handshake: it reads the acceptor's
+// decision, and returns ErrDuplicate or ErrRefused for a connection not
+// admitted.
+func (a *attempt) receiveAdmission() error {
+	body, err := a.receive("reading admission", kindAdmission)
+	if err != nil {
+		return err
 	}
+	d, err := decodeAdmission(body)
+	if err != nil {
+		return err
+	}
+	return admissionError(d, "the peer")
+}
+
+// proveAndAdmit ends the acceptor's handshake, the dialler's proof having
+// checked: it decides (Config.Admit) and sends its own proof and the
+// decision together, one write and one TLS record where two cost a
+// record, a syscall and a packet more per link (the dialler reads them as
+// two messages, as before). It returns ErrDuplicate or ErrRefused for a
+// connection not admitted.
+func (a *attempt) proveAndAdmit() error {
 	d := Admitted
 	if f := a.cfg.Admit; f != nil {
 		d = f(a.ctx, a.peer)
@@ -389,8 +396,11 @@ func (a *attempt) admission() error {
 	if d != Admitted && d != Duplicate {
 		d = Refused
 	}
-	var b [headerLen + admissionLen]byte
-	if err := a.send("sending admission", appendMessage(b[:0], kindAdmission, []byte{byte(d)})); err != nil {
+	p := computeProof(&a.cfg.Key, labelAcceptor, &a.in)
+	var b [2*headerLen + proofLen + admissionLen]byte
+	msg := appendMessage(b[:0], kindProof, p[:])
+	msg = appendMessage(msg, kindAdmission, []byte{byte(d)})
+	if err := a.send("sending proof and admission", msg); err != nil {
 		return err
 	}
 	return admissionError(d, "this node")
