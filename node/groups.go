@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 
 	"github.com/meshrt/mesh/codec"
 	"github.com/meshrt/mesh/internal/groups"
@@ -96,12 +97,33 @@ func (g *Groups) Publish(group string, msg any) error {
 			}
 		}
 	}
-	for _, pid := range n.groups.LocalMembers(group) {
+	for i, pid := range n.groups.LocalMembers(group) {
 		if p := n.local(pid); p != nil {
+			p.mb.ParkNext() // see handlePublish
 			p.mb.Push(msg)
 		}
+		yieldEvery(i)
 	}
 	return nil
+}
+
+// publishYield is how many members a publish hands its message to between
+// two yields of the delivering goroutine. Each push readies a parked member;
+// pushing to thousands in one go queues them all, and they run much later,
+// their stacks and mailboxes out of the cache, through the scheduler's
+// global queue. Yielding every few pushes lets the members just readied run
+// at once, as they do when their messages come one by one. Measured with
+// GroupFanout (100 000 members on 10 nodes, load 10-14, before ParkNext):
+// publish against send-each 1.21-1.24x with a yield every 8, 0.98-1.06x
+// with none, 0.87x every 32.
+const publishYield = 8
+
+// yieldEvery yields the processor after every publishYield-th member (i
+// counts from 0).
+func yieldEvery(i int) {
+	if i%publishYield == publishYield-1 {
+		runtime.Gosched()
+	}
 }
 
 func groupName(g string) error {
@@ -114,10 +136,16 @@ func groupName(g string) error {
 // handlePublish hands a peer's published message to this node's members of
 // the group, each decoding it. Runs on the peer's loop.
 func (n *Node) handlePublish(p *wire.Publish) {
-	for _, pid := range n.groups.LocalMembers(p.Group) {
+	for i, pid := range n.groups.LocalMembers(p.Group) {
 		if proc := n.local(pid); proc != nil {
+			// A member's next message after a fan-out seldom follows at
+			// once: its wait after this one parks without the short spin,
+			// which would only take the core from the goroutine readying
+			// the other members (as after a remote Send).
+			proc.mb.ParkNext()
 			proc.mb.PushEncoded(&n.decoder, p.Term)
 		}
+		yieldEvery(i)
 	}
 }
 
