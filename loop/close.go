@@ -196,7 +196,7 @@ func (c *Conn) cutOnLoop() {
 	c.lingering = false
 	c.advance(closeSent)
 	if !c.reached(socketClosed) {
-		_ = c.gc.Close()
+		c.closeGnet()
 	}
 }
 
@@ -210,7 +210,7 @@ func (c *Conn) finishClose(ls *loopState, graceful bool) {
 		return
 	}
 	if !graceful && c.gc.OutboundBuffered() > 0 {
-		_ = c.gc.Close() // asynchronous: OnClose follows on this loop
+		c.closeGnet() // asynchronous: OnClose follows on this loop
 		return
 	}
 	// What was queued before the close goes out before close_notify: a
@@ -228,7 +228,7 @@ func (c *Conn) finishClose(ls *loopState, graceful bool) {
 		c.linger()
 		return
 	}
-	_ = c.gc.Close()
+	c.closeGnet()
 }
 
 // linger waits, after a graceful close_notify, until gnet has handed the
@@ -270,4 +270,17 @@ func (c *Conn) deliverClose(reason error) {
 		c.waitCh = nil
 	}
 	c.waitMu.Unlock()
+}
+
+// closeGnet asks gnet to close the socket (a task gnet queues; OnClose
+// follows on this loop), counted as pending for the idle wait until
+// OnClose ran. Loop only.
+func (c *Conn) closeGnet() {
+	if !c.closeAsked {
+		if w := c.ls.Load().idle.Load(); w != nil {
+			c.closeAsked = true
+			w.pending.Add(1)
+		}
+	}
+	_ = c.gc.Close()
 }

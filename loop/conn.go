@@ -150,6 +150,7 @@ type Conn struct {
 	dupMark     uint64        // nDirect at the dup's last idle check
 	drainHeld   bool          // draining: the loop holds the drain token until the close
 	lingering   bool          // a graceful close_notify is out: waiting for the socket and the peer
+	closeAsked  bool          // gc.Close was called and OnClose has not run (counted in idle.pending)
 }
 
 func newConn(e *Engine, tc *tls.Conn, ad *tlsconn.Adapter, info any, outbound bool) *Conn {
@@ -228,8 +229,13 @@ func (c *Conn) Start() {
 	defer e.wg.Done()
 	nc := c.ad.Detach()
 	// EnrollContext dups the fd, closes nc, and returns after OnOpen ran on
-	// the chosen loop.
-	if _, err := e.cli.EnrollContext(nc, c); err != nil {
+	// the chosen loop. gnet queues it as a task of that loop: no loop
+	// waits in the netpoller meanwhile (idle.go).
+	e.enrolling.Add(1)
+	e.kickLoops()
+	_, err := e.cli.EnrollContext(nc, c)
+	e.enrolling.Add(-1)
+	if err != nil {
 		c.failStart(fmt.Errorf("loop: enrol: %w", err))
 	}
 }
@@ -285,12 +291,14 @@ func (c *Conn) exec(fn func()) {
 		return
 	}
 	c.mu.Unlock()
-	c.e.execute(ls.el, gnet.RunnableFunc(func(context.Context) error {
+	c.e.execute(ls, gnet.RunnableFunc(func(context.Context) error {
+		ls.taskStarted()
 		ls.enter()
 		if !c.reached(socketClosed) {
 			fn()
 		}
 		ls.leave()
+		ls.idleWait()
 		return nil
 	}))
 }

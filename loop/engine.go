@@ -72,8 +72,10 @@ type Engine struct {
 	loops     map[gnet.EventLoop]*loopState
 	drained   chan struct{} // closed when closed && len(conns) == 0
 
-	execs    atomic.Int64 // execute calls in flight
-	stopping atomic.Bool  // set before the loops stop: execute refuses
+	execs     atomic.Int64 // execute calls in flight
+	stopping  atomic.Bool  // set before the loops stop: execute refuses
+	enrolling atomic.Int64 // Starts in EnrollContext: no loop waits in the netpoller (idle.go)
+	epolls    []int        // epoll descriptors gnet opened (idle.go); constant after New
 
 	closeOnce sync.Once
 	closeErr  error
@@ -115,6 +117,7 @@ func New(opts ...Option) (*Engine, error) {
 	if e.clientTLS == nil {
 		e.clientTLS = tlsconn.ClientConfig()
 	}
+	before := fdSet(nil)
 	cli, err := gnet.NewClient(&gnetHandler{e: e},
 		gnet.WithNumEventLoop(o.loops),
 		gnet.WithLogger(gnetLogger{e.log}),
@@ -129,6 +132,7 @@ func New(opts ...Option) (*Engine, error) {
 		return nil, fmt.Errorf("loop: gnet start: %w", err)
 	}
 	e.cli = cli
+	e.epolls = newEpolls(before)
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.timers.init()
 	go func() {
@@ -422,13 +426,35 @@ func (e *Engine) handshake(ctx context.Context, nc net.Conn, outbound bool, dial
 	return c, nil
 }
 
-// execute runs r on el unless the loops are stopping. Any goroutine.
-func (e *Engine) execute(el gnet.EventLoop, r gnet.Runnable) {
+// execute runs r on ls's loop unless the loops are stopping; r must call
+// ls.taskStarted first. Any goroutine.
+func (e *Engine) execute(ls *loopState, r gnet.Runnable) {
 	e.execs.Add(1)
 	if !e.stopping.Load() {
-		_ = el.Execute(context.Background(), r)
+		w := ls.idle.Load()
+		if w != nil {
+			w.pending.Add(1)
+		}
+		if err := ls.el.Execute(context.Background(), r); err != nil && w != nil {
+			w.pending.Add(-1)
+		}
+		if w != nil && w.pending.Load() > 0 {
+			w.kick() // gnet signals its eventfd only if not running tasks
+		}
 	}
 	e.execs.Add(-1)
+}
+
+// kickLoops wakes every loop waiting in the netpoller, to see a change of
+// enrolling or stopping. Any goroutine.
+func (e *Engine) kickLoops() {
+	e.mu.Lock()
+	for _, ls := range e.loops {
+		if w := ls.idle.Load(); w != nil {
+			w.kick()
+		}
+	}
+	e.mu.Unlock()
 }
 
 // forget drops a closed conn from the engine's set.
@@ -504,12 +530,20 @@ func (e *Engine) close() error {
 	// No task may reach a loop once gnet starts closing its pollers: the
 	// eventfd number could be reused by then.
 	e.stopping.Store(true)
+	e.kickLoops()
 	for e.execs.Load() != 0 {
 		runtime.Gosched()
 	}
 	if serr := e.cli.Stop(); serr != nil && err == nil {
 		err = fmt.Errorf("loop: stop loops: %w", serr)
 	}
+	e.mu.Lock()
+	for _, ls := range e.loops {
+		if w := ls.idle.Swap(nil); w != nil {
+			w.close()
+		}
+	}
+	e.mu.Unlock()
 	return err
 }
 

@@ -40,6 +40,11 @@ type loopState struct {
 	out  []byte
 	rbuf []byte
 
+	// idle is the loop's wait in Go's netpoller (idle.go), nil if gnet's
+	// descriptors were not found; made at the first OnOpen (idleTried).
+	idle      atomic.Pointer[idleWait]
+	idleTried bool
+
 	// after holds the functions AfterFlush deferred to the end of the
 	// current callback. Loop only.
 	after, afterSpare []func()
@@ -129,18 +134,39 @@ func (ls *loopState) schedule(c *Conn) {
 	ls.pending = true
 	ls.mu.Unlock()
 	if wake && !ls.busy.Load() {
-		ls.e.execute(ls.el, ls)
+		ls.e.execute(ls, ls)
 	}
 }
 
 // Run implements gnet.Runnable: the wake-up task. Loop only.
 func (ls *loopState) Run(context.Context) error {
+	ls.taskStarted()
 	ls.enter()
 	ls.leave()
+	ls.idleWait()
 	return nil
 }
 
 func (ls *loopState) enter() { ls.busy.Store(true) }
+
+// taskStarted counts one of our gnet tasks as no longer pending (idle.go).
+// Loop only, first thing in each task execute queued.
+func (ls *loopState) taskStarted() {
+	if w := ls.idle.Load(); w != nil {
+		w.pending.Add(-1)
+	}
+}
+
+// idleWait parks the loop goroutine in Go's netpoller until gnet has an
+// event for it (idle.go), when it has nothing else to do. Loop only, at the
+// end of an input callback or one of our tasks.
+func (ls *loopState) idleWait() {
+	w := ls.idle.Load()
+	if w == nil || ls.busy.Load() || len(ls.after) > 0 {
+		return
+	}
+	w.wait(ls.e)
+}
 
 // leave drains every scheduled conn, runs what AfterFlush deferred (then
 // drains again), then clears busy and checks once more (a sender that saw
@@ -208,6 +234,12 @@ func (h *gnetHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	ls := h.e.loopFor(gc.EventLoop())
+	if !ls.idleTried {
+		ls.idleTried = true
+		if w := findIdleWait(h.e.epolls, gc.Fd()); w != nil {
+			ls.idle.Store(w)
+		}
+	}
 	c.gc = gc
 	c.setSocketBuffers(gc.Fd())
 	ls.enter()
@@ -245,6 +277,7 @@ func (h *gnetHandler) OnTraffic(gc gnet.Conn) gnet.Action {
 	ls.enter()
 	c.readTLS(ls, in)
 	ls.leave()
+	ls.idleWait()
 	return gnet.None
 }
 
@@ -255,6 +288,12 @@ func (h *gnetHandler) OnClose(gc gnet.Conn, err error) gnet.Action {
 	}
 	c.direct.Store(false)
 	c.dropDup()
+	if c.closeAsked {
+		c.closeAsked = false
+		if w := c.ls.Load().idle.Load(); w != nil {
+			w.pending.Add(-1)
+		}
+	}
 	if err == nil {
 		err = ErrEngineClosed // gnet closed it without a cause: the loops are stopping
 	} else {

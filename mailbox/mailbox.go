@@ -75,8 +75,9 @@ const (
 	stateParkedSema uint32 = 1 << iota // the owner waits on sema (rule 2)
 	stateParkedChan                    // the owner waits on wake and ctx.Done()
 	stateClosed                        // Close was called; sticky
+	stateParkedFD                      // the owner waits in Go's netpoller on the eventfd in efd (fdpark_linux.go)
 
-	stateParked = stateParkedSema | stateParkedChan
+	stateParked = stateParkedSema | stateParkedChan | stateParkedFD
 )
 
 // spinRounds bounds how often an owner that found its queue empty yields to
@@ -96,7 +97,8 @@ var spinRounds = 4 // a var so tests can force every wait to park
 type Mailbox struct {
 	q Queue[any]
 
-	soon atomic.Int64 // > 0: poll this long before the next park (ExpectSoon); < 0: park at once (ParkNext); set by any goroutine
+	soon atomic.Int32 // > 0: poll this many ns before the next park (ExpectSoon); < 0: park at once (ParkNext); set by any goroutine
+	efd  atomic.Int32 // the eventfd the owner waits on while stateParkedFD is set (owner sets it before the bit)
 
 	state  atomic.Uint32 // stateParked* | stateClosed, see invariants 2, 3, 6
 	nsaved atomic.Int32  // length of the save list, for Len
@@ -153,6 +155,8 @@ func (m *Mailbox) giveToken(old uint32) {
 	switch {
 	case old&stateParkedSema != 0:
 		m.sema.Unlock()
+	case old&stateParkedFD != 0:
+		fdWake(m.efd.Load())
 	case old&stateParkedChan != 0:
 		select {
 		case m.wake <- struct{}{}:
@@ -212,7 +216,10 @@ func (m *Mailbox) Receive(ctx context.Context) (any, error) {
 // goroutine, which dominates a round trip between nodes. It has no effect
 // with GOMAXPROCS=1. Safe from any goroutine (a process may send from
 // several).
-func (m *Mailbox) ExpectSoon(d time.Duration) { m.setSoon(int64(max(d, 0))) }
+func (m *Mailbox) ExpectSoon(d time.Duration) { m.setSoon(int32(min(max(d, 0), maxSoon))) }
+
+// maxSoon bounds ExpectSoon's poll (soon holds nanoseconds in 32 bits).
+const maxSoon = time.Second
 
 // ParkNext makes the owner's next wait park at once, skipping the short
 // spin (a few yields looking for a message) that waits do first. Use it
@@ -226,7 +233,7 @@ func (m *Mailbox) ParkNext() { m.setSoon(-1) }
 
 // setSoon stores v unless it is there already: most sends find it set, and
 // skipping the store keeps the cache line shared.
-func (m *Mailbox) setSoon(v int64) {
+func (m *Mailbox) setSoon(v int32) {
 	if m.soon.Load() != v {
 		m.soon.Store(v)
 	}
@@ -343,8 +350,10 @@ func (m *Mailbox) discard() {
 // returns ctx's error, wrapped, if ctx ends first. A nil error does not
 // promise a message: the caller loops. Owner only.
 func (m *Mailbox) wait(ctx context.Context) error {
+	parkNext := false
 	if m.soon.Load() < 0 {
 		m.soon.Store(0) // ParkNext
+		parkNext = true
 	} else if runtime.GOMAXPROCS(0) > 1 {
 		for range spinRounds {
 			if testHookSpin != nil {
@@ -383,6 +392,15 @@ func (m *Mailbox) wait(ctx context.Context) error {
 	}
 	if testHookPark != nil {
 		testHookPark()
+	}
+	if parkNext && done == nil {
+		// The message comes from a network loop: wait where that loop
+		// can ready the owner without waking a thread (fdpark_linux.go).
+		if w := getFDWaiter(); w != nil {
+			m.parkFD(w)
+			putFDWaiter(w)
+			return nil
+		}
 	}
 	bit := stateParkedSema
 	if done != nil {

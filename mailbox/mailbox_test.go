@@ -3,6 +3,7 @@ package mailbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"strconv"
 	"sync"
@@ -702,5 +703,81 @@ func TestParkNextSkipsTheSpinOfOneWait(t *testing.T) {
 	}
 	if spins.Load() == 0 {
 		t.Fatal("the wait after the one ParkNext applied to did not spin")
+	}
+}
+
+// TestParkNextWaitHandsOverEveryMessage runs more owners than the eventfd
+// pool holds, each waiting after ParkNext (on an eventfd when one is free,
+// else on the semaphore) while its producer pushes, and checks order and
+// count; then a Close wakes an owner parked that way.
+func TestParkNextWaitHandsOverEveryMessage(t *testing.T) {
+	const owners, msgs = fdPoolMax + 44, 200
+	var wg sync.WaitGroup
+	errs := make(chan error, owners)
+	for range owners {
+		m := New()
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for i := range msgs {
+				m.ParkNext()
+				v, err := m.Receive(context.Background())
+				if err != nil || v != i {
+					errs <- fmt.Errorf("Receive = %v, %v; want %d", v, err, i)
+					return
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for i := range msgs {
+				m.Push(i)
+				if i%7 == 0 {
+					runtime.Gosched()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	m := New()
+	got := make(chan error, 1)
+	go func() {
+		m.ParkNext()
+		_, err := m.Receive(context.Background())
+		got <- err
+	}()
+	for m.state.Load()&stateParked == 0 {
+		runtime.Gosched()
+	}
+	m.Close()
+	if err := <-got; !errors.Is(err, ErrClosed) {
+		t.Fatalf("Receive after Close = %v, want ErrClosed", err)
+	}
+}
+
+// TestParkNextWaitsOnAnEventfd checks that a wait after ParkNext parks on
+// an eventfd (Linux) and that a Push from another goroutine ends it.
+func TestParkNextWaitsOnAnEventfd(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("eventfds are Linux's")
+	}
+	m := New()
+	got := make(chan any, 1)
+	go func() {
+		m.ParkNext()
+		v, _ := m.Receive(context.Background())
+		got <- v
+	}()
+	for m.state.Load() != stateParkedFD {
+		runtime.Gosched()
+	}
+	m.Push("reply")
+	if v := <-got; v != "reply" {
+		t.Fatalf("Receive = %v, want reply", v)
 	}
 }
