@@ -136,7 +136,8 @@
 // # Files
 //
 // engine.go: the engine, Listen, Dial and the handshake; eventloop.go: a
-// loop's ready list and gnet's callbacks; conn.go: the Conn type, Start and
+// loop's ready list and gnet's callbacks; idle.go: an idle loop's wait in
+// Go's netpoller; conn.go: the Conn type, Start and
 // loop calls; send.go: Enqueue, the drain and backpressure; direct.go: direct
 // writes; read.go: the input path; close.go: the close ladder and close_notify;
 // queue.go: the send queue; timer.go: the timer heap.
@@ -159,7 +160,9 @@
 //
 // gnet's loops wait in epoll_wait outside Go's netpoller, so waking an idle
 // loop costs an eventfd write and an OS thread wake-up; direct writes
-// remove that on the send side. What remains is on the receive side: the
+// remove that on the send side. After input, a loop with nothing left to do
+// waits in Go's netpoller instead (idle.go): gnet's own wait began with a
+// runtime.Gosched that woke an idle thread for nothing on every burst. What remains is on the receive side: the
 // reply wakes the loop's thread from epoll_wait, then the handler wakes the
 // consumer goroutine (two thread wake-ups where net.Conn has one).
 // Two processes, 64-byte ping-pong, one run (go test -run '^$' -bench
