@@ -26,7 +26,10 @@ import (
 //
 // A type whose value or pointer implements [encoding.BinaryAppender] and
 // whose pointer implements [encoding.BinaryUnmarshaler] travels through those
-// methods. Any other type travels by reflection, compiled once: structs
+// methods. As that interface says, UnmarshalBinary must copy what it keeps
+// of its input: the input is a view of a buffer the node reuses once the
+// message is decoded (a small message's read buffer, a large one's
+// reassembly buffer), so a kept slice would change under it. Any other type travels by reflection, compiled once: structs
 // (their fields in declaration order; a struct with an unexported field is
 // refused with [ErrRegister], since that field could not travel),
 // nested structs, slices, maps, pointers, fixed arrays, any-typed fields

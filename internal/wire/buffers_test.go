@@ -2,7 +2,9 @@ package wire
 
 import (
 	"bytes"
+	"runtime"
 	"testing"
+	"time"
 )
 
 // Reassembled messages whose buffers are given back (ReleaseBuffer) come
@@ -63,5 +65,71 @@ func TestBufferSizes(t *testing.T) {
 	ReleaseBuffer(make([]byte, 10, bufUnit+10)) // not a pool's size: ignored
 	if b := newBuffer(bufUnit + 10); cap(b) != 2*bufUnit {
 		t.Fatalf("capacity %d after a foreign buffer was released", cap(b))
+	}
+}
+
+// A budget of the largest message plus ReassemblyOverhead, the least
+// node.Start accepts, takes that message although its buffer's rounded
+// size would not fit: the last growth is then exact.
+func TestTheSmallestBudgetTakesTheLargestMessage(t *testing.T) {
+	payload := bytes.Repeat([]byte("m"), 1_000_000)
+	item := mustMessage(t, 3, 4, payload)
+	var msg Message
+	fr := NewFrameReader(0, 0)
+	// The term's size: what a fragment header announces as the total.
+	var total int
+	items := fragmentItems(t, 1, item, DefaultFragmentSize-MaxFragmentOverhead)
+	r0 := NewReassembler(ReassemblyLimits{})
+	for _, it := range items {
+		f, _, err := fr.Next(it)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r0.Feed(f, func(m Message) error { total = len(m.Term); return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if bufferCap(total) == total {
+		t.Fatalf("a total of %d needs no rounding: pick another size", total)
+	}
+	r := NewReassembler(ReassemblyLimits{MaxMessage: total, Budget: total + ReassemblyOverhead})
+	for _, it := range items {
+		f, _, err := fr.Next(it)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Feed(f, func(m Message) error { msg = m; return nil }); err != nil {
+			t.Fatalf("the largest message in the smallest budget: %v", err)
+		}
+	}
+	v, err := msg.Decode(nil)
+	if err != nil || !bytes.Equal(v.([]byte), payload) {
+		t.Fatalf("delivered %d bytes, err %v", len(msg.Term), err)
+	}
+}
+
+// The pools hold at most maxPooledBytes, and what the GC drops from them
+// leaves the count: buffers released past the cap are not kept, and an
+// idle process's pools empty.
+func TestPoolsStayWithinTheirCapAndEmptyWhenIdle(t *testing.T) {
+	const size = 4 << 20
+	for range 2 * maxPooledBytes / size {
+		ReleaseBuffer(make([]byte, 0, size))
+		if n := pooledBytes.Load(); n > maxPooledBytes {
+			t.Fatalf("%d bytes pooled, over the cap of %d", n, maxPooledBytes)
+		}
+	}
+	if n := pooledBytes.Load(); n == 0 {
+		t.Fatal("nothing pooled after releasing twice the cap")
+	}
+	if b := newBuffer(size); cap(b) != size {
+		t.Fatalf("a buffer taken from the pools: capacity %d, want %d", cap(b), size)
+	}
+	for i := 0; pooledBytes.Load() != 0; i++ {
+		if i == 1000 {
+			t.Fatalf("%d bytes still counted after %d collections", pooledBytes.Load(), i)
+		}
+		runtime.GC() // pools drop their items over two collections; cleanups run after
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -333,10 +333,17 @@ func (r *Reassembler) fragment(p []byte, deliver func(Message) error) error {
 		// A pooled buffer's capacity is c rounded up to 64 KiB
 		// (buffers.go), charged as it is.
 		c := min(e.total, max(need, 4*cap(e.buf)))
-		if err := r.reserve(bufferCap(c) - cap(e.buf)); err != nil {
+		var nb []byte
+		if err := r.reserve(bufferCap(c) - cap(e.buf)); err == nil {
+			nb = append(newBuffer(c), e.buf...)
+		} else if r.reserve(c-cap(e.buf)) == nil {
+			// The rounding does not fit, the bytes do: a budget of the
+			// largest message plus ReassemblyOverhead must still take
+			// that message, in a buffer of its exact size.
+			nb = append(make([]byte, 0, c), e.buf...)
+		} else {
 			return err
 		}
-		nb := append(newBuffer(c), e.buf...)
 		e.charged += cap(nb) - cap(e.buf)
 		ReleaseBuffer(e.buf)
 		e.buf = nb
