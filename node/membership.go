@@ -537,6 +537,15 @@ func (n *Node) peerGone(pe *peer) {
 					delete(r.monitors, ref)
 				}
 			}
+			// A map keeps its largest size after deletes: a peer that
+			// held many monitors would leave that memory in the process
+			// until it exits. Emptied maps go (a later add makes a new one).
+			if len(r.watching) == 0 {
+				r.watching = nil
+			}
+			if len(r.monitors) == 0 {
+				r.monitors = nil
+			}
 		}
 		p.mu.Unlock()
 		for _, pid := range links {

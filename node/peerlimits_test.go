@@ -120,3 +120,34 @@ func TestAPeerHoldingLinksAndMonitorsPastItsLimitIsCutAndOneWithinIsNot(t *testi
 		return tp.rel == nil || len(tp.rel.monitors) == 0
 	})
 }
+
+// A peer's monitors on a process here go with the peer, and so does the
+// memory of the map that held them: a map keeps its largest size after
+// deletes, so an emptied one is dropped.
+func TestAPeersMonitorsLeaveNoMapBehindWhenItGoes(t *testing.T) {
+	a := startNamed(t, "a", "c")
+	b := startNamed(t, "b", "c")
+	connect(t, a, b)
+	target := a.SpawnFunc(func(p *Process) error { _, err := p.Receive(context.Background()); return err })
+	b.SpawnFunc(func(p *Process) error { // alive: a watcher's exit would take its monitors
+		for range 100 {
+			p.Monitor(target)
+		}
+		_, err := p.ReceiveMatch(context.Background(), func(m any) bool { return m == "stop" })
+		return err
+	})
+	tp := a.local(target)
+	held := func() int {
+		tp.mu.Lock()
+		defer tp.mu.Unlock()
+		if tp.rel == nil || tp.rel.monitors == nil {
+			return -1
+		}
+		return len(tp.rel.monitors)
+	}
+	eventually(t, "the peer's 100 monitors held", func() bool { return held() == 100 })
+	if err := b.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the emptied monitors map dropped", func() bool { return held() == -1 })
+}
