@@ -348,7 +348,24 @@ func TestNodeServesMetricsAndProfiles(t *testing.T) {
 	go func() { _, _ = io.Copy(io.Discard, stderr) }()
 	connectTo(t, "m", name)
 
+	// The per-peer series follow the link table, which can lag the
+	// connected gauge for a moment (a link being replaced, on a busy
+	// machine): scrape until both show the link, within the bound.
+	wanted := []string{"mesh_handshakes_total", "mesh_processes", "mesh_messages_sent_total", "mesh_frames_sent_total",
+		"mesh_send_stalls_total", "mesh_batch_messages", "go_goroutines", "process_cpu_seconds_total"}
 	fams := scrape(t, m[1])
+	for deadline := time.Now().Add(bound); time.Now().Before(deadline); fams = scrape(t, m[1]) {
+		missing := false
+		for _, want := range wanted {
+			if _, ok := fams[want]; !ok {
+				missing = true
+			}
+		}
+		if !missing {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	peers, ok := fams["mesh_peers_connected"]
 	if !ok || len(peers.GetMetric()) != 1 {
 		t.Fatalf("no mesh_peers_connected in the scrape: %v", keys(fams))
@@ -357,8 +374,7 @@ func TestNodeServesMetricsAndProfiles(t *testing.T) {
 	if pm.GetGauge().GetValue() != 1 || !hasLabel(pm.GetLabel(), "node", name) {
 		t.Errorf("mesh_peers_connected = %v, labels %v; want 1 with node=%q", pm.GetGauge().GetValue(), pm.GetLabel(), name)
 	}
-	for _, want := range []string{"mesh_handshakes_total", "mesh_processes", "mesh_messages_sent_total", "mesh_frames_sent_total",
-		"mesh_send_stalls_total", "mesh_batch_messages", "go_goroutines", "process_cpu_seconds_total"} {
+	for _, want := range wanted {
 		if _, ok := fams[want]; !ok {
 			t.Errorf("the scrape lacks %s (has %v)", want, keys(fams))
 		}
