@@ -277,10 +277,8 @@ func (c *Conn) deliverClose(reason error) {
 // OnClose ran. Loop only.
 func (c *Conn) closeGnet() {
 	if !c.closeAsked {
-		if w := c.ls.Load().idle.Load(); w != nil {
-			c.closeAsked = true
-			w.pending.Add(1)
-		}
+		c.closeAsked = true
+		c.ls.Load().owed.Add(1)
 	}
 	_ = c.gc.Close()
 }

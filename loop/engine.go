@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+	gerrors "github.com/panjf2000/gnet/v2/pkg/errors"
 
 	"github.com/meshrt/mesh/tlsconn"
 )
@@ -431,14 +432,14 @@ func (e *Engine) handshake(ctx context.Context, nc net.Conn, outbound bool, dial
 func (e *Engine) execute(ls *loopState, r gnet.Runnable) {
 	e.execs.Add(1)
 	if !e.stopping.Load() {
-		w := ls.idle.Load()
-		if w != nil {
-			w.pending.Add(1)
+		// Counted whether or not the loop waits in the netpoller yet
+		// (taskStarted always uncounts), and given back only when gnet
+		// did not queue the task: a failed eventfd write still runs it.
+		ls.owed.Add(1)
+		if err := ls.el.Execute(context.Background(), r); errors.Is(err, gerrors.ErrEngineInShutdown) || errors.Is(err, gerrors.ErrNilRunnable) {
+			ls.owed.Add(-1)
 		}
-		if err := ls.el.Execute(context.Background(), r); err != nil && w != nil {
-			w.pending.Add(-1)
-		}
-		if w != nil && w.pending.Load() > 0 {
+		if w := ls.idle.Load(); w != nil && ls.owed.Load() > 0 {
 			w.kick() // gnet signals its eventfd only if not running tasks
 		}
 	}

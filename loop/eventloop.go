@@ -44,6 +44,12 @@ type loopState struct {
 	// descriptors were not found; made at the first OnOpen (idleTried).
 	idle      atomic.Pointer[idleWait]
 	idleTried bool
+	// owed counts our gnet tasks queued and not yet started, and gnet
+	// closes asked (closeGnet) whose OnClose has not run: the loop does
+	// not wait in the netpoller while it is positive. Counted from the
+	// start, with or without idle, so a task queued before idle was made
+	// is not uncounted twice.
+	owed atomic.Int64
 
 	// after holds the functions AfterFlush deferred to the end of the
 	// current callback. Loop only.
@@ -151,11 +157,7 @@ func (ls *loopState) enter() { ls.busy.Store(true) }
 
 // taskStarted counts one of our gnet tasks as no longer pending (idle.go).
 // Loop only, first thing in each task execute queued.
-func (ls *loopState) taskStarted() {
-	if w := ls.idle.Load(); w != nil {
-		w.pending.Add(-1)
-	}
-}
+func (ls *loopState) taskStarted() { ls.owed.Add(-1) }
 
 // idleWait parks the loop goroutine in Go's netpoller until gnet has an
 // event for it (idle.go), when it has nothing else to do. Loop only, at the
@@ -165,7 +167,7 @@ func (ls *loopState) idleWait() {
 	if w == nil || ls.busy.Load() || len(ls.after) > 0 {
 		return
 	}
-	w.wait(ls.e)
+	w.wait(ls)
 }
 
 // leave drains every scheduled conn, runs what AfterFlush deferred (then
@@ -290,9 +292,7 @@ func (h *gnetHandler) OnClose(gc gnet.Conn, err error) gnet.Action {
 	c.dropDup()
 	if c.closeAsked {
 		c.closeAsked = false
-		if w := c.ls.Load().idle.Load(); w != nil {
-			w.pending.Add(-1)
-		}
+		c.ls.Load().owed.Add(-1)
 	}
 	if err == nil {
 		err = ErrEngineClosed // gnet closed it without a cause: the loops are stopping

@@ -59,8 +59,7 @@ type idleWait struct {
 	readyFn func(uintptr) bool // loop only: made once by ready
 	polled  bool               // loop only: wait's poll(2) was done
 
-	waiting atomic.Bool  // the loop goroutine is in wait (or about to be)
-	pending atomic.Int64 // our gnet tasks queued and not yet started, and closes asked and not yet done
+	waiting atomic.Bool // the loop goroutine is in wait (or about to be)
 }
 
 // fdSet lists the open descriptors of the process (Linux; nil when
@@ -201,10 +200,10 @@ func (w *idleWait) kick() {
 
 // wait parks the loop goroutine until gnet's epoll instance has an event,
 // unless stop says not to wait. Loop only.
-func (w *idleWait) wait(e *Engine) {
+func (w *idleWait) wait(ls *loopState) {
 	w.waiting.Store(true)
 	w.polled = false
-	_ = w.rc.Read(w.ready(e))
+	_ = w.rc.Read(w.ready(ls))
 	w.waiting.Store(false)
 }
 
@@ -215,10 +214,11 @@ func (w *idleWait) wait(e *Engine) {
 // earlier one) does not notify again; a later call follows a notification
 // from the netpoller and returns true at once (rarely one that came while
 // the loop was running: then gnet finds nothing and waits in epoll_wait).
-func (w *idleWait) ready(e *Engine) func(uintptr) bool {
+func (w *idleWait) ready(ls *loopState) func(uintptr) bool {
 	if w.readyFn == nil {
+		e := ls.e
 		w.readyFn = func(fd uintptr) bool {
-			if w.polled || w.pending.Load() > 0 || e.stopping.Load() || e.enrolling.Load() > 0 {
+			if w.polled || ls.owed.Load() > 0 || e.stopping.Load() || e.enrolling.Load() > 0 {
 				return true
 			}
 			w.polled = true
