@@ -14,7 +14,10 @@ package loop
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -294,6 +297,13 @@ func (h *gnetHandler) OnClose(gc gnet.Conn, err error) gnet.Action {
 		c.closeAsked = false
 		c.ls.Load().owed.Add(-1)
 	}
+	if c.lingering && peerEOF(err) && gc.OutboundBuffered() == 0 {
+		// The peer closed after a graceful close_notify, and gnet's buffer
+		// is empty: the socket took everything before linger's next poll
+		// would have seen it (the peer closes once it read close_notify,
+		// which can beat that poll).
+		c.flushedAll.Store(true)
+	}
 	if err == nil {
 		err = ErrEngineClosed // gnet closed it without a cause: the loops are stopping
 	} else {
@@ -303,6 +313,17 @@ func (h *gnetHandler) OnClose(gc gnet.Conn, err error) gnet.Action {
 	c.advance(socketClosed)
 	c.deliverClose(reason)
 	return gnet.None
+}
+
+// peerEOF reports whether gnet closed the conn because a read found the
+// peer's FIN (a clean close), with its outbound buffer as it was. gnet
+// reports that as a read syscall error wrapping io.EOF; its hang-up path
+// (an error or hang-up event with nothing to read or write) first drops
+// the outbound buffer and reports a bare io.EOF, and then an empty buffer
+// says nothing about what the socket took.
+func peerEOF(err error) bool {
+	var se *os.SyscallError
+	return errors.As(err, &se) && errors.Is(se.Err, io.EOF)
 }
 
 // tcpNotSentLowat is TCP_NOTSENT_LOWAT (linux/tcp.h), which package syscall

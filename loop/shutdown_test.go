@@ -3,6 +3,8 @@ package loop
 import (
 	"context"
 	"errors"
+	"io"
+	"os"
 	"sync"
 	"syscall"
 	"testing"
@@ -134,5 +136,27 @@ func TestShutdownOnBothEndsAtOnce(t *testing.T) {
 	}
 	if ctx.Err() != nil {
 		t.Fatal("the shutdowns ran into their deadline")
+	}
+}
+
+// peerEOF tells a clean close by the peer, after which an empty gnet
+// buffer means the socket took everything, from gnet's hang-up path,
+// which empties the buffer itself. The cases are the errors gnet v2
+// passes to OnClose.
+func TestPeerEOF(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"a read found the peer's FIN", os.NewSyscallError("read", io.EOF), true},
+		{"the hang-up path dropped the outbound buffer", io.EOF, false},
+		{"the peer reset the connection", os.NewSyscallError("read", syscall.ECONNRESET), false},
+		{"a write failed", os.NewSyscallError("writev", syscall.EPIPE), false},
+		{"the loops are stopping", nil, false},
+	} {
+		if got := peerEOF(tc.err); got != tc.want {
+			t.Errorf("%s: peerEOF(%v) = %v, want %v", tc.name, tc.err, got, tc.want)
+		}
 	}
 }
