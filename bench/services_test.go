@@ -183,7 +183,9 @@ func reportVs(b *testing.B, name string, h *latencyHist, base string, bh *latenc
 // "lateness" sets b.N timers due 100 µs apart, each beside a time.AfterFunc
 // due at the same instant that sends the same process a message, and
 // reports how late each kind arrives (p50, p99; target p99 at most 1 ms
-// on an idle machine). On Linux the node's timer goroutine sleeps on a
+// on an idle machine). On Linux a third column, kernel-late, is the floor
+// of the same schedule: an OS thread sleeping in a blocking timerfd read
+// until each deadline (kernelTimerLateness), run beside the other two. On Linux the node's timer goroutine sleeps on a
 // timerfd, and the runtime runs its own due timers at the same wake-up, so
 // there the AfterFunc column is no longer Go's lateness alone (up to a
 // millisecond on an idle process): compare with a build from before the
@@ -243,14 +245,17 @@ func BenchmarkSendAfter(b *testing.B) {
 		n := quietNode(b, "a")
 		var h, base latencyHist
 		type afterFunc struct{ at time.Time }
+		const spacing = 100 * time.Microsecond
+		kernel := make(chan *latencyHist, 1)
 		err := n.Run(context.Background(), func(p *node.Process) error {
 			self := p.Self()
 			b.ResetTimer()
 			// The first is due once all are set (setting one takes about
 			// a µs; 100 ms leaves room for a loaded machine).
 			start := time.Now().Add(100 * time.Millisecond)
+			go func() { kernel <- kernelTimerLateness(start, b.N, spacing) }()
 			for i := range b.N {
-				at := start.Add(time.Duration(i) * 100 * time.Microsecond)
+				at := start.Add(time.Duration(i) * spacing)
 				p.SendAfter(time.Until(at), self, at)
 				time.AfterFunc(time.Until(at), func() { _ = p.Send(self, afterFunc{at}) })
 			}
@@ -272,6 +277,9 @@ func BenchmarkSendAfter(b *testing.B) {
 			b.Fatal(err)
 		}
 		reportVs(b, "sendafter-late", &h, "afterfunc-late", &base)
+		if k := <-kernel; k != nil {
+			reportVs(b, "sendafter-late", &h, "kernel-late", k)
+		}
 	})
 }
 
