@@ -52,7 +52,9 @@
 //
 // Conn.Enqueue copies the item into the conn's send queue, pooled 64 KiB
 // chunks, under a mutex held for that copy only (no allocation in steady
-// state; queue.go says why this beat a lock-free list of pooled nodes). Only the
+// state; queue.go says why this beat a lock-free list of pooled nodes);
+// EnqueueAppend lets a bounded encoder that runs no user code append the
+// item in place under that mutex instead (one copy fewer). Only the
 // sender whose CAS flips the conn's scheduled flag from false to true
 // schedules the conn on its loop; the loop's ready list wakes gnet (one
 // task) only when it was empty and the loop is not already inside one of

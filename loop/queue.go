@@ -26,11 +26,18 @@ package loop
 //     chunk c. An item larger than a chunk gets a chunk of its own size,
 //     which is not pooled.
 //   - mu is a leaf lock, held only to copy one item of at most chunkSize
-//     bytes (a larger one is copied into its own chunk before).
+//     bytes (a larger one is copied into its own chunk before), or for
+//     pushAppend's encoder to append one of at most maxAppendItem bytes
+//     (EnqueueAppend: a bounded encoding that runs no user code).
 //   - An oversized chunk after a regular one is never appended to: the
 //     next item finds no room in it (it is full) and takes a new chunk.
 
-import "sync"
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+)
 
 const chunkSize = 64 << 10
 
@@ -116,4 +123,87 @@ func (q *sendQueue) take(spare []*chunk) []*chunk {
 	q.chunks = spare[:0]
 	q.mu.Unlock()
 	return chunks
+}
+
+// maxAppendItem bounds what an EnqueueAppend encoder may append: its item
+// is made under the queue's lock, which the loop's drain takes too.
+const maxAppendItem = 4 << 10
+
+var errAppendTooLarge = errors.New("loop: EnqueueAppend: max out of range")
+
+// pushAppend appends the item fn appends to the tail chunk (at most max
+// bytes, max <= maxAppendItem), adds its length to n, and returns its
+// sequence number. fn runs under mu: it must not block, and it appends
+// nothing when it fails (the error is returned, nothing is queued). Any
+// goroutine.
+func (q *sendQueue) pushAppend(max int, n *atomic.Int64, fn func([]byte) ([]byte, error)) (uint64, error) {
+	q.mu.Lock()
+	var c *chunk
+	last := len(q.chunks) - 1
+	if last >= 0 {
+		c = q.chunks[last]
+	}
+	fresh := c == nil || cap(c.b)-len(c.b) < max
+	if fresh {
+		c = chunkPool.Get().(*chunk)
+	}
+	start := len(c.b)
+	b, err := fn(c.b)
+	if err != nil || len(b) == start {
+		q.mu.Unlock()
+		if fresh {
+			putChunk(c)
+		}
+		return 0, err
+	}
+	if fresh {
+		q.chunks = append(q.chunks, c)
+	}
+	// b outgrows the chunk only if fn appended more than max: the chunk
+	// then holds a buffer of another size, which putChunk does not pool.
+	c.b = b
+	c.ends = append(c.ends, len(b))
+	n.Add(int64(len(b) - start))
+	q.pushed++
+	seq := q.pushed
+	q.mu.Unlock()
+	return seq, nil
+}
+
+// EnqueueAppend is Enqueue for an item that fn appends to the queue itself,
+// sparing the copy of an item encoded elsewhere first: fn is given the
+// queue's buffer, appends one item of at most max bytes (max <=
+// maxAppendItem, 4 KiB) and returns it, or returns an error having
+// appended nothing, in which case nothing is queued and the error is
+// returned. fn runs under the queue's lock, which the loop's drain takes
+// too: it must be quick and must not block, call into the conn, or run
+// code of unknown cost (an encoder of built-in values, not a user's
+// marshaller). Waiting (backpressure) and the closed conn are as for
+// Enqueue, and it does not allocate in steady state. Safe from any
+// goroutine but the conn's own loop.
+func (c *Conn) EnqueueAppend(ctx context.Context, max int, fn func(dst []byte) ([]byte, error)) error {
+	if max <= 0 || max > maxAppendItem {
+		return errAppendTooLarge
+	}
+	if c.reached(closeRequested) {
+		return c.closedErr()
+	}
+	if c.queued.Load() >= c.e.opts.high {
+		if err := c.waitRoom(ctx, &c.queued); err != nil {
+			return err
+		}
+	}
+	if _, err := c.q.pushAppend(max, &c.queued, fn); err != nil {
+		return err
+	}
+	if !c.scheduled.Load() && c.scheduled.CompareAndSwap(false, true) {
+		if ls := c.ls.Load(); ls != nil {
+			c.dispatch(ls)
+		}
+		// else: OnOpen has not run; it drains a scheduled queue itself.
+	}
+	if c.bulkWait.Load() {
+		c.kickUrgent()
+	}
+	return nil
 }

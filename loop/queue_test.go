@@ -2,9 +2,12 @@ package loop
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -160,5 +163,70 @@ func TestSendQueueTakeBytesTakesWholeLeadingChunks(t *testing.T) {
 	}
 	if got, n, _ = q.takeBytes(nil, 1<<20); len(got) != 0 || n != 0 {
 		t.Fatalf("empty queue gave %d chunks", len(got))
+	}
+}
+
+// pushAppend's items sit between push's in the order pushed, whole, and
+// are counted; a failed encoder queues nothing.
+func TestSendQueuePushAppend(t *testing.T) {
+	var q sendQueue
+	var n atomic.Int64
+	var want [][]byte
+	appendItem := func(item []byte) {
+		t.Helper()
+		if _, err := q.pushAppend(len(item), &n, func(dst []byte) ([]byte, error) {
+			return append(dst, item...), nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, item)
+	}
+	for i := range 3000 {
+		item := bytes.Repeat([]byte{byte(i)}, 1+i%maxAppendItem)
+		if i%3 == 0 {
+			q.push(item)
+			want = append(want, item)
+			continue
+		}
+		appendItem(item)
+	}
+	boom := errors.New("boom")
+	if _, err := q.pushAppend(10, &n, func(dst []byte) ([]byte, error) { return dst, boom }); !errors.Is(err, boom) {
+		t.Fatalf("a failing encoder: %v, want its error", err)
+	}
+	if _, err := q.pushAppend(10, &n, func(dst []byte) ([]byte, error) { return dst, nil }); err != nil {
+		t.Fatalf("an encoder that appends nothing: %v", err)
+	}
+	// An encoder that breaks its promise (more than max) costs a chunk of
+	// another size, never a corrupt item.
+	appendItem(bytes.Repeat([]byte{7}, chunkSize))
+	appendItem([]byte("after"))
+	var counted int64
+	for i, item := range want {
+		counted += int64(len(item))
+		if i%3 == 0 && i < 3000 {
+			counted -= int64(len(item)) // push's items are counted by Conn.push
+		}
+	}
+	if got := n.Load(); got != counted {
+		t.Fatalf("counted %d bytes, want %d", got, counted)
+	}
+	got := takeAll(&q)
+	if len(got) != len(want) {
+		t.Fatalf("took %d items, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("item %d: %d bytes, want %d", i, len(got[i]), len(want[i]))
+		}
+	}
+}
+
+func TestEnqueueAppendRefusesAnOutOfRangeMax(t *testing.T) {
+	var c Conn
+	for _, max := range []int{0, -1, maxAppendItem + 1} {
+		if err := c.EnqueueAppend(context.Background(), max, func(dst []byte) ([]byte, error) { return dst, nil }); err == nil {
+			t.Errorf("max %d: no error", max)
+		}
 	}
 }

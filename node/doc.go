@@ -93,9 +93,12 @@
 //
 // Process.Send: a local target is looked up (cached in lastDst) and its
 // mailbox takes the value itself. A remote target: the peer (cached through
-// a peerHandle, else peerFor, which may dial) → sendRemote encodes into the
-// process's scratch buffer (codec.AppendMessage) → loop.Conn.Enqueue copies
-// it into the peer's queue, waiting while the queue is at its high mark (a
+// a peerHandle, else peerFor, which may dial) → a small value of built-in
+// types (strings, numbers, atoms, tuples of them: send_direct.go) is encoded
+// straight into the peer's queue (loop.Conn.EnqueueAppend); any other value
+// → sendRemote encodes into the process's scratch buffer
+// (codec.AppendMessage) → loop.Conn.Enqueue copies it into the peer's
+// queue. Both wait while the queue is at its high mark (a
 // message over fragmentAbove goes as fragments on the link's bulk lane,
 // sendFragmented, and the sender's later items follow it there until it
 // is drained: lanes.go) → the loop

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/meshrt/mesh/loop"
 	"github.com/meshrt/mesh/mailbox"
 )
 
@@ -212,6 +213,15 @@ func (p *Process) Send(to PID, msg any) error {
 			return fmt.Errorf("send to %v: %w", to, err)
 		}
 		rs.peer.Store(pe.handle)
+	}
+	if lc, ok := pe.conn.(*loop.Conn); ok && !pe.order.behind(pe.conn, p.pid.ID) {
+		if bound := directBound(msg); bound >= 0 {
+			if err := n.sendDirect(pe, lc, bound, p.pid.ID, to, msg); err != nil {
+				return err
+			}
+			p.mb.ParkNext()
+			return nil
+		}
 	}
 	if rs.busy.CompareAndSwap(false, true) {
 		err := n.sendRemote(pe, &rs.buf, p.pid.ID, to, msg)

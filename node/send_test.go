@@ -2,9 +2,17 @@ package node
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"reflect"
+	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/meshrt/mesh/codec"
+	"github.com/meshrt/mesh/internal/wire"
+	"github.com/meshrt/mesh/loop"
 )
 
 // sink starts a process on n that drains its mailbox until it gets "stop".
@@ -86,13 +94,138 @@ func TestProcessSendAllocatesNothing(t *testing.T) {
 		})
 	}
 	local, remote := held(a), held(b)
-	msg := any("payload")
 	within(t, a, func(p *Process) error {
-		for _, to := range []PID{local, remote} {
-			_ = p.Send(to, msg) // warm the caches
-			if n := testing.AllocsPerRun(1000, func() { _ = p.Send(to, msg) }); n != 0 {
-				t.Errorf("Send to %v: %v allocs; want 0", to, n)
+		// A string goes straight into the link's queue (send_direct.go);
+		// a tuple holding a PID through the process's scratch buffer.
+		for _, msg := range []any{"payload", codec.Tuple{p.Self(), "payload"}} {
+			for _, to := range []PID{local, remote} {
+				_ = p.Send(to, msg) // warm the caches
+				if n := testing.AllocsPerRun(1000, func() { _ = p.Send(to, msg) }); n != 0 {
+					t.Errorf("Send of %T to %v: %v allocs; want 0", msg, to, n)
+				}
 			}
+		}
+		return nil
+	})
+}
+
+// A remote stream that mixes values encoded straight into the link's queue
+// with values encoded through the sender's buffer arrives in the order
+// sent, each as the type it was sent as.
+func TestSendDirectAndBufferedKeepOrder(t *testing.T) {
+	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	const total = 3000
+	got := make(chan []any, 1)
+	sinkPID := b.SpawnFunc(func(q *Process) error {
+		var ms []any
+		for len(ms) < total {
+			m, err := q.Receive(context.Background())
+			if err != nil {
+				return err
+			}
+			ms = append(ms, m)
+		}
+		got <- ms
+		return nil
+	})
+	msgFor := func(self PID, i int) any {
+		switch i % 4 {
+		case 0:
+			return i // direct
+		case 1:
+			return codec.Tuple{self, int64(i)} // a PID: buffered
+		case 2:
+			return codec.Tuple{codec.Atom("n"), int64(i), strings.Repeat("x", i%300)} // direct
+		default:
+			return map[string]any{"i": i} // buffered
+		}
+	}
+	var self PID
+	within(t, a, func(p *Process) error {
+		self = p.Self()
+		for i := range total {
+			if err := p.Send(sinkPID, msgFor(self, i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	// The direct path is the one a TLS link's connection offers.
+	if pe, err := a.peerFor(b.Self()); err != nil {
+		t.Fatal(err)
+	} else if _, ok := pe.conn.(*loop.Conn); !ok {
+		t.Fatalf("the link's connection is a %T, not a *loop.Conn: no direct sends", pe.conn)
+	}
+	var ms []any
+	select {
+	case ms = <-got:
+	case <-time.After(testWait):
+		t.Fatal("the sink did not get every message")
+	}
+	for i, m := range ms {
+		if want := msgFor(self, i); !reflect.DeepEqual(m, want) {
+			t.Fatalf("message %d: got %#v, want %#v", i, m, want)
+		}
+	}
+}
+
+func TestDirectBound(t *testing.T) {
+	long := strings.Repeat("x", maxDirectTerm)
+	tests := []struct {
+		name   string
+		msg    any
+		direct bool
+	}{
+		{"nil", nil, true},
+		{"string", "hello", true},
+		{"atom", codec.Atom("ok"), true},
+		{"bytes", []byte("abc"), true},
+		{"nil bytes", []byte(nil), true},
+		{"int64", int64(-7), true},
+		{"float32", float32(1.5), true},
+		{"tuple of scalars", codec.Tuple{codec.Atom("stamp"), int64(1), "m"}, true},
+		{"empty list", []any{}, true},
+		{"nil list", []any(nil), true},
+		{"string at the bound", long, false},
+		{"tuple past the bound", codec.Tuple{long[:600], long[:600]}, false},
+		{"pid", PID{Node: "a@h:1", ID: 1}, false},
+		{"nested tuple", codec.Tuple{codec.Tuple{}}, false},
+		{"map", map[string]any{}, false},
+		{"named string type", codec.Error("e"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bound := directBound(tt.msg)
+			if (bound >= 0) != tt.direct {
+				t.Fatalf("directBound = %d, want direct %v", bound, tt.direct)
+			}
+			if !tt.direct {
+				return
+			}
+			item, err := wire.AppendMessage(nil, 1<<40, 1<<40, tt.msg, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(item) > directItemBound+bound {
+				t.Fatalf("item of %d bytes over its bound %d", len(item), directItemBound+bound)
+			}
+		})
+	}
+}
+
+// A direct send over the peer's message limit fails at Send with
+// codec.ErrLimit, as any other send does, and the link stays up.
+func TestSendDirectOverLimit(t *testing.T) {
+	a := startNamed(t, "a", "c", WithMaxMessage(64))
+	b := startNamed(t, "b", "c", WithMaxMessage(64))
+	to, stop := sink(t, b)
+	defer stop()
+	within(t, a, func(p *Process) error {
+		if err := p.Send(to, strings.Repeat("x", 100)); !errors.Is(err, codec.ErrLimit) {
+			t.Errorf("Send of 100 bytes with a 64-byte limit: %v, want codec.ErrLimit", err)
+		}
+		if err := p.Send(to, "small"); err != nil {
+			t.Errorf("Send after the refused one: %v", err)
 		}
 		return nil
 	})
