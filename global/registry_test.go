@@ -16,25 +16,8 @@ import (
 func newTestCluster(t *testing.T, n int) *simCluster {
 	t.Helper()
 	c := newSimCluster(t, 1, n, 1)
-	c.settle()
+	c.net.Settle()
 	return c
-}
-
-// flush delivers everything in flight, in a fixed order.
-func (c *simCluster) flush() {
-	for progress := true; progress; {
-		progress = false
-		for len(c.syncs) > 0 {
-			c.sync(0)
-		}
-		for i := range c.nodes {
-			for j := range c.nodes {
-				for c.deliver(i, j) {
-					progress = true
-				}
-			}
-		}
-	}
 }
 
 func wantEverywhere(t *testing.T, c *simCluster, name string, pid codec.PID) {
@@ -97,7 +80,7 @@ func TestRegisterIsSeenByEveryNode(t *testing.T) {
 	if got, ok := c.nodes[0].r.Whereis("svc"); !ok || got != p {
 		t.Fatalf("registering node does not read its own write: %v %v", got, ok)
 	}
-	c.flush()
+	c.net.Flush()
 	wantEverywhere(t, c, "svc", p)
 	for _, n := range c.nodes {
 		if n.r.Len() != 1 {
@@ -119,7 +102,7 @@ func TestRegisterOfARemoteProcessIsOwnedByItsNode(t *testing.T) {
 	if got, ok := c.nodes[0].r.Whereis("svc"); !ok || got != p1 {
 		t.Fatalf("pending registration not visible on its node: %v %v", got, ok)
 	}
-	c.flush()
+	c.net.Flush()
 	wantEverywhere(t, c, "svc", p1)
 	if _, ok := c.nodes[1].r.own["svc"]; !ok {
 		t.Errorf("n1 does not own the registration of its process")
@@ -130,7 +113,7 @@ func TestRegisterOfARemoteProcessIsOwnedByItsNode(t *testing.T) {
 	// The owner's process exit removes it everywhere.
 	delete(c.nodes[1].alive, p1)
 	c.nodes[1].r.ProcessExited(p1)
-	c.flush()
+	c.net.Flush()
 	wantEverywhere(t, c, "svc", codec.PID{})
 }
 
@@ -141,7 +124,7 @@ func TestRegisterOfADeadRemoteProcessIsUndoneByItsOwner(t *testing.T) {
 	if err := c.nodes[0].r.Register("svc", p1); err != nil {
 		t.Fatal(err)
 	}
-	c.flush()
+	c.net.Flush()
 	wantEverywhere(t, c, "svc", codec.PID{})
 	if len(c.notes) != 0 {
 		t.Errorf("a dead process was notified: %v", c.notes)
@@ -167,14 +150,14 @@ func TestUnregister(t *testing.T) {
 			if err := c.nodes[tt.regOn].r.Register("svc", p); err != nil {
 				t.Fatal(err)
 			}
-			c.flush()
+			c.net.Flush()
 			if err := c.nodes[tt.unregOn].r.Unregister("svc"); err != nil {
 				t.Fatal(err)
 			}
 			if pid, ok := c.nodes[tt.unregOn].r.Whereis("svc"); ok {
 				t.Fatalf("Whereis right after Unregister = %v", pid)
 			}
-			c.flush()
+			c.net.Flush()
 			wantEverywhere(t, c, "svc", codec.PID{})
 			if err := c.nodes[tt.unregOn].r.Unregister("svc"); !errors.Is(err, ErrNotRegistered) {
 				t.Fatalf("second Unregister = %v, want ErrNotRegistered", err)
@@ -184,7 +167,7 @@ func TestUnregister(t *testing.T) {
 			if err := c.nodes[2].r.Register("svc", q); err != nil {
 				t.Fatalf("re-registration: %v", err)
 			}
-			c.flush()
+			c.net.Flush()
 			wantEverywhere(t, c, "svc", q)
 		})
 	}
@@ -202,12 +185,12 @@ func TestUnregisterBeforeTheOwnerAnswered(t *testing.T) {
 	}
 	// The owner's add arrives before its remove: the name must not flicker
 	// back on the node that unregistered it.
-	c.deliver(0, 1) // the register request only
-	c.deliver(1, 0) // the owner's add; its remove is not sent yet
+	c.net.Deliver(0, 1) // the register request only
+	c.net.Deliver(1, 0) // the owner's add; its remove is not sent yet
 	if pid, ok := r0.Whereis("svc"); ok {
 		t.Fatalf("unregistered name came back: %v", pid)
 	}
-	c.flush()
+	c.net.Flush()
 	wantEverywhere(t, c, "svc", codec.PID{})
 }
 
@@ -220,7 +203,7 @@ func TestStaleUnregisterDoesNotRemoveANewerRegistration(t *testing.T) {
 	if err := r0.Register("svc", p0); err != nil {
 		t.Fatal(err)
 	}
-	c.flush()
+	c.net.Flush()
 	if err := r1.Unregister("svc"); err != nil { // request in flight to n0
 		t.Fatal(err)
 	}
@@ -230,7 +213,7 @@ func TestStaleUnregisterDoesNotRemoveANewerRegistration(t *testing.T) {
 	if err := r0.Register("svc", p0); err != nil {
 		t.Fatal(err)
 	}
-	c.flush()
+	c.net.Flush()
 	wantEverywhere(t, c, "svc", p0)
 }
 
@@ -250,7 +233,7 @@ func TestLateRemoveOfAnOldVersionIsHarmless(t *testing.T) {
 	if err := r0.Register("svc", p0); err != nil {
 		t.Fatal(err)
 	}
-	c.flush()
+	c.net.Flush()
 	var w frameWriter
 	w.add(opRemove, &old)
 	if err := r1.Handle(c.nodes[0].name, w.take()); err != nil {
@@ -273,17 +256,17 @@ func TestProcessExitDropsItsNamesEverywhere(t *testing.T) {
 	if err := c.nodes[0].r.Register("d", other); err != nil {
 		t.Fatal(err)
 	}
-	c.flush()
+	c.net.Flush()
 	delete(c.nodes[0].alive, p)
 	c.nodes[0].r.ProcessExited(p)
-	c.flush()
+	c.net.Flush()
 	for _, name := range []string{"a", "b", "c"} {
 		wantEverywhere(t, c, name, codec.PID{})
 	}
 	wantEverywhere(t, c, "d", other)
 	// Another node's pid is not this node's business.
 	c.nodes[1].r.ProcessExited(other)
-	c.flush()
+	c.net.Flush()
 	wantEverywhere(t, c, "d", other)
 }
 
@@ -297,12 +280,10 @@ func TestNodeDownDropsTheNamesOfItsProcesses(t *testing.T) {
 	if err := c.nodes[2].r.Register("one", p1); err != nil {
 		t.Fatal(err)
 	}
-	c.flush()
-	c.cut(1, 0)
-	c.cut(1, 2)
-	for len(c.detect) > 0 {
-		c.noticeDown(0)
-	}
+	c.net.Flush()
+	c.net.Cut(1, 0)
+	c.net.Cut(1, 2)
+	c.net.NoticeAllDown()
 	for _, i := range []int{0, 2} {
 		if _, ok := c.nodes[i].r.Whereis("one"); ok {
 			t.Errorf("%s still finds a name of a down node's process", c.nodes[i].name)
@@ -315,9 +296,9 @@ func TestNodeDownDropsTheNamesOfItsProcesses(t *testing.T) {
 		t.Errorf("the cut-off node lost its own process's name")
 	}
 	// Heal: the node's live process keeps its name and it is seen again.
-	c.heal(1, 0)
-	c.heal(1, 2)
-	c.flush()
+	c.net.Heal(1, 0)
+	c.net.Heal(1, 2)
+	c.net.Flush()
 	wantEverywhere(t, c, "one", p1)
 	wantEverywhere(t, c, "zero", p0)
 }
@@ -342,11 +323,9 @@ func TestConflictIsSettledByTheRuleAndTheLoserToldOnce(t *testing.T) {
 		t.Run(fmt.Sprintf("partitioned=%v", partitioned), func(t *testing.T) {
 			c := newTestCluster(t, 3)
 			if partitioned {
-				c.cut(0, 1)
-				c.cut(2, 1)
-				for len(c.detect) > 0 {
-					c.noticeDown(0)
-				}
+				c.net.Cut(0, 1)
+				c.net.Cut(2, 1)
+				c.net.NoticeAllDown()
 			}
 			p0, p1 := c.spawn(0), c.spawn(1)
 			// Both accept: neither knows the other's registration yet.
@@ -356,11 +335,11 @@ func TestConflictIsSettledByTheRuleAndTheLoserToldOnce(t *testing.T) {
 			if err := c.nodes[1].r.Register("svc", p1); err != nil {
 				t.Fatal(err)
 			}
-			c.flush()
+			c.net.Flush()
 			if partitioned {
-				c.heal(0, 1)
-				c.heal(2, 1)
-				c.flush()
+				c.net.Heal(0, 1)
+				c.net.Heal(2, 1)
+				c.net.Flush()
 			}
 			e0 := Entry{Name: "svc", PID: p0, Version: 1, Origin: c.nodes[0].name}
 			e1 := Entry{Name: "svc", PID: p1, Version: 1, Origin: c.nodes[1].name}
@@ -380,7 +359,7 @@ func TestConflictIsSettledByTheRuleAndTheLoserToldOnce(t *testing.T) {
 			if total != 1 {
 				t.Fatalf("Conflicts summed over nodes = %d, want 1", total)
 			}
-			if !c.nodeOf(loser.PID).Alive(loser.PID) {
+			if !c.nodeOf(loser.PID.Node).Alive(loser.PID) {
 				t.Fatalf("the loser was killed")
 			}
 		})
@@ -398,7 +377,7 @@ func TestSameProcessRegisteredOnTwoNodesAtOnceIsNotAConflict(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c.flush()
+	c.net.Flush()
 	wantEverywhere(t, c, "svc", p1)
 	if len(c.notes) != 0 {
 		t.Fatalf("the process was told it lost a name it holds: %v", c.notes)
@@ -437,7 +416,7 @@ func TestMergeReplacesTheEarlierCopy(t *testing.T) {
 	if err := r1.Register("a", p1); err != nil {
 		t.Fatal(err)
 	}
-	c.flush()
+	c.net.Flush()
 	snapA := r1.Snapshot()
 	if err := r1.Unregister("a"); err != nil {
 		t.Fatal(err)
@@ -591,11 +570,11 @@ func TestAddBelowAVersionItsNodeAnnouncedIsRefusedAndCounted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c.flush()
+	c.net.Flush()
 	if err := r1.Register("mine", p1); err != nil {
 		t.Fatal(err)
 	}
-	c.flush()
+	c.net.Flush()
 	// Node 1 announced "mine" at some version v: it now claims "svc" with
 	// version 1 — below v, and below node 0's registration, which it would
 	// beat.
@@ -618,7 +597,7 @@ func TestAddBelowAVersionItsNodeAnnouncedIsRefusedAndCounted(t *testing.T) {
 	if err := r1.Register("more", p1); err != nil {
 		t.Fatal(err)
 	}
-	c.flush()
+	c.net.Flush()
 	wantEverywhere(t, c, "more", p1)
 	if r0.Forged() != 1 {
 		t.Fatalf("an honest add was counted as forged: %d", r0.Forged())

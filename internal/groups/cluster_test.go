@@ -1,11 +1,10 @@
 package groups
 
-// An in-memory cluster for the convergence property test, as global's: each
-// simNode is a Host; every directed link is a FIFO queue delivered from one
-// message at a time in an order a seeded rand picks. Cutting a link drops
-// what is queued and later tells each end NodeDown; healing reconnects it
-// and later sends each side's snapshot as the first message the other side
-// merges.
+// The convergence property test of the groups, on the simulated network of
+// internal/simnet: each simNode is a Host and a simnet.Node; the test's own
+// steps are joins, leaves and exits, and its check is that after settling
+// every replica shows, for every group, exactly the live processes that
+// joined it and did not leave.
 
 import (
 	"errors"
@@ -13,76 +12,73 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/meshrt/mesh/codec"
+	"github.com/meshrt/mesh/internal/simnet"
 )
 
-type simMsg struct {
-	snapshot bool
-	data     []byte
-}
-
-type simLink struct {
-	up bool
-	q  []simMsg
-}
-
 type simNode struct {
-	c      *simCluster
-	idx    int
-	name   string
-	inc    uint64
-	nextID uint64
-	r      *Replica
-	alive  map[codec.PID]bool
-	joined map[codec.PID]map[string]bool // the model: what each live process joined
+	simnet.Port // Broadcast; the zero Port's goes nowhere
+	name        string
+	inc         uint64
+	nextID      uint64
+	r           *Replica
+	alive       map[codec.PID]bool
+	joined      map[codec.PID]map[string]bool // the model: what each live process joined
 }
 
 func (n *simNode) Self() string { return n.name }
-func (n *simNode) Broadcast(frame []byte) {
-	for j, l := range n.c.links[n.idx] {
-		if j != n.idx && l.up {
-			l.q = append(l.q, simMsg{data: frame})
-		}
-	}
-}
 func (n *simNode) Alive(pid codec.PID) bool {
 	return pid.Node == n.name && pid.Incarnation == n.inc && n.alive[pid]
 }
 
-type pair struct{ a, b int }
+func (n *simNode) Replica() simnet.Replica { return n.r }
+
+// Restart: the processes die with the node.
+func (n *simNode) Restart() {
+	n.inc++
+	n.alive = make(map[codec.PID]bool)
+	n.joined = make(map[codec.PID]map[string]bool)
+	n.r = New(n, 0)
+}
+
+func (n *simNode) Describe(from string, f simnet.Frame) string {
+	if f.Snapshot {
+		return fmt.Sprintf("Merge(%d bytes)", len(f.Data))
+	}
+	ops, _ := decodeOps(f.Data, from)
+	var b strings.Builder
+	b.WriteString("Handle ")
+	for _, o := range ops {
+		verb := map[opKind]string{opJoin: "join", opLeave: "leave"}[o.kind]
+		fmt.Fprintf(&b, "[%s %s %v]", verb, o.group, o.pid)
+	}
+	return b.String()
+}
 
 type simCluster struct {
-	t      *testing.T
-	rng    *rand.Rand
+	net    *simnet.Net
+	rng    *rand.Rand // the net's
+	mix    simnet.Mix
 	nodes  []*simNode
-	links  [][]*simLink
-	conn   [][]bool // conn[a][b]: a thinks it is connected to b
-	detect []pair
-	syncs  []pair
 	groups []string
 }
 
 func newSimCluster(t *testing.T, seed uint64, nodes int) *simCluster {
-	c := &simCluster{t: t, rng: rand.New(rand.NewPCG(seed, seed^0x5851f42d4c957f2d)), groups: []string{"a", "b", "c", "d"}}
-	c.links = make([][]*simLink, nodes)
-	c.conn = make([][]bool, nodes)
-	for i := range nodes {
-		n := &simNode{c: c, idx: i, name: fmt.Sprintf("n%d@127.0.0.1:%d", i, 7000+i), inc: 1,
+	c := &simCluster{rng: rand.New(rand.NewPCG(seed, seed^0x5851f42d4c957f2d)), groups: []string{"a", "b", "c", "d"}}
+	c.net = simnet.New(t, c.rng, nodes, func(i int, p simnet.Port) simnet.Node {
+		n := &simNode{Port: p, name: fmt.Sprintf("n%d@127.0.0.1:%d", i, 7000+i), inc: 1,
 			alive: make(map[codec.PID]bool), joined: make(map[codec.PID]map[string]bool)}
 		n.r = New(n, 0)
 		c.nodes = append(c.nodes, n)
-		c.links[i] = make([]*simLink, nodes)
-		c.conn[i] = make([]bool, nodes)
-		for j := range nodes {
-			c.links[i][j] = &simLink{}
-		}
-	}
-	for i := range nodes {
-		for j := i + 1; j < nodes; j++ {
-			c.heal(i, j)
-		}
+		return n
+	})
+	c.mix = simnet.Mix{
+		Deliver: 45,
+		Ops:     []simnet.Op{{Weight: 17, Do: c.join}, {Weight: 8, Do: c.leave}, {Weight: 6, Do: c.exit}},
+		Cut:     5, NoticeDown: 5, Heal: 5, Sync: 8, Restart: 1,
 	}
 	return c
 }
@@ -107,19 +103,25 @@ func (c *simCluster) somePID(i int) codec.PID {
 
 func (c *simCluster) join(i int) {
 	n, pid, g := c.nodes[i], c.somePID(i), c.groups[c.rng.IntN(len(c.groups))]
-	if err := n.r.Join(g, pid); err != nil {
-		c.t.Fatalf("Join(%s, %v): %v", g, pid, err)
+	err := n.r.Join(g, pid)
+	c.net.Logf("%d: Join(%s, %v) = %v", i, g, pid, err)
+	if err != nil {
+		c.net.Failf("%d: Join(%s, %v): %v", i, g, pid, err)
+		return
 	}
 	n.joined[pid][g] = true
 	if !slices.Contains(n.r.Members(g), pid) {
-		c.t.Fatalf("%s: Members(%s) right after Join misses %v", n.name, g, pid)
+		c.net.Failf("%d: Members(%s) right after Join misses %v", i, g, pid)
 	}
 }
 
 func (c *simCluster) leave(i int) {
 	n, pid, g := c.nodes[i], c.somePID(i), c.groups[c.rng.IntN(len(c.groups))]
-	if err := n.r.Leave(g, pid); err != nil {
-		c.t.Fatalf("Leave(%s, %v): %v", g, pid, err)
+	err := n.r.Leave(g, pid)
+	c.net.Logf("%d: Leave(%s, %v) = %v", i, g, pid, err)
+	if err != nil {
+		c.net.Failf("%d: Leave(%s, %v): %v", i, g, pid, err)
+		return
 	}
 	delete(n.joined[pid], g)
 }
@@ -133,152 +135,8 @@ func (c *simCluster) exit(i int) {
 	pid := pids[c.rng.IntN(len(pids))]
 	delete(n.alive, pid)
 	delete(n.joined, pid)
+	c.net.Logf("%d: exit %v", i, pid)
 	n.r.ProcessExited(pid)
-}
-
-func (c *simCluster) deliver(i, j int) bool {
-	l := c.links[i][j]
-	if !l.up || len(l.q) == 0 {
-		return false
-	}
-	m := l.q[0]
-	l.q = l.q[1:]
-	var err error
-	if m.snapshot {
-		err = c.nodes[j].r.Merge(c.nodes[i].name, m.data)
-	} else {
-		err = c.nodes[j].r.Handle(c.nodes[i].name, m.data)
-	}
-	if err != nil {
-		c.t.Fatalf("%d→%d: %v", i, j, err)
-	}
-	return true
-}
-
-func (c *simCluster) cut(i, j int) {
-	if !c.links[i][j].up {
-		return
-	}
-	for _, p := range []pair{{i, j}, {j, i}} {
-		l := c.links[p.a][p.b]
-		l.up, l.q = false, nil
-		c.syncs = slices.DeleteFunc(c.syncs, func(s pair) bool { return s == p })
-		c.detect = append(c.detect, p)
-	}
-}
-
-func (c *simCluster) noticeDown(k int) {
-	p := c.detect[k]
-	c.detect = slices.Delete(c.detect, k, k+1)
-	c.conn[p.a][p.b] = false
-	c.nodes[p.a].r.NodeDown(c.nodes[p.b].name)
-}
-
-func (c *simCluster) heal(i, j int) {
-	if c.links[i][j].up || c.conn[i][j] || c.conn[j][i] {
-		return
-	}
-	for _, p := range []pair{{i, j}, {j, i}} {
-		c.links[p.a][p.b].up = true
-		c.conn[p.a][p.b] = true
-		c.syncs = append(c.syncs, p)
-	}
-}
-
-func (c *simCluster) sync(k int) {
-	p := c.syncs[k]
-	c.syncs = slices.Delete(c.syncs, k, k+1)
-	l := c.links[p.a][p.b]
-	c.nodes[p.a].r.SnapshotTo(func(f []byte) { l.q = append(l.q, simMsg{snapshot: true, data: f}) })
-}
-
-// restart kills node i's processes with it and starts a new incarnation.
-func (c *simCluster) restart(i int) {
-	for j := range c.nodes {
-		if j != i {
-			c.cut(i, j)
-		}
-	}
-	c.detect = slices.DeleteFunc(c.detect, func(p pair) bool { return p.a == i })
-	for j := range c.nodes {
-		c.conn[i][j] = false
-	}
-	n := c.nodes[i]
-	n.inc++
-	n.alive = make(map[codec.PID]bool)
-	n.joined = make(map[codec.PID]map[string]bool)
-	n.r = New(n, 0)
-}
-
-func (c *simCluster) step() {
-	nn := len(c.nodes)
-	i, j := c.rng.IntN(nn), c.rng.IntN(nn)
-	switch w := c.rng.IntN(100); {
-	case w < 45:
-		for range 4 {
-			if c.deliver(i, j) {
-				return
-			}
-			i, j = c.rng.IntN(nn), c.rng.IntN(nn)
-		}
-	case w < 62:
-		c.join(i)
-	case w < 70:
-		c.leave(i)
-	case w < 76:
-		c.exit(i)
-	case w < 81:
-		if i != j {
-			c.cut(i, j)
-		}
-	case w < 86:
-		if len(c.detect) > 0 {
-			c.noticeDown(c.rng.IntN(len(c.detect)))
-		}
-	case w < 91:
-		if i != j {
-			c.heal(i, j)
-		}
-	case w < 99:
-		if len(c.syncs) > 0 {
-			c.sync(c.rng.IntN(len(c.syncs)))
-		}
-	default:
-		c.restart(i)
-	}
-}
-
-func (c *simCluster) settle() {
-	for len(c.detect) > 0 {
-		c.noticeDown(c.rng.IntN(len(c.detect)))
-	}
-	for i := range c.nodes {
-		for j := i + 1; j < len(c.nodes); j++ {
-			c.heal(i, j)
-		}
-	}
-	for {
-		if len(c.syncs) > 0 && c.rng.IntN(3) == 0 {
-			c.sync(c.rng.IntN(len(c.syncs)))
-			continue
-		}
-		var busy []pair
-		for i, row := range c.links {
-			for j, l := range row {
-				if len(l.q) > 0 {
-					busy = append(busy, pair{i, j})
-				}
-			}
-		}
-		if len(busy) == 0 {
-			if len(c.syncs) == 0 {
-				return
-			}
-			continue
-		}
-		p := busy[c.rng.IntN(len(busy))]
-		c.deliver(p.a, p.b)
-	}
 }
 
 // check: every replica shows, for every group, exactly the live processes
@@ -298,18 +156,18 @@ func (c *simCluster) check() {
 	for _, n := range c.nodes {
 		for _, g := range c.groups {
 			if got := n.r.Members(g); !slices.Equal(got, want[g]) {
-				c.t.Fatalf("%s: Members(%s) = %v, want %v", n.name, g, got, want[g])
+				c.net.Failf("%s: Members(%s) = %v, want %v", n.name, g, got, want[g])
 			}
 		}
 		if got := n.r.Which(); !slices.Equal(got, slices.Sorted(maps.Keys(want))) {
-			c.t.Fatalf("%s: Which() = %v, want %v", n.name, got, slices.Sorted(maps.Keys(want)))
+			c.net.Failf("%s: Which() = %v, want %v", n.name, got, slices.Sorted(maps.Keys(want)))
 		}
 		members := 0
 		for _, pids := range want {
 			members += len(pids)
 		}
 		if gs, ms := n.r.Counts(); gs != len(want) || ms != members {
-			c.t.Fatalf("%s: Counts() = %d groups, %d members; want %d, %d", n.name, gs, ms, len(want), members)
+			c.net.Failf("%s: Counts() = %d groups, %d members; want %d, %d", n.name, gs, ms, len(want), members)
 		}
 	}
 }
@@ -325,11 +183,17 @@ func TestConvergence(t *testing.T) {
 	}
 	for seed := range seeds {
 		c := newSimCluster(t, seed, 5)
-		for range 400 {
-			c.step()
+		for step := range 400 {
+			c.net.Step(c.mix)
+			if c.net.Failed() {
+				t.Fatalf("seed %d failed at step %d", seed, step+1)
+			}
 		}
-		c.settle()
+		c.net.Settle()
 		c.check()
+		if c.net.Failed() {
+			t.Fatalf("seed %d failed", seed)
+		}
 	}
 }
 
@@ -364,7 +228,6 @@ func TestPeerBoundIsEnforced(t *testing.T) {
 
 func TestJoinRules(t *testing.T) {
 	n := &simNode{name: "a@h:1", inc: 1, alive: map[codec.PID]bool{}}
-	n.c = &simCluster{links: [][]*simLink{{{}}}}
 	r := New(n, 0)
 	live := codec.PID{Node: n.name, Incarnation: 1, ID: 1}
 	n.alive[live] = true
