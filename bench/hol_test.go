@@ -37,7 +37,8 @@ func BenchmarkHeadOfLine(b *testing.B) {
 	if out, err := exec.Command("go", "build", "-o", tbin, "./internal/transportpeer").CombinedOutput(); err != nil {
 		b.Fatalf("building the transport peer: %v\n%s", err, out)
 	}
-	tlsSink := startTransportPeer(b, tbin, "-mode", "tls", "-echo=false")
+	// One raw peer answers pings (64-byte frames) and sinks 1 MiB frames.
+	tlsSink := startTransportPeer(b, tbin, "-mode", "tls", "-echo", "-echo-max", "64")
 	peerName := startNodePeer(b, bin)
 	n, err := node.Start("hol@127.0.0.1:0", "bench")
 	if err != nil {
@@ -67,6 +68,102 @@ func BenchmarkHeadOfLine(b *testing.B) {
 			b.ReportMetric(float64(p99)/float64(idleP99), "p99/idle")
 		}
 	})
+	var rawIdleP99 time.Duration
+	b.Run("stream=none/impl=tls-2conn", func(b *testing.B) {
+		rawIdleP99 = pingpongTLSHist(b, tlsSink)
+	})
+	b.Run("stream=1MiB/impl=tls-2conn", func(b *testing.B) {
+		stop, bytes := streamTLSConn(b, tlsSink, 1<<20)
+		start := time.Now()
+		p99 := pingpongTLSHist(b, tlsSink)
+		elapsed := time.Since(start)
+		stop()
+		moved := bytes.Load()
+		two := float64(moved) / elapsed.Seconds() / 1e6
+		raw := float64(moved) / streamTLS(b, tlsSink, moved, 1<<20).Seconds() / 1e6
+		b.ReportMetric(two, "stream-MB/s")
+		b.ReportMetric(raw, "tls-MB/s")
+		b.ReportMetric(two/raw, "stream/tls")
+		if rawIdleP99 > 0 {
+			b.ReportMetric(float64(p99)/float64(rawIdleP99), "p99/idle")
+		}
+	})
+}
+
+// pingpongTLSHist runs b.N 64-byte round trips over a fresh crypto/tls
+// connection to the transport peer (which echoes them), reports their
+// quantiles and returns the p99.
+func pingpongTLSHist(b *testing.B, addr string) time.Duration {
+	b.Helper()
+	tc, err := tls.Dial("tcp", addr, tlsconn.ClientConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tc.Close()
+	item := transportFrame()
+	in := make([]byte, len(item))
+	var h latencyHist
+	b.ResetTimer()
+	for range b.N {
+		t0 := time.Now()
+		if _, err := tc.Write(item); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(tc, in); err != nil {
+			b.Fatal(err)
+		}
+		h.Record(time.Since(t0))
+	}
+	b.StopTimer()
+	h.Report(b)
+	return h.Quantile(0.99)
+}
+
+// streamTLSConn starts a goroutine writing size-byte frames over a fresh
+// crypto/tls connection to the transport peer's sink as fast as it takes
+// them. stop ends it once the sink has read everything (the end marker's
+// answer); sent counts the bytes of frames whose write returned.
+func streamTLSConn(b *testing.B, addr string, size int) (stop func(), sent *atomic.Int64) {
+	b.Helper()
+	tc, err := tls.Dial("tcp", addr, tlsconn.ClientConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := tc.Handshake(); err != nil {
+		_ = tc.Close()
+		b.Fatal(err)
+	}
+	sent = new(atomic.Int64)
+	var quit atomic.Bool
+	done := make(chan error, 1)
+	go func() {
+		frame := make([]byte, 4+size)
+		binary.BigEndian.PutUint32(frame, uint32(size))
+		for !quit.Load() {
+			if _, err := tc.Write(frame); err != nil {
+				done <- err
+				return
+			}
+			sent.Add(int64(size))
+		}
+		var marker [4]byte
+		if _, err := tc.Write(marker[:]); err != nil {
+			done <- err
+			return
+		}
+		_, err := io.ReadFull(tc, marker[:])
+		done <- err
+	}()
+	for sent.Load() < int64(4*size) { // the stream is flowing
+		time.Sleep(time.Millisecond)
+	}
+	return func() {
+		quit.Store(true)
+		if err := <-done; err != nil {
+			b.Error(err)
+		}
+		_ = tc.Close()
+	}, sent
 }
 
 // streamMesh starts a process of n sending size-byte messages to a sink on

@@ -5,9 +5,10 @@
 // Frames are a 4-byte big-endian length and a payload. A zero-length frame
 // is a marker: the peer answers it with a zero-length frame once every
 // frame before it on that connection was handled. In echo mode every
-// non-empty frame is sent back too.
+// non-empty frame of at most -echo-max bytes is sent back too (larger ones
+// are only read: one peer can answer pings and sink a stream).
 //
-// Usage: transportpeer -mode loop|tls -echo
+// Usage: transportpeer -mode loop|tls -echo [-echo-max bytes]
 package main
 
 import (
@@ -32,6 +33,7 @@ func main() {
 	mode := flag.String("mode", "loop", "loop (gnet + TLS) or tls (net.Conn + crypto/tls)")
 	echo := flag.Bool("echo", false, "echo every frame")
 	loops := flag.Int("loops", 0, "event loops (0: one per CPU)")
+	flag.IntVar(&echoMax, "echo-max", maxFrame, "echo only frames of at most this many bytes")
 	flag.Parse()
 	var addr net.Addr
 	var stop func()
@@ -48,19 +50,25 @@ func main() {
 	stop()
 }
 
+// maxFrame is the largest frame the peer reads.
+const maxFrame = 1 << 20
+
+// echoMax is the largest frame echoed in echo mode (set once by main).
+var echoMax = maxFrame
+
 type handler struct{ echo bool }
 
 func (h handler) OnData(c *loop.Conn, b []byte) (int, error) {
 	used := 0
 	for len(b)-used >= 4 {
 		n := int(binary.BigEndian.Uint32(b[used:]))
-		if n > 1<<20 {
+		if n > maxFrame {
 			return used, errors.New("frame too large")
 		}
 		if len(b)-used-4 < n {
 			break
 		}
-		if n == 0 || h.echo {
+		if n == 0 || h.echo && n <= echoMax {
 			if err := c.Enqueue(context.Background(), b[used:used+4+n]); err != nil {
 				return used, err
 			}
@@ -117,7 +125,7 @@ func serveTLSConn(nc net.Conn, echo bool) {
 	br := bufio.NewReaderSize(nc, 64<<10)
 	bw := bufio.NewWriterSize(nc, 64<<10)
 	var hdr [4]byte
-	buf := make([]byte, 1<<20)
+	buf := make([]byte, maxFrame)
 	for {
 		if _, err := io.ReadFull(br, hdr[:]); err != nil {
 			return
@@ -129,7 +137,7 @@ func serveTLSConn(nc net.Conn, echo bool) {
 		if _, err := io.ReadFull(br, buf[:n]); err != nil {
 			return
 		}
-		if n == 0 || echo {
+		if n == 0 || echo && n <= echoMax {
 			_, _ = bw.Write(hdr[:])
 			_, _ = bw.Write(buf[:n])
 			if br.Buffered() == 0 {
