@@ -10,13 +10,17 @@ package bench
 //
 //	MESH_PUBLISH_MEMBERS=100000 go test -run '^$' -bench 'GroupFanout' -benchtime 10x -count 3 ./bench/
 //
-// (default 10 000 members).
+// (default 10 000 members). MESH_PUBLISH_PROFILE=dir writes a CPU profile
+// of each op's Publish and of its send loop, separately (dir/publish-N.pprof,
+// dir/send-N.pprof; `go tool pprof` merges the files it is given).
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -108,8 +112,9 @@ func BenchmarkGroupFanout(b *testing.B) {
 	b.Run(fmt.Sprintf("members=%d", members), func(b *testing.B) {
 		var publish, sendEach, publishCall, sendLoop time.Duration
 		var frames float64
-		for range b.N {
+		for i := range b.N {
 			f0 := framesSent(b, reg, pub.Self())
+			stop := phaseProfile(b, "publish", i)
 			t0 := time.Now()
 			want := got.Load() + int64(members)
 			if err := pub.Groups().Publish("fanout", "tick"); err != nil {
@@ -118,8 +123,10 @@ func BenchmarkGroupFanout(b *testing.B) {
 			publishCall += time.Since(t0)
 			wait(want)
 			publish += time.Since(t0)
+			stop()
 			frames += framesSent(b, reg, pub.Self()) - f0
 
+			stop = phaseProfile(b, "send", i)
 			t0 = time.Now()
 			want = got.Load() + int64(members)
 			for _, pid := range pids {
@@ -130,6 +137,7 @@ func BenchmarkGroupFanout(b *testing.B) {
 			sendLoop += time.Since(t0)
 			wait(want)
 			sendEach += time.Since(t0)
+			stop()
 		}
 		ops := float64(b.N)
 		b.ReportMetric(ms(publish)/ops, "publish-ms")
@@ -138,6 +146,29 @@ func BenchmarkGroupFanout(b *testing.B) {
 		b.ReportMetric(float64(sendLoop)/float64(publishCall), "caller-speedup-x")
 		b.ReportMetric(frames/ops, "frames/publish")
 	})
+}
+
+// phaseProfile starts a CPU profile of one phase of op i into
+// $MESH_PUBLISH_PROFILE/phase-i.pprof, if that is set, and returns what
+// stops it.
+func phaseProfile(b *testing.B, phase string, i int) (stop func()) {
+	dir := os.Getenv("MESH_PUBLISH_PROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.pprof", phase, i)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 // framesSent is the frames node has written to its peers so far.

@@ -44,8 +44,9 @@ package mailbox
 //     after seeing parkedChan, so the atomic orders the two.
 //
 // Size. The struct is the Queue (six words), state, the save-list pointers,
-// sema, the wake pointer, the inbox pointer and the owner's read position in
-// it: 128 bytes, and that is all New allocates. An idle mailbox holds no queue segment (Queue.rewind
+// sema, the wake pointer, the inbox pointer, the owner's read position in
+// it and the ParkOnChannel flag: 136 bytes (a 144-byte allocation), and
+// that is all New allocates. An idle mailbox holds no queue segment (Queue.rewind
 // runs before each park) and, until it first waits with a cancellable
 // context, no channel.
 
@@ -111,6 +112,8 @@ type Mailbox struct {
 
 	inbox atomic.Pointer[inbox] // encoded messages (encoded.go); nil until the first
 	rd    encReader             // owner only: read position in inbox
+
+	onChan atomic.Bool // waits with no deadline park on wake (ParkOnChannel); set by any goroutine, never cleared
 }
 
 // saveNode is one message on the save list. Owner only.
@@ -393,6 +396,10 @@ func (m *Mailbox) wait(ctx context.Context) error {
 	if testHookPark != nil {
 		testHookPark()
 	}
+	if done == nil && m.onChan.Load() {
+		m.parkChan()
+		return nil
+	}
 	if parkNext && done == nil {
 		// The message comes from a network loop: wait where that loop
 		// can ready the owner without waking a thread (fdpark_linux.go).
@@ -428,6 +435,38 @@ func (m *Mailbox) wait(ctx context.Context) error {
 		m.unpark(bit)
 		return fmt.Errorf("mailbox: receive: %w", ctx.Err())
 	}
+}
+
+// ParkOnChannel makes every later wait of the owner with no deadline park
+// on the mailbox's channel, the way a wait with a cancellable context does,
+// instead of on its semaphore (or an eventfd after ParkNext). Waking an
+// owner parked on a semaphore walks the runtime's process-wide tree of
+// semaphore waiters, a cost that grows with the number of goroutines parked
+// that way (with 100 000 parked, a few µs a wake-up, most of a fan-out's
+// CPU); a channel has a queue of its own, and its wake-up costs the same
+// however many are parked. Meant for owners that many goroutines, or one
+// fanning out, wake (process-group members). It cannot be undone. Safe
+// from any goroutine.
+func (m *Mailbox) ParkOnChannel() {
+	if !m.onChan.Load() {
+		m.onChan.Store(true)
+	}
+}
+
+// parkChan is wait's park after ParkOnChannel: parkedChan with no context
+// (invariants 2-4 and 7, the token a send on wake). Owner only.
+func (m *Mailbox) parkChan() {
+	if m.wake == nil {
+		m.wake = make(chan struct{}, 1)
+	}
+	if !m.state.CompareAndSwap(0, stateParkedChan) {
+		return // closed; the caller sees it
+	}
+	if m.q.ready() { // invariant 4
+		m.unpark(stateParkedChan)
+		return
+	}
+	<-m.wake
 }
 
 // unpark clears the owner's parked bit on its own behalf; if a producer or

@@ -104,12 +104,14 @@ func TestMailboxNoLostWakeupWhenOwnerParksOften(t *testing.T) {
 		name          string
 		noSpin, yield bool
 		background    bool // receive with a context that cannot end: park on sema
+		onChan        bool // ParkOnChannel: background waits park on the channel
 	}{
-		{"park-at-once", true, false, false},
-		{"park-at-once/yield-in-windows", true, true, false},
-		{"spin-then-park", false, false, false},
-		{"park-at-once/semaphore", true, false, true},
-		{"park-at-once/yield-in-windows/semaphore", true, true, true},
+		{"park-at-once", true, false, false, false},
+		{"park-at-once/yield-in-windows", true, true, false, false},
+		{"spin-then-park", false, false, false, false},
+		{"park-at-once/semaphore", true, false, true, false},
+		{"park-at-once/yield-in-windows/semaphore", true, true, true, false},
+		{"park-at-once/yield-in-windows/channel", true, true, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const producers, rounds = 4, 3000
@@ -119,6 +121,12 @@ func TestMailboxNoLostWakeupWhenOwnerParksOften(t *testing.T) {
 			acks := make([]*Mailbox, producers)
 			for i := range acks {
 				acks[i] = New()
+			}
+			if tc.onChan {
+				server.ParkOnChannel()
+				for _, a := range acks {
+					a.ParkOnChannel()
+				}
 			}
 			if tc.background {
 				// No context deadline can end a wait: the watchdog closes
@@ -567,8 +575,8 @@ func TestMailboxPushReceiveDoesNotAllocate(t *testing.T) {
 func TestIdleMailboxIsSmall(t *testing.T) {
 	const n = 100_000
 	const maxBytes = 200
-	if s := unsafe.Sizeof(Mailbox{}); s > 128 {
-		t.Fatalf("unsafe.Sizeof(Mailbox{}) = %d, want ≤ 128", s)
+	if s := unsafe.Sizeof(Mailbox{}); s > 136 {
+		t.Fatalf("unsafe.Sizeof(Mailbox{}) = %d, want ≤ 136", s)
 	}
 	keep := make([]*Mailbox, n)
 	runtime.GC()
@@ -611,6 +619,55 @@ func TestMailboxParksWithoutChannelWhenContextCannotEnd(t *testing.T) {
 	}
 	if m.sema.TryLock() {
 		t.Fatal("sema unlocked after the wake-up: a stale token is left behind")
+	}
+}
+
+// After ParkOnChannel, a wait with a context that cannot end parks on the
+// channel, after ParkNext too (no eventfd), and a Push, a PushEncoded or a
+// Close wakes it with no token left behind.
+func TestParkOnChannelParksOnTheChannel(t *testing.T) {
+	dec := &Decoder{Decode: func(b []byte) (any, error) { return string(b), nil }}
+	for _, tc := range []struct {
+		name     string
+		parkNext bool
+		wake     func(m *Mailbox)
+		want     any
+	}{
+		{"push", false, func(m *Mailbox) { m.Push("x") }, "x"},
+		{"push/after-parknext", true, func(m *Mailbox) { m.Push("x") }, "x"},
+		{"push-encoded", true, func(m *Mailbox) { m.PushEncoded(dec, []byte("y")) }, "y"},
+		{"close", false, func(m *Mailbox) { m.Close() }, ErrClosed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := New()
+			m.ParkOnChannel()
+			m.ParkOnChannel() // twice is once
+			got := make(chan any, 1)
+			go func() {
+				if tc.parkNext {
+					m.ParkNext()
+				}
+				v, err := m.Receive(context.Background())
+				if err != nil {
+					v = err
+				}
+				got <- v
+			}()
+			waitParked(t, m)
+			if s := m.state.Load(); s != stateParkedChan {
+				t.Fatalf("state = %b while parked, want parkedChan", s)
+			}
+			tc.wake(m)
+			if v := <-got; v != tc.want {
+				t.Fatalf("Receive = %v, want %v", v, tc.want)
+			}
+			if len(m.wake) != 0 {
+				t.Fatal("a token is left on the channel after the wake-up")
+			}
+			if m.sema.TryLock() {
+				t.Fatal("sema was unlocked: the wait used the semaphore")
+			}
+		})
 	}
 }
 

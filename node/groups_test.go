@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/meshrt/mesh/internal/memlink"
 )
@@ -121,6 +122,92 @@ func TestGroupsReplicateAndPublish(t *testing.T) {
 	}
 	if err := a.Groups().Publish("room", make(chan int)); err == nil {
 		t.Fatal("Publish of an unencodable message succeeded")
+	}
+}
+
+// A peer's publish is decoded once on each node: that node's members get
+// one shared value, as a local Publish's members get the publisher's own.
+// Members that join or leave between publishes get exactly the publishes
+// made while they are members (the node's cached member list follows).
+func TestPublishIsDecodedOncePerNode(t *testing.T) {
+	a := startNamed(t, "a", "c", fastRedial)
+	b := startNamed(t, "b", "c", fastRedial, WithSeeds(a.Self()))
+	eventually(t, "mesh", func() bool { return connected(a, b.Self()) })
+	type got struct {
+		who  PID
+		data *byte
+	}
+	out := make(chan got, 16)
+	spawn := func(n *Node) PID {
+		pid := n.SpawnFunc(func(p *Process) error {
+			for {
+				m, err := p.Receive(context.Background())
+				if err != nil {
+					return nil
+				}
+				if m == "stop" {
+					return nil
+				}
+				out <- got{p.Self(), unsafe.SliceData(m.([]byte))}
+			}
+		})
+		if err := n.Groups().Join("g", pid); err != nil {
+			t.Fatal(err)
+		}
+		return pid
+	}
+	a1, b1, b2 := spawn(a), spawn(b), spawn(b)
+	eventually(t, "both nodes see the three members", func() bool {
+		return sameMembers([]*Node{a, b}, "g", []PID{a1, b1, b2})
+	})
+	publish := func(want ...PID) map[PID]*byte {
+		t.Helper()
+		msg := []byte("payload")
+		if err := a.Groups().Publish("g", msg); err != nil {
+			t.Fatal(err)
+		}
+		seen := map[PID]*byte{}
+		for range want {
+			g := <-out
+			if _, dup := seen[g.who]; dup {
+				t.Fatalf("%v got the publish twice", g.who)
+			}
+			seen[g.who] = g.data
+		}
+		for _, pid := range want {
+			if _, ok := seen[pid]; !ok {
+				t.Fatalf("deliveries to %v; %v missing", seen, pid)
+			}
+		}
+		if seen[a1] != nil && seen[a1] != unsafe.SliceData(msg) {
+			t.Fatal("a local member got a copy, not the publisher's value")
+		}
+		return seen
+	}
+	seen := publish(a1, b1, b2)
+	if seen[b1] != seen[b2] {
+		t.Fatal("the members on b got two decoded values, want one shared")
+	}
+
+	b3 := spawn(b)
+	if err := b.Groups().Leave("g", b1); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a sees b's new members", func() bool {
+		return sameMembers([]*Node{a, b}, "g", []PID{a1, b2, b3})
+	})
+	publish(a1, b2, b3)
+	if err := b.Send(b2, "stop"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the stopped member is gone", func() bool {
+		return sameMembers([]*Node{a, b}, "g", []PID{a1, b3})
+	})
+	publish(a1, b3)
+	select {
+	case g := <-out:
+		t.Fatalf("an extra delivery to %v", g.who)
+	case <-time.After(50 * time.Millisecond):
 	}
 }
 

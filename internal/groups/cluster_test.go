@@ -30,8 +30,8 @@ type simNode struct {
 }
 
 func (n *simNode) Self() string { return n.name }
-func (n *simNode) Alive(pid codec.PID) bool {
-	return pid.Node == n.name && pid.Incarnation == n.inc && n.alive[pid]
+func (n *simNode) Alive(pid codec.PID) (any, bool) {
+	return pid, pid.Node == n.name && pid.Incarnation == n.inc && n.alive[pid]
 }
 
 func (n *simNode) Replica() simnet.Replica { return n.r }
@@ -113,6 +113,25 @@ func (c *simCluster) join(i int) {
 	if !slices.Contains(n.r.Members(g), pid) {
 		c.net.Failf("%d: Members(%s) right after Join misses %v", i, g, pid)
 	}
+	c.checkLocal(i)
+}
+
+// checkLocal: LocalTargets of every group is node i's own live members of
+// it, in PID order, right after each change (the simNode's handle is the
+// PID).
+func (c *simCluster) checkLocal(i int) {
+	n := c.nodes[i]
+	for _, g := range c.groups {
+		var want []any
+		for _, pid := range slices.SortedFunc(maps.Keys(n.joined), comparePIDs) {
+			if n.joined[pid][g] {
+				want = append(want, pid)
+			}
+		}
+		if got := n.r.LocalTargets(g); !slices.Equal(got, want) {
+			c.net.Failf("%d: LocalTargets(%s) = %v, want %v", i, g, got, want)
+		}
+	}
 }
 
 func (c *simCluster) leave(i int) {
@@ -124,6 +143,7 @@ func (c *simCluster) leave(i int) {
 		return
 	}
 	delete(n.joined[pid], g)
+	c.checkLocal(i)
 }
 
 func (c *simCluster) exit(i int) {
@@ -137,6 +157,7 @@ func (c *simCluster) exit(i int) {
 	delete(n.joined, pid)
 	c.net.Logf("%d: exit %v", i, pid)
 	n.r.ProcessExited(pid)
+	c.checkLocal(i)
 }
 
 // check: every replica shows, for every group, exactly the live processes

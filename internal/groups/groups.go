@@ -69,8 +69,10 @@ type Host interface {
 	Broadcast(frame []byte)
 	// Alive reports whether pid names a live process of this node's
 	// current incarnation, and if so records that its exit must be
-	// reported with ProcessExited.
-	Alive(pid codec.PID) bool
+	// reported with ProcessExited and returns a handle for it (anything
+	// the node delivers to it through), which the replica keeps while pid
+	// is a member and hands back through LocalTargets.
+	Alive(pid codec.PID) (handle any, ok bool)
 }
 
 type set = map[codec.PID]struct{}
@@ -89,6 +91,8 @@ type Replica struct {
 	out      []op                      // guarded by mu: ops of the current call
 	scratch  []byte                    // guarded by mu
 	mirrorOf map[string]map[string]int // guarded by mu: group → node → members there
+	handle   map[codec.PID]any         // guarded by mu: Alive's handle of each own member
+	targets  map[string][]any          // guarded by mu: LocalTargets of a group, built on demand, dropped when its own members change
 }
 
 // New returns an empty replica for h; maxPeerMembers bounds what one peer
@@ -106,6 +110,8 @@ func New(h Host, maxPeerMembers int) *Replica {
 		mirrors:  make(map[string]map[string]set),
 		counts:   make(map[string]int),
 		mirrorOf: make(map[string]map[string]int),
+		handle:   make(map[codec.PID]any),
+		targets:  make(map[string][]any),
 	}
 }
 
@@ -129,7 +135,8 @@ func (r *Replica) Join(group string, pid codec.PID) error {
 	if _, ok := r.own[group][pid]; ok {
 		return nil
 	}
-	if !r.host.Alive(pid) {
+	h, ok := r.host.Alive(pid)
+	if !ok {
 		return fmt.Errorf("join %q: %w: %v", group, ErrNoProcess, pid)
 	}
 	m := r.own[group]
@@ -138,6 +145,8 @@ func (r *Replica) Join(group string, pid codec.PID) error {
 		r.own[group] = m
 	}
 	m[pid] = struct{}{}
+	delete(r.targets, group)
+	r.handle[pid] = h
 	r.byPID[pid] = append(r.byPID[pid], group)
 	r.out = append(r.out, op{kind: opJoin, group: group, pid: pid})
 	r.flushLocked()
@@ -169,9 +178,11 @@ func (r *Replica) leaveLocked(group string, pid codec.PID) {
 	if len(m) == 0 {
 		delete(r.own, group)
 	}
+	delete(r.targets, group)
 	gs := slices.DeleteFunc(r.byPID[pid], func(g string) bool { return g == group })
 	if len(gs) == 0 {
 		delete(r.byPID, pid)
+		delete(r.handle, pid)
 	} else {
 		r.byPID[pid] = gs
 	}
@@ -224,11 +235,35 @@ func (r *Replica) Members(group string) []codec.PID {
 	return out
 }
 
-// LocalMembers returns the members of group that run on this node.
-func (r *Replica) LocalMembers(group string) []codec.PID {
+// LocalTargets returns the handles (Host.Alive's) of the members of group
+// that run on this node, in the order of their PIDs: what a publish hands
+// its message to. The slice is shared and must not be modified; it is made
+// once per change of the group's own members, so publishing again and
+// again to a group that does not change neither allocates nor looks up a
+// member. Safe from any goroutine.
+func (r *Replica) LocalTargets(group string) []any {
 	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return slices.Collect(maps.Keys(r.own[group]))
+	t, ok := r.targets[group]
+	r.mu.RUnlock()
+	if ok {
+		return t
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if t, ok := r.targets[group]; ok {
+		return t
+	}
+	m := r.own[group]
+	if len(m) == 0 {
+		return nil // not cached: a group with no member here is not kept
+	}
+	pids := slices.SortedFunc(maps.Keys(m), comparePIDs)
+	t = make([]any, len(pids))
+	for i, pid := range pids {
+		t[i] = r.handle[pid]
+	}
+	r.targets[group] = t
+	return t
 }
 
 // Nodes returns the other nodes that have members of group, sorted.
