@@ -1,7 +1,7 @@
 package mailbox
 
 // Parking on an eventfd in Go's netpoller, for a wait whose message comes
-// from a network event loop (ParkNext).
+// from a network event loop (ParkNext, Waiter).
 //
 // Readying a parked goroutine (a mutex Unlock, a channel send) puts it on
 // the readier's run queue and, when a P is idle, wakes an idle thread for
@@ -15,13 +15,19 @@ package mailbox
 // its thread's next poll finds the owner ready and runs it, one thread and
 // no wake-up, as a crypto/tls reader waiting in net.Conn.Read would be.
 //
-// Eventfds are pooled (fdPoolMax of them, made on demand); a wait that
-// finds none free parks on the semaphore as before.
+// Eventfds are pooled, at most fdPoolMax per pool, made on demand; a wait
+// that finds none free parks on the semaphore (a Waiter: on a channel). A
+// pool is a sync.Pool: taking and giving back an eventfd takes no
+// process-wide lock, and eventfds left unused across two garbage
+// collections are closed (their os.File's cleanup) and leave the count.
 
 import (
 	"os"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -35,44 +41,59 @@ type fdWaiter struct {
 	read func(uintptr) bool // rc.Read's function, made once
 }
 
-// fdPoolMax bounds the eventfds a process keeps for parked owners: at most
-// this many owners wait on one at a time; the others use the semaphore.
+// fdPoolMax bounds the eventfds of each pool: at most this many waits use
+// one at a time.
 const fdPoolMax = 256
 
-var fdPool struct {
-	mu   sync.Mutex
-	free []*fdWaiter
-	made int
-	off  bool // eventfds cannot be made here
+// fdPool is a pool of eventfd waiters whose eventfds read zero. Safe from
+// any goroutine.
+type fdPool struct {
+	p    sync.Pool
+	made atomic.Int32 // waiters alive: in use, pooled, or not yet collected
+	off  atomic.Bool  // eventfds cannot be made here
 }
 
-// getFDWaiter takes a free eventfd waiter, or makes one under fdPoolMax;
-// nil when none can be had.
-func getFDWaiter() *fdWaiter {
-	fdPool.mu.Lock()
-	defer fdPool.mu.Unlock()
-	if n := len(fdPool.free); n > 0 {
-		w := fdPool.free[n-1]
-		fdPool.free[n-1] = nil
-		fdPool.free = fdPool.free[:n-1]
+// Two pools: a Waiter sets read deadlines on its eventfd, a mailbox wait
+// never does, and neither ever sees the other's.
+var mailboxFDs, waiterFDs fdPool
+
+// get takes a free waiter, or makes one under fdPoolMax; nil when none can
+// be had.
+func (fp *fdPool) get() *fdWaiter {
+	if w, _ := fp.p.Get().(*fdWaiter); w != nil {
 		return w
 	}
-	if fdPool.off || fdPool.made >= fdPoolMax {
+	if fp.off.Load() {
 		return nil
 	}
+	if fp.made.Add(1) > fdPoolMax {
+		fp.made.Add(-1)
+		return nil
+	}
+	w, err := newFDWaiter()
+	if err != nil {
+		fp.made.Add(-1)
+		fp.off.Store(true)
+		return nil
+	}
+	runtime.AddCleanup(w, func(fp *fdPool) { fp.made.Add(-1) }, fp)
+	return w
+}
+
+// put gives back a waiter whose eventfd reads zero.
+func (fp *fdPool) put(w *fdWaiter) { fp.p.Put(w) }
+
+func newFDWaiter() (*fdWaiter, error) {
 	fd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
-		fdPool.off = true
-		return nil
+		return nil, err
 	}
 	f := os.NewFile(uintptr(fd), "mailbox-eventfd")
 	rc, err := f.SyscallConn()
 	if err != nil {
 		_ = f.Close()
-		fdPool.off = true
-		return nil
+		return nil, err
 	}
-	fdPool.made++
 	w := &fdWaiter{f: f, rc: rc, fd: int32(fd)}
 	w.read = func(fd uintptr) bool {
 		// Read first: RawConn.Read forgets a notification that came
@@ -80,14 +101,21 @@ func getFDWaiter() *fdWaiter {
 		_, err := unix.Read(int(fd), w.buf[:])
 		return err != unix.EAGAIN && err != unix.EINTR
 	}
-	return w
+	return w, nil
 }
 
-// putFDWaiter gives back a waiter whose eventfd reads zero.
-func putFDWaiter(w *fdWaiter) {
-	fdPool.mu.Lock()
-	fdPool.free = append(fdPool.free, w)
-	fdPool.mu.Unlock()
+// The mailbox's pool and the Waiters'.
+func getFDWaiter() *fdWaiter  { return mailboxFDs.get() }
+func putFDWaiter(w *fdWaiter) { mailboxFDs.put(w) }
+func getWaiterFD() *fdWaiter  { return waiterFDs.get() }
+func putWaiterFD(w *fdWaiter) { waiterFDs.put(w) }
+
+// waitUntil takes the token, blocking in the netpoller until a waker wrote
+// it or deadline (zero: none) passed; false at the deadline. Waiters only
+// (the deadline stays set on the eventfd).
+func (w *fdWaiter) waitUntil(deadline time.Time) bool {
+	_ = w.f.SetReadDeadline(deadline)
+	return w.rc.Read(w.read) == nil
 }
 
 var fdOne = [8]byte{1}

@@ -2,14 +2,20 @@
 
 package mailbox
 
-// Without eventfds every wait parks on the semaphore (fdpark_linux.go).
+import "time"
+
+// Without eventfds every wait parks on the semaphore, and a Waiter on its
+// channel (fdpark_linux.go).
 
 // fdPoolMax is 0: there is no pool.
 const fdPoolMax = 0
 
-type fdWaiter struct{}
+type fdWaiter struct{ fd int32 }
 
-func getFDWaiter() *fdWaiter        { return nil }
-func putFDWaiter(*fdWaiter)         {}
-func fdWake(int32)                  {}
-func (m *Mailbox) parkFD(*fdWaiter) {}
+func getFDWaiter() *fdWaiter                 { return nil }
+func putFDWaiter(*fdWaiter)                  {}
+func getWaiterFD() *fdWaiter                 { return nil }
+func putWaiterFD(*fdWaiter)                  {}
+func fdWake(int32)                           {}
+func (m *Mailbox) parkFD(*fdWaiter)          {}
+func (w *fdWaiter) waitUntil(time.Time) bool { return false }

@@ -453,7 +453,8 @@ func (n *Node) handleSpawnReply(pe *peer, r *wire.SpawnReply) {
 	default:
 		res.err = fmt.Errorf("node: remote spawn failed: %s", r.Err)
 	}
-	ps.reply <- res
+	ps.res = res
+	ps.w.Wake()
 }
 
 // handleNodes takes a peer's node list: this node connects to the ones it

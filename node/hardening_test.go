@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/meshrt/mesh/codec"
 	"github.com/meshrt/mesh/internal/wire"
@@ -59,7 +60,9 @@ func TestSpawnReplyFromAnotherPeerLeavesTheRequestPending(t *testing.T) {
 	a := startNamed(t, "a", "c")
 	asked := &peer{n: a, name: "asked@127.0.0.1:1", incarnation: 1}
 	liar := &peer{n: a, name: "liar@127.0.0.1:2", incarnation: 2}
-	ps := &pendingSpawn{peer: asked, reply: make(chan spawnResult, 1)}
+	ps := &pendingSpawn{peer: asked}
+	ps.w.Arm()
+	defer ps.w.Disarm()
 	a.spawnsMu.Lock()
 	a.spawns[42] = ps
 	a.spawnsMu.Unlock()
@@ -67,12 +70,12 @@ func TestSpawnReplyFromAnotherPeerLeavesTheRequestPending(t *testing.T) {
 	a.spawnsMu.Lock()
 	_, pending := a.spawns[42]
 	a.spawnsMu.Unlock()
-	if !pending || len(ps.reply) != 0 {
+	if !pending || ps.w.Wait(time.Now().Add(time.Millisecond)) {
 		t.Fatal("another peer's reply answered the request")
 	}
 	a.handleSpawnReply(asked, &wire.SpawnReply{Req: 42, Code: wire.SpawnUnknownActor})
-	if r := <-ps.reply; !errors.Is(r.err, ErrUnknownActor) {
-		t.Fatalf("the asked peer's reply gave %v", r.err)
+	if !ps.w.Wait(time.Time{}) || !errors.Is(ps.res.err, ErrUnknownActor) {
+		t.Fatalf("the asked peer's reply gave %v", ps.res.err)
 	}
 }
 

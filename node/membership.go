@@ -503,6 +503,7 @@ func (pe *peer) OnClose(_ *loop.Conn, reason error) {
 	n.bg.Add(1)
 	go func() {
 		defer n.bg.Done()
+		defer n.failSpawns(pe) // after close(pe.down): signal.go
 		defer close(pe.down)
 		n.peerGone(pe)
 	}()

@@ -10,6 +10,7 @@ import (
 	"github.com/meshrt/mesh/codec"
 	"github.com/meshrt/mesh/internal/wire"
 	"github.com/meshrt/mesh/loop"
+	"github.com/meshrt/mesh/mailbox"
 )
 
 // Outgoing: what this node sends to a peer when a local process sends,
@@ -156,18 +157,22 @@ type spawnResult struct {
 	err error
 }
 
-// pendingSpawn is a spawn request waiting for its reply. They are pooled
-// with their channel and timer, so a remote spawn allocates nothing of its
-// own on the requesting side.
+// pendingSpawn is a spawn request waiting for its reply. They are pooled,
+// so a remote spawn allocates nothing of its own on the requesting side.
+//
+// Whoever takes a pendingSpawn out of n.spawns (under spawnsMu) owns its
+// answer: the reply's handler, or failSpawns when the peer goes, sets res
+// and wakes the requester, once; the requester, if it takes it out itself
+// (timeout, a failed send), knows no Wake can come.
 type pendingSpawn struct {
 	peer   *peer
 	parent *Process // linked on success when link is set
 	link   bool
-	reply  chan spawnResult // capacity 1
-	timer  *time.Timer      // the spawn timeout; stopped while pooled
+	res    spawnResult    // set by the taker before Wake
+	w      mailbox.Waiter // in Go's netpoller: the loop readies the requester without waking a thread
 }
 
-var spawnPool = sync.Pool{New: func() any { return &pendingSpawn{reply: make(chan spawnResult, 1)} }}
+var spawnPool = sync.Pool{New: func() any { return new(pendingSpawn) }}
 
 // requestSpawn asks node to start actor, waiting for the reply.
 func (n *Node) requestSpawn(parent *Process, node, actor string, args []any, link bool) (PID, error) {
@@ -178,24 +183,14 @@ func (n *Node) requestSpawn(parent *Process, node, actor string, args []any, lin
 	req := n.nextReq.Add(1)
 	ps := spawnPool.Get().(*pendingSpawn)
 	ps.peer, ps.parent, ps.link = pe, parent, link
+	ps.w.Arm()
 	n.spawnsMu.Lock()
 	n.spawns[req] = ps
 	n.spawnsMu.Unlock()
-	replied := false
 	defer func() {
-		n.spawnsMu.Lock()
-		_, unanswered := n.spawns[req]
-		delete(n.spawns, req)
-		n.spawnsMu.Unlock()
-		if ps.timer != nil {
-			ps.timer.Stop()
-		}
-		// A reply taken out of the table is sent on ps.reply (spawnReplied),
-		// maybe after this returns: pool ps only when nothing can come.
-		if replied || unanswered {
-			ps.peer, ps.parent = nil, nil
-			spawnPool.Put(ps)
-		}
+		ps.w.Disarm()
+		ps.peer, ps.parent, ps.link, ps.res = nil, nil, false, spawnResult{}
+		spawnPool.Put(ps)
 	}()
 	var from PID
 	if parent != nil {
@@ -215,36 +210,60 @@ func (n *Node) requestSpawn(parent *Process, node, actor string, args []any, lin
 		err = pe.sendMessage(from.ID, item)
 	}
 	putBuf(bp, item)
-	if err != nil {
-		return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, err)
-	}
-	if ps.timer == nil {
-		ps.timer = time.NewTimer(n.opts.spawnTimeout)
-	} else {
-		ps.timer.Reset(n.opts.spawnTimeout)
-	}
-	select {
-	case r := <-ps.reply:
-		replied = true
-		if r.err != nil {
-			return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, r.err)
-		}
-		return r.pid, nil
-	case <-pe.down:
-		// A reply handled before the connection ended is in ps.reply by
-		// now (frames are handled before OnClose): it wins.
+	if err == nil {
+		// failSpawns runs after pe.down closes: if this misses the
+		// close, failSpawns sees the request; if it sees it, the request
+		// is taken back here unless its answer came first.
 		select {
-		case r := <-ps.reply:
-			replied = true
-			if r.err != nil {
-				return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, r.err)
-			}
-			return r.pid, nil
+		case <-pe.down:
+			err = ErrNotConnected
 		default:
 		}
-		return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, ErrNotConnected)
-	case <-ps.timer.C:
-		return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, context.DeadlineExceeded)
+	}
+	switch {
+	case err != nil && n.takeSpawn(req):
+		return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, err)
+	case err != nil:
+		ps.w.Wait(time.Time{}) // answered meanwhile: the answer stands
+	case !ps.w.Wait(time.Now().Add(n.opts.spawnTimeout)):
+		if n.takeSpawn(req) {
+			return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, context.DeadlineExceeded)
+		}
+		ps.w.Wait(time.Time{}) // the answer is on its way
+	}
+	if r := ps.res; r.err != nil {
+		return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, r.err)
+	}
+	return ps.res.pid, nil
+}
+
+// takeSpawn takes request req out of the table; false if its answer was
+// taken first (and its Wake comes).
+func (n *Node) takeSpawn(req uint64) bool {
+	n.spawnsMu.Lock()
+	_, ok := n.spawns[req]
+	delete(n.spawns, req)
+	n.spawnsMu.Unlock()
+	return ok
+}
+
+// failSpawns ends the spawns pending on pe, which went down, with
+// ErrNotConnected. A reply handled before the connection ended took its
+// request first (frames are handled before OnClose): it wins. Called
+// after pe.down is closed (see requestSpawn).
+func (n *Node) failSpawns(pe *peer) {
+	var taken []*pendingSpawn
+	n.spawnsMu.Lock()
+	for req, ps := range n.spawns {
+		if ps.peer == pe {
+			delete(n.spawns, req)
+			taken = append(taken, ps)
+		}
+	}
+	n.spawnsMu.Unlock()
+	for _, ps := range taken {
+		ps.res = spawnResult{err: ErrNotConnected}
+		ps.w.Wake()
 	}
 }
 

@@ -86,3 +86,46 @@ func TestRemoteSpawnReplyPrecedesTheProcesssFirstMessageAndExit(t *testing.T) {
 		return nil
 	})
 }
+
+// A remote spawn waits for its reply in Go's netpoller (mailbox.Waiter),
+// not on the connection's end: when the link is lost while the request is
+// pending, failSpawns must end the wait with ErrNotConnected, long before
+// the spawn timeout.
+func TestSpawnPendingWhenTheLinkIsLostFailsWithNotConnected(t *testing.T) {
+	a := startNamed(t, "a", "c")
+	b := startNamed(t, "b", "c", WithSpawnTimeout(10*time.Minute))
+	a.Define("idle", func(p *Process, _ []any) error { return nil })
+	na, _ := parseName(a.Self())
+	relay := newFreezer(t, fmt.Sprintf("127.0.0.1:%d", na.port))
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	defer cancel()
+	if _, err := b.connect(ctx, a.Self(), relay.l.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	relay.freeze()
+	got := make(chan error, 1)
+	go func() {
+		_, err := b.Spawn(a.Self(), "idle")
+		got <- err
+	}()
+	eventually(t, "the spawn request pending", func() bool {
+		b.spawnsMu.Lock()
+		defer b.spawnsMu.Unlock()
+		return len(b.spawns) == 1
+	})
+	relay.close()
+	select {
+	case err := <-got:
+		if !errors.Is(err, ErrNotConnected) {
+			t.Fatalf("Spawn over a lost link: %v; want ErrNotConnected", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Spawn still waiting after the link was lost")
+	}
+	b.spawnsMu.Lock()
+	left := len(b.spawns)
+	b.spawnsMu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d spawn requests left in the table", left)
+	}
+}
