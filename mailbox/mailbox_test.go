@@ -823,6 +823,7 @@ func TestParkNextWaitsOnAnEventfd(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("eventfds are Linux's")
 	}
+	waitFDPoolRoom(&mailboxFDs)
 	m := New()
 	got := make(chan any, 1)
 	go func() {
@@ -830,8 +831,12 @@ func TestParkNextWaitsOnAnEventfd(t *testing.T) {
 		v, _ := m.Receive(context.Background())
 		got <- v
 	}()
-	for m.state.Load() != stateParkedFD {
+	for m.state.Load()&stateParked == 0 {
 		runtime.Gosched()
+	}
+	if s := m.state.Load(); s != stateParkedFD {
+		m.Push("reply")
+		t.Fatalf("the wait after ParkNext parked with state %#x, not on an eventfd", s)
 	}
 	m.Push("reply")
 	if v := <-got; v != "reply" {

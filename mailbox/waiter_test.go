@@ -82,12 +82,7 @@ func TestWaiterDeadline(t *testing.T) {
 // TestWaiterUsesAnEventfd checks that an armed Waiter waits on an eventfd
 // on Linux, and on its channel when none can be had.
 func TestWaiterUsesAnEventfd(t *testing.T) {
-	// Eventfds dropped by the pool (under the race detector sync.Pool
-	// drops some puts) leave the count once collected.
-	for i := 0; i < 100 && waiterFDs.made.Load() >= fdPoolMax; i++ {
-		runtime.GC()
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFDPoolRoom(&waiterFDs)
 	var w Waiter
 	w.Arm()
 	defer w.Disarm()
@@ -96,5 +91,16 @@ func TestWaiterUsesAnEventfd(t *testing.T) {
 	}
 	if runtime.GOOS != "linux" && w.ch == nil {
 		t.Fatal("armed Waiter has no channel")
+	}
+}
+
+// waitFDPoolRoom waits until p can hand out an eventfd: the ones earlier
+// tests left to the pool may have been dropped by it (under the race
+// detector sync.Pool drops some puts at random), and leave its count only
+// once collected.
+func waitFDPoolRoom(p *fdPool) {
+	for i := 0; fdPoolMax > 0 && i < 500 && p.made.Load() >= fdPoolMax; i++ {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
 	}
 }
