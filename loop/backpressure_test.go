@@ -74,7 +74,30 @@ func outboundBuffered(c *Conn) int {
 	}
 }
 
+// enqueuer is one way of queueing an item: Enqueue, or EnqueueAppend with
+// an encoder that appends it.
+type enqueuer struct {
+	name string
+	call func(c *Conn, ctx context.Context, item []byte) error
+}
+
+var enqueuers = []enqueuer{
+	{"Enqueue", func(c *Conn, ctx context.Context, item []byte) error { return c.Enqueue(ctx, item) }},
+	{"EnqueueAppend", func(c *Conn, ctx context.Context, item []byte) error {
+		return c.EnqueueAppend(ctx, len(item), func(dst []byte) ([]byte, error) { return append(dst, item...), nil })
+	}},
+}
+
+// Senders to a peer that reads nothing block at the high-water mark
+// (whichever way they queue), the queue stays bounded, another peer on the
+// same loop is served meanwhile, and Close releases a blocked sender.
 func TestBackpressureBlocksOnlyTheSlowPeersSenders(t *testing.T) {
+	for _, via := range enqueuers {
+		t.Run(via.name, func(t *testing.T) { backpressureBlocksOnlyTheSlowPeersSenders(t, via.call) })
+	}
+}
+
+func backpressureBlocksOnlyTheSlowPeersSenders(t *testing.T, enqueue func(*Conn, context.Context, []byte) error) {
 	const high, low = 256 << 10, 64 << 10
 	deafAddr, stopDeaf := deafPeer(t)
 	defer stopDeaf()
@@ -123,7 +146,7 @@ func TestBackpressureBlocksOnlyTheSlowPeersSenders(t *testing.T) {
 			defer wg.Done()
 			for {
 				sctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-				err := slow.Enqueue(sctx, item)
+				err := enqueue(slow, sctx, item)
 				cancel()
 				if err != nil {
 					errs <- err
@@ -160,7 +183,7 @@ func TestBackpressureBlocksOnlyTheSlowPeersSenders(t *testing.T) {
 
 	// Closing the slow conn releases a sender blocked without a deadline.
 	blocked := make(chan error, 1)
-	go func() { blocked <- slow.Enqueue(ctx, item) }()
+	go func() { blocked <- enqueue(slow, ctx, item) }()
 	_ = slow.Close(errTestReason)
 	select {
 	case err := <-blocked:

@@ -29,8 +29,10 @@ package loop
 //     bytes (a larger one is copied into its own chunk before), or for
 //     pushAppend's encoder to append one of at most maxAppendItem bytes
 //     (EnqueueAppend: a bounded encoding that runs no user code).
-//   - An oversized chunk after a regular one is never appended to: the
-//     next item finds no room in it (it is full) and takes a new chunk.
+//   - An oversized chunk after a regular one is never appended to by push:
+//     the next item finds no room in it (it is full) and takes a new
+//     chunk. pushAppend may append to one that an encoder grew past its
+//     max (it has spare capacity then); such a chunk is never pooled.
 
 import (
 	"context"
@@ -129,15 +131,21 @@ func (q *sendQueue) take(spare []*chunk) []*chunk {
 // is made under the queue's lock, which the loop's drain takes too.
 const maxAppendItem = 4 << 10
 
-var errAppendTooLarge = errors.New("loop: EnqueueAppend: max out of range")
+var (
+	errAppendTooLarge = errors.New("loop: EnqueueAppend: max out of range")
+	errAppendShrank   = errors.New("loop: EnqueueAppend: the encoder returned less than it was given")
+)
 
 // pushAppend appends the item fn appends to the tail chunk (at most max
 // bytes, max <= maxAppendItem), adds its length to n, and returns its
 // sequence number. fn runs under mu: it must not block, and it appends
-// nothing when it fails (the error is returned, nothing is queued). Any
+// nothing when it fails (the error is returned, nothing is queued). A
+// panic in fn leaves the queue as it was and mu unlocked (the deferred
+// unlock: a stuck mu would stall the drain of every conn on the loop). Any
 // goroutine.
 func (q *sendQueue) pushAppend(max int, n *atomic.Int64, fn func([]byte) ([]byte, error)) (uint64, error) {
 	q.mu.Lock()
+	defer q.mu.Unlock()
 	var c *chunk
 	last := len(q.chunks) - 1
 	if last >= 0 {
@@ -149,8 +157,10 @@ func (q *sendQueue) pushAppend(max int, n *atomic.Int64, fn func([]byte) ([]byte
 	}
 	start := len(c.b)
 	b, err := fn(c.b)
+	if err == nil && len(b) < start {
+		err = errAppendShrank // would cut items already queued
+	}
 	if err != nil || len(b) == start {
-		q.mu.Unlock()
 		if fresh {
 			putChunk(c)
 		}
@@ -165,9 +175,7 @@ func (q *sendQueue) pushAppend(max int, n *atomic.Int64, fn func([]byte) ([]byte
 	c.ends = append(c.ends, len(b))
 	n.Add(int64(len(b) - start))
 	q.pushed++
-	seq := q.pushed
-	q.mu.Unlock()
-	return seq, nil
+	return q.pushed, nil
 }
 
 // EnqueueAppend is Enqueue for an item that fn appends to the queue itself,
@@ -179,8 +187,11 @@ func (q *sendQueue) pushAppend(max int, n *atomic.Int64, fn func([]byte) ([]byte
 // too: it must be quick and must not block, call into the conn, or run
 // code of unknown cost (an encoder of built-in values, not a user's
 // marshaller). Waiting (backpressure) and the closed conn are as for
-// Enqueue, and it does not allocate in steady state. Safe from any
-// goroutine but the conn's own loop.
+// Enqueue, and it does not allocate in steady state. fn runs after the
+// wait for room: an error only fn can find (a size limit) comes after it,
+// so a caller that can check such a limit before should. fn must return
+// dst with its item appended; a result shorter than dst is refused. Safe
+// from any goroutine but the conn's own loop.
 func (c *Conn) EnqueueAppend(ctx context.Context, max int, fn func(dst []byte) ([]byte, error)) error {
 	if max <= 0 || max > maxAppendItem {
 		return errAppendTooLarge

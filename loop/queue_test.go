@@ -167,7 +167,7 @@ func TestSendQueueTakeBytesTakesWholeLeadingChunks(t *testing.T) {
 }
 
 // pushAppend's items sit between push's in the order pushed, whole, and
-// are counted; a failed encoder queues nothing.
+// are counted; a failed, shrinking or panicking encoder queues nothing.
 func TestSendQueuePushAppend(t *testing.T) {
 	var q sendQueue
 	var n atomic.Int64
@@ -197,6 +197,20 @@ func TestSendQueuePushAppend(t *testing.T) {
 	if _, err := q.pushAppend(10, &n, func(dst []byte) ([]byte, error) { return dst, nil }); err != nil {
 		t.Fatalf("an encoder that appends nothing: %v", err)
 	}
+	// An encoder that returns less than it was given would cut queued
+	// items: refused, nothing changes.
+	if _, err := q.pushAppend(10, &n, func(dst []byte) ([]byte, error) { return dst[:len(dst)/2], nil }); !errors.Is(err, errAppendShrank) {
+		t.Fatalf("a shrinking encoder: %v, want errAppendShrank", err)
+	}
+	// A panicking one leaves the queue as it was, and unlocked.
+	func() {
+		defer func() { _ = recover() }()
+		_, _ = q.pushAppend(10, &n, func(dst []byte) ([]byte, error) { panic("encoder") })
+	}()
+	if !q.mu.TryLock() {
+		t.Fatal("a panicking encoder left the queue locked")
+	}
+	q.mu.Unlock()
 	// An encoder that breaks its promise (more than max) costs a chunk of
 	// another size, never a corrupt item.
 	appendItem(bytes.Repeat([]byte{7}, chunkSize))

@@ -479,6 +479,9 @@ func TestRestartedNodeRefusesPIDsOfEarlierIncarnation(t *testing.T) {
 		if err := a.Send(ghost, "for the old run"); err != nil {
 			return err
 		}
+		// From a process too: a small string goes straight into the
+		// link's queue (send_direct.go), which checks the same.
+		within(t, a, func(q *Process) error { return q.Send(ghost, "for the old run, from a process") })
 		if err := a.Send(p.Self(), "for this run"); err != nil {
 			return err
 		}

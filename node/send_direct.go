@@ -20,7 +20,10 @@ import (
 // integers and floats, and tuples and lists of those, all within
 // maxDirectTerm bytes. Everything else (PIDs, maps, user types, larger
 // values) takes the scratch buffer as before; both reach the same queue in
-// the order sent.
+// the order sent. So does a value whose bound exceeds the node's message
+// limit (WithMaxMessage under 1 KiB): the general path refuses it with
+// codec.ErrLimit at once, where the queue's encoder would find it only
+// after waiting for room in a full queue.
 
 // maxDirectTerm bounds the encoded term a direct send may carry.
 const maxDirectTerm = 1 << 10
@@ -85,6 +88,16 @@ func scalarBound(v any) int {
 		return 1 + 10
 	}
 	return -1
+}
+
+// directFits reports whether a value of the given directBound can never
+// exceed the node's message limit, so the encoder cannot fail on it.
+func (n *Node) directFits(bound int) bool {
+	max := n.limits.MaxMessage
+	if max <= 0 {
+		max = codec.DefaultMaxMessage
+	}
+	return bound <= max
 }
 
 // sendDirect is sendRemote for a value directBound accepted (bound is its

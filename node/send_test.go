@@ -225,6 +225,11 @@ func TestSendDirectOverLimit(t *testing.T) {
 	b := startNamed(t, "b", "c", WithMaxMessage(64))
 	to, stop := sink(t, b)
 	defer stop()
+	// Such a value takes the general path, which refuses it at once: the
+	// queue's encoder would find it only after waiting for room.
+	if big := strings.Repeat("x", 100); a.directFits(directBound(big)) || !b.directFits(directBound("small")) {
+		t.Error("directFits: want a 100-byte string over a 64-byte limit refused, a small one taken")
+	}
 	within(t, a, func(p *Process) error {
 		if err := p.Send(to, strings.Repeat("x", 100)); !errors.Is(err, codec.ErrLimit) {
 			t.Errorf("Send of 100 bytes with a 64-byte limit: %v, want codec.ErrLimit", err)
