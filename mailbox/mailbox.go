@@ -10,7 +10,8 @@ package mailbox
 //     touched by the owner only, so they need no synchronisation.
 //  2. state holds a closed bit (sticky) and at most one of two parked bits:
 //     parkedSema (the owner is, or is about to be, blocked on sema) or
-//     parkedChan (blocked on wake, for a context that can end). Only the
+//     parkedChan (blocked on wake: for a context that can end, or any wait
+//     without a deadline after ParkOnChannel). Only the
 //     owner sets a parked bit, and only with a compare-and-swap from 0, so it
 //     never parks on a closed mailbox.
 //  3. One token per clear. Whoever clears a parked bit, other than the owner
@@ -39,16 +40,18 @@ package mailbox
 //     read state just before Close may still enqueue, and that message is
 //     discarded like the rest (by the owner's next receive call, or with the
 //     Mailbox by GC).
-//  7. wake is made lazily by the owner, the first time it parks with a
-//     context that can end, before it sets parkedChan; a waker reads it only
-//     after seeing parkedChan, so the atomic orders the two.
+//  7. wake is made lazily by the owner, the first time it parks on it (a
+//     context that can end, or after ParkOnChannel), before it sets
+//     parkedChan; a waker reads it only after seeing parkedChan, so the
+//     atomic orders the two.
 //
 // Size. The struct is the Queue (six words), state, the save-list pointers,
 // sema, the wake pointer, the inbox pointer, the owner's read position in
 // it and the ParkOnChannel flag: 136 bytes (a 144-byte allocation), and
 // that is all New allocates. An idle mailbox holds no queue segment (Queue.rewind
-// runs before each park) and, until it first waits with a cancellable
-// context, no channel.
+// runs before each park) and, until it first parks on its channel (a
+// cancellable wait, or any wait after ParkOnChannel: every group member),
+// no channel (about 96 bytes more then).
 
 import (
 	"context"

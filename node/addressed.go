@@ -217,7 +217,7 @@ func (pe *peer) deliverAddressed(m wire.Message) error {
 			}
 		} else {
 			// Small: decoded here, within 16 KiB times the decode budget.
-			r.value, r.err = n.decoder.Decode(a.Body)
+			r.value, r.err = n.decodeOnLoop(a.Body)
 		}
 		n.svc.aliases.deliverRef(a.Ref, r)
 	}

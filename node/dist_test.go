@@ -730,23 +730,35 @@ func TestLargeMessageDoesNotStallSmallOnesOrTicks(t *testing.T) {
 	})
 }
 
-// picky is a user type whose decoding fails for the value "bad".
+// picky is a user type whose decoding fails for the value "bad" and
+// panics for "panic" (a hand-written unmarshaller indexing a short input).
 type picky struct{ s string }
 
 func (v picky) AppendBinary(b []byte) ([]byte, error) { return append(b, v.s...), nil }
 
 func (v *picky) UnmarshalBinary(b []byte) error {
-	if string(b) == "bad" {
+	switch string(b) {
+	case "bad":
 		return errors.New("picky: refuses bad")
+	case "panic":
+		panic("picky: panics on panic")
 	}
 	v.s = string(b)
 	return nil
 }
 
+var pickyOnce sync.Once
+
+func registerPicky(t *testing.T) {
+	pickyOnce.Do(func() {
+		if err := codec.Register("node_test.picky", picky{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
 func TestUndecodableRemoteMessageIsDroppedCountedAndTheLinkLives(t *testing.T) {
-	if err := codec.Register("node_test.picky", picky{}); err != nil {
-		t.Fatal(err)
-	}
+	registerPicky(t)
 	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
 	within(t, b, func(p *Process) error {
 		within(t, a, func(q *Process) error {

@@ -46,8 +46,10 @@ func (n *Node) Groups() *Groups { return &Groups{n: n} }
 
 // Join makes pid, a live process of this node, a member of group on every
 // node; joining twice is joining once. A member that exits, or whose node
-// goes, leaves every group everywhere. Errors: [ErrBadGroup], [ErrNotLocal],
-// [ErrExited] for a process that is not alive.
+// goes, leaves every group everywhere. A member shares each published
+// message with the group's other members on its node (see [Groups.Publish]):
+// it must not change it. Errors: [ErrBadGroup], [ErrNotLocal], [ErrExited]
+// for a process that is not alive.
 func (g *Groups) Join(group string, pid PID) error {
 	err := g.n.groups.Join(group, pid)
 	if errors.Is(err, groups.ErrNoProcess) {
@@ -69,7 +71,11 @@ func (g *Groups) Which() []string { return g.n.groups.Which() }
 
 // Publish sends msg to every member of group: local members get the value
 // itself; msg is encoded once, and each other node that has members gets
-// one frame, which it hands to its own members. A message that cannot be
+// one frame, which it decodes once and hands to its own members. So the
+// members on one node share one value, as the receivers of a local Send
+// share the sender's: a member must treat a published message as
+// read-only (a slice or map it changes changes for the others, and two
+// members writing one map at once is a data race). A message that cannot be
 // encoded is an error (nothing is sent); a node whose connection is lost
 // meanwhile misses it, as a Send would. Publish waits while a peer's send
 // queue is full (backpressure), like Send.
@@ -165,7 +171,7 @@ func (n *Node) handlePublish(p *wire.Publish) {
 	if len(members) == 0 {
 		return
 	}
-	v, err := n.decoder.Decode(p.Term)
+	v, err := n.decodeOnLoop(p.Term)
 	if err != nil {
 		n.undecodable(err)
 		return

@@ -12,6 +12,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/meshrt/mesh/codec"
 	"github.com/meshrt/mesh/internal/memlink"
 )
 
@@ -417,5 +418,55 @@ func TestPublishIsOneFramePerNodeWithMembers(t *testing.T) {
 	}
 	if n := got.Load(); n != members {
 		t.Errorf("%d deliveries, want %d", n, members)
+	}
+}
+
+// What a node decodes on a peer's loop (a published message, a small call
+// reply) may run a registered type's UnmarshalBinary, the user's code, on
+// input the peer chose. A panic there must not end the OS process: the
+// publish is dropped and counted like any undecodable message, the call
+// fails with codec.ErrCorrupt, and both nodes go on.
+func TestAPanicWhileDecodingOnTheLoopLeavesTheNodeUp(t *testing.T) {
+	registerPicky(t)
+	a := startNamed(t, "a", "c", fastRedial)
+	b := startNamed(t, "b", "c", fastRedial, WithSeeds(a.Self()))
+	eventually(t, "mesh", func() bool { return connected(a, b.Self()) })
+	got := make(chan any, 4)
+	member := b.SpawnFunc(func(p *Process) error {
+		for {
+			m, err := p.Receive(context.Background())
+			if err != nil {
+				return nil
+			}
+			switch m := m.(type) {
+			case Request:
+				_ = p.Reply(m, picky{"panic"})
+			default:
+				got <- m
+			}
+		}
+	})
+	if err := b.Groups().Join("g", member); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a sees the member", func() bool { return sameMembers([]*Node{a, b}, "g", []PID{member}) })
+	for _, m := range []any{picky{"panic"}, "after"} {
+		if err := a.Groups().Publish("g", m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m := <-got; m != "after" {
+		t.Fatalf("the member got %#v first, want the publish after the one that panicked", m)
+	}
+	if n := b.metrics.decodeErrors.Load(); n != 1 {
+		t.Fatalf("decode errors counted on b: %d, want 1", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	defer cancel()
+	if _, err := a.Call(ctx, member, "reply with a panic"); !errors.Is(err, codec.ErrCorrupt) {
+		t.Fatalf("Call whose reply panics in decoding: %v, want codec.ErrCorrupt", err)
+	}
+	if !connected(a, b.Self()) {
+		t.Fatal("the link went down")
 	}
 }

@@ -281,6 +281,20 @@ func (n *Node) decodeStreamed(b []byte, slab *[]byte) (any, error) {
 // a user type it has not registered) and logs the first one. Not the link's
 // fault: the message is dropped and nothing else is cut. Logged once per
 // node: what peers send must not flood the log; the counter has the rest.
+// decodeOnLoop decodes a message body on a peer's loop (a small call
+// reply, a published message). A registered type's UnmarshalBinary is the
+// user's code and may panic on input a peer chose; on a loop that panic
+// would end the OS process, so it becomes an error wrapping
+// codec.ErrCorrupt, as any message that does not decode.
+func (n *Node) decodeOnLoop(b []byte) (v any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			v, err = nil, fmt.Errorf("%w: decoding panicked: %v", codec.ErrCorrupt, r)
+		}
+	}()
+	return n.decoder.Decode(b)
+}
+
 func (n *Node) undecodable(err error) {
 	n.metrics.decodeErrors.Add(1)
 	if n.decodeWarned.CompareAndSwap(false, true) {
