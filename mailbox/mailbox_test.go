@@ -671,6 +671,37 @@ func TestParkOnChannelParksOnTheChannel(t *testing.T) {
 	}
 }
 
+// After ParkOnChannel, a wait with a deadline still ends at it (Receive
+// and ReceiveMatch alike), and leaves no parked bit and no token behind.
+func TestParkOnChannelKeepsDeadlines(t *testing.T) {
+	m := New()
+	m.ParkOnChannel()
+	m.Push("not this one")
+	for _, wait := range []func(ctx context.Context) error{
+		func(ctx context.Context) error {
+			_, err := m.ReceiveMatch(ctx, func(v any) bool { return v == "never" })
+			return err
+		},
+		func(ctx context.Context) error {
+			if _, err := m.Receive(ctx); err != nil { // takes "not this one"
+				return err
+			}
+			_, err := m.Receive(ctx)
+			return err
+		},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		err := wait(ctx)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("wait = %v, want context.DeadlineExceeded", err)
+		}
+		if s := m.state.Load(); s != 0 || len(m.wake) != 0 {
+			t.Fatalf("after the deadline: state %b, %d tokens on the channel; want 0, 0", s, len(m.wake))
+		}
+	}
+}
+
 // After traffic, a mailbox whose owner parks holds no queue segment.
 func TestParkedMailboxHoldsNoQueueNode(t *testing.T) {
 	m := New()
