@@ -20,9 +20,9 @@ import (
 	"github.com/meshrt/mesh/supervisor"
 )
 
-func quietNode(b *testing.B, name string, opts ...node.Option) *node.Node {
+func quietNode(b *testing.B, name string) *node.Node {
 	b.Helper()
-	n, err := node.Start(name+"@127.0.0.1:0", "cookie", append([]node.Option{node.WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
+	n, err := node.Start(name+"@127.0.0.1:0", "cookie", node.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -180,19 +180,16 @@ func reportVs(b *testing.B, name string, h *latencyHist, base string, bh *latenc
 // BenchmarkSendAfter: "pending=1M" holds a million timers and reports
 // their heap (MiB per million; target at most 200), beside as many
 // time.AfterFunc timers, the runtime's own, measured the same way.
-//
 // "lateness" sets b.N timers due 100 µs apart, each beside a time.AfterFunc
 // due at the same instant that sends the same process a message, and
 // reports how late each kind arrives (p50, p99; target p99 at most 1 ms
-// on an idle machine), on a node that sleeps to each deadline (spin=0s)
-// and on one with a 2 ms spin window (node.WithTimerSpin). On Linux a
-// third column, kernel-late, is the floor of the same schedule: an OS
-// thread sleeping in a blocking timerfd read until each deadline
-// (kernelTimerLateness), run beside the other two. On Linux the node's
-// timer goroutine sleeps on a timerfd, and the runtime runs its own due
-// timers at the same wake-up, so there the AfterFunc column is no longer
-// Go's lateness alone (up to a millisecond on an idle process): compare
-// with a build from before the timerfd for that (docs/services.md).
+// on an idle machine). On Linux a third column, kernel-late, is the floor
+// of the same schedule: an OS thread sleeping in a blocking timerfd read
+// until each deadline (kernelTimerLateness), run beside the other two. On Linux the node's timer goroutine sleeps on a
+// timerfd, and the runtime runs its own due timers at the same wake-up, so
+// there the AfterFunc column is no longer Go's lateness alone (up to a
+// millisecond on an idle process): compare with a build from before the
+// timerfd for that (docs/services.md).
 func BenchmarkSendAfter(b *testing.B) {
 	b.Run("pending=1M", func(b *testing.B) {
 		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1)) // every runtime timer on the one P the sleep cleans
@@ -245,53 +242,45 @@ func BenchmarkSendAfter(b *testing.B) {
 		b.ReportMetric(float64(rt)/(1<<20), "MiB/1M-AfterFunc")
 	})
 	b.Run("lateness", func(b *testing.B) {
-		for _, spin := range []time.Duration{0, 2 * time.Millisecond} {
-			b.Run("spin="+spin.String(), func(b *testing.B) { sendAfterLateness(b, spin) })
+		n := quietNode(b, "a")
+		var h, base latencyHist
+		type afterFunc struct{ at time.Time }
+		const spacing = 100 * time.Microsecond
+		kernel := make(chan *latencyHist, 1)
+		err := n.Run(context.Background(), func(p *node.Process) error {
+			self := p.Self()
+			b.ResetTimer()
+			// The first is due once all are set (setting one takes about
+			// a µs; 100 ms leaves room for a loaded machine).
+			start := time.Now().Add(100 * time.Millisecond)
+			go func() { kernel <- kernelTimerLateness(start, b.N, spacing) }()
+			for i := range b.N {
+				at := start.Add(time.Duration(i) * spacing)
+				p.SendAfter(time.Until(at), self, at)
+				time.AfterFunc(time.Until(at), func() { _ = p.Send(self, afterFunc{at}) })
+			}
+			for range 2 * b.N {
+				m, err := p.Receive(context.Background())
+				if err != nil {
+					return err
+				}
+				switch m := m.(type) {
+				case time.Time:
+					h.Record(time.Since(m))
+				case afterFunc:
+					base.Record(time.Since(m.at))
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		reportVs(b, "sendafter-late", &h, "afterfunc-late", &base)
+		if k := <-kernel; k != nil {
+			reportVs(b, "sendafter-late", &h, "kernel-late", k)
 		}
 	})
-}
-
-// sendAfterLateness is BenchmarkSendAfter/lateness on a node with the
-// spin window given (node.WithTimerSpin; 0 sleeps to each deadline).
-func sendAfterLateness(b *testing.B, spin time.Duration) {
-	n := quietNode(b, "a", node.WithTimerSpin(spin))
-	var h, base latencyHist
-	type afterFunc struct{ at time.Time }
-	const spacing = 100 * time.Microsecond
-	kernel := make(chan *latencyHist, 1)
-	err := n.Run(context.Background(), func(p *node.Process) error {
-		self := p.Self()
-		b.ResetTimer()
-		// The first is due once all are set (setting one takes about
-		// a µs; 100 ms leaves room for a loaded machine).
-		start := time.Now().Add(100 * time.Millisecond)
-		go func() { kernel <- kernelTimerLateness(start, b.N, spacing) }()
-		for i := range b.N {
-			at := start.Add(time.Duration(i) * spacing)
-			p.SendAfter(time.Until(at), self, at)
-			time.AfterFunc(time.Until(at), func() { _ = p.Send(self, afterFunc{at}) })
-		}
-		for range 2 * b.N {
-			m, err := p.Receive(context.Background())
-			if err != nil {
-				return err
-			}
-			switch m := m.(type) {
-			case time.Time:
-				h.Record(time.Since(m))
-			case afterFunc:
-				base.Record(time.Since(m.at))
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	reportVs(b, "sendafter-late", &h, "afterfunc-late", &base)
-	if k := <-kernel; k != nil {
-		reportVs(b, "sendafter-late", &h, "kernel-late", k)
-	}
 }
 
 // BenchmarkSupervisorRestart measures from a crash request to the

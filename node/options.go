@@ -36,7 +36,6 @@ type options struct {
 	sockNotSent      int              // TCP_NOTSENT_LOWAT of peer sockets (0: the kernel's)
 	spawnedPerPeer   int              // processes a peer spawned here, alive (peerlimits.go)
 	relationsPerPeer int              // links and monitors a peer's processes hold here
-	timerSpin        time.Duration    // WithTimerSpin (timer.go)
 }
 
 func defaultOptions() options {
@@ -140,8 +139,6 @@ func (o *options) validate() error {
 		return fmt.Errorf("%w: WithSpawnTimeout(%v): must be positive", ErrBadOption, o.spawnTimeout)
 	case o.logger == nil:
 		return fmt.Errorf("%w: WithLogger(nil)", ErrBadOption)
-	case o.timerSpin < 0 || o.timerSpin > MaxTimerSpin:
-		return fmt.Errorf("%w: WithTimerSpin(%v): want 0 to %v", ErrBadOption, o.timerSpin, MaxTimerSpin)
 	}
 	maxMessage := codec.DefaultMaxMessage
 	if o.maxMessage > 0 {

@@ -25,17 +25,6 @@ package node
 //     by the timer goroutine (never blocks); a remote one's is sent from a
 //     goroutine of its own, as a send to a slow peer may wait.
 //
-// Spinning (WithTimerSpin). A sleeping thread wakes late now and then:
-// on a virtual machine whose idle vCPUs halt, the host wakes the vCPU a
-// millisecond or more after the deadline at the p99 (BenchmarkSendAfter's
-// kernel-late column, a bare thread in a timerfd read). With a spin
-// window d the clock is armed d before the earliest deadline, and from
-// there the goroutine stays on the CPU, yielding (runtime.Gosched) between
-// looks at the heap, until nothing is due within d: a wake-up up to d late
-// costs nothing, and timers due closer together than d are met without
-// sleeping at all. The price is up to d of one core per wake-up, so it is
-// an option, off by default.
-//
 // Memory: a pending timer is one 96-byte object plus its heap slot and its
 // message; 1 M pending timers take about 105 MiB (BenchmarkSendAfter in
 // bench/).
@@ -43,7 +32,6 @@ package node
 import (
 	"context"
 	"math"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,33 +75,6 @@ type timerSet struct {
 	clock    timerClock        // armed under mu at the heap's earliest deadline; set with started
 	fired    []*Timer          // the goroutine's batch; goroutine only
 	local    atomic.Bool       // a timer to a local process was ever set
-	spin     int64             // WithTimerSpin in ns; set with started
-	closed   bool              // guarded by mu: the node stopped (the clock is closed)
-}
-
-// WithTimerSpin makes SendAfter precise on machines whose wake-ups from
-// sleep are late (virtual machines with halting vCPUs, deep CPU idle
-// states): the node's timer goroutine wakes d before each deadline and
-// spends the rest on the CPU, yielding to other goroutines, so a timer
-// fires within microseconds of its deadline unless the wake-up was more
-// than d late. It costs up to d of one core per wake-up, and a whole core's
-// worth while timers fall due less than d apart. 0, the default, sleeps
-// until the deadline (a timerfd on Linux: tens of microseconds late at the
-// p50, as late as the machine's wake-ups at the p99). A value outside
-// 0..MaxTimerSpin makes [Start] fail with [ErrBadOption].
-func WithTimerSpin(d time.Duration) Option { return func(o *options) { o.timerSpin = d } }
-
-// MaxTimerSpin is the largest spin window [WithTimerSpin] takes: past it a
-// timer would be better served by a sleep that wakes early.
-const MaxTimerSpin = 10 * time.Millisecond
-
-// wakeAt is when the clock wakes the goroutine for a timer due at when:
-// its spin window before it (at least 1: 0 disarms the clock).
-func (s *timerSet) wakeAt(when int64) int64 {
-	if when == 0 || s.spin == 0 {
-		return when
-	}
-	return max(when-s.spin, 1)
 }
 
 // SendAfter sends msg to the process to after d, unless the returned
@@ -158,7 +119,7 @@ func (n *Node) SendAfter(d time.Duration, to PID, msg any) *Timer {
 		s.byTarget[target.pid.ID] = t
 	}
 	if t.idx == 0 {
-		s.clock.arm(s.wakeAt(t.when)) // the earliest deadline moved up
+		s.clock.arm(t.when) // the earliest deadline moved up
 	}
 	s.mu.Unlock()
 	if target != nil && target.mb.Closed() {
@@ -188,14 +149,12 @@ func (n *Node) startTimers() bool {
 	}
 	s := &n.svc.timers
 	s.clock = newTimerClock()
-	s.spin = int64(n.opts.timerSpin)
 	context.AfterFunc(n.life, func() {
 		n.bg.Add(1) // the timer goroutine's count is held until this close: Stop's Wait cannot have passed
 		defer n.bg.Done()
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		s.closed = true // ends a spin
-		s.clock.close() // ends a sleep
+		s.clock.close()
 	})
 	n.bg.Add(1)
 	go n.runTimers()
@@ -218,26 +177,13 @@ func (n *Node) runTimers() {
 		if len(s.heap) > 0 {
 			next = s.heap[0].when
 		}
-		// Within the spin window of the next deadline: no sleep (the clock
-		// may still hold an earlier arming; its wake-up is harmless).
-		spin := next != 0 && next-now <= s.spin
-		if !spin {
-			s.clock.arm(s.wakeAt(next))
-		}
-		closed := s.closed
+		s.clock.arm(next)
 		s.mu.Unlock()
 		for i, t := range s.fired {
 			n.fire(t)
 			s.fired[i] = nil
 		}
 		s.fired = s.fired[:0]
-		if spin {
-			if closed {
-				return
-			}
-			runtime.Gosched()
-			continue
-		}
 		if !s.clock.wait() {
 			return // the node stopped
 		}

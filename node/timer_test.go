@@ -11,11 +11,7 @@ import (
 )
 
 func TestSendAfterDeliversEveryMessageNeverEarly(t *testing.T) {
-	t.Run("sleeping", func(t *testing.T) { deliversEveryMessageNeverEarly(t, startNode(t)) })
-	t.Run("spinning", func(t *testing.T) { deliversEveryMessageNeverEarly(t, startNode(t, WithTimerSpin(5*time.Millisecond))) })
-}
-
-func deliversEveryMessageNeverEarly(t *testing.T, n *Node) {
+	n := startNode(t)
 	within(t, n, func(p *Process) error {
 		const count = 2000
 		for i := range count {
@@ -181,37 +177,5 @@ func TestSendAfterForeverDoesNotFire(t *testing.T) {
 	}
 	if !tm.Stop() {
 		t.Fatal("the timer set for never had fired or gone")
-	}
-}
-
-// A node stopped while its timer goroutine spins ends it: Stop waits for
-// that goroutine. Timers to a PID of no node (their sends fail at once),
-// one due every half spin window for longer than Stop is given, keep the
-// next deadline always within the window; a local timer among them shows
-// the goroutine has been through them.
-func TestStopEndsASpinningTimerGoroutine(t *testing.T) {
-	n, err := Start("t@127.0.0.1:0", "c", WithTimerSpin(MaxTimerSpin))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ghost := PID{Node: "ghost", ID: 1}
-	start := time.Now()
-	for i := range 30_000 { // from one start: a stall here leaves no gap
-		n.SendAfter(time.Until(start.Add(time.Duration(i)*MaxTimerSpin/2)), ghost, i)
-	}
-	got := make(chan any, 1)
-	target := n.SpawnFunc(func(p *Process) error {
-		m, err := p.Receive(context.Background())
-		got <- m
-		return err
-	})
-	n.SendAfter(20*time.Millisecond, target, "local")
-	if m := <-got; m != "local" {
-		t.Fatalf("got %v, want the local timer's message", m)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), testWait)
-	defer cancel()
-	if err := n.Stop(ctx); err != nil {
-		t.Fatal(err)
 	}
 }
