@@ -317,10 +317,11 @@ func (h *gnetHandler) OnClose(gc gnet.Conn, err error) gnet.Action {
 
 // peerEOF reports whether gnet closed the conn because a read found the
 // peer's FIN (a clean close), with its outbound buffer as it was. gnet
-// reports that as a read syscall error wrapping io.EOF; its hang-up path
-// (an error or hang-up event with nothing to read or write) first drops
-// the outbound buffer and reports a bare io.EOF, and then an empty buffer
-// says nothing about what the socket took.
+// (v2.9.7) reports that as a read syscall error wrapping io.EOF. Its
+// other paths report a bare io.EOF: an error or hang-up event with nothing
+// to read or write, which first drops the outbound buffer (an empty buffer
+// then says nothing about what the socket took), and a peer's half-close
+// seen without a readable event; both stay ErrClosed, the safe side.
 func peerEOF(err error) bool {
 	var se *os.SyscallError
 	return errors.As(err, &se) && errors.Is(se.Err, io.EOF)

@@ -2,13 +2,17 @@ package loop
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meshrt/mesh/tlsconn"
 )
 
 // Regression: Close handed the queue and close_notify to gnet and closed
@@ -158,5 +162,123 @@ func TestPeerEOF(t *testing.T) {
 		if got := peerEOF(tc.err); got != tc.want {
 			t.Errorf("%s: peerEOF(%v) = %v, want %v", tc.name, tc.err, got, tc.want)
 		}
+	}
+}
+
+// A peer that half-closes (FIN) without reading everything, while Shutdown
+// lingers with bytes still in gnet's buffer, lost them: Shutdown does not
+// return nil (the clean EOF counts as the drain's end only with gnet's
+// buffer empty).
+func TestShutdownIsNotNilWhenThePeerClosesBeforeTakingEverything(t *testing.T) {
+	cert, err := tlsconn.NewCertificate(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer := make(chan *net.TCPConn, 1)
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		_ = nc.(*net.TCPConn).SetReadBuffer(16 << 10)
+		tc := tls.Server(nc, tlsconn.ServerConfig(cert))
+		if err := tc.Handshake(); err != nil {
+			return
+		}
+		_, _ = nameHook("deaf")(context.Background(), tc, false, nil)
+		peer <- nc.(*net.TCPConn)
+	}()
+	cli, err := New(WithLoops(1), WithHook(nameHook("cli")), WithWaterMarks(8<<20, 2<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	c, err := cli.Dial(context.Background(), ln.Addr().String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newFrameHandler(nil)
+	c.SetHandler(h)
+	c.Start()
+	pc := <-peer
+	defer pc.Close()
+	sized := make(chan error, 1)
+	c.Execute(func() { sized <- syscall.SetsockoptInt(c.gc.Fd(), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 16<<10) })
+	if err := <-sized; err != nil {
+		t.Fatal(err)
+	}
+	item := frame(nil, make([]byte, 16<<10))
+	for range 64 { // 1 MiB into gnet's buffer: the peer reads nothing yet
+		if err := c.Enqueue(context.Background(), item); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for outboundBuffered(c) <= 0 {
+		time.Sleep(time.Millisecond)
+	}
+	for range 128 { // 2 MiB more: held in the queue while gnet holds bytes
+		if err := c.Enqueue(context.Background(), item); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := make(chan error, 1)
+	go func() { res <- c.Shutdown(context.Background(), errTestReason) }()
+	// The peer reads slowly (raw bytes, about 3 MiB/s) until told to stop.
+	stop := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		buf := make([]byte, 16<<10)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := pc.Read(buf); err != nil {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for { // until close_notify is sealed and gnet still holds bytes
+		if time.Now().After(deadline) {
+			t.Fatal("never saw a lingering conn with gnet holding bytes")
+		}
+		st := make(chan [2]int, 1)
+		c.Execute(func() {
+			l, ob := 0, 0
+			if c.lingering {
+				l = 1
+			}
+			if !c.reached(socketClosed) {
+				ob = c.gc.OutboundBuffered()
+			}
+			st <- [2]int{l, ob}
+		})
+		s := <-st
+		if s[0] == 1 && s[1] > 64<<10 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(stop)
+	<-stopped
+	if err := pc.CloseWrite(); err != nil { // FIN, the rest never read
+		t.Fatal(err)
+	}
+	select {
+	case err := <-res:
+		if err == nil || !errors.Is(err, ErrClosed) {
+			t.Fatalf("Shutdown = %v after the peer's FIN with unsent bytes; want ErrClosed", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Shutdown did not return")
 	}
 }
