@@ -14,7 +14,14 @@ import (
 
 // deafPeer is a TLS server that completes TLS and the name hook, then never
 // reads again. It returns its address and a stop function.
-func deafPeer(t *testing.T) (string, func()) {
+func deafPeer(t *testing.T) (string, func()) { return tlsPeer(t, nil) }
+
+// tlsPeer is a raw TLS server (not an engine): on each connection, with a
+// 16 KiB socket receive buffer, it completes TLS and the name hook, hands
+// the raw TCP conn to accepted (if not nil) and reads nothing itself. It
+// returns its address and a stop function that closes the listener and
+// every conn, and waits for its goroutine.
+func tlsPeer(t *testing.T, accepted func(*net.TCPConn)) (string, func()) {
 	t.Helper()
 	cert, err := tlsconn.NewCertificate(0)
 	if err != nil {
@@ -35,9 +42,8 @@ func deafPeer(t *testing.T) (string, func()) {
 			if err != nil {
 				return
 			}
-			if tc, ok := nc.(*net.TCPConn); ok {
-				_ = tc.SetReadBuffer(16 << 10)
-			}
+			tcp := nc.(*net.TCPConn)
+			_ = tcp.SetReadBuffer(16 << 10)
 			mu.Lock()
 			conns = append(conns, nc)
 			mu.Unlock()
@@ -48,7 +54,9 @@ func deafPeer(t *testing.T) (string, func()) {
 			}
 			_, _ = nameHook("deaf")(context.Background(), tc, false, nil)
 			_ = nc.SetDeadline(time.Time{})
-			// and now: silence, no reads
+			if accepted != nil {
+				accepted(tcp)
+			}
 		}
 	}()
 	return ln.Addr().String(), func() {

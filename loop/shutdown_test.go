@@ -2,7 +2,6 @@ package loop
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -11,8 +10,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/meshrt/mesh/tlsconn"
 )
 
 // Regression: Close handed the queue and close_notify to gnet and closed
@@ -170,35 +167,15 @@ func TestPeerEOF(t *testing.T) {
 // return nil (the clean EOF counts as the drain's end only with gnet's
 // buffer empty).
 func TestShutdownIsNotNilWhenThePeerClosesBeforeTakingEverything(t *testing.T) {
-	cert, err := tlsconn.NewCertificate(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	peer := make(chan *net.TCPConn, 1)
-	go func() {
-		nc, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		_ = nc.(*net.TCPConn).SetReadBuffer(16 << 10)
-		tc := tls.Server(nc, tlsconn.ServerConfig(cert))
-		if err := tc.Handshake(); err != nil {
-			return
-		}
-		_, _ = nameHook("deaf")(context.Background(), tc, false, nil)
-		peer <- nc.(*net.TCPConn)
-	}()
+	addr, stopPeer := tlsPeer(t, func(c *net.TCPConn) { peer <- c })
+	defer stopPeer()
 	cli, err := New(WithLoops(1), WithHook(nameHook("cli")), WithWaterMarks(8<<20, 2<<20))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	c, err := cli.Dial(context.Background(), ln.Addr().String(), nil)
+	c, err := cli.Dial(context.Background(), addr, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

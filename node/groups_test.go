@@ -18,16 +18,19 @@ import (
 
 // member spawns a process on n that forwards what it receives to out.
 func member(n *Node, out chan<- any) PID {
+	return receiver(n, func(p *Process, m any) { out <- fmt.Sprint(p.Self().Node, ":", m) })
+}
+
+// receiver spawns a process on n that hands each message to got until it
+// receives "stop".
+func receiver(n *Node, got func(p *Process, m any)) PID {
 	return n.SpawnFunc(func(p *Process) error {
 		for {
 			m, err := p.Receive(context.Background())
-			if err != nil {
+			if err != nil || m == "stop" {
 				return nil
 			}
-			if m == "stop" {
-				return nil
-			}
-			out <- fmt.Sprint(p.Self().Node, ":", m)
+			got(p, m)
 		}
 	})
 }
@@ -140,18 +143,7 @@ func TestPublishIsDecodedOncePerNode(t *testing.T) {
 	}
 	out := make(chan got, 16)
 	spawn := func(n *Node) PID {
-		pid := n.SpawnFunc(func(p *Process) error {
-			for {
-				m, err := p.Receive(context.Background())
-				if err != nil {
-					return nil
-				}
-				if m == "stop" {
-					return nil
-				}
-				out <- got{p.Self(), unsafe.SliceData(m.([]byte))}
-			}
-		})
+		pid := receiver(n, func(p *Process, m any) { out <- got{p.Self(), unsafe.SliceData(m.([]byte))} })
 		if err := n.Groups().Join("g", pid); err != nil {
 			t.Fatal(err)
 		}

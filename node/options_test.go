@@ -104,16 +104,7 @@ func TestTooSilent(t *testing.T) {
 // WithSpawnTimeout bounds a remote Spawn whose reply never comes (the link
 // is frozen: up, but silent).
 func TestSpawnTimeoutBoundsARemoteSpawn(t *testing.T) {
-	a := startNamed(t, "a", "c")
-	b := startNamed(t, "b", "c", WithSpawnTimeout(200*time.Millisecond))
-	a.Define("idle", func(p *Process, _ []any) error { return nil })
-	na, _ := parseName(a.Self())
-	relay := newFreezer(t, fmt.Sprintf("127.0.0.1:%d", na.port))
-	ctx, cancel := context.WithTimeout(context.Background(), testWait)
-	defer cancel()
-	if _, err := b.connect(ctx, a.Self(), relay.l.Addr().String()); err != nil {
-		t.Fatal(err)
-	}
+	a, b, relay := spawnOverARelay(t, 200*time.Millisecond)
 	relay.freeze()
 	if _, err := b.Spawn(a.Self(), "idle"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Spawn over a frozen link: %v; want the spawn timeout", err)
@@ -148,4 +139,21 @@ func TestReassemblyLimitsReachEveryLink(t *testing.T) {
 	if got := pe.reasm.Limits(); got != want {
 		t.Fatalf("b's reassembler for a: %+v, want %+v", got, want)
 	}
+}
+
+// spawnOverARelay starts a, which defines the actor "idle", and b, with
+// the spawn timeout given, connected to a through a freezer relay.
+func spawnOverARelay(t *testing.T, spawnTimeout time.Duration) (a, b *Node, relay *freezer) {
+	t.Helper()
+	a = startNamed(t, "a", "c")
+	b = startNamed(t, "b", "c", WithSpawnTimeout(spawnTimeout))
+	a.Define("idle", func(p *Process, _ []any) error { return nil })
+	na, _ := parseName(a.Self())
+	relay = newFreezer(t, fmt.Sprintf("127.0.0.1:%d", na.port))
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	defer cancel()
+	if _, err := b.connect(ctx, a.Self(), relay.l.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	return a, b, relay
 }

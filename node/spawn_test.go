@@ -92,16 +92,7 @@ func TestRemoteSpawnReplyPrecedesTheProcesssFirstMessageAndExit(t *testing.T) {
 // pending, failSpawns must end the wait with ErrNotConnected, long before
 // the spawn timeout.
 func TestSpawnPendingWhenTheLinkIsLostFailsWithNotConnected(t *testing.T) {
-	a := startNamed(t, "a", "c")
-	b := startNamed(t, "b", "c", WithSpawnTimeout(10*time.Minute))
-	a.Define("idle", func(p *Process, _ []any) error { return nil })
-	na, _ := parseName(a.Self())
-	relay := newFreezer(t, fmt.Sprintf("127.0.0.1:%d", na.port))
-	ctx, cancel := context.WithTimeout(context.Background(), testWait)
-	defer cancel()
-	if _, err := b.connect(ctx, a.Self(), relay.l.Addr().String()); err != nil {
-		t.Fatal(err)
-	}
+	a, b, relay := spawnOverARelay(t, 10*time.Minute)
 	relay.freeze()
 	got := make(chan error, 1)
 	go func() {
@@ -114,6 +105,8 @@ func TestSpawnPendingWhenTheLinkIsLostFailsWithNotConnected(t *testing.T) {
 		return len(b.spawns) == 1
 	})
 	relay.close()
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	defer cancel()
 	select {
 	case err := <-got:
 		if !errors.Is(err, ErrNotConnected) {

@@ -24,30 +24,26 @@ func TestTimerClocks(t *testing.T) {
 					t.Fatal("wait reported close")
 				}
 			})
-			t.Run("an earlier deadline armed meanwhile ends a wait on a later one", func(t *testing.T) {
-				c := mk()
-				defer c.close()
-				c.arm(time.Now().Add(time.Hour).UnixNano())
-				done := make(chan bool)
-				go func() { done <- c.wait() }()
-				stillWaiting(t, done)
-				c.arm(time.Now().UnixNano())
-				if !<-done {
-					t.Fatal("wait reported close")
-				}
-			})
-			t.Run("a disarmed clock waits until armed", func(t *testing.T) {
-				c := mk()
-				defer c.close()
-				c.arm(0)
-				done := make(chan bool)
-				go func() { done <- c.wait() }()
-				stillWaiting(t, done)
-				c.arm(time.Now().UnixNano())
-				if !<-done {
-					t.Fatal("wait reported close")
-				}
-			})
+			for _, first := range []struct {
+				name string
+				when int64
+			}{
+				{"an earlier deadline armed meanwhile ends a wait on a later one", time.Now().Add(time.Hour).UnixNano()},
+				{"a disarmed clock waits until armed", 0},
+			} {
+				t.Run(first.name, func(t *testing.T) {
+					c := mk()
+					defer c.close()
+					c.arm(first.when)
+					done := make(chan bool)
+					go func() { done <- c.wait() }()
+					stillWaiting(t, done)
+					c.arm(time.Now().UnixNano())
+					if !<-done {
+						t.Fatal("wait reported close")
+					}
+				})
+			}
 			t.Run("close ends a wait and every later one", func(t *testing.T) {
 				c := mk()
 				c.arm(time.Now().Add(time.Hour).UnixNano())
