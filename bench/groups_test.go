@@ -19,8 +19,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -152,23 +150,7 @@ func BenchmarkGroupFanout(b *testing.B) {
 // $MESH_PUBLISH_PROFILE/phase-i.pprof, if that is set, and returns what
 // stops it.
 func phaseProfile(b *testing.B, phase string, i int) (stop func()) {
-	dir := os.Getenv("MESH_PUBLISH_PROFILE")
-	if dir == "" {
-		return func() {}
-	}
-	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.pprof", phase, i)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		b.Fatal(err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		if err := f.Close(); err != nil {
-			b.Fatal(err)
-		}
-	}
+	return cpuProfile(b, "MESH_PUBLISH_PROFILE", fmt.Sprintf("%s-%d.pprof", phase, i))
 }
 
 // framesSent is the frames node has written to its peers so far.

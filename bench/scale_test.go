@@ -134,23 +134,7 @@ func openFDs() int {
 
 // profile starts a CPU profile written to MESH_SCALE_PROFILE/name, if that
 // is set; the returned func stops it.
-func profile(b *testing.B, name string) func() {
-	dir := os.Getenv("MESH_SCALE_PROFILE")
-	if dir == "" {
-		return func() {}
-	}
-	f, err := os.Create(filepath.Join(dir, name))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		b.Fatal(err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		_ = f.Close()
-	}
-}
+func profile(b *testing.B, name string) func() { return cpuProfile(b, "MESH_SCALE_PROFILE", name) }
 
 // blockProfile samples every blocking event until the returned func writes
 // them to MESH_SCALE_PROFILE/name, if that is set.
