@@ -151,6 +151,8 @@ type Conn struct {
 	drainHeld   bool          // draining: the loop holds the drain token until the close
 	lingering   bool          // a graceful close_notify is out: waiting for the socket and the peer
 	closeAsked  bool          // gc.Close was called and OnClose has not run (counted in idle.pending)
+	shortSend   bool          // the socket's unsent limit is short: bulk items are queued (paceBulk)
+	shortRecv   bool          // the socket's receive buffer was set short (ShortenReceive)
 }
 
 func newConn(e *Engine, tc *tls.Conn, ad *tlsconn.Adapter, info any, outbound bool) *Conn {

@@ -51,7 +51,7 @@ func (c *Conn) dispatch(ls *loopState) {
 // is empty again). Caller holds the drain token and a reference to d.
 func (c *Conn) directFlush(ls *loopState, d *dupSock) {
 	c.nDirect.Add(1)
-	earlier, sealed, werr := c.sealQueue(&c.directBufs, c.directOut, false, true)
+	earlier, sealed, werr := c.sealQueue(&c.directBufs, c.directOut, false, true, false)
 	rest := earlier
 	if len(earlier) > 0 {
 		rest = writeFD(d.fd, earlier)

@@ -74,16 +74,21 @@
 // items was drained (the ticket EnqueueBulk returned).
 //
 // The lanes only decide while the data is still in the conn's queue: what
-// the socket took goes out first come, first served. So the engine keeps
-// the kernel's queues short (WithSocketBuffers): a receive buffer of 64 KiB
-// (autotuned up to tcp_rmem's maximum, 32 MiB on the test machine, it held
-// 4 MB of a stream) and at most 16 KiB unsent (TCP_NOTSENT_LOWAT; the send
-// buffer held 3 MB). Bulk data then waits where the lanes can pass it.
+// the socket took goes out first come, first served. So while bulk data
+// flows the engine keeps the kernel's queues short (WithSocketBuffers): at
+// most 16 KiB unsent (TCP_NOTSENT_LOWAT; the send buffer held 3 MB) while
+// the bulk lane has items, and a receive buffer of 64 KiB (autotuned up to
+// tcp_rmem's maximum, 32 MiB on the test machine, it held 4 MB of a
+// stream) once the handler says bulk data arrives (Conn.ShortenReceive).
+// Bulk data then waits where the lanes can pass it. Until then the
+// kernel's settings stay, which a stream of small items needs.
 //
-// The loop drains the queued items of a conn at once: SetDrain's function
-// (default: concatenation) turns them into one plaintext run, tls.Conn
-// seals it into 16 KiB records appended to the loop's output buffer, and
-// one gnet Write sends it (gnet keeps what the socket does not take).
+// The loop drains the queued items of a conn in passes: each takes the
+// urgent lane up to 256 KiB (all of it when bulk items go too) and the
+// bulk lane's share, SetDrain's function (default: concatenation) turns
+// them into one plaintext run, tls.Conn seals it into 16 KiB records
+// appended to the loop's output buffer, and one gnet Write sends it (gnet
+// keeps what the socket does not take) before the next pass.
 //
 // # Direct writes
 //

@@ -68,18 +68,25 @@ type scratch struct {
 	bulk   []*chunk // the bulk lane's chunks of one drain
 }
 
-// drainQueue takes every item of c's urgent lane and, withBulk, the bulk
-// lane's share (bulkShare), and turns them, urgent first, into plaintext
-// with c's drain function (nil when there were none). It releases senders
-// waiting for room. Holder of c's drain token.
-func (s *scratch) drainQueue(c *Conn, withBulk bool) []byte {
+// drainQueue takes, withBulk, the bulk lane's share of c's items
+// (bulkShare) and the urgent lane's items (all of them, or with bounded
+// set and no bulk items taken, whole chunks of at most urgentLimit bytes,
+// at least one), and turns them, urgent first, into plaintext with c's
+// drain function (nil when there were none). It releases senders waiting
+// for room. Holder of c's drain token.
+func (s *scratch) drainQueue(c *Conn, withBulk, bounded bool) []byte {
 	// Bulk first, then urgent: every urgent item pushed before a bulk item
 	// taken now is taken too, and is written before it.
 	var bulkBytes, bulkItems int
 	if withBulk && c.bulkQueued.Load() > 0 {
 		s.bulk, bulkBytes, bulkItems = c.bulk.takeBytes(s.bulk[:0], bulkShare(int(c.queued.Load())))
 	}
-	chunks := c.q.take(s.chunks)
+	var chunks []*chunk
+	if limit := urgentLimit(len(s.bulk) > 0); bounded && limit > 0 {
+		chunks, _, _ = c.q.takeBytes(s.chunks[:0], limit)
+	} else {
+		chunks = c.q.take(s.chunks)
+	}
 	s.chunks = chunks
 	if bulkItems > 0 {
 		// Only now: an urgent item pushed from here on goes out after
@@ -246,7 +253,6 @@ func (h *gnetHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		}
 	}
 	c.gc = gc
-	c.setSocketBuffers(gc.Fd())
 	ls.enter()
 	c.mu.Lock()
 	c.start = startOnLoop
@@ -331,19 +337,49 @@ func peerEOF(err error) bool {
 // does not name.
 const tcpNotSentLowat = 25
 
-// setSocketBuffers applies WithSocketBuffers to the conn's socket (gnet's
-// fd; a dup shares the socket). A failure is logged and the kernel's
-// setting stays: the link works, only with deeper kernel queues. Loop only.
-func (c *Conn) setSocketBuffers(fd int) {
-	o := &c.e.opts
-	if o.rcvBuf > 0 {
-		if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF, o.rcvBuf); err != nil {
-			c.e.log.Warn("loop: SO_RCVBUF", "remote", c.remote, "err", err)
-		}
+// The kernel's queues are left to the kernel (a receive buffer autotuned
+// up to net.ipv4.tcp_rmem's maximum, no unsent limit) until bulk data
+// flows, and kept short from then on (WithSocketBuffers): a small item can
+// overtake bulk data only while both are still in the conn's queue. The
+// sending side knows when its bulk lane has items (paceBulk, each drain);
+// the receiving side learns it from its handler (ShortenReceive).
+
+// paceBulk sets the socket's unsent limit (TCP_NOTSENT_LOWAT, Linux) to
+// WithSocketBuffers' notSent while the bulk lane has items (bulk), and back
+// to the kernel's setting once it has none. One setsockopt per change; a
+// failure is logged and the socket keeps its limit: the link works, only
+// with a deeper or shorter kernel queue. Loop only.
+func (c *Conn) paceBulk(bulk bool) {
+	n := c.e.opts.notSent
+	if bulk == c.shortSend || n == 0 || runtime.GOOS != "linux" || c.reached(socketClosed) {
+		return
 	}
-	if o.notSent > 0 && runtime.GOOS == "linux" {
-		if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, tcpNotSentLowat, o.notSent); err != nil {
-			c.e.log.Warn("loop: TCP_NOTSENT_LOWAT", "remote", c.remote, "err", err)
-		}
+	c.shortSend = bulk
+	if !bulk {
+		n = 0 // the sysctl's limit (net.ipv4.tcp_notsent_lowat)
+	}
+	if err := syscall.SetsockoptInt(c.gc.Fd(), syscall.IPPROTO_TCP, tcpNotSentLowat, n); err != nil {
+		c.e.log.Warn("loop: TCP_NOTSENT_LOWAT", "remote", c.remote, "err", err)
+	}
+}
+
+// ShortenReceive tells the conn that its input carries the peer's bulk
+// data (EnqueueBulk items, such as a large message's fragments): the
+// socket's receive buffer is set to WithSocketBuffers' receive size (once;
+// later calls do nothing), so the peer's kernel cannot send far ahead of
+// this side's reads and the peer's small items, which its lanes let
+// overtake bulk data in its queue, do not wait behind a window of it here.
+// Until then the kernel autotunes the buffer, which a stream of small
+// items needs; once set it stays for the conn's life (Linux does not
+// autotune a buffer that was set). Call it on the conn's loop, from the
+// handler's OnData.
+func (c *Conn) ShortenReceive() {
+	n := c.e.opts.rcvBuf
+	if c.shortRecv || n == 0 || c.reached(socketClosed) {
+		return
+	}
+	c.shortRecv = true
+	if err := syscall.SetsockoptInt(c.gc.Fd(), syscall.SOL_SOCKET, syscall.SO_RCVBUF, n); err != nil {
+		c.e.log.Warn("loop: SO_RCVBUF", "remote", c.remote, "err", err)
 	}
 }

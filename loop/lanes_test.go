@@ -116,17 +116,23 @@ func TestBothLanesKeepOrderPerSender(t *testing.T) {
 	}
 }
 
-// WithSocketBuffers reaches both ends' sockets; 0 leaves the kernel's
-// setting (a socket's TCP_NOTSENT_LOWAT reads 0 until set: the sysctl
-// applies).
-func TestSocketBuffersAreSet(t *testing.T) {
+// WithSocketBuffers' short kernel queues apply only while bulk data flows:
+// a started conn keeps the kernel's settings (a socket's TCP_NOTSENT_LOWAT
+// reads 0 or the sysctl's value until set); the sending side's unsent limit
+// is short while its bulk lane has items and back to the kernel's after a
+// drain that finds none; the receiving side's buffer is short from
+// ShortenReceive on. 0 leaves the kernel's setting.
+func TestSocketBuffersAreShortOnlyWhileBulkFlows(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("TCP_NOTSENT_LOWAT is read back on Linux only")
 	}
-	sockopts := func(c *Conn) (rcv, lowat int) {
+	sockopts := func(c *Conn, before func()) (rcv, lowat int) {
 		t.Helper()
 		got := make(chan [2]int, 1)
 		c.Execute(func() {
+			if before != nil {
+				before()
+			}
 			fd := c.gc.Fd()
 			r, err1 := syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF)
 			l, err2 := syscall.GetsockoptInt(fd, syscall.IPPROTO_TCP, tcpNotSentLowat)
@@ -138,16 +144,45 @@ func TestSocketBuffersAreSet(t *testing.T) {
 		v := <-got
 		return v[0], v[1]
 	}
+	const short = 2 * 96 << 10 // Linux doubles SO_RCVBUF for its bookkeeping
 	p := newPair(t, nil, nil, WithSocketBuffers(96<<10, 24<<10))
+	_, kernel := sockopts(p.cliConn, nil) // the sending side's
 	for _, c := range []*Conn{p.cliConn, p.srvConn} {
-		rcv, lowat := sockopts(c)
-		if rcv != 2*96<<10 || lowat != 24<<10 { // Linux doubles SO_RCVBUF for its bookkeeping
-			t.Errorf("SO_RCVBUF %d, TCP_NOTSENT_LOWAT %d; want %d, %d", rcv, lowat, 2*96<<10, 24<<10)
+		if rcv, lowat := sockopts(c, nil); rcv == short || lowat == 24<<10 {
+			t.Errorf("started: SO_RCVBUF %d, TCP_NOTSENT_LOWAT %d; want the kernel's (not %d, not %d)", rcv, lowat, short, 24<<10)
 		}
 	}
-	p = newPair(t, nil, nil, WithSocketBuffers(64<<10, 0))
-	if rcv, lowat := sockopts(p.cliConn); rcv != 2*64<<10 || lowat != 0 {
-		t.Errorf("SO_RCVBUF %d, TCP_NOTSENT_LOWAT %d with 64 KiB, 0 given; want %d, 0 (not set)", rcv, lowat, 2*64<<10)
+	c := p.cliConn
+	ticket, err := c.EnqueueBulk(context.Background(), frame(nil, make([]byte, 100)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the bulk item to pass", func() bool { return c.BulkPassed(ticket) })
+	if _, lowat := sockopts(c, nil); lowat != 24<<10 {
+		t.Errorf("after a bulk item: TCP_NOTSENT_LOWAT %d, want %d", lowat, 24<<10)
+	}
+	if err := c.Enqueue(context.Background(), frame(nil, []byte("urgent"))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "both frames", func() bool {
+		n, _, _ := p.srvHandler.count()
+		return n == 2
+	})
+	if _, lowat := sockopts(c, nil); lowat != kernel {
+		t.Errorf("after an urgent item with no bulk queued: TCP_NOTSENT_LOWAT %d, want the kernel's %d", lowat, kernel)
+	}
+	if rcv, _ := sockopts(p.srvConn, p.srvConn.ShortenReceive); rcv != short {
+		t.Errorf("after ShortenReceive: SO_RCVBUF %d, want %d", rcv, short)
+	}
+	p = newPair(t, nil, nil, WithSocketBuffers(0, 0))
+	c = p.cliConn
+	_, kernel = sockopts(c, nil)
+	if ticket, err = c.EnqueueBulk(context.Background(), frame(nil, make([]byte, 100))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the bulk item to pass", func() bool { return c.BulkPassed(ticket) })
+	if rcv, lowat := sockopts(c, c.ShortenReceive); rcv == short || lowat != kernel {
+		t.Errorf("0, 0 given, bulk sent and ShortenReceive: SO_RCVBUF %d, TCP_NOTSENT_LOWAT %d; want the kernel's", rcv, lowat)
 	}
 }
 

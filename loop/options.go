@@ -18,8 +18,8 @@ const (
 	DefaultHighWater            = 2 << 20 // bytes queued or unwritten per conn before senders wait
 	DefaultLowWater             = 512 << 10
 	DefaultMaxInputPending      = 16 << 20 // plaintext a handler may leave unconsumed
-	DefaultReceiveBuffer        = 64 << 10 // SO_RCVBUF of a started conn's socket
-	DefaultNotSentLowat         = 16 << 10 // TCP_NOTSENT_LOWAT of a started conn's socket
+	DefaultReceiveBuffer        = 64 << 10 // SO_RCVBUF of a conn's socket once bulk data arrives
+	DefaultNotSentLowat         = 16 << 10 // TCP_NOTSENT_LOWAT of a conn's socket while bulk data goes out
 )
 
 // Option configures an [Engine].
@@ -174,20 +174,26 @@ func WithMaxInputPending(n int) Option {
 	return positive("WithMaxInputPending", n, func(o *options) { o.maxInput = n })
 }
 
-// WithSocketBuffers sets two kernel limits on the socket of every conn the
-// engine starts (defaults DefaultReceiveBuffer and DefaultNotSentLowat).
-// receive is its receive buffer (SO_RCVBUF), which bounds what the peer
-// can send ahead of what this side's loop has read; notSent is the most
-// ciphertext the kernel keeps unsent on the way out (TCP_NOTSENT_LOWAT,
-// Linux), beyond which the socket takes no more and the rest waits in the
-// conn's own queue, where small items overtake bulk data (package doc,
-// "Output and backpressure"). Bytes in kernel buffers go out first come,
-// first served: with the kernel's defaults (a receive buffer autotuned up
-// to net.ipv4.tcp_rmem, no unsent limit) a small message waited behind
-// megabytes of a large one already handed to the kernel. 0 keeps the
-// kernel's setting for that limit. A link with a large bandwidth-delay
-// product (across a WAN) needs a receive buffer of about bandwidth x round
-// trip to keep its throughput: pass 0 there. Both must be >= 0.
+// WithSocketBuffers sets the two kernel limits a conn's socket gets while
+// bulk data flows (defaults DefaultReceiveBuffer and DefaultNotSentLowat).
+// receive is the receive buffer (SO_RCVBUF), which bounds what the peer
+// can send ahead of what this side's loop has read, set from the first
+// Conn.ShortenReceive on (the handler calls it when its input shows bulk
+// data); notSent is the most ciphertext the kernel keeps unsent on the way
+// out (TCP_NOTSENT_LOWAT, Linux), set while the conn's bulk lane has items
+// (EnqueueBulk) and lifted once a drain finds it empty; beyond it the
+// socket takes no more and the rest waits in the conn's own queue, where
+// small items overtake bulk data (package doc, "Output and backpressure").
+// Bytes in kernel buffers go out first come, first served: with the
+// kernel's defaults (a receive buffer autotuned up to net.ipv4.tcp_rmem,
+// no unsent limit) a small message waited behind megabytes of a large one
+// already handed to the kernel. Until bulk data flows the kernel's
+// settings stay: a stream of small items needs their depth (with the short
+// limits it moved 25-30% fewer messages). 0 keeps the kernel's setting for
+// that limit throughout. A link with a large bandwidth-delay product
+// (across a WAN) that carries bulk data needs a receive buffer of about
+// bandwidth x round trip to keep its throughput: pass 0 there. Both must
+// be >= 0.
 func WithSocketBuffers(receive, notSent int) Option {
 	return func(o *options) {
 		if receive < 0 || notSent < 0 {

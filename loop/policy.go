@@ -44,6 +44,28 @@ const directSpacing = 20 * time.Microsecond
 // figures).
 const bulkQuantum = 32 << 10
 
+// drainQuantum: the most bytes of the urgent lane one drain of the loop
+// takes when it takes no bulk items (see urgentLimit); the rest waits for
+// the next pass, right after. A stream of small items thus goes to the
+// socket in pieces of a few chunks, each sealed and written before the
+// next is taken, instead of in one seal of up to the high-water mark (2
+// MiB) before its first byte reaches the socket: the receiver starts
+// sooner, and each piece stays in the core's cache from the drain's copy
+// to the socket's.
+var drainQuantum = 256 << 10
+
+// urgentLimit is how many bytes of the urgent lane a drain of the loop
+// takes (whole chunks, at least one; 0: all of them), given whether it
+// takes bulk items: drainQuantum, but all of them with bulk items, which
+// must not go out ahead of an urgent item pushed before them (the lanes'
+// order, conn.go).
+func urgentLimit(bulkTaken bool) int {
+	if bulkTaken {
+		return 0
+	}
+	return drainQuantum
+}
+
 // bulkShare is how many bytes of the bulk lane one drain takes, given the
 // bytes of the urgent lane it takes (all of them): what bulkQuantum leaves
 // after the urgent ones, and never less than a quarter of it, so a flood of

@@ -91,3 +91,19 @@ func TestBulkShare(t *testing.T) {
 		}
 	}
 }
+
+func TestUrgentLimit(t *testing.T) {
+	tests := []struct {
+		name      string
+		bulkTaken bool
+		want      int
+	}{
+		{"no bulk items taken: one quantum", false, drainQuantum},
+		{"bulk items taken: all of it, ahead of them", true, 0},
+	}
+	for _, tt := range tests {
+		if got := urgentLimit(tt.bulkTaken); got != tt.want {
+			t.Errorf("%s: urgentLimit(%v) = %d, want %d", tt.name, tt.bulkTaken, got, tt.want)
+		}
+	}
+}

@@ -244,3 +244,48 @@ func TestEnqueueAppendRefusesAnOutOfRangeMax(t *testing.T) {
 		}
 	}
 }
+
+// A bounded drain takes the urgent lane one quantum at a time (whole
+// chunks), in order; with bulk items taken it takes every urgent item, so
+// none pushed before them goes out after them.
+func TestDrainQueueTakesTheUrgentLaneAQuantumAtATime(t *testing.T) {
+	item := func(i int) []byte { return binary.BigEndian.AppendUint32(bytes.Repeat([]byte{'u'}, 96), uint32(i)) }
+	fill := func(c *Conn, n int) []byte {
+		var want []byte
+		for i := range n {
+			it := item(i)
+			want = append(want, it...)
+			c.queued.Add(int64(len(it)))
+			c.q.push(it)
+		}
+		return want
+	}
+	n := 4 * drainQuantum / 100
+	c := &Conn{drain: concatItems}
+	want := fill(c, n)
+	var s scratch
+	var got []byte
+	drains := 0
+	for c.queued.Load() > 0 {
+		plain := s.drainQueue(c, true, true)
+		if len(plain) == 0 || len(plain) > drainQuantum {
+			t.Fatalf("drain %d took %d bytes; want 1..%d", drains, len(plain), drainQuantum)
+		}
+		got = append(got, plain...)
+		drains++
+	}
+	if !bytes.Equal(got, want) || drains < 4 {
+		t.Fatalf("%d bounded drains gave %d bytes (in order: %v), want %d bytes in at least 4", drains, len(got), bytes.Equal(got, want), len(want))
+	}
+
+	c = &Conn{drain: concatItems}
+	want = fill(c, n)
+	bulk := []byte("bulk item")
+	c.bulkQueued.Add(int64(len(bulk)))
+	c.bulk.push(bulk)
+	got = s.drainQueue(c, true, true)
+	if !bytes.Equal(got, append(want, bulk...)) || c.queued.Load() != 0 || c.bulkQueued.Load() != 0 {
+		t.Fatalf("a drain taking a bulk item took %d bytes, left %d urgent and %d bulk; want all %d urgent bytes, then the bulk item",
+			len(got), c.queued.Load(), c.bulkQueued.Load(), len(want))
+	}
+}

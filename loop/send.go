@@ -185,14 +185,15 @@ func (c *Conn) wakeSenders() {
 	c.waitMu.Unlock()
 }
 
-// sealQueue turns everything the conn has to send into ciphertext, in
-// order: earlier is what tls.Conn wrote while nobody held the token (a
-// KeyUpdate answer a Read produced), and sealed is the queue drained with
-// s and sealed by one tls.Conn Write (then close_notify, with closeNotify)
-// into spare. Holder of the drain token; earlier goes out before sealed.
-func (c *Conn) sealQueue(s *scratch, spare []byte, closeNotify, withBulk bool) (earlier, sealed []byte, err error) {
+// sealQueue turns what the conn has to send into ciphertext, in order:
+// earlier is what tls.Conn wrote while nobody held the token (a KeyUpdate
+// answer a Read produced), and sealed is the queue drained with s (part of
+// the urgent lane if bounded, else all of it: see drainQueue) and sealed
+// by one tls.Conn Write (then close_notify, with closeNotify) into spare.
+// Holder of the drain token; earlier goes out before sealed.
+func (c *Conn) sealQueue(s *scratch, spare []byte, closeNotify, withBulk, bounded bool) (earlier, sealed []byte, err error) {
 	earlier = c.ad.SwapOutput(spare)
-	if plain := s.drainQueue(c, withBulk); len(plain) > 0 {
+	if plain := s.drainQueue(c, withBulk, bounded); len(plain) > 0 {
 		_, err = c.tc.Write(plain)
 		s.keepPlain(plain)
 	}
@@ -227,8 +228,10 @@ func (c *Conn) writeOut(b []byte) {
 	_, _ = c.gc.Write(b) // on failure gnet closes the conn and calls OnClose
 }
 
-// flushQueue drains every queued item into one TLS write and one socket
-// write, unless the socket is backed up. Loop only, holding the drain token.
+// flushQueue drains the queue into one TLS write and one socket write,
+// unless the socket is backed up: the urgent lane up to urgentLimit and
+// the bulk lane's share, then it schedules the conn again for the rest.
+// Loop only, holding the drain token.
 func (c *Conn) flushQueue(ls *loopState) {
 	if c.reached(closeSent) {
 		return // the token stays taken: nothing more goes out
@@ -251,6 +254,7 @@ func (c *Conn) flushQueue(ls *loopState) {
 		return
 	}
 	c.backoff, c.lastBacklog = 0, 0
+	c.paceBulk(c.bulkQueued.Load() > 0)
 	// direct first: a sender that wins the token from here on hands it back
 	// to the loop instead of writing while the loop still does.
 	c.direct.Store(false)
@@ -276,9 +280,10 @@ func (c *Conn) flushQueue(ls *loopState) {
 		}
 		return
 	}
-	if c.bulkQueued.Load() > 0 {
-		// The bulk lane's rest: the next pass (flushPlan first). Direct
-		// writes stay off while bulk data flows.
+	if c.bulkQueued.Load() > 0 || c.queued.Load() > 0 {
+		// The rest (the bulk lane's, or the urgent lane's past one
+		// quantum): the next pass (flushPlan first). Direct writes stay
+		// off while data flows.
 		if c.scheduled.CompareAndSwap(false, true) {
 			ls.schedule(c)
 		}
@@ -328,10 +333,11 @@ func (c *Conn) flushUrgent(ls *loopState) {
 
 // sealAndWrite seals the urgent lane (and the bulk lane's share, withBulk)
 // and hands it to gnet, keeping the loop's output buffer for the next pass
-// unless it grew past 8 MiB. A TLS error closes the conn: false. Loop only,
-// holding the drain token.
+// unless it grew past 8 MiB. A full pass (withBulk) takes the urgent lane
+// up to urgentLimit, flushUrgent all of it. A TLS error closes the conn:
+// false. Loop only, holding the drain token.
 func (c *Conn) sealAndWrite(ls *loopState, withBulk bool) bool {
-	earlier, sealed, err := c.sealQueue(&ls.s, ls.out, false, withBulk)
+	earlier, sealed, err := c.sealQueue(&ls.s, ls.out, false, withBulk, withBulk)
 	c.writePending(earlier, sealed)
 	ls.out = sealed[:0]
 	if cap(ls.out) > 8<<20 {

@@ -21,7 +21,7 @@ import (
 // ignored.
 
 // OnData parses and handles every whole frame in b. Runs on the loop.
-func (pe *peer) OnData(_ *loop.Conn, b []byte) (int, error) {
+func (pe *peer) OnData(c *loop.Conn, b []byte) (int, error) {
 	pe.lastSeen.Store(time.Now().UnixNano())
 	used := 0
 	// The counters are published once per call, not once per message. The
@@ -43,6 +43,9 @@ func (pe *peer) OnData(_ *loop.Conn, b []byte) (int, error) {
 		}
 		used += k
 		pe.stats.framesIn.Add(1)
+		if f.Kind == wire.KindFragment && c != nil {
+			c.ShortenReceive() // bulk data flows in: short kernel queues (once)
+		}
 		if err := pe.handleFrame(f); err != nil {
 			var le *wire.LimitError
 			if errors.As(err, &le) {

@@ -351,3 +351,35 @@ func TestAPeerOverTheRegistryNamesLimitIsCutAndCounted(t *testing.T) {
 		t.Fatalf("b holds %d of a's names after refusing its snapshot", got)
 	}
 }
+
+// A process whose sends of small values (encoded straight into the link's
+// queue, send_direct.go) wait for room in the queue of a peer that stopped
+// reading is counted in mesh_send_stalls_total, as a send of any other
+// value is.
+func TestDirectSendsThatWaitForRoomAreCountedAsStalls(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	a := startNamed(t, "a", "c", WithMetrics(reg))
+	b := startNamed(t, "b", "c")
+	na, _ := parseName(a.Self())
+	relay := newFreezer(t, fmt.Sprintf("127.0.0.1:%d", na.port))
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	defer cancel()
+	if _, err := b.connect(ctx, a.Self(), relay.l.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	var toB *peer
+	eventually(t, "a connected to b", func() bool { toB = a.peerIfUp(b.Self()); return toB != nil })
+	sink := b.SpawnFunc(func(p *Process) error { _, err := p.Receive(context.Background()); return err })
+	relay.stall()
+	if directBound("x") < 0 {
+		t.Fatal(`"x" does not take the direct path`)
+	}
+	a.SpawnFunc(func(p *Process) error {
+		for p.Send(sink, "x") == nil {
+		}
+		return nil // the link closed under a waiting send (the test's end)
+	})
+	eventually(t, "a send to b waits for room and is counted", func() bool {
+		return gatherValues(t, reg)["mesh_send_stalls_total"] >= 1
+	})
+}

@@ -216,15 +216,19 @@ func WithReassemblyLimits(bytes, pending, held int) Option {
 	}
 }
 
-// WithSocketBuffers sets the kernel buffers of every peer socket: receive
-// is its receive buffer (SO_RCVBUF, default 64 KiB) and notSent the most it
-// keeps unsent (TCP_NOTSENT_LOWAT on Linux, default 16 KiB); 0 keeps the
-// kernel's own setting. Short kernel queues let small messages and control
-// frames overtake a large message's fragments (the link's bulk lane): with
-// the kernel's autotuned buffers a round trip waited behind megabytes of
-// a stream. A link with a large bandwidth-delay product (across regions or
-// a WAN) needs a receive buffer of about bandwidth x round trip to keep
-// its throughput (64 KiB over a 10 ms round trip is 6.4 MB/s): give such a
+// WithSocketBuffers sets the kernel buffers a peer socket gets while the
+// link carries a large message's fragments (its bulk lane): receive is the
+// receive buffer (SO_RCVBUF, default 64 KiB), set on the receiving side
+// from the first fragment on, and notSent the most the sending side keeps
+// unsent (TCP_NOTSENT_LOWAT on Linux, default 16 KiB) while it has
+// fragments queued; 0 keeps the kernel's own setting throughout. Short
+// kernel queues let small messages and control frames overtake a large
+// message's fragments: with the kernel's autotuned buffers a round trip
+// waited behind megabytes of a stream. Until a link carries fragments it
+// keeps the kernel's settings, which a stream of small messages needs. A
+// link with a large bandwidth-delay product (across regions or a WAN)
+// needs a receive buffer of about bandwidth x round trip to keep its
+// throughput (64 KiB over a 10 ms round trip is 6.4 MB/s): give such a
 // node WithSocketBuffers(0, 0), or a receive buffer of that size. Negative
 // values make [Start] fail with [ErrBadOption].
 func WithSocketBuffers(receive, notSent int) Option {
