@@ -1,0 +1,6 @@
+//go:build !linux
+
+package mailbox
+
+// fdPoolTokens: there are no eventfds.
+func fdPoolTokens(*fdPool) int { return 0 }
