@@ -52,7 +52,7 @@ const bulkQuantum = 32 << 10
 // MiB) before its first byte reaches the socket: the receiver starts
 // sooner, and each piece stays in the core's cache from the drain's copy
 // to the socket's.
-var drainQuantum = 256 << 10
+const drainQuantum = 256 << 10
 
 // urgentLimit is how many bytes of the urgent lane a drain of the loop
 // takes (whole chunks, at least one; 0: all of them), given whether it
