@@ -90,6 +90,17 @@ const (
 // paying a park and a wake-up; it is skipped with GOMAXPROCS=1.
 var spinRounds = 4 // a var so tests can force every wait to park
 
+// procs caches runtime.GOMAXPROCS(0) for wait's choice to spin. Reading it
+// takes the scheduler's global lock, the lock every yield of the spin
+// (runtime.Gosched puts the goroutine on the global run queue) takes as
+// well: read at every wait it was a tenth of a local ping-pong's CPU
+// (docs/latency.md). Refreshed by every wait that goes on to park, so a
+// change of GOMAXPROCS is seen from the next park on; a stale value only
+// makes a wait spin or not.
+var procs atomic.Int32
+
+func init() { procs.Store(int32(runtime.GOMAXPROCS(0))) }
+
 // Mailbox is a process mailbox: many senders, one receiving goroutine (the
 // owner). Senders never wait for the owner: Push takes no lock, and
 // PushEncoded holds the mailbox's inbox lock only to copy the bytes. The
@@ -360,7 +371,7 @@ func (m *Mailbox) wait(ctx context.Context) error {
 	if m.soon.Load() < 0 {
 		m.soon.Store(0) // ParkNext
 		parkNext = true
-	} else if runtime.GOMAXPROCS(0) > 1 {
+	} else if procs.Load() > 1 {
 		for range spinRounds {
 			if testHookSpin != nil {
 				testHookSpin()
@@ -388,6 +399,7 @@ func (m *Mailbox) wait(ctx context.Context) error {
 	// Before parking, or returning because ctx ended (the spin above can
 	// outlast a short deadline), give back what an idle owner needs not
 	// hold: the drained queue segment and the inbox chunk.
+	procs.Store(int32(runtime.GOMAXPROCS(0)))
 	m.q.rewind()
 	m.rewindInbox()
 	done := ctx.Done()

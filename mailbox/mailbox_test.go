@@ -794,6 +794,42 @@ func TestParkNextSkipsTheSpinOfOneWait(t *testing.T) {
 	}
 }
 
+// The spin's choice follows GOMAXPROCS from the park after a change on:
+// the count of Ps is cached (reading it takes the scheduler's lock) and
+// refreshed by each wait that parks.
+func TestSpinFollowsGOMAXPROCSFromTheNextPark(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 || spinRounds == 0 {
+		t.Skip("waits spin only with GOMAXPROCS > 1")
+	}
+	var spins atomic.Int32
+	testHookSpin = func() { spins.Add(1) }
+	defer func() { testHookSpin = nil }()
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	m := New()
+	receiveLate := func(v string) {
+		go func() {
+			time.Sleep(5 * time.Millisecond) // well after any spin: the owner parks
+			m.Push(v)
+		}()
+		if got, err := m.Receive(context.Background()); err != nil || got != v {
+			t.Fatalf("Receive = %v, %v", got, err)
+		}
+	}
+	receiveLate("parks, and sees GOMAXPROCS=1")
+	spins.Store(0)
+	receiveLate("parks at once")
+	if n := spins.Load(); n != 0 {
+		t.Fatalf("a wait with GOMAXPROCS=1 spun %d rounds", n)
+	}
+	runtime.GOMAXPROCS(2)
+	receiveLate("parks, and sees GOMAXPROCS=2")
+	spins.Store(0)
+	receiveLate("spins first")
+	if spins.Load() == 0 {
+		t.Fatal("a wait with GOMAXPROCS=2 did not spin")
+	}
+}
+
 // TestParkNextWaitHandsOverEveryMessage runs more owners than the eventfd
 // pool holds, each waiting after ParkNext (on an eventfd when one is free,
 // else on the semaphore) while its producer pushes, and checks order and

@@ -114,6 +114,54 @@ func TestProcessSendAllocatesNothing(t *testing.T) {
 	})
 }
 
+// The local path end to end allocates nothing in steady state: a send to a
+// process of the same node and its receive, and a round trip between two
+// (issue 15; bench/local_test.go measures their cost against a channel's).
+func TestLocalSendReceiveAndPingPongAllocateNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items at random under -race, and the mailbox's queue segments are pooled")
+	}
+	n := startNode(t)
+	ctx := context.Background()
+	echo := n.SpawnFunc(func(q *Process) error {
+		for {
+			m, err := q.Receive(ctx)
+			if err != nil {
+				return err
+			}
+			_ = q.Send(m.(PID), "pong")
+		}
+	})
+	within(t, n, func(p *Process) error {
+		var msg, self any = "payload", p.Self()
+		// The first rounds fill the pools (queue segments, the runtime's
+		// wait records) that the steady state reuses.
+		for range 1000 {
+			_ = p.Send(p.Self(), msg)
+			if _, err := p.Receive(ctx); err != nil {
+				return err
+			}
+			_ = p.Send(echo, self)
+			if _, err := p.Receive(ctx); err != nil {
+				return err
+			}
+		}
+		if a := testing.AllocsPerRun(1000, func() {
+			_ = p.Send(p.Self(), msg)
+			_, _ = p.Receive(ctx)
+		}); a != 0 {
+			t.Errorf("local Send+Receive: %v allocs; want 0", a)
+		}
+		if a := testing.AllocsPerRun(1000, func() {
+			_ = p.Send(echo, self)
+			_, _ = p.Receive(ctx)
+		}); a != 0 {
+			t.Errorf("local ping-pong: %v allocs per round trip; want 0", a)
+		}
+		return nil
+	})
+}
+
 // A remote stream that mixes values encoded straight into the link's queue
 // with values encoded through the sender's buffer arrives in the order
 // sent, each as the type it was sent as.
