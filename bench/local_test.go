@@ -190,11 +190,28 @@ func BenchmarkIdleProcess(b *testing.B) {
 	}
 }
 
+// inTurns runs one chunk of each of LocalVsChan's two sides, the mesh side
+// first in even chunks and the channel side first in odd ones.
+func inTurns(chunk int, mesh func() error, ch func()) error {
+	if chunk%2 == 1 {
+		ch()
+		return mesh()
+	}
+	if err := mesh(); err != nil {
+		return err
+	}
+	ch()
+	return nil
+}
+
 // BenchmarkLocalVsChan runs the two local benchmarks above and their
 // channel baselines in turns, a chunk of each at a time, so that both see
 // the same machine: on a shared, loaded machine the separate runs of
 // LocalSend and LocalPingPong differ by more than the effect measured.
-// (Chunks of 256 messages streamed, of 128 round trips.)
+// (Chunks of 256 messages streamed, of 128 round trips; which goes first
+// alternates, so that neither always runs right after the other: a mesh
+// process yields a few times after its last message before it parks,
+// which could take CPU from a channel turn run right after it.)
 // Each op is one mesh op and one channel op (ns/op is their sum; the
 // channels allocate nothing, so allocs/op is the mesh side's); it reports
 // the ns of each and mesh-vs-chan, their ratio (issue 15's target: at most
@@ -239,7 +256,7 @@ func BenchmarkLocalVsChan(b *testing.B) {
 		b.ReportAllocs()
 		err := n.Run(context.Background(), func(p *node.Process) error {
 			b.ResetTimer()
-			for ops < b.N {
+			meshTurn := func() error {
 				t0 := time.Now()
 				for range chunk {
 					if err := p.Send(rx, payload64); err != nil {
@@ -247,13 +264,21 @@ func BenchmarkLocalVsChan(b *testing.B) {
 					}
 				}
 				<-meshGot
-				t1 := time.Now()
+				meshT += time.Since(t0)
+				return nil
+			}
+			chanTurn := func() {
+				t0 := time.Now()
 				for range chunk {
 					ch <- payload64
 				}
 				<-chanGot
-				meshT += t1.Sub(t0)
-				chanT += time.Since(t1)
+				chanT += time.Since(t0)
+			}
+			for ops < b.N {
+				if err := inTurns(ops/chunk, meshTurn, chanTurn); err != nil {
+					return err
+				}
 				ops += chunk
 			}
 			return nil
@@ -288,7 +313,7 @@ func BenchmarkLocalVsChan(b *testing.B) {
 		err := n.Run(context.Background(), func(p *node.Process) error {
 			var self any = p.Self()
 			b.ResetTimer()
-			for ops < b.N {
+			meshTurn := func() error {
 				t0 := time.Now()
 				for range chunk {
 					_ = p.Send(pong, self)
@@ -296,13 +321,21 @@ func BenchmarkLocalVsChan(b *testing.B) {
 						return err
 					}
 				}
-				t1 := time.Now()
+				meshT += time.Since(t0)
+				return nil
+			}
+			chanTurn := func() {
+				t0 := time.Now()
 				for range chunk {
 					ping <- payload64
 					<-pongCh
 				}
-				meshT += t1.Sub(t0)
-				chanT += time.Since(t1)
+				chanT += time.Since(t0)
+			}
+			for ops < b.N {
+				if err := inTurns(ops/chunk, meshTurn, chanTurn); err != nil {
+					return err
+				}
 				ops += chunk
 			}
 			return nil
