@@ -76,6 +76,13 @@ func BenchmarkProcessSend(b *testing.B) {
 }
 
 func TestProcessSendAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		// The race detector's sync.Pool drops items at random, so the
+		// send queue's pooled chunks are sometimes made anew: 1 alloc per
+		// send in 4 of 15 runs. `make test` runs the allocation tests
+		// once more without -race.
+		t.Skip("allocation counts are pinned without -race")
+	}
 	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
 	// AllocsPerRun counts every allocation in the test binary, so nothing
 	// else may allocate meanwhile. The local sink receives nothing until
