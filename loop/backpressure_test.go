@@ -280,3 +280,37 @@ func TestStalledSocketBacksOff(t *testing.T) {
 		t.Fatalf("%d socket waits in 200 ms while the peer read nothing, want a few", n)
 	}
 }
+
+// SendWaits counts the enqueues that found their own lane at the
+// high-water mark (each waited, whatever came of it), not one that found
+// only the other lane full.
+func TestSendWaitsCountsOnlyEnqueuesThatWaited(t *testing.T) {
+	e := &Engine{opts: defaultOptions()}
+	e.opts.high = 1 << 10
+	c := &Conn{e: e, drain: concatItems, done: make(chan struct{})}
+	c.bulkQueued.Store(2 << 10) // the bulk lane is full
+	if err := c.Enqueue(context.Background(), []byte("urgent")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.EnqueueAppend(context.Background(), 16, func(dst []byte) ([]byte, error) { return append(dst, "urgent"...), nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.SendWaits(); n != 0 {
+		t.Fatalf("SendWaits = %d after urgent items with only the bulk lane full; want 0", n)
+	}
+	c.queued.Store(2 << 10) // now the urgent lane is full too
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // each wait ends at once
+	if err := c.Enqueue(ctx, []byte("waits")); err == nil {
+		t.Fatal("Enqueue into a full lane with a done context succeeded")
+	}
+	if err := c.EnqueueAppend(ctx, 16, func(dst []byte) ([]byte, error) { return append(dst, "waits"...), nil }); err == nil {
+		t.Fatal("EnqueueAppend into a full lane with a done context succeeded")
+	}
+	if _, err := c.EnqueueBulk(ctx, []byte("waits")); err == nil {
+		t.Fatal("EnqueueBulk into a full lane with a done context succeeded")
+	}
+	if n := c.SendWaits(); n != 3 {
+		t.Fatalf("SendWaits = %d after three enqueues into full lanes; want 3", n)
+	}
+}

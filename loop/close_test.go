@@ -3,6 +3,7 @@ package loop
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -138,5 +139,62 @@ func TestCloseSendsWhatWasQueuedBeforeIt(t *testing.T) {
 		if frames, _, _ := p.srvHandler.count(); frames != items {
 			t.Fatalf("round %d: the peer got %d of the %d items queued before Close", round, frames, items)
 		}
+	}
+}
+
+// A close that finds more than one drain quantum queued seals all of it
+// before close_notify: the loop's passes take the urgent lane a quantum at
+// a time, the close takes everything (nothing goes out after it). The
+// items are queued and the close made inside one loop callback, so the
+// close finds them all still queued; the conn's drain function counts what
+// it is handed (what the socket then delivers of a cut is gnet's
+// business).
+func TestCloseSealsEverythingQueuedPastOneQuantum(t *testing.T) {
+	srv, err := New(WithLoops(1), WithHook(nameHook("srv")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := New(WithLoops(1), WithHook(nameHook("cli")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cli.Close(); _ = srv.Close() })
+	addr, err := srv.Listen("127.0.0.1:0", func(c *Conn) { c.SetHandler(newFrameHandler(nil)); c.Start() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cli.Dial(context.Background(), addr.String(), "srv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var drained atomic.Int64
+	c.SetDrain(func(dst []byte, items [][]byte) []byte {
+		for _, it := range items {
+			drained.Add(int64(len(it)))
+			dst = append(dst, it...)
+		}
+		return dst
+	})
+	h := newFrameHandler(nil)
+	c.SetHandler(h)
+	c.Start()
+	item := frame(nil, make([]byte, 1<<10))
+	const items = 4 * drainQuantum >> 10
+	c.Execute(func() {
+		for range items {
+			if err := c.EnqueueNoWait(item); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+		c.closeOnLoop(errTestReason)
+	})
+	select {
+	case <-h.closedC:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the conn never closed")
+	}
+	if got, want := drained.Load(), int64(items*len(item)); got != want {
+		t.Fatalf("the close sealed %d of the %d bytes queued before it", got, want)
 	}
 }

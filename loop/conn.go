@@ -110,6 +110,7 @@ type Conn struct {
 	scheduled  atomic.Bool               // the drain token (see the invariants)
 	ls         atomic.Pointer[loopState] // the owning loop, from OnOpen on
 	waiters    atomic.Bool               // someone may wait in waitRoom
+	sendWaits  atomic.Uint64             // enqueues that waited for room (SendWaits)
 	waitMu     sync.Mutex                // guards waitCh
 	waitCh     chan struct{}             // closed to wake the senders waiting for room
 

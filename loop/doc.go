@@ -63,15 +63,16 @@
 //
 // A conn's queue has two lanes. Enqueue and EnqueueNoWait feed the urgent
 // lane; EnqueueBulk feeds the bulk lane, for data that may wait behind later
-// items (the later fragments of a large message). Each drain takes every
-// urgent item and about 32 KiB of bulk (bulkShare; at least one item, and
-// at least a quarter of that however many urgent bytes there are), bulk
-// taken first and written last, so an item enqueued before a bulk item is
-// always written before it and a small message waits behind one quantum of
-// bulk data, not behind megabytes of it. Each lane keeps its order. A
-// sender that must keep its own later items behind its bulk items puts
-// them on the bulk lane too, until BulkPassed says the last of its bulk
-// items was drained (the ticket EnqueueBulk returned).
+// items (the later fragments of a large message). A drain that takes bulk
+// items takes every urgent item (one without them takes at most 256 KiB of
+// urgent items, see below) and about 32 KiB of bulk (bulkShare; at least
+// one item, and at least a quarter of that however many urgent bytes
+// there are), bulk taken first and written last, so an item enqueued
+// before a bulk item is always written before it and a small message
+// waits behind one quantum of bulk data, not behind megabytes of it. Each
+// lane keeps its order. A sender that must keep its own later items behind
+// its bulk items puts them on the bulk lane too, until BulkPassed says the
+// last of its bulk items was drained (the ticket EnqueueBulk returned).
 //
 // The lanes only decide while the data is still in the conn's queue: what
 // the socket took goes out first come, first served. So while bulk data

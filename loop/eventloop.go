@@ -365,21 +365,28 @@ func (c *Conn) paceBulk(bulk bool) {
 
 // ShortenReceive tells the conn that its input carries the peer's bulk
 // data (EnqueueBulk items, such as a large message's fragments): the
-// socket's receive buffer is set to WithSocketBuffers' receive size (once;
-// later calls do nothing), so the peer's kernel cannot send far ahead of
-// this side's reads and the peer's small items, which its lanes let
-// overtake bulk data in its queue, do not wait behind a window of it here.
-// Until then the kernel autotunes the buffer, which a stream of small
-// items needs; once set it stays for the conn's life (Linux does not
-// autotune a buffer that was set). Call it on the conn's loop, from the
-// handler's OnData.
+// socket's receive buffer is set to WithSocketBuffers' receive size, so the
+// peer's kernel cannot send far ahead of this side's reads and the peer's
+// small items, which its lanes let overtake bulk data in its queue, do not
+// wait behind a window of it here. Until then the kernel autotunes the
+// buffer, which a stream of small items needs; once set it stays for the
+// conn's life (Linux does not autotune a buffer that was set). It is set
+// only while the socket holds less than half that size unread: a buffer
+// shrunk under what it holds makes the kernel prune its queue and drop
+// arriving segments (retransmitted later, a stall). Otherwise nothing is
+// done and a later call tries again; once set, later calls do nothing.
+// Call it on the conn's loop, from the handler's OnData.
 func (c *Conn) ShortenReceive() {
 	n := c.e.opts.rcvBuf
 	if c.shortRecv || n == 0 || c.reached(socketClosed) {
 		return
 	}
+	fd := c.gc.Fd()
+	if unread, err := unreadBytes(fd); err != nil || !canShortenReceive(unread, n) {
+		return // a later fragment tries again
+	}
 	c.shortRecv = true
-	if err := syscall.SetsockoptInt(c.gc.Fd(), syscall.SOL_SOCKET, syscall.SO_RCVBUF, n); err != nil {
+	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF, n); err != nil {
 		c.e.log.Warn("loop: SO_RCVBUF", "remote", c.remote, "err", err)
 	}
 }

@@ -120,7 +120,7 @@ func TestBothLanesKeepOrderPerSender(t *testing.T) {
 // a started conn keeps the kernel's settings (a socket's TCP_NOTSENT_LOWAT
 // reads 0 or the sysctl's value until set); the sending side's unsent limit
 // is short while its bulk lane has items and back to the kernel's after a
-// drain that finds none; the receiving side's buffer is short from
+// pass that finds none; the receiving side's buffer is short from
 // ShortenReceive on. 0 leaves the kernel's setting.
 func TestSocketBuffersAreShortOnlyWhileBulkFlows(t *testing.T) {
 	if runtime.GOOS != "linux" {
@@ -145,7 +145,14 @@ func TestSocketBuffersAreShortOnlyWhileBulkFlows(t *testing.T) {
 		return v[0], v[1]
 	}
 	const short = 2 * 96 << 10 // Linux doubles SO_RCVBUF for its bookkeeping
-	p := newPair(t, nil, nil, WithSocketBuffers(96<<10, 24<<10))
+	// The receiving loop blocks in its handler until released, so the
+	// socket backs up and the sending loop waits with bulk items queued.
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	p := newPair(t, func(*Conn, []byte) { <-release }, nil, WithSocketBuffers(96<<10, 24<<10))
+	t.Cleanup(unblock) // before the pair's cleanup, which waits for the loops
+
 	_, kernel := sockopts(p.cliConn, nil) // the sending side's
 	for _, c := range []*Conn{p.cliConn, p.srvConn} {
 		if rcv, lowat := sockopts(c, nil); rcv == short || lowat == 24<<10 {
@@ -153,31 +160,35 @@ func TestSocketBuffersAreShortOnlyWhileBulkFlows(t *testing.T) {
 		}
 	}
 	c := p.cliConn
-	ticket, err := c.EnqueueBulk(context.Background(), frame(nil, make([]byte, 100)))
-	if err != nil {
-		t.Fatal(err)
+	const bulkItems = 64 // 4 MiB: far more than the socket takes
+	for range bulkItems {
+		if _, err := c.EnqueueBulkNoWait(frame(nil, make([]byte, 64<<10))); err != nil {
+			t.Fatal(err)
+		}
 	}
-	eventually(t, 20*time.Second, "the bulk item to pass", func() bool { return c.BulkPassed(ticket) })
-	if _, lowat := sockopts(c, nil); lowat != 24<<10 {
-		t.Errorf("after a bulk item: TCP_NOTSENT_LOWAT %d, want %d", lowat, 24<<10)
-	}
-	if err := c.Enqueue(context.Background(), frame(nil, []byte("urgent"))); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 20*time.Second, "both frames", func() bool {
-		n, _, _ := p.srvHandler.count()
-		return n == 2
+	eventually(t, 20*time.Second, "the loop to wait on the socket with bulk queued", func() bool {
+		return c.bulkWait.Load() && c.bulkQueued.Load() > 0
 	})
-	if _, lowat := sockopts(c, nil); lowat != kernel {
-		t.Errorf("after an urgent item with no bulk queued: TCP_NOTSENT_LOWAT %d, want the kernel's %d", lowat, kernel)
+	if _, lowat := sockopts(c, nil); lowat != 24<<10 {
+		t.Errorf("bulk items queued: TCP_NOTSENT_LOWAT %d, want %d", lowat, 24<<10)
 	}
+	unblock()
+	eventually(t, 20*time.Second, "every bulk frame", func() bool {
+		n, _, _ := p.srvHandler.count()
+		return n == bulkItems
+	})
+	eventually(t, 20*time.Second, "the unsent limit to be lifted", func() bool {
+		_, lowat := sockopts(c, nil)
+		return lowat == kernel
+	})
 	if rcv, _ := sockopts(p.srvConn, p.srvConn.ShortenReceive); rcv != short {
-		t.Errorf("after ShortenReceive: SO_RCVBUF %d, want %d", rcv, short)
+		t.Errorf("after ShortenReceive with nothing unread: SO_RCVBUF %d, want %d", rcv, short)
 	}
 	p = newPair(t, nil, nil, WithSocketBuffers(0, 0))
 	c = p.cliConn
 	_, kernel = sockopts(c, nil)
-	if ticket, err = c.EnqueueBulk(context.Background(), frame(nil, make([]byte, 100))); err != nil {
+	ticket, err := c.EnqueueBulk(context.Background(), frame(nil, make([]byte, 100)))
+	if err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 20*time.Second, "the bulk item to pass", func() bool { return c.BulkPassed(ticket) })

@@ -66,6 +66,15 @@ func urgentLimit(bulkTaken bool) int {
 	return drainQuantum
 }
 
+// canShortenReceive reports whether a socket holding unread bytes not yet
+// read may have its receive buffer set to size (ShortenReceive): only while
+// it holds under half of it, so the kernel need not prune what it holds or
+// drop what arrives (on loopback a segment's memory is about twice its
+// bytes).
+func canShortenReceive(unread, size int) bool {
+	return unread < size/2
+}
+
 // bulkShare is how many bytes of the bulk lane one drain takes, given the
 // bytes of the urgent lane it takes (all of them): what bulkQuantum leaves
 // after the urgent ones, and never less than a quarter of it, so a flood of

@@ -107,3 +107,22 @@ func TestUrgentLimit(t *testing.T) {
 		}
 	}
 }
+
+func TestCanShortenReceive(t *testing.T) {
+	tests := []struct {
+		name         string
+		unread, size int
+		want         bool
+	}{
+		{"nothing unread", 0, 64 << 10, true},
+		{"a little unread", 1 << 10, 64 << 10, true},
+		{"just under half", 32<<10 - 1, 64 << 10, true},
+		{"half", 32 << 10, 64 << 10, false},
+		{"more than the new size", 1 << 20, 64 << 10, false},
+	}
+	for _, tt := range tests {
+		if got := canShortenReceive(tt.unread, tt.size); got != tt.want {
+			t.Errorf("%s: canShortenReceive(%d, %d) = %v, want %v", tt.name, tt.unread, tt.size, got, tt.want)
+		}
+	}
+}

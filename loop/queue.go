@@ -2,8 +2,9 @@ package loop
 
 // The per-connection send queue: the items of every sender, copied under a
 // mutex into 64 KiB chunks, with the end offset of each item. The drain
-// token's holder takes every chunk at once; once drained they go back to a
-// shared pool. In steady state nothing is allocated, each item costs one
+// token's holder takes every chunk at once (take) or the leading chunks up
+// to a byte bound (takeBytes: the bulk lane's share, a loop pass's
+// quantum); once drained they go back to a shared pool. In steady state nothing is allocated, each item costs one
 // copy and one uncontended lock, and a pool round trip happens once per
 // chunk, not once per item.
 //

@@ -145,8 +145,15 @@ func (c *Conn) push(q *sendQueue, n *atomic.Int64, item []byte) uint64 {
 	return seq
 }
 
+// SendWaits returns how many Enqueue, EnqueueAppend and EnqueueBulk calls
+// found their lane at the high-water mark and waited for room
+// (backpressure), whatever the wait's outcome. Safe from any goroutine.
+func (c *Conn) SendWaits() uint64 { return c.sendWaits.Load() }
+
 // waitRoom waits until the lane counted by n is under the high-water mark.
+// Its caller found the lane at the mark: it counts as one wait.
 func (c *Conn) waitRoom(ctx context.Context, n *atomic.Int64) error {
+	c.sendWaits.Add(1)
 	for {
 		c.waitMu.Lock()
 		c.waiters.Store(true)
@@ -268,14 +275,18 @@ func (c *Conn) flushQueue(ls *loopState) {
 	if !c.sealAndWrite(ls, true) {
 		return
 	}
+	c.paceBulk(c.bulkQueued.Load() > 0) // lifted as soon as the last bulk item is out
 	c.idleSince.Store(monoNow())
 	if draining {
 		// Shutdown: once the queue is empty, close_notify follows what
-		// was sealed (gnet may still hold some); else come back when the
-		// socket has room again.
-		if c.queued.Load() == 0 && c.bulkQueued.Load() == 0 {
+		// was sealed (gnet may still hold some); else the next pass, at
+		// once if the socket took everything, or when it has room again.
+		switch {
+		case c.queued.Load() == 0 && c.bulkQueued.Load() == 0:
 			c.finishClose(ls, true)
-		} else {
+		case !c.reached(socketClosed) && c.gc.OutboundBuffered() == 0:
+			ls.schedule(c) // the socket took it all: the next pass now
+		default:
 			c.armSocketWait()
 		}
 		return

@@ -120,22 +120,15 @@ func (m *metrics) drained(s *peerStats, msgs, frames uint64) {
 type peerStats struct {
 	msgsOut, bytesOut atomic.Uint64 // written by senders
 	framesOut         atomic.Uint64 // written on the peer's loop
-	stalls            atomic.Uint64 // written by senders
 	msgsIn, bytesIn   atomic.Uint64 // written on the peer's loop
 	framesIn          atomic.Uint64 // written on the peer's loop
 }
 
-// stallAt is the queued bytes at which a sender to a peer waits: the loop's
-// high water mark (the node keeps the loop's default).
-const stallAt = loop.DefaultHighWater
+// sendWaiter is a link that counts the sends that waited for room in its
+// queue (loop.Conn.SendWaits): mesh_send_stalls_total.
+type sendWaiter interface{ SendWaits() uint64 }
 
-// sending counts a send that is about to wait for room in the peer's queue
-// (queued bytes at the high water mark). Safe from any goroutine.
-func (s *peerStats) sending(queued int) {
-	if queued >= stallAt {
-		s.stalls.Add(1)
-	}
-}
+var _ sendWaiter = (*loop.Conn)(nil)
 
 // nodeCollector reads the per-peer counters and node gauges at scrape time.
 type nodeCollector struct {
@@ -177,7 +170,11 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descMsgsOut, s.msgsOut.Load())
 		counter(descBytesOut, s.bytesOut.Load())
 		counter(descFramesOut, s.framesOut.Load())
-		counter(descStalls, s.stalls.Load())
+		var stalls uint64 // counted where the wait happens: the link's queue
+		if w, ok := pe.conn.(sendWaiter); ok {
+			stalls = w.SendWaits()
+		}
+		counter(descStalls, stalls)
 		counter(descMsgsIn, s.msgsIn.Load())
 		counter(descBytesIn, s.bytesIn.Load())
 		counter(descFramesIn, s.framesIn.Load())

@@ -171,7 +171,6 @@ func (pe *peer) drainFunc() func(dst []byte, items [][]byte) []byte {
 // (0: none), waiting while the peer's queue is full (backpressure on this
 // sender only). It goes behind from's bulk items, if any (lanes.go).
 func (pe *peer) sendMessage(from uint64, item []byte) error {
-	pe.stats.sending(pe.conn.Queued())
 	if pe.order.behind(pe.conn, from) {
 		return pe.sendBulk(from, item)
 	}

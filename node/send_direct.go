@@ -107,7 +107,6 @@ func (n *Node) sendDirect(pe *peer, lc *loop.Conn, bound int, from uint64, to PI
 		return nil // a process of an earlier run of that node: long gone
 	}
 	max := n.limits.MaxMessage
-	pe.stats.sending(lc.Queued()) // counted as sendMessage counts it
 	err := lc.EnqueueAppend(context.Background(), directItemBound+bound, func(dst []byte) ([]byte, error) {
 		return wire.AppendMessage(dst, to.ID, from, msg, max)
 	})
