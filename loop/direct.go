@@ -51,7 +51,11 @@ func (c *Conn) dispatch(ls *loopState) {
 // is empty again). Caller holds the drain token and a reference to d.
 func (c *Conn) directFlush(ls *loopState, d *dupSock) {
 	c.nDirect.Add(1)
-	earlier, sealed, werr := c.sealQueue(&c.directBufs, c.directOut, false, true, false)
+	// Urgent items only: bulk items go through the loop, which keeps the
+	// socket's unsent limit short while they flow (paceBulk); written here
+	// they would fill the kernel's queue (the recheck below hands them to
+	// the loop).
+	earlier, sealed, werr := c.sealQueue(&c.directBufs, c.directOut, false, false, false)
 	rest := earlier
 	if len(earlier) > 0 {
 		rest = writeFD(d.fd, earlier)
