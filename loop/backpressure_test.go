@@ -314,3 +314,24 @@ func TestSendWaitsCountsOnlyEnqueuesThatWaited(t *testing.T) {
 		t.Fatalf("SendWaits = %d after three enqueues into full lanes; want 3", n)
 	}
 }
+
+// A sender that waits for room counts one wait, however often the loop
+// wakes it while its lane stays full.
+func TestSendWaitsCountsAWaitOnceHoweverOftenItIsWoken(t *testing.T) {
+	e := &Engine{opts: defaultOptions()}
+	e.opts.high, e.opts.low = 1<<10, 1<<9
+	c := &Conn{e: e, drain: concatItems, done: make(chan struct{})}
+	c.bulkQueued.Store(2 << 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { _, err := c.EnqueueBulk(ctx, []byte("x")); done <- err }()
+	for range 5 { // the urgent lane is empty: each drain wakes the bulk waiter, which waits on
+		eventually(t, 5*time.Second, "a waiter", func() bool { return c.waiters.Load() })
+		c.wakeSenders()
+	}
+	cancel()
+	<-done
+	if n := c.SendWaits(); n != 1 {
+		t.Fatalf("SendWaits = %d for one enqueue woken 5 times; want 1", n)
+	}
+}

@@ -3,7 +3,10 @@ package loop
 import (
 	"context"
 	"encoding/binary"
+	"runtime"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -121,5 +124,43 @@ func TestAfterFlushRunsAfterTheCallbacksOutput(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("%q did not arrive", want)
 		}
+	}
+}
+
+// A bulk item enqueued on an idle conn whose direct writes are on is never
+// drained by the sender's direct write (1ad1d14).
+func TestBulkItemsAreNeverDrainedByADirectWrite(t *testing.T) {
+	p := newPair(t, nil, nil)
+	c := p.cliConn
+	giveDup(t, c)
+	var direct atomic.Int32
+	buf := make([]byte, 64<<10)
+	c.SetDrain(func(dst []byte, items [][]byte) []byte {
+		for _, it := range items {
+			if len(it) > 4<<10 {
+				n := runtime.Stack(buf, false)
+				if strings.Contains(string(buf[:n]), "directFlush") {
+					direct.Add(1)
+				}
+			}
+			dst = append(dst, it...)
+		}
+		return dst
+	})
+	const rounds = 50
+	for i := range rounds {
+		time.Sleep(time.Millisecond) // idle: direct writes due
+		tk, err := c.EnqueueBulk(context.Background(), frame(nil, make([]byte, 8<<10)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, "bulk passed", func() bool { return c.BulkPassed(tk) })
+		eventually(t, 10*time.Second, "delivered", func() bool { n, _, _ := p.srvHandler.count(); return n == i+1 })
+	}
+	if c.nDirect.Load() == 0 {
+		t.Fatal("precondition: no direct write happened")
+	}
+	if n := direct.Load(); n > 0 {
+		t.Fatalf("%d of %d bulk items were drained by a direct write", n, rounds)
 	}
 }

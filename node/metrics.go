@@ -140,7 +140,7 @@ var (
 	descMsgsOut   = prometheus.NewDesc("mesh_messages_sent_total", "Messages sent to a peer.", []string{"peer"}, nil)
 	descBytesOut  = prometheus.NewDesc("mesh_message_bytes_sent_total", "Encoded message bytes sent to a peer.", []string{"peer"}, nil)
 	descFramesOut = prometheus.NewDesc("mesh_frames_sent_total", "Frames (message batches and fragments) written to a peer.", []string{"peer"}, nil)
-	descStalls    = prometheus.NewDesc("mesh_send_stalls_total", "Sends that waited for room in a peer's full send queue (backpressure).", []string{"peer"}, nil)
+	descStalls    = prometheus.NewDesc("mesh_send_stalls_total", "Enqueues that waited for room in a peer's full send queue (backpressure; each fragment of a large message counts).", []string{"peer"}, nil)
 	descMsgsIn    = prometheus.NewDesc("mesh_messages_received_total", "Messages received from a peer.", []string{"peer"}, nil)
 	descBytesIn   = prometheus.NewDesc("mesh_bytes_received_total", "Plaintext bytes received from a peer.", []string{"peer"}, nil)
 	descFramesIn  = prometheus.NewDesc("mesh_frames_received_total", "Frames received from a peer.", []string{"peer"}, nil)
