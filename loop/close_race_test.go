@@ -12,15 +12,7 @@ import (
 // enqueues B and then closes: B was queued before the close, so it must
 // reach the peer before close_notify.
 func TestCloseSendsAnItemQueuedDuringADirectWrite(t *testing.T) {
-	srv, err := New(WithLoops(1), WithHook(nameHook("srv")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli, err := New(WithLoops(1), WithHook(nameHook("cli")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cli.Close(); _ = srv.Close() })
+	srv, cli := namedEnginePair(t)
 	sh := newFrameHandler(nil)
 	addr, err := srv.Listen("127.0.0.1:0", func(c *Conn) { c.SetHandler(sh); c.Start() })
 	if err != nil {

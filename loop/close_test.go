@@ -150,15 +150,7 @@ func TestCloseSendsWhatWasQueuedBeforeIt(t *testing.T) {
 // it is handed (what the socket then delivers of a cut is gnet's
 // business).
 func TestCloseSealsEverythingQueuedPastOneQuantum(t *testing.T) {
-	srv, err := New(WithLoops(1), WithHook(nameHook("srv")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli, err := New(WithLoops(1), WithHook(nameHook("cli")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cli.Close(); _ = srv.Close() })
+	srv, cli := namedEnginePair(t)
 	addr, err := srv.Listen("127.0.0.1:0", func(c *Conn) { c.SetHandler(newFrameHandler(nil)); c.Start() })
 	if err != nil {
 		t.Fatal(err)

@@ -182,3 +182,20 @@ func (o *orderCheck) result() (bad int, next []uint32) {
 	defer o.mu.Unlock()
 	return o.bad, append([]uint32(nil), o.next...)
 }
+
+// namedEnginePair starts two engines of one loop each, whose loop threads
+// are named srv and cli (nameHook), closed at the test's end.
+func namedEnginePair(t *testing.T) (srv, cli *Engine) {
+	t.Helper()
+	srv, err := New(WithLoops(1), WithHook(nameHook("srv")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err = New(WithLoops(1), WithHook(nameHook("cli")))
+	if err != nil {
+		_ = srv.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cli.Close(); _ = srv.Close() })
+	return srv, cli
+}

@@ -16,15 +16,7 @@ import (
 // first drain writes every urgent item and only a quantum of bulk), the
 // earlier one stays ahead of them, and each lane keeps its order.
 func TestUrgentItemsOvertakeBulkButNotWhatCameBefore(t *testing.T) {
-	srv, err := New(WithLoops(1), WithHook(nameHook("srv")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli, err := New(WithLoops(1), WithHook(nameHook("cli")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cli.Close(); _ = srv.Close() })
+	srv, cli := namedEnginePair(t)
 	var mu sync.Mutex
 	var got []string
 	sh := newFrameHandler(func(_ *Conn, f []byte) {
@@ -269,15 +261,7 @@ func TestBulkPassedKeepsASendersLaterItemsBehind(t *testing.T) {
 
 // A bulk item's ticket passes once a drain took it, not before.
 func TestBulkTicketPassesWhenDrained(t *testing.T) {
-	srv, err := New(WithLoops(1), WithHook(nameHook("srv")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli, err := New(WithLoops(1), WithHook(nameHook("cli")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cli.Close(); _ = srv.Close() })
+	srv, cli := namedEnginePair(t)
 	sh := newFrameHandler(nil)
 	addr, err := srv.Listen("127.0.0.1:0", func(c *Conn) { c.SetHandler(sh); c.Start() })
 	if err != nil {
