@@ -508,6 +508,20 @@ type freezer struct {
 	wg      sync.WaitGroup
 }
 
+// connectViaFreezer has from connect to to through a new freezer relay in
+// front of to's listener, and returns the relay.
+func connectViaFreezer(t *testing.T, from, to *Node) *freezer {
+	t.Helper()
+	nt, _ := parseName(to.Self())
+	relay := newFreezer(t, fmt.Sprintf("127.0.0.1:%d", nt.port))
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	defer cancel()
+	if _, err := from.connect(ctx, to.Self(), relay.l.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	return relay
+}
+
 func newFreezer(t *testing.T, target string) *freezer {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -602,13 +616,7 @@ func TestSilentPeerIsDeclaredDownAfterTickTimeout(t *testing.T) {
 	const tick = 400 * time.Millisecond
 	a := startNamed(t, "a", "c", WithTickTimeout(tick))
 	b := startNamed(t, "b", "c", WithTickTimeout(tick))
-	na, _ := parseName(a.Self())
-	relay := newFreezer(t, fmt.Sprintf("127.0.0.1:%d", na.port))
-	ctx, cancel := context.WithTimeout(context.Background(), testWait)
-	defer cancel()
-	if _, err := b.connect(ctx, a.Self(), relay.l.Addr().String()); err != nil {
-		t.Fatal(err)
-	}
+	relay := connectViaFreezer(t, b, a)
 	within(t, b, func(p *Process) error {
 		if err := p.MonitorNode(a.Self()); err != nil {
 			return err

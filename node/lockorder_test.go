@@ -17,13 +17,7 @@ import (
 // consumer, and every Register returns.
 func TestRegistryWritesDoNotWaitOnAPeerThatStopsReading(t *testing.T) {
 	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
-	na, _ := parseName(a.Self())
-	relay := newFreezer(t, fmt.Sprintf("127.0.0.1:%d", na.port))
-	ctx, cancel := context.WithTimeout(context.Background(), testWait)
-	defer cancel()
-	if _, err := b.connect(ctx, a.Self(), relay.l.Addr().String()); err != nil {
-		t.Fatal(err)
-	}
+	relay := connectViaFreezer(t, b, a)
 	var toB *peer
 	eventually(t, "a connected to b", func() bool { toB = a.peerIfUp(b.Self()); return toB != nil })
 	holder := a.SpawnFunc(func(p *Process) error { _, err := p.Receive(context.Background()); return err })

@@ -361,13 +361,7 @@ func TestDirectSendsThatWaitForRoomAreCountedAsStalls(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
 	a := startNamed(t, "a", "c", WithMetrics(reg))
 	b := startNamed(t, "b", "c")
-	na, _ := parseName(a.Self())
-	relay := newFreezer(t, fmt.Sprintf("127.0.0.1:%d", na.port))
-	ctx, cancel := context.WithTimeout(context.Background(), testWait)
-	defer cancel()
-	if _, err := b.connect(ctx, a.Self(), relay.l.Addr().String()); err != nil {
-		t.Fatal(err)
-	}
+	relay := connectViaFreezer(t, b, a)
 	var toB *peer
 	eventually(t, "a connected to b", func() bool { toB = a.peerIfUp(b.Self()); return toB != nil })
 	sink := b.SpawnFunc(func(p *Process) error { _, err := p.Receive(context.Background()); return err })

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -148,12 +147,6 @@ func spawnOverARelay(t *testing.T, spawnTimeout time.Duration) (a, b *Node, rela
 	a = startNamed(t, "a", "c")
 	b = startNamed(t, "b", "c", WithSpawnTimeout(spawnTimeout))
 	a.Define("idle", func(p *Process, _ []any) error { return nil })
-	na, _ := parseName(a.Self())
-	relay = newFreezer(t, fmt.Sprintf("127.0.0.1:%d", na.port))
-	ctx, cancel := context.WithTimeout(context.Background(), testWait)
-	defer cancel()
-	if _, err := b.connect(ctx, a.Self(), relay.l.Addr().String()); err != nil {
-		t.Fatal(err)
-	}
+	relay = connectViaFreezer(t, b, a)
 	return a, b, relay
 }
