@@ -58,15 +58,7 @@ func BenchmarkHeadOfLine(b *testing.B) {
 		p99 := pingpongMesh(b, n, peerName)
 		elapsed := time.Since(start)
 		stop()
-		moved := bytes.Load()
-		mesh := float64(moved) / elapsed.Seconds() / 1e6
-		raw := float64(moved) / streamTLS(b, tlsSink, moved, 1<<20).Seconds() / 1e6
-		b.ReportMetric(mesh, "stream-MB/s")
-		b.ReportMetric(raw, "tls-MB/s")
-		b.ReportMetric(mesh/raw, "stream/tls")
-		if idleP99 > 0 {
-			b.ReportMetric(float64(p99)/float64(idleP99), "p99/idle")
-		}
+		reportStreamRun(b, tlsSink, bytes.Load(), elapsed, p99, idleP99)
 	})
 	var rawIdleP99 time.Duration
 	b.Run("stream=none/impl=tls-2conn", func(b *testing.B) {
@@ -78,16 +70,23 @@ func BenchmarkHeadOfLine(b *testing.B) {
 		p99 := pingpongTLSHist(b, tlsSink)
 		elapsed := time.Since(start)
 		stop()
-		moved := bytes.Load()
-		two := float64(moved) / elapsed.Seconds() / 1e6
-		raw := float64(moved) / streamTLS(b, tlsSink, moved, 1<<20).Seconds() / 1e6
-		b.ReportMetric(two, "stream-MB/s")
-		b.ReportMetric(raw, "tls-MB/s")
-		b.ReportMetric(two/raw, "stream/tls")
-		if rawIdleP99 > 0 {
-			b.ReportMetric(float64(p99)/float64(rawIdleP99), "p99/idle")
-		}
+		reportStreamRun(b, tlsSink, bytes.Load(), elapsed, p99, rawIdleP99)
 	})
+}
+
+// reportStreamRun reports a stream that moved bytes in elapsed beside a
+// ping-pong: its MB/s, a raw crypto/tls stream's moving the same bytes to
+// tlsSink right after it, their ratio, and the ping's p99 over idleP99
+// (when known).
+func reportStreamRun(b *testing.B, tlsSink string, moved int64, elapsed, p99, idleP99 time.Duration) {
+	got := float64(moved) / elapsed.Seconds() / 1e6
+	raw := float64(moved) / streamTLS(b, tlsSink, moved, 1<<20).Seconds() / 1e6
+	b.ReportMetric(got, "stream-MB/s")
+	b.ReportMetric(raw, "tls-MB/s")
+	b.ReportMetric(got/raw, "stream/tls")
+	if idleP99 > 0 {
+		b.ReportMetric(float64(p99)/float64(idleP99), "p99/idle")
+	}
 }
 
 // pingpongTLSHist runs b.N 64-byte round trips over a fresh crypto/tls
