@@ -424,14 +424,40 @@ func (n *Node) handleSpawnRequest(pe *peer, r *wire.SpawnRequest) error {
 			reply.PID, start = p.pid, p
 		}
 	}
-	pe.control(&reply)
+	// Encoded here rather than through pe.control, whose interface
+	// argument would move the reply to the heap: one allocation a spawn.
+	bp := getBuf()
+	b := reply.Append((*bp)[:0])
+	pe.sendControl(0, false, b)
+	putBuf(bp, b)
 	if start != nil {
-		pe.afterFlush(start.start)
+		pe.startAfterFlush(start)
 		if r.Link {
 			return pe.relationAdded()
 		}
 	}
 	return nil
+}
+
+// startAfterFlush starts p once the loop has written the reply queued in
+// this callback (afterFlush). The processes of one callback go in a list
+// that one function, made once per peer, starts: a method value per spawn
+// (p.start) would be an allocation. On the peer's loop.
+func (pe *peer) startAfterFlush(p *Process) {
+	pe.toStart = append(pe.toStart, p)
+	if len(pe.toStart) > 1 {
+		return // the list's run is already due
+	}
+	if pe.startAll == nil {
+		pe.startAll = func() {
+			for i, q := range pe.toStart {
+				pe.toStart[i] = nil
+				q.start()
+			}
+			pe.toStart = pe.toStart[:0]
+		}
+	}
+	pe.afterFlush(pe.startAll)
 }
 
 // handleSpawnReply completes a pending remote spawn. Runs on the loop, in frame

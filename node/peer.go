@@ -71,6 +71,10 @@ type peer struct {
 	// relations counts the links and monitors this peer's processes added
 	// on local processes since the last count of them (peerlimits.go).
 	relations atomic.Int64
+	// toStart holds processes spawned in this callback, started by
+	// startAll once the loop wrote their replies (handle.go).
+	toStart  []*Process
+	startAll func()
 
 	handle *peerHandle // cleared at close
 

@@ -196,9 +196,9 @@ func (n *Node) requestSpawn(parent *Process, node, actor string, args []any, lin
 	if parent != nil {
 		from = parent.pid
 	}
-	bp := getBuf()
+	bp, abp := getBuf(), getBuf()
 	item := (*bp)[:0]
-	argTerm, err := codec.AppendTerm(nil, args)
+	argTerm, err := codec.AppendTerm((*abp)[:0], args)
 	if err == nil {
 		sr := wire.SpawnRequest{Req: req, From: from, Actor: actor, Args: argTerm, Link: link && parent != nil}
 		item = sr.Append(item)
@@ -210,6 +210,7 @@ func (n *Node) requestSpawn(parent *Process, node, actor string, args []any, lin
 		err = pe.sendMessage(from.ID, item)
 	}
 	putBuf(bp, item)
+	putBuf(abp, argTerm)
 	if err == nil {
 		// failSpawns runs after pe.down closes: if this misses the
 		// close, failSpawns sees the request; if it sees it, the request
