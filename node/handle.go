@@ -391,9 +391,9 @@ func (n *Node) handleDown(pe *peer, d *wire.Down) {
 // handleSpawnRequest starts a defined actor for a peer. Runs on the loop:
 // the new process is made (and linked) and the reply queued before its
 // goroutine starts, so the reply always precedes anything the process sends
-// or its exit. The goroutine starts once the loop has written the reply
-// (afterFlush): starting one wakes an idle thread, which then no longer
-// delays the reply.
+// or its exit. The process starts once the loop has written the reply
+// (afterFlush), on an idle starter when one waits (spawn_start.go), so
+// that neither the start nor a thread it might wake delays the reply.
 //
 // Each process a peer spawns counts against its limit (peerlimits.go): a
 // request past it cuts the peer.
@@ -452,7 +452,7 @@ func (pe *peer) startAfterFlush(p *Process) {
 		pe.startAll = func() {
 			for i, q := range pe.toStart {
 				pe.toStart[i] = nil
-				q.start()
+				pe.n.startSpawned(q)
 			}
 			pe.toStart = pe.toStart[:0]
 		}

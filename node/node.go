@@ -90,6 +90,8 @@ type Node struct {
 	spawnedMu sync.Mutex
 	spawned   map[string]int // guarded by spawnedMu
 
+	starters starterPool // idle goroutines for the processes peers spawn (spawn_start.go)
+
 	spawnsMu sync.Mutex
 	spawns   map[uint64]*pendingSpawn // guarded by spawnsMu
 }
@@ -431,6 +433,7 @@ func (n *Node) Stop(ctx context.Context) error {
 		n.peersMu.Lock()
 		n.stopped.Store(true)
 		n.peersMu.Unlock()
+		n.starters.stop()
 		n.endLife()
 		for _, p := range n.procs.snapshot() {
 			p.die(Shutdown)

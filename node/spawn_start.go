@@ -1,0 +1,141 @@
+package node
+
+import (
+	"sync"
+	"time"
+
+	"github.com/meshrt/mesh/mailbox"
+)
+
+// Starting the processes peers spawn without waking a thread.
+//
+// A `go` statement readies the new goroutine with a wakep: with an idle P
+// (a free core), the runtime wakes an idle thread, which spins, steals the
+// goroutine from the loop's P and runs it, then goes back to sleep: a
+// futex wake, a futex sleep, a nanosleep and two context switches on the
+// far node per remote spawn, on a machine whose other core the spawning
+// node needs for the reply. So the goroutine of a process a peer spawned
+// does not end with its process: it waits, as an idle starter, for the
+// next process a peer spawns on this node, on a mailbox.Waiter (an eventfd
+// in Go's netpoller). The loop hands it the process and wakes it with one
+// eventfd write; the netpoller readies it, and the loop's own thread runs
+// it once the loop parks, with no other thread woken. At most maxStarters
+// wait; a starter idle for starterIdle ends, and Stop ends them all.
+//
+// One difference from a goroutine of its own: a process function that
+// locks its OS thread (runtime.LockOSThread) and returns without unlocking
+// it leaves the next process on that thread, where a goroutine's end would
+// have ended the thread. Such an actor unlocks before it returns, or does
+// that work on a goroutine of its own.
+
+const maxStarters = 8
+
+// starterIdle is how long a starter waits for a process before it ends.
+const starterIdle = 2 * time.Second
+
+// starter is one idle process goroutine's place in the pool.
+type starter struct {
+	w   mailbox.Waiter
+	job *Process // set by hand before Wake; nil: end
+}
+
+// starterPool holds a node's idle starters.
+type starterPool struct {
+	mu      sync.Mutex
+	idle    []*starter    // guarded by mu
+	stopped bool          // guarded by mu
+	idleFor time.Duration // 0: starterIdle; set by tests before any spawn
+}
+
+// startSpawned starts p, a process a peer spawned: on an idle starter if
+// there is one, else on a new goroutine that becomes a starter after p.
+// On the peer's loop.
+func (n *Node) startSpawned(p *Process) {
+	if !n.starters.hand(p) {
+		go n.runStarter(p)
+	}
+}
+
+// runStarter runs p, then the processes it is handed while it waits as an
+// idle starter, until it is not needed.
+func (n *Node) runStarter(p *Process) {
+	var s *starter
+	for p != nil {
+		p.main()
+		if s == nil {
+			s = new(starter)
+		}
+		p = n.starters.wait(n, s)
+	}
+}
+
+// hand gives p to an idle starter and wakes it; false if none waits.
+func (sp *starterPool) hand(p *Process) bool {
+	sp.mu.Lock()
+	k := len(sp.idle)
+	if k == 0 {
+		sp.mu.Unlock()
+		return false
+	}
+	s := sp.idle[k-1]
+	sp.idle[k-1] = nil
+	sp.idle = sp.idle[:k-1]
+	sp.mu.Unlock()
+	s.job = p
+	s.w.Wake()
+	return true
+}
+
+// wait makes s an idle starter and returns the process it is handed, or
+// nil when it is not needed (the pool is full, it was idle for
+// starterIdle, the node stopped). A waiting starter counts in n.bg, so
+// Stop waits for it to end.
+func (sp *starterPool) wait(n *Node, s *starter) *Process {
+	s.w.Arm()
+	sp.mu.Lock()
+	if sp.stopped || len(sp.idle) >= maxStarters {
+		sp.mu.Unlock()
+		s.w.Disarm()
+		return nil
+	}
+	sp.idle = append(sp.idle, s)
+	n.bg.Add(1)
+	sp.mu.Unlock()
+	defer n.bg.Done()
+	idleFor := sp.idleFor
+	if idleFor == 0 {
+		idleFor = starterIdle
+	}
+	if !s.w.Wait(time.Now().Add(idleFor)) {
+		sp.mu.Lock()
+		for i, x := range sp.idle {
+			if x == s {
+				last := len(sp.idle) - 1
+				sp.idle[i], sp.idle[last] = sp.idle[last], nil
+				sp.idle = sp.idle[:last]
+				sp.mu.Unlock()
+				s.w.Disarm()
+				return nil
+			}
+		}
+		sp.mu.Unlock()
+		s.w.Wait(time.Time{}) // taken meanwhile: its Wake is coming
+	}
+	s.w.Disarm()
+	p := s.job
+	s.job = nil
+	return p
+}
+
+// stop ends every idle starter and lets no more wait. Stop calls it.
+func (sp *starterPool) stop() {
+	sp.mu.Lock()
+	sp.stopped = true
+	idle := sp.idle
+	sp.idle = nil
+	sp.mu.Unlock()
+	for _, s := range idle {
+		s.job = nil
+		s.w.Wake()
+	}
+}
