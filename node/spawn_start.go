@@ -44,7 +44,8 @@ type starterPool struct {
 	mu      sync.Mutex
 	idle    []*starter    // guarded by mu
 	stopped bool          // guarded by mu
-	idleFor time.Duration // 0: starterIdle; set by tests before any spawn
+	idleFor time.Duration // guarded by mu; 0: starterIdle (tests set it)
+	expired int           // guarded by mu: starters ended after their idle time
 }
 
 // startSpawned starts p, a process a peer spawned: on an idle starter if
@@ -99,10 +100,10 @@ func (sp *starterPool) wait(n *Node, s *starter) *Process {
 		return nil
 	}
 	sp.idle = append(sp.idle, s)
+	idleFor := sp.idleFor
 	n.bg.Add(1)
 	sp.mu.Unlock()
 	defer n.bg.Done()
-	idleFor := sp.idleFor
 	if idleFor == 0 {
 		idleFor = starterIdle
 	}
@@ -113,6 +114,7 @@ func (sp *starterPool) wait(n *Node, s *starter) *Process {
 				last := len(sp.idle) - 1
 				sp.idle[i], sp.idle[last] = sp.idle[last], nil
 				sp.idle = sp.idle[:last]
+				sp.expired++
 				sp.mu.Unlock()
 				s.w.Disarm()
 				return nil

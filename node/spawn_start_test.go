@@ -34,6 +34,7 @@ func starterGoroutines() int {
 // PID, links and exit signal, and exit reasons of its own.
 func TestSpawnedProcessGoroutinesAreReused(t *testing.T) {
 	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	setStarterIdle(b, time.Hour) // none ends on its own during the test
 	connect(t, a, b)
 	b.Define("self", func(p *Process, args []any) error {
 		return p.Send(args[0].(PID), p.Self())
@@ -77,12 +78,20 @@ func TestSpawnedProcessGoroutinesAreReused(t *testing.T) {
 	}
 }
 
-// Idle starters are bounded, and each ends after its idle time.
-func TestIdleStartersAreBoundedAndEnd(t *testing.T) {
+// setStarterIdle sets how long n's starters wait before they end.
+func setStarterIdle(n *Node, d time.Duration) {
+	n.starters.mu.Lock()
+	n.starters.idleFor = d
+	n.starters.mu.Unlock()
+}
+
+// Idle starters are bounded: the goroutines past the bound end with their
+// processes; Stop ends the others.
+func TestIdleStartersAreBounded(t *testing.T) {
 	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
-	b.starters.idleFor = 200 * time.Millisecond
+	setStarterIdle(b, time.Hour) // none ends on its own during the test
 	connect(t, a, b)
-	before := starterGoroutines()
+	before := starterGoroutines() // may count ending ones of earlier tests
 	release := make(chan struct{})
 	b.Define("hold", func(*Process, []any) error { <-release; return nil })
 	const held = 2 * maxStarters
@@ -97,7 +106,28 @@ func TestIdleStartersAreBoundedAndEnd(t *testing.T) {
 	close(release)
 	eventually(t, "the pool filled up", func() bool { return idleStarters(b) == maxStarters })
 	eventually(t, "the goroutines past the bound ended", func() bool { return starterGoroutines()-before <= maxStarters })
-	eventually(t, "the idle starters ended after their idle time", func() bool {
-		return idleStarters(b) == 0 && starterGoroutines() == before
+	if k := idleStarters(b); k != maxStarters {
+		t.Fatalf("%d idle starters; want %d", k, maxStarters)
+	}
+	stopNode(t, b)
+	if k := idleStarters(b); k != 0 {
+		t.Fatalf("%d idle starters after Stop; want none", k)
+	}
+}
+
+// A starter ends after its idle time.
+func TestIdleStarterEndsAfterItsIdleTime(t *testing.T) {
+	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	setStarterIdle(b, time.Millisecond)
+	connect(t, a, b)
+	b.Define("noop", func(*Process, []any) error { return nil })
+	within(t, a, func(p *Process) error {
+		_, err := p.Spawn(b.Self(), "noop")
+		return err
+	})
+	eventually(t, "the starter ended after its idle time", func() bool {
+		b.starters.mu.Lock()
+		defer b.starters.mu.Unlock()
+		return b.starters.expired == 1 && len(b.starters.idle) == 0
 	})
 }
