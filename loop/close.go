@@ -206,6 +206,9 @@ func (c *Conn) cutOnLoop() {
 // whose peer is not keeping up (gnet holds unsent bytes) seals nothing
 // more. Loop only, holding the drain token.
 func (c *Conn) finishClose(ls *loopState, graceful bool) {
+	if c.reached(closeSent) || c.recallDuty() {
+		return // a process reads the socket: its hand-back schedules c, and flushQueue comes back here
+	}
 	if !c.advance(closeSent) {
 		return
 	}

@@ -61,8 +61,10 @@ import (
 )
 
 // Handler receives a connection's input and its end. Both methods run on
-// the conn's loop (OnClose runs off the loop only for a conn closed before
-// Start); they must not block.
+// the conn's loop, or OnData on a goroutine reading the conn inline
+// (Conn.ReadInline), never two at once and OnClose after every OnData
+// (OnClose runs off the loop only for a conn closed before Start); they
+// must not block.
 type Handler interface {
 	// OnData is offered plaintext in order. It returns how many leading
 	// bytes it consumed; the rest is kept and offered again, followed by
@@ -130,6 +132,13 @@ type Conn struct {
 	dupRetry    atomic.Int64            // monoNow() before which no dup is asked for (one was denied)
 	dupAsked    atomic.Bool             // the loop was asked to make a dup and has not yet
 
+	// Inline reading (inline.go).
+	duty         atomic.Int32              // dutyHeld: a holder reads the socket; dutyRecall: the loop wants it back
+	inl          atomic.Pointer[inlineRes] // the holders' epoll instance; nil: none yet; inlineClosed after OnClose
+	inlRetry     atomic.Int64              // monoNow() before which no inline resources are asked for (denied)
+	inCallback   atomic.Bool               // a holder is in the handler's OnData (AfterFlush runs fn at once)
+	inlineFailed atomic.Uint64             // rule breaks seen (OnTraffic with the duty away, a lost epoll), for tests
+
 	// Owned by the holder of the drain token.
 	spill      []byte  // ciphertext a direct write left unsent; the loop sends it first
 	directBufs scratch // a direct writer's drain buffers
@@ -141,7 +150,8 @@ type Conn struct {
 	reason   error    // the first close reason
 	preStart []func() // loop calls made before OnOpen, run by it
 
-	// Loop only.
+	// Loop only; gc is read by a holder of the read duty too, and
+	// leftover and shortRecv belong to the duty's holder (inline.go).
 	gc          gnet.Conn
 	leftover    []byte        // plaintext the handler left unconsumed
 	recheck     bool          // a flush timer (socket wait or backlog recheck) is armed
@@ -265,13 +275,14 @@ func (c *Conn) AfterFunc(d time.Duration, fn func()) *Timer {
 // loop's others) has been written, or left for the socket to take: work
 // that answers a request but need not precede the answer (starting a
 // goroutine, which may wake a thread) goes there, off the answer's path.
-// Loop only: call it from a Handler callback (OnData) or a function run
-// by Execute or AfterFunc; from OnClose, or before the conn is on its
-// loop, fn runs at once.
+// Loop only: call it from a Handler callback of this conn (OnData) or a
+// function run by Execute or AfterFunc; from OnClose, from an OnData run
+// by a goroutine reading inline (ReadInline), or before the conn is on
+// its loop, fn runs at once.
 func (c *Conn) AfterFlush(fn func()) {
 	ls := c.ls.Load()
-	if ls == nil || !ls.busy.Load() {
-		fn()
+	if ls == nil || !ls.busy.Load() || c.inCallback.Load() {
+		fn() // not in a loop callback, or called by a holder of the read duty
 		return
 	}
 	ls.after = append(ls.after, fn)
@@ -301,7 +312,7 @@ func (c *Conn) exec(fn func()) {
 			fn()
 		}
 		ls.leave()
-		ls.idleWait()
+		ls.idleWait(nil)
 		return nil
 	}))
 }

@@ -36,8 +36,10 @@
 //     handshake (records the hook read ahead), runs calls queued before
 //     Start (Close, timers), and flushes items enqueued before Start.
 //  5. Steady state: reads and every tls.Conn Read happen on the owning
-//     loop; writes happen on the loop or, for a conn found idle, on the
-//     sender (see Direct writes). Input:
+//     loop, or on a goroutine waiting for the conn's input that took the
+//     read duty from the idle loop (see Inline reading); writes happen on
+//     the loop or, for a conn found idle, on the sender (see Direct
+//     writes). Input:
 //     gnet's read buffer is fed to the adapter and tls.Conn copies the
 //     ciphertext once into its raw input; plaintext is gathered (up to
 //     64 KiB) and offered to Handler.OnData; unconsumed bytes are kept per
@@ -136,6 +138,22 @@
 // never waits: its items may take the queue up to the hard limit, four
 // times high, where the conn is closed with ErrSlowConsumer instead.
 //
+// # Inline reading
+//
+// A goroutine waiting for what a conn's input will bring (a process that
+// sent a request and waits for the reply) may read the conn itself
+// (Conn.ReadInline): while the loop is idle in Go's netpoller it takes the
+// conn's read duty, masks the socket's input in gnet's epoll instance,
+// waits for the socket in the netpoller, and runs the read path (TLS open,
+// Handler.OnData for every frame, for whoever they are for) on its own
+// goroutine until its own message is there; then it gives the duty back.
+// The reply so reaches its waiter with no hand-off between goroutines, as
+// a net.Conn reader's would. The loop stays the conn's one writer through
+// gnet: before it writes through gnet it recalls the duty, since gnet sets
+// the socket's input events again when it buffers output. OnClose waits
+// until the duty is back, so Handler.OnClose never overlaps an OnData.
+// The rules, and why each holds, are at the top of inline.go.
+//
 // # Timers
 //
 // One goroutine per engine keeps a heap of deadlines (Conn.AfterFunc) and
@@ -147,14 +165,17 @@
 // loop's ready list and gnet's callbacks; idle.go: an idle loop's wait in
 // Go's netpoller; conn.go: the Conn type, Start and
 // loop calls; send.go: Enqueue, the drain and backpressure; direct.go: direct
-// writes; read.go: the input path; close.go: the close ladder and close_notify;
+// writes; read.go: the input path; inline.go (inline_linux.go): inline
+// reading; close.go: the close ladder and close_notify;
 // queue.go: the send queue; timer.go: the timer heap.
 //
 // # Ownership and locks
 //
 //   - A Conn's loop-only fields (see conn.go) are touched only on its loop;
 //     tls.Conn and the adapter belong to the handshake goroutine until
-//     Start, then to the loop.
+//     Start, then to the loop. The input side of them (tls.Conn's Read,
+//     the adapter's feed, leftover, Handler.OnData) belongs to the read
+//     duty's holder: the loop, or a goroutine reading inline.
 //   - Locks, in the order they may nest: Engine.mu, then nothing;
 //     Conn.mu, then nothing; Conn.waitMu, loopState.mu and the timer heap's
 //     mutex are leaves. No lock is held across I/O, a gnet call, a TLS call
@@ -170,9 +191,10 @@
 // loop costs an eventfd write and an OS thread wake-up; direct writes
 // remove that on the send side. After input, a loop with nothing left to do
 // waits in Go's netpoller instead (idle.go): gnet's own wait began with a
-// runtime.Gosched that woke an idle thread for nothing on every burst. What remains is on the receive side: the
-// reply wakes the loop's thread from epoll_wait, then the handler wakes the
-// consumer goroutine (two thread wake-ups where net.Conn has one).
+// runtime.Gosched that woke an idle thread for nothing on every burst. On
+// the receive side the reply used to wake the loop's goroutine, which then
+// woke the consumer goroutine (two hand-offs where net.Conn has one);
+// inline reading (above) removes the first for a waiting consumer.
 // Two processes, 64-byte ping-pong, one run (go test -run '^$' -bench
 // 'Transport/pingpong' -benchtime 200000x -count 3 ./bench/): p50 loop
 // 37-39 us, net.Conn+crypto/tls 21-22 us (1.7-1.8x; 1.9x before direct

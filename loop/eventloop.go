@@ -159,7 +159,7 @@ func (ls *loopState) Run(context.Context) error {
 	ls.taskStarted()
 	ls.enter()
 	ls.leave()
-	ls.idleWait()
+	ls.idleWait(nil)
 	return nil
 }
 
@@ -171,13 +171,15 @@ func (ls *loopState) taskStarted() { ls.owed.Add(-1) }
 
 // idleWait parks the loop goroutine in Go's netpoller until gnet has an
 // event for it (idle.go), when it has nothing else to do. Loop only, at the
-// end of an input callback or one of our tasks.
-func (ls *loopState) idleWait() {
+// end of an input callback (in, that callback's conn) or one of our tasks
+// (in, nil): a process may take the read duty of in, or of any conn when
+// in is nil, while the loop waits (inline.go, rule 1).
+func (ls *loopState) idleWait(in *Conn) {
 	w := ls.idle.Load()
 	if w == nil || ls.busy.Load() || len(ls.after) > 0 {
 		return
 	}
-	w.wait(ls)
+	w.wait(ls, in)
 }
 
 // leave drains every scheduled conn, runs what AfterFlush deferred (then
@@ -260,7 +262,7 @@ func (h *gnetHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	tasks := c.preStart
 	c.preStart = nil
 	c.mu.Unlock()
-	c.readTLS(ls, nil) // records tls.Conn buffered during the handshake
+	c.readTLS(ls, &ls.rbuf, nil, true) // records tls.Conn buffered during the handshake
 	for _, fn := range tasks {
 		if !c.reached(socketClosed) {
 			fn()
@@ -285,10 +287,18 @@ func (h *gnetHandler) OnTraffic(gc gnet.Conn) gnet.Action {
 		return gnet.None // input after close_notify is dropped
 	}
 	ls := c.ls.Load()
+	if c.readerAway() {
+		// A process reads the socket (inline.go) and gnet read it too,
+		// which the rules of the duty exclude: the stream's order is
+		// lost, so close rather than go on.
+		c.inlineFailed.Add(1)
+		c.setReason(fmt.Errorf("%w: input read by the loop while a process read it", ErrClosed))
+		return gnet.Close
+	}
 	ls.enter()
-	c.readTLS(ls, in)
+	c.readTLS(ls, &ls.rbuf, in, true)
 	ls.leave()
-	ls.idleWait()
+	ls.idleWait(c)
 	return gnet.None
 }
 
@@ -299,6 +309,7 @@ func (h *gnetHandler) OnClose(gc gnet.Conn, err error) gnet.Action {
 	}
 	c.direct.Store(false)
 	c.dropDup()
+	c.endInline() // no process reads the socket from here on
 	if c.closeAsked {
 		c.closeAsked = false
 		c.ls.Load().owed.Add(-1)
@@ -375,7 +386,8 @@ func (c *Conn) paceBulk(bulk bool) {
 // shrunk under what it holds makes the kernel prune its queue and drop
 // arriving segments (retransmitted later, a stall). Otherwise nothing is
 // done and a later call tries again; once set, later calls do nothing.
-// Call it on the conn's loop, from the handler's OnData.
+// Call it from the handler's OnData (on the loop, or on a goroutine
+// reading inline: either holds the read duty).
 func (c *Conn) ShortenReceive() {
 	n := c.e.opts.rcvBuf
 	if c.shortRecv || n == 0 || c.reached(socketClosed) {

@@ -40,6 +40,7 @@ import (
 	"bufio"
 	"bytes"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -51,15 +52,21 @@ import (
 // idleWait is one loop's wait in Go's netpoller. Made on the loop; its
 // fields are constant after that but for the counters.
 type idleWait struct {
-	ep  *os.File        // duplicate of gnet's epoll descriptor, in Go's netpoller
-	rc  syscall.RawConn // ep's
-	efd int             // duplicate of gnet's eventfd: writing it wakes gnet
+	ep   *os.File        // duplicate of gnet's epoll descriptor, in Go's netpoller
+	rc   syscall.RawConn // ep's
+	efd  int             // duplicate of gnet's eventfd: writing it wakes gnet
+	epfd int             // ep's descriptor (for epoll_ctl: inline.go)
 
 	pfd     [1]unix.PollFd     // loop only: wait's poll(2) argument
 	readyFn func(uintptr) bool // loop only: made once by ready
 	polled  bool               // loop only: wait's poll(2) was done
 
 	waiting atomic.Bool // the loop goroutine is in wait (or about to be)
+
+	// Lending the read duty while the loop waits (inline.go, rule 1).
+	lend     atomic.Bool          // a taker is granting itself a duty: the loop does not resume until it is clear
+	parkedIn atomic.Pointer[Conn] // the conn whose OnTraffic the loop waits at the end of; nil: a task, any conn
+	anyConn  atomic.Bool          // the loop waits at the end of a task
 }
 
 // fdSet lists the open descriptors of the process (Linux; nil when
@@ -186,7 +193,7 @@ func dupIdleWait(ep, efd, connFD int) (*idleWait, error) {
 		_ = unix.Close(defd)
 		return nil, err
 	}
-	return &idleWait{ep: f, rc: rc, efd: defd}, nil
+	return &idleWait{ep: f, rc: rc, efd: defd, epfd: dep}, nil
 }
 
 var eventOne = [8]byte{1}
@@ -199,12 +206,26 @@ func (w *idleWait) kick() {
 }
 
 // wait parks the loop goroutine until gnet's epoll instance has an event,
-// unless stop says not to wait. Loop only.
-func (w *idleWait) wait(ls *loopState) {
+// unless stop says not to wait. in is the conn whose input callback it
+// ends, nil at the end of a task. Loop only.
+func (w *idleWait) wait(ls *loopState, in *Conn) {
+	w.parkedIn.Store(in)
+	w.anyConn.Store(in == nil)
 	w.waiting.Store(true)
 	w.polled = false
 	_ = w.rc.Read(w.ready(ls))
 	w.waiting.Store(false)
+	// A grant that saw waiting set ends before gnet goes on (inline.go).
+	for w.lend.Load() {
+		runtime.Gosched()
+	}
+	w.parkedIn.Store(nil)
+}
+
+// lendable reports whether the loop waits where c's read duty may be
+// taken (inline.go, rule 1). A taker, holding lend.
+func (w *idleWait) lendable(c *Conn) bool {
+	return w.anyConn.Load() || w.parkedIn.Load() == c
 }
 
 // ready returns the function wait's RawConn.Read calls: true (stop

@@ -6,10 +6,7 @@ package loop
 
 import (
 	"errors"
-	"fmt"
 	"io"
-
-	"github.com/meshrt/mesh/tlsconn"
 )
 
 // minReadRoom is the free space kept for one tls.Conn Read: a whole record.
@@ -19,16 +16,19 @@ const minReadRoom = 16<<10 + 256
 const readBatch = 64 << 10
 
 // readTLS decrypts the fed ciphertext (and whatever tls.Conn buffered) and
-// offers the plaintext to the handler. Loop only.
-func (c *Conn) readTLS(ls *loopState, in []byte) {
+// offers the plaintext to the handler, gathering it in *rbuf (the loop's
+// scratch buffer, or a holder's). The loop (onLoop) or the holder of the
+// read duty (inline.go), which closes the conn and sends a KeyUpdate
+// answer through the loop.
+func (c *Conn) readTLS(ls *loopState, rbuf *[]byte, in []byte, onLoop bool) {
 	if c.reached(closing) {
 		return
 	}
 	c.ad.Feed(in)
 	// Gather into the conn's own buffer when it holds an incomplete frame,
-	// else into the loop's scratch buffer.
+	// else into the scratch buffer.
 	own := len(c.leftover) > 0
-	buf := ls.rbuf[:0]
+	buf := (*rbuf)[:0]
 	if own {
 		buf = c.leftover
 	}
@@ -40,51 +40,52 @@ func (c *Conn) readTLS(ls *loopState, in []byte) {
 		n, err := c.tc.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err != nil {
-			if !tlsconn.IsWouldBlock(err) {
+			if !wouldBlock(err) {
 				rerr = err
 			}
 			break
 		}
 		if len(buf) >= readBatch {
-			if buf, own = c.offer(ls, buf, own); buf == nil {
+			if buf, own = c.offer(rbuf, buf, own, onLoop); buf == nil {
 				return
 			}
 		}
 	}
 	c.ad.Feed(nil)
 	if len(buf) > 0 {
-		if buf, own = c.offer(ls, buf, own); buf == nil {
+		if buf, own = c.offer(rbuf, buf, own, onLoop); buf == nil {
 			return
 		}
 	}
 	if own {
 		c.leftover = buf
 	} else {
-		ls.rbuf = buf[:0]
+		*rbuf = buf[:0]
 	}
 	// A KeyUpdate answer: the token's holder sends it; if nobody holds the
-	// token, take it and send it now.
+	// token, take it and send it now (a holder of the read duty hands it
+	// to the loop: only the loop writes through gnet).
 	if c.ad.PendingOutput() && !c.reached(closing) && c.scheduled.CompareAndSwap(false, true) {
-		c.flushQueue(ls)
+		if onLoop {
+			c.flushQueue(ls)
+		} else {
+			ls.schedule(c)
+		}
 	}
 	if rerr != nil {
-		if errors.Is(rerr, io.EOF) {
-			if c.reached(draining) && !c.reached(closing) {
-				// The peer is done writing (close_notify closes one
-				// direction); ours drains on, then closes.
-				return
-			}
-			c.closeOnLoop(fmt.Errorf("%w: close_notify", ErrPeerClosed))
-		} else {
-			c.closeOnLoop(fmt.Errorf("%w: read: %w", ErrTLS, rerr))
+		if errors.Is(rerr, io.EOF) && c.reached(draining) && !c.reached(closing) {
+			// The peer is done writing (close_notify closes one
+			// direction); ours drains on, then closes.
+			return
 		}
+		c.failRead(onLoop, readError(rerr))
 	}
 }
 
 // offer gives buf to the handler and keeps what it leaves. It returns the
 // buffer to continue gathering in (nil when the conn is closing) and
 // whether that is the conn's own buffer.
-func (c *Conn) offer(ls *loopState, buf []byte, own bool) ([]byte, bool) {
+func (c *Conn) offer(rbuf *[]byte, buf []byte, own, onLoop bool) ([]byte, bool) {
 	if c.reached(closeRequested) {
 		c.ad.Feed(nil)
 		return nil, false
@@ -92,7 +93,7 @@ func (c *Conn) offer(ls *loopState, buf []byte, own bool) ([]byte, bool) {
 	n, err := c.handler.OnData(c, buf)
 	if err != nil {
 		c.ad.Feed(nil)
-		c.closeOnLoop(err)
+		c.failRead(onLoop, err)
 		return nil, false
 	}
 	n = min(max(n, 0), len(buf))
@@ -101,22 +102,22 @@ func (c *Conn) offer(ls *loopState, buf []byte, own bool) ([]byte, bool) {
 	case rest == 0 && own:
 		if cap(buf) > 4*readBatch {
 			c.leftover = nil
-			return ls.rbuf[:0], false
+			return (*rbuf)[:0], false
 		}
 		c.leftover = buf[:0]
-		return ls.rbuf[:0], false
+		return (*rbuf)[:0], false
 	case rest == 0:
 		return buf[:0], false
 	case rest > c.e.opts.maxInput:
 		c.ad.Feed(nil)
-		c.closeOnLoop(ErrInputTooLarge)
+		c.failRead(onLoop, ErrInputTooLarge)
 		return nil, false
 	case own:
 		copy(buf, buf[n:])
 		return buf[:rest], true
 	default:
 		c.leftover = append(c.leftover[:0], buf[n:]...)
-		ls.rbuf = buf[:0]
+		*rbuf = buf[:0]
 		return c.leftover, true
 	}
 }

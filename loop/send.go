@@ -232,6 +232,9 @@ func (c *Conn) writeOut(b []byte) {
 	if len(b) == 0 || c.reached(socketClosed) {
 		return
 	}
+	if c.duty.Load() != 0 {
+		c.inlineFailed.Add(1) // gnet may set EPOLLIN beside a holder (inline.go, rule 3): a bug
+	}
 	_, _ = c.gc.Write(b) // on failure gnet closes the conn and calls OnClose
 }
 
@@ -242,6 +245,9 @@ func (c *Conn) writeOut(b []byte) {
 func (c *Conn) flushQueue(ls *loopState) {
 	if c.reached(closeSent) {
 		return // the token stays taken: nothing more goes out
+	}
+	if c.duty.Load() != 0 && c.flushBesideHolder(ls) {
+		return // a process reads the socket (inline.go, rule 3)
 	}
 	if c.reached(closing) {
 		c.finishClose(ls, false)

@@ -160,8 +160,8 @@ type inbox struct {
 // miss (a third of PushEncoded's time in the two-process profile).
 type encReader struct {
 	r    *encChunk // chunk being read; nil: start at first
-	roff int
-	left int // messages of the current run not yet read
+	roff int32     // read offset in r (a chunk is far under 2 GiB)
+	left int32     // messages of the current run not yet read
 }
 
 // PushEncoded queues a message given as its encoding b (not empty), to be
@@ -192,7 +192,19 @@ func (m *Mailbox) PushEncodedRun(dec *Decoder, msgs [][]byte) bool {
 		}
 	}
 	for len(msgs) > 0 {
+		if len(msgs[0]) > maxEntry {
+			// Past what a chunk's offsets count (int32): a copy of its own.
+			m.Push(&ownedEnc{dec: dec, b: append([]byte(nil), msgs[0]...)})
+			msgs = msgs[1:]
+			continue
+		}
 		run := msgs[:min(len(msgs), maxRun)]
+		for i, b := range run {
+			if len(b) > maxEntry {
+				run = run[:i]
+				break
+			}
+		}
 		msgs = msgs[len(run):]
 		in.mu.Lock()
 		for _, b := range run {
@@ -210,6 +222,10 @@ func (m *Mailbox) PushEncodedRun(dec *Decoder, msgs [][]byte) bool {
 	}
 	return true
 }
+
+// maxEntry bounds a message copied into the inbox's chunks, whose read
+// offsets are int32 (encReader); a longer one is queued as an ownedEnc.
+const maxEntry = 1 << 30
 
 // ownedEnc is a message queued by PushEncodedOwned: its own buffer, in
 // the queue in the place of the message.
@@ -311,11 +327,12 @@ func (m *Mailbox) decodeNext() (any, bool) {
 			putEncChunk(c)
 			continue
 		}
-		start := rd.roff + k
-		rd.roff = start + int(size-1)
+		start := int(rd.roff) + k
+		end := start + int(size-1)
+		rd.roff = int32(end)
 		var v any
 		var err error
-		if b := c.buf[start:rd.roff:rd.roff]; rd.left > 0 && in.dec.DecodeSlab != nil {
+		if b := c.buf[start:end:end]; rd.left > 0 && in.dec.DecodeSlab != nil {
 			if in.slab == nil {
 				in.slab = new([]byte)
 			}
@@ -346,7 +363,7 @@ func (m *Mailbox) rewindInbox() {
 		return
 	}
 	in.mu.Lock()
-	if w := in.w; w == rd.r && rd.roff == w.n {
+	if w := in.w; w == rd.r && int(rd.roff) == w.n {
 		in.w, rd.r = nil, nil
 		in.first.Store(nil)
 		putEncChunk(w)
@@ -379,7 +396,7 @@ func (m *Mailbox) pop() (any, bool) {
 			}
 			return v, true
 		}
-		m.rd.left = mark.n
+		m.rd.left = int32(mark.n)
 		if mark.n > 1 {
 			m.inbox.Load().extra.Add(-int64(mark.n - 1))
 		}

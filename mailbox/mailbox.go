@@ -47,9 +47,10 @@ package mailbox
 //
 // Size. The struct is the Queue (six words), state, the save-list pointers,
 // sema, the wake pointer, the inbox pointer, the owner's read position in
-// it and the ParkOnChannel flag: 136 bytes (a 144-byte allocation), and
-// that is all New allocates. An idle mailbox holds no queue segment (Queue.rewind
-// runs before each park) and, until it first parks on its channel (a
+// it (two int32s), the ParkOnChannel flag and the InlineReader: 144
+// bytes, the allocator's 144-byte class, and that is all New allocates.
+// An idle mailbox holds no queue segment (Queue.rewind runs before each
+// park) and, until it first parks on its channel (a
 // cancellable wait, or any wait after ParkOnChannel: every group member),
 // no channel (about 96 bytes more then).
 
@@ -128,6 +129,8 @@ type Mailbox struct {
 	rd    encReader             // owner only: read position in inbox
 
 	onChan atomic.Bool // waits with no deadline park on wake (ParkOnChannel); set by any goroutine, never cleared
+
+	inline InlineReader // set before the mailbox is shared (SetInlineReader); nil: none
 }
 
 // saveNode is one message on the save list. Owner only.
@@ -247,6 +250,25 @@ const maxSoon = time.Second
 // and applies to one wait. Safe from any goroutine (a process may send
 // from several).
 func (m *Mailbox) ParkNext() { m.setSoon(-1) }
+
+// An InlineReader waits for an owner's next message by reading, on the
+// owner's goroutine, the network input most likely to bring it (package
+// loop's Conn.ReadInline: the link the owner's last request went out on),
+// instead of parking while a network event loop reads it: the reply then
+// costs no hand-off between goroutines. The mailbox asks it in the first
+// wait after ParkNext. WaitInline reports false, at once, when it cannot
+// read; else it returns once it waited, with or without a message (the
+// owner checks, and waits again as usual if need be), and it must end
+// its wait when ctx ends or when the owner's park is ended by a waker
+// (m is its InlineParker: the wait is an eventfd park, see
+// fdpark_linux.go). Called on the owner's goroutine.
+type InlineReader interface {
+	WaitInline(ctx context.Context, m *Mailbox) bool
+}
+
+// SetInlineReader sets the mailbox's InlineReader (see there). Call it
+// before the mailbox is shared with other goroutines.
+func (m *Mailbox) SetInlineReader(r InlineReader) { m.inline = r }
 
 // setSoon stores v unless it is there already: most sends find it set, and
 // skipping the store keeps the cache line shared.
@@ -411,6 +433,13 @@ func (m *Mailbox) wait(ctx context.Context) error {
 	if testHookPark != nil {
 		testHookPark()
 	}
+	if parkNext && m.inline != nil && m.inline.WaitInline(ctx, m) {
+		if m.q.ready() || m.state.Load()&stateClosed != 0 || ctx.Err() != nil {
+			return nil // the caller checks the queue and ctx
+		}
+		// The reader gave up without the message (its link's loop wanted
+		// the link back, or a stale wake): the park after ParkNext.
+	}
 	if done == nil && m.onChan.Load() {
 		m.parkChan()
 		return nil
@@ -496,4 +525,37 @@ func (m *Mailbox) unpark(bit uint32) {
 	} else {
 		<-m.wake
 	}
+}
+
+// The InlineParker side of a mailbox (package loop's ReadInline), for an
+// InlineReader's wait: an eventfd park (invariants 2-4) whose eventfd is
+// the reader's, so that a waker ends the reader's wait as it ends any
+// eventfd park. Owner only, inside WaitInline.
+
+// InlinePark publishes the owner as parked on efd; false when it must not
+// wait: a message is queued (the bit was taken back) or the mailbox is
+// closed.
+func (m *Mailbox) InlinePark(efd int32) bool {
+	m.efd.Store(efd)
+	if !m.state.CompareAndSwap(0, stateParkedFD) {
+		return false // closed
+	}
+	if m.q.ready() && m.state.CompareAndSwap(stateParkedFD, 0) {
+		return false // invariant 4
+	}
+	return true
+}
+
+// InlineUnpark takes the parked bit back; false when a waker cleared it
+// first: its token comes on efd, once, and the caller must read it before
+// it parks again or gives efd up (invariant 3).
+func (m *Mailbox) InlineUnpark() bool { return m.state.CompareAndSwap(stateParkedFD, 0) }
+
+// InlineWoken reports that a waker cleared the parked bit (a message came,
+// or the mailbox closed).
+func (m *Mailbox) InlineWoken() bool { return m.state.Load()&stateParkedFD == 0 }
+
+// InlineReady reports that a message is queued or the mailbox is closed.
+func (m *Mailbox) InlineReady() bool {
+	return m.q.ready() || m.state.Load()&stateClosed != 0
 }

@@ -20,7 +20,21 @@ type Waiter struct {
 	fd   *fdWaiter     // the armed wait's eventfd; nil: ch
 	ch   chan struct{} // capacity 1, made at the first Arm that needs it
 	woke atomic.Bool   // set by Wake before it hands the token over
+
+	// An inline wait (BeginInline): where Wake's token goes.
+	inl atomic.Int32 // waiterPlain, waiterReading, waiterParked or waiterWoken
+	efd int32        // the reader's eventfd while waiterParked (set by the owner before)
 }
+
+// The states of a Waiter's inline wait (Waiter.inl). Only the owner moves
+// it from plain (BeginInline) and back (EndInline); Wake moves reading and
+// parked to woken, once.
+const (
+	waiterPlain   int32 = iota // Wake hands its token to the Waiter's eventfd or channel
+	waiterReading              // the owner reads its reply's link itself, not parked: Wake only marks
+	waiterParked               // the owner is parked on the reader's eventfd (efd): Wake writes it
+	waiterWoken                // Wake came during the inline wait: no token anywhere
+)
 
 // Arm prepares one wait; call it before anything can call Wake (before the
 // request whose reply wakes it is sent). Owner only.
@@ -36,6 +50,22 @@ func (w *Waiter) Arm() {
 // Wait returned true. Safe from any goroutine; it never blocks.
 func (w *Waiter) Wake() {
 	w.woke.Store(true)
+	for {
+		switch w.inl.Load() {
+		case waiterReading:
+			if w.inl.CompareAndSwap(waiterReading, waiterWoken) {
+				return // the reader sees it after the input it handles now
+			}
+			continue
+		case waiterParked:
+			if w.inl.CompareAndSwap(waiterParked, waiterWoken) {
+				fdWake(w.efd) // the reader's token (InlineUnpark fails: it takes it)
+				return
+			}
+			continue
+		}
+		break
+	}
 	if fd := w.fd; fd != nil {
 		fdWake(fd.fd)
 		return
@@ -74,8 +104,52 @@ func (w *Waiter) Wait(deadline time.Time) bool {
 // Disarm ends the wait and gives its eventfd back: only after Wait
 // returned true, or when no Wake can come any more. Owner only.
 func (w *Waiter) Disarm() {
+	w.inl.Store(waiterPlain)
 	if w.fd != nil {
 		putWaiterFD(w.fd)
 		w.fd = nil
 	}
 }
+
+// BeginInline starts an inline wait: the owner is about to wait for the
+// Wake by reading, on its own goroutine, the input that brings it (an
+// InlineReader's conn, package loop's ReadInline, with the Waiter as the
+// InlineParker). Until EndInline a Wake hands no token to the Waiter's
+// own eventfd or channel. It reports false, and does nothing, when an
+// earlier inline wait did not end (EndInline): then only Wait may be
+// used. Owner only, between Arm and Disarm.
+func (w *Waiter) BeginInline() bool { return w.inl.CompareAndSwap(waiterPlain, waiterReading) }
+
+// EndInline ends the inline wait and reports whether Wake came during it;
+// if not, a later Wake goes to Wait as usual. Owner only, after
+// BeginInline.
+func (w *Waiter) EndInline() bool {
+	if w.inl.CompareAndSwap(waiterReading, waiterPlain) {
+		return false
+	}
+	// Woken (a parked state was always taken back by the reader first).
+	w.inl.Store(waiterPlain)
+	return w.woke.Swap(false)
+}
+
+// InlinePark publishes the owner as parked on efd, the reader's eventfd;
+// false when Wake came, during the inline wait or before it began (its
+// token is then on the Waiter's own eventfd or channel, for Wait). Owner
+// only, inside an inline wait.
+func (w *Waiter) InlinePark(efd int32) bool {
+	if w.woke.Load() {
+		return false
+	}
+	w.efd = efd
+	return w.inl.CompareAndSwap(waiterReading, waiterParked)
+}
+
+// InlineUnpark takes the parked state back; false when Wake came first,
+// whose token comes on efd, once.
+func (w *Waiter) InlineUnpark() bool { return w.inl.CompareAndSwap(waiterParked, waiterReading) }
+
+// InlineWoken reports that Wake came.
+func (w *Waiter) InlineWoken() bool { return w.inl.Load() == waiterWoken }
+
+// InlineReady reports that Wake came.
+func (w *Waiter) InlineReady() bool { return w.inl.Load() == waiterWoken }

@@ -58,7 +58,7 @@ func (n *Node) sendReply(p *Process, req Request, v any, released bool) error {
 	// the yields before a park only take a core from the loops. With 8
 	// remote callers this raised calls/s over one caller's from 2.6x to
 	// 2.9x (median of 12 alternating runs, docs/services.md).
-	p.mb.ParkNext()
+	p.parkNextOn(pe)
 	return nil
 }
 
@@ -126,7 +126,7 @@ func (n *Node) sendPIDRequest(p *Process, pe *peer, to PID, ref Ref, req any) er
 	}
 	putBuf(bp, item)
 	if err == nil {
-		p.mb.ParkNext() // the reply comes from the link's loop, as after a remote Send
+		p.parkNextOn(pe) // the reply comes on pe's link, as after a remote Send
 	}
 	return err
 }
@@ -149,6 +149,9 @@ func (n *Node) sendNamedRequest(p *Process, target PID, name string, ref Ref, re
 		err = n.sendItem(pe, p.pid.ID, item)
 	}
 	putBuf(bp, item)
+	if err == nil {
+		p.parkNextOn(pe) // the reply comes on pe's link, as after a remote Send
+	}
 	return err
 }
 

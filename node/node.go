@@ -292,11 +292,13 @@ func (n *Node) prepareSpawnBy(fn func(*Process) error, link PID, spawner string)
 }
 
 func (n *Node) newProcess() *Process {
-	return &Process{
+	p := &Process{
 		node: n,
 		pid:  PID{Node: n.self, Incarnation: n.incarnation, ID: n.nextID.Add(1)},
 		mb:   mailbox.New(),
 	}
+	p.mb.SetInlineReader((*inlineReader)(p))
+	return p
 }
 
 // procDone records the end of a process goroutine.

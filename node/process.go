@@ -34,6 +34,10 @@ type Process struct {
 	// remote caches the last peer sent to and an encoding buffer (see
 	// Send); nil until the first remote send.
 	remote atomic.Pointer[remoteSender]
+	// waitOn is the link the process's last request went out on: its next
+	// wait may read it (replywait.go). Set by any goroutine that sends for
+	// the process, read by its own.
+	waitOn atomic.Pointer[peerHandle]
 
 	mu    sync.Mutex
 	dead  bool // guarded by mu; set once, by die
@@ -219,7 +223,7 @@ func (p *Process) Send(to PID, msg any) error {
 			if err := n.sendDirect(pe, lc, bound, p.pid.ID, to, msg); err != nil {
 				return err
 			}
-			p.mb.ParkNext()
+			p.parkNextOn(pe)
 			return nil
 		}
 	}
@@ -236,8 +240,10 @@ func (p *Process) Send(to PID, msg any) error {
 	// often waiting for the answer, which the peer's event loop delivers:
 	// its thread readies this process and then runs it. Spinning first
 	// (the mailbox's yields, or a poll) only takes a core from that thread
-	// and from the far side's; docs/latency.md has the measurements.
-	p.mb.ParkNext()
+	// and from the far side's; and the reply comes on pe's link, which
+	// the process may then read itself (replywait.go). docs/latency.md
+	// has the measurements.
+	p.parkNextOn(pe)
 	return nil
 }
 

@@ -187,7 +187,16 @@ func (n *Node) requestSpawn(parent *Process, node, actor string, args []any, lin
 	n.spawnsMu.Lock()
 	n.spawns[req] = ps
 	n.spawnsMu.Unlock()
+	answered := false // set once no Wake can come any more (the request is answered or taken back)
 	defer func() {
+		if !answered {
+			// Unwinding a panic (of a frame handler the wait ran while
+			// reading the link itself): the request may still be in
+			// the table, and its Waiter is mid-wait; neither may be
+			// reused.
+			n.takeSpawn(req)
+			return
+		}
 		ps.w.Disarm()
 		ps.peer, ps.parent, ps.link, ps.res = nil, nil, false, spawnResult{}
 		spawnPool.Put(ps)
@@ -223,15 +232,18 @@ func (n *Node) requestSpawn(parent *Process, node, actor string, args []any, lin
 	}
 	switch {
 	case err != nil && n.takeSpawn(req):
+		answered = true
 		return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, err)
 	case err != nil:
 		ps.w.Wait(time.Time{}) // answered meanwhile: the answer stands
-	case !ps.w.Wait(time.Now().Add(n.opts.spawnTimeout)):
+	case !waitReply(pe, &ps.w, time.Now().Add(n.opts.spawnTimeout)):
 		if n.takeSpawn(req) {
+			answered = true
 			return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, context.DeadlineExceeded)
 		}
 		ps.w.Wait(time.Time{}) // the answer is on its way
 	}
+	answered = true
 	if r := ps.res; r.err != nil {
 		return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, r.err)
 	}

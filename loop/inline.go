@@ -1,0 +1,546 @@
+package loop
+
+// Inline reading: a goroutine waiting for input from a conn reads the
+// conn's socket itself.
+//
+// A request's sender that waits for the reply (a process after a remote
+// send) would otherwise park, and the reply would cross two goroutines
+// before it runs again: the netpoller wakes the loop goroutine, gnet reads
+// the socket, the loop decrypts and decodes and wakes the process, and the
+// process runs. The raw crypto/tls pipe crosses one: its reader waits in
+// Go's netpoller and the thread the kernel wakes runs it at once. So the
+// waiter may take the conn's read duty from its loop (ReadInline): it
+// waits in Go's netpoller for the socket, and when input comes it runs the
+// conn's read path on its own goroutine (read(2), the TLS open, the
+// handler's OnData, which delivers to every mailbox as the loop would),
+// until its own message is there; then it gives the duty back. In a steady
+// ping-pong the loop is not woken at all. docs/latency.md has the
+// measurements.
+//
+// The duty (Conn.duty) is the right to read the socket and to call
+// OnData. It is the loop's, except while a holder has it:
+//
+//  1. Taking it. Only while the loop goroutine waits in the netpoller
+//     (idleWait.waiting), at a point where gnet has no event of this conn
+//     left to handle from its last epoll_wait: at the end of this conn's
+//     own OnTraffic (a descriptor comes once per epoll_wait), or in one of
+//     our tasks (gnet runs tasks after the batch of I/O events). The loop
+//     publishes which (idleWait.parkedIn) before it waits. A taker and the
+//     loop agree through idleWait.lend: the taker sets it, checks that the
+//     loop still waits, takes the duty and clears EPOLLIN from the socket's
+//     registration in gnet's epoll instance, then clears lend; a loop that
+//     stops waiting clears waiting and then waits for lend to be clear, so
+//     gnet never resumes in the middle of a grant. The conn must be idle
+//     for writes too (direct set: gnet's outbound buffer is empty), see 3.
+//  2. While a holder has it, gnet is never told about the socket's input:
+//     EPOLLIN is off. EPOLLERR and EPOLLHUP cannot be masked, but with no
+//     EPOLLIN gnet closes the conn on them without reading (gnet v2.9.7,
+//     processIO). OnTraffic finding the duty away (which the rule of 1
+//     excludes) closes the conn rather than read beside the holder.
+//  3. gnet sets EPOLLIN again by itself when it writes the socket from its
+//     outbound buffer (a partial write registers EPOLLIN|EPOLLOUT, the end
+//     of the drain EPOLLIN). So the loop never writes a conn through gnet
+//     while its duty is away. gnet's buffer is empty then, and flushQueue
+//     writes the socket itself (flushBesideHolder); what the socket does
+//     not take, and a close, need gnet: the loop, holding the drain token,
+//     recalls the duty (dutyRecall, and the holder's wait is ended) and
+//     returns keeping the token; the holder, giving the duty back,
+//     schedules the conn, and the loop's next flushQueue goes on through
+//     gnet. Direct writers write a duplicate of the socket, never gnet.
+//  4. Giving it back: the holder marks the duty returning (it has handed
+//     over its last input and touches nothing of the input side any more),
+//     sets EPOLLIN again (level-triggered: input that came meanwhile is
+//     reported at once), then clears the duty, last; a recall is answered
+//     by scheduling the conn. No one takes the duty while it is returning
+//     (so no grant's mask is undone by the hand-back's unmask), and a loop
+//     that is running meanwhile and is handed the input reads it at once:
+//     the returning mark ordered the holder's last reads before its own.
+//  5. gnet closes the descriptor right after OnClose, and the number can
+//     be reused at once. OnClose recalls the duty and waits, on the loop,
+//     until it is back before it does anything else: a holder is never
+//     inside OnData, nor touching the descriptor, once Handler.OnClose
+//     runs. No duty is taken afterwards (the close ladder is checked under
+//     the grant), and the conn's inline resources are closed there.
+//
+// A holder waits on an epoll instance of the conn's own (inlineRes), in
+// Go's netpoller, holding the socket and an eventfd: the eventfd is the
+// waiting owner's wake-up token, so whatever else wakes a parked owner (a
+// local message, a timer, its mailbox closing) ends the wait as it ends
+// any eventfd park (InlineParker, the mailbox's side). A context that can
+// end pokes the wait (a read deadline in the past), as does a recall.
+//
+// What it costs: two epoll_ctl per wait (the mask and the unmask), and two
+// descriptors per conn that was ever read inline (the epoll instance and
+// the eventfd, from the dup budget; a conn denied them is read by its loop).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/meshrt/mesh/tlsconn"
+)
+
+// InlineParker is a waiting owner's side of ReadInline: how it parks with
+// the conn's eventfd as the token its wakers write, and how it learns that
+// its wait is over. *mailbox.Mailbox implements it. Called by ReadInline
+// on the owner's goroutine only.
+type InlineParker interface {
+	// InlinePark publishes the owner as parked, woken through efd; false
+	// when it must not wait (a message is queued, or it is closed).
+	InlinePark(efd int32) bool
+	// InlineUnpark takes the parked state back; false when a waker ended
+	// it first, whose token then comes on efd (once).
+	InlineUnpark() bool
+	// InlineWoken reports that a waker ended the park.
+	InlineWoken() bool
+	// InlineReady reports that the owner's wait is over: a message is
+	// queued, or it is closed.
+	InlineReady() bool
+}
+
+// Duty states (Conn.duty).
+const (
+	dutyHeld      int32 = 1 << iota // a holder reads the socket; EPOLLIN is off in gnet's epoll
+	dutyRecall                      // the loop wants it back (it holds the drain token, rule 3)
+	dutyReturning                   // the holder is done reading and sets EPOLLIN again (rule 4)
+)
+
+// inlineBuf is the ciphertext a holder reads at once.
+const inlineBuf = 64 << 10
+
+// inlineBufs are a holder's buffers, pooled between waits: a conn keeps
+// none while nobody reads it inline.
+type inlineBufs struct {
+	in    []byte // ciphertext, inlineBuf
+	plain []byte // plaintext gathered for OnData
+}
+
+var inlineBufPool = sync.Pool{New: func() any { return &inlineBufs{in: make([]byte, inlineBuf)} }}
+
+// inlineRes is a conn's epoll instance for holders, in Go's netpoller,
+// with the socket and the eventfd registered. Made by the first holder,
+// closed by OnClose once the duty is home; the fields a holder sets are
+// the current holder's (holders follow each other through the duty).
+type inlineRes struct {
+	ep  *os.File
+	rc  syscall.RawConn
+	efd int32 // the eventfd wakers write (the parker's token)
+	sfd int   // gnet's socket descriptor (valid while the duty is held: rule 5)
+
+	poked  atomic.Bool // a poke set a past deadline: the next wait sets its own
+	cancel atomic.Bool // the holder's context ended
+	dl     time.Time   // holder: the read deadline set last (zero: none)
+	uses   uint64      // holder: waits held (inlineIdleCheck)
+	// usesMark is uses at the last idle check. Loop only; uses is read
+	// there while no duty is out, after the last holder's hand-back.
+	usesMark uint64
+
+	// Holder: the current wait's.
+	c      *Conn
+	p      InlineParker
+	buf    []byte
+	n      int
+	err    error
+	readFn func(uintptr) bool
+}
+
+// inlineClosed marks a conn whose inline resources were closed (OnClose):
+// none is made after it.
+var inlineClosed = new(inlineRes)
+
+// ReadInline waits for p's next message by reading c's input on the
+// calling goroutine, if it can take c's read duty (see the top of this
+// file); it reports false, at once, when it cannot, and the caller parks
+// as usual. When it took the duty it returns true once p's wait is over
+// (InlineReady), ctx ended, its deadline passed, the loop recalled the
+// duty, or the input ended or failed (the loop then reports it): the
+// caller checks for its message and its context and waits again if need
+// be. Call it from the goroutine that owns p, never from a loop.
+func (c *Conn) ReadInline(ctx context.Context, p InlineParker) bool {
+	dl, _ := ctx.Deadline()
+	return c.readInline(ctx, dl, p)
+}
+
+// ReadInlineUntil is ReadInline for a wait bounded by a deadline only
+// (zero: none), which allocates nothing for it.
+func (c *Conn) ReadInlineUntil(deadline time.Time, p InlineParker) bool {
+	return c.readInline(context.Background(), deadline, p)
+}
+
+// readInline is ReadInline with the context's deadline dl.
+func (c *Conn) readInline(ctx context.Context, dl time.Time, p InlineParker) bool {
+	ls := c.ls.Load()
+	if ls == nil || !c.direct.Load() || c.reached(closeRequested) {
+		return false
+	}
+	w := ls.idle.Load()
+	if w == nil || !w.waiting.Load() || c.inl.Load() == inlineClosed || monoNow() < c.inlRetry.Load() {
+		return false
+	}
+	if !c.takeDuty(w) {
+		return false
+	}
+	// Deferred: a panic in the handler, which the process's goroutine may
+	// recover from, must not leave the conn unread and its loop waiting in
+	// OnClose; and the input it was handling is half handled, so the conn
+	// is closed (on the loop such a panic ends the OS process).
+	defer func() {
+		if v := recover(); v != nil {
+			_ = c.Close(fmt.Errorf("%w: the handler panicked on a goroutine reading inline: %v", ErrClosed, v))
+			c.giveDuty(ls, w)
+			panic(v)
+		}
+		c.giveDuty(ls, w)
+	}()
+	r := c.inlineRes()
+	if r == nil {
+		return false
+	}
+	c.holdDuty(ctx, dl, ls, r, p)
+	return true
+}
+
+// takeDuty takes c's read duty while c's loop waits (rule 1). Holder.
+func (c *Conn) takeDuty(w *idleWait) bool {
+	if !w.lend.CompareAndSwap(false, true) {
+		return false
+	}
+	ok := w.waiting.Load() && w.lendable(c) && c.direct.Load() && !c.reached(closeRequested) &&
+		c.duty.CompareAndSwap(0, dutyHeld)
+
+	if ok && w.setEvents(c.gc.Fd(), 0) != nil {
+		c.duty.Store(0)
+		ok = false
+	}
+	w.lend.Store(false)
+	return ok
+}
+
+// giveDuty gives the duty back (rule 4). Holder.
+func (c *Conn) giveDuty(ls *loopState, w *idleWait) {
+	// A running loop sees the input as soon as EPOLLIN is set, before the
+	// duty is clear: dutyReturning tells its OnTraffic that the holder
+	// reads no more (readerAway).
+	c.duty.Or(dutyReturning)
+	if err := w.setEvents(c.gc.Fd(), gnetReadEvents); err != nil {
+		// Input would never be read again: end the conn, loudly.
+		c.inlineFailed.Add(1)
+		_ = c.Close(fmt.Errorf("%w: restoring its input events: %w", ErrClosed, err))
+	}
+	if c.duty.Swap(0)&dutyRecall != 0 {
+		ls.schedule(c) // the loop kept the drain token for this
+	}
+}
+
+// holdDuty is the holder's wait: park the owner on the conn's eventfd,
+// wait for the socket or a wake-up, read and hand the input to the
+// handler, until the owner's wait is over. Holder, with the duty.
+func (c *Conn) holdDuty(ctx context.Context, dl time.Time, ls *loopState, r *inlineRes, p InlineParker) {
+	r.cancel.Store(false)
+	if r.poked.Swap(false) || !dl.Equal(r.dl) {
+		_ = r.ep.SetReadDeadline(dl)
+		r.dl = dl
+	}
+	stop := func() bool { return true }
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, func() { r.cancel.Store(true); r.poke() })
+	}
+	bufs := inlineBufPool.Get().(*inlineBufs)
+	r.c, r.p, r.buf = c, p, bufs.in
+	r.uses++
+	defer func() {
+		stop()
+		r.c, r.p, r.buf = nil, nil, nil
+		inlineBufPool.Put(bufs)
+	}()
+	for p.InlinePark(r.efd) {
+		r.n, r.err = 0, nil
+		werr := r.rc.Read(r.readFn)
+		if !p.InlineUnpark() {
+			r.takeToken()
+		}
+		if r.n > 0 {
+			c.readHeld(ls, bufs, r.buf[:r.n])
+		} else if werr != nil {
+			// A deadline, ours or a poke's: a poke's can land after a
+			// later holder set its own, so the next one sets its own.
+			r.poked.Store(true)
+			break
+		} else if r.err != unix.EAGAIN {
+			break // EOF or an error, which the loop reports
+		}
+		if p.InlineReady() || r.stopping() {
+			break
+		}
+	}
+}
+
+// read is r's RawConn.Read function: it reads the socket; with nothing to
+// read it stops the wait only when a waker ended the owner's park or the
+// wait is to end.
+func (r *inlineRes) read(uintptr) bool {
+	for {
+		r.n, r.err = unix.Read(r.sfd, r.buf)
+		if r.err != unix.EINTR {
+			break
+		}
+	}
+	if r.err == unix.EAGAIN {
+		r.n = 0
+		return r.p.InlineWoken() || r.stopping()
+	}
+	if r.n < 0 {
+		r.n = 0
+	}
+	return true
+}
+
+// stopping reports that the holder's wait is to end without its message:
+// its context ended, the loop recalled the duty, or the conn is closing.
+func (r *inlineRes) stopping() bool {
+	return r.cancel.Load() || r.c.duty.Load()&dutyRecall != 0 || r.c.reached(closeRequested)
+}
+
+// poke ends the current holder's wait (or the next one's, harmlessly: a
+// wait that ends early is waited again). Any goroutine.
+func (r *inlineRes) poke() {
+	r.poked.Store(true)
+	_ = r.ep.SetReadDeadline(time.Unix(1, 0))
+}
+
+// takeToken reads the token of a waker that ended the owner's park: it
+// writes the eventfd right after it cleared the parked state, so the wait
+// is short. Holder.
+func (r *inlineRes) takeToken() {
+	var b [8]byte
+	for {
+		if n, _ := unix.Read(int(r.efd), b[:]); n == 8 {
+			return
+		}
+		runtime.Gosched()
+	}
+}
+
+// flushBesideHolder is flushQueue while a holder has c's read duty
+// (rule 3). gnet's outbound buffer is empty then (only the loop fills it,
+// and only with the duty home), so the loop writes the socket itself, as a
+// direct writer does, without gnet: the spill of an earlier direct write,
+// then what it seals now. What the socket does not take becomes the
+// spill, and the duty is recalled: gnet must hold the rest, and the
+// holder's hand-back schedules c for it (the token stays taken
+// meanwhile). A close or a graceful drain recalls the duty at once. It
+// reports false when the duty came home meanwhile (flushQueue goes on as
+// usual). Loop only, holding the drain token.
+func (c *Conn) flushBesideHolder(ls *loopState) bool {
+	if c.reached(closeRequested) {
+		return c.recallDuty()
+	}
+	c.paceBulk(c.bulkQueued.Load() > 0)
+	earlier, sealed, err := c.sealQueue(&ls.s, ls.out, false, true, true)
+	fd := c.gc.Fd()
+	rest := writeFD(fd, c.spill)
+	if len(rest) == 0 {
+		rest = writeFD(fd, earlier)
+	} else {
+		rest = append(rest, earlier...)
+	}
+	if len(rest) == 0 {
+		rest = writeFD(fd, sealed)
+	} else {
+		rest = append(rest, sealed...)
+	}
+	c.spill = append(c.spill[:0], rest...)
+	ls.out = sealed[:0]
+	if cap(ls.out) > 8<<20 {
+		ls.out = nil
+	}
+	c.idleSince.Store(monoNow())
+	if err != nil {
+		// Release the token first, as flushQueue does before it seals:
+		// closeOnLoop takes it back and finishClose recalls the duty.
+		c.direct.Store(false)
+		c.scheduled.Store(false)
+		c.closeOnLoop(fmt.Errorf("%w: write: %w", ErrTLS, err))
+		return true
+	}
+	if len(c.spill) > 0 {
+		c.direct.Store(false) // senders hand the token to the loop, which sends the spill first
+		if !c.recallDuty() {
+			ls.schedule(c) // came home meanwhile: the next pass, through gnet
+		}
+		return true
+	}
+	c.paceBulk(c.bulkQueued.Load() > 0)
+	more := c.queued.Load() > 0 || c.bulkQueued.Load() > 0
+	if more {
+		c.direct.Store(false) // off while data flows, as after flushQueue's pass
+	}
+	c.scheduled.Store(false)
+	if (more || c.ad.PendingOutput()) && c.scheduled.CompareAndSwap(false, true) {
+		ls.schedule(c) // the rest: the next pass
+	}
+	return true
+}
+
+// readerAway reports whether a holder reads c's input now: it has the
+// duty and is not giving it back (a holder giving it back has read and
+// handed over its last input, and touches nothing of c's input side any
+// more). Any goroutine; the loop's OnTraffic uses it.
+func (c *Conn) readerAway() bool {
+	d := c.duty.Load()
+	return d&dutyHeld != 0 && d&dutyReturning == 0
+}
+
+// recallDuty asks a holder of c's read duty to give it back (rule 3); it
+// reports false when the duty is home. The holder schedules c when it
+// gives it back: the caller keeps the drain token until then. Loop only.
+func (c *Conn) recallDuty() bool {
+	for {
+		d := c.duty.Load()
+		if d == 0 {
+			return false
+		}
+		if d&dutyRecall != 0 || c.duty.CompareAndSwap(d, d|dutyRecall) {
+			if r := c.inl.Load(); r != nil && r != inlineClosed {
+				r.poke()
+			}
+			return true
+		}
+	}
+}
+
+// endInline is OnClose's part (rule 5): it waits until the duty is home,
+// then closes the conn's inline resources. Loop only, in gnet's OnClose.
+func (c *Conn) endInline() {
+	if c.duty.Load() != 0 {
+		c.recallDuty()
+		for c.duty.Load() != 0 {
+			runtime.Gosched()
+		}
+	}
+	if r := c.inl.Swap(inlineClosed); r != nil && r != inlineClosed {
+		r.close()
+	}
+}
+
+// inlineRes returns c's inline resources, made by the first holder within
+// the dup budget; nil when none can be had (then none is asked for again
+// before dupIdle). Holder, with the duty: OnClose waits for it, so the
+// socket's descriptor is gnet's while the registration is made.
+func (c *Conn) inlineRes() *inlineRes {
+	if r := c.inl.Load(); r != nil {
+		if r == inlineClosed {
+			return nil
+		}
+		return r
+	}
+	r, err := newInlineRes(c.gc.Fd())
+	if err != nil {
+		c.inlRetry.Store(monoNow() + int64(dupIdle))
+		return nil
+	}
+	if !c.inl.CompareAndSwap(nil, r) {
+		r.close() // cannot happen: only the duty's holder makes one
+		return nil
+	}
+	c.AfterFunc(dupIdle, c.inlineIdleCheck)
+	return r
+}
+
+// inlineIdleCheck gives back c's inline resources if no holder used them
+// since the last check (their descriptors come from the dup budget, which
+// direct writes share), else checks again after dupIdle. Loop only (a conn
+// timer): no duty is taken while the loop runs, and one held now has a
+// holder that counts.
+func (c *Conn) inlineIdleCheck() {
+	r := c.inl.Load()
+	if r == nil || r == inlineClosed {
+		return
+	}
+	if c.duty.Load() != 0 {
+		c.AfterFunc(dupIdle, c.inlineIdleCheck) // in use (uses is the holder's now)
+		return
+	}
+	if r.uses != r.usesMark {
+		r.usesMark = r.uses
+		c.AfterFunc(dupIdle, c.inlineIdleCheck)
+		return
+	}
+	if c.inl.CompareAndSwap(r, nil) {
+		r.close()
+	}
+}
+
+// newInlineRes makes an epoll instance holding the socket sfd (input) and
+// a new eventfd, registered with Go's netpoller, within the dup budget.
+// sfd is gnet's descriptor, registered and not duplicated: the entry
+// leaves the instance when gnet closes it.
+func newInlineRes(sfd int) (*inlineRes, error) {
+	if !dups.take() {
+		return nil, syscall.EMFILE
+	}
+	if !dups.take() {
+		dups.give()
+		return nil, syscall.EMFILE
+	}
+	r, err := makeInlineRes(sfd)
+	if err != nil {
+		dups.give()
+		dups.give()
+	}
+	return r, err
+}
+
+// close gives back r's descriptors. Once no holder can use r.
+func (r *inlineRes) close() {
+	_ = r.ep.Close()
+	_ = unix.Close(int(r.efd))
+	dups.give()
+	dups.give()
+}
+
+// readHeld is the holder's readTLS: the input goes to the handler as the
+// loop's would. Holder.
+func (c *Conn) readHeld(ls *loopState, bufs *inlineBufs, in []byte) {
+	c.inCallback.Store(true)
+	defer c.inCallback.Store(false)
+	c.readTLS(ls, &bufs.plain, in, false)
+	if cap(bufs.plain) > 4*readBatch {
+		bufs.plain = nil
+	}
+}
+
+// failRead closes c after a read failure: on the loop at once, from a
+// holder through the loop (Close).
+func (c *Conn) failRead(onLoop bool, reason error) {
+	if onLoop {
+		c.closeOnLoop(reason)
+		return
+	}
+	_ = c.Close(reason)
+}
+
+// peerClosedReason is the close reason of a peer's close_notify.
+func peerClosedReason() error { return fmt.Errorf("%w: close_notify", ErrPeerClosed) }
+
+// readError is the close reason of a tls.Conn read failure.
+func readError(err error) error {
+	if errors.Is(err, io.EOF) {
+		return peerClosedReason()
+	}
+	return fmt.Errorf("%w: read: %w", ErrTLS, err)
+}
+
+// wouldBlock reports whether a tls.Conn read error only says that the fed
+// input is used up.
+func wouldBlock(err error) bool { return tlsconn.IsWouldBlock(err) }

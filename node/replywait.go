@@ -1,0 +1,67 @@
+package node
+
+import (
+	"context"
+	"time"
+
+	"github.com/meshrt/mesh/loop"
+	"github.com/meshrt/mesh/mailbox"
+)
+
+// The wait for a reply from another node.
+//
+// A process that sends a request across the network and then waits is
+// most often waiting for the reply, which comes on the link the request
+// went out on. So after such a send the process's next wait parks at once
+// (mailbox.Mailbox.ParkNext: spinning would only take a core from the
+// threads that bring the reply) and may read that link itself
+// (loop.Conn.ReadInline): it takes the link's read duty from its idle
+// event loop, waits for the socket in Go's netpoller, and runs the link's
+// input through this node's frame handlers on its own goroutine, every
+// frame for every process, until its own message is there. The reply then
+// reaches it without a hand-off from the loop's goroutine to its own.
+// Anything else that wakes the process (a local message, a timer, an exit
+// signal) ends that wait as it ends any other.
+
+// parkNextOn makes p's next wait park at once and, if it can, read pe's
+// link for its message. Any goroutine that sends for p.
+func (p *Process) parkNextOn(pe *peer) {
+	if h := pe.handle; p.waitOn.Load() != h {
+		p.waitOn.Store(h)
+	}
+	p.mb.ParkNext()
+}
+
+// inlineReader is a process as its mailbox's InlineReader: it reads the
+// link its last request went out on (waitOn).
+type inlineReader Process
+
+var _ mailbox.InlineReader = (*inlineReader)(nil)
+
+// WaitInline implements mailbox.InlineReader. On the process's goroutine.
+func (r *inlineReader) WaitInline(ctx context.Context, m *mailbox.Mailbox) bool {
+	h := r.waitOn.Load()
+	if h == nil {
+		return false
+	}
+	pe := h.p.Load()
+	if pe == nil {
+		return false
+	}
+	lc, ok := pe.conn.(*loop.Conn)
+	return ok && lc.ReadInline(ctx, m)
+}
+
+// waitReply waits until deadline for w's Wake, which a reply on pe's link
+// brings (a remote spawn's), reading that link itself while it can, and
+// reports whether the Wake came. On the requester's goroutine, between
+// w's Arm and Disarm.
+func waitReply(pe *peer, w *mailbox.Waiter, deadline time.Time) bool {
+	if lc, ok := pe.conn.(*loop.Conn); ok && w.BeginInline() {
+		lc.ReadInlineUntil(deadline, w)
+		if w.EndInline() {
+			return true
+		}
+	}
+	return w.Wait(deadline)
+}
