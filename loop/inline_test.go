@@ -810,6 +810,31 @@ func resetConn(c *Conn, reason error) error {
 	return c.Close(reason)
 }
 
+// breakWriteBesideHolder makes the client loop's next write fail in TLS
+// while a process holds the conn's duty: on the loop, tls.Conn's write
+// side is shut (its close_notify dropped), and an item enqueued there goes
+// out through flushBesideHolder, whose seal fails. The conn must close
+// (closeOnLoop takes the drain token the failed flush gave up, and
+// recalls the duty), not hang half-closed.
+func breakWriteBesideHolder(ip *inlinePair) error {
+	c := ip.cliConn
+	done := make(chan error, 1)
+	c.Execute(func() {
+		if err := c.tc.CloseWrite(); err != nil {
+			done <- err
+			return
+		}
+		c.ad.SwapOutput(nil) // the close_notify: the peer must not see it
+		done <- c.EnqueueNoWait(frame(nil, inlineMsg(0, kindSink, sinkBody(0, 0, 0))))
+	})
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(inlineBound):
+		return errors.New("a task on the client's loop did not run")
+	}
+}
+
 // Rule 5: a conn closing while a process holds its duty, from either end,
 // gently or not. The holder's wait ends (its mailbox is closed by
 // OnClose), OnClose runs only once the duty is home and the inline
@@ -835,6 +860,7 @@ func TestInlineCloseWhileAHolderWaitsEndsTheWaitAndRunsOnCloseAlone(t *testing.T
 		{"server reset", func(ip *inlinePair) error { return resetConn(ip.srvConn, errServerGone) }, ErrPeerClosed},
 		{"client Close", func(ip *inlinePair) error { return ip.cliConn.Close(errClientGone) }, errClientGone},
 		{"client Shutdown", func(ip *inlinePair) error { return shutdown(ip.cliConn, errClientGone) }, errClientGone},
+		{"client TLS write error beside the holder", breakWriteBesideHolder, ErrTLS},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
