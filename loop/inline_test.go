@@ -865,15 +865,7 @@ func TestInlineCloseWhileAHolderWaitsEndsTheWaitAndRunsOnCloseAlone(t *testing.T
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			inlineLeakCheck(t)
-			srv := newInlineServer(0)
-			ip := newInlinePair(t, srv, 1)
-			p := ip.proc(0, true)
-			ctx, cancel := context.WithTimeout(context.Background(), inlineBound)
-			defer cancel()
-			if err := p.send(ctx, kindHold, seqBody(1)); err != nil {
-				t.Fatal(err)
-			}
-			srv.take(t)
+			_, ip, p, ctx, _ := heldRequest(t, 1)
 			res := p.recvAsync(ctx)
 			ip.holding(t, "the process")
 			if err := tc.close(ip); err != nil {
@@ -909,15 +901,7 @@ func TestInlineCloseWhileAHolderWaitsEndsTheWaitAndRunsOnCloseAlone(t *testing.T
 // back when recalled), the holder's wait ends, and nothing is left behind.
 func TestInlineEngineCloseWhileAHolderWaitsReturns(t *testing.T) {
 	inlineLeakCheck(t)
-	srv := newInlineServer(0)
-	ip := newInlinePair(t, srv, 1)
-	p := ip.proc(0, true)
-	ctx, cancel := context.WithTimeout(context.Background(), inlineBound)
-	defer cancel()
-	if err := p.send(ctx, kindHold, seqBody(1)); err != nil {
-		t.Fatal(err)
-	}
-	srv.take(t)
+	_, ip, p, ctx, _ := heldRequest(t, 1)
 	res := p.recvAsync(ctx)
 	ip.holding(t, "the process")
 	closed := make(chan error, 1)
@@ -939,22 +923,30 @@ func TestInlineEngineCloseWhileAHolderWaitsReturns(t *testing.T) {
 	ip.checkRules(t)
 }
 
+// heldRequest starts a pair with one client process that reads inline,
+// and sends a request (seq) that the server holds back: the process's
+// next wait finds no reply until the test answers. It returns the held
+// request, and a context bounded by inlineBound that ends with the test.
+func heldRequest(t *testing.T, seq uint64) (*inlineServer, *inlinePair, *inlineProc, context.Context, []byte) {
+	t.Helper()
+	srv := newInlineServer(0)
+	ip := newInlinePair(t, srv, 1)
+	p := ip.proc(0, true)
+	ctx, cancel := context.WithTimeout(context.Background(), inlineBound)
+	t.Cleanup(cancel)
+	if err := p.send(ctx, kindHold, seqBody(seq)); err != nil {
+		t.Fatal(err)
+	}
+	return srv, ip, p, ctx, srv.take(t)
+}
+
 // A holder's wait ends with its context: past a deadline Receive reports
 // DeadlineExceeded, and the reply that comes later is received by the
 // next wait, once (not lost with the ended wait, not duplicated); a
 // cancelled context with no deadline ends the wait too, from another
 // goroutine (the poke).
 func TestInlineWaitEndsWithItsContextAndLosesNoReply(t *testing.T) {
-	srv := newInlineServer(0)
-	ip := newInlinePair(t, srv, 1)
-	p := ip.proc(0, true)
-	ctx, cancel := context.WithTimeout(context.Background(), inlineBound)
-	defer cancel()
-
-	if err := p.send(ctx, kindHold, seqBody(1)); err != nil {
-		t.Fatal(err)
-	}
-	held1 := srv.take(t)
+	srv, ip, p, ctx, held1 := heldRequest(t, 1)
 	for waits := 0; p.r.took.Load() == 0; waits++ { // until a wait held the duty when its deadline passed
 		if ctx.Err() != nil {
 			t.Fatalf("no wait of %d took the read duty", waits)
@@ -1313,15 +1305,7 @@ func TestInlineDutyIsLendableOnlyWhereTheLoopWaits(t *testing.T) {
 // a holder with no deadline waits), then checks that the next such wait
 // holds until something ends it.
 func TestInlineStalePokeDoesNotEndLaterWaits(t *testing.T) {
-	srv := newInlineServer(0)
-	ip := newInlinePair(t, srv, 1)
-	p := ip.proc(0, true)
-	ctx, cancel := context.WithTimeout(context.Background(), inlineBound)
-	defer cancel()
-	if err := p.send(ctx, kindHold, seqBody(1)); err != nil {
-		t.Fatal(err)
-	}
-	held := srv.take(t)
+	_, ip, p, ctx, held := heldRequest(t, 1)
 
 	res := p.recvAsync(context.Background())
 	ip.holding(t, "the first wait")
