@@ -75,9 +75,7 @@ package loop
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"runtime"
 	"sync"
@@ -86,8 +84,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/meshrt/mesh/tlsconn"
 )
 
 // InlineParker is a waiting owner's side of ReadInline: how it parks with
@@ -535,28 +531,3 @@ func (c *Conn) readHeld(ls *loopState, bufs *inlineBufs, in []byte) {
 		bufs.plain = nil
 	}
 }
-
-// failRead closes c after a read failure: on the loop at once, from a
-// holder through the loop (Close).
-func (c *Conn) failRead(onLoop bool, reason error) {
-	if onLoop {
-		c.closeOnLoop(reason)
-		return
-	}
-	_ = c.Close(reason)
-}
-
-// peerClosedReason is the close reason of a peer's close_notify.
-func peerClosedReason() error { return fmt.Errorf("%w: close_notify", ErrPeerClosed) }
-
-// readError is the close reason of a tls.Conn read failure.
-func readError(err error) error {
-	if errors.Is(err, io.EOF) {
-		return peerClosedReason()
-	}
-	return fmt.Errorf("%w: read: %w", ErrTLS, err)
-}
-
-// wouldBlock reports whether a tls.Conn read error only says that the fed
-// input is used up.
-func wouldBlock(err error) bool { return tlsconn.IsWouldBlock(err) }

@@ -6,7 +6,10 @@ package loop
 
 import (
 	"errors"
+	"fmt"
 	"io"
+
+	"github.com/meshrt/mesh/tlsconn"
 )
 
 // minReadRoom is the free space kept for one tls.Conn Read: a whole record.
@@ -40,7 +43,7 @@ func (c *Conn) readTLS(ls *loopState, rbuf *[]byte, in []byte, onLoop bool) {
 		n, err := c.tc.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err != nil {
-			if !wouldBlock(err) {
+			if !tlsconn.IsWouldBlock(err) {
 				rerr = err
 			}
 			break
@@ -120,6 +123,24 @@ func (c *Conn) offer(rbuf *[]byte, buf []byte, own, onLoop bool) ([]byte, bool) 
 		*rbuf = buf[:0]
 		return c.leftover, true
 	}
+}
+
+// failRead closes c after a read failure: on the loop at once, from a
+// holder through the loop (Close).
+func (c *Conn) failRead(onLoop bool, reason error) {
+	if onLoop {
+		c.closeOnLoop(reason)
+		return
+	}
+	_ = c.Close(reason)
+}
+
+// readError is the close reason of a tls.Conn read failure.
+func readError(err error) error {
+	if errors.Is(err, io.EOF) {
+		return fmt.Errorf("%w: close_notify", ErrPeerClosed)
+	}
+	return fmt.Errorf("%w: read: %w", ErrTLS, err)
 }
 
 func growBuf(b []byte, room int) []byte {
