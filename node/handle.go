@@ -12,15 +12,17 @@ import (
 )
 
 // Incoming: what a peer's frames do on this node. Everything here runs on
-// the peer's event loop, in frame order (OnData → handleFrame → handleX),
-// and never blocks: answers go out as control frames (peer.control), which
-// never wait.
+// the peer's event loop, or on a process's goroutine that reads the link
+// inline while it waits for a reply (replywait.go; never both at once), in
+// frame order (OnData → handleFrame → handleX), and never blocks: answers
+// go out as control frames (peer.control), which never wait.
 //
 // A peer speaks only for its own processes and references (peer.owns,
 // peer.ownsRef): a frame that names another node's process as its sender is
 // ignored.
 
-// OnData parses and handles every whole frame in b. Runs on the loop.
+// OnData parses and handles every whole frame in b. Runs on the loop, or
+// on the goroutine that holds the link's read duty (loop.Conn.ReadInline).
 func (pe *peer) OnData(c *loop.Conn, b []byte) (int, error) {
 	pe.lastSeen.Store(time.Now().UnixNano())
 	used := 0
