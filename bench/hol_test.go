@@ -74,6 +74,108 @@ func BenchmarkHeadOfLine(b *testing.B) {
 	})
 }
 
+// BenchmarkStream moves b.N 1 MiB messages from a process of this node to
+// a sink on the peer node with nothing else on the link, then the same
+// bytes in 1 MiB frames over a raw crypto/tls pipe to a raw peer process
+// (the in-run baseline), and reports both rates, their ratio, and each
+// side's CPU per MiB from /proc (Linux only): this process sends, the peer
+// process receives. CPU per MiB is the figure to compare between builds:
+// on a loaded machine the rate follows the load, the CPU per MiB much
+// less.
+//
+//	go test -run '^$' -bench 'Stream$' -benchtime 1000x ./bench/
+func BenchmarkStream(b *testing.B) {
+	bin := filepath.Join(b.TempDir(), "nodepeer")
+	if out, err := exec.Command("go", "build", "-o", bin, "./internal/nodepeer").CombinedOutput(); err != nil {
+		b.Fatalf("building the peer: %v\n%s", err, out)
+	}
+	tbin := filepath.Join(b.TempDir(), "transportpeer")
+	if out, err := exec.Command("go", "build", "-o", tbin, "./internal/transportpeer").CombinedOutput(); err != nil {
+		b.Fatalf("building the transport peer: %v\n%s", err, out)
+	}
+	tlsSink, tlsPID := startPeerCmd(b, "ADDR ", tbin, "-mode", "tls", "-echo=false")
+	peerName, peerPID := startPeerCmd(b, "NAME ", bin, "-cookie", "bench")
+	n, err := node.Start("stream@127.0.0.1:0", "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = n.Stop(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.Connect(ctx, peerName); err != nil {
+		b.Fatal(err)
+	}
+	const size = 1 << 20
+	b.Run("size=1MiB", func(b *testing.B) {
+		msg := make([]byte, size)
+		var mesh, raw streamCPU
+		err := n.Run(context.Background(), func(p *node.Process) error {
+			sink, err := p.Spawn(peerName, "sink", p.Self(), b.N)
+			if err != nil {
+				return err
+			}
+			b.ResetTimer()
+			mesh.begin(peerPID)
+			for range b.N {
+				if err := p.Send(sink, msg); err != nil {
+					return err
+				}
+			}
+			_, err = p.ReceiveMatch(context.Background(), func(m any) bool { return m == "done" })
+			mesh.end(peerPID)
+			return err
+		})
+		b.StopTimer()
+		if err != nil {
+			b.Fatal(err)
+		}
+		raw.begin(tlsPID)
+		streamTLS(b, tlsSink, int64(b.N)*size, size)
+		raw.end(tlsPID)
+		mib := float64(b.N) * size / (1 << 20)
+		b.ReportMetric(mib*(1<<20)/mesh.wall.Seconds()/1e6, "stream-MB/s")
+		b.ReportMetric(mib*(1<<20)/raw.wall.Seconds()/1e6, "tls-MB/s")
+		b.ReportMetric(raw.wall.Seconds()/mesh.wall.Seconds(), "stream/tls")
+		if mesh.ok && raw.ok {
+			ms := func(d time.Duration) float64 { return float64(d) / 1e6 / mib }
+			b.ReportMetric(ms(mesh.send), "send-ms/MiB")
+			b.ReportMetric(ms(mesh.recv), "recv-ms/MiB")
+			b.ReportMetric(ms(raw.send), "tls-send-ms/MiB")
+			b.ReportMetric(ms(raw.recv), "tls-recv-ms/MiB")
+			b.ReportMetric(float64(mesh.sendFlt)/mib, "send-faults/MiB")
+			b.ReportMetric(float64(mesh.recvFlt)/mib, "recv-faults/MiB")
+		}
+	})
+}
+
+// streamCPU measures one stream: its wall time and the CPU time this
+// process (the sender) and the receiving process used meanwhile.
+type streamCPU struct {
+	t0               time.Time
+	send0, recv0     time.Duration
+	sendF0, recvF0   int64
+	wall, send, recv time.Duration
+	sendFlt, recvFlt int64 // minor page faults
+	ok               bool
+}
+
+func (s *streamCPU) begin(recvPID int) {
+	var ok1, ok2 bool
+	s.send0, s.sendF0, ok1 = processCPU(0)
+	s.recv0, s.recvF0, ok2 = processCPU(recvPID)
+	s.ok = ok1 && ok2
+	s.t0 = time.Now()
+}
+
+func (s *streamCPU) end(recvPID int) {
+	s.wall = time.Since(s.t0)
+	send, sf, ok1 := processCPU(0)
+	recv, rf, ok2 := processCPU(recvPID)
+	s.ok = s.ok && ok1 && ok2
+	s.send, s.recv = send-s.send0, recv-s.recv0
+	s.sendFlt, s.recvFlt = sf-s.sendF0, rf-s.recvF0
+}
+
 // reportStreamRun reports a stream that moved bytes in elapsed beside a
 // ping-pong: its MB/s, a raw crypto/tls stream's moving the same bytes to
 // tlsSink right after it, their ratio, and the ping's p99 over idleP99

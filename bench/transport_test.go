@@ -72,6 +72,14 @@ func startTransportPeer(b *testing.B, bin string, args ...string) string {
 // the benchmark ends (by closing its stdin).
 func startPeerProcess(b *testing.B, prefix, bin string, args ...string) string {
 	b.Helper()
+	v, _ := startPeerCmd(b, prefix, bin, args...)
+	return v
+}
+
+// startPeerCmd is startPeerProcess, also returning the program's process
+// ID (to read its CPU time).
+func startPeerCmd(b *testing.B, prefix, bin string, args ...string) (string, int) {
+	b.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
@@ -94,7 +102,7 @@ func startPeerProcess(b *testing.B, prefix, bin string, args ...string) string {
 	if !ok {
 		b.Fatalf("peer %s said %q", bin, line)
 	}
-	return v
+	return v, cmd.Process.Pid
 }
 
 func transportFrame() []byte {
