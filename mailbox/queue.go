@@ -37,8 +37,9 @@ package mailbox
 // stores first = n, then opens n.
 //
 // Pop (consumer): adopt first if head is nil; take slot pos once its ready
-// flag is set, clear it; after the last slot move head to s.next (set by P2
-// before P3, so never nil there) and pool s.
+// flag is set and clear its value (the flag stays set: a slot is published
+// once per use); after the last slot move head to s.next (set by P2 before
+// P3, so never nil there), clear the flags of the slots read, and pool s.
 //
 // Invariants, each kept by the steps above:
 //
@@ -69,9 +70,10 @@ package mailbox
 //  4. Memory order. Go's atomics are sequentially consistent. The value is
 //     written before the ready store (P3) and read after the ready load that
 //     saw it, so it is published without a lock; the consumer clears the
-//     slot before pooling the segment, and the pool (and the opening store
-//     followed by the claimer's Add) order that before the next producer's
-//     write.
+//     slot's value when it reads it and its flag (a plain store, after its
+//     own atomic load saw the flag set) before pooling the segment, and the
+//     pool (and the opening store followed by the claimer's Add) order both
+//     before the next producer's write.
 //  5. The window. Between P1 and P3 a slot is claimed but not ready; Pop
 //     reports false and cannot pass it, so later claims wait too. Pop is
 //     linearizable per completed Push of one producer. Anything that parks
@@ -100,10 +102,16 @@ import (
 // tail move per segSize messages. Sizeof(segment[any]) is about 1.6 KiB.
 const segSize = 64
 
-// slot holds one value. ready is 1 from the producer's publish to the
-// consumer's read.
+// slot holds one value. ready is 0 from the segment's opening to the
+// producer's publish, then 1 for the rest of the segment's use: the
+// consumer does not clear it when it reads the slot (an atomic store there
+// is a full barrier on the side that falls behind in a stream), but clears
+// every flag it saw set, with plain stores, just before it pools the
+// segment (clearReady). Producers set it with atomic.StoreUint32 and the
+// consumer reads it with atomic.LoadUint32; the plain clear is ordered
+// after both by the consumer's load and before the next use by the pool.
 type slot[T any] struct {
-	ready atomic.Uint32
+	ready uint32
 	val   T
 }
 
@@ -160,9 +168,14 @@ func newSegPool[T any]() *sync.Pool {
 // getSegment returns a sealed segment with clear slots and a nil next.
 func getSegment[T any]() *segment[T] { return segPool[T]().Get().(*segment[T]) }
 
-// putSegment pools s. s must be full or sealed, unreachable from tail and
-// first, and have every slot cleared (invariant 3). Consumer only.
-func putSegment[T any](s *segment[T]) {
+// putSegment pools s, clearing the ready flags of its first n slots (the
+// slots claimed in its use; the others are clear). s must be full or
+// sealed, unreachable from tail and first, and have every value read and
+// cleared (invariant 3). Consumer only.
+func putSegment[T any](s *segment[T], n uint64) {
+	for i := range n {
+		s.slots[i].ready = 0
+	}
 	s.next.Store(nil)
 	segPool[T]().Put(s)
 }
@@ -227,7 +240,7 @@ func (q *Queue[T]) Push(v T) {
 		}
 		sl := &s.slots[i]
 		sl.val = v
-		sl.ready.Store(1) // P3
+		atomic.StoreUint32(&sl.ready, 1) // P3
 		return
 	}
 }
@@ -279,7 +292,7 @@ func (q *Queue[T]) start() {
 	n.claim.Store(tag | segSize)  // sealed, ours
 	n.base.Store(q.popped.Load()) // tail is nil only once everything was popped
 	if !q.tail.CompareAndSwap(nil, n) {
-		putSegment(n) // never reachable: still sealed
+		putSegment(n, 0) // never reachable: still sealed
 		return
 	}
 	q.first.Store(n)
@@ -310,16 +323,15 @@ func (q *Queue[T]) Pop() (T, bool) {
 		return zero, false
 	}
 	sl := &s.slots[q.pos]
-	if sl.ready.Load() == 0 {
+	if atomic.LoadUint32(&sl.ready) == 0 {
 		return zero, false
 	}
 	v := sl.val
 	sl.val = zero
-	sl.ready.Store(0)
 	q.popped.Store(q.popped.Load() + 1)
 	if q.pos++; q.pos == segSize {
 		q.head, q.pos = s.next.Load(), 0
-		putSegment(s)
+		putSegment(s, segSize)
 	}
 	return v, true
 }
@@ -334,7 +346,7 @@ func (q *Queue[T]) Empty() bool {
 	if s == nil {
 		return q.tail.Load() == nil
 	}
-	if s.slots[q.pos].ready.Load() != 0 {
+	if atomic.LoadUint32(&s.slots[q.pos].ready) != 0 {
 		return false
 	}
 	return s.claim.Load()&countMask == q.pos
@@ -382,13 +394,14 @@ func (q *Queue[T]) rewind() {
 	if !s.claim.CompareAndSwap(tag|q.pos, tag|segSize) {
 		return
 	}
+	n := q.pos
 	q.tail.Store(nil)
 	q.head, q.pos = nil, 0
-	putSegment(s)
+	putSegment(s, n)
 }
 
 // ready reports whether Pop would return a value now. Consumer only.
 func (q *Queue[T]) ready() bool {
 	s := q.headSeg()
-	return s != nil && s.slots[q.pos].ready.Load() != 0
+	return s != nil && atomic.LoadUint32(&s.slots[q.pos].ready) != 0
 }

@@ -126,7 +126,7 @@ func TestQueueHalfDonePushIsNotEmpty(t *testing.T) {
 		t.Fatal("rewind dropped a segment with a claimed, unpublished slot")
 	}
 	s.slots[i].val = 7
-	s.slots[i].ready.Store(1) // step P3
+	atomic.StoreUint32(&s.slots[i].ready, 1) // step P3
 	if v, ok := q.Pop(); !ok || v != 7 {
 		t.Fatalf("Pop() after publish = %d, %v", v, ok)
 	}
@@ -402,5 +402,53 @@ func TestQueueRecyclingWithStaleProducers(t *testing.T) {
 		stale.Load(), claims.Load(), foreign.Load())
 	if stale.Load() == 0 {
 		t.Fatal("no claim went through a stale pointer: the test did not stress recycling")
+	}
+}
+
+// Pop leaves a read slot's ready flag set (no atomic store on the read
+// path); the flags a segment's use set are cleared when the consumer pools
+// it, by Pop at its last slot and by rewind, so a reused segment never
+// shows a slot of an earlier use as published.
+func TestQueuePooledSegmentsHaveClearFlags(t *testing.T) {
+	flagsClear := func(s *segment[int]) bool {
+		for i := range s.slots {
+			if atomic.LoadUint32(&s.slots[i].ready) != 0 {
+				return false
+			}
+		}
+		return true
+	}
+	var q Queue[int]
+	q.Push(0)
+	full := q.tail.Load()
+	for i := 1; i < segSize+3; i++ {
+		q.Push(i)
+	}
+	partial := q.tail.Load()
+	for i := range segSize + 3 {
+		if v, ok := q.Pop(); !ok || v != i {
+			t.Fatalf("Pop() = %d, %v; want %d, true", v, ok, i)
+		}
+		if i == 1 && atomic.LoadUint32(&full.slots[0].ready) == 0 {
+			t.Fatal("Pop cleared a read slot's flag")
+		}
+	}
+	if !flagsClear(full) {
+		t.Fatal("a segment pooled after its last slot was read kept a ready flag")
+	}
+	q.rewind()
+	if q.tail.Load() != nil || !flagsClear(partial) {
+		t.Fatal("rewind pooled its segment with a ready flag set (or kept it)")
+	}
+	// Reuse: whichever segments the pool gives back, only new pushes pop.
+	for range 3 {
+		q.Push(7)
+		if v, ok := q.Pop(); !ok || v != 7 {
+			t.Fatalf("Pop() after reuse = %d, %v", v, ok)
+		}
+		if v, ok := q.Pop(); ok {
+			t.Fatalf("Pop() = %d, true on a drained queue (a stale flag)", v)
+		}
+		q.rewind()
 	}
 }
