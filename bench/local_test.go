@@ -208,8 +208,9 @@ func inTurns(chunk int, mesh func() error, ch func()) error {
 // channel baselines in turns, a chunk of each at a time, so that both see
 // the same machine: on a shared, loaded machine the separate runs of
 // LocalSend and LocalPingPong differ by more than the effect measured.
-// (Chunks of 256 messages streamed, of 128 round trips; which goes first
-// alternates, so that neither always runs right after the other: a mesh
+// (Chunks of 256 messages streamed, of 128 round trips, and a stream in
+// chunks of 65 536, long enough for a backlog, see localVsChanSend's
+// callers; which goes first alternates, so that neither always runs right after the other: a mesh
 // process yields a few times after its last message before it parks,
 // which could take CPU from a channel turn run right after it.)
 // Each op is one mesh op and one channel op (ns/op is their sum; the
@@ -219,75 +220,14 @@ func inTurns(chunk int, mesh func() error, ch func()) error {
 //
 //	go test -run '^$' -bench LocalVsChan -benchtime 1000000x -count 6 ./bench/
 func BenchmarkLocalVsChan(b *testing.B) {
-	report := func(b *testing.B, mesh, ch time.Duration, ops int) {
-		b.ReportMetric(float64(mesh.Nanoseconds())/float64(ops), "mesh-ns")
-		b.ReportMetric(float64(ch.Nanoseconds())/float64(ops), "chan-ns")
-		b.ReportMetric(mesh.Seconds()/ch.Seconds(), "mesh-vs-chan")
-	}
-	b.Run("send", func(b *testing.B) {
-		const chunk = 256 // a quarter of the channel's capacity
-		n := startNode(b)
-		// Each receiver says when it has taken a chunk.
-		meshGot, chanGot := make(chan struct{}), make(chan struct{})
-		rx := n.SpawnFunc(func(p *node.Process) error {
-			for {
-				for range chunk {
-					if _, err := p.Receive(context.Background()); err != nil {
-						return err
-					}
-				}
-				meshGot <- struct{}{}
-			}
-		})
-		ch := make(chan any, 1024)
-		go func() {
-			for {
-				for range chunk {
-					if _, ok := <-ch; !ok {
-						return
-					}
-				}
-				chanGot <- struct{}{}
-			}
-		}()
-		defer close(ch)
-		var meshT, chanT time.Duration
-		ops := 0
-		b.ReportAllocs()
-		err := n.Run(context.Background(), func(p *node.Process) error {
-			b.ResetTimer()
-			meshTurn := func() error {
-				t0 := time.Now()
-				for range chunk {
-					if err := p.Send(rx, payload64); err != nil {
-						return err
-					}
-				}
-				<-meshGot
-				meshT += time.Since(t0)
-				return nil
-			}
-			chanTurn := func() {
-				t0 := time.Now()
-				for range chunk {
-					ch <- payload64
-				}
-				<-chanGot
-				chanT += time.Since(t0)
-			}
-			for ops < b.N {
-				if err := inTurns(ops/chunk, meshTurn, chanTurn); err != nil {
-					return err
-				}
-				ops += chunk
-			}
-			return nil
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		report(b, meshT, chanT, ops)
-	})
+	// send: chunks of 256, a quarter of the channel's capacity, so neither
+	// sender ever waits for room and the mailbox's queue never holds more
+	// than a chunk. stream: chunks of 65 536, so the channel's sender blocks
+	// on its full buffer and the mailbox's sender runs ahead of its
+	// receiver as far as the receiver lets it, as in LocalSend (the queue
+	// is unbounded): it measures what a backlog costs the mailbox.
+	b.Run("send", func(b *testing.B) { localVsChanSend(b, 256) })
+	b.Run("stream", func(b *testing.B) { localVsChanSend(b, 1<<16) })
 	b.Run("pingpong", func(b *testing.B) {
 		const chunk = 128 // short turns: a preemption hits both sides alike
 		n := startNode(b)
@@ -343,6 +283,81 @@ func BenchmarkLocalVsChan(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		report(b, meshT, chanT, ops)
+		reportVsChan(b, meshT, chanT, ops)
 	})
+}
+
+// localVsChanSend is LocalVsChan's stream: one process sends chunk 64-byte
+// messages to another, then a goroutine the same to another through a
+// channel buffered to 1024, in turns (see inTurns).
+func localVsChanSend(b *testing.B, chunk int) {
+	n := startNode(b)
+	// Each receiver says when it has taken a chunk.
+	meshGot, chanGot := make(chan struct{}), make(chan struct{})
+	rx := n.SpawnFunc(func(p *node.Process) error {
+		for {
+			for range chunk {
+				if _, err := p.Receive(context.Background()); err != nil {
+					return err
+				}
+			}
+			meshGot <- struct{}{}
+		}
+	})
+	ch := make(chan any, 1024)
+	go func() {
+		for {
+			for range chunk {
+				if _, ok := <-ch; !ok {
+					return
+				}
+			}
+			chanGot <- struct{}{}
+		}
+	}()
+	defer close(ch)
+	var meshT, chanT time.Duration
+	ops := 0
+	b.ReportAllocs()
+	err := n.Run(context.Background(), func(p *node.Process) error {
+		b.ResetTimer()
+		meshTurn := func() error {
+			t0 := time.Now()
+			for range chunk {
+				if err := p.Send(rx, payload64); err != nil {
+					return err
+				}
+			}
+			<-meshGot
+			meshT += time.Since(t0)
+			return nil
+		}
+		chanTurn := func() {
+			t0 := time.Now()
+			for range chunk {
+				ch <- payload64
+			}
+			<-chanGot
+			chanT += time.Since(t0)
+		}
+		for ops < b.N {
+			if err := inTurns(ops/chunk, meshTurn, chanTurn); err != nil {
+				return err
+			}
+			ops += chunk
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	reportVsChan(b, meshT, chanT, ops)
+}
+
+// reportVsChan reports LocalVsChan's metrics: the ns of each side per op
+// and mesh-vs-chan, their ratio.
+func reportVsChan(b *testing.B, mesh, ch time.Duration, ops int) {
+	b.ReportMetric(float64(mesh.Nanoseconds())/float64(ops), "mesh-ns")
+	b.ReportMetric(float64(ch.Nanoseconds())/float64(ops), "chan-ns")
+	b.ReportMetric(mesh.Seconds()/ch.Seconds(), "mesh-vs-chan")
 }
