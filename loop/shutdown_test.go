@@ -184,6 +184,18 @@ func TestShutdownIsNotNilWhenThePeerClosesBeforeTakingEverything(t *testing.T) {
 	c.Start()
 	pc := <-peer
 	defer pc.Close()
+	// tlsPeer's 16 KiB receive buffer is for peers that read nothing. This
+	// one reads, and needs room for more than one loopback segment (up to
+	// 64 KiB): in a buffer no larger than one, the kernel (its estimate of
+	// the segment size then the whole buffer) never announces the window
+	// that the reads open, and the sender learns of it only from its
+	// zero-window probes, 200 ms apart and more, backing off under load.
+	// The drain then ran at some 160 KB/s (ss: the sender's persist timer
+	// armed, rwnd_limited 98%, the peer's receive queue empty) in about a
+	// third of the runs: 18 s on a quiet machine, past 90 s at load 17.
+	if err := pc.SetReadBuffer(256 << 10); err != nil {
+		t.Fatal(err)
+	}
 	sized := make(chan error, 1)
 	c.Execute(func() { sized <- syscall.SetsockoptInt(c.gc.Fd(), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 16<<10) })
 	if err := <-sized; err != nil {
@@ -198,10 +210,20 @@ func TestShutdownIsNotNilWhenThePeerClosesBeforeTakingEverything(t *testing.T) {
 	for outboundBuffered(c) <= 0 {
 		time.Sleep(time.Millisecond)
 	}
-	for range 128 { // 2 MiB more: held in the queue while gnet holds bytes
+	for range 64 { // 1 MiB more: held in the queue while gnet holds bytes
 		if err := c.Enqueue(context.Background(), item); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// Last, a 1 MiB item, larger than a drain step (drainQuantum): the step
+	// that empties the queue seals all of it, so gnet still holds most of
+	// it when close_notify follows. Ending on the small items, that step
+	// sealed from one to five of the queue's 64 KiB chunks, as their
+	// boundaries fell, and after one or two the socket took nearly all:
+	// gnet never held 64 KiB with close_notify sealed, and the wait below
+	// ran to its bound (1 run in 10).
+	if err := c.Enqueue(context.Background(), frame(nil, make([]byte, 1<<20))); err != nil {
+		t.Fatal(err)
 	}
 	res := make(chan error, 1)
 	go func() { res <- c.Shutdown(context.Background(), errTestReason) }()
@@ -223,9 +245,8 @@ func TestShutdownIsNotNilWhenThePeerClosesBeforeTakingEverything(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
-	// Usually within a second; in some runs the drain seals the queue in
-	// about a dozen steps that gnet sends at some 160 KB/s, about 18 s
-	// on a quiet machine (before and after inline reading): give it room.
+	// About a second (3 MiB at the peer's pace); only a failing run
+	// reaches the bound.
 	deadline := time.Now().Add(90 * time.Second)
 	for { // until close_notify is sealed and gnet still holds bytes
 		if time.Now().After(deadline) {
