@@ -62,16 +62,19 @@ package loop
 //     runs. No duty is taken afterwards (the close ladder is checked under
 //     the grant), and the conn's inline resources are closed there.
 //
-// A holder waits on an epoll instance of the conn's own (inlineRes), in
-// Go's netpoller, holding the socket and an eventfd: the eventfd is the
-// waiting owner's wake-up token, so whatever else wakes a parked owner (a
-// local message, a timer, its mailbox closing) ends the wait as it ends
-// any eventfd park (InlineParker, the mailbox's side). A context that can
-// end pokes the wait (a read deadline in the past), as does a recall.
+// A holder waits for the socket itself in Go's netpoller, through a
+// duplicate of its descriptor (inlineRes), as a net.Conn reader does: the
+// kernel wakes the holder's thread straight from the socket. (An earlier
+// version waited on an epoll instance of the conn's own holding the socket
+// and an eventfd, one more level of epoll between the peer's write and the
+// holder; docs/latency.md measures both.) Whatever else ends a parked
+// owner's wait (a local message, a timer, its mailbox closing: a waker
+// that ends the InlineParker's park, then calls KickInline), a context
+// that can end, and a recall, poke the wait: a read deadline in the past.
 //
-// What it costs: two epoll_ctl per wait (the mask and the unmask), and two
-// descriptors per conn that was ever read inline (the epoll instance and
-// the eventfd, from the dup budget; a conn denied them is read by its loop).
+// What it costs: two epoll_ctl per wait (the mask and the unmask), and one
+// descriptor per conn that was ever read inline (the duplicate, from the
+// dup budget; a conn denied one is read by its loop).
 
 import (
 	"context"
@@ -86,16 +89,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// InlineParker is a waiting owner's side of ReadInline: how it parks with
-// the conn's eventfd as the token its wakers write, and how it learns that
-// its wait is over. *mailbox.Mailbox implements it. Called by ReadInline
-// on the owner's goroutine only.
+// InlineParker is a waiting owner's side of ReadInline: how it parks, so
+// that its wakers kick the conn's holder (KickInline), and how it learns
+// that its wait is over. *mailbox.Mailbox and *mailbox.Waiter implement
+// it. Called by ReadInline on the owner's goroutine only.
 type InlineParker interface {
-	// InlinePark publishes the owner as parked, woken through efd; false
-	// when it must not wait (a message is queued, or it is closed).
-	InlinePark(efd int32) bool
+	// InlinePark publishes the owner as parked: a waker that ends the park
+	// then calls KickInline on the conn. False when it must not wait (a
+	// message is queued, or it is closed).
+	InlinePark() bool
 	// InlineUnpark takes the parked state back; false when a waker ended
-	// it first, whose token then comes on efd (once).
+	// it first (its kick may still be on the way).
 	InlineUnpark() bool
 	// InlineWoken reports that a waker ended the park.
 	InlineWoken() bool
@@ -129,15 +133,14 @@ type inlineBufs struct {
 
 var inlineBufPool = sync.Pool{New: func() any { return &inlineBufs{in: make([]byte, inlineBuf)} }}
 
-// inlineRes is a conn's epoll instance for holders, in Go's netpoller,
-// with the socket and the eventfd registered. Made by the first holder,
-// closed by OnClose once the duty is home; the fields a holder sets are
-// the current holder's (holders follow each other through the duty).
+// inlineRes is a conn's duplicate of its socket for holders, in Go's
+// netpoller. Made by the first holder, closed by OnClose once the duty is
+// home, or by inlineIdleCheck; the fields a holder sets are the current
+// holder's (holders follow each other through the duty).
 type inlineRes struct {
-	ep  *os.File
-	rc  syscall.RawConn
-	efd int32 // the eventfd wakers write (the parker's token)
-	sfd int   // gnet's socket descriptor (valid while the duty is held: rule 5)
+	sock *os.File // the duplicate
+	rc   syscall.RawConn
+	fd   int // sock's descriptor
 
 	poked  atomic.Bool // a poke set a past deadline: the next wait sets its own
 	cancel atomic.Bool // the holder's context ended
@@ -254,13 +257,13 @@ func (c *Conn) giveDuty(ls *loopState, w *idleWait) {
 	}
 }
 
-// holdDuty is the holder's wait: park the owner on the conn's eventfd,
+// holdDuty is the holder's wait: park the owner (its wakers kick the conn),
 // wait for the socket or a wake-up, read and hand the input to the
 // handler, until the owner's wait is over. Holder, with the duty.
 func (c *Conn) holdDuty(ctx context.Context, dl time.Time, ls *loopState, r *inlineRes, p InlineParker) {
 	r.cancel.Store(false)
 	if r.poked.Swap(false) || !dl.Equal(r.dl) {
-		_ = r.ep.SetReadDeadline(dl)
+		_ = r.sock.SetReadDeadline(dl)
 		r.dl = dl
 	}
 	stop := func() bool { return true }
@@ -275,12 +278,12 @@ func (c *Conn) holdDuty(ctx context.Context, dl time.Time, ls *loopState, r *inl
 		r.c, r.p, r.buf = nil, nil, nil
 		inlineBufPool.Put(bufs)
 	}()
-	for p.InlinePark(r.efd) {
+	for p.InlinePark() {
 		r.n, r.err = 0, nil
 		werr := r.rc.Read(r.readFn)
-		if !p.InlineUnpark() {
-			r.takeToken()
-		}
+		// A waker that ended the park first kicks: that kick, if it comes
+		// after this wait, ends a later wait early, which waits again.
+		p.InlineUnpark()
 		if r.n > 0 {
 			c.readHeld(ls, bufs, r.buf[:r.n])
 		} else if werr != nil {
@@ -302,7 +305,7 @@ func (c *Conn) holdDuty(ctx context.Context, dl time.Time, ls *loopState, r *inl
 // wait is to end.
 func (r *inlineRes) read(uintptr) bool {
 	for {
-		r.n, r.err = unix.Read(r.sfd, r.buf)
+		r.n, r.err = unix.Read(r.fd, r.buf)
 		if r.err != unix.EINTR {
 			break
 		}
@@ -327,19 +330,16 @@ func (r *inlineRes) stopping() bool {
 // wait that ends early is waited again). Any goroutine.
 func (r *inlineRes) poke() {
 	r.poked.Store(true)
-	_ = r.ep.SetReadDeadline(time.Unix(1, 0))
+	_ = r.sock.SetReadDeadline(time.Unix(1, 0))
 }
 
-// takeToken reads the token of a waker that ended the owner's park: it
-// writes the eventfd right after it cleared the parked state, so the wait
-// is short. Holder.
-func (r *inlineRes) takeToken() {
-	var b [8]byte
-	for {
-		if n, _ := unix.Read(int(r.efd), b[:]); n == 8 {
-			return
-		}
-		runtime.Gosched()
+// KickInline ends the wait of a goroutine reading c inline (ReadInline),
+// if one waits: a waker that ended an InlineParker's park calls it. A
+// kick that comes after that wait ended ends the next holder's wait early,
+// which then waits again. Any goroutine.
+func (c *Conn) KickInline() {
+	if r := c.inl.Load(); r != nil && r != inlineClosed {
+		r.poke()
 	}
 }
 
@@ -493,31 +493,23 @@ func (c *Conn) inlineIdleCheck() {
 	}
 }
 
-// newInlineRes makes an epoll instance holding the socket sfd (input) and
-// a new eventfd, registered with Go's netpoller, within the dup budget.
-// sfd is gnet's descriptor, registered and not duplicated: the entry
-// leaves the instance when gnet closes it.
+// newInlineRes makes a duplicate of gnet's socket descriptor sfd,
+// registered with Go's netpoller, within the dup budget.
 func newInlineRes(sfd int) (*inlineRes, error) {
 	if !dups.take() {
-		return nil, syscall.EMFILE
-	}
-	if !dups.take() {
-		dups.give()
 		return nil, syscall.EMFILE
 	}
 	r, err := makeInlineRes(sfd)
 	if err != nil {
 		dups.give()
-		dups.give()
 	}
 	return r, err
 }
 
-// close gives back r's descriptors. Once no holder can use r.
+// close gives back r's descriptor. Once no holder can use r; a waker's
+// late kick then fails harmlessly on the closed file.
 func (r *inlineRes) close() {
-	_ = r.ep.Close()
-	_ = unix.Close(int(r.efd))
-	dups.give()
+	_ = r.sock.Close()
 	dups.give()
 }
 

@@ -20,40 +20,21 @@ func (w *idleWait) setEvents(fd int, events uint32) error {
 	return unix.EpollCtl(w.epfd, unix.EPOLL_CTL_MOD, fd, &unix.EpollEvent{Fd: int32(fd), Events: events})
 }
 
-// makeInlineRes makes newInlineRes's resources.
+// makeInlineRes makes newInlineRes's duplicate. O_NONBLOCK, which the
+// duplicate shares with gnet's descriptor, makes os.NewFile register it
+// with Go's netpoller.
 func makeInlineRes(sfd int) (*inlineRes, error) {
-	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	fd, err := unix.FcntlInt(uintptr(sfd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
-	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		_ = unix.Close(efd)
-		return nil, err
-	}
-	fail := func(err error) (*inlineRes, error) {
-		_ = unix.Close(ep)
-		_ = unix.Close(efd)
-		return nil, err
-	}
-	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, sfd, &unix.EpollEvent{Fd: int32(sfd), Events: unix.EPOLLIN | unix.EPOLLRDHUP}); err != nil {
-		return fail(err)
-	}
-	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, efd, &unix.EpollEvent{Fd: int32(efd), Events: unix.EPOLLIN}); err != nil {
-		return fail(err)
-	}
-	// O_NONBLOCK makes os.NewFile register it with the netpoller.
-	if err := unix.SetNonblock(ep, true); err != nil {
-		return fail(err)
-	}
-	f := os.NewFile(uintptr(ep), "inline-epoll")
+	f := os.NewFile(uintptr(fd), "inline-socket")
 	rc, err := f.SyscallConn()
 	if err != nil {
 		_ = f.Close()
-		_ = unix.Close(efd)
 		return nil, err
 	}
-	r := &inlineRes{ep: f, rc: rc, efd: int32(efd), sfd: sfd}
+	r := &inlineRes{sock: f, rc: rc, fd: fd}
 	r.readFn = r.read
 	return r, nil
 }

@@ -8,15 +8,19 @@ package mailbox
 //  1. One owner. Receive, ReceiveMatch and TryReceive run on one goroutine at
 //     a time (the process). The save list and the queue's consumer side are
 //     touched by the owner only, so they need no synchronisation.
-//  2. state holds a closed bit (sticky) and at most one of two parked bits:
-//     parkedSema (the owner is, or is about to be, blocked on sema) or
+//  2. state holds a closed bit (sticky) and at most one parked bit:
+//     parkedSema (the owner is, or is about to be, blocked on sema),
 //     parkedChan (blocked on wake: for a context that can end, or any wait
-//     without a deadline after ParkOnChannel). Only the
+//     without a deadline after ParkOnChannel), parkedFD (blocked in Go's
+//     netpoller on an eventfd, fdpark_linux.go) or parkedInline (inside its
+//     InlineReader's wait, reading the network itself). Only the
 //     owner sets a parked bit, and only with a compare-and-swap from 0, so it
 //     never parks on a closed mailbox.
 //  3. One token per clear. Whoever clears a parked bit, other than the owner
 //     itself, hands over exactly one token: an Unlock of sema for parkedSema,
-//     a send on wake (capacity 1, never blocks) for parkedChan. sema is a
+//     a send on wake (capacity 1, never blocks) for parkedChan, a write of
+//     the eventfd for parkedFD, a kick of the InlineReader (KickInline) for
+//     parkedInline. sema is a
 //     sync.Mutex used as a binary semaphore: it is locked while no token is
 //     out (New locks it), the owner takes a token with Lock and a waker gives
 //     one with Unlock; Go mutexes are not tied to a goroutine, so this is
@@ -24,7 +28,10 @@ package mailbox
 //     token is on its way and takes it before going on, so no token ever
 //     lingers, a park never wakes spuriously, and sema is never unlocked
 //     twice (an Unlock happens only for a parked bit the owner set after it
-//     took the previous token).
+//     took the previous token). The kick is the one token nobody takes: it
+//     ends the reader's wait if it still waits, and a kick that comes after
+//     that wait ended ends a later one early, whose owner finds no message
+//     and waits again (package loop's ReadInline).
 //  4. No lost wake-up. The owner publishes a parked bit (CAS) and then
 //     re-checks the queue's next slot; a producer publishes its slot (Queue
 //     step P3) and then loads state. All four are sequentially consistent
@@ -77,12 +84,13 @@ var testHookSpin func()
 var ErrClosed = errors.New("mailbox: closed")
 
 const (
-	stateParkedSema uint32 = 1 << iota // the owner waits on sema (rule 2)
-	stateParkedChan                    // the owner waits on wake and ctx.Done()
-	stateClosed                        // Close was called; sticky
-	stateParkedFD                      // the owner waits in Go's netpoller on the eventfd in efd (fdpark_linux.go)
+	stateParkedSema   uint32 = 1 << iota // the owner waits on sema (rule 2)
+	stateParkedChan                      // the owner waits on wake and ctx.Done()
+	stateClosed                          // Close was called; sticky
+	stateParkedFD                        // the owner waits in Go's netpoller on the eventfd in efd (fdpark_linux.go)
+	stateParkedInline                    // the owner waits inside its InlineReader's WaitInline: a waker kicks it (KickInline)
 
-	stateParked = stateParkedSema | stateParkedChan | stateParkedFD
+	stateParked = stateParkedSema | stateParkedChan | stateParkedFD | stateParkedInline
 )
 
 // spinRounds bounds how often an owner that found its queue empty yields to
@@ -177,6 +185,8 @@ func (m *Mailbox) giveToken(old uint32) {
 		m.sema.Unlock()
 	case old&stateParkedFD != 0:
 		fdWake(m.efd.Load())
+	case old&stateParkedInline != 0:
+		m.inline.KickInline()
 	case old&stateParkedChan != 0:
 		select {
 		case m.wake <- struct{}{}:
@@ -260,10 +270,14 @@ func (m *Mailbox) ParkNext() { m.setSoon(-1) }
 // read; else it returns once it waited, with or without a message (the
 // owner checks, and waits again as usual if need be), and it must end
 // its wait when ctx ends or when the owner's park is ended by a waker
-// (m is its InlineParker: the wait is an eventfd park, see
-// fdpark_linux.go). Called on the owner's goroutine.
+// (m is its InlineParker; a waker that ends the park calls KickInline).
 type InlineReader interface {
+	// WaitInline is the wait. Called on the owner's goroutine.
 	WaitInline(ctx context.Context, m *Mailbox) bool
+	// KickInline ends the owner's WaitInline, if it waits: called once by
+	// a waker that ended the owner's inline park (InlineUnpark then
+	// fails), on the waker's goroutine. It must not block.
+	KickInline()
 }
 
 // SetInlineReader sets the mailbox's InlineReader (see there). Call it
@@ -528,32 +542,31 @@ func (m *Mailbox) unpark(bit uint32) {
 }
 
 // The InlineParker side of a mailbox (package loop's ReadInline), for an
-// InlineReader's wait: an eventfd park (invariants 2-4) whose eventfd is
-// the reader's, so that a waker ends the reader's wait as it ends any
-// eventfd park. Owner only, inside WaitInline.
+// InlineReader's wait: a park (invariants 2-4) whose token is a kick of
+// the InlineReader (KickInline), so that a waker ends the reader's wait
+// as it ends any park. Owner only, inside WaitInline.
 
-// InlinePark publishes the owner as parked on efd; false when it must not
+// InlinePark publishes the owner as parked inline; false when it must not
 // wait: a message is queued (the bit was taken back) or the mailbox is
 // closed.
-func (m *Mailbox) InlinePark(efd int32) bool {
-	m.efd.Store(efd)
-	if !m.state.CompareAndSwap(0, stateParkedFD) {
+func (m *Mailbox) InlinePark() bool {
+	if !m.state.CompareAndSwap(0, stateParkedInline) {
 		return false // closed
 	}
-	if m.q.ready() && m.state.CompareAndSwap(stateParkedFD, 0) {
+	if m.q.ready() && m.state.CompareAndSwap(stateParkedInline, 0) {
 		return false // invariant 4
 	}
 	return true
 }
 
 // InlineUnpark takes the parked bit back; false when a waker cleared it
-// first: its token comes on efd, once, and the caller must read it before
-// it parks again or gives efd up (invariant 3).
-func (m *Mailbox) InlineUnpark() bool { return m.state.CompareAndSwap(stateParkedFD, 0) }
+// first: that waker kicks the InlineReader, once (a kick that comes after
+// the reader's wait ended ends a later wait early, which waits again).
+func (m *Mailbox) InlineUnpark() bool { return m.state.CompareAndSwap(stateParkedInline, 0) }
 
 // InlineWoken reports that a waker cleared the parked bit (a message came,
 // or the mailbox closed).
-func (m *Mailbox) InlineWoken() bool { return m.state.Load()&stateParkedFD == 0 }
+func (m *Mailbox) InlineWoken() bool { return m.state.Load()&stateParkedInline == 0 }
 
 // InlineReady reports that a message is queued or the mailbox is closed.
 func (m *Mailbox) InlineReady() bool {

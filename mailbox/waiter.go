@@ -22,8 +22,15 @@ type Waiter struct {
 	woke atomic.Bool   // set by Wake before it hands the token over
 
 	// An inline wait (BeginInline): where Wake's token goes.
-	inl atomic.Int32 // waiterPlain, waiterReading, waiterParked or waiterWoken
-	efd int32        // the reader's eventfd while waiterParked (set by the owner before)
+	inl  atomic.Int32 // waiterPlain, waiterReading, waiterParked or waiterWoken
+	kick InlineKicker // the reader Wake kicks while waiterParked (set by the owner in BeginInline)
+}
+
+// InlineKicker ends an inline reader's wait (package loop's
+// Conn.KickInline): a Waiter's Wake calls it when it ends the owner's
+// inline park. It must not block.
+type InlineKicker interface {
+	KickInline()
 }
 
 // The states of a Waiter's inline wait (Waiter.inl). Only the owner moves
@@ -32,7 +39,7 @@ type Waiter struct {
 const (
 	waiterPlain   int32 = iota // Wake hands its token to the Waiter's eventfd or channel
 	waiterReading              // the owner reads its reply's link itself, not parked: Wake only marks
-	waiterParked               // the owner is parked on the reader's eventfd (efd): Wake writes it
+	waiterParked               // the owner is parked inside the reader's wait: Wake kicks it
 	waiterWoken                // Wake came during the inline wait: no token anywhere
 )
 
@@ -58,8 +65,11 @@ func (w *Waiter) Wake() {
 			}
 			continue
 		case waiterParked:
+			// Loaded before the owner can see woken and begin another
+			// inline wait, which sets it again.
+			k := w.kick
 			if w.inl.CompareAndSwap(waiterParked, waiterWoken) {
-				fdWake(w.efd) // the reader's token (InlineUnpark fails: it takes it)
+				k.KickInline() // the reader's token (InlineUnpark fails)
 				return
 			}
 			continue
@@ -114,11 +124,18 @@ func (w *Waiter) Disarm() {
 // BeginInline starts an inline wait: the owner is about to wait for the
 // Wake by reading, on its own goroutine, the input that brings it (an
 // InlineReader's conn, package loop's ReadInline, with the Waiter as the
-// InlineParker). Until EndInline a Wake hands no token to the Waiter's
-// own eventfd or channel. It reports false, and does nothing, when an
-// earlier inline wait did not end (EndInline): then only Wait may be
-// used. Owner only, between Arm and Disarm.
-func (w *Waiter) BeginInline() bool { return w.inl.CompareAndSwap(waiterPlain, waiterReading) }
+// InlineParker), which k's KickInline ends. Until EndInline a Wake hands
+// no token to the Waiter's own eventfd or channel: it kicks k if the
+// owner is parked. It reports false, and does nothing, when an earlier
+// inline wait did not end (EndInline): then only Wait may be used. Owner
+// only, between Arm and Disarm.
+func (w *Waiter) BeginInline(k InlineKicker) bool {
+	if w.inl.Load() != waiterPlain {
+		return false
+	}
+	w.kick = k
+	return w.inl.CompareAndSwap(waiterPlain, waiterReading)
+}
 
 // EndInline ends the inline wait and reports whether Wake came during it;
 // if not, a later Wake goes to Wait as usual. Owner only, after
@@ -132,20 +149,19 @@ func (w *Waiter) EndInline() bool {
 	return w.woke.Swap(false)
 }
 
-// InlinePark publishes the owner as parked on efd, the reader's eventfd;
+// InlinePark publishes the owner as parked inside the reader's wait;
 // false when Wake came, during the inline wait or before it began (its
 // token is then on the Waiter's own eventfd or channel, for Wait). Owner
 // only, inside an inline wait.
-func (w *Waiter) InlinePark(efd int32) bool {
+func (w *Waiter) InlinePark() bool {
 	if w.woke.Load() {
 		return false
 	}
-	w.efd = efd
 	return w.inl.CompareAndSwap(waiterReading, waiterParked)
 }
 
-// InlineUnpark takes the parked state back; false when Wake came first,
-// whose token comes on efd, once.
+// InlineUnpark takes the parked state back; false when Wake came first
+// (it kicks the reader, once).
 func (w *Waiter) InlineUnpark() bool { return w.inl.CompareAndSwap(waiterParked, waiterReading) }
 
 // InlineWoken reports that Wake came.

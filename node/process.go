@@ -38,6 +38,10 @@ type Process struct {
 	// wait may read it (replywait.go). Set by any goroutine that sends for
 	// the process, read by its own.
 	waitOn atomic.Pointer[peerHandle]
+	// inlineConn is the link the process reads inline now (WaitInline),
+	// for a waker's KickInline; nil while it does not. Set by its own
+	// goroutine, read by wakers.
+	inlineConn atomic.Pointer[loop.Conn]
 
 	mu    sync.Mutex
 	dead  bool // guarded by mu; set once, by die

@@ -49,7 +49,21 @@ func (r *inlineReader) WaitInline(ctx context.Context, m *mailbox.Mailbox) bool 
 		return false
 	}
 	lc, ok := pe.conn.(*loop.Conn)
-	return ok && lc.ReadInline(ctx, m)
+	if !ok {
+		return false
+	}
+	r.inlineConn.Store(lc)
+	took := lc.ReadInline(ctx, m)
+	r.inlineConn.Store(nil)
+	return took
+}
+
+// KickInline implements mailbox.InlineReader: it ends the wait of the
+// process reading inline, if it still waits. On a waker's goroutine.
+func (r *inlineReader) KickInline() {
+	if lc := r.inlineConn.Load(); lc != nil {
+		lc.KickInline()
+	}
 }
 
 // waitReply waits until deadline for w's Wake, which a reply on pe's link
@@ -57,7 +71,7 @@ func (r *inlineReader) WaitInline(ctx context.Context, m *mailbox.Mailbox) bool 
 // reports whether the Wake came. On the requester's goroutine, between
 // w's Arm and Disarm.
 func waitReply(pe *peer, w *mailbox.Waiter, deadline time.Time) bool {
-	if lc, ok := pe.conn.(*loop.Conn); ok && w.BeginInline() {
+	if lc, ok := pe.conn.(*loop.Conn); ok && w.BeginInline(lc) {
 		lc.ReadInlineUntil(deadline, w)
 		if w.EndInline() {
 			return true

@@ -2,30 +2,28 @@ package mailbox
 
 import (
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
+// kickCounter is a test InlineKicker: it counts its kicks.
+type kickCounter struct{ n atomic.Int32 }
+
+func (k *kickCounter) KickInline() { k.n.Add(1) }
+
 // An inline wait (BeginInline … EndInline) hands Wake's token to where
-// the owner is: nowhere while it reads (EndInline reports the Wake), the
-// reader's eventfd while it is parked there (InlineUnpark then fails and
-// the token is on that eventfd), and the Waiter's own eventfd or channel
+// the owner is: nowhere while it reads (EndInline reports the Wake), a
+// kick of the reader while it is parked inside the reader's wait
+// (InlineUnpark then fails), and the Waiter's own eventfd or channel
 // after EndInline, for Wait. Each way, the waker's writes are visible to
 // the owner and no token is left behind for the next wait.
 func TestWaiterInlineWaitHandsTheWakeToWhereTheOwnerIs(t *testing.T) {
-	readerFD := func(t *testing.T) *fdWaiter {
-		t.Helper()
-		r, err := newFDWaiter()
-		if err != nil {
-			t.Skipf("no eventfd here: %v", err)
-		}
-		t.Cleanup(func() { _ = r.f.Close() })
-		return r
-	}
 	t.Run("woken while reading", func(t *testing.T) {
+		r := new(kickCounter)
 		var w Waiter
 		w.Arm()
-		if !w.BeginInline() {
+		if !w.BeginInline(r) {
 			t.Fatal("BeginInline refused on a fresh Waiter")
 		}
 		got := 0
@@ -45,24 +43,27 @@ func TestWaiterInlineWaitHandsTheWakeToWhereTheOwnerIs(t *testing.T) {
 		if w.Wait(time.Now()) {
 			t.Fatal("a token was left for Wait: the Wake was handed over twice")
 		}
+		if n := r.n.Load(); n != 0 {
+			t.Fatalf("the Wake kicked the reader %d times though nobody was parked", n)
+		}
 		w.Disarm()
 	})
-	t.Run("woken while parked on the reader's eventfd", func(t *testing.T) {
-		r := readerFD(t)
+	t.Run("woken while parked inside the reader's wait", func(t *testing.T) {
+		r := new(kickCounter)
 		var w Waiter
 		w.Arm()
-		if !w.BeginInline() {
+		if !w.BeginInline(r) {
 			t.Fatal("BeginInline refused on a fresh Waiter")
 		}
-		if !w.InlinePark(r.fd) {
+		if !w.InlinePark() {
 			t.Fatal("InlinePark refused before any Wake")
 		}
 		w.Wake()
 		if w.InlineUnpark() {
 			t.Fatal("InlineUnpark took the park back after a Wake cleared it")
 		}
-		if !r.waitUntil(time.Now().Add(time.Minute)) {
-			t.Fatal("no token on the reader's eventfd")
+		if n := r.n.Load(); n != 1 {
+			t.Fatalf("the Wake kicked the reader %d times, want once", n)
 		}
 		if !w.EndInline() {
 			t.Fatal("EndInline did not report the Wake")
@@ -73,13 +74,13 @@ func TestWaiterInlineWaitHandsTheWakeToWhereTheOwnerIs(t *testing.T) {
 		w.Disarm()
 	})
 	t.Run("not woken during it", func(t *testing.T) {
-		r := readerFD(t)
+		r := new(kickCounter)
 		var w Waiter
 		w.Arm()
-		if !w.BeginInline() {
+		if !w.BeginInline(r) {
 			t.Fatal("BeginInline refused on a fresh Waiter")
 		}
-		if !w.InlinePark(r.fd) || !w.InlineUnpark() {
+		if !w.InlinePark() || !w.InlineUnpark() {
 			t.Fatal("a park with no Wake could not be taken back")
 		}
 		if w.EndInline() {
@@ -89,39 +90,39 @@ func TestWaiterInlineWaitHandsTheWakeToWhereTheOwnerIs(t *testing.T) {
 		if !w.Wait(time.Now().Add(time.Minute)) {
 			t.Fatal("the Wake after EndInline did not reach Wait")
 		}
-		if r.waitUntil(time.Now()) {
-			t.Fatal("the Wake after EndInline wrote the reader's eventfd")
+		if n := r.n.Load(); n != 0 {
+			t.Fatalf("the Wake after EndInline kicked the reader %d times", n)
 		}
 		w.Disarm()
 	})
 	t.Run("woken before it parked", func(t *testing.T) {
-		r := readerFD(t)
+		r := new(kickCounter)
 		var w Waiter
 		w.Arm()
-		if !w.BeginInline() {
+		if !w.BeginInline(r) {
 			t.Fatal("BeginInline refused on a fresh Waiter")
 		}
 		w.Wake()
-		if w.InlinePark(r.fd) {
+		if w.InlinePark() {
 			t.Fatal("InlinePark accepted a park after the Wake")
 		}
 		if !w.EndInline() {
 			t.Fatal("EndInline did not report the Wake")
 		}
-		if r.waitUntil(time.Now()) {
-			t.Fatal("the Wake wrote the reader's eventfd though nobody was parked on it")
+		if n := r.n.Load(); n != 0 {
+			t.Fatalf("the Wake kicked the reader %d times though nobody was parked", n)
 		}
 		w.Disarm()
 	})
 	t.Run("woken before it began", func(t *testing.T) {
-		r := readerFD(t)
+		r := new(kickCounter)
 		var w Waiter
 		w.Arm()
 		w.Wake() // the reply came through the loop before the owner began
-		if !w.BeginInline() {
+		if !w.BeginInline(r) {
 			t.Fatal("BeginInline refused on a fresh Waiter")
 		}
-		if w.InlinePark(r.fd) {
+		if w.InlinePark() {
 			t.Fatal("InlinePark accepted a park after a Wake that came before the inline wait")
 		}
 		if w.EndInline() {
@@ -129,6 +130,9 @@ func TestWaiterInlineWaitHandsTheWakeToWhereTheOwnerIs(t *testing.T) {
 		}
 		if !w.Wait(time.Now().Add(time.Minute)) {
 			t.Fatal("Wait did not find the Wake's token")
+		}
+		if n := r.n.Load(); n != 0 {
+			t.Fatalf("the Wake kicked the reader %d times though nobody was parked", n)
 		}
 		w.Disarm()
 	})
