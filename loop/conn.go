@@ -134,7 +134,7 @@ type Conn struct {
 
 	// Inline reading (inline.go).
 	duty         atomic.Int32              // dutyHeld: a holder reads the socket; dutyRecall: the loop wants it back
-	inl          atomic.Pointer[inlineRes] // the holders' epoll instance; nil: none yet; inlineClosed after OnClose
+	inl          atomic.Pointer[inlineRes] // the holders' duplicate of the socket; nil: none yet; inlineClosed after OnClose
 	inlRetry     atomic.Int64              // monoNow() before which no inline resources are asked for (denied)
 	inlShared    atomic.Int64              // monoNow() when a waiter last found the duty held by another (sharedFor)
 	inCallback   atomic.Bool               // a holder is in the handler's OnData (AfterFlush runs fn at once)

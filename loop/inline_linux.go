@@ -4,6 +4,7 @@ package loop
 
 import (
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -29,6 +30,12 @@ func makeInlineRes(sfd int) (*inlineRes, error) {
 		return nil, err
 	}
 	f := os.NewFile(uintptr(fd), "inline-socket")
+	// A file the netpoller did not take (its watches are used up) takes no
+	// deadline: a holder could not wait on it.
+	if err := f.SetReadDeadline(time.Time{}); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
 	rc, err := f.SyscallConn()
 	if err != nil {
 		_ = f.Close()

@@ -4,7 +4,7 @@ package loop
 
 import "syscall"
 
-// Inline reading needs epoll and eventfd (inline_linux.go), and gnet's
+// Inline reading needs epoll (inline_linux.go), and gnet's
 // default epoll poller, whose data word is the descriptor (its poll_opt
 // build keeps a pointer there, which an EPOLL_CTL_MOD of ours would
 // break): elsewhere setEvents fails, so no duty is ever taken.

@@ -20,9 +20,9 @@ package loop
 //     during OnClose, the descriptor used after gnet closed it, a holder
 //     that never wakes, a goroutine left behind.
 //   - A wait that ends otherwise (deadline, cancel, a local message, the
-//     mailbox's close) losing or duplicating a message, leaving a token in
-//     the conn's eventfd, or leaving a past read deadline that ends every
-//     later wait at once (a stale poke).
+//     mailbox's close) losing or duplicating a message, losing the kick
+//     that ends a parked owner's wait, or leaving a past read deadline that
+//     ends every later wait at once (a stale poke).
 //
 // The "processes" are goroutines owning a real *mailbox.Mailbox whose
 // InlineReader (inlineProbe) calls Conn.ReadInline, and which call
@@ -390,11 +390,17 @@ type recvResult struct {
 
 func awaitRecv(t *testing.T, res <-chan recvResult, what string) recvResult {
 	t.Helper()
+	return awaitRecvFor(t, res, what, inlineBound)
+}
+
+// awaitRecvFor is awaitRecv with its own bound.
+func awaitRecvFor(t *testing.T, res <-chan recvResult, what string, d time.Duration) recvResult {
+	t.Helper()
 	select {
 	case r := <-res:
 		return r
-	case <-time.After(inlineBound):
-		t.Fatalf("still waiting after %v: %s", inlineBound, what)
+	case <-time.After(d):
+		t.Fatalf("still waiting after %v: %s", d, what)
 		return recvResult{}
 	}
 }
@@ -1178,7 +1184,7 @@ func TestInlineHolderReadsLargeRepliesWhole(t *testing.T) {
 		}
 		want := inlineMsg(0, 'L', body)
 		ip.answer(t, want)
-		r := awaitRecv(t, res, "the large reply")
+		r := awaitRecvFor(t, res, "the large reply", 4*inlineBound)
 		if r.err != nil {
 			t.Fatalf("%d bytes: %v", size, r.err)
 		}
@@ -1329,7 +1335,7 @@ func TestInlineStalePokeDoesNotEndLaterWaits(t *testing.T) {
 		t.Fatalf("the next wait: got %q, %v", r.msg, r.err)
 	}
 	if n := p.r.empty.Load() - 1; n != 0 {
-		t.Errorf("the next wait with no deadline ended %d times for nothing: the stale deadline stayed on the conn's inline epoll", n)
+		t.Errorf("the next wait with no deadline ended %d times for nothing: the stale deadline stayed on the conn's inline socket", n)
 	}
 	p.r.persist.Store(false)
 	ip.answer(t, held)
@@ -1447,8 +1453,8 @@ func TestInlineHandlerPanicOnAHolderGivesTheDutyBack(t *testing.T) {
 	ip.checkRules(t)
 }
 
-// Idle release: a conn's inline resources (an epoll instance and an
-// eventfd, from the dup budget) are given back once no holder used them
+// Idle release: a conn's inline resources (a duplicate of its socket,
+// from the dup budget) are given back once no holder used them
 // for dupIdle, and the next holder makes them again: the inline path
 // works again each time, and every descriptor taken from the budget is
 // back once the engines closed.

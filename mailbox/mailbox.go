@@ -26,7 +26,8 @@ package mailbox
 //     one with Unlock; Go mutexes are not tied to a goroutine, so this is
 //     legal. When the owner fails to clear its parked bit itself it knows a
 //     token is on its way and takes it before going on, so no token ever
-//     lingers, a park never wakes spuriously, and sema is never unlocked
+//     lingers, a park on sema, wake or an eventfd never wakes spuriously,
+//     and sema is never unlocked
 //     twice (an Unlock happens only for a parked bit the owner set after it
 //     took the previous token). The kick is the one token nobody takes: it
 //     ends the reader's wait if it still waits, and a kick that comes after
@@ -550,6 +551,9 @@ func (m *Mailbox) unpark(bit uint32) {
 // wait: a message is queued (the bit was taken back) or the mailbox is
 // closed.
 func (m *Mailbox) InlinePark() bool {
+	if m.inline == nil {
+		return false // nobody to kick it: a misuse outside WaitInline
+	}
 	if !m.state.CompareAndSwap(0, stateParkedInline) {
 		return false // closed
 	}

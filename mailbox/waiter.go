@@ -115,6 +115,7 @@ func (w *Waiter) Wait(deadline time.Time) bool {
 // returned true, or when no Wake can come any more. Owner only.
 func (w *Waiter) Disarm() {
 	w.inl.Store(waiterPlain)
+	w.kick = nil // no Wake can come now; keep no conn reachable
 	if w.fd != nil {
 		putWaiterFD(w.fd)
 		w.fd = nil
@@ -126,11 +127,14 @@ func (w *Waiter) Disarm() {
 // InlineReader's conn, package loop's ReadInline, with the Waiter as the
 // InlineParker), which k's KickInline ends. Until EndInline a Wake hands
 // no token to the Waiter's own eventfd or channel: it kicks k if the
-// owner is parked. It reports false, and does nothing, when an earlier
+// owner is parked. It reports false, and does nothing, when the Wake
+// already came (through the loop: Wait finds its token) or an earlier
 // inline wait did not end (EndInline): then only Wait may be used. Owner
 // only, between Arm and Disarm.
 func (w *Waiter) BeginInline(k InlineKicker) bool {
-	if w.inl.Load() != waiterPlain {
+	// After a Wake, kick may still be read by it: never written again
+	// before the next Arm.
+	if w.woke.Load() || w.inl.Load() != waiterPlain {
 		return false
 	}
 	w.kick = k

@@ -53,9 +53,8 @@ func (r *inlineReader) WaitInline(ctx context.Context, m *mailbox.Mailbox) bool 
 		return false
 	}
 	r.inlineConn.Store(lc)
-	took := lc.ReadInline(ctx, m)
-	r.inlineConn.Store(nil)
-	return took
+	defer r.inlineConn.Store(nil)
+	return lc.ReadInline(ctx, m)
 }
 
 // KickInline implements mailbox.InlineReader: it ends the wait of the

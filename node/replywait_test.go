@@ -40,10 +40,11 @@ import (
 	"go.uber.org/goleak"
 )
 
-// rwNodes starts nodes a and b over loopback TLS and connects them.
-func rwNodes(t *testing.T) (a, b *Node) {
+// rwNodes starts nodes a and b over loopback TLS, with opts, and connects
+// them.
+func rwNodes(t *testing.T, opts ...Option) (a, b *Node) {
 	t.Helper()
-	a, b = startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	a, b = startNamed(t, "a", "c", opts...), startNamed(t, "b", "c", opts...)
 	connect(t, a, b)
 	return a, b
 }
@@ -476,7 +477,9 @@ func TestReplyWaitLargeRepliesArriveWholeAndInOrder(t *testing.T) {
 // cancelled context, a deadline, its node's Stop. A process that lives on
 // then still gets its replies from that link.
 func TestReplyWaitAfterARemoteSendEndsOnEveryOtherWaker(t *testing.T) {
-	a, b := rwNodes(t)
+	// No tick on the link within the test's bound: a lost wake-up then
+	// fails the test instead of lasting until the next tick's input.
+	a, b := rwNodes(t, WithTickTimeout(10*testWait))
 	c := startNamed(t, "c", "c")
 	sink, echo := b.SpawnFunc(sinkFunc), b.SpawnFunc(echoFunc)
 	errBoom := errors.New("boom")
