@@ -40,16 +40,7 @@ func BenchmarkHeadOfLine(b *testing.B) {
 	// One raw peer answers pings (64-byte frames) and sinks 1 MiB frames.
 	tlsSink := startTransportPeer(b, tbin, "-mode", "tls", "-echo", "-echo-max", "64")
 	peerName := startNodePeer(b, bin)
-	n, err := node.Start("hol@127.0.0.1:0", "bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = n.Stop(context.Background()) })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := n.Connect(ctx, peerName); err != nil {
-		b.Fatal(err)
-	}
+	n := startConnectedNode(b, "hol", peerName)
 	var idleP99 time.Duration
 	b.Run("stream=none", func(b *testing.B) { idleP99 = pingpongMesh(b, n, peerName) })
 	b.Run("stream=1MiB", func(b *testing.B) {
@@ -95,16 +86,7 @@ func BenchmarkStream(b *testing.B) {
 	}
 	tlsSink, tlsPID := startPeerCmd(b, "ADDR ", tbin, "-mode", "tls", "-echo=false")
 	peerName, peerPID := startPeerCmd(b, "NAME ", bin, "-cookie", "bench")
-	n, err := node.Start("stream@127.0.0.1:0", "bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = n.Stop(context.Background()) })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := n.Connect(ctx, peerName); err != nil {
-		b.Fatal(err)
-	}
+	n := startConnectedNode(b, "stream", peerName)
 	const size = 1 << 20
 	b.Run("size=1MiB", func(b *testing.B) {
 		msg := make([]byte, size)

@@ -46,16 +46,7 @@ func BenchmarkRemote(b *testing.B) {
 	tlsSink := startTransportPeer(b, tbin, "-mode", "tls", "-echo=false")
 	tlsEcho := startTransportPeer(b, tbin, "-mode", "tls", "-echo=true")
 
-	n, err := node.Start("bench@127.0.0.1:0", "bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = n.Stop(context.Background()) })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := n.Connect(ctx, peerName); err != nil {
-		b.Fatal(err)
-	}
+	n := startConnectedNode(b, "bench", peerName)
 	for _, senders := range []int{1, 2, 8} {
 		name := "oneway/senders=" + itoa(senders)
 		b.Run(name+"/impl=mesh", func(b *testing.B) { onewayMesh(b, n, peerName, senders) })
@@ -122,6 +113,23 @@ func itoa(i int) string {
 		return string(rune('0' + i))
 	}
 	return itoa(i/10) + string(rune('0'+i%10))
+}
+
+// startConnectedNode starts a node name@127.0.0.1 (cookie "bench") that
+// stops with the benchmark, connected to the node peer peerName.
+func startConnectedNode(b *testing.B, name, peerName string) *node.Node {
+	b.Helper()
+	n, err := node.Start(name+"@127.0.0.1:0", "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = n.Stop(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.Connect(ctx, peerName); err != nil {
+		b.Fatal(err)
+	}
+	return n
 }
 
 func startNodePeer(b *testing.B, bin string) string {
