@@ -190,18 +190,23 @@ func BenchmarkIdleProcess(b *testing.B) {
 	}
 }
 
-// inTurns runs one chunk of each of LocalVsChan's two sides, the mesh side
-// first in even chunks and the channel side first in odd ones.
-func inTurns(chunk int, mesh func() error, ch func()) error {
-	if chunk%2 == 1 {
-		ch()
-		return mesh()
+// inTurns runs LocalVsChan's two sides a chunk of each at a time, the mesh
+// side first in even chunks and the channel side first in odd ones, until
+// n ops are done, and returns how many ops each side ran.
+func inTurns(n, chunk int, mesh func() error, ch func()) (ops int, err error) {
+	for i := 0; ops < n; i++ {
+		if i%2 == 1 {
+			ch()
+			err = mesh()
+		} else if err = mesh(); err == nil {
+			ch()
+		}
+		if err != nil {
+			return ops, err
+		}
+		ops += chunk
 	}
-	if err := mesh(); err != nil {
-		return err
-	}
-	ch()
-	return nil
+	return ops, nil
 }
 
 // BenchmarkLocalVsChan runs the two local benchmarks above and their
@@ -248,7 +253,7 @@ func BenchmarkLocalVsChan(b *testing.B) {
 		}()
 		defer close(ping)
 		var meshT, chanT time.Duration
-		ops := 0
+		var ops int
 		b.ReportAllocs()
 		err := n.Run(context.Background(), func(p *node.Process) error {
 			var self any = p.Self()
@@ -272,13 +277,9 @@ func BenchmarkLocalVsChan(b *testing.B) {
 				}
 				chanT += time.Since(t0)
 			}
-			for ops < b.N {
-				if err := inTurns(ops/chunk, meshTurn, chanTurn); err != nil {
-					return err
-				}
-				ops += chunk
-			}
-			return nil
+			var err error
+			ops, err = inTurns(b.N, chunk, meshTurn, chanTurn)
+			return err
 		})
 		if err != nil {
 			b.Fatal(err)
@@ -317,7 +318,7 @@ func localVsChanSend(b *testing.B, chunk int) {
 	}()
 	defer close(ch)
 	var meshT, chanT time.Duration
-	ops := 0
+	var ops int
 	b.ReportAllocs()
 	err := n.Run(context.Background(), func(p *node.Process) error {
 		b.ResetTimer()
@@ -340,13 +341,9 @@ func localVsChanSend(b *testing.B, chunk int) {
 			<-chanGot
 			chanT += time.Since(t0)
 		}
-		for ops < b.N {
-			if err := inTurns(ops/chunk, meshTurn, chanTurn); err != nil {
-				return err
-			}
-			ops += chunk
-		}
-		return nil
+		var err error
+		ops, err = inTurns(b.N, chunk, meshTurn, chanTurn)
+		return err
 	})
 	if err != nil {
 		b.Fatal(err)
