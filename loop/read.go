@@ -49,14 +49,16 @@ func (c *Conn) readTLS(ls *loopState, rbuf *[]byte, in []byte, onLoop bool) {
 			break
 		}
 		if len(buf) >= readBatch {
-			if buf, own = c.offer(rbuf, buf, own, onLoop); buf == nil {
+			var ok bool
+			if buf, own, ok = c.offer(rbuf, buf, own, onLoop); !ok {
 				return
 			}
 		}
 	}
 	c.ad.Feed(nil)
 	if len(buf) > 0 {
-		if buf, own = c.offer(rbuf, buf, own, onLoop); buf == nil {
+		var ok bool
+		if buf, own, ok = c.offer(rbuf, buf, own, onLoop); !ok {
 			return
 		}
 	}
@@ -86,18 +88,23 @@ func (c *Conn) readTLS(ls *loopState, rbuf *[]byte, in []byte, onLoop bool) {
 }
 
 // offer gives buf to the handler and keeps what it leaves. It returns the
-// buffer to continue gathering in (nil when the conn is closing) and
-// whether that is the conn's own buffer.
-func (c *Conn) offer(rbuf *[]byte, buf []byte, own, onLoop bool) ([]byte, bool) {
+// buffer to continue gathering in and whether that is the conn's own
+// buffer; ok is false when the conn is closing and reading stops (the
+// fed ciphertext is dropped then, and only then). The buffer returned may
+// be nil (a holder's scratch buffer before its first use): readTLS grows
+// it, so a nil buffer never means "stop". Treating it so once left the
+// rest of the fed ciphertext unread, which the next Feed replaced: the
+// stream lost bytes and the conn failed with a bad record MAC.
+func (c *Conn) offer(rbuf *[]byte, buf []byte, own, onLoop bool) (next []byte, nextOwn, ok bool) {
 	if c.reached(closeRequested) {
 		c.ad.Feed(nil)
-		return nil, false
+		return nil, false, false
 	}
 	n, err := c.handler.OnData(c, buf)
 	if err != nil {
 		c.ad.Feed(nil)
 		c.failRead(onLoop, err)
-		return nil, false
+		return nil, false, false
 	}
 	n = min(max(n, 0), len(buf))
 	rest := len(buf) - n
@@ -105,23 +112,23 @@ func (c *Conn) offer(rbuf *[]byte, buf []byte, own, onLoop bool) ([]byte, bool) 
 	case rest == 0 && own:
 		if cap(buf) > 4*readBatch {
 			c.leftover = nil
-			return (*rbuf)[:0], false
+			return (*rbuf)[:0], false, true
 		}
 		c.leftover = buf[:0]
-		return (*rbuf)[:0], false
+		return (*rbuf)[:0], false, true
 	case rest == 0:
-		return buf[:0], false
+		return buf[:0], false, true
 	case rest > c.e.opts.maxInput:
 		c.ad.Feed(nil)
 		c.failRead(onLoop, ErrInputTooLarge)
-		return nil, false
+		return nil, false, false
 	case own:
 		copy(buf, buf[n:])
-		return buf[:rest], true
+		return buf[:rest], true, true
 	default:
 		c.leftover = append(c.leftover[:0], buf[n:]...)
 		*rbuf = buf[:0]
-		return c.leftover, true
+		return c.leftover, true, true
 	}
 }
 

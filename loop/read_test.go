@@ -1,0 +1,113 @@
+package loop
+
+import (
+	"bytes"
+	"crypto/tls"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/meshrt/mesh/tlsconn"
+)
+
+// fedConn returns a Conn whose read side is in loop-fed mode, as after
+// Start, handing its input to h, and the peer's tls.Conn and adapter, whose
+// output is the ciphertext the Conn's reads are fed. No engine, no loop:
+// the test calls readTLS itself, as the loop or a holder would.
+func fedConn(t *testing.T, h Handler) (c *Conn, peer *tls.Conn, peerAd *tlsconn.Adapter) {
+	t.Helper()
+	cert, err := tlsconn.NewCertificate(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := net.Pipe()
+	cfg := tlsconn.ServerConfig(cert)
+	cfg.DynamicRecordSizingDisabled = true // records of 16 KiB from the first
+	srv, sa := tlsconn.Server(a, cfg)
+	cli, ca := tlsconn.Client(b, tlsconn.ClientConfig())
+	deadline := time.Now().Add(10 * time.Second)
+	_ = sa.SetHandshakeDeadline(deadline)
+	_ = ca.SetHandshakeDeadline(deadline)
+	done := make(chan error, 1)
+	go func() { done <- srv.Handshake() }()
+	if err := cli.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	_ = sa.SetHandshakeDeadline(time.Time{})
+	_ = ca.SetHandshakeDeadline(time.Time{})
+	sc, cc := sa.Detach(), ca.Detach() // loop-fed from here
+	t.Cleanup(func() { _ = sc.Close(); _ = cc.Close() })
+	// The handshake's last flight (the server's session tickets) is still
+	// unread: the Conn's first Read takes it with the fed input.
+	c = &Conn{e: &Engine{opts: defaultOptions()}, tc: cli, ad: ca, handler: h}
+	return c, srv, sa
+}
+
+// seal returns the ciphertext of one tls.Conn Write of p: records of at
+// most 16 KiB of p each, in order.
+func seal(t *testing.T, tc *tls.Conn, ad *tlsconn.Adapter, p []byte) []byte {
+	t.Helper()
+	if _, err := tc.Write(p); err != nil {
+		t.Fatal(err)
+	}
+	return ad.SwapOutput(nil)
+}
+
+// splitRecords cuts ciphertext after its first n TLS records.
+func splitRecords(t *testing.T, b []byte, n int) (head, tail []byte) {
+	t.Helper()
+	off := 0
+	for range n {
+		if len(b)-off < 5 {
+			t.Fatalf("fewer than %d records", n)
+		}
+		off += 5 + (int(b[off+3])<<8 | int(b[off+4]))
+	}
+	return b[:off], b[off:]
+}
+
+// A batch that the handler takes whole from the conn's own buffer (the
+// frame it left incomplete last time, completed now) does not end the
+// read: the rest of the input is read and offered too, even by a reader
+// whose scratch buffer is still empty (a goroutine reading inline for the
+// first time). Once, such a read stopped there and the rest of the input
+// was dropped by the next one: the stream lost bytes and the conn failed
+// with a bad record MAC.
+func TestReadGoesOnAfterTheHandlerTakesTheConnsOwnBufferWhole(t *testing.T) {
+	h := newFrameHandler(nil)
+	c, peer, peerAd := fedConn(t, h)
+	ls := &loopState{}
+
+	// One frame of 40 004 bytes: three records; the first two arrive
+	// alone, and the handler leaves them (incomplete) in the conn's buffer.
+	first := seal(t, peer, peerAd, frame(nil, bytes.Repeat([]byte{1}, 40000)))
+	head, tail := splitRecords(t, first, 2)
+	loopBuf := make([]byte, 0, readBatch)
+	c.readTLS(ls, &loopBuf, head, true)
+	if frames, _, _ := h.count(); frames != 0 || len(c.leftover) != 32<<10 {
+		t.Fatalf("after two records of the frame: %d frames, %d bytes left over; want 0 and %d", frames, len(c.leftover), 32<<10)
+	}
+
+	// Then, in one read: the frame's last record, a second frame that
+	// takes the gathered plaintext past readBatch exactly at its end (the
+	// handler takes all of it), and a third frame behind them.
+	in := append([]byte(nil), tail...)
+	in = append(in, seal(t, peer, peerAd, frame(nil, bytes.Repeat([]byte{2}, 30000)))...)
+	in = append(in, seal(t, peer, peerAd, frame(nil, []byte("third")))...)
+	var fresh []byte // a holder's scratch buffer before its first read
+	c.readTLS(ls, &fresh, in, false)
+
+	frames, closes, reason := h.count()
+	if frames != 3 || closes != 0 {
+		t.Fatalf("got %d frames and %d closes (%v); want all 3 frames and no close", frames, closes, reason)
+	}
+	if n := c.ad.Unread(); n != 0 {
+		t.Fatalf("%d bytes of the fed ciphertext were left unread", n)
+	}
+	if len(c.leftover) != 0 {
+		t.Fatalf("%d bytes left over; want none", len(c.leftover))
+	}
+}
