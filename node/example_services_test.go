@@ -143,7 +143,7 @@ func ExampleProcess_SendAfter() {
 	}
 	defer n.Stop(context.Background())
 	err = n.Run(context.Background(), func(p *node.Process) error {
-		cancelled := p.SendAfter(time.Millisecond, p.Self(), "never")
+		cancelled := p.SendAfter(time.Hour, p.Self(), "never")
 		fmt.Println(cancelled.Stop())
 		p.SendAfter(time.Millisecond, p.Self(), "tick")
 		m, err := p.Receive(context.Background())
