@@ -6,7 +6,7 @@ FUZZTIME    ?= 60s
 SOAKTIME    ?= 10m
 BENCHCOUNT  ?= 8
 
-.PHONY: run compare test lint vet portcheck staticcheck fmtcheck tidycheck sizecheck bench fuzz soak
+.PHONY: run compare test debugtest lint vet portcheck staticcheck fmtcheck tidycheck sizecheck bench fuzz soak
 
 ## run: a short cluster run: three node processes on 127.0.0.1, one table (no setup needed).
 run:
@@ -22,6 +22,10 @@ compare:
 test: lint
 	$(GO) test -race -count=1 -timeout 14m ./...
 	$(GO) test -count=1 -timeout 5m -run 'Allocat' ./...   # the allocation pins skip under -race (its pools drop items)
+
+## debugtest: the loop, node and tlsconn suites with the meshdebug build's stream checks (loop/debug_on.go): every conn's ciphertext followed from tls.Conn to the socket and into the peer's tls.Conn.
+debugtest:
+	$(GO) test -tags meshdebug -count=1 -timeout 10m ./loop/ ./node/ ./tlsconn/
 
 ## lint: gofmt, go vet, staticcheck (pinned), a tidy go.mod and no large files.
 lint: fmtcheck vet portcheck staticcheck tidycheck sizecheck
@@ -40,6 +44,7 @@ fmtcheck:
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags meshdebug ./loop/ ./node/
 
 # The portable fallbacks (no eventfd, no timerfd) must keep compiling: macOS stands for every non-Linux Unix.
 portcheck:

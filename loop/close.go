@@ -219,8 +219,10 @@ func (c *Conn) finishClose(ls *loopState, graceful bool) {
 	// What was queued before the close goes out before close_notify: a
 	// sender that enqueued while another held the drain token must not
 	// lose its items to a close that came after them.
+	c.dbgWriteEnter("close")
 	earlier, sealed, _ := c.sealQueue(&ls.s, ls.out, true, true, false)
 	c.writePending(earlier, sealed)
+	c.dbgWriteLeave()
 	ls.out = sealed[:0]
 	if c.reached(socketClosed) {
 		return

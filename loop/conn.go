@@ -91,6 +91,8 @@ const (
 // with Engine.Dial or receive it from Listen's accept function, set its
 // handler, then Start it.
 type Conn struct {
+	dbg connDebug // the meshdebug build's stream checks (debug_on.go); empty (and not last: no padding) otherwise
+
 	// Set by newConn (drain by SetDrain before Start), then constant.
 	e        *Engine
 	tc       *tls.Conn
@@ -241,7 +243,7 @@ func (c *Conn) Start() {
 		return
 	}
 	defer e.wg.Done()
-	nc := c.ad.Detach()
+	nc := c.dbgDetached(c.ad.Detach())
 	// EnrollContext dups the fd, closes nc, and returns after OnOpen ran on
 	// the chosen loop. gnet queues it as a task of that loop: no loop
 	// waits in the netpoller meanwhile (idle.go).

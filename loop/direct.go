@@ -51,6 +51,7 @@ func (c *Conn) dispatch(ls *loopState) {
 // is empty again). Caller holds the drain token and a reference to d.
 func (c *Conn) directFlush(ls *loopState, d *dupSock) {
 	c.nDirect.Add(1)
+	c.dbgWriteEnter("direct")
 	// Urgent items only: bulk items go through the loop, which keeps the
 	// socket's unsent limit short while they flow (paceBulk); written here
 	// they would fill the kernel's queue (the recheck below hands them to
@@ -58,10 +59,10 @@ func (c *Conn) directFlush(ls *loopState, d *dupSock) {
 	earlier, sealed, werr := c.sealQueue(&c.directBufs, c.directOut, false, false, false)
 	rest := earlier
 	if len(earlier) > 0 {
-		rest = writeFD(d.fd, earlier)
+		rest = c.writeFD("direct", d.fd, earlier)
 	}
 	if len(rest) == 0 {
-		rest = writeFD(d.fd, sealed)
+		rest = c.writeFD("direct", d.fd, sealed)
 	} else {
 		rest = append(rest, sealed...)
 	}
@@ -74,6 +75,7 @@ func (c *Conn) directFlush(ls *loopState, d *dupSock) {
 		c.directOut = sealed[:0]
 	}
 	c.idleSince.Store(monoNow())
+	c.dbgWriteLeave()
 	if werr != nil {
 		c.direct.Store(false)
 		_ = c.Close(fmt.Errorf("%w: write: %w", ErrTLS, werr))
@@ -90,10 +92,12 @@ func (c *Conn) directFlush(ls *loopState, d *dupSock) {
 }
 
 // writeFD writes b to fd (non-blocking) and returns what it did not take.
-func writeFD(fd int, b []byte) []byte {
+// path names the writer for the meshdebug checks.
+func (c *Conn) writeFD(path string, fd int, b []byte) []byte {
 	for len(b) > 0 {
 		n, err := syscall.Write(fd, b)
 		if n > 0 {
+			c.dbgHanded(path, b[:n])
 			b = b[n:]
 		}
 		if err == syscall.EINTR {

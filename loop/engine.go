@@ -333,9 +333,9 @@ func (e *Engine) handshake(ctx context.Context, nc net.Conn, outbound bool, dial
 		ad *tlsconn.Adapter
 	)
 	if outbound {
-		tc, ad = tlsconn.Client(nc, e.clientTLS)
+		tc, ad = tlsconn.Client(dbgWrapConn(nc), e.clientTLS)
 	} else {
-		tc, ad = tlsconn.Server(nc, e.serverTLS)
+		tc, ad = tlsconn.Server(dbgWrapConn(nc), e.serverTLS)
 	}
 	// The engine alone arms, aborts and clears the deadline: the hook runs
 	// under it and cannot move it (tlsconn.Adapter.SetHandshakeDeadline).

@@ -262,7 +262,10 @@ func (h *gnetHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	tasks := c.preStart
 	c.preStart = nil
 	c.mu.Unlock()
+	c.dbgOpen()
+	c.dbgReadEnter(true)
 	c.readTLS(ls, &ls.rbuf, nil, true) // records tls.Conn buffered during the handshake
+	c.dbgReadLeave()
 	for _, fn := range tasks {
 		if !c.reached(socketClosed) {
 			fn()
@@ -271,6 +274,7 @@ func (h *gnetHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	if c.scheduled.Load() {
 		c.flushQueue(ls) // enables direct writes when done
 	} else if !c.reached(closing) && gc.OutboundBuffered() == 0 {
+		c.dbgGnetEmpty()
 		c.direct.Store(true)
 	}
 	ls.leave()
@@ -295,8 +299,10 @@ func (h *gnetHandler) OnTraffic(gc gnet.Conn) gnet.Action {
 		c.setReason(fmt.Errorf("%w: input read by the loop while a process read it", ErrClosed))
 		return gnet.Close
 	}
+	c.dbgReadEnter(true)
 	ls.enter()
 	c.readTLS(ls, &ls.rbuf, in, true)
+	c.dbgReadLeave()
 	ls.leave()
 	ls.idleWait(c)
 	return gnet.None
@@ -329,6 +335,7 @@ func (h *gnetHandler) OnClose(gc gnet.Conn, err error) gnet.Action {
 	reason := c.setReason(err)
 	c.advance(socketClosed)
 	c.deliverClose(reason)
+	c.dbgClose()
 	return gnet.None
 }
 

@@ -273,7 +273,9 @@ func (c *Conn) holdDuty(ctx context.Context, dl time.Time, ls *loopState, r *inl
 	bufs := inlineBufPool.Get().(*inlineBufs)
 	r.c, r.p, r.buf = c, p, bufs.in
 	r.uses++
+	c.dbgReadEnter(false)
 	defer func() {
+		c.dbgReadLeave()
 		stop()
 		r.c, r.p, r.buf = nil, nil, nil
 		inlineBufPool.Put(bufs)
@@ -357,17 +359,19 @@ func (c *Conn) flushBesideHolder(ls *loopState) bool {
 	if c.reached(closeRequested) {
 		return c.recallDuty()
 	}
+	c.dbgBesideGnet()
+	c.dbgWriteEnter("beside")
 	c.paceBulk(c.bulkQueued.Load() > 0)
 	earlier, sealed, err := c.sealQueue(&ls.s, ls.out, false, true, true)
 	fd := c.gc.Fd()
-	rest := writeFD(fd, c.spill)
+	rest := c.writeFD("beside", fd, c.spill)
 	if len(rest) == 0 {
-		rest = writeFD(fd, earlier)
+		rest = c.writeFD("beside", fd, earlier)
 	} else {
 		rest = append(rest, earlier...)
 	}
 	if len(rest) == 0 {
-		rest = writeFD(fd, sealed)
+		rest = c.writeFD("beside", fd, sealed)
 	} else {
 		rest = append(rest, sealed...)
 	}
@@ -377,6 +381,7 @@ func (c *Conn) flushBesideHolder(ls *loopState) bool {
 		ls.out = nil
 	}
 	c.idleSince.Store(monoNow())
+	c.dbgWriteLeave()
 	if err != nil {
 		// Release the token first, as flushQueue does before it seals:
 		// closeOnLoop takes it back and finishClose recalls the duty.

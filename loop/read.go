@@ -27,6 +27,7 @@ func (c *Conn) readTLS(ls *loopState, rbuf *[]byte, in []byte, onLoop bool) {
 	if c.reached(closing) {
 		return
 	}
+	c.dbgFed(onLoop, in)
 	c.ad.Feed(in)
 	// Gather into the conn's own buffer when it holds an incomplete frame,
 	// else into the scratch buffer.

@@ -199,7 +199,7 @@ func (c *Conn) wakeSenders() {
 // by one tls.Conn Write (then close_notify, with closeNotify) into spare.
 // Holder of the drain token; earlier goes out before sealed.
 func (c *Conn) sealQueue(s *scratch, spare []byte, closeNotify, withBulk, bounded bool) (earlier, sealed []byte, err error) {
-	earlier = c.ad.SwapOutput(spare)
+	earlier = c.swapOutput(spare)
 	if plain := s.drainQueue(c, withBulk, bounded); len(plain) > 0 {
 		_, err = c.tc.Write(plain)
 		s.keepPlain(plain)
@@ -207,7 +207,7 @@ func (c *Conn) sealQueue(s *scratch, spare []byte, closeNotify, withBulk, bounde
 	if closeNotify {
 		_ = c.tc.Close() // appends close_notify; the adapter does not close the socket
 	}
-	sealed = c.ad.SwapOutput(nil)
+	sealed = c.swapOutput(nil)
 	return earlier, sealed, err
 }
 
@@ -235,7 +235,9 @@ func (c *Conn) writeOut(b []byte) {
 	if c.duty.Load() != 0 {
 		c.inlineFailed.Add(1) // gnet may set EPOLLIN beside a holder (inline.go, rule 3): a bug
 	}
+	c.dbgHanded("gnet", b)
 	_, _ = c.gc.Write(b) // on failure gnet closes the conn and calls OnClose
+	c.dbgGnetWrote()
 }
 
 // flushQueue drains the queue into one TLS write and one socket write,
@@ -307,6 +309,7 @@ func (c *Conn) flushQueue(ls *loopState) {
 		return
 	}
 	if !c.reached(socketClosed) && c.gc.OutboundBuffered() == 0 {
+		c.dbgGnetEmpty()
 		c.direct.Store(true)
 	}
 }
@@ -354,8 +357,10 @@ func (c *Conn) flushUrgent(ls *loopState) {
 // up to urgentLimit, flushUrgent all of it. A TLS error closes the conn:
 // false. Loop only, holding the drain token.
 func (c *Conn) sealAndWrite(ls *loopState, withBulk bool) bool {
+	c.dbgWriteEnter("loop")
 	earlier, sealed, err := c.sealQueue(&ls.s, ls.out, false, withBulk, withBulk)
 	c.writePending(earlier, sealed)
+	c.dbgWriteLeave()
 	ls.out = sealed[:0]
 	if cap(ls.out) > 8<<20 {
 		ls.out = nil

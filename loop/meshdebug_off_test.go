@@ -1,0 +1,5 @@
+//go:build !meshdebug
+
+package loop
+
+const meshDebug = false

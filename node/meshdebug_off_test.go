@@ -1,0 +1,5 @@
+//go:build !meshdebug
+
+package node
+
+const meshDebug = false
