@@ -4,9 +4,10 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BENCHSTAT   ?= golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 FUZZTIME    ?= 60s
 SOAKTIME    ?= 10m
+WATCHRUNS   ?= 1000
 BENCHCOUNT  ?= 8
 
-.PHONY: run compare test debugtest lint vet portcheck staticcheck fmtcheck tidycheck sizecheck bench fuzz soak
+.PHONY: run compare test debugtest watchdog lint vet portcheck staticcheck fmtcheck tidycheck sizecheck bench fuzz soak
 
 ## run: a short cluster run: three node processes on 127.0.0.1, one table (no setup needed).
 run:
@@ -27,6 +28,10 @@ test: lint
 debugtest:
 	$(GO) test -tags meshdebug -count=1 -timeout 10m ./loop/ ./node/ ./tlsconn/
 
+## watchdog: the reply wait beside streams (node) WATCHRUNS times with the meshdebug checks; any link that goes down ends it with every stack (node/watchdog_test.go).
+watchdog:
+	MESH_WATCHDOG=45 GOTRACEBACK=all $(GO) test -tags meshdebug -count=$(WATCHRUNS) -timeout 0 -run '^TestWatchdogReplyWaitBesideStreams$$' ./node/
+
 ## lint: gofmt, go vet, staticcheck (pinned), a tidy go.mod and no large files.
 lint: fmtcheck vet portcheck staticcheck tidycheck sizecheck
 
@@ -44,7 +49,7 @@ fmtcheck:
 
 vet:
 	$(GO) vet ./...
-	$(GO) vet -tags meshdebug ./loop/ ./node/
+	$(GO) vet -tags meshdebug ./loop/ ./node/ ./tlsconn/
 
 # The portable fallbacks (no eventfd, no timerfd) must keep compiling: macOS stands for every non-Linux Unix.
 portcheck:

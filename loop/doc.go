@@ -154,6 +154,28 @@
 // until the duty is back, so Handler.OnClose never overlaps an OnData.
 // The rules, and why each holds, are at the top of inline.go.
 //
+// # Checking the streams (build tag meshdebug)
+//
+// Built with the meshdebug tag (make debugtest; make watchdog loops a
+// node test under it), every conn's ciphertext is followed
+// (debug_on.go, and tlsconn's): each record tls.Conn seals is opened
+// again with the conn's own secret (a key log), what each write path
+// (gnet, a direct writer, the loop beside a holder) hands the socket is
+// compared with what was sealed, in order, and so is what the peer's read
+// path feeds its tls.Conn when the peer is a conn of the same process;
+// after each read pass the tls.Conn must hold exactly the bytes after the
+// last record it opened. The rules above are checked too (one drain token
+// holder, one reader, gnet's buffer empty under a direct write). The
+// first byte out of place panics with the stream's recent history. Normal
+// builds compile the hooks to nothing (debug_off.go).
+//
+// On the build before bf22136 it reports the read that stopped early
+// (docs/latency.md, "The bad record MAC: a read that stopped early") at
+// the next feed, before tls.Conn fails the record: "the loop's tls.Conn
+// holds 8115 bytes of a record it takes to start at 2713504 (seq 190),
+// where the sender sealed none", the holder's pass ending without using
+// up its feed just before.
+//
 // # Timers
 //
 // One goroutine per engine keeps a heap of deadlines (Conn.AfterFunc) and
@@ -167,7 +189,8 @@
 // loop calls; send.go: Enqueue, the drain and backpressure; direct.go: direct
 // writes; read.go: the input path; inline.go (inline_linux.go): inline
 // reading; close.go: the close ladder and close_notify;
-// queue.go: the send queue; timer.go: the timer heap.
+// queue.go: the send queue; timer.go: the timer heap; debug_on.go
+// (debug_off.go): the meshdebug checks.
 //
 // # Ownership and locks
 //

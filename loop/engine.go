@@ -333,9 +333,11 @@ func (e *Engine) handshake(ctx context.Context, nc net.Conn, outbound bool, dial
 		ad *tlsconn.Adapter
 	)
 	if outbound {
-		tc, ad = tlsconn.Client(dbgWrapConn(nc), e.clientTLS)
+		dc := dbgWrapConn(nc)
+		tc, ad = tlsconn.Client(dc, dbgConfig(e.clientTLS, dc))
 	} else {
-		tc, ad = tlsconn.Server(dbgWrapConn(nc), e.serverTLS)
+		dc := dbgWrapConn(nc)
+		tc, ad = tlsconn.Server(dc, dbgConfig(e.serverTLS, dc))
 	}
 	// The engine alone arms, aborts and clears the deadline: the hook runs
 	// under it and cannot move it (tlsconn.Adapter.SetHandshakeDeadline).

@@ -46,17 +46,24 @@ func (c *Conn) readTLS(ls *loopState, rbuf *[]byte, in []byte, onLoop bool) {
 		if err != nil {
 			if !tlsconn.IsWouldBlock(err) {
 				rerr = err
+			} else {
+				c.dbgUnreadSame(0, "tls.Conn Read would block")
 			}
 			break
 		}
 		if len(buf) >= readBatch {
+			u := c.dbgUnread()
 			var ok bool
 			if buf, own, ok = c.offer(rbuf, buf, own, onLoop); !ok {
 				return
 			}
+			c.dbgUnreadSame(u, "the handler's OnData")
 		}
 	}
 	c.ad.Feed(nil)
+	if rerr == nil {
+		c.dbgFedDone(onLoop)
+	}
 	if len(buf) > 0 {
 		var ok bool
 		if buf, own, ok = c.offer(rbuf, buf, own, onLoop); !ok {
@@ -79,6 +86,7 @@ func (c *Conn) readTLS(ls *loopState, rbuf *[]byte, in []byte, onLoop bool) {
 		}
 	}
 	if rerr != nil {
+		c.dbgReadFailed(onLoop, rerr)
 		if errors.Is(rerr, io.EOF) && c.reached(draining) && !c.reached(closing) {
 			// The peer is done writing (close_notify closes one
 			// direction); ours drains on, then closes.

@@ -280,8 +280,14 @@ func TestReplyWaitEndsWithItsOwnReplyForEveryWaitAndSize(t *testing.T) {
 // sender's order; the pinger gets each reply once, and, waiting selectively
 // for its replies, keeps the streams' messages queued in order behind them.
 func TestReplyWaitLeavesOtherProcessesMessagesInTheirMailboxesInOrder(t *testing.T) {
-	a, b := rwNodes(t)
-	c, d := startNamed(t, "c", "c"), startNamed(t, "d", "c")
+	replyWaitBesideStreams(t)
+}
+
+// replyWaitBesideStreams is TestReplyWaitLeavesOtherProcessesMessagesInTheirMailboxesInOrder
+// with every node started with opts.
+func replyWaitBesideStreams(t *testing.T, opts ...Option) {
+	a, b := rwNodes(t, opts...)
+	c, d := startNamed(t, "c", "c", opts...), startNamed(t, "d", "c", opts...)
 	connect(t, c, a)
 	connect(t, d, a)
 	echoes := []PID{b.SpawnFunc(echoFunc), c.SpawnFunc(echoFunc), d.SpawnFunc(echoFunc)}

@@ -36,6 +36,8 @@ func (wouldBlock) Temporary() bool { return true }
 // for its two modes. Not safe for concurrent use: in blocking mode it is
 // used by the handshake goroutine, in loop-fed mode by the owning loop.
 type Adapter struct {
+	dbg adapterDebug // the meshdebug build's checks (debug_on.go); empty (and not last: no padding) otherwise
+
 	local  net.Addr
 	remote net.Addr
 
@@ -119,7 +121,10 @@ func (a *Adapter) setDeadline(set func(net.Conn) error) error {
 
 // Feed offers ciphertext to the next reads (loop-fed mode). b is not
 // copied: keep it unchanged until it is used up or replaced.
-func (a *Adapter) Feed(b []byte) { a.in = b }
+func (a *Adapter) Feed(b []byte) {
+	a.in = b
+	a.dbgFeed(b)
+}
 
 // Unread returns how many fed bytes the tls.Conn has not read yet.
 func (a *Adapter) Unread() int { return len(a.in) }
@@ -135,6 +140,7 @@ func (a *Adapter) SwapOutput(spare []byte) []byte {
 	a.mu.Lock()
 	b := a.out
 	a.out = spare
+	a.dbgSwapped(b)
 	a.mu.Unlock()
 	return b
 }
@@ -157,6 +163,7 @@ func (a *Adapter) Read(p []byte) (int, error) {
 		return 0, ErrWouldBlock
 	}
 	n := copy(p, a.in)
+	a.dbgRead(p[:n])
 	a.in = a.in[n:]
 	return n, nil
 }
@@ -169,6 +176,7 @@ func (a *Adapter) Write(p []byte) (int, error) {
 	}
 	a.mu.Lock()
 	a.out = append(a.out, p...)
+	a.dbgWrote(p)
 	a.mu.Unlock()
 	return len(p), nil
 }
