@@ -146,6 +146,7 @@ func TestSignalsStayBehindTheSendersLargeMessages(t *testing.T) {
 	// every PID it is sent and answers it, and reports what it receives.
 	r := srv.SpawnFunc(func(q *Process) error {
 		q.TrapExit(true)
+		events <- "trapping"
 		for {
 			m, err := q.Receive(context.Background())
 			if err != nil {
@@ -188,6 +189,17 @@ func TestSignalsStayBehindTheSendersLargeMessages(t *testing.T) {
 			}
 		}
 		return nil
+	}
+	// The first exit signal must find the receiver trapping exits: before
+	// it traps them, a signal kills it (its large message, on its way
+	// first, then never reported).
+	select {
+	case got := <-events:
+		if got != "trapping" {
+			t.Fatalf("the receiver's first event is %q; want \"trapping\"", got)
+		}
+	case <-time.After(testWait):
+		t.Fatal("the receiver did not start")
 	}
 	within(t, cli, func(p *Process) error {
 		for round := range rounds {
