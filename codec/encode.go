@@ -14,6 +14,7 @@ import (
 	"math"
 	"slices"
 	"time"
+	"unsafe"
 )
 
 // Term tags: the first byte of every encoded term.
@@ -75,6 +76,27 @@ func AppendTerm(dst []byte, v any) ([]byte, error) {
 		return dst[:n], err
 	}
 	return out, nil
+}
+
+// SplitTerm is AppendTerm for a value whose encoding ends with its own
+// bytes unchanged, a []byte (not nil) or a string: it appends the head of
+// the encoding (tag and length) to dst and returns it with the body, the
+// value's bytes themselves (not copied: a string's are a read-only view),
+// so that head followed by body is what AppendTerm would append. A sender
+// of a large value can then copy its bytes once, where they go. ok is
+// false for any other value, with dst returned unchanged. It is safe to
+// call from any goroutine.
+func SplitTerm(dst []byte, v any) (head, body []byte, ok bool) {
+	switch x := v.(type) {
+	case []byte:
+		if x == nil {
+			return dst, nil, false
+		}
+		return appendUvarint(append(dst, tagBytes), uint64(len(x))), x, true
+	case string:
+		return appendUvarint(append(dst, tagString), uint64(len(x))), unsafe.Slice(unsafe.StringData(x), len(x)), true
+	}
+	return dst, nil, false
 }
 
 func appendUvarint(dst []byte, x uint64) []byte {

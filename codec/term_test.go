@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -669,4 +670,29 @@ func TestEverydayValuesTravelWithoutRegistration(t *testing.T) {
 			t.Fatalf("got %#v", v)
 		}
 	})
+}
+
+// SplitTerm's head and body are AppendTerm's encoding of a []byte or a
+// string, the body not copied; any other value (a nil []byte included) is
+// declined with dst unchanged.
+func TestSplitTermIsAppendTermInTwo(t *testing.T) {
+	big := bytes.Repeat([]byte{7}, 300)
+	for _, v := range []any{[]byte{}, []byte("abc"), big, "", "hello", string(big)} {
+		want, err := AppendTerm([]byte("pre"), v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		head, body, ok := SplitTerm([]byte("pre"), v)
+		if !ok || !bytes.Equal(append(head, body...), want) {
+			t.Fatalf("%T %d bytes: SplitTerm = %q + %d bytes, %v; want %q", v, len(want), head, len(body), ok, want)
+		}
+	}
+	if _, body, _ := SplitTerm(nil, big); &body[0] != &big[0] {
+		t.Fatal("the body of a []byte is a copy")
+	}
+	for _, v := range []any{[]byte(nil), 5, Atom("a"), Tuple{"x"}} {
+		if head, body, ok := SplitTerm([]byte("pre"), v); ok || string(head) != "pre" || body != nil {
+			t.Fatalf("%T: SplitTerm = %q, %v, %v; want declined", v, head, body, ok)
+		}
+	}
 }

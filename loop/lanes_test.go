@@ -108,6 +108,71 @@ func TestBothLanesKeepOrderPerSender(t *testing.T) {
 	}
 }
 
+// EnqueueBulkFill's items take their place on the bulk lane like
+// EnqueueBulk's, whether fill stays within size (a pooled buffer), grows
+// past it (a buffer of its own) or is given more than a pooled buffer
+// holds; an empty item queues nothing and has passed. Four senders, one
+// per way in, every frame arrives once and in order per sender.
+func TestEnqueueBulkFillKeepsItsPlaceOnTheBulkLane(t *testing.T) {
+	const perSender = 200
+	order := newOrderCheck(4)
+	p := newPair(t, order.frame, nil)
+	if tk, err := p.cliConn.EnqueueBulkFill(context.Background(), 64, func(dst []byte) []byte { return dst }); tk != 0 || err != nil || !p.cliConn.BulkPassed(tk) {
+		t.Fatalf("an empty fill: ticket %d, err %v; want 0 (passed), nil", tk, err)
+	}
+	var wg sync.WaitGroup
+	for s := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perSender {
+				payload := make([]byte, 64)
+				var err error
+				switch s {
+				case 0:
+					binary.BigEndian.PutUint32(payload, uint32(s))
+					binary.BigEndian.PutUint32(payload[4:], uint32(i))
+					err = p.cliConn.Enqueue(context.Background(), frame(nil, payload))
+				case 1:
+					payload = make([]byte, 20<<10)
+					binary.BigEndian.PutUint32(payload, uint32(s))
+					binary.BigEndian.PutUint32(payload[4:], uint32(i))
+					_, err = p.cliConn.EnqueueBulk(context.Background(), frame(nil, payload))
+				default:
+					// Sender 2: items of 1-64 KiB in a buffer asked for 8 KiB
+					// (some outgrow it); sender 3: 100 KiB asked for as such.
+					size, n := 8<<10, 1<<10+(i*997)%(63<<10)
+					if s == 3 {
+						size, n = 100<<10, 100<<10-4
+					}
+					var tk BulkTicket
+					tk, err = p.cliConn.EnqueueBulkFill(context.Background(), size, func(dst []byte) []byte {
+						dst = binary.BigEndian.AppendUint32(dst, uint32(n))
+						dst = binary.BigEndian.AppendUint32(dst, uint32(s))
+						dst = binary.BigEndian.AppendUint32(dst, uint32(i))
+						return append(dst, make([]byte, n-8)...)
+					})
+					if err == nil && tk == 0 {
+						t.Errorf("sender %d item %d: ticket 0", s, i)
+					}
+				}
+				if err != nil {
+					t.Errorf("sender %d: %v", s, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	eventually(t, 60*time.Second, "all frames", func() bool {
+		n, _, _ := p.srvHandler.count()
+		return n == 4*perSender
+	})
+	if bad, next := order.result(); bad != 0 {
+		t.Fatalf("%d frames out of order (next per sender %v)", bad, next)
+	}
+}
+
 // WithSocketBuffers' short kernel queues apply only while bulk data flows:
 // a started conn keeps the kernel's settings (a socket's TCP_NOTSENT_LOWAT
 // reads 0 or the sysctl's value until set); the sending side's unsent limit

@@ -97,6 +97,27 @@ func (q *sendQueue) push(item []byte) uint64 {
 	return seq
 }
 
+// pushChunk queues the items of c, a chunk its caller filled (getChunk)
+// and gives up, and returns the sequence number of its last item. Any
+// goroutine.
+func (q *sendQueue) pushChunk(c *chunk) uint64 {
+	q.mu.Lock()
+	q.chunks = append(q.chunks, c)
+	q.pushed += uint64(len(c.ends))
+	seq := q.pushed
+	q.mu.Unlock()
+	return seq
+}
+
+// getChunk returns an empty chunk with room for at least n bytes: a pooled
+// one up to chunkSize, else one of its own. Any goroutine.
+func getChunk(n int) *chunk {
+	if n > chunkSize {
+		return &chunk{b: make([]byte, 0, n)}
+	}
+	return chunkPool.Get().(*chunk)
+}
+
 // takeBytes moves the leading chunks holding at most max bytes (always at
 // least one, if any) to dst, and returns dst, their bytes and their items.
 // Holder of the drain token; give the chunks back with putChunk once

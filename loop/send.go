@@ -60,6 +60,48 @@ func (c *Conn) EnqueueBulk(ctx context.Context, item []byte) (BulkTicket, error)
 	return BulkTicket(c.push(&c.bulk, &c.bulkQueued, item)), nil
 }
 
+// EnqueueBulkFill is EnqueueBulk for an item that fill appends to a buffer
+// of the queue's own, sparing the copy of an item built elsewhere first
+// (a large message's fragment, copied once from the message's bytes). fill
+// is given an empty buffer with room for at least size bytes and returns
+// it with one item appended; it runs on the caller's goroutine after the
+// wait for room and outside every lock of the conn, and must not call
+// into the conn. An item of more than size bytes is taken too, in a
+// buffer of its own; an empty one queues nothing (ticket 0, which has
+// passed). Waiting and the closed conn are as for EnqueueBulk; it does not
+// allocate in steady state for a size up to 64 KiB. Safe from any
+// goroutine but the conn's own loop.
+func (c *Conn) EnqueueBulkFill(ctx context.Context, size int, fill func(dst []byte) []byte) (BulkTicket, error) {
+	if c.reached(closeRequested) {
+		return 0, c.closedErr()
+	}
+	if c.bulkQueued.Load() >= c.e.opts.high {
+		if err := c.waitRoom(ctx, &c.bulkQueued); err != nil {
+			return 0, err
+		}
+	}
+	ch := getChunk(size)
+	b := fill(ch.b[:0])
+	if len(b) == 0 {
+		putChunk(ch)
+		return 0, nil
+	}
+	if cap(b) != cap(ch.b) || len(b) > chunkSize {
+		// fill outgrew the buffer: the item is queued in the buffer it
+		// grew, full (push never appends to it), never pooled.
+		ch.b = ch.b[:0]
+		putChunk(ch)
+		ch = &chunk{b: b[:len(b):len(b)]}
+	} else {
+		ch.b = b
+	}
+	ch.ends = append(ch.ends[:0], len(ch.b))
+	c.bulkQueued.Add(int64(len(ch.b)))
+	seq := c.bulk.pushChunk(ch)
+	c.scheduleDrain()
+	return BulkTicket(seq), nil
+}
+
 // EnqueueBulkNoWait is EnqueueBulk without waiting, as EnqueueNoWait is
 // Enqueue: for a control item that must stay behind its sender's bulk
 // items. Past four times the high-water mark of bulk bytes it closes the
@@ -143,6 +185,18 @@ func (c *Conn) push(q *sendQueue, n *atomic.Int64, item []byte) uint64 {
 		// else: OnOpen has not run; it drains a scheduled queue itself.
 	}
 	return seq
+}
+
+// scheduleDrain is push's scheduling of the conn on its loop (written out
+// in push, whose callers are the small items' path): only the CAS winner
+// does. Any goroutine.
+func (c *Conn) scheduleDrain() {
+	if !c.scheduled.Load() && c.scheduled.CompareAndSwap(false, true) {
+		if ls := c.ls.Load(); ls != nil {
+			c.dispatch(ls)
+		}
+		// else: OnOpen has not run; it drains a scheduled queue itself.
+	}
 }
 
 // SendWaits returns how many Enqueue, EnqueueAppend and EnqueueBulk calls

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -24,6 +25,14 @@ import (
 func (n *Node) sendRemote(pe *peer, scratch *[]byte, from uint64, to PID, msg any) error {
 	if to.Incarnation != pe.incarnation {
 		return nil // a process of an earlier run of that node: long gone
+	}
+	if pe.features&wire.FeatureFragments != 0 && mayFragmentValue(msg, n.fragmentAbove) {
+		if sent, err := pe.sendValueFragmented(from, to.ID, msg, n.fragmentAbove, n.limits.MaxMessage); sent || err != nil {
+			if err != nil {
+				return fmt.Errorf("send to %v: %w", to, err)
+			}
+			return nil
+		}
 	}
 	item, err := wire.AppendMessage((*scratch)[:0], to.ID, from, msg, n.limits.MaxMessage)
 	if cap(item) <= maxKeptScratch {
@@ -66,6 +75,66 @@ func (pe *peer) sendFragmented(from uint64, item []byte, size int) error {
 	var f wire.Fragmenter
 	if err := f.Reset(pe.fragID.Add(1), item, size-wire.MaxFragmentOverhead); err != nil {
 		return err
+	}
+	return pe.sendFragments(from, &f, size)
+}
+
+// sendValueFragmented sends msg from the local process from to the
+// process to as sendFragmented does, straight from msg's bytes, when msg
+// is a []byte or a string of over above bytes (wire.Fragmenter.ResetValue):
+// the bytes are copied once, into the send queue, instead of encoded into
+// an item, moved, copied into a fragment and then into the queue. It
+// reports whether it sent (or failed to send) msg; false: encode it.
+func (pe *peer) sendValueFragmented(from, to uint64, msg any, above, maxTerm int) (bool, error) {
+	var f wire.Fragmenter
+	ok, err := f.ResetValue(&pe.fragID, to, from, msg, above, maxTerm, above-wire.MaxFragmentOverhead)
+	if !ok || err != nil {
+		return ok, err
+	}
+	if err := pe.sendFragments(from, &f, above); err != nil {
+		return true, err
+	}
+	// Counted here: the drain counts the batched messages only.
+	pe.stats.msgsOut.Add(1)
+	pe.stats.bytesOut.Add(uint64(f.ItemSize()))
+	return true, nil
+}
+
+// mayFragmentValue reports whether msg may be a value sendValueFragmented
+// sends (a []byte or a string near above bytes or more): a quick test
+// that spares the small messages' path a call.
+func mayFragmentValue(msg any, above int) bool {
+	const head = 1 + binary.MaxVarintLen64 // a term's tag and length
+	switch x := msg.(type) {
+	case []byte:
+		return len(x) > above-head
+	case string:
+		return len(x) > above-head
+	}
+	return false
+}
+
+// bulkFiller is a link that queues a bulk item built in a buffer of its
+// own (loop.Conn.EnqueueBulkFill).
+type bulkFiller interface {
+	EnqueueBulkFill(ctx context.Context, size int, fill func(dst []byte) []byte) (loop.BulkTicket, error)
+}
+
+// sendFragments queues f's fragments, each at most size bytes, on the
+// link's bulk lane for the local process from (lanes.go). Each fragment is
+// built in the send queue's own buffer where the link can (a loop.Conn),
+// else in a pooled buffer and copied into the queue.
+func (pe *peer) sendFragments(from uint64, f *wire.Fragmenter, size int) error {
+	if bf, ok := pe.conn.(bulkFiller); ok {
+		next := f.Next
+		for f.More() {
+			t, err := bf.EnqueueBulkFill(context.Background(), size, next)
+			if err != nil {
+				return newPeerError("", err)
+			}
+			pe.order.note(pe.conn, from, t)
+		}
+		return nil
 	}
 	bp := getBuf()
 	defer func() { putBuf(bp, (*bp)[:0]) }()

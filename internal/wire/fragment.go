@@ -33,6 +33,7 @@ package wire
 import (
 	"encoding/binary"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/meshrt/mesh/codec"
 )
@@ -63,8 +64,11 @@ const (
 // value is ready for Reset. Not safe for concurrent use.
 type Fragmenter struct {
 	id, to, from uint64
-	term         []byte
+	head, body   []byte // the term: head then body (ResetTerm; Reset: body only)
 	off, size    int
+	total        int // len(head) + len(body)
+	more         bool
+	hb           [1 + binary.MaxVarintLen64]byte // ResetValue's head
 }
 
 // Reset prepares f to split item (from [AppendMessage]) into fragments of at
@@ -84,29 +88,94 @@ func (f *Fragmenter) Reset(id uint64, item []byte, size int) error {
 		return fmt.Errorf("%w: empty message item", codec.ErrCorrupt)
 	}
 	m := it.Message()
-	if size <= 0 {
-		size = DefaultFragmentSize
-	}
-	*f = Fragmenter{id: id, to: m.To, from: m.From, term: m.Term, size: size}
+	f.ResetTerm(id, m.To, m.From, nil, m.Term, size)
 	return nil
 }
 
-// More reports whether fragments remain.
-func (f *Fragmenter) More() bool { return f.term != nil && f.off < len(f.term) }
+// ResetTerm prepares f to split a message from `from` to `to` whose term is
+// head followed by body (as [codec.SplitTerm] returns them) into fragments,
+// as Reset does for an encoded item: the fragments are the same, and the
+// term's bytes are copied once, into the fragments, instead of into an
+// encoded item first. f keeps references to head and body until the last
+// fragment is produced; the caller keeps them unchanged until then.
+func (f *Fragmenter) ResetTerm(id, to, from uint64, head, body []byte, size int) {
+	if size <= 0 {
+		size = DefaultFragmentSize
+	}
+	f.id, f.to, f.from, f.head, f.body, f.off, f.size = id, to, from, head, body, 0, size
+	f.total = len(head) + len(body)
+	f.more = f.total > 0
+}
 
-// Next appends the next fragment item (a whole frame) to dst.
+// ResetValue is ResetTerm for a message whose value is msg itself, when
+// its encoding is a short head and then its bytes (a []byte or a string:
+// codec.SplitTerm) and it is over above bytes: the fragments then copy
+// msg's bytes once, where AppendMessage and Reset would have copied them
+// into an encoded item first (and moved them again to fit the length).
+// It reports whether it did; false for any other value, or a smaller one,
+// which the caller encodes with AppendMessage. ids is the link's counter
+// of fragmented-message ids: the message's id is the next one, taken only
+// when f is reset. A term over maxTerm (<= 0: codec.DefaultMaxMessage) is
+// refused as AppendMessage refuses it (codec.ErrLimit). The caller keeps
+// msg unchanged until the last fragment is produced.
+func (f *Fragmenter) ResetValue(ids *atomic.Uint64, to, from uint64, msg any, above, maxTerm, size int) (bool, error) {
+	head, body, ok := codec.SplitTerm(f.hb[:0], msg)
+	if !ok || len(head)+len(body) <= above {
+		return false, nil
+	}
+	if maxTerm <= 0 {
+		maxTerm = codec.DefaultMaxMessage
+	}
+	if len(body) > maxTerm || len(head)+len(body) > maxTerm {
+		return false, errTooLarge(len(body), maxTerm)
+	}
+	f.ResetTerm(ids.Add(1), to, from, head, body, size)
+	return true, nil
+}
+
+// ItemSize returns the size of the message item AppendMessage would have
+// made of the term (for counters of bytes sent).
+func (f *Fragmenter) ItemSize() int {
+	n := f.Total()
+	return HeaderSize + uvarintLen(f.to) + uvarintLen(f.from) + uvarintLen(uint64(n)) + n
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for ; x >= 0x80; x >>= 7 {
+		n++
+	}
+	return n
+}
+
+// Total returns the term's size in bytes.
+func (f *Fragmenter) Total() int { return f.total }
+
+// More reports whether fragments remain.
+func (f *Fragmenter) More() bool { return f.more }
+
+// Next appends the next fragment item (a whole frame) to dst. Call it only
+// while More reports true.
 func (f *Fragmenter) Next(dst []byte) []byte {
-	n := min(f.size, len(f.term)-f.off)
+	total := f.total
+	n := min(f.size, total-f.off)
 	dst, at := beginFrame(dst, KindFragment)
 	dst = appendUvarint(dst, f.id)
 	dst = appendUvarint(dst, f.to)
 	dst = appendUvarint(dst, f.from)
-	dst = appendUvarint(dst, uint64(len(f.term)))
+	dst = appendUvarint(dst, uint64(total))
 	dst = appendUvarint(dst, uint64(f.off))
-	dst = append(dst, f.term[f.off:f.off+n]...)
-	f.off += n
-	if f.off == len(f.term) {
-		f.term = nil
+	end := f.off + n
+	if f.off < len(f.head) {
+		dst = append(dst, f.head[f.off:min(end, len(f.head))]...)
+	}
+	if end > len(f.head) {
+		dst = append(dst, f.body[max(f.off, len(f.head))-len(f.head):end-len(f.head)]...)
+	}
+	f.off = end
+	if f.off == total {
+		f.more = false
+		f.head, f.body = nil, nil
 	}
 	return endFrame(dst, at)
 }

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/klauspost/compress/s2"
@@ -669,5 +670,57 @@ func TestReassemblerHandsOverOnlyItsOwnBuffers(t *testing.T) {
 	}
 	if !bytes.Equal(kept, out[1].term) {
 		t.Fatal("a handed-over buffer was written again")
+	}
+}
+
+// ResetValue's fragments of a []byte or a string are byte for byte those
+// Reset makes of the message AppendMessage encodes, wherever the term's
+// head falls (fragments smaller than it included); it declines a value
+// that is not over above, or of another type, and refuses one over the max
+// message as AppendMessage does.
+func TestFragmenterResetValueMatchesReset(t *testing.T) {
+	var ids atomic.Uint64
+	for _, v := range []any{bytes.Repeat([]byte("abcdefg"), 3000), strings.Repeat("xyz", 7000), make([]byte, 300)} {
+		var n int
+		switch x := v.(type) {
+		case []byte:
+			n = len(x)
+		case string:
+			n = len(x)
+		}
+		for _, size := range []int{1, 2, 3, 5, 64, 1000, n - 1, n, n + 3, n + 100} {
+			want := fragmentItems(t, ids.Load()+1, mustMessage(t, 7, 9, v), size)
+			var f Fragmenter
+			ok, err := f.ResetValue(&ids, 7, 9, v, 100, 0, size)
+			if !ok || err != nil {
+				t.Fatalf("%T of %d bytes, size %d: ResetValue = %v, %v", v, n, size, ok, err)
+			}
+			if f.ItemSize() != len(mustMessage(t, 7, 9, v)) {
+				t.Fatalf("ItemSize %d, want %d", f.ItemSize(), len(mustMessage(t, 7, 9, v)))
+			}
+			var got [][]byte
+			for f.More() {
+				got = append(got, f.Next(nil))
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("%T of %d bytes, size %d: %d fragments differ from Reset's %d", v, n, size, len(got), len(want))
+			}
+		}
+	}
+	var f Fragmenter
+	before := ids.Load()
+	for _, v := range []any{make([]byte, 98), strings.Repeat("x", 50), codec.Tuple{make([]byte, 1000)}, []byte(nil), 12} {
+		if ok, err := f.ResetValue(&ids, 1, 2, v, 100, 0, 64); ok || err != nil {
+			t.Fatalf("%T: ResetValue = %v, %v; want false, nil", v, ok, err)
+		}
+	}
+	if ids.Load() != before {
+		t.Fatalf("declined values took %d ids", ids.Load()-before)
+	}
+	if ok, err := f.ResetValue(&ids, 1, 2, make([]byte, 5000), 100, 4096, 64); ok || !errors.Is(err, codec.ErrLimit) {
+		t.Fatalf("over the max message: ResetValue = %v, %v; want false, ErrLimit", ok, err)
+	}
+	if _, err := AppendMessage(nil, 1, 2, make([]byte, 5000), 4096); !errors.Is(err, codec.ErrLimit) {
+		t.Fatalf("AppendMessage over the max: %v", err)
 	}
 }
