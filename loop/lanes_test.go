@@ -3,6 +3,7 @@ package loop
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -170,6 +171,62 @@ func TestEnqueueBulkFillKeepsItsPlaceOnTheBulkLane(t *testing.T) {
 	})
 	if bad, next := order.result(); bad != 0 {
 		t.Fatalf("%d frames out of order (next per sender %v)", bad, next)
+	}
+}
+
+// EnqueueBulkFill queues what fill appended to the buffer it was given, or
+// to what append grew it into, and refuses any other buffer fill returns:
+// a part of the one given (the queue would later pool the chunk while that
+// part is queued) or a buffer of fill's own (the queue would pool it once
+// drained, while fill's owner still has it). A refused fill queues
+// nothing. The conn is not started, so what is queued stays there.
+func TestEnqueueBulkFillRefusesABufferItWasNotGiven(t *testing.T) {
+	srv, cli := namedEnginePair(t)
+	addr, err := srv.Listen("127.0.0.1:0", func(c *Conn) { c.SetHandler(newFrameHandler(nil)); c.Start() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cli.Dial(context.Background(), addr.String(), "srv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close(nil) }()
+	item := frame(nil, make([]byte, 1000))
+	own := make([]byte, 0, chunkSize)
+	for _, tc := range []struct {
+		name string
+		fill func(dst []byte) []byte
+	}{
+		{"a buffer of fill's own, a chunk's size", func([]byte) []byte { return append(own[:0], item...) }},
+		{"a buffer of fill's own, smaller", func([]byte) []byte { return append(make([]byte, 0, 2000), item...) }},
+		{"the given buffer past its start", func(dst []byte) []byte { return append(dst, item...)[4:] }},
+	} {
+		if tk, err := c.EnqueueBulkFill(context.Background(), 8<<10, tc.fill); !errors.Is(err, errFillMoved) || tk != 0 {
+			t.Errorf("%s: ticket %d, err %v; want 0, errFillMoved", tc.name, tk, err)
+		}
+		if q := c.Queued(); q != 0 {
+			t.Fatalf("%s: %d bytes queued after a refused fill", tc.name, q)
+		}
+	}
+	want := 0
+	for _, tc := range []struct {
+		name string
+		size int
+		fill func(dst []byte) []byte
+	}{
+		{"in place", 8 << 10, func(dst []byte) []byte { return append(dst, item...) }},
+		{"in place, capacity cut", 8 << 10, func(dst []byte) []byte { b := append(dst, item...); return b[:len(b):len(b)] }},
+		{"grown by append", 8 << 10, func(dst []byte) []byte { return append(dst, make([]byte, chunkSize+1)...) }},
+		{"a chunk of its own, in place", 2 * chunkSize, func(dst []byte) []byte { return append(dst, make([]byte, chunkSize+1)...) }},
+	} {
+		tk, err := c.EnqueueBulkFill(context.Background(), tc.size, tc.fill)
+		if err != nil || tk == 0 {
+			t.Fatalf("%s: ticket %d, err %v; want queued", tc.name, tk, err)
+		}
+		want += len(tc.fill(nil))
+		if q := c.Queued(); q != want {
+			t.Fatalf("%s: %d bytes queued, want %d", tc.name, q, want)
+		}
 	}
 }
 

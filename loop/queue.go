@@ -34,6 +34,12 @@ package loop
 //     the next item finds no room in it (it is full) and takes a new
 //     chunk. pushAppend may append to one that an encoder grew past its
 //     max (it has spare capacity then); such a chunk is never pooled.
+//   - A chunk of getChunk (EnqueueBulkFill) belongs to its one caller
+//     until pushChunk, which gives it up: it is filled outside mu by that
+//     caller alone, and afterwards it is like any other queued chunk
+//     (push may append to it while it is the last one and has room). It
+//     goes back to the pool only empty and unreferenced: when the fill
+//     queued nothing, or when append moved the item to a larger buffer.
 
 import (
 	"context"
@@ -156,6 +162,7 @@ const maxAppendItem = 4 << 10
 var (
 	errAppendTooLarge = errors.New("loop: EnqueueAppend: max out of range")
 	errAppendShrank   = errors.New("loop: EnqueueAppend: the encoder returned less than it was given")
+	errFillMoved      = errors.New("loop: EnqueueBulkFill: fill returned a buffer other than the one it was given or one append grew from it")
 )
 
 // pushAppend appends the item fn appends to the tail chunk (at most max

@@ -67,10 +67,13 @@ func (c *Conn) EnqueueBulk(ctx context.Context, item []byte) (BulkTicket, error)
 // it with one item appended; it runs on the caller's goroutine after the
 // wait for room and outside every lock of the conn, and must not call
 // into the conn. An item of more than size bytes is taken too, in a
-// buffer of its own; an empty one queues nothing (ticket 0, which has
-// passed). Waiting and the closed conn are as for EnqueueBulk; it does not
-// allocate in steady state for a size up to 64 KiB. Safe from any
-// goroutine but the conn's own loop.
+// buffer of its own (what append grew dst into); an empty one queues
+// nothing (ticket 0, which has passed). fill must not keep dst, and must
+// return dst or what append grew it into: any other buffer (a part of
+// dst, or one of fill's own) is refused with an error, nothing queued,
+// since the queue pools its buffers once drained. Waiting and the closed
+// conn are as for EnqueueBulk; it does not allocate in steady state for a
+// size up to 64 KiB. Safe from any goroutine but the conn's own loop.
 func (c *Conn) EnqueueBulkFill(ctx context.Context, size int, fill func(dst []byte) []byte) (BulkTicket, error) {
 	if c.reached(closeRequested) {
 		return 0, c.closedErr()
@@ -82,18 +85,27 @@ func (c *Conn) EnqueueBulkFill(ctx context.Context, size int, fill func(dst []by
 	}
 	ch := getChunk(size)
 	b := fill(ch.b[:0])
-	if len(b) == 0 {
+	switch {
+	case len(b) == 0:
 		putChunk(ch)
 		return 0, nil
-	}
-	if cap(b) != cap(ch.b) || len(b) > chunkSize {
-		// fill outgrew the buffer: the item is queued in the buffer it
-		// grew, full (push never appends to it), never pooled.
-		ch.b = ch.b[:0]
+	case &b[0] == &ch.b[:1][0] && len(b) <= cap(ch.b):
+		// Filled in place: the chunk's own buffer (pooled or not, as
+		// getChunk made it).
+		ch.b = ch.b[:len(b)]
+	case len(b) > cap(ch.b):
+		// fill outgrew the buffer (append moved it): the item is queued
+		// in the buffer it grew, full (push never appends to it) and
+		// larger than a chunk, so never pooled; the chunk goes back,
+		// referenced by nobody.
 		putChunk(ch)
 		ch = &chunk{b: b[:len(b):len(b)]}
-	} else {
-		ch.b = b
+	default:
+		// Neither the buffer given nor one grown from it: part of it (the
+		// chunk must not go back to the pool while that is referenced) or
+		// a buffer of fill's own (which putChunk would pool once drained,
+		// while its owner still has it). Refused; the chunk is dropped.
+		return 0, errFillMoved
 	}
 	ch.ends = append(ch.ends[:0], len(ch.b))
 	c.bulkQueued.Add(int64(len(ch.b)))
