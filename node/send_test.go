@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"reflect"
 	"strings"
@@ -360,6 +361,83 @@ func TestSendFromManyGoroutinesOfOneProcess(t *testing.T) {
 		m, err := recvMatch(p, func(m any) bool { d, ok := m.(Down); return ok && d.Ref == ref })
 		if err != nil || m.(Down).Reason != Killed {
 			return err
+		}
+		return nil
+	})
+}
+
+// A remote send encodes: once Send returns, the sender may change or reuse
+// what it sent. A large []byte goes as fragments copied straight from its
+// bytes (sendValueFragmented), so every fragment must be copied before
+// Send returns, even when the link's bulk lane is full and later fragments
+// wait for room. One buffer, rewritten after each send, carries every
+// message here, from a process and from outside any process; each must
+// arrive as it was when sent.
+func TestRemoteSendOfALargeByteSliceIsCopiedBeforeSendReturns(t *testing.T) {
+	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	connect(t, a, b)
+	const msgs, size = 6, 1<<20 + 3 // 17 fragments each, over the lane's high mark together
+	check := func(m any, want byte) error {
+		got, ok := m.([]byte)
+		if !ok || len(got) != size {
+			return fmt.Errorf("got %T of %d bytes, want []byte of %d", m, len(got), size)
+		}
+		for i, c := range got {
+			if c != want {
+				return fmt.Errorf("message %d: byte %d is %d (changed after Send returned)", want, i, c)
+			}
+		}
+		return nil
+	}
+	within(t, b, func(p *Process) error {
+		errc := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), testWait)
+			defer cancel()
+			errc <- a.Run(ctx, func(q *Process) error {
+				buf := make([]byte, size)
+				for i := range msgs {
+					for j := range buf {
+						buf[j] = byte(i + 1)
+					}
+					if err := q.Send(p.Self(), buf); err != nil {
+						return err
+					}
+				}
+				clear(buf)
+				return nil
+			})
+		}()
+		for i := range msgs {
+			m, err := recv(p)
+			if err != nil {
+				return fmt.Errorf("message %d never arrived: %w", i+1, err)
+			}
+			if err := check(m, byte(i+1)); err != nil {
+				return err
+			}
+		}
+		if err := <-errc; err != nil {
+			return err
+		}
+		buf := make([]byte, size)
+		for i := range msgs {
+			for j := range buf {
+				buf[j] = byte(100 + i)
+			}
+			if err := a.Send(p.Self(), buf); err != nil {
+				return err
+			}
+		}
+		clear(buf)
+		for i := range msgs {
+			m, err := recv(p)
+			if err != nil {
+				return fmt.Errorf("message %d never arrived: %w", 100+i, err)
+			}
+			if err := check(m, byte(100+i)); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
