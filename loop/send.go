@@ -211,9 +211,10 @@ func (c *Conn) scheduleDrain() {
 	}
 }
 
-// SendWaits returns how many Enqueue, EnqueueAppend and EnqueueBulk calls
-// found their lane at the high-water mark and waited for room
-// (backpressure), whatever the wait's outcome. Safe from any goroutine.
+// SendWaits returns how many Enqueue, EnqueueAppend, EnqueueBulk and
+// EnqueueBulkFill calls found their lane at the high-water mark and
+// waited for room (backpressure), whatever the wait's outcome. Safe from
+// any goroutine.
 func (c *Conn) SendWaits() uint64 { return c.sendWaits.Load() }
 
 // waitRoom waits until the lane counted by n is under the high-water mark.
