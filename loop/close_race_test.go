@@ -12,16 +12,8 @@ import (
 // enqueues B and then closes: B was queued before the close, so it must
 // reach the peer before close_notify.
 func TestCloseSendsAnItemQueuedDuringADirectWrite(t *testing.T) {
-	srv, cli := namedEnginePair(t)
 	sh := newFrameHandler(nil)
-	addr, err := srv.Listen("127.0.0.1:0", func(c *Conn) { c.SetHandler(sh); c.Start() })
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := cli.Dial(context.Background(), addr.String(), "srv")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialNamed(t, sh)
 	inDrain, release := make(chan struct{}), make(chan struct{})
 	first := true
 	c.SetDrain(func(dst []byte, items [][]byte) []byte {

@@ -150,15 +150,7 @@ func TestCloseSendsWhatWasQueuedBeforeIt(t *testing.T) {
 // it is handed (what the socket then delivers of a cut is gnet's
 // business).
 func TestCloseSealsEverythingQueuedPastOneQuantum(t *testing.T) {
-	srv, cli := namedEnginePair(t)
-	addr, err := srv.Listen("127.0.0.1:0", func(c *Conn) { c.SetHandler(newFrameHandler(nil)); c.Start() })
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := cli.Dial(context.Background(), addr.String(), "srv")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialNamed(t, newFrameHandler(nil))
 	var drained atomic.Int64
 	c.SetDrain(func(dst []byte, items [][]byte) []byte {
 		for _, it := range items {

@@ -199,3 +199,19 @@ func namedEnginePair(t *testing.T) (srv, cli *Engine) {
 	t.Cleanup(func() { _ = cli.Close(); _ = srv.Close() })
 	return srv, cli
 }
+
+// dialNamed starts a namedEnginePair whose server runs h on every conn it
+// accepts, and returns the client's conn to it, not started.
+func dialNamed(t *testing.T, h Handler) *Conn {
+	t.Helper()
+	srv, cli := namedEnginePair(t)
+	addr, err := srv.Listen("127.0.0.1:0", func(c *Conn) { c.SetHandler(h); c.Start() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cli.Dial(context.Background(), addr.String(), "srv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}

@@ -17,7 +17,6 @@ import (
 // first drain writes every urgent item and only a quantum of bulk), the
 // earlier one stays ahead of them, and each lane keeps its order.
 func TestUrgentItemsOvertakeBulkButNotWhatCameBefore(t *testing.T) {
-	srv, cli := namedEnginePair(t)
 	var mu sync.Mutex
 	var got []string
 	sh := newFrameHandler(func(_ *Conn, f []byte) {
@@ -25,14 +24,7 @@ func TestUrgentItemsOvertakeBulkButNotWhatCameBefore(t *testing.T) {
 		got = append(got, fmt.Sprintf("%c%d", f[0], binary.BigEndian.Uint32(f[1:])))
 		mu.Unlock()
 	})
-	addr, err := srv.Listen("127.0.0.1:0", func(c *Conn) { c.SetHandler(sh); c.Start() })
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := cli.Dial(context.Background(), addr.String(), "srv")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialNamed(t, sh)
 	mk := func(lane byte, seq, size int) []byte {
 		p := make([]byte, size)
 		p[0] = lane
@@ -181,15 +173,7 @@ func TestEnqueueBulkFillKeepsItsPlaceOnTheBulkLane(t *testing.T) {
 // drained, while fill's owner still has it). A refused fill queues
 // nothing. The conn is not started, so what is queued stays there.
 func TestEnqueueBulkFillRefusesABufferItWasNotGiven(t *testing.T) {
-	srv, cli := namedEnginePair(t)
-	addr, err := srv.Listen("127.0.0.1:0", func(c *Conn) { c.SetHandler(newFrameHandler(nil)); c.Start() })
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := cli.Dial(context.Background(), addr.String(), "srv")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialNamed(t, newFrameHandler(nil))
 	defer func() { _ = c.Close(nil) }()
 	item := frame(nil, make([]byte, 1000))
 	own := make([]byte, 0, chunkSize)
@@ -383,16 +367,8 @@ func TestBulkPassedKeepsASendersLaterItemsBehind(t *testing.T) {
 
 // A bulk item's ticket passes once a drain took it, not before.
 func TestBulkTicketPassesWhenDrained(t *testing.T) {
-	srv, cli := namedEnginePair(t)
 	sh := newFrameHandler(nil)
-	addr, err := srv.Listen("127.0.0.1:0", func(c *Conn) { c.SetHandler(sh); c.Start() })
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := cli.Dial(context.Background(), addr.String(), "srv")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialNamed(t, sh)
 	t1, err := c.EnqueueBulk(context.Background(), frame(nil, make([]byte, 100)))
 	if err != nil {
 		t.Fatal(err)
