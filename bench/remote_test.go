@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshrt/mesh/bench/internal/sockbuf"
 	"github.com/meshrt/mesh/codec"
 	"github.com/meshrt/mesh/node"
 )
@@ -119,7 +120,11 @@ func itoa(i int) string {
 // stops with the benchmark, connected to the node peer peerName.
 func startConnectedNode(b *testing.B, name, peerName string) *node.Node {
 	b.Helper()
-	n, err := node.Start(name+"@127.0.0.1:0", "bench")
+	opts, err := sockbuf.Options()
+	if err != nil {
+		b.Fatal(err)
+	}
+	n, err := node.Start(name+"@127.0.0.1:0", "bench", opts...)
 	if err != nil {
 		b.Fatal(err)
 	}

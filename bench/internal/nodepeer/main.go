@@ -23,6 +23,7 @@ import (
 	"runtime/trace"
 	"time"
 
+	"github.com/meshrt/mesh/bench/internal/sockbuf"
 	"github.com/meshrt/mesh/codec"
 	"github.com/meshrt/mesh/node"
 )
@@ -51,7 +52,11 @@ func main() {
 		}
 		defer trace.Stop()
 	}
-	n, err := node.Start("peer@127.0.0.1:0", *cookie)
+	opts, err := sockbuf.Options()
+	if err != nil {
+		log.Fatal(err)
+	}
+	n, err := node.Start("peer@127.0.0.1:0", *cookie, opts...)
 	if err != nil {
 		log.Fatal(err)
 	}
