@@ -231,6 +231,7 @@ type inlineProbe struct {
 	took    atomic.Int64
 	empty   atomic.Int64 // waits that ended with no message, no context end and no close
 	nudges  atomic.Int64 // no-op tasks given to a loop found outside the netpoller
+	inside  atomic.Bool  // in ReadInline now (holding the duty, or trying to take it)
 }
 
 // KickInline implements mailbox.InlineReader.
@@ -240,7 +241,10 @@ func (r *inlineProbe) WaitInline(ctx context.Context, m *mailbox.Mailbox) bool {
 	failed := 0
 	for {
 		r.tries.Add(1)
-		if r.c.ReadInline(ctx, m) {
+		r.inside.Store(true)
+		took := r.c.ReadInline(ctx, m)
+		r.inside.Store(false)
+		if took {
 			r.took.Add(1)
 			if m.InlineReady() || ctx.Err() != nil || r.c.reached(closeRequested) {
 				return true
@@ -510,10 +514,11 @@ func (ip *inlinePair) holding(t *testing.T, who string) {
 	}
 }
 
-// dutyState describes what ReadInline checks, for failure messages.
+// dutyState describes what ReadInline checks, and the send queue's
+// drain token (drainState), for failure messages.
 func dutyState(c *Conn) string {
-	s := fmt.Sprintf("duty %#x, direct %v, close state %d, inline resources %v",
-		c.duty.Load(), c.direct.Load(), c.closeState.Load(), c.inl.Load() != nil)
+	s := fmt.Sprintf("duty %#x, direct %v, close state %d, inline resources %v; %s",
+		c.duty.Load(), c.direct.Load(), c.closeState.Load(), c.inl.Load() != nil, drainState(c))
 	if ls := c.ls.Load(); ls != nil {
 		if w := ls.idle.Load(); w != nil {
 			s += fmt.Sprintf("; loop waiting %v, at a task %v, at this conn's OnTraffic %v, lend %v, owed %d, enrolling %d, busy %v",
@@ -521,6 +526,13 @@ func dutyState(c *Conn) string {
 		}
 	}
 	return s
+}
+
+// drainState describes c's send queue and its drain token: bytes queued
+// with the conn not scheduled, once nothing runs, is an item nobody will
+// send until the next push.
+func drainState(c *Conn) string {
+	return fmt.Sprintf("queued %d, bulk queued %d, scheduled %v", c.queued.Load(), c.bulkQueued.Load(), c.scheduled.Load())
 }
 
 // checkRules reports every rule break seen: the loop's own count
@@ -565,15 +577,42 @@ func inlineLeakCheck(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t, opts...) })
 }
 
+// waitGroup waits for wg; past inlineBound it logs every goroutine's
+// stack and fails the test.
 func waitGroup(t *testing.T, wg *sync.WaitGroup, what string) {
 	t.Helper()
+	if !waitFor(wg, inlineBound) {
+		logStacks(t)
+		t.Fatalf("still waiting after %v: %s", inlineBound, what)
+	}
+}
+
+// waitFor reports whether wg's count reached zero within d.
+func waitFor(wg *sync.WaitGroup, d time.Duration) bool {
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(inlineBound):
-		t.Fatalf("still waiting after %v: %s", inlineBound, what)
+		return true
+	case <-time.After(d):
+		return false
 	}
+}
+
+// logStacks logs every goroutine's stack: where a stalled test's
+// goroutines wait (a holder of a read duty is in holdDuty).
+func logStacks(t *testing.T) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	t.Logf("every goroutine's stack:\n%s", buf)
 }
 
 // Rules 1-4 in the steady case: a process that sends a request and waits
@@ -1131,7 +1170,9 @@ func TestInlineLocalPushWakesTheHolder(t *testing.T) {
 func TestInlineManyProcessesOnOneConnEachGetTheirRepliesInOrder(t *testing.T) {
 	const procs, rounds = 8, 100
 	ip := newInlinePair(t, newInlineServer(0), procs)
-	ctx, cancel := context.WithTimeout(context.Background(), inlineBound)
+	// The processes' bound is past the wait's: a stall is reported while
+	// it lasts, not once their context has ended it.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*inlineBound)
 	defer cancel()
 	ps := make([]*inlineProc, procs)
 	for i := range ps {
@@ -1147,7 +1188,20 @@ func TestInlineManyProcessesOnOneConnEachGetTheirRepliesInOrder(t *testing.T) {
 			}
 		}()
 	}
-	waitGroup(t, &wg, "every process finished its rounds")
+	if !waitFor(&wg, inlineBound) {
+		var inside []byte
+		for _, p := range ps {
+			if p.r.inside.Load() {
+				inside = append(inside, p.tag)
+			}
+		}
+		t.Errorf("still waiting after %v: every process finished its rounds; processes in ReadInline %v; client conn: %s; server conn: %s",
+			inlineBound, inside, dutyState(ip.cliConn), drainState(ip.srvConn))
+		logStacks(t)
+		cancel() // the stuck processes report their rounds
+		waitGroup(t, &wg, "the stuck processes returned once their context ended")
+		t.FailNow()
+	}
 	var took int64
 	for _, p := range ps {
 		took += p.r.took.Load()
