@@ -345,6 +345,12 @@ func (c *Conn) KickInline() {
 	}
 }
 
+// testHookBesideHolder, when a test sets it, runs in flushBesideHolder
+// after its writes, just before it gives the drain token up: a test
+// enqueues there, as a sender does whose push lands while the loop's
+// goroutine is descheduled at that point.
+var testHookBesideHolder atomic.Pointer[func(*Conn)]
+
 // flushBesideHolder is flushQueue while a holder has c's read duty
 // (rule 3). gnet's outbound buffer is empty then (only the loop fills it,
 // and only with the duty home), so the loop writes the socket itself, as a
@@ -402,7 +408,15 @@ func (c *Conn) flushBesideHolder(ls *loopState) bool {
 	if more {
 		c.direct.Store(false) // off while data flows, as after flushQueue's pass
 	}
+	if h := testHookBesideHolder.Load(); h != nil {
+		(*h)(c)
+	}
+	// The token first, then the queue again: a sender that pushed while
+	// the token was still taken left its item to this pass (it saw c
+	// scheduled), and a look before the release misses it; nothing would
+	// send it until the next push.
 	c.scheduled.Store(false)
+	more = more || c.queued.Load() > 0 || c.bulkQueued.Load() > 0
 	if (more || c.ad.PendingOutput()) && c.scheduled.CompareAndSwap(false, true) {
 		ls.schedule(c) // the rest: the next pass
 	}

@@ -835,6 +835,87 @@ func TestInlineLoopWritesBesideTheHolderAndRecallsTheDutyForABacklog(t *testing.
 	t.Logf("process 2: %d short waits expired, %d of %d waits read inline", expired.Load(), p2.r.took.Load(), p2.r.tries.Load())
 }
 
+// Rule 3's drain token: the loop that wrote beside a holder gives the
+// token up and only then looks at the queue again. A sender that pushed
+// while the loop still held the token saw the conn scheduled and left its
+// item to the token's holder; that item must go out. The loop used to
+// decide "nothing more" first and give the token up after: an item pushed
+// in between stayed queued, unscheduled, until some later push. With
+// eight processes on one conn and the loop's goroutine descheduled there
+// for as long as the round trips in flight took, every process's next
+// request ended up queued so, and all of them waited for replies to
+// requests never sent, the duty held by one of them in the netpoller and
+// the loop idle (TestInlineManyProcessesOnOneConnEachGetTheirRepliesInOrder's
+// stall, once under load). testHookBesideHolder pushes at that point, on
+// the loop itself, so the interleaving is the same in every run.
+func TestInlineLoopWritingBesideTheHolderSendsWhatCameWhileItHeldTheToken(t *testing.T) {
+	srv := newInlineServer(1)
+	ip := newInlinePair(t, srv, 1)
+	c := ip.cliConn
+	ctx, cancel := context.WithTimeout(context.Background(), inlineBound)
+	defer cancel()
+	p := ip.proc(0, true)
+	p.r.persist.Store(true) // a wait that ended for nothing holds again
+	if err := p.send(ctx, kindHold, seqBody(1)); err != nil {
+		t.Fatal(err)
+	}
+	held := srv.take(t)
+	res := p.recvAsync(ctx)
+
+	var sent atomic.Uint32 // sink items pushed, all on the loop, in order
+	push := func() {
+		if err := c.EnqueueNoWait(frame(nil, inlineMsg(0, kindSink, sinkBody(0, sent.Add(1)-1, 0)))); err != nil {
+			t.Errorf("item %d: %v", sent.Load()-1, err)
+		}
+	}
+	var fired atomic.Bool
+	hook := func(hc *Conn) {
+		if hc == c && fired.CompareAndSwap(false, true) {
+			push() // the token still taken: push leaves the item to the loop
+		}
+	}
+	testHookBesideHolder.Store(&hook)
+	t.Cleanup(func() { testHookBesideHolder.Store(nil) })
+
+	type tokenState struct {
+		queued    int64
+		scheduled bool
+	}
+	for !fired.Load() {
+		if ctx.Err() != nil {
+			t.Fatal("no flush of the loop ran beside the holder")
+		}
+		ip.holding(t, "the process")
+		// Pushed from a task: the loop drains it in that task's leave,
+		// through flushBesideHolder while the duty is away. The second
+		// task runs after that leave, with nothing of the conn's running.
+		c.Execute(push)
+		st := make(chan tokenState, 1)
+		c.Execute(func() { st <- tokenState{c.queued.Load(), c.scheduled.Load()} })
+		select {
+		case s := <-st:
+			if s.queued > 0 && !s.scheduled {
+				t.Fatalf("after the loop's write beside the holder, %d bytes are queued and the conn is not scheduled: "+
+					"nobody holds the drain token, and nothing sends them until the next push (%s)", s.queued, dutyState(c))
+			}
+		case <-time.After(inlineBound):
+			t.Fatal("a task on the client's loop did not run")
+		}
+	}
+	eventually(t, inlineBound, "every item reached the server, the one pushed in the hook too", func() bool {
+		_, next := srv.order.result()
+		return next[0] == sent.Load()
+	})
+	if bad, _ := srv.order.result(); bad != 0 {
+		t.Errorf("%d items out of order at the server", bad)
+	}
+	ip.answer(t, held)
+	if r := awaitRecv(t, res, "the holder's reply"); r.err != nil || r.msg != string(held) {
+		t.Fatalf("the holder got %q, %v; want %q", r.msg, r.err, held)
+	}
+	ip.checkRules(t)
+}
+
 var (
 	errServerGone = errors.New("inline test: the server closes")
 	errClientGone = errors.New("inline test: the client closes")
