@@ -424,17 +424,24 @@ type inlinePair struct {
 
 // newInlinePair is newPair with the client's handler an inlineClient of
 // boxes mailboxes. It skips the test where the client's loop does not
-// wait in Go's netpoller: no process can take a read duty there.
+// wait in Go's netpoller: no process can take a read duty there. The
+// handshake and its first byte are bounded by inlineBound, as every wait
+// here: under load the defaults (5 s, 1 s) dropped the client's conn
+// before the test began ("handshake failed: tls: EOF").
 func newInlinePair(t *testing.T, srv *inlineServer, boxes int, opts ...Option) *inlinePair {
 	t.Helper()
 	if runtime.GOOS != "linux" {
 		t.Skip("inline reading needs the loop's netpoller wait (Linux: epoll, eventfd, /proc)")
 	}
-	se, err := New(append([]Option{WithLoops(2), WithHook(nameHook("srv"))}, opts...)...)
+	with := func(name string) []Option {
+		return append([]Option{WithLoops(2), WithHandshakeTimeout(inlineBound), WithFirstByteTimeout(inlineBound),
+			WithHook(nameHook(name))}, opts...)
+	}
+	se, err := New(with("srv")...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ce, err := New(append([]Option{WithLoops(2), WithHook(nameHook("cli"))}, opts...)...)
+	ce, err := New(with("cli")...)
 	if err != nil {
 		_ = se.Close()
 		t.Fatal(err)
