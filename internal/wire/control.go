@@ -62,6 +62,10 @@ func DecodeControl(f Frame, lim *codec.Limits) (Control, error) {
 		v = new(Groups)
 	case KindPublish:
 		v = new(Publish)
+	case KindSync:
+		v = new(Sync)
+	case KindAck:
+		v = new(Ack)
 	default:
 		return nil, fmt.Errorf("%w: %v is not a control frame", codec.ErrCorrupt, f.Kind)
 	}
@@ -584,4 +588,47 @@ func (x *Publish) Decode(b []byte, _ *codec.Limits) error {
 	}
 	x.Term = append([]byte(nil), b[r.off:]...)
 	return nil
+}
+
+// Sync asks the peer to answer with an Ack of the same Seq once it has
+// handled every frame that came before it on the connection: a sender
+// learns that what it queued before the Sync has been delivered.
+type Sync struct {
+	Seq uint64
+}
+
+// Kind returns KindSync.
+func (*Sync) Kind() Kind { return KindSync }
+
+// Append appends the whole frame to dst.
+func (x *Sync) Append(dst []byte) []byte { return appendSeq(dst, KindSync, x.Seq) }
+
+// Decode reads a KindSync payload.
+func (x *Sync) Decode(b []byte, _ *codec.Limits) error { return decodeSeq(b, "sync", &x.Seq) }
+
+// Ack answers a Sync (Seq is the Sync's), or, sent back on a companion
+// connection, counts the frames its receiver has handled on it so far.
+type Ack struct {
+	Seq uint64
+}
+
+// Kind returns KindAck.
+func (*Ack) Kind() Kind { return KindAck }
+
+// Append appends the whole frame to dst.
+func (x *Ack) Append(dst []byte) []byte { return appendSeq(dst, KindAck, x.Seq) }
+
+// Decode reads a KindAck payload.
+func (x *Ack) Decode(b []byte, _ *codec.Limits) error { return decodeSeq(b, "ack", &x.Seq) }
+
+func appendSeq(dst []byte, k Kind, seq uint64) []byte {
+	dst, at := beginFrame(dst, k)
+	dst = appendUvarint(dst, seq)
+	return endFrame(dst, at)
+}
+
+func decodeSeq(b []byte, what string, seq *uint64) error {
+	r := reader{b: b}
+	*seq = r.u()
+	return r.end(what)
 }

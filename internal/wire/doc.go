@@ -20,7 +20,8 @@
 //	byte 0     version (1); anything else is ErrVersion
 //	byte 1     kind (see Kind: batch, fragment, spawn request/reply, link,
 //	           unlink, exit, monitor, demonitor, down, registry, tick, tock,
-//	           nodes); unknown kinds are corrupt
+//	           nodes, goodbye, groups, publish, sync, ack); unknown kinds
+//	           are corrupt
 //	byte 2     flags: bit 0 = payload is one S2 block (only on links that
 //	           negotiated FeatureS2); other bits must be 0
 //	byte 3     reserved, must be 0
@@ -61,6 +62,7 @@
 //	registry         opaque bytes (package global's own encoding)
 //	tick, tock       uvarint seq | zigzag uvarint time
 //	nodes            uvarint count | (uvarint length, name)*
+//	sync, ack        uvarint seq
 //
 // Kinds 15 and 16 were the handshake's hello and proof in an early version;
 // the handshake has its own framing now (internal/handshake), and a frame of

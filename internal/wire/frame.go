@@ -64,11 +64,13 @@ const (
 	KindGoodbye Kind = 17 // Goodbye: the sender is about to close the link, and why
 	KindGroups  Kind = 18 // Groups: opaque payload owned by the node's process groups
 	KindPublish Kind = 19 // Publish: one message for every local member of a group
-	kindMax          = KindPublish
+	KindSync    Kind = 20 // Sync: answer with an Ack once every frame before it is handled
+	KindAck     Kind = 21 // Ack: frames handled on a companion connection, or a Sync's answer
+	kindMax          = KindAck
 )
 
 var kindNames = [...]string{"", "batch", "fragment", "spawn-request", "spawn-reply", "link", "unlink", "exit",
-	"monitor", "demonitor", "down", "registry", "tick", "tock", "nodes", "", "", "goodbye", "groups", "publish"}
+	"monitor", "demonitor", "down", "registry", "tick", "tock", "nodes", "", "", "goodbye", "groups", "publish", "sync", "ack"}
 
 // String names the kind, for logs and metrics labels. Safe from any
 // goroutine.
@@ -96,8 +98,19 @@ const (
 	FeatureS2 Features = 1 << 0
 	// FeatureFragments means the peer reassembles fragmented messages.
 	FeatureFragments Features = 1 << 1
+	// FeatureCompanion means the peer takes a companion connection: a
+	// second connection of the link, dialled by the node whose bulk data
+	// (large messages' fragments) it carries, so that the first carries
+	// small messages and control frames past it (package node's
+	// companion.go).
+	FeatureCompanion Features = 1 << 2
 	// SupportedFeatures is everything this package implements.
-	SupportedFeatures = FeatureS2 | FeatureFragments
+	SupportedFeatures = FeatureS2 | FeatureFragments | FeatureCompanion
+
+	// RoleCompanion is set in a hello's features, and in no link's, by
+	// a node that dials a companion connection of the link it already
+	// has with the acceptor.
+	RoleCompanion Features = 1 << 63
 )
 
 // Frame is one parsed frame. Payload aliases the reader's input or its

@@ -51,6 +51,8 @@ func goldenFrames(t testing.TB) []struct {
 		{"tick", (&Tick{1, 1000}).Append(nil)},
 		{"tock", (&Tock{1, 1000}).Append(nil)},
 		{"nodes", (&Nodes{[]string{"a@h:1"}}).Append(nil)},
+		{"sync", (&Sync{7}).Append(nil)},
+		{"ack", (&Ack{7}).Append(nil)},
 	}
 }
 

@@ -224,6 +224,8 @@ func TestControlFramesRoundTrip(t *testing.T) {
 		{"tick", &Tick{3, -42}},
 		{"tock", &Tock{3, 1 << 62}},
 		{"nodes", &Nodes{[]string{"a@h:1", "b@h:2"}}},
+		{"sync", &Sync{1 << 40}},
+		{"ack", &Ack{300}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
