@@ -167,6 +167,8 @@ type Conn struct {
 	closeAsked  bool          // gc.Close was called and OnClose has not run (counted in idle.pending)
 	shortSend   bool          // the socket's unsent limit is short: bulk items are queued (paceBulk)
 	shortRecv   bool          // the socket's receive buffer was set short (ShortenReceive)
+	// bulkOnly: the conn carries bulk data only (SetBulkOnly).
+	bulkOnly atomic.Bool
 }
 
 func newConn(e *Engine, tc *tls.Conn, ad *tlsconn.Adapter, info any, outbound bool) *Conn {
@@ -244,12 +246,18 @@ func (c *Conn) Start() {
 	}
 	defer e.wg.Done()
 	nc := c.dbgDetached(c.ad.Detach())
+	cli, err := e.clientFor(c)
+	if err != nil {
+		_ = nc.Close()
+		c.failStart(err)
+		return
+	}
 	// EnrollContext dups the fd, closes nc, and returns after OnOpen ran on
 	// the chosen loop. gnet queues it as a task of that loop: no loop
 	// waits in the netpoller meanwhile (idle.go).
 	e.enrolling.Add(1)
 	e.kickLoops()
-	_, err := e.cli.EnrollContext(nc, c)
+	_, err = cli.EnrollContext(nc, c)
 	e.enrolling.Add(-1)
 	if err != nil {
 		c.failStart(fmt.Errorf("loop: enrol: %w", err))

@@ -78,6 +78,13 @@ type Engine struct {
 	enrolling atomic.Int64 // Starts in EnrollContext: no loop waits in the netpoller (idle.go)
 	epolls    []int        // epoll descriptors gnet opened (idle.go); constant after New
 
+	// The bulk loop: a gnet client of one event loop of its own, made by
+	// the first Start of a bulk-only conn (Conn.SetBulkOnly), so that bulk
+	// data never shares a loop with the conns that carry small items.
+	bulkMu     sync.Mutex
+	bulkCli    *gnet.Client          // guarded by bulkMu
+	bulkEpolls atomic.Pointer[[]int] // its epoll descriptors, set before its first enrolment
+
 	closeOnce sync.Once
 	closeErr  error
 	timerDone chan struct{}
@@ -118,22 +125,11 @@ func New(opts ...Option) (*Engine, error) {
 	if e.clientTLS == nil {
 		e.clientTLS = tlsconn.ClientConfig()
 	}
-	before := fdSet(nil)
-	cli, err := gnet.NewClient(&gnetHandler{e: e},
-		gnet.WithNumEventLoop(o.loops),
-		gnet.WithLogger(gnetLogger{e.log}),
-		gnet.WithTicker(false),
-		gnet.WithReadBufferCap(64<<10),
-		gnet.WithWriteBufferCap(64<<10),
-	)
+	cli, eps, err := e.startClient(o.loops)
 	if err != nil {
-		return nil, fmt.Errorf("loop: gnet client: %w", err)
+		return nil, err
 	}
-	if err := cli.Start(); err != nil {
-		return nil, fmt.Errorf("loop: gnet start: %w", err)
-	}
-	e.cli = cli
-	e.epolls = newEpolls(before)
+	e.cli, e.epolls = cli, eps
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.timers.init()
 	go func() {
@@ -141,6 +137,57 @@ func New(opts ...Option) (*Engine, error) {
 		e.timers.run()
 	}()
 	return e, nil
+}
+
+// startClient starts a gnet client of n event loops, all served by the
+// engine's handler, and returns it with the epoll descriptors it opened
+// (idle.go; nil where they cannot be told).
+func (e *Engine) startClient(n int) (*gnet.Client, []int, error) {
+	before := fdSet(nil)
+	cli, err := gnet.NewClient(&gnetHandler{e: e},
+		gnet.WithNumEventLoop(n),
+		gnet.WithLogger(gnetLogger{e.log}),
+		gnet.WithTicker(false),
+		gnet.WithReadBufferCap(64<<10),
+		gnet.WithWriteBufferCap(64<<10),
+	)
+	if err != nil {
+		return nil, nil, fmt.Errorf("loop: gnet client: %w", err)
+	}
+	if err := cli.Start(); err != nil {
+		return nil, nil, fmt.Errorf("loop: gnet start: %w", err)
+	}
+	return cli, newEpolls(before), nil
+}
+
+// clientFor returns the gnet client that enrols c: the bulk loop's for a
+// bulk-only conn (made here the first time), else the engine's. In a Start
+// in flight (beginStart), so Close cannot have stopped the clients.
+func (e *Engine) clientFor(c *Conn) (*gnet.Client, error) {
+	if !c.bulkOnly.Load() {
+		return e.cli, nil
+	}
+	e.bulkMu.Lock()
+	defer e.bulkMu.Unlock()
+	if e.bulkCli == nil {
+		cli, eps, err := e.startClient(1)
+		if err != nil {
+			return nil, err
+		}
+		e.bulkEpolls.Store(&eps)
+		e.bulkCli = cli
+	}
+	return e.bulkCli, nil
+}
+
+// idleCandidates lists the epoll descriptors a loop's idle wait may use
+// (idle.go): the engine's loops' and the bulk loop's.
+func (e *Engine) idleCandidates() []int {
+	p := e.bulkEpolls.Load()
+	if p == nil {
+		return e.epolls
+	}
+	return append(append([]int(nil), e.epolls...), *p...)
 }
 
 // Stats returns the handshake counters. Safe from any goroutine.
@@ -540,6 +587,13 @@ func (e *Engine) close() error {
 	if serr := e.cli.Stop(); serr != nil && err == nil {
 		err = fmt.Errorf("loop: stop loops: %w", serr)
 	}
+	e.bulkMu.Lock()
+	if e.bulkCli != nil {
+		if serr := e.bulkCli.Stop(); serr != nil && err == nil {
+			err = fmt.Errorf("loop: stop the bulk loop: %w", serr)
+		}
+	}
+	e.bulkMu.Unlock()
 	e.mu.Lock()
 	for _, ls := range e.loops {
 		if w := ls.idle.Swap(nil); w != nil {

@@ -250,7 +250,7 @@ func (h *gnetHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	ls := h.e.loopFor(gc.EventLoop())
 	if !ls.idleTried {
 		ls.idleTried = true
-		if w := findIdleWait(h.e.epolls, gc.Fd()); w != nil {
+		if w := findIdleWait(h.e.idleCandidates(), gc.Fd()); w != nil {
 			ls.idle.Store(w)
 		}
 	}
@@ -369,7 +369,7 @@ const tcpNotSentLowat = 25
 // with a deeper or shorter kernel queue. Loop only.
 func (c *Conn) paceBulk(bulk bool) {
 	n := c.e.opts.notSent
-	if bulk == c.shortSend || n == 0 || runtime.GOOS != "linux" || c.reached(socketClosed) {
+	if bulk == c.shortSend || n == 0 || c.bulkOnly.Load() || runtime.GOOS != "linux" || c.reached(socketClosed) {
 		return
 	}
 	c.shortSend = bulk
@@ -380,6 +380,16 @@ func (c *Conn) paceBulk(bulk bool) {
 		c.e.log.Warn("loop: TCP_NOTSENT_LOWAT", "remote", c.remote, "err", err)
 	}
 }
+
+// SetBulkOnly tells the engine that the conn carries bulk data only (a
+// node's companion connection: large messages' fragments, acknowledged
+// the other way), so nothing small waits behind its bytes. Its socket's
+// queues stay the kernel's (paceBulk and ShortenReceive do nothing: short
+// queues would only cost it bandwidth), and it is served by the engine's
+// bulk loop, an event loop of its own (made at the first such Start), so
+// that reading and writing it never delays a conn that carries small
+// items. Call it before Start, from any goroutine.
+func (c *Conn) SetBulkOnly() { c.bulkOnly.Store(true) }
 
 // ShortenReceive tells the conn that its input carries the peer's bulk
 // data (EnqueueBulk items, such as a large message's fragments): the
@@ -397,7 +407,7 @@ func (c *Conn) paceBulk(bulk bool) {
 // reading inline: either holds the read duty).
 func (c *Conn) ShortenReceive() {
 	n := c.e.opts.rcvBuf
-	if c.shortRecv || n == 0 || c.reached(socketClosed) {
+	if c.shortRecv || n == 0 || c.bulkOnly.Load() || c.reached(socketClosed) {
 		return
 	}
 	fd := c.gc.Fd()

@@ -422,3 +422,82 @@ func TestUrgentItemGoesOutDuringASocketWaitWithBulkQueued(t *testing.T) {
 	}
 	unblock()
 }
+
+// A bulk-only conn (SetBulkOnly) is served by the engine's bulk loop, one
+// loop of its own that no other conn shares, and keeps the kernel's socket
+// queues whatever it carries: a stream on it never holds up the reading or
+// writing of the conns that carry small items, and is not slowed by the
+// short queues those get.
+func TestBulkOnlyConnsHaveALoopOfTheirOwnAndTheKernelsQueues(t *testing.T) {
+	srv, err := New(WithLoops(1), WithHook(nameHook("srv")), WithSocketBuffers(96<<10, 24<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := New(WithLoops(1), WithHook(nameHook("cli")), WithSocketBuffers(96<<10, 24<<10))
+	if err != nil {
+		_ = srv.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cli.Close(); _ = srv.Close() })
+	sh := newFrameHandler(nil)
+	addr, err := srv.Listen("127.0.0.1:0", func(c *Conn) { c.SetHandler(sh); c.Start() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	dial := func(bulk bool) *Conn {
+		t.Helper()
+		c, err := cli.Dial(context.Background(), addr.String(), "srv")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bulk {
+			c.SetBulkOnly()
+		}
+		c.SetHandler(newFrameHandler(nil))
+		c.Start()
+		return c
+	}
+	small, bulk, bulk2 := dial(false), dial(true), dial(true)
+	if small.ls.Load() == bulk.ls.Load() {
+		t.Fatal("a bulk-only conn shares the loop of a conn for small items")
+	}
+	if bulk.ls.Load() != bulk2.ls.Load() {
+		t.Fatal("two bulk-only conns of one engine are on two loops; want the one bulk loop")
+	}
+	var kernelRcv, kernelLowat int
+	probe := func(c *Conn, do func()) (rcv, lowat int) {
+		t.Helper()
+		got := make(chan [2]int, 1)
+		c.Execute(func() {
+			if do != nil {
+				do()
+			}
+			fd := c.gc.Fd()
+			r, _ := syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF)
+			l, _ := syscall.GetsockoptInt(fd, syscall.IPPROTO_TCP, tcpNotSentLowat)
+			got <- [2]int{r, l}
+		})
+		v := <-got
+		return v[0], v[1]
+	}
+	kernelRcv, kernelLowat = probe(bulk, nil)
+	if rcv, lowat := probe(bulk, func() { bulk.paceBulk(true); bulk.ShortenReceive() }); rcv != kernelRcv || lowat != kernelLowat {
+		t.Errorf("bulk-only conn with bulk queued and input: SO_RCVBUF %d, TCP_NOTSENT_LOWAT %d; want the kernel's %d, %d",
+			rcv, lowat, kernelRcv, kernelLowat)
+	}
+	if runtime.GOOS == "linux" {
+		if _, lowat := probe(small, func() { small.paceBulk(true) }); lowat != 24<<10 {
+			t.Errorf("a conn for small items with bulk queued: TCP_NOTSENT_LOWAT %d, want %d", lowat, 24<<10)
+		}
+	}
+	// Both loops carry traffic.
+	for _, c := range []*Conn{small, bulk, bulk2} {
+		if _, err := c.EnqueueBulk(context.Background(), frame(nil, make([]byte, 64<<10))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 20*time.Second, "three frames", func() bool {
+		n, _, _ := sh.count()
+		return n == 3
+	})
+}
