@@ -41,16 +41,23 @@ func BenchmarkHeadOfLine(b *testing.B) {
 	tlsSink := startTransportPeer(b, tbin, "-mode", "tls", "-echo", "-echo-max", "64")
 	peerName := startNodePeer(b, bin)
 	n := startConnectedNode(b, "hol", peerName)
+	// n1 keeps each link one connection (no companion): the lanes alone.
+	n1 := startConnectedNode(b, "hol1", peerName, node.WithBulkConnections(false))
 	var idleP99 time.Duration
 	b.Run("stream=none", func(b *testing.B) { idleP99 = pingpongMesh(b, n, peerName) })
-	b.Run("stream=1MiB", func(b *testing.B) {
-		stop, bytes := streamMesh(b, n, peerName, 1<<20)
-		start := time.Now()
-		p99 := pingpongMesh(b, n, peerName)
-		elapsed := time.Since(start)
-		stop()
-		reportStreamRun(b, tlsSink, bytes.Load(), elapsed, p99, idleP99)
-	})
+	for _, v := range []struct {
+		name string
+		n    *node.Node
+	}{{"stream=1MiB", n}, {"stream=1MiB/impl=mesh-1conn", n1}} {
+		b.Run(v.name, func(b *testing.B) {
+			stop, bytes := streamMesh(b, v.n, peerName, 1<<20)
+			start := time.Now()
+			p99 := pingpongMesh(b, v.n, peerName)
+			elapsed := time.Since(start)
+			stop()
+			reportStreamRun(b, tlsSink, bytes.Load(), elapsed, p99, idleP99)
+		})
+	}
 	var rawIdleP99 time.Duration
 	b.Run("stream=none/impl=tls-2conn", func(b *testing.B) {
 		rawIdleP99 = pingpongTLSHist(b, tlsSink)

@@ -118,12 +118,13 @@ func itoa(i int) string {
 
 // startConnectedNode starts a node name@127.0.0.1 (cookie "bench") that
 // stops with the benchmark, connected to the node peer peerName.
-func startConnectedNode(b *testing.B, name, peerName string) *node.Node {
+func startConnectedNode(b *testing.B, name, peerName string, extra ...node.Option) *node.Node {
 	b.Helper()
 	opts, err := sockbuf.Options()
 	if err != nil {
 		b.Fatal(err)
 	}
+	opts = append(opts, extra...)
 	n, err := node.Start(name+"@127.0.0.1:0", "bench", opts...)
 	if err != nil {
 		b.Fatal(err)

@@ -171,8 +171,8 @@ func (n *Node) demonitorName(p *Process, node, name string, ref Ref) {
 
 // deliverAddressed handles an addressed record from pe. Runs on the loop,
 // in the link's message order (see deliver).
-func (pe *peer) deliverAddressed(m wire.Message) error {
-	n := pe.n
+func (r *rx) deliverAddressed(m wire.Message) error {
+	pe, n := r.pe, r.pe.n
 	a, err := wire.ParseAddress(m.Term)
 	if err != nil {
 		return err
@@ -180,7 +180,7 @@ func (pe *peer) deliverAddressed(m wire.Message) error {
 	switch a.Kind {
 	case wire.AddrName:
 		if t := n.svc.names.lookup(string(a.Name)); t != nil {
-			pe.deliverTo(t, a.Body)
+			r.deliverTo(t, a.Body)
 		} else {
 			n.metrics.droppedNoProc.Add(1)
 		}
@@ -189,7 +189,7 @@ func (pe *peer) deliverAddressed(m wire.Message) error {
 		from := PID{Node: pe.name, Incarnation: pe.incarnation, ID: m.From}
 		t := n.svc.names.lookup(string(a.Name))
 		if t != nil && t.addMonitor(ref, from) {
-			pe.deliverTo(t, a.Body)
+			r.deliverTo(t, a.Body)
 			return pe.relationAdded()
 		}
 		pe.control(&wire.Down{Ref: ref, Watcher: from, PID: PID{Node: n.self, Incarnation: n.incarnation}, Reason: NoProc})
@@ -198,7 +198,7 @@ func (pe *peer) deliverAddressed(m wire.Message) error {
 		from := PID{Node: pe.name, Incarnation: pe.incarnation, ID: m.From}
 		to := PID{Node: n.self, Incarnation: n.incarnation, ID: a.To}
 		if t := n.local(to); t != nil && t.addMonitor(ref, from) {
-			pe.deliverTo(t, a.Body)
+			r.deliverTo(t, a.Body)
 			return pe.relationAdded()
 		}
 		pe.control(&wire.Down{Ref: ref, Watcher: from, PID: to, Reason: NoProc})
@@ -210,36 +210,36 @@ func (pe *peer) deliverAddressed(m wire.Message) error {
 		if !n.svc.aliases.waiting(a.Ref) {
 			return nil // a late reply: dropped here, never queued
 		}
-		pe.flushRun() // what the replier sent before goes first
+		r.flushRun() // what the replier sent before goes first
 		ref := Ref{Node: n.self, Incarnation: n.incarnation, ID: a.Ref}
-		r := newCallReply(ref, nil, a.Flags&wire.ReplyReleased != 0)
+		cr := newCallReply(ref, nil, a.Flags&wire.ReplyReleased != 0)
 		if len(a.Body) > maxEncodedDelivery {
-			r.enc = a.Body // the caller decodes it (see pushLarge)
-			if !pe.reasm.Owned() {
-				r.enc = bytes.Clone(a.Body)
+			cr.enc = a.Body // the caller decodes it (see pushLarge)
+			if !r.reasm.Owned() {
+				cr.enc = bytes.Clone(a.Body)
 			}
 		} else {
 			// Small: decoded here, within 16 KiB times the decode budget.
-			r.value, r.err = n.decodeOnLoop(a.Body)
+			cr.value, cr.err = n.decodeOnLoop(a.Body)
 		}
-		n.svc.aliases.deliverRef(a.Ref, r)
+		n.svc.aliases.deliverRef(a.Ref, cr)
 	}
 	return nil
 }
 
 // deliverTo hands the encoded message body to t like deliver does.
-func (pe *peer) deliverTo(t *Process, body []byte) {
-	pe.msgsIn++
+func (r *rx) deliverTo(t *Process, body []byte) {
+	r.msgsIn++
 	if len(body) <= maxEncodedDelivery {
-		if t != pe.runTo {
-			pe.flushRun()
-			pe.runTo = t
+		if t != r.runTo {
+			r.flushRun()
+			r.runTo = t
 		}
-		pe.run = append(pe.run, body)
-		if len(pe.run) == maxRun {
-			pe.flushRun()
+		r.run = append(r.run, body)
+		if len(r.run) == maxRun {
+			r.flushRun()
 		}
 		return
 	}
-	pe.pushLarge(t, body, pe.reasm.Owned())
+	r.pushLarge(t, body, r.reasm.Owned())
 }

@@ -77,6 +77,9 @@ func (n *Node) listenAddr() string {
 // features are the link capabilities this node offers its peers.
 func (n *Node) features() wire.Features {
 	f := wire.FeatureFragments
+	if n.opts.companions {
+		f |= wire.FeatureCompanion
+	}
 	if n.opts.compression {
 		f |= wire.FeatureS2
 	}
@@ -89,6 +92,7 @@ type peerInfo struct {
 	incarnation uint64
 	features    wire.Features
 	peer        *peer // acceptor side: the admitted, reserved peer
+	companionOf *peer // acceptor side: the link an admitted companion joins
 }
 
 // errDuplicate ends a connection that lost the simultaneous-dial rule: the
@@ -100,9 +104,14 @@ var errDuplicate = handshake.ErrDuplicate
 // admit's decision. The engine holds the connection's deadline throughout.
 // Every handshake that reaches the hook is counted here, once, by outcome.
 func (n *Node) hook(ctx context.Context, tc *tls.Conn, outbound bool, dialArg any) (any, error) {
-	dialled := ""
+	dialled, companion := "", false
 	if outbound {
-		dialled, _ = dialArg.(string)
+		switch a := dialArg.(type) {
+		case string:
+			dialled = a
+		case companionDial:
+			dialled, companion = string(a), true
+		}
 	}
 	// Start listens before it has built everything the rest needs (the
 	// registry needs the name, which needs the bound port): wait for it.
@@ -112,9 +121,21 @@ func (n *Node) hook(ctx context.Context, tc *tls.Conn, outbound bool, dialArg an
 		return nil, ctx.Err()
 	}
 	cfg := n.hs
-	var admitted *peer // acceptor: the reservation admit made
+	if companion {
+		cfg.Features |= uint64(wire.RoleCompanion)
+	}
+	var admitted *peer    // acceptor: the reservation admit made
+	var companionOf *peer // acceptor: the link an admitted companion joins
 	if !outbound {
 		cfg.Admit = func(ctx context.Context, h handshake.Hello) handshake.Admission {
+			if wire.Features(h.Features)&wire.RoleCompanion != 0 {
+				pe, ok := n.admitCompanion(ctx, n.peerInfo(h))
+				if !ok {
+					return handshake.Refused
+				}
+				companionOf = pe
+				return handshake.Admitted
+			}
 			pe, d, old := n.admit(n.peerInfo(h))
 			if old != nil {
 				// The connection this one replaces must be gone, its
@@ -136,7 +157,7 @@ func (n *Node) hook(ctx context.Context, tc *tls.Conn, outbound bool, dialArg an
 		return nil, err
 	}
 	info := n.peerInfo(res.Peer)
-	info.peer = admitted
+	info.peer, info.companionOf = admitted, companionOf
 	return info, nil
 }
 
@@ -171,7 +192,7 @@ func (n *Node) peerInfo(h handshake.Hello) *peerInfo {
 	return &peerInfo{
 		name:        h.Name,
 		incarnation: h.Incarnation,
-		features:    wire.Features(n.hs.Features & h.Features),
+		features:    wire.Features(n.hs.Features&h.Features) &^ wire.RoleCompanion,
 	}
 }
 
@@ -216,5 +237,9 @@ func (n *Node) unreserve(pe *peer) {
 // accept receives an authenticated inbound connection from the engine.
 func (n *Node) accept(c *loop.Conn) {
 	info := c.Info().(*peerInfo)
+	if info.companionOf != nil {
+		info.companionOf.attachCompanion(c)
+		return
+	}
 	info.peer.attach(c)
 }

@@ -27,6 +27,9 @@
 //   - peer.go: the link to one peer: its state, control frames.
 //   - lanes.go: a process's items on a link stay behind its own bulk items
 //     (large messages' fragments), whatever they are addressed to.
+//   - companion.go: a second connection per link for this node's large
+//     messages (dialled at the first one), past which small items and
+//     signals go; the same per-process order across the two connections.
 //   - membership.go: Connect and dialling, the peer table, a peer coming up
 //     (attach, peerUp) and going (OnClose, peerGone), gossip.
 //   - tick.go: heartbeats, one sweep per node; events.go: NodeUp/NodeDown
@@ -99,9 +102,10 @@
 // → sendRemote encodes into the process's scratch buffer
 // (codec.AppendMessage) → loop.Conn.Enqueue copies it into the peer's
 // queue. Both wait while the queue is at its high mark (a
-// message over fragmentAbove goes as fragments on the link's bulk lane,
-// sendFragmented, and the sender's later items follow it there until it
-// is drained: lanes.go) → the loop
+// message over fragmentAbove goes as fragments on the link's companion
+// connection, or its bulk lane until that is up, sendFragmented, and the
+// sender's later items follow it there until it is handled or drained:
+// companion.go, lanes.go) → the loop
 // (or, on an idle connection, the sender itself) drains the queue through
 // drainFunc (codec.Batcher: one batch frame) → TLS → write(2).
 //

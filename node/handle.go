@@ -161,6 +161,18 @@ func (pe *peer) handleFrame(f wire.Frame) error {
 			return err
 		}
 		return n.handleRegistry(pe, &m)
+	case wire.KindSync:
+		var m wire.Sync
+		if err := m.Decode(f.Payload, lim); err != nil {
+			return err
+		}
+		n.handleSync(pe, &m)
+	case wire.KindAck:
+		var m wire.Ack
+		if err := m.Decode(f.Payload, lim); err != nil {
+			return err
+		}
+		n.handleAck(pe, &m)
 	default:
 		return fmt.Errorf("%w: unexpected frame %v", codec.ErrCorrupt, f.Kind)
 	}
@@ -180,6 +192,20 @@ func (n *Node) handleTock(_ *peer, t *wire.Tock) {
 	n.metrics.tickRTTObserve(time.Duration(time.Now().UnixNano() - t.Time))
 }
 
+// rx is what one connection's input needs to deliver messages: its
+// reassembler and the run of messages held for one process. A peer has one
+// for its connection; a companion connection from the peer has its own
+// (companion.go), read on its own loop. Owned by the goroutine that reads
+// the connection (its loop, or a goroutine holding its read duty).
+type rx struct {
+	pe     *peer
+	reasm  *wire.Reassembler
+	lastTo *Process // the last message's target in this OnData call (see deliver)
+	msgsIn uint64   // messages delivered in this OnData call (published at its end)
+	run    [][]byte // encoded messages for runTo not pushed yet (see deliver)
+	runTo  *Process
+}
+
 // deliver hands one received message to its local target. Runs on the
 // loop, inside the reassembler's in-order delivery. The last target is
 // cached: streams to one process skip the table. A cached process that has
@@ -195,33 +221,21 @@ func (n *Node) handleTock(_ *peer, t *wire.Tock) {
 // larger than maxEncodedDelivery is copied and queued on its own
 // (pushLarge), so the mailbox's chunks stay small; the receiver decodes it
 // either way.
-func (pe *peer) deliver(m wire.Message) error {
-	n := pe.n
+func (r *rx) deliver(m wire.Message) error {
+	n := r.pe.n
 	if m.To == 0 {
-		return pe.deliverAddressed(m) // a name, a reply (addressed.go)
+		return r.deliverAddressed(m) // a name, a reply (addressed.go)
 	}
-	p := pe.lastTo
+	p := r.lastTo
 	if p == nil || p.pid.ID != m.To {
 		p = n.procs.get(m.To)
-		pe.lastTo = p
+		r.lastTo = p
 	}
 	if p == nil {
 		n.metrics.droppedNoProc.Add(1)
 		return nil // the process is gone: like a local send to a dead pid
 	}
-	pe.msgsIn++
-	if len(m.Term) <= maxEncodedDelivery {
-		if p != pe.runTo {
-			pe.flushRun()
-			pe.runTo = p
-		}
-		pe.run = append(pe.run, m.Term)
-		if len(pe.run) == maxRun {
-			pe.flushRun()
-		}
-		return nil
-	}
-	pe.pushLarge(p, m.Term, pe.reasm.Owned())
+	r.deliverTo(p, m.Term)
 	return nil
 }
 
@@ -231,13 +245,13 @@ func (pe *peer) deliver(m wire.Message) error {
 // hold the loop and every other message of the link. A reassembled message
 // is already in a buffer of its own (owned: the Reassembler hands it over);
 // else term points into the frame and is copied.
-func (pe *peer) pushLarge(t *Process, term []byte, owned bool) {
-	pe.flushRun() // what came before goes first
+func (r *rx) pushLarge(t *Process, term []byte, owned bool) {
+	r.flushRun() // what came before goes first
 	if !owned {
 		term = bytes.Clone(term)
 	}
-	if t.mb.Closed() || !t.mb.PushEncodedOwned(&pe.n.decoder, term) {
-		pe.n.metrics.droppedNoProc.Add(1) // it died after the lookup
+	if t.mb.Closed() || !t.mb.PushEncodedOwned(&r.pe.n.decoder, term) {
+		r.pe.n.metrics.droppedNoProc.Add(1) // it died after the lookup
 	}
 }
 
@@ -251,16 +265,17 @@ func (pe *peer) pushLarge(t *Process, term []byte, owned bool) {
 // held slice headers cost the peer 24 KiB once a frame has filled them.
 const maxRun = 1024
 
-// flushRun pushes the held run of encoded messages. Loop only.
-func (pe *peer) flushRun() {
-	if len(pe.run) == 0 {
+// flushRun pushes the held run of encoded messages. On the goroutine
+// that reads r's connection.
+func (r *rx) flushRun() {
+	if len(r.run) == 0 {
 		return
 	}
-	if !pe.runTo.mb.PushEncodedRun(&pe.n.decoder, pe.run) {
-		pe.n.metrics.droppedNoProc.Add(uint64(len(pe.run))) // it died after the lookup
+	if !r.runTo.mb.PushEncodedRun(&r.pe.n.decoder, r.run) {
+		r.pe.n.metrics.droppedNoProc.Add(uint64(len(r.run))) // it died after the lookup
 	}
-	clear(pe.run)
-	pe.run, pe.runTo = pe.run[:0], nil
+	clear(r.run)
+	r.run, r.runTo = r.run[:0], nil
 }
 
 // maxEncodedDelivery: larger received messages are queued as a copy of

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"sync"
 	"sync/atomic"
 
@@ -32,6 +31,11 @@ import (
 // a link to a dead process with an exit, say) use the process's ID and so
 // the same rule. Items of no process (ticks, the registry, node lists)
 // always take the urgent lane.
+//
+// Once the link's companion connection is up (companion.go), large
+// messages go there instead, under the same rule with "handled by the
+// peer" for "drained"; the bulk lane carries them until then, and on links
+// without a companion.
 
 // laneOrder is a link's record of the senders with bulk items not yet
 // drained. Safe from any goroutine.
@@ -42,9 +46,15 @@ type laneOrder struct {
 	sweepAt int                        // len(m) at which note drops the passed entries
 }
 
+// passer tells whether a bulk item has passed: a connection's bulk lane
+// (loop.Conn.BulkPassed: drained), or a companion (acknowledged).
+type passer interface {
+	BulkPassed(t loop.BulkTicket) bool
+}
+
 // behind reports whether from's next item must go on the bulk lane of c:
-// an item from has put there has not been drained yet.
-func (o *laneOrder) behind(c link, from uint64) bool {
+// an item from has put there has not passed yet.
+func (o *laneOrder) behind(c passer, from uint64) bool {
 	if o.n.Load() == 0 {
 		return false
 	}
@@ -63,7 +73,7 @@ func (o *laneOrder) behind(c link, from uint64) bool {
 // never send again are dropped once they passed, when the map has doubled
 // since the last sweep, so it stays about as large as the number of senders
 // with bulk items queued.
-func (o *laneOrder) note(c link, from uint64, t loop.BulkTicket) {
+func (o *laneOrder) note(c passer, from uint64, t loop.BulkTicket) {
 	if t == 0 {
 		return // has passed (an in-memory link's ticket)
 	}
@@ -84,17 +94,6 @@ func (o *laneOrder) note(c link, from uint64, t loop.BulkTicket) {
 	}
 	o.n.Store(int32(len(o.m)))
 	o.mu.Unlock()
-}
-
-// sendBulk queues item on the bulk lane for the process from, waiting while
-// that lane is full.
-func (pe *peer) sendBulk(from uint64, item []byte) error {
-	t, err := pe.conn.EnqueueBulk(context.Background(), item)
-	if err != nil {
-		return newPeerError("", err)
-	}
-	pe.order.note(pe.conn, from, t)
-	return nil
 }
 
 // controlSender returns the local process a control frame speaks for:

@@ -66,16 +66,21 @@ func streamBulk(t *testing.T, a, b *Node) {
 	})
 }
 
-// A process's messages keep their order across the link's lanes whatever
-// they are addressed to: large ones (fragments, on the bulk lane) and small
+// A process's messages keep their order across the link's lanes (and its
+// companion connection) whatever they are addressed to: large ones (fragments, on the bulk lane) and small
 // ones (which other senders' items overtake), to a name and to the PID of
 // the same process, while another process streams large messages on the
 // same link. TestSendNamed failed when fragments went on the bulk lane
 // with the order kept by the receiver per (from, to as addressed).
 func TestSendOrderAcrossLanesAndAddressForms(t *testing.T) {
-	cli, srv := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	forEachLinkMode(t, testSendOrderAcrossLanesAndAddressForms)
+}
+
+func testSendOrderAcrossLanesAndAddressForms(t *testing.T, m linkMode) {
+	cli, srv := startNamed(t, "a", "c", m.opts...), startNamed(t, "b", "c", m.opts...)
 	connect(t, cli, srv)
 	streamBulk(t, cli, srv)
+	m.ready(t, cli, srv)
 	const rounds = 24
 	got := make(chan error, 1)
 	s := srv.SpawnFunc(func(q *Process) error {
@@ -137,9 +142,14 @@ func TestSendOrderAcrossLanesAndAddressForms(t *testing.T) {
 // signal of a link and the Down of a monitor when the sender exits right
 // after sending one.
 func TestSignalsStayBehindTheSendersLargeMessages(t *testing.T) {
-	cli, srv := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	forEachLinkMode(t, testSignalsStayBehindTheSendersLargeMessages)
+}
+
+func testSignalsStayBehindTheSendersLargeMessages(t *testing.T, m linkMode) {
+	cli, srv := startNamed(t, "a", "c", m.opts...), startNamed(t, "b", "c", m.opts...)
 	connect(t, cli, srv)
 	streamBulk(t, cli, srv)
+	m.ready(t, cli, srv)
 	const rounds = 6
 	events := make(chan string, 16*rounds)
 	// The receiver traps exits (an exit signal becomes a message), monitors

@@ -64,6 +64,7 @@ var (
 // (withNetwork, memnet.go).
 type linker interface {
 	dial(ctx context.Context, addr, name string) (link, *peerInfo, error)
+	dialCompanion(ctx context.Context, addr, name string) (link, *peerInfo, error)
 	close() error
 }
 
@@ -73,6 +74,16 @@ type engineLinker struct{ e *loop.Engine }
 
 func (l engineLinker) dial(ctx context.Context, addr, name string) (link, *peerInfo, error) {
 	c, err := l.e.Dial(ctx, addr, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, c.Info().(*peerInfo), nil
+}
+
+// dialCompanion dials a companion connection of the link with name
+// (companion.go): the handshake says so in the hello (admit.go's hook).
+func (l engineLinker) dialCompanion(ctx context.Context, addr, name string) (link, *peerInfo, error) {
+	c, err := l.e.Dial(ctx, addr, companionDial(name))
 	if err != nil {
 		return nil, nil, err
 	}

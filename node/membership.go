@@ -200,7 +200,7 @@ func connectErr(name string, err error) error {
 func (pe *peer) attach(c link) {
 	n := pe.n
 	c.SetHandler(pe)
-	c.SetDrain(pe.drainFunc())
+	c.SetDrain(pe.drainFunc(batchFrame))
 	pe.lastSeen.Store(time.Now().UnixNano())
 	n.peersMu.Lock()
 	pe.conn = c // under peersMu: retire reads it there
@@ -469,6 +469,7 @@ func (pe *peer) OnClose(_ *loop.Conn, reason error) {
 	// Register racing the NodeDown below cannot address a closed link.
 	pe.closing.Store(true)
 	pe.handle.p.Store(nil)
+	pe.closeCompanions()
 	wasUp := pe.upFlag.Load()
 	n.peersMu.Lock()
 	cur := n.peers[pe.name]

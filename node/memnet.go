@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/hmac"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"github.com/meshrt/mesh/internal/handshake"
 	"github.com/meshrt/mesh/internal/memlink"
 	"github.com/meshrt/mesh/internal/memnode"
+	"github.com/meshrt/mesh/internal/wire"
 )
 
 // A node on an in-memory network: its links are internal/memlink ends,
@@ -62,7 +64,10 @@ func (n *Node) startMemNet(nw *memlink.Network) error {
 }
 
 func (n *Node) memHello() *memHello {
-	return &memHello{name: n.self, incarnation: n.incarnation, features: n.hs.Features, key: n.hs.Key}
+	// In-memory links take no companion connection (companion.go): the
+	// in-memory network has no second connection to give.
+	f := n.hs.Features &^ uint64(wire.FeatureCompanion)
+	return &memHello{name: n.self, incarnation: n.incarnation, features: f, key: n.hs.Key}
 }
 
 // memHandshake is the acceptor's side of an in-memory dial: the cookie
@@ -114,6 +119,12 @@ func (l memLinker) dial(ctx context.Context, addr, name string) (link, *peerInfo
 		return nil, nil, fmt.Errorf("%w: %s answered at %s", handshake.ErrUnexpectedPeer, h.name, addr)
 	}
 	return c, l.n.peerInfo(handshake.Hello{Name: h.name, Incarnation: h.incarnation, Features: h.features}), nil
+}
+
+// dialCompanion is never called: in-memory links do not offer companions
+// (memHello).
+func (l memLinker) dialCompanion(context.Context, string, string) (link, *peerInfo, error) {
+	return nil, nil, errors.New("node: in-memory links take no companion connection")
 }
 
 func (l memLinker) close() error { return l.ep.Close() }

@@ -24,6 +24,7 @@ type options struct {
 	handshakeTimeout time.Duration
 	spawnTimeout     time.Duration
 	compression      bool
+	companions       bool // companion connections for bulk data (companion.go)
 	maxMessage       int
 	registerer       prometheus.Registerer
 	logger           *slog.Logger
@@ -43,6 +44,7 @@ func defaultOptions() options {
 		tickTimeout:      15 * time.Second,
 		handshakeTimeout: 5 * time.Second,
 		spawnTimeout:     10 * time.Second,
+		companions:       true,
 		logger:           slog.Default(),
 		membership:       defaultMembershipOptions(),
 		registryNames:    DefaultRegistryNamesPerPeer,
@@ -112,6 +114,18 @@ func WithMaxMessage(n int) Option {
 		}
 	}
 }
+
+// WithBulkConnections says whether the node sends its large messages to a
+// peer on a second connection of their link, its "companion", so that
+// small messages and signals on the link's own connection are not held up
+// behind them in the kernel's socket queues (head-of-line blocking). On by
+// default; a link uses it when both nodes offer it, and the node dials its
+// companion when it first sends a peer a message large enough to go in
+// fragments. Order between any two processes is kept either way. Turn it
+// off where each link must be one TCP connection (a firewall that counts
+// them, say): large messages then share the link's connection, on a lane
+// that small ones overtake in the node's own queue.
+func WithBulkConnections(on bool) Option { return func(o *options) { o.companions = on } }
 
 // WithMetrics registers the node's Prometheus metrics on r. Without it no
 // metrics are registered anywhere (never on the global registry by default).

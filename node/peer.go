@@ -50,6 +50,13 @@ type peer struct {
 	closing  atomic.Bool   // set by OnClose first: the peer no longer counts as up
 	fragID   atomic.Uint64 // fragmented-message ids, per link
 	order    laneOrder     // senders with bulk items queued (lanes.go)
+	// Companion connections (companion.go).
+	out        atomic.Pointer[companion] // this node's, once up
+	compMu     sync.Mutex
+	compState  int        // guarded by compMu
+	compClosed bool       // guarded by compMu: the link ended, no companion attaches
+	in         *companion // guarded by compMu: the peer's companion
+	syncs      syncs      // Syncs waiting for the peer's Ack
 	// downReason, once set, is why the link ends (events.go).
 	downReason atomic.Pointer[codec.Atom]
 	why        codec.Atom // the down reason OnClose settled on; read after down closes or by peerGone
@@ -57,13 +64,9 @@ type peer struct {
 
 	// Loop-owned.
 	reader   *wire.FrameReader
-	reasm    *wire.Reassembler
+	rx                    // the connection's deliveries (handle.go)
 	lastSeen atomic.Int64 // unix nanos of the last input; written on the loop
-	lastTo   *Process     // the last message's target in this OnData call (see deliver)
-	msgsIn   uint64       // messages delivered in this OnData call (published at its end)
-	run      [][]byte     // encoded messages for runTo not pushed yet (see deliver)
-	runTo    *Process
-	regParts []byte // a registry frame arriving in parts (registry.go)
+	regParts []byte       // a registry frame arriving in parts (registry.go)
 	// groupParts is a groups frame arriving in parts (groups.go).
 	groupParts []byte
 	listed     bool // a node list arrived on this link (learnNodes)
@@ -98,9 +101,9 @@ func (n *Node) newPeer(info *peerInfo, outbound bool) *peer {
 		lapsed:      make(chan struct{}),
 		down:        make(chan struct{}),
 		reader:      wire.NewFrameReader(0, info.features),
-		reasm:       wire.NewReassembler(lim),
 		handle:      new(peerHandle),
 	}
+	pe.rx = rx{pe: pe, reasm: wire.NewReassembler(lim)}
 	pe.handle.p.Store(pe)
 	return pe
 }
@@ -158,8 +161,10 @@ const batchFrame = 64 << 10
 
 // drainFunc returns the connection's drain hook: the link's batcher, which
 // also counts what it sends (once per drain, not once per send).
-func (pe *peer) drainFunc() func(dst []byte, items [][]byte) []byte {
-	b := wire.NewBatcher(wire.BatcherOptions{Features: pe.features, MaxBatch: batchFrame})
+// maxBatch caps a batch frame's payload (1: every message a frame of its
+// own, as a companion's Acks count them).
+func (pe *peer) drainFunc(maxBatch int) func(dst []byte, items [][]byte) []byte {
+	b := wire.NewBatcher(wire.BatcherOptions{Features: pe.features, MaxBatch: maxBatch})
 	var msgs, bytes, frames uint64 // b's counters at the last drain
 	return func(dst []byte, items [][]byte) []byte {
 		dst = b.Drain(dst, items)
@@ -173,29 +178,28 @@ func (pe *peer) drainFunc() func(dst []byte, items [][]byte) []byte {
 
 // sendMessage queues an encoded message item from the local process from
 // (0: none), waiting while the peer's queue is full (backpressure on this
-// sender only). It goes behind from's bulk items, if any (lanes.go).
+// sender only). It goes behind from's bulk items, if any, on the
+// companion or the bulk lane (companion.go, lanes.go).
 func (pe *peer) sendMessage(from uint64, item []byte) error {
-	if pe.order.behind(pe.conn, from) {
-		return pe.sendBulk(from, item)
-	}
-	if err := pe.conn.Enqueue(context.Background(), item); err != nil {
-		return newPeerError("", err)
-	}
-	return nil
+	return pe.sendOn(pe.smallRoute(from), from, item)
 }
 
 // sendControl queues a control frame without ever waiting; safe on a loop.
 // With hasFrom it speaks for the local process from and goes behind its
-// bulk items, if any (lanes.go).
+// bulk items, if any (companion.go, lanes.go).
 func (pe *peer) sendControl(from uint64, hasFrom bool, item []byte) {
+	r := route{l: pe.conn}
+	if hasFrom {
+		r = pe.smallRoute(from)
+	}
 	var err error
-	if hasFrom && pe.order.behind(pe.conn, from) {
+	if r.o != nil {
 		var t loop.BulkTicket
-		if t, err = pe.conn.EnqueueBulkNoWait(item); err == nil {
-			pe.order.note(pe.conn, from, t)
+		if t, err = r.l.EnqueueBulkNoWait(item); err == nil {
+			r.noted(pe, from, t)
 		}
 	} else {
-		err = pe.conn.EnqueueNoWait(item)
+		err = r.l.EnqueueNoWait(item)
 	}
 	if err != nil {
 		pe.n.log.Debug("control frame not sent", "peer", pe.name, "err", err)

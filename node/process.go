@@ -222,7 +222,7 @@ func (p *Process) Send(to PID, msg any) error {
 		}
 		rs.peer.Store(pe.handle)
 	}
-	if lc, ok := pe.conn.(*loop.Conn); ok && !pe.order.behind(pe.conn, p.pid.ID) {
+	if lc, ok := pe.conn.(*loop.Conn); ok && pe.urgent(p.pid.ID) {
 		if bound := directBound(msg); bound >= 0 && n.directFits(bound) {
 			if err := n.sendDirect(pe, lc, bound, p.pid.ID, to, msg); err != nil {
 				return err

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -50,12 +49,9 @@ func (n *Node) sendRemote(pe *peer, scratch *[]byte, from uint64, to PID, msg an
 		pe.stats.bytesOut.Add(uint64(len(item)))
 		return nil
 	}
-	if pe.order.behind(pe.conn, from) {
-		err = pe.sendBulk(from, item) // behind this sender's bulk items (lanes.go)
-	} else if err = pe.conn.Enqueue(context.Background(), item); errors.Is(err, loop.ErrClosed) {
-		err = newPeerError("", err)
-	}
-	if err != nil {
+	// Behind this sender's bulk items, if it has any queued (lanes.go,
+	// companion.go).
+	if err := pe.sendMessage(from, item); err != nil {
 		return fmt.Errorf("send to %v: %w", to, err)
 	}
 	return nil
@@ -120,19 +116,21 @@ type bulkFiller interface {
 	EnqueueBulkFill(ctx context.Context, size int, fill func(dst []byte) []byte) (loop.BulkTicket, error)
 }
 
-// sendFragments queues f's fragments, each at most size bytes, on the
-// link's bulk lane for the local process from (lanes.go). Each fragment is
-// built in the send queue's own buffer where the link can (a loop.Conn),
-// else in a pooled buffer and copied into the queue.
+// sendFragments queues f's fragments, each at most size bytes, for the
+// local process from: on this node's companion connection to the peer
+// once it is up, else on the link's bulk lane (bulkRoute). Each fragment
+// is built in the send queue's own buffer where the link can (a
+// loop.Conn), else in a pooled buffer and copied into the queue.
 func (pe *peer) sendFragments(from uint64, f *wire.Fragmenter, size int) error {
-	if bf, ok := pe.conn.(bulkFiller); ok {
+	r := pe.bulkRoute(from)
+	if bf, ok := r.l.(bulkFiller); ok {
 		next := f.Next
 		for f.More() {
 			t, err := bf.EnqueueBulkFill(context.Background(), size, next)
 			if err != nil {
 				return newPeerError("", err)
 			}
-			pe.order.note(pe.conn, from, t)
+			r.noted(pe, from, t)
 		}
 		return nil
 	}
@@ -141,9 +139,11 @@ func (pe *peer) sendFragments(from uint64, f *wire.Fragmenter, size int) error {
 	for f.More() {
 		frag := f.Next((*bp)[:0])
 		*bp = frag[:0]
-		if err := pe.sendBulk(from, frag); err != nil {
-			return err
+		t, err := r.l.EnqueueBulk(context.Background(), frag)
+		if err != nil {
+			return newPeerError("", err)
 		}
+		r.noted(pe, from, t)
 	}
 	return nil
 }

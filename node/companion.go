@@ -1,0 +1,485 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/meshrt/mesh/codec"
+	"github.com/meshrt/mesh/internal/wire"
+	"github.com/meshrt/mesh/loop"
+)
+
+// Companion connections: a second connection per link for bulk data.
+//
+// On one connection a small message queued behind a large one's fragments
+// waits for them in the kernel's socket queues, whatever order the lanes
+// (lanes.go) wrote them in: the lanes keep the kernel's queues short while
+// bulk data flows, and short queues cost the stream half its bandwidth. So
+// a node that sends a large message to a peer first dials a companion
+// connection to it (the same TLS and cookie handshake, with
+// wire.RoleCompanion in its hello) and puts its large messages' fragments
+// there; the link's own connection keeps carrying everything else, past
+// them, and the companion's socket keeps the kernel's queues (autotuned,
+// loop.Conn.SetBulkOnly; it also gets an event loop of its own). Each node dials its own companion for the
+// data it sends; its peer only acknowledges on it. Until the companion is
+// up (and on a link whose peer takes none, wire.FeatureCompanion) large
+// messages go on the link's bulk lane, as before.
+//
+// Order. Two connections are two byte streams: what a process sent first
+// on one can be handled after what it sent next on the other. Per-pair
+// FIFO is kept by the sender, per process, as the lanes keep it on one
+// connection, with "handled by the peer" where the lanes have "drained":
+//
+//   - Once a process has put an item on the companion, everything it sends
+//     on the link after it (messages to a PID or a name, replies, links,
+//     exits, monitors, its Down) goes on the companion too, until the peer
+//     has handled its last one there. The peer counts the frames it has
+//     handled on the companion and sends the count back on it (an Ack
+//     after each read); every item on a companion is one frame (its drain
+//     never merges two), so the count is a ticket (companion.BulkPassed).
+//   - A process that moves onto the companion first makes sure the peer
+//     has handled what it sent on the link's own connection: it sends a
+//     Sync there, behind its own items, and waits for the Ack (one round
+//     trip, once per run of large messages; a process that keeps its
+//     stream going stays on the companion).
+//
+// A process's items thus reach the peer in the order it sent them, and the
+// receiver never holds one back. Items of no process (ticks, the registry)
+// always take the link's own connection.
+//
+// Lifetime. A companion lives and dies with its link: the link's end closes
+// it; a companion that ends while the peer has not acknowledged all of it
+// cuts the link (messages were lost, and every watcher must hear so, as
+// for any link), and one that ends with everything acknowledged is
+// dropped, and the link's bulk lane carries the large messages from then
+// on. A failed dial is not retried on that link. A companion carries only
+// process items: a frame of any other kind on it is a protocol error.
+
+// companionDial is the dialArg of a companion's dial: the name of the
+// node dialled, whose link the companion joins.
+type companionDial string
+
+// Companion states of a peer (peer.compState).
+const (
+	compNone    = iota // never wanted yet
+	compDialing        // the dial runs
+	compUp             // pe.out is the companion
+	compOff            // none, for the link's life: the dial failed, or it ended
+)
+
+// companion is one companion connection of a link, at either end: out
+// (this node dialled it and sends its bulk data on it; Acks come back) or
+// in (the peer dialled it; this node handles its frames and acknowledges).
+type companion struct {
+	pe   *peer
+	conn link
+	out  bool
+
+	// Out: what the peer has acknowledged, and which senders wait for it.
+	acked atomic.Uint64 // frames the peer has handled (its last Ack)
+	order laneOrder     // senders with items on it the peer has not handled
+	last  atomic.Uint64 // the highest ticket noted: anything above acked is in flight
+
+	reader *wire.FrameReader // owned by its loop
+
+	// In: deliveries, owned by its loop.
+	rx               // the companion's deliveries (handle.go)
+	handled uint64   // frames handled so far
+	ackSent uint64   // handled at the last Ack
+	ack     [24]byte // the Ack's encoding buffer
+}
+
+// BulkPassed reports whether the peer has handled the companion item of
+// ticket t and every one before it. Any goroutine.
+func (c *companion) BulkPassed(t loop.BulkTicket) bool { return c.acked.Load() >= uint64(t) }
+
+// note records t as from's last item on the companion.
+func (c *companion) note(from uint64, t loop.BulkTicket) {
+	for {
+		l := c.last.Load()
+		if uint64(t) <= l || c.last.CompareAndSwap(l, uint64(t)) {
+			break
+		}
+	}
+	c.order.note(c, from, t)
+}
+
+// route is where an item goes: a connection of the link and its lane.
+type route struct {
+	l link
+	c *companion // the companion l is, if it is one
+	o *laneOrder // nil: l's urgent lane
+}
+
+// smallRoute returns the lane of from's next small item or control frame:
+// behind from's unacknowledged companion items, or behind its undrained
+// bulk items on the link's connection, else the urgent lane. Never waits.
+func (pe *peer) smallRoute(from uint64) route {
+	if c := pe.out.Load(); c != nil && c.order.behind(c, from) {
+		return route{l: c.conn, c: c, o: &c.order}
+	}
+	if pe.order.behind(pe.conn, from) {
+		return route{l: pe.conn, o: &pe.order}
+	}
+	return route{l: pe.conn}
+}
+
+// urgent reports whether from's next small item goes on the urgent lane
+// of the link's own connection (smallRoute's last case). Any goroutine.
+func (pe *peer) urgent(from uint64) bool { return pe.smallRoute(from).o == nil }
+
+// bulkRoute returns the lane of from's next large message (all of its
+// fragments): the companion once it is up, else the link's bulk lane. The
+// first large message starts the companion's dial. A process moving onto
+// the companion waits until the peer has handled what it sent on the
+// link's connection (syncMain); if the link ends meanwhile, the link's
+// bulk lane is returned, whose enqueue then reports the end.
+func (pe *peer) bulkRoute(from uint64) route {
+	c := pe.out.Load()
+	if c == nil {
+		pe.wantCompanion()
+		return route{l: pe.conn, o: &pe.order}
+	}
+	if !c.order.behind(c, from) && pe.syncMain(from) != nil {
+		return route{l: pe.conn, o: &pe.order}
+	}
+	return route{l: c.conn, c: c, o: &c.order}
+}
+
+// sendOn queues item of from on r, waiting while its lane is full.
+func (pe *peer) sendOn(r route, from uint64, item []byte) error {
+	if r.o == nil {
+		if err := r.l.Enqueue(context.Background(), item); err != nil {
+			return newPeerError("", err)
+		}
+		return nil
+	}
+	t, err := r.l.EnqueueBulk(context.Background(), item)
+	if err != nil {
+		return newPeerError("", err)
+	}
+	r.noted(pe, from, t)
+	return nil
+}
+
+// noted records ticket t of from's item on r's bulk lane.
+func (r route) noted(pe *peer, from uint64, t loop.BulkTicket) {
+	if r.c != nil {
+		r.c.note(from, t)
+	} else {
+		pe.order.note(pe.conn, from, t)
+	}
+}
+
+// wantCompanion starts the dial of this node's companion to the peer, once
+// per link, when the peer takes one.
+func (pe *peer) wantCompanion() {
+	if pe.features&wire.FeatureCompanion == 0 {
+		return
+	}
+	pe.compMu.Lock()
+	start := pe.compState == compNone && !pe.closing.Load()
+	if start {
+		pe.compState = compDialing
+		pe.n.bg.Add(1)
+	}
+	pe.compMu.Unlock()
+	if start {
+		go pe.dialCompanion()
+	}
+}
+
+// dialCompanion dials the companion, and starts it unless the link ended
+// meanwhile. On its own goroutine (wantCompanion).
+func (pe *peer) dialCompanion() {
+	n := pe.n
+	defer n.bg.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), n.opts.handshakeTimeout)
+	defer cancel()
+	var l link
+	var info *peerInfo
+	nn, err := parseName(pe.name)
+	if err == nil {
+		l, info, err = n.links.dialCompanion(ctx, nn.addr(), pe.name)
+	}
+	if err == nil && info.incarnation != pe.incarnation {
+		closeUnstarted(l, errCompanionPeer)
+		l, err = nil, errCompanionPeer
+	}
+	var c *companion
+	if err == nil {
+		c = &companion{pe: pe, conn: l, out: true, reader: wire.NewFrameReader(0, pe.features)}
+		l.SetHandler(c)
+		l.SetDrain(pe.drainFunc(1)) // one frame an item: Acks count frames
+		if bo, ok := l.(bulkOnly); ok {
+			bo.SetBulkOnly()
+		}
+	}
+	pe.compMu.Lock()
+	up := err == nil && pe.compState == compDialing
+	if up {
+		pe.compState = compUp
+		pe.out.Store(c)
+	} else {
+		pe.compState = compOff
+	}
+	pe.compMu.Unlock()
+	switch {
+	case up:
+		n.log.Debug("companion connection up", "peer", pe.name)
+		l.Start()
+	case err == nil: // the link ended meanwhile
+		closeUnstarted(l, errLinkEnded)
+	default:
+		n.log.Info("no companion connection: large messages share the link's connection", "peer", pe.name, "err", err)
+	}
+}
+
+// bulkOnly is a link that can be told it carries bulk data only
+// (loop.Conn.SetBulkOnly: the kernel's socket queues, an event loop of its
+// own).
+type bulkOnly interface{ SetBulkOnly() }
+
+var (
+	errCompanionPeer = errors.New("node: companion connection reached another run of the peer")
+	errLinkEnded     = errors.New("node: the link ended")
+	errCompanionLost = errors.New("node: companion connection lost with data not yet acknowledged")
+)
+
+// admitCompanion decides, as the acceptor, on an authenticated companion
+// connection from info.name: taken for an up link with the same run of
+// that node that negotiated companions and has none from it yet. The
+// peer may dial it as soon as its end of the link is up, before this
+// end's is: the decision waits for that, bounded by ctx (the handshake's
+// deadline). On the handshake's goroutine.
+func (n *Node) admitCompanion(ctx context.Context, info *peerInfo) (*peer, bool) {
+	n.peersMu.Lock()
+	pe := n.peers[info.name]
+	n.peersMu.Unlock()
+	if pe == nil || pe.incarnation != info.incarnation || pe.features&wire.FeatureCompanion == 0 {
+		return nil, false
+	}
+	if pe.waitUp(ctx) != nil || !pe.isUp() {
+		return nil, false
+	}
+	pe.compMu.Lock()
+	defer pe.compMu.Unlock()
+	return pe, pe.in == nil && !pe.compClosed
+}
+
+// attachCompanion starts the peer's companion connection l (admitted by
+// admitCompanion), unless the link has ended or has one meanwhile.
+func (pe *peer) attachCompanion(l link) {
+	lim := pe.n.opts.reassembly
+	lim.MaxMessage = pe.n.limits.MaxMessage
+	c := &companion{pe: pe, conn: l, reader: wire.NewFrameReader(0, pe.features)}
+	c.rx = rx{pe: pe, reasm: wire.NewReassembler(lim)}
+	l.SetHandler(c)
+	l.SetDrain(pe.drainFunc(batchFrame))
+	if bo, ok := l.(bulkOnly); ok {
+		bo.SetBulkOnly()
+	}
+	pe.compMu.Lock()
+	ok := pe.in == nil && !pe.compClosed
+	if ok {
+		pe.in = c
+	}
+	pe.compMu.Unlock()
+	if !ok {
+		closeUnstarted(l, errLinkEnded)
+		return
+	}
+	l.Start()
+}
+
+// closeCompanions ends the link's companions, both ways; the link has
+// ended. On the link's OnClose.
+func (pe *peer) closeCompanions() {
+	pe.compMu.Lock()
+	pe.compClosed = true
+	pe.compState = compOff
+	out, in := pe.out.Swap(nil), pe.in
+	pe.in = nil
+	pe.compMu.Unlock()
+	if out != nil {
+		_ = out.conn.Close(errLinkEnded)
+	}
+	if in != nil {
+		_ = in.conn.Close(errLinkEnded)
+	}
+}
+
+// OnData handles a companion's input: on an outgoing one the peer's Acks,
+// on an incoming one the peer's process items, acknowledged once handled.
+// On the companion's loop.
+func (c *companion) OnData(_ *loop.Conn, b []byte) (int, error) {
+	// Input on either connection is the peer's sign of life (tick.go): a
+	// link whose traffic all goes on the companion sends no ticks.
+	c.pe.lastSeen.Store(time.Now().UnixNano())
+	if c.out {
+		return c.onAcks(b)
+	}
+	pe := c.pe
+	used := 0
+	defer func() {
+		pe.stats.bytesIn.Add(uint64(used))
+		pe.stats.msgsIn.Add(c.msgsIn)
+		c.msgsIn = 0
+		c.lastTo = nil
+		if c.handled > c.ackSent {
+			c.ackSent = c.handled
+			if err := c.conn.EnqueueNoWait((&wire.Ack{Seq: c.handled}).Append(c.ack[:0])); err != nil {
+				pe.n.log.Debug("companion ack not sent", "peer", pe.name, "err", err)
+			}
+		}
+	}()
+	for used < len(b) {
+		f, k, err := c.reader.Next(b[used:])
+		if errors.Is(err, wire.ErrNeedMore) {
+			break
+		}
+		if err != nil {
+			err = fmt.Errorf("node: companion from %s: %w", pe.name, err)
+			_ = pe.conn.Close(err)
+			return used, err
+		}
+		used += k
+		c.handled++
+		pe.stats.framesIn.Add(1)
+		if err := c.handleFrame(f); err != nil {
+			var le *wire.LimitError
+			if errors.As(err, &le) {
+				pe.n.metrics.peerCut(le.Limit)
+				pe.n.log.Warn("peer cut: over a limit", "peer", pe.name, "limit", le.Limit, "asked", le.Asked, "max", le.Max)
+			}
+			err = fmt.Errorf("node: companion from %s: %w", pe.name, err)
+			_ = pe.conn.Close(err) // the link, not only its companion
+			return used, err
+		}
+	}
+	return used, nil
+}
+
+// handleFrame acts on one frame of an incoming companion: messages through
+// the companion's own reassembler, a process's control frames as on the
+// link's connection (their handlers take the node's locks and answer on
+// the link, pe.control).
+func (c *companion) handleFrame(f wire.Frame) error {
+	switch f.Kind {
+	case wire.KindBatch, wire.KindFragment:
+		err := c.reasm.Feed(f, c.deliver)
+		c.flushRun()
+		return err
+	case wire.KindLink, wire.KindUnlink, wire.KindExit, wire.KindMonitor, wire.KindDemonitor, wire.KindDown:
+		return c.pe.handleFrame(f)
+	}
+	return fmt.Errorf("%w: unexpected frame %v on a companion connection", codec.ErrCorrupt, f.Kind)
+}
+
+// onAcks reads the Acks on an outgoing companion. On its loop.
+func (c *companion) onAcks(b []byte) (int, error) {
+	used := 0
+	for used < len(b) {
+		f, k, err := c.reader.Next(b[used:])
+		if errors.Is(err, wire.ErrNeedMore) {
+			break
+		}
+		if err != nil {
+			return used, fmt.Errorf("node: companion to %s: %w", c.pe.name, err)
+		}
+		used += k
+		var a wire.Ack
+		if f.Kind != wire.KindAck {
+			return used, fmt.Errorf("%w: companion to %s: unexpected frame %v", codec.ErrCorrupt, c.pe.name, f.Kind)
+		}
+		if err := a.Decode(f.Payload, nil); err != nil {
+			return used, fmt.Errorf("node: companion to %s: %w", c.pe.name, err)
+		}
+		// (A count above what was sent cannot be told from one of an item
+		// whose ticket is not noted yet: the peer is trusted with it, as
+		// with everything it sends.)
+		if a.Seq > c.acked.Load() {
+			c.acked.Store(a.Seq) // only this loop stores it
+		}
+	}
+	return used, nil
+}
+
+// OnClose runs once when a companion ends. An outgoing one that ends with
+// items the peer has not acknowledged cuts the link: they are lost, and
+// the link's end tells every watcher so. Else the link goes on without it.
+func (c *companion) OnClose(_ *loop.Conn, reason error) {
+	pe := c.pe
+	pe.compMu.Lock()
+	if c.out && pe.out.Load() == c {
+		pe.out.Store(nil)
+		pe.compState = compOff
+	}
+	if !c.out && pe.in == c {
+		pe.in = nil
+	}
+	pe.compMu.Unlock()
+	if c.out && c.last.Load() > c.acked.Load() && !pe.closing.Load() {
+		_ = pe.conn.Close(fmt.Errorf("%w: %w", errCompanionLost, reason))
+		return
+	}
+	if !errors.Is(reason, errLinkEnded) {
+		pe.n.log.Debug("companion connection ended", "peer", pe.name, "out", c.out, "err", reason)
+	}
+}
+
+// syncs are the Syncs of processes waiting to move onto the companion.
+type syncs struct {
+	mu   sync.Mutex
+	seq  uint64
+	wait map[uint64]chan struct{}
+}
+
+// syncMain waits until the peer has handled everything from sent on the
+// link's own connection before now: a Sync behind from's items there,
+// answered by the peer's Ack. An error means the link ended first.
+func (pe *peer) syncMain(from uint64) error {
+	s := &pe.syncs
+	s.mu.Lock()
+	if s.wait == nil {
+		s.wait = map[uint64]chan struct{}{}
+	}
+	s.seq++
+	seq, done := s.seq, make(chan struct{})
+	s.wait[seq] = done
+	s.mu.Unlock()
+	bp := getBuf()
+	b := (&wire.Sync{Seq: seq}).Append((*bp)[:0])
+	pe.sendControl(from, true, b)
+	putBuf(bp, b)
+	select {
+	case <-done:
+		return nil
+	case <-pe.down:
+		s.mu.Lock()
+		delete(s.wait, seq)
+		s.mu.Unlock()
+		return errLinkEnded
+	}
+}
+
+// handleSync answers a peer's Sync: every frame before it on the link's
+// connection has been handled (this runs in frame order).
+func (n *Node) handleSync(pe *peer, m *wire.Sync) { pe.control(&wire.Ack{Seq: m.Seq}) }
+
+// handleAck ends the wait of the Sync it answers; an Ack of no Sync of
+// ours is ignored.
+func (n *Node) handleAck(pe *peer, m *wire.Ack) {
+	s := &pe.syncs
+	s.mu.Lock()
+	done := s.wait[m.Seq]
+	delete(s.wait, m.Seq)
+	s.mu.Unlock()
+	if done != nil {
+		close(done)
+	}
+}
