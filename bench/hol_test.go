@@ -8,7 +8,10 @@ package bench
 // to another process (bench/internal/transportpeer) moving the same bytes
 // in 1 MiB frames right after (tls-MB/s; stream/tls is the ratio), and the
 // ping's p99 with the stream over its p99 alone in the same run (p99/idle;
-// the target is at most 2).
+// the target is at most 2). The stream runs twice: from this node, whose
+// large messages go on the link's companion connection (the default), and
+// from a second node of this process that keeps one connection per link
+// (impl=mesh-1conn: the lanes and short kernel queues alone).
 //
 //	go test -run '^$' -bench 'HeadOfLine' -benchtime 5000x -count 5 ./bench/
 
