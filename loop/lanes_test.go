@@ -477,8 +477,13 @@ func TestBulkOnlyConnsHaveALoopOfTheirOwnAndTheKernelsQueues(t *testing.T) {
 			l, _ := syscall.GetsockoptInt(fd, syscall.IPPROTO_TCP, tcpNotSentLowat)
 			got <- [2]int{r, l}
 		})
-		v := <-got
-		return v[0], v[1]
+		select {
+		case v := <-got:
+			return v[0], v[1]
+		case <-time.After(20 * time.Second):
+			t.Fatal("the loop did not run the probe")
+			return 0, 0
+		}
 	}
 	kernelRcv, kernelLowat = probe(bulk, nil)
 	if rcv, lowat := probe(bulk, func() { bulk.paceBulk(true); bulk.ShortenReceive() }); rcv != kernelRcv || lowat != kernelLowat {

@@ -154,6 +154,9 @@ func (n *Node) hook(ctx context.Context, tc *tls.Conn, outbound bool, dialArg an
 		if admitted != nil {
 			n.unreserve(admitted) // admitted, but the dialler never heard so
 		}
+		if companionOf != nil {
+			companionOf.unadmitCompanion()
+		}
 		return nil, err
 	}
 	info := n.peerInfo(res.Peer)

@@ -83,6 +83,11 @@ type companion struct {
 	acked atomic.Uint64 // frames the peer has handled (its last Ack)
 	order laneOrder     // senders with items on it the peer has not handled
 	last  atomic.Uint64 // the highest ticket noted: anything above acked is in flight
+	// acks is closed, and cleared, when acked grows: who waits for an Ack
+	// takes it (ackWait), then looks at acked again.
+	acks atomic.Pointer[chan struct{}]
+
+	closed chan struct{} // closed by OnClose: no handler of it runs after
 
 	reader *wire.FrameReader // owned by its loop
 
@@ -138,9 +143,13 @@ func (pe *peer) urgent(from uint64) bool { return pe.smallRoute(from).o == nil }
 // the companion waits until the peer has handled what it sent on the
 // link's connection (syncMain); if the link ends meanwhile, the link's
 // bulk lane is returned, whose enqueue then reports the end.
+//
+// Sends from outside any process share the sender ID 0 across goroutines,
+// whose own order the companion's per-sender rule cannot keep: theirs stay
+// on the link's bulk lane, whose queue keeps every goroutine's order.
 func (pe *peer) bulkRoute(from uint64) route {
 	c := pe.out.Load()
-	if c == nil {
+	if c == nil || from == 0 {
 		pe.wantCompanion()
 		return route{l: pe.conn, o: &pe.order}
 	}
@@ -181,16 +190,28 @@ func (pe *peer) wantCompanion() {
 	if pe.features&wire.FeatureCompanion == 0 {
 		return
 	}
+	n := pe.n
 	pe.compMu.Lock()
 	start := pe.compState == compNone && !pe.closing.Load()
 	if start {
 		pe.compState = compDialing
-		pe.n.bg.Add(1)
 	}
 	pe.compMu.Unlock()
-	if start {
-		go pe.dialCompanion()
+	if !start {
+		return
 	}
+	// Stop waits for n.bg once it has set stopped under peersMu: a dial
+	// counted before that is waited for, none starts after.
+	n.peersMu.Lock()
+	stopped := n.stopped.Load()
+	if !stopped {
+		n.bg.Add(1)
+	}
+	n.peersMu.Unlock()
+	if stopped {
+		return // the dial never starts; the link ends with the node
+	}
+	go pe.dialCompanion()
 }
 
 // dialCompanion dials the companion, and starts it unless the link ended
@@ -212,9 +233,9 @@ func (pe *peer) dialCompanion() {
 	}
 	var c *companion
 	if err == nil {
-		c = &companion{pe: pe, conn: l, out: true, reader: wire.NewFrameReader(0, pe.features)}
+		c = &companion{pe: pe, conn: l, out: true, reader: wire.NewFrameReader(0, pe.features), closed: make(chan struct{})}
 		l.SetHandler(c)
-		l.SetDrain(pe.drainFunc(1)) // one frame an item: Acks count frames
+		l.SetDrain(pe.drainFunc(1, false)) // one frame an item: Acks count frames
 		if bo, ok := l.(bulkOnly); ok {
 			bo.SetBulkOnly()
 		}
@@ -268,7 +289,21 @@ func (n *Node) admitCompanion(ctx context.Context, info *peerInfo) (*peer, bool)
 	}
 	pe.compMu.Lock()
 	defer pe.compMu.Unlock()
-	return pe, pe.in == nil && !pe.compClosed
+	if pe.in != nil || pe.inAdmitted || pe.compClosed {
+		return nil, false
+	}
+	pe.inAdmitted = true // one per link: taken until this one ends
+	return pe, true
+}
+
+// unadmitCompanion gives back the slot admitCompanion took for a
+// companion whose handshake then failed.
+func (pe *peer) unadmitCompanion() {
+	pe.compMu.Lock()
+	if pe.in == nil {
+		pe.inAdmitted = false
+	}
+	pe.compMu.Unlock()
 }
 
 // attachCompanion starts the peer's companion connection l (admitted by
@@ -276,10 +311,10 @@ func (n *Node) admitCompanion(ctx context.Context, info *peerInfo) (*peer, bool)
 func (pe *peer) attachCompanion(l link) {
 	lim := pe.n.opts.reassembly
 	lim.MaxMessage = pe.n.limits.MaxMessage
-	c := &companion{pe: pe, conn: l, reader: wire.NewFrameReader(0, pe.features)}
+	c := &companion{pe: pe, conn: l, reader: wire.NewFrameReader(0, pe.features), closed: make(chan struct{})}
 	c.rx = rx{pe: pe, reasm: wire.NewReassembler(lim)}
 	l.SetHandler(c)
-	l.SetDrain(pe.drainFunc(batchFrame))
+	l.SetDrain(pe.drainFunc(batchFrame, false))
 	if bo, ok := l.(bulkOnly); ok {
 		bo.SetBulkOnly()
 	}
@@ -287,6 +322,8 @@ func (pe *peer) attachCompanion(l link) {
 	ok := pe.in == nil && !pe.compClosed
 	if ok {
 		pe.in = c
+	} else {
+		pe.inAdmitted = false
 	}
 	pe.compMu.Unlock()
 	if !ok {
@@ -297,29 +334,54 @@ func (pe *peer) attachCompanion(l link) {
 }
 
 // closeCompanions ends the link's companions, both ways; the link has
-// ended. On the link's OnClose.
-func (pe *peer) closeCompanions() {
+// ended. It returns what closes once the peer's companion has run its
+// last handler (nil: it has none): the link's cleanup (peerGone) waits for
+// it, so that nothing that companion carried (a link, a monitor, a
+// message) is handled after the cleanup, as nothing on the link's own
+// connection is. On the link's OnClose.
+func (pe *peer) closeCompanions() <-chan struct{} {
 	pe.compMu.Lock()
 	pe.compClosed = true
 	pe.compState = compOff
 	out, in := pe.out.Swap(nil), pe.in
-	pe.in = nil
 	pe.compMu.Unlock()
 	if out != nil {
 		_ = out.conn.Close(errLinkEnded)
 	}
-	if in != nil {
-		_ = in.conn.Close(errLinkEnded)
+	if in == nil {
+		return nil
+	}
+	_ = in.conn.Close(errLinkEnded)
+	return in.closed
+}
+
+// waitCompanionHandlers waits until done (closeCompanions') closes,
+// bounded: a companion's loop that does not get to its close within
+// the bound is logged and not waited for longer. On the cleanup's
+// goroutine.
+func (pe *peer) waitCompanionHandlers(done <-chan struct{}) {
+	if done == nil {
+		return
+	}
+	t := time.NewTimer(2 * pe.n.opts.handshakeTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		pe.n.log.Warn("the peer's companion connection did not close in time; cleaning the link up anyway", "peer", pe.name)
 	}
 }
 
 // OnData handles a companion's input: on an outgoing one the peer's Acks,
 // on an incoming one the peer's process items, acknowledged once handled.
 // On the companion's loop.
+//
+// Input here is no sign of life of the link's own connection (lastSeen is
+// that connection's alone, tick.go): a sender whose traffic all goes on
+// its companion ticks on the link's connection as on an idle one
+// (linkMsgsOut), so a stalled connection beside a healthy companion is
+// still found silent and cut.
 func (c *companion) OnData(_ *loop.Conn, b []byte) (int, error) {
-	// Input on either connection is the peer's sign of life (tick.go): a
-	// link whose traffic all goes on the companion sends no ticks.
-	c.pe.lastSeen.Store(time.Now().UnixNano())
 	if c.out {
 		return c.onAcks(b)
 	}
@@ -404,6 +466,9 @@ func (c *companion) onAcks(b []byte) (int, error) {
 		// with everything it sends.)
 		if a.Seq > c.acked.Load() {
 			c.acked.Store(a.Seq) // only this loop stores it
+			if ch := c.acks.Swap(nil); ch != nil {
+				close(*ch)
+			}
 		}
 	}
 	return used, nil
@@ -412,23 +477,101 @@ func (c *companion) onAcks(b []byte) (int, error) {
 // OnClose runs once when a companion ends. An outgoing one that ends with
 // items the peer has not acknowledged cuts the link: they are lost, and
 // the link's end tells every watcher so. Else the link goes on without it.
+//
+// An outgoing companion's end cuts the link unless the link is ending
+// already (the link's end closed it, errLinkEnded) or the peer closed it
+// (loop.ErrPeerClosed), which a peer does only as its link ends (its
+// closeCompanions, or a protocol error that cut its link too): the link's
+// own end then tells what happened, a peer's Stop as shutdown. Any other
+// end (a local error, a slow consumer) may have lost items a sender was
+// told were sent, and items queued but not yet acknowledged cannot be told
+// from items that got through: the link goes, as for any lost connection.
+// An incoming companion's end leaves the link to the peer's decision (its
+// outgoing end sees the same close). On the companion's loop.
 func (c *companion) OnClose(_ *loop.Conn, reason error) {
+	defer close(c.closed)
 	pe := c.pe
-	pe.compMu.Lock()
-	if c.out && pe.out.Load() == c {
-		pe.out.Store(nil)
-		pe.compState = compOff
+	if !c.out {
+		pe.compMu.Lock()
+		if pe.in == c {
+			pe.in, pe.inAdmitted = nil, false
+		}
+		pe.compMu.Unlock()
 	}
-	if !c.out && pe.in == c {
-		pe.in = nil
+	if c.acks.Load() != nil {
+		if ch := c.acks.Swap(nil); ch != nil {
+			close(*ch) // waiters look again, and find the link ending
+		}
 	}
-	pe.compMu.Unlock()
-	if c.out && c.last.Load() > c.acked.Load() && !pe.closing.Load() {
+	switch {
+	case errors.Is(reason, errLinkEnded):
+	case !c.out || errors.Is(reason, loop.ErrPeerClosed):
+		pe.n.log.Debug("companion connection ended", "peer", pe.name, "out", c.out, "err", reason)
+	default:
 		_ = pe.conn.Close(fmt.Errorf("%w: %w", errCompanionLost, reason))
+	}
+}
+
+// ackWait returns what closes when acked next grows (or the companion
+// ends). Look at acked again after taking it.
+func (c *companion) ackWait() <-chan struct{} {
+	for {
+		if p := c.acks.Load(); p != nil {
+			return *p
+		}
+		ch := make(chan struct{})
+		if c.acks.CompareAndSwap(nil, &ch) {
+			return ch
+		}
+	}
+}
+
+// awaitAcked waits until the peer has acknowledged every item from put on
+// this node's companion (at once if it has none there), so that from's
+// next item may go on the link's own connection: for an item the
+// companion does not carry (a spawn request). An error: the link ended
+// first.
+func (pe *peer) awaitAcked(from uint64) error {
+	for {
+		c := pe.out.Load()
+		if c == nil || !c.order.behind(c, from) {
+			return nil
+		}
+		ch := c.ackWait()
+		if !c.order.behind(c, from) {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-c.closed:
+			return errLinkEnded
+		case <-pe.down:
+			return errLinkEnded
+		}
+	}
+}
+
+// drainCompanion waits, bounded by ctx, until the peer has acknowledged
+// everything queued on this node's companion: a graceful close of the
+// link (Stop, Disconnect) says goodbye on the link's connection only once
+// the companion's data is in, since the link's end closes the companion.
+func (pe *peer) drainCompanion(ctx context.Context) {
+	c := pe.out.Load()
+	if c == nil {
 		return
 	}
-	if !errors.Is(reason, errLinkEnded) {
-		pe.n.log.Debug("companion connection ended", "peer", pe.name, "out", c.out, "err", reason)
+	for c.acked.Load() < c.last.Load() {
+		ch := c.ackWait()
+		if c.acked.Load() >= c.last.Load() {
+			return
+		}
+		select {
+		case <-ch:
+		case <-c.closed:
+			return
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 
@@ -452,10 +595,27 @@ func (pe *peer) syncMain(from uint64) error {
 	seq, done := s.seq, make(chan struct{})
 	s.wait[seq] = done
 	s.mu.Unlock()
+	// On the link's own connection whatever from's route says (the
+	// companion does not carry Syncs): behind from's items on the bulk
+	// lane if it has any there, else on the urgent lane.
 	bp := getBuf()
 	b := (&wire.Sync{Seq: seq}).Append((*bp)[:0])
-	pe.sendControl(from, true, b)
+	var err error
+	if pe.order.behind(pe.conn, from) {
+		var t loop.BulkTicket
+		if t, err = pe.conn.EnqueueBulkNoWait(b); err == nil {
+			pe.order.note(pe.conn, from, t)
+		}
+	} else {
+		err = pe.conn.EnqueueNoWait(b)
+	}
 	putBuf(bp, b)
+	if err != nil {
+		s.mu.Lock()
+		delete(s.wait, seq)
+		s.mu.Unlock()
+		return errLinkEnded
+	}
 	select {
 	case <-done:
 		return nil

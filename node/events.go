@@ -97,11 +97,13 @@ func (n *Node) Disconnect(name string) error {
 		return fmt.Errorf("disconnect %s: %w", name, ErrNotConnected)
 	}
 	n.dials.forget(name)
-	pe.sayGoodbye(Disconnected)
-	// A graceful close: the goodbye goes out before the close, so the
-	// other node says disconnect too, not connection_closed.
+	// A graceful close: the companion's data first, then the goodbye
+	// before the close, so the other node says disconnect too, not
+	// connection_closed.
 	ctx, cancel := context.WithTimeout(context.Background(), n.opts.handshakeTimeout)
 	defer cancel()
+	pe.drainCompanion(ctx)
+	pe.sayGoodbye(Disconnected)
 	_ = pe.conn.Shutdown(ctx, errDisconnected)
 	select {
 	case <-pe.down:

@@ -200,7 +200,7 @@ func connectErr(name string, err error) error {
 func (pe *peer) attach(c link) {
 	n := pe.n
 	c.SetHandler(pe)
-	c.SetDrain(pe.drainFunc(batchFrame))
+	c.SetDrain(pe.drainFunc(batchFrame, true))
 	pe.lastSeen.Store(time.Now().UnixNano())
 	n.peersMu.Lock()
 	pe.conn = c // under peersMu: retire reads it there
@@ -469,7 +469,7 @@ func (pe *peer) OnClose(_ *loop.Conn, reason error) {
 	// Register racing the NodeDown below cannot address a closed link.
 	pe.closing.Store(true)
 	pe.handle.p.Store(nil)
-	pe.closeCompanions()
+	companionDone := pe.closeCompanions()
 	wasUp := pe.upFlag.Load()
 	n.peersMu.Lock()
 	cur := n.peers[pe.name]
@@ -506,6 +506,7 @@ func (pe *peer) OnClose(_ *loop.Conn, reason error) {
 		defer n.bg.Done()
 		defer n.failSpawns(pe) // after close(pe.down): signal.go
 		defer close(pe.down)
+		pe.waitCompanionHandlers(companionDone)
 		n.peerGone(pe)
 	}()
 }

@@ -466,6 +466,7 @@ func (n *Node) Stop(ctx context.Context) error {
 				if !pe.isUp() {
 					return
 				}
+				pe.drainCompanion(sctx)
 				pe.sayGoodbye(Shutdown)
 				_ = pe.conn.Shutdown(sctx, ErrStopped)
 			}()

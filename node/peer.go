@@ -56,7 +56,12 @@ type peer struct {
 	compState  int        // guarded by compMu
 	compClosed bool       // guarded by compMu: the link ended, no companion attaches
 	in         *companion // guarded by compMu: the peer's companion
+	inAdmitted bool       // guarded by compMu: a companion from the peer was admitted (one per link)
 	syncs      syncs      // Syncs waiting for the peer's Ack
+	// linkMsgsOut counts the messages drained on the link's own
+	// connection: the tick rule's "carried messages" (tick.go), since
+	// input on a companion is no sign of life of the link's connection.
+	linkMsgsOut atomic.Uint64
 	// downReason, once set, is why the link ends (events.go).
 	downReason atomic.Pointer[codec.Atom]
 	why        codec.Atom // the down reason OnClose settled on; read after down closes or by peerGone
@@ -162,12 +167,17 @@ const batchFrame = 64 << 10
 // drainFunc returns the connection's drain hook: the link's batcher, which
 // also counts what it sends (once per drain, not once per send).
 // maxBatch caps a batch frame's payload (1: every message a frame of its
-// own, as a companion's Acks count them).
-func (pe *peer) drainFunc(maxBatch int) func(dst []byte, items [][]byte) []byte {
+// own, as a companion's Acks count them). link says the drain is the link's
+// own connection's, whose messages also count for the tick rule
+// (pe.linkMsgsOut).
+func (pe *peer) drainFunc(maxBatch int, link bool) func(dst []byte, items [][]byte) []byte {
 	b := wire.NewBatcher(wire.BatcherOptions{Features: pe.features, MaxBatch: maxBatch})
 	var msgs, bytes, frames uint64 // b's counters at the last drain
 	return func(dst []byte, items [][]byte) []byte {
 		dst = b.Drain(dst, items)
+		if link {
+			pe.linkMsgsOut.Add(b.Messages - msgs)
+		}
 		pe.stats.msgsOut.Add(b.Messages - msgs)
 		pe.stats.bytesOut.Add(b.MessageBytes - bytes)
 		pe.n.metrics.drained(&pe.stats, b.Messages-msgs, b.Frames-frames)

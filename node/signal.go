@@ -285,6 +285,14 @@ func (n *Node) requestSpawn(parent *Process, node, actor string, args []any, lin
 		err = fmt.Errorf("%w: spawn arguments encode to %d bytes, over %d", codec.ErrLimit, len(item), maxControlFrame)
 	}
 	if err == nil {
+		// A spawn request goes on the link's own connection (the peer
+		// answers and starts the process from there), so it waits for the
+		// parent's companion items, if any, to be in (companion.go).
+		if err = pe.awaitAcked(from.ID); err != nil {
+			err = newPeerError("", err)
+		}
+	}
+	if err == nil {
 		err = pe.sendMessage(from.ID, item)
 	}
 	putBuf(bp, item)

@@ -91,7 +91,7 @@ func (n *Node) tickSweep(d time.Duration) {
 			_ = pe.conn.Close(fmt.Errorf("%w: silent for %v", errTickTimeout, silent))
 			continue
 		}
-		if !pe.tickDue(pe.stats.msgsOut.Load()) {
+		if !pe.tickDue(pe.linkMsgsOut.Load()) {
 			continue
 		}
 		if !listed {
