@@ -392,7 +392,7 @@ func TestStopDeliversTheCompanionsLargeMessages(t *testing.T) {
 // processes, and the link is cut while it does.
 func TestLinkCleanupComesAfterTheCompanionsLastFrame(t *testing.T) {
 	forEachLinkMode(t, func(t *testing.T, m linkMode) {
-		for round := range 4 {
+		for round := range 12 {
 			a, b := startNamed(t, fmt.Sprintf("a%d", round), "c", m.opts...), startNamed(t, fmt.Sprintf("b%d", round), "c", m.opts...)
 			connect(t, a, b)
 			s := sinkOn(b)
@@ -411,6 +411,9 @@ func TestLinkCleanupComesAfterTheCompanionsLastFrame(t *testing.T) {
 				})
 			}
 			bpe, ape := peerOf(b, a), peerOf(a, b)
+			bpe.compMu.Lock()
+			in := bpe.in // b's end of a's companion (nil: one connection)
+			bpe.compMu.Unlock()
 			var stop atomic.Bool
 			var sender PID
 			started, paused := make(chan struct{}), make(chan struct{})
@@ -433,7 +436,7 @@ func TestLinkCleanupComesAfterTheCompanionsLastFrame(t *testing.T) {
 				return nil
 			})
 			<-started
-			time.Sleep(time.Duration(round+1) * time.Millisecond) // cut at various points
+			time.Sleep(time.Duration(round%6+1) * time.Millisecond) // cut at various points
 			stop.Store(true)
 			<-paused
 			_ = ape.conn.Close(errors.New("test: cut"))
@@ -441,6 +444,15 @@ func TestLinkCleanupComesAfterTheCompanionsLastFrame(t *testing.T) {
 			case <-bpe.down: // closed once the cleanup is done
 			case <-time.After(testWait):
 				t.Fatal("b's link did not go down")
+			}
+			if in != nil {
+				// Closed before the cleanup; waited for here so that a
+				// handler that ran after it would be seen below.
+				select {
+				case <-in.closed:
+				case <-time.After(testWait):
+					t.Fatal("b's end of the companion did not close")
+				}
 			}
 			leaked := 0
 			for _, tg := range targets {

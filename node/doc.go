@@ -173,7 +173,8 @@
 //	Process.mu         -> Process.mu          linkLocal only, in PID.ID order
 //
 // Leaves: n.spawnsMu, n.actorsMu, the process table's shard
-// locks, the dial worker's mu, the mailbox's locks, and loop's own (loop's
+// locks, the dial worker's mu, a peer's compMu, laneOrder.mu and syncs.mu
+// (companion.go), the mailbox's locks, and loop's own (loop's
 // doc gives their order). Never: Process.mu -> Registry.mu (die releases
 // p.mu before ProcessExited), n.peersMu -> Registry.mu (OnClose calls
 // NodeDown holding nothing), anything -> a wait for an event loop: no lock

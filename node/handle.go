@@ -15,7 +15,13 @@ import (
 // the peer's event loop, or on a process's goroutine that reads the link
 // inline while it waits for a reply (replywait.go; never both at once), in
 // frame order (OnData → handleFrame → handleX), and never blocks: answers
-// go out as control frames (peer.control), which never wait.
+// go out as control frames (peer.control), which never wait. The peer's
+// companion connection (companion.go) has its own reader and deliveries
+// (rx) on the bulk loop, beside the link's: its process frames (messages,
+// links, exits, monitors, downs) reach the same handlers concurrently with
+// the link's, so those take only the node's locks and the peer's atomics;
+// the link-owned state (registry and groups parts, spawns' starts, the
+// node list) is reached from the link's connection only.
 //
 // A peer speaks only for its own processes and references (peer.owns,
 // peer.ownsRef): a frame that names another node's process as its sender is

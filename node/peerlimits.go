@@ -88,7 +88,8 @@ func (n *Node) releaseSpawn(spawner string) {
 }
 
 // relationAdded counts a link or monitor one of pe's processes now holds on
-// a local process (see the file comment). On pe's loop goroutine.
+// a local process (see the file comment). On a goroutine handling pe's
+// frames: the link's loop or inline reader, or its companion's loop.
 func (pe *peer) relationAdded() error {
 	max := pe.n.opts.relationsPerPeer
 	if pe.relations.Add(1) < 2*int64(max) {
