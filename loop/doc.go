@@ -89,8 +89,8 @@
 // Better still, bulk data goes on a connection of its own: a conn marked
 // bulk-only (Conn.SetBulkOnly, before Start; a node's companion
 // connection) keeps the kernel's queues for its life and is served by the
-// engine's bulk loop, one more event loop made at the first such Start,
-// which no conn for small items shares. Its reads (decryption, a large
+// engine's bulk loops (as many as its loops, made at the first such
+// Start), which no conn for small items shares. Its reads (decryption, a large
 // message's reassembly in the handler) and its writes then never hold up
 // the loop that serves a small item's conn: sharing a loop with a stream
 // cost a small round trip about 300 µs at the median in the head-of-line

@@ -78,9 +78,10 @@ type Engine struct {
 	enrolling atomic.Int64 // Starts in EnrollContext: no loop waits in the netpoller (idle.go)
 	epolls    []int        // epoll descriptors gnet opened (idle.go); constant after New
 
-	// The bulk loop: a gnet client of one event loop of its own, made by
-	// the first Start of a bulk-only conn (Conn.SetBulkOnly), so that bulk
-	// data never shares a loop with the conns that carry small items.
+	// The bulk loops: a gnet client of event loops of their own (as many as
+	// the engine's), made by the first Start of a bulk-only conn
+	// (Conn.SetBulkOnly), so that bulk data never shares a loop with the
+	// conns that carry small items.
 	bulkMu     sync.Mutex
 	bulkCli    *gnet.Client          // guarded by bulkMu
 	bulkEpolls atomic.Pointer[[]int] // its epoll descriptors, set before its first enrolment
@@ -160,7 +161,7 @@ func (e *Engine) startClient(n int) (*gnet.Client, []int, error) {
 	return cli, newEpolls(before), nil
 }
 
-// clientFor returns the gnet client that enrols c: the bulk loop's for a
+// clientFor returns the gnet client that enrols c: the bulk loops' for a
 // bulk-only conn (made here the first time), else the engine's. In a Start
 // in flight (beginStart), so Close cannot have stopped the clients.
 func (e *Engine) clientFor(c *Conn) (*gnet.Client, error) {
@@ -170,7 +171,7 @@ func (e *Engine) clientFor(c *Conn) (*gnet.Client, error) {
 	e.bulkMu.Lock()
 	defer e.bulkMu.Unlock()
 	if e.bulkCli == nil {
-		cli, eps, err := e.startClient(1)
+		cli, eps, err := e.startClient(e.opts.loops)
 		if err != nil {
 			return nil, err
 		}
@@ -181,7 +182,7 @@ func (e *Engine) clientFor(c *Conn) (*gnet.Client, error) {
 }
 
 // idleCandidates lists the epoll descriptors a loop's idle wait may use
-// (idle.go): the engine's loops' and the bulk loop's.
+// (idle.go): the engine's loops' and the bulk loops'.
 func (e *Engine) idleCandidates() []int {
 	p := e.bulkEpolls.Load()
 	if p == nil {
@@ -590,7 +591,7 @@ func (e *Engine) close() error {
 	e.bulkMu.Lock()
 	if e.bulkCli != nil {
 		if serr := e.bulkCli.Stop(); serr != nil && err == nil {
-			err = fmt.Errorf("loop: stop the bulk loop: %w", serr)
+			err = fmt.Errorf("loop: stop the bulk loops: %w", serr)
 		}
 	}
 	e.bulkMu.Unlock()

@@ -386,9 +386,9 @@ func (c *Conn) paceBulk(bulk bool) {
 // the other way), so nothing small waits behind its bytes. Its socket's
 // queues stay the kernel's (paceBulk and ShortenReceive do nothing: short
 // queues would only cost it bandwidth), and it is served by the engine's
-// bulk loop, an event loop of its own (made at the first such Start), so
-// that reading and writing it never delays a conn that carries small
-// items. Call it before Start, from any goroutine.
+// bulk loops, event loops of their own (as many as the engine's, made at
+// the first such Start), so that reading and writing it never delays a
+// conn that carries small items. Call it before Start, from any goroutine.
 func (c *Conn) SetBulkOnly() { c.bulkOnly.Store(true) }
 
 // ShortenReceive tells the conn that its input carries the peer's bulk

@@ -423,8 +423,8 @@ func TestUrgentItemGoesOutDuringASocketWaitWithBulkQueued(t *testing.T) {
 	unblock()
 }
 
-// A bulk-only conn (SetBulkOnly) is served by the engine's bulk loop, one
-// loop of its own that no other conn shares, and keeps the kernel's socket
+// A bulk-only conn (SetBulkOnly) is served by the engine's bulk loops (one
+// here, as the engine has one loop), which no other conn shares, and keeps the kernel's socket
 // queues whatever it carries: a stream on it never holds up the reading or
 // writing of the conns that carry small items, and is not slowed by the
 // short queues those get.
@@ -462,7 +462,7 @@ func TestBulkOnlyConnsHaveALoopOfTheirOwnAndTheKernelsQueues(t *testing.T) {
 		t.Fatal("a bulk-only conn shares the loop of a conn for small items")
 	}
 	if bulk.ls.Load() != bulk2.ls.Load() {
-		t.Fatal("two bulk-only conns of one engine are on two loops; want the one bulk loop")
+		t.Fatal("two bulk-only conns of a one-loop engine are on two loops; want its one bulk loop")
 	}
 	var kernelRcv, kernelLowat int
 	probe := func(c *Conn, do func()) (rcv, lowat int) {

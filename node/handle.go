@@ -17,7 +17,7 @@ import (
 // frame order (OnData → handleFrame → handleX), and never blocks: answers
 // go out as control frames (peer.control), which never wait. The peer's
 // companion connection (companion.go) has its own reader and deliveries
-// (rx) on the bulk loop, beside the link's: its process frames (messages,
+// (rx) on a bulk loop, beside the link's: its process frames (messages,
 // links, exits, monitors, downs) reach the same handlers concurrently with
 // the link's, so those take only the node's locks and the peer's atomics;
 // the link-owned state (registry and groups parts, spawns' starts, the

@@ -170,15 +170,24 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descMsgsOut, s.msgsOut.Load())
 		counter(descBytesOut, s.bytesOut.Load())
 		counter(descFramesOut, s.framesOut.Load())
-		var stalls uint64 // counted where the wait happens: the link's queue
+		// Counted where the wait happens: the link's queues, its
+		// companion's included (companion.go).
+		var stalls uint64
+		queued := pe.conn.Queued()
 		if w, ok := pe.conn.(sendWaiter); ok {
 			stalls = w.SendWaits()
+		}
+		if c := pe.out.Load(); c != nil {
+			if w, ok := c.conn.(sendWaiter); ok {
+				stalls += w.SendWaits()
+			}
+			queued += c.conn.Queued()
 		}
 		counter(descStalls, stalls)
 		counter(descMsgsIn, s.msgsIn.Load())
 		counter(descBytesIn, s.bytesIn.Load())
 		counter(descFramesIn, s.framesIn.Load())
-		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(pe.conn.Queued()), pe.name)
+		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(queued), pe.name)
 	}
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(c.m.droppedNoProc.Load()), "noproc")
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(c.m.decodeErrors.Load()), "decode")
