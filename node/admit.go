@@ -126,14 +126,15 @@ func (n *Node) hook(ctx context.Context, tc *tls.Conn, outbound bool, dialArg an
 	}
 	var admitted *peer    // acceptor: the reservation admit made
 	var companionOf *peer // acceptor: the link an admitted companion joins
+	var companionID uint64
 	if !outbound {
 		cfg.Admit = func(ctx context.Context, h handshake.Hello) handshake.Admission {
 			if wire.Features(h.Features)&wire.RoleCompanion != 0 {
-				pe, ok := n.admitCompanion(ctx, n.peerInfo(h))
-				if !ok {
+				pe, id := n.admitCompanion(ctx, n.peerInfo(h))
+				if id == 0 {
 					return handshake.Refused
 				}
-				companionOf = pe
+				companionOf, companionID = pe, id
 				return handshake.Admitted
 			}
 			pe, d, old := n.admit(n.peerInfo(h))
@@ -155,7 +156,7 @@ func (n *Node) hook(ctx context.Context, tc *tls.Conn, outbound bool, dialArg an
 			n.unreserve(admitted) // admitted, but the dialler never heard so
 		}
 		if companionOf != nil {
-			companionOf.unadmitCompanion()
+			companionOf.unadmitCompanion(companionID)
 		}
 		return nil, err
 	}

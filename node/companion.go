@@ -52,12 +52,14 @@ import (
 // always take the link's own connection.
 //
 // Lifetime. A companion lives and dies with its link: the link's end closes
-// it; a companion that ends while the peer has not acknowledged all of it
-// cuts the link (messages were lost, and every watcher must hear so, as
-// for any link), and one that ends with everything acknowledged is
-// dropped, and the link's bulk lane carries the large messages from then
-// on. A failed dial is not retried on that link. A companion carries only
-// process items: a frame of any other kind on it is a protocol error.
+// it (and the link's cleanup waits for its last handler); a companion that
+// ends before its link cuts the link, at either end (messages may have
+// been lost, and every watcher must hear so, as for any link; see OnClose
+// for the peer's close). A graceful end of the link (Stop, Disconnect)
+// waits for the peer's acknowledgement of what was queued on the companion
+// before its goodbye. A failed dial is not retried on that link: its large
+// messages go on the bulk lane. A companion carries only process items: a
+// frame of any other kind on it is a protocol error.
 
 // companionDial is the dialArg of a companion's dial: the name of the
 // node dialled, whose link the companion joins.
@@ -277,31 +279,37 @@ var (
 // peer may dial it as soon as its end of the link is up, before this
 // end's is: the decision waits for that, bounded by ctx (the handshake's
 // deadline). On the handshake's goroutine.
-func (n *Node) admitCompanion(ctx context.Context, info *peerInfo) (*peer, bool) {
+func (n *Node) admitCompanion(ctx context.Context, info *peerInfo) (*peer, uint64) {
 	n.peersMu.Lock()
 	pe := n.peers[info.name]
 	n.peersMu.Unlock()
 	if pe == nil || pe.incarnation != info.incarnation || pe.features&wire.FeatureCompanion == 0 {
-		return nil, false
+		return nil, 0
 	}
 	if pe.waitUp(ctx) != nil || !pe.isUp() {
-		return nil, false
+		return nil, 0
 	}
 	pe.compMu.Lock()
 	defer pe.compMu.Unlock()
-	if pe.in != nil || pe.inAdmitted || pe.compClosed {
-		return nil, false
+	if pe.in != nil || pe.inAdmitted != 0 || pe.compClosed {
+		return nil, 0
 	}
-	pe.inAdmitted = true // one per link: taken until this one ends
-	return pe, true
+	// One per link: the slot is taken until this companion ends, or
+	// given back if it never attaches (its handshake failed, or the engine
+	// dropped it after the hook): then the lapse frees it.
+	pe.admitSeq++
+	id := pe.admitSeq
+	pe.inAdmitted = id
+	time.AfterFunc(2*n.opts.handshakeTimeout, func() { pe.unadmitCompanion(id) })
+	return pe, id
 }
 
-// unadmitCompanion gives back the slot admitCompanion took for a
-// companion whose handshake then failed.
-func (pe *peer) unadmitCompanion() {
+// unadmitCompanion gives back the slot of admission id if no companion
+// attached with it.
+func (pe *peer) unadmitCompanion(id uint64) {
 	pe.compMu.Lock()
-	if pe.in == nil {
-		pe.inAdmitted = false
+	if pe.inAdmitted == id && pe.in == nil {
+		pe.inAdmitted = 0
 	}
 	pe.compMu.Unlock()
 }
@@ -322,8 +330,8 @@ func (pe *peer) attachCompanion(l link) {
 	ok := pe.in == nil && !pe.compClosed
 	if ok {
 		pe.in = c
-	} else {
-		pe.inAdmitted = false
+	} else if pe.in == nil {
+		pe.inAdmitted = 0
 	}
 	pe.compMu.Unlock()
 	if !ok {
@@ -478,23 +486,25 @@ func (c *companion) onAcks(b []byte) (int, error) {
 // items the peer has not acknowledged cuts the link: they are lost, and
 // the link's end tells every watcher so. Else the link goes on without it.
 //
-// An outgoing companion's end cuts the link unless the link is ending
-// already (the link's end closed it, errLinkEnded) or the peer closed it
-// (loop.ErrPeerClosed), which a peer does only as its link ends (its
-// closeCompanions, or a protocol error that cut its link too): the link's
-// own end then tells what happened, a peer's Stop as shutdown. Any other
-// end (a local error, a slow consumer) may have lost items a sender was
-// told were sent, and items queued but not yet acknowledged cannot be told
-// from items that got through: the link goes, as for any lost connection.
-// An incoming companion's end leaves the link to the peer's decision (its
-// outgoing end sees the same close). On the companion's loop.
+// A companion's end cuts the link unless the link is ending already (its
+// end closed the companion: errLinkEnded): items a sender was told were
+// sent may be lost, and items queued but not yet acknowledged cannot be
+// told from items that got through, so the link goes, as for any lost
+// connection. Both ends apply the rule. One case waits: a companion that
+// the peer closed (loop.ErrPeerClosed) is most often the peer's link
+// ending (its Stop or Disconnect closes its companions while its goodbye
+// is on its way on the link's connection), and the link's own end then
+// tells why; so the link is cut only if it is still up after a handshake
+// timeout (a reset of the companion alone, say). Meanwhile a dead
+// outgoing companion stays the link's: sends that would go on it fail
+// rather than overtake what it lost. On the companion's loop.
 func (c *companion) OnClose(_ *loop.Conn, reason error) {
 	defer close(c.closed)
 	pe := c.pe
 	if !c.out {
 		pe.compMu.Lock()
 		if pe.in == c {
-			pe.in, pe.inAdmitted = nil, false
+			pe.in, pe.inAdmitted = nil, 0
 		}
 		pe.compMu.Unlock()
 	}
@@ -503,12 +513,18 @@ func (c *companion) OnClose(_ *loop.Conn, reason error) {
 			close(*ch) // waiters look again, and find the link ending
 		}
 	}
+	cut := fmt.Errorf("%w: %w", errCompanionLost, reason)
 	switch {
 	case errors.Is(reason, errLinkEnded):
-	case !c.out || errors.Is(reason, loop.ErrPeerClosed):
-		pe.n.log.Debug("companion connection ended", "peer", pe.name, "out", c.out, "err", reason)
+	case errors.Is(reason, loop.ErrPeerClosed):
+		pe.n.log.Debug("companion connection closed by the peer", "peer", pe.name, "err", reason)
+		time.AfterFunc(pe.n.opts.handshakeTimeout, func() {
+			if !pe.closing.Load() {
+				_ = pe.conn.Close(cut)
+			}
+		})
 	default:
-		_ = pe.conn.Close(fmt.Errorf("%w: %w", errCompanionLost, reason))
+		_ = pe.conn.Close(cut)
 	}
 }
 
@@ -555,14 +571,24 @@ func (pe *peer) awaitAcked(from uint64) error {
 // everything queued on this node's companion: a graceful close of the
 // link (Stop, Disconnect) says goodbye on the link's connection only once
 // the companion's data is in, since the link's end closes the companion.
+//
+// It waits for what was queued when it was called (processes may go on
+// sending), and for half of what is left of ctx at most, so that the
+// goodbye and the link's own queue keep the other half.
 func (pe *peer) drainCompanion(ctx context.Context) {
 	c := pe.out.Load()
 	if c == nil {
 		return
 	}
-	for c.acked.Load() < c.last.Load() {
+	if d, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(d)/2))
+		defer cancel()
+	}
+	target := c.last.Load()
+	for c.acked.Load() < target {
 		ch := c.ackWait()
-		if c.acked.Load() >= c.last.Load() {
+		if c.acked.Load() >= target {
 			return
 		}
 		select {

@@ -411,9 +411,15 @@ func TestLinkCleanupComesAfterTheCompanionsLastFrame(t *testing.T) {
 				})
 			}
 			bpe, ape := peerOf(b, a), peerOf(a, b)
-			bpe.compMu.Lock()
-			in := bpe.in // b's end of a's companion (nil: one connection)
-			bpe.compMu.Unlock()
+			var in *companion // b's end of a's companion (nil: one connection)
+			for deadline := time.Now().Add(testWait); m.companion && in == nil; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("b holds no companion from a")
+				}
+				bpe.compMu.Lock()
+				in = bpe.in
+				bpe.compMu.Unlock()
+			}
 			var stop atomic.Bool
 			var sender PID
 			started, paused := make(chan struct{}), make(chan struct{})
@@ -435,10 +441,10 @@ func TestLinkCleanupComesAfterTheCompanionsLastFrame(t *testing.T) {
 				}
 				return nil
 			})
-			<-started
+			waitClosed(t, started, "the sender to start")
 			time.Sleep(time.Duration(round%6+1) * time.Millisecond) // cut at various points
 			stop.Store(true)
-			<-paused
+			waitClosed(t, paused, "the sender to stop")
 			_ = ape.conn.Close(errors.New("test: cut"))
 			select {
 			case <-bpe.down: // closed once the cleanup is done
@@ -471,4 +477,38 @@ func TestLinkCleanupComesAfterTheCompanionsLastFrame(t *testing.T) {
 			}
 		}
 	})
+}
+
+// waitClosed waits until ch closes, failing the test after testWait.
+func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(testWait):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// A companion that the peer's side ends for a reason of its own (here a
+// local error at the peer) cuts the link at both ends: neither side keeps
+// a link whose companion lost items, nor a dead companion.
+func TestCompanionEndedByThePeerCutsTheLink(t *testing.T) {
+	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	connect(t, a, b)
+	s := sinkOn(b)
+	within(t, a, func(p *Process) error { return p.Send(s, bigTagged(0)) })
+	waitCompanion(t, a, b)
+	ape, bpe := peerOf(a, b), peerOf(b, a)
+	var in *companion
+	for deadline := time.Now().Add(testWait); in == nil; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("b holds no companion from a")
+		}
+		bpe.compMu.Lock()
+		in = bpe.in
+		bpe.compMu.Unlock()
+	}
+	_ = in.conn.Close(errors.New("test: the peer's end fails"))
+	waitClosed(t, bpe.down, "b's link to go down")
+	waitClosed(t, ape.down, "a's link to go down")
 }

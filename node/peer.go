@@ -56,7 +56,8 @@ type peer struct {
 	compState  int        // guarded by compMu
 	compClosed bool       // guarded by compMu: the link ended, no companion attaches
 	in         *companion // guarded by compMu: the peer's companion
-	inAdmitted bool       // guarded by compMu: a companion from the peer was admitted (one per link)
+	inAdmitted uint64     // guarded by compMu: the admission of the peer's companion, if any (one per link)
+	admitSeq   uint64     // guarded by compMu: admissions so far
 	syncs      syncs      // Syncs waiting for the peer's Ack
 	// linkMsgsOut counts the messages drained on the link's own
 	// connection: the tick rule's "carried messages" (tick.go), since
