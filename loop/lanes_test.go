@@ -1,11 +1,15 @@
 package loop
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -505,4 +509,95 @@ func TestBulkOnlyConnsHaveALoopOfTheirOwnAndTheKernelsQueues(t *testing.T) {
 		n, _, _ := sh.count()
 		return n == 3
 	})
+}
+
+// WithBulkNice runs the bulk loops on threads of their own at that
+// niceness, and leaves the other loops at the process's.
+func TestBulkLoopsRunAtTheirNiceness(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("a thread's niceness is read on Linux only")
+	}
+	srv, err := New(WithLoops(1), WithHook(nameHook("srv")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := New(WithLoops(1), WithHook(nameHook("cli")), WithBulkNice(7))
+	if err != nil {
+		_ = srv.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cli.Close(); _ = srv.Close() })
+	addr, err := srv.Listen("127.0.0.1:0", func(c *Conn) { c.SetHandler(newFrameHandler(nil)); c.Start() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	nice := func(c *Conn) int {
+		t.Helper()
+		got := make(chan int, 1)
+		c.Execute(func() {
+			b, err := os.ReadFile("/proc/thread-self/stat")
+			if err != nil {
+				t.Error(err)
+				got <- -1
+				return
+			}
+			// Field 19 (nice), counted after the command's closing parenthesis.
+			f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+			n, err := strconv.Atoi(f[16])
+			if err != nil {
+				t.Error(err)
+			}
+			got <- n
+		})
+		select {
+		case n := <-got:
+			return n
+		case <-time.After(20 * time.Second):
+			t.Fatal("the loop did not run the probe")
+			return -1
+		}
+	}
+	dial := func(bulk bool) *Conn {
+		t.Helper()
+		c, err := cli.Dial(context.Background(), addr.String(), "srv")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bulk {
+			c.SetBulkOnly()
+		}
+		c.SetHandler(newFrameHandler(nil))
+		c.Start()
+		return c
+	}
+	small, bulk := dial(false), dial(true)
+	base := nice(small)
+	if n := nice(bulk); n != 7 {
+		t.Errorf("the bulk loop's thread runs at nice %d, want 7", n)
+	}
+	if base == 7 {
+		t.Errorf("the small items' loop runs at the bulk loops' niceness")
+	}
+	// Once the engine has closed (its conns first, then its loops, whose
+	// threads gnet unlocks into Go's pool), no thread of the process keeps
+	// the bulk loops' niceness: a goroutine run there later would inherit it.
+	if err := cli.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/stat")
+		if err != nil {
+			continue // the thread exited
+		}
+		if f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:])); len(f) > 16 && f[16] == "7" {
+			t.Errorf("thread %s kept nice 7 after the engine closed", task.Name())
+		}
+	}
+	if _, err := New(WithBulkNice(20)); !errors.Is(err, ErrOption) {
+		t.Errorf("WithBulkNice(20): %v, want ErrOption", err)
+	}
 }
