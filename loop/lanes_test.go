@@ -433,34 +433,8 @@ func TestUrgentItemGoesOutDuringASocketWaitWithBulkQueued(t *testing.T) {
 // writing of the conns that carry small items, and is not slowed by the
 // short queues those get.
 func TestBulkOnlyConnsHaveALoopOfTheirOwnAndTheKernelsQueues(t *testing.T) {
-	srv, err := New(WithLoops(1), WithHook(nameHook("srv")), WithSocketBuffers(96<<10, 24<<10))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli, err := New(WithLoops(1), WithHook(nameHook("cli")), WithSocketBuffers(96<<10, 24<<10))
-	if err != nil {
-		_ = srv.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cli.Close(); _ = srv.Close() })
 	sh := newFrameHandler(nil)
-	addr, err := srv.Listen("127.0.0.1:0", func(c *Conn) { c.SetHandler(sh); c.Start() })
-	if err != nil {
-		t.Fatal(err)
-	}
-	dial := func(bulk bool) *Conn {
-		t.Helper()
-		c, err := cli.Dial(context.Background(), addr.String(), "srv")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if bulk {
-			c.SetBulkOnly()
-		}
-		c.SetHandler(newFrameHandler(nil))
-		c.Start()
-		return c
-	}
+	_, dial := bulkPair(t, sh, WithSocketBuffers(96<<10, 24<<10))
 	small, bulk, bulk2 := dial(false), dial(true), dial(true)
 	if small.ls.Load() == bulk.ls.Load() {
 		t.Fatal("a bulk-only conn shares the loop of a conn for small items")
@@ -517,20 +491,7 @@ func TestBulkLoopsRunAtTheirNiceness(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("a thread's niceness is read on Linux only")
 	}
-	srv, err := New(WithLoops(1), WithHook(nameHook("srv")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli, err := New(WithLoops(1), WithHook(nameHook("cli")), WithBulkNice(7))
-	if err != nil {
-		_ = srv.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cli.Close(); _ = srv.Close() })
-	addr, err := srv.Listen("127.0.0.1:0", func(c *Conn) { c.SetHandler(newFrameHandler(nil)); c.Start() })
-	if err != nil {
-		t.Fatal(err)
-	}
+	cli, dial := bulkPair(t, newFrameHandler(nil), WithBulkNice(7))
 	nice := func(c *Conn) int {
 		t.Helper()
 		got := make(chan int, 1)
@@ -556,19 +517,6 @@ func TestBulkLoopsRunAtTheirNiceness(t *testing.T) {
 			t.Fatal("the loop did not run the probe")
 			return -1
 		}
-	}
-	dial := func(bulk bool) *Conn {
-		t.Helper()
-		c, err := cli.Dial(context.Background(), addr.String(), "srv")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if bulk {
-			c.SetBulkOnly()
-		}
-		c.SetHandler(newFrameHandler(nil))
-		c.Start()
-		return c
 	}
 	small, bulk := dial(false), dial(true)
 	base := nice(small)
@@ -599,5 +547,39 @@ func TestBulkLoopsRunAtTheirNiceness(t *testing.T) {
 	}
 	if _, err := New(WithBulkNice(20)); !errors.Is(err, ErrOption) {
 		t.Errorf("WithBulkNice(20): %v, want ErrOption", err)
+	}
+}
+
+// bulkPair starts two engines of one loop each, the client's with opts
+// besides, the server running h on every conn it accepts, and returns the
+// client engine and a dial of a started client conn, bulk-only or not.
+func bulkPair(t *testing.T, h Handler, opts ...Option) (*Engine, func(bulk bool) *Conn) {
+	t.Helper()
+	srv, err := New(append([]Option{WithLoops(1), WithHook(nameHook("srv"))}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := New(append([]Option{WithLoops(1), WithHook(nameHook("cli"))}, opts...)...)
+	if err != nil {
+		_ = srv.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cli.Close(); _ = srv.Close() })
+	addr, err := srv.Listen("127.0.0.1:0", func(c *Conn) { c.SetHandler(h); c.Start() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cli, func(bulk bool) *Conn {
+		t.Helper()
+		c, err := cli.Dial(context.Background(), addr.String(), "srv")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bulk {
+			c.SetBulkOnly()
+		}
+		c.SetHandler(newFrameHandler(nil))
+		c.Start()
+		return c
 	}
 }

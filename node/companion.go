@@ -396,10 +396,7 @@ func (c *companion) OnData(_ *loop.Conn, b []byte) (int, error) {
 	pe := c.pe
 	used := 0
 	defer func() {
-		pe.stats.bytesIn.Add(uint64(used))
-		pe.stats.msgsIn.Add(c.msgsIn)
-		c.msgsIn = 0
-		c.lastTo = nil
+		c.rx.endRead(used)
 		if c.handled > c.ackSent {
 			c.ackSent = c.handled
 			if err := c.conn.EnqueueNoWait((&wire.Ack{Seq: c.handled}).Append(c.ack[:0])); err != nil {
@@ -421,11 +418,7 @@ func (c *companion) OnData(_ *loop.Conn, b []byte) (int, error) {
 		c.handled++
 		pe.stats.framesIn.Add(1)
 		if err := c.handleFrame(f); err != nil {
-			var le *wire.LimitError
-			if errors.As(err, &le) {
-				pe.n.metrics.peerCut(le.Limit)
-				pe.n.log.Warn("peer cut: over a limit", "peer", pe.name, "limit", le.Limit, "asked", le.Asked, "max", le.Max)
-			}
+			pe.overLimit(err)
 			err = fmt.Errorf("node: companion from %s: %w", pe.name, err)
 			_ = pe.conn.Close(err) // the link, not only its companion
 			return used, err

@@ -209,10 +209,7 @@ func TestCompanionAdmission(t *testing.T) {
 // cuts the link, acknowledged or not: items a sender was told were sent
 // may be lost, and the link's end is how watchers hear of it.
 func TestCompanionEndedHereCutsTheLink(t *testing.T) {
-	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
-	connect(t, a, b)
-	s := sinkOn(b)
-	within(t, a, func(p *Process) error { return p.Send(s, bigTagged(0)) })
+	a, b, s := pairSendingLarge(t, "a", "b", linkModes[0])
 	c := waitCompanion(t, a, b)
 	within(t, a, func(p *Process) error { return p.Send(s, bigTagged(1)) })
 	waitAcked(t, c)
@@ -233,11 +230,7 @@ func TestCompanionEndedHereCutsTheLink(t *testing.T) {
 // ending, not a lost companion: the link goes down with the peer's reason.
 func TestPeersDisconnectIsNotALostCompanion(t *testing.T) {
 	for round := range 5 {
-		a, b := startNamed(t, fmt.Sprintf("a%d", round), "c"), startNamed(t, fmt.Sprintf("b%d", round), "c")
-		connect(t, a, b)
-		s := sinkOn(b)
-		within(t, a, func(p *Process) error { return p.Send(s, bigTagged(0)) })
-		waitCompanion(t, a, b)
+		a, b, _ := pairSendingLarge(t, fmt.Sprintf("a%d", round), fmt.Sprintf("b%d", round), linkModes[0])
 		pe := peerOf(a, b)
 		if err := b.Disconnect(a.Self()); err != nil {
 			t.Fatal(err)
@@ -268,10 +261,7 @@ func waitAcked(t *testing.T, c *companion) {
 // one included (a drain that merged them into one batch frame would leave
 // the sender waiting for ever for acknowledgements).
 func TestEveryCompanionItemIsAcknowledged(t *testing.T) {
-	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
-	connect(t, a, b)
-	s := sinkOn(b)
-	within(t, a, func(p *Process) error { return p.Send(s, bigTagged(0)) })
+	a, b, s := pairSendingLarge(t, "a", "b", linkModes[0])
 	c := waitCompanion(t, a, b)
 	within(t, a, func(p *Process) error {
 		if err := p.Send(s, bigTagged(1)); err != nil {
@@ -295,12 +285,8 @@ func TestEveryCompanionItemIsAcknowledged(t *testing.T) {
 // requests): the spawn succeeds and the link stays up, in both modes.
 func TestSpawnRightAfterALargeMessage(t *testing.T) {
 	forEachLinkMode(t, func(t *testing.T, m linkMode) {
-		a, b := startNamed(t, "a", "c", m.opts...), startNamed(t, "b", "c", m.opts...)
-		connect(t, a, b)
+		a, b, s := pairSendingLarge(t, "a", "b", m)
 		b.Define("idle", func(p *Process, _ []any) error { _, err := p.Receive(context.Background()); return err })
-		s := sinkOn(b)
-		within(t, a, func(p *Process) error { return p.Send(s, bigTagged(0)) })
-		m.ready(t, a, b)
 		within(t, a, func(p *Process) error {
 			for i := range 3 {
 				if err := p.Send(s, bigTagged(i+1)); err != nil {
@@ -323,10 +309,7 @@ func TestSpawnRightAfterALargeMessage(t *testing.T) {
 // is shared by every goroutine sending from outside a process), the peer
 // answers it and the link stays up.
 func TestSyncGoesOnTheLinksConnection(t *testing.T) {
-	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
-	connect(t, a, b)
-	s := sinkOn(b)
-	within(t, a, func(p *Process) error { return p.Send(s, bigTagged(0)) })
+	a, b, _ := pairSendingLarge(t, "a", "b", linkModes[0])
 	c := waitCompanion(t, a, b)
 	pe := peerOf(a, b)
 	c.order.note(c, 0, loop.BulkTicket(1<<40)) // as if another goroutine's item were on its way
@@ -344,11 +327,7 @@ func TestSyncGoesOnTheLinksConnection(t *testing.T) {
 // acknowledgement of the companion's data before its goodbye).
 func TestStopDeliversTheCompanionsLargeMessages(t *testing.T) {
 	quiet := WithTickTimeout(10 * time.Minute) // see TestStopDeliversLargeMessagesTheirSendAccepted
-	a, b := startNamed(t, "a", "c", quiet), startNamed(t, "b", "c", quiet)
-	connect(t, a, b)
-	s := sinkOn(b)
-	within(t, a, func(p *Process) error { return p.Send(s, bigTagged(0)) })
-	waitCompanion(t, a, b)
+	a, b, _ := pairSendingLarge(t, "a", "b", linkModes[0], quiet)
 	const senders, size = 4, 8 << 20
 	within(t, b, func(p *Process) error {
 		sent := make(chan error, senders)
@@ -393,11 +372,7 @@ func TestStopDeliversTheCompanionsLargeMessages(t *testing.T) {
 func TestLinkCleanupComesAfterTheCompanionsLastFrame(t *testing.T) {
 	forEachLinkMode(t, func(t *testing.T, m linkMode) {
 		for round := range 12 {
-			a, b := startNamed(t, fmt.Sprintf("a%d", round), "c", m.opts...), startNamed(t, fmt.Sprintf("b%d", round), "c", m.opts...)
-			connect(t, a, b)
-			s := sinkOn(b)
-			within(t, a, func(p *Process) error { return p.Send(s, bigTagged(0)) })
-			m.ready(t, a, b)
+			a, b, s := pairSendingLarge(t, fmt.Sprintf("a%d", round), fmt.Sprintf("b%d", round), m)
 			const n = 300
 			targets := make([]PID, n)
 			for i := range targets {
@@ -493,11 +468,7 @@ func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
 // local error at the peer) cuts the link at both ends: neither side keeps
 // a link whose companion lost items, nor a dead companion.
 func TestCompanionEndedByThePeerCutsTheLink(t *testing.T) {
-	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
-	connect(t, a, b)
-	s := sinkOn(b)
-	within(t, a, func(p *Process) error { return p.Send(s, bigTagged(0)) })
-	waitCompanion(t, a, b)
+	a, b, _ := pairSendingLarge(t, "a", "b", linkModes[0])
 	ape, bpe := peerOf(a, b), peerOf(b, a)
 	var in *companion
 	for deadline := time.Now().Add(testWait); in == nil; time.Sleep(time.Millisecond) {
@@ -511,4 +482,19 @@ func TestCompanionEndedByThePeerCutsTheLink(t *testing.T) {
 	_ = in.conn.Close(errors.New("test: the peer's end fails"))
 	waitClosed(t, bpe.down, "b's link to go down")
 	waitClosed(t, ape.down, "a's link to go down")
+}
+
+// pairSendingLarge starts nodes an and bn with opts, connects them, and
+// sends one large message from a process of a to a sink process on b,
+// which it returns; in mode m's companion mode it waits until a's
+// companion to b is up.
+func pairSendingLarge(t *testing.T, an, bn string, m linkMode, opts ...Option) (a, b *Node, sink PID) {
+	t.Helper()
+	opts = append(m.opts[:len(m.opts):len(m.opts)], opts...)
+	a, b = startNamed(t, an, "c", opts...), startNamed(t, bn, "c", opts...)
+	connect(t, a, b)
+	sink = sinkOn(b)
+	within(t, a, func(p *Process) error { return p.Send(sink, bigTagged(0)) })
+	m.ready(t, a, b)
+	return a, b, sink
 }

@@ -32,15 +32,7 @@ import (
 func (pe *peer) OnData(c *loop.Conn, b []byte) (int, error) {
 	pe.lastSeen.Store(time.Now().UnixNano())
 	used := 0
-	// The counters are published once per call, not once per message. The
-	// target cache lasts one call: a link that goes quiet must not keep a
-	// dead process, and what its mailbox still holds, alive.
-	defer func() {
-		pe.stats.bytesIn.Add(uint64(used))
-		pe.stats.msgsIn.Add(pe.msgsIn)
-		pe.msgsIn = 0
-		pe.lastTo = nil
-	}()
+	defer func() { pe.rx.endRead(used) }() // the counters, once per call
 	for used < len(b) {
 		f, k, err := pe.reader.Next(b[used:])
 		if errors.Is(err, wire.ErrNeedMore) {
@@ -55,11 +47,7 @@ func (pe *peer) OnData(c *loop.Conn, b []byte) (int, error) {
 			c.ShortenReceive() // bulk data flows in: short kernel queues (once)
 		}
 		if err := pe.handleFrame(f); err != nil {
-			var le *wire.LimitError
-			if errors.As(err, &le) {
-				pe.n.metrics.peerCut(le.Limit)
-				pe.n.log.Warn("peer cut: over a limit", "peer", pe.name, "limit", le.Limit, "asked", le.Asked, "max", le.Max)
-			}
+			pe.overLimit(err)
 			return used, fmt.Errorf("node: from %s: %w", pe.name, err)
 		}
 	}
@@ -196,6 +184,27 @@ func (n *Node) handleTick(pe *peer, t *wire.Tick) {
 // handleTock records the round trip of one of this node's ticks.
 func (n *Node) handleTock(_ *peer, t *wire.Tock) {
 	n.metrics.tickRTTObserve(time.Duration(time.Now().UnixNano() - t.Time))
+}
+
+// overLimit counts and logs a cut for err when it is a peer over one of
+// its limits (a wire.LimitError). On a goroutine handling pe's frames.
+func (pe *peer) overLimit(err error) {
+	var le *wire.LimitError
+	if errors.As(err, &le) {
+		pe.n.metrics.peerCut(le.Limit)
+		pe.n.log.Warn("peer cut: over a limit", "peer", pe.name, "limit", le.Limit, "asked", le.Asked, "max", le.Max)
+	}
+}
+
+// endRead publishes the counters of one read of r's connection (once per
+// call, not once per message, for used bytes) and drops the target cache,
+// which lasts one call: a connection that goes quiet must not keep a dead
+// process, and what its mailbox still holds, alive.
+func (r *rx) endRead(used int) {
+	r.pe.stats.bytesIn.Add(uint64(used))
+	r.pe.stats.msgsIn.Add(r.msgsIn)
+	r.msgsIn = 0
+	r.lastTo = nil
 }
 
 // rx is what one connection's input needs to deliver messages: its
