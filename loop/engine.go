@@ -126,7 +126,7 @@ func New(opts ...Option) (*Engine, error) {
 	if e.clientTLS == nil {
 		e.clientTLS = tlsconn.ClientConfig()
 	}
-	cli, eps, err := e.startClient(o.loops, false)
+	cli, eps, err := e.startClient(o.loops)
 	if err != nil {
 		return nil, err
 	}
@@ -143,10 +143,9 @@ func New(opts ...Option) (*Engine, error) {
 // startClient starts a gnet client of n event loops, all served by the
 // engine's handler, and returns it with the epoll descriptors it opened
 // (idle.go; nil where they cannot be told).
-func (e *Engine) startClient(n int, lockThreads bool) (*gnet.Client, []int, error) {
+func (e *Engine) startClient(n int) (*gnet.Client, []int, error) {
 	before := fdSet(nil)
 	cli, err := gnet.NewClient(&gnetHandler{e: e},
-		gnet.WithLockOSThread(lockThreads),
 		gnet.WithNumEventLoop(n),
 		gnet.WithLogger(gnetLogger{e.log}),
 		gnet.WithTicker(false),
@@ -172,9 +171,7 @@ func (e *Engine) clientFor(c *Conn) (*gnet.Client, error) {
 	e.bulkMu.Lock()
 	defer e.bulkMu.Unlock()
 	if e.bulkCli == nil {
-		// Locked to threads of their own when they run at a niceness of
-		// their own (set at each one's first conn: OnOpen).
-		cli, eps, err := e.startClient(e.opts.loops, e.opts.bulkNice > 0)
+		cli, eps, err := e.startClient(e.opts.loops)
 		if err != nil {
 			return nil, err
 		}

@@ -47,10 +47,6 @@ type loopState struct {
 	// descriptors were not found; made at the first OnOpen (idleTried).
 	idle      atomic.Pointer[idleWait]
 	idleTried bool
-
-	// A bulk loop's conns and its thread's niceness before WithBulkNice's
-	// (bulkOpened). Loop only.
-	bulkConns, baseNice int
 	// owed counts our gnet tasks queued and not yet started, and gnet
 	// closes asked (closeGnet) whose OnClose has not run: the loop does
 	// not wait in the netpoller while it is positive. Counted from the
@@ -169,35 +165,6 @@ func (ls *loopState) Run(context.Context) error {
 
 func (ls *loopState) enter() { ls.busy.Store(true) }
 
-// bulkOpened and bulkClosed keep a bulk loop's thread at WithBulkNice's
-// niceness while it serves conns: set at its first conn, and given back
-// (the thread's own niceness) when its last one closes, before the engine
-// stops the loop and gnet unlocks the thread, which then goes back to Go's
-// pool of threads for any goroutine. Loop only, on the thread gnet locked
-// the bulk loop to.
-func (ls *loopState) bulkOpened() {
-	if ls.bulkConns++; ls.bulkConns > 1 {
-		return
-	}
-	base, err := threadNice()
-	if err == nil {
-		ls.baseNice = base
-		err = setThreadNice(ls.e.opts.bulkNice)
-	}
-	if err != nil {
-		ls.e.log.Warn("loop: the bulk loop's niceness", "nice", ls.e.opts.bulkNice, "err", err)
-	}
-}
-
-func (ls *loopState) bulkClosed() {
-	if ls.bulkConns--; ls.bulkConns > 0 {
-		return
-	}
-	if err := setThreadNice(ls.baseNice); err != nil {
-		ls.e.log.Warn("loop: the bulk loop's niceness back", "nice", ls.baseNice, "err", err)
-	}
-}
-
 // taskStarted counts one of our gnet tasks as no longer pending (idle.go).
 // Loop only, first thing in each task execute queued.
 func (ls *loopState) taskStarted() { ls.owed.Add(-1) }
@@ -281,9 +248,6 @@ func (h *gnetHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	ls := h.e.loopFor(gc.EventLoop())
-	if h.e.opts.bulkNice > 0 && c.bulkOnly.Load() {
-		ls.bulkOpened()
-	}
 	if !ls.idleTried {
 		ls.idleTried = true
 		if w := findIdleWait(h.e.idleCandidates(), gc.Fd()); w != nil {
@@ -352,9 +316,6 @@ func (h *gnetHandler) OnClose(gc gnet.Conn, err error) gnet.Action {
 	c.direct.Store(false)
 	c.dropDup()
 	c.endInline() // no process reads the socket from here on
-	if c.e.opts.bulkNice > 0 && c.bulkOnly.Load() {
-		c.ls.Load().bulkClosed()
-	}
 	if c.closeAsked {
 		c.closeAsked = false
 		c.ls.Load().owed.Add(-1)

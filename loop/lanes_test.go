@@ -1,15 +1,11 @@
 package loop
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -483,71 +479,6 @@ func TestBulkOnlyConnsHaveALoopOfTheirOwnAndTheKernelsQueues(t *testing.T) {
 		n, _, _ := sh.count()
 		return n == 3
 	})
-}
-
-// WithBulkNice runs the bulk loops on threads of their own at that
-// niceness, and leaves the other loops at the process's.
-func TestBulkLoopsRunAtTheirNiceness(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("a thread's niceness is read on Linux only")
-	}
-	cli, dial := bulkPair(t, newFrameHandler(nil), WithBulkNice(7))
-	nice := func(c *Conn) int {
-		t.Helper()
-		got := make(chan int, 1)
-		c.Execute(func() {
-			b, err := os.ReadFile("/proc/thread-self/stat")
-			if err != nil {
-				t.Error(err)
-				got <- -1
-				return
-			}
-			// Field 19 (nice), counted after the command's closing parenthesis.
-			f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-			n, err := strconv.Atoi(f[16])
-			if err != nil {
-				t.Error(err)
-			}
-			got <- n
-		})
-		select {
-		case n := <-got:
-			return n
-		case <-time.After(20 * time.Second):
-			t.Fatal("the loop did not run the probe")
-			return -1
-		}
-	}
-	small, bulk := dial(false), dial(true)
-	base := nice(small)
-	if n := nice(bulk); n != 7 {
-		t.Errorf("the bulk loop's thread runs at nice %d, want 7", n)
-	}
-	if base == 7 {
-		t.Errorf("the small items' loop runs at the bulk loops' niceness")
-	}
-	// Once the engine has closed (its conns first, then its loops, whose
-	// threads gnet unlocks into Go's pool), no thread of the process keeps
-	// the bulk loops' niceness: a goroutine run there later would inherit it.
-	if err := cli.Close(); err != nil {
-		t.Fatal(err)
-	}
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, task := range tasks {
-		b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/stat")
-		if err != nil {
-			continue // the thread exited
-		}
-		if f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:])); len(f) > 16 && f[16] == "7" {
-			t.Errorf("thread %s kept nice 7 after the engine closed", task.Name())
-		}
-	}
-	if _, err := New(WithBulkNice(20)); !errors.Is(err, ErrOption) {
-		t.Errorf("WithBulkNice(20): %v, want ErrOption", err)
-	}
 }
 
 // bulkPair starts two engines of one loop each, the client's with opts

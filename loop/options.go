@@ -42,7 +42,6 @@ type options struct {
 	high, low        int64
 	maxInput         int
 	rcvBuf, notSent  int // socket options; 0: the kernel's
-	bulkNice         int // niceness of the bulk loops' threads (WithBulkNice)
 	serverTLS        *tls.Config
 	clientTLS        *tls.Config
 	cert             *tls.Certificate
@@ -202,27 +201,6 @@ func WithSocketBuffers(receive, notSent int) Option {
 			return
 		}
 		o.rcvBuf, o.notSent = receive, notSent
-	}
-}
-
-// WithBulkNice runs the engine's bulk loops (Conn.SetBulkOnly) on OS
-// threads of their own at scheduling niceness n (Linux; elsewhere nothing
-// changes), so that on a machine whose cores are all busy the loops and
-// goroutines that carry small items get the cores first and a stream's
-// encryption and decryption take what is left. It trades bulk bandwidth,
-// under contention only, for the tail latency of small items beside it:
-// in the head-of-line benchmark on 2 busy cores, 5 brought a small round
-// trip's p99 beside a stream from about 5.5 ms to 1.2-1.9 ms, the stream
-// from 0.43x to 0.33x a raw pipe (docs/latency.md). 0, the default, leaves
-// them at the process's niceness and not locked to threads. n must be in
-// 0..19.
-func WithBulkNice(n int) Option {
-	return func(o *options) {
-		if n < 0 || n > 19 {
-			o.refuse("WithBulkNice", fmt.Sprint(n), "want 0..19")
-			return
-		}
-		o.bulkNice = n
 	}
 }
 

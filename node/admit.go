@@ -43,7 +43,6 @@ func (n *Node) startNet() error {
 		loop.WithHandshakeTimeout(n.opts.handshakeTimeout),
 		loop.WithLogger(n.log),
 		loop.WithSocketBuffers(n.opts.sockRecv, n.opts.sockNotSent),
-		loop.WithBulkNice(n.opts.bulkNice),
 	)
 	if err != nil {
 		return fmt.Errorf("node: start engine: %w", err)

@@ -25,7 +25,6 @@ type options struct {
 	spawnTimeout     time.Duration
 	compression      bool
 	companions       bool // companion connections for bulk data (companion.go)
-	bulkNice         int  // niceness of the companions' event loops (loop.WithBulkNice)
 	maxMessage       int
 	registerer       prometheus.Registerer
 	logger           *slog.Logger
@@ -128,19 +127,6 @@ func WithMaxMessage(n int) Option {
 // that small ones overtake in the node's own queue.
 func WithBulkConnections(on bool) Option { return func(o *options) { o.companions = on } }
 
-// WithBulkNice runs the event loops of the node's companion connections
-// ([WithBulkConnections]) at scheduling niceness n, on threads of their own
-// (Linux; elsewhere nothing changes): on a machine whose cores are all
-// busy, small messages and replies then get the cores before the
-// encryption and decryption of large ones. It trades the bandwidth of large
-// messages, under contention only, for the tail latency of small messages
-// beside them (docs/latency.md has the measurements: on two busy cores, 5
-// cut a small round trip's p99 beside a 1 MiB stream about threefold, at
-// three quarters of the stream's bandwidth). 0, the default, leaves them
-// at the process's niceness; a value outside 0..19 makes [Start] fail with
-// [ErrBadOption].
-func WithBulkNice(n int) Option { return func(o *options) { o.bulkNice = n } }
-
 // WithMetrics registers the node's Prometheus metrics on r. Without it no
 // metrics are registered anywhere (never on the global registry by default).
 func WithMetrics(r prometheus.Registerer) Option { return func(o *options) { o.registerer = r } }
@@ -178,9 +164,6 @@ func (o *options) validate() error {
 	}
 	if err := o.membership.validate(); err != nil {
 		return err
-	}
-	if o.bulkNice < 0 || o.bulkNice > 19 {
-		return fmt.Errorf("%w: WithBulkNice(%d): want 0..19", ErrBadOption, o.bulkNice)
 	}
 	if o.sockRecv < 0 || o.sockNotSent < 0 {
 		return fmt.Errorf("%w: WithSocketBuffers(%d, %d): want both >= 0", ErrBadOption, o.sockRecv, o.sockNotSent)
