@@ -23,10 +23,11 @@ import (
 // connection to it (the same TLS and cookie handshake, with
 // wire.RoleCompanion in its hello) and puts its large messages' fragments
 // there; the link's own connection keeps carrying everything else, past
-// them, and the companion's socket keeps the kernel's queues (autotuned,
-// loop.Conn.SetBulkOnly; it also gets an event loop of its own). Each node dials its own companion for the
-// data it sends; its peer only acknowledges on it. Until the companion is
-// up (and on a link whose peer takes none, wire.FeatureCompanion) large
+// them. The companion keeps the kernel's socket queues (autotuned) and is
+// served by event loops that serve no other kind of connection
+// (loop.Conn.SetBulkOnly). Each node dials its own companion for the data
+// it sends; its peer only acknowledges on it. Until the companion is up
+// (and on a link whose peer takes none, wire.FeatureCompanion) large
 // messages go on the link's bulk lane, as before.
 //
 // Order. Two connections are two byte streams: what a process sent first
@@ -49,7 +50,12 @@ import (
 //
 // A process's items thus reach the peer in the order it sent them, and the
 // receiver never holds one back. Items of no process (ticks, the registry)
-// always take the link's own connection.
+// always take the link's own connection, and so do two kinds the rule
+// cannot follow onto the companion: a spawn request (the peer answers and
+// starts the process on the link's connection; the request waits until
+// its parent's companion items are acknowledged, awaitAcked), and the
+// large messages of senders outside any process, whose shared ID 0 cannot
+// keep each goroutine's order apart (they use the link's bulk lane).
 //
 // Lifetime. A companion lives and dies with its link: the link's end closes
 // it (and the link's cleanup waits for its last handler); a companion that
