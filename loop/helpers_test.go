@@ -183,15 +183,16 @@ func (o *orderCheck) result() (bad int, next []uint32) {
 	return o.bad, append([]uint32(nil), o.next...)
 }
 
-// namedEnginePair starts two engines of one loop each, whose loop threads
-// are named srv and cli (nameHook), closed at the test's end.
-func namedEnginePair(t *testing.T) (srv, cli *Engine) {
+// namedEnginePair starts two engines of one loop each, with opts besides,
+// whose loop threads are named srv and cli (nameHook), closed at the
+// test's end.
+func namedEnginePair(t *testing.T, opts ...Option) (srv, cli *Engine) {
 	t.Helper()
-	srv, err := New(WithLoops(1), WithHook(nameHook("srv")))
+	srv, err := New(append([]Option{WithLoops(1), WithHook(nameHook("srv"))}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cli, err = New(WithLoops(1), WithHook(nameHook("cli")))
+	cli, err = New(append([]Option{WithLoops(1), WithHook(nameHook("cli"))}, opts...)...)
 	if err != nil {
 		_ = srv.Close()
 		t.Fatal(err)

@@ -430,7 +430,7 @@ func TestUrgentItemGoesOutDuringASocketWaitWithBulkQueued(t *testing.T) {
 // short queues those get.
 func TestBulkOnlyConnsHaveALoopOfTheirOwnAndTheKernelsQueues(t *testing.T) {
 	sh := newFrameHandler(nil)
-	_, dial := bulkPair(t, sh, WithSocketBuffers(96<<10, 24<<10))
+	dial := bulkPair(t, sh, WithSocketBuffers(96<<10, 24<<10))
 	small, bulk, bulk2 := dial(false), dial(true), dial(true)
 	if small.ls.Load() == bulk.ls.Load() {
 		t.Fatal("a bulk-only conn shares the loop of a conn for small items")
@@ -481,26 +481,17 @@ func TestBulkOnlyConnsHaveALoopOfTheirOwnAndTheKernelsQueues(t *testing.T) {
 	})
 }
 
-// bulkPair starts two engines of one loop each, the client's with opts
-// besides, the server running h on every conn it accepts, and returns the
-// client engine and a dial of a started client conn, bulk-only or not.
-func bulkPair(t *testing.T, h Handler, opts ...Option) (*Engine, func(bulk bool) *Conn) {
+// bulkPair starts a namedEnginePair with opts, the server running h on
+// every conn it accepts, and returns a dial of a started client conn,
+// bulk-only or not.
+func bulkPair(t *testing.T, h Handler, opts ...Option) func(bulk bool) *Conn {
 	t.Helper()
-	srv, err := New(append([]Option{WithLoops(1), WithHook(nameHook("srv"))}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli, err := New(append([]Option{WithLoops(1), WithHook(nameHook("cli"))}, opts...)...)
-	if err != nil {
-		_ = srv.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cli.Close(); _ = srv.Close() })
+	srv, cli := namedEnginePair(t, opts...)
 	addr, err := srv.Listen("127.0.0.1:0", func(c *Conn) { c.SetHandler(h); c.Start() })
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cli, func(bulk bool) *Conn {
+	return func(bulk bool) *Conn {
 		t.Helper()
 		c, err := cli.Dial(context.Background(), addr.String(), "srv")
 		if err != nil {

@@ -71,14 +71,6 @@ import (
 // node dialled, whose link the companion joins.
 type companionDial string
 
-// Companion states of a peer (peer.compState).
-const (
-	compNone    = iota // never wanted yet
-	compDialing        // the dial runs
-	compUp             // pe.out is the companion
-	compOff            // none, for the link's life: the dial failed, or it ended
-)
-
 // companion is one companion connection of a link, at either end: out
 // (this node dialled it and sends its bulk data on it; Acks come back) or
 // in (the peer dialled it; this node handles its frames and acknowledges).
@@ -135,6 +127,12 @@ func (pe *peer) smallRoute(from uint64) route {
 	if c := pe.out.Load(); c != nil && c.order.behind(c, from) {
 		return route{l: c.conn, c: c, o: &c.order}
 	}
+	return pe.linkRoute(from)
+}
+
+// linkRoute is smallRoute on the link's own connection alone: behind
+// from's undrained bulk items there, else the urgent lane.
+func (pe *peer) linkRoute(from uint64) route {
 	if pe.order.behind(pe.conn, from) {
 		return route{l: pe.conn, o: &pe.order}
 	}
@@ -183,6 +181,19 @@ func (pe *peer) sendOn(r route, from uint64, item []byte) error {
 	return nil
 }
 
+// sendOnNoWait queues item of from on r without waiting (the lanes'
+// NoWait forms: past their hard limits they close the connection).
+func (pe *peer) sendOnNoWait(r route, from uint64, item []byte) error {
+	if r.o == nil {
+		return r.l.EnqueueNoWait(item)
+	}
+	t, err := r.l.EnqueueBulkNoWait(item)
+	if err == nil {
+		r.noted(pe, from, t)
+	}
+	return err
+}
+
 // noted records ticket t of from's item on r's bulk lane.
 func (r route) noted(pe *peer, from uint64, t loop.BulkTicket) {
 	if r.c != nil {
@@ -200,10 +211,8 @@ func (pe *peer) wantCompanion() {
 	}
 	n := pe.n
 	pe.compMu.Lock()
-	start := pe.compState == compNone && !pe.closing.Load()
-	if start {
-		pe.compState = compDialing
-	}
+	start := !pe.compDialed && !pe.compClosed && !pe.closing.Load()
+	pe.compDialed = true // once per link, whatever comes of it
 	pe.compMu.Unlock()
 	if !start {
 		return
@@ -249,12 +258,9 @@ func (pe *peer) dialCompanion() {
 		}
 	}
 	pe.compMu.Lock()
-	up := err == nil && pe.compState == compDialing
+	up := err == nil && !pe.compClosed
 	if up {
-		pe.compState = compUp
 		pe.out.Store(c)
-	} else {
-		pe.compState = compOff
 	}
 	pe.compMu.Unlock()
 	switch {
@@ -356,7 +362,6 @@ func (pe *peer) attachCompanion(l link) {
 func (pe *peer) closeCompanions() <-chan struct{} {
 	pe.compMu.Lock()
 	pe.compClosed = true
-	pe.compState = compOff
 	out, in := pe.out.Swap(nil), pe.in
 	pe.compMu.Unlock()
 	if out != nil {
@@ -625,15 +630,7 @@ func (pe *peer) syncMain(from uint64) error {
 	// lane if it has any there, else on the urgent lane.
 	bp := getBuf()
 	b := (&wire.Sync{Seq: seq}).Append((*bp)[:0])
-	var err error
-	if pe.order.behind(pe.conn, from) {
-		var t loop.BulkTicket
-		if t, err = pe.conn.EnqueueBulkNoWait(b); err == nil {
-			pe.order.note(pe.conn, from, t)
-		}
-	} else {
-		err = pe.conn.EnqueueNoWait(b)
-	}
+	err := pe.sendOnNoWait(pe.linkRoute(from), from, b)
 	putBuf(bp, b)
 	if err != nil {
 		s.mu.Lock()

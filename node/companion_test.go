@@ -167,10 +167,10 @@ func TestNoCompanionWhenEitherNodeDoesNotOfferIt(t *testing.T) {
 			})
 			pe := peerOf(a, b)
 			pe.compMu.Lock()
-			state := pe.compState
+			dialed := pe.compDialed
 			pe.compMu.Unlock()
-			if pe.features&wire.FeatureCompanion != 0 || state != compNone || pe.out.Load() != nil {
-				t.Fatalf("features %b, companion state %d: want no companion", pe.features, state)
+			if pe.features&wire.FeatureCompanion != 0 || dialed || pe.out.Load() != nil {
+				t.Fatalf("features %b, companion dialled %v: want no companion", pe.features, dialed)
 			}
 		})
 	}

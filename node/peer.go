@@ -10,7 +10,6 @@ import (
 
 	"github.com/meshrt/mesh/codec"
 	"github.com/meshrt/mesh/internal/wire"
-	"github.com/meshrt/mesh/loop"
 )
 
 // A peer is one authenticated connection to another node.
@@ -53,7 +52,7 @@ type peer struct {
 	// Companion connections (companion.go).
 	out        atomic.Pointer[companion] // this node's, once up
 	compMu     sync.Mutex
-	compState  int        // guarded by compMu
+	compDialed bool       // guarded by compMu: this node's companion was wanted (one dial per link)
 	compClosed bool       // guarded by compMu: the link ended, no companion attaches
 	in         *companion // guarded by compMu: the peer's companion
 	inAdmitted uint64     // guarded by compMu: the admission of the peer's companion, if any (one per link)
@@ -203,16 +202,7 @@ func (pe *peer) sendControl(from uint64, hasFrom bool, item []byte) {
 	if hasFrom {
 		r = pe.smallRoute(from)
 	}
-	var err error
-	if r.o != nil {
-		var t loop.BulkTicket
-		if t, err = r.l.EnqueueBulkNoWait(item); err == nil {
-			r.noted(pe, from, t)
-		}
-	} else {
-		err = r.l.EnqueueNoWait(item)
-	}
-	if err != nil {
+	if err := pe.sendOnNoWait(r, from, item); err != nil {
 		pe.n.log.Debug("control frame not sent", "peer", pe.name, "err", err)
 	}
 }

@@ -139,11 +139,9 @@ func (pe *peer) sendFragments(from uint64, f *wire.Fragmenter, size int) error {
 	for f.More() {
 		frag := f.Next((*bp)[:0])
 		*bp = frag[:0]
-		t, err := r.l.EnqueueBulk(context.Background(), frag)
-		if err != nil {
-			return newPeerError("", err)
+		if err := pe.sendOn(r, from, frag); err != nil { // r is a bulk lane
+			return err
 		}
-		r.noted(pe, from, t)
 	}
 	return nil
 }
