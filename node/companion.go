@@ -39,9 +39,12 @@ import (
 //     on the link after it (messages to a PID or a name, replies, links,
 //     exits, monitors, its Down) goes on the companion too, until the peer
 //     has handled its last one there. The peer counts the frames it has
-//     handled on the companion and sends the count back on it (an Ack
-//     after each read); every item on a companion is one frame (its drain
-//     never merges two), so the count is a ticket (companion.BulkPassed).
+//     handled on the companion and sends the count back on it (an Ack at
+//     the end of a read that finished an item: a message, the last
+//     fragment of one, or a control frame; not after the inner fragments
+//     of a large message, which no sender waits for); every item on a
+//     companion is one frame (its drain never merges two), so the count is
+//     a ticket (companion.BulkPassed).
 //   - A process that moves onto the companion first makes sure the peer
 //     has handled what it sent on the link's own connection: it sends a
 //     Sync there, behind its own items, and waits for the Ack (one round
@@ -82,10 +85,15 @@ type companion struct {
 	// Out: what the peer has acknowledged, and which senders wait for it.
 	acked atomic.Uint64 // frames the peer has handled (its last Ack)
 	order laneOrder     // senders with items on it the peer has not handled
-	last  atomic.Uint64 // the highest ticket noted: anything above acked is in flight
+	// last is the highest ticket noted of an item that ends something
+	// (a message's last fragment, or an item of its own): the ticket the
+	// peer's next Ack reaches once it has handled it. An inner fragment
+	// raises order, not last: no Ack follows it alone.
+	last atomic.Uint64
 	// acks is closed, and cleared, when acked grows: who waits for an Ack
 	// takes it (ackWait), then looks at acked again.
-	acks atomic.Pointer[chan struct{}]
+	acks   atomic.Pointer[chan struct{}]
+	acksIn atomic.Uint64 // Acks read
 
 	closed chan struct{} // closed by OnClose: no handler of it runs after
 
@@ -94,6 +102,7 @@ type companion struct {
 	// In: deliveries, owned by its loop.
 	rx               // the companion's deliveries (handle.go)
 	handled uint64   // frames handled so far
+	ended   uint64   // handled when an item last ended (all but a message's inner fragments)
 	ackSent uint64   // handled at the last Ack
 	ack     [24]byte // the Ack's encoding buffer
 }
@@ -102,9 +111,10 @@ type companion struct {
 // ticket t and every one before it. Any goroutine.
 func (c *companion) BulkPassed(t loop.BulkTicket) bool { return c.acked.Load() >= uint64(t) }
 
-// note records t as from's last item on the companion.
-func (c *companion) note(from uint64, t loop.BulkTicket) {
-	for {
+// note records t as from's last item on the companion; whole is false
+// for a large message's fragments but the last.
+func (c *companion) note(from uint64, t loop.BulkTicket, whole bool) {
+	for whole {
 		l := c.last.Load()
 		if uint64(t) <= l || c.last.CompareAndSwap(l, uint64(t)) {
 			break
@@ -165,8 +175,9 @@ func (pe *peer) bulkRoute(from uint64) route {
 	return route{l: c.conn, c: c, o: &c.order}
 }
 
-// sendOn queues item of from on r, waiting while its lane is full.
-func (pe *peer) sendOn(r route, from uint64, item []byte) error {
+// sendOn queues item of from on r, waiting while its lane is full; whole
+// is false for a large message's fragments but the last.
+func (pe *peer) sendOn(r route, from uint64, item []byte, whole bool) error {
 	if r.o == nil {
 		if err := r.l.Enqueue(context.Background(), item); err != nil {
 			return newPeerError("", err)
@@ -177,7 +188,7 @@ func (pe *peer) sendOn(r route, from uint64, item []byte) error {
 	if err != nil {
 		return newPeerError("", err)
 	}
-	r.noted(pe, from, t)
+	r.noted(pe, from, t, whole)
 	return nil
 }
 
@@ -189,15 +200,16 @@ func (pe *peer) sendOnNoWait(r route, from uint64, item []byte) error {
 	}
 	t, err := r.l.EnqueueBulkNoWait(item)
 	if err == nil {
-		r.noted(pe, from, t)
+		r.noted(pe, from, t, true)
 	}
 	return err
 }
 
-// noted records ticket t of from's item on r's bulk lane.
-func (r route) noted(pe *peer, from uint64, t loop.BulkTicket) {
+// noted records ticket t of from's item on r's bulk lane; whole is false
+// for a large message's fragments but the last.
+func (r route) noted(pe *peer, from uint64, t loop.BulkTicket, whole bool) {
 	if r.c != nil {
-		r.c.note(from, t)
+		r.c.note(from, t, whole)
 	} else {
 		pe.order.note(pe.conn, from, t)
 	}
@@ -408,7 +420,11 @@ func (c *companion) OnData(_ *loop.Conn, b []byte) (int, error) {
 	used := 0
 	defer func() {
 		c.rx.endRead(used)
-		if c.handled > c.ackSent {
+		// One Ack a read, and none for a read of inner fragments alone:
+		// an Ack is a write(2) here and a wake-up of the sender's loop,
+		// which per 64 KiB read cost a ninth of this node's CPU in a
+		// stream of 1 MiB messages (docs/latency.md).
+		if c.ended > c.ackSent {
 			c.ackSent = c.handled
 			if err := c.conn.EnqueueNoWait((&wire.Ack{Seq: c.handled}).Append(c.ack[:0])); err != nil {
 				pe.n.log.Debug("companion ack not sent", "peer", pe.name, "err", err)
@@ -428,11 +444,15 @@ func (c *companion) OnData(_ *loop.Conn, b []byte) (int, error) {
 		used += k
 		c.handled++
 		pe.stats.framesIn.Add(1)
+		pending := c.reasm.Pending()
 		if err := c.handleFrame(f); err != nil {
 			pe.overLimit(err)
 			err = fmt.Errorf("node: companion from %s: %w", pe.name, err)
 			_ = pe.conn.Close(err) // the link, not only its companion
 			return used, err
+		}
+		if f.Kind != wire.KindFragment || c.reasm.Pending() < pending {
+			c.ended = c.handled // not an inner fragment
 		}
 	}
 	return used, nil
@@ -476,6 +496,7 @@ func (c *companion) onAcks(b []byte) (int, error) {
 		// (A count above what was sent cannot be told from one of an item
 		// whose ticket is not noted yet: the peer is trusted with it, as
 		// with everything it sends.)
+		c.acksIn.Add(1)
 		if a.Seq > c.acked.Load() {
 			c.acked.Store(a.Seq) // only this loop stores it
 			if ch := c.acks.Swap(nil); ch != nil {

@@ -280,6 +280,26 @@ func TestEveryCompanionItemIsAcknowledged(t *testing.T) {
 	}
 }
 
+// The peer acknowledges at the end of a read that finished an item, not
+// after a read of a large message's inner fragments alone: a message of
+// 64 fragments, read in many reads, brings one Ack.
+func TestOneAckForALargeMessage(t *testing.T) {
+	a, b, s := pairSendingLarge(t, "a", "b", linkModes[0])
+	c := waitCompanion(t, a, b)
+	waitAcked(t, c)
+	before, last := c.acksIn.Load(), c.last.Load()
+	within(t, a, func(p *Process) error {
+		return p.Send(s, strings.Repeat("x", 64*wireFragment-100))
+	})
+	waitAcked(t, c)
+	if c.last.Load() < last+64 {
+		t.Fatalf("the message took %d items on the companion; want its 64 fragments", c.last.Load()-last)
+	}
+	if n := c.acksIn.Load() - before; n != 1 {
+		t.Fatalf("%d Acks for one large message; want 1", n)
+	}
+}
+
 // A remote spawn right after a large message goes on the link's own
 // connection once the message is in (the companion does not carry spawn
 // requests): the spawn succeeds and the link stays up, in both modes.

@@ -191,7 +191,7 @@ func (pe *peer) drainFunc(maxBatch int, link bool) func(dst []byte, items [][]by
 // sender only). It goes behind from's bulk items, if any, on the
 // companion or the bulk lane (companion.go, lanes.go).
 func (pe *peer) sendMessage(from uint64, item []byte) error {
-	return pe.sendOn(pe.smallRoute(from), from, item)
+	return pe.sendOn(pe.smallRoute(from), from, item, true)
 }
 
 // sendControl queues a control frame without ever waiting; safe on a loop.

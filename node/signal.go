@@ -130,7 +130,7 @@ func (pe *peer) sendFragments(from uint64, f *wire.Fragmenter, size int) error {
 			if err != nil {
 				return newPeerError("", err)
 			}
-			r.noted(pe, from, t)
+			r.noted(pe, from, t, !f.More())
 		}
 		return nil
 	}
@@ -139,7 +139,7 @@ func (pe *peer) sendFragments(from uint64, f *wire.Fragmenter, size int) error {
 	for f.More() {
 		frag := f.Next((*bp)[:0])
 		*bp = frag[:0]
-		if err := pe.sendOn(r, from, frag); err != nil { // r is a bulk lane
+		if err := pe.sendOn(r, from, frag, !f.More()); err != nil { // r is a bulk lane
 			return err
 		}
 	}
