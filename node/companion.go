@@ -66,8 +66,9 @@ import (
 // been lost, and every watcher must hear so, as for any link; see OnClose
 // for the peer's close). A graceful end of the link (Stop, Disconnect)
 // waits for the peer's acknowledgement of what was queued on the companion
-// before its goodbye. A failed dial is not retried on that link: its large
-// messages go on the bulk lane. A companion carries only process items: a
+// before its goodbye. After a failed dial, large messages go on the bulk
+// lane, and a large message past a backoff dials again
+// (companionRetryAfter). A companion carries only process items: a
 // frame of any other kind on it is a protocol error.
 
 // companionDial is the dialArg of a companion's dial: the name of the
@@ -215,16 +216,20 @@ func (r route) noted(pe *peer, from uint64, t loop.BulkTicket, whole bool) {
 	}
 }
 
-// wantCompanion starts the dial of this node's companion to the peer, once
-// per link, when the peer takes one.
+// wantCompanion starts the dial of this node's companion to the peer when
+// the peer takes one and none is up or being dialled: once per link, or
+// again after a failed dial, at a large message at least
+// companionRetryAfter later.
 func (pe *peer) wantCompanion() {
 	if pe.features&wire.FeatureCompanion == 0 {
 		return
 	}
 	n := pe.n
 	pe.compMu.Lock()
-	start := !pe.compDialed && !pe.compClosed && !pe.closing.Load()
-	pe.compDialed = true // once per link, whatever comes of it
+	start := !pe.compDialed && !pe.compClosed && !pe.closing.Load() && !time.Now().Before(pe.compRetry)
+	if start {
+		pe.compDialed = true
+	}
 	pe.compMu.Unlock()
 	if !start {
 		return
@@ -282,8 +287,31 @@ func (pe *peer) dialCompanion() {
 	case err == nil: // the link ended meanwhile
 		closeUnstarted(l, errLinkEnded)
 	default:
-		n.log.Info("no companion connection: large messages share the link's connection", "peer", pe.name, "err", err)
+		pe.compMu.Lock()
+		pe.compFails++
+		after := companionRetryAfter(pe.compFails)
+		pe.compRetry = time.Now().Add(after)
+		pe.compDialed = false
+		pe.compMu.Unlock()
+		n.log.Info("no companion connection: large messages share the link's connection", "peer", pe.name, "err", err, "retry_after", after)
 	}
+}
+
+// companionRetryAfter is how long a link waits, after the failed dial of
+// its companion numbered fails (from 1), before it dials again (at its
+// next large message): 100 ms doubled each time, at most 30 s. A failure
+// is most likely a race at the link's start (the peer not counting the
+// link up yet when the companion's hello came) or a peer at its
+// admission limits; meanwhile large messages take the link's bulk lane.
+func companionRetryAfter(fails int) time.Duration {
+	const first, most = 100 * time.Millisecond, 30 * time.Second
+	if fails < 1 {
+		return 0
+	}
+	if fails > 10 { // first<<9 is over most already
+		return most
+	}
+	return min(first<<(fails-1), most)
 }
 
 // bulkOnly is a link that can be told it carries bulk data only

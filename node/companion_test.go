@@ -518,3 +518,62 @@ func pairSendingLarge(t *testing.T, an, bn string, m linkMode, opts ...Option) (
 	m.ready(t, a, b)
 	return a, b, sink
 }
+
+// failingCompanions is a linker whose first companion dials fail.
+type failingCompanions struct {
+	linker
+	fail  int32 // dials still to fail
+	dials atomic.Int32
+}
+
+var errTestDial = errors.New("test: companion dial refused")
+
+func (l *failingCompanions) dialCompanion(ctx context.Context, addr, name string) (link, *peerInfo, error) {
+	if l.dials.Add(1) <= l.fail {
+		return nil, nil, errTestDial
+	}
+	return l.linker.dialCompanion(ctx, addr, name)
+}
+
+// A companion whose dial failed is dialled again at a later large message
+// (after a backoff): the link does not stay on one connection for its
+// life. Meanwhile large messages go on the link's own connection.
+func TestAFailedCompanionDialIsRetried(t *testing.T) {
+	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	fl := &failingCompanions{linker: a.links, fail: 2}
+	a.links = fl
+	connect(t, a, b)
+	s := sinkOn(b)
+	within(t, a, func(p *Process) error {
+		for i, deadline := 0, time.Now().Add(testWait/2); time.Now().Before(deadline); i++ {
+			if err := p.Send(s, bigTagged(i)); err != nil {
+				return err
+			}
+			if pe := peerOf(a, b); pe != nil && pe.out.Load() != nil {
+				return nil
+			}
+			time.Sleep(5 * time.Millisecond) // the backoff passes
+		}
+		return fmt.Errorf("no companion after %d failed dials", fl.dials.Load())
+	})
+	if n := fl.dials.Load(); n != 3 {
+		t.Fatalf("%d companion dials; want 3 (two failed)", n)
+	}
+	if !peerOf(a, b).isUp() {
+		t.Fatal("the link went down")
+	}
+}
+
+func TestCompanionRetryAfter(t *testing.T) {
+	for _, c := range []struct {
+		fails int
+		want  time.Duration
+	}{
+		{0, 0}, {1, 100 * time.Millisecond}, {2, 200 * time.Millisecond}, {5, 1600 * time.Millisecond},
+		{9, 25600 * time.Millisecond}, {10, 30 * time.Second}, {11, 30 * time.Second}, {1 << 30, 30 * time.Second},
+	} {
+		if got := companionRetryAfter(c.fails); got != c.want {
+			t.Errorf("companionRetryAfter(%d) = %v; want %v", c.fails, got, c.want)
+		}
+	}
+}

@@ -52,7 +52,9 @@ type peer struct {
 	// Companion connections (companion.go).
 	out        atomic.Pointer[companion] // this node's, once up
 	compMu     sync.Mutex
-	compDialed bool       // guarded by compMu: this node's companion was wanted (one dial per link)
+	compDialed bool       // guarded by compMu: this node's companion is being dialled or is up
+	compFails  int        // guarded by compMu: dials of it that failed
+	compRetry  time.Time  // guarded by compMu: no dial before (companionRetryAfter)
 	compClosed bool       // guarded by compMu: the link ended, no companion attaches
 	in         *companion // guarded by compMu: the peer's companion
 	inAdmitted uint64     // guarded by compMu: the admission of the peer's companion, if any (one per link)
