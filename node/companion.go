@@ -94,7 +94,7 @@ type companion struct {
 	// acks is closed, and cleared, when acked grows: who waits for an Ack
 	// takes it (ackWait), then looks at acked again.
 	acks   atomic.Pointer[chan struct{}]
-	acksIn atomic.Uint64 // Acks read
+	acksIn atomic.Uint64 // Acks read (tests count them)
 
 	closed chan struct{} // closed by OnClose: no handler of it runs after
 
@@ -115,10 +115,12 @@ func (c *companion) BulkPassed(t loop.BulkTicket) bool { return c.acked.Load() >
 // note records t as from's last item on the companion; whole is false
 // for a large message's fragments but the last.
 func (c *companion) note(from uint64, t loop.BulkTicket, whole bool) {
-	for whole {
-		l := c.last.Load()
-		if uint64(t) <= l || c.last.CompareAndSwap(l, uint64(t)) {
-			break
+	if whole {
+		for {
+			l := c.last.Load()
+			if uint64(t) <= l || c.last.CompareAndSwap(l, uint64(t)) {
+				break
+			}
 		}
 	}
 	c.order.note(c, from, t)
@@ -472,14 +474,14 @@ func (c *companion) OnData(_ *loop.Conn, b []byte) (int, error) {
 		used += k
 		c.handled++
 		pe.stats.framesIn.Add(1)
-		pending := c.reasm.Pending()
+		completed := c.reasm.Completed()
 		if err := c.handleFrame(f); err != nil {
 			pe.overLimit(err)
 			err = fmt.Errorf("node: companion from %s: %w", pe.name, err)
 			_ = pe.conn.Close(err) // the link, not only its companion
 			return used, err
 		}
-		if f.Kind != wire.KindFragment || c.reasm.Pending() < pending {
+		if f.Kind != wire.KindFragment || c.reasm.Completed() != completed {
 			c.ended = c.handled // not an inner fragment
 		}
 	}
@@ -626,8 +628,10 @@ func (pe *peer) awaitAcked(from uint64) error {
 // the companion's data is in, since the link's end closes the companion.
 //
 // It waits for what was queued when it was called (processes may go on
-// sending), and for half of what is left of ctx at most, so that the
-// goodbye and the link's own queue keep the other half.
+// sending): for the last whole item then queued (companion.last: a message
+// whose Send is still putting its fragments in is not waited for), and
+// for half of what is left of ctx at most, so that the goodbye and the
+// link's own queue keep the other half.
 func (pe *peer) drainCompanion(ctx context.Context) {
 	c := pe.out.Load()
 	if c == nil {

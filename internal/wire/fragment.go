@@ -267,6 +267,7 @@ type Reassembler struct {
 	frags  map[uint64]*pending    // by fragment id
 	queues map[pairKey][]*pending // pairs with a pending large message
 	owned  bool                   // the message being delivered is the callee's to keep
+	done   uint64                 // fragmented messages completed (Completed)
 }
 
 // NewReassembler returns a reassembler bounded by lim. Safe from any
@@ -298,6 +299,11 @@ func (r *Reassembler) Owned() bool { return r.owned }
 
 // Pending returns the number of incomplete fragmented messages.
 func (r *Reassembler) Pending() int { return len(r.frags) }
+
+// Completed returns the number of fragmented messages completed so far
+// (delivered, or held behind an earlier one of their pair): a Feed that
+// raised it took the last fragment of a message, one of one included.
+func (r *Reassembler) Completed() uint64 { return r.done }
 
 // Held returns the number of records held behind incomplete messages.
 func (r *Reassembler) Held() int { return r.held }
@@ -422,6 +428,7 @@ func (r *Reassembler) fragment(p []byte, deliver func(Message) error) error {
 		return nil
 	}
 	delete(r.frags, id)
+	r.done++
 	return r.release(pairKey{from, to}, deliver)
 }
 

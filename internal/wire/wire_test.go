@@ -726,3 +726,39 @@ func TestFragmenterResetValueMatchesReset(t *testing.T) {
 		t.Fatalf("AppendMessage over the max: %v", err)
 	}
 }
+
+// Completed counts the fragmented messages a Reassembler has completed:
+// it rises with the last fragment of each, a message of one fragment
+// included, and not with the fragments before it.
+func TestReassemblerCountsCompletedMessages(t *testing.T) {
+	r := NewReassembler(ReassemblyLimits{})
+	fr := NewFrameReader(0, 0)
+	feed := func(it []byte) {
+		t.Helper()
+		f, _, err := fr.Next(it)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Feed(f, func(Message) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	one := fragmentItems(t, 1, mustMessage(t, 3, 4, "small"), DefaultFragmentSize)
+	if len(one) != 1 {
+		t.Fatalf("%d fragments; want one", len(one))
+	}
+	feed(one[0])
+	if r.Completed() != 1 {
+		t.Fatalf("Completed %d after a message of one fragment; want 1", r.Completed())
+	}
+	three := fragmentItems(t, 2, mustMessage(t, 3, 4, bytes.Repeat([]byte("x"), 150_000)), DefaultFragmentSize-MaxFragmentOverhead)
+	if len(three) != 3 {
+		t.Fatalf("%d fragments; want three", len(three))
+	}
+	for i, it := range three {
+		feed(it)
+		if want := uint64(1 + i/2); r.Completed() != want {
+			t.Fatalf("Completed %d after fragment %d of 3; want %d", r.Completed(), i+1, want)
+		}
+	}
+}
