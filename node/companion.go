@@ -371,10 +371,8 @@ func (pe *peer) unadmitCompanion(id uint64) {
 // attachCompanion starts the peer's companion connection l (admitted by
 // admitCompanion), unless the link has ended or has one meanwhile.
 func (pe *peer) attachCompanion(l link) {
-	lim := pe.n.opts.reassembly
-	lim.MaxMessage = pe.n.limits.MaxMessage
 	c := &companion{pe: pe, conn: l, reader: wire.NewFrameReader(0, pe.features), closed: make(chan struct{})}
-	c.rx = rx{pe: pe, reasm: wire.NewReassembler(lim)}
+	c.rx = rx{pe: pe, reasm: pe.quota.NewReassembler()} // the link's limits, not a second set
 	l.SetHandler(c)
 	l.SetDrain(pe.drainFunc(batchFrame, false))
 	if bo, ok := l.(bulkOnly); ok {

@@ -51,6 +51,7 @@ type peer struct {
 	order    laneOrder     // senders with bulk items queued (lanes.go)
 	// Companion connections (companion.go).
 	out        atomic.Pointer[companion] // this node's, once up
+	quota      *wire.ReassemblyQuota     // the reassembly limits of the link, both connections
 	compMu     sync.Mutex
 	compDialed bool       // guarded by compMu: this node's companion is being dialled or is up
 	compFails  int        // guarded by compMu: dials of it that failed
@@ -110,7 +111,8 @@ func (n *Node) newPeer(info *peerInfo, outbound bool) *peer {
 		reader:      wire.NewFrameReader(0, info.features),
 		handle:      new(peerHandle),
 	}
-	pe.rx = rx{pe: pe, reasm: wire.NewReassembler(lim)}
+	pe.quota = wire.NewReassemblyQuota(lim) // the companion's reassembler draws on it too
+	pe.rx = rx{pe: pe, reasm: pe.quota.NewReassembler()}
 	pe.handle.p.Store(pe)
 	return pe
 }

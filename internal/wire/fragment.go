@@ -15,6 +15,10 @@ package wire
 //     keeps everything a process sends behind that process's fragments on
 //     the sending side (node/lanes.go), and the hold-back is only a
 //     safeguard.
+//   - The Reassemblers of one ReassemblyQuota together never exceed its
+//     limits (every count is taken from the quota before it is used, and
+//     given back there); a Reassembler of its own (NewReassembler) is one
+//     with a quota of its own.
 //   - Reassembler memory never exceeds its budget: what it charges is the
 //     capacity of every reassembly buffer, the bytes of every held record
 //     and entryCost of bookkeeping for each of them. A buffer grows as
@@ -261,8 +265,9 @@ func (e *LimitError) Unwrap() error { return codec.ErrLimit }
 // the link's messages in per-pair order. Not safe for concurrent use: it
 // runs where the link's frames are parsed.
 type Reassembler struct {
-	lim    ReassemblyLimits // resolved
-	used   int
+	lim    ReassemblyLimits // resolved: q's
+	q      *ReassemblyQuota // what it draws on, maybe with other reassemblers
+	used   int              // its own share of q's bytes
 	held   int                    // held records
 	frags  map[uint64]*pending    // by fragment id
 	queues map[pairKey][]*pending // pairs with a pending large message
@@ -273,7 +278,37 @@ type Reassembler struct {
 // NewReassembler returns a reassembler bounded by lim. Safe from any
 // goroutine.
 func NewReassembler(lim ReassemblyLimits) *Reassembler {
-	return &Reassembler{lim: lim.resolve(), frags: map[uint64]*pending{}, queues: map[pairKey][]*pending{}}
+	return NewReassemblyQuota(lim).NewReassembler()
+}
+
+// A ReassemblyQuota is one set of reassembly limits that several
+// Reassemblers draw on together: the connections of one link, so that a
+// peer that sends on two of them cannot make the receiver hold twice its
+// limits. Its counts are the sums of its reassemblers'. Safe for
+// concurrent use.
+type ReassemblyQuota struct {
+	lim                  ReassemblyLimits // resolved
+	bytes, pending, held atomic.Int64
+}
+
+// NewReassemblyQuota returns a quota of lim. Safe from any goroutine.
+func NewReassemblyQuota(lim ReassemblyLimits) *ReassemblyQuota {
+	return &ReassemblyQuota{lim: lim.resolve()}
+}
+
+// NewReassembler returns a reassembler that draws on q. Safe from any
+// goroutine.
+func (q *ReassemblyQuota) NewReassembler() *Reassembler {
+	return &Reassembler{lim: q.lim, q: q, frags: map[uint64]*pending{}, queues: map[pairKey][]*pending{}}
+}
+
+// take adds one to count unless that goes past max.
+func take(count *atomic.Int64, max int, limit string) error {
+	if n := count.Add(1); n > int64(max) {
+		count.Add(-1)
+		return &LimitError{Limit: limit, Asked: int(n), Max: max}
+	}
+	return nil
 }
 
 // Limits returns the reassembler's limits, defaults filled in.
@@ -342,11 +377,12 @@ func (r *Reassembler) Feed(f Frame, deliver func(Message) error) error {
 
 // hold copies a record behind the pair's unfinished message.
 func (r *Reassembler) hold(q []*pending, m Message) error {
-	if r.held >= r.lim.MaxHeld {
-		return &LimitError{Limit: "records_held", Asked: r.held + 1, Max: r.lim.MaxHeld}
+	if err := take(&r.q.held, r.lim.MaxHeld, "records_held"); err != nil {
+		return err
 	}
 	c := len(m.Term) + entryCost
 	if err := r.reserve(c); err != nil {
+		r.q.held.Add(-1)
 		return err
 	}
 	h := &pending{to: m.To, from: m.From, total: len(m.Term), buf: append([]byte(nil), m.Term...), charged: c}
@@ -356,11 +392,18 @@ func (r *Reassembler) hold(q []*pending, m Message) error {
 }
 
 func (r *Reassembler) reserve(n int) error {
-	if n > r.lim.Budget-r.used {
-		return &LimitError{Limit: "reassembly_budget", Asked: r.used + n, Max: r.lim.Budget}
+	if used := r.q.bytes.Add(int64(n)); used > int64(r.lim.Budget) {
+		r.q.bytes.Add(-int64(n))
+		return &LimitError{Limit: "reassembly_budget", Asked: int(used), Max: r.lim.Budget}
 	}
 	r.used += n
 	return nil
+}
+
+// unreserve gives back n bytes reserved.
+func (r *Reassembler) unreserve(n int) {
+	r.used -= n
+	r.q.bytes.Add(-int64(n))
 }
 
 func (r *Reassembler) fragment(p []byte, deliver func(Message) error) error {
@@ -386,10 +429,11 @@ func (r *Reassembler) fragment(p []byte, deliver func(Message) error) error {
 		if total > uint64(r.lim.MaxMessage) {
 			return &LimitError{Limit: "message_size", Asked: int(min(total, 1<<62)), Max: r.lim.MaxMessage}
 		}
-		if len(r.frags) >= r.lim.MaxPending {
-			return &LimitError{Limit: "fragments_pending", Asked: len(r.frags) + 1, Max: r.lim.MaxPending}
+		if err := take(&r.q.pending, r.lim.MaxPending, "fragments_pending"); err != nil {
+			return err
 		}
 		if err := r.reserve(entryCost); err != nil {
+			r.q.pending.Add(-1)
 			return err
 		}
 		e = &pending{to: to, from: from, id: id, total: int(total), charged: entryCost, large: true}
@@ -428,6 +472,7 @@ func (r *Reassembler) fragment(p []byte, deliver func(Message) error) error {
 		return nil
 	}
 	delete(r.frags, id)
+	r.q.pending.Add(-1)
 	r.done++
 	return r.release(pairKey{from, to}, deliver)
 }
@@ -439,9 +484,10 @@ func (r *Reassembler) release(k pairKey, deliver func(Message) error) error {
 	var err error
 	for ; i < len(q) && q[i].done() && err == nil; i++ {
 		e := q[i]
-		r.used -= e.charged
+		r.unreserve(e.charged)
 		if !e.large {
 			r.held--
+			r.q.held.Add(-1)
 		}
 		q[i] = nil
 		r.owned = true

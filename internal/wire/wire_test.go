@@ -762,3 +762,62 @@ func TestReassemblerCountsCompletedMessages(t *testing.T) {
 		}
 	}
 }
+
+// Reassemblers of one quota share its limits: what one holds counts
+// against the other (a peer sending on two connections of a link cannot
+// make the receiver hold twice the link's limits), and what one gives back
+// the other may take.
+func TestReassemblersOfOneQuotaShareItsLimits(t *testing.T) {
+	item := mustMessage(t, 3, 4, bytes.Repeat([]byte("x"), 150_000))
+	frags := fragmentItems(t, 1, item, DefaultFragmentSize-MaxFragmentOverhead)
+	feed := func(r *Reassembler, it []byte) error {
+		t.Helper()
+		f, _, err := NewFrameReader(0, 0).Next(it)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Feed(f, func(Message) error { return nil })
+	}
+	t.Run("unfinished messages", func(t *testing.T) {
+		q := NewReassemblyQuota(ReassemblyLimits{MaxPending: 1})
+		r1, r2 := q.NewReassembler(), q.NewReassembler()
+		if err := feed(r1, frags[0]); err != nil {
+			t.Fatal(err)
+		}
+		var le *LimitError
+		if err := feed(r2, frags[0]); !errors.As(err, &le) || le.Limit != "fragments_pending" {
+			t.Fatalf("a second unfinished message on the other reassembler: %v; want a fragments_pending limit", err)
+		}
+		for _, it := range frags[1:] { // r1's message completes: its count is given back
+			if err := feed(r1, it); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := feed(r2, frags[0]); err != nil {
+			t.Fatalf("after the first message completed: %v", err)
+		}
+	})
+	t.Run("bytes", func(t *testing.T) {
+		budget := len(item) + ReassemblyOverhead // one message, not two
+		q := NewReassemblyQuota(ReassemblyLimits{Budget: budget})
+		r1, r2 := q.NewReassembler(), q.NewReassembler()
+		for _, it := range frags[:2] {
+			if err := feed(r1, it); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var err error
+		for _, it := range frags[:2] {
+			if err = feed(r2, it); err != nil {
+				break
+			}
+		}
+		var le *LimitError
+		if !errors.As(err, &le) || le.Limit != "reassembly_budget" {
+			t.Fatalf("a second message's bytes on the other reassembler: %v; want a reassembly_budget limit", err)
+		}
+		if r2.Used() != 0 && r1.Used()+r2.Used() > budget {
+			t.Fatalf("held %d + %d bytes, over the budget of %d", r1.Used(), r2.Used(), budget)
+		}
+	})
+}
