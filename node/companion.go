@@ -548,7 +548,9 @@ func (c *companion) onAcks(b []byte) (int, error) {
 // ending (its Stop or Disconnect closes its companions while its goodbye
 // is on its way on the link's connection), and the link's own end then
 // tells why; so the link is cut only if it is still up after a handshake
-// timeout (a reset of the companion alone, say). Meanwhile a dead
+// timeout (a reset of the companion alone, say); an incoming companion
+// the peer closed before sending anything on it does not cut the link
+// at all (the peer gave it up, and dials again). Meanwhile a dead
 // outgoing companion stays the link's: sends that would go on it fail
 // rather than overtake what it lost. On the companion's loop.
 func (c *companion) OnClose(_ *loop.Conn, reason error) {
@@ -569,6 +571,11 @@ func (c *companion) OnClose(_ *loop.Conn, reason error) {
 	cut := fmt.Errorf("%w: %w", errCompanionLost, reason)
 	switch {
 	case errors.Is(reason, errLinkEnded):
+	case errors.Is(reason, loop.ErrPeerClosed) && !c.out && c.handled == 0:
+		// Closed unused by the peer that dialled it (its own handshake
+		// gave up after this node admitted it, say: it dials again
+		// later): nothing was sent on it, nothing lost.
+		pe.n.log.Debug("unused companion connection closed by the peer", "peer", pe.name, "err", reason)
 	case errors.Is(reason, loop.ErrPeerClosed):
 		pe.n.log.Debug("companion connection closed by the peer", "peer", pe.name, "err", reason)
 		time.AfterFunc(pe.n.opts.handshakeTimeout, func() {

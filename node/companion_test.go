@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -545,20 +546,35 @@ func pairSendingLarge(t *testing.T, an, bn string, m linkMode, opts ...Option) (
 	return a, b, sink
 }
 
-// failingCompanions is a linker whose first companion dials fail.
+// failingCompanions is a linker whose first companion dials fail: before
+// any contact with the peer, or (late) after the peer admitted the
+// companion, as when this side's handshake gave up just after the peer's
+// admission.
 type failingCompanions struct {
 	linker
-	fail  int32 // dials still to fail
+	fail  int32 // dials to fail
+	late  bool
 	dials atomic.Int32
+	mu    sync.Mutex
+	at    []time.Time // when each dial began
 }
 
 var errTestDial = errors.New("test: companion dial refused")
 
 func (l *failingCompanions) dialCompanion(ctx context.Context, addr, name string) (link, *peerInfo, error) {
-	if l.dials.Add(1) <= l.fail {
+	l.mu.Lock()
+	l.at = append(l.at, time.Now())
+	l.mu.Unlock()
+	fail := l.dials.Add(1) <= l.fail
+	if fail && !l.late {
 		return nil, nil, errTestDial
 	}
-	return l.linker.dialCompanion(ctx, addr, name)
+	c, info, err := l.linker.dialCompanion(ctx, addr, name)
+	if fail && err == nil {
+		closeUnstarted(c, errTestDial)
+		return nil, nil, errTestDial
+	}
+	return c, info, err
 }
 
 // A companion whose dial failed is dialled again at a later large message
@@ -585,8 +601,64 @@ func TestAFailedCompanionDialIsRetried(t *testing.T) {
 	if n := fl.dials.Load(); n != 3 {
 		t.Fatalf("%d companion dials; want 3 (two failed)", n)
 	}
+	// The backoff's lower bounds (companionRetryAfter): each dial waited
+	// at least its time after the failure before it.
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	for i, want := range []time.Duration{companionRetryAfter(1), companionRetryAfter(2)} {
+		if gap := fl.at[i+1].Sub(fl.at[i]); gap < want {
+			t.Errorf("dial %d came %v after dial %d; want at least %v", i+2, gap, i+1, want)
+		}
+	}
 	if !peerOf(a, b).isUp() {
 		t.Fatal("the link went down")
+	}
+}
+
+// A companion dial that fails here after the peer admitted the companion
+// (this side closes it unused) costs the link nothing: the peer does not
+// count the closed companion as one that lost data, and the retry's
+// companion is admitted.
+func TestALateFailedCompanionDialKeepsTheLink(t *testing.T) {
+	const hs = 500 * time.Millisecond // the peer's wait before it cuts for a lost companion
+	a, b := startNamed(t, "a", "c", WithHandshakeTimeout(hs)), startNamed(t, "b", "c", WithHandshakeTimeout(hs))
+	fl := &failingCompanions{linker: a.links, fail: 1, late: true}
+	a.links = fl
+	connect(t, a, b)
+	pa, pb := peerOf(a, b), peerOf(b, a)
+	s := sinkOn(b)
+	within(t, a, func(p *Process) error {
+		for i, end := 0, time.Now().Add(4*hs); time.Now().Before(end) || pa.out.Load() == nil; i++ {
+			if err := p.Send(s, bigTagged(i)); err != nil {
+				return err
+			}
+			time.Sleep(5 * time.Millisecond)
+			if time.Since(end) > testWait/2 {
+				return fmt.Errorf("no companion after %d dials", fl.dials.Load())
+			}
+		}
+		return nil
+	})
+	if !pa.isUp() || peerOf(a, b) != pa || !pb.isUp() || peerOf(b, a) != pb {
+		t.Fatalf("the link was cut (a's side up %v, b's %v)", pa.isUp(), pb.isUp())
+	}
+}
+
+// The companion's reassembler draws on the link's quota: the two
+// connections of a link share one set of reassembly limits.
+func TestTheCompanionSharesTheLinksReassemblyLimits(t *testing.T) {
+	a, b, _ := pairSendingLarge(t, "a", "b", linkModes[0])
+	waitCompanion(t, a, b)
+	pe := peerOf(b, a)
+	var in *companion
+	eventually(t, "b's side of the companion", func() bool {
+		pe.compMu.Lock()
+		defer pe.compMu.Unlock()
+		in = pe.in
+		return in != nil
+	})
+	if in.rx.reasm.Quota() != pe.quota || pe.rx.reasm.Quota() != pe.quota {
+		t.Fatal("the link's connections draw on reassembly quotas of their own")
 	}
 }
 

@@ -213,8 +213,9 @@ const (
 // fragmented messages (default 4096) and messages held behind them
 // (default 64 Ki). A peer past any of them is cut, counted in
 // mesh_peers_cut_total (limit "reassembly_budget", "fragments_pending" or
-// "records_held") and logged at Warn. The limits hold per peer: a link's
-// companion connection ([WithBulkConnections]) draws on the same ones.
+// "records_held") and logged at Warn. The limits hold per link (a
+// reconnection starts afresh): the link's companion connection
+// ([WithBulkConnections]) draws on the same ones.
 // Values below 1 keep the default; a
 // byte budget under the largest message ([WithMaxMessage]) plus its
 // bookkeeping makes [Start] fail with [ErrBadOption].

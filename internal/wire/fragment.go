@@ -19,9 +19,9 @@ package wire
 //     limits (every count is taken from the quota before it is used, and
 //     given back there); a Reassembler of its own (NewReassembler) is one
 //     with a quota of its own.
-//   - Reassembler memory never exceeds its budget: what it charges is the
-//     capacity of every reassembly buffer, the bytes of every held record
-//     and entryCost of bookkeeping for each of them. A buffer grows as
+//   - Reassembler memory never exceeds its quota's budget: what it
+//     charges is the capacity of every reassembly buffer, the bytes of
+//     every held record and entryCost of bookkeeping for each of them. A buffer grows as
 //     chunks arrive (by four times, capped at the announced total rounded
 //     up to 64 KiB, the pools' unit: buffers.go), never from the announced
 //     total alone, so memory follows the bytes received.
@@ -210,8 +210,8 @@ type pending struct {
 
 func (p *pending) done() bool { return len(p.buf) == p.total }
 
-// ReassemblyLimits bound what one link's Reassembler may hold. A zero field
-// means its default.
+// ReassemblyLimits bound what one link's Reassemblers (its quota) may
+// hold. A zero field means its default.
 type ReassemblyLimits struct {
 	// Budget bounds the bytes held: reassembly buffers, held records, and
 	// their bookkeeping (default DefaultReassemblyBudget).
@@ -265,9 +265,9 @@ func (e *LimitError) Unwrap() error { return codec.ErrLimit }
 // the link's messages in per-pair order. Not safe for concurrent use: it
 // runs where the link's frames are parsed.
 type Reassembler struct {
-	lim    ReassemblyLimits // resolved: q's
-	q      *ReassemblyQuota // what it draws on, maybe with other reassemblers
-	used   int              // its own share of q's bytes
+	lim    ReassemblyLimits       // resolved: q's
+	q      *ReassemblyQuota       // what it draws on, maybe with other reassemblers
+	used   int                    // its own share of q's bytes
 	held   int                    // held records
 	frags  map[uint64]*pending    // by fragment id
 	queues map[pairKey][]*pending // pairs with a pending large message
@@ -302,20 +302,32 @@ func (q *ReassemblyQuota) NewReassembler() *Reassembler {
 	return &Reassembler{lim: q.lim, q: q, frags: map[uint64]*pending{}, queues: map[pairKey][]*pending{}}
 }
 
-// take adds one to count unless that goes past max.
+// take adds one to count unless that goes past max. A compare-and-swap,
+// not an add undone on failure: an attempt over the limit never shows in
+// the count, where another reassembler of the quota would see it and be
+// refused what fits (found in review).
 func take(count *atomic.Int64, max int, limit string) error {
-	if n := count.Add(1); n > int64(max) {
-		count.Add(-1)
-		return &LimitError{Limit: limit, Asked: int(n), Max: max}
+	for {
+		n := count.Load()
+		if n >= int64(max) {
+			return &LimitError{Limit: limit, Asked: int(n + 1), Max: max}
+		}
+		if count.CompareAndSwap(n, n+1) {
+			return nil
+		}
 	}
-	return nil
 }
+
+// Quota returns the quota r draws on. Safe from any goroutine.
+func (r *Reassembler) Quota() *ReassemblyQuota { return r.q }
 
 // Limits returns the reassembler's limits, defaults filled in.
 func (r *Reassembler) Limits() ReassemblyLimits { return r.lim }
 
-// Used returns the bytes currently charged to the budget: buffers of
-// unfinished messages, held records and their bookkeeping.
+// Used returns the bytes r currently charges to its quota's budget:
+// buffers of its unfinished messages, its held records and their
+// bookkeeping (its own share; the quota's other reassemblers charge the
+// rest).
 func (r *Reassembler) Used() int { return r.used }
 
 // Holding reports whether records from `from` to `to` are currently held
@@ -391,10 +403,16 @@ func (r *Reassembler) hold(q []*pending, m Message) error {
 	return nil
 }
 
+// reserve charges n bytes to the quota (a compare-and-swap, as take).
 func (r *Reassembler) reserve(n int) error {
-	if used := r.q.bytes.Add(int64(n)); used > int64(r.lim.Budget) {
-		r.q.bytes.Add(-int64(n))
-		return &LimitError{Limit: "reassembly_budget", Asked: int(used), Max: r.lim.Budget}
+	for {
+		used := r.q.bytes.Load()
+		if int64(n) > int64(r.lim.Budget)-used {
+			return &LimitError{Limit: "reassembly_budget", Asked: int(used) + n, Max: r.lim.Budget}
+		}
+		if r.q.bytes.CompareAndSwap(used, used+int64(n)) {
+			break
+		}
 	}
 	r.used += n
 	return nil

@@ -816,8 +816,67 @@ func TestReassemblersOfOneQuotaShareItsLimits(t *testing.T) {
 		if !errors.As(err, &le) || le.Limit != "reassembly_budget" {
 			t.Fatalf("a second message's bytes on the other reassembler: %v; want a reassembly_budget limit", err)
 		}
-		if r2.Used() != 0 && r1.Used()+r2.Used() > budget {
+		if r1.Used()+r2.Used() > budget {
 			t.Fatalf("held %d + %d bytes, over the budget of %d", r1.Used(), r2.Used(), budget)
 		}
 	})
+}
+
+// quotaHolds fails unless q's counts are the sums of what rs hold.
+func quotaHolds(t *testing.T, q *ReassemblyQuota, rs ...*Reassembler) {
+	t.Helper()
+	var used, pending, held int
+	for _, r := range rs {
+		used, pending, held = used+r.Used(), pending+r.Pending(), held+r.Held()
+	}
+	if int(q.bytes.Load()) != used || int(q.pending.Load()) != pending || int(q.held.Load()) != held {
+		t.Fatalf("the quota counts %d bytes, %d unfinished, %d held; its reassemblers hold %d, %d, %d",
+			q.bytes.Load(), q.pending.Load(), q.held.Load(), used, pending, held)
+	}
+}
+
+// Whatever a reassembler takes from its quota it gives back: after an
+// exchange with records held and released, nothing is left counted, and
+// after a limit error the quota counts what is held, not what was asked.
+func TestAQuotaCountsWhatItsReassemblersHold(t *testing.T) {
+	big := mustMessage(t, 1, 2, make([]byte, 100<<10))
+	frags := fragmentItems(t, 1, big, 16<<10)
+	small := mustMessage(t, 1, 2, make([]byte, 1000))
+	t.Run("records held and released", func(t *testing.T) {
+		q := NewReassemblyQuota(ReassemblyLimits{})
+		r := q.NewReassembler()
+		items := append([][]byte{frags[0], small, small}, frags[1:]...)
+		if err := feedAll(t, r, items...); err != nil {
+			t.Fatal(err)
+		}
+		quotaHolds(t, q, r)
+		if q.bytes.Load() != 0 || q.pending.Load() != 0 || q.held.Load() != 0 {
+			t.Fatalf("left %d bytes, %d unfinished, %d held", q.bytes.Load(), q.pending.Load(), q.held.Load())
+		}
+	})
+	opens := func(n int) (out [][]byte) {
+		for i := range n {
+			out = append(out, firstFragment(uint64(i+1), 1, uint64(i), 1<<20, 1))
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name  string
+		lim   ReassemblyLimits
+		items [][]byte
+	}{
+		{"a held record over the budget", ReassemblyLimits{Budget: 2*entryCost + 16<<10 + 1500}, [][]byte{frags[0], small, small}},
+		{"a first fragment over the budget", ReassemblyLimits{Budget: 100 * entryCost}, opens(100)},
+		{"too many held", ReassemblyLimits{MaxHeld: 3}, [][]byte{frags[0], small, small, small, small}},
+		{"too many unfinished", ReassemblyLimits{MaxPending: 10}, opens(11)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			q := NewReassemblyQuota(c.lim)
+			r := q.NewReassembler()
+			if err := feedAll(t, r, c.items...); err == nil {
+				t.Fatal("no limit error")
+			}
+			quotaHolds(t, q, r)
+		})
+	}
 }
