@@ -95,7 +95,7 @@ func (c *Conn) directFlush(ls *loopState, d *dupSock) {
 // path names the writer for the meshdebug checks.
 func (c *Conn) writeFD(path string, fd int, b []byte) []byte {
 	for len(b) > 0 {
-		n, err := syscall.Write(fd, b)
+		n, err := writeNB(fd, b)
 		if n > 0 {
 			c.dbgHanded(path, b[:n])
 			b = b[n:]

@@ -201,7 +201,7 @@ var eventOne = [8]byte{1}
 // kick wakes the loop if it waits here. Any goroutine, after queueing.
 func (w *idleWait) kick() {
 	if w.waiting.Load() {
-		_, _ = unix.Write(w.efd, eventOne[:])
+		_, _ = writeNB(w.efd, eventOne[:])
 	}
 }
 
@@ -244,7 +244,7 @@ func (w *idleWait) ready(ls *loopState) func(uintptr) bool {
 			}
 			w.polled = true
 			w.pfd[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
-			n, err := unix.Poll(w.pfd[:], 0)
+			n, err := pollNow(w.pfd[:])
 			return n != 0 || (err != nil && err != unix.EINTR)
 		}
 	}

@@ -307,7 +307,7 @@ func (c *Conn) holdDuty(ctx context.Context, dl time.Time, ls *loopState, r *inl
 // wait is to end.
 func (r *inlineRes) read(uintptr) bool {
 	for {
-		r.n, r.err = unix.Read(r.fd, r.buf)
+		r.n, r.err = readNB(r.fd, r.buf)
 		if r.err != unix.EINTR {
 			break
 		}

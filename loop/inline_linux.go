@@ -5,6 +5,7 @@ package loop
 import (
 	"os"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,8 +18,17 @@ const gnetReadEvents = unix.EPOLLIN | unix.EPOLLPRI
 // descriptor fd (gnet's data word is the descriptor). A taker or holder of
 // fd's conn's read duty: the engine closes the instance only after every
 // conn's OnClose, which waits for the duty (inline.go, rule 5).
+//
+// Made without the runtime's syscall entry, as nowake_linux.go's calls
+// are: epoll_ctl never blocks, and a holder makes it between a reply's
+// read and its delivery.
 func (w *idleWait) setEvents(fd int, events uint32) error {
-	return unix.EpollCtl(w.epfd, unix.EPOLL_CTL_MOD, fd, &unix.EpollEvent{Fd: int32(fd), Events: events})
+	ev := unix.EpollEvent{Fd: int32(fd), Events: events}
+	_, _, e := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(w.epfd), unix.EPOLL_CTL_MOD, uintptr(fd), uintptr(unsafe.Pointer(&ev)), 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
 }
 
 // makeInlineRes makes newInlineRes's duplicate. O_NONBLOCK, which the
