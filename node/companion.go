@@ -606,8 +606,10 @@ func (c *companion) ackWait() <-chan struct{} {
 // this node's companion (at once if it has none there), so that from's
 // next item may go on the link's own connection: for an item the
 // companion does not carry (a spawn request). An error: the link ended
-// first.
-func (pe *peer) awaitAcked(from uint64) error {
+// first (errLinkEnded), or the deadline passed
+// (context.DeadlineExceeded).
+func (pe *peer) awaitAcked(from uint64, deadline time.Time) error {
+	var timeout <-chan time.Time
 	for {
 		c := pe.out.Load()
 		if c == nil || !c.order.behind(c, from) {
@@ -617,12 +619,19 @@ func (pe *peer) awaitAcked(from uint64) error {
 		if !c.order.behind(c, from) {
 			return nil
 		}
+		if timeout == nil {
+			t := time.NewTimer(time.Until(deadline))
+			defer t.Stop()
+			timeout = t.C
+		}
 		select {
 		case <-ch:
 		case <-c.closed:
 			return errLinkEnded
 		case <-pe.down:
 			return errLinkEnded
+		case <-timeout:
+			return context.DeadlineExceeded
 		}
 	}
 }

@@ -675,3 +675,24 @@ func TestCompanionRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+// A spawn request that waits for its parent's companion items to be
+// acknowledged waits no longer than the spawn timeout: an Ack that never
+// comes fails the spawn (context.DeadlineExceeded), as a reply that never
+// comes does, and the link stays up.
+func TestASpawnWaitingForAnAckEndsAtTheSpawnTimeout(t *testing.T) {
+	a, b, _ := pairSendingLarge(t, "a", "b", linkModes[0], WithSpawnTimeout(200*time.Millisecond))
+	c := waitCompanion(t, a, b)
+	b.Define("idle", func(p *Process, _ []any) error { _, err := p.Receive(context.Background()); return err })
+	within(t, a, func(p *Process) error {
+		c.note(p.pid.ID, loop.BulkTicket(1<<40), false) // an item the peer will never acknowledge (not a whole one: Stop does not wait for it)
+		_, err := p.Spawn(b.Self(), "idle")
+		if !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("spawn behind an item never acknowledged: %v; want a deadline error", err)
+		}
+		return nil
+	})
+	if !peerOf(a, b).isUp() {
+		t.Fatal("the link went down")
+	}
+}

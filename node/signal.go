@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -282,11 +283,14 @@ func (n *Node) requestSpawn(parent *Process, node, actor string, args []any, lin
 	if err == nil && len(item) > maxControlFrame {
 		err = fmt.Errorf("%w: spawn arguments encode to %d bytes, over %d", codec.ErrLimit, len(item), maxControlFrame)
 	}
+	// The spawn timeout bounds the whole request: the wait for the
+	// parent's companion items below, and the reply's.
+	deadline := time.Now().Add(n.opts.spawnTimeout)
 	if err == nil {
 		// A spawn request goes on the link's own connection (the peer
 		// answers and starts the process from there), so it waits for the
 		// parent's companion items, if any, to be in (companion.go).
-		if err = pe.awaitAcked(from.ID); err != nil {
+		if err = pe.awaitAcked(from.ID, deadline); errors.Is(err, errLinkEnded) {
 			err = newPeerError("", err)
 		}
 	}
@@ -311,7 +315,7 @@ func (n *Node) requestSpawn(parent *Process, node, actor string, args []any, lin
 		return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, err)
 	case err != nil:
 		ps.w.Wait(time.Time{}) // answered meanwhile: the answer stands
-	case !waitReply(pe, &ps.w, time.Now().Add(n.opts.spawnTimeout)):
+	case !waitReply(pe, &ps.w, deadline):
 		if n.takeSpawn(req) {
 			answered = true
 			return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, context.DeadlineExceeded)
