@@ -5,6 +5,7 @@ package loop
 // writes").
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -189,6 +190,13 @@ func (c *Conn) makeDup() {
 		return
 	}
 	fd, err := unix.FcntlInt(uintptr(c.gc.Fd()), unix.F_DUPFD_CLOEXEC, 0)
+	if err == nil && !nonBlocking(fd) {
+		// Someone made the socket blocking (a File taken of the conn
+		// before gnet had it, say): a direct write, made raw
+		// (nowake_linux.go), could then block holding its P. No dup.
+		_ = unix.Close(fd)
+		err = errBlockingSocket
+	}
 	if err != nil {
 		dups.give()
 		c.dupRetry.Store(monoNow() + int64(dupIdle))
@@ -199,6 +207,16 @@ func (c *Conn) makeDup() {
 	c.dup.Store(d)
 	c.dupMark = c.nDirect.Load()
 	c.AfterFunc(dupIdle, c.dupIdleCheck)
+}
+
+// errBlockingSocket refuses a blocking socket a duplicate for direct
+// writes or inline reads.
+var errBlockingSocket = errors.New("loop: socket is not non-blocking")
+
+// nonBlocking reports whether fd's open file description has O_NONBLOCK.
+func nonBlocking(fd int) bool {
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	return err == nil && fl&unix.O_NONBLOCK != 0
 }
 
 // dupIdleCheck drops the dup if no direct write used it since the last

@@ -244,8 +244,11 @@ func (w *idleWait) ready(ls *loopState) func(uintptr) bool {
 			}
 			w.polled = true
 			w.pfd[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
-			n, err := pollNow(w.pfd[:])
-			return n != 0 || (err != nil && err != unix.EINTR)
+			// n is -1 on an error (EINTR included): the loop goes on to
+			// gnet's own poll, the safe side (an event pending in gnet's
+			// instance would not notify the netpoller again).
+			n, _ := pollNow(w.pfd[:])
+			return n != 0
 		}
 	}
 	return w.readyFn

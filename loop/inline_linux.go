@@ -5,7 +5,6 @@ package loop
 import (
 	"os"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,18 +16,11 @@ const gnetReadEvents = unix.EPOLLIN | unix.EPOLLPRI
 // setEvents sets the events gnet's epoll instance watches on its
 // descriptor fd (gnet's data word is the descriptor). A taker or holder of
 // fd's conn's read duty: the engine closes the instance only after every
-// conn's OnClose, which waits for the duty (inline.go, rule 5).
-//
-// Made without the runtime's syscall entry, as nowake_linux.go's calls
-// are: epoll_ctl never blocks, and a holder makes it between a reply's
-// read and its delivery.
+// conn's OnClose, which waits for the duty (inline.go, rule 5). (x/sys
+// makes epoll_ctl without the runtime's syscall entry already: it never
+// blocks; see nowake_linux.go.)
 func (w *idleWait) setEvents(fd int, events uint32) error {
-	ev := unix.EpollEvent{Fd: int32(fd), Events: events}
-	_, _, e := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(w.epfd), unix.EPOLL_CTL_MOD, uintptr(fd), uintptr(unsafe.Pointer(&ev)), 0, 0)
-	if e != 0 {
-		return e
-	}
-	return nil
+	return unix.EpollCtl(w.epfd, unix.EPOLL_CTL_MOD, fd, &unix.EpollEvent{Fd: int32(fd), Events: events})
 }
 
 // makeInlineRes makes newInlineRes's duplicate. O_NONBLOCK, which the
@@ -38,6 +30,10 @@ func makeInlineRes(sfd int) (*inlineRes, error) {
 	fd, err := unix.FcntlInt(uintptr(sfd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
+	}
+	if !nonBlocking(fd) { // a holder's reads are raw (nowake_linux.go)
+		_ = unix.Close(fd)
+		return nil, errBlockingSocket
 	}
 	f := os.NewFile(uintptr(fd), "inline-socket")
 	// A file the netpoller did not take (its watches are used up) takes no

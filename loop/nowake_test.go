@@ -35,10 +35,45 @@ func TestNoWakeCallsOnANonBlockingPipe(t *testing.T) {
 	if n, err := readNB(p[0], buf); n != 5 || err != nil || string(buf[:n]) != "hello" {
 		t.Fatalf("read: %d, %v, %q; want 5, nil, hello", n, err, buf[:max(n, 0)])
 	}
-	if n, err := writeNB(-1, []byte("x")); err != unix.EBADF || n > 0 {
-		t.Fatalf("write to a bad descriptor: %d, %v; want EBADF", n, err)
+	if n, err := writeNB(-1, []byte("x")); err != unix.EBADF || n != -1 {
+		t.Fatalf("write to a bad descriptor: %d, %v; want -1, EBADF", n, err)
 	}
-	if n, err := readNB(-1, buf); err != unix.EBADF || n > 0 {
+	if n, err := pollNow([]unix.PollFd{{Fd: int32(p[0]), Events: unix.POLLIN}}); n != 0 || err != nil {
+		t.Fatalf("poll of an emptied pipe: %d, %v; want 0, nil", n, err)
+	}
+	if n, err := readNB(-1, buf); err != unix.EBADF || n != -1 {
 		t.Fatalf("read of a bad descriptor: %d, %v; want EBADF", n, err)
 	}
+}
+
+// A socket someone made blocking gets no duplicate for inline reads (a
+// holder's reads are raw: one that blocked would hold its P), and
+// nonBlocking tells the two apart.
+func TestABlockingSocketGetsNoInlineDuplicate(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Skip("no socketpair:", err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	if nonBlocking(fds[0]) {
+		t.Fatal("a blocking socket reported non-blocking")
+	}
+	if r, err := makeInlineRes(fds[0]); err != errBlockingSocket {
+		if r != nil {
+			_ = r.sock.Close()
+		}
+		t.Fatalf("makeInlineRes of a blocking socket: %v; want errBlockingSocket", err)
+	}
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		t.Fatal(err)
+	}
+	if !nonBlocking(fds[0]) {
+		t.Fatal("a non-blocking socket reported blocking")
+	}
+	r, err := makeInlineRes(fds[0])
+	if err != nil {
+		t.Fatalf("makeInlineRes of a non-blocking socket: %v", err)
+	}
+	_ = r.sock.Close()
 }
