@@ -23,7 +23,7 @@ compare:
 test: lint
 	$(GO) test -race -count=1 -timeout 14m ./...
 	$(GO) test -count=1 -timeout 5m -run 'Allocat' ./...   # the allocation pins skip under -race (its pools drop items)
-	$(GO) test -count=1 -timeout 5m ./loop/ ./mailbox/ ./node/   # the raw system calls (nowake_linux.go), x/sys's under -race
+	$(GO) test -count=1 -timeout 5m ./internal/nbio/ ./loop/ ./mailbox/ ./node/   # the raw system calls (internal/nbio), x/sys's under -race
 
 ## debugtest: the loop, node and tlsconn suites with the meshdebug build's stream checks (loop/debug_on.go): every conn's ciphertext followed from tls.Conn to the socket and into the peer's tls.Conn.
 debugtest:

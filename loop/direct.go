@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/meshrt/mesh/internal/nbio"
 )
 
 // maxDirectOut: a direct writer keeps its output buffer up to this size.
@@ -96,7 +98,7 @@ func (c *Conn) directFlush(ls *loopState, d *dupSock) {
 // path names the writer for the meshdebug checks.
 func (c *Conn) writeFD(path string, fd int, b []byte) []byte {
 	for len(b) > 0 {
-		n, err := writeNB(fd, b)
+		n, err := nbio.Write(fd, b)
 		if n > 0 {
 			c.dbgHanded(path, b[:n])
 			b = b[n:]
@@ -193,7 +195,7 @@ func (c *Conn) makeDup() {
 	if err == nil && !nonBlocking(fd) {
 		// Someone made the socket blocking (a File taken of the conn
 		// before gnet had it, say): a direct write, made raw
-		// (nowake_linux.go), could then block holding its P. No dup.
+		// (package nbio), could then block holding its P. No dup.
 		_ = unix.Close(fd)
 		err = errBlockingSocket
 	}

@@ -47,6 +47,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/meshrt/mesh/internal/nbio"
 )
 
 // idleWait is one loop's wait in Go's netpoller. Made on the loop; its
@@ -201,7 +203,7 @@ var eventOne = [8]byte{1}
 // kick wakes the loop if it waits here. Any goroutine, after queueing.
 func (w *idleWait) kick() {
 	if w.waiting.Load() {
-		_, _ = writeNB(w.efd, eventOne[:])
+		_, _ = nbio.Write(w.efd, eventOne[:])
 	}
 }
 
@@ -247,7 +249,7 @@ func (w *idleWait) ready(ls *loopState) func(uintptr) bool {
 			// n is -1 on an error (EINTR included): the loop goes on to
 			// gnet's own poll, the safe side (an event pending in gnet's
 			// instance would not notify the netpoller again).
-			n, _ := pollNow(w.pfd[:])
+			n, _ := nbio.PollNow(w.pfd[:])
 			return n != 0
 		}
 	}

@@ -87,6 +87,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/meshrt/mesh/internal/nbio"
 )
 
 // InlineParker is a waiting owner's side of ReadInline: how it parks, so
@@ -307,7 +309,7 @@ func (c *Conn) holdDuty(ctx context.Context, dl time.Time, ls *loopState, r *inl
 // wait is to end.
 func (r *inlineRes) read(uintptr) bool {
 	for {
-		r.n, r.err = readNB(r.fd, r.buf)
+		r.n, r.err = nbio.Read(r.fd, r.buf)
 		if r.err != unix.EINTR {
 			break
 		}

@@ -18,7 +18,7 @@ const gnetReadEvents = unix.EPOLLIN | unix.EPOLLPRI
 // fd's conn's read duty: the engine closes the instance only after every
 // conn's OnClose, which waits for the duty (inline.go, rule 5). (x/sys
 // makes epoll_ctl without the runtime's syscall entry already: it never
-// blocks; see nowake_linux.go.)
+// blocks; see package nbio.)
 func (w *idleWait) setEvents(fd int, events uint32) error {
 	return unix.EpollCtl(w.epfd, unix.EPOLL_CTL_MOD, fd, &unix.EpollEvent{Fd: int32(fd), Events: events})
 }
@@ -31,7 +31,7 @@ func makeInlineRes(sfd int) (*inlineRes, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !nonBlocking(fd) { // a holder's reads are raw (nowake_linux.go)
+	if !nonBlocking(fd) { // a holder's reads are raw (package nbio)
 		_ = unix.Close(fd)
 		return nil, errBlockingSocket
 	}

@@ -30,6 +30,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/meshrt/mesh/internal/nbio"
 )
 
 // fdWaiter is an eventfd registered with Go's netpoller.
@@ -98,7 +100,7 @@ func newFDWaiter() (*fdWaiter, error) {
 	w.read = func(fd uintptr) bool {
 		// Read first: RawConn.Read forgets a notification that came
 		// before it was called.
-		_, err := readNB(int(fd), w.buf[:])
+		_, err := nbio.Read(int(fd), w.buf[:])
 		return err != unix.EAGAIN && err != unix.EINTR
 	}
 	return w, nil
@@ -124,7 +126,7 @@ var fdOne = [8]byte{1}
 // eventfd. The owner does not give the eventfd back before it read it.
 func fdWake(fd int32) {
 	for {
-		if _, err := writeNB(int(fd), fdOne[:]); err != unix.EINTR {
+		if _, err := nbio.Write(int(fd), fdOne[:]); err != unix.EINTR {
 			return
 		}
 	}

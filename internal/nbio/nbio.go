@@ -1,0 +1,31 @@
+// Package nbio makes the system calls of a round trip that cannot block
+// — reads and writes of non-blocking descriptors, a poll with a zero
+// timeout — without the Go runtime's syscall entry, on Linux.
+//
+// A system call made through package syscall or x/sys enters the
+// runtime's syscall state (entersyscall), and that entry wakes the
+// runtime's monitor thread (sysmon) when it sleeps deeply, which it does
+// whenever it last found every P idle: between the two halves of a round
+// trip, nearly always. So the first read after a wake-up for input paid a
+// futex wake before it read, and the monitor then polled every 20 µs for
+// a while on the other core (nanosleep), the core the other side of the
+// round trip needs. The calls here are made as the runtime's own
+// netpoller makes its calls, so the scheduler need not know of them
+// (docs/latency.md has the measurements). Under the race detector, and
+// off Linux, they are x/sys's calls, which tell the detector of the I/O.
+//
+// Two things follow for a caller. Its descriptors must be non-blocking:
+// a raw call that blocked would hold its P, and the next stop-the-world
+// would wait for it (package loop refuses its duplicates a socket
+// without O_NONBLOCK). And a monitor left asleep does not preempt: a
+// goroutine that computes for long right after a raw read, with every P
+// busy, runs on until the runtime's next timer or system call wakes the
+// monitor (a review's probe, GOMAXPROCS=1: a readied goroutine waited
+// 300 ms behind one computing for 300 ms, against 12-14 ms with x/sys's
+// read). A node's own timers and its loops' system calls bound that in
+// practice; a process that computes for long should still yield now and
+// then, as everywhere in Go.
+//
+// Every function is safe from any goroutine; each returns -1 and the
+// errno on an error, as x/sys does.
+package nbio
