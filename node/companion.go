@@ -609,31 +609,33 @@ func (c *companion) ackWait() <-chan struct{} {
 // first (errLinkEnded), or the deadline passed
 // (context.DeadlineExceeded).
 func (pe *peer) awaitAcked(from uint64, deadline time.Time) error {
-	var timeout <-chan time.Time
-	for {
-		c := pe.out.Load()
-		if c == nil || !c.order.behind(c, from) {
-			return nil
-		}
+	c := pe.out.Load()
+	if c == nil || !c.order.behind(c, from) {
+		return nil
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	return c.waitAcked(ctx, func() bool { return !c.order.behind(c, from) })
+}
+
+// waitAcked waits until passed, looked at again after each Ack, reports
+// true: nil then; errLinkEnded once the companion has closed; ctx's error
+// once ctx ends.
+func (c *companion) waitAcked(ctx context.Context, passed func() bool) error {
+	for !passed() {
 		ch := c.ackWait()
-		if !c.order.behind(c, from) {
+		if passed() {
 			return nil
-		}
-		if timeout == nil {
-			t := time.NewTimer(time.Until(deadline))
-			defer t.Stop()
-			timeout = t.C
 		}
 		select {
 		case <-ch:
 		case <-c.closed:
 			return errLinkEnded
-		case <-pe.down:
-			return errLinkEnded
-		case <-timeout:
-			return context.DeadlineExceeded
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
+	return nil
 }
 
 // drainCompanion waits, bounded by ctx, until the peer has acknowledged
@@ -657,19 +659,7 @@ func (pe *peer) drainCompanion(ctx context.Context) {
 		defer cancel()
 	}
 	target := c.last.Load()
-	for c.acked.Load() < target {
-		ch := c.ackWait()
-		if c.acked.Load() >= target {
-			return
-		}
-		select {
-		case <-ch:
-		case <-c.closed:
-			return
-		case <-ctx.Done():
-			return
-		}
-	}
+	_ = c.waitAcked(ctx, func() bool { return c.acked.Load() >= target })
 }
 
 // syncs are the Syncs of processes waiting to move onto the companion.
