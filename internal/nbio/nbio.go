@@ -17,14 +17,11 @@
 // Two things follow for a caller. Its descriptors must be non-blocking:
 // a raw call that blocked would hold its P, and the next stop-the-world
 // would wait for it (package loop refuses its duplicates a socket
-// without O_NONBLOCK). And a monitor left asleep does not preempt: a
-// goroutine that computes for long right after a raw read, with every P
-// busy, runs on until the runtime's next timer or system call wakes the
-// monitor (a review's probe, GOMAXPROCS=1: a readied goroutine waited
-// 300 ms behind one computing for 300 ms, against 12-14 ms with x/sys's
-// read). A node's own timers and its loops' system calls bound that in
-// practice; a process that computes for long should still yield now and
-// then, as everywhere in Go.
+// without O_NONBLOCK). And the runtime's monitor preempts a goroutine that
+// runs too long only while it is awake, and a raw read does not wake it:
+// while raw calls are made, a timer of this package's (guard_linux.go)
+// keeps the monitor from sleeping longer than 50 ms, so that a goroutine
+// computing right after a raw read is preempted within about 70 ms.
 //
 // Every function is safe from any goroutine; each returns -1 and the
 // errno on an error, as x/sys does.

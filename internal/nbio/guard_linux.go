@@ -1,0 +1,100 @@
+//go:build linux && !race
+
+package nbio
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The monitor's guard.
+//
+// The runtime's monitor thread (sysmon) preempts a goroutine that has run
+// for more than 10 ms, but it stops looking once it finds every P idle:
+// it then sleeps until the next timer, and only a system call through the
+// runtime's syscall entry (or a stop-the-world) wakes it earlier. A
+// goroutine readied by the netpoller is not such a wake-up. In a program
+// whose reads go through package syscall, the readied goroutine's own
+// read(2) is; here it is not, so a goroutine that computes after a raw
+// read, with every P busy, ran on until the next timer of the program (a
+// probe with GOMAXPROCS=1: 300 ms behind a 300-ms computation; 60 s when
+// the next timer was a minute away, TestAGoroutineComputingAfterARawReadIsPreempted).
+// Arming a timer at the read does not help: the monitor fixed the length
+// of its sleep when it began it.
+//
+// So while raw calls are being made, a timer fires every guardEvery, and
+// the monitor never sleeps past it: a goroutine computing after a raw read
+// is preempted within about guardEvery plus the monitor's own 10-20 ms.
+// The guard stops once guardLinger fires passed without a raw call (an
+// idle program is not woken for it), and the first raw call after that
+// starts it again; until the monitor's sleep of that time ends (a node's
+// heartbeat sweep, every twelfth of its tick timeout, wakes it at the
+// latest) that first computation has the old bound. What it costs while
+// it runs: a timer's fire and the monitor's wake-up every guardEvery, for
+// the whole process. A period of 10 ms, the runtime's own preemption
+// period, put the ping-pong's p99 above the unguarded one's in 4 of 4
+// pairs (docs/latency.md); at 50 ms the system calls and context switches
+// per round trip are those of no guard.
+
+// The guard's period, and how many fires in a row without a raw call
+// (10 s) stop it: variables for the tests, read and set under guard.mu.
+var (
+	guardEvery  = 50 * time.Millisecond
+	guardLinger = 200
+)
+
+var guard struct {
+	touched atomic.Bool // a raw call since the last fire
+	on      atomic.Bool // the timer runs
+
+	mu   sync.Mutex // serializes arm and fire
+	idle int        // fires in a row without a raw call (mu)
+	t    *time.Timer
+}
+
+// touch notes a raw call, and starts the guard if it is stopped. Any
+// goroutine; two atomic loads when the guard runs.
+func touch() {
+	// touched before on, and the fire sets on before it reads touched:
+	// a call racing the guard's stop either is seen by the fire, or sees
+	// the guard stopped and starts it.
+	if !guard.touched.Load() {
+		guard.touched.Store(true)
+	}
+	if !guard.on.Load() {
+		startGuard()
+	}
+}
+
+func startGuard() {
+	guard.mu.Lock()
+	defer guard.mu.Unlock()
+	if guard.on.Load() {
+		return
+	}
+	guard.on.Store(true)
+	guard.idle = 0
+	if guard.t == nil {
+		guard.t = time.AfterFunc(guardEvery, guardFire)
+	} else {
+		guard.t.Reset(guardEvery)
+	}
+}
+
+// guardFire is the guard's timer function.
+func guardFire() {
+	guard.mu.Lock()
+	defer guard.mu.Unlock()
+	if guard.touched.Swap(false) {
+		guard.idle = 0
+	} else if guard.idle++; guard.idle >= guardLinger {
+		guard.on.Store(false)
+		if !guard.touched.Load() {
+			return
+		}
+		guard.on.Store(true) // a raw call came as it stopped
+		guard.idle = 0
+	}
+	guard.t.Reset(guardEvery)
+}
