@@ -5,6 +5,7 @@ package nbio
 import (
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -26,34 +27,46 @@ import (
 // So while raw calls are being made, a timer fires every guardEvery, and
 // the monitor never sleeps past it: a goroutine computing after a raw read
 // is preempted within about guardEvery plus the monitor's own 10-20 ms.
-// The guard stops once guardLinger fires passed without a raw call (an
-// idle program is not woken for it), and the first raw call after that
-// starts it again; until the monitor's sleep of that time ends (a node's
-// heartbeat sweep, every twelfth of its tick timeout, wakes it at the
-// latest) that first computation has the old bound. What it costs while
-// it runs: a timer's fire and the monitor's wake-up every guardEvery, for
-// the whole process. A period of 10 ms, the runtime's own preemption
-// period, put the ping-pong's p99 above the unguarded one's in 4 of 4
-// pairs (docs/latency.md); at 50 ms the system calls and context switches
-// per round trip are those of no guard.
+// The timer must be one in the runtime's timer heaps (an AfterFunc, or a
+// channel timer somebody waits on: since Go 1.23 a channel timer nobody
+// waits on is not in a heap, and the monitor does not see it).
+//
+// The guard stops once guardLinger fires passed without a raw call, so
+// that an idle program is not woken for it, and the first raw call after
+// that starts it again. A timer armed then does not shorten the sleep the
+// monitor is already in, so the start also makes one system call through
+// the runtime's syscall entry (getpid), which wakes the monitor; it then
+// sees the timer. A start costs that wake-up and the timer's own
+// (wakeNetPoller); the guard's period costs a fire and a wake-up of the
+// monitor every guardEvery while it runs, for the whole process. A node
+// with idle peers makes a raw call at its heartbeats and at each of its
+// loops' idle waits, every few seconds: the linger is kept short, so that
+// the guard stops in between.
+//
+// A period of 10 ms, the runtime's own preemption period, put the
+// ping-pong's p99 above the unguarded one's in 4 of 4 pairs
+// (docs/latency.md); at 50 ms the system calls and context switches per
+// round trip are those of no guard.
 
-// The guard's period, and how many fires in a row without a raw call
-// (10 s) stop it: variables for the tests, read and set under guard.mu.
+// The guard's period, and how many fires in a row without a raw call stop
+// it: variables for the tests, read and set under guard.mu.
 var (
 	guardEvery  = 50 * time.Millisecond
-	guardLinger = 200
+	guardLinger = 4
 )
 
 var guard struct {
 	touched atomic.Bool // a raw call since the last fire
 	on      atomic.Bool // the timer runs
 
-	mu   sync.Mutex // serializes arm and fire
-	idle int        // fires in a row without a raw call (mu)
-	t    *time.Timer
+	mu     sync.Mutex // serializes start and fire
+	idle   int        // fires in a row without a raw call (mu)
+	starts int        // the guard's starts, for the tests (mu)
+	t      *time.Timer
 }
 
-// touch notes a raw call, and starts the guard if it is stopped. Any
+// touch notes a raw call, and starts the guard if it is stopped. Called
+// after the call, so that a start's cost does not delay it. Any
 // goroutine; two atomic loads when the guard runs.
 func touch() {
 	// touched before on, and the fire sets on before it reads touched:
@@ -75,11 +88,14 @@ func startGuard() {
 	}
 	guard.on.Store(true)
 	guard.idle = 0
+	guard.starts++
 	if guard.t == nil {
 		guard.t = time.AfterFunc(guardEvery, guardFire)
 	} else {
 		guard.t.Reset(guardEvery)
 	}
+	// Wake the monitor from a sleep begun before the timer was armed.
+	syscall.Syscall(syscall.SYS_GETPID, 0, 0, 0)
 }
 
 // guardFire is the guard's timer function.

@@ -20,8 +20,9 @@
 // without O_NONBLOCK). And the runtime's monitor preempts a goroutine that
 // runs too long only while it is awake, and a raw read does not wake it:
 // while raw calls are made, a timer of this package's (guard_linux.go)
-// keeps the monitor from sleeping longer than 50 ms, so that a goroutine
-// computing right after a raw read is preempted within about 70 ms.
+// keeps the monitor from sleeping longer than 50 ms, and the first raw
+// call after a pause wakes it, so that a goroutine computing right after a
+// raw read is preempted within about 70 ms.
 //
 // Every function is safe from any goroutine; each returns -1 and the
 // errno on an error, as x/sys does.

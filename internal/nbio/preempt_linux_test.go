@@ -3,9 +3,11 @@
 package nbio
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,12 +15,33 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// watchdog is how long a preemption test waits: 70 times the guard's
+// bound, so that a busy machine does not fail it. A timer in the heap
+// (the test waits on it) is also the longest the runtime's monitor can
+// sleep in these tests.
+const watchdog = 5 * time.Second
+
 // A goroutine that computes right after a raw read, with every P busy, is
 // still preempted: the runtime's monitor, which a raw read does not wake,
-// must not sleep through it (see the package doc). The input comes from
-// another OS process, so that nothing in this one makes a system call the
-// runtime knows of between the wait and the computation.
+// must not sleep through it (guard_linux.go). The input comes from another
+// OS process, so that nothing in this one makes a system call the runtime
+// knows of between the wait and the computation.
 func TestAGoroutineComputingAfterARawReadIsPreempted(t *testing.T) {
+	computeAfterRawRead(t, 300*time.Millisecond)
+}
+
+// The same after the guard stopped for want of raw calls: the first raw
+// call starts it again, and the monitor, asleep since before, learns of it.
+func TestAGoroutineComputingAfterTheGuardRestartedIsPreempted(t *testing.T) {
+	setGuard(t, 10*time.Millisecond, 2)
+	computeAfterRawRead(t, 500*time.Millisecond) // the guard stops after 20 ms of it
+}
+
+func computeAfterRawRead(t *testing.T, after time.Duration) {
+	t.Helper()
+	if strings.Contains(os.Getenv("GODEBUG"), "asyncpreemptoff=1") {
+		t.Skip("asynchronous preemption is off")
+	}
 	if _, err := exec.LookPath("sh"); err != nil {
 		t.Skip("no sh to write from another process:", err)
 	}
@@ -51,36 +74,27 @@ func TestAGoroutineComputingAfterARawReadIsPreempted(t *testing.T) {
 		for !other.Load() {
 		}
 	}()
-	cmd := exec.Command("sh", "-c", "sleep 0.3; printf x")
+	cmd := exec.Command("sh", "-c", fmt.Sprintf("sleep %.3f; printf x", after.Seconds()))
 	cmd.Stdout = w
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	w.Close()
 	defer func() { _ = cmd.Wait() }()
-	watchdog := time.NewTimer(time.Minute) // wakes the monitor at the latest
-	defer watchdog.Stop()
+	wd := time.NewTimer(after + watchdog)
+	defer wd.Stop()
 	select {
 	case <-done:
-	case <-watchdog.C:
+	case <-wd.C:
 		<-done
-		t.Fatal("the computing goroutine ran on until the test's watchdog timer woke the runtime's monitor")
+		t.Fatalf("the computing goroutine ran on until the test's watchdog (%v) woke the runtime's monitor", watchdog)
 	}
 }
 
-// A raw call starts the guard, which stops once none came for its linger;
-// the next raw call starts it again.
+// A raw call starts the stopped guard, which stops again once none came
+// for its linger.
 func TestARawCallStartsTheGuardAndItStopsWhenIdle(t *testing.T) {
-	guard.mu.Lock()
-	every, linger := guardEvery, guardLinger
-	guardEvery, guardLinger = time.Millisecond, 3
-	guard.mu.Unlock()
-	defer func() {
-		guard.mu.Lock()
-		guardEvery, guardLinger = every, linger
-		guard.mu.Unlock()
-		touch() // back to the package's own period
-	}()
+	setGuard(t, time.Millisecond, 3)
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -88,28 +102,51 @@ func TestARawCallStartsTheGuardAndItStopsWhenIdle(t *testing.T) {
 	defer unix.Close(fds[0])
 	defer unix.Close(fds[1])
 
-	stopped := func() bool {
-		for i := 0; i < 10000 && guard.on.Load(); i++ {
-			time.Sleep(time.Millisecond)
-		}
-		return !guard.on.Load()
-	}
+	waitStopped(t)
+	before := starts()
 	if _, err := Write(fds[1], []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	if !guard.on.Load() {
-		t.Fatal("a raw write did not start the guard")
+	if starts() != before+1 {
+		t.Fatal("a raw write did not start the stopped guard")
 	}
-	if !stopped() {
-		t.Fatal("the guard did not stop without raw calls")
-	}
+	waitStopped(t)
 	if _, err := Read(fds[0], make([]byte, 1)); err != nil {
 		t.Fatal(err)
 	}
-	if !guard.on.Load() {
-		t.Fatal("a raw read did not start the stopped guard again")
+	if starts() != before+2 {
+		t.Fatal("a raw read did not start the stopped guard")
 	}
-	if !stopped() {
-		t.Fatal("the restarted guard did not stop")
+	waitStopped(t)
+}
+
+// setGuard gives the guard another period and linger for the test.
+func setGuard(t *testing.T, every time.Duration, linger int) {
+	guard.mu.Lock()
+	oldEvery, oldLinger := guardEvery, guardLinger
+	guardEvery, guardLinger = every, linger
+	guard.mu.Unlock()
+	t.Cleanup(func() {
+		guard.mu.Lock()
+		guardEvery, guardLinger = oldEvery, oldLinger
+		guard.mu.Unlock()
+	})
+}
+
+func starts() int {
+	guard.mu.Lock()
+	defer guard.mu.Unlock()
+	return guard.starts
+}
+
+// waitStopped waits until the guard has stopped (its linger is short in
+// these tests).
+func waitStopped(t *testing.T) {
+	t.Helper()
+	for i := 0; i < 10000 && guard.on.Load(); i++ {
+		time.Sleep(time.Millisecond)
+	}
+	if guard.on.Load() {
+		t.Fatal("the guard did not stop without raw calls")
 	}
 }

@@ -10,8 +10,8 @@ import (
 
 // Read is unix.Read for a non-blocking descriptor.
 func Read(fd int, b []byte) (int, error) {
-	touch()
 	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+	touch()
 	if e != 0 {
 		return -1, e
 	}
@@ -20,8 +20,8 @@ func Read(fd int, b []byte) (int, error) {
 
 // Write is unix.Write for a non-blocking descriptor.
 func Write(fd int, b []byte) (int, error) {
-	touch()
 	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+	touch()
 	if e != 0 {
 		return -1, e
 	}
@@ -30,10 +30,10 @@ func Write(fd int, b []byte) (int, error) {
 
 // PollNow is unix.Poll(fds, 0).
 func PollNow(fds []unix.PollFd) (int, error) {
-	touch()
 	var ts unix.Timespec // zero: return at once (never a shared variable: a write to it would make this block)
 	n, _, e := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(unsafe.SliceData(fds))), uintptr(len(fds)),
 		uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+	touch()
 	if e != 0 {
 		return -1, e
 	}
