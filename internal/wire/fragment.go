@@ -23,8 +23,11 @@ package wire
 //     charges is the capacity of every reassembly buffer, the bytes of
 //     every held record and entryCost of bookkeeping for each of them. A buffer grows as
 //     chunks arrive (by four times, capped at the announced total rounded
-//     up to 64 KiB, the pools' unit: buffers.go), never from the announced
-//     total alone, so memory follows the bytes received.
+//     up to 64 KiB, the pools' unit: buffers.go), or to the whole total
+//     at once when what arrived is at least a wholeRatio-th of it (a
+//     message of a few fragments), never from the announced total alone,
+//     so memory follows the bytes received: at most wholeRatio times them
+//     per message, plus the rounding.
 //     Unfinished messages and held records are also capped in number. Past
 //     any limit Feed fails with a *LimitError (codec.ErrLimit) and the link
 //     must be closed.
@@ -192,6 +195,18 @@ type pairKey struct{ from, to uint64 }
 // (measured at about 240 bytes by TestReassemblerChargesItsBookkeeping; the
 // charge keeps a margin).
 const entryCost = 384
+
+// wholeRatio: a message's reassembly buffer takes its whole announced
+// size once the bytes received are more than a wholeRatio-th of it. A
+// 1 MiB message sent in 64 KiB fragments then takes its buffer at its
+// first fragment, where growing by four times from that fragment's size
+// took three buffers and copied a third of the message between them: in
+// a stream of 1 MiB messages that growth took 12% of the receiving
+// node's CPU, five times the copy of the fragments into the buffer
+// (docs/latency.md). A peer that announces more than it sends
+// makes the receiver hold at most wholeRatio times what it sent, within
+// the budget as ever.
+const wholeRatio = 32
 
 // ReassemblyOverhead is what a Reassembler charges its budget beyond a
 // message's bytes: a budget must be at least the largest message plus
@@ -466,10 +481,15 @@ func (r *Reassembler) fragment(p []byte, deliver func(Message) error) error {
 	}
 	if need := len(e.buf) + len(chunk); need > cap(e.buf) {
 		// Grow with what arrived, not with what was announced; by four
-		// times, so a 64 MiB message is copied a third more, not twice.
-		// A pooled buffer's capacity is c rounded up to 64 KiB
+		// times, so a 64 MiB message is copied a third more, not twice;
+		// to the whole message once what arrived is a wholeRatio-th of
+		// it, so that a message of a few fragments takes one buffer and
+		// no copy. A pooled buffer's capacity is c rounded up to 64 KiB
 		// (buffers.go), charged as it is.
 		c := min(e.total, max(need, 4*cap(e.buf)))
+		if e.total/wholeRatio < need {
+			c = e.total
+		}
 		var nb []byte
 		if err := r.reserve(bufferCap(c) - cap(e.buf)); err == nil {
 			nb = append(newBuffer(c), e.buf...)

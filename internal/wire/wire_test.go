@@ -522,6 +522,59 @@ func TestReassemblerGrowsWithTheBytesThatArrive(t *testing.T) {
 	}
 }
 
+// A message of a few fragments (1 MiB in the node's 64 KiB fragments) is
+// reassembled in one buffer of its size, taken at its first fragment: no
+// growth, no copy between buffers. A first fragment that is less than a
+// wholeRatio-th of what it announces still takes no more than itself.
+func TestReassemblerTakesAMessageOfAFewFragmentsInOneBuffer(t *testing.T) {
+	payload := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	item := mustMessage(t, 3, 4, payload)
+	items := fragmentItems(t, 1, item, DefaultFragmentSize-MaxFragmentOverhead)
+	if len(items) != 17 {
+		t.Fatalf("%d fragments, the test wants 17", len(items))
+	}
+	r := NewReassembler(ReassemblyLimits{})
+	fr := NewFrameReader(0, 0)
+	var got Message
+	var charged int
+	for i, it := range items {
+		f, _, err := fr.Next(it)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Feed(f, func(m Message) error { got = m; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case i == 0:
+			charged = r.Used()
+		case i < len(items)-1 && r.Used() != charged:
+			t.Fatalf("fragment %d: charged %d bytes, %d after the first", i, r.Used(), charged)
+		}
+	}
+	if want := entryCost + bufferCap(len(got.Term)); charged != want {
+		t.Fatalf("the first fragment charged %d bytes, want %d (the whole message's buffer)", charged, want)
+	}
+	if cap(got.Term) != bufferCap(len(got.Term)) {
+		t.Fatalf("delivered in a buffer of %d bytes for a term of %d", cap(got.Term), len(got.Term))
+	}
+	v, err := got.Decode(nil)
+	if err != nil || !bytes.Equal(v.([]byte), payload) {
+		t.Fatalf("delivered %d bytes, err %v", len(got.Term), err)
+	}
+	if r.Used() != 0 {
+		t.Fatalf("%d bytes still charged", r.Used())
+	}
+
+	const chunk = 10_000
+	if err := feedAll(t, r, firstFragment(2, 1, 2, wholeRatio*chunk, chunk)); err != nil {
+		t.Fatal(err)
+	}
+	if r.Used() != entryCost+chunk {
+		t.Fatalf("a 32nd of a message charged %d bytes, want %d", r.Used(), entryCost+chunk)
+	}
+}
+
 // TestReassemblerChargesItsBookkeeping is the regression of "10 M
 // unfinished 1-byte fragmented messages took 1 GiB": with the count limit
 // out of the way, the heap a hostile peer can grow is bounded by the budget,
