@@ -21,13 +21,14 @@ package wire
 //     with a quota of its own.
 //   - Reassembler memory never exceeds its quota's budget: what it
 //     charges is the capacity of every reassembly buffer, the bytes of
-//     every held record and entryCost of bookkeeping for each of them. A buffer grows as
-//     chunks arrive (by four times, capped at the announced total rounded
-//     up to 64 KiB, the pools' unit: buffers.go), or to the whole total
-//     at once when what arrived is at least a wholeRatio-th of it (a
-//     message of a few fragments), never from the announced total alone,
-//     so memory follows the bytes received: at most wholeRatio times them
-//     per message, plus the rounding.
+//     every held record and entryCost of bookkeeping for each of them.
+//     A buffer grows as chunks arrive (by four times, capped at the
+//     announced total rounded up to 64 KiB, the pools' unit: buffers.go),
+//     or to the whole total at once when what arrived is more than a
+//     wholeRatio-th of it (a message of a few fragments) and the budget
+//     has room for it; never from the announced total alone, so memory
+//     follows the bytes received: at most wholeRatio times them per
+//     message, plus the rounding.
 //     Unfinished messages and held records are also capped in number. Past
 //     any limit Feed fails with a *LimitError (codec.ErrLimit) and the link
 //     must be closed.
@@ -482,12 +483,14 @@ func (r *Reassembler) fragment(p []byte, deliver func(Message) error) error {
 	if need := len(e.buf) + len(chunk); need > cap(e.buf) {
 		// Grow with what arrived, not with what was announced; by four
 		// times, so a 64 MiB message is copied a third more, not twice;
-		// to the whole message once what arrived is a wholeRatio-th of
-		// it, so that a message of a few fragments takes one buffer and
-		// no copy. A pooled buffer's capacity is c rounded up to 64 KiB
-		// (buffers.go), charged as it is.
+		// to the whole message once what arrived is more than a
+		// wholeRatio-th of it, so that a message of a few fragments takes
+		// one buffer and no copy, if the budget has room for it now (else
+		// it grows as before, and may find the room later, as other
+		// messages end). A pooled buffer's capacity is c rounded up to
+		// 64 KiB (buffers.go), charged as it is.
 		c := min(e.total, max(need, 4*cap(e.buf)))
-		if e.total/wholeRatio < need {
+		if e.total/wholeRatio < need && int64(bufferCap(e.total)-cap(e.buf)) <= int64(r.lim.Budget)-r.q.bytes.Load() {
 			c = e.total
 		}
 		var nb []byte

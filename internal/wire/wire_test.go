@@ -575,6 +575,48 @@ func TestReassemblerTakesAMessageOfAFewFragmentsInOneBuffer(t *testing.T) {
 	}
 }
 
+// A message whose whole buffer the budget cannot take at its first
+// fragment grows with its fragments instead, and takes the room that an
+// earlier message frees when it ends.
+func TestReassemblerGrowsWhenTheBudgetCannotTakeTheWholeMessageYet(t *testing.T) {
+	payload := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	size := DefaultFragmentSize - MaxFragmentOverhead
+	a := fragmentItems(t, 1, mustMessage(t, 3, 4, payload), size)
+	b := fragmentItems(t, 2, mustMessage(t, 5, 6, payload), size)
+	r := NewReassembler(ReassemblyLimits{Budget: 3 << 19}) // 1.5 MiB: one whole message, not two
+	fr := NewFrameReader(0, 0)
+	delivered := 0
+	feed := func(it []byte) {
+		t.Helper()
+		f, _, err := fr.Next(it)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = r.Feed(f, func(m Message) error {
+			v, err := m.Decode(nil)
+			if err != nil || !bytes.Equal(v.([]byte), payload) {
+				t.Fatalf("delivered %d bytes, err %v", len(m.Term), err)
+			}
+			delivered++
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("message %d: %v", delivered+1, err)
+		}
+	}
+	feed(a[0])
+	feed(b[0])
+	for _, it := range a[1:] {
+		feed(it)
+	}
+	for _, it := range b[1:] {
+		feed(it)
+	}
+	if delivered != 2 || r.Used() != 0 {
+		t.Fatalf("%d messages delivered, %d bytes still charged", delivered, r.Used())
+	}
+}
+
 // TestReassemblerChargesItsBookkeeping is the regression of "10 M
 // unfinished 1-byte fragmented messages took 1 GiB": with the count limit
 // out of the way, the heap a hostile peer can grow is bounded by the budget,
