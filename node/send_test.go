@@ -442,3 +442,47 @@ func TestRemoteSendOfALargeByteSliceIsCopiedBeforeSendReturns(t *testing.T) {
 		return nil
 	})
 }
+
+// BenchmarkRemotePingPong is the latency probe's round trip with both nodes
+// in this OS process, so that one CPU or allocation profile holds both
+// sides: a process sends {Self, payload} to an echo process on the other
+// node, which sends the payload back.
+//
+//	go test -run '^$' -bench RemotePingPong -benchmem -cpuprofile cpu.out ./node/
+func BenchmarkRemotePingPong(b *testing.B) {
+	a, far := benchNode(b, "a"), benchNode(b, "b")
+	ctx := context.Background()
+	echo := far.SpawnFunc(func(q *Process) error {
+		for {
+			m, err := q.Receive(ctx)
+			if err != nil {
+				return err
+			}
+			t := m.(codec.Tuple)
+			if err := q.Send(t[0].(PID), t[1]); err != nil {
+				return err
+			}
+		}
+	})
+	_ = a.Run(ctx, func(p *Process) error {
+		var msg any = codec.Tuple{p.Self(), strings.Repeat("x", 64)}
+		for range 1000 {
+			_ = p.Send(echo, msg)
+			if _, err := p.Receive(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			if err := p.Send(echo, msg); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := p.Receive(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		return nil
+	})
+}
