@@ -349,16 +349,27 @@ func (d *decoder) term(depth int) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		xs := make([]any, n)
-		for i := range xs {
+		typ := listType
+		if tag == tagTuple {
+			typ = tupleType
+		}
+		pidFirst := d.off < len(d.b) && d.b[d.off] == tagPID
+		xs, v, pid := newSeq(n, typ, pidFirst)
+		i := 0
+		if pid != nil {
+			d.off++ // the tag
+			if *pid, err = d.pid(); err != nil {
+				return nil, err
+			}
+			xs[0] = eface2any(pidType, unsafe.Pointer(pid))
+			i = 1
+		}
+		for ; i < len(xs); i++ {
 			if xs[i], err = d.term(depth + 1); err != nil {
 				return nil, err
 			}
 		}
-		if tag == tagTuple {
-			return Tuple(xs), nil
-		}
-		return xs, nil
+		return v, nil
 	case tagMap:
 		if depth >= d.maxDepth {
 			return nil, errDepth
@@ -414,7 +425,95 @@ type eface struct {
 var (
 	stringType = typeOf("")
 	atomType   = typeOf(Atom(""))
+	tupleType  = typeOf(Tuple(nil))
+	listType   = typeOf([]any(nil))
+	pidType    = typeOf(PID{})
 )
+
+// Small tuples and lists, their slice header (the interface value's data)
+// and their elements in one allocation instead of two; a PID first in
+// one, as in {Self, Msg}, in it too instead of a third. A remote
+// ping-pong's echo decoded {PID, string} with four allocations (the
+// elements, the header's box, the PID's box, the string's): now two. The
+// header points into its own block, which lives while the value does.
+type (
+	seq1 struct {
+		h []any
+		a [1]any
+	}
+	seq2 struct {
+		h []any
+		a [2]any
+	}
+	seq3 struct {
+		h []any
+		a [3]any
+	}
+	seq4 struct {
+		h []any
+		a [4]any
+	}
+	seq1p struct {
+		h []any
+		a [1]any
+		p PID
+	}
+	seq2p struct {
+		h []any
+		a [2]any
+		p PID
+	}
+	seq3p struct {
+		h []any
+		a [3]any
+		p PID
+	}
+	seq4p struct {
+		h []any
+		a [4]any
+		p PID
+	}
+)
+
+// newSeq returns the elements of a tuple or list of n elements, the
+// interface value of type typ (Tuple or []any) holding them, and, when
+// pidFirst and n is small, where its first element's PID goes (else nil).
+func newSeq(n int, typ unsafe.Pointer, pidFirst bool) (xs []any, v any, pid *PID) {
+	var h *[]any
+	switch {
+	case n == 0 || n > 4:
+		xs = make([]any, n)
+		if typ == tupleType {
+			return xs, Tuple(xs), nil
+		}
+		return xs, xs, nil
+	case pidFirst && n == 1:
+		s := new(seq1p)
+		s.h, h, pid = s.a[:], &s.h, &s.p
+	case pidFirst && n == 2:
+		s := new(seq2p)
+		s.h, h, pid = s.a[:], &s.h, &s.p
+	case pidFirst && n == 3:
+		s := new(seq3p)
+		s.h, h, pid = s.a[:], &s.h, &s.p
+	case pidFirst:
+		s := new(seq4p)
+		s.h, h, pid = s.a[:], &s.h, &s.p
+	case n == 1:
+		s := new(seq1)
+		s.h, h = s.a[:], &s.h
+	case n == 2:
+		s := new(seq2)
+		s.h, h = s.a[:], &s.h
+	case n == 3:
+		s := new(seq3)
+		s.h, h = s.a[:], &s.h
+	default:
+		s := new(seq4)
+		s.h, h = s.a[:], &s.h
+	}
+	return *h, eface2any(typ, unsafe.Pointer(h)), pid
+}
 
 func typeOf(v any) unsafe.Pointer { return (*eface)(unsafe.Pointer(&v)).typ }
 

@@ -387,6 +387,86 @@ func TestHotPathAllocations(t *testing.T) {
 	}
 }
 
+// A small tuple or list decodes with one allocation for its elements and
+// its header together, and a PID first in it ({Self, Msg}) rides in the
+// same one: {PID, string} is two allocations (the sequence, the string's
+// box), not four. Larger ones, and a PID elsewhere, take their own.
+func TestSmallSequencesDecodeInOneAllocation(t *testing.T) {
+	pid := PID{Node: "node@host:4000", Incarnation: 77, ID: 12}
+	tests := []struct {
+		name   string
+		v      any
+		allocs float64
+	}{
+		{"{PID, string}", Tuple{pid, strings.Repeat("x", 64)}, 2},
+		{"{PID}", Tuple{pid}, 1},
+		{"{PID, int, int, int}", Tuple{pid, 1, 2, 3}, 1},
+		{"{int, PID}", Tuple{1, pid}, 2},
+		{"[int, int]", []any{1, 2}, 1},
+		{"{int, int, int}", Tuple{1, 2, 3}, 1},
+		{"{PID, 1, 2, 3, 4}", Tuple{pid, 1, 2, 3, 4}, 3},
+		{"[1 2 3 4 5]", []any{1, 2, 3, 4, 5}, 2},
+		{"{}", Tuple{}, 1},
+		{"[]", []any{}, 1},
+	}
+	for _, tt := range tests {
+		b, err := Marshal(tt.v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := Unmarshal(b); err != nil || !reflect.DeepEqual(got, tt.v) {
+			t.Fatalf("%s: decoded %#v, %v", tt.name, got, err)
+		}
+		if n := testing.AllocsPerRun(200, func() { _, _, _ = DecodeTerm(b, nil) }); n != tt.allocs {
+			t.Errorf("%s: %v allocs/op, want %v", tt.name, n, tt.allocs)
+		}
+	}
+}
+
+// Sequences decoded into a shared block stay intact across collections,
+// whether the sequence, an element or a sub-slice is what is kept, and a
+// kept sequence's elements can be changed and appended to like any slice.
+func TestSmallSequencesSurviveGC(t *testing.T) {
+	type kept struct{ whole, elem, sub, want any }
+	var keep []kept
+	for i := range 2000 {
+		pid := PID{Node: "n@h:1", Incarnation: uint64(i), ID: uint64(i)}
+		want := Tuple{pid, strings.Repeat("y", i%70), int64(i)}[:1+i%3]
+		b, _ := Marshal(want)
+		v, err := Unmarshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp := v.(Tuple)
+		keep = append(keep, kept{elem: tp[0], sub: tp[len(tp)-1:], want: want})
+		if i%2 == 0 {
+			keep[i].whole = v
+		}
+		if i%500 == 0 {
+			runtime.GC()
+		}
+	}
+	for range 3 {
+		runtime.GC()
+	}
+	for i, k := range keep {
+		w := k.want.(Tuple)
+		if k.elem != w[0] || !reflect.DeepEqual(k.sub, w[len(w)-1:]) {
+			t.Fatalf("value %d: element %#v, tail %#v; want %#v", i, k.elem, k.sub, w)
+		}
+		if k.whole != nil {
+			got := k.whole.(Tuple)
+			if !reflect.DeepEqual(got, w) {
+				t.Fatalf("value %d: %#v, want %#v", i, got, w)
+			}
+			got[0] = "changed"
+			if got = append(got, "more"); got[0] != "changed" || got[len(got)-1] != "more" || k.elem != w[0] {
+				t.Fatalf("value %d: after a change and an append: %#v (its element kept apart: %#v)", i, got, k.elem)
+			}
+		}
+	}
+}
+
 func TestBoxedStringsSurviveGC(t *testing.T) {
 	var keep []any
 	for i := range 2000 {
