@@ -137,8 +137,8 @@ type Conn struct {
 	// Inline reading (inline.go).
 	duty         atomic.Int32              // dutyHeld: a holder reads the socket; dutyRecall: the loop wants it back
 	inl          atomic.Pointer[inlineRes] // the holders' duplicate of the socket; nil: none yet; inlineClosed after OnClose
-	inlRetry     atomic.Int64              // monoNow() before which no inline resources are asked for (denied)
-	inlShared    atomic.Int64              // monoNow() when a waiter last found the duty held by another (sharedFor)
+	inlRetry     atomic.Int64              // monoNow() before which no inline resources are asked for (denied); 0: none
+	inlShared    atomic.Int64              // monoNow() when a waiter last found the duty held by another (sharedFor); 0: not lately
 	inCallback   atomic.Bool               // a holder is in the handler's OnData (AfterFlush runs fn at once)
 	inlineFailed atomic.Uint64             // rule breaks seen (OnTraffic with the duty away, a lost epoll), for tests
 

@@ -194,8 +194,7 @@ func (c *Conn) readInline(ctx context.Context, dl time.Time, p InlineParker) boo
 	if w == nil || !w.waiting.Load() || c.inl.Load() == inlineClosed {
 		return false
 	}
-	now := monoNow()
-	if now < c.inlRetry.Load() || now-c.inlShared.Load() < int64(sharedFor) {
+	if c.inlineHeldOff() {
 		return false
 	}
 	if !c.takeDuty(w) {
@@ -203,7 +202,7 @@ func (c *Conn) readInline(ctx context.Context, dl time.Time, p InlineParker) boo
 			// Another waiter reads the conn: with several waiting on one
 			// conn, one would read for all and wake the others from its
 			// goroutine; the loop does that better (sharedFor).
-			c.inlShared.Store(now)
+			c.inlShared.Store(max(monoNow(), 1))
 		}
 		return false
 	}
@@ -225,6 +224,26 @@ func (c *Conn) readInline(ctx context.Context, dl time.Time, p InlineParker) boo
 	}
 	c.holdDuty(ctx, dl, ls, r, p)
 	return true
+}
+
+// inlineHeldOff reports that no duty of c is lent now: its inline
+// resources were denied (inlRetry) or a waiter found the duty held by
+// another less than sharedFor ago (inlShared). Both are 0 when unset, and
+// set back to 0 once passed, so the steady case reads no clock (a clock
+// read is tens of ns in a VM, and this runs at every wait of a round
+// trip). Holder-to-be.
+func (c *Conn) inlineHeldOff() bool {
+	retry, shared := c.inlRetry.Load(), c.inlShared.Load()
+	if retry == 0 && shared == 0 {
+		return false
+	}
+	now := monoNow()
+	if (retry != 0 && now < retry) || (shared != 0 && now-shared < int64(sharedFor)) {
+		return true
+	}
+	c.inlRetry.CompareAndSwap(retry, 0)
+	c.inlShared.CompareAndSwap(shared, 0)
+	return false
 }
 
 // takeDuty takes c's read duty while c's loop waits (rule 1). Holder.

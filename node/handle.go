@@ -30,7 +30,7 @@ import (
 // OnData parses and handles every whole frame in b. Runs on the loop, or
 // on the goroutine that holds the link's read duty (loop.Conn.ReadInline).
 func (pe *peer) OnData(c *loop.Conn, b []byte) (int, error) {
-	pe.lastSeen.Store(time.Now().UnixNano())
+	pe.lastSeen.Store(monoNanos())
 	used := 0
 	defer func() { pe.rx.endRead(used) }() // the counters, once per call
 	for used < len(b) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/meshrt/mesh/internal/wire"
 	"github.com/meshrt/mesh/loop"
@@ -201,7 +200,7 @@ func (pe *peer) attach(c link) {
 	n := pe.n
 	c.SetHandler(pe)
 	c.SetDrain(pe.drainFunc(batchFrame, true))
-	pe.lastSeen.Store(time.Now().UnixNano())
+	pe.lastSeen.Store(monoNanos())
 	n.peersMu.Lock()
 	pe.conn = c // under peersMu: retire reads it there
 	if pe.lapse != nil {

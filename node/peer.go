@@ -73,7 +73,7 @@ type peer struct {
 	// Loop-owned.
 	reader   *wire.FrameReader
 	rx                    // the connection's deliveries (handle.go)
-	lastSeen atomic.Int64 // unix nanos of the last input; written on the loop
+	lastSeen atomic.Int64 // monoNanos of the last input; written by the link's reader
 	regParts []byte       // a registry frame arriving in parts (registry.go)
 	// groupParts is a groups frame arriving in parts (groups.go).
 	groupParts []byte
@@ -225,14 +225,23 @@ func (pe *peer) control(c wire.Control) {
 var errTickTimeout = errors.New("node: peer tick timeout")
 
 // tooSilent is the tick-silence rule: a peer last heard from at lastSeen
-// (unix nanoseconds) is cut at now once it has been silent for longer than
-// timeout. Input that arrived "after" now (a wall clock stepped back) counts
-// as no silence. The sweep checks it every twelfth of the timeout, so a
+// (monoNanos) is cut at now once it has been silent for longer than
+// timeout. Input that arrived "after" now (stored while the sweep ran)
+// counts as no silence. The sweep checks it every twelfth of the timeout, so a
 // silent peer is cut between timeout and 13/12 timeout after its last input.
 func tooSilent(now, lastSeen int64, timeout time.Duration) (silent time.Duration, cut bool) {
 	silent = max(time.Duration(now-lastSeen), 0)
 	return silent, silent > timeout
 }
+
+// monoStart is monoNanos's origin.
+var monoStart = time.Now()
+
+// monoNanos is a monotonic clock in nanoseconds, for lastSeen: one clock
+// read where time.Now makes two (the wall clock and the monotonic one),
+// and OnData reads it for every input of every link (a round trip's two
+// ends, each once).
+func monoNanos() int64 { return int64(time.Since(monoStart)) }
 
 // Buffers for encoding frames, pooled: the send path allocates nothing in
 // steady state. Oversized buffers are not kept.

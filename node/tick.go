@@ -82,10 +82,10 @@ func untilNextSweep(now time.Time, every time.Duration) time.Duration {
 
 // tickSweep ticks the idle peers and cuts the silent ones.
 func (n *Node) tickSweep(d time.Duration) {
-	now := time.Now().UnixNano()
+	now, mono := time.Now().UnixNano(), monoNanos() // the ticks' stamp (a tock brings it back), the silence rule's clock
 	listed := false
 	for _, pe := range n.upPeers() { // in the map's random order
-		if silent, cut := tooSilent(now, pe.lastSeen.Load(), d); cut {
+		if silent, cut := tooSilent(mono, pe.lastSeen.Load(), d); cut {
 			n.log.Warn("peer silent past the tick timeout", "peer", pe.name, "silent", silent)
 			pe.setDownReason(NetTickTimeout)
 			_ = pe.conn.Close(fmt.Errorf("%w: silent for %v", errTickTimeout, silent))
