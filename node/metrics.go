@@ -1,6 +1,7 @@
 package node
 
 import (
+	"math/bits"
 	"sync/atomic"
 	"time"
 
@@ -12,7 +13,8 @@ import (
 // metrics are the node's Prometheus metrics. Counters on hot paths are plain
 // atomics (per peer, on the peer) read at scrape time by a collector, so the
 // send path pays one uncontended atomic add and no label lookup; the batch
-// histogram is observed once per drain of a peer's queue, not per message.
+// histogram is observed once per drain of a peer's queue, not per message,
+// into plain atomics too (batchHist).
 //
 // Every metric carries a constant label node="<the node's name>", so that
 // several nodes in one process can share one Registerer: each registers its
@@ -25,7 +27,7 @@ type metrics struct {
 	nodeDowns     prometheus.Counter
 	peersCut      *prometheus.CounterVec
 	tickRTT       prometheus.Histogram
-	batchMsgs     prometheus.Histogram
+	batchMsgs     batchHist
 	droppedNoProc atomic.Uint64
 	decodeErrors  atomic.Uint64
 
@@ -52,11 +54,6 @@ func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
 			Namespace: "mesh", Name: "tick_rtt_seconds", Help: "Heartbeat round-trip time.",
 			Buckets: prometheus.ExponentialBuckets(25e-6, 2, 16),
 		}),
-		batchMsgs: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: "mesh", Name: "batch_messages",
-			Help:    "Messages written per drain of a peer's send queue (one write, one or more frames).",
-			Buckets: prometheus.ExponentialBuckets(1, 4, 9),
-		}),
 	}
 	m.collector = &nodeCollector{n: n, m: m}
 	if reg == nil {
@@ -73,7 +70,7 @@ func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.handshakes, m.peers, m.nodeDowns, m.peersCut, m.tickRTT, m.batchMsgs, m.collector}
+	return []prometheus.Collector{m.handshakes, m.peers, m.nodeDowns, m.peersCut, m.tickRTT, m.collector}
 }
 
 func (m *metrics) unregister() {
@@ -112,8 +109,42 @@ func (m *metrics) tickRTTObserve(d time.Duration) { m.tickRTT.Observe(d.Seconds(
 func (m *metrics) drained(s *peerStats, msgs, frames uint64) {
 	s.framesOut.Add(frames)
 	if msgs > 0 {
-		m.batchMsgs.Observe(float64(msgs))
+		m.batchMsgs.observe(msgs)
 	}
+}
+
+// batchBounds is the number of mesh_batch_messages's bucket bounds: 1, 4,
+// 16, ... 65536, powers of 4.
+const batchBounds = 9
+
+// batchHist is mesh_batch_messages, observed on every drain of every
+// peer's queue (both ends of a remote round trip, once each): a bucket's
+// count and the sum, two atomic adds, where a prometheus.Histogram took
+// four and a search of its bounds. The collector reports it as a
+// histogram at scrape time.
+type batchHist struct {
+	counts [batchBounds + 1]atomic.Uint64 // per bucket, not cumulative; the last is over the largest bound
+	sum    atomic.Uint64
+}
+
+// observe counts a drain of msgs messages (msgs > 0): in the bucket of the
+// least power of 4 at or over it. Any goroutine.
+func (h *batchHist) observe(msgs uint64) {
+	h.counts[min((bits.Len64(msgs-1)+1)/2, batchBounds)].Add(1)
+	h.sum.Add(msgs)
+}
+
+// metric is h as a Prometheus histogram.
+func (h *batchHist) metric() prometheus.Metric {
+	buckets := make(map[float64]uint64, batchBounds)
+	var count uint64
+	for i := range h.counts {
+		count += h.counts[i].Load()
+		if i < batchBounds {
+			buckets[float64(uint64(1)<<(2*i))] = count
+		}
+	}
+	return prometheus.MustNewConstHistogram(descBatch, count, float64(h.sum.Load()), buckets)
 }
 
 // peerStats are one peer's traffic counters.
@@ -151,11 +182,12 @@ var (
 	descConflicts = prometheus.NewDesc("mesh_registry_conflicts_total", "Registrations of this node's processes that lost a conflict.", nil, nil)
 	descGroups    = prometheus.NewDesc("mesh_groups", "Process groups with members, in this node's replica.", nil, nil)
 	descMembers   = prometheus.NewDesc("mesh_group_members", "Group memberships (a process in a group) in this node's replica, all groups.", nil, nil)
+	descBatch     = prometheus.NewDesc("mesh_batch_messages", "Messages written per drain of a peer's send queue (one write, one or more frames).", nil, nil)
 )
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descMsgsOut, descBytesOut, descFramesOut, descStalls, descMsgsIn, descBytesIn,
-		descFramesIn, descQueue, descDropped, descProcesses, descRegistry, descConflicts, descGroups, descMembers} {
+		descFramesIn, descQueue, descDropped, descProcesses, descRegistry, descConflicts, descGroups, descMembers, descBatch} {
 		ch <- d
 	}
 }
@@ -192,6 +224,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(c.m.droppedNoProc.Load()), "noproc")
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(c.m.decodeErrors.Load()), "decode")
 	ch <- prometheus.MustNewConstMetric(descProcesses, prometheus.GaugeValue, float64(n.procs.len()))
+	ch <- c.m.batchMsgs.metric()
 	if n.global != nil {
 		ch <- prometheus.MustNewConstMetric(descRegistry, prometheus.GaugeValue, float64(n.global.Len()))
 		ch <- prometheus.MustNewConstMetric(descConflicts, prometheus.CounterValue, float64(n.global.Conflicts()))

@@ -382,3 +382,39 @@ func TestDirectSendsThatWaitForRoomAreCountedAsStalls(t *testing.T) {
 		return gatherValues(t, reg)["mesh_send_stalls_total"] >= 1
 	})
 }
+
+// mesh_batch_messages counts as a Prometheus histogram with the same
+// bounds (powers of 4 from 1 to 65536) would: every bucket, the count and
+// the sum, for drains of any size, the bounds themselves and past the
+// largest included.
+func TestBatchHistogramCountsAsPrometheusWould(t *testing.T) {
+	want := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "want", Buckets: prometheus.ExponentialBuckets(1, 4, batchBounds)})
+	var h batchHist
+	sizes := []uint64{1, 2, 3, 4, 5, 15, 16, 17, 63, 64, 65, 1000, 1024, 1025, 65535, 65536, 65537, 1 << 20}
+	for i := range uint64(300) {
+		sizes = append(sizes, 1+i*i*7)
+	}
+	for _, n := range sizes {
+		h.observe(n)
+		want.Observe(float64(n))
+	}
+	var got, exp dto.Metric
+	if err := h.metric().Write(&got); err != nil {
+		t.Fatal(err)
+	}
+	if err := want.Write(&exp); err != nil {
+		t.Fatal(err)
+	}
+	g, e := got.GetHistogram(), exp.GetHistogram()
+	if g.GetSampleCount() != e.GetSampleCount() || g.GetSampleSum() != e.GetSampleSum() {
+		t.Errorf("count, sum = %d, %v; want %d, %v", g.GetSampleCount(), g.GetSampleSum(), e.GetSampleCount(), e.GetSampleSum())
+	}
+	if len(g.GetBucket()) != len(e.GetBucket()) {
+		t.Fatalf("%d buckets, want %d", len(g.GetBucket()), len(e.GetBucket()))
+	}
+	for i, b := range g.GetBucket() {
+		if w := e.GetBucket()[i]; b.GetUpperBound() != w.GetUpperBound() || b.GetCumulativeCount() != w.GetCumulativeCount() {
+			t.Errorf("bucket %d: <= %v: %d; want <= %v: %d", i, b.GetUpperBound(), b.GetCumulativeCount(), w.GetUpperBound(), w.GetCumulativeCount())
+		}
+	}
+}
