@@ -157,7 +157,7 @@ type inlineRes struct {
 	p      InlineParker
 	buf    []byte
 	n      int
-	err    error
+	errno  unix.Errno // the last read's: 0, EAGAIN, or the error that ends the wait
 	readFn func(uintptr) bool
 }
 
@@ -302,7 +302,7 @@ func (c *Conn) holdDuty(ctx context.Context, dl time.Time, ls *loopState, r *inl
 		inlineBufPool.Put(bufs)
 	}()
 	for p.InlinePark() {
-		r.n, r.err = 0, nil
+		r.n, r.errno = 0, 0
 		werr := r.rc.Read(r.readFn)
 		// A waker that ended the park first kicks: that kick, if it comes
 		// after this wait, ends a later wait early, which waits again.
@@ -314,7 +314,7 @@ func (c *Conn) holdDuty(ctx context.Context, dl time.Time, ls *loopState, r *inl
 			// later holder set its own, so the next one sets its own.
 			r.poked.Store(true)
 			break
-		} else if r.err != unix.EAGAIN {
+		} else if r.errno != unix.EAGAIN {
 			break // EOF or an error, which the loop reports
 		}
 		if p.InlineReady() || r.stopping() {
@@ -328,12 +328,13 @@ func (c *Conn) holdDuty(ctx context.Context, dl time.Time, ls *loopState, r *inl
 // wait is to end.
 func (r *inlineRes) read(uintptr) bool {
 	for {
-		r.n, r.err = nbio.Read(r.fd, r.buf)
-		if r.err != unix.EINTR {
+		n, err := nbio.Read(r.fd, r.buf)
+		r.n, r.errno = n, errnoOf(err)
+		if r.errno != unix.EINTR {
 			break
 		}
 	}
-	if r.err == unix.EAGAIN {
+	if r.errno == unix.EAGAIN {
 		r.n = 0
 		return r.p.InlineWoken() || r.stopping()
 	}
@@ -341,6 +342,21 @@ func (r *inlineRes) read(uintptr) bool {
 		r.n = 0
 	}
 	return true
+}
+
+// errnoOf returns err as an errno: the error of a read or write of a
+// descriptor is one (0 for nil; EIO for anything else, which cannot
+// happen). Compared as an integer, not as an interface value against an
+// errno converted to one: three such comparisons were a runtime call each
+// in every wait of a round trip.
+func errnoOf(err error) unix.Errno {
+	if err == nil {
+		return 0
+	}
+	if e, ok := err.(unix.Errno); ok {
+		return e
+	}
+	return unix.EIO
 }
 
 // stopping reports that the holder's wait is to end without its message:
