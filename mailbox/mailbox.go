@@ -104,9 +104,11 @@ var spinRounds = 4 // a var so tests can force every wait to park
 // takes the scheduler's global lock, the lock every yield of the spin
 // (runtime.Gosched puts the goroutine on the global run queue) takes as
 // well: read at every wait it was a tenth of a local ping-pong's CPU
-// (docs/latency.md). Refreshed by every wait that goes on to park, so a
-// change of GOMAXPROCS is seen from the next park on; a stale value only
-// makes a wait spin or not.
+// (docs/latency.md). Refreshed by every wait that goes on to park, except
+// one after ParkNext (the lock and a store to this shared word at every
+// wait of a remote round trip, on both sides, for a wait that does not
+// spin anyway), so a change of GOMAXPROCS is seen from the next such park
+// on; a stale value only makes a wait spin or not.
 var procs atomic.Int32
 
 func init() { procs.Store(int32(runtime.GOMAXPROCS(0))) }
@@ -436,7 +438,9 @@ func (m *Mailbox) wait(ctx context.Context) error {
 	// Before parking, or returning because ctx ended (the spin above can
 	// outlast a short deadline), give back what an idle owner needs not
 	// hold: the drained queue segment and the inbox chunk.
-	procs.Store(int32(runtime.GOMAXPROCS(0)))
+	if !parkNext {
+		procs.Store(int32(runtime.GOMAXPROCS(0)))
+	}
 	m.q.rewind()
 	m.rewindInbox()
 	done := ctx.Done()

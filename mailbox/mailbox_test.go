@@ -796,7 +796,7 @@ func TestParkNextSkipsTheSpinOfOneWait(t *testing.T) {
 
 // The spin's choice follows GOMAXPROCS from the park after a change on:
 // the count of Ps is cached (reading it takes the scheduler's lock) and
-// refreshed by each wait that parks.
+// refreshed by each wait that parks, but not by one after ParkNext.
 func TestSpinFollowsGOMAXPROCSFromTheNextPark(t *testing.T) {
 	if runtime.GOMAXPROCS(0) < 2 || spinRounds == 0 {
 		t.Skip("waits spin only with GOMAXPROCS > 1")
@@ -822,7 +822,13 @@ func TestSpinFollowsGOMAXPROCSFromTheNextPark(t *testing.T) {
 		t.Fatalf("a wait with GOMAXPROCS=1 spun %d rounds", n)
 	}
 	runtime.GOMAXPROCS(2)
+	m.ParkNext()
+	receiveLate("parks after ParkNext, and does not look")
+	spins.Store(0)
 	receiveLate("parks, and sees GOMAXPROCS=2")
+	if n := spins.Load(); n != 0 {
+		t.Fatalf("the wait after one after ParkNext spun %d rounds: that one refreshed the count of Ps", n)
+	}
 	spins.Store(0)
 	receiveLate("spins first")
 	if spins.Load() == 0 {
