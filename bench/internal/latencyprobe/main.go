@@ -7,10 +7,10 @@
 //	go run ./bench/internal/latencyprobe -n 200000 [-trace c.out] [-cancel]
 //
 // Environment for the peer: LATENCYPROBE_TRACE=file writes a runtime/trace
-// of the peer, LATENCYPROBE_CPUPROFILE=file a CPU profile. -cancel makes
-// both sides receive with a cancellable context, so the mailbox parks on a
-// channel instead of its sync.Mutex semaphore. Each side prints its CPU
-// time (user+system) per round trip.
+// of the peer, LATENCYPROBE_CPUPROFILE=file a CPU profile. -cancel makes both sides receive with a cancellable
+// context, so the mailbox parks on a channel instead of its sync.Mutex
+// semaphore. Each side prints its CPU time (user+system) per round trip,
+// and the user part of it.
 package main
 
 import (
@@ -120,8 +120,8 @@ func peer(cancel bool) {
 		trace.Stop()
 		_ = traceOut.Close()
 	}
-	cpu := cpuTime()
-	fmt.Fprintf(os.Stderr, "peer: cpu %v total\n", cpu)
+	cpu, user := cpuTimes()
+	fmt.Fprintf(os.Stderr, "peer: cpu %v total (user %v)\n", cpu, user)
 	ctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
 	defer stop()
 	_ = n.Stop(ctx)
@@ -183,7 +183,7 @@ func client(n int, traceFile string, cancel bool, impls []string) {
 	}
 	var meshRuns int
 	for _, impl := range impls {
-		c0 := cpuTime()
+		c0, u0 := cpuTimes()
 		var lat []time.Duration
 		switch impl {
 		case "tls":
@@ -196,7 +196,8 @@ func client(n int, traceFile string, cancel bool, impls []string) {
 			}
 			lat = pingpongMesh(nd, peerName, n, tf, receiveCtx(cancel))
 		}
-		report(impl, lat, cpuTime()-c0)
+		c1, u1 := cpuTimes()
+		report(impl, lat, c1-c0, u1-u0)
 	}
 	_ = stdin.Close()
 	_ = cmd.Wait()
@@ -271,7 +272,7 @@ func pingpongTLS(addr string, n int) []time.Duration {
 	return lat
 }
 
-func report(impl string, lat []time.Duration, cpu time.Duration) {
+func report(impl string, lat []time.Duration, cpu, user time.Duration) {
 	var sum time.Duration
 	for _, d := range lat {
 		sum += d
@@ -280,16 +281,18 @@ func report(impl string, lat []time.Duration, cpu time.Duration) {
 	pct := func(p float64) float64 {
 		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Nanoseconds()) / 1e3
 	}
-	fmt.Printf("%-5s n=%d mean=%.1fus p10=%.1f p50=%.1f p90=%.1f p99=%.1f p999=%.1f client-cpu/rt=%.1fus\n",
+	perRT := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(len(lat)) / 1e3 }
+	fmt.Printf("%-5s n=%d mean=%.1fus p10=%.1f p50=%.1f p90=%.1f p99=%.1f p999=%.1f client-cpu/rt=%.1fus client-user/rt=%.2fus\n",
 		impl, len(lat), float64(sum.Nanoseconds())/float64(len(lat))/1e3,
-		pct(0.10), pct(0.50), pct(0.90), pct(0.99), pct(0.999),
-		float64(cpu.Nanoseconds())/float64(len(lat))/1e3)
+		pct(0.10), pct(0.50), pct(0.90), pct(0.99), pct(0.999), perRT(cpu), perRT(user))
 }
 
-func cpuTime() time.Duration {
+// cpuTimes returns this process's CPU time so far (user+system) and the
+// user part of it.
+func cpuTimes() (total, user time.Duration) {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), time.Duration(ru.Utime.Nano())
 }
 
 func selfSigned() tls.Certificate {
