@@ -486,3 +486,29 @@ func BenchmarkRemotePingPong(b *testing.B) {
 		return nil
 	})
 }
+
+// BenchmarkRemoteSpawn is a remote spawn (request, the far node's start of
+// a process that returns at once, the reply) with both nodes in this OS
+// process, so that one profile holds both sides.
+//
+//	go test -run '^$' -bench RemoteSpawn -benchmem -memprofile mem.out ./node/
+func BenchmarkRemoteSpawn(b *testing.B) {
+	a, far := benchNode(b, "a"), benchNode(b, "b")
+	far.Define("noop", func(*Process, []any) error { return nil })
+	_ = a.Run(context.Background(), func(p *Process) error {
+		for range 1000 {
+			if _, err := p.Spawn(far.Self(), "noop"); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			if _, err := p.Spawn(far.Self(), "noop"); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		return nil
+	})
+}
