@@ -353,18 +353,8 @@ func (d *decoder) term(depth int) (any, error) {
 		if tag == tagTuple {
 			typ = tupleType
 		}
-		pidFirst := d.off < len(d.b) && d.b[d.off] == tagPID
-		xs, v, pid := newSeq(n, typ, pidFirst)
-		i := 0
-		if pid != nil {
-			d.off++ // the tag
-			if *pid, err = d.pid(); err != nil {
-				return nil, err
-			}
-			xs[0] = eface2any(pidType, unsafe.Pointer(pid))
-			i = 1
-		}
-		for ; i < len(xs); i++ {
+		xs, v := newSeq(n, typ)
+		for i := range xs {
 			if xs[i], err = d.term(depth + 1); err != nil {
 				return nil, err
 			}
@@ -427,15 +417,15 @@ var (
 	atomType   = typeOf(Atom(""))
 	tupleType  = typeOf(Tuple(nil))
 	listType   = typeOf([]any(nil))
-	pidType    = typeOf(PID{})
 )
 
-// Small tuples and lists, their slice header (the interface value's data)
-// and their elements in one allocation instead of two; a PID first in
-// one, as in {Self, Msg}, in it too instead of a third. A remote
-// ping-pong's echo decoded {PID, string} with four allocations (the
-// elements, the header's box, the PID's box, the string's): now two. The
-// header points into its own block, which lives while the value does.
+// Small tuples and lists: their slice header (the interface value's data)
+// and their elements in one allocation instead of two. The header points
+// into its own block, and keeping either keeps the other, as before (the
+// header kept the elements' array). A PID first in one, as in {Self,
+// Msg}, keeps a box of its own: in the same block, a PID kept alone (a
+// server's list of callers) kept the whole message alive with it
+// (TestAKeptPIDDoesNotKeepItsMessage).
 type (
 	seq1 struct {
 		h []any
@@ -453,66 +443,33 @@ type (
 		h []any
 		a [4]any
 	}
-	seq1p struct {
-		h []any
-		a [1]any
-		p PID
-	}
-	seq2p struct {
-		h []any
-		a [2]any
-		p PID
-	}
-	seq3p struct {
-		h []any
-		a [3]any
-		p PID
-	}
-	seq4p struct {
-		h []any
-		a [4]any
-		p PID
-	}
 )
 
-// newSeq returns the elements of a tuple or list of n elements, the
-// interface value of type typ (Tuple or []any) holding them, and, when
-// pidFirst and n is small, where its first element's PID goes (else nil).
-func newSeq(n int, typ unsafe.Pointer, pidFirst bool) (xs []any, v any, pid *PID) {
+// newSeq returns the elements of a tuple or list of n elements, and the
+// interface value of type typ (Tuple or []any) holding them.
+func newSeq(n int, typ unsafe.Pointer) (xs []any, v any) {
 	var h *[]any
-	switch {
-	case n == 0 || n > 4:
-		xs = make([]any, n)
-		if typ == tupleType {
-			return xs, Tuple(xs), nil
-		}
-		return xs, xs, nil
-	case pidFirst && n == 1:
-		s := new(seq1p)
-		s.h, h, pid = s.a[:], &s.h, &s.p
-	case pidFirst && n == 2:
-		s := new(seq2p)
-		s.h, h, pid = s.a[:], &s.h, &s.p
-	case pidFirst && n == 3:
-		s := new(seq3p)
-		s.h, h, pid = s.a[:], &s.h, &s.p
-	case pidFirst:
-		s := new(seq4p)
-		s.h, h, pid = s.a[:], &s.h, &s.p
-	case n == 1:
+	switch n {
+	case 1:
 		s := new(seq1)
 		s.h, h = s.a[:], &s.h
-	case n == 2:
+	case 2:
 		s := new(seq2)
 		s.h, h = s.a[:], &s.h
-	case n == 3:
+	case 3:
 		s := new(seq3)
 		s.h, h = s.a[:], &s.h
-	default:
+	case 4:
 		s := new(seq4)
 		s.h, h = s.a[:], &s.h
+	default:
+		xs = make([]any, n)
+		if typ == tupleType {
+			return xs, Tuple(xs)
+		}
+		return xs, xs
 	}
-	return *h, eface2any(typ, unsafe.Pointer(h)), pid
+	return *h, eface2any(typ, unsafe.Pointer(h))
 }
 
 func typeOf(v any) unsafe.Pointer { return (*eface)(unsafe.Pointer(&v)).typ }

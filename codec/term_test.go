@@ -388,9 +388,8 @@ func TestHotPathAllocations(t *testing.T) {
 }
 
 // A small tuple or list decodes with one allocation for its elements and
-// its header together, and a PID first in it ({Self, Msg}) rides in the
-// same one: {PID, string} is two allocations (the sequence, the string's
-// box), not four. Larger ones, and a PID elsewhere, take their own.
+// its header together: {PID, string} is three allocations (the sequence,
+// the PID's box, the string's box), not four. Larger ones take two.
 func TestSmallSequencesDecodeInOneAllocation(t *testing.T) {
 	pid := PID{Node: "node@host:4000", Incarnation: 77, ID: 12}
 	tests := []struct {
@@ -398,9 +397,9 @@ func TestSmallSequencesDecodeInOneAllocation(t *testing.T) {
 		v      any
 		allocs float64
 	}{
-		{"{PID, string}", Tuple{pid, strings.Repeat("x", 64)}, 2},
-		{"{PID}", Tuple{pid}, 1},
-		{"{PID, int, int, int}", Tuple{pid, 1, 2, 3}, 1},
+		{"{PID, string}", Tuple{pid, strings.Repeat("x", 64)}, 3},
+		{"{PID}", Tuple{pid}, 2},
+		{"{PID, int, int, int}", Tuple{pid, 1, 2, 3}, 2},
 		{"{int, PID}", Tuple{1, pid}, 2},
 		{"[int, int]", []any{1, 2}, 1},
 		{"{int, int, int}", Tuple{1, 2, 3}, 1},
@@ -465,6 +464,35 @@ func TestSmallSequencesSurviveGC(t *testing.T) {
 			}
 		}
 	}
+}
+
+// An element kept alone keeps nothing else of its message: a server that
+// keeps the caller's PID of each {From, Request} it handled does not keep
+// the requests.
+func TestAKeptPIDDoesNotKeepItsMessage(t *testing.T) {
+	b, err := Marshal(Tuple{PID{Node: "n@h:1", Incarnation: 1, ID: 2}, make([]byte, 1<<20)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	before := heap()
+	kept := make([]any, 0, 32)
+	for range 32 {
+		v, err := Unmarshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept = append(kept, v.(Tuple)[0])
+	}
+	if grew := int64(heap()) - int64(before); grew > 16<<20 {
+		t.Fatalf("32 kept PIDs hold %d MiB: their 1-MiB messages were kept with them", grew>>20)
+	}
+	runtime.KeepAlive(kept)
 }
 
 func TestBoxedStringsSurviveGC(t *testing.T) {

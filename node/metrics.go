@@ -55,6 +55,7 @@ func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(25e-6, 2, 16),
 		}),
 	}
+	m.batchMsgs.created = time.Now()
 	m.collector = &nodeCollector{n: n, m: m}
 	if reg == nil {
 		return m, nil
@@ -123,8 +124,9 @@ const batchBounds = 9
 // four and a search of its bounds. The collector reports it as a
 // histogram at scrape time.
 type batchHist struct {
-	counts [batchBounds + 1]atomic.Uint64 // per bucket, not cumulative; the last is over the largest bound
-	sum    atomic.Uint64
+	counts  [batchBounds + 1]atomic.Uint64 // per bucket, not cumulative; the last is over the largest bound
+	sum     atomic.Uint64
+	created time.Time // the histogram's created timestamp, as prometheus.Histogram sets it
 }
 
 // observe counts a drain of msgs messages (msgs > 0): in the bucket of the
@@ -144,7 +146,9 @@ func (h *batchHist) metric() prometheus.Metric {
 			buckets[float64(uint64(1)<<(2*i))] = count
 		}
 	}
-	return prometheus.MustNewConstHistogram(descBatch, count, float64(h.sum.Load()), buckets)
+	// Not one snapshot: a drain observed meanwhile may be in the sum and
+	// not yet in a count, harmless for rates.
+	return prometheus.MustNewConstHistogramWithCreatedTimestamp(descBatch, count, float64(h.sum.Load()), buckets, h.created)
 }
 
 // peerStats are one peer's traffic counters.

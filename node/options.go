@@ -68,8 +68,11 @@ func WithListen(addr string) Option { return func(o *options) { o.listen = addr 
 
 // WithTickTimeout sets how long a peer may stay silent before it is declared
 // down. An idle link gets a tick every 5/12 of it, so that a healthy one is
-// never silent for more than half of it. The default is 15 s; a value
-// under [MinTickTimeout] makes [Start] fail with [ErrBadOption].
+// never silent for more than half of it. Silence is timed on the monotonic
+// clock: a step of the wall clock is none, and neither is a suspend of the
+// machine (a resumed node waits out the timeout before it cuts a peer
+// that went quiet meanwhile). The default is 15 s; a value under
+// [MinTickTimeout] makes [Start] fail with [ErrBadOption].
 func WithTickTimeout(d time.Duration) Option {
 	return func(o *options) { o.tickTimeout = d }
 }
