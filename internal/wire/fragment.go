@@ -318,6 +318,16 @@ func (q *ReassemblyQuota) NewReassembler() *Reassembler {
 	return &Reassembler{lim: q.lim, q: q, frags: map[uint64]*pending{}, queues: map[pairKey][]*pending{}}
 }
 
+// quotaRace is a test hook, nil outside tests: when set, take and
+// reserve call it with the quota count they ask of, after they read the
+// count and before they decide on it and swap it. That is the window in
+// which the link's other reassembler, on another goroutine, may change
+// the count; a test runs that reassembler's ask there, on one goroutine,
+// for an exact interleaving (TestQuotaAsksInterleaved). Nil, it costs a
+// load and a branch per ask (a message begun, a record held, a buffer
+// grown: not per byte). Set only by tests that run alone.
+var quotaRace func(count *atomic.Int64)
+
 // take adds one to count unless that goes past max. A compare-and-swap,
 // not an add undone on failure: an attempt over the limit never shows in
 // the count, where another reassembler of the quota would see it and be
@@ -325,6 +335,9 @@ func (q *ReassemblyQuota) NewReassembler() *Reassembler {
 func take(count *atomic.Int64, max int, limit string) error {
 	for {
 		n := count.Load()
+		if quotaRace != nil {
+			quotaRace(count)
+		}
 		if n >= int64(max) {
 			return &LimitError{Limit: limit, Asked: int(n + 1), Max: max}
 		}
@@ -423,6 +436,9 @@ func (r *Reassembler) hold(q []*pending, m Message) error {
 func (r *Reassembler) reserve(n int) error {
 	for {
 		used := r.q.bytes.Load()
+		if quotaRace != nil {
+			quotaRace(&r.q.bytes)
+		}
 		if int64(n) > int64(r.lim.Budget)-used {
 			return &LimitError{Limit: "reassembly_budget", Asked: int(used) + n, Max: r.lim.Budget}
 		}
