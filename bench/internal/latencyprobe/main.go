@@ -7,10 +7,11 @@
 //	go run ./bench/internal/latencyprobe -n 200000 [-trace c.out] [-cancel]
 //
 // Environment for the peer: LATENCYPROBE_TRACE=file writes a runtime/trace
-// of the peer, LATENCYPROBE_CPUPROFILE=file a CPU profile. -cancel makes both sides receive with a cancellable
-// context, so the mailbox parks on a channel instead of its sync.Mutex
-// semaphore. Each side prints its CPU time (user+system) per round trip,
-// and the user part of it.
+// of the peer, LATENCYPROBE_CPUPROFILE=file a CPU profile. -cancel makes
+// both sides receive with a cancellable context, so the mailbox parks on a
+// channel instead of its sync.Mutex semaphore. Each side prints its CPU
+// time (user+system) per round trip, and the user part of it (the
+// kernel's estimate of the split: too coarse to compare builds with).
 package main
 
 import (
