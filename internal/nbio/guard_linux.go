@@ -46,9 +46,8 @@ import (
 //
 // Its price, measured (docs/latency.md): the p99 of a steady remote
 // ping-pong about 10% higher than with no guard (the process's other
-// round trips too), the same at a period of 50 and 100 ms: the cost is
-// the timer's presence, not its rate, so the period is chosen for the
-// bound. Where the p99 matters more than preemption after raw reads (a
+// round trips too), about the same at a period of 50 and 100 ms, so the
+// period is chosen for the bound. Where the p99 matters more than preemption after raw reads (a
 // process that never computes for long), nothing turns the guard off:
 // the runtime's usual preemption is kept as the rule.
 
