@@ -47,9 +47,9 @@ import (
 // Its price, measured (docs/latency.md): the p99 of a steady remote
 // ping-pong about 10% higher than with no guard (the process's other
 // round trips too), about the same at a period of 50 and 100 ms, so the
-// period is chosen for the bound. Where the p99 matters more than preemption after raw reads (a
-// process that never computes for long), nothing turns the guard off:
-// the runtime's usual preemption is kept as the rule.
+// period is chosen for the bound. Nothing turns the guard off, even where
+// the p99 matters more than preemption after raw reads: the runtime's
+// usual preemption is kept as the rule.
 
 // The guard's period, and how many fires in a row without a raw call stop
 // it: variables for the tests, read and set under guard.mu.
