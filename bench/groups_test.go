@@ -17,7 +17,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"strconv"
 	"sync"
@@ -41,7 +40,7 @@ func BenchmarkGroupFanout(b *testing.B) {
 	}
 	const size = 10
 	reg := prometheus.NewRegistry()
-	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	quiet := quietLogger()
 	nodes := make([]*node.Node, size)
 	for i := range nodes {
 		// No ticks during the run: the frame count is the Publish's alone.

@@ -124,7 +124,7 @@ func startConnectedNode(b *testing.B, name, peerName string, extra ...node.Optio
 	if err != nil {
 		b.Fatal(err)
 	}
-	opts = append(opts, extra...)
+	opts = append(append(opts, node.WithLogger(quietLogger())), extra...)
 	n, err := node.Start(name+"@127.0.0.1:0", "bench", opts...)
 	if err != nil {
 		b.Fatal(err)

@@ -45,7 +45,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -221,7 +220,7 @@ func meshScale(b *testing.B, size int, idle time.Duration, base float64) {
 	heap0, g0, fd0 := heapInUse(), runtime.NumGoroutine(), openFDs()
 	tick := scaleTick(b)
 	reg := prometheus.NewRegistry()
-	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	quiet := quietLogger()
 	nodes := make([]*node.Node, size)
 	for i := range nodes {
 		opts := []node.Option{node.WithLogger(quiet), node.WithMetrics(reg)}

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"os"
 	"runtime/pprof"
 	"runtime/trace"
@@ -56,6 +57,9 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	// Warnings only: the peer's INFO lines (peer up, down) would land among
+	// the benchmark's result lines, which share its terminal.
+	opts = append(opts, node.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
 	n, err := node.Start("peer@127.0.0.1:0", *cookie, opts...)
 	if err != nil {
 		log.Fatal(err)
