@@ -318,9 +318,9 @@ func (q *ReassemblyQuota) NewReassembler() *Reassembler {
 	return &Reassembler{lim: q.lim, q: q, frags: map[uint64]*pending{}, queues: map[pairKey][]*pending{}}
 }
 
-// quotaRace is a test hook, nil outside tests: when set, take and
-// reserve call it with the quota count they ask of, after they read the
-// count and before they decide on it and swap it. That is the window in
+// quotaRace is a test hook, nil outside tests: when set, charge calls it
+// with the quota count it asks of, after it reads the count and before it
+// decides on it and swaps it. That is the window in
 // which the link's other reassembler, on another goroutine, may change
 // the count; a test runs that reassembler's ask there, on one goroutine,
 // for an exact interleaving (TestQuotaAsksInterleaved). Nil, it costs a
@@ -328,23 +328,32 @@ func (q *ReassemblyQuota) NewReassembler() *Reassembler {
 // grown: not per byte). Set only by tests that run alone.
 var quotaRace func(count *atomic.Int64)
 
-// take adds one to count unless that goes past max. A compare-and-swap,
-// not an add undone on failure: an attempt over the limit never shows in
-// the count, where another reassembler of the quota would see it and be
-// refused what fits (found in review).
-func take(count *atomic.Int64, max int, limit string) error {
+// charge adds n to count unless that takes it past max, and returns the
+// count it saw. A compare-and-swap, not an add undone on failure: an
+// attempt over the limit never shows in the count, where another
+// reassembler of the quota would see it and be refused what fits (found
+// in review). Every ask of a quota goes through it.
+func charge(count *atomic.Int64, n, max int64) (seen int64, ok bool) {
 	for {
-		n := count.Load()
+		c := count.Load()
 		if quotaRace != nil {
 			quotaRace(count)
 		}
-		if n >= int64(max) {
-			return &LimitError{Limit: limit, Asked: int(n + 1), Max: max}
+		if c+n > max {
+			return c, false
 		}
-		if count.CompareAndSwap(n, n+1) {
-			return nil
+		if count.CompareAndSwap(c, c+n) {
+			return c, true
 		}
 	}
+}
+
+// take adds one to count unless that goes past max.
+func take(count *atomic.Int64, max int, limit string) error {
+	if n, ok := charge(count, 1, int64(max)); !ok {
+		return &LimitError{Limit: limit, Asked: int(n + 1), Max: max}
+	}
+	return nil
 }
 
 // Quota returns the quota r draws on. Safe from any goroutine.
@@ -432,19 +441,10 @@ func (r *Reassembler) hold(q []*pending, m Message) error {
 	return nil
 }
 
-// reserve charges n bytes to the quota (a compare-and-swap, as take).
+// reserve charges n bytes to the quota (charge).
 func (r *Reassembler) reserve(n int) error {
-	for {
-		used := r.q.bytes.Load()
-		if quotaRace != nil {
-			quotaRace(&r.q.bytes)
-		}
-		if int64(n) > int64(r.lim.Budget)-used {
-			return &LimitError{Limit: "reassembly_budget", Asked: int(used) + n, Max: r.lim.Budget}
-		}
-		if r.q.bytes.CompareAndSwap(used, used+int64(n)) {
-			break
-		}
+	if used, ok := charge(&r.q.bytes, int64(n), int64(r.lim.Budget)); !ok {
+		return &LimitError{Limit: "reassembly_budget", Asked: int(used) + n, Max: r.lim.Budget}
 	}
 	r.used += n
 	return nil
@@ -506,11 +506,10 @@ func (r *Reassembler) fragment(p []byte, deliver func(Message) error) error {
 		// messages end). A pooled buffer's capacity is c rounded up to
 		// 64 KiB (buffers.go), charged as it is.
 		c := min(e.total, max(need, 4*cap(e.buf)))
-		if e.total/wholeRatio < need && int64(bufferCap(e.total)-cap(e.buf)) <= int64(r.lim.Budget)-r.q.bytes.Load() {
-			c = e.total
-		}
 		var nb []byte
-		if err := r.reserve(bufferCap(c) - cap(e.buf)); err == nil {
+		if c < e.total && e.total/wholeRatio < need && r.reserve(bufferCap(e.total)-cap(e.buf)) == nil {
+			nb = append(newBuffer(e.total), e.buf...)
+		} else if err := r.reserve(bufferCap(c) - cap(e.buf)); err == nil {
 			nb = append(newBuffer(c), e.buf...)
 		} else if r.reserve(c-cap(e.buf)) == nil {
 			// The rounding does not fit, the bytes do: a budget of the
