@@ -19,9 +19,9 @@ import (
 //  1. The connection's input is handled by whoever has its read duty, one
 //     at a time: its event loop, or a process reading it inline
 //     (loop.Conn.ReadInline). reader, reasm and lastSeen's writer are that
-//     reader's (ticks: tick.go). Nothing on the loop blocks: control frames go out with EnqueueNoWait, and work that
-//     can wait (the cleanup after a connection ends) runs on its own
-//     goroutine.
+//     reader's (ticks: tick.go). Nothing on the loop blocks: control
+//     frames go out with EnqueueNoWait, and work that can wait (the
+//     cleanup after a connection ends) runs on its own goroutine.
 //  2. up closes once attach has the connection (the peer counts as up),
 //     started once attach has handed it to its loop; down closes once, when
 //     the connection has ended and its cleanup is done. A reservation made

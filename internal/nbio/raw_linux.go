@@ -9,18 +9,14 @@ import (
 )
 
 // Read is unix.Read for a non-blocking descriptor.
-func Read(fd int, b []byte) (int, error) {
-	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
-	touch()
-	if e != 0 {
-		return -1, e
-	}
-	return int(n), nil
-}
+func Read(fd int, b []byte) (int, error) { return readWrite(unix.SYS_READ, fd, b) }
 
 // Write is unix.Write for a non-blocking descriptor.
-func Write(fd int, b []byte) (int, error) {
-	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+func Write(fd int, b []byte) (int, error) { return readWrite(unix.SYS_WRITE, fd, b) }
+
+// readWrite makes read(2) or write(2) (trap) of b on fd, raw.
+func readWrite(trap uintptr, fd int, b []byte) (int, error) {
+	n, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
 	touch()
 	if e != 0 {
 		return -1, e
