@@ -31,4 +31,5 @@ func (c *Conn) dbgFed(onLoop bool, in []byte)           {}
 func (c *Conn) dbgReadFailed(onLoop bool, err error)    {}
 func (c *Conn) dbgUnread() int                          { return 0 }
 func (c *Conn) dbgFedDone(onLoop bool)                  {}
+func (c *Conn) dbgDrained(onLoop bool)                  {}
 func (c *Conn) dbgUnreadSame(want int, after string)    {}

@@ -41,6 +41,10 @@ package loop
 //     OnTraffic while a holder reads (or two holders), a feed by the loop
 //     with the duty away or by a holder without it, fed input left unread
 //     after tls.Conn would block or changed across the handler's OnData.
+//   - Drained: when a read pass stops without the would-block Read
+//     (tlsconn's Adapter.Drained), its tls.Conn must hold nothing: no raw
+//     input, no plaintext, no partial handshake message, and the adapter
+//     no fed input.
 //
 // The streams are keyed by the socket's address pair; the handshake's bytes
 // (blocking mode, counted by a wrapper of the net.Conn under tlsconn) set
@@ -720,6 +724,36 @@ func tlsInState(tc *tls.Conn) (seq uint64, raw int, ok bool) {
 }
 
 func (c *Conn) dbgUnread() int { return c.ad.Unread() }
+
+// dbgDrained checks, where a read pass stops because the adapter says
+// tls.Conn would block (Drained), that c's tls.Conn holds nothing it could
+// return or open: no raw input, no plaintext, no partial handshake
+// message.
+func (c *Conn) dbgDrained(onLoop bool) {
+	c.dbgUnreadSame(0, "a read pass the adapter called drained")
+	raw, plain, hand, ok := tlsHeld(c.tc)
+	if ok && raw+plain+hand != 0 {
+		c.dbgPanic(fmt.Sprintf("the %s's read pass stopped as drained with its tls.Conn holding %d raw bytes, %d plaintext bytes, %d handshake bytes", readerName(onLoop), raw, plain, hand))
+	}
+}
+
+// tlsHeld reads how many bytes tc holds in its raw input, its decrypted
+// input and its handshake buffer, from unexported fields of crypto/tls
+// (rawInput, input, hand: Go 1.26); ok is false when they are not there.
+// The reader only.
+func tlsHeld(tc *tls.Conn) (raw, plain, hand int, ok bool) {
+	v := reflect.ValueOf(tc).Elem()
+	rf, inf, hf := v.FieldByName("rawInput"), v.FieldByName("input"), v.FieldByName("hand")
+	if !rf.IsValid() || !inf.IsValid() || !hf.IsValid() ||
+		rf.Type() != reflect.TypeFor[bytes.Buffer]() || hf.Type() != reflect.TypeFor[bytes.Buffer]() ||
+		inf.Type() != reflect.TypeFor[bytes.Reader]() {
+		return 0, 0, 0, false
+	}
+	raw = (*bytes.Buffer)(unsafe.Pointer(rf.UnsafeAddr())).Len()
+	plain = (*bytes.Reader)(unsafe.Pointer(inf.UnsafeAddr())).Len()
+	hand = (*bytes.Buffer)(unsafe.Pointer(hf.UnsafeAddr())).Len()
+	return raw, plain, hand, true
+}
 
 // dbgUnreadSame panics when the fed input left unread is not want after
 // the step named.

@@ -41,9 +41,13 @@
 //     the loop or, for a conn found idle, on the sender (see Direct
 //     writes). Input:
 //     gnet's read buffer is fed to the adapter and tls.Conn copies the
-//     ciphertext once into its raw input; plaintext is gathered (up to
-//     64 KiB) and offered to Handler.OnData; unconsumed bytes are kept per
-//     conn and offered again with more (bounded by WithMaxInputPending).
+//     ciphertext once into its raw input (the adapter follows the record
+//     framing and gives the feed's last record apart, so a pass whose
+//     feed ends on a record boundary stops after the Read that opened
+//     that record, without a Read that would only say it would block);
+//     plaintext is gathered (up to 64 KiB) and offered to
+//     Handler.OnData; unconsumed bytes are kept per conn and offered
+//     again with more (bounded by WithMaxInputPending).
 //     Output: see below.
 //  6. Close (any goroutine, first reason sticks) runs on the loop:
 //     close_notify, then gnet closes the socket and calls OnClose, which
@@ -174,7 +178,8 @@
 // compared with what was sealed, in order, and so is what the peer's read
 // path feeds its tls.Conn when the peer is a conn of the same process;
 // after each read pass the tls.Conn must hold exactly the bytes after the
-// last record it opened. The rules above are checked too (one drain token
+// last record it opened (none, for a pass that stopped on the adapter's
+// word that it would block). The rules above are checked too (one drain token
 // holder, one reader, gnet's buffer empty under a direct write). The
 // first byte out of place panics with the stream's recent history. Normal
 // builds compile the hooks to nothing (debug_off.go).

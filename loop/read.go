@@ -20,9 +20,12 @@ const readBatch = 64 << 10
 
 // readTLS decrypts the fed ciphertext (and whatever tls.Conn buffered) and
 // offers the plaintext to the handler, gathering it in *rbuf (the loop's
-// scratch buffer, or a holder's). The loop (onLoop) or the holder of the
-// read duty (inline.go), which closes the conn and sends a KeyUpdate
-// answer through the loop.
+// scratch buffer, or a holder's). It reads until tls.Conn would block, or
+// until the adapter tells that it would (Drained: the Read that opened the
+// feed's last record, when that record ended the feed, is the pass's
+// last; for one small message an input, one Read instead of two). The
+// loop (onLoop) or the holder of the read duty (inline.go), which closes
+// the conn and sends a KeyUpdate answer through the loop.
 func (c *Conn) readTLS(ls *loopState, rbuf *[]byte, in []byte, onLoop bool) {
 	if c.reached(closing) {
 		return
@@ -41,6 +44,7 @@ func (c *Conn) readTLS(ls *loopState, rbuf *[]byte, in []byte, onLoop bool) {
 		if cap(buf)-len(buf) < minReadRoom {
 			buf = growBuf(buf, minReadRoom)
 		}
+		room := cap(buf) - len(buf)
 		n, err := c.tc.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err != nil {
@@ -49,6 +53,13 @@ func (c *Conn) readTLS(ls *loopState, rbuf *[]byte, in []byte, onLoop bool) {
 			} else {
 				c.dbgUnreadSame(0, "tls.Conn Read would block")
 			}
+			break
+		}
+		if n > 0 && n < room && c.ad.Drained() {
+			// tls.Conn opened the feed's last record, which ended
+			// the feed, and keeps nothing (n < room: no plaintext
+			// either): another Read would only say it would block.
+			c.dbgDrained(onLoop)
 			break
 		}
 		if len(buf) >= readBatch {

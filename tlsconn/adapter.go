@@ -12,6 +12,15 @@ package tlsconn
 //     must Feed(nil) (or consume it all) before that buffer is reused.
 //   - Write in loop-fed mode never fails: a failed write would be latched
 //     by tls.Conn forever.
+//   - rec follows the record framing of every byte tls.Conn has read
+//     through the adapter in blocking mode and of every byte fed after
+//     (Feed moves it to the feed's end at once). A loop-fed Read gives the
+//     feed's last record (the one the feed ends in, or ends) alone, never
+//     with bytes before it. tls.Conn reads from its net.Conn only when its
+//     raw input lacks part of the record it is at, so from the first
+//     loop-fed Read on (framed) it asks for the last record only once it
+//     has opened every record before it, and once it opened a last record
+//     that ended the feed it holds no ciphertext (see Drained).
 
 import (
 	"crypto/tls"
@@ -50,7 +59,11 @@ type Adapter struct {
 	detached bool
 	held     bool // the owner holds the deadline (SetHandshakeDeadline)
 
-	in []byte // loop-fed: ciphertext offered by the loop, not yet read
+	in     []byte       // loop-fed: ciphertext offered by the loop, not yet read
+	before int          // loop-fed: how many bytes of in come before the feed's last record
+	rec    recordCursor // the framing of the stream, up to the end of in
+	framed bool         // a loop-fed Read happened (see the invariants)
+	lost   bool         // fed input was replaced unread: rec no longer knows the stream
 
 	mu  sync.Mutex
 	out []byte // loop-fed: ciphertext written by tls.Conn, not yet taken
@@ -120,14 +133,35 @@ func (a *Adapter) setDeadline(set func(net.Conn) error) error {
 }
 
 // Feed offers ciphertext to the next reads (loop-fed mode). b is not
-// copied: keep it unchanged until it is used up or replaced.
+// copied: keep it unchanged until it is used up or replaced. Replacing
+// input not read yet drops it (a conn that closes does): from then on
+// [Adapter.Drained] is false. The owning loop only.
 func (a *Adapter) Feed(b []byte) {
+	if len(a.in) > 0 {
+		a.lost = true
+	}
 	a.in = b
+	a.before = a.rec.advance(b)
 	a.dbgFeed(b)
 }
 
-// Unread returns how many fed bytes the tls.Conn has not read yet.
+// Unread returns how many fed bytes the tls.Conn has not read yet. The
+// owning loop only.
 func (a *Adapter) Unread() int { return len(a.in) }
+
+// Drained reports whether the tls.Conn holds none of the ciphertext it
+// read through the adapter and no fed input is left: the fed input is used
+// up, it ended where a record ended, and tls.Conn took that last record
+// alone, having opened every record before it (Read gives the feed's last
+// record separately). Right after a tls.Conn Read that returned plaintext
+// with a nil error into a buffer it did not fill (so tls.Conn keeps no
+// plaintext either), true means that a further Read would only return
+// [ErrWouldBlock]: the caller can skip it. After any other call it means
+// nothing. False is always safe: Read until ErrWouldBlock. Loop-fed mode,
+// the owning loop only.
+func (a *Adapter) Drained() bool {
+	return a.framed && !a.lost && len(a.in) == 0 && a.rec.atBoundary()
+}
 
 // SwapOutput returns the ciphertext written so far and gives the adapter
 // spare[:0] to append to from then on, in one step: bytes written by
@@ -154,15 +188,26 @@ func (a *Adapter) PendingOutput() bool {
 	return n > 0
 }
 
-// Read implements net.Conn.
+// Read implements net.Conn. In loop-fed mode it gives the fed bytes that
+// come before the feed's last record, as many as p holds, and once those
+// are read the last record (the rest of the feed); ErrWouldBlock once the
+// feed is used up.
 func (a *Adapter) Read(p []byte) (int, error) {
 	if !a.detached {
-		return a.nc.Read(p)
+		n, err := a.nc.Read(p)
+		a.rec.advance(p[:max(n, 0)])
+		return n, err
 	}
+	a.framed = true
 	if len(a.in) == 0 {
 		return 0, ErrWouldBlock
 	}
-	n := copy(p, a.in)
+	lim := a.before
+	if lim == 0 {
+		lim = len(a.in)
+	}
+	n := copy(p, a.in[:lim])
+	a.before -= min(n, a.before)
 	a.dbgRead(p[:n])
 	a.in = a.in[n:]
 	return n, nil

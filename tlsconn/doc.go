@@ -28,7 +28,12 @@
 //     copy, into tls.Conn's raw input) and, once it is used up, returns
 //     [ErrWouldBlock], a net.Error whose Temporary() is true, which
 //     tls.Conn does not latch: partial records stay in its raw input and the
-//     next Read continues them. Write never fails and never blocks: it
+//     next Read continues them. The adapter follows the TLS record framing
+//     of the stream (from the handshake's first byte) and gives tls.Conn a
+//     feed's last record apart from the bytes before it, so that
+//     [Adapter.Drained] can tell, after a Read that returned plaintext,
+//     that tls.Conn holds nothing more: the owner skips the Read that
+//     would only return ErrWouldBlock. Write never fails and never blocks: it
 //     appends the ciphertext to an output buffer the owner takes with
 //     [Adapter.SwapOutput] and writes to the socket in one call (tls.Conn
 //     reuses its own buffer, so the copy is required). Close and deadlines

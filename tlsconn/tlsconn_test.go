@@ -14,11 +14,22 @@ import (
 
 // handshakePair runs a real TLS 1.3 handshake over loopback TCP in blocking
 // mode and returns both ends with their adapters.
-func handshakePair(t *testing.T) (srv, cli *tls.Conn, sa, ca *Adapter) {
+func handshakePair(t testing.TB) (srv, cli *tls.Conn, sa, ca *Adapter) {
+	t.Helper()
+	return handshakePairWith(t, nil, nil)
+}
+
+// handshakePairWith is handshakePair with the server's socket wrapped by
+// wrap and both configurations changed by conf (either may be nil).
+func handshakePairWith(t testing.TB, wrap func(net.Conn) net.Conn, conf func(srv, cli *tls.Config)) (srv, cli *tls.Conn, sa, ca *Adapter) {
 	t.Helper()
 	cert, err := NewCertificate(time.Hour)
 	if err != nil {
 		t.Fatal(err)
+	}
+	scfg, ccfg := ServerConfig(cert), ClientConfig()
+	if conf != nil {
+		conf(scfg, ccfg)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -37,14 +48,17 @@ func handshakePair(t *testing.T) (srv, cli *tls.Conn, sa, ca *Adapter) {
 			ch <- res{err: err}
 			return
 		}
-		tc, ad := Server(nc, ServerConfig(cert))
+		if wrap != nil {
+			nc = wrap(nc)
+		}
+		tc, ad := Server(nc, scfg)
 		ch <- res{tc, ad, tc.Handshake()}
 	}()
 	nc, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	cli, ca = Client(nc, ClientConfig())
+	cli, ca = Client(nc, ccfg)
 	if err := cli.Handshake(); err != nil {
 		t.Fatal(err)
 	}
