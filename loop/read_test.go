@@ -2,6 +2,7 @@ package loop
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"net"
 	"testing"
@@ -109,5 +110,84 @@ func TestReadGoesOnAfterTheHandlerTakesTheConnsOwnBufferWhole(t *testing.T) {
 	}
 	if len(c.leftover) != 0 {
 		t.Fatalf("%d bytes left over; want none", len(c.leftover))
+	}
+}
+
+// Records the server's tls.Conn read ahead in blocking mode, during its
+// hook, all reach the handler in OnOpen's read pass, with no further input
+// to prompt it: a pass over them must not stop as if the adapter were
+// drained (tlsconn.Adapter.Drained is false until the first loop-fed Read).
+func TestRecordsReadAheadByTheHookAreDeliveredAtStart(t *testing.T) {
+	sent := make(chan struct{})
+	srvHook := func(ctx context.Context, tc *tls.Conn, outbound bool, _ any) (any, error) {
+		if err := tc.Handshake(); err != nil {
+			return nil, err
+		}
+		select { // the client's name and its three frames are on their way
+		case <-sent:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if _, err := tc.Write([]byte("srv\n")); err != nil {
+			return nil, err
+		}
+		// The first Read pulls whatever the socket holds into tls.Conn:
+		// the name's record and the frames' behind it.
+		if err := readLine(tc); err != nil {
+			return nil, err
+		}
+		return "cli", nil
+	}
+	cliHook := func(ctx context.Context, tc *tls.Conn, outbound bool, _ any) (any, error) {
+		if _, err := tc.Write([]byte("cli\n")); err != nil {
+			return nil, err
+		}
+		for _, m := range []string{"a", "b", "c"} { // a record each
+			if _, err := tc.Write(frame(nil, []byte(m))); err != nil {
+				return nil, err
+			}
+		}
+		close(sent)
+		if err := readLine(tc); err != nil {
+			return nil, err
+		}
+		return "srv", nil
+	}
+	srv, err := New(WithLoops(1), WithHook(srvHook))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := New(WithLoops(1), WithHook(cliHook))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cli.Close(); _ = srv.Close() })
+	h := newFrameHandler(nil)
+	addr, err := srv.Listen("127.0.0.1:0", func(c *Conn) { c.SetHandler(h); c.Start() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cli.Dial(context.Background(), addr.String(), "srv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetHandler(newFrameHandler(nil))
+	c.Start()
+	eventually(t, inlineBound, "the three frames read ahead by the hook", func() bool {
+		f, _, _ := h.count()
+		return f == 3
+	})
+}
+
+// readLine reads tc one byte at a time up to a newline.
+func readLine(tc *tls.Conn) error {
+	one := make([]byte, 1)
+	for {
+		if _, err := tc.Read(one); err != nil {
+			return err
+		}
+		if one[0] == '\n' {
+			return nil
+		}
 	}
 }

@@ -2,8 +2,10 @@ package tlsconn
 
 // Invariants:
 //   - mode only moves from blocking to loop-fed (Detach), never back.
-//   - In loop-fed mode the read half (Feed, Unread, Read) is used by the
-//     owning loop only. The write half (Write and the output buffer) may be
+//   - In loop-fed mode the read half (Feed, Unread, Read, Drained) is used
+//     by the conn's reader only: its loop, or the goroutine the loop lent
+//     its read duty to (package loop's inline reading), the hand-off
+//     ordering their uses. The write half (Write and the output buffer) may be
 //     used by the loop and by one sender doing a direct write at once
 //     (tls.Conn serialises its own writes under its output mutex, so
 //     appends arrive in record order); mu guards out.
@@ -43,7 +45,8 @@ func (wouldBlock) Temporary() bool { return true }
 
 // Adapter is the net.Conn under a tls.Conn; see the package documentation
 // for its two modes. Not safe for concurrent use: in blocking mode it is
-// used by the handshake goroutine, in loop-fed mode by the owning loop.
+// used by the handshake goroutine, in loop-fed mode by the conn's reader
+// (its read half) and writers (its write half), as the invariants say.
 type Adapter struct {
 	dbg adapterDebug // the meshdebug build's checks (debug_on.go); empty (and not last: no padding) otherwise
 
@@ -135,7 +138,7 @@ func (a *Adapter) setDeadline(set func(net.Conn) error) error {
 // Feed offers ciphertext to the next reads (loop-fed mode). b is not
 // copied: keep it unchanged until it is used up or replaced. Replacing
 // input not read yet drops it (a conn that closes does): from then on
-// [Adapter.Drained] is false. The owning loop only.
+// [Adapter.Drained] is false. The conn's reader only (see the invariants).
 func (a *Adapter) Feed(b []byte) {
 	if len(a.in) > 0 {
 		a.lost = true
@@ -146,7 +149,7 @@ func (a *Adapter) Feed(b []byte) {
 }
 
 // Unread returns how many fed bytes the tls.Conn has not read yet. The
-// owning loop only.
+// conn's reader only.
 func (a *Adapter) Unread() int { return len(a.in) }
 
 // Drained reports whether the tls.Conn holds none of the ciphertext it
@@ -158,7 +161,7 @@ func (a *Adapter) Unread() int { return len(a.in) }
 // plaintext either), true means that a further Read would only return
 // [ErrWouldBlock]: the caller can skip it. After any other call it means
 // nothing. False is always safe: Read until ErrWouldBlock. Loop-fed mode,
-// the owning loop only.
+// the conn's reader only.
 func (a *Adapter) Drained() bool {
 	return a.framed && !a.lost && len(a.in) == 0 && a.rec.atBoundary()
 }
