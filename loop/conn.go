@@ -126,7 +126,7 @@ type Conn struct {
 
 	// Direct writes (direct.go).
 	direct      atomic.Bool             // the token winner may drain and write itself
-	idleSince   atomic.Int64            // monoNow() when the last drain ended
+	idleSince   atomic.Int64            // monoNow() when the last drain of the loop or a holder ended (a direct write's: lastDirect)
 	nDirect     atomic.Uint64           // direct drains, for tests
 	nSocketWait atomic.Uint64           // socket waits armed, for tests
 	dup         atomic.Pointer[dupSock] // dup of the socket for direct writes; nil: none (yet)

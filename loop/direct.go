@@ -77,7 +77,17 @@ func (c *Conn) directFlush(ls *loopState, d *dupSock) {
 	if cap(sealed) <= maxDirectOut {
 		c.directOut = sealed[:0]
 	}
-	c.idleSince.Store(monoNow())
+	// No idleSince store here (a clock read and an atomic exchange on each
+	// side of a round trip): dispatch moved its loop's lastDirect to this
+	// write's start, and lastDirect only moves forward, so the conn's next
+	// direct write needs directSpacing since this one's start, which is
+	// more than directIdleGap (TestDirectSpacingCoversIdleGap): storing
+	// the start in idleSince would change no decision. The end would, for
+	// a write that took over directSpacing-directIdleGap: then the
+	// sender's next message goes out directly as well, one write(2) where
+	// the loop would have made one too (nothing could batch behind a
+	// write that only its own sender waited on; items other senders
+	// queued meanwhile go to the loop, below).
 	c.dbgWriteLeave()
 	if werr != nil {
 		c.direct.Store(false)

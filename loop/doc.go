@@ -114,7 +114,10 @@
 // queue itself when the conn is idle: direct is set (the loop sets it only
 // with gnet's outbound buffer empty and clears it before each of its own
 // drains), the loop is not inside one of our callbacks (then the flush at
-// its end is free), and no drain ended in the last directIdleGap (5 us).
+// its end is free), no drain by the loop (or a reading process) ended in
+// the last directIdleGap (5 us), and no direct write to a conn of that
+// loop started in the last directSpacing (20 us; this also spaces a
+// conn's own direct writes, so their ends are not recorded).
 // A stream thus stays on the loop, where items batch: the first push after
 // a drain comes within nanoseconds of it. The direct writer seals with
 // tls.Conn Write and writes the ciphertext with one write(2) on a dup of

@@ -141,8 +141,10 @@ func recheckDelay(prev time.Duration, shrank bool) time.Duration {
 // loop is not inside one of our callbacks, whether the sender that won the
 // drain token writes itself (true) or wakes the loop: only when the conn's
 // last drain ended at least directIdleGap ago (idleSince) and no direct
-// write on this loop happened in the last directSpacing (lastDirect).
-// Times are monoNow values.
+// write on this loop started in the last directSpacing (lastDirect).
+// Times are monoNow values. A direct write does not set idleSince: the
+// lastDirect it set rules out the conn's next one for longer
+// (directFlush).
 func directDue(now, idleSince, lastDirect int64) bool {
 	return now-idleSince >= int64(directIdleGap) && now-lastDirect >= int64(directSpacing)
 }

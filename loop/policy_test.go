@@ -76,6 +76,33 @@ func TestDirectDue(t *testing.T) {
 	}
 }
 
+// TestDirectSpacingCoversIdleGap is the argument for directFlush storing
+// no idleSince: once a direct write starting at start set its loop's
+// lastDirect to start, idleSince = start (or any idleSince before it)
+// changes no later decision of directDue, and lastDirect never moves
+// back (a sender whose clock read comes before the lastDirect it loads
+// is refused, so it does not store its earlier time).
+func TestDirectSpacingCoversIdleGap(t *testing.T) {
+	const start = int64(time.Second)
+	gap, spacing := int64(directIdleGap), int64(directSpacing)
+	step := max(gap/8, 1)
+	for _, before := range []int64{0, start - spacing - gap, start - gap, start - 1, start} {
+		for now := start - 2*spacing; now <= start+3*spacing; now += step {
+			stored := directDue(now, start, start)
+			skipped := directDue(now, before, start)
+			if stored != skipped {
+				t.Fatalf("now-start %v, idleSince start-%v: with the store %v, without %v",
+					time.Duration(now-start), time.Duration(start-before), stored, skipped)
+			}
+		}
+	}
+	for _, now := range []int64{start - 1, start - spacing, 0} {
+		if directDue(now, 0, start) {
+			t.Errorf("directDue at %v before lastDirect = true: lastDirect could move back", time.Duration(start-now))
+		}
+	}
+}
+
 func TestBulkShare(t *testing.T) {
 	tests := []struct{ urgent, want int }{
 		{0, bulkQuantum},

@@ -30,7 +30,7 @@ package mailbox
 //	if i == segSize-1 { extend(s) }        // (P2) the last claimer links next, moves tail, opens next
 //	s.slots[i].val = v; ready.Store(1)     // (P3) publish
 //
-// extend(s): n from the pool, sealed with q's tag; s.next = n; tail = n;
+// extend(s): n from the pool (sealed); s.next = n; tail = n;
 // open n.
 // Empty queue: a producer that finds tail nil takes a sealed segment,
 // installs it with tail.CompareAndSwap(nil, n) (a loser pools its n again),
@@ -165,7 +165,15 @@ func newSegPool[T any]() *sync.Pool {
 	}}
 }
 
-// getSegment returns a sealed segment with clear slots and a nil next.
+// getSegment returns a sealed segment with clear slots and a nil next: its
+// count is segSize, so every claim fails on it whatever its tag (another
+// queue's, or this one's from an earlier use) until the one store that
+// opens it writes the tag with count 0. Sealing it again with its new
+// queue's tag first, as extend and start did, changed nothing a claim,
+// awaitMove, Len or rewind reads, and cost an atomic exchange per segment
+// installed (a request/reply owner installs one per message; the tests
+// check that every path to the pool leaves a segment sealed:
+// TestPooledSegmentsAreSealed).
 func getSegment[T any]() *segment[T] { return segPool[T]().Get().(*segment[T]) }
 
 // putSegment pools s, clearing the ready flags of its first n slots (the
@@ -276,8 +284,7 @@ func (q *Queue[T]) awaitMove(s *segment[T]) {
 // slot (invariant 2).
 func (q *Queue[T]) extend(s *segment[T]) {
 	tag := q.tag.Load()
-	n := getSegment[T]()
-	n.claim.Store(tag | segSize) // sealed, ours
+	n := getSegment[T]() // sealed (getSegment): no claim succeeds until it is opened
 	n.base.Store(s.base.Load() + segSize)
 	s.next.Store(n)
 	q.tail.Store(n)
@@ -288,8 +295,7 @@ func (q *Queue[T]) extend(s *segment[T]) {
 // the compare-and-swap publishes it as first for the consumer, then opens it.
 func (q *Queue[T]) start() {
 	tag := q.claimTag()
-	n := getSegment[T]()
-	n.claim.Store(tag | segSize)  // sealed, ours
+	n := getSegment[T]()          // sealed: no claim succeeds until it is opened
 	n.base.Store(q.popped.Load()) // tail is nil only once everything was popped
 	if !q.tail.CompareAndSwap(nil, n) {
 		putSegment(n, 0) // never reachable: still sealed

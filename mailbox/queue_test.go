@@ -452,3 +452,52 @@ func TestQueuePooledSegmentsHaveClearFlags(t *testing.T) {
 		q.rewind()
 	}
 }
+
+// extend and start open a segment from the pool without sealing it with
+// their queue's tag first: every way into the pool must leave a segment
+// sealed (count segSize), and a sealed segment must refuse a claim even
+// when it carries the claiming queue's own tag from an earlier use (a
+// stale producer of the same queue).
+func TestPooledSegmentsAreSealed(t *testing.T) {
+	type probe struct{ int }
+	sealed := func(s *segment[probe]) bool { return s.claim.Load()&countMask == segSize }
+	if s := segPool[probe]().New().(*segment[probe]); !sealed(s) {
+		t.Fatal("a new segment is open")
+	}
+	var q Queue[probe]
+	q.Push(probe{0})
+	full := q.tail.Load()
+	for i := 1; i < segSize+3; i++ {
+		q.Push(probe{i})
+	}
+	partial := q.tail.Load()
+	for range segSize + 3 {
+		if _, ok := q.Pop(); !ok {
+			t.Fatal("Pop() = false")
+		}
+	}
+	if !sealed(full) {
+		t.Fatal("a segment pooled after its last slot was read is open")
+	}
+	q.rewind()
+	if !sealed(partial) {
+		t.Fatal("a segment pooled by rewind is open")
+	}
+	for _, s := range []*segment[probe]{full, partial} {
+		if w := s.claim.Load(); w&^countMask != q.tag.Load() {
+			t.Fatalf("claim word %#x: not the queue's own tag %#x (the case under test)", w, q.tag.Load())
+		}
+		if _, ok := q.claimSlot(s); ok {
+			t.Fatal("a pooled segment with the queue's own tag took a claim")
+		}
+	}
+	// start's loser pools the segment it took unopened.
+	q.Push(probe{1})
+	q.start()
+	if s := getSegment[probe](); !sealed(s) {
+		t.Fatal("the pool gave an open segment")
+	}
+	if v, ok := q.Pop(); !ok || v.int != 1 {
+		t.Fatalf("Pop() = %v, %v", v, ok)
+	}
+}
