@@ -1233,3 +1233,58 @@ func TestReplyWaitRemoteSpawnsBesidePingPongs(t *testing.T) {
 		collect(t, "pinger", errs, 2)
 	}
 }
+
+// TestReplyWaitKickReachesTheLinkReadNow: a process that waits on one link
+// after another (its requests go to b, then c, then b ...) is woken by a
+// local send in every wait. The waker kicks the link the process reads
+// (inlineConn, which the process stores only when it changes and never
+// clears): a kick that went to the link of an earlier wait would leave
+// the process waiting on the other, with no tick within the test's bound
+// to end it.
+func TestReplyWaitKickReachesTheLinkReadNow(t *testing.T) {
+	a, b := rwNodes(t, WithTickTimeout(10*testWait))
+	c := startNamed(t, "c", "c", WithTickTimeout(10*testWait))
+	connect(t, a, c)
+	sinks := []PID{b.SpawnFunc(sinkFunc), c.SpawnFunc(sinkFunc)}
+	ready := make(chan struct{})
+	got := make(chan error, 1)
+	const waits = 6
+	pid := a.SpawnFunc(func(p *Process) error {
+		for i := range waits {
+			if err := p.Send(sinks[i%2], "never answered"); err != nil {
+				got <- err
+				return err
+			}
+			ready <- struct{}{}
+			m, err := p.Receive(context.Background())
+			if err == nil && m != i {
+				err = fmt.Errorf("wait %d: got %#v", i, m)
+			}
+			if err != nil {
+				got <- err
+				return err
+			}
+		}
+		got <- nil
+		return nil
+	})
+	for i := range waits {
+		select {
+		case <-ready:
+		case err := <-got:
+			t.Fatalf("wait %d: %v", i, err)
+		case <-time.After(testWait):
+			t.Fatalf("wait %d did not end", i-1)
+		}
+		time.Sleep(10 * time.Millisecond) // most likely reading the link by then
+		a.SpawnFunc(func(q *Process) error { return q.Send(pid, i) })
+	}
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(testWait):
+		t.Fatal("a wait did not end")
+	}
+}
