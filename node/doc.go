@@ -97,7 +97,7 @@
 // Process.Send: a local target is looked up (cached in lastDst) and its
 // mailbox takes the value itself. A remote target: the peer (cached through
 // a peerHandle, else peerFor, which may dial) → a small value of built-in
-// types (strings, numbers, atoms, tuples of them: send_direct.go) is encoded
+// types (strings, numbers, atoms, PIDs, tuples of them: send_direct.go) is encoded
 // straight into the peer's queue (loop.Conn.EnqueueAppend); any other value
 // → sendRemote encodes into the process's scratch buffer
 // (codec.AppendMessage) → loop.Conn.Enqueue copies it into the peer's

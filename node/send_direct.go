@@ -17,9 +17,10 @@ import (
 // stores before them). The encoder runs under the queue's lock, which the
 // loop's drain takes too, so only values whose encoding is bounded and runs
 // no user code go this way: nil, bools, strings, atoms, byte slices,
-// integers and floats, and tuples and lists of those, all within
-// maxDirectTerm bytes. Everything else (PIDs, maps, user types, larger
-// values) takes the scratch buffer as before; both reach the same queue in
+// integers and floats, PIDs and references, and tuples and lists of
+// those, all within maxDirectTerm bytes: a call's {From, Request} among
+// them. Everything else (maps, user types, larger values) takes the
+// scratch buffer as before; both reach the same queue in
 // the order sent. So does a value whose bound exceeds the node's message
 // limit (WithMaxMessage under 1 KiB): the general path refuses it with
 // codec.ErrLimit at once, where the queue's encoder would find it only
@@ -86,9 +87,27 @@ func scalarBound(v any) int {
 		return 1 + 10 + len(x)
 	case int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, float32, float64:
 		return 1 + 10
+	case codec.PID:
+		return identBound(x.Node)
+	case codec.Ref:
+		return identBound(x.Node)
 	}
 	return -1
 }
+
+// identBound bounds a PID or a Ref of node: a tag, the name's length and
+// bytes, the incarnation (8 bytes) and the ID (a uvarint); -1 for a node
+// name the codec refuses (over 255 bytes), which the general path then
+// reports, so that the queue's encoder never fails.
+func identBound(node string) int {
+	if len(node) > maxNodeName {
+		return -1
+	}
+	return 1 + 10 + len(node) + 8 + 10
+}
+
+// maxNodeName is the codec's bound on a PID's or Ref's node name.
+const maxNodeName = 255
 
 // directFits reports whether a value of the given directBound can never
 // exceed the node's message limit, so the encoder cannot fail on it.

@@ -197,9 +197,9 @@ func TestSendDirectAndBufferedKeepOrder(t *testing.T) {
 		case 0:
 			return i // direct
 		case 1:
-			return codec.Tuple{self, int64(i)} // a PID: buffered
+			return codec.Tuple{self, int64(i), codec.Tuple{}} // nested: buffered
 		case 2:
-			return codec.Tuple{codec.Atom("n"), int64(i), strings.Repeat("x", i%300)} // direct
+			return codec.Tuple{self, codec.Atom("n"), int64(i), strings.Repeat("x", i%300)} // direct (a call's shape)
 		default:
 			return map[string]any{"i": i} // buffered
 		}
@@ -252,7 +252,10 @@ func TestDirectBound(t *testing.T) {
 		{"nil list", []any(nil), true},
 		{"string at the bound", long, false},
 		{"tuple past the bound", codec.Tuple{long[:600], long[:600]}, false},
-		{"pid", PID{Node: "a@h:1", ID: 1}, false},
+		{"pid", PID{Node: "a@h:1", Incarnation: 1 << 63, ID: 1 << 63}, true},
+		{"ref", Ref{Node: "a@h:1", Incarnation: 1 << 63, ID: 1 << 63}, true},
+		{"call", codec.Tuple{PID{Node: strings.Repeat("n", 255), Incarnation: 1 << 63, ID: 1 << 63}, codec.Atom("get")}, true},
+		{"pid of an overlong node name", PID{Node: strings.Repeat("n", 256), ID: 1}, false},
 		{"nested tuple", codec.Tuple{codec.Tuple{}}, false},
 		{"map", map[string]any{}, false},
 		{"named string type", codec.Error("e"), false},
