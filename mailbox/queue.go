@@ -184,7 +184,12 @@ func putSegment[T any](s *segment[T], n uint64) {
 	for i := range n {
 		s.slots[i].ready = 0
 	}
-	s.next.Store(nil)
+	// Only a full segment has a next (its last claimer linked it); one
+	// rewind sealed early, or start's unused one, does not, and the load
+	// spares an atomic exchange at each park of a request/reply owner.
+	if s.next.Load() != nil {
+		s.next.Store(nil)
+	}
 	segPool[T]().Put(s)
 }
 

@@ -454,8 +454,9 @@ func TestQueuePooledSegmentsHaveClearFlags(t *testing.T) {
 }
 
 // extend and start open a segment from the pool without sealing it with
-// their queue's tag first: every way into the pool must leave a segment
-// sealed (count segSize), and a sealed segment must refuse a claim even
+// their queue's tag first, and putSegment clears next only where it is
+// set: every way into the pool must leave a segment sealed (count
+// segSize) and unlinked, and a sealed segment must refuse a claim even
 // when it carries the claiming queue's own tag from an earlier use (a
 // stale producer of the same queue).
 func TestPooledSegmentsAreSealed(t *testing.T) {
@@ -476,12 +477,12 @@ func TestPooledSegmentsAreSealed(t *testing.T) {
 			t.Fatal("Pop() = false")
 		}
 	}
-	if !sealed(full) {
-		t.Fatal("a segment pooled after its last slot was read is open")
+	if !sealed(full) || full.next.Load() != nil {
+		t.Fatal("a segment pooled after its last slot was read is open or still linked")
 	}
 	q.rewind()
-	if !sealed(partial) {
-		t.Fatal("a segment pooled by rewind is open")
+	if !sealed(partial) || partial.next.Load() != nil {
+		t.Fatal("a segment pooled by rewind is open or linked")
 	}
 	for _, s := range []*segment[probe]{full, partial} {
 		if w := s.claim.Load(); w&^countMask != q.tag.Load() {
