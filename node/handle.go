@@ -30,7 +30,9 @@ import (
 // OnData parses and handles every whole frame in b. Runs on the loop, or
 // on the goroutine that holds the link's read duty (loop.Conn.ReadInline).
 func (pe *peer) OnData(c *loop.Conn, b []byte) (int, error) {
-	pe.lastSeen.Store(monoNanos())
+	if !pe.heard.Load() {
+		pe.heard.Store(true) // once a sweep: the sweep dates it (tick.go)
+	}
 	used := 0
 	defer func() { pe.rx.endRead(used) }() // the counters, once per call
 	for used < len(b) {

@@ -18,8 +18,8 @@ import (
 //
 //  1. The connection's input is handled by whoever has its read duty, one
 //     at a time: its event loop, or a process reading it inline
-//     (loop.Conn.ReadInline). reader, reasm and lastSeen's writer are that
-//     reader's (ticks: tick.go). Nothing on the loop blocks: control
+//     (loop.Conn.ReadInline). reader and reasm are that reader's, and it
+//     sets heard (ticks: tick.go). Nothing on the loop blocks: control
 //     frames go out with EnqueueNoWait, and work that can wait (the
 //     cleanup after a connection ends) runs on its own goroutine.
 //  2. up closes once attach has the connection (the peer counts as up),
@@ -66,6 +66,11 @@ type peer struct {
 	// connection: the tick rule's "carried messages" (tick.go), since
 	// input on a companion is no sign of life of the link's connection.
 	linkMsgsOut atomic.Uint64
+	// heard: input came since the last sweep. Set by the link's reader
+	// (OnData: a load, and a store once a sweep), cleared by the sweep,
+	// which dates it (lastSeen): the reader reads no clock (tick.go).
+	heard    atomic.Bool
+	lastSeen atomic.Int64 // monoNanos of the last sweep that found heard set, or of attach
 	// downReason, once set, is why the link ends (events.go).
 	downReason atomic.Pointer[codec.Atom]
 	why        codec.Atom // the down reason OnClose settled on; read after down closes or by peerGone
@@ -73,9 +78,8 @@ type peer struct {
 
 	// Loop-owned.
 	reader   *wire.FrameReader
-	rx                    // the connection's deliveries (handle.go)
-	lastSeen atomic.Int64 // monoNanos of the last input; written by the link's reader
-	regParts []byte       // a registry frame arriving in parts (registry.go)
+	rx              // the connection's deliveries (handle.go)
+	regParts []byte // a registry frame arriving in parts (registry.go)
 	// groupParts is a groups frame arriving in parts (groups.go).
 	groupParts []byte
 	listed     bool // a node list arrived on this link (learnNodes)
@@ -227,9 +231,11 @@ var errTickTimeout = errors.New("node: peer tick timeout")
 
 // tooSilent is the tick-silence rule: a peer last heard from at lastSeen
 // (monoNanos) is cut at now once it has been silent for longer than
-// timeout. Input that arrived "after" now (stored while the sweep ran)
-// counts as no silence. The sweep checks it every twelfth of the timeout, so a
-// silent peer is cut between timeout and 13/12 timeout after its last input.
+// timeout. A lastSeen "after" now (an attach while the sweep ran) counts
+// as no silence. The sweep checks it every twelfth of the timeout, and
+// dates input by the first sweep that finds it (peer.heard), up to a
+// twelfth late, so a silent peer is cut between timeout and 14/12 timeout
+// after its last input.
 func tooSilent(now, lastSeen int64, timeout time.Duration) (silent time.Duration, cut bool) {
 	silent = max(time.Duration(now-lastSeen), 0)
 	return silent, silent > timeout
@@ -239,9 +245,7 @@ func tooSilent(now, lastSeen int64, timeout time.Duration) (silent time.Duration
 var monoStart = time.Now()
 
 // monoNanos is a monotonic clock in nanoseconds, for lastSeen: one clock
-// read where time.Now makes two (the wall clock and the monotonic one),
-// and OnData reads it for every input of every link (a round trip's two
-// ends, each once).
+// read where time.Now makes two (the wall clock and the monotonic one).
 func monoNanos() int64 { return int64(time.Since(monoStart)) }
 
 // Buffers for encoding frames, pooled: the send path allocates nothing in

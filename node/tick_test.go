@@ -66,3 +66,43 @@ func TestIdleTickRuleBoundsSilence(t *testing.T) {
 		t.Fatalf("a healthy idle link may stay silent %d/%d of the tick timeout, over half", idleSweeps+1, sweepsPerTimeout)
 	}
 }
+
+// Input is dated by the first sweep that finds it (an input reads no
+// clock): a peer that keeps talking is never cut, and one that falls
+// silent is cut by the first sweep past the timeout, at most 14/12 of the
+// timeout after its last input.
+func TestSweepDatesInputAndCutsTheSilent(t *testing.T) {
+	const timeout = 12 * time.Second
+	const every = timeout / sweepsPerTimeout
+	r := rand.New(rand.NewPCG(3, 4))
+	for trial := range 200 {
+		var pe peer // attached at 0: lastSeen 0
+		// Input at random moments, never more than half the timeout
+		// apart (a healthy link: tick.go's idle rule), until quiet.
+		quiet := time.Duration(r.Int64N(int64(6 * timeout)))
+		var inputs []time.Duration
+		for at := time.Duration(r.Int64N(int64(timeout / 2))); at < quiet; at += time.Duration(1 + r.Int64N(int64(timeout/2))) {
+			inputs = append(inputs, at)
+		}
+		last := time.Duration(0)
+		for sweep := every; ; sweep += every {
+			for len(inputs) > 0 && inputs[0] <= sweep {
+				last = inputs[0]
+				inputs = inputs[1:]
+				pe.heard.Store(true) // OnData
+			}
+			if _, cut := pe.sweepSilence(int64(sweep), timeout); cut {
+				if len(inputs) > 0 || sweep-last <= timeout {
+					t.Fatalf("trial %d: cut at %v, last input at %v, %d inputs to come", trial, sweep, last, len(inputs))
+				}
+				if sweep-last > timeout+2*every {
+					t.Fatalf("trial %d: cut at %v, %v after the last input; want at most %v", trial, sweep, sweep-last, timeout+2*every)
+				}
+				break
+			}
+			if sweep > last+2*timeout {
+				t.Fatalf("trial %d: not cut at %v, last input at %v", trial, sweep, last)
+			}
+		}
+	}
+}
