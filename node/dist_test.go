@@ -630,6 +630,44 @@ func TestSilentPeerIsDeclaredDownAfterTickTimeout(t *testing.T) {
 	})
 }
 
+// A healthy link outlives many tick timeouts: while a sends to b without
+// a pause (and so sends b no ticks: its link carries messages) b hears only
+// those messages, and every one counts as a sign of life; then, idle, the
+// ticks keep it up. No NodeDown comes before the last message.
+func TestAHealthyLinkOutlivesManyTickTimeouts(t *testing.T) {
+	const tick = time.Second
+	a, b := memPair(t, WithTickTimeout(tick))
+	connect(t, a, b)
+	withinFor(t, b, 2*time.Minute, func(p *Process) error {
+		if err := p.MonitorNode(a.Self()); err != nil {
+			return err
+		}
+		for end := time.Now().Add(3 * tick); time.Now().Before(end); {
+			if err := a.Send(p.Self(), "alive"); err != nil {
+				return err
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(3 * tick) // idle: ticks only
+		if err := a.Send(p.Self(), "end"); err != nil {
+			return err
+		}
+		for {
+			m, err := recv(p)
+			if err != nil {
+				return fmt.Errorf("waiting for the last message: %w", err)
+			}
+			switch m {
+			case "alive":
+			case "end":
+				return nil
+			default:
+				return fmt.Errorf("got %#v; want only messages, the link up", m)
+			}
+		}
+	})
+}
+
 // The same over memory: a frozen link (memlink.Network.Freeze) carries
 // nothing and closes nothing, so only the tick sweep can tell; after the
 // heal, the nodes meet again.
