@@ -117,9 +117,10 @@
 // its end is free), no drain by the loop (or a reading process) ended in
 // the last directIdleGap (5 us), and no direct write to a conn of that
 // loop started in the last directSpacing (20 us; this also spaces a
-// conn's own direct writes, so their ends are not recorded).
-// A stream thus stays on the loop, where items batch: the first push after
-// a drain comes within nanoseconds of it. The direct writer seals with
+// conn's own direct writes, so their ends are not recorded: a sender
+// whose writes each take longer than the difference may write a few in a
+// row). A stream thus settles on the loop, where items batch: the first
+// push after a drain comes within nanoseconds of it. The direct writer seals with
 // tls.Conn Write and writes the ciphertext with one write(2) on a dup of
 // the socket (gnet may close its own fd at any time; the dup is reference
 // counted and closed by its last user). The dup is made lazily: a conn gets

@@ -39,9 +39,8 @@ type Process struct {
 	// the process, read by its own.
 	waitOn atomic.Pointer[peerHandle]
 	// inlineConn is the link the process reads inline now (WaitInline),
-	// or read last, for a waker's KickInline; nil until its first inline
-	// wait. It keeps that link's Conn reachable until the process reads
-	// another inline or exits. Set by its own goroutine, read by wakers.
+	// for a waker's KickInline; nil while it does not. Set by its own
+	// goroutine, read by wakers.
 	inlineConn atomic.Pointer[loop.Conn]
 
 	mu    sync.Mutex

@@ -52,16 +52,8 @@ func (r *inlineReader) WaitInline(ctx context.Context, m *mailbox.Mailbox) bool 
 	if !ok {
 		return false
 	}
-	// Stored before the wait parks the owner (InlinePark), so a waker
-	// that clears that park loads this lc or a later one: its kick
-	// reaches the link being read. Stored only when it changed and never
-	// cleared (two atomic exchanges a wait fewer on each side of a round
-	// trip): a kick that finds the link of an earlier wait is a late
-	// kick, which mailbox's invariant 3 already allows (it ends a wait on
-	// that link early, which waits again).
-	if r.inlineConn.Load() != lc {
-		r.inlineConn.Store(lc)
-	}
+	r.inlineConn.Store(lc)
+	defer r.inlineConn.Store(nil)
 	return lc.ReadInline(ctx, m)
 }
 
