@@ -637,7 +637,7 @@ func TestSilentPeerIsDeclaredDownAfterTickTimeout(t *testing.T) {
 func TestAHealthyLinkOutlivesManyTickTimeouts(t *testing.T) {
 	const tick = time.Second
 	a, b := memPair(t, WithTickTimeout(tick))
-	connect(t, a, b)
+	connect(t, b, a) // b's side up when it returns: MonitorNode below must see it
 	withinFor(t, b, 2*time.Minute, func(p *Process) error {
 		if err := p.MonitorNode(a.Self()); err != nil {
 			return err
