@@ -635,20 +635,20 @@ func TestSilentPeerIsDeclaredDownAfterTickTimeout(t *testing.T) {
 // those messages, and every one counts as a sign of life; then, idle, the
 // ticks keep it up. No NodeDown comes before the last message.
 func TestAHealthyLinkOutlivesManyTickTimeouts(t *testing.T) {
-	const tick = time.Second
+	const tick = 2 * time.Second // a healthy link's silence stays under 2/3 of it
 	a, b := memPair(t, WithTickTimeout(tick))
 	connect(t, b, a) // b's side up when it returns: MonitorNode below must see it
 	withinFor(t, b, 2*time.Minute, func(p *Process) error {
 		if err := p.MonitorNode(a.Self()); err != nil {
 			return err
 		}
-		for end := time.Now().Add(3 * tick); time.Now().Before(end); {
+		for end := time.Now().Add(2 * tick); time.Now().Before(end); {
 			if err := a.Send(p.Self(), "alive"); err != nil {
 				return err
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		time.Sleep(3 * tick) // idle: ticks only
+		time.Sleep(2 * tick) // idle: ticks only
 		if err := a.Send(p.Self(), "end"); err != nil {
 			return err
 		}
