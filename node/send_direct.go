@@ -97,17 +97,15 @@ func scalarBound(v any) int {
 
 // identBound bounds a PID or a Ref of node: a tag, the name's length and
 // bytes, the incarnation (8 bytes) and the ID (a uvarint); -1 for a node
-// name the codec refuses (over 255 bytes), which the general path then
-// reports, so that the queue's encoder never fails.
+// name longer than a node name may be (maxNameLen, the codec's bound too),
+// which the general path then reports, so that the queue's encoder never
+// fails.
 func identBound(node string) int {
-	if len(node) > maxNodeName {
+	if len(node) > maxNameLen {
 		return -1
 	}
 	return 1 + 10 + len(node) + 8 + 10
 }
-
-// maxNodeName is the codec's bound on a PID's or Ref's node name.
-const maxNodeName = 255
 
 // directFits reports whether a value of the given directBound can never
 // exceed the node's message limit, so the encoder cannot fail on it.
