@@ -88,21 +88,26 @@ func nameHook(name string) Hook {
 		if _, err := tc.Write(msg); err != nil {
 			return nil, err
 		}
-		var got []byte
-		one := make([]byte, 1)
-		for {
-			if _, err := tc.Read(one); err != nil {
-				return nil, err
-			}
-			if one[0] == '\n' {
-				break
-			}
-			if len(got) > 64 {
-				return nil, errors.New("name too long")
-			}
-			got = append(got, one[0])
+		return readName(tc)
+	}
+}
+
+// readName reads tc one byte at a time up to a newline (at most 64 bytes
+// before it) and returns what came before the newline.
+func readName(tc *tls.Conn) (string, error) {
+	var got []byte
+	one := make([]byte, 1)
+	for {
+		if _, err := tc.Read(one); err != nil {
+			return "", err
 		}
-		return string(got), nil
+		if one[0] == '\n' {
+			return string(got), nil
+		}
+		if len(got) > 64 {
+			return "", errors.New("name too long")
+		}
+		got = append(got, one[0])
 	}
 }
 
@@ -188,11 +193,19 @@ func (o *orderCheck) result() (bad int, next []uint32) {
 // test's end.
 func namedEnginePair(t *testing.T, opts ...Option) (srv, cli *Engine) {
 	t.Helper()
-	srv, err := New(append([]Option{WithLoops(1), WithHook(nameHook("srv"))}, opts...)...)
+	return hookedEnginePair(t, nameHook("srv"), nameHook("cli"), opts...)
+}
+
+// hookedEnginePair starts two engines of one loop each, the server's
+// running srvHook after TLS and the client's cliHook, with opts besides,
+// closed at the test's end.
+func hookedEnginePair(t *testing.T, srvHook, cliHook Hook, opts ...Option) (srv, cli *Engine) {
+	t.Helper()
+	srv, err := New(append([]Option{WithLoops(1), WithHook(srvHook)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cli, err = New(append([]Option{WithLoops(1), WithHook(nameHook("cli"))}, opts...)...)
+	cli, err = New(append([]Option{WithLoops(1), WithHook(cliHook)}, opts...)...)
 	if err != nil {
 		_ = srv.Close()
 		t.Fatal(err)
@@ -206,6 +219,13 @@ func namedEnginePair(t *testing.T, opts ...Option) (srv, cli *Engine) {
 func dialNamed(t *testing.T, h Handler) *Conn {
 	t.Helper()
 	srv, cli := namedEnginePair(t)
+	return dialEngine(t, srv, cli, h)
+}
+
+// dialEngine has srv run h on every conn it accepts and returns cli's conn
+// to it, not started.
+func dialEngine(t *testing.T, srv, cli *Engine, h Handler) *Conn {
+	t.Helper()
 	addr, err := srv.Listen("127.0.0.1:0", func(c *Conn) { c.SetHandler(h); c.Start() })
 	if err != nil {
 		t.Fatal(err)

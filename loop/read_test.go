@@ -133,10 +133,7 @@ func TestRecordsReadAheadByTheHookAreDeliveredAtStart(t *testing.T) {
 		}
 		// The first Read pulls whatever the socket holds into tls.Conn:
 		// the name's record and the frames' behind it.
-		if err := readLine(tc); err != nil {
-			return nil, err
-		}
-		return "cli", nil
+		return readName(tc)
 	}
 	cliHook := func(ctx context.Context, tc *tls.Conn, outbound bool, _ any) (any, error) {
 		if _, err := tc.Write([]byte("cli\n")); err != nil {
@@ -148,46 +145,15 @@ func TestRecordsReadAheadByTheHookAreDeliveredAtStart(t *testing.T) {
 			}
 		}
 		close(sent)
-		if err := readLine(tc); err != nil {
-			return nil, err
-		}
-		return "srv", nil
+		return readName(tc)
 	}
-	srv, err := New(WithLoops(1), WithHook(srvHook))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli, err := New(WithLoops(1), WithHook(cliHook))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cli.Close(); _ = srv.Close() })
+	srv, cli := hookedEnginePair(t, srvHook, cliHook)
 	h := newFrameHandler(nil)
-	addr, err := srv.Listen("127.0.0.1:0", func(c *Conn) { c.SetHandler(h); c.Start() })
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := cli.Dial(context.Background(), addr.String(), "srv")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialEngine(t, srv, cli, h)
 	c.SetHandler(newFrameHandler(nil))
 	c.Start()
 	eventually(t, inlineBound, "the three frames read ahead by the hook", func() bool {
 		f, _, _ := h.count()
 		return f == 3
 	})
-}
-
-// readLine reads tc one byte at a time up to a newline.
-func readLine(tc *tls.Conn) error {
-	one := make([]byte, 1)
-	for {
-		if _, err := tc.Read(one); err != nil {
-			return err
-		}
-		if one[0] == '\n' {
-			return nil
-		}
-	}
 }
