@@ -172,6 +172,14 @@
 // until the duty is back, so Handler.OnClose never overlaps an OnData.
 // The rules, and why each holds, are at the top of inline.go.
 //
+// A loop with a single conn reads that conn the same way when it is idle
+// (idle.go, waitSocket): it holds the duty itself, waits for the socket in
+// the netpoller rather than for gnet's epoll instance (an epoll inside
+// the netpoller's, one more level for every wake-up), and handles the
+// input where it woke; a process that wants to read inline takes the duty
+// over from it, and anything gnet must see (a task, a close, a second
+// conn, a write the socket did not take) sends the loop back to gnet.
+//
 // # Checking the streams (build tag meshdebug)
 //
 // Built with the meshdebug tag (make debugtest; make watchdog loops a
@@ -204,7 +212,7 @@
 //
 // engine.go: the engine, Listen, Dial and the handshake; eventloop.go: a
 // loop's ready list and gnet's callbacks; idle.go: an idle loop's wait in
-// Go's netpoller; conn.go: the Conn type, Start and
+// Go's netpoller (on its sole conn's socket, or on gnet's epoll); conn.go: the Conn type, Start and
 // loop calls; send.go: Enqueue, the drain and backpressure; direct.go: direct
 // writes; read.go: the input path; inline.go (inline_linux.go): inline
 // reading; close.go: the close ladder and close_notify;

@@ -57,6 +57,10 @@ type loopState struct {
 	// after holds the functions AfterFlush deferred to the end of the
 	// current callback. Loop only.
 	after, afterSpare []func()
+
+	// conns are the loop's conns, from OnOpen to OnClose (idle.go,
+	// soleConn). Loop only.
+	conns []*Conn
 }
 
 // scratch holds the buffers one drain uses. The loop has one; each conn has
@@ -255,6 +259,7 @@ func (h *gnetHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		}
 	}
 	c.gc = gc
+	ls.conns = append(ls.conns, c)
 	ls.enter()
 	c.mu.Lock()
 	c.start = startOnLoop
@@ -316,6 +321,10 @@ func (h *gnetHandler) OnClose(gc gnet.Conn, err error) gnet.Action {
 	c.direct.Store(false)
 	c.dropDup()
 	c.endInline() // no process reads the socket from here on
+	ls := c.ls.Load()
+	if ls != nil {
+		ls.dropConn(c)
+	}
 	if c.closeAsked {
 		c.closeAsked = false
 		c.ls.Load().owed.Add(-1)
@@ -337,6 +346,22 @@ func (h *gnetHandler) OnClose(gc gnet.Conn, err error) gnet.Action {
 	c.deliverClose(reason)
 	c.dbgClose()
 	return gnet.None
+}
+
+// dropConn takes c out of the loop's conns and closes the loop's
+// duplicate of its socket, if any (idle.go). Loop only, in OnClose.
+func (ls *loopState) dropConn(c *Conn) {
+	for i, x := range ls.conns {
+		if x == c {
+			last := len(ls.conns) - 1
+			ls.conns[i], ls.conns[last] = ls.conns[last], nil
+			ls.conns = ls.conns[:last]
+			break
+		}
+	}
+	if w := ls.idle.Load(); w != nil {
+		w.dropSock(c)
+	}
 }
 
 // peerEOF reports whether gnet closed the conn because a read found the

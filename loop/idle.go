@@ -30,6 +30,40 @@ package loop
 // (kick), and the loop does not wait here at all while a task of ours, a
 // close of ours or an enrolment is pending, or the engine is stopping.
 //
+// A loop that serves a single conn waits for that conn's socket itself
+// (waitSocket), not for gnet's epoll instance: in Go's netpoller the
+// instance is an epoll inside an epoll, and the kernel's wake-up through
+// the two levels cost the peer's write about 2 µs and this side's wake-up
+// about 6 µs more than a socket's own (docs/latency.md, "Remote spawn: the
+// monitor thread, and the far node's loop"); then gnet's epoll_wait(0) and
+// its read ran before the input was seen. The loop takes the conn's read
+// duty for itself (dutyLoop: EPOLLIN off in gnet's instance, as for a
+// holder in inline.go), waits on a duplicate of the socket of its own, and
+// reads and handles the input where it woke, inside the callback it waits
+// at the end of, as a holder does (its output is written beside gnet,
+// flushBesideHolder), until something needs gnet. What gnet's instance
+// would have reported must still end that wait, and does:
+//
+//   - the conn's input, hang-up or error: the socket's own readiness;
+//   - our tasks, closes and timers (all queued through Engine.execute),
+//     an enrolment and the engine stopping: kick pokes the wait (a read
+//     deadline in the past on the loop's duplicate), and the wait checks
+//     owed, enrolling and stopping whenever it would park;
+//   - writability gnet asked for: never pending, since the loop waits on
+//     the socket only while gnet's outbound buffer is empty (direct), and
+//     a write the socket does not take recalls the duty (inline.go,
+//     rule 3), which ends the wait;
+//   - another conn's input, or a listener's: none, since the wait is only
+//     for a loop with one conn (the engine's listeners are Go's, not
+//     gnet's), and a second conn comes only through an enrolment;
+//   - a process that wants to read the conn inline (ReadInline): it takes
+//     the duty over from the loop (dutyLoop → dutyHeld, EPOLLIN already
+//     off) and pokes the wait, and the loop goes on waiting on gnet's
+//     instance, as before a holder's grant.
+//
+// The loop gives the duty back (EPOLLIN on again, then the duty cleared)
+// before it returns to gnet, so gnet never runs with dutyLoop set.
+//
 // gnet does not expose its epoll or eventfd descriptors; the engine finds
 // them once per loop in /proc/self/fd (the epoll instances gnet created,
 // told apart by the conn descriptor registered in them, from fdinfo) and
@@ -39,12 +73,14 @@ package loop
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"os"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -69,6 +105,34 @@ type idleWait struct {
 	lend     atomic.Bool          // a taker is granting itself a duty: the loop does not resume until it is clear
 	parkedIn atomic.Pointer[Conn] // the conn whose OnTraffic the loop waits at the end of; nil: a task, any conn
 	anyConn  atomic.Bool          // the loop waits at the end of a task
+
+	// The socket wait (waitSocket).
+	sock      atomic.Pointer[loopSock] // the duplicate the loop waits on now; nil: none (kick pokes it)
+	sk        *loopSock                // loop only: the loop's duplicate of its sole conn's socket
+	skRetry   int64                    // loop only: monoNow before which no duplicate is asked for again
+	sockBuf   []byte                   // loop only: ciphertext read by waitSocket
+	sockRead  func(uintptr) bool       // loop only: waitSocket's RawConn.Read function
+	takenOver atomic.Uint64            // holders that took a duty over from the socket wait (tests)
+}
+
+// loopSock is the loop's own duplicate of its sole conn's socket, in Go's
+// netpoller (from the dup budget): separate from the holders' (inlineRes),
+// so that a holder taking the duty over never waits behind the loop's read
+// lock nor sees its deadline. Made and closed on the loop.
+type loopSock struct {
+	r      *inlineRes // the duplicate (only sock, rc, fd and close are used)
+	c      *Conn
+	poked  atomic.Bool // a poke set a past deadline: the next wait clears it
+	n      int         // loop only: the last read's bytes
+	errno  unix.Errno  // loop only: the last read's error: 0, EAGAIN, or one that ends the wait
+	closed bool        // loop only
+}
+
+// poke ends the loop's wait on s (or its next one, which then waits
+// again). Any goroutine; on a closed duplicate it does nothing.
+func (s *loopSock) poke() {
+	s.poked.Store(true)
+	_ = s.r.sock.SetReadDeadline(time.Unix(1, 0))
 }
 
 // fdSet lists the open descriptors of the process (Linux; nil when
@@ -205,14 +269,22 @@ func (w *idleWait) kick() {
 	if w.waiting.Load() {
 		_, _ = nbio.Write(w.efd, eventOne[:])
 	}
+	if s := w.sock.Load(); s != nil {
+		s.poke()
+	}
 }
 
 // wait parks the loop goroutine until gnet's epoll instance has an event,
-// unless stop says not to wait. in is the conn whose input callback it
-// ends, nil at the end of a task. Loop only.
+// unless stop says not to wait; a loop with one conn waits on that conn's
+// socket first (waitSocket). in is the conn whose input callback it ends,
+// nil at the end of a task. Loop only.
 func (w *idleWait) wait(ls *loopState, in *Conn) {
 	w.parkedIn.Store(in)
 	w.anyConn.Store(in == nil)
+	if c := ls.soleConn(in); c != nil && !w.waitSocket(ls, c) {
+		w.parkedIn.Store(nil)
+		return
+	}
 	w.waiting.Store(true)
 	w.polled = false
 	_ = w.rc.Read(w.ready(ls))
@@ -260,4 +332,173 @@ func (w *idleWait) ready(ls *loopState) func(uintptr) bool {
 func (w *idleWait) close() {
 	_ = w.ep.Close()
 	_ = unix.Close(w.efd)
+	w.dropSock(nil)
+}
+
+// stop reports whether the loop must go back to gnet: a task of ours or a
+// close is owed, a conn enrols, or the engine stops.
+func (w *idleWait) stop(ls *loopState) bool {
+	e := ls.e
+	return ls.owed.Load() > 0 || e.stopping.Load() || e.enrolling.Load() > 0
+}
+
+// soleConn returns the loop's only conn when the loop may wait on its
+// socket at the end of the callback for in (nil: a task): it serves no
+// other, it is not a bulk-only conn, and in is nil or that conn. Loop only.
+func (ls *loopState) soleConn(in *Conn) *Conn {
+	if len(ls.conns) != 1 {
+		return nil
+	}
+	c := ls.conns[0]
+	if (in != nil && in != c) || c.bulkOnly.Load() {
+		return nil
+	}
+	return c
+}
+
+// sockFor returns the loop's duplicate of c's socket, made at the first
+// wait for c (a duplicate of an earlier sole conn is closed then); nil when
+// the dup budget or the netpoller refused one lately. Loop only, with c's
+// socket gnet's (OnClose has not run).
+func (w *idleWait) sockFor(c *Conn) *loopSock {
+	if w.sk != nil && w.sk.c == c {
+		return w.sk
+	}
+	w.dropSock(nil)
+	if w.skRetry != 0 {
+		if monoNow() < w.skRetry {
+			return nil
+		}
+		w.skRetry = 0
+	}
+	r, err := newInlineRes(c.gc.Fd())
+	if err != nil {
+		w.skRetry = monoNow() + int64(dupIdle)
+		return nil
+	}
+	w.sk = &loopSock{r: r, c: c}
+	if w.sockBuf == nil {
+		w.sockBuf = make([]byte, inlineBuf)
+	}
+	return w.sk
+}
+
+// dropSock closes the loop's duplicate if it is c's (any conn's for nil).
+// Loop only: OnClose calls it before gnet closes c's descriptor, and the
+// loop does not wait on the duplicate then.
+func (w *idleWait) dropSock(c *Conn) {
+	if s := w.sk; s != nil && (c == nil || s.c == c) {
+		w.sk = nil
+		s.closed = true
+		s.r.close()
+	}
+}
+
+// waitSocket is the loop's wait on the socket of its sole conn c (the top
+// of this file): it takes c's read duty for the loop, waits for the socket
+// in Go's netpoller, and reads and handles c's input itself, until gnet is
+// needed; then it gives the duty back and reports false (the loop returns
+// to gnet). It reports true when the loop is to wait on gnet's epoll
+// instance instead: c is not idle for writes, no duplicate could be had, a
+// holder has the duty, or one took it over during the wait. Loop only, at
+// the end of a callback, with nothing left to drain or run (idleWait).
+func (w *idleWait) waitSocket(ls *loopState, c *Conn) bool {
+	if !c.direct.Load() || c.reached(closeRequested) || c.gc.OutboundBuffered() > 0 || w.stop(ls) {
+		return true
+	}
+	s := w.sockFor(c)
+	if s == nil || !c.duty.CompareAndSwap(0, dutyLoop) {
+		return true
+	}
+	fd := c.gc.Fd()
+	if w.setEvents(fd, 0) != nil {
+		c.duty.Store(0)
+		return true
+	}
+	if w.sockRead == nil {
+		w.sockRead = w.readSock(ls)
+	}
+	w.sock.Store(s)
+	for {
+		if s.poked.Swap(false) {
+			_ = s.r.sock.SetReadDeadline(time.Time{})
+		}
+		s.n, s.errno = 0, 0
+		w.waiting.Store(true)
+		werr := s.r.rc.Read(w.sockRead)
+		w.waiting.Store(false)
+		for w.lend.Load() {
+			runtime.Gosched()
+		}
+		if c.duty.Load()&dutyLoop == 0 {
+			// Taken over by a holder (inline.go, takeDuty): EPOLLIN stays
+			// off until it gives the duty back.
+			w.sock.Store(nil)
+			return true
+		}
+		if s.n > 0 {
+			ls.enter()
+			c.dbgReadEnter(true)
+			c.readTLS(ls, &ls.rbuf, w.sockBuf[:s.n], true)
+			c.dbgReadLeave()
+			ls.leave()
+			if c.duty.Load()&dutyRecall == 0 && c.direct.Load() && !c.reached(closeRequested) &&
+				!ls.busy.Load() && len(ls.after) == 0 && !w.stop(ls) {
+				continue
+			}
+			break
+		}
+		if werr != nil || s.errno == unix.EAGAIN {
+			// A poke (a kick, or a late poke meant for an earlier wait),
+			// or readSock found a reason to stop.
+			if w.stop(ls) || c.duty.Load()&dutyRecall != 0 || c.reached(closeRequested) {
+				break
+			}
+			continue
+		}
+		break // EOF or an error: gnet sees it too, and reports it
+	}
+	w.sock.Store(nil)
+	if err := w.setEvents(fd, gnetReadEvents); err != nil {
+		// Input would never be read again: end the conn, loudly.
+		c.inlineFailed.Add(1)
+		_ = c.Close(fmt.Errorf("%w: restoring its input events: %w", ErrClosed, err))
+	}
+	if c.duty.Swap(0)&dutyRecall != 0 {
+		ls.schedule(c) // the loop kept the drain token for this (flushBesideHolder)
+	}
+	return false
+}
+
+// readSock returns waitSocket's RawConn.Read function: it reads the
+// socket unless a holder took the duty over, and with nothing to read it
+// parks the loop unless it must go back to gnet (stop). While it reads,
+// waiting is clear, so that no taker grants itself the duty meanwhile
+// (inline.go, rule 1).
+func (w *idleWait) readSock(ls *loopState) func(uintptr) bool {
+	return func(uintptr) bool {
+		s := w.sk
+		w.waiting.Store(false)
+		for w.lend.Load() {
+			runtime.Gosched()
+		}
+		if s.c.duty.Load()&dutyLoop == 0 {
+			return true
+		}
+		for {
+			n, err := nbio.Read(s.r.fd, w.sockBuf)
+			s.n, s.errno = n, errnoOf(err)
+			if s.errno != unix.EINTR {
+				break
+			}
+		}
+		if s.n < 0 {
+			s.n = 0
+		}
+		if s.errno == unix.EAGAIN {
+			w.waiting.Store(true)
+			return w.stop(ls) || s.c.duty.Load()&dutyRecall != 0
+		}
+		return true
+	}
 }

@@ -32,6 +32,11 @@ package loop
 //     stops waiting clears waiting and then waits for lend to be clear, so
 //     gnet never resumes in the middle of a grant. The conn must be idle
 //     for writes too (direct set: gnet's outbound buffer is empty), see 3.
+//     A loop that waits on its sole conn's socket holds the duty itself
+//     (dutyLoop, EPOLLIN off: idle.go, waitSocket); a taker then takes it
+//     over in the grant (dutyLoop → dutyHeld, no epoll_ctl) and pokes the
+//     loop's wait, and the loop, which reads the socket only with waiting
+//     clear and lend clear, goes on waiting on gnet's instance.
 //  2. While a holder has it, gnet is never told about the socket's input:
 //     EPOLLIN is off. EPOLLERR and EPOLLHUP cannot be masked, but with no
 //     EPOLLIN gnet closes the conn on them without reading (gnet v2.9.7,
@@ -115,6 +120,7 @@ const (
 	dutyHeld      int32 = 1 << iota // a holder reads the socket; EPOLLIN is off in gnet's epoll
 	dutyRecall                      // the loop wants it back (it holds the drain token, rule 3)
 	dutyReturning                   // the holder is done reading and sets EPOLLIN again (rule 4)
+	dutyLoop                        // the loop waits on the socket itself and reads it (idle.go, waitSocket); EPOLLIN is off
 )
 
 // sharedFor: after a waiter found another holding a conn's duty, no duty
@@ -251,11 +257,22 @@ func (c *Conn) takeDuty(w *idleWait) bool {
 	if !w.lend.CompareAndSwap(false, true) {
 		return false
 	}
-	ok := w.waiting.Load() && w.lendable(c) && c.direct.Load() && !c.reached(closeRequested) &&
-		c.duty.CompareAndSwap(0, dutyHeld)
-
-	if ok && w.setEvents(c.gc.Fd(), 0) != nil {
-		c.duty.Store(0)
+	ok := w.waiting.Load() && w.lendable(c) && c.direct.Load() && !c.reached(closeRequested)
+	switch {
+	case !ok:
+	case c.duty.CompareAndSwap(0, dutyHeld):
+		if w.setEvents(c.gc.Fd(), 0) != nil {
+			c.duty.Store(0)
+			ok = false
+		}
+	case c.duty.CompareAndSwap(dutyLoop, dutyHeld):
+		// The loop waits on the socket (idle.go, waitSocket), EPOLLIN
+		// off already: it is told to wait on gnet's instance instead.
+		w.takenOver.Add(1)
+		if s := w.sock.Load(); s != nil {
+			s.poke()
+		}
+	default:
 		ok = false
 	}
 	w.lend.Store(false)

@@ -1,0 +1,364 @@
+package loop
+
+// The socket wait (idle.go, waitSocket): a loop with one conn waits on
+// that conn's socket itself, with the socket's input off in gnet's epoll
+// instance, and reads and handles the input where it woke. Whatever gnet's
+// instance would have reported while it waits must still reach the loop;
+// each test below is one such event. Timeouts are failure detectors only;
+// nothing is timed.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// sockWaiting reports whether c's loop waits on c's socket now: it
+// published its duplicate and holds c's read duty for itself.
+func sockWaiting(c *Conn) bool {
+	ls := c.ls.Load()
+	if ls == nil {
+		return false
+	}
+	w := ls.idle.Load()
+	if w == nil {
+		return false
+	}
+	s := w.sock.Load()
+	return s != nil && s.c == c && c.duty.Load() == dutyLoop && w.waiting.Load()
+}
+
+// loopFD returns c's socket descriptor, read on its loop.
+func loopFD(t *testing.T, c *Conn) int {
+	t.Helper()
+	fd := make(chan int, 1)
+	c.Execute(func() { fd <- c.gc.Fd() })
+	select {
+	case n := <-fd:
+		return n
+	case <-time.After(10 * time.Second):
+		t.Fatal("a task did not run")
+		return -1
+	}
+}
+
+// gnetEvents returns the events gnet's epoll instance (the loop's
+// duplicate of it) watches on fd, from /proc/self/fdinfo.
+func gnetEvents(t *testing.T, c *Conn, fd int) uint32 {
+	t.Helper()
+	w := c.ls.Load().idle.Load()
+	b, err := os.ReadFile("/proc/self/fdinfo/" + strconv.Itoa(w.epfd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) >= 4 && f[0] == "tfd:" && f[1] == strconv.Itoa(fd) && f[2] == "events:" {
+			ev, err := strconv.ParseUint(f[3], 16, 32)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return uint32(ev)
+		}
+	}
+	t.Fatalf("descriptor %d is not in gnet's epoll instance", fd)
+	return 0
+}
+
+// sockPair is an echo pair of one loop per engine; got receives the
+// client's frames.
+func sockPair(t *testing.T, srvFrame func(*Conn, []byte)) (*pair, chan string) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		t.Skip("the socket wait needs the netpoller wait (Linux: epoll, eventfd, /proc)")
+	}
+	got := make(chan string, 64)
+	p := newPair(t, srvFrame, func(_ *Conn, f []byte) { got <- string(f) }, WithLoops(1))
+	if p.cliConn.ls.Load().idle.Load() == nil {
+		t.Skip("this loop found no gnet epoll to wait on (/proc?)")
+	}
+	return p, got
+}
+
+func echoFrame(c *Conn, f []byte) { _ = c.EnqueueNoWait(frame(nil, f)) }
+
+// roundTrip sends m on c and waits for its echo on got.
+func roundTrip(t *testing.T, c *Conn, got <-chan string, m string) {
+	t.Helper()
+	if err := c.Enqueue(context.Background(), frame(nil, []byte(m))); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case f := <-got:
+		if f != m {
+			t.Fatalf("got %q, want %q", f, m)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%q did not come back", m)
+	}
+}
+
+// untilSocketWait round-trips on c until c's loop waits on c's socket.
+func untilSocketWait(t *testing.T, c *Conn, got <-chan string) {
+	t.Helper()
+	eventually(t, 10*time.Second, "the loop waiting on its conn's socket", func() bool {
+		if sockWaiting(c) {
+			return true
+		}
+		roundTrip(t, c, got, "probe")
+		time.Sleep(time.Millisecond)
+		return false
+	})
+}
+
+// A loop with one conn waits on the conn's socket with the socket's input
+// off in gnet's epoll instance (the instance would otherwise wake the
+// netpoller through a second level of epoll), reads and handles what
+// comes there, and turns the input back on when it goes back to gnet.
+func TestALoopWithOneConnWaitsOnItsSocketWithGnetsInputOff(t *testing.T) {
+	p, got := sockPair(t, echoFrame)
+	fd := loopFD(t, p.cliConn)
+	untilSocketWait(t, p.cliConn, got)
+	if ev := gnetEvents(t, p.cliConn, fd); ev&unix.EPOLLIN != 0 {
+		t.Fatalf("gnet's instance watches input (events %#x) while the loop waits on the socket", ev)
+	}
+	for i := range 200 {
+		roundTrip(t, p.cliConn, got, "m"+strconv.Itoa(i))
+	}
+	untilSocketWait(t, p.cliConn, got)
+	// Back in gnet (a task runs there), the input is gnet's again.
+	ev := make(chan uint32, 1)
+	p.cliConn.Execute(func() { ev <- gnetEvents(t, p.cliConn, fd) })
+	if e := <-ev; e&unix.EPOLLIN == 0 {
+		t.Fatalf("gnet's instance does not watch input (events %#x) while gnet runs", e)
+	}
+	if n := p.cliConn.inlineFailed.Load(); n != 0 {
+		t.Fatalf("%d rule breaks (inlineFailed)", n)
+	}
+}
+
+// A task queued while the loop waits on its socket runs (the kick pokes
+// the socket wait), and so does a timer (a task too).
+func TestTheSocketWaitEndsForATaskAndATimer(t *testing.T) {
+	p, got := sockPair(t, echoFrame)
+	untilSocketWait(t, p.cliConn, got)
+	ran := make(chan struct{})
+	p.cliConn.Execute(func() { close(ran) })
+	select {
+	case <-ran:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a task queued while the loop waited on its socket did not run")
+	}
+	untilSocketWait(t, p.cliConn, got)
+	fired := make(chan struct{})
+	p.cliConn.AfterFunc(time.Millisecond, func() { close(fired) })
+	select {
+	case <-fired:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a timer did not fire while the loop waited on its socket")
+	}
+	roundTrip(t, p.cliConn, got, "after")
+}
+
+// Output the socket does not take, written by the loop from input it read
+// in its socket wait, needs gnet's writability: the wait gives the conn
+// back to gnet, which sends the rest once the peer reads again; every
+// byte arrives.
+func TestAWriteTheSocketDoesNotTakeGoesOnThroughGnet(t *testing.T) {
+	var stalled atomic.Bool
+	var recvd atomic.Int64
+	srvFrame := func(c *Conn, f []byte) {
+		switch {
+		case string(f) == "stall":
+			_ = c.EnqueueNoWait(frame(nil, []byte("burst")))
+			if stalled.CompareAndSwap(false, true) {
+				time.Sleep(300 * time.Millisecond) // the server's loop reads nothing meanwhile
+			}
+		case len(f) > 0 && f[0] == 'b':
+			recvd.Add(int64(len(f)))
+		default:
+			echoFrame(c, f)
+		}
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("the socket wait needs the netpoller wait (Linux: epoll, eventfd, /proc)")
+	}
+	got := make(chan string, 64)
+	var sent atomic.Int64
+	burst := bytes.Repeat([]byte{'b'}, 256<<10)
+	var p *pair
+	p = newPair(t, srvFrame, func(c *Conn, f []byte) {
+		if string(f) != "burst" {
+			got <- string(f)
+			return
+		}
+		for range 64 { // 16 MiB, more than both kernels' buffers hold
+			if c.EnqueueNoWait(frame(nil, burst)) != nil {
+				break
+			}
+			sent.Add(int64(len(burst)))
+		}
+		got <- "burst"
+	}, WithLoops(1), WithWaterMarks(32<<20, 16<<20))
+	if p.cliConn.ls.Load().idle.Load() == nil {
+		t.Skip("this loop found no gnet epoll to wait on (/proc?)")
+	}
+	untilSocketWait(t, p.cliConn, got)
+	if err := p.cliConn.Enqueue(context.Background(), frame(nil, []byte("stall"))); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the burst was not asked for")
+	}
+	if sent.Load() == 0 {
+		t.Fatal("the loop queued nothing")
+	}
+	eventually(t, 20*time.Second, "every byte of the burst at the server", func() bool {
+		return recvd.Load() == sent.Load()
+	})
+	roundTrip(t, p.cliConn, got, "after")
+	if n := p.cliConn.inlineFailed.Load(); n != 0 {
+		t.Fatalf("%d rule breaks (inlineFailed)", n)
+	}
+}
+
+// A second conn enrolled on the loop while it waits on the first's socket
+// is served (the enrolment pokes the wait), and the loop then waits on
+// gnet's instance, for both; once the second closes, the loop waits on
+// the first's socket again.
+func TestASecondConnOnTheLoopEndsTheSocketWait(t *testing.T) {
+	p, got := sockPair(t, echoFrame)
+	untilSocketWait(t, p.cliConn, got)
+	addr, err := p.server.Listen("127.0.0.1:0", func(c *Conn) {
+		c.SetHandler(newFrameHandler(echoFrame))
+		c.Start()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c2, err := p.client.Dial(ctx, addr.String(), "srv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got2 := make(chan string, 64)
+	h2 := newFrameHandler(func(_ *Conn, f []byte) { got2 <- string(f) })
+	c2.SetHandler(h2)
+	c2.Start()
+	if c2.ls.Load() != p.cliConn.ls.Load() {
+		t.Fatal("the second conn is on another loop")
+	}
+	for i := range 50 {
+		roundTrip(t, c2, got2, "two"+strconv.Itoa(i))
+		roundTrip(t, p.cliConn, got, "one"+strconv.Itoa(i))
+		if sockWaiting(p.cliConn) || sockWaiting(c2) {
+			t.Fatal("a loop with two conns waits on one conn's socket")
+		}
+	}
+	_ = c2.Close(nil)
+	select {
+	case <-h2.closedC:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the second conn did not close")
+	}
+	untilSocketWait(t, p.cliConn, got)
+}
+
+// The peer's close, seen in the socket wait, ends the conn (gnet reports
+// it once the wait gave the socket back); so does a close asked from
+// another goroutine.
+func TestTheSocketWaitEndsForAPeerCloseAndACloseAsked(t *testing.T) {
+	p, got := sockPair(t, echoFrame)
+	untilSocketWait(t, p.cliConn, got)
+	_ = p.srvConn.Close(nil)
+	select {
+	case <-p.cliHandl.closedC:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the peer's close did not end the conn")
+	}
+	q, got2 := sockPair(t, echoFrame)
+	untilSocketWait(t, q.cliConn, got2)
+	_ = q.cliConn.Close(nil)
+	select {
+	case <-q.cliHandl.closedC:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a close asked while the loop waited on the socket did not end the conn")
+	}
+}
+
+// Engine.Close returns while its loop waits on a conn's socket.
+func TestEngineCloseEndsTheSocketWait(t *testing.T) {
+	p, got := sockPair(t, echoFrame)
+	untilSocketWait(t, p.cliConn, got)
+	done := make(chan error, 1)
+	go func() { done <- p.client.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Engine.Close did not return")
+	}
+	select {
+	case <-p.cliHandl.closedC:
+	default:
+		t.Fatal("Engine.Close returned before the conn's OnClose")
+	}
+}
+
+// A process that reads the conn inline takes the read duty over from the
+// loop's socket wait (its input is its own then, not the loop's), and once
+// it gave the duty back the loop waits on the socket again.
+func TestAProcessTakesTheDutyOverFromTheSocketWait(t *testing.T) {
+	ip := newInlinePair(t, newInlineServer(0), 1)
+	p := ip.proc(0, false)
+	ran := make(chan struct{})
+	ip.cliConn.Execute(func() { close(ran) }) // the loop's wait after a task: its conn's socket
+	<-ran
+	eventually(t, 10*time.Second, "the loop waiting on its conn's socket", func() bool { return sockWaiting(ip.cliConn) })
+	ctx, cancel := context.WithTimeout(context.Background(), inlineBound)
+	defer cancel()
+	const rounds = 100
+	for i := range rounds {
+		body := seqBody(uint64(i))
+		if err := p.send(ctx, kindEcho, body); err != nil {
+			t.Fatalf("round %d: send: %v", i, err)
+		}
+		got, err := p.recv(ctx)
+		if err != nil {
+			t.Fatalf("round %d: receive: %v", i, err)
+		}
+		if want := string(inlineMsg(0, kindEcho, body)); got != want {
+			t.Fatalf("round %d: got %q, want %q", i, got, want)
+		}
+	}
+	if p.r.took.Load() == 0 {
+		t.Fatalf("no wait of %d rounds took the read duty (%d tries)", rounds, p.r.tries.Load())
+	}
+	if ip.cliConn.ls.Load().idle.Load().takenOver.Load() == 0 {
+		t.Fatal("no holder took the duty over from the loop's socket wait")
+	}
+	ip.checkRules(t)
+	eventually(t, 10*time.Second, "the loop waiting on its conn's socket again", func() bool {
+		if sockWaiting(ip.cliConn) {
+			return true
+		}
+		ip.cliConn.Execute(func() {})
+		time.Sleep(time.Millisecond)
+		return false
+	})
+}
