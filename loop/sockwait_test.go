@@ -196,8 +196,7 @@ func TestAWriteTheSocketDoesNotTakeGoesOnThroughGnet(t *testing.T) {
 	got := make(chan string, 64)
 	var sent atomic.Int64
 	burst := bytes.Repeat([]byte{'b'}, 256<<10)
-	var p *pair
-	p = newPair(t, srvFrame, func(c *Conn, f []byte) {
+	p := newPair(t, srvFrame, func(c *Conn, f []byte) {
 		if string(f) != "burst" {
 			got <- string(f)
 			return
