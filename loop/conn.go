@@ -139,6 +139,7 @@ type Conn struct {
 	inl          atomic.Pointer[inlineRes] // the holders' duplicate of the socket; nil: none yet; inlineClosed after OnClose
 	inlRetry     atomic.Int64              // monoNow() before which no inline resources are asked for (denied); 0: none
 	inlShared    atomic.Int64              // monoNow() when a waiter last found the duty held by another (sharedFor); 0: not lately
+	inlTakeover  atomic.Int64              // monoNow() when a holder last took the duty over from the loop's socket wait (sockHoldOff); 0: not lately
 	inCallback   atomic.Bool               // a holder is in the handler's OnData (AfterFlush runs fn at once)
 	inlineFailed atomic.Uint64             // rule breaks seen (OnTraffic with the duty away, a lost epoll), for tests
 

@@ -59,7 +59,8 @@ package loop
 //   - a process that wants to read the conn inline (ReadInline): it takes
 //     the duty over from the loop (dutyLoop → dutyHeld, EPOLLIN already
 //     off) and pokes the wait, and the loop goes on waiting on gnet's
-//     instance, as before a holder's grant.
+//     instance, as before a holder's grant; for sockHoldOff after that the
+//     loop does not wait on that socket (its processes read it).
 //
 // The loop gives the duty back (EPOLLIN on again, then the duty cleared)
 // before it returns to gnet, so gnet never runs with dutyLoop set.
@@ -86,6 +87,14 @@ import (
 
 	"github.com/meshrt/mesh/internal/nbio"
 )
+
+// sockHoldOff: after a holder took a conn's duty over from the loop's
+// socket wait, the loop does not wait on that conn's socket for this long.
+// A conn that processes read inline (a ping-pong's echo reads its requests
+// itself) would otherwise pay a takeover, whose poke wakes the loop, each
+// time its loop read an input; the loop's socket wait is for conns that no
+// process reads (the far node of a remote spawn).
+const sockHoldOff = 100 * time.Millisecond
 
 // idleWait is one loop's wait in Go's netpoller. Made on the loop; its
 // fields are constant after that but for the counters.
@@ -399,12 +408,19 @@ func (w *idleWait) dropSock(c *Conn) {
 // in Go's netpoller, and reads and handles c's input itself, until gnet is
 // needed; then it gives the duty back and reports false (the loop returns
 // to gnet). It reports true when the loop is to wait on gnet's epoll
-// instance instead: c is not idle for writes, no duplicate could be had, a
+// instance instead: c is not idle for writes, a holder took c's duty over
+// from the loop less than sockHoldOff ago, no duplicate could be had, a
 // holder has the duty, or one took it over during the wait. Loop only, at
 // the end of a callback, with nothing left to drain or run (idleWait).
 func (w *idleWait) waitSocket(ls *loopState, c *Conn) bool {
 	if !c.direct.Load() || c.reached(closeRequested) || c.gc.OutboundBuffered() > 0 || w.stop(ls) {
 		return true
+	}
+	if t := c.inlTakeover.Load(); t != 0 {
+		if monoNow()-t < int64(sockHoldOff) {
+			return true
+		}
+		c.inlTakeover.CompareAndSwap(t, 0)
 	}
 	s := w.sockFor(c)
 	if s == nil || !c.duty.CompareAndSwap(0, dutyLoop) {

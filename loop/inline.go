@@ -269,6 +269,7 @@ func (c *Conn) takeDuty(w *idleWait) bool {
 		// The loop waits on the socket (idle.go, waitSocket), EPOLLIN
 		// off already: it is told to wait on gnet's instance instead.
 		w.takenOver.Add(1)
+		c.inlTakeover.Store(max(monoNow(), 1))
 		if s := w.sock.Load(); s != nil {
 			s.poke()
 		}
