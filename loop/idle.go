@@ -94,7 +94,7 @@ import (
 // itself) would otherwise pay a takeover, whose poke wakes the loop, each
 // time its loop read an input; the loop's socket wait is for conns that no
 // process reads (the far node of a remote spawn).
-const sockHoldOff = 100 * time.Millisecond
+const sockHoldOff = 10 * time.Millisecond
 
 // idleWait is one loop's wait in Go's netpoller. Made on the loop; its
 // fields are constant after that but for the counters.
