@@ -1,3 +1,5 @@
+//go:build linux
+
 package loop
 
 // The socket wait (idle.go, waitSocket): a loop with one conn waits on
