@@ -464,6 +464,18 @@ func (w *idleWait) waitSocket(ls *loopState, c *Conn) bool {
 			}
 			break
 		}
+		if werr != nil {
+			// A poke's deadline. Cleared here, before the checks below,
+			// and not only when poked is seen: a poke stores poked and then
+			// sets the deadline, so a wait that took poked and cleared the
+			// deadline in between would otherwise keep a past deadline
+			// with poked clear, and every later Read would fail at once
+			// without reading (a deaf loop, spinning; review). Whatever
+			// the poker wanted it changed before its deadline, so the
+			// checks below see it.
+			s.poked.Store(false)
+			_ = s.r.sock.SetReadDeadline(time.Time{})
+		}
 		if werr != nil || s.errno == unix.EAGAIN {
 			// A poke (a kick, or a late poke meant for an earlier wait),
 			// or readSock found a reason to stop.

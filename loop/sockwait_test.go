@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -362,4 +363,68 @@ func TestAProcessTakesTheDutyOverFromTheSocketWait(t *testing.T) {
 		time.Sleep(time.Millisecond)
 		return false
 	})
+}
+
+// Kicks racing the socket wait never leave it deaf: a poke stores its
+// flag and then its deadline, and a wait that takes the flag and clears
+// the deadline between the two must not keep the past deadline (every
+// Read would then fail without reading, and input would wait for the next
+// task). Tasks hammer the loop while a stream comes in; then, quiet, one
+// frame must still arrive.
+func TestKicksRacingTheSocketWaitNeverLeaveItDeaf(t *testing.T) {
+	p, got := sockPair(t, echoFrame)
+	untilSocketWait(t, p.cliConn, got)
+	for round := range 50 {
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { // the stream
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					_ = p.srvConn.EnqueueNoWait(frame(nil, []byte("s")))
+				}
+			}
+		}()
+		go func() { // the kicks
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					p.cliConn.Execute(func() {})
+				}
+			}
+		}()
+		drain(got, 30*time.Millisecond)
+		close(stop)
+		wg.Wait()
+		drain(got, 20*time.Millisecond)
+		want := "probe" + strconv.Itoa(round)
+		_ = p.srvConn.EnqueueNoWait(frame(nil, []byte(want)))
+		bound := time.After(inlineBound)
+		for f := ""; f != want; {
+			select {
+			case f = <-got:
+			case <-bound:
+				t.Fatalf("round %d: the probe never came (socket wait %v, duty %d)", round, sockWaiting(p.cliConn), p.cliConn.duty.Load())
+			}
+		}
+	}
+}
+
+// drain takes what comes on got for d.
+func drain(got <-chan string, d time.Duration) {
+	end := time.After(d)
+	for {
+		select {
+		case <-got:
+		case <-end:
+			return
+		}
+	}
 }
