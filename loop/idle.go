@@ -137,10 +137,19 @@ type loopSock struct {
 	closed bool        // loop only
 }
 
+// testHookPoke, when a test sets it, runs in loopSock.poke between its
+// two stores (poked, then the deadline): a test runs the socket wait
+// there, as a wait runs while the poker's goroutine is descheduled at
+// that point.
+var testHookPoke atomic.Pointer[func(*loopSock)]
+
 // poke ends the loop's wait on s (or its next one, which then waits
 // again). Any goroutine; on a closed duplicate it does nothing.
 func (s *loopSock) poke() {
 	s.poked.Store(true)
+	if h := testHookPoke.Load(); h != nil {
+		(*h)(s)
+	}
 	_ = s.r.sock.SetReadDeadline(time.Unix(1, 0))
 }
 

@@ -365,6 +365,69 @@ func TestAProcessTakesTheDutyOverFromTheSocketWait(t *testing.T) {
 	})
 }
 
+// A poke stores its flag and then its deadline. A socket wait that takes
+// the flag and clears the deadline between the two must not keep the past
+// deadline the poke sets after it: every Read would then fail without
+// reading, and the conn's input would wait for the next task. The test
+// holds a kick's poke between its two stores (testHookPoke) while input
+// wakes the wait, which goes back to gnet for the kick's task, runs it,
+// and waits on the socket again, taking the flag and clearing the
+// deadline on its way; then the poke sets its deadline, and a frame must
+// still arrive.
+func TestAPokesDeadlineAfterTheWaitTookItsFlagLeavesItListening(t *testing.T) {
+	p, got := sockPair(t, echoFrame)
+	untilSocketWait(t, p.cliConn, got)
+	ran := make(chan struct{})
+	var armed atomic.Bool
+	armed.Store(true)
+	var inWindow atomic.Bool
+	hook := func(s *loopSock) {
+		if s.c != p.cliConn || !armed.CompareAndSwap(true, false) {
+			return
+		}
+		inWindow.Store(true)
+		// No t.Fatal here: the hook runs inside Execute (Engine.execute
+		// counts it in flight, and the engine's Close waits for that).
+		_ = p.srvConn.EnqueueNoWait(frame(nil, []byte("wake")))
+		end := time.Now().Add(inlineBound)
+		for {
+			select {
+			case <-ran:
+				if !s.poked.Load() && sockWaiting(p.cliConn) {
+					return // the wait took the flag, cleared the deadline, and waits again
+				}
+			default:
+			}
+			if time.Now().After(end) {
+				t.Errorf("the loop did not run the task and wait on its socket again (poked %v, socket wait %v)",
+					s.poked.Load(), sockWaiting(p.cliConn))
+				return
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
+	testHookPoke.Store(&hook)
+	t.Cleanup(func() { testHookPoke.Store(nil) })
+	p.cliConn.Execute(func() { close(ran) }) // its kick pokes the socket wait
+	if !inWindow.Load() {
+		t.Fatal("the kick did not poke the socket wait")
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	testHookPoke.Store(nil)
+	_ = p.srvConn.EnqueueNoWait(frame(nil, []byte("probe")))
+	bound := time.After(inlineBound)
+	for f := ""; f != "probe"; {
+		select {
+		case f = <-got:
+		case <-bound:
+			t.Fatalf("input after the poke never came: the socket wait kept the past deadline (socket wait %v, duty %d)",
+				sockWaiting(p.cliConn), p.cliConn.duty.Load())
+		}
+	}
+}
+
 // Kicks racing the socket wait never leave it deaf: a poke stores its
 // flag and then its deadline, and a wait that takes the flag and clears
 // the deadline between the two must not keep the past deadline (every
