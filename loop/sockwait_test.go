@@ -433,7 +433,9 @@ func TestAPokesDeadlineAfterTheWaitTookItsFlagLeavesItListening(t *testing.T) {
 // the deadline between the two must not keep the past deadline (every
 // Read would then fail without reading, and input would wait for the next
 // task). Tasks hammer the loop while a stream comes in; then, quiet, one
-// frame must still arrive.
+// frame must still arrive. A stress, not a guard of one interleaving:
+// TestAPokesDeadlineAfterTheWaitTookItsFlagLeavesItListening drives the
+// one above every run; this looks for others.
 func TestKicksRacingTheSocketWaitNeverLeaveItDeaf(t *testing.T) {
 	p, got := sockPair(t, echoFrame)
 	untilSocketWait(t, p.cliConn, got)
