@@ -4,8 +4,8 @@ package wire
 // frame, header included, into dst; it never fails) and Decode (from a frame
 // payload). PIDs and Refs are written whole (node, incarnation, id) without
 // a term tag; reasons and spawn arguments are terms. Decoded values never
-// alias the payload. All methods are safe from any goroutine on values not
-// shared.
+// alias the payload (the name SpawnRequest.DecodeName returns excepted).
+// All methods are safe from any goroutine on values not shared.
 
 import (
 	"fmt"
@@ -136,24 +136,51 @@ func (x *SpawnRequest) Append(dst []byte) []byte {
 // Decode reads a KindSpawnRequest payload; the arguments must be exactly
 // one []any term within lim.
 func (x *SpawnRequest) Decode(b []byte, lim *codec.Limits) error {
+	actor, args, err := x.decode(b, lim)
+	if err != nil {
+		return err
+	}
+	x.Actor = string(actor)
+	x.Args = append([]byte(nil), args...)
+	return nil
+}
+
+// DecodeName reads a KindSpawnRequest payload as Decode does, except that
+// it leaves Actor and Args unset and returns the actor's name instead,
+// aliasing b (valid while b is): a receiver that only looks the name up and
+// uses the decoded arguments (Arguments) allocates neither the name nor a
+// copy of the arguments' encoding.
+func (x *SpawnRequest) DecodeName(b []byte, lim *codec.Limits) (actor []byte, err error) {
+	x.Actor, x.Args = "", nil
+	actor, _, err = x.decode(b, lim)
+	return actor, err
+}
+
+// decode reads a payload into x's Req, From, Link and decoded arguments,
+// and returns the actor's name and the arguments' encoding, both aliasing
+// b, when it returns no error.
+func (x *SpawnRequest) decode(b []byte, lim *codec.Limits) (actor, args []byte, err error) {
 	r := reader{b: b}
 	x.Req = r.u()
 	x.From = r.pid()
 	if t := r.fixed(1); r.err == nil && t[0] != 0x10 {
 		r.err = fmt.Errorf("%w: actor name tag", codec.ErrCorrupt)
 	}
-	x.Actor = r.str(maxNameBytes)
+	actor = r.lenBytes(maxNameBytes)
 	x.Link = r.bool()
 	at := r.off
 	v := r.term(lim)
+	x.argv = nil
 	if r.err == nil {
 		var ok bool
 		if x.argv, ok = v.([]any); !ok {
 			r.err = fmt.Errorf("%w: spawn arguments are %T, not []any", codec.ErrCorrupt, v)
 		}
-		x.Args = append([]byte(nil), r.b[at:r.off]...)
 	}
-	return r.end("spawn request")
+	if err = r.end("spawn request"); err != nil {
+		return nil, nil, err
+	}
+	return actor, b[at:r.off], nil
 }
 
 // Arguments returns the arguments Decode decoded (nil on a request built

@@ -227,6 +227,60 @@ func modelReassembly(t *testing.T, ops []byte) {
 	}
 }
 
+// spawnRequestSeeds are spawn request payloads (a frame's, without its
+// header).
+func spawnRequestSeeds(t testing.TB) [][]byte {
+	from := codec.PID{Node: "a@h:1", Incarnation: 5, ID: 9}
+	var seeds [][]byte
+	for _, args := range [][]any{nil, {1, "x", codec.Tuple{codec.Atom("k"), 2.5}}, {[]any{[]byte("b")}, codec.Atom("a")}} {
+		term, err := codec.AppendTerm(nil, args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := SpawnRequest{Req: 300, From: from, Actor: "worker", Args: term, Link: len(args) > 0}
+		seeds = append(seeds, x.Append(nil)[HeaderSize:])
+	}
+	return seeds
+}
+
+// FuzzSpawnRequest decodes any payload both ways, Decode and DecodeName:
+// they agree, and a request they accept re-encodes to one that decodes to
+// the same fields.
+func FuzzSpawnRequest(f *testing.F) {
+	for _, s := range spawnRequestSeeds(f) {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		var full, named SpawnRequest
+		errFull := full.Decode(payload, fuzzLimits)
+		name, errNamed := named.DecodeName(payload, fuzzLimits)
+		if (errFull == nil) != (errNamed == nil) {
+			t.Fatalf("Decode: %v; DecodeName: %v", errFull, errNamed)
+		}
+		if errFull != nil {
+			return
+		}
+		if string(name) != full.Actor || named.Actor != "" || named.Args != nil ||
+			named.Req != full.Req || named.From != full.From || named.Link != full.Link {
+			t.Fatalf("DecodeName: %q %+v; Decode: %+v", name, named, full)
+		}
+		// The arguments, compared encoded (a NaN is not equal to itself).
+		a, errA := codec.AppendTerm(nil, full.Arguments())
+		b, errB := codec.AppendTerm(nil, named.Arguments())
+		if errA != nil || errB != nil || !bytes.Equal(a, b) {
+			t.Fatalf("arguments: %x (%v) and %x (%v)", a, errA, b, errB)
+		}
+		var again SpawnRequest
+		if err := again.Decode(full.Append(nil)[HeaderSize:], fuzzLimits); err != nil {
+			t.Fatalf("re-encoded request does not decode: %v", err)
+		}
+		if again.Req != full.Req || again.From != full.From || again.Actor != full.Actor ||
+			again.Link != full.Link || !bytes.Equal(again.Args, full.Args) {
+			t.Fatalf("re-encoded: %+v, was %+v", again, full)
+		}
+	})
+}
+
 // TestWriteFuzzSeedCorpus writes the seeds above into testdata/fuzz so the
 // corpus is on disk (and runs as regression cases) even without -fuzz.
 func TestWriteFuzzSeedCorpus(t *testing.T) {
@@ -252,4 +306,5 @@ func TestWriteFuzzSeedCorpus(t *testing.T) {
 		rs = append(rs, append([]byte{1}, s...))
 	}
 	write("FuzzReassembler", rs)
+	write("FuzzSpawnRequest", spawnRequestSeeds(t))
 }

@@ -273,6 +273,23 @@ func TestSpawnRequestRefusesBadArguments(t *testing.T) {
 	}
 }
 
+// DecodeName makes neither the name nor a copy of the arguments: a request
+// with no arguments from a node already seen (its name interned) decodes
+// with no allocation.
+func TestSpawnRequestDecodeNameAllocatesNothing(t *testing.T) {
+	from := codec.PID{Node: "a@h:1", Incarnation: 5, ID: 9}
+	payload := (&SpawnRequest{Req: 1, From: from, Actor: "worker", Args: mustTerm(t, []any(nil)), Link: true}).Append(nil)[HeaderSize:]
+	var x SpawnRequest
+	var name []byte
+	var err error
+	if n := testing.AllocsPerRun(100, func() { name, err = x.DecodeName(payload, nil) }); n != 0 {
+		t.Fatalf("DecodeName: %v allocations, want 0", n)
+	}
+	if err != nil || string(name) != "worker" || x.Req != 1 || x.From != from || !x.Link || x.Arguments() != nil {
+		t.Fatalf("DecodeName: %q, %v; %+v", name, err, x)
+	}
+}
+
 func TestControlAppendSendsAnUnencodableReasonAsText(t *testing.T) {
 	huge := strings.Repeat("r", 2*MaxReason)
 	cases := []struct {
