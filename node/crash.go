@@ -74,8 +74,8 @@ func (n *Node) crashReport(p *Process, reason any) {
 	}
 	attrs := make([]slog.Attr, 0, 5)
 	attrs = append(attrs, slog.Any("pid", p.pid))
-	if p.actor != "" {
-		attrs = append(attrs, slog.String("actor", p.actor))
+	if p.def != nil {
+		attrs = append(attrs, slog.String("actor", p.def.name))
 	}
 	attrs = append(attrs, slog.Any("reason", reason))
 	if pe, ok := reason.(*PanicError); ok {

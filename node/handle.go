@@ -117,10 +117,11 @@ func (pe *peer) handleFrame(f wire.Frame) error {
 		n.handleDown(pe, &m)
 	case wire.KindSpawnRequest:
 		var m wire.SpawnRequest
-		if err := m.Decode(f.Payload, lim); err != nil {
+		actor, err := m.DecodeName(f.Payload, lim)
+		if err != nil {
 			return err
 		}
-		return n.handleSpawnRequest(pe, &m)
+		return n.handleSpawnRequest(pe, &m, actor)
 	case wire.KindSpawnReply:
 		var m wire.SpawnReply
 		if err := m.Decode(f.Payload, lim); err != nil {
@@ -431,26 +432,31 @@ func (n *Node) handleDown(pe *peer, d *wire.Down) {
 //
 // Each process a peer spawns counts against its limit (peerlimits.go): a
 // request past it cuts the peer.
-func (n *Node) handleSpawnRequest(pe *peer, r *wire.SpawnRequest) error {
+//
+// r comes from wire.SpawnRequest.DecodeName, actor is the name it returned
+// (aliasing the frame): looked up as bytes, it makes no string, and the
+// process holds the actor's definition (task) rather than a closure, so
+// that a spawn allocates here only what its process keeps: the process and
+// its mailbox (and its link's record, when it is linked; its arguments were
+// decoded with the frame).
+func (n *Node) handleSpawnRequest(pe *peer, r *wire.SpawnRequest, actor []byte) error {
 	reply := wire.SpawnReply{Req: r.Req}
 	var start *Process
-	fn, ok := n.actor(r.Actor)
+	def := n.actorNamed(actor)
 	switch {
-	case !ok:
-		reply.Code, reply.Err = wire.SpawnUnknownActor, "no actor "+r.Actor
+	case def == nil:
+		reply.Code, reply.Err = wire.SpawnUnknownActor, "no actor "+string(actor)
 	case r.Link && !pe.owns(r.From):
 		reply.Code, reply.Err = wire.SpawnFailed, "link to a process of another node"
 	default:
-		args := r.Arguments()
 		var link PID
 		if r.Link {
 			link = r.From
 		}
-		actor := r.Actor
 		if err := n.chargeSpawn(pe); err != nil {
 			return err
 		}
-		p, err := n.prepareSpawnBy(func(p *Process) error { p.actor = actor; return fn(p, args) }, link, pe.name)
+		p, err := n.prepareSpawnBy(actorTask(def, r.Arguments()), link, pe.name)
 		if err != nil {
 			n.releaseSpawn(pe.name)
 			reply.Code, reply.Err = wire.SpawnFailed, err.Error()

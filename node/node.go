@@ -36,7 +36,7 @@ type Node struct {
 	procs   procTable
 
 	actorsMu sync.RWMutex
-	actors   map[string]ActorFunc // guarded by actorsMu
+	actors   map[string]*actorDef // guarded by actorsMu
 
 	// Lifecycle. running counts process goroutines started by the node;
 	// once stopped is set, the last one to finish signals idle. bg counts
@@ -121,7 +121,7 @@ func Start(name, cookie string, opts ...Option) (*Node, error) {
 		incarnation:   newIncarnation(),
 		opts:          o,
 		log:           o.logger,
-		actors:        make(map[string]ActorFunc),
+		actors:        make(map[string]*actorDef),
 		idle:          make(chan struct{}, 1),
 		cookie:        cookie,
 		limits:        codec.DefaultLimits(),
@@ -184,22 +184,40 @@ func (n *Node) Define(actor string, fn ActorFunc) {
 	if fn == nil {
 		delete(n.actors, actor)
 	} else {
-		n.actors[actor] = fn
+		n.actors[actor] = &actorDef{name: actor, fn: fn}
 	}
 	n.actorsMu.Unlock()
 }
 
-func (n *Node) actor(name string) (ActorFunc, bool) {
+// actorDef is a defined actor: a process running it points to it (a
+// redefinition makes a new one), and its name is the one string all of
+// them share.
+type actorDef struct {
+	name string
+	fn   ActorFunc
+}
+
+// actor returns the actor defined as name, nil for none.
+func (n *Node) actor(name string) *actorDef {
 	n.actorsMu.RLock()
-	fn, ok := n.actors[name]
+	def := n.actors[name]
 	n.actorsMu.RUnlock()
-	return fn, ok
+	return def
+}
+
+// actorNamed is actor for a name in bytes (a spawn request's, aliasing its
+// frame), looked up without making a string of it.
+func (n *Node) actorNamed(name []byte) *actorDef {
+	n.actorsMu.RLock()
+	def := n.actors[string(name)]
+	n.actorsMu.RUnlock()
+	return def
 }
 
 // SpawnFunc starts fn as a new process of this node and returns its PID. It
 // returns the zero PID if the node has stopped.
 func (n *Node) SpawnFunc(fn func(p *Process) error) PID {
-	p, err := n.spawnLocal(fn, nil)
+	p, err := n.spawnLocal(task{fn: fn}, nil)
 	if err != nil {
 		return PID{}
 	}
@@ -229,11 +247,11 @@ func (n *Node) spawn(parent *Process, node, actor string, args []any, link bool)
 			return n.requestSpawn(parent, node, actor, args, link)
 		}
 	}
-	fn, ok := n.actor(actor)
-	if !ok {
+	def := n.actor(actor)
+	if def == nil {
 		return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, ErrUnknownActor)
 	}
-	return n.spawnLocal(func(p *Process) error { p.actor = actor; return fn(p, args) }, linkTo(parent, link))
+	return n.spawnLocal(actorTask(def, args), linkTo(parent, link))
 }
 
 func linkTo(parent *Process, link bool) *Process {
@@ -243,14 +261,14 @@ func linkTo(parent *Process, link bool) *Process {
 	return nil
 }
 
-// spawnLocal starts fn as a process; when linkWith is set, the new process
-// is linked to it before fn runs, so even an immediate crash reaches it.
-func (n *Node) spawnLocal(fn func(*Process) error, linkWith *Process) (PID, error) {
+// spawnLocal starts t as a process; when linkWith is set, the new process
+// is linked to it before t runs, so even an immediate crash reaches it.
+func (n *Node) spawnLocal(t task, linkWith *Process) (PID, error) {
 	var link PID
 	if linkWith != nil {
 		link = linkWith.pid
 	}
-	p, err := n.prepareSpawn(fn, link)
+	p, err := n.prepareSpawn(t, link)
 	if err != nil {
 		return PID{}, err
 	}
@@ -261,17 +279,17 @@ func (n *Node) spawnLocal(fn func(*Process) error, linkWith *Process) (PID, erro
 	return p.pid, nil
 }
 
-// prepareSpawn makes a process for fn, in the table and linked to link (a
+// prepareSpawn makes a process for t, in the table and linked to link (a
 // local or remote PID, or zero), without starting its goroutine (that is
 // Process.start). Between the two, the caller may tell others of the new
 // PID.
-func (n *Node) prepareSpawn(fn func(*Process) error, link PID) (*Process, error) {
-	return n.prepareSpawnBy(fn, link, "")
+func (n *Node) prepareSpawn(t task, link PID) (*Process, error) {
+	return n.prepareSpawnBy(t, link, "")
 }
 
 // prepareSpawnBy is prepareSpawn for a process the peer named spawner asked
 // for ("" for none): its exit releases the peer's count (peerlimits.go).
-func (n *Node) prepareSpawnBy(fn func(*Process) error, link PID, spawner string) (*Process, error) {
+func (n *Node) prepareSpawnBy(t task, link PID, spawner string) (*Process, error) {
 	if n.stopped.Load() {
 		return nil, ErrStopped
 	}
@@ -287,7 +305,7 @@ func (n *Node) prepareSpawnBy(fn func(*Process) error, link PID, spawner string)
 		// here so that Stop's wait is not left hanging on it.
 		p.die(Shutdown)
 	}
-	p.fn = fn
+	p.task = t
 	return p, nil
 }
 

@@ -23,11 +23,9 @@ type Process struct {
 	node *Node
 	pid  PID
 	mb   *mailbox.Mailbox
-	trap atomic.Bool          // trapping exits; set by the owner, read by signal senders
-	fn   func(*Process) error // set before the goroutine starts; taken by main
-	// actor is the defined actor's name, for crash reports; set and read
-	// by the process's own goroutine (see Node.spawn).
-	actor string
+	// task is what the process runs: set before its goroutine starts;
+	// main takes fn, runActor takes args (def stays, for crash reports).
+	task
 	// lastDst is the last local send target (see Send). Atomic: Send is
 	// safe from any goroutine; a stale value is only a cache miss.
 	lastDst atomic.Pointer[Process]
@@ -43,15 +41,40 @@ type Process struct {
 	// goroutine, read by wakers.
 	inlineConn atomic.Pointer[loop.Conn]
 
+	// trap sits beside the bools, in what would be mu's padding: the
+	// struct stays at 160 bytes, a malloc size class (TestProcessSize).
 	mu    sync.Mutex
-	dead  bool // guarded by mu; set once, by die
-	named bool // guarded by mu; the registry asked about it (see markNamed)
+	trap  atomic.Bool // trapping exits; set by the owner, read by signal senders
+	dead  bool        // guarded by mu; set once, by die
+	named bool        // guarded by mu; the registry asked about it (see markNamed)
 	// grouped: guarded by mu; the groups asked about it (see markGrouped)
 	grouped bool
 	rel     *relations // guarded by mu; nil until the first link or monitor
 	// spawner is the peer node that spawned the process, "" for none; set
 	// before the process is shared, read by die (peerlimits.go).
 	spawner string
+}
+
+// task is what a process runs: fn; for a defined actor, runActor, which
+// calls def with args. Held in the process itself rather than in a
+// closure, which would be one more allocation a spawn.
+type task struct {
+	fn   func(*Process) error
+	def  *actorDef // the defined actor, nil for none
+	args []any     // def's arguments
+}
+
+// actorTask is the task of running def with args.
+func actorTask(def *actorDef, args []any) task {
+	return task{fn: runActor, def: def, args: args}
+}
+
+// runActor is a defined actor's process function: a function, not a
+// closure, so that it costs no allocation. On the process's goroutine.
+func runActor(p *Process) error {
+	args := p.args
+	p.args = nil
+	return p.def.fn(p, args)
 }
 
 // relations are a process's links and monitors, allocated on first use so
@@ -95,7 +118,10 @@ func (p *Process) start() { go p.main() }
 
 // main is the body of every spawned process goroutine. Taking the function
 // from p.fn rather than as an argument keeps the goroutine's start closure
-// at one word.
+// at one word. main and run handle fn alone, not the whole task: an idle
+// process waits below their frames, and the runtime sizes new goroutines'
+// stacks from the average use (the task passed by value through run cost
+// about 300 bytes an idle process in bench's BenchmarkIdleProcess).
 func (p *Process) main() {
 	defer p.node.procDone()
 	fn := p.fn
@@ -276,7 +302,7 @@ func (p *Process) SpawnLink(node, actor string, args ...any) (PID, error) {
 // SpawnLinkFunc starts fn as a new process of this node, linked to this
 // process before fn runs.
 func (p *Process) SpawnLinkFunc(fn func(p *Process) error) (PID, error) {
-	return p.node.spawnLocal(fn, p)
+	return p.node.spawnLocal(task{fn: fn}, p)
 }
 
 // TrapExit sets whether exit signals from linked processes (and from
