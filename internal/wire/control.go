@@ -110,11 +110,11 @@ type SpawnRequest struct {
 	// Args is the encoded argument list, a codec term of type []any
 	// (codec.AppendTerm): the sender encodes it, so an unencodable argument
 	// is the caller's error, not the frame's. Decode keeps a copy and
-	// decodes it too (see Arguments).
+	// decodes it too (see Arguments); DecodeName only decodes it.
 	Args []byte
 	Link bool
 
-	argv []any // Args decoded, by Decode
+	argv []any // the arguments decoded, by Decode or DecodeName
 }
 
 // Kind returns KindSpawnRequest.
@@ -134,7 +134,8 @@ func (x *SpawnRequest) Append(dst []byte) []byte {
 }
 
 // Decode reads a KindSpawnRequest payload; the arguments must be exactly
-// one []any term within lim.
+// one []any term within lim. Nothing decoded aliases b. Any goroutine, on
+// an x it does not share.
 func (x *SpawnRequest) Decode(b []byte, lim *codec.Limits) error {
 	actor, args, err := x.decode(b, lim)
 	if err != nil {
@@ -146,14 +147,16 @@ func (x *SpawnRequest) Decode(b []byte, lim *codec.Limits) error {
 }
 
 // DecodeName reads a KindSpawnRequest payload as Decode does, except that
-// it leaves Actor and Args unset and returns the actor's name instead,
-// aliasing b (valid while b is): a receiver that only looks the name up and
-// uses the decoded arguments (Arguments) allocates neither the name nor a
-// copy of the arguments' encoding.
+// it clears Actor and Args and returns the actor's name instead, aliasing b
+// (valid while b is; a caller keeps none of it, and its capacity ends with
+// the name, so an append copies): a receiver that only looks the name up
+// and uses the decoded arguments (Arguments) allocates neither the name nor
+// a copy of the arguments' encoding. The decoded arguments never alias b.
+// Any goroutine, on an x it does not share.
 func (x *SpawnRequest) DecodeName(b []byte, lim *codec.Limits) (actor []byte, err error) {
 	x.Actor, x.Args = "", nil
 	actor, _, err = x.decode(b, lim)
-	return actor, err
+	return actor[:len(actor):len(actor)], err
 }
 
 // decode reads a payload into x's Req, From, Link and decoded arguments,
@@ -183,8 +186,8 @@ func (x *SpawnRequest) decode(b []byte, lim *codec.Limits) (actor, args []byte, 
 	return actor, b[at:r.off], nil
 }
 
-// Arguments returns the arguments Decode decoded (nil on a request built
-// by the sender).
+// Arguments returns the arguments Decode or DecodeName decoded (nil on a
+// request built by the sender).
 func (x *SpawnRequest) Arguments() []any { return x.argv }
 
 // SpawnCode says how a spawn request ended.

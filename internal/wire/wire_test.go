@@ -290,6 +290,45 @@ func TestSpawnRequestDecodeNameAllocatesNothing(t *testing.T) {
 	}
 }
 
+// Decoded values outlive the payload: the loop reuses its buffer for the
+// next input. Only the name DecodeName returns aliases it, as documented.
+func TestSpawnRequestDecodedValuesDoNotAliasThePayload(t *testing.T) {
+	args := []any{"text", []byte{1, 2, 3}}
+	payload := (&SpawnRequest{Req: 7, Actor: "worker", Args: mustTerm(t, args)}).Append(nil)[HeaderSize:]
+
+	var whole SpawnRequest
+	if err := whole.Decode(payload, nil); err != nil {
+		t.Fatal(err)
+	}
+	named := SpawnRequest{Actor: "stale", Args: []byte{9}} // a reused value
+	name, err := named.DecodeName(payload, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if named.Actor != "" || named.Args != nil {
+		t.Fatalf("DecodeName left Actor %q, Args %v", named.Actor, named.Args)
+	}
+	wantArgs := append([]byte(nil), whole.Args...)
+
+	for i := range payload {
+		payload[i] = 0xff // the buffer's next input
+	}
+	if whole.Actor != "worker" || !bytes.Equal(whole.Args, wantArgs) {
+		t.Fatalf("Decode's values changed with the payload: %q, %x", whole.Actor, whole.Args)
+	}
+	for _, got := range [][]any{whole.Arguments(), named.Arguments()} {
+		if !reflect.DeepEqual(got, args) {
+			t.Fatalf("decoded arguments changed with the payload: %#v", got)
+		}
+	}
+	if string(name) == "worker" {
+		t.Fatal("DecodeName's name did not alias the payload: then it allocated, and its doc is wrong")
+	}
+	if cap(name) != len(name) {
+		t.Fatalf("DecodeName's name has capacity %d past its length %d: an append would write the payload", cap(name), len(name))
+	}
+}
+
 func TestControlAppendSendsAnUnencodableReasonAsText(t *testing.T) {
 	huge := strings.Repeat("r", 2*MaxReason)
 	cases := []struct {
