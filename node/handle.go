@@ -434,7 +434,9 @@ func (n *Node) handleDown(pe *peer, d *wire.Down) {
 // request past it cuts the peer.
 //
 // r comes from wire.SpawnRequest.DecodeName, actor is the name it returned
-// (aliasing the frame): looked up as bytes, it makes no string, and the
+// (aliasing the frame: valid during this call only, and nothing may keep
+// it; the unknown actor's reply copies it): looked up as bytes, it makes no
+// string, and the
 // process holds the actor's definition (task) rather than a closure, so
 // that a spawn allocates here only what its process keeps: the process and
 // its mailbox (and its link's record, when it is linked; its arguments were

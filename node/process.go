@@ -41,8 +41,8 @@ type Process struct {
 	// goroutine, read by wakers.
 	inlineConn atomic.Pointer[loop.Conn]
 
-	// trap sits beside the bools, in what would be mu's padding: the
-	// struct stays at 160 bytes, a malloc size class (TestProcessSize).
+	// trap sits beside the bools, in what would be padding after them:
+	// the struct stays at 160 bytes, a malloc size class (TestProcessSize).
 	mu    sync.Mutex
 	trap  atomic.Bool // trapping exits; set by the owner, read by signal senders
 	dead  bool        // guarded by mu; set once, by die

@@ -127,8 +127,8 @@ func TestSpawnPendingWhenTheLinkIsLostFailsWithNotConnected(t *testing.T) {
 // Every process holds its struct while it lives (an idle one costs about
 // 3 KiB with its goroutine): it stays in the 160-byte size class it had
 // before it held its task (the defined actor and its arguments) in place
-// of a closure. A field more moves it to 176 bytes or more: a choice to make
-// knowingly.
+// of a closure. A word-sized field more moves it to 176 bytes (one byte of
+// padding is left): a choice to make knowingly.
 func TestProcessSize(t *testing.T) {
 	if n := unsafe.Sizeof(Process{}); n > 160 {
 		t.Errorf("a Process is %d bytes, over its 160-byte size class", n)
