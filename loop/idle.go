@@ -94,10 +94,13 @@ import (
 // itself) would otherwise pay a takeover, whose poke wakes the loop, each
 // time its loop read an input; the loop's socket wait is for conns that no
 // process reads (the far node of a remote spawn).
-const sockHoldOff = 10 * time.Millisecond
+//
+// A variable for tests only, set before any engine of theirs starts.
+var sockHoldOff = 10 * time.Millisecond
 
 // idleWait is one loop's wait in Go's netpoller. Made on the loop; its
-// fields are constant after that but for the counters.
+// descriptors are constant after that; the socket wait's fields below
+// change, each as its comment says.
 type idleWait struct {
 	ep   *os.File        // duplicate of gnet's epoll descriptor, in Go's netpoller
 	rc   syscall.RawConn // ep's
@@ -129,12 +132,11 @@ type idleWait struct {
 // so that a holder taking the duty over never waits behind the loop's read
 // lock nor sees its deadline. Made and closed on the loop.
 type loopSock struct {
-	r      *inlineRes // the duplicate (only sock, rc, fd and close are used)
-	c      *Conn
-	poked  atomic.Bool // a poke set a past deadline: the next wait clears it
-	n      int         // loop only: the last read's bytes
-	errno  unix.Errno  // loop only: the last read's error: 0, EAGAIN, or one that ends the wait
-	closed bool        // loop only
+	r     *inlineRes // the duplicate (only sock, rc, fd and close are used)
+	c     *Conn
+	poked atomic.Bool // a poke set a past deadline: the next wait clears it
+	n     int         // loop only: the last read's bytes
+	errno unix.Errno  // loop only: the last read's error: 0, EAGAIN, or one that ends the wait
 }
 
 // testHookPoke, when a test sets it, runs in loopSock.poke between its
@@ -402,12 +404,12 @@ func (w *idleWait) sockFor(c *Conn) *loopSock {
 }
 
 // dropSock closes the loop's duplicate if it is c's (any conn's for nil).
-// Loop only: OnClose calls it before gnet closes c's descriptor, and the
-// loop does not wait on the duplicate then.
+// On the loop (OnClose calls it before gnet closes c's descriptor, and the
+// loop does not wait on the duplicate then), or from Engine.close once the
+// loops stopped.
 func (w *idleWait) dropSock(c *Conn) {
 	if s := w.sk; s != nil && (c == nil || s.c == c) {
 		w.sk = nil
-		s.closed = true
 		s.r.close()
 	}
 }
@@ -417,9 +419,10 @@ func (w *idleWait) dropSock(c *Conn) {
 // in Go's netpoller, and reads and handles c's input itself, until gnet is
 // needed; then it gives the duty back and reports false (the loop returns
 // to gnet). It reports true when the loop is to wait on gnet's epoll
-// instance instead: c is not idle for writes, a holder took c's duty over
-// from the loop less than sockHoldOff ago, no duplicate could be had, a
-// holder has the duty, or one took it over during the wait. Loop only, at
+// instance instead: the engine stops, c is not idle for writes, a holder
+// took c's duty over from the loop less than sockHoldOff ago, no duplicate
+// could be had, a holder has the duty, gnet's instance refused the mask,
+// or a holder took the duty over during the wait. Loop only, at
 // the end of a callback, with nothing left to drain or run (idleWait).
 func (w *idleWait) waitSocket(ls *loopState, c *Conn) bool {
 	if !c.direct.Load() || c.reached(closeRequested) || c.gc.OutboundBuffered() > 0 || w.stop(ls) {
@@ -493,7 +496,13 @@ func (w *idleWait) waitSocket(ls *loopState, c *Conn) bool {
 			}
 			continue
 		}
-		break // EOF or an error: gnet sees it too, and reports it
+		if s.errno != 0 {
+			// The read took the socket's pending error (a reset): gnet's
+			// own read would see only the end of input, so the reason is
+			// recorded here, as gnet would have given it (OnClose).
+			c.setReason(fmt.Errorf("%w: %w", ErrPeerClosed, os.NewSyscallError("read", s.errno)))
+		}
+		break // the end of input or an error: gnet sees the end too, and closes the conn
 	}
 	w.sock.Store(nil)
 	if err := w.setEvents(fd, gnetReadEvents); err != nil {

@@ -204,7 +204,7 @@ func (c *Conn) readInline(ctx context.Context, dl time.Time, p InlineParker) boo
 		return false
 	}
 	if !c.takeDuty(w) {
-		if c.duty.Load() != 0 {
+		if c.duty.Load()&dutyHeld != 0 {
 			// Another waiter reads the conn: with several waiting on one
 			// conn, one would read for all and wake the others from its
 			// goroutine; the loop does that better (sharedFor).
@@ -333,7 +333,12 @@ func (c *Conn) holdDuty(ctx context.Context, dl time.Time, ls *loopState, r *inl
 			r.poked.Store(true)
 			break
 		} else if r.errno != unix.EAGAIN {
-			break // EOF or an error, which the loop reports
+			if r.errno != 0 {
+				// The read took the socket's pending error (a reset),
+				// which gnet's read would not see: record it as gnet would.
+				c.setReason(fmt.Errorf("%w: %w", ErrPeerClosed, os.NewSyscallError("read", r.errno)))
+			}
+			break // the end of input or an error: the loop sees the end and closes the conn
 		}
 		if p.InlineReady() || r.stopping() {
 			break

@@ -13,6 +13,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"runtime"
 	"strconv"
@@ -178,6 +179,9 @@ func TestTheSocketWaitEndsForATaskAndATimer(t *testing.T) {
 // back to gnet, which sends the rest once the peer reads again; every
 // byte arrives.
 func TestAWriteTheSocketDoesNotTakeGoesOnThroughGnet(t *testing.T) {
+	saved := dupIdle
+	dupIdle = time.Hour // its idle check's task would end the wait and hide a lost recall
+	t.Cleanup(func() { dupIdle = saved })
 	var stalled atomic.Bool
 	var recvd atomic.Int64
 	srvFrame := func(c *Conn, f []byte) {
@@ -301,6 +305,49 @@ func TestTheSocketWaitEndsForAPeerCloseAndACloseAsked(t *testing.T) {
 	}
 }
 
+// A peer that ends the connection without close_notify (a FIN: its
+// process died) ends the conn while the loop waits on the socket, and a
+// reset is reported as one, not as a clean end of input: the loop's read
+// takes the socket's pending error, which gnet's own read then never sees.
+func TestTheSocketWaitEndsForAPeersFINAndReportsAReset(t *testing.T) {
+	saved := dupIdle
+	dupIdle = time.Hour // no idle check's task may end the wait for it
+	t.Cleanup(func() { dupIdle = saved })
+	for _, tc := range []struct {
+		name  string
+		end   func(fd int)
+		reset bool
+	}{
+		{"FIN", func(fd int) { _ = unix.Shutdown(fd, unix.SHUT_RDWR) }, false},
+		{"reset", func(fd int) {
+			_ = unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, got := sockPair(t, echoFrame)
+			untilSocketWait(t, p.cliConn, got)
+			p.srvConn.Execute(func() {
+				tc.end(p.srvConn.gc.Fd())
+				if tc.reset {
+					p.srvConn.closeGnet() // close(2) with a zero linger sends a reset
+				}
+			})
+			select {
+			case <-p.cliHandl.closedC:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the peer's end did not end the conn")
+			}
+			_, _, reason := p.cliHandl.count()
+			if !errors.Is(reason, ErrPeerClosed) {
+				t.Fatalf("close reason %v, want ErrPeerClosed", reason)
+			}
+			if tc.reset && !errors.Is(reason, unix.ECONNRESET) {
+				t.Fatalf("close reason %v, want the reset (ECONNRESET)", reason)
+			}
+		})
+	}
+}
+
 // Engine.Close returns while its loop waits on a conn's socket.
 func TestEngineCloseEndsTheSocketWait(t *testing.T) {
 	p, got := sockPair(t, echoFrame)
@@ -363,6 +410,48 @@ func TestAProcessTakesTheDutyOverFromTheSocketWait(t *testing.T) {
 		time.Sleep(time.Millisecond)
 		return false
 	})
+}
+
+// After a holder took the duty over from the socket wait, the loop keeps
+// off that conn's socket for sockHoldOff: it waits on gnet's instance,
+// so that a conn its processes read inline does not pay a takeover (a
+// poke, a wake of the loop) at every input the loop would otherwise wait
+// for. The hold-off is an hour here, so the machine's speed cannot end it.
+func TestAfterATakeoverTheLoopKeepsOffTheSocket(t *testing.T) {
+	saved := sockHoldOff
+	sockHoldOff = time.Hour
+	t.Cleanup(func() { sockHoldOff = saved })
+	ip := newInlinePair(t, newInlineServer(0), 1)
+	p := ip.proc(0, false)
+	ran := make(chan struct{})
+	ip.cliConn.Execute(func() { close(ran) })
+	<-ran
+	eventually(t, 10*time.Second, "the loop waiting on its conn's socket", func() bool { return sockWaiting(ip.cliConn) })
+	w := ip.cliConn.ls.Load().idle.Load()
+	ctx, cancel := context.WithTimeout(context.Background(), inlineBound)
+	defer cancel()
+	for i := 0; w.takenOver.Load() == 0; i++ {
+		if i == 1000 {
+			t.Fatalf("no holder took the duty over in %d rounds", i)
+		}
+		body := seqBody(uint64(i))
+		if err := p.send(ctx, kindEcho, body); err != nil {
+			t.Fatalf("round %d: send: %v", i, err)
+		}
+		if _, err := p.recv(ctx); err != nil {
+			t.Fatalf("round %d: receive: %v", i, err)
+		}
+	}
+	for range 3 { // the loop wakes for a task, then waits again: on gnet's instance
+		done := make(chan struct{})
+		ip.cliConn.Execute(func() { close(done) })
+		<-done
+		eventually(t, 10*time.Second, "the loop waiting again", func() bool { return w.waiting.Load() })
+		if w.sock.Load() != nil {
+			t.Fatal("the loop waits on the conn's socket again within the hold-off")
+		}
+	}
+	ip.checkRules(t)
 }
 
 // A poke stores its flag and then its deadline. A socket wait that takes
