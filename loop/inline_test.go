@@ -280,6 +280,23 @@ type inlineProc struct {
 }
 
 // proc makes the process of the client conn's mailbox tag.
+// echoRound sends round i's echo request and checks that its reply is
+// the next message p receives. On the test's goroutine.
+func (p *inlineProc) echoRound(t *testing.T, ctx context.Context, i int) {
+	t.Helper()
+	body := seqBody(uint64(i))
+	if err := p.send(ctx, kindEcho, body); err != nil {
+		t.Fatalf("round %d: send: %v", i, err)
+	}
+	got, err := p.recv(ctx)
+	if err != nil {
+		t.Fatalf("round %d: receive: %v", i, err)
+	}
+	if want := string(inlineMsg(p.tag, kindEcho, body)); got != want {
+		t.Fatalf("round %d: got %q, want %q", i, got, want)
+	}
+}
+
 func (ip *inlinePair) proc(tag byte, sticky bool) *inlineProc {
 	p := newInlineProc(ip.cliConn, ip.cli, tag, sticky)
 	ip.mu.Lock()
@@ -633,17 +650,7 @@ func TestInlinePingPongRepliesArriveInOrderThroughTheInlinePath(t *testing.T) {
 	defer cancel()
 	const rounds = 300
 	for i := range rounds {
-		body := seqBody(uint64(i))
-		if err := p.send(ctx, kindEcho, body); err != nil {
-			t.Fatalf("round %d: send: %v", i, err)
-		}
-		got, err := p.recv(ctx)
-		if err != nil {
-			t.Fatalf("round %d: receive: %v", i, err)
-		}
-		if want := string(inlineMsg(0, kindEcho, body)); got != want {
-			t.Fatalf("round %d: got %q, want %q", i, got, want)
-		}
+		p.echoRound(t, ctx, i)
 	}
 	if p.r.took.Load() == 0 {
 		t.Fatalf("no wait of %d rounds took the read duty (%d tries): the inline path was never taken", rounds, p.r.tries.Load())

@@ -383,17 +383,7 @@ func TestAProcessTakesTheDutyOverFromTheSocketWait(t *testing.T) {
 	defer cancel()
 	const rounds = 100
 	for i := range rounds {
-		body := seqBody(uint64(i))
-		if err := p.send(ctx, kindEcho, body); err != nil {
-			t.Fatalf("round %d: send: %v", i, err)
-		}
-		got, err := p.recv(ctx)
-		if err != nil {
-			t.Fatalf("round %d: receive: %v", i, err)
-		}
-		if want := string(inlineMsg(0, kindEcho, body)); got != want {
-			t.Fatalf("round %d: got %q, want %q", i, got, want)
-		}
+		p.echoRound(t, ctx, i)
 	}
 	if p.r.took.Load() == 0 {
 		t.Fatalf("no wait of %d rounds took the read duty (%d tries)", rounds, p.r.tries.Load())
@@ -434,13 +424,7 @@ func TestAfterATakeoverTheLoopKeepsOffTheSocket(t *testing.T) {
 		if i == 1000 {
 			t.Fatalf("no holder took the duty over in %d rounds", i)
 		}
-		body := seqBody(uint64(i))
-		if err := p.send(ctx, kindEcho, body); err != nil {
-			t.Fatalf("round %d: send: %v", i, err)
-		}
-		if _, err := p.recv(ctx); err != nil {
-			t.Fatalf("round %d: receive: %v", i, err)
-		}
+		p.echoRound(t, ctx, i)
 	}
 	for range 3 { // the loop wakes for a task, then waits again: on gnet's instance
 		done := make(chan struct{})
