@@ -125,6 +125,7 @@ type idleWait struct {
 	sockBuf   []byte                   // loop only: ciphertext read by waitSocket
 	sockRead  func(uintptr) bool       // loop only: waitSocket's RawConn.Read function
 	takenOver atomic.Uint64            // holders that took a duty over from the socket wait (tests)
+	sockWaits atomic.Uint64            // socket waits begun (tests)
 }
 
 // loopSock is the loop's own duplicate of its sole conn's socket, in Go's
@@ -446,6 +447,7 @@ func (w *idleWait) waitSocket(ls *loopState, c *Conn) bool {
 	if w.sockRead == nil {
 		w.sockRead = w.readSock(ls)
 	}
+	w.sockWaits.Add(1)
 	w.sock.Store(s)
 	for {
 		if s.poked.Swap(false) {
