@@ -283,25 +283,27 @@ func TestASecondConnOnTheLoopEndsTheSocketWait(t *testing.T) {
 	untilSocketWait(t, p.cliConn, got)
 }
 
-// The peer's close, seen in the socket wait, ends the conn (gnet reports
-// it once the wait gave the socket back); so does a close asked from
-// another goroutine.
+// The peer's close (its close_notify, which the socket wait reads and
+// closes the conn on) ends the conn; so does a close asked from another
+// goroutine. A peer's end without close_notify: the test after this one.
 func TestTheSocketWaitEndsForAPeerCloseAndACloseAsked(t *testing.T) {
 	p, got := sockPair(t, echoFrame)
 	untilSocketWait(t, p.cliConn, got)
 	_ = p.srvConn.Close(nil)
-	select {
-	case <-p.cliHandl.closedC:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the peer's close did not end the conn")
-	}
+	waitClosed(t, p.cliHandl, "the peer's close did not end the conn")
 	q, got2 := sockPair(t, echoFrame)
 	untilSocketWait(t, q.cliConn, got2)
 	_ = q.cliConn.Close(nil)
+	waitClosed(t, q.cliHandl, "a close asked while the loop waited on the socket did not end the conn")
+}
+
+// waitClosed waits for h's OnClose, failing with what after 10 s.
+func waitClosed(t *testing.T, h *frameHandler, what string) {
+	t.Helper()
 	select {
-	case <-q.cliHandl.closedC:
+	case <-h.closedC:
 	case <-time.After(10 * time.Second):
-		t.Fatal("a close asked while the loop waited on the socket did not end the conn")
+		t.Fatal(what)
 	}
 }
 
@@ -332,11 +334,7 @@ func TestTheSocketWaitEndsForAPeersFINAndReportsAReset(t *testing.T) {
 					p.srvConn.closeGnet() // close(2) with a zero linger sends a reset
 				}
 			})
-			select {
-			case <-p.cliHandl.closedC:
-			case <-time.After(10 * time.Second):
-				t.Fatal("the peer's end did not end the conn")
-			}
+			waitClosed(t, p.cliHandl, "the peer's end did not end the conn")
 			_, _, reason := p.cliHandl.count()
 			if !errors.Is(reason, ErrPeerClosed) {
 				t.Fatalf("close reason %v, want ErrPeerClosed", reason)
