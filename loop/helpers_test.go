@@ -236,3 +236,51 @@ func dialEngine(t *testing.T, srv, cli *Engine, h Handler) *Conn {
 	}
 	return c
 }
+
+// waitClosed waits for h's OnClose, failing with what after 10 s.
+func waitClosed(t *testing.T, h *frameHandler, what string) {
+	t.Helper()
+	select {
+	case <-h.closedC:
+	case <-time.After(10 * time.Second):
+		t.Fatal(what)
+	}
+}
+
+// secondConn opens a second conn between p's engines: the server side
+// handles frames with srvFrame, the client side (returned, started, with
+// its handler) with cliFrame.
+func secondConn(t *testing.T, p *pair, srvFrame, cliFrame func(*Conn, []byte)) (*Conn, *frameHandler) {
+	t.Helper()
+	addr, err := p.server.Listen("127.0.0.1:0", func(c *Conn) {
+		c.SetHandler(newFrameHandler(srvFrame))
+		c.Start()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c2, err := p.client.Dial(ctx, addr.String(), "srv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newFrameHandler(cliFrame)
+	c2.SetHandler(h)
+	c2.Start()
+	return c2, h
+}
+
+// repeatUntil calls f until stop is closed, then marks wg done. On its own
+// goroutine.
+func repeatUntil(stop <-chan struct{}, wg *sync.WaitGroup, f func()) {
+	defer wg.Done()
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+			f()
+		}
+	}
+}

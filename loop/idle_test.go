@@ -82,21 +82,7 @@ func TestLoopWaitsInTheNetpollerAndWakesForAnything(t *testing.T) {
 	wait("4b")
 	parked()
 	// A second conn between the same engines enrols while loops wait.
-	addr, err := p.server.Listen("127.0.0.1:0", func(c *Conn) {
-		c.SetHandler(newFrameHandler(echo))
-		c.Start()
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c2, err := p.client.Dial(ctx, addr.String(), "srv")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c2.SetHandler(newFrameHandler(func(_ *Conn, f []byte) { got <- string(f) }))
-	c2.Start()
+	c2, _ := secondConn(t, p, echo, func(_ *Conn, f []byte) { got <- string(f) })
 	if err := c2.Enqueue(context.Background(), frame(nil, []byte("five"))); err != nil {
 		t.Fatal(err)
 	}
@@ -105,9 +91,5 @@ func TestLoopWaitsInTheNetpollerAndWakesForAnything(t *testing.T) {
 		t.Fatal("the second conn's loop found no gnet epoll to wait on")
 	}
 	_ = p.cliConn.Close(nil)
-	select {
-	case <-p.cliHandl.closedC:
-	case <-time.After(10 * time.Second):
-		t.Fatal("a close asked while the loop waited did not end the conn")
-	}
+	waitClosed(t, p.cliHandl, "a close asked while the loop waited did not end the conn")
 }

@@ -247,23 +247,8 @@ func TestAWriteTheSocketDoesNotTakeGoesOnThroughGnet(t *testing.T) {
 func TestASecondConnOnTheLoopEndsTheSocketWait(t *testing.T) {
 	p, got := sockPair(t, echoFrame)
 	untilSocketWait(t, p.cliConn, got)
-	addr, err := p.server.Listen("127.0.0.1:0", func(c *Conn) {
-		c.SetHandler(newFrameHandler(echoFrame))
-		c.Start()
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c2, err := p.client.Dial(ctx, addr.String(), "srv")
-	if err != nil {
-		t.Fatal(err)
-	}
 	got2 := make(chan string, 64)
-	h2 := newFrameHandler(func(_ *Conn, f []byte) { got2 <- string(f) })
-	c2.SetHandler(h2)
-	c2.Start()
+	c2, h2 := secondConn(t, p, echoFrame, func(_ *Conn, f []byte) { got2 <- string(f) })
 	if c2.ls.Load() != p.cliConn.ls.Load() {
 		t.Fatal("the second conn is on another loop")
 	}
@@ -275,11 +260,7 @@ func TestASecondConnOnTheLoopEndsTheSocketWait(t *testing.T) {
 		}
 	}
 	_ = c2.Close(nil)
-	select {
-	case <-h2.closedC:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the second conn did not close")
-	}
+	waitClosed(t, h2, "the second conn did not close")
 	untilSocketWait(t, p.cliConn, got)
 }
 
@@ -295,16 +276,6 @@ func TestTheSocketWaitEndsForAPeerCloseAndACloseAsked(t *testing.T) {
 	untilSocketWait(t, q.cliConn, got2)
 	_ = q.cliConn.Close(nil)
 	waitClosed(t, q.cliHandl, "a close asked while the loop waited on the socket did not end the conn")
-}
-
-// waitClosed waits for h's OnClose, failing with what after 10 s.
-func waitClosed(t *testing.T, h *frameHandler, what string) {
-	t.Helper()
-	select {
-	case <-h.closedC:
-	case <-time.After(10 * time.Second):
-		t.Fatal(what)
-	}
 }
 
 // A peer that ends the connection without close_notify (a FIN: its
@@ -517,28 +488,8 @@ func TestKicksRacingTheSocketWaitNeverLeaveItDeaf(t *testing.T) {
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
 		wg.Add(2)
-		go func() { // the stream
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-					_ = p.srvConn.EnqueueNoWait(frame(nil, []byte("s")))
-				}
-			}
-		}()
-		go func() { // the kicks
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-					p.cliConn.Execute(func() {})
-				}
-			}
-		}()
+		go repeatUntil(stop, &wg, func() { _ = p.srvConn.EnqueueNoWait(frame(nil, []byte("s"))) }) // the stream
+		go repeatUntil(stop, &wg, func() { p.cliConn.Execute(func() {}) })                         // the kicks
 		drain(got, 30*time.Millisecond)
 		close(stop)
 		wg.Wait()
