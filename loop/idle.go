@@ -126,6 +126,7 @@ type idleWait struct {
 	sockRead  func(uintptr) bool       // loop only: waitSocket's RawConn.Read function
 	takenOver atomic.Uint64            // holders that took a duty over from the socket wait (tests)
 	sockWaits atomic.Uint64            // socket waits begun (tests)
+	epollCtls atomic.Uint64            // setEvents calls (tests)
 }
 
 // loopSock is the loop's own duplicate of its sole conn's socket, in Go's
@@ -422,8 +423,9 @@ func (w *idleWait) dropSock(c *Conn) {
 // to gnet). It reports true when the loop is to wait on gnet's epoll
 // instance instead: the engine stops, c is not idle for writes, a holder
 // took c's duty over from the loop less than sockHoldOff ago, no duplicate
-// could be had, a holder has the duty, gnet's instance refused the mask,
-// or a holder took the duty over during the wait. Loop only, at
+// could be had, a holder has the duty or it lingers (inline.go, rule 4),
+// gnet's instance refused the mask, or a holder took the duty over during
+// the wait. Loop only, at
 // the end of a callback, with nothing left to drain or run (idleWait).
 func (w *idleWait) waitSocket(ls *loopState, c *Conn) bool {
 	if !c.direct.Load() || c.reached(closeRequested) || c.gc.OutboundBuffered() > 0 || w.stop(ls) {

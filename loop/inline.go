@@ -18,7 +18,8 @@ package loop
 // measurements.
 //
 // The duty (Conn.duty) is the right to read the socket and to call
-// OnData. It is the loop's, except while a holder has it:
+// OnData. It is the loop's, except while a holder has it or it lingers
+// between two holders:
 //
 //  1. Taking it. Only while the loop goroutine waits in the netpoller
 //     (idleWait.waiting), at a point where gnet has no event of this conn
@@ -37,22 +38,46 @@ package loop
 //     over in the grant (dutyLoop → dutyHeld, no epoll_ctl) and pokes the
 //     loop's wait, and the loop, which reads the socket only with waiting
 //     clear and lend clear, goes on waiting on gnet's instance.
-//  2. While a holder has it, gnet is never told about the socket's input:
-//     EPOLLIN is off. EPOLLERR and EPOLLHUP cannot be masked, but with no
-//     EPOLLIN gnet closes the conn on them without reading (gnet v2.9.7,
-//     processIO). OnTraffic finding the duty away (which the rule of 1
+//  2. While a holder has it (or it lingers, rule 4), gnet is never told
+//     about the socket's input: EPOLLIN is off. EPOLLERR and EPOLLHUP
+//     cannot be masked, but with no EPOLLIN gnet closes the conn on them
+//     without reading (gnet v2.9.7, processIO). OnTraffic finding the duty away (which the rule of 1
 //     excludes) closes the conn rather than read beside the holder.
 //  3. gnet sets EPOLLIN again by itself when it writes the socket from its
 //     outbound buffer (a partial write registers EPOLLIN|EPOLLOUT, the end
 //     of the drain EPOLLIN). So the loop never writes a conn through gnet
-//     while its duty is away. gnet's buffer is empty then, and flushQueue
+//     while its duty is away (held or lingering). gnet's buffer is empty then, and flushQueue
 //     writes the socket itself (flushBesideHolder); what the socket does
 //     not take, and a close, need gnet: the loop, holding the drain token,
 //     recalls the duty (dutyRecall, and the holder's wait is ended) and
 //     returns keeping the token; the holder, giving the duty back,
 //     schedules the conn, and the loop's next flushQueue goes on through
 //     gnet. Direct writers write a duplicate of the socket, never gnet.
-//  4. Giving it back: the holder marks the duty returning (it has handed
+//  4. Giving it back: when nothing needs the duty home (no recall, the
+//     conn not closing, the engine not stopping, no other waiter found it
+//     held lately: sharedFor), the holder leaves it lingering (dutyLinger):
+//     nobody reads, EPOLLIN stays off, and no epoll_ctl is made. A waiter
+//     (any process waiting on that conn) takes a lingering duty with one
+//     CAS and no grant (takeLingering): rule 1's handshake is there so that
+//     the mask is set while gnet has no event of the conn to handle, and
+//     a lingering duty has been masked since the grant that lent it, so
+//     gnet has had no input event of the conn since, and the loop reads a
+//     conn only with its duty home (OnTraffic, which counts a lingering
+//     duty as away, as rule 2; waitSocket, which takes only a duty at 0).
+//     The loop writes beside a lingering duty as beside a holder (rule 3),
+//     so gnet's outbound buffer stays empty. The bound: a conn timer
+//     (lingerTick), armed when a duty starts lingering and is not armed,
+//     re-armed while it keeps being taken again, reclaims a duty that was
+//     not taken again for lingerPeriod (EPOLLIN on, then the duty 0);
+//     meanwhile input that no waiter reads (another process's message)
+//     waits for it. A recall (a spill, a close, a graceful drain, OnClose
+//     at an engine stop) reclaims a lingering duty at once instead
+//     (recallDuty). A waiter that found the duty held and parks stores
+//     inlShared and looks for a lingering duty again; a holder that left
+//     it lingering looks at inlShared again and takes it back if it is
+//     set: one of the two sees the other, so the parked waiter's input is
+//     not left to the timer.
+//     Otherwise the holder marks the duty returning (it has handed
 //     over its last input and touches nothing of the input side any more),
 //     sets EPOLLIN again (level-triggered: input that came meanwhile is
 //     reported at once), then clears the duty, last; a recall is answered
@@ -62,10 +87,13 @@ package loop
 //     the returning mark ordered the holder's last reads before its own.
 //  5. gnet closes the descriptor right after OnClose, and the number can
 //     be reused at once. OnClose recalls the duty and waits, on the loop,
-//     until it is back before it does anything else: a holder is never
-//     inside OnData, nor touching the descriptor, once Handler.OnClose
-//     runs. No duty is taken afterwards (the close ladder is checked under
-//     the grant), and the conn's inline resources are closed there.
+//     until it is back before it does anything else (a lingering duty is
+//     reclaimed there and then): a holder is never inside OnData, nor
+//     touching the descriptor, once Handler.OnClose runs. No duty is taken
+//     afterwards (the close ladder is checked under the grant, and the
+//     duty never lingers again once it is home at OnClose: only a holder
+//     leaves it lingering), and the conn's inline resources are closed
+//     there.
 //
 // A holder waits for the socket itself in Go's netpoller, through a
 // duplicate of its descriptor (inlineRes), as a net.Conn reader does: the
@@ -77,9 +105,14 @@ package loop
 // that ends the InlineParker's park, then calls KickInline), a context
 // that can end, and a recall, poke the wait: a read deadline in the past.
 //
-// What it costs: two epoll_ctl per wait (the mask and the unmask), and one
-// descriptor per conn that was ever read inline (the duplicate, from the
-// dup budget; a conn denied one is read by its loop).
+// What it costs: two epoll_ctl per grant (the mask and the unmask), none
+// for a wait that takes a lingering duty (a steady ping-pong's; about 1-4
+// µs each on the reference VM, see internal/nbio's BenchmarkSyscallCost),
+// up to about two lingerPeriods of delay for input that no waiter reads
+// while the duty lingers, one loop wake-up a lingerPeriod while a duty
+// keeps lingering, and one descriptor per conn that was ever read inline
+// (the duplicate, from the dup budget; a conn denied one is read by its
+// loop).
 
 import (
 	"context"
@@ -121,7 +154,20 @@ const (
 	dutyRecall                      // the loop wants it back (it holds the drain token, rule 3)
 	dutyReturning                   // the holder is done reading and sets EPOLLIN again (rule 4)
 	dutyLoop                        // the loop waits on the socket itself and reads it (idle.go, waitSocket); EPOLLIN is off
+	dutyLinger                      // lingering: given back by a holder with EPOLLIN left off; nobody reads (rule 4)
 )
+
+// lingerPeriod bounds a lingering duty (rule 4): the loop reclaims one
+// that was not taken again for a whole period, so a lingering duty lasts
+// one to two periods after the last hand-back. It is what another
+// process's message on that link (or the loop's own input: a peer's ping,
+// a reply whose waiter parked without reading inline) may wait while the
+// process that left the duty lingering does something else; and one conn
+// timer a period wakes the loop while the duty keeps being taken again.
+// A round trip is tens of µs, so a process that waits again after a
+// reply and a little work finds its duty lingering; 500 µs keeps the
+// stranding bound near 1 ms.
+const lingerPeriod = 500 * time.Microsecond
 
 // sharedFor: after a waiter found another holding a conn's duty, no duty
 // of that conn is lent for this long; its waiters park and the loop reads
@@ -193,24 +239,31 @@ func (c *Conn) ReadInlineUntil(deadline time.Time, p InlineParker) bool {
 // readInline is ReadInline with the context's deadline dl.
 func (c *Conn) readInline(ctx context.Context, dl time.Time, p InlineParker) bool {
 	ls := c.ls.Load()
-	if ls == nil || !c.direct.Load() || c.reached(closeRequested) {
+	if ls == nil || c.reached(closeRequested) {
 		return false
 	}
 	w := ls.idle.Load()
-	if w == nil || !w.waiting.Load() || c.inl.Load() == inlineClosed {
+	if w == nil {
 		return false
 	}
-	if c.inlineHeldOff() {
-		return false
-	}
-	if !c.takeDuty(w) {
-		if c.duty.Load()&dutyHeld != 0 {
+	if !c.takeLingering() {
+		if !c.direct.Load() || !w.waiting.Load() || c.inl.Load() == inlineClosed || c.inlineHeldOff() {
+			return false
+		}
+		if !c.takeDuty(w) {
+			if c.duty.Load()&dutyHeld == 0 {
+				return false
+			}
 			// Another waiter reads the conn: with several waiting on one
 			// conn, one would read for all and wake the others from its
-			// goroutine; the loop does that better (sharedFor).
+			// goroutine; the loop does that better (sharedFor). Then the
+			// duty may have come to linger (giveDuty): taken, it is not
+			// left stranded until the loop reclaims it.
 			c.inlShared.Store(max(monoNow(), 1))
+			if !c.takeLingering() {
+				return false
+			}
 		}
-		return false
 	}
 	// Deferred: a panic in the handler, which the process's goroutine may
 	// recover from, must not leave the conn unread and its loop waiting in
@@ -282,6 +335,24 @@ func (c *Conn) takeDuty(w *idleWait) bool {
 
 // giveDuty gives the duty back (rule 4). Holder.
 func (c *Conn) giveDuty(ls *loopState, w *idleWait) {
+	if c.inlShared.Load() == 0 && c.inlRetry.Load() == 0 && !c.reached(closeRequested) && !c.e.stopping.Load() {
+		// Nothing needs the duty home: it lingers, EPOLLIN still off.
+		c.lingers.Add(1) // before it lingers: the loop's reclaim compares it after it sees dutyLinger
+		if c.duty.CompareAndSwap(dutyHeld, dutyLinger) {
+			// A waiter that found the duty held (inlShared) and parks
+			// stores inlShared and then looks for a lingering duty
+			// (readInline): either it sees this one and takes it, or this
+			// sees its mark and gives the duty back as below, unless the
+			// waiter or the loop took it meanwhile.
+			if c.inlShared.Load() == 0 && !c.reached(closeRequested) {
+				c.armLinger()
+				return
+			}
+			if !c.duty.CompareAndSwap(dutyLinger, dutyHeld) {
+				return // taken again, or reclaimed by the loop
+			}
+		}
+	}
 	// A running loop sees the input as soon as EPOLLIN is set, before the
 	// duty is clear: dutyReturning tells its OnTraffic that the holder
 	// reads no more (readerAway).
@@ -294,6 +365,63 @@ func (c *Conn) giveDuty(ls *loopState, w *idleWait) {
 	if c.duty.Swap(0)&dutyRecall != 0 {
 		ls.schedule(c) // the loop kept the drain token for this
 	}
+}
+
+// takeLingering takes c's lingering duty (rule 4): one CAS, no epoll_ctl,
+// and no grant from the loop (rule 1): EPOLLIN has been off since the
+// grant that lent the duty, so gnet has no event of c to handle, and the
+// loop reads c only with the duty home. Holder-to-be, after its checks of
+// the close ladder: a close requested after them recalls the duty from
+// the new holder as from any.
+func (c *Conn) takeLingering() bool {
+	return c.duty.Load() == dutyLinger && c.duty.CompareAndSwap(dutyLinger, dutyHeld)
+}
+
+// armLinger arms c's linger timer (lingerTick) unless it is armed. A
+// holder that left the duty lingering, or the loop.
+func (c *Conn) armLinger() {
+	if c.lingerArmed.CompareAndSwap(false, true) {
+		c.lingerSeen.Store(c.lingers.Load())
+		c.AfterFunc(c.lingerFor, c.lingerTick)
+	}
+}
+
+// lingerTick is the linger timer (rule 4): a duty lingering with no
+// hand-back since the timer was armed, or since its last tick, is
+// reclaimed; one that lingers after a new hand-back keeps the timer
+// armed; otherwise it is disarmed (a holder that leaves the duty
+// lingering arms it again). Loop only (a conn timer).
+func (c *Conn) lingerTick() {
+	if c.duty.Load() == dutyLinger {
+		if n := c.lingers.Load(); n != c.lingerSeen.Load() {
+			c.lingerSeen.Store(n)
+			c.AfterFunc(c.lingerFor, c.lingerTick)
+			return
+		}
+		c.reclaimDuty()
+	}
+	c.lingerArmed.Store(false)
+	if c.duty.Load() == dutyLinger {
+		c.armLinger() // it lingered after the look above and found the timer armed
+	}
+}
+
+// reclaimDuty brings a lingering duty home: EPOLLIN on again, then the
+// duty cleared. False when the duty was not lingering (a holder took it
+// again, or it was not lent). Loop only: the loop reads nothing of c
+// meanwhile, and dutyLinger|dutyReturning is neither lingering nor home,
+// so no holder takes it in between.
+func (c *Conn) reclaimDuty() bool {
+	if !c.duty.CompareAndSwap(dutyLinger, dutyLinger|dutyReturning) {
+		return false
+	}
+	c.lingerReclaims.Add(1)
+	if err := c.ls.Load().idle.Load().setEvents(c.gc.Fd(), gnetReadEvents); err != nil {
+		c.inlineFailed.Add(1)
+		_ = c.Close(fmt.Errorf("%w: restoring its input events: %w", ErrClosed, err))
+	}
+	c.duty.Store(0)
+	return true
 }
 
 // holdDuty is the holder's wait: park the owner (its wakers kick the conn),
@@ -483,23 +611,32 @@ func (c *Conn) flushBesideHolder(ls *loopState) bool {
 	return true
 }
 
-// readerAway reports whether a holder reads c's input now: it has the
-// duty and is not giving it back (a holder giving it back has read and
-// handed over its last input, and touches nothing of c's input side any
-// more). Any goroutine; the loop's OnTraffic uses it.
+// readerAway reports whether a holder reads c's input now, or may at
+// any time: it has the duty, or the duty lingers (a holder may take it
+// without the loop), and it is not on its way home (a holder giving it
+// back has read and handed over its last input, and touches nothing of
+// c's input side any more; a lingering duty being reclaimed is the
+// loop's). Any goroutine; the loop's OnTraffic uses it.
 func (c *Conn) readerAway() bool {
 	d := c.duty.Load()
-	return d&dutyHeld != 0 && d&dutyReturning == 0
+	return d&(dutyHeld|dutyLinger) != 0 && d&dutyReturning == 0
 }
 
 // recallDuty asks a holder of c's read duty to give it back (rule 3); it
 // reports false when the duty is home. The holder schedules c when it
-// gives it back: the caller keeps the drain token until then. Loop only.
+// gives it back: the caller keeps the drain token until then. A lingering
+// duty is reclaimed at once (rule 4): home, false. Loop only.
 func (c *Conn) recallDuty() bool {
 	for {
 		d := c.duty.Load()
 		if d == 0 {
 			return false
+		}
+		if d == dutyLinger {
+			if c.reclaimDuty() {
+				return false
+			}
+			continue // taken again meanwhile: recall it from its holder
 		}
 		if d&dutyRecall != 0 || c.duty.CompareAndSwap(d, d|dutyRecall) {
 			if r := c.inl.Load(); r != nil && r != inlineClosed {

@@ -20,6 +20,7 @@ const gnetReadEvents = unix.EPOLLIN | unix.EPOLLPRI
 // makes epoll_ctl without the runtime's syscall entry already: it never
 // blocks; see package nbio.)
 func (w *idleWait) setEvents(fd int, events uint32) error {
+	w.epollCtls.Add(1)
 	return unix.EpollCtl(w.epfd, unix.EPOLL_CTL_MOD, fd, &unix.EpollEvent{Fd: int32(fd), Events: events})
 }
 

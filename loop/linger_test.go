@@ -1,0 +1,195 @@
+package loop
+
+// The lingering duty (inline.go, rule 4): a holder that gives the duty
+// back with nothing needing it home leaves EPOLLIN off, and the next
+// waiter takes it without an epoll_ctl. What it must not cost: input that
+// no waiter reads left unread for good, a close or an engine stop that
+// waits for a duty nobody gives back, a write the socket did not take
+// left unsent. Timeouts here are failure detectors only (inlineBound).
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+// lingerLong makes the client conn's lingering duties outlast the test:
+// only a waiter or a recall ends one, never the timer.
+func lingerLong(ip *inlinePair) { ip.cliConn.lingerFor = time.Hour }
+
+// lingering runs rounds of ping-pong on process p (a sticky probe: it
+// reads inline whenever it finds the loop lending), then more, one at a
+// time, until the duty lingers after a round: the first rounds may find
+// the loop reading the conn itself (idle.go, waitSocket) and the reply
+// already there. Once a hand-back left it lingering under lingerLong, only
+// a waiter, a recall or the close takes it from there.
+func lingering(t *testing.T, ip *inlinePair, p *inlineProc, rounds int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), inlineBound)
+	defer cancel()
+	if err := p.pingPong(ctx, rounds); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ip.cliConn.duty.Load() != dutyLinger; i++ {
+		if i == 1000 {
+			t.Fatalf("after %d rounds the duty does not linger: %s", rounds+i, dutyState(ip.cliConn))
+		}
+		if err := p.pingPong(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A steady ping-pong: every wait after the first takes the duty its
+// predecessor left lingering, with no epoll_ctl on gnet's instance for
+// either the take or the hand-back.
+func TestLingeringDutyIsTakenAgainWithoutEpollCtl(t *testing.T) {
+	inlineLeakCheck(t)
+	ip := newInlinePair(t, newInlineServer(0), 1)
+	lingerLong(ip)
+	p := ip.proc(0, true)
+	lingering(t, ip, p, 1)
+	w := ip.cliConn.ls.Load().idle.Load()
+	ctls, lingers, took := w.epollCtls.Load(), ip.cliConn.lingers.Load(), p.r.took.Load()
+	const rounds = 200
+	lingering(t, ip, p, rounds)
+	if n := w.epollCtls.Load() - ctls; n != 0 {
+		t.Errorf("%d epoll_ctl calls in %d rounds that took a lingering duty; want 0", n, rounds)
+	}
+	if n := p.r.took.Load() - took; n < rounds {
+		t.Errorf("%d of %d waits read inline", n, rounds)
+	}
+	if n := ip.cliConn.lingers.Load() - lingers; n < rounds {
+		t.Errorf("%d of %d hand-backs left the duty lingering", n, rounds)
+	}
+	ip.checkRules(t)
+}
+
+// A process that read its reply and then waits no more leaves the duty
+// lingering; a later message for another process, whose owner parks
+// without reading inline, is still delivered: the loop reclaims the duty
+// and reads it.
+func TestLingeringDutyNobodyTakesAgainComesHome(t *testing.T) {
+	inlineLeakCheck(t)
+	ip := newInlinePair(t, newInlineServer(0), 2)
+	ctx, cancel := context.WithTimeout(context.Background(), inlineBound)
+	defer cancel()
+	p := ip.proc(0, true)
+	if err := p.pingPong(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	if ip.cliConn.lingers.Load() == 0 {
+		t.Fatalf("no hand-back left the duty lingering: %s", dutyState(ip.cliConn))
+	}
+	want := string(inlineMsg(1, kindOther, seqBody(7)))
+	if err := ip.srvConn.Enqueue(ctx, frame(nil, []byte(want))); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ip.cli.boxes[1].Receive(ctx) // no inline reader: the loop must read it
+	if err != nil {
+		t.Fatalf("the message for the parked process: %v (%s)", err, dutyState(ip.cliConn))
+	}
+	if got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	if ip.cliConn.lingerReclaims.Load() == 0 {
+		t.Errorf("the message came with no lingering duty reclaimed: %s", dutyState(ip.cliConn))
+	}
+	ip.checkRules(t)
+}
+
+// A close while the duty lingers (rule 5): OnClose reclaims it at once,
+// runs with the duty home and the inline resources closed, and no OnData
+// runs beside or after it.
+func TestLingeringDutyConnCloseCompletes(t *testing.T) {
+	inlineLeakCheck(t)
+	ip := newInlinePair(t, newInlineServer(0), 1)
+	lingerLong(ip)
+	lingering(t, ip, ip.proc(0, true), 3)
+	cause := errors.New("closed by the test")
+	if err := ip.cliConn.Close(cause); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, inlineBound, "OnClose ran for the conn whose duty lingered", func() bool {
+		_, closes, _ := ip.cli.fh.count()
+		return closes == 1
+	})
+	if err := ip.cli.closeReason(); !errors.Is(err, cause) {
+		t.Errorf("close reason %v, want %v", err, cause)
+	}
+	ip.checkRules(t)
+}
+
+// An engine stop while the duty lingers: Close returns, and OnClose finds
+// the duty home and the inline resources closed.
+func TestLingeringDutyEngineCloseReturns(t *testing.T) {
+	inlineLeakCheck(t)
+	ip := newInlinePair(t, newInlineServer(0), 1)
+	lingerLong(ip)
+	lingering(t, ip, ip.proc(0, true), 3)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = ip.client.Close()
+	}()
+	waitGroup(t, &wg, "the client engine's Close while a duty lingered")
+	if _, closes, _ := ip.cli.fh.count(); closes != 1 {
+		t.Errorf("%d OnClose calls, want 1", closes)
+	}
+	ip.checkRules(t)
+}
+
+// A write the socket does not take while the duty lingers (rule 3): the
+// loop writes beside the lingering duty, and for the rest, which gnet
+// must hold, reclaims the duty at once (no holder would give it back);
+// everything reaches the peer, in order.
+func TestLingeringDutySpillIsWritten(t *testing.T) {
+	inlineLeakCheck(t)
+	srv := newInlineServer(2)
+	ip := newInlinePair(t, srv, 1, WithSocketBuffers(96<<10, 24<<10))
+	t.Cleanup(srv.openGate) // before the engines close: never leave the server's loop blocked
+	lingerLong(ip)
+	lingering(t, ip, ip.proc(0, true), 3)
+	ctx, cancel := context.WithTimeout(context.Background(), inlineBound)
+	defer cancel()
+	if err := ip.cliConn.Enqueue(ctx, frame(nil, inlineMsg(0, kindGate, nil))); err != nil {
+		t.Fatal(err)
+	}
+	const bulkN, bulkPad, urgentN, urgentPad = 48, 32 << 10, 2000, 256
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for i := range bulkN {
+			if _, err := ip.cliConn.EnqueueBulk(ctx, frame(nil, inlineMsg(0, kindSink, sinkBody(0, uint32(i), bulkPad)))); err != nil {
+				t.Errorf("bulk %d: %v", i, err)
+				return
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for i := range urgentN {
+			if err := ip.cliConn.Enqueue(ctx, frame(nil, inlineMsg(0, kindSink, sinkBody(1, uint32(i), urgentPad)))); err != nil {
+				t.Errorf("urgent %d: %v", i, err)
+				return
+			}
+		}
+	}()
+	eventually(t, inlineBound, "the backlog reclaimed the lingering duty", func() bool {
+		return ip.cliConn.lingerReclaims.Load() > 0
+	})
+	srv.openGate()
+	waitGroup(t, &wg, "the burst was queued")
+	eventually(t, inlineBound, "every frame of the burst reached the server", func() bool {
+		_, next := srv.order.result()
+		return next[0] == bulkN && next[1] == urgentN
+	})
+	if bad, next := srv.order.result(); bad != 0 {
+		t.Fatalf("%d frames out of order at the server (per sender in sequence: %v)", bad, next)
+	}
+	ip.checkRules(t)
+}
