@@ -607,6 +607,12 @@ func (c *Conn) flushBesideHolder(ls *loopState) bool {
 	more = more || c.queued.Load() > 0 || c.bulkQueued.Load() > 0
 	if (more || c.ad.PendingOutput()) && c.scheduled.CompareAndSwap(false, true) {
 		ls.schedule(c) // the rest: the next pass
+	} else if !more && !c.reached(closing) && c.gc.OutboundBuffered() == 0 {
+		// Drained, as at the end of flushQueue's pass: direct writes again.
+		// A duty that lingers from holder to holder may stay away for long,
+		// and only a pass through gnet (with the duty home) would set it.
+		c.dbgGnetEmpty()
+		c.direct.Store(true)
 	}
 	return true
 }
