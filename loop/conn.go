@@ -145,6 +145,7 @@ type Conn struct {
 	lingerSeen     atomic.Uint64             // lingers when the linger timer was armed or last ticked
 	lingerArmed    atomic.Bool               // the linger timer (lingerTick) is armed
 	lingerFor      time.Duration             // lingerPeriod; tests set a longer one before the conn's first wait
+	lingerT        *time.Timer               // the linger timer (lingerTick); set by the goroutine that arms it
 	lingerReclaims atomic.Uint64             // lingering duties the loop reclaimed, for tests
 	inlineFailed   atomic.Uint64             // rule breaks seen (OnTraffic with the duty away, a lost epoll), for tests
 

@@ -170,9 +170,8 @@
 // leaves it lingering, the socket's input still masked, and the conn's
 // next waiter takes it with no system call (a steady ping-pong makes no
 // epoll_ctl); the loop reclaims a lingering duty that was not taken again
-// within a short period (input no waiter reads waits that long, about a
-// millisecond at most), and at once when it must write through gnet or
-// close. The loop stays the conn's one writer through gnet: before it
+// within a short period (input no waiter reads waits that long, one to two
+// milliseconds), and at once when it must write through gnet or close. The loop stays the conn's one writer through gnet: before it
 // writes through gnet it recalls the duty, since gnet sets the socket's
 // input events again when it buffers output. OnClose waits
 // until the duty is back, so Handler.OnClose never overlaps an OnData.

@@ -41,13 +41,14 @@ package loop
 //  2. While a holder has it (or it lingers, rule 4), gnet is never told
 //     about the socket's input: EPOLLIN is off. EPOLLERR and EPOLLHUP
 //     cannot be masked, but with no EPOLLIN gnet closes the conn on them
-//     without reading (gnet v2.9.7, processIO). OnTraffic finding the duty away (which the rule of 1
-//     excludes) closes the conn rather than read beside the holder.
+//     without reading (gnet v2.9.7, processIO). OnTraffic finding the
+//     duty away (which the rule of 1 excludes) closes the conn rather
+//     than read beside the holder.
 //  3. gnet sets EPOLLIN again by itself when it writes the socket from its
 //     outbound buffer (a partial write registers EPOLLIN|EPOLLOUT, the end
 //     of the drain EPOLLIN). So the loop never writes a conn through gnet
-//     while its duty is away (held or lingering). gnet's buffer is empty then, and flushQueue
-//     writes the socket itself (flushBesideHolder); what the socket does
+//     while its duty is away (held or lingering). gnet's buffer is empty
+//     then, and flushQueue writes the socket itself (flushBesideHolder); what the socket does
 //     not take, and a close, need gnet: the loop, holding the drain token,
 //     recalls the duty (dutyRecall, and the holder's wait is ended) and
 //     returns keeping the token; the holder, giving the duty back,
@@ -65,12 +66,12 @@ package loop
 //     conn only with its duty home (OnTraffic, which counts a lingering
 //     duty as away, as rule 2; waitSocket, which takes only a duty at 0).
 //     The loop writes beside a lingering duty as beside a holder (rule 3),
-//     so gnet's outbound buffer stays empty. The bound: a conn timer
+//     so gnet's outbound buffer stays empty. The bound: a timer
 //     (lingerTick), armed when a duty starts lingering and is not armed,
-//     re-armed while it keeps being taken again, reclaims a duty that was
-//     not taken again for lingerPeriod (EPOLLIN on, then the duty 0);
-//     meanwhile input that no waiter reads (another process's message)
-//     waits for it. A recall (a spill, a close, a graceful drain, OnClose
+//     re-armed while it keeps being taken again, has the loop reclaim a
+//     duty that was not taken again for lingerPeriod (a task: EPOLLIN on,
+//     then the duty 0); meanwhile input that no waiter reads (another
+//     process's message) waits for it. A recall (a spill, a close, a graceful drain, OnClose
 //     at an engine stop) reclaims a lingering duty at once instead
 //     (recallDuty). A waiter that found the duty held and parks stores
 //     inlShared and looks for a lingering duty again; a holder that left
@@ -109,10 +110,10 @@ package loop
 // for a wait that takes a lingering duty (a steady ping-pong's; about 1-4
 // µs each on the reference VM, see internal/nbio's BenchmarkSyscallCost),
 // up to about two lingerPeriods of delay for input that no waiter reads
-// while the duty lingers, one loop wake-up a lingerPeriod while a duty
-// keeps lingering, and one descriptor per conn that was ever read inline
-// (the duplicate, from the dup budget; a conn denied one is read by its
-// loop).
+// while the duty lingers, one runtime timer tick a lingerPeriod while a
+// duty keeps lingering, and one descriptor per conn that was ever read
+// inline (the duplicate, from the dup budget; a conn denied one is read by
+// its loop).
 
 import (
 	"context"
@@ -157,17 +158,17 @@ const (
 	dutyLinger                      // lingering: given back by a holder with EPOLLIN left off; nobody reads (rule 4)
 )
 
-// lingerPeriod bounds a lingering duty (rule 4): the loop reclaims one
-// that was not taken again for a whole period, so a lingering duty lasts
-// one to two periods after the last hand-back. It is what another
-// process's message on that link (or the loop's own input: a peer's ping,
-// a reply whose waiter parked without reading inline) may wait while the
-// process that left the duty lingering does something else; and one conn
-// timer a period wakes the loop while the duty keeps being taken again.
-// A round trip is tens of µs, so a process that waits again after a
-// reply and a little work finds its duty lingering; 500 µs keeps the
-// stranding bound near 1 ms.
-const lingerPeriod = 500 * time.Microsecond
+// lingerPeriod bounds a lingering duty (rule 4): the linger timer
+// reclaims one that was not taken again for a whole period, so a
+// lingering duty lasts one to two periods after the last hand-back. It
+// is what another process's message on that link (or any input no waiter
+// reads: a peer's ping, a reply whose waiter parked without reading
+// inline) may wait while the process that left the duty lingering does
+// something else. Its cost is the timer's ticks while the duty keeps
+// being taken again: a steady ping-pong, one process a side, made 9.3-9.5
+// system calls a round trip at 500 µs, 8.9 at 1 ms and 8.5 at 2 ms,
+// against 12.3 without lingering (docs/latency.md).
+const lingerPeriod = time.Millisecond
 
 // sharedFor: after a waiter found another holding a conn's duty, no duty
 // of that conn is lent for this long; its waiters park and the loop reads
@@ -337,7 +338,7 @@ func (c *Conn) takeDuty(w *idleWait) bool {
 func (c *Conn) giveDuty(ls *loopState, w *idleWait) {
 	if c.inlShared.Load() == 0 && c.inlRetry.Load() == 0 && !c.reached(closeRequested) && !c.e.stopping.Load() {
 		// Nothing needs the duty home: it lingers, EPOLLIN still off.
-		c.lingers.Add(1) // before it lingers: the loop's reclaim compares it after it sees dutyLinger
+		c.lingers.Add(1) // before it lingers: the linger timer compares it after it sees dutyLinger
 		if c.duty.CompareAndSwap(dutyHeld, dutyLinger) {
 			// A waiter that found the duty held (inlShared) and parks
 			// stores inlShared and then looks for a lingering duty
@@ -378,33 +379,50 @@ func (c *Conn) takeLingering() bool {
 }
 
 // armLinger arms c's linger timer (lingerTick) unless it is armed. A
-// holder that left the duty lingering, or the loop.
+// holder that left the duty lingering, or the timer.
 func (c *Conn) armLinger() {
 	if c.lingerArmed.CompareAndSwap(false, true) {
 		c.lingerSeen.Store(c.lingers.Load())
-		c.AfterFunc(c.lingerFor, c.lingerTick)
+		// lingerT is written only here, by the goroutine that arms it,
+		// before the timer can tick: the next armer comes after the timer
+		// disarmed (lingerArmed).
+		if c.lingerT == nil {
+			t := time.AfterFunc(time.Hour, c.lingerTick)
+			t.Stop()
+			c.lingerT = t
+		}
+		c.lingerT.Reset(c.lingerFor)
 	}
 }
 
 // lingerTick is the linger timer (rule 4): a duty lingering with no
 // hand-back since the timer was armed, or since its last tick, is
-// reclaimed; one that lingers after a new hand-back keeps the timer
-// armed; otherwise it is disarmed (a holder that leaves the duty
-// lingering arms it again). Loop only (a conn timer).
+// reclaimed, on the loop; one that lingers after a new hand-back keeps
+// the timer armed; otherwise it is disarmed (a holder that leaves the
+// duty lingering arms it again). A runtime timer's goroutine, not the
+// loop: a tick that finds the duty taken again touches only atomics.
+// A conn timer (Conn.AfterFunc) woke the loop at every tick, which cost
+// a steady ping-pong more than the epoll_ctl it saved at a period of
+// 500 µs (system calls 12.75-19 a round trip against 12.3 without
+// lingering, context switches 4.4-6.0 against 2.2: docs/latency.md).
 func (c *Conn) lingerTick() {
 	if c.duty.Load() == dutyLinger {
 		if n := c.lingers.Load(); n != c.lingerSeen.Load() {
 			c.lingerSeen.Store(n)
-			c.AfterFunc(c.lingerFor, c.lingerTick)
+			c.lingerT.Reset(c.lingerFor)
 			return
 		}
-		c.reclaimDuty()
+		c.exec(c.reclaimLingering)
 	}
 	c.lingerArmed.Store(false)
 	if c.duty.Load() == dutyLinger {
 		c.armLinger() // it lingered after the look above and found the timer armed
 	}
 }
+
+// reclaimLingering is the linger timer's reclaim. Loop only (a task: it
+// does not run once OnClose ran, which brought the duty home itself).
+func (c *Conn) reclaimLingering() { c.reclaimDuty() }
 
 // reclaimDuty brings a lingering duty home: EPOLLIN on again, then the
 // duty cleared. False when the duty was not lingering (a holder took it
