@@ -56,7 +56,9 @@ package loop
 //     gnet. Direct writers write a duplicate of the socket, never gnet.
 //  4. Giving it back: when nothing needs the duty home (no recall, the
 //     conn not closing, the engine not stopping, no other waiter found it
-//     held lately: sharedFor), the holder leaves it lingering (dutyLinger):
+//     held lately: sharedFor; and the holder's wait did not end on the end
+//     of input or an error, which gnet must see), the holder leaves it
+//     lingering (dutyLinger):
 //     nobody reads, EPOLLIN stays off, and no epoll_ctl is made. A waiter
 //     (any process waiting on that conn) takes a lingering duty with one
 //     CAS and no grant (takeLingering): rule 1's handshake is there so that
@@ -200,6 +202,7 @@ type inlineRes struct {
 	poked  atomic.Bool // a poke set a past deadline: the next wait sets its own
 	cancel atomic.Bool // the holder's context ended
 	dl     time.Time   // holder: the read deadline set last (zero: none)
+	ended  bool        // holder: its wait ended on the end of input or an error (giveDuty's home)
 	uses   uint64      // holder: waits held (inlineIdleCheck)
 	// usesMark is uses at the last idle check. Loop only; uses is read
 	// there while no duty is out, after the last holder's hand-back.
@@ -270,15 +273,16 @@ func (c *Conn) readInline(ctx context.Context, dl time.Time, p InlineParker) boo
 	// recover from, must not leave the conn unread and its loop waiting in
 	// OnClose; and the input it was handling is half handled, so the conn
 	// is closed (on the loop such a panic ends the OS process).
+	var r *inlineRes
 	defer func() {
 		if v := recover(); v != nil {
 			_ = c.Close(fmt.Errorf("%w: the handler panicked on a goroutine reading inline: %v", ErrClosed, v))
-			c.giveDuty(ls, w)
+			c.giveDuty(ls, w, true)
 			panic(v)
 		}
-		c.giveDuty(ls, w)
+		c.giveDuty(ls, w, r != nil && r.ended)
 	}()
-	r := c.inlineRes()
+	r = c.inlineRes()
 	if r == nil {
 		return false
 	}
@@ -334,9 +338,12 @@ func (c *Conn) takeDuty(w *idleWait) bool {
 	return ok
 }
 
-// giveDuty gives the duty back (rule 4). Holder.
-func (c *Conn) giveDuty(ls *loopState, w *idleWait) {
-	if c.inlShared.Load() == 0 && c.inlRetry.Load() == 0 && !c.reached(closeRequested) && !c.e.stopping.Load() {
+// giveDuty gives the duty back (rule 4); home: it does not linger (the
+// holder's wait ended on the end of input or an error, which the loop
+// must see to close the conn: with EPOLLIN off it would not, and the
+// next holder would read the end again). Holder.
+func (c *Conn) giveDuty(ls *loopState, w *idleWait, home bool) {
+	if !home && c.inlShared.Load() == 0 && c.inlRetry.Load() == 0 && !c.reached(closeRequested) && !c.e.stopping.Load() {
 		// Nothing needs the duty home: it lingers, EPOLLIN still off.
 		c.lingers.Add(1) // before it lingers: the linger timer compares it after it sees dutyLinger
 		if c.duty.CompareAndSwap(dutyHeld, dutyLinger) {
@@ -447,6 +454,7 @@ func (c *Conn) reclaimDuty() bool {
 // handler, until the owner's wait is over. Holder, with the duty.
 func (c *Conn) holdDuty(ctx context.Context, dl time.Time, ls *loopState, r *inlineRes, p InlineParker) {
 	r.cancel.Store(false)
+	r.ended = false
 	if r.poked.Swap(false) || !dl.Equal(r.dl) {
 		_ = r.sock.SetReadDeadline(dl)
 		r.dl = dl
@@ -484,7 +492,8 @@ func (c *Conn) holdDuty(ctx context.Context, dl time.Time, ls *loopState, r *inl
 				// which gnet's read would not see: record it as gnet would.
 				c.setReason(fmt.Errorf("%w: %w", ErrPeerClosed, os.NewSyscallError("read", r.errno)))
 			}
-			break // the end of input or an error: the loop sees the end and closes the conn
+			r.ended = true // the duty goes home, EPOLLIN on: gnet sees the end
+			break          // the end of input or an error: the loop sees the end and closes the conn
 		}
 		if p.InlineReady() || r.stopping() {
 			break

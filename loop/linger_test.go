@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // lingerLong makes the client conn's lingering duties outlast the test:
@@ -191,5 +193,41 @@ func TestLingeringDutySpillIsWritten(t *testing.T) {
 	if bad, next := srv.order.result(); bad != 0 {
 		t.Fatalf("%d frames out of order at the server (per sender in sequence: %v)", bad, next)
 	}
+	ip.checkRules(t)
+}
+
+// A holder that reads the end of the input (the peer's FIN, no
+// close_notify) gives the duty home rather than leave it lingering: gnet
+// must see the end to close the conn, which it cannot with EPOLLIN off,
+// and a next holder would only read the end again. The waiting process
+// learns of the close (its mailbox closes), and OnClose runs once.
+func TestLingeringDutyHolderThatReadsTheEndGivesItHome(t *testing.T) {
+	inlineLeakCheck(t)
+	ip := newInlinePair(t, newInlineServer(0), 1)
+	lingerLong(ip)
+	p := ip.proc(0, true)
+	p.r.persist.Store(true) // a wait that ends with nothing reads again, as a process whose message has not come
+	lingering(t, ip, p, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), inlineBound)
+	defer cancel()
+	res := p.recvAsync(ctx)
+	ip.holding(t, "the process")
+	done := make(chan error, 1)
+	ip.srvConn.Execute(func() { done <- unix.Shutdown(ip.srvConn.gc.Fd(), unix.SHUT_WR) })
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(inlineBound):
+		t.Fatal("a task on the server's loop did not run")
+	}
+	if r := awaitRecv(t, res, "the wait after the peer's FIN"); r.err == nil {
+		t.Fatalf("got %q after the peer's FIN; want the mailbox closed", r.msg)
+	}
+	eventually(t, inlineBound, "OnClose ran for the conn whose peer sent FIN", func() bool {
+		_, closes, _ := ip.cli.fh.count()
+		return closes == 1
+	})
 	ip.checkRules(t)
 }
