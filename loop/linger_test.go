@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/meshrt/mesh/mailbox"
 )
 
 // lingerLong makes the client conn's lingering duties outlast the test:
@@ -222,8 +224,8 @@ func TestLingeringDutyHolderThatReadsTheEndGivesItHome(t *testing.T) {
 	case <-time.After(inlineBound):
 		t.Fatal("a task on the server's loop did not run")
 	}
-	if r := awaitRecv(t, res, "the wait after the peer's FIN"); r.err == nil {
-		t.Fatalf("got %q after the peer's FIN; want the mailbox closed", r.msg)
+	if r := awaitRecv(t, res, "the wait after the peer's FIN"); !errors.Is(r.err, mailbox.ErrClosed) {
+		t.Fatalf("got %q, %v after the peer's FIN; want the mailbox closed (%v)", r.msg, r.err, mailbox.ErrClosed)
 	}
 	eventually(t, inlineBound, "OnClose ran for the conn whose peer sent FIN", func() bool {
 		_, closes, _ := ip.cli.fh.count()
