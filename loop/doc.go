@@ -169,12 +169,17 @@
 // a net.Conn reader's would. When nothing needs the duty home the holder
 // leaves it lingering, the socket's input still masked, and the conn's
 // next waiter takes it with no system call (a steady ping-pong makes no
-// epoll_ctl); the loop reclaims a lingering duty that was not taken again
-// within a short period (input no waiter reads waits that long, one to two
-// milliseconds), and at once when it must write through gnet or close. The loop stays the conn's one writer through gnet: before it
-// writes through gnet it recalls the duty, since gnet sets the socket's
-// input events again when it buffers output. OnClose waits
-// until the duty is back, so Handler.OnClose never overlaps an OnData.
+// epoll_ctl). Nothing needs it home only while no goroutine is parked
+// for input the loops read for it (Engine.ParkBegin, which a node's
+// processes call when they park without reading inline, reclaims
+// lingering duties at once); a lingering duty not taken again within a
+// short period is reclaimed too (input nobody waits for, such as a peer's
+// ping, waits that long: one to two milliseconds), and at once when the
+// loop must write through gnet or close. The loop stays the conn's one
+// writer through gnet: before it writes through gnet it recalls the duty,
+// since gnet sets the socket's input events again when it buffers output.
+// OnClose waits until the duty is back, so Handler.OnClose never overlaps
+// an OnData.
 // The rules, and why each holds, are at the top of inline.go.
 //
 // A loop with a single conn reads that conn the same way when it is idle

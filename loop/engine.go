@@ -74,6 +74,8 @@ type Engine struct {
 	drained   chan struct{} // closed when closed && len(conns) == 0
 
 	execs     atomic.Int64 // execute calls in flight
+	parked    atomic.Int64 // goroutines parked for input the loops read for them (ParkBegin)
+	lingering atomic.Int64 // conns whose read duty lingers, or is about to (inline.go, rule 4)
 	stopping  atomic.Bool  // set before the loops stop: execute refuses
 	enrolling atomic.Int64 // Starts in EnrollContext: no loop waits in the netpoller (idle.go)
 	epolls    []int        // epoll descriptors gnet opened (idle.go); constant after New

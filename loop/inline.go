@@ -56,9 +56,10 @@ package loop
 //     gnet. Direct writers write a duplicate of the socket, never gnet.
 //  4. Giving it back: when nothing needs the duty home (no recall, the
 //     conn not closing, the engine not stopping, no other waiter found it
-//     held lately: sharedFor; and the holder's wait did not end on the end
-//     of input or an error, which gnet must see), the holder leaves it
-//     lingering (dutyLinger):
+//     held lately: sharedFor; no goroutine parked for input that the
+//     loops read for it: Engine.ParkBegin; and the holder's wait did not
+//     end on the end of input or an error, which gnet must see), the
+//     holder leaves it lingering (dutyLinger):
 //     nobody reads, EPOLLIN stays off, and no epoll_ctl is made. A waiter
 //     (any process waiting on that conn) takes a lingering duty with one
 //     CAS and no grant (takeLingering): rule 1's handshake is there so that
@@ -71,15 +72,20 @@ package loop
 //     so gnet's outbound buffer stays empty. The bound: a timer
 //     (lingerTick), armed when a duty starts lingering and is not armed,
 //     re-armed while it keeps being taken again, has the loop reclaim a
-//     duty that was not taken again for lingerPeriod (a task: EPOLLIN on,
-//     then the duty 0); meanwhile input that no waiter reads (another
-//     process's message) waits for it. A recall (a spill, a close, a graceful drain, OnClose
-//     at an engine stop) reclaims a lingering duty at once instead
-//     (recallDuty). A waiter that found the duty held and parks stores
-//     inlShared and looks for a lingering duty again; a holder that left
-//     it lingering looks at inlShared again and takes it back if it is
-//     set: one of the two sees the other, so the parked waiter's input is
-//     not left to the timer.
+//     duty that was not taken again for lingerPeriod (reclaimDuty:
+//     EPOLLIN on, then the duty 0); meanwhile input that no waiter reads
+//     and nobody waits for (a peer's ping, a message for a process that
+//     is running) waits for it. A recall (a spill, a close, a graceful
+//     drain, OnClose at an engine stop) reclaims a lingering duty at once
+//     instead (recallDuty), and so does a goroutine's ParkBegin, which
+//     counts its park (Engine.parked) and then looks for lingering duties
+//     (Engine.lingering, counted before a duty lingers); a holder counts
+//     the duty lingering, leaves it so, then looks at the parks and takes
+//     it back if there is one. Likewise a waiter that found the duty held
+//     and parks stores inlShared and looks for a lingering duty again; a
+//     holder that left it lingering looks at inlShared again. One of the
+//     two sees the other, so a parked goroutine's input is never left to
+//     the timer.
 //     Otherwise the holder marks the duty returning (it has handed
 //     over its last input and touches nothing of the input side any more),
 //     sets EPOLLIN again (level-triggered: input that came meanwhile is
@@ -112,7 +118,11 @@ package loop
 // for a wait that takes a lingering duty (a steady ping-pong's; about 1-4
 // µs each on the reference VM, see internal/nbio's BenchmarkSyscallCost),
 // up to about two lingerPeriods of delay for input that no waiter reads
-// while the duty lingers, one runtime timer tick a lingerPeriod while a
+// and no parked goroutine waits for while the duty lingers (a duty
+// lingers only while no goroutine is parked for input: a node with
+// processes parked for their next message gets no lingering, and pays
+// the two epoll_ctl), two atomic adds on an engine-wide counter a park
+// (ParkBegin, ParkEnd), one runtime timer tick a lingerPeriod while a
 // duty keeps lingering, and one descriptor per conn that was ever read
 // inline (the duplicate, from the dup budget; a conn denied one is read by
 // its loop).
@@ -343,23 +353,29 @@ func (c *Conn) takeDuty(w *idleWait) bool {
 // must see to close the conn: with EPOLLIN off it would not, and the
 // next holder would read the end again). Holder.
 func (c *Conn) giveDuty(ls *loopState, w *idleWait, home bool) {
-	if !home && c.inlShared.Load() == 0 && c.inlRetry.Load() == 0 && !c.reached(closeRequested) && !c.e.stopping.Load() {
+	e := c.e
+	if !home && e.parked.Load() == 0 && c.inlShared.Load() == 0 && c.inlRetry.Load() == 0 && !c.reached(closeRequested) && !e.stopping.Load() {
 		// Nothing needs the duty home: it lingers, EPOLLIN still off.
-		c.lingers.Add(1) // before it lingers: the linger timer compares it after it sees dutyLinger
+		c.lingers.Add(1)   // before it lingers: the linger timer compares it after it sees dutyLinger
+		e.lingering.Add(1) // before it lingers: ParkBegin looks at it after it counts its park
 		if c.duty.CompareAndSwap(dutyHeld, dutyLinger) {
 			// A waiter that found the duty held (inlShared) and parks
 			// stores inlShared and then looks for a lingering duty
-			// (readInline): either it sees this one and takes it, or this
-			// sees its mark and gives the duty back as below, unless the
-			// waiter or the loop took it meanwhile.
-			if c.inlShared.Load() == 0 && !c.reached(closeRequested) {
+			// (readInline), and a goroutine that parks for input the loop
+			// reads for it counts its park and then looks at
+			// Engine.lingering (ParkBegin): either it sees this one and
+			// takes or reclaims it, or this sees its mark and gives the
+			// duty back as below, unless the waiter or the loop took it
+			// meanwhile.
+			if e.parked.Load() == 0 && c.inlShared.Load() == 0 && !c.reached(closeRequested) {
 				c.armLinger()
 				return
 			}
 			if !c.duty.CompareAndSwap(dutyLinger, dutyHeld) {
-				return // taken again, or reclaimed by the loop
+				return // taken again, or reclaimed by the loop: they counted it off
 			}
 		}
+		e.lingering.Add(-1)
 	}
 	// A running loop sees the input as soon as EPOLLIN is set, before the
 	// duty is clear: dutyReturning tells its OnTraffic that the holder
@@ -382,7 +398,11 @@ func (c *Conn) giveDuty(ls *loopState, w *idleWait, home bool) {
 // the close ladder: a close requested after them recalls the duty from
 // the new holder as from any.
 func (c *Conn) takeLingering() bool {
-	return c.duty.Load() == dutyLinger && c.duty.CompareAndSwap(dutyLinger, dutyHeld)
+	if c.duty.Load() == dutyLinger && c.duty.CompareAndSwap(dutyLinger, dutyHeld) {
+		c.e.lingering.Add(-1)
+		return true
+	}
+	return false
 }
 
 // armLinger arms c's linger timer (lingerTick) unless it is armed. A
@@ -404,14 +424,15 @@ func (c *Conn) armLinger() {
 
 // lingerTick is the linger timer (rule 4): a duty lingering with no
 // hand-back since the timer was armed, or since its last tick, is
-// reclaimed, on the loop; one that lingers after a new hand-back keeps
-// the timer armed; otherwise it is disarmed (a holder that leaves the
-// duty lingering arms it again). A runtime timer's goroutine, not the
-// loop: a tick that finds the duty taken again touches only atomics.
-// A conn timer (Conn.AfterFunc) woke the loop at every tick, which cost
-// a steady ping-pong more than the epoll_ctl it saved at a period of
-// 500 µs (system calls 12.75-19 a round trip against 12.3 without
-// lingering, context switches 4.4-6.0 against 2.2: docs/latency.md).
+// reclaimed; one that lingers after a new hand-back keeps the timer
+// armed; otherwise it is disarmed (a holder that leaves the duty
+// lingering arms it again). A runtime timer's goroutine, not the loop: a
+// tick that finds the duty taken again touches only atomics, and a
+// reclaim wakes the loop only if input is there. A conn timer
+// (Conn.AfterFunc) woke the loop at every tick, which cost a steady
+// ping-pong more than the epoll_ctl it saved at a period of 500 µs
+// (system calls 12.75-19 a round trip against 12.3 without lingering,
+// context switches 4.4-6.0 against 2.2: docs/latency.md).
 func (c *Conn) lingerTick() {
 	if c.duty.Load() == dutyLinger {
 		if n := c.lingers.Load(); n != c.lingerSeen.Load() {
@@ -419,7 +440,7 @@ func (c *Conn) lingerTick() {
 			c.lingerT.Reset(c.lingerFor)
 			return
 		}
-		c.exec(c.reclaimLingering)
+		c.reclaimDuty()
 	}
 	c.lingerArmed.Store(false)
 	if c.duty.Load() == dutyLinger {
@@ -427,26 +448,71 @@ func (c *Conn) lingerTick() {
 	}
 }
 
-// reclaimLingering is the linger timer's reclaim. Loop only (a task: it
-// does not run once OnClose ran, which brought the duty home itself).
-func (c *Conn) reclaimLingering() { c.reclaimDuty() }
-
-// reclaimDuty brings a lingering duty home: EPOLLIN on again, then the
-// duty cleared. False when the duty was not lingering (a holder took it
-// again, or it was not lent). Loop only: the loop reads nothing of c
-// meanwhile, and dutyLinger|dutyReturning is neither lingering nor home,
-// so no holder takes it in between.
+// reclaimDuty brings a lingering duty home as a holder's hand-back does
+// (rule 4): marked returning, EPOLLIN on again, then the duty cleared,
+// and c scheduled if the loop recalled the duty meanwhile (it keeps the
+// drain token for that). False when the duty was not lingering (a holder
+// took it again, or it was home). Any goroutine: dutyLinger|dutyReturning
+// is neither lingering nor home, so no holder takes the duty and no grant
+// is made in between; the loop, which may be handed the input as soon as
+// EPOLLIN is set, reads it then (readerAway is false), as after a
+// holder's hand-back; and OnClose waits until the duty is home, so the
+// descriptor is gnet's throughout. After OnClose no duty lingers (rule 5):
+// a late call finds none.
 func (c *Conn) reclaimDuty() bool {
 	if !c.duty.CompareAndSwap(dutyLinger, dutyLinger|dutyReturning) {
 		return false
 	}
+	c.e.lingering.Add(-1)
 	c.lingerReclaims.Add(1)
-	if err := c.ls.Load().idle.Load().setEvents(c.gc.Fd(), gnetReadEvents); err != nil {
+	ls := c.ls.Load()
+	if err := ls.idle.Load().setEvents(c.gc.Fd(), gnetReadEvents); err != nil {
 		c.inlineFailed.Add(1)
 		_ = c.Close(fmt.Errorf("%w: restoring its input events: %w", ErrClosed, err))
 	}
-	c.duty.Store(0)
+	if c.duty.Swap(0)&dutyRecall != 0 {
+		ls.schedule(c)
+	}
 	return true
+}
+
+// ParkBegin tells e that the calling goroutine parks until input that
+// e's loops read for it comes (a process that waits for its next message
+// without reading a conn inline), and ParkEnd that the park is over. No
+// read duty lingers on e's conns meanwhile (inline.go, rule 4): a
+// lingering one would leave that input unread until the linger timer's
+// reclaim, a millisecond or two; ParkBegin reclaims any that lingers now,
+// and a holder gives the duty home while a park is counted. Every
+// ParkBegin must be followed by one ParkEnd. Any goroutine; a nil e does
+// nothing (a node on an in-memory network has no engine).
+func (e *Engine) ParkBegin() {
+	if e == nil {
+		return
+	}
+	e.parked.Add(1)
+	if e.lingering.Load() == 0 {
+		return
+	}
+	// Rare: a duty lingered when the first park began. A conn taken off
+	// the map after this copy is closing, and OnClose brings its duty home.
+	e.mu.Lock()
+	conns := make([]*Conn, 0, len(e.conns))
+	for c := range e.conns {
+		if c.duty.Load() == dutyLinger {
+			conns = append(conns, c)
+		}
+	}
+	e.mu.Unlock()
+	for _, c := range conns {
+		c.reclaimDuty()
+	}
+}
+
+// ParkEnd ends a park that ParkBegin began. Any goroutine.
+func (e *Engine) ParkEnd() {
+	if e != nil {
+		e.parked.Add(-1)
+	}
 }
 
 // holdDuty is the holder's wait: park the owner (its wakers kick the conn),

@@ -237,6 +237,13 @@ type inlineProbe struct {
 // KickInline implements mailbox.InlineReader.
 func (r *inlineProbe) KickInline() { r.c.KickInline() }
 
+// ParkBegin implements mailbox.InlineReader as a node's process does: the
+// owner parks while the loop reads for it.
+func (r *inlineProbe) ParkBegin() { r.c.e.ParkBegin() }
+
+// ParkEnd implements mailbox.InlineReader.
+func (r *inlineProbe) ParkEnd() { r.c.e.ParkEnd() }
+
 func (r *inlineProbe) WaitInline(ctx context.Context, m *mailbox.Mailbox) bool {
 	failed := 0
 	for {

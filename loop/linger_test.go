@@ -104,6 +104,58 @@ func TestLingeringDutyNobodyTakesAgainComesHome(t *testing.T) {
 	ip.checkRules(t)
 }
 
+// A goroutine that parks for input the loop reads for it (a process
+// parked for its next message, Engine.ParkBegin) may be waiting for
+// anything on any conn: its park reclaims a lingering duty there and
+// then, and no hand-back leaves the duty lingering while a park is
+// counted; the loop reads the input. Once no park is counted, the duty
+// lingers again. The linger timer never fires here (lingerLong).
+func TestAParkedGoroutineKeepsTheDutyFromLingering(t *testing.T) {
+	inlineLeakCheck(t)
+	ip := newInlinePair(t, newInlineServer(0), 2)
+	lingerLong(ip)
+	p := ip.proc(0, true)
+	lingering(t, ip, p, 3)
+	reclaims := ip.cliConn.lingerReclaims.Load()
+	ip.client.ParkBegin()
+	parked := true
+	defer func() {
+		if parked {
+			ip.client.ParkEnd()
+		}
+	}()
+	if d := ip.cliConn.duty.Load(); d != 0 {
+		t.Fatalf("after ParkBegin the duty is not home: %s", dutyState(ip.cliConn))
+	}
+	if n := ip.cliConn.lingerReclaims.Load() - reclaims; n != 1 {
+		t.Errorf("ParkBegin reclaimed %d lingering duties, want 1", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), inlineBound)
+	defer cancel()
+	want := string(inlineMsg(1, kindOther, seqBody(7)))
+	if err := ip.srvConn.Enqueue(ctx, frame(nil, []byte(want))); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ip.cli.boxes[1].Receive(ctx); err != nil || got != want {
+		t.Fatalf("the message for the parked goroutine: %q, %v; want %q (%s)", got, err, want, dutyState(ip.cliConn))
+	}
+	lingers := ip.cliConn.lingers.Load()
+	const rounds = 20
+	if err := p.pingPong(ctx, rounds); err != nil {
+		t.Fatal(err)
+	}
+	if n := ip.cliConn.lingers.Load() - lingers; n != 0 {
+		t.Errorf("%d hand-backs left the duty lingering while a park was counted", n)
+	}
+	if n := ip.client.lingering.Load(); n != 0 {
+		t.Errorf("the engine counts %d lingering duties while a park was counted", n)
+	}
+	ip.client.ParkEnd()
+	parked = false
+	lingering(t, ip, p, 1)
+	ip.checkRules(t)
+}
+
 // A close while the duty lingers (rule 5): OnClose reclaims it at once,
 // runs with the duty home and the inline resources closed, and no OnData
 // runs beside or after it.

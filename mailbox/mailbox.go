@@ -281,6 +281,14 @@ type InlineReader interface {
 	// a waker that ended the owner's inline park (InlineUnpark then
 	// fails), on the waker's goroutine. It must not block.
 	KickInline()
+	// ParkBegin and ParkEnd bracket every park of the owner that does not
+	// read inline (after WaitInline reported false, or without ParkNext):
+	// its next message, if it comes from the network, is read by others,
+	// and they should not keep it waiting (package loop's
+	// Engine.ParkBegin). Called on the owner's goroutine; they must
+	// return promptly.
+	ParkBegin()
+	ParkEnd()
 }
 
 // SetInlineReader sets the mailbox's InlineReader (see there). Call it
@@ -459,6 +467,19 @@ func (m *Mailbox) wait(ctx context.Context) error {
 		// The reader gave up without the message (its link's loop wanted
 		// the link back, or a stale wake): the park after ParkNext.
 	}
+	if m.inline == nil {
+		return m.park(ctx, done, parkNext)
+	}
+	m.inline.ParkBegin()
+	err := m.park(ctx, done, parkNext)
+	m.inline.ParkEnd()
+	return err
+}
+
+// park is wait's park: on the channel (ParkOnChannel), an eventfd (after
+// ParkNext), the channel for a context that can end, or the semaphore.
+// Owner only.
+func (m *Mailbox) park(ctx context.Context, done <-chan struct{}, parkNext bool) error {
 	if done == nil && m.onChan.Load() {
 		m.parkChan()
 		return nil

@@ -57,6 +57,16 @@ func (r *inlineReader) WaitInline(ctx context.Context, m *mailbox.Mailbox) bool 
 	return lc.ReadInline(ctx, m)
 }
 
+// ParkBegin implements mailbox.InlineReader: the process parks, and the
+// node's loops read its next message for it, so none of them may leave a
+// read duty lingering meanwhile (loop.Engine.ParkBegin). On the process's
+// goroutine.
+func (r *inlineReader) ParkBegin() { r.node.engine.ParkBegin() }
+
+// ParkEnd implements mailbox.InlineReader: the park ParkBegin began is
+// over. On the process's goroutine.
+func (r *inlineReader) ParkEnd() { r.node.engine.ParkEnd() }
+
 // KickInline implements mailbox.InlineReader: it ends the wait of the
 // process reading inline, if it still waits. On a waker's goroutine.
 func (r *inlineReader) KickInline() {
@@ -76,5 +86,9 @@ func waitReply(pe *peer, w *mailbox.Waiter, deadline time.Time) bool {
 			return true
 		}
 	}
-	return w.Wait(deadline)
+	e := pe.n.engine
+	e.ParkBegin() // the loop reads the reply: no read duty may linger meanwhile
+	ok := w.Wait(deadline)
+	e.ParkEnd()
+	return ok
 }
