@@ -170,12 +170,12 @@
 // leaves it lingering, the socket's input still masked, and the conn's
 // next waiter takes it with no system call (a steady ping-pong makes no
 // epoll_ctl). Nothing needs it home only while no goroutine is parked
-// for input the loops read for it (Engine.ParkBegin, which a node's
-// processes call when they park without reading inline, reclaims
-// lingering duties at once); a lingering duty not taken again within a
-// short period is reclaimed too (input nobody waits for, such as a peer's
-// ping, waits that long: one to two milliseconds), and at once when the
-// loop must write through gnet or close. The loop stays the conn's one
+// for input the loops read for it, nor reads another conn inline
+// (Engine.ParkBegin, which a node's processes call when they park
+// without reading inline, reclaims lingering duties at once); a lingering
+// duty not taken again within a period is reclaimed too (input nobody
+// waits for, such as a peer's tick, waits that long: 10 to 20 ms), and at
+// once when the loop must write through gnet or close. The loop stays the conn's one
 // writer through gnet: before it writes through gnet it recalls the duty,
 // since gnet sets the socket's input events again when it buffers output.
 // OnClose waits until the duty is back, so Handler.OnClose never overlaps

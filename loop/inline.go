@@ -57,7 +57,8 @@ package loop
 //  4. Giving it back: when nothing needs the duty home (no recall, the
 //     conn not closing, the engine not stopping, no other waiter found it
 //     held lately: sharedFor; no goroutine parked for input that the
-//     loops read for it: Engine.ParkBegin; and the holder's wait did not
+//     loops read for it, nor another holder, which may wait for input on
+//     this conn: Engine.ParkBegin; and the holder's wait did not
 //     end on the end of input or an error, which gnet must see), the
 //     holder leaves it lingering (dutyLinger):
 //     nobody reads, EPOLLIN stays off, and no epoll_ctl is made. A waiter
@@ -73,11 +74,12 @@ package loop
 //     (lingerTick), armed when a duty starts lingering and is not armed,
 //     re-armed while it keeps being taken again, has the loop reclaim a
 //     duty that was not taken again for lingerPeriod (reclaimDuty:
-//     EPOLLIN on, then the duty 0); meanwhile input that no waiter reads
-//     and nobody waits for (a peer's ping, a message for a process that
-//     is running) waits for it. A recall (a spill, a close, a graceful
+//     EPOLLIN on, then the duty 0); meanwhile input that nobody waits for
+//     (a peer's tick, a registry update, a message for a process that is
+//     running) waits for it. A recall (a spill, a close, a graceful
 //     drain, OnClose at an engine stop) reclaims a lingering duty at once
-//     instead (recallDuty), and so does a goroutine's ParkBegin, which
+//     instead (recallDuty), and so does a goroutine's ParkBegin (a
+//     process that parks, or that takes another conn's duty), which
 //     counts its park (Engine.parked) and then looks for lingering duties
 //     (Engine.lingering, counted before a duty lingers); a holder counts
 //     the duty lingering, leaves it so, then looks at the parks and takes
@@ -117,12 +119,12 @@ package loop
 // What it costs: two epoll_ctl per grant (the mask and the unmask), none
 // for a wait that takes a lingering duty (a steady ping-pong's; about 1-4
 // µs each on the reference VM, see internal/nbio's BenchmarkSyscallCost),
-// up to about two lingerPeriods of delay for input that no waiter reads
-// and no parked goroutine waits for while the duty lingers (a duty
-// lingers only while no goroutine is parked for input: a node with
-// processes parked for their next message gets no lingering, and pays
-// the two epoll_ctl), two atomic adds on an engine-wide counter a park
-// (ParkBegin, ParkEnd), one runtime timer tick a lingerPeriod while a
+// up to about two lingerPeriods of delay for input that nobody waits for
+// while the duty lingers (a duty
+// lingers only while no goroutine is parked for input, nor holds another
+// conn's duty: a node with processes parked for their next message gets
+// no lingering, and pays the two epoll_ctl), two atomic adds on an
+// engine-wide counter a park and a wait (ParkBegin, ParkEnd), one runtime timer tick a lingerPeriod while a
 // duty keeps lingering, and one descriptor per conn that was ever read
 // inline (the duplicate, from the dup budget; a conn denied one is read by
 // its loop).
@@ -172,15 +174,16 @@ const (
 
 // lingerPeriod bounds a lingering duty (rule 4): the linger timer
 // reclaims one that was not taken again for a whole period, so a
-// lingering duty lasts one to two periods after the last hand-back. It
-// is what another process's message on that link (or any input no waiter
-// reads: a peer's ping, a reply whose waiter parked without reading
-// inline) may wait while the process that left the duty lingering does
-// something else. Its cost is the timer's ticks while the duty keeps
-// being taken again: a steady ping-pong, one process a side, made 9.3-9.5
-// system calls a round trip at 500 µs, 8.9 at 1 ms and 8.5 at 2 ms,
-// against 12.3 without lingering (docs/latency.md).
-const lingerPeriod = time.Millisecond
+// lingering duty lasts one to two periods after the last hand-back. That
+// is the delay of input that nobody waits for while the duty lingers (a
+// peer's tick, a registry update, a message for a process that is
+// running: when it next waits, its park reclaims the duty); input that a
+// goroutine waits for never waits for the timer (Engine.ParkBegin). Its
+// cost is the timer's ticks while the duty keeps being taken again, a
+// goroutine and often a thread's wake-up each: in a steady ping-pong at
+// 1 ms they took back all that the saved epoll_ctl gave, and at 20 ms the
+// p50 was 11-15% under the tree's without lingering (docs/latency.md).
+const lingerPeriod = 10 * time.Millisecond
 
 // sharedFor: after a waiter found another holding a conn's duty, no duty
 // of that conn is lent for this long; its waiters park and the loop reads
@@ -279,6 +282,10 @@ func (c *Conn) readInline(ctx context.Context, dl time.Time, p InlineParker) boo
 			}
 		}
 	}
+	// The holder waits for its message, which may come on another conn
+	// (a reply from a second node): it counts as parked for the others
+	// (rule 4), until giveDuty.
+	c.e.ParkBegin()
 	// Deferred: a panic in the handler, which the process's goroutine may
 	// recover from, must not leave the conn unread and its loop waiting in
 	// OnClose; and the input it was handling is half handled, so the conn
@@ -354,6 +361,7 @@ func (c *Conn) takeDuty(w *idleWait) bool {
 // next holder would read the end again). Holder.
 func (c *Conn) giveDuty(ls *loopState, w *idleWait, home bool) {
 	e := c.e
+	e.ParkEnd() // readInline's ParkBegin: the holder's own wait is over
 	if !home && e.parked.Load() == 0 && c.inlShared.Load() == 0 && c.inlRetry.Load() == 0 && !c.reached(closeRequested) && !e.stopping.Load() {
 		// Nothing needs the duty home: it lingers, EPOLLIN still off.
 		c.lingers.Add(1)   // before it lingers: the linger timer compares it after it sees dutyLinger
@@ -481,7 +489,7 @@ func (c *Conn) reclaimDuty() bool {
 // without reading a conn inline), and ParkEnd that the park is over. No
 // read duty lingers on e's conns meanwhile (inline.go, rule 4): a
 // lingering one would leave that input unread until the linger timer's
-// reclaim, a millisecond or two; ParkBegin reclaims any that lingers now,
+// reclaim, one to two lingerPeriods; ParkBegin reclaims any that lingers now,
 // and a holder gives the duty home while a park is counted. Every
 // ParkBegin must be followed by one ParkEnd. Any goroutine; a nil e does
 // nothing (a node on an in-memory network has no engine).

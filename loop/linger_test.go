@@ -156,6 +156,51 @@ func TestAParkedGoroutineKeepsTheDutyFromLingering(t *testing.T) {
 	ip.checkRules(t)
 }
 
+// A process that reads one conn inline may be waiting for a message
+// that comes on another (a reply from a second node): taking its duty
+// reclaims the other conn's lingering duty, and while it holds it no
+// hand-back on the other conn leaves the duty lingering.
+func TestAHolderKeepsOtherConnsDutiesFromLingering(t *testing.T) {
+	inlineLeakCheck(t)
+	ip := newInlinePair(t, newInlineServer(0), 1)
+	lingerLong(ip)
+	cli2 := newInlineClient(1)
+	c2, srv2 := ip.dial(t, cli2)
+	c2.lingerFor = time.Hour // before c2's first wait: no duty of c2 lingers yet
+	p := ip.proc(0, true)
+	lingering(t, ip, p, 3)
+	reclaims := ip.cliConn.lingerReclaims.Load()
+
+	ctx, cancel := context.WithTimeout(context.Background(), inlineBound)
+	defer cancel()
+	p2 := newInlineProc(c2, cli2, 0, true)
+	res := p2.recvAsync(ctx)
+	eventually(t, inlineBound, "the second process holds the second conn's duty", func() bool {
+		return c2.duty.Load()&dutyHeld != 0
+	})
+	if d := ip.cliConn.duty.Load(); d != 0 {
+		t.Fatalf("a holder of another conn's duty left this one lingering: %s", dutyState(ip.cliConn))
+	}
+	if n := ip.cliConn.lingerReclaims.Load() - reclaims; n != 1 {
+		t.Errorf("%d lingering duties reclaimed, want 1", n)
+	}
+	lingers := ip.cliConn.lingers.Load()
+	if err := p.pingPong(ctx, 20); err != nil {
+		t.Fatal(err)
+	}
+	if n := ip.cliConn.lingers.Load() - lingers; n != 0 {
+		t.Errorf("%d hand-backs left the duty lingering while another conn's holder waited", n)
+	}
+	want := string(inlineMsg(0, kindOther, seqBody(9)))
+	if err := srv2.Enqueue(ctx, frame(nil, []byte(want))); err != nil {
+		t.Fatal(err)
+	}
+	if r := awaitRecv(t, res, "the second process's message"); r.err != nil || r.msg != want {
+		t.Fatalf("the second process got %q, %v; want %q", r.msg, r.err, want)
+	}
+	ip.checkRules(t)
+}
+
 // A close while the duty lingers (rule 5): OnClose reclaims it at once,
 // runs with the duty home and the inline resources closed, and no OnData
 // runs beside or after it.

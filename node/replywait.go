@@ -86,8 +86,15 @@ func waitReply(pe *peer, w *mailbox.Waiter, deadline time.Time) bool {
 			return true
 		}
 	}
+	return parkedWait(pe, w, deadline)
+}
+
+// parkedWait is w.Wait(deadline) for a reply on pe's link that the loop
+// reads: counted as a park (loop.Engine.ParkBegin), so no read duty
+// lingers with the reply unread meanwhile. On the waiter's goroutine.
+func parkedWait(pe *peer, w *mailbox.Waiter, deadline time.Time) bool {
 	e := pe.n.engine
-	e.ParkBegin() // the loop reads the reply: no read duty may linger meanwhile
+	e.ParkBegin()
 	ok := w.Wait(deadline)
 	e.ParkEnd()
 	return ok

@@ -320,7 +320,7 @@ func (n *Node) requestSpawn(parent *Process, node, actor string, args []any, lin
 			answered = true
 			return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, context.DeadlineExceeded)
 		}
-		ps.w.Wait(time.Time{}) // the answer is on its way
+		parkedWait(pe, &ps.w, time.Time{}) // the answer is on its way
 	}
 	answered = true
 	if r := ps.res; r.err != nil {
