@@ -135,19 +135,20 @@ type Conn struct {
 	dupAsked    atomic.Bool             // the loop was asked to make a dup and has not yet
 
 	// Inline reading (inline.go).
-	duty           atomic.Int32              // dutyHeld: a holder reads the socket; dutyLinger: nobody does, EPOLLIN off; dutyLoop: the loop does, in its socket wait (idle.go); dutyRecall: the loop wants it back
-	inl            atomic.Pointer[inlineRes] // the holders' duplicate of the socket; nil: none yet; inlineClosed after OnClose
-	inlRetry       atomic.Int64              // monoNow() before which no inline resources are asked for (denied); 0: none
-	inlShared      atomic.Int64              // monoNow() when a waiter last found the duty held by another (sharedFor); 0: not lately
-	inlTakeover    atomic.Int64              // monoNow() when a holder last took the duty over from the loop's socket wait (sockHoldOff); 0: not lately
-	inCallback     atomic.Bool               // a holder is in the handler's OnData (AfterFlush runs fn at once)
-	lingers        atomic.Uint64             // hand-backs that left the duty lingering (dutyLinger: inline.go, rule 4)
-	lingerSeen     atomic.Uint64             // lingers when the linger timer was armed or last ticked
-	lingerArmed    atomic.Bool               // the linger timer (lingerTick) is armed
-	lingerFor      time.Duration             // lingerPeriod; tests set a longer one before the conn's first wait
-	lingerT        *time.Timer               // the linger timer (lingerTick); set by the goroutine that arms it
-	lingerReclaims atomic.Uint64             // lingering duties the loop reclaimed, for tests
-	inlineFailed   atomic.Uint64             // rule breaks seen (OnTraffic with the duty away, a lost epoll), for tests
+	duty           atomic.Int32               // dutyHeld: a holder reads the socket; dutyLinger: nobody does, EPOLLIN off; dutyLoop: the loop does, in its socket wait (idle.go); dutyRecall: the loop wants it back
+	inl            atomic.Pointer[inlineRes]  // the holders' duplicate of the socket; nil: none yet; inlineClosed after OnClose
+	inlRetry       atomic.Int64               // monoNow() before which no inline resources are asked for (denied); 0: none
+	inlShared      atomic.Int64               // monoNow() when a waiter last found the duty held by another (sharedFor); 0: not lately
+	inlTakeover    atomic.Int64               // monoNow() when a holder last took the duty over from the loop's socket wait (sockHoldOff); 0: not lately
+	inCallback     atomic.Bool                // a holder is in the handler's OnData (AfterFlush runs fn at once)
+	lingers        atomic.Uint64              // hand-backs that left the duty lingering (dutyLinger: inline.go, rule 4)
+	lingerSeen     atomic.Uint64              // lingers when the linger timer was armed or last ticked
+	lingerArmed    atomic.Bool                // the linger timer (lingerTick) is armed
+	lingerFor      time.Duration              // lingerPeriod; tests set a longer one before the conn's first wait
+	lingerT        atomic.Pointer[time.Timer] // the linger timer (lingerTick); made by the goroutine that arms it first, stopped by OnClose
+	lingerListed   atomic.Bool                // c is on Engine.lingerConns
+	lingerReclaims atomic.Uint64              // lingering duties reclaimed (the timer, a park, a recall), for tests
+	inlineFailed   atomic.Uint64              // rule breaks seen (OnTraffic with the duty away, a lost epoll), for tests
 
 	// Owned by the holder of the drain token.
 	spill      []byte  // ciphertext a direct write left unsent; the loop sends it first

@@ -15,6 +15,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 	gerrors "github.com/panjf2000/gnet/v2/pkg/errors"
+	"golang.org/x/sys/cpu"
 
 	"github.com/meshrt/mesh/tlsconn"
 )
@@ -73,12 +74,19 @@ type Engine struct {
 	loops     map[gnet.EventLoop]*loopState
 	drained   chan struct{} // closed when closed && len(conns) == 0
 
-	execs     atomic.Int64 // execute calls in flight
-	parked    atomic.Int64 // goroutines parked for input the loops read for them (ParkBegin)
-	lingering atomic.Int64 // conns whose read duty lingers, or is about to (inline.go, rule 4)
-	stopping  atomic.Bool  // set before the loops stop: execute refuses
-	enrolling atomic.Int64 // Starts in EnrollContext: no loop waits in the netpoller (idle.go)
-	epolls    []int        // epoll descriptors gnet opened (idle.go); constant after New
+	execs atomic.Int64 // execute calls in flight
+
+	// Lingering read duties (inline.go, rule 4). The two counters have a
+	// cache line of their own: every park of every process adds to parked.
+	_           cpu.CacheLinePad
+	parked      atomic.Int64 // goroutines parked for input the loops read for them, and holders (ParkBegin)
+	lingering   atomic.Int64 // conns whose read duty lingers, or is about to
+	_           cpu.CacheLinePad
+	lingerMu    sync.Mutex
+	lingerConns []*Conn      // conns a holder ever read, until OnClose: those whose duty may linger (ParkBegin's scan); guarded by lingerMu
+	stopping    atomic.Bool  // set before the loops stop: execute refuses
+	enrolling   atomic.Int64 // Starts in EnrollContext: no loop waits in the netpoller (idle.go)
+	epolls      []int        // epoll descriptors gnet opened (idle.go); constant after New
 
 	// The bulk loops: a gnet client of event loops of their own (as many as
 	// the engine's), made by the first Start of a bulk-only conn

@@ -297,7 +297,7 @@ func (c *Conn) readInline(ctx context.Context, dl time.Time, p InlineParker) boo
 			c.giveDuty(ls, w, true)
 			panic(v)
 		}
-		c.giveDuty(ls, w, r != nil && r.ended)
+		c.giveDuty(ls, w, r == nil || r.ended) // no resources: not lent again (inlRetry), so home
 	}()
 	r = c.inlineRes()
 	if r == nil {
@@ -366,6 +366,9 @@ func (c *Conn) giveDuty(ls *loopState, w *idleWait, home bool) {
 		// Nothing needs the duty home: it lingers, EPOLLIN still off.
 		c.lingers.Add(1)   // before it lingers: the linger timer compares it after it sees dutyLinger
 		e.lingering.Add(1) // before it lingers: ParkBegin looks at it after it counts its park
+		if h := testHookBeforeLinger.Load(); h != nil {
+			(*h)(c)
+		}
 		if c.duty.CompareAndSwap(dutyHeld, dutyLinger) {
 			// A waiter that found the duty held (inlShared) and parks
 			// stores inlShared and then looks for a lingering duty
@@ -418,15 +421,16 @@ func (c *Conn) takeLingering() bool {
 func (c *Conn) armLinger() {
 	if c.lingerArmed.CompareAndSwap(false, true) {
 		c.lingerSeen.Store(c.lingers.Load())
-		// lingerT is written only here, by the goroutine that arms it,
-		// before the timer can tick: the next armer comes after the timer
-		// disarmed (lingerArmed).
-		if c.lingerT == nil {
-			t := time.AfterFunc(time.Hour, c.lingerTick)
+		t := c.lingerT.Load()
+		if t == nil {
+			// Made stopped, then published, then reset: a tick never finds
+			// lingerT unset. Only the armer makes it: the next armer comes
+			// after the timer disarmed (lingerArmed).
+			t = time.AfterFunc(time.Hour, c.lingerTick)
 			t.Stop()
-			c.lingerT = t
+			c.lingerT.Store(t)
 		}
-		c.lingerT.Reset(c.lingerFor)
+		t.Reset(c.lingerFor)
 	}
 }
 
@@ -445,10 +449,13 @@ func (c *Conn) lingerTick() {
 	if c.duty.Load() == dutyLinger {
 		if n := c.lingers.Load(); n != c.lingerSeen.Load() {
 			c.lingerSeen.Store(n)
-			c.lingerT.Reset(c.lingerFor)
+			c.lingerT.Load().Reset(c.lingerFor)
 			return
 		}
 		c.reclaimDuty()
+	}
+	if h := testHookTickDisarm.Load(); h != nil {
+		(*h)(c)
 	}
 	c.lingerArmed.Store(false)
 	if c.duty.Load() == dutyLinger {
@@ -457,31 +464,52 @@ func (c *Conn) lingerTick() {
 }
 
 // reclaimDuty brings a lingering duty home as a holder's hand-back does
-// (rule 4): marked returning, EPOLLIN on again, then the duty cleared,
-// and c scheduled if the loop recalled the duty meanwhile (it keeps the
-// drain token for that). False when the duty was not lingering (a holder
-// took it again, or it was home). Any goroutine: dutyLinger|dutyReturning
-// is neither lingering nor home, so no holder takes the duty and no grant
-// is made in between; the loop, which may be handed the input as soon as
-// EPOLLIN is set, reads it then (readerAway is false), as after a
-// holder's hand-back; and OnClose waits until the duty is home, so the
-// descriptor is gnet's throughout. After OnClose no duty lingers (rule 5):
-// a late call finds none.
+// (rule 4): claimed (marked returning), EPOLLIN on again, then the duty
+// cleared, and c scheduled if the loop recalled the duty meanwhile (it
+// keeps the drain token for that). False when the duty was not lingering
+// (a holder took it again, or it was home). Any goroutine:
+// dutyLinger|dutyReturning is neither lingering nor home, so no holder
+// takes the duty and no grant is made in between; the loop, which may be
+// handed the input as soon as EPOLLIN is set, reads it then (readerAway
+// is false), as after a holder's hand-back; and OnClose waits until the
+// duty is home, so the descriptor is gnet's throughout. After OnClose no
+// duty lingers (rule 5): a late call finds none.
 func (c *Conn) reclaimDuty() bool {
-	if !c.duty.CompareAndSwap(dutyLinger, dutyLinger|dutyReturning) {
+	if !c.claimLingering() {
+		return false
+	}
+	c.finishReclaim()
+	return true
+}
+
+// claimLingering is reclaimDuty's first step: a lingering duty marked
+// returning, and counted off. Any goroutine.
+func (c *Conn) claimLingering() bool {
+	if c.duty.Load() != dutyLinger || !c.duty.CompareAndSwap(dutyLinger, dutyLinger|dutyReturning) {
 		return false
 	}
 	c.e.lingering.Add(-1)
 	c.lingerReclaims.Add(1)
+	return true
+}
+
+// finishReclaim is the rest of reclaimDuty, after claimLingering. The
+// claimer, which must not hold Engine.lingerMu (a failure closes c).
+func (c *Conn) finishReclaim() {
 	ls := c.ls.Load()
-	if err := ls.idle.Load().setEvents(c.gc.Fd(), gnetReadEvents); err != nil {
+	var err error
+	if w := ls.idle.Load(); w == nil {
+		err = ErrClosed // the engine stopped its loops: cannot happen, OnClose ran first
+	} else {
+		err = w.setEvents(c.gc.Fd(), gnetReadEvents)
+	}
+	if err != nil {
 		c.inlineFailed.Add(1)
 		_ = c.Close(fmt.Errorf("%w: restoring its input events: %w", ErrClosed, err))
 	}
 	if c.duty.Swap(0)&dutyRecall != 0 {
 		ls.schedule(c)
 	}
-	return true
 }
 
 // ParkBegin tells e that the calling goroutine parks until input that
@@ -489,10 +517,10 @@ func (c *Conn) reclaimDuty() bool {
 // without reading a conn inline), and ParkEnd that the park is over. No
 // read duty lingers on e's conns meanwhile (inline.go, rule 4): a
 // lingering one would leave that input unread until the linger timer's
-// reclaim, one to two lingerPeriods; ParkBegin reclaims any that lingers now,
-// and a holder gives the duty home while a park is counted. Every
-// ParkBegin must be followed by one ParkEnd. Any goroutine; a nil e does
-// nothing (a node on an in-memory network has no engine).
+// reclaim, one to two lingerPeriods. ParkBegin reclaims those that
+// linger now, and a holder gives the duty home while a park is counted.
+// Every ParkBegin must be followed by one ParkEnd. Any goroutine; a nil e
+// does nothing (a node on an in-memory network has no engine).
 func (e *Engine) ParkBegin() {
 	if e == nil {
 		return
@@ -501,26 +529,65 @@ func (e *Engine) ParkBegin() {
 	if e.lingering.Load() == 0 {
 		return
 	}
-	// Rare: a duty lingered when the first park began. A conn taken off
-	// the map after this copy is closing, and OnClose brings its duty home.
-	e.mu.Lock()
-	conns := make([]*Conn, 0, len(e.conns))
-	for c := range e.conns {
-		if c.duty.Load() == dutyLinger {
-			conns = append(conns, c)
+	// A duty lingered when this park began (one that a holder's
+	// hand-back left while nothing was parked). Claimed under the lock,
+	// finished after it.
+	var buf [8]*Conn
+	claimed := buf[:0]
+	e.lingerMu.Lock()
+	for _, c := range e.lingerConns {
+		if c.claimLingering() {
+			claimed = append(claimed, c)
 		}
 	}
-	e.mu.Unlock()
-	for _, c := range conns {
-		c.reclaimDuty()
+	e.lingerMu.Unlock()
+	for _, c := range claimed {
+		c.finishReclaim()
 	}
 }
 
-// ParkEnd ends a park that ParkBegin began. Any goroutine.
+// ParkEnd ends a park that ParkBegin began. Any goroutine; a nil e does
+// nothing.
 func (e *Engine) ParkEnd() {
 	if e != nil {
 		e.parked.Add(-1)
 	}
+}
+
+// listLingering puts c on e.lingerConns, once: c's duty was lent, so it
+// may linger. Holder, with the duty (OnClose, which takes c off, waits
+// for it).
+func (c *Conn) listLingering() {
+	if c.lingerListed.Load() || !c.lingerListed.CompareAndSwap(false, true) {
+		return
+	}
+	e := c.e
+	e.lingerMu.Lock()
+	e.lingerConns = append(e.lingerConns, c)
+	e.lingerMu.Unlock()
+}
+
+// unlistLingering takes c off e.lingerConns and stops its linger timer.
+// Loop only, in OnClose, with the duty home (endInline): no duty of c
+// lingers again.
+func (c *Conn) unlistLingering() {
+	if t := c.lingerT.Load(); t != nil {
+		t.Stop()
+	}
+	if !c.lingerListed.Load() {
+		return
+	}
+	e := c.e
+	e.lingerMu.Lock()
+	for i, x := range e.lingerConns {
+		if x == c {
+			last := len(e.lingerConns) - 1
+			e.lingerConns[i], e.lingerConns[last] = e.lingerConns[last], nil
+			e.lingerConns = e.lingerConns[:last]
+			break
+		}
+	}
+	e.lingerMu.Unlock()
 }
 
 // holdDuty is the holder's wait: park the owner (its wakers kick the conn),
@@ -639,6 +706,14 @@ func (c *Conn) KickInline() {
 // enqueues there, as a sender does whose push lands while the loop's
 // goroutine is descheduled at that point.
 var testHookBesideHolder atomic.Pointer[func(*Conn)]
+
+// testHookBeforeLinger, when a test sets it, runs in giveDuty after the
+// hand-back counted the duty lingering and before it lingers.
+var testHookBeforeLinger atomic.Pointer[func(*Conn)]
+
+// testHookTickDisarm, when a test sets it, runs in lingerTick just before
+// the timer disarms.
+var testHookTickDisarm atomic.Pointer[func(*Conn)]
 
 // flushBesideHolder is flushQueue while a holder has c's read duty
 // (rule 3). gnet's outbound buffer is empty then (only the loop fills it,
@@ -766,6 +841,7 @@ func (c *Conn) endInline() {
 	if r := c.inl.Swap(inlineClosed); r != nil && r != inlineClosed {
 		r.close()
 	}
+	c.unlistLingering()
 }
 
 // inlineRes returns c's inline resources, made by the first holder within
@@ -788,6 +864,7 @@ func (c *Conn) inlineRes() *inlineRes {
 		r.close() // cannot happen: only the duty's holder makes one
 		return nil
 	}
+	c.listLingering()
 	c.AfterFunc(dupIdle, c.inlineIdleCheck)
 	return r
 }

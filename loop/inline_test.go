@@ -575,6 +575,59 @@ func (ip *inlinePair) checkRules(t *testing.T) {
 		t.Errorf("server conn: %d inline rule breaks (inlineFailed)", n)
 	}
 	checkClientRules(t, "client conn", ip.cliConn, ip.cli)
+	checkLingerCounts(t, ip.client)
+}
+
+// checkLingerCounts checks e's lingering duties once nothing moves them:
+// Engine.lingering counts exactly the conns whose duty lingers, each of
+// those has its timer armed, and every conn that may linger is listed
+// for ParkBegin's scan. A holder may be between two steps when it is
+// called: it waits for that to pass (a failure detector's bound).
+func checkLingerCounts(t *testing.T, e *Engine) {
+	t.Helper()
+	var why string
+	ok := func() bool {
+		e.mu.Lock()
+		conns := make([]*Conn, 0, len(e.conns))
+		for c := range e.conns {
+			conns = append(conns, c)
+		}
+		e.mu.Unlock()
+		e.lingerMu.Lock()
+		listed := make(map[*Conn]bool, len(e.lingerConns))
+		for _, c := range e.lingerConns {
+			listed[c] = true
+		}
+		e.lingerMu.Unlock()
+		n := 0
+		for _, c := range conns {
+			if c.duty.Load() != dutyLinger {
+				continue
+			}
+			n++
+			switch {
+			case !c.lingerArmed.Load():
+				why = "a duty lingers with its timer disarmed: " + dutyState(c)
+				return false
+			case !listed[c]:
+				why = "a duty lingers on a conn ParkBegin does not scan: " + dutyState(c)
+				return false
+			}
+		}
+		if got := e.lingering.Load(); got != int64(n) {
+			why = fmt.Sprintf("the engine counts %d lingering duties; %d linger", got, n)
+			return false
+		}
+		return true
+	}
+	deadline := time.Now().Add(inlineBound)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Error(why)
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // checkClientRules is checkRules for a client conn c with handler h.

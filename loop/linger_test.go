@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -81,11 +82,16 @@ func TestLingeringDutyNobodyTakesAgainComesHome(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), inlineBound)
 	defer cancel()
 	p := ip.proc(0, true)
-	if err := p.pingPong(ctx, 3); err != nil {
-		t.Fatal(err)
-	}
-	if ip.cliConn.lingers.Load() == 0 {
-		t.Fatalf("no hand-back left the duty lingering: %s", dutyState(ip.cliConn))
+	// Rounds until a hand-back left the duty lingering (the first may find
+	// the loop reading the conn itself, idle.go's waitSocket); the timer
+	// may have reclaimed it since, which this test is about too.
+	for i := 0; ip.cliConn.lingers.Load() == 0; i++ {
+		if i == 1000 {
+			t.Fatalf("after %d rounds no hand-back left the duty lingering: %s", i, dutyState(ip.cliConn))
+		}
+		if err := p.pingPong(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
 	}
 	want := string(inlineMsg(1, kindOther, seqBody(7)))
 	if err := ip.srvConn.Enqueue(ctx, frame(nil, []byte(want))); err != nil {
@@ -197,6 +203,82 @@ func TestAHolderKeepsOtherConnsDutiesFromLingering(t *testing.T) {
 	}
 	if r := awaitRecv(t, res, "the second process's message"); r.err != nil || r.msg != want {
 		t.Fatalf("the second process got %q, %v; want %q", r.msg, r.err, want)
+	}
+	ip.checkRules(t)
+}
+
+// A park that begins after a hand-back counted its duty lingering but
+// before the duty lingers: ParkBegin's scan finds the duty still held, so
+// the hand-back's second look at the parks must send it home.
+func TestAParkBetweenTheCountAndTheLingerSendsTheDutyHome(t *testing.T) {
+	inlineLeakCheck(t)
+	ip := newInlinePair(t, newInlineServer(0), 1)
+	lingerLong(ip)
+	p := ip.proc(0, true)
+	lingering(t, ip, p, 3)
+	var fired atomic.Bool
+	h := func(c *Conn) {
+		if c == ip.cliConn && fired.CompareAndSwap(false, true) {
+			c.e.ParkBegin()
+		}
+	}
+	testHookBeforeLinger.Store(&h)
+	defer testHookBeforeLinger.Store(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), inlineBound)
+	defer cancel()
+	for !fired.Load() {
+		if err := p.pingPong(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer ip.client.ParkEnd()
+	if d := ip.cliConn.duty.Load(); d == dutyLinger {
+		t.Errorf("the duty lingers while a park is counted: %s", dutyState(ip.cliConn))
+	}
+	if n := ip.client.lingering.Load(); n != 0 {
+		t.Errorf("the engine counts %d lingering duties while a park is counted", n)
+	}
+	ip.checkRules(t)
+}
+
+// A hand-back that leaves the duty lingering while the linger timer's
+// tick is between its look at the duty and its disarm finds the timer
+// armed and does not arm it: the tick must look again, or the duty would
+// linger with no timer, and input nobody waits for (a peer's tick) would
+// stay unread.
+func TestAHandBackDuringTheTicksDisarmKeepsTheTimerArmed(t *testing.T) {
+	inlineLeakCheck(t)
+	ip := newInlinePair(t, newInlineServer(0), 1)
+	lingerLong(ip)
+	p := ip.proc(0, true)
+	lingering(t, ip, p, 3)
+	c := ip.cliConn
+	if !c.lingerArmed.Load() {
+		t.Fatalf("a duty lingers with its timer disarmed: %s", dutyState(c))
+	}
+	if !c.reclaimDuty() {
+		t.Fatalf("no lingering duty to reclaim: %s", dutyState(c))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), inlineBound)
+	defer cancel()
+	h := func(*Conn) {
+		testHookTickDisarm.Store(nil)
+		for i := 0; c.duty.Load() != dutyLinger; i++ {
+			if i == 1000 {
+				t.Errorf("the duty does not linger: %s", dutyState(c))
+				return
+			}
+			if err := p.pingPong(ctx, 1); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}
+	testHookTickDisarm.Store(&h)
+	defer testHookTickDisarm.Store(nil)
+	c.lingerTick() // as the timer: it finds the duty home; the hook's hand-back then lingers
+	if c.duty.Load() == dutyLinger && !c.lingerArmed.Load() {
+		t.Errorf("the duty lingers with its timer disarmed: %s", dutyState(c))
 	}
 	ip.checkRules(t)
 }
