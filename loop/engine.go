@@ -29,7 +29,8 @@ import (
 // What it returns becomes Conn.Info; an error drops the connection.
 type Hook func(ctx context.Context, tc *tls.Conn, outbound bool, dialArg any) (info any, err error)
 
-// Stats are the engine's handshake counters.
+// Stats are the engine's handshake counters, and its read duties'
+// (loop/inline.go).
 type Stats struct {
 	Handshakes       uint64 // completed (TLS and hook)
 	Failed           uint64 // TLS or hook error
@@ -38,6 +39,8 @@ type Stats struct {
 	PendingNow       int    // handshakes in flight, inbound and dials
 	ConnectionsNow   int    // conns past the handshake and not yet closed
 	MaxPendingConfig int
+	ParkedNow        int64 // goroutines parked for input the loops read for them, and inline readers (ParkBegin)
+	LingeringNow     int64 // conns whose read duty lingers (Conn.ReadInline's hand-back)
 }
 
 // Handshake outcomes the engine reports to [WithHandshakeOutcome], for
@@ -201,7 +204,7 @@ func (e *Engine) idleCandidates() []int {
 	return append(append([]int(nil), e.epolls...), *p...)
 }
 
-// Stats returns the handshake counters. Safe from any goroutine.
+// Stats returns the counters. Safe from any goroutine.
 func (e *Engine) Stats() Stats {
 	e.mu.Lock()
 	n := len(e.conns)
@@ -214,6 +217,8 @@ func (e *Engine) Stats() Stats {
 		PendingNow:       e.adm.len() + len(e.dialSlots),
 		ConnectionsNow:   n,
 		MaxPendingConfig: e.opts.maxPending,
+		ParkedNow:        e.parked.Load(),
+		LingeringNow:     e.lingering.Load(),
 	}
 }
 

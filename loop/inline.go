@@ -55,12 +55,14 @@ package loop
 //     schedules the conn, and the loop's next flushQueue goes on through
 //     gnet. Direct writers write a duplicate of the socket, never gnet.
 //  4. Giving it back: when nothing needs the duty home (no recall, the
-//     conn not closing, the engine not stopping, no other waiter found it
-//     held lately: sharedFor; no goroutine parked for input that the
-//     loops read for it, nor another holder, which may wait for input on
-//     this conn: Engine.ParkBegin; and the holder's wait did not
-//     end on the end of input or an error, which gnet must see), the
-//     holder leaves it lingering (dutyLinger):
+//     conn not closing, the engine not stopping; no other waiter found it
+//     held, inlShared, until a taker finds that mark older than
+//     sharedFor; its inline resources not denied, inlRetry; no goroutine
+//     parked for input that the loops read for it, nor another holder,
+//     which may wait for input on this conn: Engine.ParkBegin; and the
+//     holder had inline resources and its wait did not end on the end of
+//     input or an error, which gnet must see), the holder leaves it
+//     lingering (dutyLinger):
 //     nobody reads, EPOLLIN stays off, and no epoll_ctl is made. A waiter
 //     (any process waiting on that conn) takes a lingering duty with one
 //     CAS and no grant (takeLingering): rule 1's handshake is there so that
@@ -72,9 +74,9 @@ package loop
 //     The loop writes beside a lingering duty as beside a holder (rule 3),
 //     so gnet's outbound buffer stays empty. The bound: a timer
 //     (lingerTick), armed when a duty starts lingering and is not armed,
-//     re-armed while it keeps being taken again, has the loop reclaim a
-//     duty that was not taken again for lingerPeriod (reclaimDuty:
-//     EPOLLIN on, then the duty 0); meanwhile input that nobody waits for
+//     re-armed while it keeps being taken again, reclaims a duty that was
+//     not taken again for lingerPeriod, on the timer's goroutine
+//     (reclaimDuty: marked returning, EPOLLIN on, then the duty 0); meanwhile input that nobody waits for
 //     (a peer's tick, a registry update, a message for a process that is
 //     running) waits for it. A recall (a spill, a close, a graceful
 //     drain, OnClose at an engine stop) reclaims a lingering duty at once
@@ -120,12 +122,14 @@ package loop
 // for a wait that takes a lingering duty (a steady ping-pong's; about 1-4
 // µs each on the reference VM, see internal/nbio's BenchmarkSyscallCost),
 // up to about two lingerPeriods of delay for input that nobody waits for
-// while the duty lingers (a duty
-// lingers only while no goroutine is parked for input, nor holds another
-// conn's duty: a node with processes parked for their next message gets
-// no lingering, and pays the two epoll_ctl), two atomic adds on an
-// engine-wide counter a park and a wait (ParkBegin, ParkEnd), one runtime timer tick a lingerPeriod while a
-// duty keeps lingering, and one descriptor per conn that was ever read
+// while the duty lingers (a duty lingers only while no goroutine is
+// parked for input, nor holds another conn's duty: a node with processes
+// parked for their next message gets no lingering, and pays the two
+// epoll_ctl), two atomic adds on an engine-wide counter a park and a wait
+// (ParkBegin, ParkEnd), and for a park that begins while a duty lingers
+// a walk of the conns whose duty may linger and the reclaim's epoll_ctl,
+// on the parking goroutine; one runtime timer tick a lingerPeriod while a
+// duty keeps lingering; and one descriptor per conn that was ever read
 // inline (the duplicate, from the dup budget; a conn denied one is read by
 // its loop).
 

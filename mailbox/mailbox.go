@@ -282,7 +282,8 @@ type InlineReader interface {
 	// fails), on the waker's goroutine. It must not block.
 	KickInline()
 	// ParkBegin and ParkEnd bracket every park of the owner that does not
-	// read inline (after WaitInline reported false, or without ParkNext):
+	// read inline (without ParkNext, after WaitInline reported false, or
+	// after it returned with no message):
 	// its next message, if it comes from the network, is read by others,
 	// and they should not keep it waiting (package loop's
 	// Engine.ParkBegin). Called on the owner's goroutine; they must

@@ -695,6 +695,10 @@ func (pe *peer) syncMain(from uint64) error {
 		s.mu.Unlock()
 		return errLinkEnded
 	}
+	// The Ack comes on the link, read by its loop or a process reading
+	// it inline: a park, for the engine's lingering read duties.
+	pe.n.engine.ParkBegin()
+	defer pe.n.engine.ParkEnd()
 	select {
 	case <-done:
 		return nil

@@ -1288,3 +1288,44 @@ func TestReplyWaitKickReachesTheLinkReadNow(t *testing.T) {
 		t.Fatal("a wait did not end")
 	}
 }
+
+// A process that parks for its next message without reading a link
+// inline tells its node's engine, for the park's length: the engine then
+// leaves no link's read duty lingering, so the message is read as soon as
+// it comes (loop.Engine.ParkBegin).
+func TestAParkedProcessIsCountedByTheEngine(t *testing.T) {
+	noLeaks(t)
+	a, b := rwNodes(t)
+	parkedNow := func() int64 { return a.engine.Stats().ParkedNow }
+	waitParked := func(want int64, what string) {
+		t.Helper()
+		for end := time.Now().Add(testWait); parkedNow() != want; {
+			if time.Now().After(end) {
+				t.Fatalf("%s: the engine counts %d parks, want %d", what, parkedNow(), want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if n := parkedNow(); n != 0 {
+		t.Fatalf("%d parks counted before any process", n)
+	}
+	got := make(chan any, 1)
+	pid := a.SpawnFunc(func(p *Process) error {
+		m, err := p.Receive(context.Background())
+		got <- m
+		return err
+	})
+	waitParked(1, "a process parked in Receive")
+	if err := b.Run(context.Background(), func(p *Process) error { return p.Send(pid, "hello") }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-got:
+		if m != "hello" {
+			t.Fatalf("got %v, want hello", m)
+		}
+	case <-time.After(testWait):
+		t.Fatal("the parked process got no message")
+	}
+	waitParked(0, "the process woke")
+}

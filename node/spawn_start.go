@@ -107,7 +107,13 @@ func (sp *starterPool) wait(n *Node, s *starter) *Process {
 	if idleFor == 0 {
 		idleFor = starterIdle
 	}
-	if !s.w.Wait(time.Now().Add(idleFor)) {
+	// An idle starter waits for a spawn request that a loop (or a
+	// process reading a link inline) reads: a park, for the engine's
+	// lingering read duties (loop.Engine.ParkBegin).
+	n.engine.ParkBegin()
+	woken := s.w.Wait(time.Now().Add(idleFor))
+	n.engine.ParkEnd()
+	if !woken {
 		sp.mu.Lock()
 		for i, x := range sp.idle {
 			if x == s {
