@@ -47,6 +47,18 @@ func lingering(t *testing.T, ip *inlinePair, p *inlineProc, rounds int) {
 	}
 }
 
+// lingeringPair is an inlinePair with boxes mailboxes under lingerLong,
+// whose process 0 (returned) left the client conn's duty lingering after
+// a few rounds.
+func lingeringPair(t *testing.T, boxes int) (*inlinePair, *inlineProc) {
+	t.Helper()
+	ip := newInlinePair(t, newInlineServer(0), boxes)
+	lingerLong(ip)
+	p := ip.proc(0, true)
+	lingering(t, ip, p, 3)
+	return ip, p
+}
+
 // A steady ping-pong: every wait after the first takes the duty its
 // predecessor left lingering, with no epoll_ctl on gnet's instance for
 // either the take or the hand-back.
@@ -118,10 +130,7 @@ func TestLingeringDutyNobodyTakesAgainComesHome(t *testing.T) {
 // lingers again. The linger timer never fires here (lingerLong).
 func TestAParkedGoroutineKeepsTheDutyFromLingering(t *testing.T) {
 	inlineLeakCheck(t)
-	ip := newInlinePair(t, newInlineServer(0), 2)
-	lingerLong(ip)
-	p := ip.proc(0, true)
-	lingering(t, ip, p, 3)
+	ip, p := lingeringPair(t, 2)
 	reclaims := ip.cliConn.lingerReclaims.Load()
 	ip.client.ParkBegin()
 	parked := true
@@ -212,10 +221,7 @@ func TestAHolderKeepsOtherConnsDutiesFromLingering(t *testing.T) {
 // the hand-back's second look at the parks must send it home.
 func TestAParkBetweenTheCountAndTheLingerSendsTheDutyHome(t *testing.T) {
 	inlineLeakCheck(t)
-	ip := newInlinePair(t, newInlineServer(0), 1)
-	lingerLong(ip)
-	p := ip.proc(0, true)
-	lingering(t, ip, p, 3)
+	ip, p := lingeringPair(t, 1)
 	var fired atomic.Bool
 	h := func(c *Conn) {
 		if c == ip.cliConn && fired.CompareAndSwap(false, true) {
@@ -248,10 +254,7 @@ func TestAParkBetweenTheCountAndTheLingerSendsTheDutyHome(t *testing.T) {
 // stay unread.
 func TestAHandBackDuringTheTicksDisarmKeepsTheTimerArmed(t *testing.T) {
 	inlineLeakCheck(t)
-	ip := newInlinePair(t, newInlineServer(0), 1)
-	lingerLong(ip)
-	p := ip.proc(0, true)
-	lingering(t, ip, p, 3)
+	ip, p := lingeringPair(t, 1)
 	c := ip.cliConn
 	if !c.lingerArmed.Load() {
 		t.Fatalf("a duty lingers with its timer disarmed: %s", dutyState(c))
@@ -288,9 +291,7 @@ func TestAHandBackDuringTheTicksDisarmKeepsTheTimerArmed(t *testing.T) {
 // runs beside or after it.
 func TestLingeringDutyConnCloseCompletes(t *testing.T) {
 	inlineLeakCheck(t)
-	ip := newInlinePair(t, newInlineServer(0), 1)
-	lingerLong(ip)
-	lingering(t, ip, ip.proc(0, true), 3)
+	ip, _ := lingeringPair(t, 1)
 	cause := errors.New("closed by the test")
 	if err := ip.cliConn.Close(cause); err != nil {
 		t.Fatal(err)
@@ -309,9 +310,7 @@ func TestLingeringDutyConnCloseCompletes(t *testing.T) {
 // the duty home and the inline resources closed.
 func TestLingeringDutyEngineCloseReturns(t *testing.T) {
 	inlineLeakCheck(t)
-	ip := newInlinePair(t, newInlineServer(0), 1)
-	lingerLong(ip)
-	lingering(t, ip, ip.proc(0, true), 3)
+	ip, _ := lingeringPair(t, 1)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
