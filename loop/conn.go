@@ -145,7 +145,7 @@ type Conn struct {
 	lingerSeen     atomic.Uint64              // lingers when the linger timer was armed or last ticked
 	lingerArmed    atomic.Bool                // the linger timer (lingerTick) is armed
 	lingerFor      time.Duration              // lingerPeriod; tests set a longer one before the conn's first wait
-	lingerT        atomic.Pointer[time.Timer] // the linger timer (lingerTick); made by the goroutine that arms it first, stopped by OnClose
+	lingerT        atomic.Pointer[time.Timer] // the linger timer (lingerTick); made by the goroutine that arms it first; OnClose stops it (a tick or an arm racing the close may still fire once, and find the duty home)
 	lingerListed   atomic.Bool                // c is on Engine.lingerConns
 	lingerReclaims atomic.Uint64              // lingering duties reclaimed (the timer, a park, a recall), for tests
 	inlineFailed   atomic.Uint64              // rule breaks seen (OnTraffic with the duty away, a lost epoll), for tests

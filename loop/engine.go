@@ -40,7 +40,7 @@ type Stats struct {
 	ConnectionsNow   int    // conns past the handshake and not yet closed
 	MaxPendingConfig int
 	ParkedNow        int64 // goroutines parked for input the loops read for them, and inline readers (ParkBegin)
-	LingeringNow     int64 // conns whose read duty lingers (Conn.ReadInline's hand-back)
+	LingeringNow     int64 // conns whose read duty lingers, or is about to (Conn.ReadInline's hand-back)
 }
 
 // Handshake outcomes the engine reports to [WithHandshakeOutcome], for

@@ -185,8 +185,9 @@ const (
 // goroutine waits for never waits for the timer (Engine.ParkBegin). Its
 // cost is the timer's ticks while the duty keeps being taken again, a
 // goroutine and often a thread's wake-up each: in a steady ping-pong at
-// 1 ms they took back all that the saved epoll_ctl gave, and at 20 ms the
-// p50 was 11-15% under the tree's without lingering (docs/latency.md).
+// 1 ms they took back all that the saved epoll_ctl gave; at 10 ms the
+// idle p50 was 12% under the tree's without lingering (p=0.002), as at
+// 20 ms (docs/latency.md, "The lingering duty, landed").
 const lingerPeriod = 10 * time.Millisecond
 
 // sharedFor: after a waiter found another holding a conn's duty, no duty
@@ -571,9 +572,11 @@ func (c *Conn) listLingering() {
 	e.lingerMu.Unlock()
 }
 
-// unlistLingering takes c off e.lingerConns and stops its linger timer.
-// Loop only, in OnClose, with the duty home (endInline): no duty of c
-// lingers again.
+// unlistLingering takes c off e.lingerConns and stops its linger timer
+// (a tick that looked before the close, or a hand-back's arm that did,
+// may still run it once more: it finds the duty home and disarms). Loop
+// only, in OnClose, with the duty home (endInline): no duty of c lingers
+// again.
 func (c *Conn) unlistLingering() {
 	if t := c.lingerT.Load(); t != nil {
 		t.Stop()

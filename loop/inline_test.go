@@ -618,6 +618,10 @@ func checkLingerCounts(t *testing.T, e *Engine) {
 			why = fmt.Sprintf("the engine counts %d lingering duties; %d linger", got, n)
 			return false
 		}
+		if got := e.parked.Load(); got != 0 {
+			why = fmt.Sprintf("the engine counts %d parks with no goroutine parked (ParkBegin without ParkEnd)", got)
+			return false
+		}
 		return true
 	}
 	deadline := time.Now().Add(inlineBound)
