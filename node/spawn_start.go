@@ -2,9 +2,8 @@ package node
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
-
-	"github.com/meshrt/mesh/mailbox"
 )
 
 // Starting the processes peers spawn without waking a thread.
@@ -16,11 +15,16 @@ import (
 // far node per remote spawn, on a machine whose other core the spawning
 // node needs for the reply. So the goroutine of a process a peer spawned
 // does not end with its process: it waits, as an idle starter, for the
-// next process a peer spawns on this node, on a mailbox.Waiter (an eventfd
-// in Go's netpoller). The loop hands it the process and wakes it with one
-// eventfd write; the netpoller readies it, and the loop's own thread runs
-// it once the loop parks, with no other thread woken. At most maxStarters
-// wait; a starter idle for starterIdle ends, and Stop ends them all.
+// next process a peer spawns on this node, on an eventfd of its own in Go's
+// netpoller (starterSignal). The loop hands it the process and wakes it
+// with one eventfd write; the netpoller readies it, and the loop's own
+// thread runs it once the loop parks, with no other thread woken. The
+// starter reads nothing: what it was handed is in the starter, and every
+// write notifies the netpoller again. At most maxStarters wait; a starter
+// idle for starterIdle ends (for between starterIdle/2 and starterIdle:
+// its deadline is moved only when less than half of it is left, so that a
+// busy starter does not reset a timer every process), and Stop ends them
+// all.
 //
 // One difference from a goroutine of its own: a process function that
 // locks its OS thread (runtime.LockOSThread) and returns without unlocking
@@ -35,9 +39,22 @@ const starterIdle = 2 * time.Second
 
 // starter is one idle process goroutine's place in the pool.
 type starter struct {
-	w   mailbox.Waiter
-	job *Process // set by hand before Wake; nil: end
+	sig  starterSignal
+	job  atomic.Pointer[Process] // handed, then woken; taken by the starter
+	quit atomic.Bool             // set, then woken: end
+	open bool                    // sig was made (at the first wait): its goroutine's
 }
+
+// close gives back s's signal, if it was made. Its goroutine only, at its
+// end.
+func (s *starter) close() {
+	if s.open {
+		s.sig.close()
+	}
+}
+
+// handed reports whether s's wait is over: a process or the end came.
+func (s *starter) handed() bool { return s.job.Load() != nil || s.quit.Load() }
 
 // starterPool holds a node's idle starters.
 type starterPool struct {
@@ -60,12 +77,10 @@ func (n *Node) startSpawned(p *Process) {
 // runStarter runs p, then the processes it is handed while it waits as an
 // idle starter, until it is not needed.
 func (n *Node) runStarter(p *Process) {
-	var s *starter
+	s := new(starter)
+	defer s.close()
 	for p != nil {
 		p.main()
-		if s == nil {
-			s = new(starter)
-		}
 		p = n.starters.wait(n, s)
 	}
 }
@@ -82,8 +97,8 @@ func (sp *starterPool) hand(p *Process) bool {
 	sp.idle[k-1] = nil
 	sp.idle = sp.idle[:k-1]
 	sp.mu.Unlock()
-	s.job = p
-	s.w.Wake()
+	s.job.Store(p)
+	s.sig.wake()
 	return true
 }
 
@@ -92,11 +107,20 @@ func (sp *starterPool) hand(p *Process) bool {
 // starterIdle, the node stopped). A waiting starter counts in n.bg, so
 // Stop waits for it to end.
 func (sp *starterPool) wait(n *Node, s *starter) *Process {
-	s.w.Arm()
+	if !s.open {
+		// Made outside the lock, for a starter that has room in the
+		// pool: one past the bound ends without an eventfd.
+		sp.mu.Lock()
+		full := sp.stopped || len(sp.idle) >= maxStarters
+		sp.mu.Unlock()
+		if full || s.sig.open(s.handed) != nil {
+			return nil // without an eventfd the next process gets a goroutine of its own
+		}
+		s.open = true
+	}
 	sp.mu.Lock()
 	if sp.stopped || len(sp.idle) >= maxStarters {
 		sp.mu.Unlock()
-		s.w.Disarm()
 		return nil
 	}
 	sp.idle = append(sp.idle, s)
@@ -107,11 +131,15 @@ func (sp *starterPool) wait(n *Node, s *starter) *Process {
 	if idleFor == 0 {
 		idleFor = starterIdle
 	}
+	deadline := s.sig.until
+	if now := time.Now(); deadline.Sub(now) < idleFor/2 {
+		deadline = now.Add(idleFor)
+	}
 	// An idle starter waits for a spawn request that a loop (or a
 	// process reading a link inline) reads: a park, for the engine's
 	// lingering read duties (loop.Engine.ParkBegin).
 	n.engine.ParkBegin()
-	woken := s.w.Wait(time.Now().Add(idleFor))
+	woken := s.sig.wait(deadline)
 	n.engine.ParkEnd()
 	if !woken {
 		sp.mu.Lock()
@@ -122,17 +150,16 @@ func (sp *starterPool) wait(n *Node, s *starter) *Process {
 				sp.idle = sp.idle[:last]
 				sp.expired++
 				sp.mu.Unlock()
-				s.w.Disarm()
 				return nil
 			}
 		}
 		sp.mu.Unlock()
-		s.w.Wait(time.Time{}) // taken meanwhile: its Wake is coming
+		s.sig.wait(time.Time{}) // taken meanwhile: its wake is coming
 	}
-	s.w.Disarm()
-	p := s.job
-	s.job = nil
-	return p
+	if s.quit.Load() {
+		return nil
+	}
+	return s.job.Swap(nil)
 }
 
 // stop ends every idle starter and lets no more wait. Stop calls it.
@@ -143,7 +170,7 @@ func (sp *starterPool) stop() {
 	sp.idle = nil
 	sp.mu.Unlock()
 	for _, s := range idle {
-		s.job = nil
-		s.w.Wake()
+		s.quit.Store(true)
+		s.sig.wake()
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -153,5 +154,37 @@ func TestAnIdleStarterIsCountedAsParked(t *testing.T) {
 	stopNode(t, b)
 	if n := b.engine.Stats().ParkedNow; n != 0 {
 		t.Fatalf("%d parks counted after Stop", n)
+	}
+}
+
+// An idle starter's signal ends a wait once the starter's condition
+// holds, whether its wake came before the wait or during it, and a wake
+// whose condition no longer holds does not end a later wait: the wait asks
+// the condition, never the eventfd (which nothing reads). The deadlines
+// are failure detectors, and the one wait expected to reach its deadline.
+func TestAStarterSignalWaitsForItsConditionNotForAWake(t *testing.T) {
+	var ready atomic.Bool
+	var s starterSignal
+	if err := s.open(ready.Load); err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	ready.Store(true)
+	s.wake()
+	if !s.wait(time.Now().Add(10 * time.Second)) {
+		t.Fatal("a wake that came before the wait did not end it")
+	}
+	ready.Store(false)
+	s.wake() // its notification is still due when the next wait begins
+	if s.wait(time.Now().Add(20 * time.Millisecond)) {
+		t.Fatal("a wait ended on a wake whose condition did not hold")
+	}
+	go func() {
+		time.Sleep(time.Millisecond)
+		ready.Store(true)
+		s.wake()
+	}()
+	if !s.wait(time.Now().Add(10 * time.Second)) {
+		t.Fatal("a wake during the wait did not end it")
 	}
 }
