@@ -127,6 +127,7 @@ type idleWait struct {
 	takenOver atomic.Uint64            // holders that took a duty over from the socket wait (tests)
 	sockWaits atomic.Uint64            // socket waits begun (tests)
 	epollCtls atomic.Uint64            // setEvents calls (tests)
+	sockReads atomic.Uint64            // reads of the socket wait, input or not (tests)
 }
 
 // loopSock is the loop's own duplicate of its sole conn's socket, in Go's
@@ -137,8 +138,11 @@ type loopSock struct {
 	r     *inlineRes // the duplicate (only sock, rc, fd and close are used)
 	c     *Conn
 	poked atomic.Bool // a poke set a past deadline: the next wait clears it
-	n     int         // loop only: the last read's bytes
+	n     int         // loop only: the last read's bytes, not yet handled
 	errno unix.Errno  // loop only: the last read's error: 0, EAGAIN, or one that ends the wait
+	// handled is set (loop only) when readSock handled input and the loop
+	// must go back to gnet.
+	handled bool
 }
 
 // testHookPoke, when a test sets it, runs in loopSock.poke between its
@@ -468,16 +472,10 @@ func (w *idleWait) waitSocket(ls *loopState, c *Conn) bool {
 			w.sock.Store(nil)
 			return true
 		}
-		if s.n > 0 {
-			ls.enter()
-			c.dbgReadEnter(true)
-			c.readTLS(ls, &ls.rbuf, w.sockBuf[:s.n], true)
-			c.dbgReadLeave()
-			ls.leave()
-			if c.duty.Load()&dutyRecall == 0 && c.direct.Load() && !c.reached(closeRequested) &&
-				!ls.busy.Load() && len(ls.after) == 0 && !w.stop(ls) {
-				continue
-			}
+		if s.handled {
+			// readSock handled input and found the loop must go back to
+			// gnet.
+			s.handled = false
 			break
 		}
 		if werr != nil {
@@ -521,34 +519,74 @@ func (w *idleWait) waitSocket(ls *loopState, c *Conn) bool {
 }
 
 // readSock returns waitSocket's RawConn.Read function: it reads the
-// socket unless a holder took the duty over, and with nothing to read it
-// parks the loop unless it must go back to gnet (stop). While it reads,
-// waiting is clear, so that no taker grants itself the duty meanwhile
-// (inline.go, rule 1).
+// socket unless a holder took the duty over, handles what it read, and
+// with nothing to read it parks the loop unless it must go back to gnet
+// (stop). While it reads, waiting is clear, so that no taker grants itself
+// the duty meanwhile (inline.go, rule 1).
+//
+// Input is handled inside the wait (one RawConn.Read), not after it: a
+// read that did not fill the buffer took everything the socket had, and
+// what comes after it notifies the netpoller, which this wait hears since
+// it did not begin again (RawConn.Read forgets a notification that came
+// before it was called, so a new wait must read first). So the wait parks
+// after such a read without the read that would find nothing (EAGAIN): one
+// system call less per request, as a spawn request the far loop answers.
 func (w *idleWait) readSock(ls *loopState) func(uintptr) bool {
 	return func(uintptr) bool {
 		s := w.sk
-		w.waiting.Store(false)
-		for w.lend.Load() {
-			runtime.Gosched()
-		}
-		if s.c.duty.Load()&dutyLoop == 0 {
-			return true
-		}
 		for {
-			n, err := nbio.Read(s.r.fd, w.sockBuf)
-			s.n, s.errno = n, errnoOf(err)
-			if s.errno != unix.EINTR {
-				break
+			w.waiting.Store(false)
+			for w.lend.Load() {
+				runtime.Gosched()
+			}
+			if s.c.duty.Load()&dutyLoop == 0 {
+				return true
+			}
+			for {
+				n, err := nbio.Read(s.r.fd, w.sockBuf)
+				w.sockReads.Add(1)
+				s.n, s.errno = n, errnoOf(err)
+				if s.errno != unix.EINTR {
+					break
+				}
+			}
+			if s.n < 0 {
+				s.n = 0
+			}
+			if s.errno == unix.EAGAIN {
+				w.waiting.Store(true)
+				return w.stop(ls) || s.c.duty.Load()&dutyRecall != 0
+			}
+			if s.n == 0 {
+				return true // the end of input, or an error
+			}
+			drained := s.n < len(w.sockBuf)
+			if !w.handleSock(ls, s) {
+				s.handled = true
+				return true
+			}
+			if drained {
+				// As after a read that found nothing (above).
+				s.errno = unix.EAGAIN
+				w.waiting.Store(true)
+				return w.stop(ls) || s.c.duty.Load()&dutyRecall != 0
 			}
 		}
-		if s.n < 0 {
-			s.n = 0
-		}
-		if s.errno == unix.EAGAIN {
-			w.waiting.Store(true)
-			return w.stop(ls) || s.c.duty.Load()&dutyRecall != 0
-		}
-		return true
 	}
+}
+
+// handleSock hands the input readSock read (s.n bytes) to the conn, and
+// reports whether the loop may go on waiting on the socket: nothing was
+// recalled, the conn's writes are still idle, and no task, close or
+// after-flush work waits for gnet. Loop only, inside the socket wait.
+func (w *idleWait) handleSock(ls *loopState, s *loopSock) bool {
+	c := s.c
+	ls.enter()
+	c.dbgReadEnter(true)
+	c.readTLS(ls, &ls.rbuf, w.sockBuf[:s.n], true)
+	c.dbgReadLeave()
+	ls.leave()
+	s.n, s.errno = 0, unix.EAGAIN
+	return c.duty.Load()&dutyRecall == 0 && c.direct.Load() && !c.reached(closeRequested) &&
+		!ls.busy.Load() && len(ls.after) == 0 && !w.stop(ls)
 }

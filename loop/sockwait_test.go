@@ -151,6 +151,29 @@ func TestALoopWithOneConnWaitsOnItsSocketWithGnetsInputOff(t *testing.T) {
 	}
 }
 
+// A read that takes all the socket holds (less than the read buffer)
+// parks the socket wait without reading again: what comes next notifies
+// the wait, which did not begin again. So a round trip costs the waiting
+// loop one read, not two (the second finding nothing), beyond the first
+// read of each wait begun.
+func TestTheSocketWaitParksAfterAReadThatDrainedTheSocket(t *testing.T) {
+	p, got := sockPair(t, echoFrame)
+	untilSocketWait(t, p.cliConn, got)
+	w := p.cliConn.ls.Load().idle.Load()
+	const rounds = 200
+	waits, reads := w.sockWaits.Load(), w.sockReads.Load()
+	for i := range rounds {
+		roundTrip(t, p.cliConn, got, "m"+strconv.Itoa(i))
+	}
+	waits, reads = w.sockWaits.Load()-waits, w.sockReads.Load()-reads
+	if reads > waits+rounds*3/2 {
+		t.Fatalf("%d reads in %d socket waits for %d round trips; want about one a round trip and one a wait", reads, waits, rounds)
+	}
+	if n := p.cliConn.inlineFailed.Load(); n != 0 {
+		t.Fatalf("%d rule breaks (inlineFailed)", n)
+	}
+}
+
 // A task queued while the loop waits on its socket runs (the kick pokes
 // the socket wait), and so does a timer (a task too).
 func TestTheSocketWaitEndsForATaskAndATimer(t *testing.T) {
