@@ -62,6 +62,11 @@ package loop
 //     instance, as before a holder's grant; for sockHoldOff after that the
 //     loop does not wait on that socket (its processes read it).
 //
+// The input is handled inside the netpoller wait (one RawConn.Read), and a
+// read that did not fill its buffer took all the socket held: the wait
+// parks after it without reading again (readSock), since what comes next
+// notifies the wait that is still on.
+//
 // The loop gives the duty back (EPOLLIN on again, then the duty cleared)
 // before it returns to gnet, so gnet never runs with dutyLoop set.
 //
