@@ -155,7 +155,8 @@ func TestALoopWithOneConnWaitsOnItsSocketWithGnetsInputOff(t *testing.T) {
 // parks the socket wait without reading again: what comes next notifies
 // the wait, which did not begin again. So a round trip costs the waiting
 // loop one read, not two (the second finding nothing), beyond the first
-// read of each wait begun.
+// read of each wait begun. The bound leaves room for the reads after a
+// poke (a kick), which begin the netpoller wait again.
 func TestTheSocketWaitParksAfterAReadThatDrainedTheSocket(t *testing.T) {
 	p, got := sockPair(t, echoFrame)
 	untilSocketWait(t, p.cliConn, got)
@@ -166,7 +167,7 @@ func TestTheSocketWaitParksAfterAReadThatDrainedTheSocket(t *testing.T) {
 		roundTrip(t, p.cliConn, got, "m"+strconv.Itoa(i))
 	}
 	waits, reads = w.sockWaits.Load()-waits, w.sockReads.Load()-reads
-	if reads > waits+rounds*3/2 {
+	if reads > waits+rounds*9/5 {
 		t.Fatalf("%d reads in %d socket waits for %d round trips; want about one a round trip and one a wait", reads, waits, rounds)
 	}
 	if n := p.cliConn.inlineFailed.Load(); n != 0 {
