@@ -127,7 +127,16 @@ func (sp *starterPool) wait(n *Node, s *starter) *Process {
 	idleFor := sp.idleFor
 	n.bg.Add(1)
 	sp.mu.Unlock()
-	defer n.bg.Done()
+	p := sp.idleWait(n, s, idleFor)
+	if p == nil {
+		s.close() // before Stop may return (n.bg): no eventfd outlives it
+	}
+	n.bg.Done()
+	return p
+}
+
+// idleWait is wait's wait, with s in the pool. Its starter.
+func (sp *starterPool) idleWait(n *Node, s *starter, idleFor time.Duration) *Process {
 	if idleFor == 0 {
 		idleFor = starterIdle
 	}
@@ -154,7 +163,9 @@ func (sp *starterPool) wait(n *Node, s *starter) *Process {
 			}
 		}
 		sp.mu.Unlock()
-		s.sig.wait(time.Time{}) // taken meanwhile: its wake is coming
+		for !s.handed() {
+			s.sig.wait(time.Time{}) // taken meanwhile: its wake is coming
+		}
 	}
 	if s.quit.Load() {
 		return nil

@@ -23,8 +23,8 @@ import (
 type starterSignal struct {
 	f     *os.File
 	rc    syscall.RawConn
-	fd    int
 	ready func(uintptr) bool // rc.Read's function: cond
+	write func(uintptr) bool // rc.Write's function: the wake's write
 	until time.Time          // the read deadline set on f (zero: none)
 }
 
@@ -41,22 +41,27 @@ func (s *starterSignal) open(cond func() bool) error {
 		_ = f.Close()
 		return err
 	}
-	s.f, s.rc, s.fd = f, rc, fd
+	s.f, s.rc = f, rc
 	s.ready = func(uintptr) bool { return cond() }
+	s.write = func(fd uintptr) bool {
+		for {
+			if _, err := nbio.Write(int(fd), starterOne[:]); err != unix.EINTR {
+				return true
+			}
+		}
+	}
 	return nil
 }
 
 var starterOne = [8]byte{1}
 
 // wake ends the wait, or the next one, once cond holds: one write. Any
-// goroutine, after making cond true.
-func (s *starterSignal) wake() {
-	for {
-		if _, err := nbio.Write(s.fd, starterOne[:]); err != unix.EINTR {
-			return
-		}
-	}
-}
+// goroutine, after making cond true. The starter may see cond, end and
+// close its eventfd before the write: the write goes through the file
+// (RawConn.Write), whose reference keeps the descriptor's number from
+// being closed under it and reused (a write after the close does
+// nothing), never to the bare number.
+func (s *starterSignal) wake() { _ = s.rc.Write(s.write) }
 
 // wait blocks until cond holds, or until the deadline passes (zero: none);
 // false at the deadline. A deadline is set on the eventfd only when it
