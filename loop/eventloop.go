@@ -351,14 +351,7 @@ func (h *gnetHandler) OnClose(gc gnet.Conn, err error) gnet.Action {
 // dropConn takes c out of the loop's conns and closes the loop's
 // duplicate of its socket, if any (idle.go). Loop only, in OnClose.
 func (ls *loopState) dropConn(c *Conn) {
-	for i, x := range ls.conns {
-		if x == c {
-			last := len(ls.conns) - 1
-			ls.conns[i], ls.conns[last] = ls.conns[last], nil
-			ls.conns = ls.conns[:last]
-			break
-		}
-	}
+	ls.conns = removeConn(ls.conns, c)
 	if w := ls.idle.Load(); w != nil {
 		w.dropSock(c)
 	}
@@ -443,4 +436,18 @@ func (c *Conn) ShortenReceive() {
 	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF, n); err != nil {
 		c.e.log.Warn("loop: SO_RCVBUF", "remote", c.remote, "err", err)
 	}
+}
+
+// removeConn removes c from cs, if there, moving the last conn into its
+// place (order does not matter), and returns the shorter slice; the
+// vacated slot is cleared so the conn can be collected.
+func removeConn(cs []*Conn, c *Conn) []*Conn {
+	for i, x := range cs {
+		if x == c {
+			last := len(cs) - 1
+			cs[i], cs[last] = cs[last], nil
+			return cs[:last]
+		}
+	}
+	return cs
 }

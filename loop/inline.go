@@ -586,14 +586,7 @@ func (c *Conn) unlistLingering() {
 	}
 	e := c.e
 	e.lingerMu.Lock()
-	for i, x := range e.lingerConns {
-		if x == c {
-			last := len(e.lingerConns) - 1
-			e.lingerConns[i], e.lingerConns[last] = e.lingerConns[last], nil
-			e.lingerConns = e.lingerConns[:last]
-			break
-		}
-	}
+	e.lingerConns = removeConn(e.lingerConns, c)
 	e.lingerMu.Unlock()
 }
 
