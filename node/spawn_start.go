@@ -97,10 +97,21 @@ func (sp *starterPool) hand(p *Process) bool {
 	sp.idle[k-1] = nil
 	sp.idle = sp.idle[:k-1]
 	sp.mu.Unlock()
+	if h := testHookHand.Load(); h != nil {
+		(*h)()
+	}
 	s.job.Store(p)
 	s.sig.wake()
 	return true
 }
+
+// testHookHand, when a test sets it, runs in hand between taking a
+// starter from the pool and handing it the process.
+var testHookHand atomic.Pointer[func()]
+
+// testHookTakenMeanwhile, when a test sets it, runs when a starter whose
+// idle time ended finds that the pool took it meanwhile.
+var testHookTakenMeanwhile atomic.Pointer[func()]
 
 // wait makes s an idle starter and returns the process it is handed, or
 // nil when it is not needed (the pool is full, it was idle for
@@ -163,6 +174,9 @@ func (sp *starterPool) idleWait(n *Node, s *starter, idleFor time.Duration) *Pro
 			}
 		}
 		sp.mu.Unlock()
+		if h := testHookTakenMeanwhile.Load(); h != nil {
+			(*h)()
+		}
 		for !s.handed() {
 			s.sig.wait(time.Time{}) // taken meanwhile: its wake is coming
 		}

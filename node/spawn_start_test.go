@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -186,5 +187,56 @@ func TestAStarterSignalWaitsForItsConditionNotForAWake(t *testing.T) {
 	}()
 	if !s.wait(time.Now().Add(10 * time.Second)) {
 		t.Fatal("a wake during the wait did not end it")
+	}
+}
+
+// A starter whose idle time ends just as the pool hands it a process
+// (the pool took it, the process is not yet stored) waits for the process
+// and runs it: none is lost. The hooks hold the hand-off until the
+// starter has found itself taken.
+func TestAStarterTakenAsItsIdleTimeEndsRunsItsProcess(t *testing.T) {
+	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	setStarterIdle(b, 200*time.Millisecond)
+	connect(t, a, b)
+	ran := make(chan struct{}, 4)
+	b.Define("mark", func(*Process, []any) error { ran <- struct{}{}; return nil })
+	spawnAndRun := func(what string) {
+		t.Helper()
+		within(t, a, func(p *Process) error {
+			_, err := p.Spawn(b.Self(), "mark")
+			return err
+		})
+		select {
+		case <-ran:
+		case <-time.After(testWait):
+			t.Fatalf("%s did not run", what)
+		}
+	}
+	var handed atomic.Bool
+	meanwhile := make(chan struct{})
+	var once sync.Once
+	tm := func() { once.Do(func() { close(meanwhile) }) }
+	hand := func() {
+		handed.Store(true)
+		select {
+		case <-meanwhile:
+		case <-time.After(testWait): // a failure detector
+		}
+	}
+	testHookTakenMeanwhile.Store(&tm)
+	testHookHand.Store(&hand)
+	t.Cleanup(func() { testHookHand.Store(nil); testHookTakenMeanwhile.Store(nil) })
+	for i := 0; !handed.Load(); i++ {
+		if i == 20 {
+			t.Fatal("no spawn found an idle starter to hand its process to")
+		}
+		spawnAndRun("a process on a new starter")
+		eventually(t, "an idle starter", func() bool { return idleStarters(b) == 1 })
+		spawnAndRun("the process handed to a starter whose idle time ended")
+	}
+	select {
+	case <-meanwhile:
+	default:
+		t.Fatal("the starter's idle time did not end while the hand-off was held")
 	}
 }
