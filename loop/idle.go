@@ -558,24 +558,23 @@ func (w *idleWait) readSock(ls *loopState) func(uintptr) bool {
 			if s.n < 0 {
 				s.n = 0
 			}
-			if s.errno == unix.EAGAIN {
-				w.waiting.Store(true)
-				return w.stop(ls) || s.c.duty.Load()&dutyRecall != 0
+			if s.errno != unix.EAGAIN {
+				if s.n == 0 {
+					return true // the end of input, or an error
+				}
+				drained := s.n < len(w.sockBuf)
+				if !w.handleSock(ls, s) {
+					s.handled = true
+					return true
+				}
+				if !drained {
+					continue
+				}
+				// Drained: as after a read that found nothing (handleSock
+				// left s.errno EAGAIN).
 			}
-			if s.n == 0 {
-				return true // the end of input, or an error
-			}
-			drained := s.n < len(w.sockBuf)
-			if !w.handleSock(ls, s) {
-				s.handled = true
-				return true
-			}
-			if drained {
-				// As after a read that found nothing (above).
-				s.errno = unix.EAGAIN
-				w.waiting.Store(true)
-				return w.stop(ls) || s.c.duty.Load()&dutyRecall != 0
-			}
+			w.waiting.Store(true)
+			return w.stop(ls) || s.c.duty.Load()&dutyRecall != 0
 		}
 	}
 }
