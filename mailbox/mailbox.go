@@ -283,11 +283,10 @@ type InlineReader interface {
 	KickInline()
 	// ParkBegin and ParkEnd bracket every park of the owner that does not
 	// read inline (without ParkNext, after WaitInline reported false, or
-	// after it returned with no message):
-	// its next message, if it comes from the network, is read by others,
-	// and they should not keep it waiting (package loop's
-	// Engine.ParkBegin). Called on the owner's goroutine; they must
-	// return promptly.
+	// after it returned with no message): its next message, if it comes
+	// from the network, is read by others, and they should not keep it
+	// waiting (package loop's Engine.ParkBegin). Called on the owner's
+	// goroutine; they must return promptly.
 	ParkBegin()
 	ParkEnd()
 }
