@@ -52,6 +52,10 @@ type passer interface {
 	BulkPassed(t loop.BulkTicket) bool
 }
 
+// pending reports whether some sender may have bulk items not yet passed
+// (behind is false for every sender while it is not).
+func (o *laneOrder) pending() bool { return o.n.Load() != 0 }
+
 // behind reports whether from's next item must go on the bulk lane of c:
 // an item from has put there has not passed yet.
 func (o *laneOrder) behind(c passer, from uint64) bool {

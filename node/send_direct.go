@@ -127,11 +127,11 @@ func (n *Node) sendDirect(pe *peer, lc *loop.Conn, bound int, from uint64, to PI
 	err := lc.EnqueueAppend(context.Background(), directItemBound+bound, func(dst []byte) ([]byte, error) {
 		return wire.AppendMessage(dst, to.ID, from, msg, max)
 	})
+	if err == nil {
+		return nil
+	}
 	if errors.Is(err, loop.ErrClosed) {
 		err = newPeerError("", err)
 	}
-	if err != nil {
-		return fmt.Errorf("send to %v: %w", to, err)
-	}
-	return nil
+	return fmt.Errorf("send to %v: %w", to, err)
 }
