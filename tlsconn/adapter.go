@@ -29,6 +29,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -70,6 +71,10 @@ type Adapter struct {
 
 	mu  sync.Mutex
 	out []byte // loop-fed: ciphertext written by tls.Conn, not yet taken
+	// has is len(out) > 0, stored under mu and read without it
+	// (PendingOutput: a load where a lock and an unlock were two atomic
+	// read-modify-writes, on every read pass and every drain).
+	has atomic.Bool
 }
 
 var _ net.Conn = (*Adapter)(nil)
@@ -177,19 +182,20 @@ func (a *Adapter) SwapOutput(spare []byte) []byte {
 	a.mu.Lock()
 	b := a.out
 	a.out = spare
+	if len(b) > 0 {
+		a.has.Store(false)
+	}
 	a.dbgSwapped(b)
 	a.mu.Unlock()
 	return b
 }
 
 // PendingOutput reports whether ciphertext is waiting to be taken (for
-// instance a KeyUpdate answer a Read produced). Safe from any goroutine.
-func (a *Adapter) PendingOutput() bool {
-	a.mu.Lock()
-	n := len(a.out)
-	a.mu.Unlock()
-	return n > 0
-}
+// instance a KeyUpdate answer a Read produced). Safe from any goroutine;
+// it takes no lock, and is ordered with the caller's atomics like one (a
+// Write's bytes are counted before the Write returns, a SwapOutput's
+// taking of them before it returns).
+func (a *Adapter) PendingOutput() bool { return a.has.Load() }
 
 // Read implements net.Conn. In loop-fed mode it gives the fed bytes that
 // come before the feed's last record, as many as p holds, and once those
@@ -224,6 +230,9 @@ func (a *Adapter) Write(p []byte) (int, error) {
 	}
 	a.mu.Lock()
 	a.out = append(a.out, p...)
+	if len(p) > 0 {
+		a.has.Store(true)
+	}
 	a.dbgWrote(p)
 	a.mu.Unlock()
 	return len(p), nil
