@@ -82,6 +82,51 @@ func TestBatcherMergesMessagesAndPassesControlFrames(t *testing.T) {
 	}
 }
 
+// TestBatcherDrainsOneItemAsTheLoopDoes checks Drain's shortcut for a
+// single item against its loop: the same items with an empty one after
+// (which the loop passes through as a frame of nothing) must give the same
+// bytes and counters, but for that one frame.
+func TestBatcherDrainsOneItemAsTheLoopDoes(t *testing.T) {
+	exit := (&Exit{From: codec.PID{Node: "a", ID: 1}, To: codec.PID{Node: "b", ID: 2}, Reason: codec.Atom("kill")}).Append(nil)
+	small := mustMessage(t, 1, 2, codec.Tuple{codec.PID{Node: "n@h", ID: 3}, strings.Repeat("x", 64)})
+	large := mustMessage(t, 1, 2, strings.Repeat("a fairly repetitive payload ", 200))
+	flagged := bytes.Clone(small)
+	flagged[2] = FlagS2
+	reserved := bytes.Clone(small)
+	reserved[3] = 1
+	short := bytes.Clone(small)
+	binary.BigEndian.PutUint32(short[4:], uint32(len(short)-HeaderSize-1))
+	for _, c := range []struct {
+		name string
+		feat Features
+		it   []byte
+	}{
+		{"small", 0, small}, {"small, S2", SupportedFeatures & FeatureS2, small},
+		{"large", 0, large}, {"large, S2", SupportedFeatures & FeatureS2, large},
+		{"control", 0, exit}, {"flagged", 0, flagged}, {"reserved", 0, reserved}, {"length off", 0, short}, {"empty", 0, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			one, ref := NewBatcher(BatcherOptions{Features: c.feat}), NewBatcher(BatcherOptions{Features: c.feat})
+			got := one.Drain([]byte("head"), [][]byte{c.it})
+			want := ref.Drain([]byte("head"), [][]byte{c.it, nil})
+			if !bytes.Equal(got, want) {
+				t.Fatalf("Drain of one item:\n%x\nthe loop's:\n%x", got, want)
+			}
+			ref.Frames--
+			counters := func(b *Batcher) [6]uint64 {
+				return [6]uint64{b.Frames, b.Messages, b.Compressed, b.BytesIn, b.BytesOut, b.MessageBytes}
+			}
+			if counters(one) != counters(ref) {
+				t.Fatalf("counters %v, the loop's %v", counters(one), counters(ref))
+			}
+		})
+	}
+	b := NewBatcher(BatcherOptions{Features: SupportedFeatures & FeatureS2})
+	if b.Drain(nil, [][]byte{large}); b.Compressed != 1 {
+		t.Fatalf("a large message drained alone was not compressed")
+	}
+}
+
 func TestBatcherSplitsAtMaxBatch(t *testing.T) {
 	var items [][]byte
 	for i := range 100 {
