@@ -109,7 +109,11 @@ func (s *scratch) drainQueue(c *Conn, withBulk, bounded bool) []byte {
 		s.items = ch.appendItems(s.items)
 	}
 	plain := c.drain(s.plain[:0], s.items)
-	clear(s.items)
+	if len(s.items) == 1 {
+		s.items[0] = nil // a direct write's one item: no call to clear
+	} else {
+		clear(s.items)
+	}
 	s.items = s.items[:0]
 	for i, ch := range chunks {
 		putChunk(ch)
@@ -122,7 +126,9 @@ func (s *scratch) drainQueue(c *Conn, withBulk, bounded bool) []byte {
 	s.bulk = s.bulk[:0]
 	c.queued.Add(-int64(total))
 	c.spendBacklog(int64(total))
-	c.bulkQueued.Add(-int64(bulkBytes))
+	if bulkBytes > 0 {
+		c.bulkQueued.Add(-int64(bulkBytes))
+	}
 	c.wakeSenders()
 	return plain
 }
