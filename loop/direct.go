@@ -30,36 +30,94 @@ func monoNow() int64 { return int64(time.Since(epoch)) }
 // the token to the loop. A conn without a dup of its socket yet hands it to
 // the loop and may ask for one (wantDup).
 func (c *Conn) dispatch(ls *loopState) {
-	if c.direct.Load() && !ls.busy.Load() {
-		now := monoNow()
-		last := ls.lastDirect.Load()
-		if directDue(now, c.idleSince.Load(), last) {
-			d := c.acquireDup()
-			if d == nil {
-				c.wantDup(now)
-			} else if ls.lastDirect.CompareAndSwap(last, now) {
-				c.directFlush(ls, d)
-				return
-			} else {
-				d.release()
-			}
-		}
+	if d := c.directStart(ls); d != nil {
+		c.directFlush(ls, d, nil)
+		return
 	}
 	ls.schedule(c)
 }
 
-// directFlush drains the queue on the calling goroutine: one TLS write and
-// one write(2) on the dup'd socket. What the socket does not take goes to
-// spill and the token to the loop (direct writes stop until gnet's buffer
-// is empty again). Caller holds the drain token and a reference to d.
-func (c *Conn) directFlush(ls *loopState, d *dupSock) {
+// directStart is the direct-write test of a sender holding the drain
+// token: when the conn may be written directly it returns the conn's dup
+// with a reference taken, having moved the loop's lastDirect to now; else
+// nil, and the caller hands the token to the loop. A conn without a dup
+// yet may ask for one (wantDup).
+func (c *Conn) directStart(ls *loopState) *dupSock {
+	if !c.direct.Load() || ls.busy.Load() {
+		return nil
+	}
+	now := monoNow()
+	last := ls.lastDirect.Load()
+	if !directDue(now, c.idleSince.Load(), last) {
+		return nil
+	}
+	d := c.acquireDup()
+	if d == nil {
+		c.wantDup(now)
+		return nil
+	}
+	if !ls.lastDirect.CompareAndSwap(last, now) {
+		d.release()
+		return nil
+	}
+	return d
+}
+
+// appendHeld is EnqueueAppend for a sender that took the drain token with
+// both lanes empty (EnqueueAppend): written directly when directStart
+// allows it, the item is encoded into the direct writer's own buffer and
+// sealed alone, never queued (no queue lock, chunk or drain of the queue);
+// else it is queued and the token goes to the loop, as dispatch would hand
+// it. Order holds: every item queued before the token was taken has been
+// drained (the lanes were empty, and a drain in progress clears direct
+// before it gives the token up), and items queued meanwhile go out after
+// this one (the token's release rechecks the lanes).
+func (c *Conn) appendHeld(max int, fn func(dst []byte) ([]byte, error)) error {
+	ls := c.ls.Load()
+	if ls != nil {
+		if d := c.directStart(ls); d != nil {
+			s := &c.directBufs
+			item, err := fn(s.item[:0])
+			if err != nil || len(item) == 0 {
+				d.release()
+				c.releaseToken(ls)
+				return err
+			}
+			c.directFlush(ls, d, item) // keeps item's buffer in s (sealItem) and gives the token up
+			return nil
+		}
+	}
+	_, err := c.q.pushAppend(max, &c.queued, fn)
+	switch {
+	case ls == nil:
+		// OnOpen has not run; it drains a scheduled queue itself.
+	case err != nil:
+		c.releaseToken(ls) // nothing queued
+	default:
+		ls.schedule(c)
+	}
+	return err
+}
+
+// directFlush drains the queue, or with item set seals that item alone
+// (appendHeld), on the calling goroutine: one TLS write and one write(2)
+// on the dup'd socket. What the socket does not take goes to spill and the
+// token to the loop (direct writes stop until gnet's buffer is empty
+// again). Caller holds the drain token and a reference to d.
+func (c *Conn) directFlush(ls *loopState, d *dupSock, item []byte) {
 	c.nDirect.Add(1)
 	c.dbgWriteEnter("direct")
 	// Urgent items only: bulk items go through the loop, which keeps the
 	// socket's unsent limit short while they flow (paceBulk); written here
 	// they would fill the kernel's queue (the recheck below hands them to
 	// the loop).
-	earlier, sealed, werr := c.sealQueue(&c.directBufs, c.directOut, false, false, false)
+	var earlier, sealed []byte
+	var werr error
+	if item != nil {
+		earlier, sealed, werr = c.sealItem(&c.directBufs, c.directOut, item)
+	} else {
+		earlier, sealed, werr = c.sealQueue(&c.directBufs, c.directOut, false, false, false)
+	}
 	rest := earlier
 	if len(earlier) > 0 {
 		rest = c.writeFD("direct", d.fd, earlier)
@@ -99,6 +157,14 @@ func (c *Conn) directFlush(ls *loopState, d *dupSock) {
 		ls.schedule(c) // keep the token: the loop sends the spill first
 		return
 	}
+	c.releaseToken(ls)
+}
+
+// releaseToken gives up the drain token held by a sender, handing it to
+// the loop instead if there is work for it: items queued meanwhile, a
+// close, or output a Read produced while the token was held (doc.go,
+// "Direct writes").
+func (c *Conn) releaseToken(ls *loopState) {
 	c.scheduled.Store(false)
 	if (c.queued.Load() > 0 || c.bulkQueued.Load() > 0 || c.reached(draining) || c.ad.PendingOutput()) &&
 		c.scheduled.CompareAndSwap(false, true) {

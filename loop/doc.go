@@ -60,7 +60,10 @@
 // chunks, under a mutex held for that copy only (no allocation in steady
 // state; queue.go says why this beat a lock-free list of pooled nodes);
 // EnqueueAppend lets a bounded encoder that runs no user code append the
-// item in place under that mutex instead (one copy fewer). Only the
+// item in place under that mutex instead (one copy fewer), or, when both
+// lanes are empty and the scheduled flag is free, takes that flag first
+// and, on a conn a direct write may go to (below), encodes the item into
+// the direct writer's own buffer and seals it alone, never queued. Only the
 // sender whose CAS flips the conn's scheduled flag from false to true
 // schedules the conn on its loop; the loop's ready list wakes gnet (one
 // task) only when it was empty and the loop is not already inside one of
@@ -120,7 +123,13 @@
 // conn's own direct writes, so their ends are not recorded: a sender
 // whose writes each take longer than the difference may write a few in a
 // row). A stream thus settles on the loop, where items batch: the first
-// push after a drain comes within nanoseconds of it. The direct writer seals with
+// push after a drain comes within nanoseconds of it. An EnqueueAppend that
+// finds both lanes empty and the token free takes the token before it
+// queues anything and, if the same tests allow a direct write, never
+// queues its item (no queue lock, chunk or drain of the queue: appendHeld
+// in direct.go); else it queues the item and hands the token to the loop.
+// The empty lanes keep each sender's order: every earlier item is drained,
+// and a drain in progress clears direct before it gives the token up. The direct writer seals with
 // tls.Conn Write and writes the ciphertext with one write(2) on a dup of
 // the socket (gnet may close its own fd at any time; the dup is reference
 // counted and closed by its last user). The dup is made lazily: a conn gets

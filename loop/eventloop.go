@@ -70,6 +70,7 @@ type scratch struct {
 	items  [][]byte
 	chunks []*chunk // the chunk list drained last, handed back on the next take
 	bulk   []*chunk // the bulk lane's chunks of one drain
+	item   []byte   // a direct writer's: the one item appendHeld encodes
 }
 
 // drainQueue takes, withBulk, the bulk lane's share of c's items

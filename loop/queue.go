@@ -23,6 +23,10 @@ package loop
 //   - A push completes under mu before its sender looks at the conn's
 //     scheduled flag, so an item is either taken by a drain that started
 //     after it or seen by the sender that then schedules one (Conn.push).
+//     The one item not pushed first is EnqueueAppend's on empty lanes: its
+//     sender takes the flag before, and either writes the item itself,
+//     never queued, or pushes it holding the flag and schedules the conn
+//     (Conn.appendHeld).
 //   - An item never spans chunks: c.b[c.ends[i-1]:c.ends[i]] is item i of
 //     chunk c. An item larger than a chunk gets a chunk of its own size,
 //     which is not pooled.
@@ -213,8 +217,10 @@ func (q *sendQueue) pushAppend(max int, n *atomic.Int64, fn func([]byte) ([]byte
 // maxAppendItem, 4 KiB) and returns it, or returns an error having
 // appended nothing, in which case nothing is queued and the error is
 // returned. fn runs under the queue's lock, which the loop's drain takes
-// too: it must be quick and must not block, call into the conn, or run
-// code of unknown cost (an encoder of built-in values, not a user's
+// too, or, on a conn with nothing queued, holding the conn's drain token
+// (its item may then be written at once, never queued: doc.go, "Direct
+// writes"): it must be quick and must not block, call into the conn, or
+// run code of unknown cost (an encoder of built-in values, not a user's
 // marshaller). Waiting (backpressure) and the closed conn are as for
 // Enqueue, and it does not allocate in steady state. fn runs after the
 // wait for room: an error only fn can find (a size limit) comes after it,
@@ -232,6 +238,12 @@ func (c *Conn) EnqueueAppend(ctx context.Context, max int, fn func(dst []byte) (
 		if err := c.waitRoom(ctx, &c.queued); err != nil {
 			return err
 		}
+	}
+	if c.queued.Load() == 0 && c.bulkQueued.Load() == 0 && !c.scheduled.Load() && c.scheduled.CompareAndSwap(false, true) {
+		// Nothing queued and the token free: taken before the item is
+		// queued, so that an idle conn's item can skip the queue
+		// (appendHeld).
+		return c.appendHeld(max, fn)
 	}
 	if _, err := c.q.pushAppend(max, &c.queued, fn); err != nil {
 		return err

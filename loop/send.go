@@ -278,6 +278,28 @@ func (c *Conn) sealQueue(s *scratch, spare []byte, closeNotify, withBulk, bounde
 	return earlier, sealed, err
 }
 
+// sealItem is sealQueue for one item that was never queued (appendHeld):
+// the conn's drain function turns it alone into plaintext, sealed by one
+// tls.Conn Write into spare; s keeps item's buffer (s.item) for the next
+// one unless it grew large. Holder of the drain token; earlier goes out
+// before sealed.
+func (c *Conn) sealItem(s *scratch, spare, item []byte) (earlier, sealed []byte, err error) {
+	earlier = c.swapOutput(spare)
+	s.items = append(s.items[:0], item)
+	plain := c.drain(s.plain[:0], s.items)
+	s.items[0] = nil
+	s.items = s.items[:0]
+	if cap(item) <= 2*maxAppendItem {
+		s.item = item[:0]
+	}
+	if len(plain) > 0 {
+		_, err = c.tc.Write(plain)
+	}
+	s.keepPlain(plain)
+	sealed = c.swapOutput(nil)
+	return earlier, sealed, err
+}
+
 // writePending hands gnet, in order: the spill of an earlier direct write,
 // output produced while nobody held the token (earlier), then sealed. Loop
 // only, holding the drain token.
