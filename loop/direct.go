@@ -64,39 +64,34 @@ func (c *Conn) directStart(ls *loopState) *dupSock {
 }
 
 // appendHeld is EnqueueAppend for a sender that took the drain token with
-// both lanes empty (EnqueueAppend): written directly when directStart
-// allows it, the item is encoded into the direct writer's own buffer and
-// sealed alone, never queued (no queue lock, chunk or drain of the queue);
-// else it is queued and the token goes to the loop, as dispatch would hand
-// it. Order holds: every item queued before the token was taken has been
-// drained (the lanes were empty, and a drain in progress clears direct
-// before it gives the token up), and items queued meanwhile go out after
-// this one (the token's release rechecks the lanes).
-func (c *Conn) appendHeld(max int, fn func(dst []byte) ([]byte, error)) error {
-	ls := c.ls.Load()
-	if ls != nil {
-		if d := c.directStart(ls); d != nil {
-			s := &c.directBufs
-			item, err := fn(s.item[:0])
-			if err != nil || len(item) == 0 {
-				d.release()
-				c.releaseToken(ls)
-				return err
-			}
-			c.directFlush(ls, d, item) // keeps item's buffer in s (sealItem) and gives the token up
-			return nil
+// both lanes empty on a started conn (EnqueueAppend; ls is its loop):
+// written directly when directStart allows it, the item is encoded into
+// the direct writer's own buffer and sealed alone, never queued (no queue
+// lock, chunk or drain of the queue); else it is queued and the token goes
+// to the loop, as dispatch would hand it. Order holds: every item queued
+// before the token was taken has been drained (the lanes were empty, and a
+// drain in progress clears direct before it gives the token up), and items
+// queued meanwhile go out after this one (the token's release rechecks the
+// lanes).
+func (c *Conn) appendHeld(ls *loopState, max int, fn func(dst []byte) ([]byte, error)) error {
+	if d := c.directStart(ls); d != nil {
+		s := &c.directBufs
+		item, err := fn(s.item[:0])
+		if err != nil || len(item) == 0 {
+			d.release()
+			c.releaseToken(ls)
+			return err
 		}
+		c.directFlush(ls, d, item) // keeps item's buffer in s (sealItem) and gives the token up
+		return nil
 	}
 	_, err := c.q.pushAppend(max, &c.queued, fn)
-	switch {
-	case ls == nil:
-		// OnOpen has not run; it drains a scheduled queue itself.
-	case err != nil:
+	if err != nil {
 		c.releaseToken(ls) // nothing queued
-	default:
-		ls.schedule(c)
+		return err
 	}
-	return err
+	ls.schedule(c)
+	return nil
 }
 
 // directFlush drains the queue, or with item set seals that item alone

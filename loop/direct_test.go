@@ -277,3 +277,34 @@ func TestAnAppendDoesNotOvertakeAQueuedItem(t *testing.T) {
 		t.Fatalf("%d frames out of order", bad)
 	}
 }
+
+// An EnqueueAppend on a conn not started that finds it started right after
+// its look at the conn's loop (testHookAppendLoop: OnOpen runs there, sees
+// no token taken or takes the one it finds, and drains what is queued)
+// still has its item sent: it pushes before it takes the token, as Enqueue
+// does, so OnOpen's drain or its own dispatch sends it.
+func TestAnAppendRacingStartIsSent(t *testing.T) {
+	for range 5 {
+		h := newFrameHandler(nil)
+		c := dialNamed(t, h)
+		c.SetHandler(newFrameHandler(nil))
+		hook := func(hc *Conn) {
+			if hc != c {
+				return
+			}
+			c.Start()
+			eventually(t, 10*time.Second, "the conn on its loop", func() bool { return c.ls.Load() != nil })
+			opened := make(chan struct{})
+			c.Execute(func() { close(opened) }) // runs after OnOpen
+			<-opened
+		}
+		testHookAppendLoop.Store(&hook)
+		err := c.EnqueueAppend(context.Background(), 16, func(dst []byte) ([]byte, error) { return frame(dst, []byte("first")), nil })
+		testHookAppendLoop.Store(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 5*time.Second, "the frame appended as the conn started", func() bool { n, _, _ := h.count(); return n == 1 })
+		_ = c.Close(nil)
+	}
+}

@@ -124,24 +124,26 @@
 // whose writes each take longer than the difference may write a few in a
 // row). A stream thus settles on the loop, where items batch: the first
 // push after a drain comes within nanoseconds of it. An EnqueueAppend that
-// finds both lanes empty and the token free takes the token before it
-// queues anything and, if the same tests allow a direct write, never
-// queues its item (no queue lock, chunk or drain of the queue: appendHeld
-// in direct.go); else it queues the item and hands the token to the loop.
-// The empty lanes keep each sender's order: every earlier item is drained,
-// and a drain in progress clears direct before it gives the token up. The direct writer seals with
-// tls.Conn Write and writes the ciphertext with one write(2) on a dup of
-// the socket (gnet may close its own fd at any time; the dup is reference
-// counted and closed by its last user). The dup is made lazily: a conn gets
-// one on the loop when a sender wanted a direct write and found none twice
-// within a second (until then those sends wake the loop), and gives it back
-// after 5 s without a direct write, so an idle conn (ticks every few
-// seconds) holds one descriptor, not two; the process's dups stay under a
-// quarter of its descriptor limit (direct.go). What the socket does not take is
-// kept as spill and the token goes to the loop, which sends the spill
-// before anything else; direct writes stay off until gnet's buffer drains.
-// After writing, the sender releases the token and rechecks queued bytes,
-// closing and pending output, handing the token to the loop if any.
+// finds its conn started, both lanes empty and the token free takes the
+// token before it queues anything and, if the same tests allow a direct
+// write, never queues its item (no queue lock, chunk or drain of the
+// queue: appendHeld in direct.go); else it queues the item and hands the
+// token to the loop. The empty lanes keep each sender's order: every
+// earlier item is drained, and a drain in progress clears direct before
+// it gives the token up. An encoder that fails there gives the token
+// back. The direct writer seals with tls.Conn Write and writes the
+// ciphertext with one write(2) on a dup of the socket (gnet may close its
+// own fd at any time; the dup is reference counted and closed by its last
+// user). The dup is made lazily: a conn gets one on the loop when a sender
+// wanted a direct write and found none twice within a second (until then
+// those sends wake the loop), and gives it back after 5 s without a direct
+// write, so an idle conn (ticks every few seconds) holds one descriptor,
+// not two; the process's dups stay under a quarter of its descriptor limit
+// (direct.go). What the socket does not take is kept as spill and the token
+// goes to the loop, which sends the spill before anything else; direct
+// writes stay off until gnet's buffer drains. After writing, the sender
+// releases the token and rechecks queued bytes, closing and pending output,
+// handing the token to the loop if any.
 //
 // Why tls.Conn allows this: its Write and Read take separate mutexes (out
 // and in), and the token makes Write (and Close, and the drain function)

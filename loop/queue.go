@@ -23,10 +23,13 @@ package loop
 //   - A push completes under mu before its sender looks at the conn's
 //     scheduled flag, so an item is either taken by a drain that started
 //     after it or seen by the sender that then schedules one (Conn.push).
-//     The one item not pushed first is EnqueueAppend's on empty lanes: its
-//     sender takes the flag before, and either writes the item itself,
-//     never queued, or pushes it holding the flag and schedules the conn
-//     (Conn.appendHeld).
+//     The one item not pushed first is EnqueueAppend's on a started conn
+//     with empty lanes (Conn.appendHeld): its sender takes the flag
+//     first, then either writes the item itself, never queued, or pushes
+//     it still holding the flag and schedules the conn; if its encoder
+//     fails, nothing is queued and it gives the flag up as a direct
+//     writer does (Conn.releaseToken: the conn is scheduled if
+//     other senders queued items meanwhile).
 //   - An item never spans chunks: c.b[c.ends[i-1]:c.ends[i]] is item i of
 //     chunk c. An item larger than a chunk gets a chunk of its own size,
 //     which is not pooled.
@@ -239,11 +242,17 @@ func (c *Conn) EnqueueAppend(ctx context.Context, max int, fn func(dst []byte) (
 			return err
 		}
 	}
-	if c.queued.Load() == 0 && c.bulkQueued.Load() == 0 && !c.scheduled.Load() && c.scheduled.CompareAndSwap(false, true) {
-		// Nothing queued and the token free: taken before the item is
-		// queued, so that an idle conn's item can skip the queue
-		// (appendHeld).
-		return c.appendHeld(max, fn)
+	ls := c.ls.Load()
+	if h := testHookAppendLoop.Load(); h != nil {
+		(*h)(c)
+	}
+	if ls != nil && c.queued.Load() == 0 && c.bulkQueued.Load() == 0 && !c.scheduled.Load() && c.scheduled.CompareAndSwap(false, true) {
+		// Started, nothing queued and the token free: taken before the
+		// item is queued, so that an idle conn's item can skip the queue
+		// (appendHeld). A conn not started (ls nil; ls is never reset)
+		// pushes first, as below: OnOpen, which stores ls, then drains
+		// a scheduled queue itself.
+		return c.appendHeld(ls, max, fn)
 	}
 	if _, err := c.q.pushAppend(max, &c.queued, fn); err != nil {
 		return err
@@ -259,3 +268,8 @@ func (c *Conn) EnqueueAppend(ctx context.Context, max int, fn func(dst []byte) (
 	}
 	return nil
 }
+
+// testHookAppendLoop, when a test sets it, runs in EnqueueAppend right
+// after its load of the conn's loop state (ls): a test starts the conn
+// there, as OnOpen may run while the sender is descheduled at that point.
+var testHookAppendLoop atomic.Pointer[func(*Conn)]
