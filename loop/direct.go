@@ -72,11 +72,24 @@ func (c *Conn) directStart(ls *loopState) *dupSock {
 // before the token was taken has been drained (the lanes were empty, and a
 // drain in progress clears direct before it gives the token up), and items
 // queued meanwhile go out after this one (the token's release rechecks the
-// lanes).
+// lanes). If fn panics, the token and the dup's reference are given back
+// before the panic goes on (held): the conn stays usable.
 func (c *Conn) appendHeld(ls *loopState, max int, fn func(dst []byte) ([]byte, error)) error {
-	if d := c.directStart(ls); d != nil {
+	var d *dupSock
+	held := true // fn runs holding the token (and d's reference)
+	defer func() {
+		if held {
+			// fn panicked: nothing was queued or written.
+			if d != nil {
+				d.release()
+			}
+			c.releaseToken(ls)
+		}
+	}()
+	if d = c.directStart(ls); d != nil {
 		s := &c.directBufs
 		item, err := fn(s.item[:0])
+		held = false
 		if err != nil || len(item) == 0 {
 			d.release()
 			c.releaseToken(ls)
@@ -86,6 +99,7 @@ func (c *Conn) appendHeld(ls *loopState, max int, fn func(dst []byte) ([]byte, e
 		return nil
 	}
 	_, err := c.q.pushAppend(max, &c.queued, fn)
+	held = false
 	if err != nil {
 		c.releaseToken(ls) // nothing queued
 		return err

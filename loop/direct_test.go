@@ -278,6 +278,79 @@ func TestAnAppendDoesNotOvertakeAQueuedItem(t *testing.T) {
 	}
 }
 
+// An encoder that fails or panics in EnqueueAppend's appendHeld, on either
+// of its branches (written directly: a dup and an idle conn; queued: no
+// dup), gives the drain token back, and the dup's reference it took: what
+// is sent next goes out, and the dup has only the conn's reference.
+func TestAFailedOrPanickingAppendReleasesTheToken(t *testing.T) {
+	errEnc := errors.New("encoder refused")
+	for _, tc := range []struct {
+		name        string
+		dup, panics bool
+		wantDirect  bool // fn must have run on the direct branch at least once
+		rounds      int
+	}{
+		{name: "queued, error", rounds: 1},
+		{name: "queued, panic", panics: true, rounds: 1},
+		{name: "direct, panic", dup: true, panics: true, wantDirect: true, rounds: 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newPair(t, nil, nil)
+			c := p.cliConn
+			if tc.dup {
+				giveDup(t, c)
+			}
+			directRuns := 0
+			for i := range tc.rounds {
+				time.Sleep(time.Millisecond) // idle: a direct write is due
+				var direct bool
+				fn := func(dst []byte) ([]byte, error) {
+					direct = cap(dst) != chunkSize // the queue gives a chunk, the direct writer its own buffer
+					if tc.panics {
+						panic("encoder")
+					}
+					return dst, errEnc
+				}
+				var err error
+				panicked := func() (panicked bool) {
+					defer func() { panicked = recover() != nil }()
+					err = c.EnqueueAppend(context.Background(), 16, fn)
+					return false
+				}()
+				if tc.panics != panicked {
+					t.Fatalf("round %d: panicked %v, want %v", i, panicked, tc.panics)
+				}
+				if !tc.panics && !errors.Is(err, errEnc) {
+					t.Fatalf("EnqueueAppend: %v, want the encoder's error", err)
+				}
+				if direct {
+					directRuns++
+				} else if !tc.dup && c.dup.Load() != nil {
+					t.Fatal("the conn got a dup: the queued branch is not certain")
+				}
+				if c.scheduled.Load() {
+					t.Fatalf("round %d: the drain token is still taken", i)
+				}
+				if d := c.dup.Load(); d != nil {
+					if r := d.refs.Load(); r != 1 {
+						t.Fatalf("round %d: the dup has %d references, want the conn's 1", i, r)
+					}
+				}
+				if err := c.Enqueue(context.Background(), frame(nil, []byte("next"))); err != nil {
+					t.Fatal(err)
+				}
+				eventually(t, 10*time.Second, "the next frame", func() bool { n, _, _ := p.srvHandler.count(); return n == i+1 })
+			}
+			if tc.wantDirect && directRuns == 0 {
+				t.Fatal("the encoder never ran on the direct branch: the test did not cover it")
+			}
+			if !tc.wantDirect && directRuns != 0 {
+				t.Fatal("the encoder ran on the direct branch")
+			}
+		})
+	}
+}
+
 // An EnqueueAppend on a conn not started that finds it started right after
 // its look at the conn's loop (testHookAppendLoop: OnOpen runs there, sees
 // no token taken or takes the one it finds, and drains what is queued)

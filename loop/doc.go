@@ -130,8 +130,8 @@
 // queue: appendHeld in direct.go); else it queues the item and hands the
 // token to the loop. The empty lanes keep each sender's order: every
 // earlier item is drained, and a drain in progress clears direct before
-// it gives the token up. An encoder that fails there gives the token
-// back. The direct writer seals with tls.Conn Write and writes the
+// it gives the token up. An encoder that fails or panics there gives the
+// token back. The direct writer seals with tls.Conn Write and writes the
 // ciphertext with one write(2) on a dup of the socket (gnet may close its
 // own fd at any time; the dup is reference counted and closed by its last
 // user). The dup is made lazily: a conn gets one on the loop when a sender

@@ -27,8 +27,8 @@ package loop
 //     with empty lanes (Conn.appendHeld): its sender takes the flag
 //     first, then either writes the item itself, never queued, or pushes
 //     it still holding the flag and schedules the conn; if its encoder
-//     fails, nothing is queued and it gives the flag up as a direct
-//     writer does (Conn.releaseToken: the conn is scheduled if
+//     fails or panics, nothing is queued and it gives the flag up as a
+//     direct writer does (Conn.releaseToken: the conn is scheduled if
 //     other senders queued items meanwhile).
 //   - An item never spans chunks: c.b[c.ends[i-1]:c.ends[i]] is item i of
 //     chunk c. An item larger than a chunk gets a chunk of its own size,
@@ -228,8 +228,10 @@ func (q *sendQueue) pushAppend(max int, n *atomic.Int64, fn func([]byte) ([]byte
 // Enqueue, and it does not allocate in steady state. fn runs after the
 // wait for room: an error only fn can find (a size limit) comes after it,
 // so a caller that can check such a limit before should. fn must return
-// dst with its item appended; a result shorter than dst is refused. Safe
-// from any goroutine but the conn's own loop.
+// dst with its item appended; a result shorter than dst is refused. If fn
+// panics, nothing is queued or written, the conn is left usable (the
+// queue's lock and the drain token given back) and the panic goes on to
+// the caller. Safe from any goroutine but the conn's own loop.
 func (c *Conn) EnqueueAppend(ctx context.Context, max int, fn func(dst []byte) ([]byte, error)) error {
 	if max <= 0 || max > maxAppendItem {
 		return errAppendTooLarge
