@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -379,5 +380,140 @@ func TestAnAppendRacingStartIsSent(t *testing.T) {
 		}
 		eventually(t, 5*time.Second, "the frame appended as the conn started", func() bool { n, _, _ := h.count(); return n == 1 })
 		_ = c.Close(nil)
+	}
+}
+
+// A sender that takes the drain token while the loop drains (given up, in
+// flushQueue, before the loop writes what it sealed: testHookLoopSealed)
+// must not write its item itself, ahead of the loop's: EnqueueAppend's
+// item goes out after the drained one, with no direct write.
+func TestAnAppendDuringTheLoopsDrainWaitsForIt(t *testing.T) {
+	order := newOrderCheck(1)
+	p := newPair(t, order.frame, nil)
+	c := p.cliConn
+	giveDup(t, c)
+	var armed atomic.Bool
+	var during atomic.Uint64
+	ran := make(chan struct{}, 1)
+	payload := make([]byte, 8)
+	hook := func(hc *Conn) {
+		if hc != c || !armed.CompareAndSwap(true, false) {
+			return
+		}
+		n0 := c.nDirect.Load()
+		done := make(chan error)
+		go func() { // EnqueueAppend: not on the conn's loop
+			pl := make([]byte, 8)
+			binary.BigEndian.PutUint32(pl[4:], 1)
+			done <- c.EnqueueAppend(context.Background(), 4+len(pl), func(dst []byte) ([]byte, error) { return frame(dst, pl), nil })
+		}()
+		if err := <-done; err != nil {
+			t.Errorf("EnqueueAppend: %v", err)
+		}
+		during.Store(c.nDirect.Load() - n0)
+		ran <- struct{}{}
+	}
+	testHookLoopSealed.Store(&hook)
+	t.Cleanup(func() { testHookLoopSealed.Store(nil) })
+	for i := range 10 {
+		order.mu.Lock()
+		order.next[0] = 0
+		order.mu.Unlock()
+		p.srvHandler.mu.Lock()
+		p.srvHandler.frames = 0
+		p.srvHandler.mu.Unlock()
+		armed.Store(true)
+		time.Sleep(time.Millisecond) // idle: a direct write would be due
+		binary.BigEndian.PutUint32(payload[4:], 0)
+		f := frame(nil, payload)
+		c.Execute(func() { _ = c.Enqueue(context.Background(), f) }) // on the loop: drained by the loop
+		select {
+		case <-ran:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the loop's drain did not run the hook")
+		}
+		if n := during.Load(); n != 0 {
+			t.Fatalf("round %d: %d direct writes during the loop's drain", i, n)
+		}
+		eventually(t, 10*time.Second, "both frames", func() bool { n, _, _ := p.srvHandler.count(); return n == 2 })
+		if bad, _ := order.result(); bad != 0 {
+			t.Fatalf("round %d: %d frames out of order", i, bad)
+		}
+		if _, closes, reason := p.srvHandler.count(); closes != 0 {
+			t.Fatalf("the server's conn closed: %v", reason)
+		}
+	}
+}
+
+// An EnqueueAppend on a conn whose gnet buffer holds ciphertext the socket
+// did not take (the peer reads nothing), with nothing queued and the
+// drain token free, does not write directly: its item would go ahead of
+// gnet's bytes if the socket took some. It goes out after them.
+func TestAnAppendBehindGnetsBufferDoesNotWriteDirectly(t *testing.T) {
+	order := newOrderCheck(1)
+	blocked, release := make(chan struct{}), make(chan struct{})
+	var first atomic.Bool
+	p := newPair(t, func(c *Conn, f []byte) {
+		order.frame(c, f)
+		if first.CompareAndSwap(false, true) {
+			close(blocked)
+			<-release // the server's loop reads nothing meanwhile
+		}
+	}, nil)
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock)
+	c := p.cliConn
+	giveDup(t, c)
+	// Short socket buffers: a few MiB fill them (the dup shares the
+	// socket's options).
+	if err := syscall.SetsockoptInt(c.dup.Load().fd, syscall.SOL_SOCKET, syscall.SO_SNDBUF, 64<<10); err != nil {
+		t.Fatal(err)
+	}
+	seq := uint32(0)
+	next := func(dst []byte, size int) []byte {
+		pl := make([]byte, size)
+		binary.BigEndian.PutUint32(pl[4:], seq)
+		seq++
+		return frame(dst, pl)
+	}
+	if err := c.Enqueue(context.Background(), next(nil, 8)); err != nil {
+		t.Fatal(err)
+	}
+	<-blocked
+	// More than the socket's buffers take while nobody reads: the rest
+	// stays in gnet's buffer.
+	var big []byte
+	for range 4 {
+		big = next(big, 1<<20)
+	}
+	if err := c.Enqueue(context.Background(), big); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "gnet holding bytes, the token free", func() bool {
+		ok := make(chan bool, 1)
+		c.Execute(func() { // gnet's buffer: the loop's to look at
+			ok <- c.gc.OutboundBuffered() > 0 && c.queued.Load() == 0 && !c.scheduled.Load()
+		})
+		select {
+		case v := <-ok:
+			return v
+		case <-time.After(time.Second):
+			return false // the conn closed: Execute runs nothing
+		}
+	})
+	time.Sleep(time.Millisecond) // a direct write would be due
+	n0 := c.nDirect.Load()
+	small := next(nil, 8)
+	if err := c.EnqueueAppend(context.Background(), len(small), func(dst []byte) ([]byte, error) { return append(dst, small...), nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.nDirect.Load() - n0; n != 0 {
+		t.Fatalf("%d direct writes while gnet held unsent bytes", n)
+	}
+	unblock()
+	eventually(t, 20*time.Second, "all frames", func() bool { n, _, _ := p.srvHandler.count(); return n == int(seq) })
+	if bad, _ := order.result(); bad != 0 {
+		t.Fatalf("%d frames out of order", bad)
 	}
 }

@@ -448,6 +448,9 @@ func (c *Conn) flushUrgent(ls *loopState) {
 func (c *Conn) sealAndWrite(ls *loopState, withBulk bool) bool {
 	c.dbgWriteEnter("loop")
 	earlier, sealed, err := c.sealQueue(&ls.s, ls.out, false, withBulk, withBulk)
+	if h := testHookLoopSealed.Load(); h != nil {
+		(*h)(c)
+	}
 	c.writePending(earlier, sealed)
 	c.dbgWriteLeave()
 	ls.out = sealed[:0]
@@ -460,6 +463,12 @@ func (c *Conn) sealAndWrite(ls *loopState, withBulk bool) bool {
 	}
 	return true
 }
+
+// testHookLoopSealed, when a test sets it, runs in sealAndWrite between
+// the loop's seal and its write to gnet: a test sends there from another
+// goroutine, as a sender may while the loop drains with the token given
+// up (flushQueue).
+var testHookLoopSealed atomic.Pointer[func(*Conn)]
 
 // armSocketWait flushes the queue again after socketWait. Loop only,
 // holding the drain token.
