@@ -165,6 +165,7 @@ type Conn struct {
 	// leftover and shortRecv belong to the duty's holder (inline.go).
 	gc          gnet.Conn
 	leftover    []byte        // plaintext the handler left unconsumed
+	holder      InlineParker  // the holder's parker while it reads (holdDuty); nil while the loop reads
 	recheck     bool          // a flush timer (socket wait or backlog recheck) is armed
 	backoff     time.Duration // last backlog recheck delay
 	lastBacklog int           // gnet's backlog at the last recheck
@@ -290,6 +291,13 @@ func (c *Conn) failStart(reason error) {
 func (c *Conn) AfterFunc(d time.Duration, fn func()) *Timer {
 	return c.e.timers.add(c, d, fn)
 }
+
+// Holder returns the InlineParker of the goroutine reading c inline
+// (ReadInline), the owner that waits, when called from the Handler.OnData
+// that goroutine runs; nil when the loop reads c. A handler may hand
+// that owner its own message on its own goroutine (package mailbox's
+// PushEncodedOwn). Call it only from c's OnData.
+func (c *Conn) Holder() InlineParker { return c.holder }
 
 // AfterFlush runs fn on the conn's loop once the callback it is called
 // from has ended and the output queued during it (on this conn and the

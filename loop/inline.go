@@ -606,12 +606,14 @@ func (c *Conn) holdDuty(ctx context.Context, dl time.Time, ls *loopState, r *inl
 	}
 	bufs := inlineBufPool.Get().(*inlineBufs)
 	r.c, r.p, r.buf = c, p, bufs.in
+	c.holder = p
 	r.uses++
 	c.dbgReadEnter(false)
 	defer func() {
 		c.dbgReadLeave()
 		stop()
 		r.c, r.p, r.buf = nil, nil, nil
+		c.holder = nil
 		inlineBufPool.Put(bufs)
 	}()
 	for p.InlinePark() {

@@ -35,6 +35,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -131,6 +132,8 @@ type inlineClient struct {
 	overlaps atomic.Int32 // OnData calls that began while another ran: two readers
 	late     atomic.Int32 // OnData calls that began after OnClose did (rule 5)
 	stray    atomic.Int32 // frames for no mailbox
+	own      atomic.Int32 // frames given to the holder's own mailbox as its own (Conn.Holder)
+	alien    atomic.Int32 // OnData calls whose Conn.Holder named none of the boxes
 	closing  atomic.Bool  // OnClose began
 
 	mu       sync.Mutex
@@ -169,8 +172,26 @@ func (h *inlineClient) deliver(c *Conn, f []byte) {
 		h.stray.Add(1)
 		return
 	}
-	h.boxes[f[0]].Push(string(f))
+	box := h.boxes[f[0]]
+	if hp := c.Holder(); hp != nil {
+		hb, ok := hp.(*mailbox.Mailbox)
+		if !ok || !slices.Contains(h.boxes, hb) {
+			h.alien.Add(1)
+		} else if hb == box {
+			// The holder's own message, on its own goroutine, as a node
+			// gives it (mailbox.PushEncodedOwn: owner only, so a Holder
+			// left over for the loop's OnData would race with -race).
+			h.own.Add(1)
+			box.PushEncodedOwn(&stringDecoder, f)
+			return
+		}
+	}
+	box.Push(string(f))
 }
+
+// stringDecoder decodes a frame given to its holder as its own
+// (inlineClient.deliver) as the string the loop pushes.
+var stringDecoder = mailbox.Decoder{Decode: func(b []byte) (any, error) { return string(b), nil }}
 
 func (h *inlineClient) OnData(c *Conn, b []byte) (int, error) {
 	if h.closing.Load() {
@@ -649,6 +670,9 @@ func checkClientRules(t *testing.T, name string, c *Conn, h *inlineClient) {
 	if n := h.stray.Load(); n != 0 {
 		t.Errorf("%s: %d frames for no mailbox, or answers refused", name, n)
 	}
+	if n := h.alien.Load(); n != 0 {
+		t.Errorf("%s: %d frames read by a holder whose Conn.Holder is none of the waiting mailboxes", name, n)
+	}
 	h.mu.Lock()
 	bad := h.closeBad
 	h.mu.Unlock()
@@ -718,6 +742,9 @@ func TestInlinePingPongRepliesArriveInOrderThroughTheInlinePath(t *testing.T) {
 	}
 	if p.r.took.Load() == 0 {
 		t.Fatalf("no wait of %d rounds took the read duty (%d tries): the inline path was never taken", rounds, p.r.tries.Load())
+	}
+	if ip.cli.own.Load() == 0 {
+		t.Fatal("no reply read inline was for the holder's own mailbox (Conn.Holder)")
 	}
 	ip.checkRules(t)
 	t.Logf("%d of %d waits read inline", p.r.took.Load(), rounds)

@@ -50,6 +50,14 @@ package mailbox
 //     of k add k-1; popping the marker takes them off again), for Len. Len
 //     thus misses the rest of a run the owner has started reading.
 //
+// The owner's own message. An owner that reads its own input inline (an
+// InlineReader's wait) delivers the message it waits for on its own
+// goroutine; PushEncodedOwn then decodes it at once into inbox.held
+// (Mailbox.held set) when nothing is queued before it, and pop returns it
+// before the queue: no copy, no marker, no chunk. Nothing can be queued
+// before it afterwards (pushes claim slots behind), so it stands exactly
+// where a push at that moment would.
+//
 // Large messages. PushEncodedOwned queues a message's own buffer in the
 // queue, in its place, instead of copying it into a chunk: chunks stay
 // small and pooled, and the owner decodes it like any other.
@@ -152,6 +160,11 @@ type inbox struct {
 	// emptied when the owner parks, so an idle process holds none. Here
 	// rather than in the Mailbox, which stays small for idle processes.
 	slab *[]byte
+	// held is the message the owner gave itself (PushEncodedOwn) while
+	// Mailbox.held is set: owner only, written once a message at most,
+	// and only while no producer streams into the inbox. Here rather than
+	// in the Mailbox for the same reason as slab.
+	held any
 }
 
 // encReader is the owner's read position in the inbox. It lives in the
@@ -221,6 +234,72 @@ func (m *Mailbox) PushEncodedRun(dec *Decoder, msgs [][]byte) bool {
 		m.wakeOwner()
 	}
 	return true
+}
+
+// PushEncodedOwn is PushEncoded for a message the owner gives itself:
+// the owner reads its own input inline (an InlineReader's WaitInline,
+// package loop's ReadInline), and the message it was waiting for is for
+// itself. When nothing is queued before it (the queue empty, counting a
+// push in progress as not, and no run being read), the message is decoded
+// at once, on the owner's goroutine, and held for the owner's next
+// receive, ahead of anything queued later: no copy into the inbox, no
+// queue push and pop, no pool, no lock. Otherwise it is queued as
+// PushEncoded queues it. It is as though the message were pushed at the
+// moment it found the queue empty (nobody but the owner can see the queue
+// between then and the decode), so the order of every producer's messages
+// is kept. A panic in dec.Decode comes out of the owner's next receive,
+// as it would have with the message queued. It reports false once the
+// mailbox is closed. Owner only: from inside its own WaitInline.
+func (m *Mailbox) PushEncodedOwn(dec *Decoder, b []byte) bool {
+	if m.held || m.rd.left > 0 || !m.q.Empty() {
+		return m.PushEncodedRun(dec, [][]byte{b})
+	}
+	if m.state.Load()&stateClosed != 0 {
+		return false
+	}
+	in := m.inbox.Load()
+	if in == nil {
+		in = &inbox{dec: dec}
+		if !m.inbox.CompareAndSwap(nil, in) {
+			in = m.inbox.Load()
+		}
+	}
+	v, err := decodeHeld(dec, b)
+	if err != nil {
+		if dec.Dropped != nil {
+			dec.Dropped(err)
+		}
+		return true
+	}
+	in.held, m.held = v, true
+	return true
+}
+
+// decodeHeld is dec.Decode(b) for PushEncodedOwn, with a panic returned
+// as a heldPanic value (the receive that takes it panics with it).
+func decodeHeld(dec *Decoder, b []byte) (v any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			v, err = heldPanic{r}, nil
+		}
+	}()
+	return dec.Decode(b)
+}
+
+// heldPanic is a panic of Decoder.Decode in PushEncodedOwn, held for the
+// receive that takes the message.
+type heldPanic struct{ v any }
+
+// takeHeld returns the message PushEncodedOwn held. Owner only, with
+// m.held set.
+func (m *Mailbox) takeHeld() any {
+	in := m.inbox.Load()
+	v := in.held
+	in.held, m.held = nil, false
+	if p, ok := v.(heldPanic); ok {
+		panic(p.v)
+	}
+	return v
 }
 
 // maxEntry bounds a message copied into the inbox's chunks, whose read
@@ -382,6 +461,9 @@ func (m *Mailbox) pop() (any, bool) {
 			}
 			continue
 		}
+		if m.held { // nothing was queued before it (PushEncodedOwn)
+			return m.takeHeld(), true
+		}
 		v, ok := m.q.Pop()
 		if !ok {
 			return nil, false
@@ -414,6 +496,7 @@ func (m *Mailbox) dropInbox() {
 		return
 	}
 	m.rd = encReader{}
+	in.held, m.held = nil, false
 	in.mu.Lock()
 	in.w = nil
 	in.first.Store(nil)

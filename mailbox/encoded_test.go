@@ -414,6 +414,13 @@ func TestEncodedInboxMatchesAModel(t *testing.T) {
 					m.PushEncoded(dec, []byte(s))
 					model = append(model, s)
 				}
+			case op < 5 && rng.IntN(3) == 0:
+				// The owner's own message (read inline): held when
+				// nothing is queued before it, else queued; either way
+				// after everything pushed so far.
+				s := msg()
+				m.PushEncodedOwn(dec, []byte(s))
+				model = append(model, s)
 			case op < 5:
 				var run [][]byte
 				for range 1 + rng.IntN(100) {

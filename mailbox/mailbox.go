@@ -55,8 +55,8 @@ package mailbox
 //
 // Size. The struct is the Queue (six words), state, the save-list pointers,
 // sema, the wake pointer, the inbox pointer, the owner's read position in
-// it (two int32s), the ParkOnChannel flag and the InlineReader: 144
-// bytes, the allocator's 144-byte class, and that is all New allocates.
+// it (two int32s), the ParkOnChannel flag, the held flag (in the flag's
+// padding) and the InlineReader: 144 bytes, the allocator's 144-byte class, and that is all New allocates.
 // An idle mailbox holds no queue segment (Queue.rewind runs before each
 // park) and, until it first parks on its channel (a
 // cancellable wait, or any wait after ParkOnChannel: every group member),
@@ -140,6 +140,7 @@ type Mailbox struct {
 	rd    encReader             // owner only: read position in inbox
 
 	onChan atomic.Bool // waits with no deadline park on wake (ParkOnChannel); set by any goroutine, never cleared
+	held   bool        // owner only: a message the owner gave itself is held in the inbox (PushEncodedOwn)
 
 	inline InlineReader // set before the mailbox is shared (SetInlineReader); nil: none
 }
@@ -218,7 +219,9 @@ func (m *Mailbox) Close() {
 func (m *Mailbox) Closed() bool { return m.state.Load()&stateClosed != 0 }
 
 // Len returns the number of messages queued, including those a selective
-// receive skipped. Approximate under concurrency. Safe from any goroutine.
+// receive skipped, but not one the owner gave itself while reading inline
+// and has not received yet (PushEncodedOwn: it is received within the
+// same receive call). Approximate under concurrency. Safe from any goroutine.
 func (m *Mailbox) Len() int {
 	return m.q.Len() + int(m.nsaved.Load()) + m.queuedExtra()
 }
@@ -461,7 +464,7 @@ func (m *Mailbox) wait(ctx context.Context) error {
 		testHookPark()
 	}
 	if parkNext && m.inline != nil && m.inline.WaitInline(ctx, m) {
-		if m.q.ready() || m.state.Load()&stateClosed != 0 || ctx.Err() != nil {
+		if m.held || m.q.ready() || m.state.Load()&stateClosed != 0 || ctx.Err() != nil {
 			return nil // the caller checks the queue and ctx
 		}
 		// The reader gave up without the message (its link's loop wanted
@@ -579,6 +582,9 @@ func (m *Mailbox) InlinePark() bool {
 	if m.inline == nil {
 		return false // nobody to kick it: a misuse outside WaitInline
 	}
+	if m.held {
+		return false // its message is held (PushEncodedOwn)
+	}
 	if !m.state.CompareAndSwap(0, stateParkedInline) {
 		return false // closed
 	}
@@ -597,7 +603,8 @@ func (m *Mailbox) InlineUnpark() bool { return m.state.CompareAndSwap(stateParke
 // or the mailbox closed).
 func (m *Mailbox) InlineWoken() bool { return m.state.Load()&stateParkedInline == 0 }
 
-// InlineReady reports that a message is queued or the mailbox is closed.
+// InlineReady reports that a message is queued or held (PushEncodedOwn),
+// or the mailbox is closed.
 func (m *Mailbox) InlineReady() bool {
-	return m.q.ready() || m.state.Load()&stateClosed != 0
+	return m.held || m.q.ready() || m.state.Load()&stateClosed != 0
 }

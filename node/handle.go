@@ -9,6 +9,7 @@ import (
 	"github.com/meshrt/mesh/codec"
 	"github.com/meshrt/mesh/internal/wire"
 	"github.com/meshrt/mesh/loop"
+	"github.com/meshrt/mesh/mailbox"
 )
 
 // Incoming: what a peer's frames do on this node. Everything here runs on
@@ -35,6 +36,11 @@ func (pe *peer) OnData(c *loop.Conn, b []byte) (int, error) {
 	}
 	used := 0
 	defer func() { pe.rx.endRead(used) }() // the counters, once per call
+	if c != nil {
+		// A process reading the link inline gets its own message without
+		// the mailbox's queue (flushRun).
+		pe.rx.self, _ = c.Holder().(*mailbox.Mailbox)
+	}
 	for used < len(b) {
 		f, k, err := pe.reader.Next(b[used:])
 		if errors.Is(err, wire.ErrNeedMore) {
@@ -207,7 +213,7 @@ func (r *rx) endRead(used int) {
 	r.pe.stats.bytesIn.Add(uint64(used))
 	r.pe.stats.msgsIn.Add(r.msgsIn)
 	r.msgsIn = 0
-	r.lastTo = nil
+	r.lastTo, r.self = nil, nil
 }
 
 // rx is what one connection's input needs to deliver messages: its
@@ -222,6 +228,7 @@ type rx struct {
 	msgsIn uint64   // messages delivered in this OnData call (published at its end)
 	run    [][]byte // encoded messages for runTo not pushed yet (see deliver)
 	runTo  *Process
+	self   *mailbox.Mailbox // the mailbox of the process reading the connection inline in this OnData call, if any
 }
 
 // deliver hands one received message to its local target. Runs on the
@@ -284,12 +291,22 @@ func (r *rx) pushLarge(t *Process, term []byte, owned bool) {
 const maxRun = 1024
 
 // flushRun pushes the held run of encoded messages. On the goroutine
-// that reads r's connection.
+// that reads r's connection. A single message for the process that reads
+// the connection inline is that process's own, on its own goroutine
+// (mailbox.PushEncodedOwn: decoded there and then, not queued, when
+// nothing is queued before it).
 func (r *rx) flushRun() {
 	if len(r.run) == 0 {
 		return
 	}
-	if !r.runTo.mb.PushEncodedRun(&r.pe.n.decoder, r.run) {
+	mb := r.runTo.mb
+	var ok bool
+	if len(r.run) == 1 && mb == r.self {
+		ok = mb.PushEncodedOwn(&r.pe.n.decoder, r.run[0])
+	} else {
+		ok = mb.PushEncodedRun(&r.pe.n.decoder, r.run)
+	}
+	if !ok {
 		r.pe.n.metrics.droppedNoProc.Add(uint64(len(r.run))) // it died after the lookup
 	}
 	clear(r.run)
