@@ -424,7 +424,11 @@ func (c *Conn) takeLingering() bool {
 // armLinger arms c's linger timer (lingerTick) unless it is armed. A
 // holder that left the duty lingering, or the timer.
 func (c *Conn) armLinger() {
-	if c.lingerArmed.CompareAndSwap(false, true) {
+	// A load first: a steady ping-pong's hand-backs find the timer armed,
+	// and a load, unlike a failing compare-and-swap, is no locked
+	// instruction. A disarm after the load sees the duty lingering and
+	// arms the timer again (lingerTick), as after a failed swap.
+	if !c.lingerArmed.Load() && c.lingerArmed.CompareAndSwap(false, true) {
 		c.lingerSeen.Store(c.lingers.Load())
 		t := c.lingerT.Load()
 		if t == nil {
@@ -594,9 +598,14 @@ func (c *Conn) unlistLingering() {
 // wait for the socket or a wake-up, read and hand the input to the
 // handler, until the owner's wait is over. Holder, with the duty.
 func (c *Conn) holdDuty(ctx context.Context, dl time.Time, ls *loopState, r *inlineRes, p InlineParker) {
-	r.cancel.Store(false)
+	// Loads first: in a steady ping-pong neither flag is set, and a
+	// load is no locked instruction. A poke or a late cancel that comes
+	// after the load ends this wait early, as one after a swap would.
+	if r.cancel.Load() {
+		r.cancel.Store(false)
+	}
 	r.ended = false
-	if r.poked.Swap(false) || !dl.Equal(r.dl) {
+	if (r.poked.Load() && r.poked.Swap(false)) || !dl.Equal(r.dl) {
 		_ = r.sock.SetReadDeadline(dl)
 		r.dl = dl
 	}
