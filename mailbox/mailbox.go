@@ -298,6 +298,10 @@ type InlineReader interface {
 // before the mailbox is shared with other goroutines.
 func (m *Mailbox) SetInlineReader(r InlineReader) { m.inline = r }
 
+// InlineReader returns the mailbox's InlineReader (nil: none). Safe from
+// any goroutine once the mailbox is shared (SetInlineReader comes before).
+func (m *Mailbox) InlineReader() InlineReader { return m.inline }
+
 // setSoon stores v unless it is there already: most sends find it set, and
 // skipping the store keeps the cache line shared.
 func (m *Mailbox) setSoon(v int32) {

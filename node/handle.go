@@ -37,16 +37,17 @@ func (pe *peer) OnData(c *loop.Conn, b []byte) (int, error) {
 	used := 0
 	defer func() { pe.rx.endRead(used) }() // the counters, once per call
 	if c != nil {
-		// A process reading the link inline gets its own message without
-		// the mailbox's queue (flushRun).
-		pe.rx.self, _ = c.Holder().(*mailbox.Mailbox)
+		// A process reading the link inline is found without the table
+		// (deliver) and gets its own message without the mailbox's queue
+		// (flushRun).
+		pe.rx.self = holderProcess(c)
 	}
 	for used < len(b) {
 		f, k, err := pe.reader.Next(b[used:])
-		if errors.Is(err, wire.ErrNeedMore) {
-			break
-		}
 		if err != nil {
+			if errors.Is(err, wire.ErrNeedMore) {
+				break
+			}
 			return used, fmt.Errorf("node: from %s: %w", pe.name, err)
 		}
 		used += k
@@ -60,6 +61,18 @@ func (pe *peer) OnData(c *loop.Conn, b []byte) (int, error) {
 		}
 	}
 	return used, nil
+}
+
+// holderProcess returns the process reading c inline (its mailbox's
+// InlineReader reads c: replywait.go), when OnData runs on its goroutine;
+// nil when c's loop reads.
+func holderProcess(c *loop.Conn) *Process {
+	if mb, ok := c.Holder().(*mailbox.Mailbox); ok {
+		if r, ok := mb.InlineReader().(*inlineReader); ok {
+			return (*Process)(r)
+		}
+	}
+	return nil
 }
 
 // handleFrame acts on one frame: the one dispatch of incoming frames, by
@@ -228,7 +241,7 @@ type rx struct {
 	msgsIn uint64   // messages delivered in this OnData call (published at its end)
 	run    [][]byte // encoded messages for runTo not pushed yet (see deliver)
 	runTo  *Process
-	self   *mailbox.Mailbox // the mailbox of the process reading the connection inline in this OnData call, if any
+	self   *Process // the process reading the connection inline in this OnData call, if any
 }
 
 // deliver hands one received message to its local target. Runs on the
@@ -253,7 +266,15 @@ func (r *rx) deliver(m wire.Message) error {
 	}
 	p := r.lastTo
 	if p == nil || p.pid.ID != m.To {
-		p = n.procs.get(m.To)
+		if s := r.self; s != nil && s.pid.ID == m.To {
+			// The process running this very call: what the table holds
+			// for m.To, or killed, its mailbox closed before it left the
+			// table (die), which refuses the push as a miss would. No
+			// read lock, no map look-up.
+			p = s
+		} else {
+			p = n.procs.get(m.To)
+		}
 		r.lastTo = p
 	}
 	if p == nil {
@@ -301,7 +322,7 @@ func (r *rx) flushRun() {
 	}
 	mb := r.runTo.mb
 	var ok bool
-	if len(r.run) == 1 && mb == r.self {
+	if len(r.run) == 1 && r.runTo == r.self {
 		ok = mb.PushEncodedOwn(&r.pe.n.decoder, r.run[0])
 	} else {
 		ok = mb.PushEncodedRun(&r.pe.n.decoder, r.run)
