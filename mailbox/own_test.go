@@ -199,3 +199,34 @@ func TestPushEncodedOwnReceiveDoesNotAllocate(t *testing.T) {
 		t.Fatalf("PushEncodedOwn+TryReceive: %v allocations per message, want 0", allocs)
 	}
 }
+
+// BenchmarkOwnMessage is a request/reply owner's receive of one small
+// encoded message, each message after a wait (the rewinds a park does
+// first): queued by PushEncoded (a chunk and a queue segment from their
+// pools, a copy, a marker pushed and popped) or given to itself while it
+// reads inline (PushEncodedOwn: decoded and held).
+func BenchmarkOwnMessage(b *testing.B) {
+	var value any = "decoded"
+	dec := &Decoder{Decode: func([]byte) (any, error) { return value, nil }}
+	msg := make([]byte, 96)
+	for _, bc := range []struct {
+		name string
+		push func(m *Mailbox)
+	}{
+		{"queued", func(m *Mailbox) { m.PushEncoded(dec, msg) }},
+		{"held", func(m *Mailbox) { m.PushEncodedOwn(dec, msg) }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			m := New()
+			b.ReportAllocs()
+			for b.Loop() {
+				m.q.rewind() // what the owner's wait does before it parks
+				m.rewindInbox()
+				bc.push(m)
+				if _, ok := m.TryReceive(); !ok {
+					b.Fatal("no message")
+				}
+			}
+		})
+	}
+}
