@@ -248,9 +248,10 @@
 //     the adapter's feed, leftover, Handler.OnData) belongs to the read
 //     duty's holder: the loop, or a goroutine reading inline.
 //   - Locks, in the order they may nest: Engine.mu, then nothing;
-//     Conn.mu, then nothing; Conn.waitMu, loopState.mu and the timer heap's
-//     mutex are leaves. No lock is held across I/O, a gnet call, a TLS call
-//     or a Handler call.
+//     Conn.mu, then nothing; Conn.waitMu, loopState.mu, the timer heap's
+//     mutex and an inline resource's ctxMu (held around the read
+//     deadline's set that pokes a holder) are leaves. No lock is held
+//     across I/O, a gnet call, a TLS call or a Handler call.
 //   - Engine.Close: marks closed, closes listeners, cancels handshakes and
 //     waits for every goroutine it started, closes every conn and waits for
 //     their OnClose, stops the timer goroutine, then the loops. No task

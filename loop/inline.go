@@ -218,10 +218,28 @@ type inlineRes struct {
 	fd   int // sock's descriptor
 
 	poked  atomic.Bool // a poke set a past deadline: the next wait sets its own
-	cancel atomic.Bool // the holder's context ended
+	cancel atomic.Bool // a holder's context ended
 	dl     time.Time   // holder: the read deadline set last (zero: none)
-	ended  bool        // holder: its wait ended on the end of input or an error (giveDuty's home)
-	uses   uint64      // holder: waits held (inlineIdleCheck)
+
+	// A context that can end, which the holder's wait must end with, is
+	// watched by a registration (context.AfterFunc): its adding and
+	// removal are two allocations, a lock and a map insert and delete in
+	// the context, about 2 300 instructions a wait, more than a side's
+	// mailbox and codec work. A context that came back for the next wait
+	// (a process receiving with one context, wait after wait) keeps its
+	// registration (ctxStop) until a wait comes with another, or the
+	// resources close; any other is registered for the one wait, as
+	// before. The kept one's callback acts only while its generation is
+	// current (ctxGen, under ctxMu): after a wait dropped it, a callback
+	// that runs late (the context's cancel starts it on a goroutine of
+	// its own) does not end a later holder's wait.
+	ctxMu    sync.Mutex
+	ctxGen   uint64          // ctxMu: the kept registration's generation
+	ctxDone  <-chan struct{} // holder (and close): the kept registration's context's Done; nil: none kept
+	ctxStop  func() bool     // holder (and close): the kept registration's stop
+	lastDone <-chan struct{} // holder: the previous wait's context's Done
+	ended    bool            // holder: its wait ended on the end of input or an error (giveDuty's home)
+	uses     uint64          // holder: waits held (inlineIdleCheck)
 	// usesMark is uses at the last idle check. Loop only; uses is read
 	// there while no duty is out, after the last holder's hand-back.
 	usesMark uint64
@@ -598,6 +616,10 @@ func (c *Conn) unlistLingering() {
 // wait for the socket or a wake-up, read and hand the input to the
 // handler, until the owner's wait is over. Holder, with the duty.
 func (c *Conn) holdDuty(ctx context.Context, dl time.Time, ls *loopState, r *inlineRes, p InlineParker) {
+	done := ctx.Done()
+	if done != r.ctxDone {
+		r.dropCtx() // before the resets below: its callback is done with, or ignored
+	}
 	// Loads first: in a steady ping-pong neither flag is set, and a
 	// load is no locked instruction. A poke or a late cancel that comes
 	// after the load ends this wait early, as one after a swap would.
@@ -609,10 +631,23 @@ func (c *Conn) holdDuty(ctx context.Context, dl time.Time, ls *loopState, r *inl
 		_ = r.sock.SetReadDeadline(dl)
 		r.dl = dl
 	}
-	stop := func() bool { return true }
-	if ctx.Done() != nil {
+	stop := noStop
+	switch {
+	case done == nil:
+	case done == r.ctxDone:
+		// The kept registration watches it: it may have poked before
+		// the resets above, but only after the context ended, seen here.
+		select {
+		case <-done:
+			return
+		default:
+		}
+	case done == r.lastDone:
+		r.keepCtx(ctx, done) // after the resets: a poke is not undone
+	default:
 		stop = context.AfterFunc(ctx, func() { r.cancel.Store(true); r.poke() })
 	}
+	r.lastDone = done
 	bufs := inlineBufPool.Get().(*inlineBufs)
 	r.c, r.p, r.buf = c, p, bufs.in
 	c.holder = p
@@ -920,8 +955,45 @@ func newInlineRes(sfd int) (*inlineRes, error) {
 // close gives back r's descriptor. Once no holder can use r; a waker's
 // late kick then fails harmlessly on the closed file.
 func (r *inlineRes) close() {
+	r.dropCtx() // the context, which may live on, keeps nothing of the conn
+	r.lastDone = nil
 	_ = r.sock.Close()
 	dups.give()
+}
+
+// noStop is holdDuty's stop when no registration is made for its wait.
+func noStop() bool { return true }
+
+// keepCtx registers a holder's context (done its Done) for this wait and
+// the next ones with the same (see ctxMu). Holder, with none kept.
+func (r *inlineRes) keepCtx(ctx context.Context, done <-chan struct{}) {
+	r.ctxMu.Lock()
+	r.ctxGen++
+	gen := r.ctxGen
+	r.ctxMu.Unlock()
+	r.ctxStop = context.AfterFunc(ctx, func() {
+		r.ctxMu.Lock()
+		if r.ctxGen == gen {
+			r.cancel.Store(true)
+			r.poke()
+		}
+		r.ctxMu.Unlock()
+	})
+	r.ctxDone = done
+}
+
+// dropCtx ends the kept registration, if any: its callback, if it runs
+// after this, does nothing. The holder, or the loop closing r with no
+// duty out.
+func (r *inlineRes) dropCtx() {
+	if r.ctxStop == nil {
+		return
+	}
+	r.ctxMu.Lock()
+	r.ctxGen++
+	r.ctxMu.Unlock()
+	r.ctxStop()
+	r.ctxStop, r.ctxDone = nil, nil
 }
 
 // readHeld is the holder's readTLS: the input goes to the handler as the

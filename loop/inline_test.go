@@ -727,6 +727,64 @@ func logStacks(t *testing.T) {
 	t.Logf("every goroutine's stack:\n%s", buf)
 }
 
+// A context that can end and comes back wait after wait (a process
+// receiving with one context) keeps its registration, which ends a
+// holder's wait with it, from its second wait on (inlineRes.ctxStop: the
+// registration costs more than the rest of a side's wait); a wait with
+// another context drops it, and closing the conn drops a kept one, so
+// that a context that lives on keeps nothing of the conn. (Its cancel
+// ending a wait that kept it: TestInlineWaitEndsWithItsContextAndLosesNoReply.)
+func TestInlineContextRegistrationIsKeptForAReturningContext(t *testing.T) {
+	ip := newInlinePair(t, newInlineServer(0), 1)
+	p := ip.proc(0, true)
+	ctx1, cancel1 := context.WithTimeout(context.Background(), inlineBound)
+	defer cancel1()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), inlineBound)
+	defer cancel2()
+	// round runs rounds with ctx until one's wait reads inline (a reply
+	// can be there before the wait takes the duty, and the loop reads it).
+	i := 0
+	round := func(ctx context.Context) {
+		t.Helper()
+		for took := p.r.took.Load(); p.r.took.Load() == took; i++ {
+			if i > 1000 {
+				t.Fatalf("no wait of %d read inline", i)
+			}
+			p.echoRound(t, ctx, i)
+		}
+	}
+	round(ctx1)
+	r := ip.cliConn.inl.Load() // made by the first holder; every holder's since
+	round(ctx1)
+	if r.ctxDone != ctx1.Done() || r.ctxStop == nil {
+		t.Fatal("a context's second inline wait in a row did not keep its registration")
+	}
+	round(ctx1)
+	round(ctx2)
+	if r.ctxStop != nil || r.ctxDone != nil {
+		t.Fatal("a wait with another context left the first one's registration kept")
+	}
+	cancel1() // its registration is gone: nothing to end
+	round(ctx2)
+	if r.ctxDone != ctx2.Done() || r.ctxStop == nil {
+		t.Fatal("the second context's second wait did not keep its registration")
+	}
+	ip.checkRules(t)
+	if err := ip.cliConn.Close(errClientGone); err != nil {
+		t.Fatal(err)
+	}
+	// OnClose closes the mailbox after the inline resources (rule 5).
+	for i := 0; !p.m.Closed(); i++ {
+		if i > 10_000 {
+			t.Fatal("the client's OnClose did not run")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if r.ctxStop != nil || r.ctxDone != nil {
+		t.Fatal("the conn closed with a context's registration kept")
+	}
+}
+
 // Rules 1-4 in the steady case: a process that sends a request and waits
 // for the reply reads the reply itself. Every reply arrives, exactly and
 // in order, the inline path is really taken (ReadInline held the duty,
@@ -1206,12 +1264,21 @@ func TestInlineWaitEndsWithItsContextAndLosesNoReply(t *testing.T) {
 		t.Fatalf("a message too many: %v", v)
 	}
 
+	// A round with the context first: the conn's holders keep its
+	// registration (holdDuty), and its cancel must still end the next
+	// wait with it, which registers nothing.
+	cctx, ccancel := context.WithCancel(context.Background())
+	defer ccancel()
+	if err := p.send(ctx, kindEcho, seqBody(3)); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := p.recv(cctx); err != nil || msg != string(inlineMsg(0, kindEcho, seqBody(3))) {
+		t.Fatalf("a round with a context that can end: got %q, %v; want its reply", msg, err)
+	}
 	if err := p.send(ctx, kindHold, seqBody(3)); err != nil {
 		t.Fatal(err)
 	}
 	held3 := srv.take(t)
-	cctx, ccancel := context.WithCancel(context.Background())
-	defer ccancel()
 	took := p.r.took.Load()
 	res := p.recvAsync(cctx)
 	ip.holding(t, "the process")
