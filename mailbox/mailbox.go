@@ -6,8 +6,10 @@ package mailbox
 // Invariants.
 //
 //  1. One owner. Receive, ReceiveMatch and TryReceive run on one goroutine at
-//     a time (the process). The save list and the queue's consumer side are
-//     touched by the owner only, so they need no synchronisation.
+//     a time (the process). The save list, the queue's consumer side and a
+//     message the owner gave itself (held, PushEncodedOwn, which it calls
+//     from inside its own InlineReader's wait) are touched by the owner
+//     only, so they need no synchronisation.
 //  2. state holds a closed bit (sticky) and at most one parked bit:
 //     parkedSema (the owner is, or is about to be, blocked on sema),
 //     parkedChan (blocked on wake: for a context that can end, or any wait
