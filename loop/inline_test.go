@@ -733,7 +733,8 @@ func logStacks(t *testing.T) {
 // registration costs more than the rest of a side's wait); a wait with
 // another context drops it, and closing the conn drops a kept one, so
 // that a context that lives on keeps nothing of the conn. (Its cancel
-// ending a wait that kept it: TestInlineWaitEndsWithItsContextAndLosesNoReply.)
+// ending a wait that kept it: TestInlineWaitEndsWithItsContextAndLosesNoReply;
+// one before such a wait: TestInlineKeptContextEndedBeforeTheWaitEndsIt.)
 func TestInlineContextRegistrationIsKeptForAReturningContext(t *testing.T) {
 	ip := newInlinePair(t, newInlineServer(0), 1)
 	p := ip.proc(0, true)
@@ -783,6 +784,70 @@ func TestInlineContextRegistrationIsKeptForAReturningContext(t *testing.T) {
 	if r.ctxStop != nil || r.ctxDone != nil {
 		t.Fatal("the conn closed with a context's registration kept")
 	}
+}
+
+// A kept context that ended between two waits (its callback set the
+// cancel flag and poked, a past read deadline, while nobody held the
+// duty) ends the next wait with it, although that wait's resets clear
+// both before it reads: holdDuty looks at the kept context itself. This
+// is the window between the mailbox's look at the context and its
+// WaitInline, taken here by calling ReadInline with the ended context. A
+// lost cancel leaves the wait, which has no deadline and no reply to
+// come, reading until inlineBound.
+func TestInlineKeptContextEndedBeforeTheWaitEndsIt(t *testing.T) {
+	srv := newInlineServer(0)
+	ip := newInlinePair(t, srv, 1)
+	p := ip.proc(0, true)
+	bound, cancelBound := context.WithTimeout(context.Background(), inlineBound)
+	defer cancelBound()
+	kept, cancelKept := context.WithCancel(context.Background()) // no deadline: only its cancel ends a wait
+	defer cancelKept()
+	var r *inlineRes
+	for i := 0; r == nil || r.ctxDone != kept.Done(); i++ {
+		if i > 1000 {
+			t.Fatalf("no wait of %d kept the context's registration", i)
+		}
+		p.echoRound(t, kept, i)
+		r = ip.cliConn.inl.Load()
+	}
+	if err := p.send(bound, kindHold, seqBody(1)); err != nil {
+		t.Fatal(err)
+	}
+	held := srv.take(t) // no reply comes until it is answered
+	cancelKept()
+	eventually(t, inlineBound, "the kept registration's callback ran", r.cancel.Load)
+
+	done := make(chan bool, 1)
+	var give atomic.Bool
+	go func() { // the owner of p.m until done is read
+		for !give.Load() {
+			if ip.cliConn.ReadInline(kept, p.m) {
+				done <- true
+				return
+			}
+			time.Sleep(time.Millisecond) // the duty is away (the loop's, or being given back)
+		}
+		done <- false
+	}()
+	select {
+	case took := <-done:
+		if !took {
+			t.Fatal("ReadInline never took the duty")
+		}
+	case <-time.After(inlineBound):
+		give.Store(true)
+		p.m.Push("unstick") // its park's waker kicks the holder
+		<-done
+		t.Fatalf("a wait with its kept context ended before it began still waited after %v: the cancel was lost", inlineBound)
+	}
+	ip.answer(t, held)
+	if msg, err := p.recv(bound); err != nil || msg != string(held) {
+		t.Fatalf("after the ended wait: got %q, %v; want the held reply %q", msg, err, held)
+	}
+	if v, ok := p.m.TryReceive(); ok {
+		t.Fatalf("a message too many: %v", v)
+	}
+	ip.checkRules(t)
 }
 
 // Rules 1-4 in the steady case: a process that sends a request and waits
@@ -1264,16 +1329,17 @@ func TestInlineWaitEndsWithItsContextAndLosesNoReply(t *testing.T) {
 		t.Fatalf("a message too many: %v", v)
 	}
 
-	// A round with the context first: the conn's holders keep its
-	// registration (holdDuty), and its cancel must still end the next
-	// wait with it, which registers nothing.
+	// Rounds with the context first, until the conn's holders keep its
+	// registration (holdDuty: from its second inline wait in a row on):
+	// the wait below, with it again, registers nothing, and the kept
+	// registration's callback must end it at the cancel.
 	cctx, ccancel := context.WithCancel(context.Background())
 	defer ccancel()
-	if err := p.send(ctx, kindEcho, seqBody(3)); err != nil {
-		t.Fatal(err)
-	}
-	if msg, err := p.recv(cctx); err != nil || msg != string(inlineMsg(0, kindEcho, seqBody(3))) {
-		t.Fatalf("a round with a context that can end: got %q, %v; want its reply", msg, err)
+	for i := 3; ip.cliConn.inl.Load().ctxDone != cctx.Done(); i++ {
+		if i > 1000 {
+			t.Fatalf("no wait of %d kept the context's registration", i-3)
+		}
+		p.echoRound(t, cctx, i)
 	}
 	if err := p.send(ctx, kindHold, seqBody(3)); err != nil {
 		t.Fatal(err)
