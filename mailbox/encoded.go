@@ -53,10 +53,12 @@ package mailbox
 // The owner's own message. An owner that reads its own input inline (an
 // InlineReader's wait) delivers the message it waits for on its own
 // goroutine; PushEncodedOwn then decodes it at once into inbox.held
-// (Mailbox.held set) when nothing is queued before it, and pop returns it
-// before the queue: no copy, no marker, no chunk. Nothing can be queued
-// before it afterwards (pushes claim slots behind), so it stands exactly
-// where a push at that moment would.
+// (Mailbox.held set) when nothing is queued before it and no message is
+// held already, and pop returns it after the rest of a run the owner has
+// begun reading (if any: a receive that waits has read its runs through)
+// and before the queue: no copy, no marker, no chunk. Nothing can be
+// queued before it afterwards (pushes claim slots behind), so it stands
+// exactly where a push at that moment would.
 //
 // Large messages. PushEncodedOwned queues a message's own buffer in the
 // queue, in its place, instead of copying it into a chunk: chunks stay
@@ -161,9 +163,9 @@ type inbox struct {
 	// rather than in the Mailbox, which stays small for idle processes.
 	slab *[]byte
 	// held is the message the owner gave itself (PushEncodedOwn) while
-	// Mailbox.held is set: owner only, written once a message at most,
-	// and only while no producer streams into the inbox. Here rather than
-	// in the Mailbox for the same reason as slab.
+	// Mailbox.held is set. Only the owner touches it (producers never
+	// do), so it needs no synchronisation. Here rather than in the
+	// Mailbox for the same reason as slab.
 	held any
 }
 
@@ -240,18 +242,19 @@ func (m *Mailbox) PushEncodedRun(dec *Decoder, msgs [][]byte) bool {
 // the owner reads its own input inline (an InlineReader's WaitInline,
 // package loop's ReadInline), and the message it was waiting for is for
 // itself. When nothing is queued before it (the queue empty, counting a
-// push in progress as not, and no run being read), the message is decoded
-// at once, on the owner's goroutine, and held for the owner's next
-// receive, ahead of anything queued later: no copy into the inbox, no
-// queue push and pop, no pool, no lock. Otherwise it is queued as
-// PushEncoded queues it. It is as though the message were pushed at the
+// push in progress as not) and no message is held already, the message
+// is decoded at once, on the owner's goroutine, and held for the owner's
+// next receive, behind only the rest of a run it has begun reading (pop
+// reads that first) and ahead of anything queued later: no copy into the
+// inbox, no queue push and pop, no pool, no lock. Otherwise it is queued
+// as PushEncoded queues it. It is as though the message were pushed at the
 // moment it found the queue empty (nobody but the owner can see the queue
 // between then and the decode), so the order of every producer's messages
 // is kept. A panic in dec.Decode comes out of the owner's next receive,
 // as it would have with the message queued. It reports false once the
 // mailbox is closed. Owner only: from inside its own WaitInline.
 func (m *Mailbox) PushEncodedOwn(dec *Decoder, b []byte) bool {
-	if m.held || m.rd.left > 0 || !m.q.Empty() {
+	if m.held || !m.q.Empty() {
 		return m.PushEncodedRun(dec, [][]byte{b})
 	}
 	if m.state.Load()&stateClosed != 0 {
@@ -450,9 +453,10 @@ func (m *Mailbox) rewindInbox() {
 	in.mu.Unlock()
 }
 
-// pop takes the next message: the rest of the current run first, then the
-// queue, decoding encoded messages; messages that fail to decode are
-// skipped. Owner only.
+// pop takes the next message: the rest of the current run first, then a
+// message the owner gave itself (PushEncodedOwn), then the queue,
+// decoding encoded messages; messages that fail to decode are skipped.
+// Owner only.
 func (m *Mailbox) pop() (any, bool) {
 	for {
 		if m.rd.left > 0 {
@@ -461,7 +465,7 @@ func (m *Mailbox) pop() (any, bool) {
 			}
 			continue
 		}
-		if m.held { // nothing was queued before it (PushEncodedOwn)
+		if m.held { // nothing was queued before it but the run just read (PushEncodedOwn)
 			return m.takeHeld(), true
 		}
 		v, ok := m.q.Pop()

@@ -58,7 +58,8 @@ package mailbox
 // Size. The struct is the Queue (six words), state, the save-list pointers,
 // sema, the wake pointer, the inbox pointer, the owner's read position in
 // it (two int32s), the ParkOnChannel flag, the held flag (in the flag's
-// padding) and the InlineReader: 144 bytes, the allocator's 144-byte class, and that is all New allocates.
+// padding) and the InlineReader: 144 bytes, the allocator's 144-byte
+// class, and that is all New allocates.
 // An idle mailbox holds no queue segment (Queue.rewind runs before each
 // park) and, until it first parks on its channel (a
 // cancellable wait, or any wait after ParkOnChannel: every group member),

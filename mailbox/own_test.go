@@ -38,7 +38,8 @@ func TestPushEncodedOwnIsHeldAheadOfLaterMessages(t *testing.T) {
 }
 
 // With anything queued before it (a plain message, an encoded run, a
-// message held already) the owner's own message is queued behind it.
+// message held already) the owner's own message is queued behind it; the
+// rest of a run being read comes before it too.
 func TestPushEncodedOwnQueuesBehindWhatCameFirst(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -62,6 +63,9 @@ func TestPushEncodedOwnQueuesBehindWhatCameFirst(t *testing.T) {
 			}
 		})
 	}
+	// The rest of a run the owner has begun reading is not queued any
+	// more, but comes first all the same: pop reads it before the held
+	// message.
 	t.Run("a run being read", func(t *testing.T) {
 		m := New()
 		m.PushEncodedRun(stringDecoder, [][]byte{[]byte("r1"), []byte("r2")})
