@@ -163,7 +163,7 @@ type InlineParker interface {
 	// InlineWoken reports that a waker ended the park.
 	InlineWoken() bool
 	// InlineReady reports that the owner's wait is over: a message is
-	// queued, or it is closed.
+	// queued or held (package mailbox's PushEncodedOwn), or it is closed.
 	InlineReady() bool
 }
 

@@ -315,7 +315,12 @@ const maxRun = 1024
 // that reads r's connection. A single message for the process that reads
 // the connection inline is that process's own, on its own goroutine
 // (mailbox.PushEncodedOwn: decoded there and then, not queued, when
-// nothing is queued before it).
+// nothing is queued before it). That decode runs inside OnData, before
+// the rest of that read's frames, those for other processes among them,
+// are handled; the message is at most maxEncodedDelivery (larger ones go
+// through pushLarge), so it holds them up for at most 16 KiB times the
+// decode budget (limits.MaxExpansion), as a call reply's decode does
+// (AddrReply).
 func (r *rx) flushRun() {
 	if len(r.run) == 0 {
 		return
