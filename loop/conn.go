@@ -27,7 +27,9 @@ package loop
 //     the loop is still writing; it sets direct again only with gnet's
 //     outbound buffer empty. A direct writer releases it after writing and
 //     then rechecks queued, the close ladder and the adapter's pending
-//     output.
+//     output. A sender that wins it before the conn has a loop hands it to
+//     OnOpen through openOwed, and takes it back if the loop appeared
+//     meanwhile (handToLoop): exactly one of the two drains.
 //   - closeState only moves up its ladder (close.go); every "is it closed"
 //     question is one comparison against it.
 //   - dup (a dup of the socket, made lazily: direct.go) is written only by
@@ -112,6 +114,7 @@ type Conn struct {
 	bulkWait   atomic.Bool               // the loop holds the token in a socket wait with bulk queued
 	kicked     atomic.Bool               // a kickUrgent is on its way to the loop
 	scheduled  atomic.Bool               // the drain token (see the invariants)
+	openOwed   atomic.Bool               // the token, won before ls was seen, is OnOpen's to drain (handToLoop)
 	ls         atomic.Pointer[loopState] // the owning loop, from OnOpen on
 	waiters    atomic.Bool               // someone may wait in waitRoom
 	sendWaits  atomic.Uint64             // enqueues that waited for room (SendWaits)

@@ -34,7 +34,10 @@
 //     in gnet before a handler exists: the kernel's socket buffer holds it.
 //  4. OnOpen, on the loop, first drains what tls.Conn buffered during the
 //     handshake (records the hook read ahead), runs calls queued before
-//     Start (Close, timers), and flushes items enqueued before Start.
+//     Start (Close, timers), and flushes items enqueued before Start: the
+//     sender that won the drain token before the conn had a loop hands it
+//     over (Conn.handToLoop), and takes it back to drain itself if the loop
+//     appeared meanwhile, so the queue is drained once.
 //  5. Steady state: reads and every tls.Conn Read happen on the owning
 //     loop, or on a goroutine waiting for the conn's input that took the
 //     read duty from the idle loop (see Inline reading); writes happen on

@@ -283,9 +283,16 @@ func (h *gnetHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 			fn()
 		}
 	}
-	if c.scheduled.Load() {
+	switch {
+	case c.openOwed.CompareAndSwap(true, false):
+		// A sender won the token before the loop was stored and left
+		// the drain to this callback (handToLoop).
 		c.flushQueue(ls) // enables direct writes when done
-	} else if !c.reached(closing) && gc.OutboundBuffered() == 0 {
+	case c.scheduled.Load():
+		// The token is held by a sender that saw the loop and dispatched
+		// it (a drain on the ready list, run by leave below), or by a
+		// task or read above that drains itself: not this callback's.
+	case !c.reached(closing) && gc.OutboundBuffered() == 0:
 		c.dbgGnetEmpty()
 		c.direct.Store(true)
 	}

@@ -252,18 +252,15 @@ func (c *Conn) EnqueueAppend(ctx context.Context, max int, fn func(dst []byte) (
 		// Started, nothing queued and the token free: taken before the
 		// item is queued, so that an idle conn's item can skip the queue
 		// (appendHeld). A conn not started (ls nil; ls is never reset)
-		// pushes first, as below: OnOpen, which stores ls, then drains
-		// a scheduled queue itself.
+		// pushes first, as below, and hands the token it wins to
+		// OnOpen (handToLoop).
 		return c.appendHeld(ls, max, fn)
 	}
 	if _, err := c.q.pushAppend(max, &c.queued, fn); err != nil {
 		return err
 	}
 	if !c.scheduled.Load() && c.scheduled.CompareAndSwap(false, true) {
-		if ls := c.ls.Load(); ls != nil {
-			c.dispatch(ls)
-		}
-		// else: OnOpen has not run; it drains a scheduled queue itself.
+		c.handToLoop()
 	}
 	if c.bulkWait.Load() {
 		c.kickUrgent()

@@ -191,23 +191,46 @@ func (c *Conn) push(q *sendQueue, n *atomic.Int64, item []byte) uint64 {
 	n.Add(int64(len(item)))
 	seq := q.push(item)
 	if !c.scheduled.Load() && c.scheduled.CompareAndSwap(false, true) {
-		if ls := c.ls.Load(); ls != nil {
-			c.dispatch(ls)
-		}
-		// else: OnOpen has not run; it drains a scheduled queue itself.
+		c.handToLoop()
 	}
 	return seq
 }
+
+// handToLoop hands the drain token its caller just won to the conn's
+// loop: dispatch once OnOpen has stored the loop (ls); before that, to
+// OnOpen, which drains the queue for it. The two sides race at the start:
+// OnOpen stores ls, then takes openOwed; the sender stores openOwed, then
+// looks at ls again and, if the loop is there now, takes openOwed back.
+// Both take it with a compare-and-swap and each stores before it looks,
+// so exactly one of them drains: a sender that saw the loop at once
+// dispatches without openOwed, and OnOpen never drains a token a sender
+// dispatched. Any goroutine, holding the token.
+func (c *Conn) handToLoop() {
+	if ls := c.ls.Load(); ls != nil {
+		c.dispatch(ls)
+		return
+	}
+	if h := testHookOpenOwed.Load(); h != nil {
+		(*h)(c)
+	}
+	c.openOwed.Store(true)
+	if ls := c.ls.Load(); ls != nil && c.openOwed.CompareAndSwap(true, false) {
+		c.dispatch(ls) // the loop came meanwhile, and OnOpen did not take it
+	}
+}
+
+// testHookOpenOwed, when a test sets it, runs in handToLoop between its
+// first look at the loop, which found none, and its store of openOwed: a
+// test starts the conn there, as OnOpen may run while the sender is
+// descheduled at that point.
+var testHookOpenOwed atomic.Pointer[func(*Conn)]
 
 // scheduleDrain is push's scheduling of the conn on its loop (written out
 // in push, whose callers are the small items' path): only the CAS winner
 // does. Any goroutine.
 func (c *Conn) scheduleDrain() {
 	if !c.scheduled.Load() && c.scheduled.CompareAndSwap(false, true) {
-		if ls := c.ls.Load(); ls != nil {
-			c.dispatch(ls)
-		}
-		// else: OnOpen has not run; it drains a scheduled queue itself.
+		c.handToLoop()
 	}
 }
 
