@@ -289,9 +289,10 @@ func (h *gnetHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		// the drain to this callback (handToLoop).
 		c.flushQueue(ls) // enables direct writes when done
 	case c.scheduled.Load():
-		// The token is held by a sender that saw the loop and dispatched
-		// it (a drain on the ready list, run by leave below), or by a
-		// task or read above that drains itself: not this callback's.
+		// The token is held by a sender that saw the loop and dispatches
+		// it (a drain on the ready list: run by leave below, or by a
+		// wake-up of the loop after this callback), or by a task or read
+		// above that drains itself: not this callback's.
 	case !c.reached(closing) && gc.OutboundBuffered() == 0:
 		c.dbgGnetEmpty()
 		c.direct.Store(true)
