@@ -48,19 +48,7 @@ func TestDirectWritesAndLoopDrainsKeepOrderPerSender(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	want := 0
-	for s := range senders {
-		for b := range bursts {
-			want += 1 + (b+s)%burst
-		}
-	}
-	eventually(t, 20*time.Second, "all frames", func() bool {
-		n, _, _ := p.srvHandler.count()
-		return n == want
-	})
-	if bad, _ := order.result(); bad != 0 {
-		t.Fatalf("%d frames out of order", bad)
-	}
+	waitForBursts(t, p, order, senders, bursts, burst)
 	if p.cliConn.nDirect.Load() == 0 {
 		t.Fatal("no direct write happened: the test did not cover that path")
 	}
@@ -210,19 +198,7 @@ func TestAppendedItemsKeepOrderPerSenderOnEveryPath(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	want := 0
-	for s := range senders {
-		for b := range bursts {
-			want += 1 + (b+s)%burst
-		}
-	}
-	eventually(t, 20*time.Second, "all frames", func() bool {
-		n, _, _ := p.srvHandler.count()
-		return n == want
-	})
-	if bad, _ := order.result(); bad != 0 {
-		t.Fatalf("%d frames out of order", bad)
-	}
+	want := waitForBursts(t, p, order, senders, bursts, burst)
 	p.cliConn.q.mu.Lock()
 	queued := p.cliConn.q.pushed
 	p.cliConn.q.mu.Unlock()
@@ -516,4 +492,26 @@ func TestAnAppendBehindGnetsBufferDoesNotWriteDirectly(t *testing.T) {
 	if bad, _ := order.result(); bad != 0 {
 		t.Fatalf("%d frames out of order", bad)
 	}
+}
+
+// waitForBursts waits until the server has every frame of the bursts the
+// senders sent (sender s sends 1 + (b+s)%burst frames in burst b) and
+// fails the test if any arrived out of order per sender; it returns how
+// many frames that was.
+func waitForBursts(t *testing.T, p *pair, order *orderCheck, senders, bursts, burst int) int {
+	t.Helper()
+	want := 0
+	for s := range senders {
+		for b := range bursts {
+			want += 1 + (b+s)%burst
+		}
+	}
+	eventually(t, 20*time.Second, "all frames", func() bool {
+		n, _, _ := p.srvHandler.count()
+		return n == want
+	})
+	if bad, _ := order.result(); bad != 0 {
+		t.Fatalf("%d frames out of order", bad)
+	}
+	return want
 }
