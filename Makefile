@@ -19,11 +19,12 @@ compare:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends erlang-base erlang-ssl erlang-public-key erlang-crypto || true
 	$(GO) run ./cmd/meshbench compare
 
-## test: the CI gate — vet, staticcheck, gofmt and the whole suite under the race detector.
+## test: the CI gate — vet, staticcheck, gofmt, the whole suite under the race detector, and the meshdebug checks.
 test: lint
 	$(GO) test -race -count=1 -timeout 14m ./...
 	$(GO) test -count=1 -timeout 5m -run 'Allocat' ./...   # the allocation pins skip under -race (its pools drop items)
 	$(GO) test -count=1 -timeout 5m ./internal/nbio/ ./loop/ ./mailbox/ ./node/   # the raw system calls (internal/nbio), x/sys's under -race
+	$(MAKE) --no-print-directory debugtest   # the meshdebug checks (loop/doc.go)
 
 ## debugtest: the loop, node and tlsconn suites with the meshdebug build's stream checks (loop/debug_on.go): every conn's ciphertext followed from tls.Conn to the socket and into the peer's tls.Conn.
 debugtest:

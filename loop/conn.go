@@ -138,7 +138,7 @@ type Conn struct {
 	dupAsked    atomic.Bool             // the loop was asked to make a dup and has not yet
 
 	// Inline reading (inline.go).
-	duty           atomic.Int32               // dutyHeld: a holder reads the socket; dutyLinger: nobody does, EPOLLIN off; dutyLoop: the loop does, in its socket wait (idle.go); dutyRecall: the loop wants it back
+	duty           atomic.Int32               // dutyHeld: a holder reads the socket; dutyLinger: nobody does, EPOLLIN off; dutyLoop: the loop does, in its socket wait (idle.go); dutyRecall: the loop wants it back; dutyEnd: OnClose does
 	inl            atomic.Pointer[inlineRes]  // the holders' duplicate of the socket; nil: none yet; inlineClosed after OnClose
 	inlRetry       atomic.Int64               // monoNow() before which no inline resources are asked for (denied); 0: none
 	inlShared      atomic.Int64               // monoNow() when a waiter last found the duty held by another (sharedFor); 0: not lately

@@ -25,6 +25,7 @@ func (c *Conn) dbgGnetEmpty()                           {}
 func (c *Conn) dbgBesideGnet()                          {}
 func (c *Conn) dbgWriteEnter(path string)               {}
 func (c *Conn) dbgWriteLeave()                          {}
+func (c *Conn) dbgTokenHeld(where string)               {}
 func (c *Conn) dbgReadEnter(onLoop bool)                {}
 func (c *Conn) dbgReadLeave()                           {}
 func (c *Conn) dbgFed(onLoop bool, in []byte)           {}

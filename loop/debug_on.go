@@ -492,6 +492,15 @@ func (c *Conn) dbgWriteEnter(path string) {
 	}
 }
 
+// dbgTokenHeld checks that the drain token is taken where a drain begins
+// (where): a drain with the token free could run beside a sender that won
+// it and writes directly, the start-up race handToLoop closed.
+func (c *Conn) dbgTokenHeld(where string) {
+	if !c.scheduled.Load() {
+		c.dbgPanic(where + " runs with the drain token free")
+	}
+}
+
 var writePaths = [...]string{"?", "loop", "direct", "beside", "close"}
 
 func (c *Conn) dbgWriteLeave() { c.dbg.writers.Add(-1) }

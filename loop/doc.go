@@ -206,8 +206,9 @@
 //
 // # Checking the streams (build tag meshdebug)
 //
-// Built with the meshdebug tag (make debugtest; make watchdog loops a
-// node test under it), every conn's ciphertext is followed
+// Built with the meshdebug tag (make test runs the loop, node and tlsconn
+// suites so, as make debugtest does alone; make watchdog loops a node
+// test under it), every conn's ciphertext is followed
 // (debug_on.go, and tlsconn's): each record tls.Conn seals is opened
 // again with the conn's own secret (a key log), what each write path
 // (gnet, a direct writer, the loop beside a holder) hands the socket is
@@ -216,7 +217,8 @@
 // after each read pass the tls.Conn must hold exactly the bytes after the
 // last record it opened (none, for a pass that stopped on the adapter's
 // word that it would block). The rules above are checked too (one drain token
-// holder, one reader, gnet's buffer empty under a direct write). The
+// holder, one reader, gnet's buffer empty under a direct write, a drain
+// scheduled and begun only with the token taken). The
 // first byte out of place panics with the stream's recent history. Normal
 // builds compile the hooks to nothing (debug_off.go).
 //

@@ -155,6 +155,7 @@ func (s *scratch) keepPlain(b []byte) {
 // schedule asks the loop to drain c. Called by the sender whose CAS set
 // c.scheduled. Any goroutine.
 func (ls *loopState) schedule(c *Conn) {
+	c.dbgTokenHeld("schedule")
 	ls.mu.Lock()
 	ls.ready = append(ls.ready, c)
 	wake := !ls.pending

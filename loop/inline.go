@@ -79,9 +79,10 @@ package loop
 //     (reclaimDuty: marked returning, EPOLLIN on, then the duty 0); meanwhile input that nobody waits for
 //     (a peer's tick, a registry update, a message for a process that is
 //     running) waits for it. A recall (a spill, a close, a graceful
-//     drain, OnClose at an engine stop) reclaims a lingering duty at once
-//     instead (recallDuty), and so does a goroutine's ParkBegin (a
-//     process that parks, or that takes another conn's duty), which
+//     drain; recallDuty) or OnClose's call-back (callBack with dutyEnd,
+//     rule 5) reclaims a lingering duty at once instead, and so does a
+//     goroutine's ParkBegin (a process that parks, or that takes another
+//     conn's duty), which
 //     counts its park (Engine.parked) and then looks for lingering duties
 //     (Engine.lingering, counted before a duty lingers); a holder counts
 //     the duty lingering, leaves it so, then looks at the parks and takes
@@ -101,7 +102,10 @@ package loop
 //  5. gnet closes the descriptor right after OnClose, and the number can
 //     be reused at once. OnClose recalls the duty and waits, on the loop,
 //     until it is back before it does anything else (a lingering duty is
-//     reclaimed there and then): a holder is never inside OnData, nor
+//     reclaimed there and then). Its mark is dutyEnd, not dutyRecall:
+//     OnClose keeps no drain token, so the holder's hand-back schedules
+//     no drain (one would run with the token free, beside a sender that
+//     won it). A holder is never inside OnData, nor
 //     touching the descriptor, once Handler.OnClose runs. No duty is taken
 //     afterwards (the close ladder is checked under the grant, and the
 //     duty never lingers again once it is home at OnClose: only a holder
@@ -174,6 +178,7 @@ const (
 	dutyReturning                   // the holder is done reading and sets EPOLLIN again (rule 4)
 	dutyLoop                        // the loop waits on the socket itself and reads it (idle.go, waitSocket); EPOLLIN is off
 	dutyLinger                      // lingering: given back by a holder with EPOLLIN left off; nobody reads (rule 4)
+	dutyEnd                         // OnClose wants it back (rule 5); unlike dutyRecall, nobody keeps the drain token for it
 )
 
 // lingerPeriod bounds a lingering duty (rule 4): the linger timer
@@ -725,9 +730,10 @@ func errnoOf(err error) unix.Errno {
 }
 
 // stopping reports that the holder's wait is to end without its message:
-// its context ended, the loop recalled the duty, or the conn is closing.
+// its context ended, the loop recalled the duty (dutyRecall) or OnClose
+// called it back (dutyEnd), or the conn is closing.
 func (r *inlineRes) stopping() bool {
-	return r.cancel.Load() || r.c.duty.Load()&dutyRecall != 0 || r.c.reached(closeRequested)
+	return r.cancel.Load() || r.c.duty.Load()&(dutyRecall|dutyEnd) != 0 || r.c.reached(closeRequested)
 }
 
 // poke ends the current holder's wait (or the next one's, harmlessly: a
@@ -854,7 +860,15 @@ func (c *Conn) readerAway() bool {
 // reports false when the duty is home. The holder schedules c when it
 // gives it back: the caller keeps the drain token until then. A lingering
 // duty is reclaimed at once (rule 4): home, false. Loop only.
-func (c *Conn) recallDuty() bool {
+func (c *Conn) recallDuty() bool { return c.callBack(dutyRecall) }
+
+// callBack is recallDuty (mark dutyRecall) and OnClose's recall (dutyEnd,
+// endInline): it marks a held duty and ends its holder's wait, or reclaims
+// a lingering one; false when the duty is home. Only dutyRecall makes the
+// holder schedule c as it gives the duty back: OnClose holds no drain
+// token, and a drain scheduled without it would run beside a sender that
+// won the token (meshdebug's dbgTokenHeld). Loop only.
+func (c *Conn) callBack(mark int32) bool {
 	for {
 		d := c.duty.Load()
 		if d == 0 {
@@ -866,7 +880,7 @@ func (c *Conn) recallDuty() bool {
 			}
 			continue // taken again meanwhile: recall it from its holder
 		}
-		if d&dutyRecall != 0 || c.duty.CompareAndSwap(d, d|dutyRecall) {
+		if d&mark != 0 || c.duty.CompareAndSwap(d, d|mark) {
 			if r := c.inl.Load(); r != nil && r != inlineClosed {
 				r.poke()
 			}
@@ -879,7 +893,7 @@ func (c *Conn) recallDuty() bool {
 // then closes the conn's inline resources. Loop only, in gnet's OnClose.
 func (c *Conn) endInline() {
 	if c.duty.Load() != 0 {
-		c.recallDuty()
+		c.callBack(dutyEnd)
 		for c.duty.Load() != 0 {
 			runtime.Gosched()
 		}

@@ -1280,6 +1280,91 @@ func TestInlineEngineCloseWhileAHolderWaitsReturns(t *testing.T) {
 	ip.checkRules(t)
 }
 
+// closeSpy is an inlineClient whose OnClose first runs onClose, on the
+// loop, after endInline brought the duty home and before the mailboxes
+// close.
+type closeSpy struct {
+	*inlineClient
+	onClose func(c *Conn)
+}
+
+func (h *closeSpy) OnClose(c *Conn, reason error) {
+	h.onClose(c)
+	h.inlineClient.OnClose(c, reason)
+}
+
+// A holder whose duty OnClose calls back (gnet closes the conn with no
+// close of ours, so nothing holds the drain token) gives it back without
+// scheduling the conn: a drain scheduled then would run with the token
+// free (inline.go, rule 5). The spy waits, on the loop inside OnClose,
+// until the holder's ReadInline returned (its hand-back, schedule
+// included, is over), and looks at the loop's ready list, which only this
+// loop empties: the conn must not be on it without the token.
+func TestInlineOnCloseHandBackSchedulesNoDrain(t *testing.T) {
+	inlineLeakCheck(t)
+	srv := newInlineServer(0)
+	ip := newInlinePair(t, srv, 1)
+	h := &closeSpy{inlineClient: newInlineClient(1)}
+	c, _ := ip.dial(t, h)
+	p := newInlineProc(c, h.inlineClient, 0, true)
+	ctx, cancel := context.WithTimeout(context.Background(), inlineBound)
+	defer cancel()
+
+	var took0 int64
+	found := make(chan string, 1)
+	h.onClose = func(c *Conn) {
+		deadline := time.Now().Add(inlineBound)
+		for p.r.took.Load() == took0 && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Microsecond)
+		}
+		ls := c.ls.Load()
+		ls.mu.Lock()
+		queued := slices.Contains(ls.ready, c)
+		ls.mu.Unlock()
+		switch {
+		case p.r.took.Load() == took0:
+			found <- "the holder's ReadInline did not return"
+		case queued && !c.scheduled.Load():
+			found <- "the holder's hand-back put the conn on the ready list with the drain token free"
+		default:
+			found <- ""
+		}
+	}
+
+	if err := p.send(ctx, kindHold, seqBody(1)); err != nil {
+		t.Fatal(err)
+	}
+	srv.take(t) // held: the process's wait finds no reply
+	res := p.recvAsync(ctx)
+	deadline := time.Now().Add(inlineBound)
+	for c.duty.Load()&dutyHeld == 0 || !p.r.inside.Load() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the process never held the read duty (%s)", dutyState(c))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	took0 = p.r.took.Load()
+	if c.scheduled.Load() {
+		t.Fatalf("the drain token is taken before the close (%s)", drainState(c))
+	}
+	// gnet closes the conn with no close of ours: OnClose comes with the
+	// duty held, no recall by the loop, and the token free.
+	c.Execute(func() { c.closeGnet() })
+
+	select {
+	case why := <-found:
+		if why != "" {
+			t.Fatal(why)
+		}
+	case <-time.After(inlineBound):
+		t.Fatalf("OnClose did not run (%s)", dutyState(c))
+	}
+	if r := awaitRecv(t, res, "the holder's wait ended with the close"); !errors.Is(r.err, mailbox.ErrClosed) {
+		t.Fatalf("the holder's Receive = %q, %v; want mailbox.ErrClosed", r.msg, r.err)
+	}
+	checkClientRules(t, fmt.Sprintf("conn %p", c), c, h.inlineClient)
+}
+
 // heldRequest starts a pair with one client process that reads inline,
 // and sends a request (seq) that the server holds back: the process's
 // next wait finds no reply until the test answers. It returns the held
@@ -1621,6 +1706,7 @@ func TestInlineDutyIsLendableOnlyWhereTheLoopWaits(t *testing.T) {
 		{"the conn is closing", func(w *idleWait, c *Conn) { c.advance(closeRequested) }},
 		{"the duty is away", func(w *idleWait, c *Conn) { c.duty.Store(dutyHeld) }},
 		{"the duty is being recalled", func(w *idleWait, c *Conn) { c.duty.Store(dutyHeld | dutyRecall) }},
+		{"the duty is being called back by OnClose", func(w *idleWait, c *Conn) { c.duty.Store(dutyHeld | dutyEnd) }},
 		{"the duty is being given back", func(w *idleWait, c *Conn) { c.duty.Store(dutyHeld | dutyReturning) }},
 	}
 	for _, tc := range refusals {
@@ -1655,6 +1741,8 @@ func TestInlineDutyIsLendableOnlyWhereTheLoopWaits(t *testing.T) {
 		{dutyHeld | dutyRecall, true},
 		{dutyHeld | dutyReturning, false},
 		{dutyHeld | dutyRecall | dutyReturning, false},
+		{dutyHeld | dutyEnd, true},
+		{dutyHeld | dutyEnd | dutyReturning, false},
 	} {
 		c := new(Conn)
 		c.duty.Store(tc.duty)

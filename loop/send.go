@@ -357,6 +357,7 @@ func (c *Conn) writeOut(b []byte) {
 // the bulk lane's share, then it schedules the conn again for the rest.
 // Loop only, holding the drain token.
 func (c *Conn) flushQueue(ls *loopState) {
+	c.dbgTokenHeld("flushQueue")
 	if c.reached(closeSent) {
 		return // the token stays taken: nothing more goes out
 	}
