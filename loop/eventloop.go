@@ -47,6 +47,9 @@ type loopState struct {
 	// descriptors were not found; made at the first OnOpen (idleTried).
 	idle      atomic.Pointer[idleWait]
 	idleTried bool
+	// ownThread is set once a bulk loop has taken an OS thread of its own
+	// at a long scheduler slice (bulkThread), at its first conn. Loop only.
+	ownThread bool
 	// owed counts our gnet tasks queued and not yet started, and gnet
 	// closes asked (closeGnet) whose OnClose has not run: the loop does
 	// not wait in the netpoller while it is positive. Counted from the
@@ -259,6 +262,12 @@ func (h *gnetHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	ls := h.e.loopFor(gc.EventLoop())
+	if c.bulkOnly.Load() && !ls.ownThread {
+		ls.ownThread = true
+		if err := bulkThread(); err != nil {
+			h.e.log.Debug("loop: the bulk loop's scheduler slice", "err", err)
+		}
+	}
 	if !ls.idleTried {
 		ls.idleTried = true
 		if w := findIdleWait(h.e.idleCandidates(), gc.Fd()); w != nil {
