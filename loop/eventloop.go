@@ -268,7 +268,9 @@ func (h *gnetHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 			h.e.log.Debug("loop: the bulk loop's scheduler slice", "err", err)
 		}
 	}
-	if !ls.idleTried {
+	// A bulk loop, locked to its thread, keeps gnet's blocking epoll_wait
+	// (idle.go, the last paragraph of its head comment).
+	if !ls.idleTried && !ls.ownThread {
 		ls.idleTried = true
 		if w := findIdleWait(h.e.idleCandidates(), gc.Fd()); w != nil {
 			ls.idle.Store(w)

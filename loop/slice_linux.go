@@ -32,6 +32,9 @@ const bulkSlice = 100 * time.Millisecond
 // CPU, and an unprivileged process may set and clear it (unlike a
 // niceness raised and given back, which needs CAP_SYS_NICE).
 //
+// Locked, the loop waits in gnet's epoll_wait, not in Go's netpoller
+// (idle.go says why).
+//
 // The goroutine never unlocks its thread: when the loop ends (the engine's
 // Close) the runtime ends a thread whose goroutine exits locked, so the
 // slice never reaches another goroutine through Go's pool of threads.

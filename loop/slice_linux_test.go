@@ -12,9 +12,10 @@ import (
 )
 
 // A bulk loop runs on an OS thread of its own at the kernel's longest
-// scheduler slice, a loop for small items keeps the default one, and the
-// bulk loop's thread ends with its engine: no goroutine run later in Go's
-// pool of threads inherits the slice.
+// scheduler slice, waiting in gnet's epoll_wait; a loop for small items
+// keeps the default slice and its wait in Go's netpoller; and the bulk
+// loop's thread ends with its engine: no goroutine run later in Go's pool
+// of threads inherits the slice.
 func TestBulkLoopsRunOnAThreadOfTheirOwnAtALongSlice(t *testing.T) {
 	if !kernelTakesSlices(t) {
 		t.Skip("this kernel keeps no scheduler slice per thread (Linux 6.12 and later do)")
@@ -70,6 +71,14 @@ func TestBulkLoopsRunOnAThreadOfTheirOwnAtALongSlice(t *testing.T) {
 	}
 	if s := probe(small); s.slice == uint64(bulkSlice) {
 		t.Errorf("the small items' loop runs at the bulk loops' slice")
+	}
+	// Locked, the bulk loop waits in gnet's epoll_wait, where it wakes on
+	// its own thread; the small items' loop in Go's netpoller (idle.go).
+	if bulk.ls.Load().idle.Load() != nil {
+		t.Errorf("the bulk loop waits in Go's netpoller")
+	}
+	if small.ls.Load().idle.Load() == nil {
+		t.Errorf("the small items' loop has no wait in Go's netpoller")
 	}
 	// Traffic both ways, then the bulk loop is still on its thread.
 	for _, c := range []*Conn{small, bulk} {
