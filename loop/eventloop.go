@@ -47,8 +47,8 @@ type loopState struct {
 	// descriptors were not found; made at the first OnOpen (idleTried).
 	idle      atomic.Pointer[idleWait]
 	idleTried bool
-	// ownThread is set once a bulk loop has taken an OS thread of its own
-	// at a long scheduler slice (bulkThread), at its first conn. Loop only.
+	// ownThread is set once a bulk loop has locked itself to its OS thread
+	// (bulkThread), at its first conn. Loop only.
 	ownThread bool
 	// owed counts our gnet tasks queued and not yet started, and gnet
 	// closes asked (closeGnet) whose OnClose has not run: the loop does
@@ -264,9 +264,7 @@ func (h *gnetHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	ls := h.e.loopFor(gc.EventLoop())
 	if c.bulkOnly.Load() && !ls.ownThread {
 		ls.ownThread = true
-		if err := bulkThread(); err != nil {
-			h.e.log.Debug("loop: the bulk loop's scheduler slice", "err", err)
-		}
+		bulkThread()
 	}
 	// A bulk loop, locked to its thread, keeps gnet's blocking epoll_wait
 	// (idle.go, the last paragraph of its head comment).
