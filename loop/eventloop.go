@@ -47,9 +47,6 @@ type loopState struct {
 	// descriptors were not found; made at the first OnOpen (idleTried).
 	idle      atomic.Pointer[idleWait]
 	idleTried bool
-	// ownThread is set once a bulk loop has locked itself to its OS thread
-	// (bulkThread), at its first conn. Loop only.
-	ownThread bool
 	// owed counts our gnet tasks queued and not yet started, and gnet
 	// closes asked (closeGnet) whose OnClose has not run: the loop does
 	// not wait in the netpoller while it is positive. Counted from the
@@ -262,13 +259,7 @@ func (h *gnetHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	ls := h.e.loopFor(gc.EventLoop())
-	if c.bulkOnly.Load() && !ls.ownThread {
-		ls.ownThread = true
-		bulkThread()
-	}
-	// A bulk loop, locked to its thread, keeps gnet's blocking epoll_wait
-	// (idle.go, the last paragraph of its head comment).
-	if !ls.idleTried && !ls.ownThread {
+	if !ls.idleTried {
 		ls.idleTried = true
 		if w := findIdleWait(h.e.idleCandidates(), gc.Fd()); w != nil {
 			ls.idle.Store(w)

@@ -75,18 +75,6 @@ package loop
 // told apart by the conn descriptor registered in them, from fdinfo) and
 // duplicates them. Where that fails (not Linux, /proc missing) the loop
 // waits in gnet's epoll_wait as before.
-//
-// The bulk loops (Conn.SetBulkOnly) wait in gnet's epoll_wait too: each
-// is locked to an OS thread of its own (bulkThread), and a locked
-// goroutine parked in Go's netpoller is woken by a hand-off between two
-// threads (the one that finds it runnable gives it its P and sleeps),
-// twice a window of a stream; blocked in epoll_wait on its own thread it
-// wakes itself. The receiving node of BenchmarkStream spent 1.48 ms of CPU
-// per MiB (median of five rounds) with the netpoller wait and 1.22 with
-// gnet's, against 1.20 for unlocked loops in the netpoller (a build that
-// also gave the thread a scheduler slice of its own; docs/latency.md,
-// "Head-of-line blocking: the bulk loop's thread, nineteenth session").
-// Nothing waits for a bulk loop's wake-up but the stream itself.
 
 import (
 	"bufio"
