@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 
 	"github.com/meshrt/mesh/internal/wire"
 	"github.com/meshrt/mesh/loop"
@@ -222,6 +223,9 @@ func (pe *peer) attach(c link) {
 	pe.upFlag.Store(true)
 	names := n.listLocked()
 	n.peersMu.Unlock()
+	if h := testHookLinkUp.Load(); h != nil {
+		(*h)(pe)
+	}
 	slices.Sort(names)
 	close(pe.up)
 	n.metrics.peerUp()
@@ -236,6 +240,10 @@ func (pe *peer) attach(c link) {
 		_ = c.Close(drop)
 	}
 }
+
+// testHookLinkUp, when a test sets it, runs in attach between the step
+// that makes the peer count as up and the queueing of its node list.
+var testHookLinkUp atomic.Pointer[func(*peer)]
 
 // errLapsed ends a connection whose admission lapsed before it attached.
 var errLapsed = errors.New("node: admission lapsed before the connection started")
@@ -353,7 +361,22 @@ func (n *Node) learnNodes(pe *peer, names []string) {
 		}
 	}
 	for _, other := range n.upPeers() {
-		if other != pe {
+		// Not to a peer whose link-up list is not queued yet (attach
+		// closes started after peerUp). Sent in that window, the
+		// introduction reached the peer first and was taken for its
+		// link-up list, and the list, coming next, for gossip; each
+		// further introduction that overtook it made its name wait
+		// introDefer at the peer, and the list's "dial it now" did not
+		// shorten that wait (a waiting target keeps its time). The
+		// name's node had been introduced the peer the same way, so
+		// neither end dialled for 30-90 s: with ticks off an 11-node
+		// mesh missed a pair past a test's minute. The peer needs no
+		// introduction: its list was taken in the step under peersMu
+		// that made it count as up, so either that list names the
+		// newcomer (and it dials it) or the newcomer's list, taken in
+		// its own such step later, names the peer (and the newcomer
+		// dials it).
+		if other != pe && isClosed(other.started) {
 			other.control(&wire.Nodes{Names: []string{pe.name}})
 		}
 	}

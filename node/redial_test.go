@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -238,5 +241,60 @@ func TestGossipDelay(t *testing.T) {
 		if got < tt.min || got > tt.max {
 			t.Errorf("%s: gossipDelay = %v, want within [%v, %v]", tt.name, got, tt.min, tt.max)
 		}
+	}
+}
+
+// An introduction never reaches a peer before the node list its link came
+// up with. The hub takes two newcomers' first lists (and introduces them)
+// just as a third node's link counts as up there and before its list is
+// queued, the window where a mesh formed with ticks off once missed a pair
+// for a minute: the third node took the first introduction for its list,
+// the second made it wait introDefer for that name, and its real list,
+// taken for gossip, did not shorten the wait.
+func TestIntroductionDoesNotOvertakeTheLinkUpList(t *testing.T) {
+	nw := memlink.NewNetwork()
+	quiet := WithTickTimeout(time.Hour) // nothing but the lists meshes the nodes
+	hub := startNamed(t, "hub", "c", quiet, onNet(nw))
+	x1 := startNamed(t, "x1", "c", quiet, onNet(nw), WithSeeds(hub.Self()))
+	x2 := startNamed(t, "x2", "c", quiet, onNet(nw), WithSeeds(hub.Self()))
+	eventually(t, "x1, x2 and the hub meshed", func() bool {
+		return connected(hub, x1.Self(), x2.Self()) && connected(x1, x2.Self()) && connected(x2, x1.Self())
+	})
+	var once sync.Once
+	var ran atomic.Bool
+	hook := func(pe *peer) {
+		if pe.n != hub || !strings.HasPrefix(pe.name, "a@") {
+			return
+		}
+		// x1's and x2's first lists arrive now (a late read of their
+		// links): each names only the hub, so the hub introduces them.
+		once.Do(func() {
+			ran.Store(true)
+			for _, x := range []*Node{x1, x2} {
+				hub.learnNodes(&peer{n: hub, name: x.Self()}, []string{hub.Self()})
+			}
+		})
+	}
+	testHookLinkUp.Store(&hook)
+	t.Cleanup(func() { testHookLinkUp.Store(nil) })
+	a := startNamed(t, "a", "c", quiet, onNet(nw), WithSeeds(hub.Self()))
+	// a's list from the hub names x1 and x2 (both were up there before
+	// it): a dials both at once, or, had an introduction been taken for
+	// that list, waits introDefer for one of them.
+	waitsOnIntro := func(name string) bool {
+		d := a.dials
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		tg := d.targets[name]
+		return tg != nil && !tg.dialing && time.Until(tg.due) > 2*gossipDefer
+	}
+	eventually(t, "a meshed with x1 and x2, or waiting on an introduction", func() bool {
+		return connected(a, x1.Self(), x2.Self()) || waitsOnIntro(x1.Self()) || waitsOnIntro(x2.Self())
+	})
+	if !connected(a, x1.Self(), x2.Self()) {
+		t.Fatalf("a is connected to %v and waits an introduction's delay to dial the rest of its link-up list", a.List())
+	}
+	if !ran.Load() {
+		t.Fatal("a's link came up at the hub without the hook: the case was not tested")
 	}
 }
