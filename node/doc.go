@@ -59,9 +59,9 @@
 //     A connection from a newer incarnation retires the old one first.
 //  3. Up (attach): the handler and the batcher are set, up closes, peerUp
 //     sends the node list and the registry snapshot (a node that just
-//     joined through this one is then introduced to its other peers,
-//     learnNodes), MonitorNodes watchers get NodeUp and the connection
-//     starts.
+//     joined through this one is then introduced to its other peers whose
+//     own node list has gone out, learnNodes), MonitorNodes watchers get
+//     NodeUp and the connection starts.
 //  4. Steady state: input on the peer's event loop (OnData). Every twelfth
 //     of the tick timeout the node's tick sweep sends a tick to each peer
 //     it sent nothing to for the last five sweeps, and cuts a peer silent

@@ -361,21 +361,19 @@ func (n *Node) learnNodes(pe *peer, names []string) {
 		}
 	}
 	for _, other := range n.upPeers() {
-		// Not to a peer whose link-up list is not queued yet (attach
-		// closes started after peerUp). Sent in that window, the
-		// introduction reached the peer first and was taken for its
-		// link-up list, and the list, coming next, for gossip; each
-		// further introduction that overtook it made its name wait
-		// introDefer at the peer, and the list's "dial it now" did not
-		// shorten that wait (a waiting target keeps its time). The
-		// name's node had been introduced the peer the same way, so
-		// neither end dialled for 30-90 s: with ticks off an 11-node
-		// mesh missed a pair past a test's minute. The peer needs no
-		// introduction: its list was taken in the step under peersMu
-		// that made it count as up, so either that list names the
-		// newcomer (and it dials it) or the newcomer's list, taken in
-		// its own such step later, names the peer (and the newcomer
-		// dials it).
+		// Not to a peer whose link-up node list is not queued yet
+		// (started: invariant 2 in peer.go). An introduction sent
+		// before that list would reach the peer first and be taken for
+		// the list, and the list for gossip: the introduced name would
+		// wait introDefer at the peer (the list's "dial it now" does
+		// not shorten a waiting target), while that name's node, also
+		// told of the peer only by an introduction, waits too. No
+		// introduction is needed there: the peer's list was taken in
+		// the step under peersMu that made it count as up, so either it
+		// names the newcomer (the peer dials it: at once if it joined
+		// through this node, else after gossipDefer) or the newcomer's
+		// list, taken in its own such step later, names the peer (and
+		// the newcomer, which joined through this node, dials it).
 		if other != pe && isClosed(other.started) {
 			other.control(&wire.Nodes{Names: []string{pe.name}})
 		}

@@ -23,10 +23,12 @@ import (
 //     frames go out with EnqueueNoWait, and work that can wait (the
 //     cleanup after a connection ends) runs on its own goroutine.
 //  2. up closes once attach has the connection (the peer counts as up),
-//     started once attach has handed it to its loop; down closes once, when
-//     the connection has ended and its cleanup is done. A reservation made
-//     by admit that never attaches closes lapsed instead, as unreserve drops
-//     it. A peer is never reused.
+//     started once attach has queued the peer's node list (peerUp) and
+//     handed the conn to its loop: learnNodes introduces newcomers only to
+//     started peers, so no introduction overtakes that list. down closes
+//     once, when the connection has ended and its cleanup is done. A
+//     reservation made by admit that never attaches closes lapsed instead,
+//     as unreserve drops it. A peer is never reused.
 //  3. Process sends (loop.Conn.Enqueue) may block on backpressure; control
 //     frames (EnqueueNoWait) never do: past the hard limit of queued bytes
 //     the peer is cut as a slow consumer, which every watcher sees as
@@ -40,8 +42,8 @@ type peer struct {
 	outbound    bool
 
 	conn     link          // set by attach, before up closes (link.go)
-	up       chan struct{} // closed when started
-	started  chan struct{} // closed once attach has handed the conn to its loop
+	up       chan struct{} // closed once attach has the conn: the peer counts as up
+	started  chan struct{} // closed once attach has queued the node list and handed the conn to its loop
 	lapsed   chan struct{} // closed by unreserve: admitted, never attached, dropped from the table
 	down     chan struct{} // closed when ended and cleaned up
 	replaced bool          // guarded by n.peersMu: a newer connection took over
