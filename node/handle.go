@@ -471,7 +471,9 @@ func (n *Node) handleDown(pe *peer, d *wire.Down) {
 // goroutine starts, so the reply always precedes anything the process sends
 // or its exit. The process starts once the loop has written the reply
 // (afterFlush), on an idle starter when one waits (spawn_start.go), so
-// that neither the start nor a thread it might wake delays the reply.
+// that neither the start nor a thread it might wake delays the reply; when
+// the request was read by an idle starter reading the link inline, that
+// starter runs it, after it has given the link back.
 //
 // Each process a peer spawns counts against its limit (peerlimits.go): a
 // request past it cuts the peer.
@@ -516,7 +518,11 @@ func (n *Node) handleSpawnRequest(pe *peer, r *wire.SpawnRequest, actor []byte) 
 	pe.sendControl(0, false, b)
 	putBuf(bp, b)
 	if start != nil {
-		pe.startAfterFlush(start)
+		// Read by an idle starter reading this link (spawn_start.go):
+		// it runs the process itself once it has given the link back.
+		if !pe.startOwn(start) {
+			pe.startAfterFlush(start)
+		}
 		if r.Link {
 			return pe.relationAdded()
 		}
@@ -537,7 +543,7 @@ func (pe *peer) startAfterFlush(p *Process) {
 		pe.startAll = func() {
 			for i, q := range pe.toStart {
 				pe.toStart[i] = nil
-				pe.n.startSpawned(q)
+				pe.n.startSpawned(pe, q)
 			}
 			pe.toStart = pe.toStart[:0]
 		}

@@ -96,6 +96,14 @@ type peer struct {
 
 	handle *peerHandle // cleared at close
 
+	// The link's idle starter (spawn_start.go): the one that reads the
+	// link inline for the next spawn request (claimed with a
+	// compare-and-swap, one at a time), and the goroutines that wait for
+	// the link's input for themselves (a process's inline wait, a remote
+	// spawn's reply), for which that starter yields the link.
+	starterReads atomic.Pointer[starter]
+	ownWaits     atomic.Int32
+
 	// Owned by the node's tick sweep (tick.go).
 	tickSeq  uint64 // ticks sent
 	tickMark uint64 // stats.msgsOut at the last sweep

@@ -52,8 +52,12 @@ func (r *inlineReader) WaitInline(ctx context.Context, m *mailbox.Mailbox) bool 
 	if !ok {
 		return false
 	}
+	pe.ownWait(lc) // an idle starter reading the link yields it
 	r.inlineConn.Store(lc)
-	defer r.inlineConn.Store(nil)
+	defer func() {
+		r.inlineConn.Store(nil)
+		pe.ownWaitEnd()
+	}()
 	return lc.ReadInline(ctx, m)
 }
 
@@ -81,12 +85,21 @@ func (r *inlineReader) KickInline() {
 // w's Arm and Disarm.
 func waitReply(pe *peer, w *mailbox.Waiter, deadline time.Time) bool {
 	if lc, ok := pe.conn.(*loop.Conn); ok && w.BeginInline(lc) {
-		lc.ReadInlineUntil(deadline, w)
+		pe.ownWait(lc) // an idle starter reading the link yields it
+		readReply(pe, lc, w, deadline)
 		if w.EndInline() {
 			return true
 		}
 	}
 	return parkedWait(pe, w, deadline)
+}
+
+// readReply is waitReply's inline read, which ends pe.ownWait (deferred:
+// a handler's panic on this goroutine goes on up). The requester's
+// goroutine.
+func readReply(pe *peer, lc *loop.Conn, w *mailbox.Waiter, deadline time.Time) {
+	defer pe.ownWaitEnd()
+	lc.ReadInlineUntil(deadline, w)
 }
 
 // parkedWait is w.Wait(deadline) for a reply on pe's link that the loop

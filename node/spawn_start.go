@@ -4,6 +4,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/meshrt/mesh/loop"
 )
 
 // Starting the processes peers spawn without waking a thread.
@@ -15,8 +17,8 @@ import (
 // far node per remote spawn, on a machine whose other core the spawning
 // node needs for the reply. So the goroutine of a process a peer spawned
 // does not end with its process: it waits, as an idle starter, for the
-// next process a peer spawns on this node, on an eventfd of its own in Go's
-// netpoller (starterSignal). The loop hands it the process and wakes it
+// next process a peer spawns on this node, reading its peer's link (below)
+// or on an eventfd of its own in Go's netpoller (starterSignal). The loop hands it the process and wakes it
 // with one eventfd write; the netpoller readies it, and the loop's own
 // thread runs it once the loop parks, with no other thread woken. The
 // starter reads nothing: what it was handed is in the starter, and every
@@ -25,6 +27,41 @@ import (
 // its deadline is moved only when less than half of it is left, so that a
 // busy starter does not reset a timer every process), and Stop ends them
 // all.
+//
+// An idle starter waits first as the inline reader of the link its last
+// process came from (readLink: loop.Conn.ReadInlineUntil, the starter its
+// own loop.InlineParker), since a peer that spawns spawns again: that
+// peer's next spawn request is read, answered and handed to the starter
+// on the starter's own goroutine (takeOwn), with no eventfd write and no
+// second goroutine readied, where the loop's hand-off cost the far node a
+// wake-up and, a quarter to a third of the time on 2 vCPUs, delayed the
+// requester behind the far node's work after the reply
+// (docs/latency.md, "Remote spawn: an idle starter reads its peer's
+// link"). Its rules:
+//
+//  1. One starter reads a link at a time: it claims the link
+//     (peer.starterReads) with a compare-and-swap, and only then looks for
+//     waiters; a second starter from the same peer waits on its signal.
+//  2. A goroutine that waits for the link's input for itself (a process
+//     reading it inline, a remote spawn's reply: peer.ownWait) counts
+//     itself, then looks for the claim and kicks the link; the starter
+//     looks at the count after its claim and at every step of its wait
+//     (its InlineParker methods). One of the two sees the other, and the
+//     starter yields the link.
+//  3. A wake (a process handed by another link's loop, Stop) stores the
+//     job, then swaps the starter's reading link to nil and kicks the
+//     link it got, else writes the signal; the starter swaps it to nil
+//     when it stops reading. So a wake kicks only a link the starter had
+//     not left, and a starter that left it finds its job on its signal.
+//  4. The starter gives the duty back before it runs its process, and
+//     once it has a process (or yields, or was woken) it counts as parked
+//     (Engine.ParkBegin) for the hand-back: the duty goes home to the
+//     loop rather than lingering. No user code runs while a starter holds
+//     a link, and the peer's next frames never wait for the linger timer
+//     behind a running process.
+//  5. A spawn from another peer reaches a starter that reads a link by a
+//     kick of its read (rule 3); the pool hands it to a starter that
+//     reads no link first.
 //
 // One difference from a goroutine of its own: a process function that
 // locks its OS thread (runtime.LockOSThread) and returns without unlocking
@@ -37,12 +74,37 @@ const maxStarters = 8
 // starterIdle is how long a starter waits for a process before it ends.
 const starterIdle = 2 * time.Second
 
-// starter is one idle process goroutine's place in the pool.
+// starterRetries bounds the inline waits in a row of one idle wait that
+// end with nothing for the starter (its link's loop recalled the duty, a
+// stray kick): then it waits on its signal.
+const starterRetries = 8
+
+// starter is one idle process goroutine's place in the pool. As a reader
+// of its link (readLink) it is the link's loop.InlineParker.
 type starter struct {
+	n    *Node
 	sig  starterSignal
 	job  atomic.Pointer[Process] // handed, then woken; taken by the starter
 	quit atomic.Bool             // set, then woken: end
 	open bool                    // sig was made (at the first wait): its goroutine's
+
+	// from is the link the starter's last process came from: the one it
+	// reads while idle. Set by the hand-off before job (whose store
+	// publishes it), or by takeOwn; read by the starter after it took its
+	// job and before it is in the pool again (wait).
+	from *peerHandle
+	// reading is the link the starter reads inline now, for its wakers:
+	// a wake stores the job (or quit), then swaps reading to nil and kicks
+	// the link it got, else writes the signal; the starter swaps it to nil
+	// when it stops reading. Whichever swaps first learns which way the
+	// wake goes, so a wake never kicks a link the starter had left before
+	// that swap, and never writes the signal of a starter that still
+	// waits on its link.
+	reading atomic.Pointer[loop.Conn]
+
+	// The starter's goroutine only, while it reads a link.
+	pe   *peer // the link's peer (its ownWaits)
+	home bool  // counted as parked (Engine.ParkBegin): the duty goes home at the hand-back
 }
 
 // close gives back s's signal, if it was made. Its goroutine only, at its
@@ -56,6 +118,16 @@ func (s *starter) close() {
 // handed reports whether s's wait is over: a process or the end came.
 func (s *starter) handed() bool { return s.job.Load() != nil || s.quit.Load() }
 
+// wake ends s's wait, after a job or quit was stored: a kick of the link it
+// reads, else its signal.
+func (s *starter) wake() {
+	if lc := s.reading.Swap(nil); lc != nil {
+		lc.KickInline()
+		return
+	}
+	s.sig.wake()
+}
+
 // starterPool holds a node's idle starters.
 type starterPool struct {
 	mu      sync.Mutex
@@ -65,19 +137,19 @@ type starterPool struct {
 	expired int           // guarded by mu: starters ended after their idle time
 }
 
-// startSpawned starts p, a process a peer spawned: on an idle starter if
-// there is one, else on a new goroutine that becomes a starter after p.
-// On the peer's loop.
-func (n *Node) startSpawned(p *Process) {
-	if !n.starters.hand(p) {
-		go n.runStarter(p)
+// startSpawned starts p, a process pe spawned: on an idle starter if there
+// is one, else on a new goroutine that becomes a starter after p. On pe's
+// loop, or on a goroutine reading pe's link inline.
+func (n *Node) startSpawned(pe *peer, p *Process) {
+	if !n.starters.hand(pe, p) {
+		go n.runStarter(pe.handle, p)
 	}
 }
 
-// runStarter runs p, then the processes it is handed while it waits as an
-// idle starter, until it is not needed.
-func (n *Node) runStarter(p *Process) {
-	s := new(starter)
+// runStarter runs p, which the peer of from spawned, then the processes it
+// is handed while it waits as an idle starter, until it is not needed.
+func (n *Node) runStarter(from *peerHandle, p *Process) {
+	s := &starter{n: n, from: from}
 	defer s.close()
 	for p != nil {
 		p.main()
@@ -85,24 +157,57 @@ func (n *Node) runStarter(p *Process) {
 	}
 }
 
-// hand gives p to an idle starter and wakes it; false if none waits.
-func (sp *starterPool) hand(p *Process) bool {
+// hand gives p, which pe spawned, to an idle starter and wakes it; false
+// if none waits. A starter that reads no link is preferred: waking one
+// that reads a link takes that link's next spawn off it.
+func (sp *starterPool) hand(pe *peer, p *Process) bool {
 	sp.mu.Lock()
 	k := len(sp.idle)
 	if k == 0 {
 		sp.mu.Unlock()
 		return false
 	}
-	s := sp.idle[k-1]
-	sp.idle[k-1] = nil
+	i := k - 1
+	for j := k - 1; j >= 0; j-- {
+		if sp.idle[j].reading.Load() == nil {
+			i = j
+			break
+		}
+	}
+	s := sp.idle[i]
+	sp.idle[i], sp.idle[k-1] = sp.idle[k-1], nil
 	sp.idle = sp.idle[:k-1]
 	sp.mu.Unlock()
 	if h := testHookHand.Load(); h != nil {
 		(*h)()
 	}
+	s.from = pe.handle
 	s.job.Store(p)
-	s.sig.wake()
+	s.wake()
 	return true
+}
+
+// takeOwn gives p, which pe spawned, to s, the idle starter that read its
+// request on pe's link: s runs it once it has given the link back, with no
+// wake-up; false when a waker took s from the pool meanwhile (its own
+// process comes). On s's goroutine, in the link's OnData.
+func (sp *starterPool) takeOwn(s *starter, pe *peer, p *Process) bool {
+	sp.mu.Lock()
+	for i, x := range sp.idle {
+		if x == s {
+			last := len(sp.idle) - 1
+			sp.idle[i], sp.idle[last] = sp.idle[last], nil
+			sp.idle = sp.idle[:last]
+			sp.mu.Unlock()
+			s.from = pe.handle
+			s.job.Store(p)
+			s.leave() // before the hand-back: the duty goes home, not lingering while p runs
+			starterEvent(s, starterTakes)
+			return true
+		}
+	}
+	sp.mu.Unlock()
+	return false
 }
 
 // testHookHand, when a test sets it, runs in hand between taking a
@@ -112,6 +217,24 @@ var testHookHand atomic.Pointer[func()]
 // testHookTakenMeanwhile, when a test sets it, runs when a starter whose
 // idle time ended finds that the pool took it meanwhile.
 var testHookTakenMeanwhile atomic.Pointer[func()]
+
+// Starter events for testHookStarter.
+const (
+	starterClaims = iota // about to claim its link (readLink)
+	starterReads         // holds its link's duty and is about to wait on it
+	starterSleeps        // about to wait on its signal
+	starterTakes         // took the process whose request it read (takeOwn)
+)
+
+// testHookStarter, when a test sets it, runs on a starter's goroutine at
+// the events above.
+var testHookStarter atomic.Pointer[func(*starter, int)]
+
+func starterEvent(s *starter, ev int) {
+	if h := testHookStarter.Load(); h != nil {
+		(*h)(s, ev)
+	}
+}
 
 // wait makes s an idle starter and returns the process it is handed, or
 // nil when it is not needed (the pool is full, it was idle for
@@ -129,6 +252,7 @@ func (sp *starterPool) wait(n *Node, s *starter) *Process {
 		}
 		s.open = true
 	}
+	from := s.from // before it is in the pool, where a hand-off sets it
 	sp.mu.Lock()
 	if sp.stopped || len(sp.idle) >= maxStarters {
 		sp.mu.Unlock()
@@ -138,7 +262,7 @@ func (sp *starterPool) wait(n *Node, s *starter) *Process {
 	idleFor := sp.idleFor
 	n.bg.Add(1)
 	sp.mu.Unlock()
-	p := sp.idleWait(n, s, idleFor)
+	p := sp.idleWait(n, s, from, idleFor)
 	if p == nil {
 		s.close() // before Stop may return (n.bg): no eventfd outlives it
 	}
@@ -146,8 +270,9 @@ func (sp *starterPool) wait(n *Node, s *starter) *Process {
 	return p
 }
 
-// idleWait is wait's wait, with s in the pool. Its starter.
-func (sp *starterPool) idleWait(n *Node, s *starter, idleFor time.Duration) *Process {
+// idleWait is wait's wait, with s in the pool: on the link its last
+// process came from (from: readLink), then on its signal. Its starter.
+func (sp *starterPool) idleWait(n *Node, s *starter, from *peerHandle, idleFor time.Duration) *Process {
 	if idleFor == 0 {
 		idleFor = starterIdle
 	}
@@ -155,12 +280,20 @@ func (sp *starterPool) idleWait(n *Node, s *starter, idleFor time.Duration) *Pro
 	if now := time.Now(); deadline.Sub(now) < idleFor/2 {
 		deadline = now.Add(idleFor)
 	}
-	// An idle starter waits for a spawn request that a loop (or a
-	// process reading a link inline) reads: a park, for the engine's
-	// lingering read duties (loop.Engine.ParkBegin).
-	n.engine.ParkBegin()
-	woken := s.sig.wait(deadline)
-	n.engine.ParkEnd()
+	if from != nil {
+		s.readLink(from, deadline)
+	}
+	woken := s.handed()
+	if !woken {
+		// An idle starter waits for a spawn request that a loop (or a
+		// process reading a link inline) reads: a park, for the engine's
+		// lingering read duties (loop.Engine.ParkBegin). The park also
+		// reclaims a duty that readLink's hand-back left lingering.
+		starterEvent(s, starterSleeps)
+		n.engine.ParkBegin()
+		woken = s.sig.wait(deadline)
+		n.engine.ParkEnd()
+	}
 	if !woken {
 		sp.mu.Lock()
 		for i, x := range sp.idle {
@@ -187,6 +320,143 @@ func (sp *starterPool) idleWait(n *Node, s *starter, idleFor time.Duration) *Pro
 	return s.job.Swap(nil)
 }
 
+// readLink waits, until deadline, as the inline reader of the link s's
+// last process came from, from's (loop.Conn.ReadInlineUntil, s its InlineParker):
+// that peer's next spawn request is read, answered and handed to s on
+// s's own goroutine (takeOwn), with no eventfd write and no other
+// goroutine readied. It returns when s was handed a process or the end,
+// when a goroutine waits for the link's input for itself (ownWaits: s
+// yields the link to it), at the deadline, or when it cannot read the
+// link (another starter reads it, its loop is busy, it closed); the
+// caller then waits on s's signal. The duty goes back before readLink
+// returns, home to the loop when s has a process to run or yields (no
+// user code runs while s holds the link, and the peer's next frames do
+// not wait for the linger timer behind a running process). s's goroutine.
+func (s *starter) readLink(from *peerHandle, deadline time.Time) {
+	pe := from.p.Load()
+	if pe == nil {
+		return
+	}
+	lc, ok := pe.conn.(*loop.Conn)
+	if !ok {
+		return
+	}
+	// Claimed before the look for waiters: a waiter counts itself, then
+	// looks for the claim (ownWait); each sees the other's store, so
+	// either this look finds the waiter or the waiter finds the claim and
+	// kicks. A second starter from the same peer finds the claim taken
+	// and waits on its signal: it never clears the first one's.
+	starterEvent(s, starterClaims)
+	if !pe.starterReads.CompareAndSwap(nil, s) {
+		return
+	}
+	s.pe = pe
+	if pe.ownWaits.Load() == 0 {
+		s.reading.Store(lc)
+		for i := 0; i < starterRetries && !s.done(); i++ {
+			if i > 0 && !time.Now().Before(deadline) {
+				break
+			}
+			if !lc.ReadInlineUntil(deadline, s) {
+				break
+			}
+		}
+		// Left for another reason (the deadline, the link busy or
+		// closing): a wake that swapped first kicks the link, harmlessly
+		// (a holder's wait that a kick ends early waits again), and its
+		// job is stored, which the signal's wait finds.
+		s.reading.Swap(nil)
+		if s.home {
+			s.home = false
+			s.n.engine.ParkEnd()
+		}
+	}
+	s.pe = nil
+	pe.starterReads.CompareAndSwap(s, nil)
+}
+
+// done reports whether s is to stop reading its link: it was handed a
+// process or the end, or a goroutine waits for the link's input for
+// itself. The first time, s leaves the link (leave); it stays done for
+// the rest of the read. While s reads a link, on its goroutine.
+func (s *starter) done() bool {
+	if s.home {
+		return true
+	}
+	if s.handed() || s.pe.ownWaits.Load() != 0 {
+		s.leave()
+		return true
+	}
+	return false
+}
+
+// leave ends s's read of its link before the hand-back: s counts as
+// parked until readLink ends (loop.Engine.ParkBegin), so that the
+// hand-back sends the duty home rather than leave it lingering while s
+// runs a process or waits on its signal, and a wake that comes from now
+// on writes s's signal rather than kick the link s leaves. Once, while
+// s reads a link, before the hand-back.
+func (s *starter) leave() {
+	s.home = true
+	s.n.engine.ParkBegin()
+	s.reading.Swap(nil)
+}
+
+var _ loop.InlineParker = (*starter)(nil)
+
+// InlinePark implements loop.InlineParker: false when s is done reading.
+// Its wakers kick the link (wake, ownWait) after they made done true, so
+// a kick that comes before this look is seen here, and one that comes
+// after it ends the wait. s's goroutine.
+func (s *starter) InlinePark() bool {
+	if s.done() {
+		return false
+	}
+	starterEvent(s, starterReads)
+	return true
+}
+
+// InlineUnpark implements loop.InlineParker: the wait on the socket ended
+// (input, a kick, the deadline). s's goroutine.
+func (s *starter) InlineUnpark() bool {
+	s.done()
+	return true
+}
+
+// InlineWoken implements loop.InlineParker. s's goroutine.
+func (s *starter) InlineWoken() bool { return s.done() }
+
+// InlineReady implements loop.InlineParker: after input was handled, true
+// when s is done reading (a spawn request in it was handed to s). s's
+// goroutine.
+func (s *starter) InlineReady() bool { return s.done() }
+
+// startOwn starts p, a process pe spawned, on the idle starter that reads
+// pe's link when the caller is that starter (it read p's request): true
+// when it took it. In pe's OnData.
+func (pe *peer) startOwn(p *Process) bool {
+	lc, ok := pe.conn.(*loop.Conn)
+	if !ok {
+		return false
+	}
+	s, ok := lc.Holder().(*starter)
+	return ok && pe.n.starters.takeOwn(s, pe, p)
+}
+
+// ownWait tells pe's idle starter, if one reads pe's link, that the
+// caller is about to wait for the link's input for itself (reading it
+// inline if it can): the starter yields the link. Each ownWait is
+// followed by one ownWaitEnd. On the waiting goroutine.
+func (pe *peer) ownWait(lc *loop.Conn) {
+	pe.ownWaits.Add(1)
+	if pe.starterReads.Load() != nil {
+		lc.KickInline() // after the count, which the starter sees when the kick ends its wait
+	}
+}
+
+// ownWaitEnd ends what ownWait began.
+func (pe *peer) ownWaitEnd() { pe.ownWaits.Add(-1) }
+
 // stop ends every idle starter and lets no more wait. Stop calls it.
 func (sp *starterPool) stop() {
 	sp.mu.Lock()
@@ -196,6 +466,6 @@ func (sp *starterPool) stop() {
 	sp.mu.Unlock()
 	for _, s := range idle {
 		s.quit.Store(true)
-		s.sig.wake()
+		s.wake()
 	}
 }

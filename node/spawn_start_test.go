@@ -193,16 +193,19 @@ func TestAStarterSignalWaitsForItsConditionNotForAWake(t *testing.T) {
 // A starter whose idle time ends just as the pool hands it a process
 // (the pool took it, the process is not yet stored) waits for the process
 // and runs it: none is lost. The hooks hold the hand-off until the
-// starter has found itself taken.
+// starter has found itself taken. The process to hand comes from another
+// peer than the starter's last one: a spawn from that one would be read by
+// the starter itself (spawn_start.go, readLink), with no hand-off.
 func TestAStarterTakenAsItsIdleTimeEndsRunsItsProcess(t *testing.T) {
-	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	a, b, c := startNamed(t, "a", "c"), startNamed(t, "b", "c"), startNamed(t, "c", "c")
 	setStarterIdle(b, 200*time.Millisecond)
 	connect(t, a, b)
+	connect(t, c, b)
 	ran := make(chan struct{}, 4)
 	b.Define("mark", func(*Process, []any) error { ran <- struct{}{}; return nil })
-	spawnAndRun := func(what string) {
+	spawnAndRun := func(from *Node, what string) {
 		t.Helper()
-		within(t, a, func(p *Process) error {
+		within(t, from, func(p *Process) error {
 			_, err := p.Spawn(b.Self(), "mark")
 			return err
 		})
@@ -230,9 +233,9 @@ func TestAStarterTakenAsItsIdleTimeEndsRunsItsProcess(t *testing.T) {
 		if i == 20 {
 			t.Fatal("no spawn found an idle starter to hand its process to")
 		}
-		spawnAndRun("a process on a new starter")
+		spawnAndRun(a, "a process on a new starter")
 		eventually(t, "an idle starter", func() bool { return idleStarters(b) == 1 })
-		spawnAndRun("the process handed to a starter whose idle time ended")
+		spawnAndRun(c, "the process handed to a starter whose idle time ended")
 	}
 	select {
 	case <-meanwhile:

@@ -1,0 +1,473 @@
+package node
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/meshrt/mesh/codec"
+	"github.com/meshrt/mesh/loop"
+)
+
+// Tests of the idle starters that read their peer's link (spawn_start.go,
+// readLink). Their nodes tick once an hour: a tick read by a starter would
+// end a wait that only a kick should end, and hide a missing kick.
+
+// starterEv is one event of a starter (testHookStarter).
+type starterEv struct {
+	s  *starter
+	ev int
+}
+
+// starterLog records the starters' events while a test runs.
+type starterLog struct {
+	mu   sync.Mutex
+	evs  []starterEv // guarded by mu
+	next int         // guarded by mu: the first event await has not passed
+	more chan struct{}
+	// on, when set, runs at each event on the starter's goroutine, before
+	// the event is recorded.
+	on atomic.Pointer[func(starterEv)]
+}
+
+// logStarters records every starter event until the test ends.
+func logStarters(t *testing.T) *starterLog {
+	l := &starterLog{more: make(chan struct{}, 1)}
+	h := func(s *starter, ev int) {
+		e := starterEv{s, ev}
+		if f := l.on.Load(); f != nil {
+			(*f)(e)
+		}
+		l.mu.Lock()
+		l.evs = append(l.evs, e)
+		l.mu.Unlock()
+		select {
+		case l.more <- struct{}{}:
+		default:
+		}
+	}
+	testHookStarter.Store(&h)
+	t.Cleanup(func() { testHookStarter.Store(nil) })
+	return l
+}
+
+// await returns the first event past the last one await returned that
+// matches, and the events it passed over on the way.
+func (l *starterLog) await(t *testing.T, what string, match func(starterEv) bool) (starterEv, []starterEv) {
+	t.Helper()
+	guard := time.NewTimer(testWait) // a hang guard
+	defer guard.Stop()
+	var passed []starterEv
+	for {
+		l.mu.Lock()
+		for i := l.next; i < len(l.evs); i++ {
+			if match(l.evs[i]) {
+				l.next = i + 1
+				ev := l.evs[i]
+				l.mu.Unlock()
+				return ev, passed
+			}
+			passed = append(passed, l.evs[i])
+		}
+		l.next = len(l.evs)
+		l.mu.Unlock()
+		select {
+		case <-l.more:
+		case <-guard.C:
+			t.Fatalf("no %s", what)
+		}
+	}
+}
+
+func isEv(ev int) func(starterEv) bool { return func(e starterEv) bool { return e.ev == ev } }
+
+func isEvOf(s *starter, ev int) func(starterEv) bool {
+	return func(e starterEv) bool { return e.s == s && e.ev == ev }
+}
+
+// quietPair starts a and b ticking once an hour, b's starters idle for
+// an hour, and connects them.
+func quietPair(t *testing.T) (a, b *Node) {
+	a = startNamed(t, "a", "c", WithTickTimeout(time.Hour))
+	b = startNamed(t, "b", "c", WithTickTimeout(time.Hour))
+	setStarterIdle(b, time.Hour)
+	connect(t, a, b)
+	return a, b
+}
+
+// spawnFrom spawns actor on b from a process of a.
+func spawnFrom(t *testing.T, a, b *Node, actor string, args ...any) PID {
+	t.Helper()
+	var pid PID
+	within(t, a, func(p *Process) error {
+		var err error
+		pid, err = p.Spawn(b.Self(), actor, args...)
+		return err
+	})
+	return pid
+}
+
+// linkOf returns b's peer a and its link.
+func linkOf(t *testing.T, b, a *Node) (*peer, *loop.Conn) {
+	t.Helper()
+	pe := peerOf(b, a)
+	if pe == nil {
+		t.Fatalf("%s has no peer %s", b.Self(), a.Self())
+	}
+	lc, ok := pe.conn.(*loop.Conn)
+	if !ok {
+		t.Fatalf("%s's link to %s is a %T", b.Self(), a.Self(), pe.conn)
+	}
+	return pe, lc
+}
+
+// readingStarter returns the starter that reads a's link on b, once one
+// does: a starter's first try may find b's loop still busy with the
+// request it handed over, and then it waits on its signal until its next
+// process, a noop spawned here. b defines noop.
+func readingStarter(t *testing.T, l *starterLog, a, b *Node) *starter {
+	t.Helper()
+	return readingStarterAfter(t, l, a, b, true)
+}
+
+// readingStarterAfter is readingStarter; spawn false when a starter is
+// about to try to read anyway (its process just ended).
+func readingStarterAfter(t *testing.T, l *starterLog, a, b *Node, spawn bool) *starter {
+	t.Helper()
+	for range 100 {
+		if spawn {
+			spawnFrom(t, a, b, "noop")
+		}
+		ev, _ := l.await(t, "a starter reading its link, or waiting on its signal", func(e starterEv) bool {
+			return e.ev == starterReads || e.ev == starterSleeps
+		})
+		if ev.ev == starterReads {
+			return ev.s
+		}
+		spawn = true
+	}
+	t.Fatal("no starter read its link in 100 spawns")
+	return nil
+}
+
+// ran waits for a signal on ch.
+func ran(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(testWait):
+		t.Fatalf("%s did not run", what)
+	}
+}
+
+// The spawn requests of the peer an idle starter reads are read, answered
+// and run on that starter's goroutine, one after another: no other
+// goroutine starts them.
+func TestAnIdleStarterRunsItsPeersNextSpawns(t *testing.T) {
+	a, b := quietPair(t)
+	l := logStarters(t)
+	mark := make(chan struct{}, 1)
+	b.Define("noop", func(*Process, []any) error { return nil })
+	b.Define("mark", func(*Process, []any) error { mark <- struct{}{}; return nil })
+	s := readingStarter(t, l, a, b)
+	for i := range 3 {
+		spawnFrom(t, a, b, "mark")
+		ran(t, mark, "the spawned process")
+		if ev, _ := l.await(t, "the starter taking the process it read", isEv(starterTakes)); ev.s != s {
+			t.Fatalf("spawn %d: another starter took the process it read", i)
+		}
+		if r := readingStarterAfter(t, l, a, b, false); r != s {
+			t.Fatalf("spawn %d: another starter reads the link", i)
+		}
+	}
+	if k := idleStarters(b); k != 1 {
+		t.Fatalf("%d idle starters; want the one", k)
+	}
+}
+
+// Two starters whose processes came from one peer: one reads the link,
+// the other finds it claimed and waits on its signal, and leaves the
+// first one's claim in place; a goroutine that then waits for the link's
+// input for itself finds that claim and makes the reader yield. (With a
+// claim stored rather than swapped in, the second starter's release
+// cleared the first one's, and the reader never yielded.)
+func TestOneStarterReadsALinkAndASecondLeavesItsClaim(t *testing.T) {
+	a, b := quietPair(t)
+	l := logStarters(t)
+	release1, release2 := make(chan struct{}), make(chan struct{})
+	var running sync.WaitGroup
+	b.Define("noop", func(*Process, []any) error { return nil })
+	b.Define("hold1", func(*Process, []any) error { running.Done(); <-release1; return nil })
+	b.Define("hold2", func(*Process, []any) error { running.Done(); <-release2; return nil })
+	running.Add(2)
+	spawnFrom(t, a, b, "hold1")
+	spawnFrom(t, a, b, "hold2")
+	running.Wait() // each on a goroutine of its own: none was idle
+	close(release1)
+	s1 := readingStarterAfter(t, l, a, b, false) // the second still runs its process
+	close(release2)
+	l.await(t, "the second starter waiting on its signal", func(e starterEv) bool { return e.s != s1 && e.ev == starterSleeps })
+	pe, lc := linkOf(t, b, a)
+	if got := pe.starterReads.Load(); got != s1 {
+		t.Fatalf("the link's claim is %p after the second starter's try; want the reader's, %p", got, s1)
+	}
+	pe.ownWait(lc)
+	defer pe.ownWaitEnd()
+	l.await(t, "the reader yielding the link", isEvOf(s1, starterSleeps))
+	if got := pe.starterReads.Load(); got != nil {
+		t.Fatalf("the link is still claimed (%p) after its reader yielded", got)
+	}
+}
+
+// A goroutine that begins to wait for a link's input for itself just
+// before an idle starter claims the link (so it finds no claim to kick)
+// still makes the starter yield: the starter looks for waiters after its
+// claim. The hook holds the starter at its claim while the waiter counts
+// itself.
+func TestAWaiterThatBeginsAsAStarterClaimsTheLinkMakesItYield(t *testing.T) {
+	a, b := quietPair(t)
+	l := logStarters(t)
+	b.Define("noop", func(*Process, []any) error { return nil })
+	s := readingStarter(t, l, a, b)
+	pe, lc := linkOf(t, b, a)
+	var armed atomic.Bool
+	armed.Store(true)
+	on := func(e starterEv) {
+		if e.s == s && e.ev == starterClaims && armed.CompareAndSwap(true, false) {
+			pe.ownWait(lc) // no claim yet: nothing to kick
+		}
+	}
+	l.on.Store(&on)
+	defer func() {
+		if !armed.Load() {
+			pe.ownWaitEnd()
+		}
+	}()
+	spawnFrom(t, a, b, "noop") // s reads it, runs it, and claims the link again
+	l.await(t, "the starter claiming its link with the waiter counted", isEvOf(s, starterClaims))
+	_, passed := l.await(t, "the starter waiting on its signal", isEvOf(s, starterSleeps))
+	for _, e := range passed {
+		if e.s == s && e.ev == starterReads {
+			t.Fatal("the starter read the link with a waiter counted before its claim")
+		}
+	}
+}
+
+// A process that waits for a reply on a link an idle starter reads, and
+// a remote spawn's requester, make the starter yield the link (and get
+// their replies).
+func TestAProcessOrASpawnWaitingOnTheLinkMakesItsStarterYield(t *testing.T) {
+	a, b := quietPair(t)
+	l := logStarters(t)
+	b.Define("noop", func(*Process, []any) error { return nil })
+	a.Define("noop", func(*Process, []any) error { return nil })
+	echo := spawnEcho(t, a)
+	for _, how := range []string{"a process waiting for a reply", "a remote spawn"} {
+		s := readingStarter(t, l, a, b)
+		within(t, b, func(p *Process) error {
+			if how == "a remote spawn" {
+				_, err := p.Spawn(a.Self(), "noop")
+				return err
+			}
+			if err := p.Send(echo, codec.Tuple{p.Self(), "ping"}); err != nil {
+				return err
+			}
+			_, err := recv(p)
+			return err
+		})
+		l.await(t, "the starter yielding to "+how, isEvOf(s, starterSleeps))
+	}
+}
+
+// spawnEcho starts a process on n that answers every {from, msg} with
+// msg, until its node stops.
+func spawnEcho(t *testing.T, n *Node) PID {
+	t.Helper()
+	return n.SpawnFunc(func(p *Process) error {
+		for {
+			m, err := p.Receive(context.Background())
+			if err != nil {
+				return nil
+			}
+			if tu, ok := m.(codec.Tuple); ok && len(tu) == 2 {
+				if from, ok := tu[0].(PID); ok {
+					_ = p.Send(from, tu[1])
+				}
+			}
+		}
+	})
+}
+
+// A wake that comes after its starter left the link it read (here: the
+// hand-off is held, after it took the starter from the pool, until the
+// starter has yielded the link to a waiter and waits on its signal) writes
+// the starter's signal: it looks where the starter waits only after the
+// job is stored, by a swap. (A wake that looked before the hook kicked the
+// link the starter had left, and the starter never woke.)
+func TestAWakeAfterItsStarterLeftTheLinkWritesTheSignal(t *testing.T) {
+	a, b := quietPair(t)
+	c := startNamed(t, "c", "c", WithTickTimeout(time.Hour))
+	connect(t, c, b)
+	l := logStarters(t)
+	mark := make(chan struct{}, 1)
+	b.Define("noop", func(*Process, []any) error { return nil })
+	b.Define("mark", func(*Process, []any) error { mark <- struct{}{}; return nil })
+	s := readingStarter(t, l, a, b)
+	pe, lc := linkOf(t, b, a)
+	hand := func() {
+		pe.ownWait(lc) // s yields the link and waits on its signal
+		l.await(t, "the starter yielding its link", isEvOf(s, starterSleeps))
+		pe.ownWaitEnd()
+	}
+	testHookHand.Store(&hand)
+	t.Cleanup(func() { testHookHand.Store(nil) })
+	spawnFrom(t, c, b, "mark") // read by c's link's loop: handed to s, the only idle starter
+	ran(t, mark, "the process handed to the starter")
+}
+
+// A spawn from another peer reaches an idle starter that reads a link: the
+// hand-off kicks its read.
+func TestASpawnFromAnotherPeerReachesAStarterReadingALink(t *testing.T) {
+	a, b := quietPair(t)
+	c := startNamed(t, "c", "c", WithTickTimeout(time.Hour))
+	connect(t, c, b)
+	l := logStarters(t)
+	mark := make(chan struct{}, 1)
+	b.Define("noop", func(*Process, []any) error { return nil })
+	b.Define("mark", func(*Process, []any) error { mark <- struct{}{}; return nil })
+	s := readingStarter(t, l, a, b)
+	before := starterGoroutines()
+	spawnFrom(t, c, b, "mark")
+	ran(t, mark, "the process spawned from another peer")
+	// s ran it, then read c's link, the one its last process came from.
+	readingStarterAfter(t, l, c, b, false)
+	if k := starterGoroutines(); k != before {
+		t.Fatalf("%d starter goroutines after the spawn; want %d (the one that read a's link)", k, before)
+	}
+	if s.from.p.Load() != peerOf(b, c) {
+		t.Fatal("the starter did not take the process from the other peer")
+	}
+}
+
+// A starter that read a spawn request gives the link home to its loop
+// before it runs the process, not lingering: while the process runs (here
+// it waits for the test), nothing on b reads the link inline, and the
+// peer's next frames (here its next spawn) are read by the loop at once,
+// not after the linger timer. Nothing on b is parked meanwhile, so without
+// the starter's own count the hand-back would leave the duty lingering.
+func TestAStarterGivesItsLinkHomeBeforeItRunsAProcess(t *testing.T) {
+	a, b := quietPair(t)
+	l := logStarters(t)
+	release := make(chan struct{})
+	lingering := make(chan int64, 1)
+	b.Define("noop", func(*Process, []any) error { return nil })
+	b.Define("hold", func(*Process, []any) error {
+		lingering <- b.engine.Stats().LingeringNow
+		<-release
+		return nil
+	})
+	s := readingStarter(t, l, a, b)
+	spawnFrom(t, a, b, "hold")
+	if ev, _ := l.await(t, "the starter taking the process it read", isEv(starterTakes)); ev.s != s {
+		t.Fatal("another starter took the process")
+	}
+	if n := <-lingering; n != 0 {
+		t.Fatalf("%d read duties linger while the process the starter read runs; want none", n)
+	}
+	spawnFrom(t, a, b, "noop") // on a goroutine of its own: the only starter runs hold
+	close(release)
+}
+
+// A spawned process that panics, on a starter that read its request, ends
+// with its crash; the starter reads the link again, and the peer's next
+// spawn is answered and run.
+func TestAPanickingProcessLeavesItsStarterReadingTheLink(t *testing.T) {
+	a, b := quietPair(t)
+	l := logStarters(t)
+	mark := make(chan struct{}, 1)
+	b.Define("noop", func(*Process, []any) error { return nil })
+	b.Define("boom", func(*Process, []any) error { panic("boom") })
+	b.Define("mark", func(*Process, []any) error { mark <- struct{}{}; return nil })
+	s := readingStarter(t, l, a, b)
+	spawnFrom(t, a, b, "boom")
+	if ev, _ := l.await(t, "the starter taking the process it read", isEv(starterTakes)); ev.s != s {
+		t.Fatal("another starter took the process")
+	}
+	if r := readingStarterAfter(t, l, a, b, false); r != s {
+		t.Fatal("another starter reads the link after the panic")
+	}
+	spawnFrom(t, a, b, "mark")
+	ran(t, mark, "the spawn after the panic")
+	if ev, _ := l.await(t, "the starter taking the next process", isEv(starterTakes)); ev.s != s {
+		t.Fatal("another starter took the next process")
+	}
+}
+
+// A starter that reads its link ends after its idle time, and leaves no
+// read duty lingering.
+func TestAStarterReadingItsLinkEndsAfterItsIdleTime(t *testing.T) {
+	a, b := quietPair(t)
+	l := logStarters(t)
+	b.Define("noop", func(*Process, []any) error { return nil })
+	readingStarter(t, l, a, b)
+	setStarterIdle(b, time.Millisecond) // for the next wait: the deadline passes in it
+	spawnFrom(t, a, b, "noop")
+	eventually(t, "the starter ended after its idle time", func() bool {
+		b.starters.mu.Lock()
+		defer b.starters.mu.Unlock()
+		return b.starters.expired == 1 && len(b.starters.idle) == 0
+	})
+	if n := b.engine.Stats().LingeringNow; n != 0 {
+		t.Fatalf("%d read duties linger after the starter ended", n)
+	}
+}
+
+// Stop ends every idle starter, those that read a link (kicked) and those
+// waiting on their signals, and closes their eventfds; no park stays
+// counted.
+func TestStopEndsStartersThatReadLinks(t *testing.T) {
+	a, b := quietPair(t)
+	c := startNamed(t, "c", "c", WithTickTimeout(time.Hour))
+	connect(t, c, b)
+	logStarters(t)
+	before := starterGoroutines()
+	b.Define("noop", func(*Process, []any) error { return nil })
+	release := make(chan struct{})
+	var running sync.WaitGroup
+	b.Define("hold", func(*Process, []any) error { running.Done(); <-release; return nil })
+	running.Add(3)
+	for _, from := range []*Node{a, a, c} {
+		spawnFrom(t, from, b, "hold")
+	}
+	running.Wait() // each on a goroutine of its own
+	close(release)
+	eventually(t, "three idle starters", func() bool { return idleStarters(b) == 3 })
+	for _, from := range []*Node{a, c} {
+		pe := peerOf(b, from)
+		for i := 0; pe.starterReads.Load() == nil; i++ {
+			if i == 100 {
+				t.Fatalf("no starter reads %s's link", from.Self())
+			}
+			spawnFrom(t, from, b, "noop")
+			eventually(t, "three idle starters", func() bool { return idleStarters(b) == 3 })
+		}
+	}
+	b.starters.mu.Lock()
+	idle := append([]*starter(nil), b.starters.idle...)
+	b.starters.mu.Unlock()
+	stopNode(t, b)
+	for i, s := range idle {
+		if s.sig.f != nil {
+			t.Errorf("idle starter %d still holds its eventfd after Stop", i)
+		}
+	}
+	if k := idleStarters(b); k != 0 {
+		t.Fatalf("%d idle starters after Stop", k)
+	}
+	if st := b.engine.Stats(); st.ParkedNow != 0 || st.LingeringNow != 0 {
+		t.Fatalf("after Stop: %d parks counted, %d duties lingering", st.ParkedNow, st.LingeringNow)
+	}
+	eventually(t, "the starters' goroutines ended", func() bool { return starterGoroutines() <= before })
+}
