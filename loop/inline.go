@@ -155,7 +155,8 @@ import (
 // InlineParker is a waiting owner's side of ReadInline: how it parks, so
 // that its wakers kick the conn's holder (KickInline), and how it learns
 // that its wait is over. *mailbox.Mailbox and *mailbox.Waiter implement
-// it. Called by ReadInline on the owner's goroutine only.
+// it, and package node's idle starters. Called by ReadInline on the
+// owner's goroutine only.
 type InlineParker interface {
 	// InlinePark publishes the owner as parked: a waker that ends the park
 	// then calls KickInline on the conn. False when it must not wait (a

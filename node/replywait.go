@@ -21,7 +21,9 @@ import (
 // frame for every process, until its own message is there. The reply then
 // reaches it without a hand-off from the loop's goroutine to its own.
 // Anything else that wakes the process (a local message, a timer, an exit
-// signal) ends that wait as it ends any other.
+// signal) ends that wait as it ends any other. An idle starter that reads
+// the link for its peer's next spawn request yields it to such a waiter
+// (peer.ownWait, spawn_start.go).
 
 // parkNextOn makes p's next wait park at once and, if it can, read pe's
 // link for its message. Any goroutine that sends for p.

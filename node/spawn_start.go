@@ -18,11 +18,12 @@ import (
 // node needs for the reply. So the goroutine of a process a peer spawned
 // does not end with its process: it waits, as an idle starter, for the
 // next process a peer spawns on this node, reading its peer's link (below)
-// or on an eventfd of its own in Go's netpoller (starterSignal). The loop hands it the process and wakes it
-// with one eventfd write; the netpoller readies it, and the loop's own
-// thread runs it once the loop parks, with no other thread woken. The
-// starter reads nothing: what it was handed is in the starter, and every
-// write notifies the netpoller again. At most maxStarters wait; a starter
+// or on an eventfd of its own in Go's netpoller (starterSignal). The loop
+// hands it the process and wakes it with one eventfd write; the netpoller
+// readies it, and the loop's own thread runs it once the loop parks, with
+// no other thread woken. The starter reads nothing from the eventfd: what
+// it was handed is in the starter, and every write notifies the netpoller
+// again. At most maxStarters wait; a starter
 // idle for starterIdle ends (for between starterIdle/2 and starterIdle:
 // its deadline is moved only when less than half of it is left, so that a
 // busy starter does not reset a timer every process), and Stop ends them
@@ -49,10 +50,15 @@ import (
 //     (its InlineParker methods). One of the two sees the other, and the
 //     starter yields the link.
 //  3. A wake (a process handed by another link's loop, Stop) stores the
-//     job, then swaps the starter's reading link to nil and kicks the
-//     link it got, else writes the signal; the starter swaps it to nil
-//     when it stops reading. So a wake kicks only a link the starter had
-//     not left, and a starter that left it finds its job on its signal.
+//     job, then swaps the starter's reading link (starter.reading) to nil
+//     and kicks the link it got, else writes the signal; the starter
+//     swaps it to nil when it leaves the link, before its hand-back when
+//     it leaves for a job or a waiter (leave). So a wake kicks only a
+//     link the starter has not left, and a starter that left it finds
+//     its job on its signal. (A starter that leaves at its deadline, or
+//     because the link is busy or closing, swaps after its hand-back: a
+//     wake in between kicks the link, and the next holder's wait, ended
+//     early, waits again.)
 //  4. The starter gives the duty back before it runs its process, and
 //     once it has a process (or yields, or was woken) it counts as parked
 //     (Engine.ParkBegin) for the hand-back: the duty goes home to the
@@ -321,8 +327,8 @@ func (sp *starterPool) idleWait(n *Node, s *starter, from *peerHandle, idleFor t
 }
 
 // readLink waits, until deadline, as the inline reader of the link s's
-// last process came from, from's (loop.Conn.ReadInlineUntil, s its InlineParker):
-// that peer's next spawn request is read, answered and handed to s on
+// last process came from, from's (loop.Conn.ReadInlineUntil, s its
+// InlineParker): that peer's next spawn request is read, answered and handed to s on
 // s's own goroutine (takeOwn), with no eventfd write and no other
 // goroutine readied. It returns when s was handed a process or the end,
 // when a goroutine waits for the link's input for itself (ownWaits: s
