@@ -407,17 +407,18 @@ func TestAPanickingProcessLeavesItsStarterReadingTheLink(t *testing.T) {
 
 // A starter that reads its link ends after its idle time, and leaves no
 // read duty lingering.
+// (Its idle time is set before the first starter: a starter's deadline
+// moves only when less than half of it is left.)
 func TestAStarterReadingItsLinkEndsAfterItsIdleTime(t *testing.T) {
 	a, b := quietPair(t)
+	setStarterIdle(b, 100*time.Millisecond)
 	l := logStarters(t)
 	b.Define("noop", func(*Process, []any) error { return nil })
-	readingStarter(t, l, a, b)
-	setStarterIdle(b, time.Millisecond) // for the next wait: the deadline passes in it
-	spawnFrom(t, a, b, "noop")
-	eventually(t, "the starter ended after its idle time", func() bool {
+	readingStarter(t, l, a, b) // starters that end before one reads are replaced
+	eventually(t, "the starter that read ended after its idle time", func() bool {
 		b.starters.mu.Lock()
 		defer b.starters.mu.Unlock()
-		return b.starters.expired == 1 && len(b.starters.idle) == 0
+		return b.starters.expired >= 1 && len(b.starters.idle) == 0
 	})
 	if n := b.engine.Stats().LingeringNow; n != 0 {
 		t.Fatalf("%d read duties linger after the starter ended", n)

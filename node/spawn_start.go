@@ -88,11 +88,12 @@ const starterRetries = 8
 // starter is one idle process goroutine's place in the pool. As a reader
 // of its link (readLink) it is the link's loop.InlineParker.
 type starter struct {
-	n    *Node
-	sig  starterSignal
-	job  atomic.Pointer[Process] // handed, then woken; taken by the starter
-	quit atomic.Bool             // set, then woken: end
-	open bool                    // sig was made (at the first wait): its goroutine's
+	n     *Node
+	sig   starterSignal
+	job   atomic.Pointer[Process] // handed, then woken; taken by the starter
+	quit  atomic.Bool             // set, then woken: end
+	open  bool                    // sig was made (at the first wait): its goroutine's
+	until time.Time               // its goroutine's: the end of its idle time, moved only when less than half is left
 
 	// from is the link the starter's last process came from: the one it
 	// reads while idle. Set by the hand-off before job (whose store
@@ -282,9 +283,10 @@ func (sp *starterPool) idleWait(n *Node, s *starter, from *peerHandle, idleFor t
 	if idleFor == 0 {
 		idleFor = starterIdle
 	}
-	deadline := s.sig.until
+	deadline := s.until
 	if now := time.Now(); deadline.Sub(now) < idleFor/2 {
 		deadline = now.Add(idleFor)
+		s.until = deadline
 	}
 	if from != nil {
 		s.readLink(from, deadline)
