@@ -9,6 +9,7 @@ import (
 
 	"github.com/meshrt/mesh/codec"
 	"github.com/meshrt/mesh/loop"
+	"github.com/meshrt/mesh/mailbox"
 )
 
 // Tests of the idle starters that read their peer's link (spawn_start.go,
@@ -257,47 +258,61 @@ func TestAWaiterThatBeginsAsAStarterClaimsTheLinkMakesItYield(t *testing.T) {
 
 // A process that waits for a reply on a link an idle starter reads, and
 // a remote spawn's requester, make the starter yield the link (and get
-// their replies).
+// their replies). The process's reply is held until the starter has
+// yielded, and so is the spawn's (its Waiter is woken by the test), so
+// that each surely waits: a reply there before the wait began would need
+// no wait, and no yield.
 func TestAProcessOrASpawnWaitingOnTheLinkMakesItsStarterYield(t *testing.T) {
 	a, b := quietPair(t)
 	l := logStarters(t)
 	b.Define("noop", func(*Process, []any) error { return nil })
-	a.Define("noop", func(*Process, []any) error { return nil })
-	echo := spawnEcho(t, a)
-	for _, how := range []string{"a process waiting for a reply", "a remote spawn"} {
-		s := readingStarter(t, l, a, b)
-		within(t, b, func(p *Process) error {
-			if how == "a remote spawn" {
-				_, err := p.Spawn(a.Self(), "noop")
-				return err
-			}
+	gate := make(chan struct{})
+	var gateOnce sync.Once
+	open := func() { gateOnce.Do(func() { close(gate) }) }
+	t.Cleanup(open) // before the nodes stop, on a failure
+	echo := a.SpawnFunc(func(p *Process) error {
+		m, err := p.Receive(context.Background())
+		if err != nil {
+			return nil
+		}
+		<-gate
+		tu := m.(codec.Tuple)
+		return p.Send(tu[0].(PID), tu[1])
+	})
+
+	s := readingStarter(t, l, a, b)
+	done := make(chan error, 1)
+	go func() {
+		done <- b.Run(context.Background(), func(p *Process) error {
 			if err := p.Send(echo, codec.Tuple{p.Self(), "ping"}); err != nil {
 				return err
 			}
 			_, err := recv(p)
 			return err
 		})
-		l.await(t, "the starter yielding to "+how, isEvOf(s, starterSleeps))
+	}()
+	l.await(t, "the starter yielding to a process waiting for a reply", isEvOf(s, starterSleeps))
+	open()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
-}
 
-// spawnEcho starts a process on n that answers every {from, msg} with
-// msg, until its node stops.
-func spawnEcho(t *testing.T, n *Node) PID {
-	t.Helper()
-	return n.SpawnFunc(func(p *Process) error {
-		for {
-			m, err := p.Receive(context.Background())
-			if err != nil {
-				return nil
-			}
-			if tu, ok := m.(codec.Tuple); ok && len(tu) == 2 {
-				if from, ok := tu[0].(PID); ok {
-					_ = p.Send(from, tu[1])
-				}
-			}
+	s = readingStarter(t, l, a, b)
+	pe, _ := linkOf(t, b, a)
+	var w mailbox.Waiter
+	w.Arm()
+	woke := make(chan bool, 1)
+	go func() { woke <- waitReply(pe, &w, time.Now().Add(testWait)) }()
+	var wakeOnce sync.Once
+	wake := func() { wakeOnce.Do(w.Wake) }
+	defer func() {
+		wake() // on a failure too: the wait ends
+		if !<-woke {
+			t.Error("the spawn's wait did not see its wake")
 		}
-	})
+		w.Disarm()
+	}()
+	l.await(t, "the starter yielding to a spawn waiting for its reply", isEvOf(s, starterSleeps))
 }
 
 // A wake that comes after its starter left the link it read (here: the
@@ -316,14 +331,33 @@ func TestAWakeAfterItsStarterLeftTheLinkWritesTheSignal(t *testing.T) {
 	b.Define("mark", func(*Process, []any) error { mark <- struct{}{}; return nil })
 	s := readingStarter(t, l, a, b)
 	pe, lc := linkOf(t, b, a)
-	hand := func() {
+	yielded := make(chan struct{})
+	hand := func() { // on c's link's loop: no t.Fatal here
 		pe.ownWait(lc) // s yields the link and waits on its signal
-		l.await(t, "the starter yielding its link", isEvOf(s, starterSleeps))
+		select {
+		case <-yielded:
+		case <-time.After(testWait): // a hang guard; the test fails below
+		}
 		pe.ownWaitEnd()
 	}
+	on := func(e starterEv) {
+		if e.s == s && e.ev == starterSleeps {
+			select {
+			case <-yielded:
+			default:
+				close(yielded)
+			}
+		}
+	}
+	l.on.Store(&on)
 	testHookHand.Store(&hand)
 	t.Cleanup(func() { testHookHand.Store(nil) })
 	spawnFrom(t, c, b, "mark") // read by c's link's loop: handed to s, the only idle starter
+	select {
+	case <-yielded:
+	default:
+		t.Fatal("the starter did not yield its link while the hand-off was held")
+	}
 	ran(t, mark, "the process handed to the starter")
 }
 
