@@ -353,12 +353,12 @@ func TestAWakeAfterItsStarterLeftTheLinkWritesTheSignal(t *testing.T) {
 	testHookHand.Store(&hand)
 	t.Cleanup(func() { testHookHand.Store(nil) })
 	spawnFrom(t, c, b, "mark") // read by c's link's loop: handed to s, the only idle starter
+	ran(t, mark, "the process handed to the starter") // after the hand-off, which is after its hook
 	select {
 	case <-yielded:
 	default:
 		t.Fatal("the starter did not yield its link while the hand-off was held")
 	}
-	ran(t, mark, "the process handed to the starter")
 }
 
 // A spawn from another peer reaches an idle starter that reads a link: the
