@@ -352,8 +352,10 @@ func TestAWakeAfterItsStarterLeftTheLinkWritesTheSignal(t *testing.T) {
 	l.on.Store(&on)
 	testHookHand.Store(&hand)
 	t.Cleanup(func() { testHookHand.Store(nil) })
-	spawnFrom(t, c, b, "mark") // read by c's link's loop: handed to s, the only idle starter
-	ran(t, mark, "the process handed to the starter") // after the hand-off, which is after its hook
+	// Read by c's link's loop and handed to s, the only idle starter; it
+	// runs after the hand-off, which is after the hook.
+	spawnFrom(t, c, b, "mark")
+	ran(t, mark, "the process handed to the starter")
 	select {
 	case <-yielded:
 	default:
