@@ -460,3 +460,95 @@ func TestAStarterReadingItsLinkEndsAfterItsIdleTime(t *testing.T) {
 		t.Fatalf("%d read duties linger after the starter ended", n)
 	}
 }
+
+// A waiter for the link that counts itself while the starter's read
+// returns a spawn request (here: as the starter's wait ends, before it
+// looks) makes the starter leave the link twice in one read, once as it
+// looks (InlineUnpark) and once as it takes the process the request
+// started (takeOwn); the second leave does nothing, and no park stays
+// counted after b stops. (With a second ParkBegin there, the engine
+// counted one park for good, and no duty lingered again.)
+func TestAStarterLeavingItsLinkTwiceInOneReadCountsOnePark(t *testing.T) {
+	a, b := quietPair(t)
+	l := logStarters(t)
+	b.Define("noop", func(*Process, []any) error { return nil })
+	s := readingStarter(t, l, a, b)
+	pe, lc := linkOf(t, b, a)
+	var armed atomic.Bool
+	armed.Store(true)
+	on := func(e starterEv) {
+		// The first wait s ends after it began reading: the spawn below.
+		if e.s == s && e.ev == starterUnparks && armed.CompareAndSwap(true, false) {
+			pe.ownWait(lc)
+		}
+	}
+	l.on.Store(&on)
+	spawnFrom(t, a, b, "noop")
+	if ev, _ := l.await(t, "the starter taking the process it read", isEv(starterTakes)); ev.s != s {
+		t.Fatal("another starter took the process")
+	}
+	l.await(t, "the starter waiting on its signal (the waiter is still counted)", isEvOf(s, starterSleeps))
+	pe.ownWaitEnd()
+	stopNode(t, b) // ends s, whose own park ends with it
+	if n := b.engine.Stats().ParkedNow; n != 0 {
+		t.Fatalf("%d parks counted after b stopped; want none", n)
+	}
+}
+
+// A process handed to a starter (from another peer) just as the
+// starter's read of its link ends with the duty left lingering (here: at
+// the starter's deadline, nothing parked on b) runs with that duty home:
+// the starter reclaims it before it runs anything. (Before, the job came
+// after the read's last look and the wait on the signal, whose park
+// reclaims, was skipped: the process ran with the duty lingering.)
+func TestAProcessHandedAsItsStarterLeavesItsLinkRunsWithTheDutyHome(t *testing.T) {
+	a := startNamed(t, "a", "c", WithTickTimeout(time.Hour))
+	b := startNamed(t, "b", "c", WithTickTimeout(time.Hour))
+	c := startNamed(t, "c", "c", WithTickTimeout(time.Hour))
+	setStarterIdle(b, 400*time.Millisecond) // the read ends at the deadline
+	connect(t, a, b)
+	connect(t, c, b)
+	l := logStarters(t)
+	lingering := make(chan int64, 1)
+	b.Define("noop", func(*Process, []any) error { return nil })
+	b.Define("check", func(*Process, []any) error {
+		lingering <- b.engine.Stats().LingeringNow
+		return nil
+	})
+	s := readingStarter(t, l, a, b)
+	var armed, handed atomic.Bool
+	armed.Store(true)
+	spawned := make(chan error, 1)
+	on := func(e starterEv) { // on s's goroutine: no t.Fatal here
+		if e.s != s || e.ev != starterLeaves || s.home || !armed.CompareAndSwap(true, false) {
+			return
+		}
+		go func() {
+			spawned <- c.Run(context.Background(), func(p *Process) error {
+				_, err := p.Spawn(b.Self(), "check")
+				return err
+			})
+		}()
+		guard := time.Now().Add(testWait) // a hang guard; the test fails below
+		for s.job.Load() == nil && time.Now().Before(guard) {
+			time.Sleep(100 * time.Microsecond)
+		}
+		handed.Store(s.job.Load() != nil)
+	}
+	l.on.Store(&on)
+	var n int64
+	select {
+	case n = <-lingering:
+	case <-time.After(testWait):
+		t.Fatal("the process spawned from c did not run")
+	}
+	if err := <-spawned; err != nil {
+		t.Fatal(err)
+	}
+	if !handed.Load() {
+		t.Fatal("the spawn from c was not handed to the starter as it left its link")
+	}
+	if n != 0 {
+		t.Fatalf("%d read duties linger while the process handed to the starter runs; want none", n)
+	}
+}

@@ -227,10 +227,12 @@ var testHookTakenMeanwhile atomic.Pointer[func()]
 
 // Starter events for testHookStarter.
 const (
-	starterClaims = iota // about to claim its link (readLink)
-	starterReads         // holds its link's duty and is about to wait on it
-	starterSleeps        // about to wait on its signal
-	starterTakes         // took the process whose request it read (takeOwn)
+	starterClaims  = iota // about to claim its link (readLink)
+	starterReads          // holds its link's duty and is about to wait on it
+	starterSleeps         // about to wait on its signal
+	starterTakes          // took the process whose request it read (takeOwn)
+	starterUnparks        // its wait on its link ended (InlineUnpark), before it looks whether it is done
+	starterLeaves         // its read of its link is over, before it gives the link up (readLink)
 )
 
 // testHookStarter, when a test sets it, runs on a starter's goroutine at
@@ -295,8 +297,7 @@ func (sp *starterPool) idleWait(n *Node, s *starter, from *peerHandle, idleFor t
 	if !woken {
 		// An idle starter waits for a spawn request that a loop (or a
 		// process reading a link inline) reads: a park, for the engine's
-		// lingering read duties (loop.Engine.ParkBegin). The park also
-		// reclaims a duty that readLink's hand-back left lingering.
+		// lingering read duties (loop.Engine.ParkBegin).
 		starterEvent(s, starterSleeps)
 		n.engine.ParkBegin()
 		woken = s.sig.wait(deadline)
@@ -330,16 +331,18 @@ func (sp *starterPool) idleWait(n *Node, s *starter, from *peerHandle, idleFor t
 
 // readLink waits, until deadline, as the inline reader of the link s's
 // last process came from, from's (loop.Conn.ReadInlineUntil, s its
-// InlineParker): that peer's next spawn request is read, answered and handed to s on
-// s's own goroutine (takeOwn), with no eventfd write and no other
-// goroutine readied. It returns when s was handed a process or the end,
-// when a goroutine waits for the link's input for itself (ownWaits: s
-// yields the link to it), at the deadline, or when it cannot read the
-// link (another starter reads it, its loop is busy, it closed); the
-// caller then waits on s's signal. The duty goes back before readLink
-// returns, home to the loop when s has a process to run or yields (no
-// user code runs while s holds the link, and the peer's next frames do
-// not wait for the linger timer behind a running process). s's goroutine.
+// InlineParker): that peer's next spawn request is read, answered and
+// handed to s on s's own goroutine (takeOwn), with no eventfd write and
+// no other goroutine readied. It returns when s was handed a process or
+// the end, when a goroutine waits for the link's input for itself
+// (ownWaits: s stops reading, and the duty goes home to the loop, which
+// reads that waiter's input: the waiter's own inline read, tried while s
+// still held the duty, has failed), at the deadline, or when it cannot
+// read the link (another starter reads it, its loop is busy, it closed);
+// the caller then waits on s's signal. The duty is home before readLink
+// returns, not lingering: no user code runs while s holds the link, and
+// the peer's next frames do not wait for the linger timer behind a
+// running process. s's goroutine.
 func (s *starter) readLink(from *peerHandle, deadline time.Time) {
 	pe := from.p.Load()
 	if pe == nil {
@@ -369,6 +372,7 @@ func (s *starter) readLink(from *peerHandle, deadline time.Time) {
 				break
 			}
 		}
+		starterEvent(s, starterLeaves)
 		// Left for another reason (the deadline, the link busy or
 		// closing): a wake that swapped first kicks the link, harmlessly
 		// (a holder's wait that a kick ends early waits again), and its
@@ -376,6 +380,15 @@ func (s *starter) readLink(from *peerHandle, deadline time.Time) {
 		s.reading.Swap(nil)
 		if s.home {
 			s.home = false
+			s.n.engine.ParkEnd()
+		} else {
+			// The hand-back may have left the duty lingering (nothing
+			// was parked), and a job may have come after the loop's last
+			// look (done), with the wait on the signal, whose park would
+			// reclaim the duty, then skipped: reclaim it here, before s
+			// can run a process (rule 4). Two atomic adds when nothing
+			// lingers.
+			s.n.engine.ParkBegin()
 			s.n.engine.ParkEnd()
 		}
 	}
@@ -385,8 +398,9 @@ func (s *starter) readLink(from *peerHandle, deadline time.Time) {
 
 // done reports whether s is to stop reading its link: it was handed a
 // process or the end, or a goroutine waits for the link's input for
-// itself. The first time, s leaves the link (leave); it stays done for
-// the rest of the read. While s reads a link, on its goroutine.
+// itself. When it is, s leaves the link (leave), if it has not yet (takeOwn
+// may have); it stays done for the rest of the read. While s reads a
+// link, on its goroutine.
 func (s *starter) done() bool {
 	if s.home {
 		return true
@@ -402,9 +416,16 @@ func (s *starter) done() bool {
 // parked until readLink ends (loop.Engine.ParkBegin), so that the
 // hand-back sends the duty home rather than leave it lingering while s
 // runs a process or waits on its signal, and a wake that comes from now
-// on writes s's signal rather than kick the link s leaves. Once, while
-// s reads a link, before the hand-back.
+// on writes s's signal rather than kick the link s leaves. While s reads
+// a link, before the hand-back; a second call does nothing: done and
+// takeOwn both leave, and both can in one read (done in InlineUnpark,
+// seeing a waiter that came while the read returned a spawn request,
+// then takeOwn in that request's OnData), where a second ParkBegin
+// would be left without its ParkEnd and count s parked for good.
 func (s *starter) leave() {
+	if s.home {
+		return
+	}
 	s.home = true
 	s.n.engine.ParkBegin()
 	s.reading.Swap(nil)
@@ -425,10 +446,12 @@ func (s *starter) InlinePark() bool {
 }
 
 // InlineUnpark implements loop.InlineParker: the wait on the socket ended
-// (input, a kick, the deadline). s's goroutine.
+// (input, a kick, the deadline); false when a waker (a job, the end, a
+// waiter for the link) ended s's park first, as done reports. s's
+// goroutine.
 func (s *starter) InlineUnpark() bool {
-	s.done()
-	return true
+	starterEvent(s, starterUnparks)
+	return !s.done()
 }
 
 // InlineWoken implements loop.InlineParker. s's goroutine.
