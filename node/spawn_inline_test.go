@@ -224,9 +224,12 @@ func TestOneStarterReadsALinkAndASecondLeavesItsClaim(t *testing.T) {
 
 // A goroutine that begins to wait for a link's input for itself just
 // before an idle starter claims the link (so it finds no claim to kick)
-// still makes the starter yield: the starter looks for waiters after its
-// claim. The hook holds the starter at its claim while the waiter counts
-// itself.
+// still makes the starter yield, and the starter does not even try to
+// read the link: it looks for waiters after its claim, before its first
+// read. The hook holds the starter at its claim while the waiter counts
+// itself. (Without that look the starter still yields, since its wait's
+// first step looks too (InlinePark), but only inside a read, which may
+// take the link's duty first: the read begins and ends, starterLeaves.)
 func TestAWaiterThatBeginsAsAStarterClaimsTheLinkMakesItYield(t *testing.T) {
 	a, b := quietPair(t)
 	l := logStarters(t)
@@ -248,11 +251,16 @@ func TestAWaiterThatBeginsAsAStarterClaimsTheLinkMakesItYield(t *testing.T) {
 	}()
 	spawnFrom(t, a, b, "noop") // s reads it, runs it, and claims the link again
 	l.await(t, "the starter claiming its link with the waiter counted", isEvOf(s, starterClaims))
-	ev, _ := l.await(t, "the starter reading its link or waiting on its signal", func(e starterEv) bool {
+	ev, passed := l.await(t, "the starter reading its link or waiting on its signal", func(e starterEv) bool {
 		return e.s == s && (e.ev == starterReads || e.ev == starterSleeps)
 	})
 	if ev.ev == starterReads {
 		t.Fatal("the starter read the link with a waiter counted before its claim")
+	}
+	for _, e := range passed {
+		if e.s == s && e.ev == starterLeaves {
+			t.Fatal("the starter tried to read the link with a waiter counted before its claim")
+		}
 	}
 }
 
@@ -441,16 +449,24 @@ func TestAPanickingProcessLeavesItsStarterReadingTheLink(t *testing.T) {
 	}
 }
 
-// A starter that reads its link ends after its idle time, and leaves no
-// read duty lingering.
-// (Its idle time is set before the first starter: a starter's deadline
-// moves only when less than half of it is left.)
+// A starter that reads its link ends after its idle time, with one read
+// (its read's deadline ends it; it does not read again past the
+// deadline), and leaves no read duty lingering. (Without the look at the
+// deadline between reads, the retry limit still ended the wait, after
+// starterRetries reads.) Its idle time is set before the first starter: a
+// starter's deadline moves only when less than half of it is left.
 func TestAStarterReadingItsLinkEndsAfterItsIdleTime(t *testing.T) {
 	a, b := quietPair(t)
 	setStarterIdle(b, 100*time.Millisecond)
 	l := logStarters(t)
 	b.Define("noop", func(*Process, []any) error { return nil })
-	readingStarter(t, l, a, b) // starters that end before one reads are replaced
+	s := readingStarter(t, l, a, b) // starters that end before one reads are replaced
+	_, passed := l.await(t, "the starter waiting on its signal after its read", isEvOf(s, starterSleeps))
+	for _, e := range passed {
+		if e.s == s && e.ev == starterReads {
+			t.Fatal("the starter read its link again after its read's deadline")
+		}
+	}
 	eventually(t, "the starter that read ended after its idle time", func() bool {
 		b.starters.mu.Lock()
 		defer b.starters.mu.Unlock()
