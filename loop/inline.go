@@ -155,8 +155,9 @@ import (
 // InlineParker is a waiting owner's side of ReadInline: how it parks, so
 // that its wakers kick the conn's holder (KickInline), and how it learns
 // that its wait is over. *mailbox.Mailbox and *mailbox.Waiter implement
-// it, and package node's idle starters. Called by ReadInline on the
-// owner's goroutine only.
+// it; a caller may implement it for a goroutine of its own that reads a
+// conn inline while it waits for something else. Called by ReadInline on
+// the owner's goroutine only.
 type InlineParker interface {
 	// InlinePark publishes the owner as parked: a waker that ends the park
 	// then calls KickInline on the conn. False when it must not wait (a

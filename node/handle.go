@@ -466,14 +466,15 @@ func (n *Node) handleDown(pe *peer, d *wire.Down) {
 	w.mu.Unlock()
 }
 
-// handleSpawnRequest starts a defined actor for a peer. Runs on the loop:
-// the new process is made (and linked) and the reply queued before its
-// goroutine starts, so the reply always precedes anything the process sends
-// or its exit. The process starts once the loop has written the reply
-// (afterFlush), on an idle starter when one waits (spawn_start.go), so
-// that neither the start nor a thread it might wake delays the reply; when
-// the request was read by an idle starter reading the link inline, that
-// starter runs it, after it has given the link back.
+// handleSpawnRequest starts a defined actor for a peer. Runs on the
+// link's reader (the loop, or a goroutine reading the link inline): the
+// new process is made (and linked) and the reply queued before the process
+// runs, so the reply always precedes anything the process sends or its
+// exit. When an idle starter reading the link inline read the request
+// (spawn_start.go), that starter takes the process and runs it once it
+// has given the link back. Otherwise the process starts once the loop has
+// written the reply (afterFlush), on an idle starter when one waits, so
+// that neither the start nor a thread it might wake delays the reply.
 //
 // Each process a peer spawns counts against its limit (peerlimits.go): a
 // request past it cuts the peer.

@@ -48,7 +48,13 @@ import (
 //     itself, then looks for the claim and kicks the link; the starter
 //     looks at the count after its claim and at every step of its wait
 //     (its InlineParker methods). One of the two sees the other, and the
-//     starter yields the link.
+//     starter stops reading: the duty goes home to the loop (rule 4).
+//     It does not go to the waiter: ownWait's caller tries its own
+//     inline read at once, while the starter still holds the duty, so
+//     that try fails (and marks the link shared for loop's sharedFor)
+//     and the waiter parks; the loop reads its input. The first wait on
+//     a link after a spawn is served by the loop, as a second waiter on
+//     a held link is anyway.
 //  3. A wake (a process handed by another link's loop, Stop) stores the
 //     job, then swaps the starter's reading link (starter.reading) to nil
 //     and kicks the link it got, else writes the signal; the starter
@@ -476,8 +482,10 @@ func (pe *peer) startOwn(p *Process) bool {
 
 // ownWait tells pe's idle starter, if one reads pe's link, that the
 // caller is about to wait for the link's input for itself (reading it
-// inline if it can): the starter yields the link. Each ownWait is
-// followed by one ownWaitEnd. On the waiting goroutine.
+// inline if it can): the starter stops reading, and its duty goes home to
+// the loop. The caller's own inline read, tried at once, finds the duty
+// still held and fails, and the loop reads the caller's input (rule 2).
+// Each ownWait is followed by one ownWaitEnd. On the waiting goroutine.
 func (pe *peer) ownWait(lc *loop.Conn) {
 	pe.ownWaits.Add(1)
 	if pe.starterReads.Load() != nil {
