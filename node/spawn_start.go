@@ -200,27 +200,36 @@ func (sp *starterPool) hand(pe *peer, p *Process) bool {
 	return true
 }
 
+// removeLocked takes s out of the idle pool; false when a waker took it
+// first (its wake is coming). sp.mu held.
+func (sp *starterPool) removeLocked(s *starter) bool {
+	for i, x := range sp.idle {
+		if x == s {
+			last := len(sp.idle) - 1
+			sp.idle[i], sp.idle[last] = sp.idle[last], nil
+			sp.idle = sp.idle[:last]
+			return true
+		}
+	}
+	return false
+}
+
 // takeOwn gives p, which pe spawned, to s, the idle starter that read its
 // request on pe's link: s runs it once it has given the link back, with no
 // wake-up; false when a waker took s from the pool meanwhile (its own
 // process comes). On s's goroutine, in the link's OnData.
 func (sp *starterPool) takeOwn(s *starter, pe *peer, p *Process) bool {
 	sp.mu.Lock()
-	for i, x := range sp.idle {
-		if x == s {
-			last := len(sp.idle) - 1
-			sp.idle[i], sp.idle[last] = sp.idle[last], nil
-			sp.idle = sp.idle[:last]
-			sp.mu.Unlock()
-			s.from = pe.handle
-			s.job.Store(p)
-			s.leave() // before the hand-back: the duty goes home, not lingering while p runs
-			starterEvent(s, starterTakes)
-			return true
-		}
-	}
+	mine := sp.removeLocked(s)
 	sp.mu.Unlock()
-	return false
+	if !mine {
+		return false
+	}
+	s.from = pe.handle
+	s.job.Store(p)
+	s.leave() // before the hand-back: the duty goes home, not lingering while p runs
+	starterEvent(s, starterTakes)
+	return true
 }
 
 // testHookHand, when a test sets it, runs in hand between taking a
@@ -311,15 +320,10 @@ func (sp *starterPool) idleWait(n *Node, s *starter, from *peerHandle, idleFor t
 	}
 	if !woken {
 		sp.mu.Lock()
-		for i, x := range sp.idle {
-			if x == s {
-				last := len(sp.idle) - 1
-				sp.idle[i], sp.idle[last] = sp.idle[last], nil
-				sp.idle = sp.idle[:last]
-				sp.expired++
-				sp.mu.Unlock()
-				return nil
-			}
+		if sp.removeLocked(s) {
+			sp.expired++
+			sp.mu.Unlock()
+			return nil
 		}
 		sp.mu.Unlock()
 		if h := testHookTakenMeanwhile.Load(); h != nil {
