@@ -323,6 +323,49 @@ func TestAProcessOrASpawnWaitingOnTheLinkMakesItsStarterYield(t *testing.T) {
 	l.await(t, "the starter yielding to a spawn waiting for its reply", isEvOf(s, starterSleeps))
 }
 
+// A waiter whose kick ended its starter's read, but whose own wait was
+// over (ownWaitEnd: its inline try failed and it parked) before the
+// starter looked, still makes the starter yield: here the starter is held
+// at its unpark, after the kick and before its look, until the waiter's
+// count is gone. (With the count as the only sign the starter saw none,
+// took the kick for a stray one, and read on: the waiter's reply was read
+// by the starter rather than the loop, and the waiter's next inline tries
+// failed while the starter held the link.)
+func TestAWaiterGoneBeforeItsStarterLooksStillMakesItYield(t *testing.T) {
+	a, b := quietPair(t)
+	l := logStarters(t)
+	b.Define("noop", func(*Process, []any) error { return nil })
+	s := readingStarter(t, l, a, b)
+	pe, lc := linkOf(t, b, a)
+	unparked := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	on := func(e starterEv) { // on s's goroutine
+		if e.s == s && e.ev == starterUnparks {
+			once.Do(func() {
+				close(unparked)
+				select {
+				case <-release:
+				case <-time.After(testWait): // a hang guard; the test fails below
+				}
+			})
+		}
+	}
+	var relOnce sync.Once
+	free := func() { relOnce.Do(func() { close(release) }) }
+	defer free() // on a failure too: the starter goes on
+	l.on.Store(&on)
+	pe.ownWait(lc) // s holds the claim: this kicks its read
+	select {
+	case <-unparked:
+	case <-time.After(testWait):
+		t.Fatal("the waiter's kick did not end the starter's read")
+	}
+	pe.ownWaitEnd()
+	free()
+	l.await(t, "the starter yielding to a waiter gone before it looked", isEvOf(s, starterSleeps))
+}
+
 // A wake that comes after its starter left the link it read (here: the
 // hand-off is held, after it took the starter from the pool, until the
 // starter has yielded the link to a waiter and waits on its signal) writes

@@ -45,10 +45,15 @@ import (
 //     waiters; a second starter from the same peer waits on its signal.
 //  2. A goroutine that waits for the link's input for itself (a process
 //     reading it inline, a remote spawn's reply: peer.ownWait) counts
-//     itself, then looks for the claim and kicks the link; the starter
-//     looks at the count after its claim and at every step of its wait
-//     (its InlineParker methods). One of the two sees the other, and the
-//     starter stops reading: the duty goes home to the loop (rule 4).
+//     itself, then looks for the claim; if it finds one it tells that
+//     starter to yield (starter.yield) and kicks the link. The starter
+//     clears its yield, claims, looks at the count, and looks at both at
+//     every step of its wait (its InlineParker methods). One of the two
+//     sees the other, and the starter stops reading: the duty goes home
+//     to the loop (rule 4). The count alone is not enough: it lasts only
+//     as long as the waiter's own try (below), which fails at once, so a
+//     starter descheduled between the kick and its look would find it
+//     gone, take the kick for a stray one and read on.
 //     It does not go to the waiter: ownWait's caller tries its own
 //     inline read at once, while the starter still holds the duty, so
 //     that try fails (and marks the link shared for loop's sharedFor)
@@ -114,6 +119,12 @@ type starter struct {
 	// that swap, and never writes the signal of a starter that still
 	// waits on its link.
 	reading atomic.Pointer[loop.Conn]
+
+	// yield is set by a waiter for the link s claimed (ownWait), before
+	// its kick: s stops reading. Unlike the link's count it stays set
+	// after the waiter's wait is over; cleared by s before its claim,
+	// so a waiter of an earlier read can only make s yield once too many.
+	yield atomic.Bool
 
 	// The starter's goroutine only, while it reads a link.
 	pe   *peer // the link's peer (its ownWaits)
@@ -368,6 +379,7 @@ func (s *starter) readLink(from *peerHandle, deadline time.Time) {
 	// kicks. A second starter from the same peer finds the claim taken
 	// and waits on its signal: it never clears the first one's.
 	starterEvent(s, starterClaims)
+	s.yield.Store(false) // before the claim, after which waiters set it
 	if !pe.starterReads.CompareAndSwap(nil, s) {
 		return
 	}
@@ -415,7 +427,7 @@ func (s *starter) done() bool {
 	if s.home {
 		return true
 	}
-	if s.handed() || s.pe.ownWaits.Load() != 0 {
+	if s.handed() || s.yield.Load() || s.pe.ownWaits.Load() != 0 {
 		s.leave()
 		return true
 	}
@@ -492,8 +504,12 @@ func (pe *peer) startOwn(p *Process) bool {
 // Each ownWait is followed by one ownWaitEnd. On the waiting goroutine.
 func (pe *peer) ownWait(lc *loop.Conn) {
 	pe.ownWaits.Add(1)
-	if pe.starterReads.Load() != nil {
-		lc.KickInline() // after the count, which the starter sees when the kick ends its wait
+	if s := pe.starterReads.Load(); s != nil {
+		// The yield, not the count, is what the kick's end of the
+		// starter's wait must find: the count is gone once this caller's
+		// try has failed, which may be before the starter looks.
+		s.yield.Store(true)
+		lc.KickInline() // after the yield, which the starter sees when the kick ends its wait
 	}
 }
 
