@@ -516,6 +516,12 @@ func (c *Conn) reclaimDuty() bool {
 	return true
 }
 
+// ReclaimLingering brings c's read duty home if it lingers (rule 4), as
+// the linger timer would: for a caller that is about to stop waiting on c
+// and must not leave c's input unread behind it. It reports whether it
+// did; a duty that a holder took meanwhile stays with it. Any goroutine.
+func (c *Conn) ReclaimLingering() bool { return c.reclaimDuty() }
+
 // claimLingering is reclaimDuty's first step: a lingering duty marked
 // returning, and counted off. Any goroutine.
 func (c *Conn) claimLingering() bool {

@@ -408,10 +408,9 @@ func (s *starter) readLink(from *peerHandle, deadline time.Time) {
 			// was parked), and a job may have come after the loop's last
 			// look (done), with the wait on the signal, whose park would
 			// reclaim the duty, then skipped: reclaim it here, before s
-			// can run a process (rule 4). Two atomic adds when nothing
-			// lingers.
-			s.n.engine.ParkBegin()
-			s.n.engine.ParkEnd()
+			// can run a process (rule 4). One load when it does not
+			// linger.
+			lc.ReclaimLingering()
 		}
 	}
 	s.pe = nil
