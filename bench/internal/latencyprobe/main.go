@@ -11,7 +11,12 @@
 // both sides receive with a cancellable context, so the mailbox parks on a
 // channel instead of its sync.Mutex semaphore. Each side prints its CPU
 // time (user+system) per round trip, and the user part of it (the
-// kernel's estimate of the split: too coarse to compare builds with).
+// kernel's estimate of the split: too coarse to compare builds with), and
+// the share of the machine's CPU time that the host stole from its vCPUs
+// during the run (/proc/stat; a run with steal over a few percent measures
+// the host: docs/latency.md, "The ms-long round trips: the host's late
+// vCPU"). LATENCYPROBE_DUMP=prefix writes each run's round trips, in µs in
+// the order they were made, to prefix.<k>.<impl>.
 package main
 
 import (
@@ -34,6 +39,7 @@ import (
 	"runtime/pprof"
 	"runtime/trace"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -185,6 +191,7 @@ func client(n int, traceFile string, cancel bool, impls []string) {
 	var meshRuns int
 	for _, impl := range impls {
 		c0, u0 := cpuTimes()
+		s0, ok0 := hostSteal()
 		var lat []time.Duration
 		switch impl {
 		case "tls":
@@ -198,7 +205,13 @@ func client(n int, traceFile string, cancel bool, impls []string) {
 			lat = pingpongMesh(nd, peerName, n, tf, receiveCtx(cancel))
 		}
 		c1, u1 := cpuTimes()
-		report(impl, lat, c1-c0, u1-u0)
+		s1, ok1 := hostSteal()
+		dumpLat(impl, lat)
+		steal := -1.0
+		if ok0 && ok1 && s1.total > s0.total {
+			steal = 100 * float64(s1.steal-s0.steal) / float64(s1.total-s0.total)
+		}
+		report(impl, lat, c1-c0, u1-u0, steal)
 	}
 	_ = stdin.Close()
 	_ = cmd.Wait()
@@ -273,7 +286,62 @@ func pingpongTLS(addr string, n int) []time.Duration {
 	return lat
 }
 
-func report(impl string, lat []time.Duration, cpu, user time.Duration) {
+// dumpN numbers the runs dumpLat writes.
+var dumpN int
+
+// dumpLat writes lat in order, one µs figure a line, to
+// $LATENCYPROBE_DUMP.<k>.<impl> when that variable is set.
+func dumpLat(impl string, lat []time.Duration) {
+	f := os.Getenv("LATENCYPROBE_DUMP")
+	if f == "" {
+		return
+	}
+	dumpN++
+	out, err := os.Create(fmt.Sprintf("%s.%d.%s", f, dumpN, impl))
+	if err != nil {
+		log.Fatal(err)
+	}
+	w := bufio.NewWriter(out)
+	for _, d := range lat {
+		fmt.Fprintf(w, "%d\n", d.Microseconds())
+	}
+	_ = w.Flush()
+	_ = out.Close()
+}
+
+// stealTicks are /proc/stat's ticks of all CPUs: their sum, and steal.
+type stealTicks struct{ total, steal uint64 }
+
+// hostSteal reads /proc/stat's first line; false where there is none.
+func hostSteal() (stealTicks, bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return stealTicks{}, false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return stealTicks{}, false
+	}
+	var t stealTicks
+	for i, v := range f[1:] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return stealTicks{}, false
+		}
+		if i >= 8 { // guest and guest_nice are counted in user and nice already
+			break
+		}
+		t.total += n
+		if i == 7 {
+			t.steal = n
+		}
+	}
+	return t, true
+}
+
+// report prints one run's line; steal < 0: not known.
+func report(impl string, lat []time.Duration, cpu, user time.Duration, steal float64) {
 	var sum time.Duration
 	for _, d := range lat {
 		sum += d
@@ -286,6 +354,9 @@ func report(impl string, lat []time.Duration, cpu, user time.Duration) {
 	fmt.Printf("%-5s n=%d mean=%.1fus p10=%.1f p50=%.1f p90=%.1f p99=%.1f p999=%.1f client-cpu/rt=%.1fus client-user/rt=%.2fus\n",
 		impl, len(lat), float64(sum.Nanoseconds())/float64(len(lat))/1e3,
 		pct(0.10), pct(0.50), pct(0.90), pct(0.99), pct(0.999), perRT(cpu), perRT(user))
+	if steal >= 0 {
+		fmt.Printf("%-5s host steal during the run: %.1f%%\n", impl, steal)
+	}
 }
 
 // cpuTimes returns this process's CPU time so far (user+system) and the
