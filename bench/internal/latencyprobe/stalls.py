@@ -9,15 +9,16 @@ host's late vCPU").
 
 The argument is the round trips run (warm-up included: 1000 a run), to
 give counts a round trip. Run one -impl at a time. Every wake-up of a
-thread named lp (both sides) is classed by where it ran against where its
-waker ran (same or cross vCPU) and by whether the vCPU it ran on was idle
-when it was woken (idle: nothing else of the guest was there, so the
-wait until it runs is the vCPU's own wake-up, which the host schedules);
-for each class: wake-ups a round trip, the wait from the wake-up to the
-thread running (p50, p99), and how many waited 1 ms or more. Last, of
-the waits of 1 ms or more, how many found their vCPU idle from the
-wake-up until the thread ran (the guest had nothing else to run there:
-the delay is the host's).
+thread whose name starts with lp (both sides: the binary must be named
+so) is classed by where it ran against where its waker ran (same or
+cross vCPU) and by whether the vCPU it ran on was idle when it was woken
+(idle: nothing else of the guest was there, so the wait until it runs is
+the vCPU's own wake-up, which the host schedules); for each class:
+wake-ups a round trip, the wait from the wake-up to the thread running
+(p50, p99), and how many waited 1 ms or more. Last, of the waits of 1 ms
+or more, how many found their vCPU idle from the wake-up until the
+thread ran (the guest had nothing else to run there: the delay is the
+host's).
 """
 import collections
 import re
@@ -57,7 +58,7 @@ def main():
                 idle_since[cpu] = t
         elif ev == 'sched_waking':
             mm = re.search(r'comm=(\S+) pid=(\d+)', tr)
-            if mm and mm.group(1) == 'lp':
+            if mm and mm.group(1).startswith('lp'):
                 pending[int(mm.group(2))] = (t, cpu, dict(cur))
     for kind in sorted(count):
         d = sorted(waits[kind])
