@@ -11,9 +11,9 @@
 // both sides receive with a cancellable context, so the mailbox parks on a
 // channel instead of its sync.Mutex semaphore. Each side prints its CPU
 // time (user+system) per round trip, and the user part of it (the
-// kernel's estimate of the split: too coarse to compare builds with), and
-// the share of the machine's CPU time that the host stole from its vCPUs
-// during the run (/proc/stat; a run with steal over a few percent measures
+// kernel's estimate of the split: too coarse to compare builds with); the
+// client also prints, after each run, the share of the machine's CPU time
+// that the host stole from its vCPUs during it (/proc/stat; a run with steal over a few percent measures
 // the host: docs/latency.md, "The ms-long round trips: the host's late
 // vCPU"). LATENCYPROBE_DUMP=prefix writes each run's round trips, in µs in
 // the order they were made, to prefix.<k>.<impl>.
@@ -325,12 +325,12 @@ func hostSteal() (stealTicks, bool) {
 	}
 	var t stealTicks
 	for i, v := range f[1:] {
+		if i >= 8 { // guest and guest_nice are counted in user and nice already
+			break
+		}
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
 			return stealTicks{}, false
-		}
-		if i >= 8 { // guest and guest_nice are counted in user and nice already
-			break
 		}
 		t.total += n
 		if i == 7 {
