@@ -25,6 +25,9 @@ func (c *Conn) Enqueue(ctx context.Context, item []byte) error {
 			return err
 		}
 	}
+	if c.sendIdle(item) {
+		return nil
+	}
 	c.push(&c.q, &c.queued, item)
 	if c.bulkWait.Load() {
 		c.kickUrgent()
@@ -173,6 +176,9 @@ func (c *Conn) EnqueueNoWait(item []byte) error {
 		_ = c.Close(ErrSlowConsumer)
 		return c.closedErr()
 	}
+	if c.sendIdle(item) {
+		return nil
+	}
 	c.push(&c.q, &c.queued, item)
 	if c.bulkWait.Load() {
 		c.kickUrgent()
@@ -183,6 +189,33 @@ func (c *Conn) EnqueueNoWait(item []byte) error {
 // Queued returns the bytes enqueued (on both lanes) and not yet taken by
 // the loop. Safe from any goroutine.
 func (c *Conn) Queued() int { return int(c.queued.Load() + c.bulkQueued.Load()) }
+
+// sendIdle is Enqueue's and EnqueueNoWait's way past the queue, as
+// EnqueueAppend's: on a started conn with both lanes empty and the drain
+// token free, it takes the token and gives item to appendHeld, which, when
+// a direct write may go, seals it alone from the direct writer's own
+// buffer and writes it (no chunk from the pool, no queue lock, no drain of
+// the queue: about 600 instructions a remote spawn's request and reply,
+// docs/latency.md, "Remote spawn: a spawn's work, counted in
+// instructions"), else queues it and hands the token to the loop, as push
+// would. Order holds as for EnqueueAppend (appendHeld). It reports false,
+// having done nothing, when the conn is not idle or item is empty or
+// larger than maxAppendItem: the caller pushes. Any goroutine; on the
+// conn's own loop the direct write is refused (the loop is busy) and the
+// item is queued.
+func (c *Conn) sendIdle(item []byte) bool {
+	if len(item) == 0 || len(item) > maxAppendItem {
+		return false
+	}
+	ls := c.ls.Load()
+	if ls == nil || c.queued.Load() != 0 || c.bulkQueued.Load() != 0 || c.scheduled.Load() || !c.scheduled.CompareAndSwap(false, true) {
+		return false
+	}
+	// fn cannot fail, and appends exactly max bytes: appendHeld's only
+	// error would be fn's.
+	_ = c.appendHeld(ls, len(item), func(dst []byte) ([]byte, error) { return append(dst, item...), nil })
+	return true
+}
 
 // push queues a copy of item on lane q (whose byte count is n), returns
 // its sequence number in q, and schedules the conn on its loop if it was
