@@ -195,7 +195,7 @@ func (c *Conn) Queued() int { return int(c.queued.Load() + c.bulkQueued.Load()) 
 // token free, it takes the token and gives item to appendHeld, which, when
 // a direct write may go, seals it alone from the direct writer's own
 // buffer and writes it (no chunk from the pool, no queue lock, no drain of
-// the queue: about 600 instructions a remote spawn's request and reply,
+// the queue: about 300 instructions on each side of a remote spawn,
 // docs/latency.md, "Remote spawn: a spawn's work, counted in
 // instructions"), else queues it and hands the token to the loop, as push
 // would. Order holds as for EnqueueAppend (appendHeld). It reports false,
