@@ -126,8 +126,8 @@
 // conn's own direct writes, so their ends are not recorded: a sender
 // whose writes each take longer than the difference may write a few in a
 // row). A stream thus settles on the loop, where items batch: the first
-// push after a drain comes within nanoseconds of it. An EnqueueAppend that
-// finds its conn started, both lanes empty and the token free takes the
+// push after a drain comes within nanoseconds of it. An EnqueueAppend (or
+// an Enqueue or EnqueueNoWait, through sendIdle) that finds its conn started, both lanes empty and the token free takes the
 // token before it queues anything and, if the same tests allow a direct
 // write, never queues its item (no queue lock, chunk or drain of the
 // queue: appendHeld in direct.go); else it queues the item and hands the

@@ -23,8 +23,9 @@ package loop
 //   - A push completes under mu before its sender looks at the conn's
 //     scheduled flag, so an item is either taken by a drain that started
 //     after it or seen by the sender that then schedules one (Conn.push).
-//     The one item not pushed first is EnqueueAppend's on a started conn
-//     with empty lanes (Conn.appendHeld): its sender takes the flag
+//     The one item not pushed first is an EnqueueAppend's, Enqueue's or
+//     EnqueueNoWait's on a started conn with empty lanes (Conn.appendHeld,
+//     through Conn.sendIdle for the latter two): its sender takes the flag
 //     first, then either writes the item itself, never queued, or pushes
 //     it still holding the flag and schedules the conn; if its encoder
 //     fails or panics, nothing is queued and it gives the flag up as a

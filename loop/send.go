@@ -10,7 +10,9 @@ import (
 )
 
 // Enqueue copies item into the conn's send queue; the loop writes queued
-// items in order, many per socket write. It blocks while the conn's queued
+// items in order, many per socket write. On a started conn with nothing
+// queued and no drain under way it may write item itself instead, alone,
+// as EnqueueAppend does (sendIdle); the order is the same either way. It blocks while the conn's queued
 // bytes are at the high-water mark, until the loop brings them below the
 // low-water mark, ctx is done (the error wraps ctx.Err()) or the conn
 // closes (the error wraps ErrClosed). It does not allocate in steady state.
@@ -163,7 +165,8 @@ func (c *Conn) BulkPassed(t BulkTicket) bool { return c.bulkTaken.Load() >= uint
 
 // EnqueueNoWait is Enqueue for items that must go out without their sender
 // ever waiting: control signals, and anything sent from a loop. It copies
-// item into the queue whatever the high-water mark says. Past the hard limit
+// item into the queue whatever the high-water mark says (or, on an idle
+// conn, writes it itself as Enqueue may). Past the hard limit
 // (four times the high-water mark, plus what AllowBacklog allowed) it closes
 // the conn with ErrSlowConsumer instead, so memory stays bounded and the
 // peer's loss is reported, never silent. Safe from any goroutine, including
