@@ -172,10 +172,10 @@
 //	n.nodeMonMu        -> procTable shard     nodeEvent (n.local), then a mailbox push
 //	Process.mu         -> Process.mu          linkLocal only, in PID.ID order
 //
-// Leaves: n.spawnsMu, n.actorsMu, the process table's shard
-// locks, the dial worker's mu, a peer's compMu, laneOrder.mu and syncs.mu
-// (companion.go), the mailbox's locks, and loop's own (loop's
-// doc gives their order). Never: Process.mu -> Registry.mu (die releases
+// Leaves: n.spawnsMu, n.spawnedMu (peerlimits.go), n.actorsMu, the
+// process table's shard locks, the dial worker's mu, a peer's compMu,
+// laneOrder.mu and syncs.mu (companion.go), the mailbox's locks, and
+// loop's own (loop's doc gives their order). Never: Process.mu -> Registry.mu (die releases
 // p.mu before ProcessExited), n.peersMu -> Registry.mu (OnClose calls
 // NodeDown holding nothing), anything -> a wait for an event loop: no lock
 // of this package or of global is held across Enqueue (which may wait), a
