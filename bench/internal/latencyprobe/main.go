@@ -15,8 +15,13 @@
 // client also prints, after each run, the share of the machine's CPU time
 // that the host stole from its vCPUs during it (/proc/stat; a run with steal over a few percent measures
 // the host: docs/latency.md, "The ms-long round trips: the host's late
-// vCPU"). LATENCYPROBE_DUMP=prefix writes each run's round trips, in µs in
-// the order they were made, to prefix.<k>.<impl>.
+// vCPU"), and the share of round trips whose reply the client read on the
+// CPU the echo wrote it from ("same-cpu": the pair's layout, which a run
+// keeps once formed: docs/latency.md, "What keeps a pair on one vCPU";
+// each echo tags its reply with its CPU, one getcpu(2) a side a round
+// trip, both implementations alike). LATENCYPROBE_DUMP=prefix writes each
+// run's round trips, in µs in the order they were made, to
+// prefix.<k>.<impl>.
 package main
 
 import (
@@ -49,6 +54,40 @@ import (
 )
 
 var payload = strings.Repeat("x", 64)
+
+// tagged[c] is payload with its first byte set to c: the Mesh echo's
+// reply from CPU c, made once so that the tag costs the echo no
+// allocation.
+var tagged = func() (t [256]string) {
+	for c := range t {
+		t[c] = string([]byte{byte(c)}) + payload[1:]
+	}
+	return t
+}()
+
+// tagOf is the reply the Mesh echo sends from CPU c (the untagged payload
+// where c is not known).
+func tagOf(c int) string {
+	if c < 0 || c >= len(tagged) {
+		return payload
+	}
+	return tagged[c]
+}
+
+// layout counts the round trips whose reply the client read on the CPU
+// the echo wrote it from. The client's goroutine.
+type layout struct{ same, known int }
+
+// note counts one reply tagged with the echo's CPU, read on CPU here.
+func (l *layout) note(tag byte, here int) {
+	if here < 0 {
+		return
+	}
+	l.known++
+	if int(tag) == here {
+		l.same++
+	}
+}
 
 func main() {
 	role := flag.String("role", "client", "client or peer")
@@ -111,7 +150,7 @@ func peer(cancel bool) {
 				return err
 			}
 			t := m.(codec.Tuple)
-			if err := p.Send(t[0].(node.PID), t[1]); err != nil {
+			if err := p.Send(t[0].(node.PID), tagOf(cpu())); err != nil {
 				return err
 			}
 		}
@@ -148,6 +187,9 @@ func tlsEcho(ln net.Listener) {
 			for {
 				if _, err := io.ReadFull(c, buf); err != nil {
 					return
+				}
+				if cc := cpu(); cc >= 0 {
+					buf[0] = byte(cc)
 				}
 				if _, err := c.Write(buf); err != nil {
 					return
@@ -193,16 +235,17 @@ func client(n int, traceFile string, cancel bool, impls []string) {
 		c0, u0 := cpuTimes()
 		s0, ok0 := hostSteal()
 		var lat []time.Duration
+		var lay layout
 		switch impl {
 		case "tls":
-			lat = pingpongTLS(tlsAddr, n)
+			lat = pingpongTLS(tlsAddr, n, &lay)
 		case "mesh":
 			meshRuns++
 			tf := ""
 			if meshRuns == 1 {
 				tf = traceFile
 			}
-			lat = pingpongMesh(nd, peerName, n, tf, receiveCtx(cancel))
+			lat = pingpongMesh(nd, peerName, n, tf, receiveCtx(cancel), &lay)
 		}
 		c1, u1 := cpuTimes()
 		s1, ok1 := hostSteal()
@@ -211,14 +254,14 @@ func client(n int, traceFile string, cancel bool, impls []string) {
 		if ok0 && ok1 && s1.total > s0.total {
 			steal = 100 * float64(s1.steal-s0.steal) / float64(s1.total-s0.total)
 		}
-		report(impl, lat, c1-c0, u1-u0, steal)
+		report(impl, lat, c1-c0, u1-u0, steal, lay)
 	}
 	_ = stdin.Close()
 	_ = cmd.Wait()
 	_ = nd.Stop(context.Background())
 }
 
-func pingpongMesh(nd *node.Node, peer string, n int, traceFile string, rctx context.Context) []time.Duration {
+func pingpongMesh(nd *node.Node, peer string, n int, traceFile string, rctx context.Context, lay *layout) []time.Duration {
 	lat := make([]time.Duration, n)
 	err := nd.Run(context.Background(), func(p *node.Process) error {
 		echo, err := p.Spawn(peer, "echo")
@@ -248,10 +291,14 @@ func pingpongMesh(nd *node.Node, peer string, n int, traceFile string, rctx cont
 			if err := p.Send(echo, msg); err != nil {
 				return err
 			}
-			if _, err := p.Receive(rctx); err != nil {
+			m, err := p.Receive(rctx)
+			if err != nil {
 				return err
 			}
 			lat[i] = time.Since(t0)
+			if s, ok := m.(string); ok && s != "" {
+				lay.note(s[0], cpu())
+			}
 		}
 		return p.Exit(echo, node.Kill)
 	})
@@ -261,7 +308,7 @@ func pingpongMesh(nd *node.Node, peer string, n int, traceFile string, rctx cont
 	return lat
 }
 
-func pingpongTLS(addr string, n int) []time.Duration {
+func pingpongTLS(addr string, n int, lay *layout) []time.Duration {
 	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // loopback probe
 	if err != nil {
 		log.Fatal(err)
@@ -281,6 +328,7 @@ func pingpongTLS(addr string, n int) []time.Duration {
 		}
 		if i >= 1000 {
 			lat[i-1000] = time.Since(t0)
+			lay.note(in[0], cpu())
 		}
 	}
 	return lat
@@ -340,8 +388,8 @@ func hostSteal() (stealTicks, bool) {
 	return t, true
 }
 
-// report prints one run's line; steal < 0: not known.
-func report(impl string, lat []time.Duration, cpu, user time.Duration, steal float64) {
+// report prints one run's lines; steal < 0: not known.
+func report(impl string, lat []time.Duration, cpu, user time.Duration, steal float64, lay layout) {
 	var sum time.Duration
 	for _, d := range lat {
 		sum += d
@@ -356,6 +404,9 @@ func report(impl string, lat []time.Duration, cpu, user time.Duration, steal flo
 		pct(0.10), pct(0.50), pct(0.90), pct(0.99), pct(0.999), perRT(cpu), perRT(user))
 	if steal >= 0 {
 		fmt.Printf("%-5s host steal during the run: %.1f%%\n", impl, steal)
+	}
+	if lay.known > 0 {
+		fmt.Printf("%-5s same-cpu: %.1f%% of the replies read on the CPU the echo wrote them from\n", impl, 100*float64(lay.same)/float64(lay.known))
 	}
 }
 
