@@ -257,11 +257,11 @@ func TestPeersDisconnectIsNotALostCompanion(t *testing.T) {
 			return in != nil
 		})
 		_ = in.conn.Close(errLinkEnded) // as b's link's end closes it (closeCompanions)
-		waitClosed(t, c.closed, "a's companion to see b's close")
+		waitRecv(t, c.closed, "a's companion to see b's close")
 		if err := b.Disconnect(a.Self()); err != nil && !errors.Is(err, ErrNotConnected) {
 			t.Fatal(err)
 		}
-		waitClosed(t, pe.down, "a's link to go down")
+		waitRecv(t, pe.down, "a's link to go down")
 		if pe.why != Disconnected {
 			t.Fatalf("down reason %q; want %q", pe.why, Disconnected)
 		}
@@ -273,7 +273,7 @@ func TestPeersDisconnectIsNotALostCompanion(t *testing.T) {
 		if err := b.Disconnect(a.Self()); err != nil {
 			t.Fatal(err)
 		}
-		waitClosed(t, pe.down, "a's link to go down")
+		waitRecv(t, pe.down, "a's link to go down")
 		if pe.why != Disconnected {
 			t.Fatalf("down reason %q; want %q", pe.why, Disconnected)
 		}
@@ -507,10 +507,10 @@ func TestLinkCleanupComesAfterTheCompanionsLastFrame(t *testing.T) {
 				}
 				return nil
 			})
-			waitClosed(t, started, "the sender to start")
+			waitRecv(t, started, "the sender to start")
 			time.Sleep(time.Duration(round%6+1) * time.Millisecond) // cut at various points
 			stop.Store(true)
-			waitClosed(t, paused, "the sender to stop")
+			waitRecv(t, paused, "the sender to stop")
 			_ = ape.conn.Close(errors.New("test: cut"))
 			select {
 			case <-bpe.down: // closed once the cleanup is done
@@ -545,8 +545,9 @@ func TestLinkCleanupComesAfterTheCompanionsLastFrame(t *testing.T) {
 	})
 }
 
-// waitClosed waits until ch closes, failing the test after testWait.
-func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
+// waitRecv waits until ch closes or yields a value, failing the test
+// after testWait.
+func waitRecv(t *testing.T, ch <-chan struct{}, what string) {
 	t.Helper()
 	select {
 	case <-ch:
@@ -571,8 +572,8 @@ func TestCompanionEndedByThePeerCutsTheLink(t *testing.T) {
 		bpe.compMu.Unlock()
 	}
 	_ = in.conn.Close(errors.New("test: the peer's end fails"))
-	waitClosed(t, bpe.down, "b's link to go down")
-	waitClosed(t, ape.down, "a's link to go down")
+	waitRecv(t, bpe.down, "b's link to go down")
+	waitRecv(t, ape.down, "a's link to go down")
 }
 
 // pairSendingLarge starts nodes an and bn with opts, connects them, and

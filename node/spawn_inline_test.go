@@ -82,6 +82,21 @@ func (l *starterLog) await(t *testing.T, what string, match func(starterEv) bool
 	}
 }
 
+// onceAt makes do run, on the starter's goroutine, at the first event
+// from now on that matches (only there: do must not call t.Fatal), and
+// returns a report of whether it ran.
+func (l *starterLog) onceAt(match func(starterEv) bool, do func()) (ran func() bool) {
+	var armed atomic.Bool
+	armed.Store(true)
+	on := func(e starterEv) {
+		if match(e) && armed.CompareAndSwap(true, false) {
+			do()
+		}
+	}
+	l.on.Store(&on)
+	return func() bool { return !armed.Load() }
+}
+
 func isEv(ev int) func(starterEv) bool { return func(e starterEv) bool { return e.ev == ev } }
 
 func isEvOf(s *starter, ev int) func(starterEv) bool {
@@ -153,16 +168,6 @@ func readingStarterAfter(t *testing.T, l *starterLog, a, b *Node, spawn bool) *s
 	return nil
 }
 
-// ran waits for a signal on ch.
-func ran(t *testing.T, ch <-chan struct{}, what string) {
-	t.Helper()
-	select {
-	case <-ch:
-	case <-time.After(testWait):
-		t.Fatalf("%s did not run", what)
-	}
-}
-
 // The spawn requests of the peer an idle starter reads are read, answered
 // and run on that starter's goroutine, one after another: no other
 // goroutine starts them.
@@ -175,7 +180,7 @@ func TestAnIdleStarterRunsItsPeersNextSpawns(t *testing.T) {
 	s := readingStarter(t, l, a, b)
 	for i := range 3 {
 		spawnFrom(t, a, b, "mark")
-		ran(t, mark, "the spawned process")
+		waitRecv(t, mark, "the spawned process to run")
 		if ev, _ := l.await(t, "the starter taking the process it read", isEv(starterTakes)); ev.s != s {
 			t.Fatalf("spawn %d: another starter took the process it read", i)
 		}
@@ -236,16 +241,11 @@ func TestAWaiterThatBeginsAsAStarterClaimsTheLinkMakesItYield(t *testing.T) {
 	b.Define("noop", func(*Process, []any) error { return nil })
 	s := readingStarter(t, l, a, b)
 	pe, lc := linkOf(t, b, a)
-	var armed atomic.Bool
-	armed.Store(true)
-	on := func(e starterEv) {
-		if e.s == s && e.ev == starterClaims && armed.CompareAndSwap(true, false) {
-			pe.ownWait(lc) // no claim yet: nothing to kick
-		}
-	}
-	l.on.Store(&on)
+	waited := l.onceAt(isEvOf(s, starterClaims), func() {
+		pe.ownWait(lc) // no claim yet: nothing to kick
+	})
 	defer func() {
-		if !armed.Load() {
+		if waited() {
 			pe.ownWaitEnd()
 		}
 	}()
@@ -406,7 +406,7 @@ func TestAWakeAfterItsStarterLeftTheLinkWritesTheSignal(t *testing.T) {
 	// Read by c's link's loop and handed to s, the only idle starter; it
 	// runs after the hand-off, which is after the hook.
 	spawnFrom(t, c, b, "mark")
-	ran(t, mark, "the process handed to the starter")
+	waitRecv(t, mark, "the process handed to the starter to run")
 	select {
 	case <-yielded:
 	default:
@@ -427,7 +427,7 @@ func TestASpawnFromAnotherPeerReachesAStarterReadingALink(t *testing.T) {
 	s := readingStarter(t, l, a, b)
 	before := starterGoroutines()
 	spawnFrom(t, c, b, "mark")
-	ran(t, mark, "the process spawned from another peer")
+	waitRecv(t, mark, "the process spawned from another peer to run")
 	// s ran it, then read c's link, the one its last process came from.
 	readingStarterAfter(t, l, c, b, false)
 	if k := starterGoroutines(); k != before {
@@ -486,7 +486,7 @@ func TestAPanickingProcessLeavesItsStarterReadingTheLink(t *testing.T) {
 		t.Fatal("another starter reads the link after the panic")
 	}
 	spawnFrom(t, a, b, "mark")
-	ran(t, mark, "the spawn after the panic")
+	waitRecv(t, mark, "the spawn after the panic to run")
 	if ev, _ := l.await(t, "the starter taking the next process", isEv(starterTakes)); ev.s != s {
 		t.Fatal("another starter took the next process")
 	}
@@ -533,15 +533,8 @@ func TestAStarterLeavingItsLinkTwiceInOneReadCountsOnePark(t *testing.T) {
 	b.Define("noop", func(*Process, []any) error { return nil })
 	s := readingStarter(t, l, a, b)
 	pe, lc := linkOf(t, b, a)
-	var armed atomic.Bool
-	armed.Store(true)
-	on := func(e starterEv) {
-		// The first wait s ends after it began reading: the spawn below.
-		if e.s == s && e.ev == starterUnparks && armed.CompareAndSwap(true, false) {
-			pe.ownWait(lc)
-		}
-	}
-	l.on.Store(&on)
+	// The first wait s ends after it began reading: the spawn below.
+	l.onceAt(isEvOf(s, starterUnparks), func() { pe.ownWait(lc) })
 	spawnFrom(t, a, b, "noop")
 	if ev, _ := l.await(t, "the starter taking the process it read", isEv(starterTakes)); ev.s != s {
 		t.Fatal("another starter took the process")
@@ -575,13 +568,10 @@ func TestAProcessHandedAsItsStarterLeavesItsLinkRunsWithTheDutyHome(t *testing.T
 		return nil
 	})
 	s := readingStarter(t, l, a, b)
-	var armed, handed atomic.Bool
-	armed.Store(true)
+	var handed atomic.Bool
 	spawned := make(chan error, 1)
-	on := func(e starterEv) { // on s's goroutine: no t.Fatal here
-		if e.s != s || e.ev != starterLeaves || s.home || !armed.CompareAndSwap(true, false) {
-			return
-		}
+	leavesLingering := func(e starterEv) bool { return e.s == s && e.ev == starterLeaves && !s.home }
+	l.onceAt(leavesLingering, func() {
 		go func() {
 			spawned <- c.Run(context.Background(), func(p *Process) error {
 				_, err := p.Spawn(b.Self(), "check")
@@ -593,8 +583,7 @@ func TestAProcessHandedAsItsStarterLeavesItsLinkRunsWithTheDutyHome(t *testing.T
 			time.Sleep(100 * time.Microsecond)
 		}
 		handed.Store(s.job.Load() != nil)
-	}
-	l.on.Store(&on)
+	})
 	var n int64
 	select {
 	case n = <-lingering:

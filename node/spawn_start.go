@@ -199,8 +199,7 @@ func (sp *starterPool) hand(pe *peer, p *Process) bool {
 		}
 	}
 	s := sp.idle[i]
-	sp.idle[i], sp.idle[k-1] = sp.idle[k-1], nil
-	sp.idle = sp.idle[:k-1]
+	sp.removeAtLocked(i)
 	sp.mu.Unlock()
 	if h := testHookHand.Load(); h != nil {
 		(*h)()
@@ -216,13 +215,19 @@ func (sp *starterPool) hand(pe *peer, p *Process) bool {
 func (sp *starterPool) removeLocked(s *starter) bool {
 	for i, x := range sp.idle {
 		if x == s {
-			last := len(sp.idle) - 1
-			sp.idle[i], sp.idle[last] = sp.idle[last], nil
-			sp.idle = sp.idle[:last]
+			sp.removeAtLocked(i)
 			return true
 		}
 	}
 	return false
+}
+
+// removeAtLocked takes the idle starter at i out of the pool (order is
+// not kept). sp.mu held.
+func (sp *starterPool) removeAtLocked(i int) {
+	last := len(sp.idle) - 1
+	sp.idle[i], sp.idle[last] = sp.idle[last], nil
+	sp.idle = sp.idle[:last]
 }
 
 // takeOwn gives p, which pe spawned, to s, the idle starter that read its
