@@ -335,3 +335,61 @@ func TestSendWaitsCountsAWaitOnceHoweverOftenItIsWoken(t *testing.T) {
 		t.Fatalf("SendWaits = %d for one enqueue woken 5 times; want 1", n)
 	}
 }
+
+// EnqueueNoWait never waits: while the conn's loop cannot drain (a task
+// holds it here, as a loop starved of CPU would be), its items take the
+// queue up to the hard limit, four times the high-water mark, and the one
+// that finds the queue there closes the conn with ErrSlowConsumer instead
+// of queueing: memory stays bounded, and the handler's OnClose gets that
+// reason. Enqueue, beside it, waits at the high-water mark. So a sender
+// that streams must use Enqueue: one that streams with EnqueueNoWait has
+// its conn cut whenever it outruns the loop by that much
+// (TestKicksRacingTheSocketWaitNeverLeaveItDeaf's stream did, on a loaded
+// machine).
+func TestEnqueueNoWaitCutsTheConnPastTheHardLimit(t *testing.T) {
+	const high = 1 << 20
+	p := newPair(t, nil, nil, WithLoops(1), WithWaterMarks(high, high/2))
+	c := p.srvConn
+	held, hold := make(chan struct{}), make(chan struct{})
+	c.Execute(func() { close(held); <-hold })
+	<-held
+	var once sync.Once
+	release := func() { once.Do(func() { close(hold) }) }
+	defer release()
+	item := frame(nil, make([]byte, 64<<10-4))
+
+	// Enqueue fills the queue to the high-water mark and then waits.
+	for c.Queued() < high {
+		if err := c.Enqueue(context.Background(), item); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	waited := make(chan error, 1)
+	go func() { waited <- c.Enqueue(ctx, item) }()
+	eventually(t, 10*time.Second, "Enqueue waiting at the high-water mark", func() bool { return c.SendWaits() == 1 })
+	cancel()
+	if err := <-waited; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Enqueue at the high-water mark returned %v, want it to wait until its context ended", err)
+	}
+
+	// EnqueueNoWait queues past it, up to the hard limit, then cuts.
+	var err error
+	for err == nil {
+		if c.Queued() > 4*high+len(item) {
+			t.Fatalf("%d bytes queued, past the hard limit (%d) by more than an item", c.Queued(), 4*high)
+		}
+		err = c.EnqueueNoWait(item)
+	}
+	if !errors.Is(err, ErrClosed) || !errors.Is(err, ErrSlowConsumer) {
+		t.Fatalf("EnqueueNoWait past the hard limit returned %v, want ErrClosed wrapping ErrSlowConsumer", err)
+	}
+	if n := c.Queued(); n < 4*high {
+		t.Fatalf("cut at %d bytes queued, under the hard limit (%d)", n, 4*high)
+	}
+	release()
+	waitClosed(t, p.srvHandler, "the cut conn did not close")
+	if _, _, reason := p.srvHandler.count(); !errors.Is(reason, ErrSlowConsumer) {
+		t.Fatalf("OnClose reason %v, want ErrSlowConsumer", reason)
+	}
+}

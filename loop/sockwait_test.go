@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"runtime"
 	"strconv"
@@ -59,24 +60,11 @@ func loopFD(t *testing.T, c *Conn) int {
 // duplicate of it) watches on fd, from /proc/self/fdinfo.
 func gnetEvents(t *testing.T, c *Conn, fd int) uint32 {
 	t.Helper()
-	w := c.ls.Load().idle.Load()
-	b, err := os.ReadFile("/proc/self/fdinfo/" + strconv.Itoa(w.epfd))
+	ev, err := epollEvents(c.ls.Load().idle.Load().epfd, fd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) >= 4 && f[0] == "tfd:" && f[1] == strconv.Itoa(fd) && f[2] == "events:" {
-			ev, err := strconv.ParseUint(f[3], 16, 32)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return uint32(ev)
-		}
-	}
-	t.Fatalf("descriptor %d is not in gnet's epoll instance", fd)
-	return 0
+	return ev
 }
 
 // sockPair is an echo pair of one loop per engine; got receives the
@@ -505,30 +493,96 @@ func TestAPokesDeadlineAfterTheWaitTookItsFlagLeavesItListening(t *testing.T) {
 // frame must still arrive. A stress, not a guard of one interleaving:
 // TestAPokesDeadlineAfterTheWaitTookItsFlagLeavesItListening drives the
 // one above every run; this looks for others.
+//
+// The stream is sent with Enqueue, which waits for room at the high-water
+// mark. It was sent with EnqueueNoWait, which never waits: with the
+// sender spinning on the server's P (GOMAXPROCS=1 beside a burner failed
+// 2 runs of 3, at 100 to 200 runs each) its loop, starved, fell behind by
+// the hard limit (four times the high-water mark, 8 MiB), and the server
+// cut the conn as a slow consumer, as EnqueueNoWait's contract says
+// (TestEnqueueNoWaitCutsTheConnPastTheHardLimit); the probe was then
+// "lost" with both conns closed, which read as a deaf loop (the client's
+// loop, without its conn, was not in a socket wait, duty 0). Every send
+// is checked, so a close fails the round as itself.
 func TestKicksRacingTheSocketWaitNeverLeaveItDeaf(t *testing.T) {
 	p, got := sockPair(t, echoFrame)
+	cliFD, srvFD := loopFD(t, p.cliConn), loopFD(t, p.srvConn)
 	untilSocketWait(t, p.cliConn, got)
 	for round := range 50 {
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
+		var sendErr atomic.Pointer[error]
 		wg.Add(2)
-		go repeatUntil(stop, &wg, func() { _ = p.srvConn.EnqueueNoWait(frame(nil, []byte("s"))) }) // the stream
-		go repeatUntil(stop, &wg, func() { p.cliConn.Execute(func() {}) })                         // the kicks
+		go repeatUntil(stop, &wg, func() { // the stream
+			if err := p.srvConn.Enqueue(context.Background(), frame(nil, []byte("s"))); err != nil {
+				sendErr.CompareAndSwap(nil, &err)
+			}
+		})
+		go repeatUntil(stop, &wg, func() { p.cliConn.Execute(func() {}) }) // the kicks
 		drain(got, 30*time.Millisecond)
 		close(stop)
 		wg.Wait()
+		if err := sendErr.Load(); err != nil {
+			t.Fatalf("round %d: the stream's Enqueue failed: %v\n  client: %s; %s\n  server: %s; %s", round, *err,
+				sideState(p.cliConn, cliFD), handlerState(p.cliHandl), sideState(p.srvConn, srvFD), handlerState(p.srvHandler))
+		}
 		drain(got, 20*time.Millisecond)
 		want := "probe" + strconv.Itoa(round)
-		_ = p.srvConn.EnqueueNoWait(frame(nil, []byte(want)))
+		if err := p.srvConn.EnqueueNoWait(frame(nil, []byte(want))); err != nil {
+			t.Fatalf("round %d: the probe's EnqueueNoWait failed: %v", round, err)
+		}
 		bound := time.After(inlineBound)
 		for f := ""; f != want; {
 			select {
 			case f = <-got:
 			case <-bound:
-				t.Fatalf("round %d: the probe never came (socket wait %v, duty %d)", round, sockWaiting(p.cliConn), p.cliConn.duty.Load())
+				probeLost(t, p, got, want, cliFD, srvFD, "round "+strconv.Itoa(round)+": the probe never came")
 			}
 		}
 	}
+}
+
+// probeLost fails a test whose frame want, sent by p's server, did not
+// reach the client: it says where the frame is (both sides' state, and
+// the sockets' queues), then runs a task on each loop in turn and says
+// whether the frame came after it, which tells a lost wake-up (it came)
+// from a frame gone for good.
+func probeLost(t *testing.T, p *pair, got <-chan string, want string, cliFD, srvFD int, what string) {
+	t.Helper()
+	msg := what + "\n  client: " + sideState(p.cliConn, cliFD) + "; " + handlerState(p.cliHandl) +
+		"\n  server: " + sideState(p.srvConn, srvFD) + "; " + handlerState(p.srvHandler)
+	for _, side := range []struct {
+		name string
+		c    *Conn
+	}{{"server", p.srvConn}, {"client", p.cliConn}} {
+		if side.c.reached(socketClosed) {
+			msg += "\n  the " + side.name + "'s conn is closed: no task of it runs"
+			continue
+		}
+		ran := make(chan string, 1)
+		side.c.Execute(func() {
+			ran <- fmt.Sprintf("spill %d recheck %v gnet outbound %d", len(side.c.spill), side.c.recheck, side.c.gc.OutboundBuffered())
+		})
+		select {
+		case s := <-ran:
+			msg += "\n  a task on the " + side.name + "'s loop ran (" + s + ")"
+		case <-time.After(5 * time.Second):
+			msg += "\n  a task on the " + side.name + "'s loop did not run in 5 s"
+		}
+		end := time.After(time.Second)
+	wait:
+		for {
+			select {
+			case f := <-got:
+				if f == want {
+					t.Fatal(msg + "; then the frame came")
+				}
+			case <-end:
+				break wait
+			}
+		}
+	}
+	t.Fatal(msg + "; the frame never came")
 }
 
 // drain takes what comes on got for d.
@@ -541,4 +595,68 @@ func drain(got <-chan string, d time.Duration) {
 			return
 		}
 	}
+}
+
+// sideState describes one conn of a pair whose input or output is stuck,
+// from any goroutine (atomics and loopState.mu only), so that a failure
+// says which side held the frame: its send side (queued bytes, the drain
+// token, direct writes), its loop (busy, the ready list, our tasks owed,
+// the idle wait and the socket wait), its read duty, gnet's events on its
+// socket (fd, as the loop gave it) and the socket's own queues (bytes
+// unread, and bytes not yet sent or acknowledged).
+func sideState(c *Conn, fd int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "close %d queued %d/%d scheduled %v openOwed %v direct %v bulkWait %v nDirect %d sockWaitsArmed %d duty %#x",
+		c.closeState.Load(), c.queued.Load(), c.bulkQueued.Load(), c.scheduled.Load(), c.openOwed.Load(),
+		c.direct.Load(), c.bulkWait.Load(), c.nDirect.Load(), c.nSocketWait.Load(), c.duty.Load())
+	if ls := c.ls.Load(); ls != nil {
+		ls.mu.Lock()
+		ready, pending := len(ls.ready), ls.pending
+		ls.mu.Unlock()
+		fmt.Fprintf(&b, "; loop busy %v ready %d pending %v owed %d", ls.busy.Load(), ready, pending, ls.owed.Load())
+		if w := ls.idle.Load(); w != nil {
+			s := w.sock.Load()
+			fmt.Fprintf(&b, " waiting %v lend %v parkedIn %v anyConn %v sockWait %v", w.waiting.Load(), w.lend.Load(),
+				w.parkedIn.Load() == c, w.anyConn.Load(), s != nil)
+			if s != nil {
+				fmt.Fprintf(&b, " poked %v", s.poked.Load())
+			}
+			fmt.Fprintf(&b, " (begun %d, reads %d)", w.sockWaits.Load(), w.sockReads.Load())
+			if ev, err := epollEvents(w.epfd, fd); err == nil {
+				fmt.Fprintf(&b, " gnetEvents %#x", ev)
+			}
+		}
+	}
+	if n, err := unix.IoctlGetInt(fd, unix.SIOCINQ); err == nil {
+		fmt.Fprintf(&b, "; socket unread %d", n)
+	}
+	if n, err := unix.IoctlGetInt(fd, unix.SIOCOUTQ); err == nil {
+		fmt.Fprintf(&b, " unacked %d", n)
+	}
+	return b.String()
+}
+
+// handlerState describes what h was given: frames, closes and the first
+// close's reason.
+func handlerState(h *frameHandler) string {
+	frames, closes, reason := h.count()
+	return fmt.Sprintf("handler frames %d closes %d reason %v", frames, closes, reason)
+}
+
+// epollEvents returns the events the epoll instance ep watches on fd, from
+// /proc/self/fdinfo.
+func epollEvents(ep, fd int) (uint32, error) {
+	b, err := os.ReadFile("/proc/self/fdinfo/" + strconv.Itoa(ep))
+	if err != nil {
+		return 0, err
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) >= 4 && f[0] == "tfd:" && f[1] == strconv.Itoa(fd) && f[2] == "events:" {
+			ev, err := strconv.ParseUint(f[3], 16, 32)
+			return uint32(ev), err
+		}
+	}
+	return 0, fmt.Errorf("descriptor %d is not in epoll instance %d", fd, ep)
 }
