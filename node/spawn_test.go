@@ -145,6 +145,15 @@ func TestProcessSize(t *testing.T) {
 // the arguments' encoding made 7. AllocsPerRun's mean rounds down, so
 // fewer than one stray allocation a spawn (ticks, the runtime) does not
 // count.
+//
+// The count pinned is the steady path's, so the fewest of three
+// measurements is taken. On a loaded machine a whole measurement now and
+// then averages one object more a spawn (5 in about 1 run of 30 at load
+// 8, main's tree as well as a branch's; 4.2-4.4 in a few more): the
+// scheduler, not the code, then sends some of the thousand spawns a
+// slower way (a far node's process started on a new goroutine when no
+// starter is idle yet costs its starter, for one). An object added to
+// the steady path is in every measurement, so it still fails.
 func TestRemoteSpawnAllocations(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts are pinned without -race (sync.Pool drops items at random under it)")
@@ -165,9 +174,15 @@ func TestRemoteSpawnAllocations(t *testing.T) {
 		for range 100 {
 			spawn() // warm the pools
 		}
-		if n := testing.AllocsPerRun(1000, spawn); n > 4 {
-			t.Errorf("a remote spawn allocates %v objects; want at most 4", n)
+		var runs []float64
+		for range 3 {
+			n := testing.AllocsPerRun(1000, spawn)
+			if n <= 4 {
+				return err
+			}
+			runs = append(runs, n)
 		}
+		t.Errorf("a remote spawn allocates %v objects (three measurements); want at most 4", runs)
 		return err
 	})
 }
