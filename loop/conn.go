@@ -151,6 +151,7 @@ type Conn struct {
 	lingerT        atomic.Pointer[time.Timer] // the linger timer (lingerTick); made by the goroutine that arms it first; OnClose stops it (a tick or an arm racing the close may still fire once, and find the duty home)
 	lingerListed   atomic.Bool                // c is on Engine.lingerConns
 	lingerReclaims atomic.Uint64              // lingering duties reclaimed (the timer, a park, a recall), for tests
+	grants         atomic.Uint64              // duties lent by a grant (rule 1: EPOLLIN masked), for tests (InlineGrants)
 	inlineFailed   atomic.Uint64              // rule breaks seen (OnTraffic with the duty away, a lost epoll), for tests
 
 	// Owned by the holder of the drain token.

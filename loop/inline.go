@@ -78,7 +78,9 @@ package loop
 //     not taken again for lingerPeriod, on the timer's goroutine
 //     (reclaimDuty: marked returning, EPOLLIN on, then the duty 0); meanwhile input that nobody waits for
 //     (a peer's tick, a registry update, a message for a process that is
-//     running) waits for it. A recall (a spill, a close, a graceful
+//     running, a spawn request while the process that an idle starter
+//     read for itself runs: package node's spawn_start.go, its rule 4)
+//     waits for it. A recall (a spill, a close, a graceful
 //     drain; recallDuty) or OnClose's call-back (callBack with dutyEnd,
 //     rule 5) reclaims a lingering duty at once instead, and so does a
 //     goroutine's ParkBegin (a process that parks, or that takes another
@@ -188,7 +190,8 @@ const (
 // lingering duty lasts one to two periods after the last hand-back. That
 // is the delay of input that nobody waits for while the duty lingers (a
 // peer's tick, a registry update, a message for a process that is
-// running: when it next waits, its park reclaims the duty); input that a
+// running, a spawn request behind a spawned process that runs without
+// parking: when it next waits, its park reclaims the duty); input that a
 // goroutine waits for never waits for the timer (Engine.ParkBegin). Its
 // cost is the timer's ticks while the duty keeps being taken again, a
 // goroutine and often a thread's wake-up each: in a steady ping-pong at
@@ -369,6 +372,8 @@ func (c *Conn) takeDuty(w *idleWait) bool {
 		if w.setEvents(c.gc.Fd(), 0) != nil {
 			c.duty.Store(0)
 			ok = false
+		} else {
+			c.grants.Add(1)
 		}
 	case c.duty.CompareAndSwap(dutyLoop, dutyHeld):
 		// The loop waits on the socket (idle.go, waitSocket), EPOLLIN
@@ -521,6 +526,12 @@ func (c *Conn) reclaimDuty() bool {
 // and must not leave c's input unread behind it. It reports whether it
 // did; a duty that a holder took meanwhile stays with it. Any goroutine.
 func (c *Conn) ReclaimLingering() bool { return c.reclaimDuty() }
+
+// InlineGrants reports how many times c's read duty was lent by a grant
+// from its loop (rule 1): each costs two epoll_ctl, the mask and the
+// unmask when the duty comes home; a lingering duty taken again costs
+// none. For tests and probes. Any goroutine.
+func (c *Conn) InlineGrants() uint64 { return c.grants.Load() }
 
 // claimLingering is reclaimDuty's first step: a lingering duty marked
 // returning, and counted off. Any goroutine.

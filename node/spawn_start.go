@@ -70,12 +70,33 @@ import (
 //     because the link is busy or closing, swaps after its hand-back: a
 //     wake in between kicks the link, and the next holder's wait, ended
 //     early, waits again.)
-//  4. The starter gives the duty back before it runs its process, and
-//     once it has a process (or yields, or was woken) it counts as parked
-//     (Engine.ParkBegin) for the hand-back: the duty goes home to the
-//     loop rather than lingering. No user code runs while a starter holds
-//     a link, and the peer's next frames never wait for the linger timer
-//     behind a running process.
+//  4. The starter gives the duty back before it runs its process. When
+//     the process is one it read for itself (takeOwn) and its last
+//     process ran for less than starterQuick (s.quick; measured around
+//     every process it runs), the hand-back may leave the duty lingering
+//     (loop's rule 4: nothing parked, no other waiter, ...), and the
+//     starter takes it again when the process returns with one
+//     compare-and-swap: no epoll_ctl at either end, where the duty's way
+//     home and back cost two a spawn. Meanwhile the link is read by
+//     nobody: the peer's next frames wait for the process to return, or
+//     to park (its park brings the duty home: Engine.ParkBegin), or for
+//     the linger timer (one to two lingerPeriods, 10-20 ms) if it runs
+//     on without parking. So a process that runs longer than expected
+//     (the first long one after quick ones) makes its peer's next frames
+//     wait once, at most that long, and the next process the starter
+//     reads runs with the duty home: a stream of spawns of workers that
+//     compute for a millisecond is not made to wait, one behind the
+//     other, for each worker to end. In every other case (a slow last
+//     process, a job from another peer, a yield, the end), the starter
+//     counts as parked (Engine.ParkBegin) for the hand-back, and the duty
+//     goes home to the loop rather than lingering: no user code runs
+//     while a starter holds a link, and the peer's next frames do not
+//     wait for the linger timer behind that process. An idle starter
+//     waiting on its signal does not count as parked: a spawn request is
+//     input that nobody waits for, as a message for a running process is,
+//     and a second starter from the same peer, waiting while the first
+//     reads the link, made every hand-back of that one go home for as
+//     long as it waited (up to starterIdle).
 //  5. A spawn from another peer reaches a starter that reads a link by a
 //     kick of its read (rule 3); the pool hands it to a starter that
 //     reads no link first.
@@ -95,6 +116,13 @@ const starterIdle = 2 * time.Second
 // end with nothing for the starter (its link's loop recalled the duty, a
 // stray kick): then it waits on its signal.
 const starterRetries = 8
+
+// starterQuick: a starter whose last process ran for less than this lets
+// the next process it reads for itself run with its link's read duty
+// lingering (rule 4). About a round trip between two nodes on one
+// machine: a peer's frame that comes while such a process runs waits
+// about as long as the process, as one behind a busy loop would.
+const starterQuick = 50 * time.Microsecond
 
 // starter is one idle process goroutine's place in the pool. As a reader
 // of its link (readLink) it is the link's loop.InlineParker.
@@ -126,9 +154,13 @@ type starter struct {
 	// so a waiter of an earlier read can only make s yield once too many.
 	yield atomic.Bool
 
+	// The starter's goroutine only.
+	quick bool // its last process ran for less than the pool's quick (rule 4): the next one it reads may run with the duty lingering
+
 	// The starter's goroutine only, while it reads a link.
 	pe   *peer // the link's peer (its ownWaits)
 	home bool  // counted as parked (Engine.ParkBegin): the duty goes home at the hand-back
+	own  bool  // took the process whose request it read, its last one quick (takeOwn): the hand-back may leave the duty lingering
 }
 
 // close gives back s's signal, if it was made. Its goroutine only, at its
@@ -154,11 +186,12 @@ func (s *starter) wake() {
 
 // starterPool holds a node's idle starters.
 type starterPool struct {
-	mu      sync.Mutex
-	idle    []*starter    // guarded by mu
-	stopped bool          // guarded by mu
-	idleFor time.Duration // guarded by mu; 0: starterIdle (tests set it)
-	expired int           // guarded by mu: starters ended after their idle time
+	mu       sync.Mutex
+	idle     []*starter    // guarded by mu
+	stopped  bool          // guarded by mu
+	idleFor  time.Duration // guarded by mu; 0: starterIdle (tests set it)
+	quickFor time.Duration // guarded by mu; 0: starterQuick (tests set it)
+	expired  int           // guarded by mu: starters ended after their idle time
 }
 
 // startSpawned starts p, a process pe spawned: on an idle starter if there
@@ -176,10 +209,15 @@ func (n *Node) runStarter(from *peerHandle, p *Process) {
 	s := &starter{n: n, from: from}
 	defer s.close()
 	for p != nil {
+		began := time.Since(starterEpoch)
 		p.main()
-		p = n.starters.wait(n, s)
+		p = n.starters.wait(n, s, time.Since(starterEpoch)-began)
 	}
 }
+
+// starterEpoch is the origin of the starters' clock: time.Since it reads
+// the monotonic clock only (time.Now reads the wall clock too).
+var starterEpoch = time.Now()
 
 // hand gives p, which pe spawned, to an idle starter and wakes it; false
 // if none waits. A starter that reads no link is preferred: waking one
@@ -232,8 +270,9 @@ func (sp *starterPool) removeAtLocked(i int) {
 
 // takeOwn gives p, which pe spawned, to s, the idle starter that read its
 // request on pe's link: s runs it once it has given the link back, with no
-// wake-up; false when a waker took s from the pool meanwhile (its own
-// process comes). On s's goroutine, in the link's OnData.
+// wake-up, the duty left lingering if s's last process was quick (rule
+// 4); false when a waker took s from the pool meanwhile (its own process
+// comes). On s's goroutine, in the link's OnData.
 func (sp *starterPool) takeOwn(s *starter, pe *peer, p *Process) bool {
 	sp.mu.Lock()
 	mine := sp.removeLocked(s)
@@ -243,7 +282,14 @@ func (sp *starterPool) takeOwn(s *starter, pe *peer, p *Process) bool {
 	}
 	s.from = pe.handle
 	s.job.Store(p)
-	s.leave() // before the hand-back: the duty goes home, not lingering while p runs
+	if s.quick {
+		// Rule 4: the hand-back may leave the duty lingering while p
+		// runs, and s takes it again when p returns, with no epoll_ctl.
+		s.own = true
+		s.reading.Swap(nil)
+	} else {
+		s.leave() // before the hand-back: the duty goes home, not lingering while p runs
+	}
 	starterEvent(s, starterTakes)
 	return true
 }
@@ -278,9 +324,9 @@ func starterEvent(s *starter, ev int) {
 
 // wait makes s an idle starter and returns the process it is handed, or
 // nil when it is not needed (the pool is full, it was idle for
-// starterIdle, the node stopped). A waiting starter counts in n.bg, so
-// Stop waits for it to end.
-func (sp *starterPool) wait(n *Node, s *starter) *Process {
+// starterIdle, the node stopped); ran is how long s's last process ran.
+// A waiting starter counts in n.bg, so Stop waits for it to end.
+func (sp *starterPool) wait(n *Node, s *starter, ran time.Duration) *Process {
 	if !s.open {
 		// Made outside the lock, for a starter that has room in the
 		// pool: one past the bound ends without an eventfd.
@@ -300,6 +346,11 @@ func (sp *starterPool) wait(n *Node, s *starter) *Process {
 	}
 	sp.idle = append(sp.idle, s)
 	idleFor := sp.idleFor
+	quickFor := sp.quickFor
+	if quickFor == 0 {
+		quickFor = starterQuick
+	}
+	s.quick = ran < quickFor // read by takeOwn, on s's goroutine
 	n.bg.Add(1)
 	sp.mu.Unlock()
 	p := sp.idleWait(n, s, from, idleFor)
@@ -326,13 +377,11 @@ func (sp *starterPool) idleWait(n *Node, s *starter, from *peerHandle, idleFor t
 	}
 	woken := s.handed()
 	if !woken {
-		// An idle starter waits for a spawn request that a loop (or a
-		// process reading a link inline) reads: a park, for the engine's
-		// lingering read duties (loop.Engine.ParkBegin).
+		// Not a park for the engine's lingering read duties
+		// (loop.Engine.ParkBegin): a spawn request is input that nobody
+		// waits for, as a message for a running process is (rule 4).
 		starterEvent(s, starterSleeps)
-		n.engine.ParkBegin()
 		woken = s.sig.wait(deadline)
-		n.engine.ParkEnd()
 	}
 	if !woken {
 		sp.mu.Lock()
@@ -366,9 +415,9 @@ func (sp *starterPool) idleWait(n *Node, s *starter, from *peerHandle, idleFor t
 // still held the duty, has failed), at the deadline, or when it cannot
 // read the link (another starter reads it, its loop is busy, it closed);
 // the caller then waits on s's signal. The duty is home before readLink
-// returns, not lingering: no user code runs while s holds the link, and
-// the peer's next frames do not wait for the linger timer behind a
-// running process. s's goroutine.
+// returns, not lingering, unless s took the process whose request it read
+// and its last process was quick (own: rule 4); then s's next read takes
+// it again. s's goroutine.
 func (s *starter) readLink(from *peerHandle, deadline time.Time) {
 	pe := from.p.Load()
 	if pe == nil {
@@ -408,30 +457,40 @@ func (s *starter) readLink(from *peerHandle, deadline time.Time) {
 		if s.home {
 			s.home = false
 			s.n.engine.ParkEnd()
-		} else {
-			// The hand-back may have left the duty lingering (nothing
-			// was parked), and a job may have come after the loop's last
-			// look (done), with the wait on the signal, whose park would
-			// reclaim the duty, then skipped: reclaim it here, before s
-			// can run a process (rule 4). One load when it does not
-			// linger.
+		} else if !s.own {
+			// The read ended without a process of its own (the
+			// deadline, a stray kick, the retry limit) and its hand-back
+			// may have left the duty lingering (nothing was parked): s
+			// stops reading the link, and a job may have come after the
+			// loop's last look (done), so reclaim it here, before s can
+			// run a process or wait on its signal (rule 4). One load
+			// when it does not linger.
 			lc.ReclaimLingering()
 		}
 	}
-	s.pe = nil
+	s.pe, s.own = nil, false
 	pe.starterReads.CompareAndSwap(s, nil)
 }
 
 // done reports whether s is to stop reading its link: it was handed a
 // process or the end, or a goroutine waits for the link's input for
 // itself. When it is, s leaves the link (leave), if it has not yet (takeOwn
-// may have); it stays done for the rest of the read. While s reads a
+// may have), except after takeOwn let the duty linger (own), which a
+// waiter or the end still sends home; it stays done for the rest of the
+// read. While s reads a
 // link, on its goroutine.
 func (s *starter) done() bool {
 	if s.home {
 		return true
 	}
-	if s.handed() || s.yield.Load() || s.pe.ownWaits.Load() != 0 {
+	if s.quit.Load() || s.yield.Load() || s.pe.ownWaits.Load() != 0 {
+		s.leave() // the duty goes home, even if s took its own process (own)
+		return true
+	}
+	if s.own {
+		return true
+	}
+	if s.job.Load() != nil {
 		s.leave()
 		return true
 	}

@@ -39,17 +39,18 @@ func main() {
 	n := flag.Int("n", 20000, "operations per mode")
 	modes := flag.String("mode", "spawn,pingpong", "comma list of spawn and pingpong, run in order")
 	traceFile := flag.String("trace", "", "write an execution trace of the measured part here")
+	echoFirst := flag.Bool("echo", true, "spawn the echo process even when no pingpong mode runs (it stays parked on the peer, and no read duty lingers there)")
 	flag.Parse()
 	if *peerBin == "" || *n <= 0 {
 		flag.Usage()
 		os.Exit(2)
 	}
-	if err := run(*peerBin, *n, strings.Split(*modes, ","), *traceFile); err != nil {
+	if err := run(*peerBin, *n, strings.Split(*modes, ","), *traceFile, *echoFirst); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(peerBin string, n int, modes []string, traceFile string) error {
+func run(peerBin string, n int, modes []string, traceFile string, echoFirst bool) error {
 	cmd := exec.Command(peerBin, "-cookie", "bench")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -80,9 +81,12 @@ func run(peerBin string, n int, modes []string, traceFile string) error {
 		return err
 	}
 	return nd.Run(context.Background(), func(p *node.Process) error {
-		echo, err := p.Spawn(peer, "echo")
-		if err != nil {
-			return err
+		var echo node.PID
+		if echoFirst || slices.Contains(modes, "pingpong") {
+			var err error
+			if echo, err = p.Spawn(peer, "echo"); err != nil {
+				return err
+			}
 		}
 		msg := any(codec.Tuple{p.Self(), strings.Repeat("m", 64)})
 		ops := map[string]func() error{
