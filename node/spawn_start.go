@@ -92,11 +92,12 @@ import (
 //     goes home to the loop rather than lingering: no user code runs
 //     while a starter holds a link, and the peer's next frames do not
 //     wait for the linger timer behind that process. An idle starter
-//     waiting on its signal does not count as parked: a spawn request is
-//     input that nobody waits for, as a message for a running process is,
-//     and a second starter from the same peer, waiting while the first
-//     reads the link, made every hand-back of that one go home for as
-//     long as it waited (up to starterIdle).
+//     waiting on its signal counts as parked (a spawn request on a
+//     lingering link is not left to the timer while one waits), except
+//     one that found its link claimed by another starter: that one reads
+//     the link, and a second starter from the same peer, counted, made
+//     every hand-back of the first go home for as long as it waited (up
+//     to starterIdle).
 //  5. A spawn from another peer reaches a starter that reads a link by a
 //     kick of its read (rule 3); the pool hands it to a starter that
 //     reads no link first.
@@ -372,16 +373,27 @@ func (sp *starterPool) idleWait(n *Node, s *starter, from *peerHandle, idleFor t
 		deadline = now.Add(idleFor)
 		s.until = deadline
 	}
+	covered := false
 	if from != nil {
-		s.readLink(from, deadline)
+		covered = s.readLink(from, deadline)
 	}
 	woken := s.handed()
 	if !woken {
-		// Not a park for the engine's lingering read duties
-		// (loop.Engine.ParkBegin): a spawn request is input that nobody
-		// waits for, as a message for a running process is (rule 4).
+		// An idle starter waits for a spawn request that a loop (or a
+		// process reading a link inline) reads: a park, for the engine's
+		// lingering read duties (loop.Engine.ParkBegin), unless another
+		// starter reads the link s's last process came from (covered):
+		// that one reads its peer's next spawns, and takes the duty again
+		// after its own quick process, so s's count would only make its
+		// every hand-back go home for as long as s waits (rule 4).
 		starterEvent(s, starterSleeps)
+		if !covered {
+			n.engine.ParkBegin()
+		}
 		woken = s.sig.wait(deadline)
+		if !covered {
+			n.engine.ParkEnd()
+		}
 	}
 	if !woken {
 		sp.mu.Lock()
@@ -417,15 +429,16 @@ func (sp *starterPool) idleWait(n *Node, s *starter, from *peerHandle, idleFor t
 // the caller then waits on s's signal. The duty is home before readLink
 // returns, not lingering, unless s took the process whose request it read
 // and its last process was quick (own: rule 4); then s's next read takes
-// it again. s's goroutine.
-func (s *starter) readLink(from *peerHandle, deadline time.Time) {
+// it again. It reports whether it found the link claimed by another
+// starter. s's goroutine.
+func (s *starter) readLink(from *peerHandle, deadline time.Time) (covered bool) {
 	pe := from.p.Load()
 	if pe == nil {
-		return
+		return false
 	}
 	lc, ok := pe.conn.(*loop.Conn)
 	if !ok {
-		return
+		return false
 	}
 	// Claimed before the look for waiters: a waiter counts itself, then
 	// looks for the claim (ownWait); each sees the other's store, so
@@ -435,7 +448,7 @@ func (s *starter) readLink(from *peerHandle, deadline time.Time) {
 	starterEvent(s, starterClaims)
 	s.yield.Store(false) // before the claim, after which waiters set it
 	if !pe.starterReads.CompareAndSwap(nil, s) {
-		return
+		return true
 	}
 	s.pe = pe
 	if pe.ownWaits.Load() == 0 {
@@ -470,6 +483,7 @@ func (s *starter) readLink(from *peerHandle, deadline time.Time) {
 	}
 	s.pe, s.own = nil, false
 	pe.starterReads.CompareAndSwap(s, nil)
+	return false
 }
 
 // done reports whether s is to stop reading its link: it was handed a

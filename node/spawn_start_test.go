@@ -134,6 +134,30 @@ func TestIdleStarterEndsAfterItsIdleTime(t *testing.T) {
 	})
 }
 
+// An idle starter waits for a spawn request that the link's loop, or a
+// process reading the link inline, reads: its node's engine counts it as
+// parked, so no read duty lingers with such a request unread.
+func TestAnIdleStarterIsCountedAsParked(t *testing.T) {
+	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	setStarterIdle(b, time.Hour)
+	connect(t, a, b)
+	b.Define("nop", func(*Process, []any) error { return nil })
+	if n := b.engine.Stats().ParkedNow; n != 0 {
+		t.Fatalf("%d parks counted before any spawn", n)
+	}
+	within(t, a, func(p *Process) error {
+		_, err := p.Spawn(b.Self(), "nop")
+		return err
+	})
+	eventually(t, "the idle starter is counted as parked", func() bool {
+		return idleStarters(b) == 1 && b.engine.Stats().ParkedNow == 1
+	})
+	stopNode(t, b)
+	if n := b.engine.Stats().ParkedNow; n != 0 {
+		t.Fatalf("%d parks counted after Stop", n)
+	}
+}
+
 // An idle starter's signal ends a wait once the starter's condition
 // holds, whether its wake came before the wait or during it, and a wake
 // whose condition no longer holds does not end a later wait: the wait asks
