@@ -7,6 +7,7 @@
 //	sink(replyTo PID, count int)  receives count messages, then sends "done" to replyTo
 //	echo()                        answers every codec.Tuple{from PID, payload} with payload
 //	noop()                        returns at once (for spawn rates)
+//	spin(us int)                  computes for us microseconds without parking, then returns
 //
 // Usage: nodepeer -cookie c [-cpuprofile file] (or NODEPEER_CPUPROFILE=file;
 // NODEPEER_TRACE=file writes an execution trace)
@@ -86,6 +87,15 @@ func main() {
 		}
 	})
 	n.Define("noop", func(*node.Process, []any) error { return nil })
+	n.Define("spin", func(_ *node.Process, args []any) error {
+		end := time.Now().Add(time.Duration(args[0].(int)) * time.Microsecond)
+		spins := 0
+		for time.Now().Before(end) {
+			spins++ // the clock read is the work
+		}
+		_ = spins
+		return nil
+	})
 	fmt.Printf("NAME %s\n", n.Self())
 	_, _ = io.Copy(io.Discard, os.Stdin)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

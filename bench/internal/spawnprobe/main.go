@@ -37,7 +37,8 @@ import (
 func main() {
 	peerBin := flag.String("peer", "", "the nodepeer binary (required)")
 	n := flag.Int("n", 20000, "operations per mode")
-	modes := flag.String("mode", "spawn,pingpong", "comma list of spawn and pingpong, run in order")
+	modes := flag.String("mode", "spawn,pingpong", "comma list of spawn, spawnspin and pingpong, run in order")
+	spin := flag.Int("spin", 1000, "spawnspin: microseconds each spawned process computes without parking")
 	traceFile := flag.String("trace", "", "write an execution trace of the measured part here")
 	echoFirst := flag.Bool("echo", true, "spawn the echo process even when no pingpong mode runs (it stays parked on the peer, and no read duty lingers there)")
 	flag.Parse()
@@ -45,12 +46,12 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
-	if err := run(*peerBin, *n, strings.Split(*modes, ","), *traceFile, *echoFirst); err != nil {
+	if err := run(*peerBin, *n, strings.Split(*modes, ","), *traceFile, *echoFirst, *spin); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(peerBin string, n int, modes []string, traceFile string, echoFirst bool) error {
+func run(peerBin string, n int, modes []string, traceFile string, echoFirst bool, spin int) error {
 	cmd := exec.Command(peerBin, "-cookie", "bench")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -90,7 +91,8 @@ func run(peerBin string, n int, modes []string, traceFile string, echoFirst bool
 		}
 		msg := any(codec.Tuple{p.Self(), strings.Repeat("m", 64)})
 		ops := map[string]func() error{
-			"spawn": func() error { _, err := p.Spawn(peer, "noop"); return err },
+			"spawn":     func() error { _, err := p.Spawn(peer, "noop"); return err },
+			"spawnspin": func() error { _, err := p.Spawn(peer, "spin", spin); return err },
 			"pingpong": func() error {
 				if err := p.Send(echo, msg); err != nil {
 					return err
