@@ -491,8 +491,7 @@ func (s *starter) readLink(from *peerHandle, deadline time.Time) (covered bool) 
 // itself. When it is, s leaves the link (leave), if it has not yet (takeOwn
 // may have), except after takeOwn let the duty linger (own), which a
 // waiter or the end still sends home; it stays done for the rest of the
-// read. While s reads a
-// link, on its goroutine.
+// read. While s reads a link, on its goroutine.
 func (s *starter) done() bool {
 	if s.home {
 		return true
