@@ -485,23 +485,36 @@ func TestAStarterLeavesItsLinkLingeringWhileAQuickProcessRuns(t *testing.T) {
 }
 
 // A second starter from the same peer, which finds the link claimed and
-// waits on its signal, does not count as parked: the reader's quick
-// processes still run with the duty lingering, and the reader takes it
-// again with no grant (as in the test above, one spawn in ten must show
-// both). Counted, it made every hand-back go home for as long as it
-// waited (up to starterIdle).
-func TestAStarterWaitingOnItsSignalLeavesTheReadersDutyLingering(t *testing.T) {
+// waits on its signal, counts as parked for as long as it waits, though
+// another starter reads its link: that one may stop reading it. Here the
+// reader runs hold3 (its last process, hold1, ran long: the duty home),
+// which spawns back on a and reads its reply inline; that read's
+// hand-back must send the duty home, or the link is read by nobody while
+// hold3 blocks, and a's next spawn waits for the linger timer. (With the
+// second starter uncounted, "covered" by the reader, the duty lingered
+// there, and the next spawn took 10-20 ms.)
+func TestASecondStarterOnItsSignalCountsAsParkedThoughItsLinkIsRead(t *testing.T) {
 	a, b := quietPair(t)
-	setStarterQuick(b, time.Hour)
 	l := logStarters(t)
-	release1, release2 := make(chan struct{}), make(chan struct{})
+	release1, release2, release3 := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	defer close(release3) // on a failure too
 	var running sync.WaitGroup
-	lingering := make(chan int64, 1)
+	type obs struct{ parked, lingering int64 }
+	seen := make(chan obs, 1)
+	mark := make(chan struct{}, 1)
+	a.Define("noop", func(*Process, []any) error { return nil })
 	b.Define("noop", func(*Process, []any) error { return nil })
+	b.Define("mark", func(*Process, []any) error { mark <- struct{}{}; return nil })
 	b.Define("hold1", func(*Process, []any) error { running.Done(); <-release1; return nil })
 	b.Define("hold2", func(*Process, []any) error { running.Done(); <-release2; return nil })
-	b.Define("check", func(*Process, []any) error {
-		lingering <- b.engine.Stats().LingeringNow
+	b.Define("hold3", func(p *Process, _ []any) error {
+		if _, err := p.Spawn(a.Self(), "noop"); err != nil { // its reply read inline, then handed back
+			seen <- obs{-1, -1}
+			return err
+		}
+		st := b.engine.Stats()
+		seen <- obs{st.ParkedNow, st.LingeringNow}
+		<-release3 // blocks without a park
 		return nil
 	})
 	running.Add(2)
@@ -512,25 +525,55 @@ func TestAStarterWaitingOnItsSignalLeavesTheReadersDutyLingering(t *testing.T) {
 	s1 := readingStarterAfter(t, l, a, b, false) // the second still runs its process
 	close(release2)
 	l.await(t, "the second starter waiting on its signal", func(e starterEv) bool { return e.s != s1 && e.ev == starterSleeps })
-	_, lc := linkOf(t, b, a)
-	for i := range 10 {
-		grants := lc.InlineGrants()
-		spawnFrom(t, a, b, "check")
-		if ev, _ := l.await(t, "the starter taking the process it read", isEv(starterTakes)); ev.s != s1 {
-			t.Fatalf("spawn %d: another starter took the process it read", i)
-		}
-		n := <-lingering
-		if r := readingStarterAfter(t, l, a, b, false); r != s1 {
-			t.Fatalf("spawn %d: another starter reads the link", i)
-		}
-		if n == 1 && lc.InlineGrants() == grants {
-			if k := idleStarters(b); k != 2 {
-				t.Fatalf("%d idle starters; want both", k)
-			}
-			return
-		}
+	spawnFrom(t, a, b, "hold3")
+	o := <-seen
+	if o.parked < 0 {
+		t.Fatal("hold3's spawn back on a failed")
 	}
-	t.Fatal("in ten spawns the duty never lingered while the process ran, or the starter took it again by a grant")
+	if o.parked != 1 || o.lingering != 0 {
+		t.Fatalf("while the reader runs hold3 and the second starter waits: %d parked, %d read duties lingering; want 1 and none", o.parked, o.lingering)
+	}
+	if k := idleStarters(b); k != 1 {
+		t.Fatalf("%d idle starters while hold3 runs; want the second one", k)
+	}
+	spawnFrom(t, a, b, "mark")
+	waitRecv(t, mark, "the spawn while hold3 runs")
+}
+
+// A waiter for the link (ownWait) that counts itself after a starter took
+// the process whose request it read, with its last process quick (own:
+// rule 4a), sends the duty home at the hand-back: done looks for waiters
+// before it lets own keep the duty lingering. Here the waiter counts
+// itself in takeOwn. (With own looked at first, the duty lingered while
+// the process ran, and the waiter's input waited for the linger timer.)
+func TestAWaiterThatComesAsItsStarterTakesAQuickProcessSendsTheDutyHome(t *testing.T) {
+	a, b := quietPair(t)
+	setStarterQuick(b, time.Hour)
+	l := logStarters(t)
+	lingering := make(chan int64, 1)
+	b.Define("noop", func(*Process, []any) error { return nil })
+	b.Define("check", func(*Process, []any) error {
+		lingering <- b.engine.Stats().LingeringNow
+		return nil
+	})
+	s := readingStarter(t, l, a, b)
+	pe, lc := linkOf(t, b, a)
+	waited := l.onceAt(isEvOf(s, starterTakes), func() { pe.ownWait(lc) })
+	defer func() {
+		if waited() {
+			pe.ownWaitEnd()
+		}
+	}()
+	spawnFrom(t, a, b, "check")
+	if ev, _ := l.await(t, "the starter taking the process it read", isEv(starterTakes)); ev.s != s {
+		t.Fatal("another starter took the process")
+	}
+	if n := <-lingering; n != 0 {
+		t.Fatalf("%d read duties linger while the process runs with a waiter counted; want none", n)
+	}
+	if !waited() {
+		t.Fatal("the waiter did not count itself as the starter took its process")
+	}
 }
 
 // A starter whose last process ran long (here: with the duty lingering,
@@ -726,6 +769,7 @@ func TestAStarterReadingItsLinkEndsAfterItsIdleTime(t *testing.T) {
 // counted one park for good, and no duty lingered again.)
 func TestAStarterLeavingItsLinkTwiceInOneReadCountsOnePark(t *testing.T) {
 	a, b := quietPair(t)
+	setStarterQuick(b, time.Nanosecond) // takeOwn leaves the link: its second leave
 	l := logStarters(t)
 	b.Define("noop", func(*Process, []any) error { return nil })
 	s := readingStarter(t, l, a, b)

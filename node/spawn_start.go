@@ -70,34 +70,39 @@ import (
 //     because the link is busy or closing, swaps after its hand-back: a
 //     wake in between kicks the link, and the next holder's wait, ended
 //     early, waits again.)
-//  4. The starter gives the duty back before it runs its process. When
-//     the process is one it read for itself (takeOwn) and its last
-//     process ran for less than starterQuick (s.quick; measured around
-//     every process it runs), the hand-back may leave the duty lingering
-//     (loop's rule 4: nothing parked, no other waiter, ...), and the
-//     starter takes it again when the process returns with one
-//     compare-and-swap: no epoll_ctl at either end, where the duty's way
-//     home and back cost two a spawn. Meanwhile the link is read by
-//     nobody: the peer's next frames wait for the process to return, or
-//     to park (its park brings the duty home: Engine.ParkBegin), or for
-//     the linger timer (one to two lingerPeriods, 10-20 ms) if it runs
-//     on without parking. So a process that runs longer than expected
-//     (the first long one after quick ones) makes its peer's next frames
-//     wait once, at most that long, and the next process the starter
-//     reads runs with the duty home: a stream of spawns of workers that
+//  4. The starter gives the duty back before it runs its process, and
+//     counts as parked (Engine.ParkBegin) for the hand-back, so that the
+//     duty goes home to the loop rather than lingering: no user code
+//     runs while a starter holds a link, and the peer's next frames do
+//     not wait for the linger timer behind that process; the one
+//     exception is 4a. An idle starter waiting on its signal counts as
+//     parked too, every one, whether or not another starter reads its
+//     link: while one waits, no hand-back on any of the node's links
+//     leaves its duty lingering, and a spawn request is never left to
+//     the linger timer while a starter is idle for it. (A starter that
+//     found its link claimed by another one cannot rely on that one to
+//     read it: the reader stops reading, for a waiter, at its deadline,
+//     or to run a slow process with the duty home, while the second one
+//     waits on, for up to starterIdle.)
+//     a. When the process is one the starter read for itself (takeOwn),
+//     and its last process ran for less than starterQuick (s.quick,
+//     measured around every process it runs), and no waiter or end
+//     came (done), the starter does not count as parked: the hand-back
+//     may leave the duty lingering (loop's rule 4: nothing parked, so
+//     not while a second starter waits on its signal; no other waiter),
+//     and the starter takes it again when the process
+//     returns with one compare-and-swap, with no epoll_ctl at either
+//     end, where the duty's way home and back cost two a spawn.
+//     Meanwhile the link is read by nobody: the peer's next frames wait
+//     for the process to return, or to park (its park brings the duty
+//     home: Engine.ParkBegin), or for the linger timer (one to two
+//     lingerPeriods, 10-20 ms) if it runs on without parking. Why only
+//     after a quick process: one that runs longer than expected (the
+//     first long one after quick ones) makes its peer's next frames
+//     wait once, at most that long, and the next one the starter reads
+//     runs with the duty home, so a stream of spawns of workers that
 //     compute for a millisecond is not made to wait, one behind the
-//     other, for each worker to end. In every other case (a slow last
-//     process, a job from another peer, a yield, the end), the starter
-//     counts as parked (Engine.ParkBegin) for the hand-back, and the duty
-//     goes home to the loop rather than lingering: no user code runs
-//     while a starter holds a link, and the peer's next frames do not
-//     wait for the linger timer behind that process. An idle starter
-//     waiting on its signal counts as parked (a spawn request on a
-//     lingering link is not left to the timer while one waits), except
-//     one that found its link claimed by another starter: that one reads
-//     the link, and a second starter from the same peer, counted, made
-//     every hand-back of the first go home for as long as it waited (up
-//     to starterIdle).
+//     other, for each worker to end.
 //  5. A spawn from another peer reaches a starter that reads a link by a
 //     kick of its read (rule 3); the pool hands it to a starter that
 //     reads no link first.
@@ -120,7 +125,7 @@ const starterRetries = 8
 
 // starterQuick: a starter whose last process ran for less than this lets
 // the next process it reads for itself run with its link's read duty
-// lingering (rule 4). About a round trip between two nodes on one
+// lingering (rule 4a). About a round trip between two nodes on one
 // machine: a peer's frame that comes while such a process runs waits
 // about as long as the process, as one behind a busy loop would.
 const starterQuick = 50 * time.Microsecond
@@ -156,7 +161,7 @@ type starter struct {
 	yield atomic.Bool
 
 	// The starter's goroutine only.
-	quick bool // its last process ran for less than the pool's quick (rule 4): the next one it reads may run with the duty lingering
+	quick bool // its last process ran for less than the pool's quick (rule 4a): the next one it reads may run with the duty lingering
 
 	// The starter's goroutine only, while it reads a link.
 	pe   *peer // the link's peer (its ownWaits)
@@ -272,7 +277,7 @@ func (sp *starterPool) removeAtLocked(i int) {
 // takeOwn gives p, which pe spawned, to s, the idle starter that read its
 // request on pe's link: s runs it once it has given the link back, with no
 // wake-up, the duty left lingering if s's last process was quick (rule
-// 4); false when a waker took s from the pool meanwhile (its own process
+// 4a); false when a waker took s from the pool meanwhile (its own process
 // comes). On s's goroutine, in the link's OnData.
 func (sp *starterPool) takeOwn(s *starter, pe *peer, p *Process) bool {
 	sp.mu.Lock()
@@ -284,7 +289,7 @@ func (sp *starterPool) takeOwn(s *starter, pe *peer, p *Process) bool {
 	s.from = pe.handle
 	s.job.Store(p)
 	if s.quick {
-		// Rule 4: the hand-back may leave the duty lingering while p
+		// Rule 4a: the hand-back may leave the duty lingering while p
 		// runs, and s takes it again when p returns, with no epoll_ctl.
 		s.own = true
 		s.reading.Swap(nil)
@@ -373,27 +378,20 @@ func (sp *starterPool) idleWait(n *Node, s *starter, from *peerHandle, idleFor t
 		deadline = now.Add(idleFor)
 		s.until = deadline
 	}
-	covered := false
 	if from != nil {
-		covered = s.readLink(from, deadline)
+		s.readLink(from, deadline)
 	}
 	woken := s.handed()
 	if !woken {
 		// An idle starter waits for a spawn request that a loop (or a
 		// process reading a link inline) reads: a park, for the engine's
-		// lingering read duties (loop.Engine.ParkBegin), unless another
-		// starter reads the link s's last process came from (covered):
-		// that one reads its peer's next spawns, and takes the duty again
-		// after its own quick process, so s's count would only make its
-		// every hand-back go home for as long as s waits (rule 4).
+		// lingering read duties (loop.Engine.ParkBegin), even when
+		// another starter reads the link s's last process came from: that
+		// one may stop reading it at any time while s waits (rule 4).
 		starterEvent(s, starterSleeps)
-		if !covered {
-			n.engine.ParkBegin()
-		}
+		n.engine.ParkBegin()
 		woken = s.sig.wait(deadline)
-		if !covered {
-			n.engine.ParkEnd()
-		}
+		n.engine.ParkEnd()
 	}
 	if !woken {
 		sp.mu.Lock()
@@ -426,19 +424,23 @@ func (sp *starterPool) idleWait(n *Node, s *starter, from *peerHandle, idleFor t
 // reads that waiter's input: the waiter's own inline read, tried while s
 // still held the duty, has failed), at the deadline, or when it cannot
 // read the link (another starter reads it, its loop is busy, it closed);
-// the caller then waits on s's signal. The duty is home before readLink
-// returns, not lingering, unless s took the process whose request it read
-// and its last process was quick (own: rule 4); then s's next read takes
-// it again. It reports whether it found the link claimed by another
-// starter. s's goroutine.
-func (s *starter) readLink(from *peerHandle, deadline time.Time) (covered bool) {
+// the caller then waits on s's signal. When s read the link, the duty is
+// home before readLink returns, not lingering, unless s took the process
+// whose request it read and its last process was quick (own: rule 4a);
+// then s's next read takes it again. On the early returns (no peer, a
+// link claimed by another starter) s did not hold the duty this time,
+// and one that s's previous own process left lingering may still linger:
+// harmless, since the claimer reads it, a waiter takes it, and s counts
+// as parked while it waits on its signal (rule 4), which reclaims it. s's
+// goroutine.
+func (s *starter) readLink(from *peerHandle, deadline time.Time) {
 	pe := from.p.Load()
 	if pe == nil {
-		return false
+		return
 	}
 	lc, ok := pe.conn.(*loop.Conn)
 	if !ok {
-		return false
+		return
 	}
 	// Claimed before the look for waiters: a waiter counts itself, then
 	// looks for the claim (ownWait); each sees the other's store, so
@@ -448,7 +450,7 @@ func (s *starter) readLink(from *peerHandle, deadline time.Time) (covered bool) 
 	starterEvent(s, starterClaims)
 	s.yield.Store(false) // before the claim, after which waiters set it
 	if !pe.starterReads.CompareAndSwap(nil, s) {
-		return true
+		return
 	}
 	s.pe = pe
 	if pe.ownWaits.Load() == 0 {
@@ -483,7 +485,6 @@ func (s *starter) readLink(from *peerHandle, deadline time.Time) (covered bool) 
 	}
 	s.pe, s.own = nil, false
 	pe.starterReads.CompareAndSwap(s, nil)
-	return false
 }
 
 // done reports whether s is to stop reading its link: it was handed a
