@@ -170,9 +170,20 @@ func readingStarterAfter(t *testing.T, l *starterLog, a, b *Node, spawn bool) *s
 
 // The spawn requests of the peer an idle starter reads are read, answered
 // and run on that starter's goroutine, one after another: no other
-// goroutine starts them.
+// goroutine starts them, whether each runs with the duty home (its last
+// process slow) or lingering (quick: rule 4a).
 func TestAnIdleStarterRunsItsPeersNextSpawns(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		quick time.Duration
+	}{{"home", time.Nanosecond}, {"lingering", time.Hour}} {
+		t.Run(c.name, func(t *testing.T) { testAnIdleStarterRunsItsPeersNextSpawns(t, c.quick) })
+	}
+}
+
+func testAnIdleStarterRunsItsPeersNextSpawns(t *testing.T, quick time.Duration) {
 	a, b := quietPair(t)
+	setStarterQuick(b, quick)
 	l := logStarters(t)
 	mark := make(chan struct{}, 1)
 	b.Define("noop", func(*Process, []any) error { return nil })
@@ -633,12 +644,13 @@ func TestAStarterWhoseProcessRanLongGivesItsLinkHome(t *testing.T) {
 }
 
 // A process that runs with its starter's link lingering and does not
-// park (here it blocks on a channel, which no park counts) leaves the
-// link deaf no longer than the linger timer: the peer's next spawn is
-// read and run while it still runs. (A hold that finds the duty already
+// park (here it blocks on a channel, which no park counts) does not
+// leave the link deaf for good: the linger timer reclaims the duty, and
+// the peer's next spawn is read and run while the process still runs.
+// (How soon is not checked: only that it comes, within testWait.) (A hold that finds the duty already
 // home, a timer's tick in between on a loaded machine, proves nothing:
 // it is let go and tried again.)
-func TestAProcessThatDoesNotParkLeavesItsStartersLinkDeafNoLongerThanTheLinger(t *testing.T) {
+func TestAProcessThatDoesNotParkDoesNotLeaveItsStartersLinkDeafForGood(t *testing.T) {
 	a, b := quietPair(t)
 	setStarterQuick(b, time.Hour)
 	l := logStarters(t)
@@ -673,9 +685,15 @@ func TestAProcessThatDoesNotParkLeavesItsStartersLinkDeafNoLongerThanTheLinger(t
 }
 
 // A process that runs with its starter's link lingering and then parks
-// for a message brings the duty home as it parks (loop.Engine.ParkBegin):
-// the peer's frames are read by the loop while it waits, not after the
-// linger timer.
+// for a message brings the duty home as it parks (loop.Engine.ParkBegin,
+// on the parking goroutine, before the park): after its wait it finds no
+// duty lingering. Its message is sent on b, not over the link, whose
+// frames a lingering duty would hold until the linger timer reclaimed it;
+// it is sent once the park is counted, well within a lingerPeriod, so
+// that a park that left the duty lingering is seen (unless the machine
+// stalls past the timer). A process that finds the duty already home
+// before its park (a timer's tick in between on a loaded machine) proves
+// nothing: it is let go and tried again.
 func TestAProcessThatParksBringsItsStartersLinkHome(t *testing.T) {
 	a, b := quietPair(t)
 	setStarterQuick(b, time.Hour)
@@ -684,34 +702,42 @@ func TestAProcessThatParksBringsItsStartersLinkHome(t *testing.T) {
 	b.Define("noop", func(*Process, []any) error { return nil })
 	b.Define("park", func(p *Process, _ []any) error {
 		lingering <- b.engine.Stats().LingeringNow
-		_, err := p.Receive(context.Background())
-		return err
+		if _, err := p.Receive(context.Background()); err != nil {
+			return err
+		}
+		lingering <- b.engine.Stats().LingeringNow
+		return nil
 	})
 	s := readingStarter(t, l, a, b)
-	pid := spawnFrom(t, a, b, "park")
-	if ev, _ := l.await(t, "the starter taking the process it read", isEv(starterTakes)); ev.s != s {
-		t.Fatal("another starter took the process")
+	for i := range 10 {
+		pid := spawnFrom(t, a, b, "park")
+		if ev, _ := l.await(t, "the starter taking the process it read", isEv(starterTakes)); ev.s != s {
+			t.Fatal("another starter took the process")
+		}
+		before := <-lingering
+		eventually(t, "the process parked", func() bool { return b.engine.Stats().ParkedNow != 0 })
+		within(t, b, func(p *Process) error { return p.Send(pid, "go") })
+		after := <-lingering
+		if before == 1 {
+			if after != 0 {
+				t.Fatalf("%d read duties linger after the process parked; want none", after)
+			}
+			return
+		}
+		if r := readingStarterAfter(t, l, a, b, false); r != s {
+			t.Fatalf("park %d: another starter reads the link after it", i)
+		}
 	}
-	if n := <-lingering; n != 1 {
-		t.Fatalf("%d read duties linger while the process runs before its park; want 1", n)
-	}
-	var parked, left int64
-	eventually(t, "the process parked", func() bool {
-		st := b.engine.Stats()
-		parked, left = st.ParkedNow, st.LingeringNow
-		return parked != 0
-	})
-	if left != 0 {
-		t.Fatalf("%d read duties linger while the process is parked; want none", left)
-	}
-	within(t, a, func(p *Process) error { return p.Send(pid, "go") })
+	t.Fatal("in ten processes none ran with the duty lingering before its park")
 }
 
 // A spawned process that panics, on a starter that read its request, ends
-// with its crash; the starter reads the link again, and the peer's next
-// spawn is answered and run.
+// with its crash; the starter reads the link again (taking back the duty
+// the panicking process ran with lingering: its last process counts as
+// quick), and the peer's next spawn is answered and run.
 func TestAPanickingProcessLeavesItsStarterReadingTheLink(t *testing.T) {
 	a, b := quietPair(t)
+	setStarterQuick(b, time.Hour)
 	l := logStarters(t)
 	mark := make(chan struct{}, 1)
 	b.Define("noop", func(*Process, []any) error { return nil })

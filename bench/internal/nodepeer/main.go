@@ -89,11 +89,9 @@ func main() {
 	n.Define("noop", func(*node.Process, []any) error { return nil })
 	n.Define("spin", func(_ *node.Process, args []any) error {
 		end := time.Now().Add(time.Duration(args[0].(int)) * time.Microsecond)
-		spins := 0
 		for time.Now().Before(end) {
-			spins++ // the clock read is the work
+			// The clock read is the work.
 		}
-		_ = spins
 		return nil
 	})
 	fmt.Printf("NAME %s\n", n.Self())
