@@ -172,7 +172,7 @@
 //	n.nodeMonMu        -> procTable shard     nodeEvent (n.local), then a mailbox push
 //	Process.mu         -> Process.mu          linkLocal only, in PID.ID order
 //
-// Leaves: n.spawnsMu, n.spawnedMu (peerlimits.go), n.actorsMu, the
+// Leaves: a peer's spawns.mu (signal.go), n.spawnedMu (peerlimits.go), n.actorsMu, the
 // process table's shard locks, the dial worker's mu, a peer's compMu,
 // laneOrder.mu and syncs.mu (companion.go), the mailbox's locks, and
 // loop's own (loop's doc gives their order). Never: Process.mu -> Registry.mu (die releases

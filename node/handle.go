@@ -135,14 +135,14 @@ func (pe *peer) handleFrame(f wire.Frame) error {
 		}
 		n.handleDown(pe, &m)
 	case wire.KindSpawnRequest:
-		var m wire.SpawnRequest
+		m := wire.SpawnRequest{From: PID{Node: pe.name}} // the requester's name, most likely: no look-up (Decode)
 		actor, err := m.DecodeName(f.Payload, lim)
 		if err != nil {
 			return err
 		}
 		return n.handleSpawnRequest(pe, &m, actor)
 	case wire.KindSpawnReply:
-		var m wire.SpawnReply
+		m := wire.SpawnReply{PID: PID{Node: pe.name}} // the process's node: no look-up (Decode)
 		if err := m.Decode(f.Payload, lim); err != nil {
 			return err
 		}
@@ -556,14 +556,7 @@ func (pe *peer) startAfterFlush(p *Process) {
 // order: a link asked for is recorded here, before any exit signal of the new
 // process (which follows the reply on the wire) is handled.
 func (n *Node) handleSpawnReply(pe *peer, r *wire.SpawnReply) {
-	n.spawnsMu.Lock()
-	ps := n.spawns[r.Req]
-	if ps != nil && ps.peer == pe { // only the node asked may answer
-		delete(n.spawns, r.Req)
-	} else {
-		ps = nil
-	}
-	n.spawnsMu.Unlock()
+	ps := pe.spawns.take(r.Req) // pe's own table: only the node asked may answer
 	if ps == nil {
 		if r.Code == wire.SpawnOK && pe.owns(r.PID) {
 			// The caller gave up: nobody will ever know this process.

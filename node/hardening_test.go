@@ -60,17 +60,12 @@ func TestSpawnReplyFromAnotherPeerLeavesTheRequestPending(t *testing.T) {
 	a := startNamed(t, "a", "c")
 	asked := &peer{n: a, name: "asked@127.0.0.1:1", incarnation: 1}
 	liar := &peer{n: a, name: "liar@127.0.0.1:2", incarnation: 2}
-	ps := &pendingSpawn{peer: asked}
+	ps := &pendingSpawn{req: 42}
 	ps.w.Arm()
 	defer ps.w.Disarm()
-	a.spawnsMu.Lock()
-	a.spawns[42] = ps
-	a.spawnsMu.Unlock()
+	asked.spawns.add(ps)
 	a.handleSpawnReply(liar, &wire.SpawnReply{Req: 42, Code: wire.SpawnUnknownActor})
-	a.spawnsMu.Lock()
-	_, pending := a.spawns[42]
-	a.spawnsMu.Unlock()
-	if !pending || ps.w.Wait(time.Now().Add(time.Millisecond)) {
+	if asked.spawns.len() != 1 || ps.w.Wait(time.Now().Add(time.Millisecond)) {
 		t.Fatal("another peer's reply answered the request")
 	}
 	a.handleSpawnReply(asked, &wire.SpawnReply{Req: 42, Code: wire.SpawnUnknownActor})

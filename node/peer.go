@@ -104,6 +104,11 @@ type peer struct {
 	starterReads atomic.Pointer[starter]
 	ownWaits     atomic.Int32
 
+	// The spawn requests sent on the link and not yet answered (signal.go),
+	// and the read deadline their inline waits share (replyDeadline).
+	spawns  pendingSpawns
+	replyDL atomic.Pointer[time.Time]
+
 	// Owned by the node's tick sweep (tick.go).
 	tickSeq  uint64 // ticks sent
 	tickMark uint64 // stats.msgsOut at the last sweep

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshrt/mesh/loop"
@@ -24,6 +25,14 @@ import (
 // signal) ends that wait as it ends any other. An idle starter that reads
 // the link for its peer's next spawn request yields it to such a waiter
 // (peer.ownWait, spawn_start.go).
+//
+// A remote spawn waits for its reply the same way (waitReply), bounded by
+// the spawn timeout. Its inline wait's deadline is the link's, kept across
+// spawns and moved only when less than half of the timeout is left of it
+// (peer.replyDeadline): a read deadline set on the link's socket at every
+// spawn cost about 370 instructions. So the inline wait may end before the
+// spawn's own deadline, by up to half the timeout; the wait then goes on
+// parked until that deadline, as when the link cannot be read inline.
 
 // parkNextOn makes p's next wait park at once and, if it can, read pe's
 // link for its message. Any goroutine that sends for p.
@@ -82,13 +91,15 @@ func (r *inlineReader) KickInline() {
 }
 
 // waitReply waits until deadline for w's Wake, which a reply on pe's link
-// brings (a remote spawn's), reading that link itself while it can, and
-// reports whether the Wake came. On the requester's goroutine, between
-// w's Arm and Disarm.
-func waitReply(pe *peer, w *mailbox.Waiter, deadline time.Time) bool {
+// brings (a remote spawn's), reading that link itself while it can, until
+// inlineBy at the latest (pe.replyDeadline: no later than deadline, and
+// up to half the spawn timeout before it), then parked; it reports
+// whether the Wake came. On the requester's goroutine, between w's Arm and
+// Disarm.
+func waitReply(pe *peer, w *mailbox.Waiter, inlineBy, deadline time.Time) bool {
 	if lc, ok := pe.conn.(*loop.Conn); ok && w.BeginInline(lc) {
 		pe.ownWait(lc) // an idle starter reading the link yields it
-		readReply(pe, lc, w, deadline)
+		readReply(pe, lc, w, inlineBy)
 		if w.EndInline() {
 			return true
 		}
@@ -101,8 +112,17 @@ func waitReply(pe *peer, w *mailbox.Waiter, deadline time.Time) bool {
 // goroutine.
 func readReply(pe *peer, lc *loop.Conn, w *mailbox.Waiter, deadline time.Time) {
 	defer pe.ownWaitEnd()
-	lc.ReadInlineUntil(deadline, w)
+	held := lc.ReadInlineUntil(deadline, w)
+	if h := testHookReplyRead.Load(); h != nil {
+		(*h)(held)
+	}
 }
+
+// testHookReplyRead, when a test sets it, runs after each inline wait of
+// readReply with ReadInlineUntil's result: true when the wait held the
+// link's read duty (and waited until its message, its deadline or a
+// wake-up), false when it could not take it.
+var testHookReplyRead atomic.Pointer[func(held bool)]
 
 // parkedWait is w.Wait(deadline) for a reply on pe's link that the loop
 // reads: counted as a park (loop.Engine.ParkBegin), so no read duty

@@ -228,12 +228,12 @@ type spawnResult struct {
 // pendingSpawn is a spawn request waiting for its reply. They are pooled,
 // so a remote spawn allocates nothing of its own on the requesting side.
 //
-// Whoever takes a pendingSpawn out of n.spawns (under spawnsMu) owns its
-// answer: the reply's handler, or failSpawns when the peer goes, sets res
-// and wakes the requester, once; the requester, if it takes it out itself
-// (timeout, a failed send), knows no Wake can come.
+// Whoever takes a pendingSpawn out of its peer's table (pendingSpawns.take,
+// takeAll) owns its answer: the reply's handler, or failSpawns when the
+// peer goes, sets res and wakes the requester, once; the requester, if it
+// takes it out itself (timeout, a failed send), knows no Wake can come.
 type pendingSpawn struct {
-	peer   *peer
+	req    uint64   // its request's number, in the table
 	parent *Process // linked on success when link is set
 	link   bool
 	res    spawnResult    // set by the taker before Wake
@@ -242,19 +242,105 @@ type pendingSpawn struct {
 
 var spawnPool = sync.Pool{New: func() any { return new(pendingSpawn) }}
 
-// requestSpawn asks node to start actor, waiting for the reply.
-func (n *Node) requestSpawn(parent *Process, node, actor string, args []any, link bool) (PID, error) {
-	pe, err := n.peerFor(node)
-	if err != nil {
-		return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, err)
+// pendingSpawns is a peer's table of the spawn requests sent on its link
+// and not yet answered. Only the peer asked may answer (its handler looks
+// in its own table), and when the link goes its requests fail together
+// (failSpawns takes them all and closes the table: a request added later
+// is refused, and fails at once). A spawner waits for each reply, so a
+// link most often has one request pending at a time: it is kept in a
+// field (one), with no map insert, look-up and delete, and their hashing,
+// at every spawn (about 400 instructions on the requester); more go in a
+// map made for them.
+type pendingSpawns struct {
+	mu     sync.Mutex
+	one    *pendingSpawn            // guarded by mu
+	more   map[uint64]*pendingSpawn // guarded by mu
+	closed bool                     // guarded by mu: the link is gone (takeAll)
+}
+
+// add puts ps, ps.req set, in the table; false, and it does not, once
+// the table is closed. The requester.
+func (t *pendingSpawns) add(ps *pendingSpawn) bool {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return false
 	}
-	req := n.nextReq.Add(1)
+	if t.one == nil {
+		t.one = ps
+	} else {
+		if t.more == nil {
+			t.more = make(map[uint64]*pendingSpawn)
+		}
+		t.more[ps.req] = ps
+	}
+	t.mu.Unlock()
+	return true
+}
+
+// take takes request req out of the table and returns it; nil if it is
+// not there (never sent on this link, or taken first). Any goroutine.
+func (t *pendingSpawns) take(req uint64) *pendingSpawn {
+	t.mu.Lock()
+	ps := t.one
+	if ps != nil && ps.req == req {
+		t.one = nil
+	} else if ps = t.more[req]; ps != nil {
+		delete(t.more, req)
+	}
+	t.mu.Unlock()
+	return ps
+}
+
+// takeAll empties and closes the table and returns what it held. Any
+// goroutine.
+func (t *pendingSpawns) takeAll() []*pendingSpawn {
+	var taken []*pendingSpawn
+	t.mu.Lock()
+	t.closed = true
+	if t.one != nil {
+		taken = append(taken, t.one)
+		t.one = nil
+	}
+	for _, ps := range t.more {
+		taken = append(taken, ps)
+	}
+	t.more = nil
+	t.mu.Unlock()
+	return taken
+}
+
+// len reports how many requests the table holds. Tests.
+func (t *pendingSpawns) len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := len(t.more)
+	if t.one != nil {
+		n++
+	}
+	return n
+}
+
+// requestSpawn asks node to start actor, waiting for the reply. pe is
+// node's peer if the caller found one (nil: looked up, and dialled if need
+// be, here).
+func (n *Node) requestSpawn(parent *Process, pe *peer, node, actor string, args []any, link bool) (PID, error) {
+	if pe == nil || !pe.isUp() {
+		var err error
+		if pe, err = n.peerFor(node); err != nil {
+			return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, err)
+		}
+	}
 	ps := spawnPool.Get().(*pendingSpawn)
-	ps.peer, ps.parent, ps.link = pe, parent, link
+	ps.req, ps.parent, ps.link = n.nextReq.Add(1), parent, link
 	ps.w.Arm()
-	n.spawnsMu.Lock()
-	n.spawns[req] = ps
-	n.spawnsMu.Unlock()
+	if !pe.spawns.add(ps) {
+		// The link went down, and its requests have failed (failSpawns).
+		ps.w.Disarm()
+		ps.parent = nil
+		spawnPool.Put(ps)
+		return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, ErrNotConnected)
+	}
 	answered := false // set once no Wake can come any more (the request is answered or taken back)
 	defer func() {
 		if !answered {
@@ -262,11 +348,11 @@ func (n *Node) requestSpawn(parent *Process, node, actor string, args []any, lin
 			// reading the link itself): the request may still be in
 			// the table, and its Waiter is mid-wait; neither may be
 			// reused.
-			n.takeSpawn(req)
+			pe.spawns.take(ps.req)
 			return
 		}
 		ps.w.Disarm()
-		ps.peer, ps.parent, ps.link, ps.res = nil, nil, false, spawnResult{}
+		ps.req, ps.parent, ps.link, ps.res = 0, nil, false, spawnResult{}
 		spawnPool.Put(ps)
 	}()
 	var from PID
@@ -277,7 +363,7 @@ func (n *Node) requestSpawn(parent *Process, node, actor string, args []any, lin
 	item := (*bp)[:0]
 	argTerm, err := codec.AppendTerm((*abp)[:0], args)
 	if err == nil {
-		sr := wire.SpawnRequest{Req: req, From: from, Actor: actor, Args: argTerm, Link: link && parent != nil}
+		sr := wire.SpawnRequest{Req: ps.req, From: from, Actor: actor, Args: argTerm, Link: link && parent != nil}
 		item = sr.Append(item)
 	}
 	if err == nil && len(item) > maxControlFrame {
@@ -299,24 +385,17 @@ func (n *Node) requestSpawn(parent *Process, node, actor string, args []any, lin
 	}
 	putBuf(bp, item)
 	putBuf(abp, argTerm)
-	if err == nil {
-		// failSpawns runs after pe.down closes: if this misses the
-		// close, failSpawns sees the request; if it sees it, the request
-		// is taken back here unless its answer came first.
-		select {
-		case <-pe.down:
-			err = ErrNotConnected
-		default:
-		}
-	}
+	// The request is in the table, and failSpawns, which runs once the
+	// link is down, fails it unless its answer came first: a send that
+	// went out on a link going down needs no look at pe.down.
 	switch {
-	case err != nil && n.takeSpawn(req):
+	case err != nil && pe.spawns.take(ps.req) != nil:
 		answered = true
 		return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, err)
 	case err != nil:
 		ps.w.Wait(time.Time{}) // answered meanwhile: the answer stands
-	case !waitReply(pe, &ps.w, deadline):
-		if n.takeSpawn(req) {
+	case !waitReply(pe, &ps.w, pe.replyDeadline(deadline, n.opts.spawnTimeout), deadline):
+		if pe.spawns.take(ps.req) != nil {
 			answered = true
 			return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, context.DeadlineExceeded)
 		}
@@ -329,31 +408,37 @@ func (n *Node) requestSpawn(parent *Process, node, actor string, args []any, lin
 	return ps.res.pid, nil
 }
 
-// takeSpawn takes request req out of the table; false if its answer was
-// taken first (and its Wake comes).
-func (n *Node) takeSpawn(req uint64) bool {
-	n.spawnsMu.Lock()
-	_, ok := n.spawns[req]
-	delete(n.spawns, req)
-	n.spawnsMu.Unlock()
-	return ok
+// replyDeadline is the read deadline of the inline wait for a spawn's
+// reply on pe's link (waitReply), the spawn's own deadline being deadline
+// (now plus span, the spawn timeout). A read deadline set on the link's
+// socket costs about 370 instructions (the netpoller's timer moved, its
+// locks), a fifth of what a spawn adds to a round trip on the requester,
+// so the link keeps one (replyDL) and moves it only when less than half
+// of span is left of it: the inline wait may then end up to span/2 before
+// the spawn's deadline, and the wait goes on parked until that deadline
+// (waitReply). It is never later than deadline. Any goroutine.
+func (pe *peer) replyDeadline(deadline time.Time, span time.Duration) time.Time {
+	if kept := pe.replyDL.Load(); kept != nil && !kept.After(deadline) && deadline.Sub(*kept) <= span/2 {
+		return *kept
+	}
+	return pe.keepReplyDeadline(deadline)
+}
+
+// keepReplyDeadline makes dl pe's kept reply deadline and returns it: an
+// allocation every span/2 of spawning at most, apart so that the steady
+// case's deadline does not move to the heap. Any goroutine.
+func (pe *peer) keepReplyDeadline(dl time.Time) time.Time {
+	pe.replyDL.Store(&dl)
+	return dl
 }
 
 // failSpawns ends the spawns pending on pe, which went down, with
-// ErrNotConnected. A reply handled before the connection ended took its
+// ErrNotConnected, and closes pe's table: a spawn on pe that comes later
+// fails at once. A reply handled before the connection ended took its
 // request first (frames are handled before OnClose): it wins. Called
-// after pe.down is closed (see requestSpawn).
+// once the link is down (OnClose's goroutine, after pe.down is closed).
 func (n *Node) failSpawns(pe *peer) {
-	var taken []*pendingSpawn
-	n.spawnsMu.Lock()
-	for req, ps := range n.spawns {
-		if ps.peer == pe {
-			delete(n.spawns, req)
-			taken = append(taken, ps)
-		}
-	}
-	n.spawnsMu.Unlock()
-	for _, ps := range taken {
+	for _, ps := range pe.spawns.takeAll() {
 		ps.res = spawnResult{err: ErrNotConnected}
 		ps.w.Wake()
 	}

@@ -321,7 +321,7 @@ func TestAProcessOrASpawnWaitingOnTheLinkMakesItsStarterYield(t *testing.T) {
 	var w mailbox.Waiter
 	w.Arm()
 	woke := make(chan bool, 1)
-	go func() { woke <- waitReply(pe, &w, time.Now().Add(testWait)) }()
+	go func() { dl := time.Now().Add(testWait); woke <- waitReply(pe, &w, dl, dl) }()
 	var wakeOnce sync.Once
 	wake := func() { wakeOnce.Do(w.Wake) }
 	defer func() {

@@ -100,11 +100,11 @@ func TestSpawnPendingWhenTheLinkIsLostFailsWithNotConnected(t *testing.T) {
 		_, err := b.Spawn(a.Self(), "idle")
 		got <- err
 	}()
-	eventually(t, "the spawn request pending", func() bool {
-		b.spawnsMu.Lock()
-		defer b.spawnsMu.Unlock()
-		return len(b.spawns) == 1
-	})
+	pe := peerOf(b, a)
+	if pe == nil {
+		t.Fatal("b has no peer for a")
+	}
+	eventually(t, "the spawn request pending", func() bool { return pe.spawns.len() == 1 })
 	relay.close()
 	ctx, cancel := context.WithTimeout(context.Background(), testWait)
 	defer cancel()
@@ -116,10 +116,7 @@ func TestSpawnPendingWhenTheLinkIsLostFailsWithNotConnected(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("Spawn still waiting after the link was lost")
 	}
-	b.spawnsMu.Lock()
-	left := len(b.spawns)
-	b.spawnsMu.Unlock()
-	if left != 0 {
+	if left := pe.spawns.len(); left != 0 {
 		t.Fatalf("%d spawn requests left in the table", left)
 	}
 }

@@ -134,8 +134,10 @@ func (x *SpawnRequest) Append(dst []byte) []byte {
 }
 
 // Decode reads a KindSpawnRequest payload; the arguments must be exactly
-// one []any term within lim. Nothing decoded aliases b. Any goroutine, on
-// an x it does not share.
+// one []any term within lim. Nothing decoded aliases b. A node name
+// x.From holds before (a receiver presets its peer's, the requester's) is
+// kept when the payload's is the same, with no look-up in the intern
+// table; so does DecodeName. Any goroutine, on an x it does not share.
 func (x *SpawnRequest) Decode(b []byte, lim *codec.Limits) error {
 	actor, args, err := x.decode(b, lim)
 	if err != nil {
@@ -165,7 +167,7 @@ func (x *SpawnRequest) DecodeName(b []byte, lim *codec.Limits) (actor []byte, er
 func (x *SpawnRequest) decode(b []byte, lim *codec.Limits) (actor, args []byte, err error) {
 	r := reader{b: b}
 	x.Req = r.u()
-	x.From = r.pid()
+	x.From = r.pidLike(x.From.Node)
 	if t := r.fixed(1); r.err == nil && t[0] != 0x10 {
 		r.err = fmt.Errorf("%w: actor name tag", codec.ErrCorrupt)
 	}
@@ -229,11 +231,14 @@ func (x *SpawnReply) Append(dst []byte) []byte {
 	return endFrame(dst, at)
 }
 
-// Decode reads a KindSpawnReply payload.
+// Decode reads a KindSpawnReply payload. A node name x.PID holds before
+// (a receiver presets its peer's, which names the processes the peer
+// spawns) is kept when the payload's is the same, with no look-up in the
+// intern table.
 func (x *SpawnReply) Decode(b []byte, _ *codec.Limits) error {
 	r := reader{b: b}
 	x.Req = r.u()
-	x.PID = r.pid()
+	x.PID = r.pidLike(x.PID.Node)
 	if c := r.fixed(1); r.err == nil {
 		x.Code = SpawnCode(c[0])
 	}

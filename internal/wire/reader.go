@@ -122,18 +122,30 @@ func (r *reader) bool() bool {
 	return b[0] == 1
 }
 
-func (r *reader) ident() (node string, inc, id uint64) {
+func (r *reader) ident() (node string, inc, id uint64) { return r.identLike("") }
+
+// identLike is ident for an identity that most likely names the node
+// known (a reply's process is its sender's): a name equal to known is
+// returned as known, with no look-up in the intern table (the name's hash
+// and a map probe, about 150 instructions); any other is interned.
+func (r *reader) identLike(known string) (node string, inc, id uint64) {
 	nb := r.lenBytes(maxNameBytes)
 	ib := r.fixed(8)
 	id = r.u()
 	if r.err != nil {
 		return "", 0, 0
 	}
-	return intern.Bytes(nb), binary.LittleEndian.Uint64(ib), id
+	if node = known; string(nb) != known {
+		node = intern.Bytes(nb)
+	}
+	return node, binary.LittleEndian.Uint64(ib), id
 }
 
-func (r *reader) pid() codec.PID {
-	n, i, id := r.ident()
+func (r *reader) pid() codec.PID { return r.pidLike("") }
+
+// pidLike is pid through identLike.
+func (r *reader) pidLike(known string) codec.PID {
+	n, i, id := r.identLike(known)
 	return codec.PID{Node: n, Incarnation: i, ID: id}
 }
 

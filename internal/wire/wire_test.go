@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"unsafe"
 
 	"github.com/klauspost/compress/s2"
 	"github.com/meshrt/mesh/codec"
@@ -1074,5 +1075,41 @@ func TestAQuotaCountsWhatItsReassemblersHold(t *testing.T) {
 			}
 			quotaHolds(t, q, r)
 		})
+	}
+}
+
+// A spawn reply's and a spawn request's node name that the receiver
+// presets (its peer's) is kept when the payload carries the same name, so
+// decoding skips the intern table; another name is decoded as usual.
+func TestSpawnFramesKeepAPresetNodeName(t *testing.T) {
+	name := "far@127.0.0.1:4000"
+	pid := codec.PID{Node: name, Incarnation: 3, ID: 9}
+	frame := func(c Control) []byte { return c.Append(nil)[HeaderSize:] }
+	reply := frame(&SpawnReply{Req: 1, PID: pid})
+	request := frame(&SpawnRequest{Req: 2, From: pid, Actor: "w", Args: mustTerm(t, []any(nil))})
+	for _, tt := range []struct {
+		preset string
+		same   bool
+	}{
+		{strings.Clone(name), true},
+		{"other@127.0.0.1:4001", false},
+		{"", false},
+	} {
+		rep := SpawnReply{PID: codec.PID{Node: tt.preset}}
+		if err := rep.Decode(reply, nil); err != nil {
+			t.Fatal(err)
+		}
+		req := SpawnRequest{From: codec.PID{Node: tt.preset}}
+		if _, err := req.DecodeName(request, nil); err != nil {
+			t.Fatal(err)
+		}
+		for what, got := range map[string]codec.PID{"reply": rep.PID, "request": req.From} {
+			if got != pid {
+				t.Fatalf("%s with %q preset: decoded %v, want %v", what, tt.preset, got, pid)
+			}
+			if kept := unsafe.StringData(got.Node) == unsafe.StringData(tt.preset); kept != tt.same {
+				t.Fatalf("%s with %q preset: preset string kept %v, want %v", what, tt.preset, kept, tt.same)
+			}
+		}
 	}
 }
