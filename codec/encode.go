@@ -78,6 +78,21 @@ func AppendTerm(dst []byte, v any) ([]byte, error) {
 	return out, nil
 }
 
+// AppendList is AppendTerm(dst, xs) for a list, without xs boxed into an
+// interface value (a slice header on the heap, for a list that is not
+// nil). It is safe to call from any goroutine.
+func AppendList(dst []byte, xs []any) ([]byte, error) {
+	if xs == nil {
+		return append(dst, tagNilList), nil
+	}
+	n := len(dst)
+	out, err := appendSeq(dst, tagList, xs, 0)
+	if err != nil {
+		return dst[:n], err
+	}
+	return out, nil
+}
+
 // SplitTerm is AppendTerm for a value whose encoding ends with its own
 // bytes unchanged, a []byte (not nil) or a string: it appends the head of
 // the encoding (tag and length) to dst and returns it with the body, the

@@ -804,3 +804,22 @@ func TestSplitTermIsAppendTermInTwo(t *testing.T) {
 		}
 	}
 }
+
+// AppendList encodes a list as AppendTerm does (nil, empty, nested, an
+// unencodable element: the same bytes or the same error, dst unchanged in
+// length), without the list boxed into an interface value: no allocation.
+func TestAppendListEncodesAsAppendTermWithoutBoxing(t *testing.T) {
+	head := []byte("head")
+	for _, xs := range [][]any{nil, {}, {1, "two", []any{3.0, nil}}, {make(chan int)}} {
+		want, werr := AppendTerm(bytes.Clone(head), xs)
+		got, gerr := AppendList(bytes.Clone(head), xs)
+		if (werr == nil) != (gerr == nil) || !bytes.Equal(got, want) {
+			t.Fatalf("AppendList(%#v) = %x, %v; AppendTerm gives %x, %v", xs, got, gerr, want, werr)
+		}
+	}
+	xs := []any{int64(1), "two"}
+	buf := make([]byte, 0, 64)
+	if n := testing.AllocsPerRun(200, func() { buf, _ = AppendList(buf[:0], xs) }); n != 0 {
+		t.Errorf("AppendList: %v allocs/op, want 0", n)
+	}
+}

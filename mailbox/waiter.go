@@ -44,9 +44,12 @@ const (
 )
 
 // Arm prepares one wait; call it before anything can call Wake (before the
-// request whose reply wakes it is sent). Owner only.
+// request whose reply wakes it is sent). It takes an eventfd from the
+// process's pool unless the Waiter kept one (DisarmKeep). Owner only.
 func (w *Waiter) Arm() {
-	w.fd = getWaiterFD()
+	if w.fd == nil {
+		w.fd = getWaiterFD()
+	}
 	if w.fd == nil && w.ch == nil {
 		w.ch = make(chan struct{}, 1)
 	}
@@ -114,12 +117,24 @@ func (w *Waiter) Wait(deadline time.Time) bool {
 // Disarm ends the wait and gives its eventfd back: only after Wait
 // returned true, or when no Wake can come any more. Owner only.
 func (w *Waiter) Disarm() {
-	w.inl.Store(waiterPlain)
-	w.kick = nil // no Wake can come now; keep no conn reachable
+	w.DisarmKeep()
 	if w.fd != nil {
 		putWaiterFD(w.fd)
 		w.fd = nil
 	}
+}
+
+// DisarmKeep is Disarm for a Waiter that is armed again (one pooled with
+// the request it waits for): it keeps its eventfd, which reads zero as a
+// pooled one does, for its next Arm. A spawn's Arm and Disarm took one
+// from the pool and gave it back, about 180 instructions of the requester's
+// spawn. A kept eventfd counts against the process's Waiter eventfds as a
+// pooled one does, and is closed as a pooled one is when its Waiter is
+// collected (os.File's cleanup; fdPool.get's counts it out). Owner only,
+// as Disarm.
+func (w *Waiter) DisarmKeep() {
+	w.inl.Store(waiterPlain)
+	w.kick = nil // no Wake can come now; keep no conn reachable
 }
 
 // BeginInline starts an inline wait: the owner is about to wait for the

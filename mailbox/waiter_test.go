@@ -79,6 +79,49 @@ func TestWaiterDeadline(t *testing.T) {
 	w.Disarm()
 }
 
+// TestWaiterDisarmKeepKeepsItsEventfd checks that DisarmKeep ends a wait
+// as Disarm does but keeps the Waiter's eventfd for its next Arm, out of
+// the pool (no other Waiter gets it meanwhile), and that it reads zero:
+// a late Wake's token was taken, and the next wait is not ended by it.
+func TestWaiterDisarmKeepKeepsItsEventfd(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the Waiter's eventfd: Linux only")
+	}
+	waitFDPoolRoom(&waiterFDs)
+	var w Waiter
+	w.Arm()
+	fd := w.fd
+	if fd == nil {
+		t.Fatal("armed Waiter has no eventfd")
+	}
+	if w.Wait(time.Now().Add(time.Millisecond)) {
+		t.Fatal("Wait = true with no Wake")
+	}
+	w.Wake()
+	if !w.Wait(time.Time{}) {
+		t.Fatal("Wait after a late Wake = false")
+	}
+	w.DisarmKeep()
+	var other Waiter
+	other.Arm()
+	if other.fd == fd {
+		t.Fatal("another Waiter got the kept eventfd")
+	}
+	other.Disarm()
+	w.Arm()
+	if w.fd != fd {
+		t.Fatal("Arm after DisarmKeep took another eventfd")
+	}
+	if w.Wait(time.Now().Add(time.Millisecond)) {
+		t.Fatal("a new wait took an old token")
+	}
+	w.Wake()
+	if !w.Wait(time.Time{}) {
+		t.Fatal("Wait after a Wake = false")
+	}
+	w.Disarm()
+}
+
 // TestWaiterUsesAnEventfd checks that an armed Waiter waits on an eventfd
 // on Linux, and on its channel when none can be had.
 func TestWaiterUsesAnEventfd(t *testing.T) {

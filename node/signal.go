@@ -226,7 +226,8 @@ type spawnResult struct {
 }
 
 // pendingSpawn is a spawn request waiting for its reply. They are pooled,
-// so a remote spawn allocates nothing of its own on the requesting side.
+// with their Waiter's eventfd, so a remote spawn allocates nothing of its
+// own on the requesting side.
 //
 // Whoever takes a pendingSpawn out of its peer's table (pendingSpawns.take,
 // takeAll) owns its answer: the reply's handler, or failSpawns when the
@@ -336,7 +337,7 @@ func (n *Node) requestSpawn(parent *Process, pe *peer, node, actor string, args 
 	ps.w.Arm()
 	if !pe.spawns.add(ps) {
 		// The link went down, and its requests have failed (failSpawns).
-		ps.w.Disarm()
+		ps.w.DisarmKeep()
 		ps.parent = nil
 		spawnPool.Put(ps)
 		return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, ErrNotConnected)
@@ -351,7 +352,7 @@ func (n *Node) requestSpawn(parent *Process, pe *peer, node, actor string, args 
 			pe.spawns.take(ps.req)
 			return
 		}
-		ps.w.Disarm()
+		ps.w.DisarmKeep() // its eventfd stays with it, in the pool (mailbox.Waiter.DisarmKeep)
 		ps.req, ps.parent, ps.link, ps.res = 0, nil, false, spawnResult{}
 		spawnPool.Put(ps)
 	}()
@@ -359,13 +360,9 @@ func (n *Node) requestSpawn(parent *Process, pe *peer, node, actor string, args 
 	if parent != nil {
 		from = parent.pid
 	}
-	bp, abp := getBuf(), getBuf()
-	item := (*bp)[:0]
-	argTerm, err := codec.AppendTerm((*abp)[:0], args)
-	if err == nil {
-		sr := wire.SpawnRequest{Req: ps.req, From: from, Actor: actor, Args: argTerm, Link: link && parent != nil}
-		item = sr.Append(item)
-	}
+	bp := getBuf()
+	sr := wire.SpawnRequest{Req: ps.req, From: from, Actor: actor, Link: link && parent != nil}
+	item, err := sr.AppendWithArgs((*bp)[:0], args)
 	if err == nil && len(item) > maxControlFrame {
 		err = fmt.Errorf("%w: spawn arguments encode to %d bytes, over %d", codec.ErrLimit, len(item), maxControlFrame)
 	}
@@ -384,7 +381,6 @@ func (n *Node) requestSpawn(parent *Process, pe *peer, node, actor string, args 
 		err = pe.sendMessage(from.ID, item)
 	}
 	putBuf(bp, item)
-	putBuf(abp, argTerm)
 	// The request is in the table, and failSpawns, which runs once the
 	// link is down, fails it unless its answer came first: a send that
 	// went out on a link going down needs no look at pe.down.

@@ -122,15 +122,35 @@ func (*SpawnRequest) Kind() Kind { return KindSpawnRequest }
 
 // Append appends the whole frame to dst. Args must be an encoded term.
 func (x *SpawnRequest) Append(dst []byte) []byte {
-	dst, at := beginFrame(dst, KindSpawnRequest)
+	dst, at := x.appendHead(dst)
+	dst = append(dst, x.Args...)
+	return endFrame(dst, at)
+}
+
+// appendHead begins the frame and appends everything before the
+// arguments; at is endFrame's.
+func (x *SpawnRequest) appendHead(dst []byte) (_ []byte, at int) {
+	dst, at = beginFrame(dst, KindSpawnRequest)
 	dst = appendUvarint(dst, x.Req)
 	dst = appendPID(dst, x.From)
 	dst = append(dst, 0x10) // a string term's tag: the actor name
 	dst = appendUvarint(dst, uint64(len(x.Actor)))
 	dst = append(dst, x.Actor...)
-	dst = appendBool(dst, x.Link)
-	dst = append(dst, x.Args...)
-	return endFrame(dst, at)
+	return appendBool(dst, x.Link), at
+}
+
+// AppendWithArgs is Append with the arguments encoded straight into the
+// frame (codec.AppendList of args), in place of Args, which it ignores: no
+// buffer of their own and no copy. On an error (args cannot be encoded)
+// it returns dst unchanged in length.
+func (x *SpawnRequest) AppendWithArgs(dst []byte, args []any) ([]byte, error) {
+	n := len(dst)
+	dst, at := x.appendHead(dst)
+	dst, err := codec.AppendList(dst, args)
+	if err != nil {
+		return dst[:n], err
+	}
+	return endFrame(dst, at), nil
 }
 
 // Decode reads a KindSpawnRequest payload; the arguments must be exactly

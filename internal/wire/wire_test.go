@@ -1113,3 +1113,24 @@ func TestSpawnFramesKeepAPresetNodeName(t *testing.T) {
 		}
 	}
 }
+
+// AppendWithArgs builds the frame Append builds from the arguments'
+// encoding, and leaves dst as it was when an argument cannot be encoded.
+func TestSpawnRequestAppendWithArgsIsAppend(t *testing.T) {
+	from := codec.PID{Node: "near@127.0.0.1:4000", Incarnation: 5, ID: 7}
+	for _, args := range [][]any{nil, {}, {1, "two", codec.Atom("three")}} {
+		x := SpawnRequest{Req: 9, From: from, Actor: "worker", Link: true}
+		got, err := x.AppendWithArgs([]byte("q"), args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x.Args = mustTerm(t, args)
+		if want := x.Append([]byte("q")); !bytes.Equal(got, want) {
+			t.Fatalf("args %#v: AppendWithArgs = %x, Append = %x", args, got, want)
+		}
+	}
+	x := SpawnRequest{Req: 9, From: from, Actor: "worker"}
+	if got, err := x.AppendWithArgs([]byte("q"), []any{make(chan int)}); err == nil || string(got) != "q" {
+		t.Fatalf("an unencodable argument: %q, %v; want q and an error", got, err)
+	}
+}
