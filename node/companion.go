@@ -611,12 +611,12 @@ func (c *companion) ackWait() <-chan struct{} {
 // companion does not carry (a spawn request). An error: the link ended
 // first (errLinkEnded), or the deadline passed
 // (context.DeadlineExceeded).
-func (pe *peer) awaitAcked(from uint64, deadline time.Time) error {
+func (pe *peer) awaitAcked(from uint64, deadline monoDeadline) error {
 	c := pe.out.Load()
 	if c == nil || !c.order.behind(c, from) {
 		return nil
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline.Time())
 	defer cancel()
 	return c.waitAcked(ctx, func() bool { return !c.order.behind(c, from) })
 }

@@ -107,7 +107,7 @@ type peer struct {
 	// The spawn requests sent on the link and not yet answered (signal.go),
 	// and the read deadline their inline waits share (replyDeadline).
 	spawns  pendingSpawns
-	replyDL atomic.Pointer[time.Time]
+	replyDL atomic.Pointer[keptDeadline]
 
 	// Owned by the node's tick sweep (tick.go).
 	tickSeq  uint64 // ticks sent

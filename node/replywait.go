@@ -96,7 +96,7 @@ func (r *inlineReader) KickInline() {
 // up to half the spawn timeout before it), then parked; it reports
 // whether the Wake came. On the requester's goroutine, between w's Arm and
 // Disarm.
-func waitReply(pe *peer, w *mailbox.Waiter, inlineBy, deadline time.Time) bool {
+func waitReply(pe *peer, w *mailbox.Waiter, inlineBy time.Time, deadline monoDeadline) bool {
 	if lc, ok := pe.conn.(*loop.Conn); ok && w.BeginInline(lc) {
 		pe.ownWait(lc) // an idle starter reading the link yields it
 		readReply(pe, lc, w, inlineBy)
@@ -104,7 +104,7 @@ func waitReply(pe *peer, w *mailbox.Waiter, inlineBy, deadline time.Time) bool {
 			return true
 		}
 	}
-	return parkedWait(pe, w, deadline)
+	return parkedWait(pe, w, deadline.Time())
 }
 
 // readReply is waitReply's inline read, which ends pe.ownWait (deferred:

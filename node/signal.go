@@ -368,7 +368,7 @@ func (n *Node) requestSpawn(parent *Process, pe *peer, node, actor string, args 
 	}
 	// The spawn timeout bounds the whole request: the wait for the
 	// parent's companion items below, and the reply's.
-	deadline := time.Now().Add(n.opts.spawnTimeout)
+	deadline := monoDeadline(monoNanos() + int64(n.opts.spawnTimeout))
 	if err == nil {
 		// A spawn request goes on the link's own connection (the peer
 		// answers and starts the process from there), so it waits for the
@@ -404,28 +404,47 @@ func (n *Node) requestSpawn(parent *Process, pe *peer, node, actor string, args 
 	return ps.res.pid, nil
 }
 
+// monoDeadline is a deadline on monoNanos' clock: set with one clock read
+// (time.Now and time.Time.Add were about 150 instructions of a spawn), and
+// made a time.Time only for a wait that needs one (Time).
+type monoDeadline int64
+
+// Time returns d as a time.Time, never later than d. Any goroutine.
+func (d monoDeadline) Time() time.Time {
+	now := time.Now() // read first: the monotonic reading after it is the later one
+	return now.Add(time.Duration(int64(d) - monoNanos()))
+}
+
+// keptDeadline is a link's read deadline for its spawns' inline waits
+// (peer.replyDL), as a time.Time and on monoNanos' clock.
+type keptDeadline struct {
+	at   time.Time
+	mono monoDeadline // at
+}
+
 // replyDeadline is the read deadline of the inline wait for a spawn's
 // reply on pe's link (waitReply), the spawn's own deadline being deadline
 // (now plus span, the spawn timeout). A read deadline set on the link's
 // socket costs about 370 instructions (the netpoller's timer moved, its
-// locks), a fifth of what a spawn adds to a round trip on the requester,
+// locks), a fifth of what a spawn added to a round trip on the requester,
 // so the link keeps one (replyDL) and moves it only when less than half
 // of span is left of it: the inline wait may then end up to span/2 before
 // the spawn's deadline, and the wait goes on parked until that deadline
 // (waitReply). It is never later than deadline. Any goroutine.
-func (pe *peer) replyDeadline(deadline time.Time, span time.Duration) time.Time {
-	if kept := pe.replyDL.Load(); kept != nil && !kept.After(deadline) && deadline.Sub(*kept) <= span/2 {
-		return *kept
+func (pe *peer) replyDeadline(deadline monoDeadline, span time.Duration) time.Time {
+	if kept := pe.replyDL.Load(); kept != nil && kept.mono <= deadline && int64(deadline-kept.mono) <= int64(span/2) {
+		return kept.at
 	}
 	return pe.keepReplyDeadline(deadline)
 }
 
-// keepReplyDeadline makes dl pe's kept reply deadline and returns it: an
-// allocation every span/2 of spawning at most, apart so that the steady
-// case's deadline does not move to the heap. Any goroutine.
-func (pe *peer) keepReplyDeadline(dl time.Time) time.Time {
-	pe.replyDL.Store(&dl)
-	return dl
+// keepReplyDeadline makes d pe's kept reply deadline and returns it as a
+// time.Time: a clock read and an allocation every span/2 of spawning at
+// most. Any goroutine.
+func (pe *peer) keepReplyDeadline(d monoDeadline) time.Time {
+	k := &keptDeadline{at: d.Time(), mono: d}
+	pe.replyDL.Store(k)
+	return k.at
 }
 
 // failSpawns ends the spawns pending on pe, which went down, with

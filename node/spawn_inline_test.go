@@ -321,7 +321,7 @@ func TestAProcessOrASpawnWaitingOnTheLinkMakesItsStarterYield(t *testing.T) {
 	var w mailbox.Waiter
 	w.Arm()
 	woke := make(chan bool, 1)
-	go func() { dl := time.Now().Add(testWait); woke <- waitReply(pe, &w, dl, dl) }()
+	go func() { dl := monoDeadline(monoNanos() + int64(testWait)); woke <- waitReply(pe, &w, dl.Time(), dl) }()
 	var wakeOnce sync.Once
 	wake := func() { wakeOnce.Do(w.Wake) }
 	defer func() {

@@ -15,25 +15,35 @@ import (
 func TestReplyDeadlineMovesOnlyWhenLessThanHalfIsLeft(t *testing.T) {
 	const span = 10 * time.Second
 	pe := &peer{}
-	base := time.Now()
-	first := base.Add(span)
+	base := monoNanos()
+	at := func(d time.Duration) monoDeadline { return monoDeadline(base + int64(d)) }
+	first := at(span)
 	steps := []struct {
-		name     string
-		deadline time.Time
-		want     time.Time
+		name           string
+		deadline, want monoDeadline
 	}{
 		{"none kept: the spawn's own", first, first},
-		{"a quarter later: kept", base.Add(span + span/4), first},
-		{"half later: kept", base.Add(span + span/2), first},
-		{"over half later: moved", base.Add(span + span/2 + 1), base.Add(span + span/2 + 1)},
-		{"a deadline before the kept one: its own", base.Add(span), base.Add(span)},
+		{"a quarter later: kept", at(span + span/4), first},
+		{"half later: kept", at(span + span/2), first},
+		{"over half later: moved", at(span + span/2 + 1), at(span + span/2 + 1)},
+		{"a deadline before the kept one: its own", at(span), at(span)},
 	}
 	for _, s := range steps {
-		if got := pe.replyDeadline(s.deadline, span); !got.Equal(s.want) {
-			t.Fatalf("%s: replyDeadline = %v after base; want %v", s.name, got.Sub(base), s.want.Sub(base))
+		got := pe.replyDeadline(s.deadline, span)
+		kept := pe.replyDL.Load()
+		if kept == nil || kept.mono != s.want {
+			t.Fatalf("%s: the link keeps %v; want %v", s.name, kept, s.want)
 		}
-		if kept := pe.replyDL.Load(); kept == nil || !kept.Equal(s.want) {
-			t.Fatalf("%s: the link keeps %v; want %v", s.name, kept, s.want.Sub(base))
+		if !got.Equal(kept.at) {
+			t.Fatalf("%s: replyDeadline = %v; the link keeps %v", s.name, got, kept.at)
+		}
+		// As a time.Time, the deadline kept is no later than its
+		// monotonic value, and not much earlier (the monotonic clock
+		// read first: time.Until's later read can only shrink the
+		// difference).
+		left := time.Duration(int64(s.want) - monoNanos())
+		if d := time.Until(got) - left; d > 0 || d < -time.Second {
+			t.Fatalf("%s: the kept time.Time is %v off its monotonic value", s.name, d)
 		}
 	}
 }
@@ -62,7 +72,7 @@ func TestSpawnTimeoutOutlastsAnEarlierKeptReplyDeadline(t *testing.T) {
 		// As if set by a spawn 0.4 timeouts ago: over half is left, so
 		// the next spawn reads inline until then, 0.6 timeouts after it
 		// began.
-		kept := pe.keepReplyDeadline(time.Now().Add(timeout * 6 / 10))
+		kept := pe.keepReplyDeadline(monoDeadline(monoNanos() + int64(timeout*6/10)))
 		relay.freeze()
 		held.Store(false)
 		start := time.Now()
@@ -74,7 +84,7 @@ func TestSpawnTimeoutOutlastsAnEarlierKeptReplyDeadline(t *testing.T) {
 		if took < timeout {
 			t.Fatalf("the spawn timed out after %v, before its timeout of %v (read inline: %v)", took, timeout, held.Load())
 		}
-		if got := pe.replyDL.Load(); got == nil || !got.Equal(kept) {
+		if got := pe.replyDL.Load(); got == nil || !got.at.Equal(kept) {
 			t.Fatalf("the spawn moved the kept reply deadline (over half was left)")
 		}
 	}
