@@ -13,8 +13,8 @@ import (
 // process's eventfds for Waiters (256) are all in use, on a channel.
 //
 // One wait goes Arm, then any number of Waits until one returns true, then
-// Disarm; between Arm and Disarm exactly one Wake may come, from any
-// goroutine. The zero Waiter is ready to use; it must not be copied once
+// Disarm (or DisarmKeep, which keeps the eventfd for the next Arm);
+// between Arm and Disarm exactly one Wake may come, from any goroutine. The zero Waiter is ready to use; it must not be copied once
 // armed.
 type Waiter struct {
 	fd   *fdWaiter     // the armed wait's eventfd; nil: ch

@@ -232,6 +232,9 @@ func (n *Node) Spawn(node, actor string, args ...any) (PID, error) {
 // the two first when link is set.
 func (n *Node) spawn(parent *Process, node, actor string, args []any, link bool) (PID, error) {
 	if node != n.self {
+		if pe := spawnedOnLast(parent, node); pe != nil {
+			return n.requestSpawn(parent, pe, node, actor, args, link)
+		}
 		if view := n.peerView.Load(); view != nil {
 			if pe := (*view)[node]; pe != nil {
 				// A connected node's name is already in its canonical

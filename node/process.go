@@ -227,13 +227,7 @@ func (p *Process) Send(to PID, msg any) error {
 	// table and the buffer pool. Goroutines of one process may send at
 	// once: the peer handle is an atomic, and the buffer goes to whoever
 	// takes it first; the others use a pooled one.
-	rs := p.remote.Load()
-	if rs == nil {
-		rs = new(remoteSender)
-		if !p.remote.CompareAndSwap(nil, rs) {
-			rs = p.remote.Load()
-		}
-	}
+	rs := p.remoteSender()
 	var pe *peer
 	if h := rs.peer.Load(); h != nil {
 		pe = h.p.Load()
@@ -277,7 +271,21 @@ func (p *Process) Send(to PID, msg any) error {
 	return nil
 }
 
-// remoteSender is what a process keeps between its remote sends.
+// remoteSender returns p's remoteSender, made at its first use. Any
+// goroutine.
+func (p *Process) remoteSender() *remoteSender {
+	rs := p.remote.Load()
+	if rs == nil {
+		rs = new(remoteSender)
+		if !p.remote.CompareAndSwap(nil, rs) {
+			rs = p.remote.Load()
+		}
+	}
+	return rs
+}
+
+// remoteSender is what a process keeps between its remote sends (and
+// spawns: requestSpawn).
 // The peer is held through its handle: a process that sent once and then
 // idles must not keep a dead connection (its buffers, TLS state,
 // reassembler) alive.

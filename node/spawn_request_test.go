@@ -229,3 +229,45 @@ func TestConcurrentSpawnsOnOneLinkGetTheirOwnReplies(t *testing.T) {
 		}
 	}
 }
+
+// A process that spawns on a node keeps that node's peer for its next
+// spawn (spawnedOnLast: no look-up by name) and encodes its requests in
+// its own buffer, kept only while small; a kept peer whose link has gone
+// is not used: the next spawn looks the node up, and dials it again.
+func TestASpawningProcessKeepsItsPeerAndBuffer(t *testing.T) {
+	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	connect(t, b, a)
+	a.Define("idle", func(*Process, []any) error { return nil })
+	within(t, b, func(p *Process) error {
+		if _, err := p.Spawn(a.Self(), "idle"); err != nil {
+			return err
+		}
+		pe := peerOf(b, a)
+		if got := spawnedOnLast(p, a.Self()); got == nil || got != pe {
+			return fmt.Errorf("after a spawn the process keeps peer %p; want a's, %p", got, pe)
+		}
+		if got := spawnedOnLast(p, "z@127.0.0.1:1"); got != nil {
+			return fmt.Errorf("the kept peer is given for another node")
+		}
+		rs := p.remote.Load()
+		if cap(rs.buf) == 0 {
+			return fmt.Errorf("the spawn's buffer was not kept")
+		}
+		if _, err := p.Spawn(a.Self(), "idle", make([]byte, 8*maxKeptScratch)); err != nil {
+			return err
+		}
+		if c := cap(rs.buf); c > maxKeptScratch {
+			return fmt.Errorf("a large spawn request's buffer was kept: %d bytes", c)
+		}
+		if err := b.Disconnect(a.Self()); err != nil {
+			return err
+		}
+		if _, err := p.Spawn(a.Self(), "idle"); err != nil {
+			return fmt.Errorf("spawn after the kept peer's link went: %w", err)
+		}
+		if got := spawnedOnLast(p, a.Self()); got == pe || got != peerOf(b, a) {
+			return fmt.Errorf("after the redial the process keeps %p; want the new peer %p", got, peerOf(b, a))
+		}
+		return nil
+	})
+}
