@@ -274,12 +274,18 @@ func (p *Process) Send(to PID, msg any) error {
 // remoteSender returns p's remoteSender, made at its first use. Any
 // goroutine.
 func (p *Process) remoteSender() *remoteSender {
-	rs := p.remote.Load()
-	if rs == nil {
-		rs = new(remoteSender)
-		if !p.remote.CompareAndSwap(nil, rs) {
-			rs = p.remote.Load()
-		}
+	if rs := p.remote.Load(); rs != nil {
+		return rs
+	}
+	return p.newRemoteSender()
+}
+
+// newRemoteSender is remoteSender's first use, apart so that the steady
+// case inlines into Send.
+func (p *Process) newRemoteSender() *remoteSender {
+	rs := new(remoteSender)
+	if !p.remote.CompareAndSwap(nil, rs) {
+		rs = p.remote.Load()
 	}
 	return rs
 }
