@@ -296,9 +296,10 @@ func (p *Process) newRemoteSender() *remoteSender {
 // idles must not keep a dead connection (its buffers, TLS state,
 // reassembler) alive.
 type remoteSender struct {
-	peer atomic.Pointer[peerHandle] // the last peer sent to; checked up before each use
-	busy atomic.Bool                // buf is in use by a send
-	buf  []byte                     // encoding scratch, at most maxKeptScratch; owned while busy
+	peer      atomic.Pointer[peerHandle] // the last peer sent to; checked up before each use
+	spawnPeer atomic.Pointer[peerHandle] // the last peer spawned on (spawnedOnLast): apart, so that sends to one node and spawns on another do not undo each other's
+	busy      atomic.Bool                // buf is in use by a send or a spawn request
+	buf       []byte                     // encoding scratch, at most maxKeptScratch; owned while busy
 }
 
 // Spawn starts the defined actor on node with args and returns its PID. It

@@ -322,10 +322,10 @@ func (t *pendingSpawns) len() int {
 	return n
 }
 
-// spawnedOnLast returns the peer parent last sent to or spawned on (its
-// remoteSender's) if it is node's, else nil: a process that spawns on one
-// node again and again skips the peer table's look-up by name (about 150
-// instructions a spawn). Any goroutine.
+// spawnedOnLast returns the peer parent last spawned on (its
+// remoteSender's spawnPeer) if it is node's, else nil: a process that
+// spawns on one node again and again skips the peer table's look-up by
+// name (about 150 instructions a spawn). Any goroutine.
 func spawnedOnLast(parent *Process, node string) *peer {
 	if parent == nil {
 		return nil
@@ -334,7 +334,7 @@ func spawnedOnLast(parent *Process, node string) *peer {
 	if rs == nil {
 		return nil
 	}
-	if h := rs.peer.Load(); h != nil {
+	if h := rs.spawnPeer.Load(); h != nil {
 		if pe := h.p.Load(); pe != nil && pe.name == node {
 			return pe
 		}
@@ -345,8 +345,8 @@ func spawnedOnLast(parent *Process, node string) *peer {
 // requestSpawn asks node to start actor, waiting for the reply. pe is
 // node's peer if the caller found one (nil, or one no longer up: looked
 // up, and dialled if need be, here). A parent keeps the peer for its next
-// spawn or send (spawnedOnLast), and its encoding buffer is used for the
-// request when free, as for its sends.
+// spawn (spawnedOnLast), and its encoding buffer is used for the request
+// when free, as for its sends.
 func (n *Node) requestSpawn(parent *Process, pe *peer, node, actor string, args []any, link bool) (PID, error) {
 	if pe == nil || !pe.isUp() {
 		var err error
@@ -357,8 +357,8 @@ func (n *Node) requestSpawn(parent *Process, pe *peer, node, actor string, args 
 	var rs *remoteSender
 	if parent != nil {
 		rs = parent.remoteSender()
-		if h := pe.handle; rs.peer.Load() != h {
-			rs.peer.Store(h)
+		if h := pe.handle; rs.spawnPeer.Load() != h {
+			rs.spawnPeer.Store(h)
 		}
 	}
 	ps := spawnPool.Get().(*pendingSpawn)

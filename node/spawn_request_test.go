@@ -231,13 +231,16 @@ func TestConcurrentSpawnsOnOneLinkGetTheirOwnReplies(t *testing.T) {
 }
 
 // A process that spawns on a node keeps that node's peer for its next
-// spawn (spawnedOnLast: no look-up by name) and encodes its requests in
-// its own buffer, kept only while small; a kept peer whose link has gone
-// is not used: the next spawn looks the node up, and dials it again.
+// spawn (spawnedOnLast: no look-up by name), whatever it sends to another
+// node meanwhile, and encodes its requests in its own buffer, kept only
+// while small; a kept peer whose link has gone is not used: the next spawn
+// looks the node up, and dials it again.
 func TestASpawningProcessKeepsItsPeerAndBuffer(t *testing.T) {
-	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	a, b, c := startNamed(t, "a", "c"), startNamed(t, "b", "c"), startNamed(t, "c", "c")
 	connect(t, b, a)
+	connect(t, b, c)
 	a.Define("idle", func(*Process, []any) error { return nil })
+	sink := sinkOn(c)
 	within(t, b, func(p *Process) error {
 		if _, err := p.Spawn(a.Self(), "idle"); err != nil {
 			return err
@@ -245,6 +248,12 @@ func TestASpawningProcessKeepsItsPeerAndBuffer(t *testing.T) {
 		pe := peerOf(b, a)
 		if got := spawnedOnLast(p, a.Self()); got == nil || got != pe {
 			return fmt.Errorf("after a spawn the process keeps peer %p; want a's, %p", got, pe)
+		}
+		if err := p.Send(sink, "to c"); err != nil {
+			return err
+		}
+		if got := spawnedOnLast(p, a.Self()); got != pe {
+			return fmt.Errorf("a send to c undid the peer kept for spawns on a")
 		}
 		if got := spawnedOnLast(p, "z@127.0.0.1:1"); got != nil {
 			return fmt.Errorf("the kept peer is given for another node")
