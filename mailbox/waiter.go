@@ -14,8 +14,8 @@ import (
 //
 // One wait goes Arm, then any number of Waits until one returns true, then
 // Disarm (or DisarmKeep, which keeps the eventfd for the next Arm);
-// between Arm and Disarm exactly one Wake may come, from any goroutine. The zero Waiter is ready to use; it must not be copied once
-// armed.
+// between Arm and Disarm exactly one Wake may come, from any goroutine.
+// The zero Waiter is ready to use; it must not be copied once armed.
 type Waiter struct {
 	fd   *fdWaiter     // the armed wait's eventfd; nil: ch
 	ch   chan struct{} // capacity 1, made at the first Arm that needs it
@@ -130,8 +130,8 @@ func (w *Waiter) Disarm() {
 // from the pool and gave it back, about 180 instructions of the requester's
 // spawn. A kept eventfd counts against the process's Waiter eventfds as a
 // pooled one does, and is closed as a pooled one is when its Waiter is
-// collected (os.File's cleanup; fdPool.get's counts it out). Owner only,
-// as Disarm.
+// collected: its os.File's cleanup closes it, and the cleanup fdPool.get
+// added takes it out of the count. Owner only, as Disarm.
 func (w *Waiter) DisarmKeep() {
 	w.inl.Store(waiterPlain)
 	w.kick = nil // no Wake can come now; keep no conn reachable

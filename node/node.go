@@ -91,7 +91,6 @@ type Node struct {
 	spawned   map[string]int // guarded by spawnedMu
 
 	starters starterPool // idle goroutines for the processes peers spawn (spawn_start.go)
-
 }
 
 // Start starts a node named name (name@host:port) whose peers must prove
@@ -232,9 +231,6 @@ func (n *Node) Spawn(node, actor string, args ...any) (PID, error) {
 // the two first when link is set.
 func (n *Node) spawn(parent *Process, node, actor string, args []any, link bool) (PID, error) {
 	if node != n.self {
-		if pe := spawnedOnLast(parent, node); pe != nil {
-			return n.requestSpawn(parent, pe, node, actor, args, link)
-		}
 		if view := n.peerView.Load(); view != nil {
 			if pe := (*view)[node]; pe != nil {
 				// A connected node's name is already in its canonical

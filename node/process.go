@@ -227,7 +227,13 @@ func (p *Process) Send(to PID, msg any) error {
 	// table and the buffer pool. Goroutines of one process may send at
 	// once: the peer handle is an atomic, and the buffer goes to whoever
 	// takes it first; the others use a pooled one.
-	rs := p.remoteSender()
+	rs := p.remote.Load()
+	if rs == nil {
+		rs = new(remoteSender)
+		if !p.remote.CompareAndSwap(nil, rs) {
+			rs = p.remote.Load()
+		}
+	}
 	var pe *peer
 	if h := rs.peer.Load(); h != nil {
 		pe = h.p.Load()
@@ -271,35 +277,14 @@ func (p *Process) Send(to PID, msg any) error {
 	return nil
 }
 
-// remoteSender returns p's remoteSender, made at its first use. Any
-// goroutine.
-func (p *Process) remoteSender() *remoteSender {
-	if rs := p.remote.Load(); rs != nil {
-		return rs
-	}
-	return p.newRemoteSender()
-}
-
-// newRemoteSender is remoteSender's first use, apart so that the steady
-// case inlines into Send.
-func (p *Process) newRemoteSender() *remoteSender {
-	rs := new(remoteSender)
-	if !p.remote.CompareAndSwap(nil, rs) {
-		rs = p.remote.Load()
-	}
-	return rs
-}
-
-// remoteSender is what a process keeps between its remote sends (and
-// spawns: requestSpawn).
+// remoteSender is what a process keeps between its remote sends.
 // The peer is held through its handle: a process that sent once and then
 // idles must not keep a dead connection (its buffers, TLS state,
 // reassembler) alive.
 type remoteSender struct {
-	peer      atomic.Pointer[peerHandle] // the last peer sent to; checked up before each use
-	spawnPeer atomic.Pointer[peerHandle] // the last peer spawned on (spawnedOnLast): apart, so that sends to one node and spawns on another do not undo each other's
-	busy      atomic.Bool                // buf is in use by a send or a spawn request
-	buf       []byte                     // encoding scratch, at most maxKeptScratch; owned while busy
+	peer atomic.Pointer[peerHandle] // the last peer sent to; checked up before each use
+	busy atomic.Bool                // buf is in use by a send
+	buf  []byte                     // encoding scratch, at most maxKeptScratch; owned while busy
 }
 
 // Spawn starts the defined actor on node with args and returns its PID. It

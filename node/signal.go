@@ -322,43 +322,14 @@ func (t *pendingSpawns) len() int {
 	return n
 }
 
-// spawnedOnLast returns the peer parent last spawned on (its
-// remoteSender's spawnPeer) if it is node's, else nil: a process that
-// spawns on one node again and again skips the peer table's look-up by
-// name (about 150 instructions a spawn). Any goroutine.
-func spawnedOnLast(parent *Process, node string) *peer {
-	if parent == nil {
-		return nil
-	}
-	rs := parent.remote.Load()
-	if rs == nil {
-		return nil
-	}
-	if h := rs.spawnPeer.Load(); h != nil {
-		if pe := h.p.Load(); pe != nil && pe.name == node {
-			return pe
-		}
-	}
-	return nil
-}
-
 // requestSpawn asks node to start actor, waiting for the reply. pe is
-// node's peer if the caller found one (nil, or one no longer up: looked
-// up, and dialled if need be, here). A parent keeps the peer for its next
-// spawn (spawnedOnLast), and its encoding buffer is used for the request
-// when free, as for its sends.
+// node's peer if the caller found one (nil: looked up, and dialled if need
+// be, here).
 func (n *Node) requestSpawn(parent *Process, pe *peer, node, actor string, args []any, link bool) (PID, error) {
 	if pe == nil || !pe.isUp() {
 		var err error
 		if pe, err = n.peerFor(node); err != nil {
 			return PID{}, fmt.Errorf("spawn %s on %s: %w", actor, node, err)
-		}
-	}
-	var rs *remoteSender
-	if parent != nil {
-		rs = parent.remoteSender()
-		if h := pe.handle; rs.spawnPeer.Load() != h {
-			rs.spawnPeer.Store(h)
 		}
 	}
 	ps := spawnPool.Get().(*pendingSpawn)
@@ -389,12 +360,7 @@ func (n *Node) requestSpawn(parent *Process, pe *peer, node, actor string, args 
 	if parent != nil {
 		from = parent.pid
 	}
-	var bp *[]byte
-	if rs != nil && rs.busy.CompareAndSwap(false, true) {
-		bp = &rs.buf
-	} else {
-		bp = getBuf()
-	}
+	bp := getBuf()
 	sr := wire.SpawnRequest{Req: ps.req, From: from, Actor: actor, Link: link && parent != nil}
 	item, err := sr.AppendWithArgs((*bp)[:0], args)
 	if err == nil && len(item) > maxControlFrame {
@@ -414,14 +380,7 @@ func (n *Node) requestSpawn(parent *Process, pe *peer, node, actor string, args 
 	if err == nil {
 		err = pe.sendMessage(from.ID, item)
 	}
-	if rs != nil && bp == &rs.buf {
-		if cap(item) <= maxKeptScratch {
-			rs.buf = item[:0]
-		} // else: a large request's buffer is not kept (an idle process stays small)
-		rs.busy.Store(false)
-	} else {
-		putBuf(bp, item)
-	}
+	putBuf(bp, item)
 	// The request is in the table, and failSpawns, which runs once the
 	// link is down, fails it unless its answer came first: a send that
 	// went out on a link going down needs no look at pe.down.

@@ -142,7 +142,8 @@ func (x *SpawnRequest) appendHead(dst []byte) (_ []byte, at int) {
 // AppendWithArgs is Append with the arguments encoded straight into the
 // frame (codec.AppendList of args), in place of Args, which it ignores: no
 // buffer of their own and no copy. On an error (args cannot be encoded)
-// it returns dst unchanged in length.
+// it returns dst unchanged in length. Any goroutine, on an x and dst it
+// does not share.
 func (x *SpawnRequest) AppendWithArgs(dst []byte, args []any) ([]byte, error) {
 	n := len(dst)
 	dst, at := x.appendHead(dst)
