@@ -69,10 +69,12 @@ func TestSpawnTimeoutOutlastsAnEarlierKeptReplyDeadline(t *testing.T) {
 		if _, err := b.Spawn(a.Self(), "idle"); err != nil { // the link's loop goes idle after it
 			t.Fatal(err)
 		}
-		// As if set by a spawn 0.4 timeouts ago: over half is left, so
-		// the next spawn reads inline until then, 0.6 timeouts after it
-		// began.
-		kept := pe.keepReplyDeadline(monoDeadline(monoNanos() + int64(timeout*6/10)))
+		// As if set by a spawn 0.1 timeouts ago: over half is left, so
+		// the next spawn keeps it and reads inline until then, 0.9
+		// timeouts after it began. The spawn keeps it as long as it
+		// computes its own deadline within 0.4 timeouts (160 ms) of
+		// this line, a margin a loaded machine under -race keeps.
+		kept := pe.keepReplyDeadline(monoDeadline(monoNanos() + int64(timeout*9/10)))
 		relay.freeze()
 		held.Store(false)
 		start := time.Now()
