@@ -308,3 +308,81 @@ func TestWriteFuzzSeedCorpus(t *testing.T) {
 	write("FuzzReassembler", rs)
 	write("FuzzSpawnRequest", spawnRequestSeeds(t))
 }
+
+// FuzzSpawnPreset decodes any payload as a spawn reply and as a spawn
+// request (Decode and DecodeName), each into a zero value and into one
+// whose node name is preset as a receiver presets its peer's: the preset
+// name is only a shortcut, so both decode to the same fields, or fail
+// with the same error, whatever the preset and the payload's name.
+func FuzzSpawnPreset(f *testing.F) {
+	const far = "far@127.0.0.1:4000"
+	pid := codec.PID{Node: far, Incarnation: 3, ID: 9}
+	for _, s := range spawnRequestSeeds(f) {
+		f.Add(s, far)
+		f.Add(s, "")
+	}
+	for _, r := range []SpawnReply{
+		{Req: 1, PID: pid},
+		{Req: 2, PID: pid, Code: 2, Err: "no such actor"},
+		{Req: 3, PID: codec.PID{Node: "nonode@nohost"}},
+	} {
+		p := r.Append(nil)[HeaderSize:]
+		f.Add(p, far)
+		f.Add(p, far[:len(far)-1]) // a prefix of the payload's name
+		f.Add(p, far+"0")          // the payload's name a prefix of it
+	}
+	f.Fuzz(func(t *testing.T, payload []byte, preset string) {
+		var plain SpawnReply
+		errPlain := plain.Decode(payload, fuzzLimits)
+		pre := SpawnReply{PID: codec.PID{Node: preset}}
+		errPre := pre.Decode(payload, fuzzLimits)
+		if !sameError(errPlain, errPre) {
+			t.Fatalf("SpawnReply.Decode: %v; with %q preset: %v", errPlain, preset, errPre)
+		}
+		if errPlain == nil && plain != pre {
+			t.Fatalf("SpawnReply.Decode: %+v; with %q preset: %+v", plain, preset, pre)
+		}
+
+		var named SpawnRequest
+		name, errNamed := named.DecodeName(payload, fuzzLimits)
+		namedPre := SpawnRequest{From: codec.PID{Node: preset}}
+		namePre, errNamedPre := namedPre.DecodeName(payload, fuzzLimits)
+		if !sameError(errNamed, errNamedPre) {
+			t.Fatalf("SpawnRequest.DecodeName: %v; with %q preset: %v", errNamed, preset, errNamedPre)
+		}
+		if errNamed == nil && (!bytes.Equal(name, namePre) || !sameRequest(&named, &namedPre)) {
+			t.Fatalf("SpawnRequest.DecodeName: %q %+v; with %q preset: %q %+v", name, named, preset, namePre, namedPre)
+		}
+
+		var full SpawnRequest
+		errFull := full.Decode(payload, fuzzLimits)
+		fullPre := SpawnRequest{From: codec.PID{Node: preset}}
+		errFullPre := fullPre.Decode(payload, fuzzLimits)
+		if !sameError(errFull, errFullPre) {
+			t.Fatalf("SpawnRequest.Decode: %v; with %q preset: %v", errFull, preset, errFullPre)
+		}
+		if errFull == nil && (full.Actor != fullPre.Actor || !bytes.Equal(full.Args, fullPre.Args) || !sameRequest(&full, &fullPre)) {
+			t.Fatalf("SpawnRequest.Decode: %+v; with %q preset: %+v", full, preset, fullPre)
+		}
+	})
+}
+
+// sameError reports whether a and b are both nil or both errors saying the
+// same.
+func sameError(a, b error) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Error() == b.Error()
+}
+
+// sameRequest reports whether a and b decoded the same requester, request
+// and arguments (compared encoded: a NaN is not equal to itself).
+func sameRequest(a, b *SpawnRequest) bool {
+	if a.Req != b.Req || a.From != b.From || a.Link != b.Link {
+		return false
+	}
+	x, errX := codec.AppendTerm(nil, a.Arguments())
+	y, errY := codec.AppendTerm(nil, b.Arguments())
+	return errX == nil && errY == nil && bytes.Equal(x, y)
+}
