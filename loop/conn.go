@@ -166,9 +166,11 @@ type Conn struct {
 	preStart []func() // loop calls made before OnOpen, run by it
 
 	// Loop only; gc is read by a holder of the read duty too, and
-	// leftover and shortRecv belong to the duty's holder (inline.go).
+	// leftover, readDropped and shortRecv belong to the duty's holder
+	// (inline.go).
 	gc          gnet.Conn
 	leftover    []byte        // plaintext the handler left unconsumed
+	readDropped bool          // fed ciphertext was dropped: tls.Conn is never fed again (readTLS)
 	holder      InlineParker  // the holder's parker while it reads (holdDuty); nil while the loop reads
 	recheck     bool          // a flush timer (socket wait or backlog recheck) is armed
 	backoff     time.Duration // last backlog recheck delay

@@ -340,14 +340,10 @@ func (c *Conn) dbgFed(onLoop bool, in []byte) {
 	s.event("fed", who, off, len(in))
 	c.dbg.fedEnd = off + int64(len(in))
 	c.dbg.fedPass = true
-	if c.reached(closeRequested) {
-		// Closing: a pass stops where it is and drops its input (offer);
-		// the stream is not checked from here on.
-		c.dbg.fedPass = false
-		s.fed += int64(len(in))
-		s.lost = true
-		return
-	}
+	// A close asked for changes nothing here: until the conn is closing
+	// (when no pass starts) every fed byte is read in order, the handler
+	// offered none of it (offer). A pass that stops in its input for good
+	// (dropFeed) is the last one.
 	seq, raw, known := tlsInState(c.tc)
 	if known {
 		e := &s.ev[(s.nev-1)%len(s.ev)]
@@ -553,7 +549,11 @@ func deref(p *string) string {
 // dbgReadFailed panics, with the stream's history, when tls.Conn fails to
 // open a record the checks saw arrive intact.
 func (c *Conn) dbgReadFailed(onLoop bool, err error) {
-	if errors.Is(err, io.EOF) || c.reached(closeRequested) || strings.Contains(err.Error(), "remote error") {
+	// A close asked for is no excuse: the conn reads on, in order, until
+	// it is closing (offer). Excusing it hid a pass that saw the close,
+	// dropped the rest of its input, and let the next pass read behind
+	// the hole.
+	if errors.Is(err, io.EOF) || strings.Contains(err.Error(), "remote error") {
 		return // the peer's own read failed first: it reports
 	}
 	s := c.dbg.in

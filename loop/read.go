@@ -27,7 +27,11 @@ const readBatch = 64 << 10
 // loop (onLoop) or the holder of the read duty (inline.go), which closes
 // the conn and sends a KeyUpdate answer through the loop.
 func (c *Conn) readTLS(ls *loopState, rbuf *[]byte, in []byte, onLoop bool) {
-	if c.reached(closing) {
+	// tls.Conn's records are a sequence: a record it was fed half of, or
+	// not at all, leaves every later byte out of place (a bad record MAC,
+	// or garbage where a header should be, and an alert to the peer). So
+	// once a pass dropped fed ciphertext (dropFeed), nothing is fed again.
+	if c.reached(closing) || c.readDropped {
 		return
 	}
 	c.dbgFed(onLoop, in)
@@ -109,20 +113,39 @@ func (c *Conn) readTLS(ls *loopState, rbuf *[]byte, in []byte, onLoop bool) {
 
 // offer gives buf to the handler and keeps what it leaves. It returns the
 // buffer to continue gathering in and whether that is the conn's own
-// buffer; ok is false when the conn is closing and reading stops (the
-// fed ciphertext is dropped then, and only then). The buffer returned may
-// be nil (a holder's scratch buffer before its first use): readTLS grows
-// it, so a nil buffer never means "stop". Treating it so once left the
-// rest of the fed ciphertext unread, which the next Feed replaced: the
-// stream lost bytes and the conn failed with a bad record MAC.
+// buffer; ok is false when reading stops: the conn is closing, or the
+// handler failed (the fed ciphertext is dropped then, and only then,
+// dropFeed). The buffer returned may be nil (a holder's scratch buffer
+// before its first use): readTLS grows it, so a nil buffer never means
+// "stop". Treating it so once left the rest of the fed ciphertext unread,
+// which the next Feed replaced: the stream lost bytes and the conn failed
+// with a bad record MAC.
+//
+// Once a close is asked for (Close or Shutdown) the handler is offered
+// nothing more, but the conn may still read for a while: a Shutdown
+// drains its queue and then waits for the peer's close_notify and EOF,
+// reading all along. So before the conn is closing the plaintext is
+// dropped and the pass goes on: the fed ciphertext is still read to its
+// end. Stopping here once dropped the rest of the feed while the next
+// OnTraffic fed tls.Conn again: after a Disconnect that came while the
+// peer's large message was arriving, the conn read garbage, answered the
+// peer with an alert (bad record MAC, protocol version), and the peer's
+// link went down with that instead of the goodbye behind it.
 func (c *Conn) offer(rbuf *[]byte, buf []byte, own, onLoop bool) (next []byte, nextOwn, ok bool) {
-	if c.reached(closeRequested) {
-		c.ad.Feed(nil)
+	if c.reached(closing) {
+		c.dropFeed()
 		return nil, false, false
+	}
+	if c.reached(closeRequested) {
+		c.leftover = nil // an incomplete frame nobody will complete
+		if own {
+			return (*rbuf)[:0], false, true
+		}
+		return buf[:0], false, true
 	}
 	n, err := c.handler.OnData(c, buf)
 	if err != nil {
-		c.ad.Feed(nil)
+		c.dropFeed()
 		c.failRead(onLoop, err)
 		return nil, false, false
 	}
@@ -139,7 +162,7 @@ func (c *Conn) offer(rbuf *[]byte, buf []byte, own, onLoop bool) (next []byte, n
 	case rest == 0:
 		return buf[:0], false, true
 	case rest > c.e.opts.maxInput:
-		c.ad.Feed(nil)
+		c.dropFeed()
 		c.failRead(onLoop, ErrInputTooLarge)
 		return nil, false, false
 	case own:
@@ -150,6 +173,14 @@ func (c *Conn) offer(rbuf *[]byte, buf []byte, own, onLoop bool) (next []byte, n
 		*rbuf = buf[:0]
 		return c.leftover, true, true
 	}
+}
+
+// dropFeed drops what is left of the fed ciphertext, for a read that stops
+// for good: no later pass feeds tls.Conn (readDropped), since what it
+// would be fed no longer follows what it read. Held by the reader.
+func (c *Conn) dropFeed() {
+	c.ad.Feed(nil)
+	c.readDropped = true
 }
 
 // failRead closes c after a read failure: on the loop at once, from a

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"testing"
 	"time"
@@ -157,3 +158,101 @@ func TestRecordsReadAheadByTheHookAreDeliveredAtStart(t *testing.T) {
 		return f == 3
 	})
 }
+
+// A Shutdown that comes while the peer's large message is arriving (a
+// Disconnect, say) leaves the conn reading until the peer's close_notify:
+// the handler is offered nothing more, but every fed byte still goes
+// through tls.Conn in order. Once, the read pass that found the close
+// asked for stopped and dropped the rest of its feed, and the next input
+// was fed behind the hole: tls.Conn failed (bad record MAC, or a protocol
+// version error where a record header should have been) and sent the
+// peer an alert, which the peer read before the goodbye the conn had
+// queued, so its link went down as lost, not disconnected.
+func TestReadAfterShutdownKeepsTheRecordStream(t *testing.T) {
+	var c *Conn
+	offered := 0
+	h := newFrameHandler(func(*Conn, []byte) {
+		offered++
+		if offered == 1 {
+			// What Shutdown does before the loop runs its drain: the
+			// reason, then the draining rung (drainOnLoop).
+			c.setReason(errors.New("test: shutdown"))
+			c.advance(draining)
+			c.scheduled.Store(true) // and the loop takes the drain token
+		}
+	})
+	c, peer, peerAd := fedConn(t, h)
+	c.done, c.gone = make(chan struct{}), make(chan struct{})
+	ls := &loopState{}
+
+	// A frame read before the Shutdown, whose handling sees it come.
+	buf := make([]byte, 0, readBatch)
+	c.readTLS(ls, &buf, seal(t, peer, peerAd, frame(nil, []byte("before"))), false)
+
+	// Then frames of 16 380 bytes, one record each (16 KiB with its
+	// header), in one input: the pass gathers its first 64 KiB (readBatch)
+	// with the fifth record still fed, unread by tls.Conn.
+	var in []byte
+	for range 5 {
+		in = append(in, seal(t, peer, peerAd, frame(nil, bytes.Repeat([]byte{1}, 16380)))...)
+	}
+	c.readTLS(ls, &buf, in, false)
+
+	// More of the stream, then the peer's close_notify: read in order,
+	// offered to nobody, and the close_notify ends the read cleanly.
+	more := seal(t, peer, peerAd, frame(nil, bytes.Repeat([]byte{2}, 30000)))
+	c.readTLS(ls, &buf, more, false)
+	if err := peer.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	c.readTLS(ls, &buf, peerAd.SwapOutput(nil), false)
+
+	frames, closes, reason := h.count()
+	if closes != 0 || c.reached(closing) {
+		t.Fatalf("the conn failed its reads (%d closes: %v); want the stream read to the peer's close_notify", closes, reason)
+	}
+	if offered != 1 || frames != 1 {
+		t.Fatalf("the handler was offered %d frames (%d counted); want the 1 before the shutdown", offered, frames)
+	}
+	if c.ad.PendingOutput() {
+		t.Fatal("tls.Conn has output pending (an alert for the peer)")
+	}
+}
+
+// A read that stops for good in the middle of its input (the handler
+// failed: the conn is closed, and the rest of the input dropped) feeds
+// tls.Conn nothing more, even if input comes before the close reaches the
+// loop (a holder's Close goes through the loop): fed behind the dropped
+// bytes, it would be read out of place, and tls.Conn would queue an alert
+// for the peer ahead of the close_notify.
+func TestNoReadAfterAFeedWasDropped(t *testing.T) {
+	failed := errors.New("test: the handler fails")
+	h := &failingHandler{err: failed}
+	c, peer, peerAd := fedConn(t, h)
+	c.done, c.gone = make(chan struct{}), make(chan struct{})
+	c.start = startOnLoop // Close hands the close to the loop, which has not run it yet
+	c.scheduled.Store(true)
+	ls := &loopState{}
+
+	// Five records of 16 KiB in one input, read by a holder: the handler
+	// fails at the first 64 KiB, with the fifth record unread.
+	var in []byte
+	for range 5 {
+		in = append(in, seal(t, peer, peerAd, frame(nil, bytes.Repeat([]byte{1}, 16380)))...)
+	}
+	var buf []byte
+	c.readTLS(ls, &buf, in, false)
+	if !c.reached(closeRequested) || c.reached(closing) {
+		t.Fatal("the handler's failure did not ask for the close, or the close ran")
+	}
+	c.readTLS(ls, &buf, seal(t, peer, peerAd, frame(nil, []byte("more"))), false)
+	if c.ad.PendingOutput() {
+		t.Fatal("tls.Conn read input fed behind the dropped bytes: it queued an alert for the peer")
+	}
+}
+
+// failingHandler fails every OnData with err.
+type failingHandler struct{ err error }
+
+func (h *failingHandler) OnData(*Conn, []byte) (int, error) { return 0, h.err }
+func (h *failingHandler) OnClose(*Conn, error)              {}
