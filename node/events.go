@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/meshrt/mesh/codec"
 	"github.com/meshrt/mesh/internal/wire"
@@ -97,11 +98,26 @@ func (n *Node) Disconnect(name string) error {
 		return fmt.Errorf("disconnect %s: %w", name, ErrNotConnected)
 	}
 	n.dials.forget(name)
+	ctx, cancel := context.WithTimeout(context.Background(), n.opts.handshakeTimeout)
+	defer cancel()
+	// The peer counts as up a little before its connection starts
+	// (attach), and the other node may count it up, and send on it,
+	// sooner still. A Shutdown before Start is a Close: the queued
+	// goodbye never goes out, and a socket closed with the peer's bytes
+	// unread sends a reset, which the peer can see before anything this
+	// node wrote. So the close waits for the start, as Stop's does.
+	if h := testHookDisconnectWaits.Load(); h != nil && !isClosed(pe.started) {
+		(*h)(pe)
+	}
+	select {
+	case <-pe.started:
+	case <-pe.down:
+		return nil
+	case <-ctx.Done():
+	}
 	// A graceful close: the companion's data first, then the goodbye
 	// before the close, so the other node says disconnect too, not
 	// connection_closed.
-	ctx, cancel := context.WithTimeout(context.Background(), n.opts.handshakeTimeout)
-	defer cancel()
 	pe.drainCompanion(ctx)
 	pe.sayGoodbye(Disconnected)
 	_ = pe.conn.Shutdown(ctx, errDisconnected)
@@ -111,6 +127,11 @@ func (n *Node) Disconnect(name string) error {
 	}
 	return nil
 }
+
+// testHookDisconnectWaits, when a test sets it, runs in Disconnect when
+// it is about to wait for the start of a connection that is up but not
+// started yet.
+var testHookDisconnectWaits atomic.Pointer[func(*peer)]
 
 // MonitorNodes makes this process receive [NodeUp] for every connection to
 // another node that starts and [NodeDown] (with its Reason) for every one

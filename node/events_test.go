@@ -159,3 +159,51 @@ func TestDemonitorNodesStopsEvents(t *testing.T) {
 		return nil
 	})
 }
+
+// A Disconnect of a peer that counts as up but whose connection has not
+// started yet (attach runs between the two) waits for the start, then
+// says goodbye: the other node, which may count the link up and send on
+// it already, hears disconnect. Once, the close came first: a Shutdown of
+// a connection not started is a Close, so the queued goodbye never went
+// out, and the socket, closed with the other node's bytes unread, sent
+// it a reset (a large message in flight made that likely): its link went
+// down as connection_closed.
+func TestDisconnectBeforeTheLinkStartsSaysGoodbye(t *testing.T) {
+	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	ev := nodeEvents(t, a)
+	var once sync.Once
+	returned := make(chan error, 1)
+	waits := make(chan struct{})
+	linkUp := func(pe *peer) {
+		if pe.n != b {
+			return
+		}
+		once.Do(func() {
+			go func() { returned <- b.Disconnect(a.Self()) }()
+			// The connection starts once Disconnect waits for it, or
+			// (without the wait) once Disconnect has closed it unstarted.
+			select {
+			case <-waits:
+			case err := <-returned:
+				returned <- err
+			}
+		})
+	}
+	disconnectWaits := func(*peer) { close(waits) }
+	testHookLinkUp.Store(&linkUp)
+	testHookDisconnectWaits.Store(&disconnectWaits)
+	t.Cleanup(func() {
+		testHookLinkUp.Store(nil)
+		testHookDisconnectWaits.Store(nil)
+	})
+	connect(t, a, b)
+	if e := nextEvent(t, ev, b.Self()); e != (NodeUp{Node: b.Self()}) {
+		t.Fatalf("got %#v, want NodeUp", e)
+	}
+	if e := nextEvent(t, ev, b.Self()); e != (NodeDown{Node: b.Self(), Reason: Disconnected}) {
+		t.Fatalf("got %#v, want NodeDown disconnect", e)
+	}
+	if err := <-returned; err != nil {
+		t.Fatal(err)
+	}
+}
