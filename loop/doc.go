@@ -250,7 +250,7 @@
 //   - A Conn's loop-only fields (see conn.go) are touched only on its loop;
 //     tls.Conn and the adapter belong to the handshake goroutine until
 //     Start, then to the loop. The input side of them (tls.Conn's Read,
-//     the adapter's feed, leftover, Handler.OnData) belongs to the read
+//     the adapter's feed, leftover, readDropped, Handler.OnData) belongs to the read
 //     duty's holder: the loop, or a goroutine reading inline.
 //   - Locks, in the order they may nest: Engine.mu, then nothing;
 //     Conn.mu, then nothing; Conn.waitMu, loopState.mu, the timer heap's

@@ -123,10 +123,11 @@ func (c *Conn) readTLS(ls *loopState, rbuf *[]byte, in []byte, onLoop bool) {
 //
 // Once a close is asked for (Close or Shutdown) the handler is offered
 // nothing more, but the conn may still read for a while: a Shutdown
-// drains its queue and then waits for the peer's close_notify and EOF,
-// reading all along. So before the conn is closing the plaintext is
-// dropped and the pass goes on: the fed ciphertext is still read to its
-// end. Stopping here once dropped the rest of the feed while the next
+// reads while its queue drains, until its own close_notify goes out (the
+// conn is closing from then on, and input is thrown away: OnTraffic,
+// readTLS) or the peer's close_notify comes first; its ctx bounds that.
+// So before the conn is closing the plaintext is dropped and the pass
+// goes on: the fed ciphertext is still read to its end. Stopping here once dropped the rest of the feed while the next
 // OnTraffic fed tls.Conn again: after a Disconnect that came while the
 // peer's large message was arriving, the conn read garbage, answered the
 // peer with an alert (bad record MAC, protocol version), and the peer's

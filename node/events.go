@@ -84,9 +84,13 @@ func (n *Node) handleGoodbye(pe *peer, g *wire.Goodbye) {
 // (linked and monitoring processes see noconnection), and neither redials
 // the other unless it is one of its seeds or discovered nodes, which are
 // dialled again after the first backoff step. It returns once the
-// connection's cleanup is done (bounded by the handshake timeout). Errors:
-// [ErrBadName], [ErrNotConnected] if the node is not connected. Safe from
-// any goroutine.
+// connection's cleanup is done (bounded by the handshake timeout); a
+// link still starting (counted up a moment before its connection starts)
+// is waited for first, within the same bound, since a close before the
+// start would send no goodbye. Errors: [ErrBadName], [ErrNotConnected] if
+// the node is not connected. Any goroutine but a loop's callbacks (as
+// for loop.Conn.Shutdown: the start it waits for needs the loop):
+// processes and the caller's own goroutines.
 func (n *Node) Disconnect(name string) error {
 	nn, err := parseName(name)
 	if err != nil {
@@ -114,6 +118,8 @@ func (n *Node) Disconnect(name string) error {
 	case <-pe.down:
 		return nil
 	case <-ctx.Done():
+		// Not started within the bound: the Shutdown below, on an
+		// expired ctx, is a cut, and no goodbye goes out.
 	}
 	// A graceful close: the companion's data first, then the goodbye
 	// before the close, so the other node says disconnect too, not
