@@ -114,21 +114,8 @@ func TestSpawnsPendingTogetherAllFailWhenTheLinkIsLost(t *testing.T) {
 	}
 	eventually(t, "the spawn requests pending", func() bool { return pe.spawns.len() == spawners })
 	relay.close()
-	ctx, cancel := context.WithTimeout(context.Background(), testWait)
-	defer cancel()
-	for i := range spawners {
-		select {
-		case err := <-got:
-			if !errors.Is(err, ErrNotConnected) {
-				t.Fatalf("spawn %d over a lost link: %v; want ErrNotConnected", i, err)
-			}
-		case <-ctx.Done():
-			t.Fatalf("%d of %d spawns still waiting after the link was lost", spawners-i, spawners)
-		}
-	}
-	if left := pe.spawns.len(); left != 0 {
-		t.Fatalf("%d spawn requests left in the table", left)
-	}
+	wantSpawnsFailed(t, got, spawners, "after the link was lost")
+	wantNoSpawnsPending(t, pe)
 }
 
 // A spawn pending when its own node stops fails with ErrNotConnected, long
@@ -151,16 +138,7 @@ func TestSpawnPendingWhenItsNodeStopsFails(t *testing.T) {
 	sctx, scancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer scancel()
 	_ = b.Stop(sctx)
-	ctx, cancel := context.WithTimeout(context.Background(), testWait)
-	defer cancel()
-	select {
-	case err := <-got:
-		if !errors.Is(err, ErrNotConnected) {
-			t.Fatalf("Spawn pending at Stop: %v; want ErrNotConnected", err)
-		}
-	case <-ctx.Done():
-		t.Fatal("Spawn still waiting after its node stopped")
-	}
+	wantSpawnsFailed(t, got, 1, "after its node stopped")
 }
 
 // Once a link's pending spawns have failed (failSpawns, when the link is
@@ -179,19 +157,8 @@ func TestASpawnAfterTheLinksSpawnsFailedFailsAtOnce(t *testing.T) {
 		_, err := b.requestSpawn(nil, pe, a.Self(), "idle", nil, false)
 		got <- err
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), testWait)
-	defer cancel()
-	select {
-	case err := <-got:
-		if !errors.Is(err, ErrNotConnected) {
-			t.Fatalf("Spawn after the link's spawns failed: %v; want ErrNotConnected", err)
-		}
-	case <-ctx.Done():
-		t.Fatal("Spawn still waiting after the link's spawns failed")
-	}
-	if left := pe.spawns.len(); left != 0 {
-		t.Fatalf("%d spawn requests left in the table", left)
-	}
+	wantSpawnsFailed(t, got, 1, "after the link's spawns failed")
+	wantNoSpawnsPending(t, pe)
 	relay.close() // the link's end: the pending spawn, if any, fails
 }
 

@@ -106,16 +106,30 @@ func TestSpawnPendingWhenTheLinkIsLostFailsWithNotConnected(t *testing.T) {
 	}
 	eventually(t, "the spawn request pending", func() bool { return pe.spawns.len() == 1 })
 	relay.close()
-	ctx, cancel := context.WithTimeout(context.Background(), testWait)
-	defer cancel()
-	select {
-	case err := <-got:
-		if !errors.Is(err, ErrNotConnected) {
-			t.Fatalf("Spawn over a lost link: %v; want ErrNotConnected", err)
+	wantSpawnsFailed(t, got, 1, "after the link was lost")
+	wantNoSpawnsPending(t, pe)
+}
+
+// wantSpawnsFailed takes n spawns' results from got, each ErrNotConnected,
+// within testWait; after says after what, for the failure's message.
+func wantSpawnsFailed(t *testing.T, got <-chan error, n int, after string) {
+	t.Helper()
+	bound := time.After(testWait)
+	for i := range n {
+		select {
+		case err := <-got:
+			if !errors.Is(err, ErrNotConnected) {
+				t.Fatalf("spawn %d of %d, %s: %v; want ErrNotConnected", i+1, n, after, err)
+			}
+		case <-bound:
+			t.Fatalf("%d of %d spawns still waiting %s", n-i, n, after)
 		}
-	case <-ctx.Done():
-		t.Fatal("Spawn still waiting after the link was lost")
 	}
+}
+
+// wantNoSpawnsPending fails t if pe's table holds a pending spawn.
+func wantNoSpawnsPending(t *testing.T, pe *peer) {
+	t.Helper()
 	if left := pe.spawns.len(); left != 0 {
 		t.Fatalf("%d spawn requests left in the table", left)
 	}
