@@ -127,11 +127,12 @@ func (c *Conn) readTLS(ls *loopState, rbuf *[]byte, in []byte, onLoop bool) {
 // conn is closing from then on, and input is thrown away: OnTraffic,
 // readTLS) or the peer's close_notify comes first; its ctx bounds that.
 // So before the conn is closing the plaintext is dropped and the pass
-// goes on: the fed ciphertext is still read to its end. Stopping here once dropped the rest of the feed while the next
-// OnTraffic fed tls.Conn again: after a Disconnect that came while the
-// peer's large message was arriving, the conn read garbage, answered the
-// peer with an alert (bad record MAC, protocol version), and the peer's
-// link went down with that instead of the goodbye behind it.
+// goes on: the fed ciphertext is still read to its end. Stopping here
+// once dropped the rest of the feed while the next OnTraffic fed tls.Conn
+// again: after a Disconnect that came while the peer's large message was
+// arriving, the conn read garbage, answered the peer with an alert (bad
+// record MAC, protocol version), and the peer's link went down with that
+// instead of the goodbye behind it.
 func (c *Conn) offer(rbuf *[]byte, buf []byte, own, onLoop bool) (next []byte, nextOwn, ok bool) {
 	if c.reached(closing) {
 		c.dropFeed()
