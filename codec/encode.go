@@ -82,15 +82,21 @@ func AppendTerm(dst []byte, v any) ([]byte, error) {
 // interface value (a slice header on the heap, for a list that is not
 // nil). It is safe to call from any goroutine.
 func AppendList(dst []byte, xs []any) ([]byte, error) {
-	if xs == nil {
-		return append(dst, tagNilList), nil
-	}
 	n := len(dst)
-	out, err := appendSeq(dst, tagList, xs, 0)
+	out, err := appendList(dst, xs, 0)
 	if err != nil {
 		return dst[:n], err
 	}
 	return out, nil
+}
+
+// appendList is appendTerm's list case: AppendList's encoding is a []any
+// term's by construction.
+func appendList(dst []byte, xs []any, depth int) ([]byte, error) {
+	if xs == nil {
+		return append(dst, tagNilList), nil
+	}
+	return appendSeq(dst, tagList, xs, depth)
 }
 
 // SplitTerm is AppendTerm for a value whose encoding ends with its own
@@ -183,10 +189,7 @@ func appendTerm(dst []byte, v any, depth int) ([]byte, error) {
 		}
 		return appendSeq(dst, tagTuple, x, depth)
 	case []any:
-		if x == nil {
-			return append(dst, tagNilList), nil
-		}
-		return appendSeq(dst, tagList, x, depth)
+		return appendList(dst, x, depth)
 	case map[string]any:
 		if x == nil {
 			return append(dst, tagNilMap), nil

@@ -12,8 +12,8 @@ import (
 // Enqueue copies item into the conn's send queue; the loop writes queued
 // items in order, many per socket write. On a started conn with nothing
 // queued and no drain under way it may write item itself instead, alone,
-// as EnqueueAppend does (sendIdle); the order is the same either way. It blocks while the conn's queued
-// bytes are at the high-water mark, until the loop brings them below the
+// as EnqueueAppend does (sendIdle); the order is the same either way. It
+// blocks while the conn's queued bytes are at the high-water mark, until the loop brings them below the
 // low-water mark, ctx is done (the error wraps ctx.Err()) or the conn
 // closes (the error wraps ErrClosed). It does not allocate in steady state.
 // Safe from any goroutine, including the conn's own loop (where it must not

@@ -104,29 +104,13 @@ func (n *Node) Disconnect(name string) error {
 	n.dials.forget(name)
 	ctx, cancel := context.WithTimeout(context.Background(), n.opts.handshakeTimeout)
 	defer cancel()
-	// The peer counts as up a little before its connection starts
-	// (attach), and the other node may count it up, and send on it,
-	// sooner still. A Shutdown before Start is a Close: the queued
-	// goodbye never goes out, and a socket closed with the peer's bytes
-	// unread sends a reset, which the peer can see before anything this
-	// node wrote. So the close waits for the start, as Stop's does.
 	if h := testHookDisconnectWaits.Load(); h != nil && !isClosed(pe.started) {
 		(*h)(pe)
 	}
-	select {
-	case <-pe.started:
-	case <-pe.down:
-		return nil
-	case <-ctx.Done():
-		// Not started within the bound: the Shutdown below, on an
-		// expired ctx, is a cut, and no goodbye goes out.
+	if !pe.closeWithGoodbye(ctx, Disconnected, errDisconnected) && ctx.Err() != nil {
+		// Not started within the bound: cut, with no goodbye.
+		_ = pe.conn.Shutdown(ctx, errDisconnected)
 	}
-	// A graceful close: the companion's data first, then the goodbye
-	// before the close, so the other node says disconnect too, not
-	// connection_closed.
-	pe.drainCompanion(ctx)
-	pe.sayGoodbye(Disconnected)
-	_ = pe.conn.Shutdown(ctx, errDisconnected)
 	select {
 	case <-pe.down:
 	case <-ctx.Done():
@@ -138,6 +122,37 @@ func (n *Node) Disconnect(name string) error {
 // it is about to wait for the start of a connection that is up but not
 // started yet.
 var testHookDisconnectWaits atomic.Pointer[func(*peer)]
+
+// closeWithGoodbye closes pe's link gracefully, the close Stop and
+// Disconnect make: the companion's data first, then a goodbye saying
+// reason (so the other node reports it too, not connection_closed),
+// then the connection's Shutdown with err, all within ctx. It waits
+// first for the connection's start: a peer counts as up a little before
+// its connection starts (attach), and the other node may count it up,
+// and send on it, sooner still, while a Shutdown before Start is a
+// Close (the goodbye never goes out, and a socket closed with the peer's
+// bytes unread sends a reset, which the peer can see before anything
+// this node wrote). It reports false, having closed nothing, when the
+// link went down or lapsed, or ctx ended, before its start, or it is no
+// longer up then. Not on a loop's callbacks (the start needs the loop).
+func (pe *peer) closeWithGoodbye(ctx context.Context, reason codec.Atom, err error) bool {
+	select {
+	case <-pe.started:
+	case <-pe.down:
+		return false
+	case <-pe.lapsed:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+	if !pe.isUp() {
+		return false
+	}
+	pe.drainCompanion(ctx)
+	pe.sayGoodbye(reason)
+	_ = pe.conn.Shutdown(ctx, err)
+	return true
+}
 
 // MonitorNodes makes this process receive [NodeUp] for every connection to
 // another node that starts and [NodeDown] (with its Reason) for every one

@@ -472,21 +472,7 @@ func (n *Node) Stop(ctx context.Context) error {
 			drains.Add(1)
 			go func() {
 				defer drains.Done()
-				select {
-				case <-pe.started:
-				case <-pe.down:
-					return
-				case <-pe.lapsed:
-					return
-				case <-sctx.Done():
-					return
-				}
-				if !pe.isUp() {
-					return
-				}
-				pe.drainCompanion(sctx)
-				pe.sayGoodbye(Shutdown)
-				_ = pe.conn.Shutdown(sctx, ErrStopped)
+				pe.closeWithGoodbye(sctx, Shutdown, ErrStopped)
 			}()
 		}
 		drains.Wait()

@@ -39,24 +39,35 @@ func TestSpawnsAfterTimedOutSpawnsGetTheirOwnReplies(t *testing.T) {
 	within(t, patient, func(p *Process) error {
 		seen := make(map[PID]bool)
 		for i := range rounds {
-			pid, err := p.Spawn(b.Self(), "self", p.Self())
+			pid, err := spawnSelf(p, b.Self(), i)
 			if err != nil {
-				return fmt.Errorf("spawn %d: %w", i, err)
+				return err
 			}
 			if seen[pid] {
 				return fmt.Errorf("spawn %d returned %v twice", i, pid)
 			}
 			seen[pid] = true
-			m, err := recv(p)
-			if err != nil {
-				return err
-			}
-			if m != pid {
-				return fmt.Errorf("spawn %d returned %v, but the process it started is %v", i, pid, m)
-			}
 		}
 		return nil
 	})
+}
+
+// spawnSelf spawns, from p on node, the actor "self", which sends its own
+// PID back, and checks that Spawn returned the PID of the process it
+// started; i numbers the spawn in the error.
+func spawnSelf(p *Process, node string, i int) (PID, error) {
+	pid, err := p.Spawn(node, "self", p.Self())
+	if err != nil {
+		return PID{}, fmt.Errorf("spawn %d: %w", i, err)
+	}
+	m, err := recv(p)
+	if err != nil {
+		return PID{}, err
+	}
+	if m != pid {
+		return PID{}, fmt.Errorf("spawn %d returned %v, but the process it started is %v", i, pid, m)
+	}
+	return pid, nil
 }
 
 // Over TLS links the far side starts a spawned process only once its loop
