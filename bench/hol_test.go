@@ -14,6 +14,10 @@ package bench
 // (impl=mesh-1conn: the lanes and short kernel queues alone).
 //
 //	go test -run '^$' -bench 'HeadOfLine' -benchtime 5000x -count 5 ./bench/
+//
+// MESH_BENCH_PINGDUMP=prefix writes each round trip's start and length
+// (pingdump_test.go), to find the slowest in a scheduler or execution
+// trace of the same run (bench/internal/latencyprobe/holsplit.py).
 
 import (
 	"bufio"

@@ -185,6 +185,7 @@ func pingpongMesh(b *testing.B, n *node.Node, peer string) (p99 time.Duration) {
 			return err
 		}
 		var msg any = codec.Tuple{p.Self(), payload64}
+		dump := newPingDump(b)
 		b.ResetTimer()
 		for range b.N {
 			t0 := time.Now()
@@ -194,9 +195,12 @@ func pingpongMesh(b *testing.B, n *node.Node, peer string) (p99 time.Duration) {
 			if _, err := p.Receive(context.Background()); err != nil {
 				return err
 			}
-			h.Record(time.Since(t0))
+			d := time.Since(t0)
+			h.Record(d)
+			dump.record(t0, d)
 		}
 		b.StopTimer()
+		dump.close()
 		return p.Exit(echo, node.Kill)
 	})
 	if err != nil {
