@@ -61,12 +61,6 @@ type loopState struct {
 	// conns are the loop's conns, from OnOpen to OnClose (idle.go,
 	// soleConn). Loop only.
 	conns []*Conn
-
-	// runStart is when (monoNow) a bulk loop's run began (its last yield,
-	// or its first pass after a break), lastPass when its last pass ended
-	// (yieldBulk). Loop only. yields counts the yields (tests).
-	runStart, lastPass int64
-	yields             atomic.Int64
 }
 
 // scratch holds the buffers one drain uses. The loop has one; each conn has
@@ -326,19 +320,11 @@ func (h *gnetHandler) OnTraffic(gc gnet.Conn) gnet.Action {
 		c.setReason(fmt.Errorf("%w: input read by the loop while a process read it", ErrClosed))
 		return gnet.Close
 	}
-	var start int64
-	bulk := c.bulkOnly.Load()
-	if bulk {
-		start = monoNow()
-	}
 	c.dbgReadEnter(true)
 	ls.enter()
 	c.readTLS(ls, &ls.rbuf, in, true)
 	c.dbgReadLeave()
 	ls.leave()
-	if bulk {
-		ls.yieldBulk(start) // a woken thread waiting for this core runs first
-	}
 	ls.idleWait(c)
 	return gnet.None
 }

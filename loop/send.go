@@ -429,16 +429,8 @@ func (c *Conn) flushQueue(ls *loopState) {
 		c.scheduled.Store(false)
 	}
 	c.bulkWait.Store(false)
-	var start int64
-	bulk := c.bulkOnly.Load()
-	if bulk {
-		start = monoNow()
-	}
 	if !c.sealAndWrite(ls, true) {
 		return
-	}
-	if bulk {
-		ls.yieldBulk(start) // a woken thread waiting for this core runs first
 	}
 	c.paceBulk(c.bulkQueued.Load() > 0) // lifted as soon as the last bulk item is out
 	c.idleSince.Store(monoNow())
