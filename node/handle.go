@@ -501,12 +501,13 @@ func (n *Node) handleSpawnRequest(pe *peer, r *wire.SpawnRequest, actor []byte) 
 		if r.Link {
 			link = r.From
 		}
-		if err := n.chargeSpawn(pe); err != nil {
+		sc, err := n.chargeSpawn(pe)
+		if err != nil {
 			return err
 		}
-		p, err := n.prepareSpawnBy(actorTask(def, r.Arguments()), link, pe.name)
+		p, err := n.prepareSpawnBy(actorTask(def, r.Arguments()), link, sc)
 		if err != nil {
-			n.releaseSpawn(pe.name)
+			n.releaseSpawn(sc)
 			reply.Code, reply.Err = wire.SpawnFailed, err.Error()
 		} else {
 			reply.PID, start = p.pid, p

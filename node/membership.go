@@ -489,6 +489,7 @@ func (pe *peer) OnClose(_ *loop.Conn, reason error) {
 	// Register racing the NodeDown below cannot address a closed link.
 	pe.closing.Store(true)
 	pe.handle.p.Store(nil)
+	n.spawnLinkEnded(pe) // its processes hold their count on
 	companionDone := pe.closeCompanions()
 	wasUp := pe.upFlag.Load()
 	n.peersMu.Lock()

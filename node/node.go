@@ -86,9 +86,9 @@ type Node struct {
 
 	nextReq atomic.Uint64
 	// spawned counts, by peer node name, the processes that peer spawned
-	// here and that are alive (peerlimits.go).
+	// here and that are alive (peerlimits.go, spawnCount).
 	spawnedMu sync.Mutex
-	spawned   map[string]int // guarded by spawnedMu
+	spawned   map[string]*spawnCount // guarded by spawnedMu
 
 	starters starterPool // idle goroutines for the processes peers spawn (spawn_start.go)
 }
@@ -284,12 +284,13 @@ func (n *Node) spawnLocal(t task, linkWith *Process) (PID, error) {
 // Process.start). Between the two, the caller may tell others of the new
 // PID.
 func (n *Node) prepareSpawn(t task, link PID) (*Process, error) {
-	return n.prepareSpawnBy(t, link, "")
+	return n.prepareSpawnBy(t, link, nil)
 }
 
-// prepareSpawnBy is prepareSpawn for a process the peer named spawner asked
-// for ("" for none): its exit releases the peer's count (peerlimits.go).
-func (n *Node) prepareSpawnBy(t task, link PID, spawner string) (*Process, error) {
+// prepareSpawnBy is prepareSpawn for a process a peer asked for, charged in
+// spawner by chargeSpawn (nil for none): its exit releases that count
+// (peerlimits.go).
+func (n *Node) prepareSpawnBy(t task, link PID, spawner *spawnCount) (*Process, error) {
 	if n.stopped.Load() {
 		return nil, ErrStopped
 	}
@@ -297,7 +298,7 @@ func (n *Node) prepareSpawnBy(t task, link PID, spawner string) (*Process, error
 	p := n.newProcess()
 	p.spawner = spawner
 	if !link.IsZero() {
-		p.addLinkByLocked(link, spawner != "") // p is not shared yet: no lock needed
+		p.addLinkByLocked(link, spawner != nil) // p is not shared yet: no lock needed
 	}
 	n.procs.add(p)
 	if n.stopped.Load() {

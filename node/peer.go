@@ -109,6 +109,15 @@ type peer struct {
 	spawns  pendingSpawns
 	replyDL atomic.Pointer[keptDeadline]
 
+	// spawned is the count of the processes this peer's node spawned here
+	// (peerlimits.go, spawnCount): the link's hold on it, taken under
+	// n.spawnedMu at the link's first spawn request and given up there when
+	// the link ends, so that a spawn request charges it without the lock.
+	// spawnedEnded, guarded by n.spawnedMu, says the link has ended: it
+	// takes no hold again.
+	spawned      atomic.Pointer[spawnCount]
+	spawnedEnded bool
+
 	// Owned by the node's tick sweep (tick.go).
 	tickSeq  uint64 // ticks sent
 	tickMark uint64 // stats.msgsOut at the last sweep

@@ -19,6 +19,17 @@ import (
 func spawnedBy(n *Node, peer string) int {
 	n.spawnedMu.Lock()
 	defer n.spawnedMu.Unlock()
+	if c := n.spawned[peer]; c != nil {
+		return int(c.state.Load() & spawnHeldMask)
+	}
+	return 0
+}
+
+// spawnEntry returns n's spawn count entry for the node named peer, nil
+// for none.
+func spawnEntry(n *Node, peer string) *spawnCount {
+	n.spawnedMu.Lock()
+	defer n.spawnedMu.Unlock()
 	return n.spawned[peer]
 }
 

@@ -50,9 +50,10 @@ type Process struct {
 	// grouped: guarded by mu; the groups asked about it (see markGrouped)
 	grouped bool
 	rel     *relations // guarded by mu; nil until the first link or monitor
-	// spawner is the peer node that spawned the process, "" for none; set
-	// before the process is shared, read by die (peerlimits.go).
-	spawner string
+	// spawner is the count of the peer node that spawned the process, in
+	// which the process holds one (peerlimits.go, spawnCount); nil for
+	// none. Set before the process is shared, read by die.
+	spawner *spawnCount
 }
 
 // task is what a process runs: fn; for a defined actor, runActor, which
@@ -616,7 +617,7 @@ func (p *Process) die(reason any) bool {
 	}
 	n.svc.processExited(p)
 	n.procs.remove(p.pid.ID)
-	if p.spawner != "" {
+	if p.spawner != nil {
 		n.releaseSpawn(p.spawner)
 	}
 	if rel == nil {
