@@ -66,9 +66,9 @@ func WithPeerProcessLimits(spawned, relations int) Option {
 // spawned here: the entry of n.spawned for that name. Charging and
 // releasing it at each spawn under the node's lock, in a map keyed by the
 // name, cost the lock twice, three hashes of the name and a map insert and
-// delete per spawn of a process that ends before the next (about 800
-// instructions of the far node's ~11 000 a spawn: docs/latency.md, "Remote
-// spawn: a spawn's work, counted in instructions"). Instead the link keeps
+// delete per spawn of a process that ends before the next (about 600
+// instructions of the far node's ~11 700 a spawn: docs/latency.md, "Remote
+// spawn: the spawn count off the node's lock"). Instead the link keeps
 // a pointer to its name's entry (peer.spawned) and each process it spawned
 // keeps one too (Process.spawner): a spawn charges the entry with a
 // compare-and-swap, an exit releases it with an add, and the map and its
