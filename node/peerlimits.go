@@ -54,7 +54,7 @@ const (
 func WithPeerProcessLimits(spawned, relations int) Option {
 	return func(o *options) {
 		if spawned >= 1 {
-			o.spawnedPerPeer = spawned
+			o.spawnedPerPeer = int(min(int64(spawned), spawnHeldMask)) // the count's part of its word (spawnCount)
 		}
 		if relations >= 1 {
 			o.relationsPerPeer = relations
