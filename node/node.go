@@ -191,7 +191,43 @@ func (n *Node) Define(actor string, fn ActorFunc) {
 type actorDef struct {
 	name string
 	fn   ActorFunc
+	// quickRuns is how many of the last runs of the actor's processes on
+	// a starter, in a row, ran for less than the starters' quick bound,
+	// capped at actorQuickRuns (rule 4a, spawn_start.go): a new def, as a
+	// redefinition makes, starts with none. Written by the starters after
+	// each run, read by takeOwn.
+	quickRuns atomic.Int32
 }
+
+// actorQuickRuns is how many quick runs in a row make an actor quick
+// (rule 4a, spawn_start.go): two, so that an actor whose runs alternate
+// between quick and blocking (a cache hit, then a miss that waits on a
+// database) is not predicted quick before each of its blocking runs, at
+// the cost of one more spawn with the duty home after a slow run.
+const actorQuickRuns = 2
+
+// ran records a run of a process of d on a starter: quick when it ran for
+// less than the starters' quick bound. A run that was not resets the
+// streak; one that was adds to it with one compare-and-swap, and adds
+// nothing when that loses to a concurrent run's record (two starters
+// running d at once), which can only make d count as quick later. Nothing
+// is written once the streak is full and the runs stay quick. On the
+// starter's goroutine.
+func (d *actorDef) ran(quick bool) {
+	k := d.quickRuns.Load()
+	switch {
+	case !quick:
+		if k != 0 {
+			d.quickRuns.Store(0)
+		}
+	case k < actorQuickRuns:
+		d.quickRuns.CompareAndSwap(k, k+1)
+	}
+}
+
+// quick reports whether d's last actorQuickRuns runs on starters were
+// quick (rule 4a). Any goroutine.
+func (d *actorDef) quick() bool { return d.quickRuns.Load() >= actorQuickRuns }
 
 // actor returns the actor defined as name, nil for none.
 func (n *Node) actor(name string) *actorDef {

@@ -452,9 +452,7 @@ func TestASpawnFromAnotherPeerReachesAStarterReadingALink(t *testing.T) {
 // setStarterQuick sets how short n's starters' processes must run for
 // the next one a starter reads to run with its link's duty lingering.
 func setStarterQuick(n *Node, d time.Duration) {
-	n.starters.mu.Lock()
-	n.starters.quickFor = d
-	n.starters.mu.Unlock()
+	n.starters.quickFor.Store(int64(d))
 }
 
 // A starter whose last process returned at once leaves the duty of the
@@ -593,14 +591,22 @@ func TestAWaiterThatComesAsItsStarterTakesAQuickProcessSendsTheDutyHome(t *testi
 // on b reads the link inline while that one runs. The quick bound is an
 // hour until hold runs, so that hold runs with the duty lingering, and a
 // millisecond after; a hold that finds the duty already home (a timer's
-// tick in between on a loaded machine) is let go and tried again.
+// tick in between on a loaded machine) is let go and tried again. check
+// runs quick before (its actor's history, rule 4a's other condition), so
+// that only the starter's own condition sends the duty home after hold;
+// and noop, which readingStarterAfter spawns when the starter finds the
+// link busy after hold, runs past the millisecond bound, so that it does
+// not make the starter's last process a quick one.
 func TestAStarterWhoseProcessRanLongGivesItsLinkHome(t *testing.T) {
 	a, b := quietPair(t)
 	setStarterQuick(b, time.Hour)
 	l := logStarters(t)
 	release := make(chan struct{}, 1)
 	lingering := make(chan int64, 1)
-	b.Define("noop", func(*Process, []any) error { return nil })
+	b.Define("noop", func(*Process, []any) error {
+		time.Sleep(2 * time.Millisecond) // slow under the millisecond bound
+		return nil
+	})
 	b.Define("hold", func(*Process, []any) error {
 		n := b.engine.Stats().LingeringNow
 		for n != 0 && b.engine.Stats().LingeringNow != 0 {
@@ -615,6 +621,9 @@ func TestAStarterWhoseProcessRanLongGivesItsLinkHome(t *testing.T) {
 		return nil
 	})
 	s := readingStarter(t, l, a, b)
+	for range actorQuickRuns {
+		ownSpawn(t, l, a, b, s, "check", lingering)
+	}
 	for i := range 10 {
 		spawnFrom(t, a, b, "hold")
 		if ev, _ := l.await(t, "the starter taking the process it read", isEv(starterTakes)); ev.s != s {
@@ -733,7 +742,8 @@ func TestAProcessThatParksBringsItsStartersLinkHome(t *testing.T) {
 
 // A spawned process that panics, on a starter that read its request, ends
 // with its crash; the starter reads the link again (taking back the duty
-// the panicking process ran with lingering: its last process counts as
+// the panicking process ran with lingering, once its actor has a quick
+// history: the starter's last process and the actor's runs count as
 // quick), and the peer's next spawn is answered and run.
 func TestAPanickingProcessLeavesItsStarterReadingTheLink(t *testing.T) {
 	a, b := quietPair(t)
@@ -744,12 +754,14 @@ func TestAPanickingProcessLeavesItsStarterReadingTheLink(t *testing.T) {
 	b.Define("boom", func(*Process, []any) error { panic("boom") })
 	b.Define("mark", func(*Process, []any) error { mark <- struct{}{}; return nil })
 	s := readingStarter(t, l, a, b)
-	spawnFrom(t, a, b, "boom")
-	if ev, _ := l.await(t, "the starter taking the process it read", isEv(starterTakes)); ev.s != s {
-		t.Fatal("another starter took the process")
-	}
-	if r := readingStarterAfter(t, l, a, b, false); r != s {
-		t.Fatal("another starter reads the link after the panic")
+	for range actorQuickRuns + 1 {
+		spawnFrom(t, a, b, "boom")
+		if ev, _ := l.await(t, "the starter taking the process it read", isEv(starterTakes)); ev.s != s {
+			t.Fatal("another starter took the process")
+		}
+		if r := readingStarterAfter(t, l, a, b, false); r != s {
+			t.Fatal("another starter reads the link after the panic")
+		}
 	}
 	spawnFrom(t, a, b, "mark")
 	waitRecv(t, mark, "the spawn after the panic to run")

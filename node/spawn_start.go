@@ -85,24 +85,40 @@ import (
 //     or to run a slow process with the duty home, while the second one
 //     waits on, for up to starterIdle.)
 //     a. When the process is one the starter read for itself (takeOwn),
-//     and its last process ran for less than starterQuick (s.quick,
-//     measured around every process it runs), and no waiter or end
+//     and the starter's last process ran for less than starterQuick
+//     (s.quick, measured around every process it runs), and the
+//     process's own actor ran for less than that its last
+//     actorQuickRuns times on a starter (actorDef.quick, the same
+//     measure, kept on the actor's definition), and no waiter or end
 //     came (done), the starter does not count as parked: the hand-back
 //     may leave the duty lingering (loop's rule 4: nothing parked, so
 //     not while a second starter waits on its signal; no other waiter),
 //     and the starter takes it again when the process
 //     returns with one compare-and-swap, with no epoll_ctl at either
 //     end, where the duty's way home and back cost two a spawn.
-//     Meanwhile the link is read by nobody: the peer's next frames wait
-//     for the process to return, or to park (its park brings the duty
-//     home: Engine.ParkBegin), or for the linger timer (one to two
-//     lingerPeriods, 10-20 ms) if it runs on without parking. Why only
-//     after a quick process: one that runs longer than expected (the
-//     first long one after quick ones) makes its peer's next frames
-//     wait once, at most that long, and the next one the starter reads
-//     runs with the duty home, so a stream of spawns of workers that
-//     compute for a millisecond is not made to wait, one behind the
-//     other, for each worker to end.
+//     Meanwhile the link is read by nobody: the peer's next frames (all
+//     of them, not only spawns) wait for the process to return, or to
+//     park (its park brings the duty home: Engine.ParkBegin), or for
+//     the linger timer (one to two lingerPeriods, 10-20 ms) if it runs
+//     on without parking: it computes, or blocks outside Mesh (a
+//     channel, a lock, a database call). So 4a is a prediction that the
+//     process returns soon, and it rests on the process's own actor:
+//     with the starter's last process alone, any actor spawned right
+//     after a quick one was exposed, and one that always blocks made
+//     its peer wait for the timer at each of its spawns that followed a
+//     quick one. An actor with no history (its first run, or the first
+//     after a redefinition, which makes a new def) counts as not quick,
+//     and a run that is not quick clears its history. The starter's own
+//     condition stays: a stream of spawns of workers that compute for a
+//     millisecond is not made to wait, one behind the other, for each
+//     worker to end, though a mix of actors shares one starter; and a
+//     slow last process is the node's own signal that it is loaded or
+//     descheduled, which the actor's history, written by any starter at
+//     any earlier time, is not. The cost that remains: an actor that is
+//     quick until it is not (its runs quick, then one that blocks) still
+//     makes its peer's next frames wait once, at most as long as that
+//     run or the timer's bound, and its next actorQuickRuns spawns run
+//     with the duty home.
 //  5. A spawn from another peer reaches a starter that reads a link by a
 //     kick of its read (rule 3); the pool hands it to a starter that
 //     reads no link first.
@@ -125,7 +141,8 @@ const starterRetries = 8
 
 // starterQuick: a starter whose last process ran for less than this lets
 // the next process it reads for itself run with its link's read duty
-// lingering (rule 4a). About a round trip between two nodes on one
+// lingering, if that process's actor ran for less than this its last
+// runs too (rule 4a). About a round trip between two nodes on one
 // machine: a peer's frame that comes while such a process runs waits
 // about as long as the process, as one behind a busy loop would.
 const starterQuick = 50 * time.Microsecond
@@ -161,12 +178,12 @@ type starter struct {
 	yield atomic.Bool
 
 	// The starter's goroutine only.
-	quick bool // its last process ran for less than the pool's quick (rule 4a): the next one it reads may run with the duty lingering
+	quick bool // its last process ran for less than the pool's quick bound (rule 4a): the next one it reads may run with the duty lingering, if its actor is quick too
 
 	// The starter's goroutine only, while it reads a link.
 	pe   *peer // the link's peer (its ownWaits)
 	home bool  // counted as parked (Engine.ParkBegin): the duty goes home at the hand-back
-	own  bool  // took the process whose request it read, its last one quick (takeOwn): the hand-back may leave the duty lingering
+	own  bool  // took the process whose request it read, its last one and that one's actor quick (takeOwn): the hand-back may leave the duty lingering
 }
 
 // close gives back s's signal, if it was made. Its goroutine only, at its
@@ -192,12 +209,24 @@ func (s *starter) wake() {
 
 // starterPool holds a node's idle starters.
 type starterPool struct {
-	mu       sync.Mutex
-	idle     []*starter    // guarded by mu
-	stopped  bool          // guarded by mu
-	idleFor  time.Duration // guarded by mu; 0: starterIdle (tests set it)
-	quickFor time.Duration // guarded by mu; 0: starterQuick (tests set it)
-	expired  int           // guarded by mu: starters ended after their idle time
+	mu      sync.Mutex
+	idle    []*starter    // guarded by mu
+	stopped bool          // guarded by mu
+	idleFor time.Duration // guarded by mu; 0: starterIdle (tests set it)
+	expired int           // guarded by mu: starters ended after their idle time
+	// quickFor is the quick bound in nanoseconds, 0 for starterQuick
+	// (tests set it); read by every starter after each process.
+	quickFor atomic.Int64
+}
+
+// quick reports whether a process that ran for ran counts as quick (rule
+// 4a). Any goroutine.
+func (sp *starterPool) quick(ran time.Duration) bool {
+	bound := time.Duration(sp.quickFor.Load())
+	if bound == 0 {
+		bound = starterQuick
+	}
+	return ran < bound
 }
 
 // startSpawned starts p, a process pe spawned: on an idle starter if there
@@ -215,9 +244,14 @@ func (n *Node) runStarter(from *peerHandle, p *Process) {
 	s := &starter{n: n, from: from}
 	defer s.close()
 	for p != nil {
+		def := p.def // p's own, before it runs
 		began := time.Since(starterEpoch)
 		p.main()
-		p = n.starters.wait(n, s, time.Since(starterEpoch)-began)
+		quick := n.starters.quick(time.Since(starterEpoch) - began)
+		if def != nil {
+			def.ran(quick) // rule 4a: the actor's own history
+		}
+		p = n.starters.wait(n, s, quick)
 	}
 }
 
@@ -276,9 +310,10 @@ func (sp *starterPool) removeAtLocked(i int) {
 
 // takeOwn gives p, which pe spawned, to s, the idle starter that read its
 // request on pe's link: s runs it once it has given the link back, with no
-// wake-up, the duty left lingering if s's last process was quick (rule
-// 4a); false when a waker took s from the pool meanwhile (its own process
-// comes). On s's goroutine, in the link's OnData.
+// wake-up, the duty left lingering if s's last process was quick and p's
+// actor ran quick its last runs (rule 4a); false when a waker took s from
+// the pool meanwhile (its own process comes). On s's goroutine, in the
+// link's OnData.
 func (sp *starterPool) takeOwn(s *starter, pe *peer, p *Process) bool {
 	sp.mu.Lock()
 	mine := sp.removeLocked(s)
@@ -288,7 +323,7 @@ func (sp *starterPool) takeOwn(s *starter, pe *peer, p *Process) bool {
 	}
 	s.from = pe.handle
 	s.job.Store(p)
-	if s.quick {
+	if s.quick && p.def != nil && p.def.quick() {
 		// Rule 4a: the hand-back may leave the duty lingering while p
 		// runs, and s takes it again when p returns, with no epoll_ctl.
 		s.own = true
@@ -330,9 +365,10 @@ func starterEvent(s *starter, ev int) {
 
 // wait makes s an idle starter and returns the process it is handed, or
 // nil when it is not needed (the pool is full, it was idle for
-// starterIdle, the node stopped); ran is how long s's last process ran.
-// A waiting starter counts in n.bg, so Stop waits for it to end.
-func (sp *starterPool) wait(n *Node, s *starter, ran time.Duration) *Process {
+// starterIdle, the node stopped); quick is whether s's last process ran
+// for less than the quick bound. A waiting starter counts in n.bg, so
+// Stop waits for it to end.
+func (sp *starterPool) wait(n *Node, s *starter, quick bool) *Process {
 	if !s.open {
 		// Made outside the lock, for a starter that has room in the
 		// pool: one past the bound ends without an eventfd.
@@ -352,11 +388,7 @@ func (sp *starterPool) wait(n *Node, s *starter, ran time.Duration) *Process {
 	}
 	sp.idle = append(sp.idle, s)
 	idleFor := sp.idleFor
-	quickFor := sp.quickFor
-	if quickFor == 0 {
-		quickFor = starterQuick
-	}
-	s.quick = ran < quickFor // read by takeOwn, on s's goroutine
+	s.quick = quick // read by takeOwn, on s's goroutine
 	n.bg.Add(1)
 	sp.mu.Unlock()
 	p := sp.idleWait(n, s, from, idleFor)
@@ -426,13 +458,13 @@ func (sp *starterPool) idleWait(n *Node, s *starter, from *peerHandle, idleFor t
 // read the link (another starter reads it, its loop is busy, it closed);
 // the caller then waits on s's signal. When s read the link, the duty is
 // home before readLink returns, not lingering, unless s took the process
-// whose request it read and its last process was quick (own: rule 4a);
-// then s's next read takes it again. On the early returns (no peer, a
-// link claimed by another starter) s did not hold the duty this time,
-// and one that s's previous own process left lingering may still linger:
-// harmless, since the claimer reads it, a waiter takes it, and s counts
-// as parked while it waits on its signal (rule 4), which reclaims it. s's
-// goroutine.
+// whose request it read, with s's last process and the new one's actor
+// quick (own: rule 4a); then s's next read takes it again. On the early
+// returns (no peer, a link claimed by another starter) s did not hold the
+// duty this time, and one that s's previous own process left lingering
+// may still linger: harmless, since the claimer reads it, a waiter takes
+// it, and s counts as parked while it waits on its signal (rule 4), which
+// reclaims it. s's goroutine.
 func (s *starter) readLink(from *peerHandle, deadline time.Time) {
 	pe := from.p.Load()
 	if pe == nil {

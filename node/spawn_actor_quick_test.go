@@ -1,0 +1,163 @@
+package node
+
+import (
+	"testing"
+	"time"
+)
+
+// Tests of rule 4a's condition on the process's own actor (spawn_start.go,
+// actorDef.quick): the starter that read a spawn request leaves its
+// link's duty lingering while the new process runs only when its own
+// last process and the new process's actor both ran quick.
+
+// ownSpawn spawns actor on b from a and returns once s, the starter that
+// reads a's link on b, took the process and reads the link again after
+// it; recv is where the process reports what it saw.
+func ownSpawn(t *testing.T, l *starterLog, a, b *Node, s *starter, actor string, recv <-chan int64) int64 {
+	t.Helper()
+	spawnFrom(t, a, b, actor)
+	if ev, _ := l.await(t, "the starter taking the process it read", isEv(starterTakes)); ev.s != s {
+		t.Fatalf("%s: another starter took the process it read", actor)
+	}
+	n := <-recv
+	if r := readingStarterAfter(t, l, a, b, false); r != s {
+		t.Fatalf("%s: another starter reads the link after it", actor)
+	}
+	return n
+}
+
+// The reviewer's case, without its timing: an actor that blocks outside
+// Mesh (a channel), spawned right after a quick one on the starter that
+// read its request, runs with the link's duty home, so the peer's next
+// frames are read by the loop while it blocks rather than wait for the
+// linger timer. Its history says it runs long: block sleeps past the
+// quick bound (1 ms here, well above a noop's run) after its release, so
+// that each of its runs counts as slow whatever the scheduler does. Its
+// first spawn has no history at all; the later ones have a slow one.
+// (With the starter's condition alone, every block after a quick noop
+// ran with the duty lingering.)
+func TestAnActorThatBlocksRunsWithTheDutyHomeAfterAQuickOne(t *testing.T) {
+	a, b := quietPair(t)
+	setStarterQuick(b, time.Millisecond)
+	l := logStarters(t)
+	seen := make(chan int64, 1)
+	release := make(chan struct{})
+	b.Define("noop", func(*Process, []any) error { return nil })
+	b.Define("quick", func(*Process, []any) error {
+		seen <- b.engine.Stats().LingeringNow
+		return nil
+	})
+	b.Define("block", func(*Process, []any) error {
+		seen <- b.engine.Stats().LingeringNow
+		<-release
+		time.Sleep(2 * time.Millisecond) // past the quick bound: a slow run
+		return nil
+	})
+	s := readingStarter(t, l, a, b)
+	lingered := false
+	for i := range 4 {
+		// Twice, so that the starter's last process (the first, after
+		// a block) and the actor it runs (after its first actorQuickRuns)
+		// are quick: rule 4a holds for the second (when the runs were
+		// under the bound), and block is spawned right after it.
+		for range 2 {
+			if ownSpawn(t, l, a, b, s, "quick", seen) == 1 {
+				lingered = true
+			}
+		}
+		spawnFrom(t, a, b, "block")
+		if ev, _ := l.await(t, "the starter taking the process it read", isEv(starterTakes)); ev.s != s {
+			t.Fatalf("block %d: another starter took the process it read", i)
+		}
+		n := <-seen
+		release <- struct{}{}
+		if n != 0 {
+			t.Fatalf("block %d: %d read duties linger while it blocks; want none", i, n)
+		}
+		if r := readingStarterAfter(t, l, a, b, false); r != s {
+			t.Fatalf("block %d: another starter reads the link after it", i)
+		}
+	}
+	if !lingered {
+		t.Fatal("the quick actor never ran with the duty lingering: the case is not the one tested")
+	}
+}
+
+// A quick actor spawned again and again runs with the duty lingering once
+// it has a history (actorQuickRuns quick runs), and the starter takes the
+// duty again after it with no grant from the loop: no epoll_ctl at either
+// end. Before its history, its spawns run with the duty home. The quick
+// bound is an hour (a run under the race detector counts as quick), and
+// the linger timer may reclaim the duty of a spawn that a loaded machine
+// stretches past its period (then the next read takes it by a grant): so
+// one spawn in ten after the history must show both.
+func TestAQuickActorRunsWithTheDutyLingeringOnceItHasAHistory(t *testing.T) {
+	a, b := quietPair(t)
+	setStarterQuick(b, time.Hour)
+	l := logStarters(t)
+	seen := make(chan int64, 1)
+	b.Define("noop", func(*Process, []any) error { return nil })
+	b.Define("check", func(*Process, []any) error {
+		seen <- b.engine.Stats().LingeringNow
+		return nil
+	})
+	s := readingStarter(t, l, a, b)
+	_, lc := linkOf(t, b, a)
+	for i := range actorQuickRuns {
+		if n := ownSpawn(t, l, a, b, s, "check", seen); n != 0 {
+			t.Fatalf("spawn %d of check, before its history: %d read duties linger; want none", i, n)
+		}
+	}
+	for range 10 {
+		grants := lc.InlineGrants()
+		if ownSpawn(t, l, a, b, s, "check", seen) == 1 && lc.InlineGrants() == grants {
+			return
+		}
+	}
+	t.Fatal("in ten spawns of check with a history the duty never lingered while it ran, or the starter took it again by a grant")
+}
+
+// An actor with no history runs with the duty home, though the starter's
+// last process was quick: its first spawn, and its first after a
+// redefinition (a new actorDef, whose history starts empty), once the old
+// definition's processes ran with the duty lingering. So is a new actor
+// spawned right after that quick one.
+func TestAnActorsFirstSpawnAndFirstAfterARedefinitionRunWithTheDutyHome(t *testing.T) {
+	a, b := quietPair(t)
+	setStarterQuick(b, time.Hour)
+	l := logStarters(t)
+	seen := make(chan int64, 1)
+	check := func(*Process, []any) error {
+		seen <- b.engine.Stats().LingeringNow
+		return nil
+	}
+	b.Define("noop", func(*Process, []any) error { return nil })
+	b.Define("check", check)
+	b.Define("fresh", check)
+	s := readingStarter(t, l, a, b) // its last process a noop: quick
+	if n := ownSpawn(t, l, a, b, s, "check", seen); n != 0 {
+		t.Fatalf("check's first spawn: %d read duties linger; want none", n)
+	}
+	lingered := false
+	for range 10 {
+		if ownSpawn(t, l, a, b, s, "check", seen) == 1 {
+			lingered = true
+			break
+		}
+	}
+	if !lingered {
+		t.Fatal("in ten more spawns check never ran with the duty lingering")
+	}
+	// The starter's last process is check, quick: only the new
+	// actor's missing history sends the duty home.
+	if n := ownSpawn(t, l, a, b, s, "fresh", seen); n != 0 {
+		t.Fatalf("fresh's first spawn, after a quick check: %d read duties linger; want none", n)
+	}
+	for range actorQuickRuns {
+		ownSpawn(t, l, a, b, s, "check", seen) // the starter's last process quick again
+	}
+	b.Define("check", check)
+	if n := ownSpawn(t, l, a, b, s, "check", seen); n != 0 {
+		t.Fatalf("check's first spawn after its redefinition: %d read duties linger; want none", n)
+	}
+}
