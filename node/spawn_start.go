@@ -347,7 +347,7 @@ var testHookTakenMeanwhile atomic.Pointer[func()]
 const (
 	starterClaims  = iota // about to claim its link (readLink)
 	starterReads          // holds its link's duty and is about to wait on it
-	starterSleeps         // about to wait on its signal
+	starterSleeps         // counted as parked, about to wait on its signal
 	starterTakes          // took the process whose request it read (takeOwn)
 	starterUnparks        // its wait on its link ended (InlineUnpark), before it looks whether it is done
 	starterLeaves         // its read of its link is over, before it gives the link up (readLink)
@@ -420,8 +420,8 @@ func (sp *starterPool) idleWait(n *Node, s *starter, from *peerHandle, idleFor t
 		// lingering read duties (loop.Engine.ParkBegin), even when
 		// another starter reads the link s's last process came from: that
 		// one may stop reading it at any time while s waits (rule 4).
-		starterEvent(s, starterSleeps)
 		n.engine.ParkBegin()
+		starterEvent(s, starterSleeps) // after its count, which a test that sees the event may rely on
 		woken = s.sig.wait(deadline)
 		n.engine.ParkEnd()
 	}
