@@ -183,7 +183,7 @@ type starter struct {
 	// The starter's goroutine only, while it reads a link.
 	pe   *peer // the link's peer (its ownWaits)
 	home bool  // counted as parked (Engine.ParkBegin): the duty goes home at the hand-back
-	own  bool  // took the process whose request it read, its last one and that one's actor quick (takeOwn): the hand-back may leave the duty lingering
+	own  bool  // took the process whose request it read, its last process and the taken one's actor quick (takeOwn): the hand-back may leave the duty lingering
 }
 
 // close gives back s's signal, if it was made. Its goroutine only, at its
