@@ -1,6 +1,7 @@
 package node
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -159,5 +160,47 @@ func TestAnActorsFirstSpawnAndFirstAfterARedefinitionRunWithTheDutyHome(t *testi
 	b.Define("check", check)
 	if n := ownSpawn(t, l, a, b, s, "check", seen); n != 0 {
 		t.Fatalf("check's first spawn after its redefinition: %d read duties linger; want none", n)
+	}
+}
+
+// A slow run clears an actor's history: a quick actor whose spawns ran
+// with the duty lingering runs once past the quick bound, and its next
+// spawn, though the starter's last process (another actor's) was quick, runs with
+// the duty home. (Without the reset its old streak would still stand.)
+func TestASlowRunClearsAQuickActorsHistory(t *testing.T) {
+	a, b := quietPair(t)
+	setStarterQuick(b, time.Millisecond)
+	l := logStarters(t)
+	seen := make(chan int64, 1)
+	var slow atomic.Bool
+	b.Define("noop", func(*Process, []any) error { return nil })
+	b.Define("other", func(*Process, []any) error {
+		seen <- b.engine.Stats().LingeringNow
+		return nil
+	})
+	b.Define("work", func(*Process, []any) error {
+		seen <- b.engine.Stats().LingeringNow
+		if slow.Load() {
+			time.Sleep(2 * time.Millisecond) // past the quick bound: a slow run
+		}
+		return nil
+	})
+	s := readingStarter(t, l, a, b)
+	lingered := false
+	for range 10 {
+		if ownSpawn(t, l, a, b, s, "work", seen) == 1 {
+			lingered = true
+			break
+		}
+	}
+	if !lingered {
+		t.Fatal("in ten spawns work never ran with the duty lingering: the case is not the one tested")
+	}
+	slow.Store(true)
+	ownSpawn(t, l, a, b, s, "work", seen)
+	slow.Store(false)
+	ownSpawn(t, l, a, b, s, "other", seen) // the starter's last process quick again
+	if n := ownSpawn(t, l, a, b, s, "work", seen); n != 0 {
+		t.Fatalf("work's first spawn after a slow run: %d read duties linger; want none", n)
 	}
 }
