@@ -12,9 +12,10 @@
 // echo process on the peer has answered a ping, its next wait reads the
 // link itself (inline reading), so the spawn requests that follow are read
 // there too, off the peer's loop; with -mode spawn alone the peer's loop
-// reads every request. -trace writes an execution trace of the measured
-// part (NODEPEER_TRACE=file does the same for the peer, which inherits the
-// environment).
+// reads every request. -tail prints each mode's mean and far tail, this
+// process's CPU an operation and the host's steal. -trace writes an
+// execution trace of the measured part (NODEPEER_TRACE=file does the same
+// for the peer, which inherits the environment).
 package main
 
 import (
@@ -27,7 +28,9 @@ import (
 	"os/exec"
 	"runtime/trace"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/meshrt/mesh/codec"
@@ -40,18 +43,20 @@ func main() {
 	modes := flag.String("mode", "spawn,pingpong", "comma list of spawn, spawnspin and pingpong, run in order")
 	spin := flag.Int("spin", 1000, "spawnspin: microseconds each spawned process computes without parking")
 	traceFile := flag.String("trace", "", "write an execution trace of the measured part here")
+	tail := flag.Bool("tail", false, "print each mode's tail too: mean, p90, p99.9, max, how many operations took over 200 us and 1 ms and what share of the mode's time they took, this process's CPU an operation and the host's steal")
+	pingOnce := flag.Bool("ping1", false, "after the warm-up, ping the echo process once (with -echo and no pingpong mode), to see whether one answered ping leaves the echo holding the link's read duty as the alternating warm-up of spawn,pingpong does (it did not: docs/latency.md, \"where the busy spawn's tail waits\")")
 	echoFirst := flag.Bool("echo", true, "spawn the echo process even when no pingpong mode runs (it stays parked on the peer, and no read duty lingers there)")
 	flag.Parse()
 	if *peerBin == "" || *n <= 0 {
 		flag.Usage()
 		os.Exit(2)
 	}
-	if err := run(*peerBin, *n, strings.Split(*modes, ","), *traceFile, *echoFirst, *spin); err != nil {
+	if err := run(*peerBin, *n, strings.Split(*modes, ","), *traceFile, *echoFirst, *spin, *tail, *pingOnce); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(peerBin string, n int, modes []string, traceFile string, echoFirst bool, spin int) error {
+func run(peerBin string, n int, modes []string, traceFile string, echoFirst bool, spin int, tail, pingOnce bool) error {
 	cmd := exec.Command(peerBin, "-cookie", "bench")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -113,6 +118,14 @@ func run(peerBin string, n int, modes []string, traceFile string, echoFirst bool
 				}
 			}
 		}
+		if pingOnce && echo != (node.PID{}) {
+			if err := p.Send(echo, msg); err != nil {
+				return err
+			}
+			if _, err := p.Receive(context.Background()); err != nil {
+				return err
+			}
+		}
 		if traceFile != "" {
 			f, err := os.Create(traceFile)
 			if err != nil {
@@ -126,6 +139,7 @@ func run(peerBin string, n int, modes []string, traceFile string, echoFirst bool
 		lat := make([]time.Duration, n)
 		for _, m := range modes {
 			op := ops[m]
+			c0, st0 := cpuNow(), stealNow()
 			t0 := time.Now()
 			for i := range lat {
 				s := time.Now()
@@ -135,12 +149,77 @@ func run(peerBin string, n int, modes []string, traceFile string, echoFirst bool
 				lat[i] = time.Since(s)
 			}
 			el := time.Since(t0)
+			c1, st1 := cpuNow(), stealNow()
 			slices.Sort(lat)
 			fmt.Printf("%-9s %7.0f ops/s p50 %6.1f us p99 %6.1f us\n", m, float64(n)/el.Seconds(),
 				us(lat[n/2]), us(lat[n*99/100]))
+			if tail {
+				printTail(m, lat, el)
+				fmt.Printf("%-9s this process's CPU %.1f us/op; the host stole %.2f%% of the vCPUs' time\n",
+					m, us((c1-c0)/time.Duration(n)), 100*float64(st1.steal-st0.steal)/float64(max(1, st1.total-st0.total)))
+			}
 		}
 		return nil
 	})
 }
 
 func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
+
+// printTail prints the tail of one mode's sorted latencies: a mean far
+// above the p50 means a few operations waited long, and the share of the
+// mode's time they took says how much of the rate they cost.
+func printTail(m string, lat []time.Duration, el time.Duration) {
+	n := len(lat)
+	var sum, over200, over1ms time.Duration
+	var n200, n1ms int
+	for _, d := range lat {
+		sum += d
+		if d > 200*time.Microsecond {
+			n200++
+			over200 += d
+		}
+		if d > time.Millisecond {
+			n1ms++
+			over1ms += d
+		}
+	}
+	fmt.Printf("%-9s tail: mean %6.1f p90 %6.1f p99.9 %7.1f max %8.1f us; >200us %d (%.1f%% of time) >1ms %d (%.1f%% of time)\n",
+		m, us(sum/time.Duration(n)), us(lat[n*90/100]), us(lat[n*999/1000]), us(lat[n-1]),
+		n200, 100*float64(over200)/float64(el), n1ms, 100*float64(over1ms)/float64(el))
+}
+
+// cpuNow returns this process's user and system CPU time so far.
+func cpuNow() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// stealTicks holds the machine's steal ticks and all its ticks from
+// /proc/stat's cpu line (zero where it cannot be read).
+type stealTicks struct{ steal, total uint64 }
+
+func stealNow() stealTicks {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return stealTicks{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	var t stealTicks
+	if len(f) < 9 {
+		return t
+	}
+	for i, s := range f[1:] {
+		v, _ := strconv.ParseUint(s, 10, 64)
+		if i < 8 { // user..steal; guest time is counted in user already
+			t.total += v
+		}
+		if i == 7 {
+			t.steal = v
+		}
+	}
+	return t
+}
