@@ -16,10 +16,7 @@ import (
 // it; recv is where the process reports what it saw.
 func ownSpawn(t *testing.T, l *starterLog, a, b *Node, s *starter, actor string, recv <-chan int64) int64 {
 	t.Helper()
-	spawnFrom(t, a, b, actor)
-	if ev, _ := l.await(t, "the starter taking the process it read", isEv(starterTakes)); ev.s != s {
-		t.Fatalf("%s: another starter took the process it read", actor)
-	}
+	spawnTakenBy(t, l, a, b, s, actor)
 	n := <-recv
 	if r := readingStarterAfter(t, l, a, b, false); r != s {
 		t.Fatalf("%s: another starter reads the link after it", actor)
@@ -66,10 +63,7 @@ func TestAnActorThatBlocksRunsWithTheDutyHomeAfterAQuickOne(t *testing.T) {
 				lingered = true
 			}
 		}
-		spawnFrom(t, a, b, "block")
-		if ev, _ := l.await(t, "the starter taking the process it read", isEv(starterTakes)); ev.s != s {
-			t.Fatalf("block %d: another starter took the process it read", i)
-		}
+		spawnTakenBy(t, l, a, b, s, "block")
 		n := <-seen
 		release <- struct{}{}
 		if n != 0 {

@@ -125,6 +125,18 @@ func spawnFrom(t *testing.T, a, b *Node, actor string, args ...any) PID {
 	return pid
 }
 
+// spawnTakenBy spawns actor on b from a and fails the test unless s, the
+// starter that reads a's link on b, took the process whose request it
+// read (takeOwn), and returns its PID.
+func spawnTakenBy(t *testing.T, l *starterLog, a, b *Node, s *starter, actor string) PID {
+	t.Helper()
+	pid := spawnFrom(t, a, b, actor)
+	if ev, _ := l.await(t, "the starter taking the process it read", isEv(starterTakes)); ev.s != s {
+		t.Fatalf("%s: another starter took the process it read", actor)
+	}
+	return pid
+}
+
 // linkOf returns b's peer a and its link.
 func linkOf(t *testing.T, b, a *Node) (*peer, *loop.Conn) {
 	t.Helper()
@@ -478,10 +490,7 @@ func TestAStarterLeavesItsLinkLingeringWhileAQuickProcessRuns(t *testing.T) {
 	_, lc := linkOf(t, b, a)
 	for i := range 10 {
 		grants := lc.InlineGrants()
-		spawnFrom(t, a, b, "check")
-		if ev, _ := l.await(t, "the starter taking the process it read", isEv(starterTakes)); ev.s != s {
-			t.Fatalf("spawn %d: another starter took the process it read", i)
-		}
+		spawnTakenBy(t, l, a, b, s, "check")
 		n := <-lingering
 		if r := readingStarterAfter(t, l, a, b, false); r != s {
 			t.Fatalf("spawn %d: another starter reads the link", i)
@@ -573,10 +582,7 @@ func TestAWaiterThatComesAsItsStarterTakesAQuickProcessSendsTheDutyHome(t *testi
 			pe.ownWaitEnd()
 		}
 	}()
-	spawnFrom(t, a, b, "check")
-	if ev, _ := l.await(t, "the starter taking the process it read", isEv(starterTakes)); ev.s != s {
-		t.Fatal("another starter took the process")
-	}
+	spawnTakenBy(t, l, a, b, s, "check")
 	if n := <-lingering; n != 0 {
 		t.Fatalf("%d read duties linger while the process runs with a waiter counted; want none", n)
 	}
@@ -625,10 +631,7 @@ func TestAStarterWhoseProcessRanLongGivesItsLinkHome(t *testing.T) {
 		ownSpawn(t, l, a, b, s, "check", lingering)
 	}
 	for i := range 10 {
-		spawnFrom(t, a, b, "hold")
-		if ev, _ := l.await(t, "the starter taking the process it read", isEv(starterTakes)); ev.s != s {
-			t.Fatal("another starter took the process")
-		}
+		spawnTakenBy(t, l, a, b, s, "hold")
 		first := <-lingering
 		if first == 1 {
 			setStarterQuick(b, time.Millisecond) // before hold returns: read by its starter's wait
@@ -640,10 +643,7 @@ func TestAStarterWhoseProcessRanLongGivesItsLinkHome(t *testing.T) {
 		if first != 1 {
 			continue
 		}
-		spawnFrom(t, a, b, "check")
-		if ev, _ := l.await(t, "the starter taking the process it read", isEv(starterTakes)); ev.s != s {
-			t.Fatal("another starter took the process after hold")
-		}
+		spawnTakenBy(t, l, a, b, s, "check")
 		if n := <-lingering; n != 0 {
 			t.Fatalf("%d read duties linger while the process read after a long one runs; want none", n)
 		}
@@ -675,10 +675,7 @@ func TestAProcessThatDoesNotParkDoesNotLeaveItsStartersLinkDeafForGood(t *testin
 	})
 	s := readingStarter(t, l, a, b)
 	for i := range 10 {
-		spawnFrom(t, a, b, "hold")
-		if ev, _ := l.await(t, "the starter taking the process it read", isEv(starterTakes)); ev.s != s {
-			t.Fatal("another starter took the process")
-		}
+		spawnTakenBy(t, l, a, b, s, "hold")
 		if n := <-lingering; n == 1 {
 			spawnFrom(t, a, b, "mark")
 			waitRecv(t, mark, "the spawn while hold runs")
@@ -719,10 +716,7 @@ func TestAProcessThatParksBringsItsStartersLinkHome(t *testing.T) {
 	})
 	s := readingStarter(t, l, a, b)
 	for i := range 10 {
-		pid := spawnFrom(t, a, b, "park")
-		if ev, _ := l.await(t, "the starter taking the process it read", isEv(starterTakes)); ev.s != s {
-			t.Fatal("another starter took the process")
-		}
+		pid := spawnTakenBy(t, l, a, b, s, "park")
 		before := <-lingering
 		eventually(t, "the process parked", func() bool { return b.engine.Stats().ParkedNow != 0 })
 		within(t, b, func(p *Process) error { return p.Send(pid, "go") })
@@ -755,10 +749,7 @@ func TestAPanickingProcessLeavesItsStarterReadingTheLink(t *testing.T) {
 	b.Define("mark", func(*Process, []any) error { mark <- struct{}{}; return nil })
 	s := readingStarter(t, l, a, b)
 	for range actorQuickRuns + 1 {
-		spawnFrom(t, a, b, "boom")
-		if ev, _ := l.await(t, "the starter taking the process it read", isEv(starterTakes)); ev.s != s {
-			t.Fatal("another starter took the process")
-		}
+		spawnTakenBy(t, l, a, b, s, "boom")
 		if r := readingStarterAfter(t, l, a, b, false); r != s {
 			t.Fatal("another starter reads the link after the panic")
 		}
@@ -814,10 +805,7 @@ func TestAStarterLeavingItsLinkTwiceInOneReadCountsOnePark(t *testing.T) {
 	pe, lc := linkOf(t, b, a)
 	// The first wait s ends after it began reading: the spawn below.
 	l.onceAt(isEvOf(s, starterUnparks), func() { pe.ownWait(lc) })
-	spawnFrom(t, a, b, "noop")
-	if ev, _ := l.await(t, "the starter taking the process it read", isEv(starterTakes)); ev.s != s {
-		t.Fatal("another starter took the process")
-	}
+	spawnTakenBy(t, l, a, b, s, "noop")
 	l.await(t, "the starter waiting on its signal (the waiter is still counted)", isEvOf(s, starterSleeps))
 	pe.ownWaitEnd()
 	stopNode(t, b) // ends s, whose own park ends with it
