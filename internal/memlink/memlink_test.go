@@ -177,13 +177,30 @@ func TestEnqueueWaitsAtTheHighMarkWhileTheOtherEndDoesNotRead(t *testing.T) {
 	// The receiver is held inside OnData; its input and then the sender's
 	// queue fill up to their marks, and the sender waits. (The queue alone
 	// at the mark is not enough: while the receiver's input is below its
-	// mark, the queue moves there.)
-	testutil.Eventually(t, bound, "the input and the queue at the high mark", func() bool {
+	// mark, the queue moves there.) The sender may come to wait with the
+	// queue below the high mark: its check counts the bytes the end's
+	// goroutine has taken and not yet moved, and pushes can go on while
+	// that move runs; what it moved then fills the input, and the sender
+	// waits on, for the low mark, with the queue between the marks. So the
+	// wait ends on either: the queue at the mark, or a sender waiting.
+	testutil.Eventually(t, bound, "the input at the high mark and the sender waiting", func() bool {
 		b.mu.Lock()
 		in := len(b.input)
 		b.mu.Unlock()
-		return in >= high && a.Queued() >= high
+		a.mu.Lock()
+		waiting := a.roomCh != nil
+		a.mu.Unlock()
+		return in >= high && (a.Queued() >= high || waiting)
 	})
+	// Top the queue up to the mark past the waiting sender (EnqueueNoWait
+	// does not wait): nothing leaves it while the receiver is held.
+	extra := 0
+	for a.Queued() < high {
+		if err := a.EnqueueNoWait(item); err != nil {
+			t.Fatalf("EnqueueNoWait below the hard limit: %v", err)
+		}
+		extra++
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := a.Enqueue(ctx, item); !errors.Is(err, context.Canceled) {
@@ -191,7 +208,7 @@ func TestEnqueueWaitsAtTheHighMarkWhileTheOtherEndDoesNotRead(t *testing.T) {
 	}
 	release()
 	n := <-sent
-	testutil.Eventually(t, bound, "everything", func() bool { return len(rb.bytes()) == n*len(item) })
+	testutil.Eventually(t, bound, "everything", func() bool { return len(rb.bytes()) == (n+extra)*len(item) })
 }
 
 func TestEnqueueNoWaitCutsASlowConsumerAtFourTimesTheHighMark(t *testing.T) {
