@@ -123,7 +123,8 @@ func init() { procs.Store(int32(runtime.GOMAXPROCS(0))) }
 // mailbox is closed. Messages from one sender are received in the order that
 // sender pushed them, plain and encoded alike.
 //
-// Create a Mailbox with New; it must not be copied.
+// Create a Mailbox with New, or hold one in a struct of its own and Init
+// it there; it must not be copied.
 type Mailbox struct {
 	q Queue[any]
 
@@ -159,8 +160,16 @@ var savePool = sync.Pool{New: func() any { return new(saveNode) }}
 // New returns an empty, open mailbox. Safe from any goroutine.
 func New() *Mailbox {
 	m := new(Mailbox)
-	m.sema.Lock() // no token out yet
+	m.Init()
 	return m
+}
+
+// Init makes the zero Mailbox m an empty, open mailbox, as New makes its
+// own: for a mailbox held inside its owner's struct, one allocation with it
+// (a node's process holds its mailbox so). Call it once, before m is used
+// or shared, from the goroutine that made m.
+func (m *Mailbox) Init() {
+	m.sema.Lock() // no token out yet
 }
 
 // Push queues msg for the owner and wakes the owner if it is parked. It

@@ -594,6 +594,34 @@ func TestIdleMailboxIsSmall(t *testing.T) {
 	runtime.KeepAlive(keep)
 }
 
+// A mailbox held in another struct and Init'ed there is what New returns:
+// no token out, so its owner parks on the semaphore until a Push hands it
+// one, and the message is received.
+func TestAMailboxInitInPlaceIsAsNew(t *testing.T) {
+	var holder struct {
+		_  int
+		mb Mailbox
+	}
+	m := &holder.mb
+	m.Init()
+	if m.sema.TryLock() {
+		t.Fatal("an Init'ed mailbox's semaphore was free: a parked owner would take a token nobody gave")
+	}
+	got := make(chan any, 1)
+	go func() {
+		v, err := m.Receive(context.Background())
+		if err != nil {
+			v = err
+		}
+		got <- v
+	}()
+	waitParked(t, m)
+	m.Push("x")
+	if v := <-got; v != "x" {
+		t.Fatalf("Receive = %v, want x", v)
+	}
+}
+
 // A receive with a context that cannot end parks on the semaphore: no
 // channel is made, and no token is left behind once the owner is back.
 func TestMailboxParksWithoutChannelWhenContextCannotEnd(t *testing.T) {

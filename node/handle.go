@@ -325,7 +325,7 @@ func (r *rx) flushRun() {
 	if len(r.run) == 0 {
 		return
 	}
-	mb := r.runTo.mb
+	mb := &r.runTo.mb
 	var ok bool
 	if len(r.run) == 1 && r.runTo == r.self {
 		ok = mb.PushEncodedOwn(&r.pe.n.decoder, r.run[0])

@@ -350,8 +350,8 @@ func (n *Node) newProcess() *Process {
 	p := &Process{
 		node: n,
 		pid:  PID{Node: n.self, Incarnation: n.incarnation, ID: n.nextID.Add(1)},
-		mb:   mailbox.New(),
 	}
+	p.mb.Init()
 	p.mb.SetInlineReader((*inlineReader)(p))
 	return p
 }

@@ -148,21 +148,24 @@ func wantNoSpawnsPending(t *testing.T, pe *peer) {
 }
 
 // Every process holds its struct while it lives (an idle one costs about
-// 3 KiB with its goroutine): it stays in the 160-byte size class it had
-// before it held its task (the defined actor and its arguments) in place
-// of a closure. A word-sized field more moves it to 176 bytes (one byte of
-// padding is left): a choice to make knowingly.
+// 3 KiB with its goroutine), its mailbox inside it: one object of the
+// 288-byte size class, less than the 160 and 144 of the two apart that it
+// was. The process's own fields stayed in 144 bytes when it came to hold
+// its task (the defined actor and its arguments) in place of a closure. A
+// word-sized field more moves it to 320 bytes (one byte of padding is
+// left): a choice to make knowingly.
 func TestProcessSize(t *testing.T) {
-	if n := unsafe.Sizeof(Process{}); n > 160 {
-		t.Errorf("a Process is %d bytes, over its 160-byte size class", n)
+	if n := unsafe.Sizeof(Process{}); n > 288 {
+		t.Errorf("a Process is %d bytes, over its 288-byte size class", n)
 	}
 }
 
 // A remote spawn allocates what the spawned process needs and nothing on
-// the way (issue 15): in this test binary, where both nodes run, 4 objects
+// the way (issue 15): in this test binary, where both nodes run, 3 objects
 // a spawn today: on the spawning node none of its own; on the far node the
-// process and its mailbox; and crypto/tls's atLeastReader, one per record
-// read, on each side. The reply used to escape to the heap, its start was
+// process, its mailbox held inside it (two objects until the twenty-third
+// session); and crypto/tls's atLeastReader, one per record read, on each
+// side. The reply used to escape to the heap, its start was
 // a method value, and the arguments were encoded into a fresh slice (13
 // then); the actor's closure, its name decoded as a string and a copy of
 // the arguments' encoding made 7. The mean is rounded down, so fewer
@@ -179,7 +182,7 @@ func TestProcessSize(t *testing.T) {
 // write is refused and the request or reply goes through the loop,
 // whose gnet task (48 B) and queue node (16 B) are gnet's allocations (a
 // profile at -memprofilerate=512). With the machine's Ps the same
-// measurement is 4.00-4.05 a spawn. A far node's process started on a new
+// measurement was 4.00-4.05 a spawn with the mailbox apart. A far node's process started on a new
 // goroutine when no starter is idle yet costs its starter too, now and
 // then. An object added to the steady path is in every measurement, so
 // it still fails.
@@ -206,12 +209,12 @@ func TestRemoteSpawnAllocations(t *testing.T) {
 		var runs []uint64
 		for range 10 {
 			n := mallocsPer(300, spawn)
-			if n <= 4 {
+			if n <= 3 {
 				return err
 			}
 			runs = append(runs, n)
 		}
-		t.Errorf("a remote spawn allocates %v objects (ten measurements); want at most 4", runs)
+		t.Errorf("a remote spawn allocates %v objects (ten measurements); want at most 3", runs)
 		return err
 	})
 }
