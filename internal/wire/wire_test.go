@@ -1134,3 +1134,51 @@ func TestSpawnRequestAppendWithArgsIsAppend(t *testing.T) {
 		t.Fatalf("an unencodable argument: %q, %v; want q and an error", got, err)
 	}
 }
+
+// reader.uvarint's unrolled one-, two- and three-byte reads decode what
+// binary.Uvarint does, and advance as far, for every input of up to two
+// bytes and every three-byte input with a first byte of a spread of
+// values; longer, truncated and over-long (over 64 bits) inputs go to
+// binary.Uvarint and fail as they did (errTrunc, errVarint). Each input is
+// read at an offset, after a byte of its own, as a field inside a payload.
+func TestUvarintIsBinaryUvarint(t *testing.T) {
+	check := func(in []byte) {
+		t.Helper()
+		r := reader{b: append([]byte{0xaa}, in...), off: 1}
+		got, err := r.uvarint()
+		want, n := binary.Uvarint(in)
+		var wantErr error
+		switch {
+		case n == 0:
+			wantErr, want, n = errTrunc, 0, 0
+		case n < 0:
+			wantErr, want, n = errVarint, 0, 0
+		}
+		if got != want || err != wantErr || r.off != 1+n {
+			t.Fatalf("uvarint(% x) = %d, %v, off %d; binary.Uvarint: %d, %v, off %d", in, got, err, r.off, want, wantErr, 1+n)
+		}
+	}
+	check(nil)
+	for b0 := range 256 {
+		check([]byte{byte(b0)})
+		for b1 := range 256 {
+			check([]byte{byte(b0), byte(b1)})
+		}
+	}
+	for _, b0 := range []byte{0x00, 0x01, 0x7f, 0x80, 0x81, 0xaa, 0xfe, 0xff} {
+		for b1 := range 256 {
+			for b2 := range 256 {
+				check([]byte{b0, byte(b1), byte(b2)})
+			}
+		}
+	}
+	for _, x := range []uint64{1 << 21, 1<<21 - 1, 1 << 28, 1<<35 + 12345, 1<<63 + 1, ^uint64(0)} {
+		b := binary.AppendUvarint(nil, x)
+		check(b)
+		check(b[:len(b)-1])                                          // truncated
+		check(append(b[:len(b)-1:len(b)-1], b[len(b)-1]|0x80, 0x00)) // one byte longer, over-long past 9
+	}
+	check(bytes.Repeat([]byte{0xff}, 10))               // truncated at ten bytes
+	check(append(bytes.Repeat([]byte{0xff}, 10), 0x01)) // over 64 bits
+	check(append(bytes.Repeat([]byte{0x80}, 9), 0x02))  // the tenth byte over 1
+}
