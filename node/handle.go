@@ -242,6 +242,14 @@ type rx struct {
 	run    [][]byte // encoded messages for runTo not pushed yet (see deliver)
 	runTo  *Process
 	self   *Process // the process reading the connection inline in this OnData call, if any
+	// reply is the buffer a spawn reply is encoded in (handleSpawnRequest),
+	// kept for the next: spawn requests come only on the link's own
+	// connection (a companion refuses them), so its reader is the one
+	// user, and the send copies the frame (EnqueueNoWait) before it
+	// returns. A pooled buffer's Get and Put cost about 110 instructions
+	// a spawn. It holds one reply at a time, at most a few hundred bytes
+	// (an unknown actor's name is at most 255).
+	reply []byte
 }
 
 // deliver hands one received message to its local target. Runs on the
@@ -515,10 +523,8 @@ func (n *Node) handleSpawnRequest(pe *peer, r *wire.SpawnRequest, actor []byte) 
 	}
 	// Encoded here rather than through pe.control, whose interface
 	// argument would move the reply to the heap: one allocation a spawn.
-	bp := getBuf()
-	b := reply.Append((*bp)[:0])
-	pe.sendControl(0, false, b)
-	putBuf(bp, b)
+	pe.rx.reply = reply.Append(pe.rx.reply[:0])
+	pe.sendControl(0, false, pe.rx.reply)
 	if start != nil {
 		// Read by an idle starter reading this link (spawn_start.go):
 		// it runs the process itself once it has given the link back.
