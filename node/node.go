@@ -37,6 +37,10 @@ type Node struct {
 
 	actorsMu sync.RWMutex
 	actors   map[string]*actorDef // guarded by actorsMu
+	// actorsGen counts the changes of actors: added to under actorsMu
+	// after each, read without it by a link's reader to check the actor it
+	// kept from its last spawn request (rx.actorFor).
+	actorsGen atomic.Uint64
 
 	// Lifecycle. running counts process goroutines started by the node;
 	// once stopped is set, the last one to finish signals idle. bg counts
@@ -182,6 +186,7 @@ func (n *Node) Define(actor string, fn ActorFunc) {
 	} else {
 		n.actors[actor] = &actorDef{name: actor, fn: fn}
 	}
+	n.actorsGen.Add(1) // before the unlock: a kept definition is stale from here on
 	n.actorsMu.Unlock()
 }
 
@@ -238,12 +243,14 @@ func (n *Node) actor(name string) *actorDef {
 }
 
 // actorNamed is actor for a name in bytes (a spawn request's, aliasing its
-// frame), looked up without making a string of it.
-func (n *Node) actorNamed(name []byte) *actorDef {
+// frame), looked up without making a string of it, with the count of
+// definitions (n.actorsGen) it was found at.
+func (n *Node) actorNamed(name []byte) (*actorDef, uint64) {
 	n.actorsMu.RLock()
 	def := n.actors[string(name)]
+	gen := n.actorsGen.Load() // changed only under the write lock
 	n.actorsMu.RUnlock()
-	return def
+	return def, gen
 }
 
 // SpawnFunc starts fn as a new process of this node and returns its PID. It

@@ -231,3 +231,46 @@ func mallocsPer(runs int, f func()) uint64 {
 	runtime.ReadMemStats(&after)
 	return (after.Mallocs - before.Mallocs) / uint64(runs)
 }
+
+// A link's reader keeps the actor its last spawn request named
+// (rx.actorFor), and a Define that has returned is seen by the next
+// request on that link: a redefinition runs the new function, and an actor
+// defined away (the allow-list, docs/trust.md) is refused, though the
+// link's reader had kept it. Without the count of definitions the kept
+// actor answers both: the old function runs, and the removed actor starts.
+func TestADefineIsSeenByTheNextSpawnOnALinkThatKeptTheActor(t *testing.T) {
+	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	connect(t, a, b)
+	ran := make(chan string, 8)
+	b.Define("w", func(*Process, []any) error { ran <- "first"; return nil })
+	within(t, a, func(p *Process) error {
+		spawnRan := func(want string) error {
+			if _, err := p.Spawn(b.Self(), "w"); err != nil {
+				return fmt.Errorf("spawn of w, defined as %q: %w", want, err)
+			}
+			select {
+			case got := <-ran:
+				if got != want {
+					return fmt.Errorf("spawn of w ran %q, want %q", got, want)
+				}
+			case <-time.After(testWait):
+				return fmt.Errorf("spawn of w, defined as %q, did not run", want)
+			}
+			return nil
+		}
+		for range 3 { // kept by the link's reader from the first on
+			if err := spawnRan("first"); err != nil {
+				return err
+			}
+		}
+		b.Define("w", func(*Process, []any) error { ran <- "second"; return nil })
+		if err := spawnRan("second"); err != nil {
+			return err
+		}
+		b.Define("w", nil)
+		if _, err := p.Spawn(b.Self(), "w"); !errors.Is(err, ErrUnknownActor) {
+			return fmt.Errorf("spawn of w after it was defined away: %v, want ErrUnknownActor", err)
+		}
+		return nil
+	})
+}
