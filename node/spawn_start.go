@@ -156,6 +156,11 @@ type starter struct {
 	quit  atomic.Bool             // set, then woken: end
 	open  bool                    // sig was made (at the first wait): its goroutine's
 	until time.Time               // its goroutine's: the end of its idle time, moved only when less than half is left
+	// untilAt is until on the starters' clock (time since starterEpoch),
+	// its goroutine's: idleWait compares it with the clock read that
+	// ended the last process, with no read of its own (time.Now reads
+	// the wall clock too: about 80 instructions a spawn).
+	untilAt time.Duration
 
 	// from is the link the starter's last process came from: the one it
 	// reads while idle. Set by the hand-off before job (whose store
@@ -247,11 +252,12 @@ func (n *Node) runStarter(from *peerHandle, p *Process) {
 		def := p.def // p's own, before it runs
 		began := time.Since(starterEpoch)
 		p.main()
-		quick := n.starters.quick(time.Since(starterEpoch) - began)
+		ended := time.Since(starterEpoch)
+		quick := n.starters.quick(ended - began)
 		if def != nil {
 			def.ran(quick) // rule 4a: the actor's own history
 		}
-		p = n.starters.wait(n, s, quick)
+		p = n.starters.wait(n, s, quick, ended)
 	}
 }
 
@@ -366,9 +372,10 @@ func starterEvent(s *starter, ev int) {
 // wait makes s an idle starter and returns the process it is handed, or
 // nil when it is not needed (the pool is full, it was idle for
 // starterIdle, the node stopped); quick is whether s's last process ran
-// for less than the quick bound. A waiting starter counts in n.bg, so
-// Stop waits for it to end.
-func (sp *starterPool) wait(n *Node, s *starter, quick bool) *Process {
+// for less than the quick bound, and now the starters' clock when it ended
+// (time since starterEpoch). A waiting starter counts in n.bg, so Stop
+// waits for it to end.
+func (sp *starterPool) wait(n *Node, s *starter, quick bool, now time.Duration) *Process {
 	if !s.open {
 		// Made outside the lock, for a starter that has room in the
 		// pool: one past the bound ends without an eventfd.
@@ -391,7 +398,7 @@ func (sp *starterPool) wait(n *Node, s *starter, quick bool) *Process {
 	s.quick = quick // read by takeOwn, on s's goroutine
 	n.bg.Add(1)
 	sp.mu.Unlock()
-	p := sp.idleWait(n, s, from, idleFor)
+	p := sp.idleWait(n, s, from, idleFor, now)
 	if p == nil {
 		s.close() // before Stop may return (n.bg): no eventfd outlives it
 	}
@@ -400,16 +407,13 @@ func (sp *starterPool) wait(n *Node, s *starter, quick bool) *Process {
 }
 
 // idleWait is wait's wait, with s in the pool: on the link its last
-// process came from (from: readLink), then on its signal. Its starter.
-func (sp *starterPool) idleWait(n *Node, s *starter, from *peerHandle, idleFor time.Duration) *Process {
+// process came from (from: readLink), then on its signal; now is as for
+// wait. Its starter.
+func (sp *starterPool) idleWait(n *Node, s *starter, from *peerHandle, idleFor time.Duration, now time.Duration) *Process {
 	if idleFor == 0 {
 		idleFor = starterIdle
 	}
-	deadline := s.until
-	if now := time.Now(); deadline.Sub(now) < idleFor/2 {
-		deadline = now.Add(idleFor)
-		s.until = deadline
-	}
+	deadline := s.idleDeadline(now, idleFor)
 	if from != nil {
 		s.readLink(from, deadline)
 	}
@@ -444,6 +448,18 @@ func (sp *starterPool) idleWait(n *Node, s *starter, from *peerHandle, idleFor t
 		return nil
 	}
 	return s.job.Swap(nil)
+}
+
+// idleDeadline returns the end of s's idle wait that begins at now (the
+// starters' clock): s.until, moved to idleFor from now only when less than
+// half of idleFor is left of it, so that a busy starter does not reset its
+// waits' timers at every process. Its starter.
+func (s *starter) idleDeadline(now, idleFor time.Duration) time.Time {
+	if s.untilAt-now < idleFor/2 {
+		t := time.Now()
+		s.until, s.untilAt = t.Add(idleFor), t.Sub(starterEpoch)+idleFor
+	}
+	return s.until
 }
 
 // readLink waits, until deadline, as the inline reader of the link s's

@@ -243,3 +243,32 @@ func TestAStarterTakenAsItsIdleTimeEndsRunsItsProcess(t *testing.T) {
 		t.Fatal("the starter's idle time did not end while the hand-off was held")
 	}
 }
+
+// A starter's idle deadline is moved only when less than half of its idle
+// time is left (idleDeadline), judged on the starters' clock read when its
+// last process ended, and set from a fresh reading when it moves.
+func TestAStartersIdleDeadlineMovesOnlyWhenLessThanHalfIsLeft(t *testing.T) {
+	const idle = time.Hour
+	var s starter
+	now := time.Since(starterEpoch)
+	first := s.idleDeadline(now, idle)
+	if left := time.Until(first); left <= idle/2 || left > idle {
+		t.Fatalf("the first idle deadline is %v away; want about %v", left, idle)
+	}
+	if d := s.idleDeadline(now+idle/4, idle); !d.Equal(first) {
+		t.Fatalf("with three quarters of the idle time left, the deadline moved by %v", d.Sub(first))
+	}
+	if d := s.idleDeadline(now+idle/2-time.Second, idle); !d.Equal(first) {
+		t.Fatalf("with just over half of the idle time left, the deadline moved by %v", d.Sub(first))
+	}
+	moved := s.idleDeadline(now+idle/2+time.Second, idle)
+	if moved.Equal(first) {
+		t.Fatal("with less than half of the idle time left, the deadline did not move")
+	}
+	if left := time.Until(moved); left <= idle/2 || left > idle {
+		t.Fatalf("the moved idle deadline is %v away; want about %v", left, idle)
+	}
+	if d := s.idleDeadline(time.Since(starterEpoch), idle); !d.Equal(moved) { // set from a fresh reading: a whole idle time left
+		t.Fatalf("just after it moved, the deadline moved again by %v", d.Sub(moved))
+	}
+}
