@@ -239,9 +239,28 @@ type pendingSpawn struct {
 	link   bool
 	res    spawnResult    // set by the taker before Wake
 	w      mailbox.Waiter // in Go's netpoller: the loop readies the requester without waking a thread
+	// buf is the buffer the request is encoded in, the requester's only
+	// (nobody else touches it), kept with the pending spawn in spawnPool:
+	// a pooled buffer of its own was a second Get and Put a spawn (about
+	// 115 instructions). Taken from the buffers' pool at a pending spawn's
+	// first request, and dropped, as putBuf drops one, when a request
+	// grows it past maxPooledBuf.
+	buf *[]byte
 }
 
 var spawnPool = sync.Pool{New: func() any { return new(pendingSpawn) }}
+
+// keepBuf keeps used, the request encoded in ps.buf (and grown from it),
+// as ps's buffer for its next request; one grown past maxPooledBuf is
+// dropped (putBuf's bound), so that a pooled pending spawn holds no more
+// than a pooled buffer would. The requester.
+func (ps *pendingSpawn) keepBuf(used []byte) {
+	if cap(used) > maxPooledBuf {
+		ps.buf = nil
+		return
+	}
+	*ps.buf = used[:0]
+}
 
 // pendingSpawns is a peer's table of the spawn requests sent on its link
 // and not yet answered. Only the peer asked may answer (its handler looks
@@ -360,9 +379,11 @@ func (n *Node) requestSpawn(parent *Process, pe *peer, node, actor string, args 
 	if parent != nil {
 		from = parent.pid
 	}
-	bp := getBuf()
+	if ps.buf == nil {
+		ps.buf = getBuf()
+	}
 	sr := wire.SpawnRequest{Req: ps.req, From: from, Actor: actor, Link: link && parent != nil}
-	item, err := sr.AppendWithArgs((*bp)[:0], args)
+	item, err := sr.AppendWithArgs((*ps.buf)[:0], args)
 	if err == nil && len(item) > maxControlFrame {
 		err = fmt.Errorf("%w: spawn arguments encode to %d bytes, over %d", codec.ErrLimit, len(item), maxControlFrame)
 	}
@@ -378,9 +399,9 @@ func (n *Node) requestSpawn(parent *Process, pe *peer, node, actor string, args 
 		}
 	}
 	if err == nil {
-		err = pe.sendMessage(from.ID, item)
+		err = pe.sendMessage(from.ID, item) // copied into the queue, or written, before it returns
 	}
-	putBuf(bp, item)
+	ps.keepBuf(item)
 	// The request is in the table, and failSpawns, which runs once the
 	// link is down, fails it unless its answer came first: a send that
 	// went out on a link going down needs no look at pe.down.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -270,6 +272,51 @@ func TestADefineIsSeenByTheNextSpawnOnALinkThatKeptTheActor(t *testing.T) {
 		b.Define("w", nil)
 		if _, err := p.Spawn(b.Self(), "w"); !errors.Is(err, ErrUnknownActor) {
 			return fmt.Errorf("spawn of w after it was defined away: %v, want ErrUnknownActor", err)
+		}
+		return nil
+	})
+}
+
+// A pending spawn keeps the buffer its request was encoded in for its next
+// request, grown if the request grew it, and drops one grown past
+// maxPooledBuf, as the buffers' pool does.
+func TestAPendingSpawnKeepsItsRequestBufferUpToThePoolsBound(t *testing.T) {
+	var ps pendingSpawn
+	ps.buf = getBuf()
+	item := append((*ps.buf)[:0], make([]byte, 2000)...) // grown past the pooled 512
+	ps.keepBuf(item)
+	if ps.buf == nil || len(*ps.buf) != 0 || cap(*ps.buf) != cap(item) || &(*ps.buf)[:1][0] != &item[0] {
+		t.Fatal("a request's grown buffer was not kept, empty, for the next")
+	}
+	big := make([]byte, 0, maxPooledBuf+1)
+	ps.keepBuf(append(big, 1))
+	if ps.buf != nil {
+		t.Fatalf("a buffer of %d bytes was kept; want none past %d", cap(big), maxPooledBuf)
+	}
+}
+
+// Spawns of one process whose arguments shrink, grow and vanish from one
+// request to the next, the requests encoded in the buffer their pending
+// spawn kept, each start their actor with their own arguments.
+func TestSpawnsInOneKeptBufferCarryTheirOwnArguments(t *testing.T) {
+	a, b := startNamed(t, "a", "c"), startNamed(t, "b", "c")
+	connect(t, a, b)
+	got := make(chan []any, 1)
+	b.Define("args", func(_ *Process, args []any) error { got <- args; return nil })
+	long := strings.Repeat("x", 3000)
+	within(t, a, func(p *Process) error {
+		for _, args := range [][]any{{long, int64(1)}, {"y"}, nil, {long + long}, {int64(2), "z"}} {
+			if _, err := p.Spawn(b.Self(), "args", args...); err != nil {
+				return err
+			}
+			select {
+			case g := <-got:
+				if len(g) != len(args) || (len(args) > 0 && !reflect.DeepEqual(g, args)) {
+					return fmt.Errorf("an actor spawned with %d arguments (%.20v) got %d (%.20v)", len(args), args, len(g), g)
+				}
+			case <-time.After(testWait):
+				return errors.New("a spawned actor did not run")
+			}
 		}
 		return nil
 	})
