@@ -515,9 +515,9 @@ func (n *Node) handleDown(pe *peer, d *wire.Down) {
 // it; the unknown actor's reply copies it): looked up as bytes, it makes no
 // string, and the
 // process holds the actor's definition (task) rather than a closure, so
-// that a spawn allocates here only what its process keeps: the process and
-// its mailbox (and its link's record, when it is linked; its arguments were
-// decoded with the frame).
+// that a spawn allocates here only what its process keeps: the process,
+// its mailbox inside it (and its link's record, when it is linked; its
+// arguments were decoded with the frame).
 func (n *Node) handleSpawnRequest(pe *peer, r *wire.SpawnRequest, actor []byte) error {
 	reply := wire.SpawnReply{Req: r.Req}
 	var start *Process
