@@ -24,9 +24,13 @@ package mailbox
 //     the eventfd for parkedFD, a kick of the InlineReader (KickInline) for
 //     parkedInline. sema is a
 //     sync.Mutex used as a binary semaphore: it is locked while no token is
-//     out (New locks it), the owner takes a token with Lock and a waker gives
-//     one with Unlock; Go mutexes are not tied to a goroutine, so this is
-//     legal. When the owner fails to clear its parked bit itself it knows a
+//     out, the owner takes a token with Lock and a waker gives one with
+//     Unlock; Go mutexes are not tied to a goroutine, so this is legal. The
+//     zero Mailbox's sema is unlocked: the owner locks it once, before it
+//     first publishes parkedSema (semaLocked), and no token can be out
+//     before that, since a waker unlocks only for a bit the owner set. So
+//     the zero value is ready, whether New made it or it is held inside
+//     another struct. When the owner fails to clear its parked bit itself it knows a
 //     token is on its way and takes it before going on, so no token ever
 //     lingers, a park on sema, wake or an eventfd never wakes spuriously,
 //     and sema is never unlocked
@@ -123,8 +127,9 @@ func init() { procs.Store(int32(runtime.GOMAXPROCS(0))) }
 // mailbox is closed. Messages from one sender are received in the order that
 // sender pushed them, plain and encoded alike.
 //
-// Create a Mailbox with New, or hold one in a struct of its own and Init
-// it there; it must not be copied.
+// The zero Mailbox is an empty, open mailbox, ready to be held inside its
+// owner's struct (a node's process holds its mailbox so: one allocation for
+// both); New returns one of its own. A Mailbox must not be copied.
 type Mailbox struct {
 	q Queue[any]
 
@@ -145,6 +150,9 @@ type Mailbox struct {
 
 	onChan atomic.Bool // waits with no deadline park on wake (ParkOnChannel); set by any goroutine, never cleared
 	held   bool        // owner only: a message the owner gave itself is held in the inbox (PushEncodedOwn)
+	// semaLocked: owner only: sema has been locked once, the no-token state
+	// (invariant 3); the zero Mailbox's is not yet.
+	semaLocked bool
 
 	inline InlineReader // set before the mailbox is shared (SetInlineReader); nil: none
 }
@@ -157,20 +165,9 @@ type saveNode struct {
 
 var savePool = sync.Pool{New: func() any { return new(saveNode) }}
 
-// New returns an empty, open mailbox. Safe from any goroutine.
-func New() *Mailbox {
-	m := new(Mailbox)
-	m.Init()
-	return m
-}
-
-// Init makes the zero Mailbox m an empty, open mailbox, as New makes its
-// own: for a mailbox held inside its owner's struct, one allocation with it
-// (a node's process holds its mailbox so). Call it once, before m is used
-// or shared, from the goroutine that made m.
-func (m *Mailbox) Init() {
-	m.sema.Lock() // no token out yet
-}
+// New returns an empty, open mailbox, as the zero Mailbox is. Safe from
+// any goroutine.
+func New() *Mailbox { return new(Mailbox) }
 
 // Push queues msg for the owner and wakes the owner if it is parked. It
 // never blocks, takes no lock and does not allocate in steady state. It
@@ -518,6 +515,11 @@ func (m *Mailbox) park(ctx context.Context, done <-chan struct{}, parkNext bool)
 			m.wake = make(chan struct{}, 1)
 		}
 		bit = stateParkedChan
+	} else if !m.semaLocked {
+		// The zero value's sema is free: lock it, the no-token state,
+		// before the first parkedSema is published (invariant 3).
+		m.sema.Lock()
+		m.semaLocked = true
 	}
 	if !m.state.CompareAndSwap(0, bit) {
 		return nil // closed; the caller sees it

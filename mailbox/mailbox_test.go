@@ -594,31 +594,35 @@ func TestIdleMailboxIsSmall(t *testing.T) {
 	runtime.KeepAlive(keep)
 }
 
-// A mailbox held in another struct and Init'ed there is what New returns:
-// no token out, so its owner parks on the semaphore until a Push hands it
-// one, and the message is received.
-func TestAMailboxInitInPlaceIsAsNew(t *testing.T) {
+// The zero Mailbox, held in another struct, is what New returns: its
+// owner parks on the semaphore until a Push hands it a token, and once it
+// has taken that token none is left out (the semaphore is locked again), so
+// its next park waits too. The zero value's semaphore starts unlocked; a
+// park that did not lock it first would take a token nobody gave, keep its
+// parked bit, and spin, leaving the next Push's token out.
+func TestTheZeroMailboxIsReady(t *testing.T) {
 	var holder struct {
 		_  int
 		mb Mailbox
 	}
 	m := &holder.mb
-	m.Init()
-	if m.sema.TryLock() {
-		t.Fatal("an Init'ed mailbox's semaphore was free: a parked owner would take a token nobody gave")
-	}
-	got := make(chan any, 1)
-	go func() {
-		v, err := m.Receive(context.Background())
-		if err != nil {
-			v = err
+	for _, msg := range []string{"x", "y"} {
+		got := make(chan any, 1)
+		go func() {
+			v, err := m.Receive(context.Background())
+			if err != nil {
+				v = err
+			}
+			got <- v
+		}()
+		waitParked(t, m)
+		m.Push(msg)
+		if v := <-got; v != msg {
+			t.Fatalf("Receive = %v, want %s", v, msg)
 		}
-		got <- v
-	}()
-	waitParked(t, m)
-	m.Push("x")
-	if v := <-got; v != "x" {
-		t.Fatalf("Receive = %v, want x", v)
+		if m.sema.TryLock() {
+			t.Fatalf("after the receive of %s the semaphore was free: a token was left out", msg)
+		}
 	}
 }
 
@@ -692,8 +696,8 @@ func TestParkOnChannelParksOnTheChannel(t *testing.T) {
 			if len(m.wake) != 0 {
 				t.Fatal("a token is left on the channel after the wake-up")
 			}
-			if m.sema.TryLock() {
-				t.Fatal("sema was unlocked: the wait used the semaphore")
+			if m.semaLocked {
+				t.Fatal("the wait used the semaphore (it locked it for a park)")
 			}
 		})
 	}

@@ -254,7 +254,9 @@ type rx struct {
 	// as defined at the count of definitions actorGen (n.actorsGen):
 	// checked by the next request with one load and the name's comparison
 	// in place of the definitions' read lock and map probe (about 140
-	// instructions a spawn). nil for none.
+	// instructions a spawn). nil for none. A definition replaced or
+	// removed stays reachable from here (with what its function holds)
+	// until the connection's next spawn request or its end: one per link.
 	actor    *actorDef
 	actorGen uint64
 }

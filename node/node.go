@@ -357,8 +357,7 @@ func (n *Node) newProcess() *Process {
 	p := &Process{
 		node: n,
 		pid:  PID{Node: n.self, Incarnation: n.incarnation, ID: n.nextID.Add(1)},
-	}
-	p.mb.Init()
+	} // p.mb: the zero Mailbox is ready
 	p.mb.SetInlineReader((*inlineReader)(p))
 	return p
 }

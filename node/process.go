@@ -46,7 +46,8 @@ type Process struct {
 	inlineConn atomic.Pointer[loop.Conn]
 
 	// trap sits beside the bools, in what would be padding after them:
-	// the struct stays at 160 bytes, a malloc size class (TestProcessSize).
+	// the struct stays at 288 bytes with its mailbox, a malloc size class
+	// (TestProcessSize).
 	mu    sync.Mutex
 	trap  atomic.Bool // trapping exits; set by the owner, read by signal senders
 	dead  bool        // guarded by mu; set once, by die

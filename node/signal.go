@@ -394,7 +394,7 @@ func (n *Node) requestSpawn(parent *Process, pe *peer, node, actor string, args 
 		// A spawn request goes on the link's own connection (the peer
 		// answers and starts the process from there), so it waits for the
 		// parent's companion items, if any, to be in (companion.go).
-		if err = pe.awaitAcked(from.ID, deadline); err != nil && errors.Is(err, errLinkEnded) { // errors.Is is a call even for nil
+		if err = pe.awaitAcked(from.ID, deadline); err != nil && errors.Is(err, errLinkEnded) {
 			err = newPeerError("", err)
 		}
 	}
