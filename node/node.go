@@ -177,8 +177,10 @@ func newIncarnation() uint64 {
 func (n *Node) Self() string { return n.self }
 
 // Define makes actor spawnable by name on this node, locally and from other
-// nodes, replacing an earlier definition. The set of defined names is the
-// node's allow-list for remote spawns. Define may be called at any time.
+// nodes, replacing an earlier definition; a nil fn removes it. The set of
+// defined names is the node's allow-list for remote spawns: a spawn request
+// read after Define returns sees its change. Define may be called at any
+// time, from any goroutine.
 func (n *Node) Define(actor string, fn ActorFunc) {
 	n.actorsMu.Lock()
 	if fn == nil {
