@@ -25,6 +25,21 @@ func watchdogCtx(t *testing.T) context.Context {
 }
 
 // waitParked polls, with a bound, until m's owner has published parked.
+// receiveAsync runs one Receive (a context that cannot end) on a goroutine
+// of its own, the owner, and sends what it returned: the message, or the
+// error.
+func receiveAsync(m *Mailbox) <-chan any {
+	got := make(chan any, 1)
+	go func() {
+		v, err := m.Receive(context.Background())
+		if err != nil {
+			v = err
+		}
+		got <- v
+	}()
+	return got
+}
+
 func waitParked(t *testing.T, m *Mailbox) {
 	t.Helper()
 	for i := 0; m.state.Load()&stateParked == 0; i++ {
@@ -607,14 +622,7 @@ func TestTheZeroMailboxIsReady(t *testing.T) {
 	}
 	m := &holder.mb
 	for _, msg := range []string{"x", "y"} {
-		got := make(chan any, 1)
-		go func() {
-			v, err := m.Receive(context.Background())
-			if err != nil {
-				v = err
-			}
-			got <- v
-		}()
+		got := receiveAsync(m)
 		waitParked(t, m)
 		m.Push(msg)
 		if v := <-got; v != msg {
@@ -630,14 +638,7 @@ func TestTheZeroMailboxIsReady(t *testing.T) {
 // channel is made, and no token is left behind once the owner is back.
 func TestMailboxParksWithoutChannelWhenContextCannotEnd(t *testing.T) {
 	m := New()
-	got := make(chan any, 1)
-	go func() {
-		v, err := m.Receive(context.Background())
-		if err != nil {
-			v = err
-		}
-		got <- v
-	}()
+	got := receiveAsync(m)
 	waitParked(t, m)
 	if s := m.state.Load(); s != stateParkedSema {
 		t.Fatalf("state = %b while parked, want parkedSema", s)

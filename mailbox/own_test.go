@@ -162,14 +162,7 @@ func TestReceiveReturnsTheMessageItsInlineWaitHeld(t *testing.T) {
 	r := &ownReader{msg: []byte("reply")}
 	m.SetInlineReader(r)
 	m.ParkNext()
-	got := make(chan any, 1)
-	go func() {
-		v, err := m.Receive(context.Background())
-		if err != nil {
-			v = err
-		}
-		got <- v
-	}()
+	got := receiveAsync(m)
 	select {
 	case v := <-got:
 		if v != "reply" {
