@@ -44,11 +44,10 @@ import (
 	"runtime/pprof"
 	"runtime/trace"
 	"slices"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/meshrt/mesh/bench/internal/hoststat"
 	"github.com/meshrt/mesh/codec"
 	"github.com/meshrt/mesh/node"
 )
@@ -166,7 +165,7 @@ func peer(cancel bool) {
 		trace.Stop()
 		_ = traceOut.Close()
 	}
-	cpu, user := cpuTimes()
+	cpu, user := hoststat.CPU()
 	fmt.Fprintf(os.Stderr, "peer: cpu %v total (user %v)\n", cpu, user)
 	ctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
 	defer stop()
@@ -232,8 +231,8 @@ func client(n int, traceFile string, cancel bool, impls []string) {
 	}
 	var meshRuns int
 	for _, impl := range impls {
-		c0, u0 := cpuTimes()
-		s0, ok0 := hostSteal()
+		c0, u0 := hoststat.CPU()
+		s0, ok0 := hoststat.Now()
 		var lat []time.Duration
 		var lay layout
 		switch impl {
@@ -247,12 +246,12 @@ func client(n int, traceFile string, cancel bool, impls []string) {
 			}
 			lat = pingpongMesh(nd, peerName, n, tf, receiveCtx(cancel), &lay)
 		}
-		c1, u1 := cpuTimes()
-		s1, ok1 := hostSteal()
+		c1, u1 := hoststat.CPU()
+		s1, ok1 := hoststat.Now()
 		dumpLat(impl, lat)
 		steal := -1.0
-		if ok0 && ok1 && s1.total > s0.total {
-			steal = 100 * float64(s1.steal-s0.steal) / float64(s1.total-s0.total)
+		if share, ok := s1.StealSince(s0); ok0 && ok1 && ok {
+			steal = share
 		}
 		report(impl, lat, c1-c0, u1-u0, steal, lay)
 	}
@@ -357,37 +356,6 @@ func dumpLat(impl string, lat []time.Duration) {
 	_ = out.Close()
 }
 
-// stealTicks are /proc/stat's ticks of all CPUs: their sum, and steal.
-type stealTicks struct{ total, steal uint64 }
-
-// hostSteal reads /proc/stat's first line; false where there is none.
-func hostSteal() (stealTicks, bool) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return stealTicks{}, false
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 9 || f[0] != "cpu" {
-		return stealTicks{}, false
-	}
-	var t stealTicks
-	for i, v := range f[1:] {
-		if i >= 8 { // guest and guest_nice are counted in user and nice already
-			break
-		}
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			return stealTicks{}, false
-		}
-		t.total += n
-		if i == 7 {
-			t.steal = n
-		}
-	}
-	return t, true
-}
-
 // report prints one run's lines; steal < 0: not known.
 func report(impl string, lat []time.Duration, cpu, user time.Duration, steal float64, lay layout) {
 	var sum time.Duration
@@ -408,14 +376,6 @@ func report(impl string, lat []time.Duration, cpu, user time.Duration, steal flo
 	if lay.known > 0 {
 		fmt.Printf("%-5s same-cpu: %.1f%% of the replies read on the CPU the echo wrote them from\n", impl, 100*float64(lay.same)/float64(lay.known))
 	}
-}
-
-// cpuTimes returns this process's CPU time so far (user+system) and the
-// user part of it.
-func cpuTimes() (total, user time.Duration) {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), time.Duration(ru.Utime.Nano())
 }
 
 func selfSigned() tls.Certificate {

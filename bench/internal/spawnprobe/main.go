@@ -28,11 +28,10 @@ import (
 	"os/exec"
 	"runtime/trace"
 	"slices"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/meshrt/mesh/bench/internal/hoststat"
 	"github.com/meshrt/mesh/codec"
 	"github.com/meshrt/mesh/node"
 )
@@ -139,7 +138,8 @@ func run(peerBin string, n int, modes []string, traceFile string, echoFirst bool
 		lat := make([]time.Duration, n)
 		for _, m := range modes {
 			op := ops[m]
-			c0, st0 := cpuNow(), stealNow()
+			c0, _ := hoststat.CPU()
+			st0, _ := hoststat.Now()
 			t0 := time.Now()
 			for i := range lat {
 				s := time.Now()
@@ -149,14 +149,16 @@ func run(peerBin string, n int, modes []string, traceFile string, echoFirst bool
 				lat[i] = time.Since(s)
 			}
 			el := time.Since(t0)
-			c1, st1 := cpuNow(), stealNow()
+			c1, _ := hoststat.CPU()
+			st1, _ := hoststat.Now()
 			slices.Sort(lat)
 			fmt.Printf("%-9s %7.0f ops/s p50 %6.1f us p99 %6.1f us\n", m, float64(n)/el.Seconds(),
 				us(lat[n/2]), us(lat[n*99/100]))
 			if tail {
 				printTail(m, lat, el)
+				steal, _ := st1.StealSince(st0)
 				fmt.Printf("%-9s this process's CPU %.1f us/op; the host stole %.2f%% of the vCPUs' time\n",
-					m, us((c1-c0)/time.Duration(n)), 100*float64(st1.steal-st0.steal)/float64(max(1, st1.total-st0.total)))
+					m, us((c1-c0)/time.Duration(n)), steal)
 			}
 		}
 		return nil
@@ -186,40 +188,4 @@ func printTail(m string, lat []time.Duration, el time.Duration) {
 	fmt.Printf("%-9s tail: mean %6.1f p90 %6.1f p99.9 %7.1f max %8.1f us; >200us %d (%.1f%% of time) >1ms %d (%.1f%% of time)\n",
 		m, us(sum/time.Duration(n)), us(lat[n*90/100]), us(lat[n*999/1000]), us(lat[n-1]),
 		n200, 100*float64(over200)/float64(el), n1ms, 100*float64(over1ms)/float64(el))
-}
-
-// cpuNow returns this process's user and system CPU time so far.
-func cpuNow() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// stealTicks holds the machine's steal ticks and all its ticks from
-// /proc/stat's cpu line (zero where it cannot be read).
-type stealTicks struct{ steal, total uint64 }
-
-func stealNow() stealTicks {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return stealTicks{}
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	var t stealTicks
-	if len(f) < 9 {
-		return t
-	}
-	for i, s := range f[1:] {
-		v, _ := strconv.ParseUint(s, 10, 64)
-		if i < 8 { // user..steal; guest time is counted in user already
-			t.total += v
-		}
-		if i == 7 {
-			t.steal = v
-		}
-	}
-	return t
 }
