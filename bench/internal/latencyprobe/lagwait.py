@@ -12,26 +12,21 @@ last end); PIDs: the benchmark's and the peer's. (docs/latency.md,
 "Head-of-line blocking: where a slow round trip waits": no such
 dependence was found.)
 """
-import sys, re, collections, bisect
+import sys, collections
+import schedlines
 t0, t1 = int(sys.argv[1]), int(sys.argv[2])
 pids = set(sys.argv[3:])
-L = re.compile(r'(\S+)\s+(\d+)/(\d+)\s+\[(\d+)\]\s+([\d.]+):\s+sched:(\w+): (.*)')
 tidpid = {}
 runs = collections.defaultdict(list)   # tid -> [(start, end)]
 oncpu = {}                             # tid -> start
 woken = {}                             # tid -> wake time
-waits = []                             # (wait ns, cpu used in the previous 20 ms)
-lines = []
-for line in sys.stdin:
-    m = L.search(line)
-    if not m:
-        continue
-    comm, pid, tid, cpu, t, ev, tr = m.groups()
-    t = int(t.replace('.', ''))
-    tidpid[tid] = pid
-    if ev == 'sched_switch':
-        pp = re.search(r'prev_pid=(\d+)', tr).group(1)
-        np_ = re.search(r'next_pid=(\d+)', tr).group(1)
+waits = []                             # (tid, wake time, wait ns)
+for e in schedlines.events(sys.stdin):
+    t = e.t
+    tidpid[e.tid] = e.pid
+    if e.name == 'sched_switch':
+        sw = schedlines.switch(e.trace)
+        pp, np_ = sw.prev_pid, sw.next_pid
         if pp in oncpu:
             runs[pp].append((oncpu.pop(pp), t))
         oncpu[np_] = t
@@ -39,9 +34,8 @@ for line in sys.stdin:
             w = woken.pop(np_)
             if t0 <= w <= t1:
                 waits.append((np_, w, t - w))
-    elif ev == 'sched_wakeup':
-        p = re.search(r' pid=(\d+)', tr).group(1)
-        woken[p] = t
+    elif e.name == 'sched_wakeup':
+        woken[schedlines.woken(e.trace)] = t
 def used(tid, a, b):
     s = 0
     for x, y in runs.get(tid, ()):

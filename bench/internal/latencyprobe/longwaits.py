@@ -7,29 +7,23 @@ thread had run without a break.
 
 usage: perf script --ns -F comm,pid,tid,cpu,time,event,trace | longwaits.py T0 T1 WAIT PID...
 """
-import sys, re, collections
+import sys, collections
+import schedlines
 t0, t1, minw = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]) * 1e3
 pids = set(sys.argv[4:])
-L = re.compile(r'(\S+)\s+(\d+)/(\d+)\s+\[(\d+)\]\s+([\d.]+):\s+sched:(\w+): (.*)')
 tidpid, since, woken = {}, {}, {}
 how = collections.Counter()
 runs = []
-for line in sys.stdin:
-    m = L.search(line)
-    if not m:
-        continue
-    comm, pid, tid, cpu, t, ev, tr = m.groups()
-    t = int(t.replace('.', ''))
-    tidpid[tid] = pid
-    if ev == 'sched_wakeup':
-        woken[re.search(r' pid=(\d+)', tr).group(1)] = t
-    elif ev == 'sched_switch':
-        pp = re.search(r'prev_pid=(\d+)', tr).group(1)
-        ps = re.search(r'prev_state=(\S+)', tr).group(1)
-        pc = re.search(r'prev_comm=(.*?) prev_pid', tr).group(1)
-        np_ = re.search(r'next_pid=(\d+)', tr).group(1)
-        ran = t - since.get(cpu, t)
-        since[cpu] = t
+for e in schedlines.events(sys.stdin):
+    t = e.t
+    tidpid[e.tid] = e.pid
+    if e.name == 'sched_wakeup':
+        woken[schedlines.woken(e.trace)] = t
+    elif e.name == 'sched_switch':
+        sw = schedlines.switch(e.trace)
+        pp, ps, pc, np_ = sw.prev_pid, sw.prev_state, sw.prev_comm, sw.next_pid
+        ran = t - since.get(e.cpu, t)
+        since[e.cpu] = t
         w = woken.pop(np_, None)
         if w is not None and t0 <= w <= t1 and tidpid.get(np_) in pids and t - w >= minw:
             k = ('preempted' if ps.startswith('R') else 'blocked') + (' (idle)' if pp == '0' else '') + ' ' + ('same process group' if tidpid.get(pp) in pids else 'other: ' + pc)
