@@ -359,7 +359,8 @@ func (n *Node) newProcess() *Process {
 	p := &Process{
 		node: n,
 		pid:  PID{Node: n.self, Incarnation: n.incarnation, ID: n.nextID.Add(1)},
-	} // p.mb: the zero Mailbox is ready
+	}
+	// p.mb needs nothing more: the zero Mailbox is ready.
 	p.mb.SetInlineReader((*inlineReader)(p))
 	return p
 }

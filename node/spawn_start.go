@@ -150,17 +150,17 @@ const starterQuick = 50 * time.Microsecond
 // starter is one idle process goroutine's place in the pool. As a reader
 // of its link (readLink) it is the link's loop.InlineParker.
 type starter struct {
-	n     *Node
-	sig   starterSignal
-	job   atomic.Pointer[Process] // handed, then woken; taken by the starter
-	quit  atomic.Bool             // set, then woken: end
-	open  bool                    // sig was made (at the first wait): its goroutine's
-	until time.Time               // its goroutine's: the end of its idle time, moved only when less than half is left
-	// untilAt is until on the starters' clock (time since starterEpoch),
-	// its goroutine's: idleWait compares it with the clock read that
-	// ended the last process, with no read of its own (time.Now reads
-	// the wall clock too: about 80 instructions a spawn).
-	untilAt time.Duration
+	n    *Node
+	sig  starterSignal
+	job  atomic.Pointer[Process] // handed, then woken; taken by the starter
+	quit atomic.Bool             // set, then woken: end
+	open bool                    // sig was made (at the first wait): its goroutine's
+	// until is the end of its idle time on the starters' clock (time
+	// since starterEpoch), moved only when less than half is left; its
+	// goroutine's. idleWait compares it with the clock read that ended
+	// the last process, with no read of its own (time.Now reads the wall
+	// clock too: about 80 instructions a spawn).
+	until time.Duration
 
 	// from is the link the starter's last process came from: the one it
 	// reads while idle. Set by the hand-off before job (whose store
@@ -451,15 +451,14 @@ func (sp *starterPool) idleWait(n *Node, s *starter, from *peerHandle, idleFor t
 }
 
 // idleDeadline returns the end of s's idle wait that begins at now (the
-// starters' clock): s.until, moved to idleFor from now only when less than
-// half of idleFor is left of it, so that a busy starter does not reset its
-// waits' timers at every process. Its starter.
+// starters' clock): s.until, moved to idleFor from a fresh reading of the
+// clock only when less than half of idleFor is left of it, so that a busy
+// starter does not reset its waits' timers at every process. Its starter.
 func (s *starter) idleDeadline(now, idleFor time.Duration) time.Time {
-	if s.untilAt-now < idleFor/2 {
-		t := time.Now()
-		s.until, s.untilAt = t.Add(idleFor), t.Sub(starterEpoch)+idleFor
+	if s.until-now < idleFor/2 {
+		s.until = time.Since(starterEpoch) + idleFor
 	}
-	return s.until
+	return starterEpoch.Add(s.until)
 }
 
 // readLink waits, until deadline, as the inline reader of the link s's
