@@ -24,6 +24,28 @@ func ownSpawn(t *testing.T, l *starterLog, a, b *Node, s *starter, actor string,
 	return n
 }
 
+// reportsLingering is an actor that reports on seen how many read duties
+// linger on b while it runs, then returns.
+func reportsLingering(b *Node, seen chan<- int64) ActorFunc {
+	return func(*Process, []any) error {
+		seen <- b.engine.Stats().LingeringNow
+		return nil
+	}
+}
+
+// lingersWithinTen spawns actor (one that reports on recv, as ownSpawn
+// asks) up to ten times and reports whether one of its runs saw its
+// link's duty lingering.
+func lingersWithinTen(t *testing.T, l *starterLog, a, b *Node, s *starter, actor string, recv <-chan int64) bool {
+	t.Helper()
+	for range 10 {
+		if ownSpawn(t, l, a, b, s, actor, recv) == 1 {
+			return true
+		}
+	}
+	return false
+}
+
 // The reviewer's case, without its timing: an actor that blocks outside
 // Mesh (a channel), spawned right after a quick one on the starter that
 // read its request, runs with the link's duty home, so the peer's next
@@ -41,12 +63,10 @@ func TestAnActorThatBlocksRunsWithTheDutyHomeAfterAQuickOne(t *testing.T) {
 	seen := make(chan int64, 1)
 	release := make(chan struct{})
 	b.Define("noop", func(*Process, []any) error { return nil })
-	b.Define("quick", func(*Process, []any) error {
-		seen <- b.engine.Stats().LingeringNow
-		return nil
-	})
-	b.Define("block", func(*Process, []any) error {
-		seen <- b.engine.Stats().LingeringNow
+	report := reportsLingering(b, seen)
+	b.Define("quick", report)
+	b.Define("block", func(p *Process, args []any) error {
+		_ = report(p, args)
 		<-release
 		time.Sleep(2 * time.Millisecond) // past the quick bound: a slow run
 		return nil
@@ -92,10 +112,7 @@ func TestAQuickActorRunsWithTheDutyLingeringOnceItHasAHistory(t *testing.T) {
 	l := logStarters(t)
 	seen := make(chan int64, 1)
 	b.Define("noop", func(*Process, []any) error { return nil })
-	b.Define("check", func(*Process, []any) error {
-		seen <- b.engine.Stats().LingeringNow
-		return nil
-	})
+	b.Define("check", reportsLingering(b, seen))
 	s := readingStarter(t, l, a, b)
 	_, lc := linkOf(t, b, a)
 	for i := range actorQuickRuns {
@@ -122,10 +139,7 @@ func TestAnActorsFirstSpawnAndFirstAfterARedefinitionRunWithTheDutyHome(t *testi
 	setStarterQuick(b, time.Hour)
 	l := logStarters(t)
 	seen := make(chan int64, 1)
-	check := func(*Process, []any) error {
-		seen <- b.engine.Stats().LingeringNow
-		return nil
-	}
+	check := reportsLingering(b, seen)
 	b.Define("noop", func(*Process, []any) error { return nil })
 	b.Define("check", check)
 	b.Define("fresh", check)
@@ -133,14 +147,7 @@ func TestAnActorsFirstSpawnAndFirstAfterARedefinitionRunWithTheDutyHome(t *testi
 	if n := ownSpawn(t, l, a, b, s, "check", seen); n != 0 {
 		t.Fatalf("check's first spawn: %d read duties linger; want none", n)
 	}
-	lingered := false
-	for range 10 {
-		if ownSpawn(t, l, a, b, s, "check", seen) == 1 {
-			lingered = true
-			break
-		}
-	}
-	if !lingered {
+	if !lingersWithinTen(t, l, a, b, s, "check", seen) {
 		t.Fatal("in ten more spawns check never ran with the duty lingering")
 	}
 	// The starter's last process is check, quick: only the new
@@ -168,26 +175,17 @@ func TestASlowRunClearsAQuickActorsHistory(t *testing.T) {
 	seen := make(chan int64, 1)
 	var slow atomic.Bool
 	b.Define("noop", func(*Process, []any) error { return nil })
-	b.Define("other", func(*Process, []any) error {
-		seen <- b.engine.Stats().LingeringNow
-		return nil
-	})
-	b.Define("work", func(*Process, []any) error {
-		seen <- b.engine.Stats().LingeringNow
+	report := reportsLingering(b, seen)
+	b.Define("other", report)
+	b.Define("work", func(p *Process, args []any) error {
+		_ = report(p, args)
 		if slow.Load() {
 			time.Sleep(2 * time.Millisecond) // past the quick bound: a slow run
 		}
 		return nil
 	})
 	s := readingStarter(t, l, a, b)
-	lingered := false
-	for range 10 {
-		if ownSpawn(t, l, a, b, s, "work", seen) == 1 {
-			lingered = true
-			break
-		}
-	}
-	if !lingered {
+	if !lingersWithinTen(t, l, a, b, s, "work", seen) {
 		t.Fatal("in ten spawns work never ran with the duty lingering: the case is not the one tested")
 	}
 	slow.Store(true)
