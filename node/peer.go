@@ -281,9 +281,19 @@ const maxPooledBuf = 256 << 10
 func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
 
 func putBuf(bp *[]byte, used []byte) {
+	if reuseBuf(bp, used) {
+		bufPool.Put(bp)
+	}
+}
+
+// reuseBuf stores used, the bytes written into *bp (and grown from it),
+// back in bp for its next use, and reports true; one grown past
+// maxPooledBuf is not kept (false), so that a buffer kept for reuse, in
+// the pool or elsewhere, stays within that bound.
+func reuseBuf(bp *[]byte, used []byte) bool {
 	if cap(used) > maxPooledBuf {
-		return
+		return false
 	}
 	*bp = used[:0]
-	bufPool.Put(bp)
+	return true
 }

@@ -252,14 +252,12 @@ var spawnPool = sync.Pool{New: func() any { return new(pendingSpawn) }}
 
 // keepBuf keeps used, the request encoded in ps.buf (and grown from it),
 // as ps's buffer for its next request; one grown past maxPooledBuf is
-// dropped (putBuf's bound), so that a pooled pending spawn holds no more
-// than a pooled buffer would. The requester.
+// dropped (reuseBuf, putBuf's bound), so that a pooled pending spawn holds
+// no more than a pooled buffer would. The requester.
 func (ps *pendingSpawn) keepBuf(used []byte) {
-	if cap(used) > maxPooledBuf {
+	if !reuseBuf(ps.buf, used) {
 		ps.buf = nil
-		return
 	}
-	*ps.buf = used[:0]
 }
 
 // pendingSpawns is a peer's table of the spawn requests sent on its link
